@@ -1,0 +1,13 @@
+// The one native module, llmrec._core. Each area registers its functions from its own file.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void register_runtime(py::module_& m);
+void register_topk(py::module_& m);
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "llmrec's native core: SIMD kernels, thread pool and exact top-k search.";
+  register_runtime(m);
+  register_topk(m);
+}

@@ -1,0 +1,36 @@
+// Exact top-k search by inner product: score query vectors against item vectors and keep
+// the best k per query, with per-query exclusions and a shared allow-list applied inside
+// the scan. The full (queries x items) score matrix is never materialised.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace llmrec::topk {
+
+// Which items may be returned. All pointers are optional.
+struct Filter {
+  // Per-query exclusions in CSR form: the ids excluded for query q are
+  // exclude_ids[exclude_indptr[q] .. exclude_indptr[q + 1]), sorted ascending.
+  const int64_t* exclude_indptr = nullptr;
+  const int64_t* exclude_ids = nullptr;
+  // Items allowed for every query, as a byte mask of length n (non-zero = allowed)
+  // or as sorted, unique ids. Give at most one of the two.
+  const uint8_t* allow_mask = nullptr;
+  const int64_t* allow_ids = nullptr;
+  std::size_t n_allow_ids = 0;
+};
+
+// items: n x d row-major; queries: nq x d row-major. Writes nq x k ids and scores,
+// each row sorted by score descending, ties by smaller id; rows with fewer than k
+// qualifying items are padded with id -1 and score -inf.
+// With normalize_queries, each query is scaled to unit length first (zero stays zero),
+// which together with unit-length items gives cosine similarity.
+void search(const float* items, std::size_t n, std::size_t d, const float* queries,
+            std::size_t nq, std::size_t k, const Filter& filter, bool normalize_queries,
+            std::size_t num_threads, int64_t* out_ids, float* out_scores);
+
+// Scales each row of an n x d matrix to unit L2 norm in place; zero rows stay zero.
+void normalize_rows(float* rows, std::size_t n, std::size_t d, std::size_t num_threads);
+
+}  // namespace llmrec::topk

@@ -1,0 +1,36 @@
+// Internal: the per-ISA scoring kernels behind topk::search and the contract they share.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace llmrec::topk::detail {
+
+// One scan of a range of items against a block of queries. The kernel computes each
+// inner product and reports only those strictly above the query's running threshold;
+// `on_hit` decides (filters, heap) and may raise thresholds[query]. Items are visited in
+// ascending position order for every query, so a later equal score never beats an
+// earlier one: a strict comparison keeps ties ordered by smaller id.
+struct ScanJob {
+  const float* queries;      // nq x d, row-major
+  std::size_t nq;
+  std::size_t d;
+  const float* items;        // item rows, stride d
+  const int64_t* positions;  // when set: scan items positions[begin .. end); else rows begin .. end
+  std::size_t begin;
+  std::size_t end;
+  float* thresholds;         // nq running thresholds, -inf until a query's heap is full
+  void (*on_hit)(void* context, std::size_t query, int64_t item, float score);
+  void* context;
+};
+
+using ScanFn = void (*)(const ScanJob&);
+
+void scan_scalar(const ScanJob& job);
+void scan_avx2(const ScanJob& job);
+void scan_avx512(const ScanJob& job);
+
+// The kernel for the active SIMD level.
+ScanFn active_scan();
+
+}  // namespace llmrec::topk::detail

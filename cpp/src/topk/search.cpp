@@ -1,0 +1,247 @@
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "llmrec/simd.hpp"
+#include "llmrec/thread_pool.hpp"
+#include "llmrec/topk.hpp"
+#include "scan.hpp"
+
+namespace llmrec::topk {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Below this many items per thread, splitting the item range costs more than it saves.
+constexpr std::size_t kMinItemsPerSplit = 16384;
+// Query rows scanned together should stay in L2 while item panels stream past them.
+constexpr std::size_t kQueryBlockBytes = 256 * 1024;
+// Cap on heap memory per wave, so that huge k or nq never allocates without bound.
+constexpr std::size_t kHeapBudgetBytes = 128u << 20;
+
+// True when candidate a ranks below candidate b: lower score, or equal score, larger id.
+inline bool ranks_below(float sa, int64_t ia, float sb, int64_t ib) {
+  return sa < sb || (sa == sb && ia > ib);
+}
+
+// A fixed-capacity heap whose root is the worst candidate kept so far.
+struct HeapView {
+  float* scores;
+  int64_t* ids;
+  std::size_t* size;
+  std::size_t k;
+
+  void push(float score, int64_t id) {
+    std::size_t i;
+    if (*size < k) {
+      i = (*size)++;
+      while (i > 0) {  // sift up
+        const std::size_t parent = (i - 1) / 2;
+        if (!ranks_below(score, id, scores[parent], ids[parent])) break;
+        scores[i] = scores[parent];
+        ids[i] = ids[parent];
+        i = parent;
+      }
+    } else {
+      if (!ranks_below(scores[0], ids[0], score, id)) return;
+      i = 0;
+      for (;;) {  // sift down from the root
+        std::size_t child = 2 * i + 1;
+        if (child >= k) break;
+        if (child + 1 < k && ranks_below(scores[child + 1], ids[child + 1], scores[child], ids[child]))
+          ++child;
+        if (!ranks_below(scores[child], ids[child], score, id)) break;
+        scores[i] = scores[child];
+        ids[i] = ids[child];
+        i = child;
+      }
+    }
+    scores[i] = score;
+    ids[i] = id;
+  }
+  float threshold() const { return *size < k ? kNegInf : scores[0]; }
+};
+
+// Everything on_hit needs for one scan task: that task's heaps and the filters.
+struct TaskSink {
+  const Filter* filter;
+  const uint8_t* allow_mask;  // checked per hit only when the scan is not already gathered
+  std::size_t first_query;    // global index of the job's query 0
+  float* heap_scores;
+  int64_t* heap_ids;
+  std::size_t* heap_sizes;
+  float* thresholds;
+  std::size_t k;
+
+  bool excluded(std::size_t query, int64_t item) const {
+    if (!filter->exclude_indptr) return false;
+    const int64_t* lo = filter->exclude_ids + filter->exclude_indptr[query];
+    const int64_t* hi = filter->exclude_ids + filter->exclude_indptr[query + 1];
+    return std::binary_search(lo, hi, item);
+  }
+
+  static void on_hit(void* context, std::size_t query, int64_t item, float score) {
+    auto& sink = *static_cast<TaskSink*>(context);
+    if (sink.allow_mask && !sink.allow_mask[item]) return;
+    if (sink.excluded(sink.first_query + query, item)) return;
+    HeapView heap{sink.heap_scores + query * sink.k, sink.heap_ids + query * sink.k,
+                  sink.heap_sizes + query, sink.k};
+    heap.push(score, item);
+    sink.thresholds[query] = heap.threshold();
+  }
+};
+
+// The items to scan: either all rows, or a sorted list of allowed ids (when the
+// allow-list is sparse enough that gathering beats a dense scan with a mask test).
+struct Candidates {
+  const int64_t* positions = nullptr;
+  std::size_t count = 0;
+  const uint8_t* mask = nullptr;
+  std::vector<int64_t> owned_positions;
+  std::vector<uint8_t> owned_mask;
+};
+
+Candidates plan_candidates(const Filter& filter, std::size_t n) {
+  Candidates c;
+  c.count = n;
+  if (filter.allow_ids) {
+    if (filter.n_allow_ids * 8 < n) {
+      c.positions = filter.allow_ids;
+      c.count = filter.n_allow_ids;
+    } else {
+      c.owned_mask.assign(n, 0);
+      for (std::size_t i = 0; i < filter.n_allow_ids; ++i) c.owned_mask[filter.allow_ids[i]] = 1;
+      c.mask = c.owned_mask.data();
+    }
+  } else if (filter.allow_mask) {
+    const std::size_t allowed = n - static_cast<std::size_t>(std::count(filter.allow_mask, filter.allow_mask + n, 0));
+    if (allowed * 8 < n) {
+      c.owned_positions.reserve(allowed);
+      for (std::size_t i = 0; i < n; ++i)
+        if (filter.allow_mask[i]) c.owned_positions.push_back(static_cast<int64_t>(i));
+      c.positions = c.owned_positions.data();
+      c.count = allowed;
+    } else {
+      c.mask = filter.allow_mask;
+    }
+  }
+  return c;
+}
+
+void normalize_row(float* row, std::size_t d) {
+  double sum = 0.0;
+  for (std::size_t i = 0; i < d; ++i) sum += static_cast<double>(row[i]) * row[i];
+  if (sum > 0.0) {
+    const float scale = static_cast<float>(1.0 / std::sqrt(sum));
+    for (std::size_t i = 0; i < d; ++i) row[i] *= scale;
+  }
+}
+
+// Sorts one query's merged candidates best-first into its output row, padding the rest.
+void write_row(std::vector<std::pair<float, int64_t>>& found, std::size_t k, int64_t* ids,
+               float* scores) {
+  const auto better = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+    return ranks_below(b.first, b.second, a.first, a.second);
+  };
+  const std::size_t keep = std::min(k, found.size());
+  std::partial_sort(found.begin(), found.begin() + keep, found.end(), better);
+  for (std::size_t j = 0; j < keep; ++j) {
+    scores[j] = found[j].first;
+    ids[j] = found[j].second;
+  }
+  for (std::size_t j = keep; j < k; ++j) {
+    scores[j] = kNegInf;
+    ids[j] = -1;
+  }
+}
+
+}  // namespace
+
+void normalize_rows(float* rows, std::size_t n, std::size_t d, std::size_t num_threads) {
+  const std::size_t block = 4096;
+  parallel_for((n + block - 1) / block, num_threads, [&](std::size_t b) {
+    for (std::size_t i = b * block; i < std::min(n, (b + 1) * block); ++i) normalize_row(rows + i * d, d);
+  });
+}
+
+void search(const float* items, std::size_t n, std::size_t d, const float* queries,
+            std::size_t nq, std::size_t k, const Filter& filter, bool normalize_queries,
+            std::size_t num_threads, int64_t* out_ids, float* out_scores) {
+  if (d == 0) throw std::invalid_argument("dimension must be positive");
+  if (k == 0) throw std::invalid_argument("k must be positive");
+  if (nq == 0) return;
+  num_threads = std::max<std::size_t>(1, num_threads);
+
+  const Candidates candidates = plan_candidates(filter, n);
+  const std::size_t k_eff = std::min(k, candidates.count);
+  if (k_eff == 0) {
+    std::fill(out_ids, out_ids + nq * k, int64_t{-1});
+    std::fill(out_scores, out_scores + nq * k, kNegInf);
+    return;
+  }
+
+  std::vector<float> normalized;
+  if (normalize_queries) {
+    normalized.assign(queries, queries + nq * d);
+    normalize_rows(normalized.data(), nq, d, num_threads);
+    queries = normalized.data();
+  }
+
+  // Work is cut into (query block, item range) tasks. Item ranges give parallelism to
+  // few queries over many items; query blocks give it to many queries over few items.
+  const std::size_t item_splits =
+      std::clamp<std::size_t>(candidates.count / kMinItemsPerSplit, 1, num_threads);
+  const std::size_t bytes_per_query_heap = k_eff * (sizeof(float) + sizeof(int64_t));
+  std::size_t block = std::max<std::size_t>(1, kQueryBlockBytes / (d * sizeof(float)));
+  block = std::min(block, std::max<std::size_t>(1, kHeapBudgetBytes / (bytes_per_query_heap * item_splits)));
+  const std::size_t blocks_per_wave = std::max<std::size_t>(1, num_threads / item_splits);
+  if (item_splits == 1 && nq < block * blocks_per_wave)  // spread few queries over the threads
+    block = std::max<std::size_t>(1, (nq + blocks_per_wave - 1) / blocks_per_wave);
+  const std::size_t wave_queries = block * blocks_per_wave;
+
+  const detail::ScanFn scan = detail::active_scan();
+  const std::size_t wave_capacity = std::min(nq, wave_queries) * item_splits;
+  std::vector<float> heap_scores(wave_capacity * k_eff);
+  std::vector<int64_t> heap_ids(wave_capacity * k_eff);
+  std::vector<std::size_t> heap_sizes(wave_capacity);
+  std::vector<float> thresholds(wave_capacity);
+
+  for (std::size_t w0 = 0; w0 < nq; w0 += wave_queries) {
+    const std::size_t wq = std::min(wave_queries, nq - w0);
+    const std::size_t n_blocks = (wq + block - 1) / block;
+    std::fill(heap_sizes.begin(), heap_sizes.end(), 0);
+    std::fill(thresholds.begin(), thresholds.end(), kNegInf);
+
+    // Heaps are laid out [split][query in wave][k].
+    parallel_for(n_blocks * item_splits, num_threads, [&](std::size_t task) {
+      const std::size_t b = task / item_splits, s = task % item_splits;
+      const std::size_t q_begin = b * block, q_count = std::min(block, wq - q_begin);
+      const std::size_t slot = s * wq + q_begin;
+      TaskSink sink{&filter, candidates.mask, w0 + q_begin,
+                    heap_scores.data() + slot * k_eff, heap_ids.data() + slot * k_eff,
+                    heap_sizes.data() + slot, thresholds.data() + slot, k_eff};
+      detail::ScanJob job{queries + (w0 + q_begin) * d, q_count, d, items, candidates.positions,
+                          candidates.count * s / item_splits, candidates.count * (s + 1) / item_splits,
+                          sink.thresholds, &TaskSink::on_hit, &sink};
+      scan(job);
+    });
+
+    const std::size_t merge_block = 64;
+    parallel_for((wq + merge_block - 1) / merge_block, num_threads, [&](std::size_t mb) {
+      std::vector<std::pair<float, int64_t>> found;
+      for (std::size_t q = mb * merge_block; q < std::min(wq, (mb + 1) * merge_block); ++q) {
+        found.clear();
+        for (std::size_t s = 0; s < item_splits; ++s) {
+          const std::size_t slot = s * wq + q;
+          for (std::size_t j = 0; j < heap_sizes[slot]; ++j)
+            found.emplace_back(heap_scores[slot * k_eff + j], heap_ids[slot * k_eff + j]);
+        }
+        write_row(found, k, out_ids + (w0 + q) * k, out_scores + (w0 + q) * k);
+      }
+    });
+  }
+}
+
+}  // namespace llmrec::topk

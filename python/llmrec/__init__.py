@@ -1,0 +1,20 @@
+"""llmrec: recommendation with language-model embeddings and a SIMD C++ core.
+
+The native ranker (:class:`ExactIndex`) scores item vectors against query vectors and
+keeps the best k with filters applied inside the scan; the kernels are picked at run
+time for the best instruction set of the CPU (see :func:`build_info`).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from llmrec._runtime import build_info
+from llmrec.index import ExactIndex
+
+try:
+    __version__ = _version("llmrec")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0.0.0"
+
+__all__ = ["ExactIndex", "build_info", "__version__"]
