@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,5 +33,16 @@ void register_runtime(py::module_& m) {
       throw py::value_error("level must be 'scalar', 'avx2' or 'avx512', got '" + name + "'");
     llmrec::simd::set_active_level(level);
   }, py::arg("level"), "Switches every kernel to `level` (for tests and benchmarks).");
+  m.def("_parallel_task_sum", [](std::size_t n_tasks, long num_threads, long fail_task) {
+    // Exercises the pool from Python tests: sums task ids; task `fail_task` throws.
+    std::atomic<std::size_t> sum{0};
+    const std::size_t threads = llmrec::resolve_threads(num_threads);
+    py::gil_scoped_release release;
+    llmrec::parallel_for(n_tasks, threads, [&](std::size_t t) {
+      if (static_cast<long>(t) == fail_task) throw std::runtime_error("task " + std::to_string(t) + " failed");
+      sum += t;
+    });
+    return sum.load();
+  }, py::arg("n_tasks"), py::arg("num_threads"), py::arg("fail_task") = -1);
   m.def("hardware_threads", &llmrec::hardware_threads, "Threads used when num_threads=0.");
 }

@@ -41,8 +41,12 @@ class FormatError(ValueError):
     """A file is not an llmrec file, is of another kind or version, or is damaged."""
 
 
+def _bytes(array: np.ndarray) -> memoryview:
+    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
 def _crc32(array: np.ndarray) -> int:
-    data = memoryview(np.ascontiguousarray(array)).cast("B")
+    data = _bytes(array)
     crc = 0
     for start in range(0, len(data), _CRC_CHUNK):
         crc = zlib.crc32(data[start:start + _CRC_CHUNK], crc)
@@ -57,11 +61,12 @@ def save_arrays(path: str | os.PathLike[str], kind: str, kind_version: int,
                 meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` and JSON-serialisable ``meta`` to ``path`` atomically."""
     path = Path(path)
-    arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+    arrays = {name: np.ascontiguousarray(a).astype(np.asarray(a).dtype.newbyteorder("<"), copy=False)
+              for name, a in arrays.items()}
     for name, a in arrays.items():
         if a.dtype.hasobject:
             raise TypeError(f"array {name!r} has dtype object, which cannot be saved")
-    entries = [{"name": name, "dtype": a.dtype.newbyteorder("<").str, "shape": list(a.shape),
+    entries = [{"name": name, "dtype": a.dtype.str, "shape": list(a.shape),
                 "nbytes": int(a.nbytes), "crc32": _crc32(a)} for name, a in arrays.items()]
     # Offsets depend on the header length, which depends on the offsets' digits: settle
     # it by fixing the header size to a generous upper bound first.
@@ -86,8 +91,7 @@ def save_arrays(path: str | os.PathLike[str], kind: str, kind_version: int,
             f.write(_CRC.pack(zlib.crc32(header_bytes)))
             for e, a in zip(entries, arrays.values()):
                 f.seek(e["offset"])
-                a_le = a.astype(a.dtype.newbyteorder("<"), copy=False)
-                f.write(memoryview(a_le).cast("B") if a_le.size else b"")
+                f.write(_bytes(a))
             f.truncate(offset)
             f.flush()
             os.fsync(f.fileno())

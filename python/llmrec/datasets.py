@@ -490,7 +490,7 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     Parameters
     ----------
     n_users, n_items : int ≥ 1
-    n_topics : int ≥ 1
+    n_topics : int ≥ 1 (at most n_items are used)
     density : float in (0, 1]
         Target fraction of the user × item matrix that is filled. The result holds
         about ``density · n_users · n_items`` distinct (user, item) pairs (a little
@@ -518,6 +518,7 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     popularity_exponent = _check_real(popularity_exponent, "popularity_exponent", 0.0, 4.0)
     drift = _check_real(drift, "drift", 0.0, 1.0)
     rng = _as_generator(random_state)
+    n_topics = min(n_topics, n_items)  # every topic holds at least one item
     topics_per_user = min(topics_per_user, n_topics)
     if n_users * n_items >= 2 ** 62:
         raise ValueError("n_users * n_items is too large (must be < 2**62)")
