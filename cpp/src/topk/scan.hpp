@@ -22,7 +22,14 @@ struct ScanJob {
   float* thresholds;         // nq running thresholds, -inf until a query's heap is full
   void (*on_hit)(void* context, std::size_t query, int64_t item, float score);
   void* context;
+  // Room for the kernel's transposed copy of the queries: at least
+  // scratch_floats(nq, d) floats, 64-byte aligned. Owned by the caller so that kernels
+  // compiled for one ISA never instantiate library code shared with other files.
+  float* scratch;
 };
+
+// Scratch a ScanJob over nq queries of dimension d must provide.
+inline std::size_t scratch_floats(std::size_t nq, std::size_t d) { return (nq + 32) * d + 16; }
 
 using ScanFn = void (*)(const ScanJob&);
 

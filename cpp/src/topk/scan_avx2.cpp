@@ -1,6 +1,9 @@
 // AVX2 + FMA kernel; this file alone is compiled with -mavx2 -mfma.
 #include <immintrin.h>
 
+#include <cmath>
+#include <cstdint>
+
 #include "scan.hpp"
 
 namespace llmrec::topk::detail {
@@ -18,7 +21,12 @@ struct Isa {
         reinterpret_cast<const __m256i*>(ones_then_zeros + 8 - n));
     return _mm256_maskload_ps(p, mask);
   }
+  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static V fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
+  static unsigned greater(V a, V b) {
+    return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)));
+  }
   static __m128 sum4(V a, V b, V c, V d) {
     const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
@@ -29,6 +37,6 @@ struct Isa {
 
 }  // namespace
 
-void scan_avx2(const ScanJob& job) { scan_dispatch<3>(job); }
+void scan_avx2(const ScanJob& job) { scan_dispatch<3, 6, 12>(job); }
 
 }  // namespace llmrec::topk::detail

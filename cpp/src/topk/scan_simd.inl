@@ -1,13 +1,27 @@
-// The register-blocked score-and-select kernel, shared by the AVX2 and AVX-512
-// translation units. Include it inside an anonymous namespace after defining `Isa`:
-//   using V;  static constexpr std::size_t W;        vector type and float lanes
+// The register-blocked score-and-select kernels shared by the AVX2 and AVX-512
+// translation units. Include inside an anonymous namespace after defining `Isa`:
+//   using V;  static constexpr std::size_t W;              vector type, float lanes
 //   V zero();  V load(const float*);  V load_first(const float*, std::size_t n);
-//   V fma(V a, V b, V acc);  __m128 sum4(V a, V b, V c, V d)  -> the four lane sums
-// Lanes run along the dimension: a tile of MR queries x NR items keeps MR*NR
-// accumulators in registers, so neither side needs packing and gathered item rows
-// (allow-lists) cost the same as contiguous ones.
+//   V broadcast(const float*);  void store(float*, V);  V fma(V a, V b, V acc);
+//   unsigned greater(V a, V b)                 bit i set where a[i] > b[i]
+//   __m128 sum4(V a, V b, V c, V d)            the four lane sums
+//
+// Two layouts, chosen by the number of queries:
+// - few queries (memory bound): lanes run along the dimension, MR queries x NR items of
+//   accumulators, reduced horizontally at the end of each tile;
+// - many queries (compute bound): the queries are transposed once into panels of QV
+//   vectors, lanes run across queries, and each item's value is broadcast, so a tile is
+//   NR items x QV vectors of scores with no reduction, compared in one instruction per
+//   vector against the panel's thresholds.
+// Items are read in place in both, so gathered rows (allow-lists) cost the same as
+// contiguous ones.
 
 inline std::size_t min_size(std::size_t a, std::size_t b) { return a < b ? a : b; }
+inline std::size_t max_size(std::size_t a, std::size_t b) { return a < b ? b : a; }
+
+inline int64_t item_at(const ScanJob& job, std::size_t position) {
+  return job.positions ? job.positions[position] : static_cast<int64_t>(position);
+}
 
 template <std::size_t MR, std::size_t NR>
 inline void score_tile(const float* const* q, const float* const* x, std::size_t d,
@@ -39,11 +53,11 @@ inline void score_tile(const float* const* q, const float* const* x, std::size_t
       _mm_storeu_ps(&out[r][j], Isa::sum4(acc[r][j], acc[r][j + 1], acc[r][j + 2], acc[r][j + 3]));
 }
 
-// Scans job.begin..job.end in panels of NR items; for each panel every query block of
-// MR rows is scored while the panel's rows sit in L1. Edge panels and blocks repeat
-// their last valid row and ignore the duplicate scores.
+// Few queries: scans job.begin..job.end in panels of NR items; every block of MR query
+// rows is scored while the panel's rows sit in L1. Edge panels and blocks repeat their
+// last valid row and ignore the duplicate scores.
 template <std::size_t MR, std::size_t NR>
-void scan_tiles(const ScanJob& job) {
+void scan_rows(const ScanJob& job) {
   const std::size_t d = job.d;
   const float* x[NR];
   int64_t ids[NR];
@@ -52,14 +66,12 @@ void scan_tiles(const ScanJob& job) {
   for (std::size_t p0 = job.begin; p0 < job.end; p0 += NR) {
     const std::size_t n_items = min_size(NR, job.end - p0);
     for (std::size_t j = 0; j < NR; ++j) {
-      const std::size_t p = p0 + min_size(j, n_items - 1);
-      ids[j] = job.positions ? job.positions[p] : static_cast<int64_t>(p);
+      ids[j] = item_at(job, p0 + min_size(j, n_items - 1));
       x[j] = job.items + static_cast<std::size_t>(ids[j]) * d;
     }
     for (std::size_t q0 = 0; q0 < job.nq; q0 += MR) {
       const std::size_t n_queries = min_size(MR, job.nq - q0);
-      for (std::size_t r = 0; r < MR; ++r)
-        q[r] = job.queries + (q0 + min_size(r, n_queries - 1)) * d;
+      for (std::size_t r = 0; r < MR; ++r) q[r] = job.queries + (q0 + min_size(r, n_queries - 1)) * d;
       score_tile<MR, NR>(q, x, d, s);
       for (std::size_t r = 0; r < n_queries; ++r) {
         float* threshold = job.thresholds + q0 + r;
@@ -70,14 +82,80 @@ void scan_tiles(const ScanJob& job) {
   }
 }
 
-// One query streams items from memory eight rows at a time; more queries share each
-// panel of four rows across MR-query blocks.
-template <std::size_t MR>
+// Many queries: see the file comment. Panels hold QV * W queries as [d][QV * W]; the
+// padding lanes get threshold +inf so they never report.
+template <std::size_t NR, std::size_t QV>
+void scan_panels(const ScanJob& job) {
+  constexpr std::size_t QW = QV * Isa::W;
+  const std::size_t d = job.d;
+  const std::size_t n_panels = (job.nq + QW - 1) / QW;
+  float* packed = job.scratch + ((16 - (reinterpret_cast<std::uintptr_t>(job.scratch) / 4) % 16) % 16);
+  for (std::size_t p = 0; p < n_panels; ++p) {
+    float* panel = packed + p * d * QW;
+    for (std::size_t lane = 0; lane < QW; ++lane) {
+      const std::size_t q = p * QW + lane;
+      for (std::size_t i = 0; i < d; ++i) panel[i * QW + lane] = q < job.nq ? job.queries[q * d + i] : 0.f;
+    }
+  }
+  // Items in blocks that stay in L2 while every query panel passes over them.
+  const std::size_t block = max_size(NR, (96 * 1024 / (d * sizeof(float))) / NR * NR);
+  alignas(64) float thresholds[QW];
+  alignas(64) float scores[QW];
+  const float* x[NR];
+  int64_t ids[NR];
+  for (std::size_t b0 = job.begin; b0 < job.end; b0 += block) {
+    const std::size_t b1 = min_size(job.end, b0 + block);
+    for (std::size_t p = 0; p < n_panels; ++p) {
+      const float* panel = packed + p * d * QW;
+      const std::size_t q0 = p * QW, n_queries = min_size(QW, job.nq - q0);
+      for (std::size_t lane = 0; lane < QW; ++lane)
+        thresholds[lane] = lane < n_queries ? job.thresholds[q0 + lane] : INFINITY;
+      for (std::size_t p0 = b0; p0 < b1; p0 += NR) {
+        const std::size_t n_items = min_size(NR, b1 - p0);
+        for (std::size_t j = 0; j < NR; ++j) {
+          ids[j] = item_at(job, p0 + min_size(j, n_items - 1));
+          x[j] = job.items + static_cast<std::size_t>(ids[j]) * d;
+        }
+        typename Isa::V acc[NR][QV];
+        for (std::size_t j = 0; j < NR; ++j)
+          for (std::size_t v = 0; v < QV; ++v) acc[j][v] = Isa::zero();
+        for (std::size_t i = 0; i < d; ++i) {
+          typename Isa::V qv[QV];
+          for (std::size_t v = 0; v < QV; ++v) qv[v] = Isa::load(panel + i * QW + v * Isa::W);
+          for (std::size_t j = 0; j < NR; ++j) {
+            const typename Isa::V xv = Isa::broadcast(x[j] + i);
+            for (std::size_t v = 0; v < QV; ++v) acc[j][v] = Isa::fma(qv[v], xv, acc[j][v]);
+          }
+        }
+        for (std::size_t j = 0; j < n_items; ++j) {
+          for (std::size_t v = 0; v < QV; ++v) {
+            unsigned hits = Isa::greater(acc[j][v], Isa::load(thresholds + v * Isa::W));
+            if (!hits) continue;
+            Isa::store(scores, acc[j][v]);
+            for (; hits; hits &= hits - 1) {
+              const std::size_t lane = v * Isa::W + static_cast<std::size_t>(__builtin_ctz(hits));
+              job.on_hit(job.context, q0 + lane, ids[j], scores[lane - v * Isa::W]);
+              thresholds[lane] = job.thresholds[q0 + lane];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Picks the layout for the number of queries. MR: query rows per tile when few;
+// NR2 / NR1: items per tile for panels of two vectors / one vector of queries.
+template <std::size_t MR, std::size_t NR2, std::size_t NR1>
 void scan_dispatch(const ScanJob& job) {
   if (job.nq == 1)
-    scan_tiles<1, 8>(job);
+    scan_rows<1, 8>(job);
   else if (job.nq == 2)
-    scan_tiles<2, 4>(job);
+    scan_rows<2, 4>(job);
+  else if (job.nq < Isa::W)
+    scan_rows<MR, 4>(job);
+  else if (job.nq < 2 * Isa::W)
+    scan_panels<NR1, 1>(job);
   else
-    scan_tiles<MR, 4>(job);
+    scan_panels<NR2, 2>(job);
 }

@@ -222,9 +222,10 @@ void search(const float* items, std::size_t n, std::size_t d, const float* queri
       TaskSink sink{&filter, candidates.mask, w0 + q_begin,
                     heap_scores.data() + slot * k_eff, heap_ids.data() + slot * k_eff,
                     heap_sizes.data() + slot, thresholds.data() + slot, k_eff};
+      std::vector<float> scratch(detail::scratch_floats(q_count, d));
       detail::ScanJob job{queries + (w0 + q_begin) * d, q_count, d, items, candidates.positions,
                           candidates.count * s / item_splits, candidates.count * (s + 1) / item_splits,
-                          sink.thresholds, &TaskSink::on_hit, &sink};
+                          sink.thresholds, &TaskSink::on_hit, &sink, scratch.data()};
       scan(job);
     });
 
