@@ -295,3 +295,21 @@ def test_bad_exclude(small_index, exclude, error, match):
 def test_bad_allow(small_index, allow, error, match):
     with pytest.raises(error, match=match):
         small_index.search(np.ones(4), k=3, allow=allow)
+
+
+def test_native_layer_rejects_unsafe_arguments(rng):
+    from llmrec import _core
+
+    items = rng.standard_normal((10, 4)).astype(np.float32)
+    q = items[:2].copy()
+    with pytest.raises(ValueError, match="allow ids must be sorted, unique and in"):
+        _core.search_exact(items, q, 3, allow_ids=np.array([3, 10], np.int64))
+    with pytest.raises(ValueError, match="allow ids must be sorted"):
+        _core.search_exact(items, q, 3, allow_ids=np.array([5, 2], np.int64))
+    with pytest.raises(ValueError, match="indptr"):
+        _core.search_exact(items, q, 3, exclude_indptr=np.array([0, 5, 1], np.int64),
+                           exclude_ids=np.array([1], np.int64))
+    with pytest.raises(TypeError):
+        _core.search_exact(items.astype(np.float64), q, 3)
+    with pytest.raises(ValueError, match="dimension"):
+        _core.search_exact(items, q[:, :3].copy(), 3)

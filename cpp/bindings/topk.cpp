@@ -42,6 +42,8 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
     filter.exclude_ids = exclude_ids->data();
     require(filter.exclude_indptr[0] == 0 && filter.exclude_indptr[nq] == exclude_ids->size(),
             "exclude indptr does not match its ids");
+    for (std::size_t q = 0; q < nq; ++q)
+      require(filter.exclude_indptr[q] <= filter.exclude_indptr[q + 1], "exclude indptr must be non-decreasing");
   }
   if (allow_mask) {
     require(static_cast<std::size_t>(allow_mask->size()) == n, "allow mask must have one entry per item");
@@ -51,6 +53,10 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
     require(!allow_mask, "give allow as a mask or as ids, not both");
     filter.allow_ids = allow_ids->data();
     filter.n_allow_ids = allow_ids->size();
+    for (std::size_t i = 0; i < filter.n_allow_ids; ++i)
+      require(filter.allow_ids[i] >= 0 && static_cast<std::size_t>(filter.allow_ids[i]) < n &&
+                  (i == 0 || filter.allow_ids[i - 1] < filter.allow_ids[i]),
+              "allow ids must be sorted, unique and in [0, n)");
   }
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   IdArray ids({nq, static_cast<std::size_t>(k)});

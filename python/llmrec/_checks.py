@@ -49,14 +49,7 @@ def as_float_matrix(values: Any, name: str, *, dim: int | None = None,
     array = _as_float32(values, name)
     if array.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (n, d), got shape {array.shape}")
-    if array.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one column, got shape {array.shape}")
-    if dim is not None and array.shape[1] != dim:
-        raise ValueError(f"{name} must have dimension {dim}, got shape {array.shape}")
-    if array.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name} is empty: expected at least one row")
-    _require_finite(array, name)
-    return array
+    return _checked_matrix(array, name, dim, allow_empty)
 
 
 def as_queries(values: Any, name: str, dim: int) -> tuple[np.ndarray, bool]:
@@ -65,11 +58,21 @@ def as_queries(values: Any, name: str, dim: int) -> tuple[np.ndarray, bool]:
     Returns the matrix and whether the input was a single 1-D query.
     """
     array = _as_float32(values, name)
-    if array.ndim == 1:
-        return as_float_matrix(array[None, :], name, dim=dim), True
-    if array.ndim != 2:
+    if array.ndim not in (1, 2):
         raise ValueError(f"{name} must have shape ({dim},) or (nq, {dim}), got shape {array.shape}")
-    return as_float_matrix(array, name, dim=dim), False
+    single = array.ndim == 1
+    return _checked_matrix(array[None, :] if single else array, name, dim, False), single
+
+
+def _checked_matrix(array: np.ndarray, name: str, dim: int | None, allow_empty: bool) -> np.ndarray:
+    if array.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column, got shape {array.shape}")
+    if dim is not None and array.shape[1] != dim:
+        raise ValueError(f"{name} must have dimension {dim}, got shape {array.shape}")
+    if array.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty: expected at least one row")
+    _require_finite(array, name)
+    return array
 
 
 def _as_float32(values: Any, name: str) -> np.ndarray:
