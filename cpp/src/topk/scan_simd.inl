@@ -56,6 +56,8 @@ inline void score_tile(const float* const* q, const float* const* x, std::size_t
 // Few queries: scans job.begin..job.end in panels of NR items; every block of MR query
 // rows is scored while the panel's rows sit in L1. Edge panels and blocks repeat their
 // last valid row and ignore the duplicate scores.
+constexpr std::size_t kPrefetchRows = 32;
+
 template <std::size_t MR, std::size_t NR>
 void scan_rows(const ScanJob& job) {
   const std::size_t d = job.d;
@@ -68,6 +70,11 @@ void scan_rows(const ScanJob& job) {
     for (std::size_t j = 0; j < NR; ++j) {
       ids[j] = item_at(job, p0 + min_size(j, n_items - 1));
       x[j] = job.items + static_cast<std::size_t>(ids[j]) * d;
+    }
+    if (!job.positions && p0 + kPrefetchRows + NR <= job.end) {
+      // Memory bound: request rows a few panels ahead so more misses are in flight.
+      const char* ahead = reinterpret_cast<const char*>(x[0] + kPrefetchRows * d);
+      for (std::size_t c = 0; c < NR * d * sizeof(float); c += 64) _mm_prefetch(ahead + c, _MM_HINT_T0);
     }
     for (std::size_t q0 = 0; q0 < job.nq; q0 += MR) {
       const std::size_t n_queries = min_size(MR, job.nq - q0);
