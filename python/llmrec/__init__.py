@@ -18,3 +18,15 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
 __all__ = ["ExactIndex", "build_info", "__version__"]
+
+# Text encoders (llmrec.text) load lazily: `import llmrec` never imports torch or
+# transformers, and `llmrec.TextEncoder` imports the llmrec.text module on first use.
+__all__ += ["TextEncoder"]
+
+
+def __getattr__(name: str):
+    if name == "TextEncoder":
+        from llmrec.text import TextEncoder
+
+        return TextEncoder
+    raise AttributeError(f"module 'llmrec' has no attribute {name!r}")

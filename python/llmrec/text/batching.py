@@ -1,0 +1,47 @@
+"""Grouping tokenized texts into padded batches with as little padding as possible.
+
+Texts are sorted by token count (longest first, so an out-of-memory error shows up on
+the first batch) and cut into consecutive batches; each batch is padded only to its
+own longest member. The caller writes each batch's vectors back at the original
+positions, which restores the caller's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+def token_lengths(token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """Token count of each tokenized text, as int64."""
+    return np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
+
+
+def plan_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Yield index arrays of at most ``batch_size`` texts, longest texts first.
+
+    Together the batches cover ``range(len(lengths))`` exactly once; within a batch
+    the indices are in descending length order, so ``lengths[batch[0]]`` is the
+    length to pad to.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    for start in range(0, order.size, batch_size):
+        yield order[start:start + batch_size]
+
+
+def pad_batch(token_ids: Sequence[Sequence[int]], lengths: np.ndarray, batch: np.ndarray,
+              pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad the texts ``batch`` selects to their longest length.
+
+    Returns ``(input_ids, attention_mask)``, both int64 of shape (len(batch), longest).
+    """
+    batch_lengths = lengths[batch]
+    width = int(batch_lengths.max()) if batch.size else 0
+    input_ids = np.full((batch.size, width), pad_id, dtype=np.int64)
+    for row, index in enumerate(batch):
+        input_ids[row, :batch_lengths[row]] = token_ids[index]
+    attention_mask = (np.arange(width)[None, :] < batch_lengths[:, None]).astype(np.int64)
+    return input_ids, attention_mask
