@@ -16,6 +16,8 @@
 // Items are read in place in both, so gathered rows (allow-lists) cost the same as
 // contiguous ones.
 
+#define LLMREC_UNROLL _Pragma("GCC unroll 32")
+
 inline std::size_t min_size(std::size_t a, std::size_t b) { return a < b ? a : b; }
 inline std::size_t max_size(std::size_t a, std::size_t b) { return a < b ? b : a; }
 
@@ -107,7 +109,7 @@ void scan_panels(const ScanJob& job) {
   // Items in blocks that stay in L2 while every query panel passes over them.
   const std::size_t block = max_size(NR, (96 * 1024 / (d * sizeof(float))) / NR * NR);
   alignas(64) float thresholds[QW];
-  alignas(64) float scores[QW];
+  alignas(64) float scores[NR][QW];
   const float* x[NR];
   int64_t ids[NR];
   for (std::size_t b0 = job.begin; b0 < job.end; b0 += block) {
@@ -124,28 +126,35 @@ void scan_panels(const ScanJob& job) {
           x[j] = job.items + static_cast<std::size_t>(ids[j]) * d;
         }
         typename Isa::V acc[NR][QV];
-        for (std::size_t j = 0; j < NR; ++j)
-          for (std::size_t v = 0; v < QV; ++v) acc[j][v] = Isa::zero();
+        LLMREC_UNROLL for (std::size_t j = 0; j < NR; ++j)
+          LLMREC_UNROLL for (std::size_t v = 0; v < QV; ++v) acc[j][v] = Isa::zero();
         for (std::size_t i = 0; i < d; ++i) {
           typename Isa::V qv[QV];
-          for (std::size_t v = 0; v < QV; ++v) qv[v] = Isa::load(panel + i * QW + v * Isa::W);
-          for (std::size_t j = 0; j < NR; ++j) {
+          LLMREC_UNROLL for (std::size_t v = 0; v < QV; ++v) qv[v] = Isa::load(panel + i * QW + v * Isa::W);
+          LLMREC_UNROLL for (std::size_t j = 0; j < NR; ++j) {
             const typename Isa::V xv = Isa::broadcast(x[j] + i);
-            for (std::size_t v = 0; v < QV; ++v) acc[j][v] = Isa::fma(qv[v], xv, acc[j][v]);
+            LLMREC_UNROLL for (std::size_t v = 0; v < QV; ++v) acc[j][v] = Isa::fma(qv[v], xv, acc[j][v]);
           }
         }
-        for (std::size_t j = 0; j < n_items; ++j) {
-          for (std::size_t v = 0; v < QV; ++v) {
-            unsigned hits = Isa::greater(acc[j][v], Isa::load(thresholds + v * Isa::W));
-            if (!hits) continue;
-            Isa::store(scores, acc[j][v]);
-            for (; hits; hits &= hits - 1) {
-              const std::size_t lane = v * Isa::W + static_cast<std::size_t>(__builtin_ctz(hits));
-              job.on_hit(job.context, q0 + lane, ids[j], scores[lane - v * Isa::W]);
+        // Every index is a compile-time constant here, so acc never leaves registers
+        // until a score actually beats a threshold (rare once the heaps are full).
+        unsigned hits[NR][QV];
+        unsigned any = 0;
+        LLMREC_UNROLL for (std::size_t j = 0; j < NR; ++j)
+          LLMREC_UNROLL for (std::size_t v = 0; v < QV; ++v) {
+            hits[j][v] = j < n_items ? Isa::greater(acc[j][v], Isa::load(thresholds + v * Isa::W)) : 0u;
+            any |= hits[j][v];
+          }
+        if (!any) continue;
+        LLMREC_UNROLL for (std::size_t j = 0; j < NR; ++j)
+          LLMREC_UNROLL for (std::size_t v = 0; v < QV; ++v) Isa::store(&scores[j][v * Isa::W], acc[j][v]);
+        for (std::size_t j = 0; j < NR; ++j)
+          for (std::size_t v = 0; v < QV; ++v)
+            for (unsigned h = hits[j][v]; h; h &= h - 1) {
+              const std::size_t lane = v * Isa::W + static_cast<std::size_t>(__builtin_ctz(h));
+              job.on_hit(job.context, q0 + lane, ids[j], scores[j][lane]);
               thresholds[lane] = job.thresholds[q0 + lane];
             }
-          }
-        }
       }
     }
   }
