@@ -21,7 +21,7 @@ from llmrec.text.models import ModelSource, resolve_model, weights_fingerprint
 POOLINGS = ("mean", "cls", "last")
 KINDS = ("document", "query")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-_TOKENIZE_CHUNK_BATCHES = 32  # texts tokenized (and length-sorted) at once: 32 batches' worth
+_TOKENIZE_CHUNK = 2048        # texts tokenized and length-sorted at once (or 8 batches if more)
 _CACHE_CHUNK = 4096           # texts looked up in / written to the cache at once
 
 
@@ -232,7 +232,7 @@ class TextEncoder:
         chunk, so memory stays bounded by the chunk whatever the corpus size.
         """
         torch = self._torch
-        chunk_size = self.batch_size * _TOKENIZE_CHUNK_BATCHES
+        chunk_size = max(_TOKENIZE_CHUNK, 8 * self.batch_size)
         with torch.inference_mode():
             for start in range(0, todo.size, chunk_size):
                 rows = todo[start:start + chunk_size]
