@@ -288,10 +288,10 @@ MEMORY_SCRIPT = textwrap.dedent("""
 
 
 def test_peak_memory_is_bounded_by_the_chunk_not_the_corpus(tiny_dir):
-    # 30k texts of ~32 tokens: tokenizing them all at once would hold about 1M tokens in
-    # Python lists and Rust encodings (~100 MiB); streaming 2k-text chunks stays near
+    # 20k texts of ~32 tokens: tokenizing them all at once would hold about 1M tokens in
+    # Python lists and Rust encodings (~110 MiB); streaming 2k-text chunks stays near
     # the output array. bench/bench_text.py measures the same for 100k texts.
-    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(tiny_dir), "30000"],
+    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(tiny_dir), "20000"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     growth_mib, output_mib = map(float, result.stdout.split()[-2:])
