@@ -11,6 +11,8 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from llmrec._runtime import build_info
 from llmrec.index import ExactIndex
+from llmrec.als import ALS
+from llmrec.exceptions import NotFittedError
 
 try:
     __version__ = _version("llmrec")
@@ -18,3 +20,4 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
 __all__ = ["ExactIndex", "build_info", "__version__"]
+__all__ += ["ALS", "NotFittedError"]
