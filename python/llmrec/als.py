@@ -56,6 +56,7 @@ _KIND_VERSION = 1
 _PARAM_NAMES = ("factors", "regularization", "alpha", "iterations", "feedback", "solver",
                 "cg_steps", "prior_strength", "regularization_exponent", "random_state",
                 "num_threads")
+_LEARNED = ("user_factors_", "item_factors_", "user_prior_weights_", "item_prior_weights_")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -272,6 +273,13 @@ class ALS:
             "reg_exponent": _check_real(exponent, "regularization_exponent", minimum=0.0),
             "num_threads": check_int(self.num_threads, "num_threads", minimum=0),
         }
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for missing attributes: learned ones raise NotFittedError (an
+        # AttributeError, so hasattr() keeps working).
+        if name in _LEARNED:
+            raise NotFittedError(f"ALS.{name} is learned by fit: call fit(user_items) first")
+        raise AttributeError(f"'ALS' object has no attribute {name!r}")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "user_factors_"):
