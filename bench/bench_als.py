@@ -204,7 +204,8 @@ def run_quality(args: argparse.Namespace) -> None:
         frame = interactions.sort_values(["user_id", "timestamp"], kind="stable")
         rank = frame.groupby("user_id").cumcount()
         size = frame.groupby("user_id")["item_id"].transform("size")
-        is_test = rank >= np.ceil(size * 0.8)
+        n_test = np.minimum(np.floor(size * 0.2 + 0.5), size - 1)  # as temporal_split
+        is_test = rank >= size - n_test
         train_frame, test_frame = frame[~is_test], frame[is_test]
         split_name = "local per-user temporal split (last 20 %)"
     users = np.unique(interactions["user_id"])

@@ -73,9 +73,9 @@ def test_cholesky_row_update_equals_normal_equations(simd_level, rng, f, implici
         np.testing.assert_allclose(X[u], x, rtol=0, atol=2e-4 * max(1.0, np.abs(x).max()))
 
 
+@pytest.mark.parametrize("f", [5, 12, 70])
 @pytest.mark.parametrize("implicit", [True, False])
-def test_conjugate_gradient_converges_to_normal_equations(simd_level, rng, implicit):
-    f = 12
+def test_conjugate_gradient_converges_to_normal_equations(simd_level, rng, implicit, f):
     R = random_csr(rng, 30, 25, 0.3)
     Y = rng.standard_normal((25, f)).astype(np.float32)
     X = np.zeros((30, f), dtype=np.float32)
@@ -127,9 +127,9 @@ def test_priors_and_empty_rows(simd_level, rng, cholesky):
         np.testing.assert_allclose(X[u], x, rtol=0, atol=1e-3 * max(1.0, np.abs(x).max()))
 
 
+@pytest.mark.parametrize("f", [6, 40, 70])
 @pytest.mark.parametrize("implicit", [True, False])
-def test_loss_matches_dense_numpy(simd_level, rng, implicit):
-    f = 6
+def test_loss_matches_dense_numpy(simd_level, rng, implicit, f):
     R = random_csr(rng, 25, 18, 0.3)
     X = rng.standard_normal((25, f)).astype(np.float32)
     Y = rng.standard_normal((18, f)).astype(np.float32)

@@ -335,8 +335,10 @@ class ALS:
         Fu = self._features(user_features, "user_features", n_users, s)
         f = s["factors"]
         rng = np.random.default_rng(self.random_state)
-        X = (rng.standard_normal((n_users, f)) * 0.01).astype(np.float32)
-        Y = (rng.standard_normal((n_items, f)) * 0.01).astype(np.float32)
+        # Small positive values: the shared mean direction lets the first half-sweep
+        # pick up item popularity, which measurably lowers the loss of early iterations.
+        X = (rng.random((n_users, f), dtype=np.float32) * 0.01)
+        Y = (rng.random((n_items, f), dtype=np.float32) * 0.01)
         Rt = R.T.tocsr()
         user_prior = _Prior(Fu, np.diff(R.indptr) > 0, s["prior_strength"],
                             s["regularization"]) if Fu is not None else None

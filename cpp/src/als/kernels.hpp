@@ -24,27 +24,34 @@ using GatherApplyFn = void (*)(const float* Y, std::size_t f, const int32_t* idx
 using RankUpdateFn = void (*)(const float* Y, std::size_t f, const int32_t* idx,
                               std::size_t n, const float* w, float* A);
 
+// out = G v for the symmetric, fully stored, row-major f × f matrix G.
+using SymvFn = void (*)(const float* G, std::size_t f, const float* v, float* out);
+
 struct Kernels {
   DotFn dot;
   GatherApplyFn gather_apply;
   RankUpdateFn rank_update;
+  SymvFn symv;
 };
 
 float dot_f32_scalar(const float* a, const float* b, std::size_t n);
 void gather_apply_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                              const float* c0, const float* c1, const float* v, float* out);
+void symv_f32_scalar(const float* G, std::size_t f, const float* v, float* out);
 void rank_update_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                             const float* w, float* A);
 
 float dot_f32_avx2(const float* a, const float* b, std::size_t n);
 void gather_apply_f32_avx2(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                            const float* c0, const float* c1, const float* v, float* out);
+void symv_f32_avx2(const float* G, std::size_t f, const float* v, float* out);
 void rank_update_f32_avx2(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                           const float* w, float* A);
 
 float dot_f32_avx512(const float* a, const float* b, std::size_t n);
 void gather_apply_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                              const float* c0, const float* c1, const float* v, float* out);
+void symv_f32_avx512(const float* G, std::size_t f, const float* v, float* out);
 void rank_update_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                             const float* w, float* A);
 

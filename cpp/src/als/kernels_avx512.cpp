@@ -37,6 +37,10 @@ void gather_apply_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, 
   gather_apply_impl(Y, f, idx, n, c0, c1, v, out);
 }
 
+void symv_f32_avx512(const float* G, std::size_t f, const float* v, float* out) {
+  symv_impl(G, f, v, out);
+}
+
 void rank_update_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                             const float* w, float* A) {
   rank_update_impl(Y, f, idx, n, w, A);

@@ -30,6 +30,15 @@ void gather_apply_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, 
   }
 }
 
+void symv_f32_scalar(const float* G, std::size_t f, const float* v, float* out) {
+  for (std::size_t i = 0; i < f; ++i) out[i] = 0.f;
+  for (std::size_t j = 0; j < f; ++j) {
+    const float vj = v[j];
+    const float* row = G + j * f;  // row j equals column j
+    for (std::size_t i = 0; i < f; ++i) out[i] += vj * row[i];
+  }
+}
+
 void rank_update_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                             const float* w, float* A) {
   for (std::size_t k = 0; k < n; ++k) {

@@ -134,3 +134,34 @@ inline void rank_update_impl(const float* Y, std::size_t f, const int32_t* idx, 
     }
   }
 }
+
+// G v as a sum of G's rows scaled by v's entries (G is symmetric): blocks of four
+// vectors of the result stay in registers, no horizontal sums.
+inline void symv_impl(const float* G, std::size_t f, const float* v, float* out) {
+  std::size_t i = 0;
+  for (; i + 4 * Isa::W <= f; i += 4 * Isa::W) {
+    typename Isa::V a0 = Isa::zero(), a1 = Isa::zero(), a2 = Isa::zero(), a3 = Isa::zero();
+    for (std::size_t j = 0; j < f; ++j) {
+      const typename Isa::V b = Isa::set1(v[j]);
+      const float* row = G + j * f + i;
+      a0 = Isa::fma(b, Isa::load(row), a0);
+      a1 = Isa::fma(b, Isa::load(row + Isa::W), a1);
+      a2 = Isa::fma(b, Isa::load(row + 2 * Isa::W), a2);
+      a3 = Isa::fma(b, Isa::load(row + 3 * Isa::W), a3);
+    }
+    Isa::store(out + i, a0);
+    Isa::store(out + i + Isa::W, a1);
+    Isa::store(out + i + 2 * Isa::W, a2);
+    Isa::store(out + i + 3 * Isa::W, a3);
+  }
+  for (; i + Isa::W <= f; i += Isa::W) {
+    typename Isa::V a0 = Isa::zero();
+    for (std::size_t j = 0; j < f; ++j) a0 = Isa::fma(Isa::set1(v[j]), Isa::load(G + j * f + i), a0);
+    Isa::store(out + i, a0);
+  }
+  for (; i < f; ++i) {
+    float s = 0.f;
+    for (std::size_t j = 0; j < f; ++j) s += v[j] * G[j * f + i];
+    out[i] = s;
+  }
+}

@@ -18,14 +18,17 @@ Kernels active_kernels() {
   switch (simd::active_level()) {
 #ifdef LLMREC_HAVE_AVX512
     case simd::Level::avx512:
-      return {dot_f32_avx512, gather_apply_f32_avx512, rank_update_f32_avx512};
+      return {dot_f32_avx512, gather_apply_f32_avx512, rank_update_f32_avx512,
+              symv_f32_avx512};
 #endif
 #ifdef LLMREC_HAVE_AVX2
     case simd::Level::avx2:
-      return {dot_f32_avx2, gather_apply_f32_avx2, rank_update_f32_avx2};
+      return {dot_f32_avx2, gather_apply_f32_avx2, rank_update_f32_avx2,
+              symv_f32_avx2};
 #endif
     default:
-      return {dot_f32_scalar, gather_apply_f32_scalar, rank_update_f32_scalar};
+      return {dot_f32_scalar, gather_apply_f32_scalar, rank_update_f32_scalar,
+              symv_f32_scalar};
   }
 }
 
@@ -56,9 +59,8 @@ float row_regularization(const Options& o, std::size_t n) {
   return static_cast<float>(o.regularization * std::pow(static_cast<double>(n), o.reg_exponent));
 }
 
-// out = G v for the full symmetric f × f matrix G.
 void symv(const Kernels& k, const float* G, std::size_t f, const float* v, float* out) {
-  for (std::size_t i = 0; i < f; ++i) out[i] = k.dot(G + i * f, v, f);
+  k.symv(G, f, v, out);
 }
 
 // Solves A x = b in float64 by Cholesky, where A's upper triangle (row-major, float)
