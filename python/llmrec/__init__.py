@@ -2,7 +2,8 @@
 
 The native ranker (:class:`ExactIndex`) scores item vectors against query vectors and
 keeps the best k with filters applied inside the scan; the kernels are picked at run
-time for the best instruction set of the CPU (see :func:`build_info`).
+time for the best instruction set of the CPU (see :func:`build_info`). :class:`ALS`
+factorises interactions; :class:`TextEncoder` turns text into vectors.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from llmrec._runtime import build_info
+from llmrec.als import ALS
+from llmrec.exceptions import NotFittedError
 from llmrec.index import ExactIndex
 
 try:
@@ -17,14 +20,11 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-__all__ = ["ExactIndex", "build_info", "__version__"]
-
-# Text encoders (llmrec.text) load lazily: `import llmrec` never imports torch or
-# transformers, and `llmrec.TextEncoder` imports the llmrec.text module on first use.
-__all__ += ["TextEncoder"]
+__all__ = ["ALS", "ExactIndex", "NotFittedError", "TextEncoder", "build_info", "__version__"]
 
 
 def __getattr__(name: str):
+    # Text encoders load lazily: `import llmrec` never imports torch or transformers.
     if name == "TextEncoder":
         from llmrec.text import TextEncoder
 

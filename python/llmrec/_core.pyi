@@ -21,3 +21,34 @@ def search_exact(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
 def normalize_rows(rows: npt.NDArray[np.float32], num_threads: int = 0) -> None: ...
 def _parallel_task_sum(n_tasks: int, num_threads: int, fail_task: int = -1) -> int: ...
+def als_gramian(factors: npt.NDArray[np.float32], num_threads: int = 0) -> npt.NDArray[np.float32]: ...
+def als_solve(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    values: npt.NDArray[np.float32],
+    Y: npt.NDArray[np.float32],
+    X: npt.NDArray[np.float32],
+    gramian: npt.NDArray[np.float32] | None = None,
+    implicit: bool = True,
+    cholesky: bool = False,
+    cg_steps: int = 3,
+    regularization: float = 0.01,
+    alpha: float = 1.0,
+    reg_exponent: float = 0.0,
+    prior_strength: float = 0.0,
+    priors: npt.NDArray[np.float32] | None = None,
+    num_threads: int = 0,
+) -> None: ...
+def als_loss(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    values: npt.NDArray[np.float32],
+    X: npt.NDArray[np.float32],
+    Y: npt.NDArray[np.float32],
+    gramian: npt.NDArray[np.float32] | None = None,
+    implicit: bool = True,
+    regularization: float = 0.01,
+    alpha: float = 1.0,
+    reg_exponent: float = 0.0,
+    num_threads: int = 0,
+) -> float: ...

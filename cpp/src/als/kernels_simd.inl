@@ -1,0 +1,167 @@
+// The ALS kernels shared by the AVX2 and AVX-512 translation units. Include inside an
+// anonymous namespace after defining `Isa`:
+//   using V;  static constexpr std::size_t W;   vector type, float lanes
+//   V zero();  V load(const float*);  void store(float*, V);  V set1(float);
+//   V fma(V a, V b, V acc);  V add(V, V);  float hsum(V);
+// No library code is used here (see CMakeLists.txt: these files get ISA flags).
+
+inline const float* row_of(const float* Y, std::size_t f, const int32_t* idx, std::size_t k) {
+  return Y + (idx ? static_cast<std::size_t>(idx[k]) : k) * f;
+}
+
+inline void prefetch_row(const float* y, std::size_t f) {
+  const char* p = reinterpret_cast<const char*>(y);
+  for (std::size_t b = 0; b < f * sizeof(float); b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+}
+
+inline float dot_impl(const float* a, const float* b, std::size_t n) {
+  typename Isa::V acc0 = Isa::zero(), acc1 = Isa::zero();
+  std::size_t i = 0;
+  for (; i + 2 * Isa::W <= n; i += 2 * Isa::W) {
+    acc0 = Isa::fma(Isa::load(a + i), Isa::load(b + i), acc0);
+    acc1 = Isa::fma(Isa::load(a + i + Isa::W), Isa::load(b + i + Isa::W), acc1);
+  }
+  for (; i + Isa::W <= n; i += Isa::W) acc0 = Isa::fma(Isa::load(a + i), Isa::load(b + i), acc0);
+  float s = Isa::hsum(Isa::add(acc0, acc1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Two dot products with v at once: independent accumulator chains hide FMA latency.
+inline void dot2(const float* a, const float* b, const float* v, std::size_t n, float* sa,
+                 float* sb) {
+  typename Isa::V a0 = Isa::zero(), a1 = Isa::zero(), b0 = Isa::zero(), b1 = Isa::zero();
+  std::size_t i = 0;
+  for (; i + 2 * Isa::W <= n; i += 2 * Isa::W) {
+    const typename Isa::V v0 = Isa::load(v + i), v1 = Isa::load(v + i + Isa::W);
+    a0 = Isa::fma(Isa::load(a + i), v0, a0);
+    b0 = Isa::fma(Isa::load(b + i), v0, b0);
+    a1 = Isa::fma(Isa::load(a + i + Isa::W), v1, a1);
+    b1 = Isa::fma(Isa::load(b + i + Isa::W), v1, b1);
+  }
+  for (; i + Isa::W <= n; i += Isa::W) {
+    const typename Isa::V v0 = Isa::load(v + i);
+    a0 = Isa::fma(Isa::load(a + i), v0, a0);
+    b0 = Isa::fma(Isa::load(b + i), v0, b0);
+  }
+  float x = Isa::hsum(Isa::add(a0, a1)), y = Isa::hsum(Isa::add(b0, b1));
+  for (; i < n; ++i) {
+    x += a[i] * v[i];
+    y += b[i] * v[i];
+  }
+  *sa = x;
+  *sb = y;
+}
+
+constexpr std::size_t kPrefetchDistance = 4;
+
+inline void gather_apply_impl(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
+                              const float* c0, const float* c1, const float* v, float* out) {
+  for (std::size_t j = 0; j < f; ++j) out[j] = 0.f;
+  std::size_t k = 0;
+  for (; k + 2 <= n; k += 2) {
+    if (idx && k + kPrefetchDistance + 1 < n) {
+      prefetch_row(row_of(Y, f, idx, k + kPrefetchDistance), f);
+      prefetch_row(row_of(Y, f, idx, k + kPrefetchDistance + 1), f);
+    }
+    const float* ya = row_of(Y, f, idx, k);
+    const float* yb = row_of(Y, f, idx, k + 1);
+    float sa = c0 ? c0[k] : 0.f, sb = c0 ? c0[k + 1] : 0.f;
+    if (c1) {
+      float da, db;
+      dot2(ya, yb, v, f, &da, &db);
+      sa += c1[k] * da;
+      sb += c1[k + 1] * db;
+    }
+    const typename Isa::V wa = Isa::set1(sa), wb = Isa::set1(sb);
+    std::size_t j = 0;
+    for (; j + Isa::W <= f; j += Isa::W)
+      Isa::store(out + j, Isa::fma(wb, Isa::load(yb + j), Isa::fma(wa, Isa::load(ya + j), Isa::load(out + j))));
+    for (; j < f; ++j) out[j] += sa * ya[j] + sb * yb[j];
+  }
+  if (k < n) {
+    const float* y = row_of(Y, f, idx, k);
+    float s = c0 ? c0[k] : 0.f;
+    if (c1) s += c1[k] * dot_impl(y, v, f);
+    const typename Isa::V ws = Isa::set1(s);
+    std::size_t j = 0;
+    for (; j + Isa::W <= f; j += Isa::W)
+      Isa::store(out + j, Isa::fma(ws, Isa::load(y + j), Isa::load(out + j)));
+    for (; j < f; ++j) out[j] += s * y[j];
+  }
+}
+
+// Rank-4 blocks: each row segment of A is loaded and stored once per four input rows.
+// Columns start at i rounded down to a whole vector, so a few entries below the
+// diagonal are touched too (allowed by the contract).
+inline void rank_update_impl(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
+                             const float* w, float* A) {
+  std::size_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    const float* y0 = row_of(Y, f, idx, k);
+    const float* y1 = row_of(Y, f, idx, k + 1);
+    const float* y2 = row_of(Y, f, idx, k + 2);
+    const float* y3 = row_of(Y, f, idx, k + 3);
+    const float w0 = w ? w[k] : 1.f, w1 = w ? w[k + 1] : 1.f;
+    const float w2 = w ? w[k + 2] : 1.f, w3 = w ? w[k + 3] : 1.f;
+    for (std::size_t i = 0; i < f; ++i) {
+      const float s0 = w0 * y0[i], s1 = w1 * y1[i], s2 = w2 * y2[i], s3 = w3 * y3[i];
+      const typename Isa::V a0 = Isa::set1(s0), a1 = Isa::set1(s1);
+      const typename Isa::V a2 = Isa::set1(s2), a3 = Isa::set1(s3);
+      float* row = A + i * f;
+      std::size_t j = i / Isa::W * Isa::W;
+      for (; j + Isa::W <= f; j += Isa::W) {
+        typename Isa::V acc = Isa::load(row + j);
+        acc = Isa::fma(a0, Isa::load(y0 + j), acc);
+        acc = Isa::fma(a1, Isa::load(y1 + j), acc);
+        acc = Isa::fma(a2, Isa::load(y2 + j), acc);
+        acc = Isa::fma(a3, Isa::load(y3 + j), acc);
+        Isa::store(row + j, acc);
+      }
+      for (; j < f; ++j) row[j] += s0 * y0[j] + s1 * y1[j] + s2 * y2[j] + s3 * y3[j];
+    }
+  }
+  for (; k < n; ++k) {
+    const float* y = row_of(Y, f, idx, k);
+    const float wk = w ? w[k] : 1.f;
+    for (std::size_t i = 0; i < f; ++i) {
+      const float s = wk * y[i];
+      const typename Isa::V a = Isa::set1(s);
+      float* row = A + i * f;
+      std::size_t j = i / Isa::W * Isa::W;
+      for (; j + Isa::W <= f; j += Isa::W) Isa::store(row + j, Isa::fma(a, Isa::load(y + j), Isa::load(row + j)));
+      for (; j < f; ++j) row[j] += s * y[j];
+    }
+  }
+}
+
+// G v as a sum of G's rows scaled by v's entries (G is symmetric): blocks of four
+// vectors of the result stay in registers, no horizontal sums.
+inline void symv_impl(const float* G, std::size_t f, const float* v, float* out) {
+  std::size_t i = 0;
+  for (; i + 4 * Isa::W <= f; i += 4 * Isa::W) {
+    typename Isa::V a0 = Isa::zero(), a1 = Isa::zero(), a2 = Isa::zero(), a3 = Isa::zero();
+    for (std::size_t j = 0; j < f; ++j) {
+      const typename Isa::V b = Isa::set1(v[j]);
+      const float* row = G + j * f + i;
+      a0 = Isa::fma(b, Isa::load(row), a0);
+      a1 = Isa::fma(b, Isa::load(row + Isa::W), a1);
+      a2 = Isa::fma(b, Isa::load(row + 2 * Isa::W), a2);
+      a3 = Isa::fma(b, Isa::load(row + 3 * Isa::W), a3);
+    }
+    Isa::store(out + i, a0);
+    Isa::store(out + i + Isa::W, a1);
+    Isa::store(out + i + 2 * Isa::W, a2);
+    Isa::store(out + i + 3 * Isa::W, a3);
+  }
+  for (; i + Isa::W <= f; i += Isa::W) {
+    typename Isa::V a0 = Isa::zero();
+    for (std::size_t j = 0; j < f; ++j) a0 = Isa::fma(Isa::set1(v[j]), Isa::load(G + j * f + i), a0);
+    Isa::store(out + i, a0);
+  }
+  for (; i < f; ++i) {
+    float s = 0.f;
+    for (std::size_t j = 0; j < f; ++j) s += v[j] * G[j * f + i];
+    out[i] = s;
+  }
+}

@@ -1,0 +1,717 @@
+"""Alternating least squares with native solvers: implicit and explicit feedback,
+real-time fold-in of new users and items, and text priors for cold start.
+
+The model factorises a user × item matrix R ≈ U·Vᵀ with float32 factors.
+
+**Implicit feedback** (``feedback="implicit"``, Hu, Koren & Volinsky 2008). Every
+(user, item) pair has a preference p = [r > 0] and a confidence c = 1 + alpha·r, and
+the model minimises::
+
+    Σ_{u,i} c_ui (p_ui − u_u·v_i)² + λ Σ_u n_u^ν ‖u_u‖² + λ Σ_i n_i^ν ‖v_i‖²
+
+where n_u, n_i count a row's interactions and ν is ``regularization_exponent`` (0 by
+default: plain λ; ν = 1 is frequency-scaled regularisation as in ALS-WR / iALS).
+Migrating from ``implicit``: its ``AlternatingLeastSquares`` uses the matrix values
+scaled by its ``alpha`` directly as the confidence c = alpha·r, where llmrec uses
+c = 1 + alpha·r. To reproduce a model of ``implicit`` exactly, give llmrec the values
+(alpha_implicit·r − 1) with ``alpha=1``; for counts the usual practice of keeping the
+same alpha gives nearly the same model.
+
+**Explicit ratings** (``feedback="explicit"``, ALS-WR, Zhou et al. 2008). Only the
+stored entries are ratings; the objective is the squared error over them with λ
+scaled by each row's count (ν = 1 by default). Zeros in a scipy matrix or a dense
+array mean "missing", never a rating of 0.
+
+**Text priors.** With ``item_features`` F (n_items × m, e.g. text embeddings) item
+factors are pulled toward F·W, adding ``prior_strength``·Σ_i ‖v_i − F_i W‖² + λ‖W‖²
+to the objective; W is refit by ridge regression on the items with interactions
+inside every alternation (as in collaborative topic regression). Items without any
+interactions are not fitted: they get exactly F·W, so a new item with a description is
+recommendable at once. ``user_features`` work the same way for users.
+
+Solvers: ``solver="cg"`` runs ``cg_steps`` of conjugate gradient per row, warm-started
+from the previous iterate; ``solver="cholesky"`` solves each row's f × f system
+exactly (in float64). Both use the Gramian trick (YᵀY computed once per half-sweep).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from llmrec import _core
+from llmrec._checks import as_float_matrix, check_choice, check_int
+from llmrec._fileformat import load_arrays, save_arrays
+from llmrec.exceptions import NotFittedError
+from llmrec.index import ExactIndex
+
+_KIND = "ALS"
+_KIND_VERSION = 1
+_PARAM_NAMES = ("factors", "regularization", "alpha", "iterations", "feedback", "solver",
+                "cg_steps", "prior_strength", "regularization_exponent", "random_state",
+                "num_threads")
+_LEARNED = ("user_factors_", "item_factors_", "user_prior_weights_", "item_prior_weights_")
+
+
+# --------------------------------------------------------------------------- inputs
+
+def _check_real(value: Any, name: str, *, minimum: float, strict: bool = False) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value < minimum or (strict and value == minimum):
+        relation = ">" if strict else ">="
+        raise ValueError(f"{name} must be finite and {relation} {minimum}, got {value}")
+    return value
+
+
+def _as_interactions(matrix: Any, name: str, *, n_cols: int | None = None,
+                     n_rows: int | None = None) -> sp.csr_matrix:
+    """Convert ``matrix`` to a canonical float32 CSR matrix with int32 indices.
+
+    Accepts any scipy sparse matrix or array (converted to CSR once) and dense 2-D
+    arrays (zeros are missing entries). Explicit zeros are dropped, duplicates summed.
+    """
+    if sp.issparse(matrix):
+        if matrix.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, got {matrix.ndim}-D")
+        dtype = matrix.dtype
+        if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+                or dtype == np.bool_):
+            raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+        csr = sp.csr_matrix(matrix, dtype=np.float32, copy=False)
+    else:
+        array = np.asarray(matrix)
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.floating)
+                                         or np.issubdtype(array.dtype, np.integer)
+                                         or array.dtype == np.bool_):
+            raise TypeError(f"{name} must be a scipy sparse matrix or a 2-D array of real "
+                            f"numbers, got {type(matrix).__name__} of dtype {array.dtype}")
+        if array.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (rows × columns), got shape {array.shape}")
+        if array.size and not np.isfinite(array.astype(np.float64, copy=False)).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        csr = sp.csr_matrix(array.astype(np.float32, copy=False))
+    if n_rows is not None and csr.shape[0] != n_rows:
+        raise ValueError(f"{name} must have {n_rows} rows, got shape {csr.shape}")
+    if n_cols is not None and csr.shape[1] != n_cols:
+        raise ValueError(f"{name} must have {n_cols} columns, got shape {csr.shape}")
+    if csr.shape[1] >= 2**31:
+        raise ValueError(f"{name} has too many columns ({csr.shape[1]}); at most 2**31 - 1")
+    data = csr.data
+    if data.size:
+        low, high = float(data.min()), float(data.max())
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if low < 0:
+            raise ValueError(f"{name} contains negative values (min {low}); expected counts "
+                             "or ratings >= 0 (0 means no interaction)")
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    if data.size and not data.all():
+        csr = csr.copy()
+        csr.eliminate_zeros()
+    return csr
+
+
+def _native(csr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.ascontiguousarray(csr.indptr, dtype=np.int64),
+            np.ascontiguousarray(csr.indices, dtype=np.int32),
+            np.ascontiguousarray(csr.data, dtype=np.float32))
+
+
+def _as_user_ids(values: Any, name: str, n: int) -> tuple[np.ndarray, bool]:
+    single = np.ndim(values) == 0
+    array = np.atleast_1d(np.asarray(values))
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be an id or a 1-D sequence of ids, got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer ids, got dtype {array.dtype}")
+    array = array.astype(np.int64, copy=False)
+    if array.size and (array.min() < 0 or array.max() >= n):
+        bad = int(array.min()) if array.min() < 0 else int(array.max())
+        raise ValueError(f"{name} holds id {bad}, outside [0, {n})")
+    return array, single
+
+
+def _replace_rows(matrix: sp.csr_matrix, ids: np.ndarray, rows: sp.csr_matrix,
+                  n_rows: int) -> sp.csr_matrix:
+    """A copy of ``matrix`` grown to n_rows rows with rows ``ids`` replaced by ``rows``."""
+    keep = np.ones(n_rows, dtype=np.float32)
+    keep[ids] = 0
+    old = sp.csr_matrix((matrix.data, matrix.indices, matrix.indptr),
+                        shape=(matrix.shape[0], matrix.shape[1]))
+    old.resize((n_rows, matrix.shape[1]))
+    kept = sp.diags(keep).dot(old)
+    placed = sp.csr_matrix((np.ones(len(ids), dtype=np.float32), (ids, np.arange(len(ids)))),
+                           shape=(n_rows, len(ids))).dot(rows)
+    out = sp.csr_matrix(kept + placed, dtype=np.float32)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+class _Prior:
+    """Ridge regression of one side's factors on its features: W = argmin s‖X − FW‖² + λ‖W‖²."""
+
+    def __init__(self, features: np.ndarray, fitted: np.ndarray, strength: float,
+                 regularization: float) -> None:
+        self.features = features
+        self.fitted = fitted
+        F = features[fitted].astype(np.float64)
+        gram = F.T @ F
+        gram[np.diag_indices_from(gram)] += regularization / strength
+        jitter = 1e-10 * max(float(np.trace(gram)) / max(gram.shape[0], 1), 1e-30)
+        gram[np.diag_indices_from(gram)] += jitter
+        self._gram_inv_chol = np.linalg.cholesky(gram)
+        self._F = F
+
+    def fit(self, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (W float32 (m, f), priors F·W float32 (n, f))."""
+        rhs = self._F.T @ factors[self.fitted].astype(np.float64)
+        L = self._gram_inv_chol
+        W = np.linalg.solve(L.T, np.linalg.solve(L, rhs))
+        W32 = W.astype(np.float32)
+        return W32, np.ascontiguousarray(self.features @ W32, dtype=np.float32)
+
+
+# -------------------------------------------------------------------------- model
+
+class ALS:
+    """Matrix factorisation by alternating least squares (see the module docstring).
+
+    Parameters (keyword-only, stored as given and checked by :meth:`fit`)
+    ----------
+    factors : int
+        Dimension f of the user and item vectors.
+    regularization : float
+        λ >= 0.
+    alpha : float
+        Confidence slope for implicit feedback: c = 1 + alpha·r. Ignored for explicit.
+    iterations : int
+        Full alternations (users then items).
+    feedback : {"implicit", "explicit"}
+    solver : {"cg", "cholesky"}
+    cg_steps : int
+        Conjugate gradient steps per row and half-sweep (solver="cg").
+    prior_strength : float
+        Weight of the pull toward F·W when features are given to :meth:`fit` (> 0).
+    regularization_exponent : float or None
+        ν in λ·n^ν; None means 0 for implicit and 1 (ALS-WR) for explicit feedback.
+    random_state : int, numpy Generator or None
+        Seeds the initial factors; fits are reproducible for a fixed thread count (and
+        in fact independent of it).
+    num_threads : int
+        Threads for the native solvers and searches; 0 means all cores.
+
+    Attributes
+    ----------
+    user_factors_ : float32 (n_users, f)
+    item_factors_ : float32 (n_items, f)
+    user_prior_weights_, item_prior_weights_ : float32 (m, f) or None
+        W of the text priors, when features were given.
+    n_users_, n_items_ : int
+    """
+
+    def __init__(self, *, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
+                 iterations: int = 15, feedback: str = "implicit", solver: str = "cg",
+                 cg_steps: int = 3, prior_strength: float = 1.0,
+                 regularization_exponent: float | None = None, random_state: Any = None,
+                 num_threads: int = 0) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.feedback = feedback
+        self.solver = solver
+        self.cg_steps = cg_steps
+        self.prior_strength = prior_strength
+        self.regularization_exponent = regularization_exponent
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    # ---------------------------------------------------------- estimator protocol
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments, as given."""
+        return {name: getattr(self, name) for name in _PARAM_NAMES}
+
+    def set_params(self, **params: Any) -> ALS:
+        """Set constructor arguments; returns self. Takes effect at the next fit."""
+        for name, value in params.items():
+            if name not in _PARAM_NAMES:
+                raise ValueError(f"invalid parameter {name!r} for ALS; valid: {list(_PARAM_NAMES)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = ALS().get_params()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k]]
+        return f"ALS({', '.join(changed)})"
+
+    def _settings(self) -> dict[str, Any]:
+        feedback = check_choice(self.feedback, "feedback", ("implicit", "explicit"))
+        exponent = self.regularization_exponent
+        if exponent is None:
+            exponent = 0.0 if feedback == "implicit" else 1.0
+        return {
+            "factors": check_int(self.factors, "factors", minimum=1),
+            "regularization": _check_real(self.regularization, "regularization", minimum=0.0),
+            "alpha": _check_real(self.alpha, "alpha", minimum=0.0, strict=feedback == "implicit"),
+            "iterations": check_int(self.iterations, "iterations", minimum=0),
+            "implicit": feedback == "implicit",
+            "cholesky": check_choice(self.solver, "solver", ("cg", "cholesky")) == "cholesky",
+            "cg_steps": check_int(self.cg_steps, "cg_steps", minimum=1),
+            "prior_strength": _check_real(self.prior_strength, "prior_strength", minimum=0.0),
+            "reg_exponent": _check_real(exponent, "regularization_exponent", minimum=0.0),
+            "num_threads": check_int(self.num_threads, "num_threads", minimum=0),
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for missing attributes: learned ones raise NotFittedError (an
+        # AttributeError, so hasattr() keeps working).
+        if name in _LEARNED:
+            raise NotFittedError(f"ALS.{name} is learned by fit: call fit(user_items) first")
+        raise AttributeError(f"'ALS' object has no attribute {name!r}")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "user_factors_"):
+            raise NotFittedError("this ALS instance is not fitted yet: call fit(user_items) first")
+
+    # ------------------------------------------------------------------ fitting
+
+    def _solve(self, s: dict[str, Any], rows: sp.csr_matrix, Y: np.ndarray, X: np.ndarray,
+               gram: np.ndarray | None, priors: np.ndarray | None, *,
+               cholesky: bool | None = None) -> None:
+        indptr, indices, data = _native(rows)
+        _core.als_solve(indptr, indices, data, Y, X, gram, implicit=s["implicit"],
+                        cholesky=s["cholesky"] if cholesky is None else cholesky,
+                        cg_steps=s["cg_steps"], regularization=s["regularization"],
+                        alpha=s["alpha"], reg_exponent=s["reg_exponent"],
+                        prior_strength=s["prior_strength"], priors=priors,
+                        num_threads=s["num_threads"])
+
+    def _features(self, features: Any, name: str, n: int, s: dict[str, Any]) -> np.ndarray | None:
+        if features is None:
+            return None
+        F = as_float_matrix(features, name)
+        if F.shape[0] != n:
+            raise ValueError(f"{name} must have one row per {name.split('_')[0]} ({n}), "
+                             f"got shape {F.shape}")
+        if s["prior_strength"] <= 0:
+            raise ValueError(f"{name} needs prior_strength > 0, got {s['prior_strength']}")
+        return F
+
+    def fit(self, user_items: Any, *, item_features: Any = None, user_features: Any = None,
+            show_progress: bool = False,
+            callback: Callable[[int, float], Any] | None = None) -> ALS:
+        """Learn user and item factors from a user × item matrix; returns self.
+
+        Parameters
+        ----------
+        user_items : scipy sparse matrix (CSR preferred; others converted once) or dense
+            2-D array, shape (n_users, n_items), values >= 0: counts or confidences
+            (implicit) or ratings (explicit); zeros are missing entries.
+        item_features, user_features : array (n_items, m) / (n_users, m), optional
+            Features for the text priors (e.g. sentence embeddings).
+        show_progress : bool
+            A tqdm progress bar over iterations.
+        callback : callable(iteration, elapsed_seconds), optional
+            Called after every iteration.
+        """
+        s = self._settings()
+        R = _as_interactions(user_items, "user_items")
+        n_users, n_items = R.shape
+        if R.nnz == 0:
+            raise ValueError(f"user_items of shape {R.shape} has no interactions")
+        Fi = self._features(item_features, "item_features", n_items, s)
+        Fu = self._features(user_features, "user_features", n_users, s)
+        f = s["factors"]
+        rng = np.random.default_rng(self.random_state)
+        # Small positive values: the shared mean direction lets the first half-sweep
+        # pick up item popularity, which measurably lowers the loss of early iterations.
+        X = (rng.random((n_users, f), dtype=np.float32) * 0.01)
+        Y = (rng.random((n_items, f), dtype=np.float32) * 0.01)
+        Rt = R.T.tocsr()
+        user_prior = _Prior(Fu, np.diff(R.indptr) > 0, s["prior_strength"],
+                            s["regularization"]) if Fu is not None else None
+        item_prior = _Prior(Fi, np.diff(Rt.indptr) > 0, s["prior_strength"],
+                            s["regularization"]) if Fi is not None else None
+        Wu = Wi = Pu = Pi = None
+        bar = None
+        if show_progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=s["iterations"], desc="ALS", unit="it")
+        start = time.perf_counter()
+        gram = (lambda Z: _core.als_gramian(Z, s["num_threads"])) if s["implicit"] else (lambda Z: None)
+        try:
+            for iteration in range(s["iterations"]):
+                if user_prior is not None:
+                    Wu, Pu = user_prior.fit(X)
+                self._solve(s, R, Y, X, gram(Y), Pu)
+                if item_prior is not None:
+                    Wi, Pi = item_prior.fit(Y)
+                self._solve(s, Rt, X, Y, gram(X), Pi)
+                if bar is not None:
+                    bar.update(1)
+                if callback is not None:
+                    callback(iteration, time.perf_counter() - start)
+        finally:
+            if bar is not None:
+                bar.close()
+        # Final priors from the final factors; rows without interactions get them exactly.
+        if user_prior is not None:
+            Wu, Pu = user_prior.fit(X)
+            X[~user_prior.fitted] = Pu[~user_prior.fitted]
+        if item_prior is not None:
+            Wi, Pi = item_prior.fit(Y)
+            Y[~item_prior.fitted] = Pi[~item_prior.fitted]
+        self.user_factors_ = X
+        self.item_factors_ = Y
+        self.user_prior_weights_ = Wu
+        self.item_prior_weights_ = Wi
+        self._user_priors = Pu
+        self._item_priors = Pi
+        self._user_items = R
+        self._settings_used = s
+        self._touch()
+        return self
+
+    @property
+    def n_users_(self) -> int:
+        self._check_fitted()
+        return int(self.user_factors_.shape[0])
+
+    @property
+    def n_items_(self) -> int:
+        self._check_fitted()
+        return int(self.item_factors_.shape[0])
+
+    def _touch(self) -> None:
+        """Forget everything derived from the factors (Gramians, search indexes)."""
+        self._cache: dict[str, Any] = {}
+
+    def _cached(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def _item_gram(self) -> np.ndarray | None:
+        if not self._settings_used["implicit"]:
+            return None
+        return self._cached("item_gram", lambda: _core.als_gramian(
+            self.item_factors_, self._settings_used["num_threads"]))
+
+    def _user_gram(self) -> np.ndarray | None:
+        if not self._settings_used["implicit"]:
+            return None
+        return self._cached("user_gram", lambda: _core.als_gramian(
+            self.user_factors_, self._settings_used["num_threads"]))
+
+    def _priors_for(self, features: Any, weights: np.ndarray | None, name: str,
+                    n: int) -> np.ndarray | None:
+        if features is None:
+            return None
+        if weights is None:
+            raise ValueError(f"{name} given, but the model was fit without {name}")
+        F = as_float_matrix(features, name, dim=weights.shape[0])
+        if F.shape[0] != n:
+            raise ValueError(f"{name} must have {n} rows, got shape {F.shape}")
+        return np.ascontiguousarray(F @ weights, dtype=np.float32)
+
+    # ------------------------------------------------------------- fold-in, updates
+
+    def fold_in(self, history_rows: Any, *, user_features: Any = None) -> np.ndarray:
+        """Exact least-squares user vectors for histories of users not in the model.
+
+        ``history_rows`` is a sparse matrix or dense array (n, n_items) of the new users'
+        interactions; item factors stay fixed and nothing is stored. Rows without
+        interactions get the user prior (``user_features`` · W) or zero. Returns
+        float32 (n, f).
+        """
+        self._check_fitted()
+        rows = _as_interactions(history_rows, "history_rows", n_cols=self.n_items_)
+        priors = self._priors_for(user_features, self.user_prior_weights_, "user_features",
+                                  rows.shape[0])
+        X = np.zeros((rows.shape[0], self.item_factors_.shape[1]), dtype=np.float32)
+        self._solve(self._settings_used, rows, self.item_factors_, X, self._item_gram(),
+                    priors, cholesky=True)
+        return X
+
+    def partial_fit_users(self, user_ids: Any, history_rows: Any, *,
+                          user_features: Any = None) -> ALS:
+        """Recompute the vectors of ``user_ids`` from their (full) histories; returns self.
+
+        ``history_rows`` has one row per id (n, n_items) and replaces those users' stored
+        interactions. Ids >= n_users grow the model (users in between get zero vectors
+        and no interactions). Item factors are not changed.
+        """
+        self._check_fitted()
+        ids = self._new_ids(user_ids, "user_ids")
+        rows = _as_interactions(history_rows, "history_rows", n_cols=self.n_items_,
+                                n_rows=len(ids))
+        vectors = self.fold_in(rows, user_features=user_features)
+        n_new = max(self.n_users_, int(ids.max()) + 1 if len(ids) else 0)
+        U = self.user_factors_
+        if n_new > U.shape[0]:
+            U = np.vstack([U, np.zeros((n_new - U.shape[0], U.shape[1]), dtype=np.float32)])
+            if self._user_priors is not None:
+                self._user_priors = np.vstack([self._user_priors, np.zeros(
+                    (n_new - self._user_priors.shape[0], U.shape[1]), dtype=np.float32)])
+        U[ids] = vectors
+        if self._user_priors is not None:
+            priors = self._priors_for(user_features, self.user_prior_weights_, "user_features",
+                                      len(ids))
+            self._user_priors[ids] = vectors if priors is None else priors
+        self.user_factors_ = U
+        self._user_items = _replace_rows(self._user_items, ids, rows, n_new)
+        self._cache.pop("user_gram", None)
+        self._cache.pop("user_index", None)
+        return self
+
+    def partial_fit_items(self, item_ids: Any, item_rows: Any = None, *,
+                          item_features: Any = None) -> ALS:
+        """Recompute the vectors of ``item_ids`` from their interactions; returns self.
+
+        ``item_rows`` (n, n_users) holds each item's interactions by user (columns are
+        users) and replaces the stored ones; None means no interactions. An item with no
+        interactions and ``item_features`` gets exactly F·W (a new item with a
+        description is recommendable at once); without features, zero. Ids >= n_items
+        grow the model. User factors are not changed.
+        """
+        self._check_fitted()
+        ids = self._new_ids(item_ids, "item_ids")
+        if item_rows is None:
+            rows = sp.csr_matrix((len(ids), self.n_users_), dtype=np.float32)
+        else:
+            rows = _as_interactions(item_rows, "item_rows", n_cols=self.n_users_, n_rows=len(ids))
+        priors = self._priors_for(item_features, self.item_prior_weights_, "item_features",
+                                  len(ids))
+        V = np.zeros((len(ids), self.item_factors_.shape[1]), dtype=np.float32)
+        self._solve(self._settings_used, rows, self.user_factors_, V, self._user_gram(),
+                    priors, cholesky=True)
+        n_new = max(self.n_items_, int(ids.max()) + 1 if len(ids) else 0)
+        Y = self.item_factors_
+        if n_new > Y.shape[0]:
+            Y = np.vstack([Y, np.zeros((n_new - Y.shape[0], Y.shape[1]), dtype=np.float32)])
+            if self._item_priors is not None:
+                self._item_priors = np.vstack([self._item_priors, np.zeros(
+                    (n_new - self._item_priors.shape[0], Y.shape[1]), dtype=np.float32)])
+        Y[ids] = V
+        if self._item_priors is not None:
+            self._item_priors[ids] = V if priors is None else priors
+        self.item_factors_ = Y
+        R = self._user_items
+        Rt = _replace_rows(R.T.tocsr(), ids, rows, n_new)
+        self._user_items = Rt.T.tocsr()
+        self._touch()
+        return self
+
+    def _new_ids(self, values: Any, name: str) -> np.ndarray:
+        array = np.atleast_1d(np.asarray(values))
+        if array.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D sequence of ids, got shape {array.shape}")
+        if array.size and not np.issubdtype(array.dtype, np.integer):
+            raise TypeError(f"{name} must hold integer ids, got dtype {array.dtype}")
+        array = array.astype(np.int64, copy=False)
+        if array.size and array.min() < 0:
+            raise ValueError(f"{name} holds negative id {int(array.min())}")
+        if len(np.unique(array)) != len(array):
+            raise ValueError(f"{name} holds duplicate ids")
+        return array
+
+    # ------------------------------------------------------------------ scoring
+
+    def _history_for(self, ids: np.ndarray, user_items: Any) -> sp.csr_matrix:
+        if user_items is None:
+            return self._user_items[ids]
+        R = _as_interactions(user_items, "user_items", n_cols=self.n_items_)
+        if R.shape[0] == self.n_users_:
+            return R[ids]
+        if R.shape[0] == len(ids):
+            return R
+        raise ValueError(f"user_items must have n_users ({self.n_users_}) rows or one row per "
+                         f"requested user ({len(ids)}), got shape {R.shape}")
+
+    def _search_items(self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None,
+                      allow: Any) -> tuple[np.ndarray, np.ndarray]:
+        index = self._cached("item_index", lambda: ExactIndex(
+            self.item_factors_, num_threads=self._settings_used["num_threads"]))
+        return index.search(queries, k, exclude=exclude, allow=allow)
+
+    def recommend(self, user_ids: Any, user_items: Any = None, k: int = 10, *,
+                  exclude_seen: bool = True, allow: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items for known users by inner product.
+
+        ``user_ids`` is one id (1-D results) or a sequence (results (n, k)).
+        ``user_items``: the interactions whose items are excluded when ``exclude_seen``,
+        either the full (n_users, n_items) matrix or one row per requested user; None
+        uses the training interactions. ``allow`` restricts the candidates (bool mask
+        or ids). Returns (ids int64, scores float32), best first, padded with -1/-inf.
+        """
+        self._check_fitted()
+        ids, single = _as_user_ids(user_ids, "user_ids", self.n_users_)
+        exclude = self._history_for(ids, user_items) if exclude_seen else None
+        out_ids, scores = self._search_items(self.user_factors_[ids], k, exclude, allow)
+        return (out_ids[0], scores[0]) if single else (out_ids, scores)
+
+    def recommend_for_history(self, history_rows: Any, k: int = 10, *, exclude_seen: bool = True,
+                              allow: Any = None, user_features: Any = None
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items for users not in the model, from their histories (nothing stored)."""
+        self._check_fitted()
+        rows = _as_interactions(history_rows, "history_rows", n_cols=self.n_items_)
+        vectors = self.fold_in(rows, user_features=user_features)
+        return self._search_items(vectors, k, rows if exclude_seen else None, allow)
+
+    def _similar(self, key: str, factors: np.ndarray, ids_in: Any, name: str,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        ids, single = _as_user_ids(ids_in, name, factors.shape[0])
+        index = self._cached(key, lambda: ExactIndex(
+            factors, metric="cosine", num_threads=self._settings_used["num_threads"]))
+        exclude = [np.array([i]) for i in ids]
+        out_ids, scores = index.search(factors[ids], k, exclude=exclude)
+        return (out_ids[0], scores[0]) if single else (out_ids, scores)
+
+    def similar_items(self, item_ids: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The k items most similar (cosine of factors) to each item, itself excluded."""
+        self._check_fitted()
+        return self._similar("item_cosine", self.item_factors_, item_ids, "item_ids", k)
+
+    def similar_users(self, user_ids: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The k users most similar (cosine of factors) to each user, itself excluded."""
+        self._check_fitted()
+        return self._similar("user_cosine", self.user_factors_, user_ids, "user_ids", k)
+
+    def predict(self, user_ids: Any, item_ids: Any) -> np.ndarray:
+        """Scores u·v of the given (user, item) pairs (explicit: predicted ratings)."""
+        self._check_fitted()
+        users, _ = _as_user_ids(user_ids, "user_ids", self.n_users_)
+        items, _ = _as_user_ids(item_ids, "item_ids", self.n_items_)
+        users, items = np.broadcast_arrays(users, items)
+        out = np.einsum("ij,ij->i", self.user_factors_[users], self.item_factors_[items])
+        return out.astype(np.float32).reshape(np.broadcast_shapes(np.shape(user_ids), np.shape(item_ids)))
+
+    def explain(self, user_id: Any, user_items: Any, item_id: Any, *, k: int = 10
+                ) -> tuple[float, np.ndarray, np.ndarray]:
+        """Which history items make ``item_id`` score high for ``user_id``.
+
+        The user's vector is the solution of A x = Σ_j c_j y_j (+ the prior), so the
+        score x·y_i splits into one term c_j·y_iᵀA⁻¹y_j per history item j (Hu, Koren &
+        Volinsky 2008, section 5). ``user_items``: the full matrix or the user's one row
+        (None: the training interactions). Returns (score, item_ids, contributions):
+        the score recomputed from that history and the k largest contributions.
+        """
+        self._check_fitted()
+        uid, _ = _as_user_ids(user_id, "user_id", self.n_users_)
+        iid, _ = _as_user_ids(item_id, "item_id", self.n_items_)
+        k = check_int(k, "k", minimum=1)
+        row = self._history_for(uid[:1], user_items)
+        s = self._settings_used
+        Y = self.item_factors_.astype(np.float64)
+        f = Y.shape[1]
+        idx, r = row.indices, row.data.astype(np.float64)
+        n = len(idx)
+        reg = s["regularization"] * (float(n) ** s["reg_exponent"])
+        prior = None
+        if self._user_priors is not None and n:
+            prior = self._user_priors[uid[0]].astype(np.float64)
+            reg += s["prior_strength"]
+        if s["implicit"]:
+            weight, coeff = s["alpha"] * r, 1.0 + s["alpha"] * r
+            A = Y.T @ Y
+        else:
+            weight, coeff = np.ones(n), r
+            A = np.zeros((f, f))
+        A += (Y[idx].T * weight) @ Y[idx] + reg * np.eye(f)
+        z = np.linalg.solve(A, Y[iid[0]])  # A⁻¹ y_i (A is symmetric)
+        contributions = coeff * (Y[idx] @ z)
+        score = float(contributions.sum())
+        if prior is not None:
+            score += float(s["prior_strength"] * prior @ z)
+        order = np.lexsort((idx, -contributions))[:k]
+        return score, idx[order].astype(np.int64), contributions[order].astype(np.float32)
+
+    def loss(self, user_items: Any = None) -> float:
+        """The training objective (module docstring) on ``user_items`` (None: the
+        training interactions), priors' terms included."""
+        self._check_fitted()
+        s = self._settings_used
+        R = self._user_items if user_items is None else _as_interactions(
+            user_items, "user_items", n_rows=self.n_users_, n_cols=self.n_items_)
+        indptr, indices, data = _native(R)
+        total = _core.als_loss(indptr, indices, data, self.user_factors_, self.item_factors_,
+                               self._item_gram(), implicit=s["implicit"],
+                               regularization=s["regularization"], alpha=s["alpha"],
+                               reg_exponent=s["reg_exponent"], num_threads=s["num_threads"])
+        item_counts = np.bincount(R.indices, minlength=self.n_items_).astype(np.float64)
+        Y = self.item_factors_.astype(np.float64)
+        total += s["regularization"] * float(
+            (np.power(item_counts, s["reg_exponent"]) * np.einsum("ij,ij->i", Y, Y)).sum())
+        for priors, W, factors, counts in (
+                (self._user_priors, self.user_prior_weights_, self.user_factors_, np.diff(R.indptr)),
+                (self._item_priors, self.item_prior_weights_, self.item_factors_, item_counts)):
+            if priors is None:
+                continue
+            fitted = counts > 0
+            diff = factors[fitted].astype(np.float64) - priors[fitted]
+            total += s["prior_strength"] * float((diff * diff).sum())
+            total += s["regularization"] * float((W.astype(np.float64) ** 2).sum())
+        return total
+
+    # -------------------------------------------------------------------- files
+
+    def save(self, path: str | os.PathLike[str], *, include_interactions: bool = True) -> None:
+        """Write the model (factors, priors and, by default, the training interactions used
+        to exclude seen items) to ``path``: llmrec's versioned, checksummed format."""
+        self._check_fitted()
+        arrays = {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
+        optional = {"user_prior_weights": self.user_prior_weights_,
+                    "item_prior_weights": self.item_prior_weights_,
+                    "user_priors": self._user_priors, "item_priors": self._item_priors}
+        arrays.update({k: v for k, v in optional.items() if v is not None})
+        if include_interactions:
+            R = self._user_items
+            arrays.update({"indptr": R.indptr.astype(np.int64), "indices": R.indices.astype(np.int32),
+                           "values": R.data.astype(np.float32)})
+        params = self.get_params()
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None
+        meta = {"params": params, "settings": self._settings_used}
+        save_arrays(path, _KIND, _KIND_VERSION, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, verify: bool = True) -> ALS:
+        """Read a model written by :meth:`save`. Raises ``ValueError`` for a truncated,
+        corrupted or foreign file."""
+        meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, verify=verify)
+        model = cls(**meta["params"])
+        model._settings_used = dict(meta["settings"])
+        U, V = arrays["user_factors"], arrays["item_factors"]
+        if (U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[1] or U.dtype != np.float32
+                or V.dtype != np.float32):
+            raise ValueError(f"{path}: user and item factors must be float32 (n, f) matrices")
+        model.user_factors_ = np.ascontiguousarray(U)
+        model.item_factors_ = np.ascontiguousarray(V)
+        model.user_prior_weights_ = arrays.get("user_prior_weights")
+        model.item_prior_weights_ = arrays.get("item_prior_weights")
+        model._user_priors = arrays.get("user_priors")
+        model._item_priors = arrays.get("item_priors")
+        if "indptr" in arrays:
+            model._user_items = sp.csr_matrix(
+                (arrays["values"], arrays["indices"], arrays["indptr"]), shape=(U.shape[0], V.shape[0]))
+        else:
+            model._user_items = sp.csr_matrix((U.shape[0], V.shape[0]), dtype=np.float32)
+        model._touch()
+        return model
+
+
+__all__ = ["ALS", "NotFittedError"]

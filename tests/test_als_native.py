@@ -1,0 +1,184 @@
+"""The native ALS kernels against float64 numpy, at every supported SIMD level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from llmrec import _core
+
+FACTOR_SIZES = [1, 7, 16, 33, 64]
+
+
+def random_csr(rng, n_rows, n_cols, density, *, low=0.5, high=5.0):
+    R = sp.random(n_rows, n_cols, density=density, format="csr", dtype=np.float32,
+                  random_state=np.random.RandomState(rng.integers(2**31)))
+    R.data = (low + (high - low) * R.data).astype(np.float32)
+    # one row longer than the prefetch distance and the rank-4 blocks, one empty row
+    R = R.tolil()
+    R[0, : min(n_cols, 23)] = 2.0
+    R[1, :] = 0
+    return R.tocsr()
+
+
+def native(R):
+    return R.indptr.astype(np.int64), R.indices.astype(np.int32), R.data.astype(np.float32)
+
+
+def reference_row(R, Y, u, *, implicit, alpha, reg, exponent=0.0, strength=0.0, prior=None):
+    """The float64 solution of row u's normal equations."""
+    Yd = Y.astype(np.float64)
+    f = Y.shape[1]
+    idx = R.indices[R.indptr[u]:R.indptr[u + 1]]
+    r = R.data[R.indptr[u]:R.indptr[u + 1]].astype(np.float64)
+    if len(idx) == 0:
+        return np.zeros(f) if prior is None else prior.astype(np.float64)
+    lam = reg * len(idx) ** exponent + (strength if prior is not None else 0.0)
+    if implicit:
+        c = 1 + alpha * r
+        A = Yd.T @ Yd + (Yd[idx].T * (c - 1)) @ Yd[idx]
+        b = Yd[idx].T @ c
+    else:
+        A = Yd[idx].T @ Yd[idx]
+        b = Yd[idx].T @ r
+    A += lam * np.eye(f)
+    if prior is not None:
+        b = b + strength * prior
+    return np.linalg.solve(A, b)
+
+
+@pytest.mark.parametrize("f", FACTOR_SIZES)
+def test_gramian_matches_numpy(simd_level, rng, f):
+    Y = rng.standard_normal((3000, f)).astype(np.float32)  # more than one chunk
+    G = _core.als_gramian(Y, 2)
+    ref = Y.astype(np.float64).T @ Y.astype(np.float64)
+    assert G.shape == (f, f) and G.dtype == np.float32
+    np.testing.assert_allclose(G, ref, rtol=1e-4, atol=1e-3 * np.abs(ref).max())
+    np.testing.assert_array_equal(G, G.T)
+
+
+@pytest.mark.parametrize("f", FACTOR_SIZES)
+@pytest.mark.parametrize("implicit", [True, False])
+def test_cholesky_row_update_equals_normal_equations(simd_level, rng, f, implicit):
+    R = random_csr(rng, 40, 30, 0.2)
+    Y = rng.standard_normal((30, f)).astype(np.float32)
+    X = rng.standard_normal((40, f)).astype(np.float32)
+    G = _core.als_gramian(Y) if implicit else None
+    exponent = 0.0 if implicit else 1.0
+    _core.als_solve(*native(R), Y, X, G, implicit=implicit, cholesky=True, regularization=0.3,
+                    alpha=1.7, reg_exponent=exponent, num_threads=2)
+    for u in range(40):
+        x = reference_row(R, Y, u, implicit=implicit, alpha=1.7, reg=0.3, exponent=exponent)
+        np.testing.assert_allclose(X[u], x, rtol=0, atol=2e-4 * max(1.0, np.abs(x).max()))
+
+
+@pytest.mark.parametrize("f", [5, 12, 70])
+@pytest.mark.parametrize("implicit", [True, False])
+def test_conjugate_gradient_converges_to_normal_equations(simd_level, rng, implicit, f):
+    R = random_csr(rng, 30, 25, 0.3)
+    Y = rng.standard_normal((25, f)).astype(np.float32)
+    X = np.zeros((30, f), dtype=np.float32)
+    G = _core.als_gramian(Y) if implicit else None
+    # With f steps CG is exact in exact arithmetic; repeated warm-started solves
+    # converge from there.
+    for _ in range(3):
+        _core.als_solve(*native(R), Y, X, G, implicit=implicit, cholesky=False, cg_steps=f,
+                        regularization=0.5, alpha=2.0)
+    for u in range(30):
+        x = reference_row(R, Y, u, implicit=implicit, alpha=2.0, reg=0.5)
+        np.testing.assert_allclose(X[u], x, rtol=0, atol=1e-3 * max(1.0, np.abs(x).max()))
+
+
+def test_one_cg_step_is_one_steepest_descent_step(simd_level, rng):
+    f = 9
+    R = random_csr(rng, 10, 20, 0.3)
+    Y = rng.standard_normal((20, f)).astype(np.float32)
+    X = rng.standard_normal((10, f)).astype(np.float32)
+    X0 = X.astype(np.float64)
+    G = _core.als_gramian(Y)
+    _core.als_solve(*native(R), Y, X, G, implicit=True, cg_steps=1, regularization=0.2, alpha=1.0)
+    Yd = Y.astype(np.float64)
+    for u in range(10):
+        idx = R.indices[R.indptr[u]:R.indptr[u + 1]]
+        if len(idx) == 0:
+            continue
+        c = 1 + R.data[R.indptr[u]:R.indptr[u + 1]].astype(np.float64)
+        A = Yd.T @ Yd + (Yd[idx].T * (c - 1)) @ Yd[idx] + 0.2 * np.eye(f)
+        res = Yd[idx].T @ c - A @ X0[u]
+        step = res @ res / (res @ A @ res)
+        np.testing.assert_allclose(X[u], X0[u] + step * res, atol=1e-4 * max(1, np.abs(X0[u]).max()))
+
+
+@pytest.mark.parametrize("cholesky", [True, False])
+def test_priors_and_empty_rows(simd_level, rng, cholesky):
+    f = 10
+    R = random_csr(rng, 20, 15, 0.3)
+    Y = rng.standard_normal((15, f)).astype(np.float32)
+    X = np.zeros((20, f), dtype=np.float32)
+    priors = rng.standard_normal((20, f)).astype(np.float32)
+    G = _core.als_gramian(Y)
+    for _ in range(1 if cholesky else 4):
+        _core.als_solve(*native(R), Y, X, G, implicit=True, cholesky=cholesky, cg_steps=f,
+                        regularization=0.1, alpha=1.0, prior_strength=2.5, priors=priors)
+    np.testing.assert_array_equal(X[1], priors[1])  # no interactions: exactly the prior
+    for u in range(20):
+        x = reference_row(R, Y, u, implicit=True, alpha=1.0, reg=0.1, strength=2.5, prior=priors[u])
+        np.testing.assert_allclose(X[u], x, rtol=0, atol=1e-3 * max(1.0, np.abs(x).max()))
+
+
+@pytest.mark.parametrize("f", [6, 40, 70])
+@pytest.mark.parametrize("implicit", [True, False])
+def test_loss_matches_dense_numpy(simd_level, rng, implicit, f):
+    R = random_csr(rng, 25, 18, 0.3)
+    X = rng.standard_normal((25, f)).astype(np.float32)
+    Y = rng.standard_normal((18, f)).astype(np.float32)
+    G = _core.als_gramian(Y) if implicit else None
+    got = _core.als_loss(*native(R), X, Y, G, implicit=implicit, regularization=0.3, alpha=2.0,
+                         reg_exponent=0.5)
+    D = R.toarray().astype(np.float64)
+    S = X.astype(np.float64) @ Y.astype(np.float64).T
+    if implicit:
+        C = 1 + 2.0 * D
+        data = (C * ((D > 0) - S) ** 2).sum()
+    else:
+        data = (((D - S) ** 2) * (D > 0)).sum()
+    counts = np.diff(R.indptr).astype(np.float64)
+    reg = 0.3 * (counts ** 0.5 * (X.astype(np.float64) ** 2).sum(1)).sum()
+    np.testing.assert_allclose(got, data + reg, rtol=1e-5)
+
+
+def test_results_do_not_depend_on_threads(rng):
+    f = 32
+    R = random_csr(rng, 3000, 500, 0.02)
+    Y = rng.standard_normal((500, f)).astype(np.float32)
+    X0 = rng.standard_normal((3000, f)).astype(np.float32)
+    out = []
+    for threads in (1, 2, 0):
+        X = X0.copy()
+        G = _core.als_gramian(np.vstack([Y] * 10), threads)
+        _core.als_solve(*native(R), Y, X, _core.als_gramian(Y, threads), implicit=True,
+                        num_threads=threads)
+        out.append((G, X, _core.als_loss(*native(R), X, Y, _core.als_gramian(Y), num_threads=threads)))
+    for G, X, loss in out[1:]:
+        np.testing.assert_array_equal(G, out[0][0])
+        np.testing.assert_array_equal(X, out[0][1])
+        assert loss == out[0][2]
+
+
+def test_native_rejects_bad_structure(rng):
+    R = random_csr(rng, 5, 4, 0.5)
+    indptr, indices, data = native(R)
+    Y = np.ones((4, 3), dtype=np.float32)
+    X = np.zeros((5, 3), dtype=np.float32)
+    G = _core.als_gramian(Y)
+    bad = indices.copy()
+    bad[0] = 4
+    with pytest.raises(ValueError, match="out of range"):
+        _core.als_solve(indptr, bad, data, Y, X, G)
+    with pytest.raises(ValueError, match="indptr"):
+        _core.als_solve(indptr[:-1], indices, data, Y, X, G)
+    with pytest.raises(ValueError, match="Gramian"):
+        _core.als_solve(indptr, indices, data, Y, X, None, implicit=True)
+    with pytest.raises(ValueError, match="same number of factors"):
+        _core.als_solve(indptr, indices, data, Y, np.zeros((5, 2), dtype=np.float32), G)
