@@ -62,14 +62,21 @@ def _read_table(path: Path, *, sep: str, names: Sequence[str], dtypes: dict[str,
     bad line so the error names it.
     """
     kinds = {"int": np.int64, "float": np.float64, "str": str}
-    column_types = {name: kinds[dtypes.get(name, "str")] for name in names}
+    column_types = {position: kinds[dtypes.get(name, "str")] for position, name in enumerate(names)}
     try:
-        frame = pd.read_csv(path, sep=sep, header=0 if header else None, names=list(names),
+        frame = pd.read_csv(path, sep=sep, header=None, skiprows=1 if header else 0,
                             dtype=column_types, encoding=encoding, quoting=quoting,
                             keep_default_na=False, na_filter=False, engine="c",
-                            skip_blank_lines=True)
-        if len(frame.columns) != len(names):
-            raise ValueError("wrong number of columns")
+                            skip_blank_lines=True, index_col=False)
+        if frame.shape[1] != len(names):
+            raise ValueError(f"expected {len(names)} columns, found {frame.shape[1]}")
+        frame.columns = list(names)
+        if quoting == csv.QUOTE_NONE and len(frame):
+            # A short line is padded silently by the parser: count the separators.
+            raw = np.fromfile(path, dtype=np.uint8)
+            found = int(np.count_nonzero(raw == ord(sep)))
+            if found != (len(frame) + int(header)) * (len(names) - 1):
+                raise ValueError("a line has the wrong number of fields")
         for name, kind in dtypes.items():
             if kind == "float" and not np.isfinite(frame[name].to_numpy()).all():
                 raise ValueError(f"column {name} holds NaN or infinite values")
@@ -467,7 +474,7 @@ def _check_real(value: Any, name: str, low: float, high: float, *,
 
 def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float = 0.01,
               topics_per_user: int = 3, popularity_exponent: float = 0.9,
-              drift: float = 0.5, random_state: Any = None
+              drift: float = 0.5, exploration: float = 0.1, random_state: Any = None
               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Generate a recommendation data set with a known latent structure.
 
@@ -477,9 +484,9 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     for the first 24 topics, invented words after that), so a text encoder can recover
     the topic. Every user prefers ``topics_per_user`` topics (Dirichlet weights) and
     drifts towards one more topic over time: an interaction at relative time p ∈ [0, 1]
-    comes from the late topic with probability ``drift · p``. Each interaction picks a
-    topic from the user's preference, then an item of that topic with probability
-    proportional to popularity. Activity per user is log-normal (at least
+    comes from the late topic with probability ``drift · p``, and with probability
+    ``exploration`` from a topic drawn uniformly. Each interaction picks a topic this
+    way, then an item of that topic with probability proportional to popularity. Activity per user is log-normal (at least
     ``min(5, n_items)`` interactions), timestamps grow with p over each user's own
     window, and ratings (1–5) are higher for the user's preferred topics.
 
@@ -499,6 +506,8 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     popularity_exponent : float in [0, 4]
     drift : float in [0, 1]
         How strongly preferences move to a new topic over a user's history.
+    exploration : float in [0, 1]
+        Share of interactions from a uniformly drawn topic (off-preference noise).
     random_state : None, int or numpy.random.Generator
 
     Returns
@@ -517,6 +526,7 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     density = _check_real(density, "density", 0.0, 1.0, low_open=True)
     popularity_exponent = _check_real(popularity_exponent, "popularity_exponent", 0.0, 4.0)
     drift = _check_real(drift, "drift", 0.0, 1.0)
+    exploration = _check_real(exploration, "exploration", 0.0, 1.0)
     rng = _as_generator(random_state)
     n_topics = min(n_topics, n_items)  # every topic holds at least one item
     topics_per_user = min(topics_per_user, n_topics)
@@ -549,8 +559,9 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     target_total = density * n_users * n_items
     activity = rng.lognormal(0.0, 1.0, size=n_users)
     floor = min(5, n_items)
-    reachable = topic_size[preferred].sum(axis=1) + topic_size[late_topic]
-    cap = np.maximum(np.minimum(reachable * 3 // 4, n_items), floor)
+    reachable = (topic_size[preferred].sum(axis=1) + topic_size[late_topic]
+                 + (n_items if exploration > 0 else 0))
+    cap = np.maximum(np.minimum(reachable * 3 // 4, n_items * 3 // 4), floor)
     scale = target_total / activity.sum()
     for _ in range(8):  # the floor and the cap move the total: rescale until it fits
         counts = np.clip(np.rint(activity * scale), floor, cap).astype(np.int64)
@@ -575,6 +586,8 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
         topic = preferred[users, slot]
         late = rng.random(m) < drift * when
         topic = np.where(late, late_topic[users], topic)
+        explore = rng.random(m) < exploration
+        topic[explore] = rng.integers(0, n_topics, size=int(explore.sum()))
         u = rng.random(m)
         position = topic_low[topic] + u * (topic_high[topic] - topic_low[topic])
         local = np.searchsorted(cumulative, position, side="right")
@@ -585,29 +598,31 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
                 | (item.astype(np.int64) << time_bits) | time_code)
 
     keys = draw(np.repeat(np.arange(n_users, dtype=np.int64), counts))
-    for _ in range(4):
-        keys.sort()
-        pair = keys >> time_bits
-        duplicate = np.zeros(keys.shape[0], dtype=bool)
-        duplicate[1:] = pair[1:] == pair[:-1]
-        del pair
-        n_duplicates = int(duplicate.sum())
-        if n_duplicates:
-            keys = keys[~duplicate]
-        del duplicate
-        if n_duplicates <= max(1, int(1e-4 * counts.sum())):
+    keys = _unique_pairs(keys, time_bits)
+    # Top up users who lost interactions to duplicates; draws that repeat a pair are
+    # dropped again (a user whose topics are nearly exhausted may end a little short).
+    extra = np.zeros(0, dtype=np.int64)
+    user_shift = item_bits + time_bits
+    have = np.bincount(keys >> user_shift, minlength=n_users)
+    for _ in range(8):
+        missing = np.maximum(counts - have, 0)
+        if not missing.any():
             break
-        have = np.bincount((keys >> (item_bits + time_bits)).astype(np.int64), minlength=n_users)
-        missing = counts - have
-        keys = np.concatenate((keys, draw(np.repeat(np.arange(n_users, dtype=np.int64),
-                                                    np.maximum(missing, 0)))))
-    else:
-        keys.sort()
-        pair = keys >> time_bits
-        keep = np.ones(keys.shape[0], dtype=bool)
-        keep[1:] = pair[1:] != pair[:-1]
-        keys = keys[keep]
-        del pair, keep
+        new = _unique_pairs(draw(np.repeat(np.arange(n_users, dtype=np.int64), missing)),
+                            time_bits)
+        for existing in (keys, extra):
+            if existing.size and new.size:
+                pair = new >> time_bits
+                at = np.minimum(np.searchsorted(existing, pair << time_bits), existing.size - 1)
+                new = new[(existing[at] >> time_bits) != pair]
+        new_users = new >> user_shift
+        # Keep at most `missing` per user, the first ones in key order.
+        order_in_user = np.arange(new.size) - np.searchsorted(new_users, new_users)
+        new = new[order_in_user < missing[new_users]]
+        have += np.bincount(new >> user_shift, minlength=n_users)
+        extra = np.sort(np.concatenate((extra, new)))
+    keys = np.concatenate((keys, extra))
+    del extra
 
     # ---- decode, then order each user's interactions by time.
     time_mask = (1 << time_bits) - 1
@@ -650,6 +665,16 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
                           "topic": preferred[:, 0].astype(np.int32),
                           "late_topic": late_topic.astype(np.int32)})
     return interactions, items, users
+
+
+def _unique_pairs(keys: np.ndarray, time_bits: int) -> np.ndarray:
+    """Sort (user, item, time) keys and keep the first of each (user, item) pair."""
+    keys.sort()
+    pair = keys >> time_bits
+    keep = np.ones(keys.shape[0], dtype=bool)
+    keep[1:] = pair[1:] != pair[:-1]
+    del pair
+    return keys[keep]
 
 
 def _sample_topics(rng: np.random.Generator, n_users: int, n_topics: int, per_user: int) -> np.ndarray:
