@@ -11,10 +11,11 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from llmrec._runtime import build_info
 from llmrec.index import ExactIndex
+from llmrec.quantized import QuantizedIndex
 
 try:
     __version__ = _version("llmrec")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-__all__ = ["ExactIndex", "build_info", "__version__"]
+__all__ = ["ExactIndex", "QuantizedIndex", "build_info", "__version__"]
