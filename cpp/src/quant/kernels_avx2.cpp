@@ -18,6 +18,8 @@ struct Isa {
     __m256i t, a;
   };
   static V zero() { return _mm256_setzero_si256(); }
+  static V load(const int32_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+  static void store(int32_t* p, V v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); }
   static C prep(const uint8_t* p) {
     return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)),
                             _mm256_set1_epi8(static_cast<char>(0x80)));

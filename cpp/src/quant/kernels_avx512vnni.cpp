@@ -17,6 +17,8 @@ struct Isa {
   using C = __m512i;
   using Q = __m512i;
   static V zero() { return _mm512_setzero_si512(); }
+  static V load(const int32_t* p) { return _mm512_load_si512(p); }
+  static void store(int32_t* p, V v) { _mm512_store_si512(p, v); }
   static C prep(const uint8_t* p) { return _mm512_loadu_si512(p); }
   static Q query(const int8_t* t, const uint8_t*) {
     int32_t t4;

@@ -2,7 +2,8 @@
 // anonymous namespace after defining `Isa`:
 //   static constexpr std::size_t W;   int32 lanes (items) per vector; 16 / W vectors a block
 //   using V (int32 accumulators), C (one group of W items' codes, prepared), Q (a query's group)
-//   V zero();  C prep(const uint8_t* codes);  Q query(const int8_t* t, const uint8_t* abs_t);
+//   V zero();  V load(const int32_t*);  void store(int32_t*, V)   (aligned)
+//   C prep(const uint8_t* codes);  Q query(const int8_t* t, const uint8_t* abs_t);
 //   V dot(V acc, C codes, Q query)             acc + per-lane sum of four s * t
 //   V finish(V acc, int32_t qsum)              turns the kernel's sum into sum(s * t)
 //   unsigned above(V acc, float scale, float offset, float threshold, float* scores)
@@ -34,6 +35,11 @@ inline void sq8_tile(const Sq8Job& job, std::size_t b, std::size_t q0) {
       for (std::size_t v = 0; v < NV; ++v) acc[m][v] = Isa::dot(acc[m][v], c[v], qv);
     }
   }
+  // Spilled once here, so that the accumulators are indexed only by unrolled constants
+  // above and stay in registers (the emission loop below calls out and is not unrolled).
+  alignas(64) int32_t sums[MQ][NV][Isa::W];
+  for (std::size_t m = 0; m < MQ; ++m)
+    for (std::size_t v = 0; v < NV; ++v) Isa::store(sums[m][v], acc[m][v]);
   alignas(64) float scores[Isa::W];
   for (std::size_t m = 0; m < MQ; ++m) {
     const std::size_t q = q0 + m;
@@ -42,7 +48,7 @@ inline void sq8_tile(const Sq8Job& job, std::size_t b, std::size_t q0) {
       const std::size_t slot0 = b * 16 + v * Isa::W;
       if (slot0 >= job.n_items) break;
       const std::size_t lanes = min_size(Isa::W, job.n_items - slot0);
-      unsigned bits = Isa::above(Isa::finish(acc[m][v], job.qsums[q]), scale, offset,
+      unsigned bits = Isa::above(Isa::finish(Isa::load(sums[m][v]), job.qsums[q]), scale, offset,
                                  job.thresholds[q], scores);
       if (lanes < Isa::W) bits &= (1u << lanes) - 1u;
       for (; bits; bits &= bits - 1) {
