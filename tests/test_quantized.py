@@ -346,8 +346,14 @@ def test_bad_input_raises_clear_errors(rng):
         QuantizedIndex(items, codec="pq9")
     with pytest.raises(NotImplementedError):
         QuantizedIndex(items, codec="pq4")
-    with pytest.raises(NotImplementedError):
-        QuantizedIndex(items, partitions=4)
+    with pytest.raises(ValueError, match="training"):
+        QuantizedIndex(items, partitions=101)
+    with pytest.raises(ValueError, match="training"):
+        QuantizedIndex(items, partitions=20, train_size=10)
+    with pytest.raises(ValueError, match="probes"):
+        QuantizedIndex(items, partitions=4).search(queries, probes=5)
+    with pytest.raises(ValueError, match="partitions"):
+        QuantizedIndex(items, partitions=0)
     with pytest.raises(ValueError, match="NaN"):
         QuantizedIndex(np.full((3, 2), np.nan))
     with pytest.raises(ValueError, match="2-D"):

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "llmrec/kmeans.hpp"
 #include "llmrec/quant.hpp"
 #include "llmrec/thread_pool.hpp"
 
@@ -68,7 +69,7 @@ py::tuple sq8_train(const FloatArray& x) {
 }
 
 void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& step, ByteArray& blocks,
-                std::size_t first_slot, long num_threads) {
+                std::size_t first_slot, long num_threads, const std::optional<IdArray>& slots) {
   require(x.ndim() == 2, "vectors must be 2-D");
   const std::size_t n = x.shape(0), d = x.shape(1);
   require(static_cast<std::size_t>(mid.size()) == d && static_cast<std::size_t>(step.size()) == d,
@@ -77,10 +78,18 @@ void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& st
               static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(first_slot + n),
           "blocks array too small or of the wrong width");
   require(blocks.writeable(), "blocks must be writeable");
+  const int64_t* slot_ptr = nullptr;
+  if (slots) {
+    require(static_cast<std::size_t>(slots->size()) == n, "slots must have one entry per row");
+    slot_ptr = slots->data();
+    for (std::size_t r = 0; r < n; ++r)
+      require(slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < static_cast<std::size_t>(blocks.shape(0)) * 16,
+              "slots out of range");
+  }
   uint8_t* out = blocks.mutable_data();
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   py::gil_scoped_release release;
-  llmrec::quant::sq8_encode(x.data(), n, d, mid.data(), step.data(), out, first_slot, threads);
+  llmrec::quant::sq8_encode(x.data(), n, d, mid.data(), step.data(), out, first_slot, threads, slot_ptr);
 }
 
 FloatArray sq8_decode(const ByteArray& blocks, std::size_t first, std::size_t n, const FloatArray& mid,
@@ -120,7 +129,9 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
                            const std::optional<FloatArray>& vectors, const FloatArray& queries, long k,
                            const std::optional<IdArray>& exclude_indptr, const std::optional<IdArray>& exclude_ids,
                            const std::optional<ByteArray>& allow_mask, const std::optional<IdArray>& allow_ids,
-                           long rerank, long num_threads) {
+                           long rerank, long num_threads, const std::optional<FloatArray>& centroids,
+                           const std::optional<IdArray>& list_starts, const std::optional<IdArray>& list_sizes,
+                           const std::optional<IdArray>& slot_ids, long probes) {
   require(d > 0 && queries.ndim() == 2 && static_cast<std::size_t>(queries.shape(1)) == d,
           "queries must be 2-D with the index's dimension");
   require(k > 0, "k must be positive");
@@ -129,10 +140,41 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   llmrec::quant::IndexView view;
   view.n = n;
   view.d = d;
+  std::size_t slots = n;
+  if (centroids) {
+    require(list_starts && list_sizes && slot_ids, "partitions need list starts, sizes and slot ids");
+    require(centroids->ndim() == 2 && static_cast<std::size_t>(centroids->shape(1)) == d && centroids->shape(0) > 0,
+            "centroids must be (partitions, d)");
+    const std::size_t p = centroids->shape(0);
+    require(static_cast<std::size_t>(list_starts->size()) == p && static_cast<std::size_t>(list_sizes->size()) == p,
+            "list starts and sizes need one entry per partition");
+    require(probes >= 1, "probes must be >= 1");
+    slots = slot_ids->size();
+    const int64_t* st = list_starts->data();
+    const int64_t* sz = list_sizes->data();
+    const int64_t* ids = slot_ids->data();
+    std::size_t total = 0;
+    for (std::size_t j = 0; j < p; ++j) {
+      require(st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots &&
+                  (codec != "sq8" || st[j] % llmrec::quant::kSq8Block == 0),
+              "list starts and sizes out of range");
+      total += sz[j];
+    }
+    // Slot ids are checked where they are made or loaded (python/llmrec/quantized.py):
+    // a per-call O(n) pass would cost more than a search over a few lists.
+    require(total == n, "lists must hold every item once");
+    view.partitions = p;
+    view.slots = slots;
+    view.centroids = centroids->data();
+    view.list_starts = st;
+    view.list_sizes = sz;
+    view.slot_ids = ids;
+    view.probes = static_cast<std::size_t>(probes);
+  }
   if (codec == "sq8") {
     auto blocks = py::array_t<uint8_t, py::array::c_style>::ensure(codes);
     require(blocks && blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
-                static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(n) &&
+                static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(slots) &&
                 blocks.data() == static_cast<const uint8_t*>(codes.data()),
             "sq8 codes must be a C-contiguous uint8 array of at least sq8_blocks(n) blocks");
     require(mid && step && static_cast<std::size_t>(mid->size()) == d && static_cast<std::size_t>(step->size()) == d,
@@ -143,7 +185,7 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     view.sq8_step = step->data();
   } else if (codec == "fp16") {
     require(codes.dtype().is(py::dtype::of<uint16_t>()) && (codes.flags() & py::array::c_style) &&
-                codes.ndim() == 2 && static_cast<std::size_t>(codes.shape(0)) >= n &&
+                codes.ndim() == 2 && static_cast<std::size_t>(codes.shape(0)) >= slots &&
                 static_cast<std::size_t>(codes.shape(1)) == d,
             "fp16 codes must be a C-contiguous uint16 (n, d) array");
     view.codec = llmrec::quant::Codec::fp16;
@@ -191,13 +233,53 @@ py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, con
   return py::make_tuple(ids, scores);
 }
 
+py::tuple kmeans_train(const FloatArray& x, std::size_t k, std::size_t iterations, uint64_t seed, long num_threads) {
+  require(x.ndim() == 2 && x.shape(1) > 0, "training vectors must be a 2-D array");
+  const std::size_t n = x.shape(0), d = x.shape(1);
+  FloatArray centroids({k, d});
+  py::array_t<int32_t> assignment(n);
+  float* c = centroids.mutable_data();
+  int32_t* a = assignment.mutable_data();
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  {
+    py::gil_scoped_release release;
+    llmrec::kmeans::train(x.data(), n, d, k, iterations, seed, threads, c, a);
+  }
+  return py::make_tuple(centroids, assignment);
+}
+
+py::array_t<int32_t> kmeans_assign(const FloatArray& x, const FloatArray& centroids, long num_threads) {
+  require(x.ndim() == 2 && centroids.ndim() == 2 && x.shape(1) == centroids.shape(1) && centroids.shape(0) > 0,
+          "x and centroids must be 2-D with the same dimension");
+  const std::size_t n = x.shape(0), d = x.shape(1), k = centroids.shape(0);
+  py::array_t<int32_t> assignment(n);
+  int32_t* a = assignment.mutable_data();
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  py::gil_scoped_release release;
+  llmrec::kmeans::assign(x.data(), n, d, centroids.data(), k, threads, a, nullptr);
+  return assignment;
+}
+
 }  // namespace
 
 void register_quant(py::module_& m) {
   m.def("sq8_block_bytes", &llmrec::quant::sq8_block_bytes, py::arg("d"), "Bytes of one block of 16 sq8 items.");
   m.def("sq8_train", &sq8_train, py::arg("x"), "Per-dimension (mid, step) from training rows.");
   m.def("sq8_encode", &sq8_encode, py::arg("x"), py::arg("mid"), py::arg("step"), py::arg("blocks"),
-        py::arg("first_slot"), py::arg("num_threads") = 0, "Encodes rows into slots of a blocks array in place.");
+        py::arg("first_slot"), py::arg("num_threads") = 0, py::arg("slots") = py::none(),
+        "Encodes rows into slots of a blocks array in place (slots first_slot.. or the given slots).");
+  m.def("sq8_copy_slots", [](const ByteArray& src, const IdArray& src_slots, ByteArray& dst, const IdArray& dst_slots,
+                             std::size_t d) {
+    require(src.ndim() == 2 && dst.ndim() == 2 && static_cast<std::size_t>(src.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
+                src.shape(1) == dst.shape(1) && dst.writeable(), "blocks arrays of the wrong shape");
+    require(src_slots.size() == dst_slots.size(), "slot arrays must have the same length");
+    const std::size_t count = src_slots.size();
+    for (std::size_t j = 0; j < count; ++j)
+      require(src_slots.data()[j] >= 0 && src_slots.data()[j] < src.shape(0) * 16 && dst_slots.data()[j] >= 0 &&
+                  dst_slots.data()[j] < dst.shape(0) * 16, "slots out of range");
+    llmrec::quant::sq8_copy_slots(src.data(), src_slots.data(), dst.mutable_data(), dst_slots.data(), count, d);
+  }, py::arg("src"), py::arg("src_slots"), py::arg("dst"), py::arg("dst_slots"), py::arg("d"),
+     "Copies sq8 codes between slots.");
   m.def("sq8_decode", &sq8_decode, py::arg("blocks"), py::arg("first"), py::arg("n"), py::arg("mid"),
         py::arg("step"), "Reconstructs rows first .. first + n from sq8 blocks.");
   m.def("fp16_encode", &fp16_encode, py::arg("x"), "float32 -> IEEE half bits (uint16), round to nearest even.");
@@ -207,9 +289,16 @@ void register_quant(py::module_& m) {
         py::arg("queries"), py::arg("k"), py::arg("exclude_indptr") = py::none(),
         py::arg("exclude_ids") = py::none(), py::arg("allow_mask") = py::none(),
         py::arg("allow_ids") = py::none(), py::arg("rerank") = 0, py::arg("num_threads") = 0,
+        py::arg("centroids") = py::none(), py::arg("list_starts") = py::none(),
+        py::arg("list_sizes") = py::none(), py::arg("slot_ids") = py::none(), py::arg("probes") = 1,
         "Top-k over fp16 or sq8 codes, optionally re-ranked exactly from vectors.");
   m.def("rerank_exact", &rerank_exact, py::arg("vectors"), py::arg("queries"), py::arg("candidates"),
         py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none).");
+  m.def("kmeans_train", &kmeans_train, py::arg("x"), py::arg("k"), py::arg("iterations") = 20,
+        py::arg("seed") = 0, py::arg("num_threads") = 0,
+        "Seeded Lloyd k-means; returns (centroids float32 (k, d), assignment int32 (n,)).");
+  m.def("kmeans_assign", &kmeans_assign, py::arg("x"), py::arg("centroids"), py::arg("num_threads") = 0,
+        "Nearest centroid (L2) of each row, int32.");
   m.def("sq8_kernel", [] { return std::string(llmrec::quant::sq8_kernel_name()); },
         "The sq8 kernel the active SIMD level uses.");
   m.def("set_vnni_enabled", &llmrec::quant::set_vnni_enabled, py::arg("enabled"),

@@ -30,8 +30,14 @@ void sq8_train(const float* x, std::size_t n, std::size_t d, float* mid, float* 
 
 // Encodes n rows into item slots first_slot .. first_slot + n of `blocks`, which must
 // hold sq8_blocks(first_slot + n) blocks. Values outside the trained range are clamped.
+// With `slots`, row r goes to slot slots[r] instead of first_slot + r.
 void sq8_encode(const float* x, std::size_t n, std::size_t d, const float* mid, const float* step,
-                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads);
+                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads,
+                const int64_t* slots = nullptr);
+
+// Copies the codes of slots src_slots[j] of `src` to slots dst_slots[j] of `dst`.
+void sq8_copy_slots(const uint8_t* src, const int64_t* src_slots, uint8_t* dst, const int64_t* dst_slots,
+                    std::size_t count, std::size_t d);
 
 // Reconstructs items first .. first + n as float rows.
 void sq8_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::size_t d,
@@ -54,10 +60,22 @@ struct IndexView {
   const float* sq8_mid = nullptr;       // sq8: d
   const float* sq8_step = nullptr;      // sq8: d
   const uint16_t* fp16_rows = nullptr;  // fp16: n x d
-  const float* vectors = nullptr;       // optional float32 rows for exact re-ranking
+  const float* vectors = nullptr;       // optional float32 rows for exact re-ranking (id order)
+
+  // Partitions (an inverted file): codes are stored list by list in slots; list p holds
+  // slots list_starts[p] .. list_starts[p] + list_sizes[p] (sq8: starts are multiples of
+  // kSq8Block), and slot_ids gives each slot's item id. Without partitions slot = id.
+  std::size_t partitions = 0;
+  std::size_t slots = 0;                // total slots (codes arrays are sized by slots)
+  const float* centroids = nullptr;     // partitions x d
+  const int64_t* list_starts = nullptr;
+  const int64_t* list_sizes = nullptr;
+  const int64_t* slot_ids = nullptr;
+  std::size_t probes = 1;               // lists scanned per query: those with the largest q . c
 };
 
-// Top-k by codec scores; with rerank > 0 (and vectors), the best rerank * k candidates
+// Top-k by codec scores (over the `probes` best lists when partitioned; equal scores
+// from different lists are then not guaranteed to be ordered by id); with rerank > 0 (and vectors), the best rerank * k candidates
 // per query are re-scored exactly and the returned scores are exact inner products.
 void search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
             const topk::Filter& filter, std::size_t rerank, std::size_t num_threads,

@@ -262,8 +262,74 @@ void fp16_search(const IndexView& index, const float* queries, std::size_t nq, s
   }, out_ids, out_scores);
 }
 
+// Partitioned search: the probes best lists per query (by q . centroid, one exact top-k
+// over the centroids for all queries), each scanned by the codec kernel into that
+// query's heap.
+void partitioned_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+                        const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores) {
+  const std::size_t d = index.d, probes = std::min(index.probes, index.partitions);
+  std::vector<int64_t> probe_ids(nq * probes);
+  std::vector<float> probe_scores(nq * probes);
+  topk::search(index.centroids, index.partitions, d, queries, nq, probes, topk::Filter{}, false, threads,
+               probe_ids.data(), probe_scores.data());
+  auto options = drive_options(index.n, nq, k, threads, d * sizeof(float));
+  if (index.codec == Codec::sq8) {
+    const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d);
+    const Sq8Queries prepared = prepare_sq8_queries(queries, nq, d, index.sq8_mid, index.sq8_step);
+    const detail::Sq8Fn kernel = active_sq8();
+    topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
+      detail::Sq8Job job{};
+      job.groups = groups;
+      job.qcodes = prepared.codes.data() + q * 4 * groups;
+      job.qabs = prepared.abs.data() + q * 4 * groups;
+      job.qsums = prepared.sums.data() + q;
+      job.qscale = prepared.scale.data() + q;
+      job.qoffset = prepared.offset.data() + q;
+      job.nq = 1;
+      job.thresholds = sink.thresholds;
+      job.on_hit = sink.on_hit;
+      job.context = sink.context;
+      for (std::size_t j = 0; j < probes; ++j) {
+        const int64_t p = probe_ids[q * probes + j];
+        if (p < 0 || index.list_sizes[p] == 0) continue;
+        const std::size_t start = static_cast<std::size_t>(index.list_starts[p]);
+        job.blocks = index.sq8_blocks + (start / kSq8Block) * block_bytes;
+        job.n_items = static_cast<std::size_t>(index.list_sizes[p]);
+        job.n_blocks = sq8_blocks(job.n_items);
+        job.ids = index.slot_ids + start;
+        kernel(job);
+      }
+    }, out_ids, out_scores);
+    return;
+  }
+  const topk::detail::ScanFn scan = topk::detail::active_scan();
+  const std::size_t rows = std::max<std::size_t>(16, (64 * 1024) / (d * sizeof(float)));
+  topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
+    std::vector<float> decoded(rows * d);
+    std::vector<float> scratch(topk::detail::scratch_floats(1, d));
+    for (std::size_t j = 0; j < probes; ++j) {
+      const int64_t p = probe_ids[q * probes + j];
+      if (p < 0) continue;
+      const std::size_t start = static_cast<std::size_t>(index.list_starts[p]),
+                        size = static_cast<std::size_t>(index.list_sizes[p]);
+      for (std::size_t r0 = 0; r0 < size; r0 += rows) {
+        const std::size_t count = std::min(rows, size - r0);
+        fp16_decode_active(index.fp16_rows + (start + r0) * d, count * d, decoded.data());
+        RowHits hits{sink.on_hit, sink.context, index.slot_ids + start + r0, 0};
+        topk::detail::ScanJob job{queries + q * d, 1, d, decoded.data(), nullptr, 0, count,
+                                  sink.thresholds, &RowHits::forward, &hits, scratch.data()};
+        scan(job);
+      }
+    }
+  }, out_ids, out_scores);
+}
+
 void codec_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
                   const topk::Filter& filter, std::size_t threads, int64_t* ids, float* scores) {
+  if (index.partitions > 0) {
+    partitioned_search(index, queries, nq, k, filter, threads, ids, scores);
+    return;
+  }
   switch (index.codec) {
     case Codec::sq8: sq8_search(index, queries, nq, k, filter, threads, ids, scores); return;
     case Codec::fp16: fp16_search(index, queries, nq, k, filter, threads, ids, scores); return;
@@ -288,13 +354,13 @@ void sq8_train(const float* x, std::size_t n, std::size_t d, float* mid, float* 
 }
 
 void sq8_encode(const float* x, std::size_t n, std::size_t d, const float* mid, const float* step,
-                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads) {
+                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads, const int64_t* slots) {
   const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d), chunk = 4096;
   std::vector<float> inverse(d);
   for (std::size_t i = 0; i < d; ++i) inverse[i] = step[i] > 0.f ? 1.f / step[i] : 0.f;
   parallel_for((n + chunk - 1) / chunk, std::max<std::size_t>(1, num_threads), [&](std::size_t c) {
     for (std::size_t r = c * chunk; r < std::min(n, (c + 1) * chunk); ++r) {
-      const std::size_t slot = first_slot + r;
+      const std::size_t slot = slots ? static_cast<std::size_t>(slots[r]) : first_slot + r;
       uint8_t* dst = blocks + (slot / kSq8Block) * block_bytes + (slot % kSq8Block) * 4;
       for (std::size_t i = 0; i < 4 * groups; ++i) {
         float s = 0.f;
@@ -303,6 +369,17 @@ void sq8_encode(const float* x, std::size_t n, std::size_t d, const float* mid, 
       }
     }
   });
+}
+
+void sq8_copy_slots(const uint8_t* src, const int64_t* src_slots, uint8_t* dst, const int64_t* dst_slots,
+                    std::size_t count, std::size_t d) {
+  const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d);
+  for (std::size_t j = 0; j < count; ++j) {
+    const std::size_t a = static_cast<std::size_t>(src_slots[j]), b = static_cast<std::size_t>(dst_slots[j]);
+    const uint8_t* from = src + (a / kSq8Block) * block_bytes + (a % kSq8Block) * 4;
+    uint8_t* to = dst + (b / kSq8Block) * block_bytes + (b % kSq8Block) * 4;
+    for (std::size_t g = 0; g < groups; ++g) std::memcpy(to + g * 64, from + g * 64, 4);
+  }
 }
 
 void sq8_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::size_t d,
