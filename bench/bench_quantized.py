@@ -86,6 +86,49 @@ def llmrec_systems(threads: int, k: int) -> list[System]:
     return systems
 
 
+def ivf_systems(threads: int, k: int, partitions: int, probes_list: list[int], d: int) -> list[System]:
+    """llmrec and faiss IVF + SQ8, built once each and searched at several probe counts."""
+    import faiss
+
+    ours: dict = {}
+    theirs: dict = {}
+    systems = []
+    for i, probes in enumerate(probes_list):
+        def build_ours(x, first=i == 0):
+            if first:
+                ours["index"] = llmrec.QuantizedIndex(x, codec="sq8", partitions=partitions,
+                                                      keep_vectors=False, random_state=0,
+                                                      num_threads=threads)
+
+        def build_theirs(x, first=i == 0):
+            if first:
+                quantizer = faiss.IndexFlatIP(d)
+                index = faiss.IndexIVFScalarQuantizer(quantizer, d, partitions,
+                                                      faiss.ScalarQuantizer.QT_8bit,
+                                                      faiss.METRIC_INNER_PRODUCT)
+                index.cp.niter = 20
+                index.train(x)
+                index.add(x)
+                theirs["index"], theirs["quantizer"] = index, quantizer
+
+        def search_ours(q, probes=probes):
+            return ours["index"].search(q, k=k, probes=probes, rerank=0)[0]
+
+        def search_theirs(q, probes=probes):
+            theirs["index"].nprobe = probes
+            return theirs["index"].search(q, k)[1]
+
+        def memory_theirs():
+            index = theirs["index"]
+            return index.ntotal * (index.code_size + 8) + partitions * d * 4
+
+        systems.append(System(f"llmrec IVF{partitions},SQ8 probes={probes}", "ivf-sq8",
+                              build_ours, search_ours, lambda: ours["index"].memory_bytes()))
+        systems.append(System(f"faiss IVF{partitions},SQ8 nprobe={probes}", "ivf-sq8",
+                              build_theirs, search_theirs, memory_theirs))
+    return systems
+
+
 def faiss_systems(d: int, k: int) -> list[System]:
     import faiss
 
@@ -127,6 +170,8 @@ def run(args) -> dict:
     x, queries = clustered(args.n, args.d, args.nq, args.clusters, args.seed)
     truth = llmrec.ExactIndex(x, num_threads=args.threads).search(queries, k=args.k)[0]
     systems = llmrec_systems(args.threads, args.k) + faiss_systems(args.d, args.k)
+    if args.partitions:
+        systems += ivf_systems(args.threads, args.k, args.partitions, args.probes, args.d)
     singles = queries[:args.single_queries]
     rows = []
     for system in systems:
@@ -144,7 +189,8 @@ def run(args) -> dict:
         print(f"{row['system']:<38} build {build_s:7.2f}s  {row['bytes_per_vector']:7.1f} B/vec  "
               f"recall@10 {recall:.4f}  QPS@1 {row['qps_1']:9.1f}  QPS@{len(queries)} {row['qps_256']:9.1f}",
               flush=True)
-        system.build = system.search = None  # free the index before the next one
+        if system.family != "ivf-sq8":
+            system.build = system.search = None  # free the index before the next one
     by_name = {r["system"]: r for r in rows}
     ratios = {}
     for ours, theirs in [("llmrec sq8", "faiss SQ8 (QT_8bit)"),
@@ -155,6 +201,13 @@ def run(args) -> dict:
             ratios[f"{ours} / {theirs}"] = {"qps_1": a["qps_1"] / b["qps_1"],
                                             "qps_256": a["qps_256"] / b["qps_256"],
                                             "build": b["build_s"] / a["build_s"]}
+    for probes in args.probes if args.partitions else []:
+        ours = f"llmrec IVF{args.partitions},SQ8 probes={probes}"
+        theirs = f"faiss IVF{args.partitions},SQ8 nprobe={probes}"
+        a, b = by_name[ours], by_name[theirs]
+        ratios[f"{ours} / {theirs}"] = {"qps_1": a["qps_1"] / b["qps_1"],
+                                        "qps_256": a["qps_256"] / b["qps_256"],
+                                        "build": b["build_s"] / a["build_s"]}
     print("\nratios (llmrec / faiss; build: faiss time / llmrec time)")
     for name, r in ratios.items():
         print(f"  {name:<62} QPS@1 x{r['qps_1']:.2f}  QPS@256 x{r['qps_256']:.2f}  build x{r['build']:.2f}")
@@ -174,12 +227,16 @@ def main() -> None:
     parser.add_argument("--single-queries", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--partitions", type=int, default=-1, help="IVF lists; default 4 * sqrt(n), 0 = skip")
+    parser.add_argument("--probes", type=int, nargs="+", default=[4, 16, 64])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     if args.quick:
         args.n, args.single_queries, args.repeats = 20_000, 5, 1
     args.clusters = args.clusters or max(10, args.n // 250)
+    if args.partitions < 0:
+        args.partitions = int(4 * np.sqrt(args.n))
     result = run(args)
     if args.json:
         with open(args.json, "w") as f:
