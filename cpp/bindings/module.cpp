@@ -6,10 +6,12 @@ namespace py = pybind11;
 void register_runtime(py::module_& m);
 void register_topk(py::module_& m);
 void register_als(py::module_& m);
+void register_quant(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "llmrec's native core: SIMD kernels, thread pool and exact top-k search.";
   register_runtime(m);
   register_topk(m);
   register_als(m);
+  register_quant(m);
 }

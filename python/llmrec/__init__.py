@@ -2,8 +2,9 @@
 
 The native ranker (:class:`ExactIndex`) scores item vectors against query vectors and
 keeps the best k with filters applied inside the scan; the kernels are picked at run
-time for the best instruction set of the CPU (see :func:`build_info`). :class:`ALS`
-factorises interactions; :class:`TextEncoder` turns text into vectors.
+time for the best instruction set of the CPU (see :func:`build_info`).
+:class:`QuantizedIndex` searches compressed vectors, :class:`ALS` factorises
+interactions and :class:`TextEncoder` turns text into vectors.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from llmrec._runtime import build_info
 from llmrec.als import ALS
 from llmrec.exceptions import NotFittedError
 from llmrec.index import ExactIndex
+from llmrec.quantized import QuantizedIndex
 
 try:
     __version__ = _version("llmrec")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-__all__ = ["ALS", "ExactIndex", "NotFittedError", "TextEncoder", "build_info", "__version__"]
+__all__ = ["ALS", "ExactIndex", "NotFittedError", "QuantizedIndex", "TextEncoder", "build_info",
+           "__version__"]
 
 
 def __getattr__(name: str):

@@ -52,3 +52,49 @@ def als_loss(
     reg_exponent: float = 0.0,
     num_threads: int = 0,
 ) -> float: ...
+
+# Quantized search (cpp/bindings/quant.cpp)
+def sq8_block_bytes(d: int) -> int: ...
+def sq8_train(x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+def sq8_encode(
+    x: npt.NDArray[np.float32],
+    mid: npt.NDArray[np.float32],
+    step: npt.NDArray[np.float32],
+    blocks: npt.NDArray[np.uint8],
+    first_slot: int,
+    num_threads: int = 0,
+) -> None: ...
+def sq8_decode(
+    blocks: npt.NDArray[np.uint8], first: int, n: int,
+    mid: npt.NDArray[np.float32], step: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]: ...
+def fp16_encode(x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]: ...
+def fp16_decode(h: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]: ...
+def search_quantized(
+    codec: str,
+    n: int,
+    d: int,
+    codes: npt.NDArray[np.generic],
+    mid: npt.NDArray[np.float32] | None = None,
+    step: npt.NDArray[np.float32] | None = None,
+    vectors: npt.NDArray[np.float32] | None = None,
+    *,
+    queries: npt.NDArray[np.float32],
+    k: int,
+    exclude_indptr: npt.NDArray[np.int64] | None = None,
+    exclude_ids: npt.NDArray[np.int64] | None = None,
+    allow_mask: npt.NDArray[np.uint8] | None = None,
+    allow_ids: npt.NDArray[np.int64] | None = None,
+    rerank: int = 0,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+def rerank_exact(
+    vectors: npt.NDArray[np.float32],
+    queries: npt.NDArray[np.float32],
+    candidates: npt.NDArray[np.int64],
+    k: int,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+def sq8_kernel() -> str: ...
+def set_vnni_enabled(enabled: bool) -> None: ...
+def vnni_supported() -> bool: ...

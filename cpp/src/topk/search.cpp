@@ -8,9 +8,11 @@
 #include "llmrec/simd.hpp"
 #include "llmrec/thread_pool.hpp"
 #include "llmrec/topk.hpp"
+#include "driver.hpp"
 #include "scan.hpp"
 
 namespace llmrec::topk {
+namespace detail {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -103,11 +105,11 @@ struct Candidates {
   std::vector<uint8_t> owned_mask;
 };
 
-Candidates plan_candidates(const Filter& filter, std::size_t n) {
+Candidates plan_candidates(const Filter& filter, std::size_t n, bool gather) {
   Candidates c;
   c.count = n;
   if (filter.allow_ids) {
-    if (filter.n_allow_ids * 8 < n) {
+    if (gather && filter.n_allow_ids * 8 < n) {
       c.positions = filter.allow_ids;
       c.count = filter.n_allow_ids;
     } else {
@@ -117,7 +119,7 @@ Candidates plan_candidates(const Filter& filter, std::size_t n) {
     }
   } else if (filter.allow_mask) {
     const std::size_t allowed = n - static_cast<std::size_t>(std::count(filter.allow_mask, filter.allow_mask + n, 0));
-    if (allowed * 8 < n) {
+    if (gather && allowed * 8 < n) {
       c.owned_positions.reserve(allowed);
       for (std::size_t i = 0; i < n; ++i)
         if (filter.allow_mask[i]) c.owned_positions.push_back(static_cast<int64_t>(i));
@@ -159,22 +161,15 @@ void write_row(std::vector<std::pair<float, int64_t>>& found, std::size_t k, int
 
 }  // namespace
 
-void normalize_rows(float* rows, std::size_t n, std::size_t d, std::size_t num_threads) {
-  const std::size_t block = 4096;
-  parallel_for((n + block - 1) / block, num_threads, [&](std::size_t b) {
-    for (std::size_t i = b * block; i < std::min(n, (b + 1) * block); ++i) normalize_row(rows + i * d, d);
-  });
-}
-
-void search(const float* items, std::size_t n, std::size_t d, const float* queries,
-            std::size_t nq, std::size_t k, const Filter& filter, bool normalize_queries,
-            std::size_t num_threads, int64_t* out_ids, float* out_scores) {
-  if (d == 0) throw std::invalid_argument("dimension must be positive");
+void drive(const Filter& filter, const DriveOptions& options,
+           const std::function<void(const ScanTask&)>& scan, int64_t* out_ids,
+           float* out_scores) {
+  const std::size_t nq = options.nq, k = options.k;
   if (k == 0) throw std::invalid_argument("k must be positive");
   if (nq == 0) return;
-  num_threads = std::max<std::size_t>(1, num_threads);
+  const std::size_t num_threads = std::max<std::size_t>(1, options.num_threads);
 
-  const Candidates candidates = plan_candidates(filter, n);
+  const Candidates candidates = plan_candidates(filter, options.n_items, options.gather_sparse_allow);
   const std::size_t k_eff = std::min(k, candidates.count);
   if (k_eff == 0) {
     std::fill(out_ids, out_ids + nq * k, int64_t{-1});
@@ -182,26 +177,23 @@ void search(const float* items, std::size_t n, std::size_t d, const float* queri
     return;
   }
 
-  std::vector<float> normalized;
-  if (normalize_queries) {
-    normalized.assign(queries, queries + nq * d);
-    normalize_rows(normalized.data(), nq, d, num_threads);
-    queries = normalized.data();
-  }
-
   // Work is cut into (query block, item range) tasks. Item ranges give parallelism to
   // few queries over many items; query blocks give it to many queries over few items.
-  const std::size_t item_splits =
-      std::clamp<std::size_t>(candidates.count / kMinItemsPerSplit, 1, num_threads);
+  const std::size_t item_splits = std::clamp<std::size_t>(
+      candidates.count / std::max<std::size_t>(1, options.min_items_per_split), 1, num_threads);
+  const std::size_t align = candidates.positions ? 1 : std::max<std::size_t>(1, options.split_align);
+  const auto split_point = [&](std::size_t s) {
+    if (s == item_splits) return candidates.count;
+    return candidates.count * s / item_splits / align * align;
+  };
   const std::size_t bytes_per_query_heap = k_eff * (sizeof(float) + sizeof(int64_t));
-  std::size_t block = std::max<std::size_t>(1, kQueryBlockBytes / (d * sizeof(float)));
+  std::size_t block = std::max<std::size_t>(1, kQueryBlockBytes / std::max<std::size_t>(1, options.query_bytes));
   block = std::min(block, std::max<std::size_t>(1, kHeapBudgetBytes / (bytes_per_query_heap * item_splits)));
   const std::size_t blocks_per_wave = std::max<std::size_t>(1, num_threads / item_splits);
   if (item_splits == 1 && nq < block * blocks_per_wave)  // spread few queries over the threads
     block = std::max<std::size_t>(1, (nq + blocks_per_wave - 1) / blocks_per_wave);
   const std::size_t wave_queries = block * blocks_per_wave;
 
-  const detail::ScanFn scan = detail::active_scan();
   const std::size_t wave_capacity = std::min(nq, wave_queries) * item_splits;
   std::vector<float> heap_scores(wave_capacity * k_eff);
   std::vector<int64_t> heap_ids(wave_capacity * k_eff);
@@ -222,11 +214,9 @@ void search(const float* items, std::size_t n, std::size_t d, const float* queri
       TaskSink sink{&filter, candidates.mask, w0 + q_begin,
                     heap_scores.data() + slot * k_eff, heap_ids.data() + slot * k_eff,
                     heap_sizes.data() + slot, thresholds.data() + slot, k_eff};
-      std::vector<float> scratch(detail::scratch_floats(q_count, d));
-      detail::ScanJob job{queries + (w0 + q_begin) * d, q_count, d, items, candidates.positions,
-                          candidates.count * s / item_splits, candidates.count * (s + 1) / item_splits,
-                          sink.thresholds, &TaskSink::on_hit, &sink, scratch.data()};
-      scan(job);
+      const ScanTask scan_task{w0 + q_begin, q_count, candidates.positions, split_point(s),
+                               split_point(s + 1), sink.thresholds, &TaskSink::on_hit, &sink};
+      if (scan_task.begin < scan_task.end) scan(scan_task);
     });
 
     const std::size_t merge_block = 64;
@@ -243,6 +233,77 @@ void search(const float* items, std::size_t n, std::size_t d, const float* queri
       }
     });
   }
+}
+
+void drive_per_query(const Filter& filter, const DriveOptions& options,
+                     const std::function<void(std::size_t, const ScanTask&)>& scan_query,
+                     int64_t* out_ids, float* out_scores) {
+  const std::size_t nq = options.nq, k = options.k, n = options.n_items;
+  if (k == 0) throw std::invalid_argument("k must be positive");
+  if (nq == 0) return;
+  std::vector<uint8_t> owned_mask;
+  const uint8_t* mask = filter.allow_mask;
+  if (filter.allow_ids) {
+    owned_mask.assign(n, 0);
+    for (std::size_t i = 0; i < filter.n_allow_ids; ++i) owned_mask[filter.allow_ids[i]] = 1;
+    mask = owned_mask.data();
+  }
+  const std::size_t per_task = 8;
+  parallel_for((nq + per_task - 1) / per_task, std::max<std::size_t>(1, options.num_threads),
+               [&](std::size_t t) {
+    std::vector<float> heap_scores(k);
+    std::vector<int64_t> heap_ids(k);
+    std::vector<std::pair<float, int64_t>> found;
+    for (std::size_t q = t * per_task; q < std::min(nq, (t + 1) * per_task); ++q) {
+      std::size_t size = 0;
+      float threshold = kNegInf;
+      TaskSink sink{&filter, mask, q, heap_scores.data(), heap_ids.data(), &size, &threshold, k};
+      const ScanTask task{q, 1, nullptr, 0, 0, &threshold, &TaskSink::on_hit, &sink};
+      scan_query(q, task);
+      found.clear();
+      for (std::size_t j = 0; j < size; ++j) found.emplace_back(heap_scores[j], heap_ids[j]);
+      write_row(found, k, out_ids + q * k, out_scores + q * k);
+    }
+  });
+}
+
+}  // namespace detail
+
+void normalize_rows(float* rows, std::size_t n, std::size_t d, std::size_t num_threads) {
+  const std::size_t block = 4096;
+  parallel_for((n + block - 1) / block, num_threads, [&](std::size_t b) {
+    for (std::size_t i = b * block; i < std::min(n, (b + 1) * block); ++i) detail::normalize_row(rows + i * d, d);
+  });
+}
+
+void search(const float* items, std::size_t n, std::size_t d, const float* queries,
+            std::size_t nq, std::size_t k, const Filter& filter, bool normalize_queries,
+            std::size_t num_threads, int64_t* out_ids, float* out_scores) {
+  if (d == 0) throw std::invalid_argument("dimension must be positive");
+  if (k == 0) throw std::invalid_argument("k must be positive");
+  if (nq == 0) return;
+  num_threads = std::max<std::size_t>(1, num_threads);
+
+  std::vector<float> normalized;
+  if (normalize_queries) {
+    normalized.assign(queries, queries + nq * d);
+    normalize_rows(normalized.data(), nq, d, num_threads);
+    queries = normalized.data();
+  }
+  detail::DriveOptions options;
+  options.n_items = n;
+  options.nq = nq;
+  options.k = k;
+  options.num_threads = num_threads;
+  options.query_bytes = d * sizeof(float);
+  const detail::ScanFn scan = detail::active_scan();
+  detail::drive(filter, options, [&](const detail::ScanTask& task) {
+    std::vector<float> scratch(detail::scratch_floats(task.nq, d));
+    detail::ScanJob job{queries + task.first_query * d, task.nq, d, items, task.positions,
+                        task.begin, task.end, task.thresholds, task.on_hit, task.context,
+                        scratch.data()};
+    scan(job);
+  }, out_ids, out_scores);
 }
 
 }  // namespace llmrec::topk

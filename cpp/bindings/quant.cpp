@@ -1,0 +1,307 @@
+// Bindings for quantized search. Inputs arrive validated and converted by the Python
+// facade (python/llmrec/quantized.py); the checks here only guard memory safety.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
+#include "llmrec/kmeans.hpp"
+#include "llmrec/quant.hpp"
+#include "llmrec/thread_pool.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style>;
+using IdArray = py::array_t<int64_t, py::array::c_style>;
+using ByteArray = py::array_t<uint8_t, py::array::c_style>;
+using HalfArray = py::array_t<uint16_t, py::array::c_style>;
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw py::value_error(message);
+}
+
+llmrec::topk::Filter make_filter(std::size_t n, std::size_t nq, const std::optional<IdArray>& exclude_indptr,
+                                 const std::optional<IdArray>& exclude_ids,
+                                 const std::optional<ByteArray>& allow_mask,
+                                 const std::optional<IdArray>& allow_ids) {
+  llmrec::topk::Filter filter;
+  if (exclude_indptr || exclude_ids) {
+    require(exclude_indptr && exclude_ids, "exclude needs both indptr and ids");
+    require(static_cast<std::size_t>(exclude_indptr->size()) == nq + 1, "exclude indptr must have nq + 1 entries");
+    filter.exclude_indptr = exclude_indptr->data();
+    filter.exclude_ids = exclude_ids->data();
+    require(filter.exclude_indptr[0] == 0 && filter.exclude_indptr[nq] == exclude_ids->size(),
+            "exclude indptr does not match its ids");
+    for (std::size_t q = 0; q < nq; ++q)
+      require(filter.exclude_indptr[q] <= filter.exclude_indptr[q + 1], "exclude indptr must be non-decreasing");
+  }
+  if (allow_mask) {
+    require(static_cast<std::size_t>(allow_mask->size()) == n, "allow mask must have one entry per item");
+    filter.allow_mask = allow_mask->data();
+  }
+  if (allow_ids) {
+    require(!allow_mask, "give allow as a mask or as ids, not both");
+    filter.allow_ids = allow_ids->data();
+    filter.n_allow_ids = allow_ids->size();
+    for (std::size_t i = 0; i < filter.n_allow_ids; ++i)
+      require(filter.allow_ids[i] >= 0 && static_cast<std::size_t>(filter.allow_ids[i]) < n &&
+                  (i == 0 || filter.allow_ids[i - 1] < filter.allow_ids[i]),
+              "allow ids must be sorted, unique and in [0, n)");
+  }
+  return filter;
+}
+
+py::tuple sq8_train(const FloatArray& x) {
+  require(x.ndim() == 2 && x.shape(0) > 0 && x.shape(1) > 0, "training vectors must be a non-empty 2-D array");
+  const std::size_t n = x.shape(0), d = x.shape(1);
+  FloatArray mid(d), step(d);
+  float* m = mid.mutable_data();
+  float* s = step.mutable_data();
+  {
+    py::gil_scoped_release release;
+    llmrec::quant::sq8_train(x.data(), n, d, m, s);
+  }
+  return py::make_tuple(mid, step);
+}
+
+void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& step, ByteArray& blocks,
+                std::size_t first_slot, long num_threads, const std::optional<IdArray>& slots) {
+  require(x.ndim() == 2, "vectors must be 2-D");
+  const std::size_t n = x.shape(0), d = x.shape(1);
+  require(static_cast<std::size_t>(mid.size()) == d && static_cast<std::size_t>(step.size()) == d,
+          "mid and step must have d entries");
+  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
+              static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(first_slot + n),
+          "blocks array too small or of the wrong width");
+  require(blocks.writeable(), "blocks must be writeable");
+  const int64_t* slot_ptr = nullptr;
+  if (slots) {
+    require(static_cast<std::size_t>(slots->size()) == n, "slots must have one entry per row");
+    slot_ptr = slots->data();
+    for (std::size_t r = 0; r < n; ++r)
+      require(slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < static_cast<std::size_t>(blocks.shape(0)) * 16,
+              "slots out of range");
+  }
+  uint8_t* out = blocks.mutable_data();
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  py::gil_scoped_release release;
+  llmrec::quant::sq8_encode(x.data(), n, d, mid.data(), step.data(), out, first_slot, threads, slot_ptr);
+}
+
+FloatArray sq8_decode(const ByteArray& blocks, std::size_t first, std::size_t n, const FloatArray& mid,
+                      const FloatArray& step) {
+  const std::size_t d = mid.size();
+  require(d > 0 && static_cast<std::size_t>(step.size()) == d, "mid and step must have d entries");
+  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
+              static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(first + n),
+          "blocks array too small or of the wrong width");
+  FloatArray out({n, d});
+  llmrec::quant::sq8_decode(blocks.data(), first, n, d, mid.data(), step.data(), out.mutable_data());
+  return out;
+}
+
+HalfArray fp16_encode(const FloatArray& x) {
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  HalfArray out(shape);
+  uint16_t* o = out.mutable_data();
+  const std::size_t count = x.size();
+  py::gil_scoped_release release;
+  llmrec::quant::fp16_encode(x.data(), count, o);
+  return out;
+}
+
+FloatArray fp16_decode(const HalfArray& h) {
+  std::vector<py::ssize_t> shape(h.shape(), h.shape() + h.ndim());
+  FloatArray out(shape);
+  float* o = out.mutable_data();
+  const std::size_t count = h.size();
+  py::gil_scoped_release release;
+  llmrec::quant::fp16_decode(h.data(), count, o);
+  return out;
+}
+
+py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t d, const py::array& codes,
+                           const std::optional<FloatArray>& mid, const std::optional<FloatArray>& step,
+                           const std::optional<FloatArray>& vectors, const FloatArray& queries, long k,
+                           const std::optional<IdArray>& exclude_indptr, const std::optional<IdArray>& exclude_ids,
+                           const std::optional<ByteArray>& allow_mask, const std::optional<IdArray>& allow_ids,
+                           long rerank, long num_threads, const std::optional<FloatArray>& centroids,
+                           const std::optional<IdArray>& list_starts, const std::optional<IdArray>& list_sizes,
+                           const std::optional<IdArray>& slot_ids, long probes) {
+  require(d > 0 && queries.ndim() == 2 && static_cast<std::size_t>(queries.shape(1)) == d,
+          "queries must be 2-D with the index's dimension");
+  require(k > 0, "k must be positive");
+  require(rerank >= 0, "rerank must be >= 0");
+  const std::size_t nq = queries.shape(0);
+  llmrec::quant::IndexView view;
+  view.n = n;
+  view.d = d;
+  std::size_t slots = n;
+  if (centroids) {
+    require(list_starts && list_sizes && slot_ids, "partitions need list starts, sizes and slot ids");
+    require(centroids->ndim() == 2 && static_cast<std::size_t>(centroids->shape(1)) == d && centroids->shape(0) > 0,
+            "centroids must be (partitions, d)");
+    const std::size_t p = centroids->shape(0);
+    require(static_cast<std::size_t>(list_starts->size()) == p && static_cast<std::size_t>(list_sizes->size()) == p,
+            "list starts and sizes need one entry per partition");
+    require(probes >= 1, "probes must be >= 1");
+    slots = slot_ids->size();
+    const int64_t* st = list_starts->data();
+    const int64_t* sz = list_sizes->data();
+    const int64_t* ids = slot_ids->data();
+    std::size_t total = 0;
+    for (std::size_t j = 0; j < p; ++j) {
+      require(st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots &&
+                  (codec != "sq8" || st[j] % llmrec::quant::kSq8Block == 0),
+              "list starts and sizes out of range");
+      total += sz[j];
+    }
+    // Slot ids are checked where they are made or loaded (python/llmrec/quantized.py):
+    // a per-call O(n) pass would cost more than a search over a few lists.
+    require(total == n, "lists must hold every item once");
+    view.partitions = p;
+    view.slots = slots;
+    view.centroids = centroids->data();
+    view.list_starts = st;
+    view.list_sizes = sz;
+    view.slot_ids = ids;
+    view.probes = static_cast<std::size_t>(probes);
+  }
+  if (codec == "sq8") {
+    auto blocks = py::array_t<uint8_t, py::array::c_style>::ensure(codes);
+    require(blocks && blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
+                static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(slots) &&
+                blocks.data() == static_cast<const uint8_t*>(codes.data()),
+            "sq8 codes must be a C-contiguous uint8 array of at least sq8_blocks(n) blocks");
+    require(mid && step && static_cast<std::size_t>(mid->size()) == d && static_cast<std::size_t>(step->size()) == d,
+            "sq8 needs mid and step of d entries");
+    view.codec = llmrec::quant::Codec::sq8;
+    view.sq8_blocks = static_cast<const uint8_t*>(codes.data());
+    view.sq8_mid = mid->data();
+    view.sq8_step = step->data();
+  } else if (codec == "fp16") {
+    require(codes.dtype().is(py::dtype::of<uint16_t>()) && (codes.flags() & py::array::c_style) &&
+                codes.ndim() == 2 && static_cast<std::size_t>(codes.shape(0)) >= slots &&
+                static_cast<std::size_t>(codes.shape(1)) == d,
+            "fp16 codes must be a C-contiguous uint16 (n, d) array");
+    view.codec = llmrec::quant::Codec::fp16;
+    view.fp16_rows = static_cast<const uint16_t*>(codes.data());
+  } else {
+    throw py::value_error("codec must be 'sq8' or 'fp16', got '" + codec + "'");
+  }
+  if (vectors) {
+    require(vectors->ndim() == 2 && static_cast<std::size_t>(vectors->shape(0)) >= n &&
+                static_cast<std::size_t>(vectors->shape(1)) == d,
+            "vectors must be (n, d)");
+    view.vectors = vectors->data();
+  }
+  const llmrec::topk::Filter filter = make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids);
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  IdArray ids({nq, static_cast<std::size_t>(k)});
+  FloatArray scores({nq, static_cast<std::size_t>(k)});
+  {
+    int64_t* ids_out = ids.mutable_data();
+    float* scores_out = scores.mutable_data();
+    py::gil_scoped_release release;
+    llmrec::quant::search(view, queries.data(), nq, static_cast<std::size_t>(k), filter,
+                          static_cast<std::size_t>(rerank), threads, ids_out, scores_out);
+  }
+  return py::make_tuple(ids, scores);
+}
+
+py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, const IdArray& candidates, long k,
+                       long num_threads) {
+  require(vectors.ndim() == 2 && queries.ndim() == 2 && candidates.ndim() == 2, "arrays must be 2-D");
+  const std::size_t n = vectors.shape(0), d = vectors.shape(1), nq = queries.shape(0);
+  require(static_cast<std::size_t>(queries.shape(1)) == d && static_cast<std::size_t>(candidates.shape(0)) == nq,
+          "shapes do not match");
+  require(k > 0, "k must be positive");
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  IdArray ids({nq, static_cast<std::size_t>(k)});
+  FloatArray scores({nq, static_cast<std::size_t>(k)});
+  int64_t* ids_out = ids.mutable_data();
+  float* scores_out = scores.mutable_data();
+  {
+    py::gil_scoped_release release;
+    llmrec::quant::rerank_exact(vectors.data(), n, d, queries.data(), nq, candidates.data(),
+                                candidates.shape(1), static_cast<std::size_t>(k), threads, ids_out, scores_out);
+  }
+  return py::make_tuple(ids, scores);
+}
+
+py::tuple kmeans_train(const FloatArray& x, std::size_t k, std::size_t iterations, uint64_t seed, long num_threads) {
+  require(x.ndim() == 2 && x.shape(1) > 0, "training vectors must be a 2-D array");
+  const std::size_t n = x.shape(0), d = x.shape(1);
+  FloatArray centroids({k, d});
+  py::array_t<int32_t> assignment(n);
+  float* c = centroids.mutable_data();
+  int32_t* a = assignment.mutable_data();
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  {
+    py::gil_scoped_release release;
+    llmrec::kmeans::train(x.data(), n, d, k, iterations, seed, threads, c, a);
+  }
+  return py::make_tuple(centroids, assignment);
+}
+
+py::array_t<int32_t> kmeans_assign(const FloatArray& x, const FloatArray& centroids, long num_threads) {
+  require(x.ndim() == 2 && centroids.ndim() == 2 && x.shape(1) == centroids.shape(1) && centroids.shape(0) > 0,
+          "x and centroids must be 2-D with the same dimension");
+  const std::size_t n = x.shape(0), d = x.shape(1), k = centroids.shape(0);
+  py::array_t<int32_t> assignment(n);
+  int32_t* a = assignment.mutable_data();
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  py::gil_scoped_release release;
+  llmrec::kmeans::assign(x.data(), n, d, centroids.data(), k, threads, a, nullptr);
+  return assignment;
+}
+
+}  // namespace
+
+void register_quant(py::module_& m) {
+  m.def("sq8_block_bytes", &llmrec::quant::sq8_block_bytes, py::arg("d"), "Bytes of one block of 16 sq8 items.");
+  m.def("sq8_train", &sq8_train, py::arg("x"), "Per-dimension (mid, step) from training rows.");
+  m.def("sq8_encode", &sq8_encode, py::arg("x"), py::arg("mid"), py::arg("step"), py::arg("blocks"),
+        py::arg("first_slot"), py::arg("num_threads") = 0, py::arg("slots") = py::none(),
+        "Encodes rows into slots of a blocks array in place (slots first_slot.. or the given slots).");
+  m.def("sq8_copy_slots", [](const ByteArray& src, const IdArray& src_slots, ByteArray& dst, const IdArray& dst_slots,
+                             std::size_t d) {
+    require(src.ndim() == 2 && dst.ndim() == 2 && static_cast<std::size_t>(src.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
+                src.shape(1) == dst.shape(1) && dst.writeable(), "blocks arrays of the wrong shape");
+    require(src_slots.size() == dst_slots.size(), "slot arrays must have the same length");
+    const std::size_t count = src_slots.size();
+    for (std::size_t j = 0; j < count; ++j)
+      require(src_slots.data()[j] >= 0 && src_slots.data()[j] < src.shape(0) * 16 && dst_slots.data()[j] >= 0 &&
+                  dst_slots.data()[j] < dst.shape(0) * 16, "slots out of range");
+    llmrec::quant::sq8_copy_slots(src.data(), src_slots.data(), dst.mutable_data(), dst_slots.data(), count, d);
+  }, py::arg("src"), py::arg("src_slots"), py::arg("dst"), py::arg("dst_slots"), py::arg("d"),
+     "Copies sq8 codes between slots.");
+  m.def("sq8_decode", &sq8_decode, py::arg("blocks"), py::arg("first"), py::arg("n"), py::arg("mid"),
+        py::arg("step"), "Reconstructs rows first .. first + n from sq8 blocks.");
+  m.def("fp16_encode", &fp16_encode, py::arg("x"), "float32 -> IEEE half bits (uint16), round to nearest even.");
+  m.def("fp16_decode", &fp16_decode, py::arg("h"), "IEEE half bits (uint16) -> float32.");
+  m.def("search_quantized", &search_quantized, py::arg("codec"), py::arg("n"), py::arg("d"), py::arg("codes"),
+        py::arg("mid") = py::none(), py::arg("step") = py::none(), py::arg("vectors") = py::none(),
+        py::arg("queries"), py::arg("k"), py::arg("exclude_indptr") = py::none(),
+        py::arg("exclude_ids") = py::none(), py::arg("allow_mask") = py::none(),
+        py::arg("allow_ids") = py::none(), py::arg("rerank") = 0, py::arg("num_threads") = 0,
+        py::arg("centroids") = py::none(), py::arg("list_starts") = py::none(),
+        py::arg("list_sizes") = py::none(), py::arg("slot_ids") = py::none(), py::arg("probes") = 1,
+        "Top-k over fp16 or sq8 codes, optionally re-ranked exactly from vectors.");
+  m.def("rerank_exact", &rerank_exact, py::arg("vectors"), py::arg("queries"), py::arg("candidates"),
+        py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none).");
+  m.def("kmeans_train", &kmeans_train, py::arg("x"), py::arg("k"), py::arg("iterations") = 20,
+        py::arg("seed") = 0, py::arg("num_threads") = 0,
+        "Seeded Lloyd k-means; returns (centroids float32 (k, d), assignment int32 (n,)).");
+  m.def("kmeans_assign", &kmeans_assign, py::arg("x"), py::arg("centroids"), py::arg("num_threads") = 0,
+        "Nearest centroid (L2) of each row, int32.");
+  m.def("sq8_kernel", [] { return std::string(llmrec::quant::sq8_kernel_name()); },
+        "The sq8 kernel the active SIMD level uses.");
+  m.def("set_vnni_enabled", &llmrec::quant::set_vnni_enabled, py::arg("enabled"),
+        "Allow (default) or forbid the AVX-512 VNNI sq8 kernel.");
+  m.def("vnni_supported", &llmrec::quant::vnni_supported, "Whether the VNNI sq8 kernel is compiled and usable.");
+}

@@ -1,0 +1,98 @@
+// Compressed item vectors and top-k search over them: half precision (fp16) and
+// per-dimension affine int8 (sq8), optionally re-ranked exactly from kept float32
+// vectors. Same contract as topk::search: inner product, filters applied inside the
+// scan, rows sorted by score descending, ties by smaller id, -1 / -inf padding.
+//
+// Storage is owned by the caller (numpy arrays in the Python facade), so indexes can
+// be memory-mapped and grown without the core holding state.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "llmrec/topk.hpp"
+
+namespace llmrec::quant {
+
+// ---- sq8 -----------------------------------------------------------------------------
+// Each dimension i is stored as s in [-127, 127], x ~= mid[i] + s * step[i], kept as the
+// byte s + 128. Items are laid out in blocks of kSq8Block: for every group of four
+// dimensions, the 16 items' four bytes follow each other ([group][item][4]), so a SIMD
+// register holds one group of 16 (or 8) items and scores need no horizontal sums.
+// Dimensions are padded to a multiple of 4 with s = 0.
+inline constexpr std::size_t kSq8Block = 16;
+inline std::size_t sq8_groups(std::size_t d) { return (d + 3) / 4; }
+inline std::size_t sq8_block_bytes(std::size_t d) { return kSq8Block * 4 * sq8_groups(d); }
+inline std::size_t sq8_blocks(std::size_t n) { return (n + kSq8Block - 1) / kSq8Block; }
+
+// Per-dimension range of n training rows (min to max) as mid and step (d floats each).
+void sq8_train(const float* x, std::size_t n, std::size_t d, float* mid, float* step);
+
+// Encodes n rows into item slots first_slot .. first_slot + n of `blocks`, which must
+// hold sq8_blocks(first_slot + n) blocks. Values outside the trained range are clamped.
+// With `slots`, row r goes to slot slots[r] instead of first_slot + r.
+void sq8_encode(const float* x, std::size_t n, std::size_t d, const float* mid, const float* step,
+                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads,
+                const int64_t* slots = nullptr);
+
+// Copies the codes of slots src_slots[j] of `src` to slots dst_slots[j] of `dst`.
+void sq8_copy_slots(const uint8_t* src, const int64_t* src_slots, uint8_t* dst, const int64_t* dst_slots,
+                    std::size_t count, std::size_t d);
+
+// Reconstructs items first .. first + n as float rows.
+void sq8_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::size_t d,
+                const float* mid, const float* step, float* out);
+
+// ---- fp16 ----------------------------------------------------------------------------
+// IEEE half precision, round to nearest even; rows stored as they are (n x d).
+void fp16_encode(const float* x, std::size_t count, uint16_t* out);
+void fp16_decode(const uint16_t* h, std::size_t count, float* out);
+
+// ---- search --------------------------------------------------------------------------
+enum class Codec { fp16, sq8 };
+
+// A read-only view of one index's arrays.
+struct IndexView {
+  Codec codec = Codec::sq8;
+  std::size_t n = 0;
+  std::size_t d = 0;
+  const uint8_t* sq8_blocks = nullptr;  // sq8: sq8_blocks(n) blocks
+  const float* sq8_mid = nullptr;       // sq8: d
+  const float* sq8_step = nullptr;      // sq8: d
+  const uint16_t* fp16_rows = nullptr;  // fp16: n x d
+  const float* vectors = nullptr;       // optional float32 rows for exact re-ranking (id order)
+
+  // Partitions (an inverted file): codes are stored list by list in slots; list p holds
+  // slots list_starts[p] .. list_starts[p] + list_sizes[p] (sq8: starts are multiples of
+  // kSq8Block), and slot_ids gives each slot's item id. Without partitions slot = id.
+  std::size_t partitions = 0;
+  std::size_t slots = 0;                // total slots (codes arrays are sized by slots)
+  const float* centroids = nullptr;     // partitions x d
+  const int64_t* list_starts = nullptr;
+  const int64_t* list_sizes = nullptr;
+  const int64_t* slot_ids = nullptr;
+  std::size_t probes = 1;               // lists scanned per query: those with the largest q . c
+};
+
+// Top-k by codec scores (over the `probes` best lists when partitioned; equal scores
+// from different lists are then not guaranteed to be ordered by id); with rerank > 0 (and vectors), the best rerank * k candidates
+// per query are re-scored exactly and the returned scores are exact inner products.
+void search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+            const topk::Filter& filter, std::size_t rerank, std::size_t num_threads,
+            int64_t* out_ids, float* out_scores);
+
+// Exact re-scoring: for each query, the candidates in row q of an nq x n_candidates id
+// matrix (-1 = none; other ids in [0, n)) are scored against vectors (n x d) and the
+// best k written as by topk::search.
+void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const float* queries,
+                  std::size_t nq, const int64_t* candidates, std::size_t n_candidates,
+                  std::size_t k, std::size_t num_threads, int64_t* out_ids, float* out_scores);
+
+// The sq8 kernel in use: "scalar", "avx2" or "avx512vnni" (follows the SIMD level).
+const char* sq8_kernel_name();
+// Whether the AVX-512 VNNI kernel may be used where the CPU has it (tests turn it off
+// to check the AVX2 kernel under the avx512 level too).
+void set_vnni_enabled(bool enabled);
+bool vnni_supported();
+
+}  // namespace llmrec::quant

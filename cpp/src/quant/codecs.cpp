@@ -1,0 +1,466 @@
+// sq8 and fp16: training, encoding, decoding, query preparation, and search through the
+// shared top-k driver, plus exact re-ranking through topk::search.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "../topk/driver.hpp"
+#include "../topk/scan.hpp"
+#include "kernels.hpp"
+#include "llmrec/quant.hpp"
+#include "llmrec/simd.hpp"
+#include "llmrec/thread_pool.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
+namespace llmrec::quant {
+namespace {
+
+using topk::detail::ScanTask;
+
+std::atomic<bool>& vnni_enabled_flag() {
+  static std::atomic<bool> enabled{true};
+  return enabled;
+}
+
+bool cpu_has_vnni() {
+#if defined(__x86_64__) || defined(_M_X64)
+  unsigned a, b, c, d;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return c & (1u << 11);
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_f16c() {
+#if defined(__x86_64__) || defined(_M_X64)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  return c & (1u << 29);
+#else
+  return false;
+#endif
+}
+
+detail::Sq8Fn active_sq8(const char** name = nullptr) {
+  const simd::Level level = simd::active_level();
+  (void)level;
+#if defined(LLMREC_HAVE_AVX512VNNI)
+  static const bool vnni = cpu_has_vnni();
+  if (level == simd::Level::avx512 && vnni && vnni_enabled_flag().load()) {
+    if (name) *name = "avx512vnni";
+    return detail::sq8_scan_avx512vnni;
+  }
+#endif
+#if defined(LLMREC_HAVE_AVX2)
+  if (level >= simd::Level::avx2) {
+    if (name) *name = "avx2";
+    return detail::sq8_scan_avx2;
+  }
+#endif
+  if (name) *name = "scalar";
+  return detail::sq8_scan_scalar;
+}
+
+uint16_t half_from_float(float value) {
+  uint32_t x;
+  std::memcpy(&x, &value, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u, bits = x & 0x7fffffffu;
+  if (bits >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (bits > 0x7f800000u ? 0x200u : 0u));
+  if (bits >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds past 65504
+  if (bits < 0x38800000u) {  // below the smallest normal half: a multiple of 2^-24
+    float magnitude;
+    std::memcpy(&magnitude, &bits, 4);
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(magnitude * 16777216.0f)));
+  }
+  uint32_t h = ((((bits >> 23) - 112u) << 10) | ((bits & 0x7fffffu) >> 13));
+  const uint32_t rest = bits & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry rolls into the exponent
+  return static_cast<uint16_t>(sign | h);
+}
+
+float float_from_half(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu,
+                 mantissa = h & 0x3ffu;
+  if (exponent == 0) {
+    const float magnitude = static_cast<float>(mantissa) * (1.0f / 16777216.0f);
+    return sign ? -magnitude : magnitude;
+  }
+  const uint32_t bits = sign | (exponent == 31 ? 0x7f800000u | (mantissa << 13)
+                                               : ((exponent + 112u) << 23) | (mantissa << 13));
+  float out;
+  std::memcpy(&out, &bits, 4);
+  return out;
+}
+
+void fp16_decode_active(const uint16_t* h, std::size_t count, float* out) {
+  std::size_t done = 0;
+  switch (simd::active_level()) {
+#ifdef LLMREC_HAVE_AVX512
+    case simd::Level::avx512: done = detail::fp16_decode_avx512(h, count, out); break;
+#endif
+#ifdef LLMREC_HAVE_AVX2
+    case simd::Level::avx2: {
+      static const bool f16c = cpu_has_f16c();
+      if (f16c) done = detail::fp16_decode_avx2(h, count, out);
+      break;
+    }
+#endif
+    default: break;
+  }
+  for (std::size_t i = done; i < count; ++i) out[i] = float_from_half(h[i]);
+}
+
+// Queries prepared for the sq8 kernels: q . x ~= qoffset + qscale * sum(s * t) where
+// t = round(q * step / qscale) uses the whole int8 range.
+struct Sq8Queries {
+  std::vector<int8_t> codes;
+  std::vector<uint8_t> abs;
+  std::vector<int32_t> sums;
+  std::vector<float> scale, offset;
+};
+
+Sq8Queries prepare_sq8_queries(const float* queries, std::size_t nq, std::size_t d,
+                               const float* mid, const float* step) {
+  const std::size_t stride = 4 * sq8_groups(d);
+  Sq8Queries p;
+  p.codes.assign(nq * stride, 0);
+  p.abs.assign(nq * stride, 0);
+  p.sums.assign(nq, 0);
+  p.scale.assign(nq, 0.f);
+  p.offset.assign(nq, 0.f);
+  std::vector<float> w(d);
+  for (std::size_t q = 0; q < nq; ++q) {
+    const float* v = queries + q * d;
+    double offset = 0.0;
+    float largest = 0.f;
+    for (std::size_t i = 0; i < d; ++i) {
+      offset += static_cast<double>(v[i]) * mid[i];
+      w[i] = v[i] * step[i];
+      largest = std::max(largest, std::fabs(w[i]));
+    }
+    p.offset[q] = static_cast<float>(offset);
+    if (largest == 0.f) continue;
+    const float scale = largest / 127.f, inverse = 127.f / largest;
+    p.scale[q] = scale;
+    int32_t sum = 0;
+    for (std::size_t i = 0; i < d; ++i) {
+      const float t = std::clamp(std::nearbyint(w[i] * inverse), -127.f, 127.f);
+      p.codes[q * stride + i] = static_cast<int8_t>(t);
+      p.abs[q * stride + i] = static_cast<uint8_t>(std::fabs(t));
+      sum += static_cast<int32_t>(t);
+    }
+    p.sums[q] = sum;
+  }
+  return p;
+}
+
+topk::detail::DriveOptions drive_options(std::size_t n, std::size_t nq, std::size_t k,
+                                         std::size_t threads, std::size_t query_bytes) {
+  topk::detail::DriveOptions o;
+  o.n_items = n;
+  o.nq = nq;
+  o.k = k;
+  o.num_threads = threads;
+  o.query_bytes = query_bytes;
+  return o;
+}
+
+void sq8_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+                const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores) {
+  const std::size_t d = index.d, groups = sq8_groups(d), block_bytes = sq8_block_bytes(d);
+  const Sq8Queries prepared = prepare_sq8_queries(queries, nq, d, index.sq8_mid, index.sq8_step);
+  const detail::Sq8Fn kernel = active_sq8();
+  auto options = drive_options(index.n, nq, k, threads, 4 * groups);
+  options.split_align = kSq8Block;
+  options.min_items_per_split = 8192;
+  topk::detail::drive(filter, options, [&](const ScanTask& task) {
+    detail::Sq8Job job{};
+    job.groups = groups;
+    job.qcodes = prepared.codes.data() + task.first_query * 4 * groups;
+    job.qabs = prepared.abs.data() + task.first_query * 4 * groups;
+    job.qsums = prepared.sums.data() + task.first_query;
+    job.qscale = prepared.scale.data() + task.first_query;
+    job.qoffset = prepared.offset.data() + task.first_query;
+    job.nq = task.nq;
+    job.thresholds = task.thresholds;
+    job.on_hit = task.on_hit;
+    job.context = task.context;
+    if (!task.positions) {
+      job.blocks = index.sq8_blocks + (task.begin / kSq8Block) * block_bytes;
+      job.n_items = task.end - task.begin;
+      job.n_blocks = sq8_blocks(job.n_items);
+      job.first_id = static_cast<int64_t>(task.begin);
+      kernel(job);
+      return;
+    }
+    // A sparse allow-list: gather the allowed items' codes into blocks first.
+    const std::size_t chunk_blocks = 64, chunk = chunk_blocks * kSq8Block;
+    std::vector<uint8_t> gathered(chunk_blocks * block_bytes, 0x80);
+    for (std::size_t p0 = task.begin; p0 < task.end; p0 += chunk) {
+      const std::size_t count = std::min(chunk, task.end - p0);
+      for (std::size_t j = 0; j < count; ++j) {
+        const std::size_t id = static_cast<std::size_t>(task.positions[p0 + j]);
+        const uint8_t* src = index.sq8_blocks + (id / kSq8Block) * block_bytes + (id % kSq8Block) * 4;
+        uint8_t* dst = gathered.data() + (j / kSq8Block) * block_bytes + (j % kSq8Block) * 4;
+        for (std::size_t g = 0; g < groups; ++g) std::memcpy(dst + g * 64, src + g * 64, 4);
+      }
+      job.blocks = gathered.data();
+      job.n_items = count;
+      job.n_blocks = sq8_blocks(count);
+      job.ids = task.positions + p0;
+      kernel(job);
+    }
+  }, out_ids, out_scores);
+}
+
+// Forwards hits from a kernel run on decoded rows, mapping row numbers to item ids.
+struct RowHits {
+  topk::detail::HitFn on_hit;
+  void* context;
+  const int64_t* ids;  // item id of each decoded row, or null: first_id + row
+  int64_t first_id;
+  static void forward(void* self, std::size_t query, int64_t row, float score) {
+    const auto& h = *static_cast<RowHits*>(self);
+    h.on_hit(h.context, query, h.ids ? h.ids[row] : h.first_id + row, score);
+  }
+};
+
+void fp16_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+                 const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores) {
+  const std::size_t d = index.d;
+  const topk::detail::ScanFn scan = topk::detail::active_scan();
+  // Rows are decoded a chunk at a time into L2 and scored there by the exact kernel.
+  const std::size_t rows = std::max<std::size_t>(16, (64 * 1024) / (d * sizeof(float)));
+  topk::detail::drive(filter, drive_options(index.n, nq, k, threads, d * sizeof(float)),
+                      [&](const ScanTask& task) {
+    std::vector<float> decoded(rows * d);
+    std::vector<float> scratch(topk::detail::scratch_floats(task.nq, d));
+    for (std::size_t p0 = task.begin; p0 < task.end; p0 += rows) {
+      const std::size_t count = std::min(rows, task.end - p0);
+      if (task.positions) {
+        for (std::size_t j = 0; j < count; ++j)
+          fp16_decode_active(index.fp16_rows + static_cast<std::size_t>(task.positions[p0 + j]) * d, d,
+                             decoded.data() + j * d);
+      } else {
+        fp16_decode_active(index.fp16_rows + p0 * d, count * d, decoded.data());
+      }
+      RowHits hits{task.on_hit, task.context, task.positions ? task.positions + p0 : nullptr,
+                   static_cast<int64_t>(p0)};
+      topk::detail::ScanJob job{queries + task.first_query * d, task.nq, d, decoded.data(), nullptr,
+                                0, count, task.thresholds, &RowHits::forward, &hits, scratch.data()};
+      scan(job);
+    }
+  }, out_ids, out_scores);
+}
+
+// Partitioned search: the probes best lists per query (by q . centroid, one exact top-k
+// over the centroids for all queries), each scanned by the codec kernel into that
+// query's heap.
+void partitioned_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+                        const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores) {
+  const std::size_t d = index.d, probes = std::min(index.probes, index.partitions);
+  std::vector<int64_t> probe_ids(nq * probes);
+  std::vector<float> probe_scores(nq * probes);
+  topk::search(index.centroids, index.partitions, d, queries, nq, probes, topk::Filter{}, false, threads,
+               probe_ids.data(), probe_scores.data());
+  auto options = drive_options(index.n, nq, k, threads, d * sizeof(float));
+  if (index.codec == Codec::sq8) {
+    const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d);
+    const Sq8Queries prepared = prepare_sq8_queries(queries, nq, d, index.sq8_mid, index.sq8_step);
+    const detail::Sq8Fn kernel = active_sq8();
+    topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
+      detail::Sq8Job job{};
+      job.groups = groups;
+      job.qcodes = prepared.codes.data() + q * 4 * groups;
+      job.qabs = prepared.abs.data() + q * 4 * groups;
+      job.qsums = prepared.sums.data() + q;
+      job.qscale = prepared.scale.data() + q;
+      job.qoffset = prepared.offset.data() + q;
+      job.nq = 1;
+      job.thresholds = sink.thresholds;
+      job.on_hit = sink.on_hit;
+      job.context = sink.context;
+      for (std::size_t j = 0; j < probes; ++j) {
+        const int64_t p = probe_ids[q * probes + j];
+        if (p < 0 || index.list_sizes[p] == 0) continue;
+        const std::size_t start = static_cast<std::size_t>(index.list_starts[p]);
+        job.blocks = index.sq8_blocks + (start / kSq8Block) * block_bytes;
+        job.n_items = static_cast<std::size_t>(index.list_sizes[p]);
+        job.n_blocks = sq8_blocks(job.n_items);
+        job.ids = index.slot_ids + start;
+        kernel(job);
+      }
+    }, out_ids, out_scores);
+    return;
+  }
+  const topk::detail::ScanFn scan = topk::detail::active_scan();
+  const std::size_t rows = std::max<std::size_t>(16, (64 * 1024) / (d * sizeof(float)));
+  topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
+    std::vector<float> decoded(rows * d);
+    std::vector<float> scratch(topk::detail::scratch_floats(1, d));
+    for (std::size_t j = 0; j < probes; ++j) {
+      const int64_t p = probe_ids[q * probes + j];
+      if (p < 0) continue;
+      const std::size_t start = static_cast<std::size_t>(index.list_starts[p]),
+                        size = static_cast<std::size_t>(index.list_sizes[p]);
+      for (std::size_t r0 = 0; r0 < size; r0 += rows) {
+        const std::size_t count = std::min(rows, size - r0);
+        fp16_decode_active(index.fp16_rows + (start + r0) * d, count * d, decoded.data());
+        RowHits hits{sink.on_hit, sink.context, index.slot_ids + start + r0, 0};
+        topk::detail::ScanJob job{queries + q * d, 1, d, decoded.data(), nullptr, 0, count,
+                                  sink.thresholds, &RowHits::forward, &hits, scratch.data()};
+        scan(job);
+      }
+    }
+  }, out_ids, out_scores);
+}
+
+void codec_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+                  const topk::Filter& filter, std::size_t threads, int64_t* ids, float* scores) {
+  if (index.partitions > 0) {
+    partitioned_search(index, queries, nq, k, filter, threads, ids, scores);
+    return;
+  }
+  switch (index.codec) {
+    case Codec::sq8: sq8_search(index, queries, nq, k, filter, threads, ids, scores); return;
+    case Codec::fp16: fp16_search(index, queries, nq, k, filter, threads, ids, scores); return;
+  }
+  throw std::invalid_argument("unknown codec");
+}
+
+}  // namespace
+
+void sq8_train(const float* x, std::size_t n, std::size_t d, float* mid, float* step) {
+  if (n == 0) throw std::invalid_argument("sq8 needs at least one training vector");
+  std::vector<float> lo(x, x + d), hi(x, x + d);
+  for (std::size_t r = 1; r < n; ++r)
+    for (std::size_t i = 0; i < d; ++i) {
+      lo[i] = std::min(lo[i], x[r * d + i]);
+      hi[i] = std::max(hi[i], x[r * d + i]);
+    }
+  for (std::size_t i = 0; i < d; ++i) {
+    mid[i] = lo[i] + (hi[i] - lo[i]) * 0.5f;
+    step[i] = (hi[i] - lo[i]) / 254.f;
+  }
+}
+
+void sq8_encode(const float* x, std::size_t n, std::size_t d, const float* mid, const float* step,
+                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads, const int64_t* slots) {
+  const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d), chunk = 4096;
+  std::vector<float> inverse(d);
+  for (std::size_t i = 0; i < d; ++i) inverse[i] = step[i] > 0.f ? 1.f / step[i] : 0.f;
+  parallel_for((n + chunk - 1) / chunk, std::max<std::size_t>(1, num_threads), [&](std::size_t c) {
+    for (std::size_t r = c * chunk; r < std::min(n, (c + 1) * chunk); ++r) {
+      const std::size_t slot = slots ? static_cast<std::size_t>(slots[r]) : first_slot + r;
+      uint8_t* dst = blocks + (slot / kSq8Block) * block_bytes + (slot % kSq8Block) * 4;
+      for (std::size_t i = 0; i < 4 * groups; ++i) {
+        float s = 0.f;
+        if (i < d) s = std::clamp(std::nearbyint((x[r * d + i] - mid[i]) * inverse[i]), -127.f, 127.f);
+        dst[(i / 4) * 64 + i % 4] = static_cast<uint8_t>(static_cast<int>(s) + 128);
+      }
+    }
+  });
+}
+
+void sq8_copy_slots(const uint8_t* src, const int64_t* src_slots, uint8_t* dst, const int64_t* dst_slots,
+                    std::size_t count, std::size_t d) {
+  const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d);
+  for (std::size_t j = 0; j < count; ++j) {
+    const std::size_t a = static_cast<std::size_t>(src_slots[j]), b = static_cast<std::size_t>(dst_slots[j]);
+    const uint8_t* from = src + (a / kSq8Block) * block_bytes + (a % kSq8Block) * 4;
+    uint8_t* to = dst + (b / kSq8Block) * block_bytes + (b % kSq8Block) * 4;
+    for (std::size_t g = 0; g < groups; ++g) std::memcpy(to + g * 64, from + g * 64, 4);
+  }
+}
+
+void sq8_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::size_t d,
+                const float* mid, const float* step, float* out) {
+  const std::size_t block_bytes = sq8_block_bytes(d);
+  for (std::size_t r = 0; r < n; ++r) {
+    const std::size_t slot = first + r;
+    const uint8_t* src = blocks + (slot / kSq8Block) * block_bytes + (slot % kSq8Block) * 4;
+    for (std::size_t i = 0; i < d; ++i)
+      out[r * d + i] = mid[i] + static_cast<float>(static_cast<int>(src[(i / 4) * 64 + i % 4]) - 128) * step[i];
+  }
+}
+
+void fp16_encode(const float* x, std::size_t count, uint16_t* out) {
+  for (std::size_t i = 0; i < count; ++i) out[i] = half_from_float(x[i]);
+}
+
+void fp16_decode(const uint16_t* h, std::size_t count, float* out) { fp16_decode_active(h, count, out); }
+
+void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const float* queries,
+                  std::size_t nq, const int64_t* candidates, std::size_t n_candidates,
+                  std::size_t k, std::size_t num_threads, int64_t* out_ids, float* out_scores) {
+  const std::size_t per_task = 16;
+  parallel_for((nq + per_task - 1) / per_task, std::max<std::size_t>(1, num_threads), [&](std::size_t t) {
+    std::vector<int64_t> allowed;
+    for (std::size_t q = t * per_task; q < std::min(nq, (t + 1) * per_task); ++q) {
+      allowed.clear();
+      for (std::size_t j = 0; j < n_candidates; ++j) {
+        const int64_t id = candidates[q * n_candidates + j];
+        if (id >= 0 && static_cast<std::size_t>(id) < n) allowed.push_back(id);
+      }
+      std::sort(allowed.begin(), allowed.end());
+      allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+      topk::Filter filter;
+      filter.allow_ids = allowed.data();
+      filter.n_allow_ids = allowed.size();
+      if (allowed.empty()) {
+        std::fill(out_ids + q * k, out_ids + (q + 1) * k, int64_t{-1});
+        std::fill(out_scores + q * k, out_scores + (q + 1) * k, -std::numeric_limits<float>::infinity());
+        continue;
+      }
+      topk::search(vectors, n, d, queries + q * d, 1, k, filter, false, 1, out_ids + q * k,
+                   out_scores + q * k);
+    }
+  });
+}
+
+void search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+            const topk::Filter& filter, std::size_t rerank, std::size_t num_threads,
+            int64_t* out_ids, float* out_scores) {
+  if (index.d == 0) throw std::invalid_argument("dimension must be positive");
+  if (k == 0) throw std::invalid_argument("k must be positive");
+  if (nq == 0) return;
+  num_threads = std::max<std::size_t>(1, num_threads);
+  if (rerank == 0 || !index.vectors) {
+    codec_search(index, queries, nq, k, filter, num_threads, out_ids, out_scores);
+    return;
+  }
+  const std::size_t shortlist = std::max(k, std::min(index.n, rerank * k));
+  std::vector<int64_t> candidate_ids(nq * shortlist);
+  std::vector<float> candidate_scores(nq * shortlist);
+  codec_search(index, queries, nq, shortlist, filter, num_threads, candidate_ids.data(),
+               candidate_scores.data());
+  rerank_exact(index.vectors, index.n, index.d, queries, nq, candidate_ids.data(), shortlist, k,
+               num_threads, out_ids, out_scores);
+}
+
+const char* sq8_kernel_name() {
+  const char* name = "scalar";
+  active_sq8(&name);
+  return name;
+}
+
+void set_vnni_enabled(bool enabled) { vnni_enabled_flag().store(enabled); }
+
+bool vnni_supported() {
+#if defined(LLMREC_HAVE_AVX512VNNI)
+  return cpu_has_vnni() && simd::is_supported(simd::Level::avx512);
+#else
+  return false;
+#endif
+}
+
+}  // namespace llmrec::quant

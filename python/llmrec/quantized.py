@@ -1,0 +1,448 @@
+"""Compressed top-k search: half precision or int8 codes, re-ranked exactly on demand."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from llmrec import _core
+from llmrec._checks import (allow_to_native, as_float_matrix, as_ids, as_queries, check_choice,
+                            check_int, exclude_to_csr)
+from llmrec._fileformat import FormatError, load_arrays, save_arrays
+
+_METRICS = ("ip", "cosine")
+_CODECS = ("sq8", "fp16")
+_KIND = "QuantizedIndex"
+_KIND_VERSION = 1
+_SQ8_BLOCK = 16
+_FP16_MAX = 65504.0
+
+
+class _Lists(NamedTuple):
+    """The inverted file: items grouped by nearest centroid, codes stored list by list."""
+
+    starts: np.ndarray      # (partitions,) int64 first slot of each list
+    sizes: np.ndarray       # (partitions,) int64 items in each list
+    slot_ids: np.ndarray    # (slots,) int64 item id of each slot, -1 for padding
+    assignment: np.ndarray  # (n,) int32 list of each item, in id order
+
+
+class _State(NamedTuple):
+    """One consistent snapshot of the searchable rows; replaced, never mutated, by add."""
+
+    n: int
+    codes: np.ndarray          # sq8: (blocks, block_bytes) uint8; fp16: (rows, d) uint16
+    vectors: np.ndarray | None  # (rows, d) float32 or None
+    lists: _Lists | None = None
+
+
+def _grow(buffer: np.ndarray | None, used: int, needed: int, row_shape: tuple[int, ...],
+          dtype: Any, fill: int = 0) -> np.ndarray:
+    """Return ``buffer`` if it can take ``needed`` rows in place, else a larger copy.
+
+    Arrays passed in by the user or loaded from files have no spare rows, so only
+    storage allocated here (with geometric headroom) is ever written past ``used``.
+    """
+    if buffer is not None and buffer.flags.writeable and needed <= buffer.shape[0]:
+        return buffer
+    grown = np.full((max(needed, 2 * used, 16), *row_shape), fill, dtype=dtype)
+    if buffer is not None and used:
+        grown[:used] = buffer[:used]
+    return grown
+
+
+class QuantizedIndex:
+    """Top-k search over compressed item vectors, with the contract of :class:`ExactIndex`.
+
+    Parameters
+    ----------
+    vectors : array of shape (n, d)
+        Item vectors; row i is item id i.
+    codec : {"sq8", "fp16"}
+        "sq8": each dimension as an int8 over its trained range (d bytes per vector,
+        rounded up to a multiple of 4), scored by SIMD integer dot products with the
+        query quantized to int8 as well. "fp16": IEEE half precision (2d bytes), scored
+        in float32; values beyond +-65504 are rejected.
+    metric : {"ip", "cosine"}
+        "cosine" normalises items before encoding and each query per search.
+    partitions : int, optional
+        Build an inverted file: a seeded k-means (native, multithreaded) over a training
+        sample finds ``partitions`` centroids, every item is stored in the list of its
+        nearest centroid (L2), and a search scans only the ``probes`` lists whose
+        centroids have the largest inner product with the query. Needs at least
+        ``partitions`` training rows.
+    pq_subspaces : None
+        Reserved for 4-bit product quantization (not yet available; passing a value
+        raises ``NotImplementedError``).
+    keep_vectors : bool
+        Keep the float32 vectors (4d bytes per item) so that searches can re-rank their
+        shortlist exactly. float32 C-contiguous "ip" input is kept without a copy.
+    train_size : int
+        Rows sampled (with ``random_state``) to train the sq8 ranges.
+    random_state : int, numpy Generator or None
+    num_threads : int
+        Threads for building and searching; 0 means all cores.
+
+    Examples
+    --------
+    >>> index = QuantizedIndex(np.random.rand(10_000, 64).astype(np.float32), codec="sq8")
+    >>> ids, scores = index.search(np.random.rand(64), k=5)
+    """
+
+    def __init__(self, vectors: Any, *, codec: str = "sq8", metric: str = "ip",
+                 partitions: int | None = None, pq_subspaces: int | None = None,
+                 keep_vectors: bool = True, train_size: int = 200_000,
+                 random_state: Any = None, num_threads: int = 0) -> None:
+        self._codec = check_choice(codec, "codec", _CODECS + ("pq4",))
+        self._metric = check_choice(metric, "metric", _METRICS)
+        if codec == "pq4" or pq_subspaces is not None:
+            raise NotImplementedError("codec='pq4' (4-bit product quantization) is not available yet")
+        self._partitions = None if partitions is None else check_int(partitions, "partitions", minimum=1)
+        if not isinstance(keep_vectors, (bool, np.bool_)):
+            raise TypeError(f"keep_vectors must be a bool, got {type(keep_vectors).__name__}")
+        self._keep_vectors = bool(keep_vectors)
+        train_size = check_int(train_size, "train_size", minimum=1)
+        self._num_threads = check_int(num_threads, "num_threads", minimum=0)
+        items = as_float_matrix(vectors, "vectors")
+        if self._metric == "cosine":
+            items = self._normalized_copy(items)
+        self._check_range(items, "vectors")
+        self._d = int(items.shape[1])
+        self._mid = self._step = self._centroids = None
+        rng = np.random.default_rng(random_state)
+        sample = items
+        if items.shape[0] > train_size:
+            sample = items[np.sort(rng.choice(items.shape[0], train_size, replace=False))]
+        if self._codec == "sq8":
+            self._mid, self._step = _core.sq8_train(sample)
+        self._lock = threading.Lock()
+        if self._partitions is not None:
+            if sample.shape[0] < self._partitions:
+                raise ValueError(f"partitions={self._partitions} needs at least as many training "
+                                 f"vectors, got {sample.shape[0]} (n={items.shape[0]}, "
+                                 f"train_size={train_size})")
+            seed = int(rng.integers(0, 2**63 - 1))
+            self._centroids, _ = _core.kmeans_train(sample, self._partitions, 20, seed,
+                                                    self._num_threads)
+            self._state = _State(0, self._empty_codes(), None,
+                                 _Lists(np.zeros(self._partitions, np.int64),
+                                        np.zeros(self._partitions, np.int64),
+                                        np.zeros(0, np.int64), np.zeros(0, np.int32)))
+        else:
+            self._state = _State(0, self._empty_codes(), None)
+        self._append(items, initial=True)
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def dim(self) -> int:
+        """Dimension d of the vectors."""
+        return self._d
+
+    @property
+    def codec(self) -> str:
+        """"sq8" or "fp16"."""
+        return self._codec
+
+    @property
+    def metric(self) -> str:
+        """"ip" or "cosine"."""
+        return self._metric
+
+    @property
+    def num_threads(self) -> int:
+        """Threads used by search (0 = all cores)."""
+        return self._num_threads
+
+    @property
+    def partitions(self) -> int | None:
+        """Number of inverted lists, or None for a flat index."""
+        return self._partitions
+
+    @property
+    def keeps_vectors(self) -> bool:
+        """Whether float32 vectors are kept for exact re-ranking."""
+        return self._keep_vectors
+
+    def __len__(self) -> int:
+        return self._state.n
+
+    def __repr__(self) -> str:
+        return (f"QuantizedIndex(n={len(self)}, dim={self.dim}, codec={self._codec!r}, "
+                f"metric={self._metric!r}, keep_vectors={self._keep_vectors})")
+
+    # ---------------------------------------------------------------- building
+    def _normalized_copy(self, rows: np.ndarray) -> np.ndarray:
+        rows = rows.copy()
+        _core.normalize_rows(rows, self._num_threads)
+        return rows
+
+    def _check_range(self, rows: np.ndarray, name: str) -> None:
+        if self._codec == "fp16" and rows.size and float(np.abs(rows).max()) > _FP16_MAX:
+            raise ValueError(f"{name} holds values beyond +-{_FP16_MAX:g}, which fp16 cannot "
+                             "represent: scale the vectors or use codec='sq8'")
+
+    def _block_bytes(self) -> int:
+        return int(_core.sq8_block_bytes(self._d))
+
+    def _empty_codes(self) -> np.ndarray:
+        if self._codec == "sq8":
+            return np.zeros((0, self._block_bytes()), dtype=np.uint8)
+        return np.zeros((0, self._d), dtype=np.uint16)
+
+    def _relayout(self, state: _State, rows: np.ndarray) -> tuple[np.ndarray, _Lists]:
+        """Codes and lists for the old items plus ``rows``, grouped by nearest centroid."""
+        n, m, lists = state.n, rows.shape[0], state.lists
+        new_assignment = _core.kmeans_assign(rows, self._centroids, self._num_threads)
+        assignment = np.concatenate([lists.assignment, new_assignment])
+        sizes = np.bincount(assignment, minlength=self._partitions).astype(np.int64)
+        room = -(-sizes // _SQ8_BLOCK) * _SQ8_BLOCK if self._codec == "sq8" else sizes
+        starts = np.zeros(self._partitions, np.int64)
+        np.cumsum(room[:-1], out=starts[1:])
+        order = np.argsort(assignment, kind="stable")
+        rank = np.arange(n + m) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        slot_of = np.empty(n + m, np.int64)
+        slot_of[order] = starts[assignment[order]] + rank
+        total = int(room.sum())
+        slot_ids = np.full(total, -1, np.int64)
+        slot_ids[slot_of] = np.arange(n + m)
+        old_slots = np.flatnonzero(lists.slot_ids >= 0)
+        old_items = lists.slot_ids[old_slots]
+        if self._codec == "sq8":
+            codes = np.full((total // _SQ8_BLOCK, self._block_bytes()), 0x80, np.uint8)
+            _core.sq8_copy_slots(state.codes, old_slots, codes, slot_of[old_items], self._d)
+            _core.sq8_encode(rows, self._mid, self._step, codes, 0, self._num_threads,
+                             slots=slot_of[n:])
+        else:
+            codes = np.zeros((total, self._d), np.uint16)
+            codes[slot_of[old_items]] = state.codes[old_slots]
+            codes[slot_of[n:]] = _core.fp16_encode(rows)
+        return codes, _Lists(starts, sizes, slot_ids, assignment.astype(np.int32))
+
+    def _append(self, rows: np.ndarray, *, initial: bool = False) -> np.ndarray:
+        with self._lock:
+            state = self._state
+            n, m = state.n, rows.shape[0]
+            lists = None
+            if self._partitions is not None:
+                codes, lists = self._relayout(state, rows)
+            elif self._codec == "sq8":
+                used_blocks = -(-n // _SQ8_BLOCK)
+                codes = _grow(state.codes, used_blocks, -(-(n + m) // _SQ8_BLOCK),
+                              (self._block_bytes(),), np.uint8, fill=0x80)
+                _core.sq8_encode(rows, self._mid, self._step, codes, n, self._num_threads)
+            else:
+                codes = _grow(state.codes, n, n + m, (self._d,), np.uint16)
+                codes[n:n + m] = _core.fp16_encode(rows)
+            vectors = None
+            if self._keep_vectors:
+                if initial:
+                    vectors = rows  # float32 C-contiguous input is kept without a copy
+                else:
+                    vectors = _grow(state.vectors, n, n + m, (self._d,), np.float32)
+                    vectors[n:n + m] = rows
+            self._state = _State(n + m, codes, vectors, lists)
+        return np.arange(n, n + m, dtype=np.int64)
+
+    def add(self, vectors: Any) -> np.ndarray:
+        """Encode and append item vectors of shape (m, d); returns their new ids.
+
+        The codec keeps the ranges (and centroids) it was trained on; values beyond the
+        ranges are clamped. With partitions, the lists are rebuilt (O(n) per call).
+        Searches running in other threads keep seeing the items that existed when they
+        started; storage grows geometrically.
+        """
+        rows = as_float_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
+        if self._metric == "cosine":
+            rows = self._normalized_copy(rows)
+        self._check_range(rows, "vectors")
+        return self._append(rows)
+
+    def memory_bytes(self) -> int:
+        """Bytes held for the items: codes, codec parameters and any kept vectors."""
+        state = self._state
+        if self._codec == "sq8":
+            total = -(-state.n // _SQ8_BLOCK) * self._block_bytes() + self._mid.nbytes + self._step.nbytes
+        else:
+            total = state.n * self._d * 2
+        if state.lists is not None:
+            total = state.codes.nbytes + (self._mid.nbytes + self._step.nbytes if self._mid is not None else 0)
+            total += self._centroids.nbytes + state.lists.slot_ids.nbytes + state.lists.assignment.nbytes
+            total += state.lists.starts.nbytes + state.lists.sizes.nbytes
+        if state.vectors is not None:
+            total += state.n * self._d * 4
+        return int(total)
+
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Decode the stored codes of the given item ids to float32 rows (m, d)."""
+        state = self._state
+        ids = as_ids(ids, "ids", state.n)
+        slots = ids
+        if state.lists is not None:
+            slot_of = np.empty(state.n, np.int64)
+            used = np.flatnonzero(state.lists.slot_ids >= 0)
+            slot_of[state.lists.slot_ids[used]] = used
+            slots = slot_of[ids]
+        if self._codec == "fp16":
+            return _core.fp16_decode(np.ascontiguousarray(state.codes[slots]))
+        out = np.empty((len(ids), self._d), dtype=np.float32)
+        for j, i in enumerate(slots):
+            out[j] = _core.sq8_decode(state.codes, int(i), 1, self._mid, self._step)[0]
+        return out
+
+    # ---------------------------------------------------------------- search
+    def search(self, queries: Any, k: int = 10, *, exclude: Any = None, allow: Any = None,
+               probes: int | None = None, rerank: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the k best items for each query.
+
+        Parameters
+        ----------
+        queries, k, exclude, allow
+            As in :meth:`ExactIndex.search`; filters are applied inside the scan.
+        probes : int, optional
+            Lists scanned per query, for an index with partitions (default
+            ``max(1, partitions // 16)``); more probes, higher recall, slower.
+        rerank : int, optional
+            Re-score the best ``rerank * k`` codec candidates exactly from the kept
+            vectors, so the returned scores are exact; 0 returns codec scores. Defaults
+            to 4 when vectors are kept and 0 otherwise.
+
+        Returns
+        -------
+        ids : int64 array (nq, k), or (k,) for a 1-D query
+        scores : float32 array of the same shape, descending, ties by smaller id; -1 and
+            -inf where fewer than k items qualify.
+        """
+        state = self._state
+        if state.n == 0:
+            raise ValueError("the index is empty: add vectors before searching")
+        k = check_int(k, "k", minimum=1)
+        if probes is not None:
+            probes = check_int(probes, "probes", minimum=1)
+            if self._partitions is None:
+                raise ValueError("probes applies only to an index built with partitions")
+            if probes > self._partitions:
+                raise ValueError(f"probes must be <= partitions ({self._partitions}), got {probes}")
+        elif self._partitions is not None:
+            probes = max(1, self._partitions // 16)
+        if rerank is None:
+            rerank = 4 if state.vectors is not None else 0
+        rerank = check_int(rerank, "rerank", minimum=0)
+        if rerank and state.vectors is None:
+            raise ValueError("rerank needs the float32 vectors: build with keep_vectors=True or "
+                             "pass rerank=0")
+        matrix, single = as_queries(queries, "queries", self.dim)
+        if self._metric == "cosine":
+            matrix = self._normalized_copy(matrix)
+        excluded = exclude_to_csr(exclude, matrix.shape[0], state.n, single_query=single)
+        allow_mask, allow_ids = allow_to_native(allow, state.n)
+        ids, scores = _core.search_quantized(
+            self._codec, state.n, self._d, state.codes, mid=self._mid, step=self._step,
+            vectors=state.vectors if rerank else None, queries=matrix, k=k,
+            exclude_indptr=None if excluded is None else excluded[0],
+            exclude_ids=None if excluded is None else excluded[1],
+            allow_mask=allow_mask, allow_ids=allow_ids, rerank=rerank,
+            num_threads=self._num_threads, **self._list_arguments(state, probes))
+        return (ids[0], scores[0]) if single else (ids, scores)
+
+    def _list_arguments(self, state: _State, probes: int | None) -> dict[str, Any]:
+        if state.lists is None:
+            return {}
+        return {"centroids": self._centroids, "list_starts": state.lists.starts,
+                "list_sizes": state.lists.sizes, "slot_ids": state.lists.slot_ids,
+                "probes": probes}
+
+    # ---------------------------------------------------------------- files
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to ``path`` (versioned, checksummed, atomically replaced)."""
+        state = self._state
+        arrays: dict[str, np.ndarray] = {}
+        if state.lists is not None:
+            arrays["codes"] = state.codes
+            arrays.update(centroids=self._centroids, list_starts=state.lists.starts,
+                          list_sizes=state.lists.sizes, slot_ids=state.lists.slot_ids,
+                          assignment=state.lists.assignment)
+        elif self._codec == "sq8":
+            arrays["codes"] = np.asarray(state.codes[:-(-state.n // _SQ8_BLOCK)])
+        else:
+            arrays["codes"] = np.asarray(state.codes[:state.n])
+        if self._codec == "sq8":
+            arrays["mid"] = self._mid
+            arrays["step"] = self._step
+        if state.vectors is not None:
+            arrays["vectors"] = np.asarray(state.vectors[:state.n])
+        meta = {"codec": self._codec, "metric": self._metric, "n": state.n, "dim": self._d,
+                "keep_vectors": self._keep_vectors, "partitions": self._partitions}
+        save_arrays(path, _KIND, _KIND_VERSION, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False, num_threads: int = 0,
+             verify: bool = True) -> QuantizedIndex:
+        """Read an index written by :meth:`save`.
+
+        With ``mmap=True`` codes and vectors are memory-mapped read-only (``add`` then
+        copies them). Raises ``ValueError`` (``llmrec._fileformat.FormatError``) for a
+        truncated, corrupted, inconsistent or foreign file.
+        """
+        meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, mmap=mmap,
+                                      verify=verify)
+        index = cls.__new__(cls)
+        try:
+            index._codec = check_choice(meta.get("codec"), "codec", _CODECS)
+            index._metric = check_choice(meta.get("metric"), "metric", _METRICS)
+            n, d = int(meta["n"]), int(meta["dim"])
+            index._keep_vectors = bool(meta["keep_vectors"])
+            partitions = meta.get("partitions")
+            index._partitions = None if partitions is None else int(partitions)
+        except (KeyError, TypeError, ValueError) as error:
+            raise FormatError(f"{path}: bad metadata ({error})") from None
+        index._num_threads = check_int(num_threads, "num_threads", minimum=0)
+        index._d = d
+        index._mid = index._step = index._centroids = None
+        codes = arrays.get("codes")
+        lists = None
+        slots = n
+        if index._partitions is not None:
+            lists = index._load_lists(path, arrays, n, d)
+            slots = len(lists.slot_ids)
+        if index._codec == "sq8":
+            index._mid, index._step = arrays.get("mid"), arrays.get("step")
+            ok = (codes is not None and codes.dtype == np.uint8
+                  and codes.shape == (-(-slots // _SQ8_BLOCK), int(_core.sq8_block_bytes(d)))
+                  and all(a is not None and a.dtype == np.float32 and a.shape == (d,)
+                          for a in (index._mid, index._step)))
+        else:
+            ok = codes is not None and codes.dtype == np.uint16 and codes.shape == (slots, d)
+        vectors = arrays.get("vectors")
+        if index._keep_vectors:
+            ok = ok and vectors is not None and vectors.dtype == np.float32 and vectors.shape == (n, d)
+        if not ok:
+            raise FormatError(f"{path}: arrays do not match the metadata of a {index._codec} index")
+        index._lock = threading.Lock()
+        index._state = _State(n, codes, vectors if index._keep_vectors else None, lists)
+        return index
+
+    def _load_lists(self, path: Any, arrays: dict[str, np.ndarray], n: int, d: int) -> _Lists:
+        """Read and check the inverted file's arrays (ids must index memory safely)."""
+        p = self._partitions
+        self._centroids = arrays.get("centroids")
+        lists = _Lists(*(arrays.get(name) for name in ("list_starts", "list_sizes", "slot_ids",
+                                                        "assignment")))
+        ok = (self._centroids is not None and self._centroids.dtype == np.float32
+              and self._centroids.shape == (p, d)
+              and all(a is not None for a in lists)
+              and lists.starts.dtype == lists.sizes.dtype == lists.slot_ids.dtype == np.int64
+              and lists.starts.shape == lists.sizes.shape == (p,)
+              and lists.assignment.dtype == np.int32 and lists.assignment.shape == (n,))
+        if ok:
+            ids = lists.slot_ids[lists.slot_ids >= 0]
+            ok = (len(ids) == n and int(lists.sizes.sum()) == n and lists.slot_ids.max(initial=-1) < n
+                  and np.array_equal(np.sort(ids), np.arange(n))
+                  and bool(np.all(lists.starts >= 0))
+                  and bool(np.all(lists.starts + lists.sizes <= len(lists.slot_ids))))
+        if not ok:
+            raise FormatError(f"{path}: inconsistent inverted-file arrays")
+        return lists

@@ -1,0 +1,391 @@
+"""QuantizedIndex (fp16, sq8): codec round trips, every SIMD kernel against a numpy model
+of the integer arithmetic, recall floors, filters, threads, add, files and bad input."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import llmrec
+from llmrec import ExactIndex, QuantizedIndex, _core
+from llmrec._fileformat import FormatError
+from reference import assert_topk_matches, reference_scores, reference_topk
+
+
+def clustered(rng, n, d, nq, clusters=50):
+    """Anisotropic clusters: a structured set on which quantization error matters."""
+    centres = rng.standard_normal((clusters, d)).astype(np.float32) * 2
+    scales = rng.uniform(0.2, 1.5, size=(clusters, d)).astype(np.float32)
+    members = rng.integers(0, clusters, n)
+    items = centres[members] + rng.standard_normal((n, d)).astype(np.float32) * scales[members]
+    asked = rng.integers(0, clusters, nq)
+    queries = centres[asked] + rng.standard_normal((nq, d)).astype(np.float32) * scales[asked]
+    return items.astype(np.float32), queries.astype(np.float32)
+
+
+def recall(ids, expected):
+    return float(np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (b >= 0).sum())
+                          for a, b in zip(ids, expected)]))
+
+
+def sq8_model(index, queries):
+    """float64 scores (nq, n) that the sq8 kernels must reproduce: the query quantized to
+    int8 exactly as the core does (float32 arithmetic, round half to even), times codes."""
+    state = index._state
+    codes = index.reconstruct(np.arange(len(index)))
+    s = np.rint((codes - index._mid) / np.where(index._step > 0, index._step, 1)).astype(np.int64)
+    q = np.atleast_2d(np.asarray(queries, np.float32))
+    w = q * index._step
+    largest = np.abs(w).max(axis=1, keepdims=True).astype(np.float32)
+    safe = np.where(largest > 0, largest, np.float32(1))
+    t = np.clip(np.rint(w * (np.float32(127) / safe)), -127, 127).astype(np.int64)
+    t[(largest == 0).ravel()] = 0
+    scale = np.where(largest > 0, largest / np.float32(127), 0).astype(np.float64)
+    offset = q.astype(np.float64) @ index._mid.astype(np.float64)
+    assert state.n == codes.shape[0]
+    return scale * (t @ s.T).astype(np.float64) + offset[:, None]
+
+
+def all_sq8_kernels():
+    """Yield each sq8 kernel this machine can run, by SIMD level and VNNI on/off."""
+    previous = _core.active_simd_level()
+    try:
+        for level in _core.supported_simd_levels():
+            _core.set_simd_level(level)
+            for vnni in ([True, False] if level == "avx512" and _core.vnni_supported() else [True]):
+                _core.set_vnni_enabled(vnni)
+                yield _core.sq8_kernel()
+    finally:
+        _core.set_vnni_enabled(True)
+        _core.set_simd_level(previous)
+
+
+# ------------------------------------------------------------------- codecs
+
+def test_sq8_decode_error_is_within_half_a_step(rng):
+    items = rng.standard_normal((1000, 37)).astype(np.float32) * rng.uniform(0.1, 10, 37).astype(np.float32)
+    index = QuantizedIndex(items, codec="sq8")
+    decoded = index.reconstruct(np.arange(1000))
+    assert np.all(np.abs(decoded - items) <= index._step / 2 * (1 + 1e-4) + 1e-6)
+    # The range is min..max of the training rows: both ends are exact codes.
+    np.testing.assert_allclose(decoded.min(0), items.min(0), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(decoded.max(0), items.max(0), atol=1e-5, rtol=1e-5)
+
+
+def test_sq8_clamps_values_outside_the_trained_range(rng):
+    items = rng.uniform(-1, 1, (200, 8)).astype(np.float32)
+    index = QuantizedIndex(items, codec="sq8")
+    index.add(np.full((1, 8), 50.0, np.float32))
+    np.testing.assert_allclose(index.reconstruct([200])[0], index._mid + 127 * index._step, rtol=1e-6)
+
+
+def test_sq8_constant_dimension(rng):
+    items = rng.standard_normal((100, 5)).astype(np.float32)
+    items[:, 2] = 3.0
+    index = QuantizedIndex(items, codec="sq8")
+    np.testing.assert_array_equal(index.reconstruct(np.arange(100))[:, 2], 3.0)
+
+
+def test_fp16_matches_numpy_rounding_bit_for_bit(simd_level, rng):
+    values = np.concatenate([
+        rng.standard_normal(5000).astype(np.float32) * 10.0 ** rng.integers(-9, 5, 5000),
+        np.array([0.0, -0.0, 65504, -65504, 65519.99, 65520, 1e-8, 2.98e-8, 5.96e-8, 6.1e-5,
+                  6.103515625e-05, 1 + 2 ** -11, 1 + 3 * 2 ** -11, np.inf, -np.inf], np.float32)]).astype(np.float32)
+    with np.errstate(over="ignore"):
+        halves = values.astype(np.float16)
+    bits = _core.fp16_encode(values)
+    np.testing.assert_array_equal(bits, halves.view(np.uint16))
+    decoded = _core.fp16_decode(bits.reshape(-1, 5))  # a shape with a SIMD tail
+    np.testing.assert_array_equal(decoded.ravel(), halves.astype(np.float32))
+
+
+# ------------------------------------------------------------------- kernels
+
+@pytest.mark.parametrize("n,d,nq,k", [
+    (1, 1, 1, 1), (15, 3, 2, 5), (17, 4, 3, 20), (100, 7, 9, 10), (1000, 33, 1, 10),
+    (2049, 64, 17, 7), (5000, 130, 33, 10), (40_000, 16, 3, 5),
+])
+def test_sq8_kernels_match_the_integer_model(rng, n, d, nq, k):
+    items, queries = clustered(rng, n, d, nq, clusters=7)
+    index = QuantizedIndex(items, codec="sq8", keep_vectors=False)
+    model = sq8_model(index, queries)
+    results = {}
+    for kernel in all_sq8_kernels():
+        ids, scores = index.search(queries, k=k, rerank=0)
+        assert_topk_matches(ids, scores, model, k, rtol=2e-6)
+        results[kernel] = (ids, scores)
+    ids0, scores0 = results["scalar"]
+    for name, (ids, scores) in results.items():
+        np.testing.assert_allclose(scores, scores0, rtol=1e-6, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("n,d,nq", [(50, 5, 3), (3000, 128, 40), (20_000, 24, 2)])
+def test_fp16_search_at_every_level_matches_decoded_reference(simd_level, rng, n, d, nq):
+    items, queries = clustered(rng, n, d, nq, clusters=5)
+    index = QuantizedIndex(items, codec="fp16", keep_vectors=False)
+    ref = reference_scores(items.astype(np.float16).astype(np.float32), queries)
+    ids, scores = index.search(queries, k=10)
+    assert_topk_matches(ids, scores, ref, 10)
+
+
+# ------------------------------------------------------------------- quality
+
+def test_recall_floors_on_clustered_data(rng):
+    items, queries = clustered(np.random.default_rng(7), 30_000, 64, 100)
+    expected = reference_topk(reference_scores(items, queries), 10)
+    sq8 = QuantizedIndex(items, codec="sq8")
+    assert recall(sq8.search(queries, k=10, rerank=0)[0], expected) >= 0.95
+    ids, scores = sq8.search(queries, k=10, rerank=4)
+    assert recall(ids, expected) >= 0.995
+    np.testing.assert_allclose(scores, np.take_along_axis(reference_scores(items, queries), ids, 1),
+                               rtol=1e-5, atol=1e-4)
+    fp16 = QuantizedIndex(items, codec="fp16", keep_vectors=False)
+    assert recall(fp16.search(queries, k=10)[0], expected) >= 0.99
+
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16"])
+def test_rerank_returns_exact_results_like_exact_index(rng, codec):
+    items, queries = clustered(rng, 5000, 48, 20)
+    ids, scores = QuantizedIndex(items, codec=codec).search(queries, k=10, rerank=50)
+    exact_ids, exact_scores = ExactIndex(items).search(queries, k=10)
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-5)
+    assert np.mean(ids == exact_ids) > 0.99
+
+
+def test_cosine_metric(rng):
+    items, queries = clustered(rng, 3000, 32, 10)
+    items[5] = 0.0
+    index = QuantizedIndex(items, codec="sq8", metric="cosine")
+    ids, scores = index.search(queries, k=10, rerank=20)
+    ref = reference_scores(items, queries, "cosine")
+    assert_topk_matches(ids, scores, ref, 10)
+
+
+# ------------------------------------------------------------------- filters
+
+def _qualifies(nq, n, exclude_rows, allow):
+    ok = np.ones((nq, n), bool)
+    for q, row in enumerate(exclude_rows):
+        ok[q, row] = False
+    if allow is not None:
+        mask = np.zeros(n, bool)
+        mask[allow] = True
+        ok &= mask
+    return ok
+
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16"])
+@pytest.mark.parametrize("allow_kind", ["none", "mask", "dense_ids", "sparse_ids"])
+def test_filters_never_leak(rng, codec, allow_kind):
+    n, d, nq, k = 4000, 20, 7, 15
+    items, queries = clustered(rng, n, d, nq)
+    exclude = [rng.choice(n, rng.integers(0, 300), replace=False) for _ in range(nq)]
+    # Exclude the unfiltered winners too, so that the filter decides the result.
+    top = reference_topk(reference_scores(items, queries), 5)
+    exclude = [np.union1d(e, t) for e, t in zip(exclude, top)]
+    allow = None
+    if allow_kind == "mask":
+        allow = rng.random(n) < 0.5
+    elif allow_kind == "dense_ids":
+        allow = rng.choice(n, n // 3, replace=False)
+    elif allow_kind == "sparse_ids":
+        allow = rng.choice(n, 40, replace=False)  # gathered path
+    allow_ids = np.flatnonzero(allow) if allow is not None and allow.dtype == bool else allow
+    ok = _qualifies(nq, n, exclude, allow_ids)
+    index = QuantizedIndex(items, codec=codec)
+    for kernel in all_sq8_kernels():
+        for rerank in (0, 3):
+            ids, scores = index.search(queries, k=k, exclude=exclude, allow=allow, rerank=rerank)
+            for q in range(nq):
+                got = ids[q][ids[q] >= 0]
+                assert ok[q, got].all(), f"{kernel}: a filtered item leaked"
+                assert len(got) == min(k, ok[q].sum())
+            if rerank and allow_kind == "sparse_ids":  # the shortlist holds every allowed item
+                assert_topk_matches(ids, scores, reference_scores(items, queries), k, qualifies=ok)
+
+
+def test_fewer_qualifying_than_k_pads(rng):
+    items, queries = clustered(rng, 100, 8, 3)
+    index = QuantizedIndex(items, codec="sq8")
+    for rerank in (0, 2):
+        ids, scores = index.search(queries, k=10, allow=[3, 50, 99], exclude=[[3], [], [3, 50, 99]],
+                                   rerank=rerank)
+        assert sorted(ids[0][:2]) == [50, 99] and np.all(ids[0][2:] == -1)
+        assert np.all(np.isneginf(scores[0][2:]))
+        assert np.all(ids[2] == -1) and np.all(np.isneginf(scores[2]))
+    ids, _ = index.search(queries[0], k=200)
+    assert ids.shape == (200,) and np.all(ids[100:] == -1) and sorted(ids[:100]) == list(range(100))
+
+
+def test_sparse_exclude_matrix(rng):
+    items, queries = clustered(rng, 500, 8, 4)
+    index = QuantizedIndex(items, codec="sq8")
+    first, _ = index.search(queries, k=5)
+    matrix = sp.csr_matrix((np.ones(20), (np.repeat(np.arange(4), 5), first.ravel())), shape=(4, 500))
+    ids, _ = index.search(queries, k=5, exclude=matrix)
+    for row, seen in zip(ids, first):
+        assert not np.isin(row, seen).any()
+
+
+# ------------------------------------------------------------------- threads
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16"])
+def test_thread_counts_and_concurrent_searches_agree(rng, codec):
+    items, queries = clustered(rng, 60_000, 32, 24)
+    serial = QuantizedIndex(items, codec=codec, num_threads=1).search(queries, k=10, rerank=0)
+    for threads in (0, 2, 3):
+        ids, scores = QuantizedIndex(items, codec=codec, num_threads=threads).search(queries, k=10, rerank=0)
+        np.testing.assert_array_equal(ids, serial[0])
+        np.testing.assert_array_equal(scores, serial[1])
+    index = QuantizedIndex(items, codec=codec, num_threads=2)
+    single = [index.search(q, k=10) for q in queries]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda q: index.search(q, k=10), queries))
+    for (a, b), (c, e) in zip(single, parallel):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, e)
+
+
+def test_add_while_searching(rng):
+    items, queries = clustered(rng, 2000, 16, 4)
+    index = QuantizedIndex(items[:1000], codec="sq8")
+    errors = []
+
+    def searcher():
+        try:
+            for _ in range(50):
+                ids, _ = index.search(queries, k=5)
+                assert ids.min() >= 0
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    thread = threading.Thread(target=searcher)
+    thread.start()
+    for chunk in np.array_split(items[1000:], 20):
+        index.add(chunk)
+    thread.join()
+    assert not errors and len(index) == 2000
+
+
+# ------------------------------------------------------------------- add, files
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16"])
+def test_add_matches_encoding_everything_at_once(rng, codec):
+    items, queries = clustered(rng, 1000, 19, 5)
+    whole = QuantizedIndex(items, codec=codec)
+    grown = QuantizedIndex(items[:333], codec=codec)
+    if codec == "sq8":  # start from the same trained ranges, so the codes must agree
+        grown = QuantizedIndex.__new__(QuantizedIndex)
+        grown.__dict__.update(whole.__dict__)
+        grown._lock = threading.Lock()
+        grown._state = type(whole._state)(0, whole._empty_codes(), None)
+        grown._append(items[:333], initial=True)
+    for part in (items[333:334], items[334:800], items[800:800], items[800:]):
+        new_ids = grown.add(part)
+        assert new_ids.dtype == np.int64
+    assert len(grown) == 1000
+    np.testing.assert_array_equal(grown.reconstruct(np.arange(1000)), whole.reconstruct(np.arange(1000)))
+    for rerank in (0, 4):
+        a, b = grown.search(queries, k=7, rerank=rerank), whole.search(queries, k=7, rerank=rerank)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16"])
+@pytest.mark.parametrize("keep", [True, False])
+@pytest.mark.parametrize("mmap", [False, True])
+def test_save_load_round_trip(tmp_path, rng, codec, keep, mmap):
+    items, queries = clustered(rng, 1001, 12, 6)
+    index = QuantizedIndex(items, codec=codec, metric="cosine", keep_vectors=keep)
+    path = tmp_path / "q.llmrec"
+    index.save(path)
+    loaded = QuantizedIndex.load(path, mmap=mmap)
+    assert (len(loaded), loaded.dim, loaded.codec, loaded.metric, loaded.keeps_vectors) == \
+        (1001, 12, codec, "cosine", keep)
+    assert loaded.memory_bytes() == index.memory_bytes()
+    for a, b in zip(index.search(queries, k=9), loaded.search(queries, k=9)):
+        np.testing.assert_array_equal(a, b)
+    loaded.add(items[:5])  # copies memory-mapped storage
+    assert len(loaded) == 1006
+
+
+def test_corrupted_and_foreign_files(tmp_path, rng):
+    items, _ = clustered(rng, 300, 8, 1)
+    path = tmp_path / "q.llmrec"
+    QuantizedIndex(items).save(path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    bad = tmp_path / "bad.llmrec"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="checksum"):
+        QuantizedIndex.load(bad)
+    bad.write_bytes(bytes(data[:-100]))
+    with pytest.raises(FormatError, match="truncated"):
+        QuantizedIndex.load(bad)
+    ExactIndex(items).save(bad)
+    with pytest.raises(FormatError, match="ExactIndex"):
+        QuantizedIndex.load(bad)
+
+
+def test_memory_bytes(rng):
+    items, _ = clustered(rng, 1000, 128, 1)
+    assert QuantizedIndex(items, codec="sq8", keep_vectors=False).memory_bytes() == 63 * 16 * 128 + 2 * 128 * 4
+    assert QuantizedIndex(items, codec="fp16", keep_vectors=False).memory_bytes() == 1000 * 256
+    assert QuantizedIndex(items, codec="fp16").memory_bytes() == 1000 * (256 + 512)
+
+
+# ------------------------------------------------------------------- bad input
+
+def test_bad_input_raises_clear_errors(rng):
+    items, queries = clustered(rng, 100, 8, 2)
+    with pytest.raises(ValueError, match="codec"):
+        QuantizedIndex(items, codec="pq9")
+    with pytest.raises(NotImplementedError):
+        QuantizedIndex(items, codec="pq4")
+    with pytest.raises(ValueError, match="training"):
+        QuantizedIndex(items, partitions=101)
+    with pytest.raises(ValueError, match="training"):
+        QuantizedIndex(items, partitions=20, train_size=10)
+    with pytest.raises(ValueError, match="probes"):
+        QuantizedIndex(items, partitions=4).search(queries, probes=5)
+    with pytest.raises(ValueError, match="partitions"):
+        QuantizedIndex(items, partitions=0)
+    with pytest.raises(ValueError, match="NaN"):
+        QuantizedIndex(np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match="2-D"):
+        QuantizedIndex(np.zeros(5))
+    with pytest.raises(ValueError, match="empty"):
+        QuantizedIndex(np.zeros((0, 4)))
+    with pytest.raises(ValueError, match="fp16"):
+        QuantizedIndex(np.full((2, 2), 1e6), codec="fp16")
+    with pytest.raises(TypeError):
+        QuantizedIndex(items, keep_vectors="yes")
+    with pytest.raises(ValueError, match="train_size"):
+        QuantizedIndex(items, train_size=0)
+    index = QuantizedIndex(items, keep_vectors=False)
+    with pytest.raises(ValueError, match="rerank"):
+        index.search(queries, k=3, rerank=2)
+    with pytest.raises(ValueError, match="k must be"):
+        index.search(queries, k=0)
+    with pytest.raises(ValueError, match="dimension"):
+        index.search(np.zeros((2, 9)), k=3)
+    with pytest.raises(ValueError, match="NaN"):
+        index.search(np.full(8, np.inf), k=3)
+    with pytest.raises(ValueError, match="partitions"):
+        index.search(queries, k=3, probes=2)
+    with pytest.raises(ValueError, match="outside"):
+        index.search(queries, k=3, allow=[5, 100])
+    with pytest.raises(ValueError, match="one id array per query"):
+        index.search(queries, k=3, exclude=[[1]])
+    with pytest.raises(ValueError, match="dimension"):
+        index.add(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="rerank"):
+        QuantizedIndex(items).search(queries, rerank=-1)
+
+
+def test_exported_from_package():
+    assert llmrec.QuantizedIndex is QuantizedIndex

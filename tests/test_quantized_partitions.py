@@ -1,0 +1,144 @@
+"""Native k-means and partitioned (inverted-file) QuantizedIndex."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmrec import ExactIndex, QuantizedIndex, _core
+from llmrec._fileformat import FormatError
+from reference import reference_scores, reference_topk
+from test_quantized import all_sq8_kernels, clustered, recall
+
+
+# ------------------------------------------------------------------- k-means
+
+def test_kmeans_is_seeded_and_independent_of_threads(rng):
+    x, _ = clustered(rng, 20_000, 16, 1, clusters=40)
+    c1, a1 = _core.kmeans_train(x, 40, 10, 7, 1)
+    c2, a2 = _core.kmeans_train(x, 40, 10, 7, 2)
+    np.testing.assert_array_equal(c1, c2)
+    np.testing.assert_array_equal(a1, a2)
+    c3, _ = _core.kmeans_train(x, 40, 10, 8, 2)
+    assert not np.array_equal(c1, c3)
+
+
+def test_kmeans_assignment_is_nearest_and_lloyd_improves(rng):
+    x, _ = clustered(rng, 5000, 12, 1, clusters=30)
+    centroids, assignment = _core.kmeans_train(x, 30, 15, 3, 2)
+    d2 = ((x[:, None, :].astype(np.float64) - centroids[None]) ** 2).sum(-1)
+    best = d2.min(1)
+    assert np.all(d2[np.arange(len(x)), assignment] <= best + 1e-3 * (1 + best))
+    assert len(np.unique(assignment)) == 30  # no empty cluster
+    start, _ = _core.kmeans_train(x, 30, 0, 3, 2)  # the seeded initial rows
+    assert any(np.array_equal(start[0], row) for row in x)
+    inertia = lambda c: ((x - c[_core.kmeans_assign(x, c, 2)]) ** 2).sum()  # noqa: E731
+    assert inertia(centroids) < 0.8 * inertia(start)
+    np.testing.assert_array_equal(_core.kmeans_assign(x, centroids, 1), assignment)
+
+
+def test_kmeans_empty_clusters_are_split(rng):
+    x = np.repeat(rng.standard_normal((3, 4)).astype(np.float32), 10, axis=0)  # 3 distinct points
+    x += rng.standard_normal(x.shape).astype(np.float32) * 1e-3
+    centroids, assignment = _core.kmeans_train(x, 6, 10, 1, 1)
+    assert np.isfinite(centroids).all() and assignment.min() >= 0 and assignment.max() < 6
+
+
+def test_kmeans_bad_input():
+    with pytest.raises(ValueError, match="at least as many training vectors"):
+        _core.kmeans_train(np.zeros((3, 2), np.float32), 4)
+    with pytest.raises(ValueError, match="at least one centroid"):
+        _core.kmeans_train(np.zeros((3, 2), np.float32), 0)
+
+
+# ------------------------------------------------------------------- partitions
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16"])
+def test_all_probes_equals_flat_search(rng, codec):
+    items, queries = clustered(rng, 3000, 24, 12)
+    flat = QuantizedIndex(items, codec=codec, keep_vectors=False)
+    ivf = QuantizedIndex(items, codec=codec, partitions=16, keep_vectors=False, random_state=1)
+    for kernel in all_sq8_kernels():
+        ids, scores = ivf.search(queries, k=10, probes=16, rerank=0)
+        flat_ids, flat_scores = flat.search(queries, k=10, rerank=0)
+        # Same trained sample (all rows) and codec, so same codes: same scores.
+        np.testing.assert_allclose(scores, flat_scores, rtol=1e-6, atol=1e-5, err_msg=kernel)
+        assert np.mean(ids == flat_ids) > 0.98
+
+
+def test_recall_grows_with_probes_and_reaches_exact_with_rerank(rng):
+    items, queries = clustered(np.random.default_rng(3), 20_000, 32, 50, clusters=60)
+    expected = reference_topk(reference_scores(items, queries), 10)
+    index = QuantizedIndex(items, codec="sq8", partitions=64, random_state=0)
+    recalls = [recall(index.search(queries, k=10, probes=p, rerank=4)[0], expected) for p in (1, 4, 16, 64)]
+    assert recalls == sorted(recalls) and recalls[0] < recalls[-1]
+    assert recalls[2] >= 0.9 and recalls[-1] >= 0.995
+    ids, scores = index.search(queries, k=10, probes=64, rerank=100)
+    exact_ids, exact_scores = ExactIndex(items).search(queries, k=10)
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16"])
+def test_partitioned_filters_never_leak(rng, codec):
+    n, nq, k = 2000, 6, 12
+    items, queries = clustered(rng, n, 16, nq)
+    index = QuantizedIndex(items, codec=codec, partitions=8)
+    exclude = [rng.choice(n, 200, replace=False) for _ in range(nq)]
+    for allow in (None, rng.random(n) < 0.3, rng.choice(n, 30, replace=False)):
+        allowed = np.ones(n, bool) if allow is None else np.zeros(n, bool)
+        if allow is not None:
+            allowed[allow] = True
+        for _ in all_sq8_kernels():
+            for rerank in (0, 2):
+                ids, scores = index.search(queries, k=k, exclude=exclude, allow=allow, probes=8,
+                                           rerank=rerank)
+                for q in range(nq):
+                    got = ids[q][ids[q] >= 0]
+                    assert allowed[got].all() and not np.isin(got, exclude[q]).any()
+                    ok = allowed.copy()
+                    ok[exclude[q]] = False
+                    assert len(got) == min(k, ok.sum())
+                    assert np.all(np.diff(scores[q][:len(got)]) <= 0)
+
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16"])
+def test_partitioned_add_keeps_every_item_findable(rng, codec):
+    items, queries = clustered(rng, 1500, 10, 8)
+    index = QuantizedIndex(items[:600], codec=codec, partitions=12, random_state=0)
+    before = index.reconstruct(np.arange(600))
+    index.add(items[600:601])
+    index.add(items[601:])
+    assert len(index) == 1500 and int(index._state.lists.sizes.sum()) == 1500
+    np.testing.assert_array_equal(index.reconstruct(np.arange(600)), before)
+    ids, scores = index.search(queries, k=10, probes=12, rerank=1500)
+    exact_ids, exact_scores = ExactIndex(items).search(queries, k=10)
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_partitioned_save_load(tmp_path, rng, mmap):
+    items, queries = clustered(rng, 1000, 8, 5)
+    index = QuantizedIndex(items, codec="sq8", partitions=10, metric="cosine")
+    path = tmp_path / "ivf.llmrec"
+    index.save(path)
+    loaded = QuantizedIndex.load(path, mmap=mmap)
+    assert loaded.partitions == 10 and loaded.memory_bytes() == index.memory_bytes()
+    for probes in (1, 3, 10):
+        for a, b in zip(index.search(queries, k=7, probes=probes), loaded.search(queries, k=7, probes=probes)):
+            np.testing.assert_array_equal(a, b)
+    loaded.add(items[:3])
+    assert len(loaded) == 1003
+
+
+def test_partitioned_load_rejects_bad_slot_ids(tmp_path, rng):
+    from llmrec._fileformat import load_arrays, save_arrays
+    items, _ = clustered(rng, 300, 8, 1)
+    path = tmp_path / "ivf.llmrec"
+    QuantizedIndex(items, partitions=4).save(path)
+    meta, arrays, version = load_arrays(path, "QuantizedIndex", max_kind_version=1)
+    arrays = {name: np.array(a) for name, a in arrays.items()}
+    used = np.flatnonzero(arrays["slot_ids"] >= 0)
+    arrays["slot_ids"][used[0]] = 10**9
+    save_arrays(path, "QuantizedIndex", version, meta, arrays)
+    with pytest.raises(FormatError, match="inverted-file"):
+        QuantizedIndex.load(path)
