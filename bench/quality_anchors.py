@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("  implicit not installed: skipping ALS (pip install implicit)")
     else:
-        grid = ([(64, 0.1, 10.0)] if args.quick else
-                [(f, r, a) for f in (32, 64, 128) for r in (0.01, 0.1, 1.0) for a in (1.0, 10.0, 40.0)])
+        grid = ([(32, 5.0, 0.5)] if args.quick else
+                [(f, r, a) for f in (16, 32, 64) for r in (0.1, 1.0, 5.0) for a in (0.5, 1.0, 2.0)])
         with threadpool_limits(1, "blas"):
             for factors, regularization, alpha in grid:
                 model = AlternatingLeastSquares(factors=factors, regularization=regularization,
