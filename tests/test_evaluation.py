@@ -507,3 +507,18 @@ def test_movielens_popularity_anchor():
     metrics = ranking_metrics(lists, test, k=10, train=train)
     assert metrics["ndcg"] == pytest.approx(0.121, abs=0.001)
     assert metrics["n_users"] == 943
+
+
+def test_evaluate_llmrec_als():
+    from llmrec import ALS
+
+    train = sp.random(80, 30, density=0.3, format="csr", dtype=np.float32, random_state=5)
+    train.data[:] = 1.0
+    test = sp.random(80, 30, density=0.05, format="csr", random_state=6)
+    test = test - test.multiply(train != 0)
+    test.eliminate_zeros()
+    model = ALS(factors=4, iterations=3, random_state=0, num_threads=1).fit(train)
+    metrics = evaluate(model, train, test, k=5, batch_size=16)
+    assert 0.0 <= metrics["ndcg"] <= 1.0 and metrics["n_users"] == int((np.diff(test.indptr) > 0).sum())
+    ids, _ = model.recommend(np.arange(80), train, 5)
+    assert metrics == ranking_metrics(ids, test, k=5, train=train)

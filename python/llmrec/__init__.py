@@ -24,10 +24,15 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 __all__ = ["ALS", "ExactIndex", "NotFittedError", "QuantizedIndex", "TextEncoder", "build_info",
            "__version__"]
+__all__ += ["datasets", "evaluation"]
 
 
 def __getattr__(name: str):
     # Text encoders load lazily: `import llmrec` never imports torch or transformers.
+    if name in ("datasets", "evaluation"):  # pandas loads on first use, not at import
+        import importlib
+
+        return importlib.import_module(f"llmrec.{name}")
     if name == "TextEncoder":
         from llmrec.text import TextEncoder
 
