@@ -576,8 +576,16 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     if user_bits + item_bits + time_bits > 62:
         time_bits = max(0, 62 - user_bits - item_bits)
 
-    def draw(users: np.ndarray) -> np.ndarray:
-        """One interaction for each entry of ``users``: keys (user, item, time)."""
+    def draw(users: np.ndarray, block: int = 1 << 22) -> np.ndarray:
+        """One interaction for each entry of ``users``: keys (user, item, time).
+
+        Works in blocks so that the temporaries stay small next to the result.
+        """
+        if users.shape[0] > block:
+            out = np.empty(users.shape[0], dtype=np.int64)
+            for begin in range(0, users.shape[0], block):
+                out[begin:begin + block] = draw(users[begin:begin + block], block)
+            return out
         m = users.shape[0]
         when = rng.random(m)
         pick = rng.random(m)
@@ -627,12 +635,16 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     # ---- decode, then order each user's interactions by time.
     time_mask = (1 << time_bits) - 1
     item_mask = (1 << item_bits) - 1
-    users_col = (keys >> (item_bits + time_bits)).astype(np.int32)
-    items_col = ((keys >> time_bits) & item_mask).astype(np.int32)
-    time_code = keys & time_mask
-    keys = ((users_col.astype(np.int64) << (time_bits + item_bits))
-            | (time_code << item_bits) | items_col)
-    del time_code
+    # (user, item, time) → (user, time, item), in place where possible.
+    items_part = (keys >> time_bits) & item_mask
+    time_part = keys & time_mask
+    keys >>= item_bits + time_bits
+    keys <<= item_bits + time_bits
+    time_part <<= item_bits
+    keys |= time_part
+    del time_part
+    keys |= items_part
+    del items_part
     keys.sort()
     users_col = (keys >> (item_bits + time_bits)).astype(np.int32)
     items_col = (keys & item_mask).astype(np.int32)
