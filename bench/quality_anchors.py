@@ -15,7 +15,8 @@ Models:
 Top-k selection goes through llmrec's native ranker (``ExactIndex.search`` with the
 training items excluded). Run:
 
-    python bench/quality_anchors.py [--data data/ml-100k] [--quick]
+    python bench/quality_anchors.py [--data data/ml-100k] [--quick] [--markdown]
+    python bench/quality_anchors.py --speed     # metric and synthetic() timings only
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from llmrec import ExactIndex
-from llmrec.datasets import load_movielens, to_csr
-from llmrec.evaluation import ImplicitAdapter, evaluate, temporal_split
+from llmrec.datasets import load_movielens, synthetic, to_csr
+from llmrec.evaluation import ImplicitAdapter, evaluate, ranking_metrics, temporal_split
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ("ndcg", "recall", "precision", "map", "coverage")
@@ -96,13 +97,40 @@ def row(name: str, metrics: dict, seconds: float) -> dict:
     return {"model": name, **{c: metrics[c] for c in COLUMNS}, "seconds": seconds}
 
 
+def speed(n_users: int = 100_000, n_items: int = 20_000, k: int = 10) -> None:
+    """Time ranking_metrics on n_users lists (best of 5) and synthetic() once."""
+    rng = np.random.default_rng(0)
+    interactions, _, _ = synthetic(n_users, n_items, density=50 / n_items, random_state=0)
+    train_df, test_df = temporal_split(interactions, 0.2)
+    train, users, items = to_csr(train_df, user_index=np.arange(n_users),
+                                 item_index=np.arange(n_items))
+    test, _, _ = to_csr(test_df, user_index=users, item_index=items)
+    recommended = rng.integers(0, 2_000, size=(n_users, k))
+    for label, kwargs in (("test only", {}), ("train removed", {"train": train})):
+        best = min(_timed(lambda: ranking_metrics(recommended, test, k, **kwargs))
+                   for _ in range(5))
+        print(f"ranking_metrics, {n_users:,} users, k={k}, {label}: {best * 1e3:.0f} ms")
+    seconds = _timed(lambda: synthetic(100_000, 20_000, density=5e-3, random_state=1))
+    print(f"synthetic(100k users, 20k items, 10M interactions): {seconds:.1f} s")
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=os.environ.get("LLMREC_MOVIELENS_DIR",
                                                          str(REPO / "data" / "ml-100k")))
     parser.add_argument("--quick", action="store_true", help="one point per grid")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument("--speed", action="store_true", help="time the metrics, then stop")
     args = parser.parse_args(argv)
+    if args.speed:
+        speed()
+        return 0
 
     interactions, _, _ = load_movielens(args.data)
     train_df, test_df = temporal_split(interactions, 0.2)
