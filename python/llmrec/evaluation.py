@@ -8,7 +8,7 @@ and an (n_users, k) array of recommended item indices — map frames to matrices
 and test so that rows and columns line up.
 
 Every metric is computed with whole-array numpy operations (no Python loop per user):
-100,000 users at k = 10 take a few tens of milliseconds.
+100,000 users at k = 10 take 0.1–0.2 s on two cores.
 """
 
 from __future__ import annotations
