@@ -3,7 +3,10 @@
     python bench/bench_als.py speed   [--users 200000 --items 50000 --nnz 10000000
                                        --factors 64 128 --iterations 3 --threads 2]
     python bench/bench_als.py foldin  (fold_in latency of one user with 100 interactions)
-    python bench/bench_als.py quality --data DIR   (MovieLens-100K, RecBole atomic files)
+    python bench/bench_als.py quality [--data DIR] (MovieLens-100K, temporal_split(0.2))
+    python bench/bench_als.py cold    [--data DIR --factors 64 --regularization R --alpha A
+                                       --prior-strength 1 --features minilm|tfidf]
+                                      (cold_item_split(0.2): text priors vs none vs text only)
     python bench/bench_als.py large   (1,000,000 × 100,000 × 50,000,000, llmrec only)
 
 Speed: both libraries run conjugate gradient with the same number of steps (3) on the
@@ -165,7 +168,7 @@ def run_large(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     R = power_law_matrix(1_000_000, 100_000, 50_000_000)
     print(f"data: {R.shape[0]:,} × {R.shape[1]:,}, {R.nnz:,} interactions "
-          f"({time.perf_counter() - t0:.1f} s)")
+          f"({seconds:.1f} s); item columns {'in id order' if args.keep_item_order else 'shuffled'}")
     for f in args.factors:
         model = llmrec.ALS(factors=f, iterations=args.iterations, random_state=0,
                            num_threads=args.threads)
@@ -176,77 +179,178 @@ def run_large(args: argparse.Namespace) -> None:
               f"{floor_text(R, f)}; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 
-def ndcg_at_k(recommended: np.ndarray, test: sp.csr_matrix, k: int) -> float:
-    """Mean binary NDCG@k over users with test items (local helper, full ranking)."""
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    scores = []
-    for u in range(test.shape[0]):
-        relevant = test.indices[test.indptr[u]:test.indptr[u + 1]]
-        if len(relevant) == 0:
-            continue
-        hits = np.isin(recommended[u, :k], relevant)
-        ideal = discounts[:min(k, len(relevant))].sum()
-        scores.append(float((hits * discounts).sum() / ideal))
-    return float(np.mean(scores))
+def _movielens(path: str | None):
+    from llmrec import datasets
+
+    if path is None:
+        for candidate in ("data/ml-100k", os.path.join(os.path.dirname(__file__), "..", "data", "ml-100k")):
+            if os.path.isdir(candidate):
+                path = candidate
+                break
+        else:
+            sys.exit("--data DIR is needed (fetch with ../shared/data/fetch-movielens-100k DIR)")
+    return datasets.load_movielens(path)
+
+
+def _matrices(train_frame, test_frame, interactions):
+    """Train and test CSR matrices on the same rows/columns (all users and items)."""
+    from llmrec.datasets import to_csr
+
+    _, users, items = to_csr(interactions)
+    train, _, _ = to_csr(train_frame, user_index=users, item_index=items)
+    test, _, _ = to_csr(test_frame, user_index=users, item_index=items)
+    return train, test, users, items
 
 
 def run_quality(args: argparse.Namespace) -> None:
     from implicit.cpu.als import AlternatingLeastSquares
 
-    from llmrec import datasets
+    from llmrec.evaluation import ImplicitAdapter, evaluate, temporal_split
 
-    interactions, _, _ = datasets.load_movielens(args.data)
-    try:
-        from llmrec.evaluation import temporal_split
-        train_frame, test_frame = temporal_split(interactions, 0.2)
-        split_name = "llmrec.evaluation.temporal_split(0.2)"
-    except ImportError:  # local stand-in: each user's last 20 % by time
-        frame = interactions.sort_values(["user_id", "timestamp"], kind="stable")
-        rank = frame.groupby("user_id").cumcount()
-        size = frame.groupby("user_id")["item_id"].transform("size")
-        n_test = np.minimum(np.floor(size * 0.2 + 0.5), size - 1)  # as temporal_split
-        is_test = rank >= size - n_test
-        train_frame, test_frame = frame[~is_test], frame[is_test]
-        split_name = "local per-user temporal split (last 20 %)"
-    users = np.unique(interactions["user_id"])
-    items = np.unique(interactions["item_id"])
-
-    def to_csr(frame):
-        rows = np.searchsorted(users, frame["user_id"].to_numpy())
-        cols = np.searchsorted(items, frame["item_id"].to_numpy())
-        return sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
-                             shape=(len(users), len(items)))
-
-    train, test = to_csr(train_frame), to_csr(test_frame)
-    print(f"MovieLens: {train.shape}, train {train.nnz:,}, test {test.nnz:,}; {split_name}; "
-          "ndcg@10, full ranking, training items excluded")
+    interactions, _, _ = _movielens(args.data)
+    train_frame, test_frame = temporal_split(interactions, 0.2)
+    train, test, _, _ = _matrices(train_frame, test_frame, interactions)
+    print(f"MovieLens: {train.shape}, train {train.nnz:,}, test {test.nnz:,}; "
+          "llmrec.evaluation.temporal_split(0.2), binary to_csr; evaluate(): ndcg@10, full "
+          f"ranking, training items excluded; 15 iterations, CG 3 steps, {args.threads} threads")
     for f in (32, 64):
         best = {}
         for reg in (0.01, 0.1, 1.0):
             for alpha in (1.0, 5.0, 20.0):
                 ours = llmrec.ALS(factors=f, regularization=reg, alpha=alpha, iterations=15,
                                   random_state=0, num_threads=args.threads).fit(train)
-                ids, _ = ours.recommend(np.arange(train.shape[0]), k=10)
-                a = ndcg_at_k(ids, test, 10)
+                a = evaluate(ours, train, test, 10)["ndcg"]
+                # implicit's confidence is the value itself: give it 1 + alpha·r, so that
+                # both libraries optimise the identical objective.
                 conf = train.copy()
                 conf.data = 1.0 + alpha * conf.data
-                theirs = AlternatingLeastSquares(factors=f, regularization=reg, alpha=1.0,
-                                                 iterations=15, random_state=0,
-                                                 num_threads=args.threads)
-                theirs.fit(conf, show_progress=False)
-                ids, _ = theirs.recommend(np.arange(train.shape[0]), train, N=10,
-                                          filter_already_liked_items=True)
-                b = ndcg_at_k(ids, test, 10)
+                theirs = ImplicitAdapter(AlternatingLeastSquares(
+                    factors=f, regularization=reg, alpha=1.0, iterations=15, random_state=0,
+                    num_threads=args.threads)).fit(conf)
+                b = evaluate(theirs, train, test, 10)["ndcg"]
                 print(f"  f={f} reg={reg:<5} alpha={alpha:<5} llmrec {a:.4f}  implicit {b:.4f}")
-                best["llmrec"] = max(best.get("llmrec", 0.0), a)
-                best["implicit"] = max(best.get("implicit", 0.0), b)
-        print(f"f={f}: best ndcg@10 llmrec {best['llmrec']:.4f}, implicit {best['implicit']:.4f} "
-              f"({(best['llmrec'] / best['implicit'] - 1) * 100:+.1f} %)")
+                for name, value in (("llmrec", a), ("implicit", b)):
+                    if value > best.get(name, (0.0,))[0]:
+                        best[name] = (value, reg, alpha)
+        (a, ra, aa), (b, rb, ab) = best["llmrec"], best["implicit"]
+        print(f"f={f}: best ndcg@10 llmrec {a:.4f} (reg {ra}, alpha {aa}), implicit {b:.4f} "
+              f"(reg {rb}, alpha {ab}): {(a / b - 1) * 100:+.1f} %")
+    print("\nCG (3 steps) vs Cholesky, 15 iterations, loss on the training matrix (llmrec.ALS.loss):")
+    for f in (32, 64):
+        for reg, alpha in ((0.01, 1.0), (0.1, 5.0), (1.0, 20.0)):
+            losses = {}
+            for solver in ("cg", "cholesky"):
+                model = llmrec.ALS(factors=f, regularization=reg, alpha=alpha, iterations=15,
+                                   solver=solver, random_state=0, num_threads=args.threads)
+                losses[solver] = model.fit(train).loss()
+            print(f"  f={f} reg={reg:<5} alpha={alpha:<5} CG {losses['cg']:.6e}  Cholesky "
+                  f"{losses['cholesky']:.6e}  CG/Cholesky {losses['cg'] / losses['cholesky']:.4f}")
+
+
+class _Among:
+    """A model restricted to candidate items (``allow``), with evaluate()'s interface."""
+
+    def __init__(self, recommend, allow: np.ndarray) -> None:
+        self._recommend = recommend
+        self._allow = allow
+
+    def recommend(self, user_ids, user_items, k=10, *, exclude_seen=True):
+        return self._recommend(np.asarray(user_ids), user_items, k, exclude_seen, self._allow)
+
+
+def _scores_model(score_rows):
+    """recommend() from a function user_ids -> dense (n, n_items) scores (numpy top-k)."""
+    def recommend(user_ids, user_items, k, exclude_seen, allow):
+        scores = score_rows(user_ids).astype(np.float32)
+        mask = np.full(scores.shape[1], -np.inf, dtype=np.float32)
+        mask[allow] = 0.0
+        scores = scores + mask
+        if exclude_seen:
+            seen = sp.csr_matrix(user_items)
+            scores[seen.nonzero()] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return top.astype(np.int64), np.take_along_axis(scores, top, axis=1)
+    return recommend
+
+
+def _item_text_features(items_frame, item_ids, kind: str, cache: str | None) -> np.ndarray:
+    """(n_items, d) features of the items' ``text``, rows in ``item_ids`` order."""
+    texts = items_frame.set_index("item_id").loc[item_ids, "text"].tolist()
+    if cache and os.path.exists(cache):
+        E = np.load(cache)
+        if E.shape[0] == len(texts):
+            return E
+    if kind == "minilm":
+        E = llmrec.TextEncoder().encode(texts)
+    else:  # TF-IDF of the text, reduced by truncated SVD to 128 dimensions, rows normalised
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        E = TruncatedSVD(128, random_state=0).fit_transform(
+            TfidfVectorizer(sublinear_tf=True).fit_transform(texts))
+        E /= np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    E = np.ascontiguousarray(E, dtype=np.float32)
+    if cache:
+        np.save(cache, E)
+    return E
+
+
+def run_cold(args: argparse.Namespace) -> None:
+    from llmrec.evaluation import cold_item_split, evaluate
+
+    interactions, items_frame, _ = _movielens(args.data)
+    train_frame, test_frame = cold_item_split(interactions, 0.2, random_state=args.seed)
+    train, test, _, item_ids = _matrices(train_frame, test_frame, interactions)
+    t0 = time.perf_counter()
+    E = _item_text_features(items_frame, item_ids, args.features, args.features_cache)
+    seconds = time.perf_counter() - t0
+    if not args.keep_item_order:
+        # Ties (all-zero cold vectors) are broken by smaller item index, and MovieLens's
+        # small ids are its popular films: shuffle the columns so ties carry no signal.
+        perm = np.random.default_rng(12345).permutation(train.shape[1])
+        train, test, E = train[:, perm].tocsr(), test[:, perm].tocsr(), E[perm]
+    cold = np.flatnonzero(np.diff(train.tocsc().indptr) == 0)
+    print(f"MovieLens: {train.shape}, train {train.nnz:,}, test {test.nnz:,} "
+          f"({len(np.unique(test.nonzero()[0]))} users); cold_item_split(0.2, random_state="
+          f"{args.seed}): {len(cold)} cold items, ranked among the cold items only (allow); "
+          f"ndcg@10 by evaluate(); item features: {args.features} {E.shape} "
+          f"({seconds:.1f} s); item columns {'in id order' if args.keep_item_order else 'shuffled'}")
+    reg, alpha = args.regularization, args.alpha
+
+    def report(name, recommend):
+        m = evaluate(_Among(recommend, cold), train, test, 10)
+        print(f"  {name:52s} ndcg@10 {m['ndcg']:.4f}  recall@10 {m['recall']:.4f}  "
+              f"hit@10 {m['hit_rate']:.4f}")
+        return m["ndcg"]
+
+    def als_recommend(model):
+        return lambda u, ui, k, ex, allow: model.recommend(u, ui, k, exclude_seen=ex, allow=allow)
+
+    for f in args.factors:
+        print(f"ALS factors={f}, regularization={reg}, alpha={alpha}, 15 iterations, CG")
+        plain = llmrec.ALS(factors=f, regularization=reg, alpha=alpha, iterations=15,
+                           random_state=0, num_threads=args.threads).fit(train)
+        norms = np.linalg.norm(plain.item_factors_[cold], axis=1)
+        report(f"no priors (cold vectors as fit leaves them: |v| {norms.max():.0e})",
+               als_recommend(plain))
+        for strength in args.prior_strength:
+            model = llmrec.ALS(factors=f, regularization=reg, alpha=alpha, iterations=15,
+                               prior_strength=strength, random_state=0,
+                               num_threads=args.threads).fit(train, item_features=E)
+            report(f"text priors, prior_strength={strength}", als_recommend(model))
+    print("baselines")
+    En = E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    counts = np.maximum(np.diff(train.indptr), 1)[:, None]
+    profile = np.asarray(train @ En) / counts  # mean train-item embedding per user
+    report("text only: cos(mean train-item embedding, item)",
+           _scores_model(lambda u: profile[u] @ En.T))
+    rng = np.random.default_rng(0)
+    report("random ranking (context)", _scores_model(
+        lambda u: rng.random((len(u), train.shape[1]))))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["speed", "foldin", "quality", "large"])
+    parser.add_argument("what", choices=["speed", "foldin", "quality", "cold", "large"])
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--nnz", type=int, default=10_000_000)
@@ -256,9 +360,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--regularization", type=float, default=0.01)
     parser.add_argument("--data", default=None)
+    parser.add_argument("--seed", type=int, default=0, help="cold: cold_item_split random_state")
+    parser.add_argument("--features", choices=["minilm", "tfidf"], default="minilm",
+                        help="cold: item text features (MiniLM via llmrec.TextEncoder, or TF-IDF+SVD)")
+    parser.add_argument("--features-cache", default=None, help="cold: .npy file to reuse features")
+    parser.add_argument("--keep-item-order", action="store_true",
+                        help="cold: do not shuffle item columns (ties then favour small ids)")
+    parser.add_argument("--prior-strength", type=float, nargs="+", default=[1.0])
     args = parser.parse_args(argv)
     print(f"llmrec {llmrec.__version__} ({llmrec.__file__}), python {sys.version.split()[0]}")
-    {"speed": run_speed, "foldin": run_foldin, "quality": run_quality, "large": run_large}[args.what](args)
+    {"speed": run_speed, "foldin": run_foldin, "quality": run_quality, "cold": run_cold,
+     "large": run_large}[args.what](args)
 
 
 if __name__ == "__main__":

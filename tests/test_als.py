@@ -196,7 +196,8 @@ def test_text_priors_cold_items_get_exactly_FW(rng):
     # W is the ridge regression of the warm items' factors on their features
     warm = np.setdiff1d(np.arange(R.shape[1]), cold)
     F, V = features[warm].astype(np.float64), model.item_factors_[warm].astype(np.float64)
-    ridge = np.linalg.solve(F.T @ F + (0.01 / 2.0) * np.eye(6), F.T @ V)
+    penalty = 0.01 + 2.0 * np.trace(F.T @ F) / 6  # λ_W = λ + s·trace(FᵀF)/m
+    ridge = np.linalg.solve(F.T @ F + (penalty / 2.0) * np.eye(6), F.T @ V)
     np.testing.assert_allclose(W, ridge, atol=1e-4)
     # a brand-new item with only a description gets F·W and can be recommended at once
     new_features = rng.standard_normal((1, 6)).astype(np.float32)
@@ -205,6 +206,27 @@ def test_text_priors_cold_items_get_exactly_FW(rng):
     ids, _ = model.recommend(0, k=model.n_items_, exclude_seen=False)
     assert R.shape[1] in ids
     assert model.loss() > 0
+
+
+def test_prior_shrinkage_is_scale_free(rng):
+    # λ_W = λ + s·trace(FᵀF)/m: scaling the features scales W inversely, so the priors
+    # F·W (and every factor) stay the same; with λ_W = λ alone they would not.
+    R = low_rank_counts(rng).tolil()
+    R[:, [3, 7]] = 0
+    R = R.tocsr()
+    features = rng.standard_normal((R.shape[1], 5)).astype(np.float32)
+    fits = [ALS(factors=6, iterations=5, regularization=0.0, random_state=0, num_threads=1).fit(
+        R, item_features=scale * features) for scale in (1.0, 100.0)]
+    np.testing.assert_allclose(fits[1].item_factors_, fits[0].item_factors_, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(100.0 * fits[1].item_prior_weights_, fits[0].item_prior_weights_,
+                               rtol=1e-3, atol=1e-5)
+    # the shrinkage matters: without it (least squares, 5 features) W would differ
+    warm = np.setdiff1d(np.arange(R.shape[1]), [3, 7])
+    F, V = features[warm].astype(np.float64), fits[0].item_factors_[warm].astype(np.float64)
+    least_squares = np.linalg.lstsq(F, V, rcond=None)[0]
+    assert np.linalg.norm(fits[0].item_prior_weights_) < 0.9 * np.linalg.norm(least_squares)
+    # the W penalty enters the loss, and survives save/load
+    assert fits[0].loss() > 0
 
 
 def test_user_priors(rng):
