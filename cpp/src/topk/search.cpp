@@ -21,6 +21,7 @@ constexpr std::size_t kMinItemsPerSplit = 16384;
 // Query rows scanned together should stay in L2 while item panels stream past them.
 constexpr std::size_t kQueryBlockBytes = 256 * 1024;
 // Cap on heap memory per wave, so that huge k or nq never allocates without bound.
+constexpr std::size_t kTasksPerThread = 4;
 constexpr std::size_t kHeapBudgetBytes = 128u << 20;
 
 // True when candidate a ranks below candidate b: lower score, or equal score, larger id.
@@ -179,8 +180,11 @@ void drive(const Filter& filter, const DriveOptions& options,
 
   // Work is cut into (query block, item range) tasks. Item ranges give parallelism to
   // few queries over many items; query blocks give it to many queries over few items.
+  // With several threads, a few tasks per thread let the pool balance the load when one
+  // thread is slowed (a busy core, a page fault) instead of everyone waiting for it.
+  const std::size_t max_tasks = num_threads == 1 ? 1 : num_threads * kTasksPerThread;
   const std::size_t item_splits = std::clamp<std::size_t>(
-      candidates.count / std::max<std::size_t>(1, options.min_items_per_split), 1, num_threads);
+      candidates.count / std::max<std::size_t>(1, options.min_items_per_split), 1, max_tasks);
   const std::size_t align = candidates.positions ? 1 : std::max<std::size_t>(1, options.split_align);
   const auto split_point = [&](std::size_t s) {
     if (s == item_splits) return candidates.count;
@@ -189,7 +193,7 @@ void drive(const Filter& filter, const DriveOptions& options,
   const std::size_t bytes_per_query_heap = k_eff * (sizeof(float) + sizeof(int64_t));
   std::size_t block = std::max<std::size_t>(1, kQueryBlockBytes / std::max<std::size_t>(1, options.query_bytes));
   block = std::min(block, std::max<std::size_t>(1, kHeapBudgetBytes / (bytes_per_query_heap * item_splits)));
-  const std::size_t blocks_per_wave = std::max<std::size_t>(1, num_threads / item_splits);
+  const std::size_t blocks_per_wave = std::max<std::size_t>(1, max_tasks / item_splits);
   if (item_splits == 1 && nq < block * blocks_per_wave)  // spread few queries over the threads
     block = std::max<std::size_t>(1, (nq + blocks_per_wave - 1) / blocks_per_wave);
   const std::size_t wave_queries = block * blocks_per_wave;
