@@ -99,6 +99,8 @@ def test_order_is_restored_with_mixed_lengths(encoder):
 def test_batch_size_and_chunking_do_not_change_vectors(tiny_dir, encoder):
     texts = _mixed_texts(60, seed=5)
     big = TextEncoder(tiny_dir, device="cpu", batch_size=64).encode(texts)
+    capped = TextEncoder(tiny_dir, device="cpu", max_batch_tokens=50).encode(texts)
+    np.testing.assert_allclose(capped, big, atol=1e-5)
     small = TextEncoder(tiny_dir, device="cpu", batch_size=1).encode(texts)
     np.testing.assert_allclose(small, big, atol=1e-5)
 
@@ -164,6 +166,8 @@ def test_bad_settings(tiny_dir):
         TextEncoder(tiny_dir, query_prefix=None)
     with pytest.raises(TypeError, match="normalize"):
         TextEncoder(tiny_dir, normalize="yes")
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        TextEncoder(tiny_dir, max_batch_tokens=0)
 
 
 def test_missing_model_path_is_named(tmp_path):

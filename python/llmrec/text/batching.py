@@ -18,18 +18,29 @@ def token_lengths(token_ids: Sequence[Sequence[int]]) -> np.ndarray:
     return np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
 
 
-def plan_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+def plan_batches(lengths: np.ndarray, batch_size: int,
+                 max_tokens: int | None = None) -> Iterator[np.ndarray]:
     """Yield index arrays of at most ``batch_size`` texts, longest texts first.
 
-    Together the batches cover ``range(len(lengths))`` exactly once; within a batch
-    the indices are in descending length order, so ``lengths[batch[0]]`` is the
-    length to pad to.
+    With ``max_tokens``, a batch also holds at most ``max_tokens`` padded tokens (but
+    always at least one text): long texts go in smaller batches, whose activations
+    stay in the CPU caches. Together the batches cover ``range(len(lengths))`` exactly
+    once; within a batch the indices are in descending length order, so
+    ``lengths[batch[0]]`` is the length to pad to.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    for start in range(0, order.size, batch_size):
-        yield order[start:start + batch_size]
+    if max_tokens is not None and max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1 or None, got {max_tokens}")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    start = 0
+    while start < order.size:
+        size = batch_size
+        if max_tokens is not None:
+            size = min(size, max(1, max_tokens // max(1, int(lengths[order[start]]))))
+        yield order[start:start + size]
+        start += size
 
 
 def pad_batch(token_ids: Sequence[Sequence[int]], lengths: np.ndarray, batch: np.ndarray,

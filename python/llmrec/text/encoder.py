@@ -23,6 +23,10 @@ KINDS = ("document", "query")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 _TOKENIZE_CHUNK = 2048        # texts tokenized and length-sorted at once (or 8 batches if more)
 _CACHE_CHUNK = 4096           # texts looked up in / written to the cache at once
+# On CPU a batch holds at most this many padded tokens: measured with all-MiniLM-L6-v2,
+# 32 texts of 120 tokens ran ~20% faster per text than 64 (activations of a few
+# thousand tokens stay in cache). GPUs want big batches: no cap there.
+CPU_MAX_BATCH_TOKENS = 4096
 
 
 class TextEncoder:
@@ -43,7 +47,8 @@ class TextEncoder:
         Texts are truncated to this many tokens (special tokens included); it is
         lowered to the model's own limit where that is smaller.
     batch_size
-        Texts per forward pass.
+        Texts per forward pass at most. On CPU a batch is also kept under
+        ``max_batch_tokens`` padded tokens, so long texts run in smaller batches.
     device
         ``"auto"`` (CUDA when available, else CPU), or any torch device string. On CPU
         the thread count is torch's (``torch.set_num_threads``).
@@ -54,6 +59,9 @@ class TextEncoder:
     query_prefix, document_prefix
         Prepended to every text encoded with ``kind="query"`` / ``kind="document"``
         (e5-style models want ``"query: "`` and ``"passage: "``).
+    max_batch_tokens
+        Cap on padded tokens per batch; ``None`` (the default) means 4096 on CPU and no
+        cap on GPU.
     cache_dir
         A directory for the on-disk vector cache (see :mod:`llmrec.text.cache`), or
         None for no cache. Vectors are keyed by the model, its settings, the prefix and
@@ -84,9 +92,10 @@ class TextEncoder:
     def __init__(self, model: str | os.PathLike[str] = "default", *, pooling: str = "mean",
                  normalize: bool = True, max_length: int = 256, batch_size: int = 64,
                  device: str = "auto", dtype: str = "auto", query_prefix: str = "",
-                 document_prefix: str = "", cache_dir: str | os.PathLike[str] | None = None) -> None:
+                 document_prefix: str = "", cache_dir: str | os.PathLike[str] | None = None,
+                 max_batch_tokens: int | None = None) -> None:
         self._check_settings(pooling, normalize, max_length, batch_size, device, dtype,
-                             query_prefix, document_prefix, cache_dir)
+                             query_prefix, document_prefix, cache_dir, max_batch_tokens)
         torch, transformers = require_text_deps()
         self._torch = torch
         source = resolve_model(model)
@@ -102,6 +111,9 @@ class TextEncoder:
         self.normalize = bool(normalize)
         self.max_length = min(max_length, _model_token_limit(self._tokenizer, self._model.config))
         self.batch_size = batch_size
+        if max_batch_tokens is None and self._device.type == "cpu":
+            max_batch_tokens = CPU_MAX_BATCH_TOKENS
+        self.max_batch_tokens = max_batch_tokens
         self.dtype = str(self._torch_dtype).replace("torch.", "")
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
@@ -118,12 +130,15 @@ class TextEncoder:
     @staticmethod
     def _check_settings(pooling: Any, normalize: Any, max_length: Any, batch_size: Any,
                         device: Any, dtype: Any, query_prefix: Any, document_prefix: Any,
-                        cache_dir: Any) -> None:
+                        cache_dir: Any, max_batch_tokens: Any) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
         if not isinstance(normalize, (bool, np.bool_)):
             raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
-        for name, value, minimum in (("max_length", max_length, 2), ("batch_size", batch_size, 1)):
+        checked = [("max_length", max_length, 2), ("batch_size", batch_size, 1)]
+        if max_batch_tokens is not None:
+            checked.append(("max_batch_tokens", max_batch_tokens, 1))
+        for name, value, minimum in checked:
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
             if value < minimum:
@@ -241,7 +256,7 @@ class TextEncoder:
                     max_length=self.max_length, padding=False, return_attention_mask=False,
                     return_token_type_ids=False)["input_ids"]
                 lengths = token_lengths(token_ids)
-                for batch in plan_batches(lengths, self.batch_size):
+                for batch in plan_batches(lengths, self.batch_size, self.max_batch_tokens):
                     yield rows[batch], self._forward(token_ids, lengths, batch)
 
     def _forward(self, token_ids: list[list[int]], lengths: np.ndarray,
