@@ -7,10 +7,14 @@ same texts, fp32 on CPU:
   fetch them with ../shared/data/fetch-movielens-100k data/ml-100k);
 * 1,000 synthetic descriptions of 50-150 words.
 
-Each side is timed ``--repeats`` times, interleaved, after one warm-up; the best time is
-reported as texts/s, with the ratio llmrec / sentence-transformers (at its default
-batch_size 32 and at llmrec's 64) and the cosine of every llmrec vector to its
-sentence-transformers twin. ``--memory N`` also encodes N short texts in a child
+The machine these run on is shared, and a neighbour's burst can slow one run several
+times over. So each set is cut into slices of ``--slice`` texts; every slice is encoded
+``--repeats`` times by each side in turn (interleaved, after one warm-up), and a side's
+time is the sum over slices of its best time on that slice. Each side sorts and
+batches within the slice, as it would for a corpus of that size. Reported: texts/s,
+the ratio llmrec / sentence-transformers (at its default batch_size 32, and at any
+other ``--st-batch-sizes``), and the cosine of every llmrec vector to its
+sentence-transformers twin over the whole set. ``--memory N`` also encodes N short texts in a child
 process and reports its peak RSS growth next to the size of the output array.
 
     python bench/bench_text.py --threads 2 --repeats 3 --memory 100000
@@ -89,13 +93,21 @@ def synthetic_descriptions(n: int = 1000, seed: int = 0) -> list[str]:
     return texts
 
 
-def best_time(encode, texts, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        encode(texts)
-        times.append(time.perf_counter() - start)
-    return times
+def sliced_best_times(sides: dict, texts: list[str], slice_size: int,
+                      repeats: int) -> dict[str, float]:
+    """Sum over slices of each side's best time on the slice, sides interleaved."""
+    totals = dict.fromkeys(sides, 0.0)
+    for start in range(0, len(texts), slice_size):
+        part = texts[start:start + slice_size]
+        best = dict.fromkeys(sides, float("inf"))
+        for _ in range(repeats):
+            for name, encode in sides.items():
+                began = time.perf_counter()
+                encode(part)
+                best[name] = min(best[name], time.perf_counter() - began)
+        for name in sides:
+            totals[name] += best[name]
+    return totals
 
 
 def machine() -> str:
@@ -137,6 +149,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", type=Path,
                         default=Path(os.environ.get("LLMREC_MOVIELENS_DIR", ROOT / "data/ml-100k")))
+    parser.add_argument("--slice", type=int, default=250, help="texts per timed slice")
+    parser.add_argument("--st-batch-sizes", default="32",
+                        help="comma-separated sentence-transformers batch sizes to time")
     parser.add_argument("--sets", default="movielens,synthetic")
     parser.add_argument("--memory", type=int, default=0,
                         help="also measure peak RSS while encoding this many short texts")
@@ -158,13 +173,13 @@ def main() -> None:
 
     ours = TextEncoder(device="cpu", dtype="float32")
     theirs = SentenceTransformer(str(default_model_dir()), device="cpu")
-    sides = {
-        "llmrec (batch 64)": lambda texts: ours.encode(texts),
-        "sentence-transformers (batch 32)": lambda texts: theirs.encode(
-            texts, normalize_embeddings=True, convert_to_numpy=True),
-        "sentence-transformers (batch 64)": lambda texts: theirs.encode(
-            texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True),
-    }
+    st_batch_sizes = [int(size) for size in args.st_batch_sizes.split(",")]
+    sides = {"llmrec": lambda texts: ours.encode(texts)}
+    for size in st_batch_sizes:
+        sides[f"sentence-transformers (batch {size})"] = (lambda size: lambda texts: theirs.encode(
+            texts, batch_size=size, normalize_embeddings=True, convert_to_numpy=True))(size)
+    for encode in sides.values():
+        encode(["warm-up text"] * 64)
     rows = []
     for set_name, texts in sets.items():
         lengths = [len(ids) for ids in ours._tokenizer(texts, truncation=True, max_length=256)["input_ids"]]
@@ -175,28 +190,24 @@ def main() -> None:
         cosine = np.sum(a * b, axis=1)
         print(f"  cosine llmrec vs sentence-transformers: min {cosine.min():.7f}, "
               f"mean {cosine.mean():.7f}")
-        times: dict[str, list[float]] = {name: [] for name in sides}
-        for _ in range(args.repeats):  # interleaved, so a noisy neighbour hits every side
-            for name, encode in sides.items():
-                times[name] += best_time(encode, texts, 1)
-        speeds = {name: len(texts) / min(t) for name, t in times.items()}
+        totals = sliced_best_times(sides, texts, args.slice, args.repeats)
+        speeds = {name: len(texts) / seconds for name, seconds in totals.items()}
         for name, speed in speeds.items():
-            print(f"  {name:34s} {speed:8.1f} texts/s   (runs: "
-                  + ", ".join(f"{t:.2f}s" for t in times[name]) + ")")
-        ours_speed = speeds["llmrec (batch 64)"]
-        ratio32 = ours_speed / speeds["sentence-transformers (batch 32)"]
-        ratio64 = ours_speed / speeds["sentence-transformers (batch 64)"]
-        print(f"  ratio llmrec / sentence-transformers: {ratio32:.2f}x (vs batch 32), "
-              f"{ratio64:.2f}x (vs batch 64)")
-        rows.append((set_name, len(texts), ours_speed, speeds["sentence-transformers (batch 32)"],
-                     speeds["sentence-transformers (batch 64)"], ratio32, ratio64, cosine.min()))
+            print(f"  {name:34s} {speed:8.1f} texts/s   ({totals[name]:.2f}s)")
+        ratios = {size: speeds["llmrec"] / speeds[f"sentence-transformers (batch {size})"]
+                  for size in st_batch_sizes}
+        print("  ratio llmrec / sentence-transformers: "
+              + ", ".join(f"{r:.2f}x (vs batch {size})" for size, r in ratios.items()))
+        rows.append((set_name, len(texts), speeds, ratios, cosine.min()))
 
-    print("\n| set | texts | llmrec texts/s | ST b32 texts/s | ST b64 texts/s | ratio vs b32 "
-          "| ratio vs b64 | cosine min |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, n, mine, st32, st64, r32, r64, cos in rows:
-        print(f"| {name} | {n} | {mine:.1f} | {st32:.1f} | {st64:.1f} | {r32:.2f}x | {r64:.2f}x "
-              f"| {cos:.6f} |")
+    print(f"\n| set | texts | llmrec texts/s | "
+          + " | ".join(f"ST b{size} texts/s | ratio vs b{size}" for size in st_batch_sizes)
+          + " | cosine min |")
+    print("|---|---:|---:|" + "---:|---:|" * len(st_batch_sizes) + "---:|")
+    for name, n, speeds, ratios, cos in rows:
+        cells = " | ".join(f"{speeds[f'sentence-transformers (batch {size})']:.1f} | "
+                           f"{ratios[size]:.2f}x" for size in st_batch_sizes)
+        print(f"| {name} | {n} | {speeds['llmrec']:.1f} | {cells} | {cos:.7f} |")
 
     if args.memory:
         result = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(args.memory),
