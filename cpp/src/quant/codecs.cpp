@@ -326,6 +326,10 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
 
 void codec_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
                   const topk::Filter& filter, std::size_t threads, int64_t* ids, float* scores) {
+  if (index.codec == Codec::pq4) {
+    detail::pq4_search(index, queries, nq, k, filter, threads, ids, scores);
+    return;
+  }
   if (index.partitions > 0) {
     partitioned_search(index, queries, nq, k, filter, threads, ids, scores);
     return;
@@ -333,6 +337,7 @@ void codec_search(const IndexView& index, const float* queries, std::size_t nq, 
   switch (index.codec) {
     case Codec::sq8: sq8_search(index, queries, nq, k, filter, threads, ids, scores); return;
     case Codec::fp16: fp16_search(index, queries, nq, k, filter, threads, ids, scores); return;
+    case Codec::pq4: break;
   }
   throw std::invalid_argument("unknown codec");
 }
