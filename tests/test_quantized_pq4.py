@@ -78,6 +78,7 @@ def test_codes_are_the_nearest_centroids(rng):
 @pytest.mark.parametrize("n,d,m,nq,k", [
     (16, 4, 1, 1, 3), (33, 6, 3, 2, 5), (100, 8, 4, 5, 10), (1000, 30, 5, 3, 10),
     (4097, 64, 32, 9, 10), (40_000, 32, 16, 3, 5),
+    (6000, 32, 16, 5, 64),  # large k: hits buffered before the heap
 ])
 def test_every_kernel_matches_the_table_model(rng, n, d, m, nq, k):
     items, queries = clustered(rng, n, d, nq, clusters=7)

@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../topk/driver.hpp"
@@ -58,6 +59,47 @@ detail::Pq4Job base_job(const Pq4Tables& t, std::size_t padded_m, std::size_t fi
   job.context = task.context;
   return job;
 }
+
+// Collects a task's hits per query in a buffer of up to 2k entries instead of pushing
+// each into the driver's heap: when full, the best k are kept (nth_element by score, then
+// smaller id) and the query's local threshold rises to the k-th score; at the end the
+// survivors are reported to the driver in ascending id order. With quantized scores and
+// large k (re-ranking shortlists) this replaces most heap updates. Only used without
+// exclusions or an allow mask, which the driver applies on report: a filtered item must
+// not raise a threshold.
+struct BufferedHits {
+  std::size_t k;
+  std::vector<std::vector<std::pair<float, int64_t>>> hits;
+  std::vector<float> thresholds;
+
+  BufferedHits(std::size_t nq, std::size_t k_, const float* start) : k(k_), hits(nq), thresholds(start, start + nq) {
+    for (auto& h : hits) h.reserve(2 * k);
+  }
+  static void on_hit(void* self, std::size_t query, int64_t item, float score) {
+    auto& b = *static_cast<BufferedHits*>(self);
+    auto& h = b.hits[query];
+    h.emplace_back(score, item);
+    if (h.size() >= 2 * b.k) b.compact(query);
+  }
+  void compact(std::size_t query) {
+    auto& h = hits[query];
+    std::nth_element(h.begin(), h.begin() + (k - 1), h.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    h.resize(k);
+    thresholds[query] = h[k - 1].first;
+    // Equal scores at the threshold: those kept came first (smaller ids); later ones fail
+    // the strict test, as they would against a heap.
+  }
+  void flush(const ScanTask& task) {
+    for (std::size_t q = 0; q < hits.size(); ++q) {
+      auto& h = hits[q];
+      std::sort(h.begin(), h.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+      for (const auto& [score, item] : h)
+        if (score > task.thresholds[q]) task.on_hit(task.context, q, item, score);
+    }
+  }
+};
 
 }  // namespace
 
@@ -214,6 +256,7 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
   }
   options.split_align = kPq4Block;
   options.min_items_per_split = 16384;
+  const bool buffered = k >= 32 && !filter.exclude_indptr && !filter.allow_mask;
   topk::detail::drive(filter, options, [&](const ScanTask& task) {
     Pq4Job job = base_job(tables, padded, task.first_query, task.nq, task);
     if (!task.positions) {
@@ -221,6 +264,15 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
       job.n_items = task.end - task.begin;
       job.n_blocks = pq4_blocks(job.n_items);
       job.first_id = static_cast<int64_t>(task.begin);
+      if (buffered && job.n_items > 2 * k) {
+        BufferedHits hits(task.nq, k, task.thresholds);
+        job.thresholds = hits.thresholds.data();
+        job.on_hit = &BufferedHits::on_hit;
+        job.context = &hits;
+        kernel(job);
+        hits.flush(task);
+        return;
+      }
       kernel(job);
       return;
     }
