@@ -424,7 +424,15 @@ void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const floa
       ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
       scored.clear();
       const float* query = queries + q * d;
-      for (const int64_t id : ids) {
+      constexpr std::size_t kAhead = 8;  // rows are scattered: fetch a few candidates ahead
+      auto prefetch_row = [&](std::size_t j) {
+        const char* p = reinterpret_cast<const char*>(vectors + static_cast<std::size_t>(ids[j]) * d);
+        for (std::size_t off = 0; off < d * sizeof(float); off += 64) __builtin_prefetch(p + off);
+      };
+      for (std::size_t j = 0; j < std::min(kAhead, ids.size()); ++j) prefetch_row(j);
+      for (std::size_t c = 0; c < ids.size(); ++c) {
+        if (c + kAhead < ids.size()) prefetch_row(c + kAhead);
+        const int64_t id = ids[c];
         const float* row = vectors + static_cast<std::size_t>(id) * d;
         float partial[8] = {};
         std::size_t i = 0;
