@@ -255,7 +255,9 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
     return;
   }
   options.split_align = kPq4Block;
-  options.min_items_per_split = 16384;
+  // Many queries are spread over the threads by query blocks alone, so each query has one
+  // heap (and one hit buffer) rather than one per item range.
+  options.min_items_per_split = nq >= 2 * threads ? std::max<std::size_t>(index.n, 1) : 16384;
   const bool buffered = k >= 32 && !filter.exclude_indptr && !filter.allow_mask;
   topk::detail::drive(filter, options, [&](const ScanTask& task) {
     Pq4Job job = base_job(tables, padded, task.first_query, task.nq, task);
