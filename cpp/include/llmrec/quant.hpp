@@ -139,7 +139,7 @@ const char* sq8_kernel_name();
 // to check the AVX2 kernel under the avx512 level too).
 void set_vnni_enabled(bool enabled);
 bool vnni_supported();
-// The pq4 kernel in use: "scalar" or "avx2" (the avx512 level uses the AVX2 kernel).
+// The pq4 kernel in use: "scalar", "avx2" or "avx512" (follows the SIMD level).
 const char* pq4_kernel_name();
 
 }  // namespace llmrec::quant

@@ -59,6 +59,7 @@ struct Pq4Job {
 using Pq4Fn = void (*)(const Pq4Job&);
 void pq4_scan_scalar(const Pq4Job& job);
 void pq4_scan_avx2(const Pq4Job& job);
+void pq4_scan_avx512(const Pq4Job& job);
 
 }  // namespace llmrec::quant::detail
 

@@ -22,6 +22,12 @@ namespace {
 using topk::detail::ScanTask;
 
 detail::Pq4Fn active_pq4(const char** name = nullptr) {
+#if defined(LLMREC_HAVE_AVX512)
+  if (simd::active_level() == simd::Level::avx512) {
+    if (name) *name = "avx512";
+    return detail::pq4_scan_avx512;
+  }
+#endif
 #if defined(LLMREC_HAVE_AVX2)
   if (simd::active_level() >= simd::Level::avx2) {
     if (name) *name = "avx2";
