@@ -20,6 +20,7 @@ _KIND_VERSION = 1
 _SQ8_BLOCK = 16
 _PQ4_BLOCK = 32
 _PQ4_ITERATIONS = 20
+_PQ4_TRAIN_ROWS = 32_768  # rows of the training sample used for the codebooks (2,048 per centroid)
 _FP16_MAX = 65504.0
 
 
@@ -81,7 +82,8 @@ class QuantizedIndex:
         ``partitions`` training rows.
     pq_subspaces : int, optional
         pq4 only: number of subspaces M (d % M == 0, M <= 256); codebooks are trained
-        by seeded k-means on each subspace of the training sample. Default: d / 2 when
+        by seeded k-means on each subspace of the training sample (at most 32,768 of
+        its rows, drawn with ``random_state``). Default: d / 2 when
         that is at most 256, else the smallest valid M with at most 256 subspaces.
     keep_vectors : bool
         Keep the float32 vectors (4d bytes per item) so that searches can re-rank their
@@ -131,7 +133,10 @@ class QuantizedIndex:
             if sample.shape[0] < 16:
                 raise ValueError(f"codec='pq4' needs at least 16 training vectors (16 centroids "
                                  f"per subspace), got {sample.shape[0]}")
-            self._codebooks = _core.pq4_train(sample, self._pq_m, _PQ4_ITERATIONS,
+            pq_sample = sample
+            if sample.shape[0] > _PQ4_TRAIN_ROWS:  # 16 centroids per subspace need no more
+                pq_sample = sample[np.sort(rng.choice(sample.shape[0], _PQ4_TRAIN_ROWS, replace=False))]
+            self._codebooks = _core.pq4_train(pq_sample, self._pq_m, _PQ4_ITERATIONS,
                                               int(rng.integers(0, 2**63 - 1)), self._num_threads)
         self._lock = threading.Lock()
         if self._partitions is not None:
