@@ -86,6 +86,54 @@ def llmrec_systems(threads: int, k: int) -> list[System]:
     return systems
 
 
+def pq4_systems(threads: int, k: int, d: int, factors: list[int]) -> list[System]:
+    """llmrec pq4 (M = d / 2) and faiss IndexPQFastScan (same M, 4 bits) + IndexRefineFlat,
+    each built once and searched at several re-ranking factors (ours: rerank=f, shortlist
+    f * k; faiss: k_factor=f)."""
+    import faiss
+
+    m = d // 2
+    ours: dict = {}
+    theirs: dict = {}
+    systems = []
+    for i, factor in enumerate(factors):
+        def build_ours(x, first=i == 0):
+            if first:
+                ours["index"] = llmrec.QuantizedIndex(x, codec="pq4", pq_subspaces=m, keep_vectors=True,
+                                                      random_state=0, num_threads=threads)
+
+        def build_theirs(x, first=i == 0):
+            if first:
+                base = faiss.IndexPQFastScan(d, m, 4, faiss.METRIC_INNER_PRODUCT)
+                index = faiss.IndexRefineFlat(base)
+                index.train(x)
+                index.add(x)
+                theirs["index"], theirs["base"] = index, base
+
+        def search_ours(q, factor=factor):
+            return ours["index"].search(q, k=k, rerank=factor)[0]
+
+        def search_theirs(q, factor=factor):
+            if factor == 0:
+                return theirs["base"].search(q, k)[1]
+            theirs["index"].k_factor = factor
+            return theirs["index"].search(q, k)[1]
+
+        def memory_ours(factor=factor):
+            index = ours["index"]
+            return index.memory_bytes() - (0 if factor else len(index) * d * 4)
+
+        def memory_theirs(factor=factor):
+            base = theirs["base"]
+            return base.ntotal * m // 2 + (base.ntotal * d * 4 if factor else 0)
+
+        label = f"rerank={factor}" if factor else "rerank=0"
+        systems.append(System(f"llmrec pq4 M={m} {label}", "pq4", build_ours, search_ours, memory_ours))
+        systems.append(System(f"faiss PQ{m}x4fs" + (f" + RefineFlat k_factor={factor}" if factor else ""),
+                              "pq4", build_theirs, search_theirs, memory_theirs))
+    return systems
+
+
 def ivf_systems(threads: int, k: int, partitions: int, probes_list: list[int], d: int) -> list[System]:
     """llmrec and faiss IVF + SQ8, built once each and searched at several probe counts."""
     import faiss
@@ -169,8 +217,12 @@ def run(args) -> dict:
     faiss.omp_set_num_threads(args.threads)
     x, queries = clustered(args.n, args.d, args.nq, args.clusters, args.seed)
     truth = llmrec.ExactIndex(x, num_threads=args.threads).search(queries, k=args.k)[0]
-    systems = llmrec_systems(args.threads, args.k) + faiss_systems(args.d, args.k)
-    if args.partitions:
+    systems = []
+    if "flat" in args.families:
+        systems += llmrec_systems(args.threads, args.k) + faiss_systems(args.d, args.k)
+    if "pq4" in args.families:
+        systems += pq4_systems(args.threads, args.k, args.d, args.pq_factors)
+    if args.partitions and "ivf" in args.families:
         systems += ivf_systems(args.threads, args.k, args.partitions, args.probes, args.d)
     singles = queries[:args.single_queries]
     rows = []
@@ -189,7 +241,7 @@ def run(args) -> dict:
         print(f"{row['system']:<38} build {build_s:7.2f}s  {row['bytes_per_vector']:7.1f} B/vec  "
               f"recall@10 {recall:.4f}  QPS@1 {row['qps_1']:9.1f}  QPS@{len(queries)} {row['qps_256']:9.1f}",
               flush=True)
-        if system.family != "ivf-sq8":
+        if system.family not in ("ivf-sq8", "pq4"):
             system.build = system.search = None  # free the index before the next one
     by_name = {r["system"]: r for r in rows}
     ratios = {}
@@ -201,7 +253,14 @@ def run(args) -> dict:
             ratios[f"{ours} / {theirs}"] = {"qps_1": a["qps_1"] / b["qps_1"],
                                             "qps_256": a["qps_256"] / b["qps_256"],
                                             "build": b["build_s"] / a["build_s"]}
-    for probes in args.probes if args.partitions else []:
+    for factor in args.pq_factors if "pq4" in args.families else []:
+        ours = f"llmrec pq4 M={args.d // 2} rerank={factor}"
+        theirs = f"faiss PQ{args.d // 2}x4fs" + (f" + RefineFlat k_factor={factor}" if factor else "")
+        a, b = by_name[ours], by_name[theirs]
+        ratios[f"{ours} / {theirs}"] = {"qps_1": a["qps_1"] / b["qps_1"],
+                                        "qps_256": a["qps_256"] / b["qps_256"],
+                                        "build": b["build_s"] / a["build_s"]}
+    for probes in args.probes if args.partitions and "ivf" in args.families else []:
         ours = f"llmrec IVF{args.partitions},SQ8 probes={probes}"
         theirs = f"faiss IVF{args.partitions},SQ8 nprobe={probes}"
         a, b = by_name[ours], by_name[theirs]
@@ -229,6 +288,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--partitions", type=int, default=-1, help="IVF lists; default 4 * sqrt(n), 0 = skip")
     parser.add_argument("--probes", type=int, nargs="+", default=[4, 16, 64])
+    parser.add_argument("--pq-factors", type=int, nargs="+", default=[0, 4, 8, 16],
+                        help="pq4 re-ranking factors (ours: rerank, faiss: k_factor)")
+    parser.add_argument("--families", nargs="+", default=["flat", "pq4", "ivf"],
+                        choices=["flat", "pq4", "ivf"], help="which comparisons to run")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()

@@ -344,8 +344,8 @@ def test_bad_input_raises_clear_errors(rng):
     items, queries = clustered(rng, 100, 8, 2)
     with pytest.raises(ValueError, match="codec"):
         QuantizedIndex(items, codec="pq9")
-    with pytest.raises(NotImplementedError):
-        QuantizedIndex(items, codec="pq4")
+    with pytest.raises(ValueError, match="pq_subspaces"):  # pq4 itself: test_quantized_pq4.py
+        QuantizedIndex(items, codec="fp16", pq_subspaces=2)
     with pytest.raises(ValueError, match="training"):
         QuantizedIndex(items, partitions=101)
     with pytest.raises(ValueError, match="training"):

@@ -124,6 +124,79 @@ FloatArray fp16_decode(const HalfArray& h) {
   return out;
 }
 
+FloatArray pq4_train(const FloatArray& x, std::size_t m, std::size_t iterations, uint64_t seed, long num_threads) {
+  require(x.ndim() == 2 && x.shape(1) > 0, "training vectors must be a 2-D array");
+  const std::size_t n = x.shape(0), d = x.shape(1);
+  require(m > 0 && d % m == 0, "pq_subspaces must divide the dimension " + std::to_string(d) + ", got " +
+                                   std::to_string(m));
+  FloatArray codebooks({m, std::size_t{16}, d / m});
+  float* c = codebooks.mutable_data();
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  py::gil_scoped_release release;
+  llmrec::quant::pq4_train(x.data(), n, d, m, iterations, seed, threads, c);
+  return codebooks;
+}
+
+std::size_t pq4_m_of(const FloatArray& codebooks, std::size_t d) {
+  require(codebooks.ndim() == 3 && codebooks.shape(1) == 16 && codebooks.shape(0) > 0 &&
+              static_cast<std::size_t>(codebooks.shape(0) * codebooks.shape(2)) == d,
+          "codebooks must be (m, 16, d / m)");
+  return codebooks.shape(0);
+}
+
+void check_pq4_blocks(const ByteArray& blocks, std::size_t m, std::size_t slots) {
+  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::pq4_block_bytes(m) &&
+              static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::pq4_blocks(slots),
+          "pq4 blocks array too small or of the wrong width");
+}
+
+void pq4_encode(const FloatArray& x, const FloatArray& codebooks, ByteArray& blocks, std::size_t first_slot,
+                long num_threads, const std::optional<IdArray>& slots) {
+  require(x.ndim() == 2, "vectors must be 2-D");
+  const std::size_t n = x.shape(0), d = x.shape(1), m = pq4_m_of(codebooks, d);
+  require(blocks.writeable(), "blocks must be writeable");
+  const int64_t* slot_ptr = nullptr;
+  if (slots) {
+    require(static_cast<std::size_t>(slots->size()) == n, "slots must have one entry per row");
+    slot_ptr = slots->data();
+    check_pq4_blocks(blocks, m, 0);
+    for (std::size_t r = 0; r < n; ++r)
+      require(slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < static_cast<std::size_t>(blocks.shape(0)) * 32,
+              "slots out of range");
+  } else {
+    check_pq4_blocks(blocks, m, first_slot + n);
+  }
+  uint8_t* out = blocks.mutable_data();
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  py::gil_scoped_release release;
+  llmrec::quant::pq4_encode(x.data(), n, d, m, codebooks.data(), out, first_slot, threads, slot_ptr);
+}
+
+FloatArray pq4_decode(const ByteArray& blocks, const IdArray& slots, const FloatArray& codebooks) {
+  require(codebooks.ndim() == 3, "codebooks must be (m, 16, d / m)");
+  const std::size_t m = codebooks.shape(0), d = m * codebooks.shape(2), n = slots.size();
+  pq4_m_of(codebooks, d);
+  check_pq4_blocks(blocks, m, 0);
+  FloatArray out({n, d});
+  for (std::size_t r = 0; r < n; ++r) {
+    const int64_t slot = slots.data()[r];
+    require(slot >= 0 && slot < blocks.shape(0) * 32, "slots out of range");
+    llmrec::quant::pq4_decode(blocks.data(), static_cast<std::size_t>(slot), 1, d, m, codebooks.data(),
+                              out.mutable_data() + r * d);
+  }
+  return out;
+}
+
+py::tuple pq4_tables(const FloatArray& queries, const FloatArray& codebooks) {
+  require(queries.ndim() == 2, "queries must be 2-D");
+  const std::size_t nq = queries.shape(0), d = queries.shape(1), m = pq4_m_of(codebooks, d);
+  py::array_t<uint8_t> luts({nq, llmrec::quant::pq4_padded(m), std::size_t{16}});
+  FloatArray bias(nq), inverse_scale(nq);
+  llmrec::quant::pq4_tables(queries.data(), nq, d, m, codebooks.data(), luts.mutable_data(), bias.mutable_data(),
+                            inverse_scale.mutable_data());
+  return py::make_tuple(luts, bias, inverse_scale);
+}
+
 py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t d, const py::array& codes,
                            const std::optional<FloatArray>& mid, const std::optional<FloatArray>& step,
                            const std::optional<FloatArray>& vectors, const FloatArray& queries, long k,
@@ -131,7 +204,8 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
                            const std::optional<ByteArray>& allow_mask, const std::optional<IdArray>& allow_ids,
                            long rerank, long num_threads, const std::optional<FloatArray>& centroids,
                            const std::optional<IdArray>& list_starts, const std::optional<IdArray>& list_sizes,
-                           const std::optional<IdArray>& slot_ids, long probes) {
+                           const std::optional<IdArray>& slot_ids, long probes,
+                           const std::optional<FloatArray>& codebooks) {
   require(d > 0 && queries.ndim() == 2 && static_cast<std::size_t>(queries.shape(1)) == d,
           "queries must be 2-D with the index's dimension");
   require(k > 0, "k must be positive");
@@ -156,7 +230,8 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     std::size_t total = 0;
     for (std::size_t j = 0; j < p; ++j) {
       require(st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots &&
-                  (codec != "sq8" || st[j] % llmrec::quant::kSq8Block == 0),
+                  (codec != "sq8" || st[j] % llmrec::quant::kSq8Block == 0) &&
+                  (codec != "pq4" || st[j] % llmrec::quant::kPq4Block == 0),
               "list starts and sizes out of range");
       total += sz[j];
     }
@@ -190,8 +265,19 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
             "fp16 codes must be a C-contiguous uint16 (n, d) array");
     view.codec = llmrec::quant::Codec::fp16;
     view.fp16_rows = static_cast<const uint16_t*>(codes.data());
+  } else if (codec == "pq4") {
+    require(codebooks.has_value(), "pq4 needs codebooks");
+    const std::size_t m = pq4_m_of(*codebooks, d);
+    auto blocks = py::array_t<uint8_t, py::array::c_style>::ensure(codes);
+    require(blocks && blocks.data() == static_cast<const uint8_t*>(codes.data()),
+            "pq4 codes must be a C-contiguous uint8 array");
+    check_pq4_blocks(blocks, m, slots);
+    view.codec = llmrec::quant::Codec::pq4;
+    view.pq4_blocks = blocks.data();
+    view.pq4_codebooks = codebooks->data();
+    view.pq4_m = m;
   } else {
-    throw py::value_error("codec must be 'sq8' or 'fp16', got '" + codec + "'");
+    throw py::value_error("codec must be 'sq8', 'fp16' or 'pq4', got '" + codec + "'");
   }
   if (vectors) {
     require(vectors->ndim() == 2 && static_cast<std::size_t>(vectors->shape(0)) >= n &&
@@ -290,7 +376,7 @@ void register_quant(py::module_& m) {
         py::arg("exclude_ids") = py::none(), py::arg("allow_mask") = py::none(),
         py::arg("allow_ids") = py::none(), py::arg("rerank") = 0, py::arg("num_threads") = 0,
         py::arg("centroids") = py::none(), py::arg("list_starts") = py::none(),
-        py::arg("list_sizes") = py::none(), py::arg("slot_ids") = py::none(), py::arg("probes") = 1,
+        py::arg("list_sizes") = py::none(), py::arg("slot_ids") = py::none(), py::arg("probes") = 1, py::arg("codebooks") = py::none(),
         "Top-k over fp16 or sq8 codes, optionally re-ranked exactly from vectors.");
   m.def("rerank_exact", &rerank_exact, py::arg("vectors"), py::arg("queries"), py::arg("candidates"),
         py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none).");
@@ -303,5 +389,28 @@ void register_quant(py::module_& m) {
         "The sq8 kernel the active SIMD level uses.");
   m.def("set_vnni_enabled", &llmrec::quant::set_vnni_enabled, py::arg("enabled"),
         "Allow (default) or forbid the AVX-512 VNNI sq8 kernel.");
+  m.def("pq4_block_bytes", &llmrec::quant::pq4_block_bytes, py::arg("m"), "Bytes of one block of 32 pq4 items.");
+  m.def("pq4_train", &pq4_train, py::arg("x"), py::arg("m"), py::arg("iterations") = 20, py::arg("seed") = 0,
+        py::arg("num_threads") = 0, "Codebooks (m, 16, d / m) by seeded k-means per subspace.");
+  m.def("pq4_encode", &pq4_encode, py::arg("x"), py::arg("codebooks"), py::arg("blocks"), py::arg("first_slot"),
+        py::arg("num_threads") = 0, py::arg("slots") = py::none(), "Encodes rows into pq4 blocks in place.");
+  m.def("pq4_decode", &pq4_decode, py::arg("blocks"), py::arg("slots"), py::arg("codebooks"),
+        "Reconstructs the rows stored in the given slots.");
+  m.def("pq4_tables", &pq4_tables, py::arg("queries"), py::arg("codebooks"),
+        "Per-query uint8 lookup tables (nq, padded m, 16), bias and inverse scale.");
+  m.def("pq4_copy_slots", [](const ByteArray& src, const IdArray& src_slots, ByteArray& dst, const IdArray& dst_slots,
+                             std::size_t m) {
+    check_pq4_blocks(src, m, 0);
+    check_pq4_blocks(dst, m, 0);
+    require(dst.writeable() && src_slots.size() == dst_slots.size(), "bad pq4 slot copy");
+    for (py::ssize_t j = 0; j < src_slots.size(); ++j)
+      require(src_slots.data()[j] >= 0 && src_slots.data()[j] < src.shape(0) * 32 && dst_slots.data()[j] >= 0 &&
+                  dst_slots.data()[j] < dst.shape(0) * 32, "slots out of range");
+    llmrec::quant::pq4_copy_slots(src.data(), src_slots.data(), dst.mutable_data(), dst_slots.data(),
+                                  src_slots.size(), m);
+  }, py::arg("src"), py::arg("src_slots"), py::arg("dst"), py::arg("dst_slots"), py::arg("m"),
+     "Copies pq4 codes between slots.");
+  m.def("pq4_kernel", [] { return std::string(llmrec::quant::pq4_kernel_name()); },
+        "The pq4 kernel the active SIMD level uses.");
   m.def("vnni_supported", &llmrec::quant::vnni_supported, "Whether the VNNI sq8 kernel is compiled and usable.");
 }

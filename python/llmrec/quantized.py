@@ -1,4 +1,4 @@
-"""Compressed top-k search: half precision or int8 codes, re-ranked exactly on demand."""
+"""Compressed top-k search: half precision, int8 or 4-bit PQ codes, re-ranked exactly on demand."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from llmrec._checks import (allow_to_native, as_float_matrix, as_ids, as_queries
 from llmrec._fileformat import FormatError, load_arrays, save_arrays
 
 _METRICS = ("ip", "cosine")
-_CODECS = ("sq8", "fp16")
+_CODECS = ("sq8", "fp16", "pq4")
 _KIND = "QuantizedIndex"
 _KIND_VERSION = 1
 _SQ8_BLOCK = 16
+_PQ4_BLOCK = 32
+_PQ4_ITERATIONS = 20
+_PQ4_TRAIN_ROWS = 32_768  # rows of the training sample used for the codebooks (2,048 per centroid)
 _FP16_MAX = 65504.0
 
 
@@ -34,7 +37,7 @@ class _State(NamedTuple):
     """One consistent snapshot of the searchable rows; replaced, never mutated, by add."""
 
     n: int
-    codes: np.ndarray          # sq8: (blocks, block_bytes) uint8; fp16: (rows, d) uint16
+    codes: np.ndarray          # sq8 / pq4: (blocks, block_bytes) uint8; fp16: (rows, d) uint16
     vectors: np.ndarray | None  # (rows, d) float32 or None
     lists: _Lists | None = None
 
@@ -61,11 +64,14 @@ class QuantizedIndex:
     ----------
     vectors : array of shape (n, d)
         Item vectors; row i is item id i.
-    codec : {"sq8", "fp16"}
+    codec : {"sq8", "fp16", "pq4"}
         "sq8": each dimension as an int8 over its trained range (d bytes per vector,
         rounded up to a multiple of 4), scored by SIMD integer dot products with the
         query quantized to int8 as well. "fp16": IEEE half precision (2d bytes), scored
-        in float32; values beyond +-65504 are rejected.
+        in float32; values beyond +-65504 are rejected. "pq4": product quantization,
+        ``pq_subspaces`` sub-vectors each stored as one of 16 centroids (4 bits; d / 2
+        bytes per vector with the default), scanned with per-query uint8 lookup tables
+        read by SIMD byte shuffles (fast scan); coarse, so meant for ``rerank``.
     metric : {"ip", "cosine"}
         "cosine" normalises items before encoding and each query per search.
     partitions : int, optional
@@ -74,9 +80,11 @@ class QuantizedIndex:
         nearest centroid (L2), and a search scans only the ``probes`` lists whose
         centroids have the largest inner product with the query. Needs at least
         ``partitions`` training rows.
-    pq_subspaces : None
-        Reserved for 4-bit product quantization (not yet available; passing a value
-        raises ``NotImplementedError``).
+    pq_subspaces : int, optional
+        pq4 only: number of subspaces M (d % M == 0, M <= 256); codebooks are trained
+        by seeded k-means on each subspace of the training sample (at most 32,768 of
+        its rows, drawn with ``random_state``). Default: d / 2 when
+        that is at most 256, else the smallest valid M with at most 256 subspaces.
     keep_vectors : bool
         Keep the float32 vectors (4d bytes per item) so that searches can re-rank their
         shortlist exactly. float32 C-contiguous "ip" input is kept without a copy.
@@ -98,8 +106,9 @@ class QuantizedIndex:
                  random_state: Any = None, num_threads: int = 0) -> None:
         self._codec = check_choice(codec, "codec", _CODECS + ("pq4",))
         self._metric = check_choice(metric, "metric", _METRICS)
-        if codec == "pq4" or pq_subspaces is not None:
-            raise NotImplementedError("codec='pq4' (4-bit product quantization) is not available yet")
+        self._pq_m = None
+        if pq_subspaces is not None and codec != "pq4":
+            raise ValueError(f"pq_subspaces applies only to codec='pq4', not {codec!r}")
         self._partitions = None if partitions is None else check_int(partitions, "partitions", minimum=1)
         if not isinstance(keep_vectors, (bool, np.bool_)):
             raise TypeError(f"keep_vectors must be a bool, got {type(keep_vectors).__name__}")
@@ -111,13 +120,24 @@ class QuantizedIndex:
             items = self._normalized_copy(items)
         self._check_range(items, "vectors")
         self._d = int(items.shape[1])
-        self._mid = self._step = self._centroids = None
+        self._mid = self._step = self._centroids = self._codebooks = None
+        if self._codec == "pq4":
+            self._pq_m = self._subspaces(pq_subspaces)
         rng = np.random.default_rng(random_state)
         sample = items
         if items.shape[0] > train_size:
             sample = items[np.sort(rng.choice(items.shape[0], train_size, replace=False))]
         if self._codec == "sq8":
             self._mid, self._step = _core.sq8_train(sample)
+        elif self._codec == "pq4":
+            if sample.shape[0] < 16:
+                raise ValueError(f"codec='pq4' needs at least 16 training vectors (16 centroids "
+                                 f"per subspace), got {sample.shape[0]}")
+            pq_sample = sample
+            if sample.shape[0] > _PQ4_TRAIN_ROWS:  # 16 centroids per subspace need no more
+                pq_sample = sample[np.sort(rng.choice(sample.shape[0], _PQ4_TRAIN_ROWS, replace=False))]
+            self._codebooks = _core.pq4_train(pq_sample, self._pq_m, _PQ4_ITERATIONS,
+                                              int(rng.integers(0, 2**63 - 1)), self._num_threads)
         self._lock = threading.Lock()
         if self._partitions is not None:
             if sample.shape[0] < self._partitions:
@@ -143,8 +163,13 @@ class QuantizedIndex:
 
     @property
     def codec(self) -> str:
-        """"sq8" or "fp16"."""
+        """"sq8", "fp16" or "pq4"."""
         return self._codec
+
+    @property
+    def pq_subspaces(self) -> int | None:
+        """pq4: the number of subspaces M; None for other codecs."""
+        return self._pq_m
 
     @property
     def metric(self) -> str:
@@ -184,11 +209,30 @@ class QuantizedIndex:
             raise ValueError(f"{name} holds values beyond +-{_FP16_MAX:g}, which fp16 cannot "
                              "represent: scale the vectors or use codec='sq8'")
 
+    def _subspaces(self, value: Any) -> int:
+        d = self._d
+        if value is None:
+            choices = [m for m in range(1, min(d, 256) + 1) if d % m == 0]
+            preferred = [m for m in choices if 2 * m == d]
+            return preferred[0] if preferred else max(choices)
+        m = check_int(value, "pq_subspaces", minimum=1)
+        if d % m != 0:
+            raise ValueError(f"pq_subspaces must divide the dimension {d}, got {m}")
+        if m > 256:
+            raise ValueError(f"pq_subspaces must be at most 256, got {m}")
+        return m
+
+    def _block(self) -> int:
+        """Items per code block (slot granularity): 16 for sq8, 32 for pq4, 1 for fp16."""
+        return {"sq8": _SQ8_BLOCK, "pq4": _PQ4_BLOCK}.get(self._codec, 1)
+
     def _block_bytes(self) -> int:
+        if self._codec == "pq4":
+            return int(_core.pq4_block_bytes(self._pq_m))
         return int(_core.sq8_block_bytes(self._d))
 
     def _empty_codes(self) -> np.ndarray:
-        if self._codec == "sq8":
+        if self._codec in ("sq8", "pq4"):
             return np.zeros((0, self._block_bytes()), dtype=np.uint8)
         return np.zeros((0, self._d), dtype=np.uint16)
 
@@ -198,7 +242,8 @@ class QuantizedIndex:
         new_assignment = _core.kmeans_assign(rows, self._centroids, self._num_threads)
         assignment = np.concatenate([lists.assignment, new_assignment])
         sizes = np.bincount(assignment, minlength=self._partitions).astype(np.int64)
-        room = -(-sizes // _SQ8_BLOCK) * _SQ8_BLOCK if self._codec == "sq8" else sizes
+        block = self._block()
+        room = -(-sizes // block) * block
         starts = np.zeros(self._partitions, np.int64)
         np.cumsum(room[:-1], out=starts[1:])
         order = np.argsort(assignment, kind="stable")
@@ -215,6 +260,10 @@ class QuantizedIndex:
             _core.sq8_copy_slots(state.codes, old_slots, codes, slot_of[old_items], self._d)
             _core.sq8_encode(rows, self._mid, self._step, codes, 0, self._num_threads,
                              slots=slot_of[n:])
+        elif self._codec == "pq4":
+            codes = np.zeros((total // _PQ4_BLOCK, self._block_bytes()), np.uint8)
+            _core.pq4_copy_slots(state.codes, old_slots, codes, slot_of[old_items], self._pq_m)
+            _core.pq4_encode(rows, self._codebooks, codes, 0, self._num_threads, slots=slot_of[n:])
         else:
             codes = np.zeros((total, self._d), np.uint16)
             codes[slot_of[old_items]] = state.codes[old_slots]
@@ -233,6 +282,10 @@ class QuantizedIndex:
                 codes = _grow(state.codes, used_blocks, -(-(n + m) // _SQ8_BLOCK),
                               (self._block_bytes(),), np.uint8, fill=0x80)
                 _core.sq8_encode(rows, self._mid, self._step, codes, n, self._num_threads)
+            elif self._codec == "pq4":
+                codes = _grow(state.codes, -(-n // _PQ4_BLOCK), -(-(n + m) // _PQ4_BLOCK),
+                              (self._block_bytes(),), np.uint8)
+                _core.pq4_encode(rows, self._codebooks, codes, n, self._num_threads)
             else:
                 codes = _grow(state.codes, n, n + m, (self._d,), np.uint16)
                 codes[n:n + m] = _core.fp16_encode(rows)
@@ -249,7 +302,7 @@ class QuantizedIndex:
     def add(self, vectors: Any) -> np.ndarray:
         """Encode and append item vectors of shape (m, d); returns their new ids.
 
-        The codec keeps the ranges (and centroids) it was trained on; values beyond the
+        The codec keeps the ranges, codebooks (and centroids) it was trained on; values beyond the
         ranges are clamped. With partitions, the lists are rebuilt (O(n) per call).
         Searches running in other threads keep seeing the items that existed when they
         started; storage grows geometrically.
@@ -263,12 +316,13 @@ class QuantizedIndex:
     def memory_bytes(self) -> int:
         """Bytes held for the items: codes, codec parameters and any kept vectors."""
         state = self._state
-        if self._codec == "sq8":
-            total = -(-state.n // _SQ8_BLOCK) * self._block_bytes() + self._mid.nbytes + self._step.nbytes
+        params = sum(a.nbytes for a in (self._mid, self._step, self._codebooks) if a is not None)
+        if self._codec in ("sq8", "pq4"):
+            total = -(-state.n // self._block()) * self._block_bytes() + params
         else:
             total = state.n * self._d * 2
         if state.lists is not None:
-            total = state.codes.nbytes + (self._mid.nbytes + self._step.nbytes if self._mid is not None else 0)
+            total = state.codes.nbytes + params
             total += self._centroids.nbytes + state.lists.slot_ids.nbytes + state.lists.assignment.nbytes
             total += state.lists.starts.nbytes + state.lists.sizes.nbytes
         if state.vectors is not None:
@@ -287,6 +341,8 @@ class QuantizedIndex:
             slots = slot_of[ids]
         if self._codec == "fp16":
             return _core.fp16_decode(np.ascontiguousarray(state.codes[slots]))
+        if self._codec == "pq4":
+            return _core.pq4_decode(state.codes, np.ascontiguousarray(slots, np.int64), self._codebooks)
         out = np.empty((len(ids), self._d), dtype=np.float32)
         for j, i in enumerate(slots):
             out[j] = _core.sq8_decode(state.codes, int(i), 1, self._mid, self._step)[0]
@@ -345,7 +401,8 @@ class QuantizedIndex:
             exclude_indptr=None if excluded is None else excluded[0],
             exclude_ids=None if excluded is None else excluded[1],
             allow_mask=allow_mask, allow_ids=allow_ids, rerank=rerank,
-            num_threads=self._num_threads, **self._list_arguments(state, probes))
+            num_threads=self._num_threads, codebooks=self._codebooks,
+            **self._list_arguments(state, probes))
         return (ids[0], scores[0]) if single else (ids, scores)
 
     def _list_arguments(self, state: _State, probes: int | None) -> dict[str, Any]:
@@ -365,17 +422,20 @@ class QuantizedIndex:
             arrays.update(centroids=self._centroids, list_starts=state.lists.starts,
                           list_sizes=state.lists.sizes, slot_ids=state.lists.slot_ids,
                           assignment=state.lists.assignment)
-        elif self._codec == "sq8":
-            arrays["codes"] = np.asarray(state.codes[:-(-state.n // _SQ8_BLOCK)])
+        elif self._codec in ("sq8", "pq4"):
+            arrays["codes"] = np.asarray(state.codes[:-(-state.n // self._block())])
         else:
             arrays["codes"] = np.asarray(state.codes[:state.n])
         if self._codec == "sq8":
             arrays["mid"] = self._mid
             arrays["step"] = self._step
+        if self._codec == "pq4":
+            arrays["codebooks"] = self._codebooks
         if state.vectors is not None:
             arrays["vectors"] = np.asarray(state.vectors[:state.n])
         meta = {"codec": self._codec, "metric": self._metric, "n": state.n, "dim": self._d,
-                "keep_vectors": self._keep_vectors, "partitions": self._partitions}
+                "keep_vectors": self._keep_vectors, "partitions": self._partitions,
+                "pq_subspaces": self._pq_m}
         save_arrays(path, _KIND, _KIND_VERSION, meta, arrays)
 
     @classmethod
@@ -396,12 +456,17 @@ class QuantizedIndex:
             n, d = int(meta["n"]), int(meta["dim"])
             index._keep_vectors = bool(meta["keep_vectors"])
             partitions = meta.get("partitions")
+            pq_m = meta.get("pq_subspaces")
+            index._pq_m = None if pq_m is None else int(pq_m)
+            if (index._codec == "pq4") != (index._pq_m is not None) or (
+                    index._pq_m is not None and not (1 <= index._pq_m <= 256 and d % index._pq_m == 0)):
+                raise ValueError("pq_subspaces does not match the codec and dimension")
             index._partitions = None if partitions is None else int(partitions)
         except (KeyError, TypeError, ValueError) as error:
             raise FormatError(f"{path}: bad metadata ({error})") from None
         index._num_threads = check_int(num_threads, "num_threads", minimum=0)
         index._d = d
-        index._mid = index._step = index._centroids = None
+        index._mid = index._step = index._centroids = index._codebooks = None
         codes = arrays.get("codes")
         lists = None
         slots = n
@@ -414,6 +479,13 @@ class QuantizedIndex:
                   and codes.shape == (-(-slots // _SQ8_BLOCK), int(_core.sq8_block_bytes(d)))
                   and all(a is not None and a.dtype == np.float32 and a.shape == (d,)
                           for a in (index._mid, index._step)))
+        elif index._codec == "pq4":
+            index._codebooks = arrays.get("codebooks")
+            m = index._pq_m
+            ok = (codes is not None and codes.dtype == np.uint8
+                  and codes.shape == (-(-slots // _PQ4_BLOCK), int(_core.pq4_block_bytes(m)))
+                  and index._codebooks is not None and index._codebooks.dtype == np.float32
+                  and index._codebooks.shape == (m, 16, d // m))
         else:
             ok = codes is not None and codes.dtype == np.uint16 and codes.shape == (slots, d)
         vectors = arrays.get("vectors")

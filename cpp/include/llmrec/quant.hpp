@@ -48,8 +48,50 @@ void sq8_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::si
 void fp16_encode(const float* x, std::size_t count, uint16_t* out);
 void fp16_decode(const uint16_t* h, std::size_t count, float* out);
 
+// ---- pq4 -----------------------------------------------------------------------------
+// Product quantization with 16 centroids per subspace: d is cut into M subspaces of d / M
+// dimensions, each stored as a 4-bit centroid index. Items are laid out in blocks of
+// kPq4Block = 32: for subspace m the block holds 16 bytes at m * 16, byte j carrying item
+// j in its low nibble and item j + 16 in its high nibble. M is padded to an even count
+// (a padding subspace has code 0 and a zero table), so a 256-bit register holds the codes
+// of two subspaces for 32 items.
+inline constexpr std::size_t kPq4Block = 32;
+inline std::size_t pq4_padded(std::size_t m) { return m + (m & 1); }
+inline std::size_t pq4_block_bytes(std::size_t m) { return 16 * pq4_padded(m); }
+inline std::size_t pq4_blocks(std::size_t n) { return (n + kPq4Block - 1) / kPq4Block; }
+
+// Codebooks (m x 16 x d / m) trained by seeded k-means on each subspace of n rows.
+// Throws std::invalid_argument when d % m != 0, m > 256 or n < 16.
+void pq4_train(const float* x, std::size_t n, std::size_t d, std::size_t m, std::size_t iterations,
+               uint64_t seed, std::size_t num_threads, float* codebooks);
+
+// Nearest centroid (L2) of every subspace of n rows into slots first_slot.. (or slots[r])
+// of `blocks`, which must hold pq4_blocks of the largest slot + 1.
+void pq4_encode(const float* x, std::size_t n, std::size_t d, std::size_t m, const float* codebooks,
+                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads,
+                const int64_t* slots = nullptr);
+
+// Reads (get) or writes (set) the 4-bit code of subspace sub of a slot.
+uint8_t pq4_get_code(const uint8_t* blocks, std::size_t m, std::size_t slot, std::size_t sub);
+void pq4_set_code(uint8_t* blocks, std::size_t m, std::size_t slot, std::size_t sub, uint8_t code);
+
+void pq4_copy_slots(const uint8_t* src, const int64_t* src_slots, uint8_t* dst, const int64_t* dst_slots,
+                    std::size_t count, std::size_t m);
+
+// Reconstructs slots first .. first + n as float rows (the centroids their codes name).
+void pq4_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::size_t d, std::size_t m,
+                const float* codebooks, float* out);
+
+// The per-query lookup tables the scan reads: for subspace s and centroid c the float
+// table T[s][c] = q_s . centroid is stored as round((T[s][c] - min_c T[s][c]) * a) in
+// uint8 with one scale a = 255 / max_s (max_c T[s][c] - min_c T[s][c]) per query, so a
+// code sum acc gives the score bias + acc / a with bias = sum_s min_c T[s][c].
+// luts: nq x pq4_padded(m) x 16 (padding subspaces zero); bias, inverse_scale: nq.
+void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
+                uint8_t* luts, float* bias, float* inverse_scale);
+
 // ---- search --------------------------------------------------------------------------
-enum class Codec { fp16, sq8 };
+enum class Codec { fp16, sq8, pq4 };
 
 // A read-only view of one index's arrays.
 struct IndexView {
@@ -60,11 +102,14 @@ struct IndexView {
   const float* sq8_mid = nullptr;       // sq8: d
   const float* sq8_step = nullptr;      // sq8: d
   const uint16_t* fp16_rows = nullptr;  // fp16: n x d
+  const uint8_t* pq4_blocks = nullptr;  // pq4: pq4_blocks(slots) blocks
+  const float* pq4_codebooks = nullptr; // pq4: m x 16 x d / m
+  std::size_t pq4_m = 0;                // pq4: subspaces
   const float* vectors = nullptr;       // optional float32 rows for exact re-ranking (id order)
 
   // Partitions (an inverted file): codes are stored list by list in slots; list p holds
   // slots list_starts[p] .. list_starts[p] + list_sizes[p] (sq8: starts are multiples of
-  // kSq8Block), and slot_ids gives each slot's item id. Without partitions slot = id.
+  // kSq8Block, pq4: of kPq4Block), and slot_ids gives each slot's item id. Without partitions slot = id.
   std::size_t partitions = 0;
   std::size_t slots = 0;                // total slots (codes arrays are sized by slots)
   const float* centroids = nullptr;     // partitions x d
@@ -94,5 +139,7 @@ const char* sq8_kernel_name();
 // to check the AVX2 kernel under the avx512 level too).
 void set_vnni_enabled(bool enabled);
 bool vnni_supported();
+// The pq4 kernel in use: "scalar", "avx2" or "avx512" (follows the SIMD level).
+const char* pq4_kernel_name();
 
 }  // namespace llmrec::quant

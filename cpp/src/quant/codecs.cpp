@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "../topk/driver.hpp"
@@ -326,6 +327,10 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
 
 void codec_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
                   const topk::Filter& filter, std::size_t threads, int64_t* ids, float* scores) {
+  if (index.codec == Codec::pq4) {
+    detail::pq4_search(index, queries, nq, k, filter, threads, ids, scores);
+    return;
+  }
   if (index.partitions > 0) {
     partitioned_search(index, queries, nq, k, filter, threads, ids, scores);
     return;
@@ -333,6 +338,7 @@ void codec_search(const IndexView& index, const float* queries, std::size_t nq, 
   switch (index.codec) {
     case Codec::sq8: sq8_search(index, queries, nq, k, filter, threads, ids, scores); return;
     case Codec::fp16: fp16_search(index, queries, nq, k, filter, threads, ids, scores); return;
+    case Codec::pq4: break;
   }
   throw std::invalid_argument("unknown codec");
 }
@@ -402,27 +408,49 @@ void fp16_decode(const uint16_t* h, std::size_t count, float* out) { fp16_decode
 void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const float* queries,
                   std::size_t nq, const int64_t* candidates, std::size_t n_candidates,
                   std::size_t k, std::size_t num_threads, int64_t* out_ids, float* out_scores) {
+  // Shortlists are small: each candidate's row is scored directly (eight partial sums,
+  // which the compiler keeps in vector registers) and the best k picked by sorting.
   const std::size_t per_task = 16;
   parallel_for((nq + per_task - 1) / per_task, std::max<std::size_t>(1, num_threads), [&](std::size_t t) {
-    std::vector<int64_t> allowed;
+    std::vector<int64_t> ids;
+    std::vector<std::pair<float, int64_t>> scored;
     for (std::size_t q = t * per_task; q < std::min(nq, (t + 1) * per_task); ++q) {
-      allowed.clear();
+      ids.clear();
       for (std::size_t j = 0; j < n_candidates; ++j) {
         const int64_t id = candidates[q * n_candidates + j];
-        if (id >= 0 && static_cast<std::size_t>(id) < n) allowed.push_back(id);
+        if (id >= 0 && static_cast<std::size_t>(id) < n) ids.push_back(id);
       }
-      std::sort(allowed.begin(), allowed.end());
-      allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
-      topk::Filter filter;
-      filter.allow_ids = allowed.data();
-      filter.n_allow_ids = allowed.size();
-      if (allowed.empty()) {
-        std::fill(out_ids + q * k, out_ids + (q + 1) * k, int64_t{-1});
-        std::fill(out_scores + q * k, out_scores + (q + 1) * k, -std::numeric_limits<float>::infinity());
-        continue;
+      std::sort(ids.begin(), ids.end());
+      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      scored.clear();
+      const float* query = queries + q * d;
+      constexpr std::size_t kAhead = 8;  // rows are scattered: fetch a few candidates ahead
+      auto prefetch_row = [&](std::size_t j) {
+        const char* p = reinterpret_cast<const char*>(vectors + static_cast<std::size_t>(ids[j]) * d);
+        for (std::size_t off = 0; off < d * sizeof(float); off += 64) __builtin_prefetch(p + off);
+      };
+      for (std::size_t j = 0; j < std::min(kAhead, ids.size()); ++j) prefetch_row(j);
+      for (std::size_t c = 0; c < ids.size(); ++c) {
+        if (c + kAhead < ids.size()) prefetch_row(c + kAhead);
+        const int64_t id = ids[c];
+        const float* row = vectors + static_cast<std::size_t>(id) * d;
+        float partial[8] = {};
+        std::size_t i = 0;
+        for (; i + 8 <= d; i += 8)
+          for (std::size_t j = 0; j < 8; ++j) partial[j] += query[i + j] * row[i + j];
+        float tail = 0.f;
+        for (; i < d; ++i) tail += query[i] * row[i];
+        const float score = ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
+                            ((partial[2] + partial[6]) + (partial[3] + partial[7])) + tail;
+        scored.emplace_back(score, id);
       }
-      topk::search(vectors, n, d, queries + q * d, 1, k, filter, false, 1, out_ids + q * k,
-                   out_scores + q * k);
+      const std::size_t keep = std::min(k, scored.size());
+      std::partial_sort(scored.begin(), scored.begin() + keep, scored.end(),
+                        [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+      for (std::size_t j = 0; j < k; ++j) {
+        out_ids[q * k + j] = j < keep ? scored[j].second : int64_t{-1};
+        out_scores[q * k + j] = j < keep ? scored[j].first : -std::numeric_limits<float>::infinity();
+      }
     }
   });
 }

@@ -36,6 +36,41 @@ void sq8_scan_scalar(const Sq8Job& job);
 void sq8_scan_avx2(const Sq8Job& job);
 void sq8_scan_avx512vnni(const Sq8Job& job);
 
+// Scores blocks of pq4 codes: for query q and item x, acc = sum over padded subspaces of
+// luts[q][s][code_s(x)] in uint16 (exact: at most 256 * 255), score =
+// std::fma(acc, inverse_scale[q], bias[q]); reported through on_hit only when score >
+// thresholds[q], each query's items in ascending slot order.
+struct Pq4Job {
+  const uint8_t* blocks;  // n_blocks blocks of 16 * padded_m bytes
+  std::size_t n_blocks;
+  std::size_t padded_m;   // even
+  std::size_t n_items;
+  int64_t first_id;
+  const int64_t* ids;
+  const uint8_t* luts;    // nq x padded_m x 16
+  const float* bias;
+  const float* inverse_scale;
+  std::size_t nq;
+  float* thresholds;
+  HitFn on_hit;
+  void* context;
+};
+
+using Pq4Fn = void (*)(const Pq4Job&);
+void pq4_scan_scalar(const Pq4Job& job);
+void pq4_scan_avx2(const Pq4Job& job);
+void pq4_scan_avx512(const Pq4Job& job);
+
+}  // namespace llmrec::quant::detail
+
+#include "llmrec/quant.hpp"
+
+namespace llmrec::quant::detail {
+
+// pq4 search (flat or partitioned), in pq4.cpp.
+void pq4_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+                const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores);
+
 // Converts the first count / W * W halves to floats (W = 8 or 16); returns how many it
 // converted, leaving the tail to the caller.
 std::size_t fp16_decode_avx2(const uint16_t* h, std::size_t count, float* out);

@@ -1,4 +1,4 @@
-// AVX2 kernels: sq8 by byte multiply-add (vpmaddubsw on |t| and sign-adjusted codes, so
+// AVX2 kernels: pq4 fast scan (vpshufb table lookups, below), sq8 by byte multiply-add (vpmaddubsw on |t| and sign-adjusted codes, so
 // pairs never saturate: 2 * 127 * 127 < 2^15) and fp16 decoding by F16C. This file alone
 // is compiled with -mavx2 -mfma -mf16c.
 #include <immintrin.h>
@@ -46,7 +46,96 @@ struct Isa {
 
 #include "kernels_simd.inl"
 
+// pq4 fast scan over one block of 32 items for MQ queries: two subspaces per 256-bit
+// register, each query's uint8 tables read by vpshufb with the code nibbles as indices;
+// the nibbles are extracted once and shared by the MQ queries. Sums are kept in uint16
+// lanes with the usual de-biasing: the shuffled bytes are added as 16-bit words (the odd
+// item's byte lands 256 times too high in its even neighbour's word) and, separately,
+// the odd bytes alone (word >> 8); at the end even = words - (odd << 8), exact mod 2^16
+// since every true sum is below 2^16. The two 128-bit halves (two subspaces) are added
+// and the parities interleaved back into item order; bits[m] gets the lanes whose score
+// beats the threshold of query m, scores[m] their scores.
+template <std::size_t MQ>
+inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::size_t pairs, const float* inverse_scale,
+                      const float* bias, const float* thresholds, float (*scores)[32], unsigned* bits) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  __m256i lo_words[MQ], lo_odd[MQ], hi_words[MQ], hi_odd[MQ];
+  for (std::size_t m = 0; m < MQ; ++m)
+    lo_words[m] = lo_odd[m] = hi_words[m] = hi_odd[m] = _mm256_setzero_si256();
+  for (std::size_t p = 0; p < pairs; ++p) {
+    const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + p * 32));
+    const __m256i lo_index = _mm256_and_si256(codes, low4);
+    const __m256i hi_index = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low4);
+    for (std::size_t m = 0; m < MQ; ++m) {
+      const __m256i table = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(luts[m] + p * 32));
+      const __m256i lo = _mm256_shuffle_epi8(table, lo_index), hi = _mm256_shuffle_epi8(table, hi_index);
+      lo_words[m] = _mm256_add_epi16(lo_words[m], lo);
+      lo_odd[m] = _mm256_add_epi16(lo_odd[m], _mm256_srli_epi16(lo, 8));
+      hi_words[m] = _mm256_add_epi16(hi_words[m], hi);
+      hi_odd[m] = _mm256_add_epi16(hi_odd[m], _mm256_srli_epi16(hi, 8));
+    }
+  }
+  auto fold = [](__m256i v) {
+    return _mm_add_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  };
+  for (std::size_t m = 0; m < MQ; ++m) {
+    const __m128i lo_o = fold(lo_odd[m]), hi_o = fold(hi_odd[m]);
+    const __m128i lo_e = _mm_sub_epi16(fold(lo_words[m]), _mm_slli_epi16(lo_o, 8));
+    const __m128i hi_e = _mm_sub_epi16(fold(hi_words[m]), _mm_slli_epi16(hi_o, 8));
+    const __m128i items[4] = {_mm_unpacklo_epi16(lo_e, lo_o), _mm_unpackhi_epi16(lo_e, lo_o),
+                              _mm_unpacklo_epi16(hi_e, hi_o), _mm_unpackhi_epi16(hi_e, hi_o)};
+    const __m256 scale = _mm256_set1_ps(inverse_scale[m]), offset = _mm256_set1_ps(bias[m]),
+                 limit = _mm256_set1_ps(thresholds[m]);
+    unsigned found = 0;
+    for (int v = 0; v < 4; ++v) {
+      const __m256 s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(items[v])), scale, offset);
+      const unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(s, limit, _CMP_GT_OQ)));
+      if (mask) _mm256_storeu_ps(scores[m] + 8 * v, s);
+      found |= mask << (8 * v);
+    }
+    bits[m] = found;
+  }
+}
+
+template <std::size_t MQ>
+inline void pq4_tile(const Pq4Job& job, std::size_t b, std::size_t q0) {
+  const std::size_t slot0 = b * 32;
+  const uint8_t* luts[MQ];
+  for (std::size_t m = 0; m < MQ; ++m) luts[m] = job.luts + (q0 + m) * 16 * job.padded_m;
+  alignas(32) float scores[MQ][32];
+  unsigned bits[MQ];
+  pq4_block<MQ>(job.blocks + b * 16 * job.padded_m, luts, job.padded_m / 2, job.inverse_scale + q0, job.bias + q0,
+                job.thresholds + q0, scores, bits);
+  const unsigned valid = job.n_items - slot0 < 32 ? (1u << (job.n_items - slot0)) - 1u : ~0u;
+  for (std::size_t m = 0; m < MQ; ++m) {
+    const std::size_t q = q0 + m;
+    for (unsigned hit = bits[m] & valid; hit; hit &= hit - 1) {
+      const std::size_t lane = static_cast<std::size_t>(__builtin_ctz(hit));
+      if (!(scores[m][lane] > job.thresholds[q])) continue;
+      const std::size_t slot = slot0 + lane;
+      job.on_hit(job.context, q, job.ids ? job.ids[slot] : job.first_id + static_cast<int64_t>(slot),
+                 scores[m][lane]);
+    }
+  }
+}
+
 }  // namespace
+
+void pq4_scan_avx2(const Pq4Job& job) {
+  const std::size_t block_bytes = 16 * job.padded_m;
+  std::size_t chunk = 64 * 1024 / block_bytes;
+  if (chunk == 0) chunk = 1;
+  const std::size_t used_blocks = job.n_items ? (job.n_items + 31) / 32 : 0;
+  const std::size_t n_blocks = job.n_blocks < used_blocks ? job.n_blocks : used_blocks;
+  for (std::size_t c0 = 0; c0 < n_blocks; c0 += chunk) {
+    const std::size_t c1 = c0 + chunk < n_blocks ? c0 + chunk : n_blocks;
+    std::size_t q = 0;
+    for (; q + 2 <= job.nq; q += 2)
+      for (std::size_t b = c0; b < c1; ++b) pq4_tile<2>(job, b, q);
+    for (; q < job.nq; ++q)
+      for (std::size_t b = c0; b < c1; ++b) pq4_tile<1>(job, b, q);
+  }
+}
 
 void sq8_scan_avx2(const Sq8Job& job) { sq8_scan_dispatch<4, 1, 2>(job); }
 

@@ -1,4 +1,6 @@
-// Baseline sq8 kernel: plain C++ for the generic target, the reference for the others.
+// Baseline sq8 and pq4 kernels: plain C++ for the generic target, the reference for the others.
+#include <cmath>
+
 #include "kernels.hpp"
 
 namespace llmrec::quant::detail {
@@ -20,6 +22,37 @@ void sq8_scan_scalar(const Sq8Job& job) {
                          t[g * 4 + j];
       for (std::size_t lane = 0; lane < lanes; ++lane) {
         const float score = job.qscale[q] * static_cast<float>(acc[lane]) + job.qoffset[q];
+        if (score > job.thresholds[q]) {
+          const std::size_t slot = slot0 + lane;
+          job.on_hit(job.context, q, job.ids ? job.ids[slot] : job.first_id + static_cast<int64_t>(slot), score);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace llmrec::quant::detail
+
+namespace llmrec::quant::detail {
+
+void pq4_scan_scalar(const Pq4Job& job) {
+  const std::size_t block_bytes = 16 * job.padded_m, lut_stride = 16 * job.padded_m;
+  for (std::size_t q = 0; q < job.nq; ++q) {
+    const uint8_t* lut = job.luts + q * lut_stride;
+    for (std::size_t b = 0; b < job.n_blocks; ++b) {
+      const std::size_t slot0 = b * 32;
+      if (slot0 >= job.n_items) break;
+      const std::size_t lanes = job.n_items - slot0 < 32 ? job.n_items - slot0 : 32;
+      const uint8_t* block = job.blocks + b * block_bytes;
+      uint32_t acc[32] = {};
+      for (std::size_t s = 0; s < job.padded_m; ++s)
+        for (std::size_t j = 0; j < 16; ++j) {
+          const uint8_t byte = block[s * 16 + j];
+          acc[j] += lut[s * 16 + (byte & 15)];
+          acc[j + 16] += lut[s * 16 + (byte >> 4)];
+        }
+      for (std::size_t lane = 0; lane < lanes; ++lane) {
+        const float score = std::fma(static_cast<float>(acc[lane]), job.inverse_scale[q], job.bias[q]);
         if (score > job.thresholds[q]) {
           const std::size_t slot = slot0 + lane;
           job.on_hit(job.context, q, job.ids ? job.ids[slot] : job.first_id + static_cast<int64_t>(slot), score);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -16,6 +17,28 @@ void assign(const float* x, std::size_t n, std::size_t d, const float* centroids
             std::size_t num_threads, int32_t* assignment, float* distances) {
   if (n == 0) return;
   if (k == 0) throw std::invalid_argument("k must be positive");
+  if (d <= 16 && k <= 256) {
+    // Small problems (product-quantization subspaces): direct distances, no search setup.
+    const std::size_t chunk = 4096;
+    parallel_for((n + chunk - 1) / chunk, std::max<std::size_t>(1, num_threads), [&](std::size_t t) {
+      for (std::size_t r = t * chunk; r < std::min(n, (t + 1) * chunk); ++r) {
+        const float* row = x + r * d;
+        float best = std::numeric_limits<float>::infinity();
+        int32_t arg = 0;
+        for (std::size_t c = 0; c < k; ++c) {
+          float dist = 0.f;
+          for (std::size_t i = 0; i < d; ++i) {
+            const float diff = row[i] - centroids[c * d + i];
+            dist += diff * diff;
+          }
+          if (dist < best) best = dist, arg = static_cast<int32_t>(c);
+        }
+        assignment[r] = arg;
+        if (distances) distances[r] = best;
+      }
+    });
+    return;
+  }
   // argmin |x - c|^2 = argmax x.c - |c|^2 / 2: an inner-product top-1 over augmented rows.
   const std::size_t da = d + 1;
   std::vector<float> augmented_centroids(k * da);

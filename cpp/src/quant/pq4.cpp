@@ -1,0 +1,307 @@
+// pq4: product-quantization codebooks (native k-means per subspace), 4-bit codes packed
+// in blocks of 32, per-query uint8 lookup tables, and the fast-scan search through the
+// shared top-k driver (flat, gathered allow-lists and partitions).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../topk/driver.hpp"
+#include "kernels.hpp"
+#include "llmrec/kmeans.hpp"
+#include "llmrec/quant.hpp"
+#include "llmrec/simd.hpp"
+#include "llmrec/thread_pool.hpp"
+
+namespace llmrec::quant {
+namespace {
+
+using topk::detail::ScanTask;
+
+detail::Pq4Fn active_pq4(const char** name = nullptr) {
+#if defined(LLMREC_HAVE_AVX512)
+  if (simd::active_level() == simd::Level::avx512) {
+    if (name) *name = "avx512";
+    return detail::pq4_scan_avx512;
+  }
+#endif
+#if defined(LLMREC_HAVE_AVX2)
+  if (simd::active_level() >= simd::Level::avx2) {
+    if (name) *name = "avx2";
+    return detail::pq4_scan_avx2;
+  }
+#endif
+  if (name) *name = "scalar";
+  return detail::pq4_scan_scalar;
+}
+
+struct Pq4Tables {
+  std::vector<uint8_t> luts;
+  std::vector<float> bias, inverse_scale;
+};
+
+Pq4Tables make_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks) {
+  Pq4Tables t;
+  t.luts.assign(nq * 16 * pq4_padded(m), 0);
+  t.bias.assign(nq, 0.f);
+  t.inverse_scale.assign(nq, 0.f);
+  pq4_tables(queries, nq, d, m, codebooks, t.luts.data(), t.bias.data(), t.inverse_scale.data());
+  return t;
+}
+
+detail::Pq4Job base_job(const Pq4Tables& t, std::size_t padded_m, std::size_t first_query, std::size_t nq,
+                        const ScanTask& task) {
+  detail::Pq4Job job{};
+  job.padded_m = padded_m;
+  job.luts = t.luts.data() + first_query * 16 * padded_m;
+  job.bias = t.bias.data() + first_query;
+  job.inverse_scale = t.inverse_scale.data() + first_query;
+  job.nq = nq;
+  job.thresholds = task.thresholds;
+  job.on_hit = task.on_hit;
+  job.context = task.context;
+  return job;
+}
+
+// Collects a task's hits per query in a buffer of up to 2k entries instead of pushing
+// each into the driver's heap: when full, the best k are kept (nth_element by score, then
+// smaller id) and the query's local threshold rises to the k-th score; at the end the
+// survivors are reported to the driver in ascending id order. With quantized scores and
+// large k (re-ranking shortlists) this replaces most heap updates. Only used without
+// exclusions or an allow mask, which the driver applies on report: a filtered item must
+// not raise a threshold.
+struct BufferedHits {
+  std::size_t k;
+  std::vector<std::vector<std::pair<float, int64_t>>> hits;
+  std::vector<float> thresholds;
+
+  BufferedHits(std::size_t nq, std::size_t k_, const float* start) : k(k_), hits(nq), thresholds(start, start + nq) {
+    for (auto& h : hits) h.reserve(2 * k);
+  }
+  static void on_hit(void* self, std::size_t query, int64_t item, float score) {
+    auto& b = *static_cast<BufferedHits*>(self);
+    auto& h = b.hits[query];
+    h.emplace_back(score, item);
+    if (h.size() >= 2 * b.k) b.compact(query);
+  }
+  void compact(std::size_t query) {
+    auto& h = hits[query];
+    std::nth_element(h.begin(), h.begin() + (k - 1), h.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    h.resize(k);
+    thresholds[query] = h[k - 1].first;
+    // Equal scores at the threshold: those kept came first (smaller ids); later ones fail
+    // the strict test, as they would against a heap.
+  }
+  void flush(const ScanTask& task) {
+    for (std::size_t q = 0; q < hits.size(); ++q) {
+      auto& h = hits[q];
+      std::sort(h.begin(), h.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+      for (const auto& [score, item] : h)
+        if (score > task.thresholds[q]) task.on_hit(task.context, q, item, score);
+    }
+  }
+};
+
+}  // namespace
+
+void pq4_train(const float* x, std::size_t n, std::size_t d, std::size_t m, std::size_t iterations,
+               uint64_t seed, std::size_t num_threads, float* codebooks) {
+  if (m == 0 || d % m != 0)
+    throw std::invalid_argument("pq_subspaces must divide the dimension " + std::to_string(d) + ", got " +
+                                std::to_string(m));
+  if (m > 256) throw std::invalid_argument("pq_subspaces must be at most 256");
+  if (n < 16) throw std::invalid_argument("pq4 needs at least 16 training vectors, got " + std::to_string(n));
+  const std::size_t dsub = d / m;
+  std::vector<float> sub(n * dsub);
+  for (std::size_t s = 0; s < m; ++s) {
+    for (std::size_t r = 0; r < n; ++r)
+      std::copy(x + r * d + s * dsub, x + r * d + (s + 1) * dsub, sub.data() + r * dsub);
+    kmeans::train(sub.data(), n, dsub, 16, iterations, seed + s, num_threads, codebooks + s * 16 * dsub, nullptr);
+  }
+}
+
+uint8_t pq4_get_code(const uint8_t* blocks, std::size_t m, std::size_t slot, std::size_t sub) {
+  const std::size_t lane = slot % kPq4Block;
+  const uint8_t byte = blocks[(slot / kPq4Block) * pq4_block_bytes(m) + sub * 16 + lane % 16];
+  return lane < 16 ? byte & 15 : byte >> 4;
+}
+
+void pq4_set_code(uint8_t* blocks, std::size_t m, std::size_t slot, std::size_t sub, uint8_t code) {
+  const std::size_t lane = slot % kPq4Block;
+  uint8_t& byte = blocks[(slot / kPq4Block) * pq4_block_bytes(m) + sub * 16 + lane % 16];
+  byte = lane < 16 ? static_cast<uint8_t>((byte & 0xf0) | (code & 15))
+                   : static_cast<uint8_t>((byte & 0x0f) | ((code & 15) << 4));
+}
+
+void pq4_encode(const float* x, std::size_t n, std::size_t d, std::size_t m, const float* codebooks,
+                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads, const int64_t* slots) {
+  const std::size_t dsub = d / m, chunk = 1024;
+  // Chunks own whole blocks when slots are consecutive; scattered slots are coded serially
+  // since two rows may share a byte.
+  const std::size_t threads = slots ? 1 : std::max<std::size_t>(1, num_threads);
+  const std::size_t lead = slots ? 0 : (kPq4Block - first_slot % kPq4Block) % kPq4Block;
+  auto code_row = [&](std::size_t r) {
+    const std::size_t slot = slots ? static_cast<std::size_t>(slots[r]) : first_slot + r;
+    for (std::size_t s = 0; s < m; ++s) {
+      const float* v = x + r * d + s * dsub;
+      const float* c = codebooks + s * 16 * dsub;
+      float best = std::numeric_limits<float>::infinity();
+      uint8_t arg = 0;
+      for (std::size_t j = 0; j < 16; ++j) {
+        float dist = 0.f;
+        for (std::size_t i = 0; i < dsub; ++i) {
+          const float diff = v[i] - c[j * dsub + i];
+          dist += diff * diff;
+        }
+        if (dist < best) best = dist, arg = static_cast<uint8_t>(j);
+      }
+      pq4_set_code(blocks, m, slot, s, arg);
+    }
+  };
+  for (std::size_t r = 0; r < std::min(lead, n); ++r) code_row(r);
+  if (n <= lead) return;
+  const std::size_t rest = n - lead;
+  parallel_for((rest + chunk - 1) / chunk, threads, [&](std::size_t c) {
+    for (std::size_t r = lead + c * chunk; r < std::min(n, lead + (c + 1) * chunk); ++r) code_row(r);
+  });
+}
+
+void pq4_copy_slots(const uint8_t* src, const int64_t* src_slots, uint8_t* dst, const int64_t* dst_slots,
+                    std::size_t count, std::size_t m) {
+  for (std::size_t j = 0; j < count; ++j)
+    for (std::size_t s = 0; s < m; ++s)
+      pq4_set_code(dst, m, static_cast<std::size_t>(dst_slots[j]), s,
+                   pq4_get_code(src, m, static_cast<std::size_t>(src_slots[j]), s));
+}
+
+void pq4_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::size_t d, std::size_t m,
+                const float* codebooks, float* out) {
+  const std::size_t dsub = d / m;
+  for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t s = 0; s < m; ++s) {
+      const uint8_t c = pq4_get_code(blocks, m, first + r, s);
+      std::copy(codebooks + (s * 16 + c) * dsub, codebooks + (s * 16 + c + 1) * dsub, out + r * d + s * dsub);
+    }
+}
+
+void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
+                uint8_t* luts, float* bias, float* inverse_scale) {
+  const std::size_t dsub = d / m, padded = pq4_padded(m);
+  std::vector<float> table(m * 16);
+  for (std::size_t q = 0; q < nq; ++q) {
+    const float* v = queries + q * d;
+    float widest = 0.f;
+    double base = 0.0;
+    for (std::size_t s = 0; s < m; ++s) {
+      float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+      for (std::size_t c = 0; c < 16; ++c) {
+        float dot = 0.f;
+        for (std::size_t i = 0; i < dsub; ++i) dot += v[s * dsub + i] * codebooks[(s * 16 + c) * dsub + i];
+        table[s * 16 + c] = dot;
+        lo = std::min(lo, dot);
+        hi = std::max(hi, dot);
+      }
+      for (std::size_t c = 0; c < 16; ++c) table[s * 16 + c] -= lo;
+      base += lo;
+      widest = std::max(widest, hi - lo);
+    }
+    const float scale = widest > 0.f ? 255.f / widest : 1.f;
+    uint8_t* lut = luts + q * padded * 16;
+    std::fill(lut, lut + padded * 16, uint8_t{0});
+    for (std::size_t e = 0; e < m * 16; ++e)
+      lut[e] = static_cast<uint8_t>(std::clamp(std::nearbyint(table[e] * scale), 0.f, 255.f));
+    bias[q] = static_cast<float>(base);
+    inverse_scale[q] = 1.f / scale;
+  }
+}
+
+const char* pq4_kernel_name() {
+  const char* name = "scalar";
+  active_pq4(&name);
+  return name;
+}
+
+namespace detail {
+
+void pq4_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+                const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores) {
+  const std::size_t d = index.d, m = index.pq4_m, padded = pq4_padded(m), block_bytes = pq4_block_bytes(m);
+  const Pq4Tables tables = make_tables(queries, nq, d, m, index.pq4_codebooks);
+  const Pq4Fn kernel = active_pq4();
+  topk::detail::DriveOptions options;
+  options.n_items = index.n;
+  options.nq = nq;
+  options.k = k;
+  options.num_threads = threads;
+  options.query_bytes = 16 * padded;
+  if (index.partitions > 0) {
+    const std::size_t probes = std::min(index.probes, index.partitions);
+    std::vector<int64_t> probe_ids(nq * probes);
+    std::vector<float> probe_scores(nq * probes);
+    topk::search(index.centroids, index.partitions, d, queries, nq, probes, topk::Filter{}, false, threads,
+                 probe_ids.data(), probe_scores.data());
+    topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
+      Pq4Job job = base_job(tables, padded, q, 1, sink);
+      for (std::size_t j = 0; j < probes; ++j) {
+        const int64_t p = probe_ids[q * probes + j];
+        if (p < 0 || index.list_sizes[p] == 0) continue;
+        const std::size_t start = static_cast<std::size_t>(index.list_starts[p]);
+        job.blocks = index.pq4_blocks + (start / kPq4Block) * block_bytes;
+        job.n_items = static_cast<std::size_t>(index.list_sizes[p]);
+        job.n_blocks = pq4_blocks(job.n_items);
+        job.ids = index.slot_ids + start;
+        kernel(job);
+      }
+    }, out_ids, out_scores);
+    return;
+  }
+  options.split_align = kPq4Block;
+  // Many queries are spread over the threads by query blocks alone, so each query has one
+  // heap (and one hit buffer) rather than one per item range.
+  options.min_items_per_split = nq >= 2 * threads ? std::max<std::size_t>(index.n, 1) : 16384;
+  const bool buffered = k >= 32 && !filter.exclude_indptr && !filter.allow_mask;
+  topk::detail::drive(filter, options, [&](const ScanTask& task) {
+    Pq4Job job = base_job(tables, padded, task.first_query, task.nq, task);
+    if (!task.positions) {
+      job.blocks = index.pq4_blocks + (task.begin / kPq4Block) * block_bytes;
+      job.n_items = task.end - task.begin;
+      job.n_blocks = pq4_blocks(job.n_items);
+      job.first_id = static_cast<int64_t>(task.begin);
+      if (buffered && job.n_items > 2 * k) {
+        BufferedHits hits(task.nq, k, task.thresholds);
+        job.thresholds = hits.thresholds.data();
+        job.on_hit = &BufferedHits::on_hit;
+        job.context = &hits;
+        kernel(job);
+        hits.flush(task);
+        return;
+      }
+      kernel(job);
+      return;
+    }
+    // A sparse allow-list: gather the allowed items' codes into blocks first.
+    const std::size_t chunk_blocks = 64, chunk = chunk_blocks * kPq4Block;
+    std::vector<uint8_t> gathered(chunk_blocks * block_bytes);
+    for (std::size_t p0 = task.begin; p0 < task.end; p0 += chunk) {
+      const std::size_t count = std::min(chunk, task.end - p0);
+      std::fill(gathered.begin(), gathered.end(), uint8_t{0});
+      for (std::size_t j = 0; j < count; ++j) {
+        const std::size_t id = static_cast<std::size_t>(task.positions[p0 + j]);
+        for (std::size_t s = 0; s < m; ++s) pq4_set_code(gathered.data(), m, j, s, pq4_get_code(index.pq4_blocks, m, id, s));
+      }
+      job.blocks = gathered.data();
+      job.n_items = count;
+      job.n_blocks = pq4_blocks(count);
+      job.ids = task.positions + p0;
+      kernel(job);
+    }
+  }, out_ids, out_scores);
+}
+
+}  // namespace detail
+}  // namespace llmrec::quant

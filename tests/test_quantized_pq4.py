@@ -1,0 +1,218 @@
+"""QuantizedIndex codec="pq4": codebooks, codes and lookup tables against numpy, every
+SIMD kernel against a numpy model of the uint8 table sums, recall with re-ranking,
+filters, partitions, add, files and bad input."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from llmrec import QuantizedIndex, _core
+from llmrec._fileformat import FormatError
+from reference import assert_topk_matches, reference_scores, reference_topk
+from test_quantized import _qualifies, clustered, recall
+
+
+def codes_of(index):
+    """(n, m) centroid indices of every item, recovered from the decoded rows."""
+    rows = index.reconstruct(np.arange(len(index)))
+    m, dsub = index.pq_subspaces, index.dim // index.pq_subspaces
+    sub = rows.reshape(len(index), m, 1, dsub)
+    match = np.all(sub == index._codebooks[None], axis=3)  # (n, m, 16)
+    assert np.all(match.any(axis=2)), "a decoded sub-vector is not a centroid"
+    return match.argmax(axis=2)
+
+
+def numpy_tables(queries, codebooks):
+    """The float tables, per-subspace minima and the one uint8 scale, as documented."""
+    m, _, dsub = codebooks.shape
+    q = queries.reshape(len(queries), m, dsub).astype(np.float64)
+    table = np.einsum("qsd,scd->qsc", q, codebooks.astype(np.float64))
+    low = table.min(axis=2, keepdims=True)
+    widest = (table - low).max(axis=(1, 2))
+    scale = np.where(widest > 0, 255.0 / widest, 1.0)
+    return table, low, scale
+
+
+def pq4_model(index, queries):
+    """Scores (nq, n) the kernels must reproduce: bias + (sum of uint8 table entries) / a."""
+    luts, bias, inverse = _core.pq4_tables(np.ascontiguousarray(queries, np.float32), index._codebooks)
+    codes = codes_of(index)
+    m = index.pq_subspaces
+    acc = luts[:, np.arange(m)[None, :], codes].astype(np.int64).sum(axis=2)  # (nq, n)
+    return bias[:, None].astype(np.float64) + acc * inverse[:, None].astype(np.float64)
+
+
+def test_tables_match_numpy(rng):
+    items = rng.standard_normal((500, 24)).astype(np.float32)
+    queries = rng.standard_normal((9, 24)).astype(np.float32)
+    for m in (3, 4, 12):  # odd m gets a zero padding table
+        index = QuantizedIndex(items, codec="pq4", pq_subspaces=m, keep_vectors=False, random_state=0)
+        luts, bias, inverse = _core.pq4_tables(queries, index._codebooks)
+        assert luts.shape == (9, m + m % 2, 16) and luts.dtype == np.uint8
+        table, low, scale = numpy_tables(queries, index._codebooks)
+        expected = np.clip(np.rint((table - low) * scale[:, None, None]), 0, 255)
+        assert np.abs(luts[:, :m].astype(int) - expected).max() <= 1
+        assert np.all(luts[:, m:] == 0)
+        assert luts[:, :m].max() == 255  # the widest table spans the whole byte
+        np.testing.assert_allclose(bias, low.sum(axis=(1, 2)), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(inverse, 1 / scale, rtol=1e-6)
+
+
+def test_codes_are_the_nearest_centroids(rng):
+    items = rng.standard_normal((777, 16)).astype(np.float32)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=8, keep_vectors=False, random_state=1)
+    assert index._codebooks.shape == (8, 16, 2)
+    codes = codes_of(index)
+    sub = items.reshape(777, 8, 1, 2)
+    dist = ((sub - index._codebooks[None]) ** 2).sum(axis=3)
+    chosen = np.take_along_axis(dist, codes[:, :, None], axis=2)[:, :, 0]
+    assert np.all(chosen <= dist.min(axis=2) + 1e-5)
+    # k-means codebooks beat a random choice of centroids by far.
+    err = ((index.reconstruct(np.arange(777)) - items) ** 2).sum(1).mean()
+    assert err < 0.5 * (items ** 2).sum(1).mean()
+
+
+@pytest.mark.parametrize("n,d,m,nq,k", [
+    (16, 4, 1, 1, 3), (33, 6, 3, 2, 5), (100, 8, 4, 5, 10), (1000, 30, 5, 3, 10),
+    (4097, 64, 32, 9, 10), (40_000, 32, 16, 3, 5),
+    (6000, 32, 16, 5, 64),  # large k: hits buffered before the heap
+])
+def test_every_kernel_matches_the_table_model(rng, n, d, m, nq, k):
+    items, queries = clustered(rng, n, d, nq, clusters=7)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=m, keep_vectors=False, random_state=0)
+    model = pq4_model(index, queries)
+    results = {}
+    previous = _core.active_simd_level()
+    try:
+        for level in _core.supported_simd_levels():
+            _core.set_simd_level(level)
+            ids, scores = index.search(queries, k=k, rerank=0)
+            assert_topk_matches(ids, scores, model, k, rtol=1e-6)
+            results[_core.pq4_kernel()] = (ids, scores)
+    finally:
+        _core.set_simd_level(previous)
+    ids0, scores0 = results["scalar"]
+    for name, (ids, scores) in results.items():
+        np.testing.assert_array_equal(scores, scores0, err_msg=name)
+        np.testing.assert_array_equal(ids, ids0, err_msg=name)
+
+
+def test_recall_floor_with_rerank():
+    items, queries = clustered(np.random.default_rng(11), 20_000, 64, 100)
+    expected = reference_topk(reference_scores(items, queries), 10)
+    index = QuantizedIndex(items, codec="pq4", random_state=0)
+    assert index.pq_subspaces == 32
+    plain = recall(index.search(queries, k=10, rerank=0)[0], expected)
+    reranked_ids, reranked_scores = index.search(queries, k=10, rerank=30)
+    assert plain >= 0.25
+    assert recall(reranked_ids, expected) >= 0.95
+    rows = np.arange(len(queries))[:, None]
+    np.testing.assert_allclose(reranked_scores, (queries @ items.T)[rows, reranked_ids], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("partitions", [None, 8])
+@pytest.mark.parametrize("allow_kind", ["none", "mask", "sparse_ids"])
+def test_filters_never_leak(rng, partitions, allow_kind):
+    n, d, nq, k = 3000, 16, 6, 12
+    items, queries = clustered(rng, n, d, nq)
+    exclude = [rng.choice(n, rng.integers(0, 300), replace=False) for _ in range(nq)]
+    top = reference_topk(reference_scores(items, queries), 5)
+    exclude = [np.union1d(e, t) for e, t in zip(exclude, top)]
+    allow = {"none": None, "mask": rng.random(n) < 0.5,
+             "sparse_ids": rng.choice(n, 40, replace=False)}[allow_kind]
+    allow_ids = np.flatnonzero(allow) if allow is not None and allow.dtype == bool else allow
+    ok = _qualifies(nq, n, exclude, allow_ids)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=8, partitions=partitions, random_state=0)
+    previous = _core.active_simd_level()
+    try:
+        for level in _core.supported_simd_levels():
+            _core.set_simd_level(level)
+            for rerank in (0, 3):
+                kwargs = {"probes": 8} if partitions else {}
+                ids, scores = index.search(queries, k=k, exclude=exclude, allow=allow, rerank=rerank, **kwargs)
+                for q in range(nq):
+                    got = ids[q][ids[q] >= 0]
+                    assert ok[q, got].all(), f"{level}: a filtered item leaked"
+                    assert len(got) == min(k, ok[q].sum())
+                if rerank and allow_kind == "sparse_ids":
+                    assert_topk_matches(ids, scores, reference_scores(items, queries), k, qualifies=ok)
+    finally:
+        _core.set_simd_level(previous)
+
+
+def test_partitions_with_every_probe_equal_the_flat_scan(rng):
+    items, queries = clustered(rng, 5000, 32, 8)
+    flat = QuantizedIndex(items, codec="pq4", keep_vectors=False, random_state=3)
+    ivf = QuantizedIndex(items, codec="pq4", partitions=6, keep_vectors=False, random_state=3)
+    np.testing.assert_array_equal(flat._codebooks, ivf._codebooks)
+    model = pq4_model(flat, queries)
+    ids, scores = ivf.search(queries, k=10, probes=6, rerank=0)
+    assert_topk_matches(ids, scores, model, 10, rtol=1e-6)
+
+
+def test_add_save_load_round_trip(tmp_path, rng):
+    items, queries = clustered(rng, 1000, 16, 5)
+    for partitions in (None, 4):
+        index = QuantizedIndex(items[:700], codec="pq4", pq_subspaces=4, partitions=partitions, random_state=0)
+        assert list(index.add(items[700:])) == list(range(700, 1000))
+        whole = QuantizedIndex(items[:700], codec="pq4", pq_subspaces=4, partitions=partitions, random_state=0)
+        np.testing.assert_array_equal(index.reconstruct(np.arange(700)), whole.reconstruct(np.arange(700)))
+        kwargs = {"probes": 4} if partitions else {}
+        expected = index.search(queries, k=10, rerank=0, **kwargs)
+        path = tmp_path / f"pq4-{partitions}.llmrec"
+        index.save(path)
+        for mmap in (False, True):
+            loaded = QuantizedIndex.load(path, mmap=mmap)
+            assert loaded.codec == "pq4" and loaded.pq_subspaces == 4 and len(loaded) == 1000
+            got = loaded.search(queries, k=10, rerank=0, **kwargs)
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
+            np.testing.assert_array_equal(loaded.reconstruct(np.arange(1000)), index.reconstruct(np.arange(1000)))
+        assert index.memory_bytes() >= 1000 * 2 + index._codebooks.nbytes
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "bad.llmrec"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError):
+        QuantizedIndex.load(bad)
+
+
+def test_concurrent_search_equals_serial(rng):
+    items, queries = clustered(rng, 3000, 32, 40)
+    index = QuantizedIndex(items, codec="pq4", random_state=0, num_threads=2)
+    serial = [index.search(q, k=5) for q in queries]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda q: index.search(q, k=5), queries))
+    for (a, b), (c, e) in zip(serial, parallel):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, e)
+
+
+def test_bad_input(rng):
+    items = rng.standard_normal((100, 12)).astype(np.float32)
+    with pytest.raises(ValueError, match="divide the dimension 12"):
+        QuantizedIndex(items, codec="pq4", pq_subspaces=5)
+    with pytest.raises(ValueError, match="applies only to codec='pq4'"):
+        QuantizedIndex(items, codec="sq8", pq_subspaces=4)
+    with pytest.raises(ValueError, match="at least 16 training vectors"):
+        QuantizedIndex(items[:10], codec="pq4", pq_subspaces=4)
+    with pytest.raises(ValueError, match="at least 16 training vectors"):
+        QuantizedIndex(items, codec="pq4", pq_subspaces=4, train_size=8)
+    with pytest.raises(ValueError, match="at most 256"):
+        QuantizedIndex(rng.standard_normal((20, 512)).astype(np.float32), codec="pq4", pq_subspaces=512)
+    with pytest.raises(TypeError):
+        QuantizedIndex(items, codec="pq4", pq_subspaces=2.5)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=6)
+    assert index.pq_subspaces == 6
+    with pytest.raises(ValueError):
+        index.search(rng.standard_normal((2, 11)), k=3)
+    with pytest.raises(ValueError):
+        index.search(np.full((1, 12), np.nan), k=3)
+    with pytest.raises(ValueError):
+        index.add(rng.standard_normal((3, 13)))
+    # The default subspace count: d / 2, else the largest divisor up to 256.
+    assert QuantizedIndex(items, codec="pq4").pq_subspaces == 6
+    assert QuantizedIndex(rng.standard_normal((30, 7)).astype(np.float32), codec="pq4").pq_subspaces == 7
