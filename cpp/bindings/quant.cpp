@@ -1,5 +1,4 @@
-// Bindings for quantized search. Inputs arrive validated and converted by the Python
-// facade (python/llmrec/quantized.py); the checks here only guard memory safety.
+// Bindings for quantized search (facade: python/llmrec/quantized.py).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -7,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "common.hpp"
 #include "llmrec/kmeans.hpp"
 #include "llmrec/quant.hpp"
 #include "llmrec/thread_pool.hpp"
@@ -15,45 +15,12 @@ namespace py = pybind11;
 
 namespace {
 
-using FloatArray = py::array_t<float, py::array::c_style>;
-using IdArray = py::array_t<int64_t, py::array::c_style>;
-using ByteArray = py::array_t<uint8_t, py::array::c_style>;
+using llmrec::bindings::ByteArray;
+using llmrec::bindings::FloatArray;
+using llmrec::bindings::IdArray;
+using llmrec::bindings::make_filter;
+using llmrec::bindings::require;
 using HalfArray = py::array_t<uint16_t, py::array::c_style>;
-
-void require(bool ok, const std::string& message) {
-  if (!ok) throw py::value_error(message);
-}
-
-llmrec::topk::Filter make_filter(std::size_t n, std::size_t nq, const std::optional<IdArray>& exclude_indptr,
-                                 const std::optional<IdArray>& exclude_ids,
-                                 const std::optional<ByteArray>& allow_mask,
-                                 const std::optional<IdArray>& allow_ids) {
-  llmrec::topk::Filter filter;
-  if (exclude_indptr || exclude_ids) {
-    require(exclude_indptr && exclude_ids, "exclude needs both indptr and ids");
-    require(static_cast<std::size_t>(exclude_indptr->size()) == nq + 1, "exclude indptr must have nq + 1 entries");
-    filter.exclude_indptr = exclude_indptr->data();
-    filter.exclude_ids = exclude_ids->data();
-    require(filter.exclude_indptr[0] == 0 && filter.exclude_indptr[nq] == exclude_ids->size(),
-            "exclude indptr does not match its ids");
-    for (std::size_t q = 0; q < nq; ++q)
-      require(filter.exclude_indptr[q] <= filter.exclude_indptr[q + 1], "exclude indptr must be non-decreasing");
-  }
-  if (allow_mask) {
-    require(static_cast<std::size_t>(allow_mask->size()) == n, "allow mask must have one entry per item");
-    filter.allow_mask = allow_mask->data();
-  }
-  if (allow_ids) {
-    require(!allow_mask, "give allow as a mask or as ids, not both");
-    filter.allow_ids = allow_ids->data();
-    filter.n_allow_ids = allow_ids->size();
-    for (std::size_t i = 0; i < filter.n_allow_ids; ++i)
-      require(filter.allow_ids[i] >= 0 && static_cast<std::size_t>(filter.allow_ids[i]) < n &&
-                  (i == 0 || filter.allow_ids[i - 1] < filter.allow_ids[i]),
-              "allow ids must be sorted, unique and in [0, n)");
-  }
-  return filter;
-}
 
 py::tuple sq8_train(const FloatArray& x) {
   require(x.ndim() == 2 && x.shape(0) > 0 && x.shape(1) > 0, "training vectors must be a non-empty 2-D array");

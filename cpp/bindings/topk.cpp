@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "common.hpp"
 #include "llmrec/thread_pool.hpp"
 #include "llmrec/topk.hpp"
 
@@ -14,18 +15,16 @@ namespace py = pybind11;
 
 namespace {
 
-using FloatArray = py::array_t<float, py::array::c_style>;
-using IdArray = py::array_t<int64_t, py::array::c_style>;
-using MaskArray = py::array_t<uint8_t, py::array::c_style>;
-
-void require(bool ok, const std::string& message) {
-  if (!ok) throw py::value_error(message);
-}
+using llmrec::bindings::ByteArray;
+using llmrec::bindings::FloatArray;
+using llmrec::bindings::IdArray;
+using llmrec::bindings::make_filter;
+using llmrec::bindings::require;
 
 py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long k,
                        const std::optional<IdArray>& exclude_indptr,
                        const std::optional<IdArray>& exclude_ids,
-                       const std::optional<MaskArray>& allow_mask,
+                       const std::optional<ByteArray>& allow_mask,
                        const std::optional<IdArray>& allow_ids, bool normalize_queries,
                        long num_threads) {
   require(items.ndim() == 2, "items must be 2-D");
@@ -34,30 +33,8 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
   require(d > 0 && static_cast<std::size_t>(queries.shape(1)) == d,
           "queries must have the items' dimension");
   require(k > 0, "k must be positive");
-  llmrec::topk::Filter filter;
-  if (exclude_indptr || exclude_ids) {
-    require(exclude_indptr && exclude_ids, "exclude needs both indptr and ids");
-    require(static_cast<std::size_t>(exclude_indptr->size()) == nq + 1, "exclude indptr must have nq + 1 entries");
-    filter.exclude_indptr = exclude_indptr->data();
-    filter.exclude_ids = exclude_ids->data();
-    require(filter.exclude_indptr[0] == 0 && filter.exclude_indptr[nq] == exclude_ids->size(),
-            "exclude indptr does not match its ids");
-    for (std::size_t q = 0; q < nq; ++q)
-      require(filter.exclude_indptr[q] <= filter.exclude_indptr[q + 1], "exclude indptr must be non-decreasing");
-  }
-  if (allow_mask) {
-    require(static_cast<std::size_t>(allow_mask->size()) == n, "allow mask must have one entry per item");
-    filter.allow_mask = allow_mask->data();
-  }
-  if (allow_ids) {
-    require(!allow_mask, "give allow as a mask or as ids, not both");
-    filter.allow_ids = allow_ids->data();
-    filter.n_allow_ids = allow_ids->size();
-    for (std::size_t i = 0; i < filter.n_allow_ids; ++i)
-      require(filter.allow_ids[i] >= 0 && static_cast<std::size_t>(filter.allow_ids[i]) < n &&
-                  (i == 0 || filter.allow_ids[i - 1] < filter.allow_ids[i]),
-              "allow ids must be sorted, unique and in [0, n)");
-  }
+  const llmrec::topk::Filter filter =
+      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   IdArray ids({nq, static_cast<std::size_t>(k)});
   FloatArray scores({nq, static_cast<std::size_t>(k)});
