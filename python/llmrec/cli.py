@@ -47,7 +47,8 @@ def demo(n_items: int, dim: int, n_queries: int, k: int, seed: int) -> int:
     expected = np.argsort(-reference, axis=1, kind="stable")[:, :k]
     agree = np.mean([len(set(a) & set(b)) / k for a, b in zip(ids[:8], expected)])
     print(f"agreement with a float64 numpy reference on 8 queries: {agree:.3f}")
-    print(f"query 0: top ids {ids[0][:5].tolist()} scores {np.round(scores[0][:5], 4).tolist()}")
+    top = ", ".join(f"{i} ({s:.4f})" for i, s in zip(ids[0][:5], scores[0][:5]))
+    print(f"query 0, best 5 items (cosine): {top}")
     return 0 if agree > 0.99 else 1
 
 
