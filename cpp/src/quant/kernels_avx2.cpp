@@ -56,8 +56,9 @@ struct Isa {
 // and the parities interleaved back into item order; bits[m] gets the lanes whose score
 // beats the threshold of query m, scores[m] their scores.
 template <std::size_t MQ>
-inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::size_t pairs, const float* inverse_scale,
+inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::size_t padded_m, const float* inverse_scale,
                       const float* bias, const float* thresholds, float (*scores)[32], unsigned* bits) {
+  const std::size_t pairs = padded_m / 2;
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   __m256i lo_words[MQ], lo_odd[MQ], hi_words[MQ], hi_odd[MQ];
   for (std::size_t m = 0; m < MQ; ++m)
@@ -97,45 +98,11 @@ inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::siz
   }
 }
 
-template <std::size_t MQ>
-inline void pq4_tile(const Pq4Job& job, std::size_t b, std::size_t q0) {
-  const std::size_t slot0 = b * 32;
-  const uint8_t* luts[MQ];
-  for (std::size_t m = 0; m < MQ; ++m) luts[m] = job.luts + (q0 + m) * 16 * job.padded_m;
-  alignas(32) float scores[MQ][32];
-  unsigned bits[MQ];
-  pq4_block<MQ>(job.blocks + b * 16 * job.padded_m, luts, job.padded_m / 2, job.inverse_scale + q0, job.bias + q0,
-                job.thresholds + q0, scores, bits);
-  const unsigned valid = job.n_items - slot0 < 32 ? (1u << (job.n_items - slot0)) - 1u : ~0u;
-  for (std::size_t m = 0; m < MQ; ++m) {
-    const std::size_t q = q0 + m;
-    for (unsigned hit = bits[m] & valid; hit; hit &= hit - 1) {
-      const std::size_t lane = static_cast<std::size_t>(__builtin_ctz(hit));
-      if (!(scores[m][lane] > job.thresholds[q])) continue;
-      const std::size_t slot = slot0 + lane;
-      job.on_hit(job.context, q, job.ids ? job.ids[slot] : job.first_id + static_cast<int64_t>(slot),
-                 scores[m][lane]);
-    }
-  }
-}
+#include "pq4_scan.inl"
 
 }  // namespace
 
-void pq4_scan_avx2(const Pq4Job& job) {
-  const std::size_t block_bytes = 16 * job.padded_m;
-  std::size_t chunk = 64 * 1024 / block_bytes;
-  if (chunk == 0) chunk = 1;
-  const std::size_t used_blocks = job.n_items ? (job.n_items + 31) / 32 : 0;
-  const std::size_t n_blocks = job.n_blocks < used_blocks ? job.n_blocks : used_blocks;
-  for (std::size_t c0 = 0; c0 < n_blocks; c0 += chunk) {
-    const std::size_t c1 = c0 + chunk < n_blocks ? c0 + chunk : n_blocks;
-    std::size_t q = 0;
-    for (; q + 2 <= job.nq; q += 2)
-      for (std::size_t b = c0; b < c1; ++b) pq4_tile<2>(job, b, q);
-    for (; q < job.nq; ++q)
-      for (std::size_t b = c0; b < c1; ++b) pq4_tile<1>(job, b, q);
-  }
-}
+void pq4_scan_avx2(const Pq4Job& job) { pq4_scan_blocks(job); }
 
 void sq8_scan_avx2(const Sq8Job& job) { sq8_scan_dispatch<4, 1, 2>(job); }
 
