@@ -145,6 +145,14 @@ def _as_user_ids(values: Any, name: str, n: int) -> tuple[np.ndarray, bool]:
     return array, single
 
 
+def _grow_rows(matrix: np.ndarray, n_rows: int) -> np.ndarray:
+    """``matrix`` with zero rows appended up to ``n_rows`` (itself when already that tall)."""
+    if n_rows <= matrix.shape[0]:
+        return matrix
+    padding = np.zeros((n_rows - matrix.shape[0], matrix.shape[1]), dtype=matrix.dtype)
+    return np.vstack([matrix, padding])
+
+
 def _replace_rows(matrix: sp.csr_matrix, ids: np.ndarray, rows: sp.csr_matrix,
                   n_rows: int) -> sp.csr_matrix:
     """A copy of ``matrix`` grown to n_rows rows with rows ``ids`` replaced by ``rows``."""
@@ -468,12 +476,9 @@ class ALS:
                                 n_rows=len(ids))
         vectors = self.fold_in(rows, user_features=user_features)
         n_new = max(self.n_users_, int(ids.max()) + 1 if len(ids) else 0)
-        U = self.user_factors_
-        if n_new > U.shape[0]:
-            U = np.vstack([U, np.zeros((n_new - U.shape[0], U.shape[1]), dtype=np.float32)])
-            if self._user_priors is not None:
-                self._user_priors = np.vstack([self._user_priors, np.zeros(
-                    (n_new - self._user_priors.shape[0], U.shape[1]), dtype=np.float32)])
+        U = _grow_rows(self.user_factors_, n_new)
+        if self._user_priors is not None:
+            self._user_priors = _grow_rows(self._user_priors, n_new)
         U[ids] = vectors
         if self._user_priors is not None:
             priors = self._priors_for(user_features, self.user_prior_weights_, "user_features",
@@ -507,12 +512,9 @@ class ALS:
         self._solve(self._settings_used, rows, self.user_factors_, V, self._user_gram(),
                     priors, cholesky=True)
         n_new = max(self.n_items_, int(ids.max()) + 1 if len(ids) else 0)
-        Y = self.item_factors_
-        if n_new > Y.shape[0]:
-            Y = np.vstack([Y, np.zeros((n_new - Y.shape[0], Y.shape[1]), dtype=np.float32)])
-            if self._item_priors is not None:
-                self._item_priors = np.vstack([self._item_priors, np.zeros(
-                    (n_new - self._item_priors.shape[0], Y.shape[1]), dtype=np.float32)])
+        Y = _grow_rows(self.item_factors_, n_new)
+        if self._item_priors is not None:
+            self._item_priors = _grow_rows(self._item_priors, n_new)
         Y[ids] = V
         if self._item_priors is not None:
             self._item_priors[ids] = V if priors is None else priors
