@@ -7,8 +7,8 @@ import json
 from llmrec.cli import main
 
 
-def test_demo_runs_and_agrees_with_numpy(capsys):
-    assert main(["demo", "--items", "3000", "--dim", "24", "--queries", "16", "-k", "5"]) == 0
+def test_ranker_runs_and_agrees_with_numpy(capsys):
+    assert main(["ranker", "--items", "3000", "--dim", "24", "--queries", "16", "-k", "5"]) == 0
     out = capsys.readouterr().out
     assert "agreement with a float64 numpy reference on 8 queries: 1.000" in out
 

@@ -1,4 +1,10 @@
-"""The ``llmrec`` command: ``llmrec demo`` (the main job) and ``llmrec info``."""
+"""The ``llmrec`` command.
+
+* ``llmrec demo`` — the main job (:mod:`llmrec.demo`): fit, compare, recommend;
+* ``llmrec evaluate --data DIR`` — the same comparison on MovieLens files;
+* ``llmrec ranker`` — the exact SIMD ranker on generated data, checked against numpy;
+* ``llmrec info`` — build information as JSON.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ def _clustered_items(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
     return centers[assignment] + 0.5 * rng.standard_normal((n, d), dtype=np.float32)
 
 
-def demo(n_items: int, dim: int, n_queries: int, k: int, seed: int) -> int:
+def ranker(n_items: int, dim: int, n_queries: int, k: int, seed: int) -> int:
     """Show the exact ranker on generated data and check it against numpy."""
     import scipy.sparse as sp
 
@@ -52,16 +58,60 @@ def demo(n_items: int, dim: int, n_queries: int, k: int, seed: int) -> int:
     return 0 if agree > 0.99 else 1
 
 
+def evaluate(data: str, split: str, k: int, encoder: str, seed: int) -> int:
+    """Compare the Recommender with popularity and behaviour-only ALS on MovieLens files."""
+    from . import Recommender
+    from .comparison import compare, format_table
+    from .datasets import load_movielens
+    from .demo import default_encoder
+    from .evaluation import leave_last_k, random_split, temporal_split
+
+    interactions, items, _ = load_movielens(data)
+    if split == "temporal":
+        train, test = temporal_split(interactions, 0.2)
+    elif split == "random":
+        train, test = random_split(interactions, 0.2, random_state=seed)
+    else:
+        train, test = leave_last_k(interactions, 1)
+    text_encoder = None if encoder == "none" else (
+        default_encoder() if encoder == "default" else _encoder_at(encoder))
+    table = compare(train, test, items, recommender=Recommender(encoder=text_encoder, random_state=seed),
+                    k=k, random_state=seed, show_progress=True)
+    print(f"{data}: {len(interactions):,} interactions, {split} split, full ranking, @{k}")
+    print(format_table(table, k))
+    return 0
+
+
+def _encoder_at(model: str):
+    from .text import TextEncoder
+
+    return TextEncoder(model)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``llmrec`` command."""
-    parser = argparse.ArgumentParser(prog="llmrec", description=__doc__)
+    parser = argparse.ArgumentParser(prog="llmrec", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="run the ranker on generated data")
-    p_demo.add_argument("--items", type=int, default=200_000)
-    p_demo.add_argument("--dim", type=int, default=128)
-    p_demo.add_argument("--queries", type=int, default=256)
+    p_demo = sub.add_parser("demo", help="the main job: fit, compare and recommend on synthetic data")
+    p_demo.add_argument("--users", type=int, default=4000)
+    p_demo.add_argument("--items", type=int, default=3000)
+    p_demo.add_argument("--behaviour-only", action="store_true", help="run without a text encoder")
     p_demo.add_argument("-k", type=int, default=10)
     p_demo.add_argument("--seed", type=int, default=0)
+    p_eval = sub.add_parser("evaluate", help="compare the Recommender with baselines on MovieLens files")
+    p_eval.add_argument("--data", required=True, help="a MovieLens directory (ml-100k, RecBole, ml-latest)")
+    p_eval.add_argument("--split", choices=("temporal", "random", "leave-last"), default="temporal")
+    p_eval.add_argument("--encoder", default="default",
+                        help='"default" (MiniLM), a local model directory, or "none"')
+    p_eval.add_argument("-k", type=int, default=10)
+    p_eval.add_argument("--seed", type=int, default=0)
+    p_rank = sub.add_parser("ranker", help="run the exact ranker on generated data")
+    p_rank.add_argument("--items", type=int, default=200_000)
+    p_rank.add_argument("--dim", type=int, default=128)
+    p_rank.add_argument("--queries", type=int, default=256)
+    p_rank.add_argument("-k", type=int, default=10)
+    p_rank.add_argument("--seed", type=int, default=0)
     sub.add_parser("info", help="print build information as JSON")
     args = parser.parse_args(argv)
     if args.command == "info":
@@ -69,7 +119,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(build_info(), indent=2))
         return 0
-    return demo(args.items, args.dim, args.queries, args.k, args.seed)
+    if args.command == "demo":
+        from .demo import run
+
+        return run(n_users=args.users, n_items=args.items, k=args.k, seed=args.seed,
+                   encoder=None if args.behaviour_only else "default")
+    if args.command == "evaluate":
+        return evaluate(args.data, args.split, args.k, args.encoder, args.seed)
+    return ranker(args.items, args.dim, args.queries, args.k, args.seed)
 
 
 if __name__ == "__main__":
