@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from llmrec._runtime import build_info
 from llmrec.als import ALS
-from llmrec.exceptions import NotFittedError
+from llmrec.exceptions import NotFittedError, UnknownIdError
 from llmrec.index import ExactIndex
 from llmrec.quantized import QuantizedIndex
 
@@ -22,8 +22,8 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-__all__ = ["ALS", "ExactIndex", "NotFittedError", "QuantizedIndex", "TextEncoder", "build_info",
-           "__version__"]
+__all__ = ["ALS", "ExactIndex", "NotFittedError", "QuantizedIndex", "Recommendations", "Recommender",
+           "TextEncoder", "UnknownIdError", "build_info", "__version__"]
 __all__ += ["datasets", "evaluation"]
 
 
@@ -33,6 +33,10 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(f"llmrec.{name}")
+    if name in ("Recommender", "Recommendations"):  # pandas loads on first use, not at import
+        from llmrec import recommender
+
+        return getattr(recommender, name)
     if name == "TextEncoder":
         from llmrec.text import TextEncoder
 

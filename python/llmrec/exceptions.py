@@ -11,4 +11,20 @@ class NotFittedError(ValueError, AttributeError):
     """
 
 
-__all__ = ["NotFittedError"]
+class UnknownIdError(KeyError):
+    """A user or item id that the model does not know.
+
+    A ``KeyError`` (so ``except KeyError`` catches it) whose message names the id and
+    whether it was a user or an item id; ``.id`` holds the offending id.
+    """
+
+    def __init__(self, message: str, id: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.id = id
+
+    def __str__(self) -> str:  # KeyError's default repr-quotes the message
+        return self.message
+
+
+__all__ = ["NotFittedError", "UnknownIdError"]

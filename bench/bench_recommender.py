@@ -1,0 +1,237 @@
+"""The Recommender against its baselines on MovieLens-100K, its ablation, cold items,
+diversity, and the latency of one request on a 100,000-item catalogue.
+
+Protocol (quality): ``temporal_split(0.2)`` (each user's latest 20 % held out), full
+ranking over all items, training items excluded, metrics @10 from
+:func:`llmrec.evaluation.ranking_metrics`; the Recommender is fitted on the training
+frame with the items' MiniLM text. Cold items: ``cold_item_split(0.2, random_state=0)``,
+fitted without the cold items, which are then added with ``add_items`` and ranked among
+the cold items only (``allow``). Latency: one ``recommend`` for one user, 100,000 items
+(synthetic interactions; item text vectors from a stand-in 384-dim encoder, as
+encoding 100k texts with MiniLM takes most of an hour on 2 cores).
+
+    python bench/bench_recommender.py quality [--data data/ml-100k] [--no-implicit]
+    python bench/bench_recommender.py cold
+    python bench/bench_recommender.py latency [--items 100000] [--repeats 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality_anchors import EASE, Popularity, recency_weights  # noqa: E402
+
+import llmrec  # noqa: E402
+from llmrec.datasets import load_movielens, synthetic, to_csr  # noqa: E402
+from llmrec.evaluation import (ImplicitAdapter, cold_item_split, evaluate,  # noqa: E402
+                               ranking_metrics, temporal_split)
+
+REPO = Path(__file__).resolve().parents[1]
+K = 10
+CACHE = os.environ.get("LLMREC_BENCH_CACHE", str(Path.home() / ".cache" / "llmrec-bench"))
+
+
+def _line(name: str, m: dict) -> dict:
+    extra = f"  diversity {m['diversity']:.4f}" if "diversity" in m else ""
+    print(f"  {name:<52} ndcg@10 {m['ndcg']:.4f}  recall@10 {m['recall']:.4f}  "
+          f"precision@10 {m['precision']:.4f}  coverage {m['coverage']:.4f}{extra}", flush=True)
+    return {"model": name, **m}
+
+
+def _lists(rec: llmrec.Recommender, users: np.ndarray, item_index: pd.Index, k: int = K,
+           **kwargs) -> np.ndarray:
+    out = rec.recommend(list(users), k, **kwargs).ids
+    rows = item_index.get_indexer(out.ravel()).reshape(out.shape)
+    return np.where(out == -1, -1, rows)
+
+
+def _encoder() -> llmrec.TextEncoder:
+    return llmrec.TextEncoder("default", cache_dir=CACHE)
+
+
+def quality(args: argparse.Namespace) -> None:
+    interactions, items, _ = load_movielens(args.data)
+    train_df, test_df = temporal_split(interactions, 0.2)
+    users = np.sort(interactions["user_id"].unique())
+    item_index = pd.Index(items["item_id"])
+    train, _, _ = to_csr(train_df, user_index=users, item_index=item_index)
+    test, _, _ = to_csr(test_df, user_index=users, item_index=item_index)
+    binary = (train != 0).astype(np.float32).tocsr()
+    print(f"MovieLens-100K: {len(users)} users, {len(item_index)} items, temporal_split(0.2)")
+    results = []
+    results.append(_line("popularity", evaluate(Popularity().fit(binary), binary, test)))
+    if not args.no_implicit:
+        try:
+            from implicit.als import AlternatingLeastSquares
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            print("  implicit not installed: skipping its ALS")
+        else:
+            best = None
+            with threadpool_limits(1, "blas"):
+                for f in (16, 32, 64):
+                    for reg in (0.1, 1.0, 5.0):
+                        for alpha in (0.5, 1.0, 2.0):
+                            model = ImplicitAdapter(AlternatingLeastSquares(
+                                factors=f, regularization=reg, alpha=alpha, iterations=15,
+                                random_state=0, num_threads=2)).fit(binary)
+                            m = evaluate(model, binary, test)
+                            if best is None or m["ndcg"] > best[1]["ndcg"]:
+                                best = (f"implicit ALS best of grid (f={f} reg={reg} alpha={alpha})", m)
+            results.append(_line(*best))
+    als = llmrec.ALS(factors=64, regularization=1.0, alpha=1.0, random_state=0).fit(binary)
+    results.append(_line("llmrec ALS f=64 reg=1", evaluate(als, binary, test)))
+    ease = EASE(regularization=300.0).fit(binary)
+    results.append(_line("EASE lambda=300", evaluate(ease, binary, test)))
+    weighted, _, _ = to_csr(train_df, user_index=users, item_index=item_index,
+                            value=recency_weights(train_df, 9.0))
+    results.append(_line("recency EASE lambda=300 w=9", evaluate(ease, weighted.tocsr(), test)))
+
+    encoder = _encoder()
+    E = encoder.encode(items["text"].tolist())
+    test_users = users[np.diff(test.indptr) > 0]
+    rows = np.flatnonzero(np.diff(test.indptr) > 0)
+
+    def score(name: str, rec: llmrec.Recommender, **kwargs) -> None:
+        recommended = np.full((len(users), K), -1, dtype=np.int64)
+        recommended[rows] = _lists(rec, test_users, item_index, **kwargs)
+        m = ranking_metrics(recommended, test, K, train=binary, item_features=E)
+        results.append(_line(name, m))
+
+    start = time.perf_counter()
+    rec = llmrec.Recommender(encoder=encoder, random_state=0).fit(train_df, items=items)
+    print(f"  (Recommender fit {time.perf_counter() - start:.1f} s; regularization "
+          f"{rec.regularization_}, weights {rec.weights_}, validation ndcg "
+          f"{ {k: round(v, 4) for k, v in rec.validation_['ndcg'].items()} })")
+    score("Recommender (fitted blend)", rec)
+    w = rec.weights_
+    ablation = {
+        "ablation: behaviour only (recency fold-in)": {"behaviour": 1.0},
+        "ablation: sequence only": {"sequence": 1.0},
+        "ablation: text only": {"text": 1.0},
+        "ablation: behaviour + sequence": {"behaviour": 1.0, "sequence": w["sequence"]},
+        "ablation: behaviour + text": {"behaviour": 1.0, "text": max(w["text"], 0.1)},
+        "ablation: behaviour + sequence + text 0.3": {"behaviour": 1.0, "sequence": w["sequence"],
+                                                     "text": 0.3},
+    }
+    for name, weights in ablation.items():
+        rec.set_scenario(name, weights)
+        score(name, rec, scenario=name)
+    for lam in (0.1, 0.2, 0.3, 0.5):
+        score(f"Recommender, diversity={lam}", rec, diversity=lam)
+    plain = llmrec.Recommender(encoder=None, random_state=0).fit(train_df, items=items)
+    score("Recommender, encoder=None (no text)", plain)
+    if args.markdown:
+        print("\n| model | ndcg@10 | recall@10 | precision@10 | coverage | diversity |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for r in results:
+            div = f"{r['diversity']:.4f}" if "diversity" in r else ""
+            print(f"| {r['model']} | {r['ndcg']:.4f} | {r['recall']:.4f} | {r['precision']:.4f} "
+                  f"| {r['coverage']:.4f} | {div} |")
+
+
+def cold(args: argparse.Namespace) -> None:
+    interactions, items, _ = load_movielens(args.data)
+    encoder = _encoder()
+    for seed in args.seeds:
+        train_df, test_df = cold_item_split(interactions, 0.2, random_state=seed)
+        warm = items[items["item_id"].isin(train_df["item_id"].unique())]
+        cold_items = items[~items["item_id"].isin(warm["item_id"])]
+        rec = llmrec.Recommender(encoder=encoder, random_state=0).fit(train_df, items=warm)
+        rec.add_items(cold_items)
+        users = np.sort(test_df["user_id"].unique())
+        cold_index = pd.Index(cold_items["item_id"])
+        test, _, _ = to_csr(test_df, user_index=users, item_index=cold_index)
+        out = rec.recommend(list(users), K, allow=list(cold_index)).ids
+        recommended = cold_index.get_indexer(out.ravel()).reshape(out.shape)
+        m = ranking_metrics(recommended, test, K)
+        rng = np.random.default_rng(seed)
+        random_lists = np.argsort(rng.random((len(users), len(cold_index))), axis=1)[:, :K]
+        r = ranking_metrics(random_lists, test, K)
+        text_only = llmrec.Recommender  # the same model, text signal only
+        rec.set_scenario("text only", {"text": 1.0})
+        out_t = rec.recommend(list(users), K, allow=list(cold_index), scenario="text only").ids
+        t = ranking_metrics(cold_index.get_indexer(out_t.ravel()).reshape(out_t.shape), test, K)
+        del text_only
+        print(f"cold_item_split(0.2, random_state={seed}): {len(cold_index)} cold items, "
+              f"{len(users)} users; weights {rec.weights_}, regularization {rec.regularization_}")
+        print(f"  Recommender ndcg@10 {m['ndcg']:.4f} recall@10 {m['recall']:.4f} | text signal only "
+              f"{t['ndcg']:.4f} | random {r['ndcg']:.4f}", flush=True)
+
+
+class StandInEncoder:
+    """384-dim unit vectors from a hash of the text (latency runs only: no meaning)."""
+
+    dim = 384
+    model_name = "stand-in"
+
+    def encode(self, texts, *, kind="document", show_progress=False):
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+            out[i] = np.random.default_rng(seed).standard_normal(self.dim)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def latency(args: argparse.Namespace) -> None:
+    interactions, items, _ = synthetic(args.users, args.items, density=20 / args.items, random_state=0)
+    print(f"synthetic: {args.users:,} users x {args.items:,} items, {len(interactions):,} interactions")
+    start = time.perf_counter()
+    rec = llmrec.Recommender(encoder=StandInEncoder(), random_state=0, num_threads=2,
+                             validation=0.0, regularization=20.0).fit(interactions, items=items)
+    print(f"fit {time.perf_counter() - start:.1f} s; stage-1 vectors: {rec._items.index.dim} dims")
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, args.users, args.repeats)
+    V = rec._items.V
+    flat = np.ascontiguousarray(np.hstack([V, V]))  # 128 dims: the read floor of a 2f scan
+    for label, call in (
+            ("Recommender.recommend, 1 user, k=10", lambda u: rec.recommend(int(u), 10)),
+            ("  with diversity=0.3", lambda u: rec.recommend(int(u), 10, diversity=0.3)),
+            ("ExactIndex.search, 1 query, same stage-1 vectors",
+             lambda u: rec._items.index.search(np.ones(rec._items.index.dim, np.float32), 10)),
+            ("numpy: 100k x 128 float32 matvec + argpartition",
+             lambda u: np.argpartition(-(flat @ np.ones(flat.shape[1], np.float32)), 10)[:10])):
+        for u in users[:10]:
+            call(u)
+        times = []
+        for u in users:
+            start = time.perf_counter()
+            call(u)
+            times.append(time.perf_counter() - start)
+        times = np.array(times) * 1e3
+        print(f"  {label:<52} median {np.median(times):.2f} ms  p90 {np.percentile(times, 90):.2f} ms",
+              flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    data = os.environ.get("LLMREC_MOVIELENS_DIR", str(REPO / "data" / "ml-100k"))
+    q = sub.add_parser("quality")
+    q.add_argument("--data", default=data)
+    q.add_argument("--no-implicit", action="store_true")
+    q.add_argument("--markdown", action="store_true")
+    c = sub.add_parser("cold")
+    c.add_argument("--data", default=data)
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    lat = sub.add_parser("latency")
+    lat.add_argument("--items", type=int, default=100_000)
+    lat.add_argument("--users", type=int, default=50_000)
+    lat.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args(argv)
+    {"quality": quality, "cold": cold, "latency": latency}[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Users' interaction histories in time order, and the recency weights built on them."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class Histories:
+    """Each user's distinct items, oldest first (a repeat moves an item to its latest place).
+
+    Stored as CSR arrays from ``fit`` plus a small dict of users changed since (by
+    :meth:`append`), so updates cost O(that user's history), not O(all users).
+    """
+
+    def __init__(self, indptr: np.ndarray, items: np.ndarray) -> None:
+        self._indptr = np.asarray(indptr, dtype=np.int64)
+        self._items = np.asarray(items, dtype=np.int64)
+        self._changed: dict[int, np.ndarray] = {}
+        self._n = len(self._indptr) - 1
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_events(cls, users: np.ndarray, items: np.ndarray, order: np.ndarray,
+                    n_users: int) -> Histories:
+        """Build from event arrays: ``order`` sorts events in time (ties keep row order)."""
+        key = np.lexsort((np.arange(len(order)), order, users))
+        u, i = users[key].astype(np.int64), items[key].astype(np.int64)
+        # Keep each (user, item) pair's latest event only, in its place.
+        pair = u * (int(i.max(initial=0)) + 1) + i
+        _, latest_from_end = np.unique(pair[::-1], return_index=True)
+        keep = np.sort(len(pair) - 1 - latest_from_end)
+        u, i = u[keep], i[keep]
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(u, minlength=n_users), out=indptr[1:])
+        return cls(indptr, i)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def get(self, user: int) -> np.ndarray:
+        """The user's items, oldest first."""
+        changed = self._changed.get(int(user))
+        if changed is not None:
+            return changed
+        if user >= len(self._indptr) - 1:
+            return np.zeros(0, dtype=np.int64)
+        return self._items[self._indptr[user]:self._indptr[user + 1]]
+
+    def append(self, user: int, items: np.ndarray) -> None:
+        """Add interactions (in the order given, newest last); a new user id grows the store."""
+        with self._lock:
+            old = self.get(user)
+            new = np.asarray(items, dtype=np.int64)
+            # The latest occurrence of every item wins its place.
+            seq = np.concatenate((old, new))
+            _, first_from_end = np.unique(seq[::-1], return_index=True)
+            keep = np.sort(len(seq) - 1 - first_from_end)
+            self._changed[int(user)] = seq[keep]
+            self._n = max(self._n, int(user) + 1)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indptr, items) of all users, changes folded in (for saving)."""
+        rows = [self.get(u) for u in range(self._n)] if self._changed else None
+        if rows is None:
+            return self._indptr, self._items
+        indptr = np.zeros(self._n + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=indptr[1:])
+        return indptr, (np.concatenate(rows) if rows else np.zeros(0, np.int64))
+
+    def seen(self, users: np.ndarray, n_items: int) -> sp.csr_matrix:
+        """A (len(users), n_items) CSR matrix marking each user's items."""
+        rows = [np.sort(self.get(u)) for u in users]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=indptr[1:])
+        indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr),
+                             shape=(len(rows), n_items))
+
+
+def recency_weights(n: int, recency: float) -> np.ndarray:
+    """1 + recency·p² for a history of n items, p = position / (n − 1) (0 oldest, 1 newest)."""
+    if n == 0:
+        return np.zeros(0)
+    p = np.arange(n) / max(n - 1, 1)
+    return 1.0 + recency * p * p
+
+
+def weighted_rows(histories: list[np.ndarray], n_items: int, recency: float) -> sp.csr_matrix:
+    """CSR rows of recency weights, one per history (item order is time order)."""
+    indptr = np.zeros(len(histories) + 1, dtype=np.int64)
+    np.cumsum([len(h) for h in histories], out=indptr[1:])
+    indices = np.concatenate(histories) if histories else np.zeros(0, np.int64)
+    data = (np.concatenate([recency_weights(len(h), recency) for h in histories])
+            if histories else np.zeros(0))
+    matrix = sp.csr_matrix((data.astype(np.float32), indices.astype(np.int32), indptr),
+                           shape=(len(histories), n_items))
+    matrix.sort_indices()
+    return matrix
+
+
+__all__ = ["Histories", "recency_weights", "weighted_rows"]

@@ -1,0 +1,120 @@
+"""Mapping between the caller's ids (ints or strings) and dense row numbers."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmrec.exceptions import UnknownIdError
+
+
+def _kind(values: np.ndarray, name: str) -> str:
+    if values.size == 0:
+        return "empty"
+    if values.dtype.kind in "iu":
+        return "int"
+    if values.dtype.kind in "US":
+        return "str"
+    if values.dtype == object:
+        if all(isinstance(v, (numbers.Integral,)) and not isinstance(v, bool) for v in values):
+            return "int"
+        if all(isinstance(v, str) for v in values):
+            return "str"
+    raise TypeError(f"{name} must be integers or strings (all of one kind), got dtype "
+                    f"{values.dtype} with values like {values[:3].tolist()!r}")
+
+
+class IdMap:
+    """Caller ids ↔ rows 0..n-1, in the order ids were first seen.
+
+    All ids are integers (returned as int64) or all are strings (returned as an
+    object array). Unknown ids raise :class:`UnknownIdError` naming the first of them.
+    """
+
+    def __init__(self, ids: Any, what: str) -> None:
+        values = np.asarray(ids)
+        self.what = what
+        self.kind = _kind(values, f"{what} ids")
+        self._index = pd.Index(self._normalise(values))
+        if not self._index.is_unique:
+            duplicated = self._index[self._index.duplicated()][0]
+            raise ValueError(f"duplicate {what} id {duplicated!r}")
+
+    def _normalise(self, values: np.ndarray) -> np.ndarray:
+        if self.kind == "int":
+            return values.astype(np.int64)
+        if self.kind == "str":
+            return values.astype(str).astype(object)
+        return values.astype(object)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """All ids, in row order."""
+        return self._index.to_numpy()
+
+    def _check_kind(self, values: np.ndarray, name: str) -> None:
+        kind = _kind(values, name)
+        if kind != "empty" and self.kind not in ("empty", kind):
+            raise TypeError(f"{name} must be {self.kind} ids like the ones the model was "
+                            f"fitted with, got {kind} ids")
+
+    def rows(self, ids: Any, name: str) -> np.ndarray:
+        """Row numbers (int64) of ``ids``; raises UnknownIdError for an unknown id."""
+        values = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, list) else None))
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be one id or a 1-D sequence of ids, got shape "
+                             f"{values.shape}")
+        if values.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        self._check_kind(values, name)
+        rows = self._index.get_indexer(self._normalise(values))
+        if (rows < 0).any():
+            bad = values[np.flatnonzero(rows < 0)[0]]
+            bad = bad.item() if isinstance(bad, np.generic) else bad
+            raise UnknownIdError(f"unknown {self.what} id {bad!r} in {name}", bad)
+        return rows.astype(np.int64)
+
+    def contains(self, ids: Any) -> np.ndarray:
+        """Whether each id is known (bool array)."""
+        values = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, list) else None))
+        if values.size == 0:
+            return np.zeros(0, dtype=bool)
+        self._check_kind(values, "ids")
+        return self._index.get_indexer(self._normalise(values)) >= 0
+
+    def add(self, ids: Any, name: str) -> np.ndarray:
+        """Append new ids (all must be new and distinct); returns their rows."""
+        values = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, list) else None))
+        self._check_kind(values, name)
+        if self.kind == "empty":
+            self.kind = _kind(values, name)
+        new = pd.Index(self._normalise(values))
+        if not new.is_unique:
+            raise ValueError(f"duplicate {self.what} id {new[new.duplicated()][0]!r} in {name}")
+        clash = new.intersection(self._index)
+        if len(clash):
+            raise ValueError(f"{self.what} id {clash[0]!r} in {name} already exists")
+        start = len(self._index)
+        self._index = self._index.append(new)
+        return np.arange(start, start + len(new), dtype=np.int64)
+
+    def to_ids(self, rows: np.ndarray) -> np.ndarray:
+        """Caller ids for row numbers; -1 rows (padding) stay -1."""
+        rows = np.asarray(rows)
+        ids = self.ids
+        if self.kind == "int":
+            out = np.full(rows.shape, -1, dtype=np.int64)
+        else:
+            out = np.full(rows.shape, -1, dtype=object)
+        valid = rows >= 0
+        out[valid] = ids[rows[valid]]
+        return out
+
+
+__all__ = ["IdMap"]

@@ -1,0 +1,142 @@
+"""Saving and loading a Recommender: a directory written atomically.
+
+Layout of ``directory``::
+
+    recommender.llmrec   llmrec's checksummed array format (kind "Recommender"): item and
+                         user vectors, histories, ids, text vectors; JSON metadata holds
+                         the parameters, blend weights, scenarios and encoder spec
+    als.llmrec           the ALS model (:meth:`llmrec.ALS.save`)
+
+The directory is built beside the target under a temporary name and renamed into
+place, so a crash never leaves a half-written model under the real name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmrec._fileformat import load_arrays, save_arrays
+from llmrec.als import ALS
+from llmrec.recommender import scoring
+from llmrec.recommender.history import Histories
+from llmrec.recommender.ids import IdMap
+
+_KIND = "Recommender"
+_KIND_VERSION = 1
+
+
+def _id_array(ids: IdMap) -> np.ndarray:
+    values = ids.ids
+    return values.astype(np.int64) if ids.kind == "int" else values.astype(str)
+
+
+def _encoder_spec(model: Any) -> str | None:
+    if model.encoder is None:
+        return None
+    if isinstance(model.encoder, str):
+        return model.encoder
+    name = getattr(model.encoder, "model_name", None)
+    return None if name is None else str(name)
+
+
+def save(model: Any, directory: Any) -> None:
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    items, users = model._items, model._users
+    indptr, hist = model._histories.arrays()
+    arrays = {"V": items.V, "user_ids": _id_array(model._user_map),
+              "item_ids": _id_array(model._item_map), "hist_indptr": indptr, "hist_items": hist}
+    for name, value in users.items():
+        if value is not None:
+            arrays[f"user_{name}"] = value
+    if items.E is not None:
+        arrays["E"] = items.E
+    if model._profile is not None:
+        arrays["profile"] = model._profile
+    g = model._geometry
+    arrays.update({"cov_V": g.cov_V, "cov_Vn": g.cov_Vn, "norm_V": np.array([g.norm_V]),
+                   "mean_V": g.mean_V, "mean_Vn": g.mean_Vn})
+    if g.cov_E is not None:
+        arrays.update({"cov_E": g.cov_E, "mean_E": g.mean_E, "text_mean": g.text_mean,
+                       "text_basis": g.text_basis})
+    if model._labels is not None:
+        arrays["labels"] = np.asarray(model._labels).astype(str)
+    params = {k: v for k, v in model.get_params().items() if k != "encoder"}
+    meta = {"params": params, "encoder": _encoder_spec(model), "settings": model._settings_used,
+            "scenarios": model.scenarios_, "regularization": model.regularization_,
+            "validation": _jsonable(model.validation_), "id_kinds": [model._user_map.kind, model._item_map.kind]}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        save_arrays(tmp / "recommender.llmrec", _KIND, _KIND_VERSION, meta, arrays)
+        model._als.save(tmp / "als.llmrec")
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.rmdir(old)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def _id_map(values: np.ndarray, kind: str, what: str) -> IdMap:
+    ids = IdMap(np.zeros(0, dtype=np.int64), what)
+    if len(values):
+        ids = IdMap(values.astype(np.int64) if kind == "int" else values.astype(str).astype(object), what)
+    ids.kind = kind
+    return ids
+
+
+def load(cls: Any, directory: Any, encoder: Any) -> Any:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a saved Recommender directory")
+    meta, arrays, _ = load_arrays(directory / "recommender.llmrec", _KIND, max_kind_version=_KIND_VERSION)
+    spec = meta["encoder"] if isinstance(encoder, str) and encoder == "saved" else encoder
+    model = cls(encoder=spec, **meta["params"])
+    model._settings_used = dict(meta["settings"])
+    model._encoder_lock = threading.Lock()
+    model._encoder_obj = None if isinstance(spec, str) or spec is None else spec
+    model._als = ALS.load(directory / "als.llmrec")
+    user_kind, item_kind = meta["id_kinds"]
+    model._user_map = _id_map(arrays["user_ids"], user_kind, "user")
+    model._item_map = _id_map(arrays["item_ids"], item_kind, "item")
+    model._histories = Histories(arrays["hist_indptr"], arrays["hist_items"])
+    model._profile = arrays.get("profile")
+    model._labels = arrays["labels"].astype(object) if "labels" in arrays else None
+    V = np.ascontiguousarray(arrays["V"])
+    E = arrays.get("E")
+    Vn = scoring.unit_rows(V)
+    model._geometry = scoring.Geometry(arrays["cov_V"], arrays["cov_Vn"], arrays.get("cov_E"),
+                                       float(arrays["norm_V"][0]), arrays["mean_V"], arrays["mean_Vn"],
+                                       arrays.get("mean_E"), arrays.get("text_mean"),
+                                       arrays.get("text_basis"))
+    rows = scoring.stage1_rows(V, E, model._geometry)
+    s = model._settings_used
+    index = scoring.make_index(rows, s["index"], s["num_threads"], model.random_state)
+    model._items = scoring.Items(V, Vn, E, rows[:, V.shape[1]:] if E is not None else None, index)
+    model._users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "text")}
+    model._lock = threading.Lock()
+    model.scenarios_ = meta["scenarios"]
+    model.weights_ = model.scenarios_["home"]
+    model.regularization_ = meta["regularization"]
+    model.validation_ = meta["validation"]
+    return model

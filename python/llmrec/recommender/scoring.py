@@ -1,0 +1,174 @@
+"""Scoring: the per-item matrices, the per-user signal vectors and the two-stage ranker.
+
+Stage 1 is one native top-C search (``ExactIndex`` or ``QuantizedIndex``) over
+``H = [V ; T]``: the ALS item factors V (f dims) and the items' text vectors reduced
+by PCA to T (≤ 32 dims). The stage-1 query folds the blend into one vector — the
+sequence signal, an inner product with the *normalised* factors, is approximated there
+by V / (mean row norm) — so the scan reads f + 32 floats per item (96 at f = 64).
+Stage 2 re-scores those C candidates exactly with every signal (numpy, a few hundred
+rows). When C covers the catalogue the result is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from llmrec.index import ExactIndex
+
+TEXT_PCA_DIMS = 32
+_STAGE2_CHUNK = 64  # users re-scored at once (bounds the (users, C, d) temporaries)
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def covariance(matrix: np.ndarray) -> np.ndarray:
+    """Covariance of the rows (float64, d × d)."""
+    X = matrix.astype(np.float64)
+    mean = X.mean(axis=0)
+    return (X.T @ X) / max(len(X), 1) - np.outer(mean, mean)
+
+
+class Items(NamedTuple):
+    """Everything the ranker reads about items; replaced as a whole when items are added."""
+
+    V: np.ndarray                 # ALS factors (n, f)
+    Vn: np.ndarray                # unit-length factors (n, f)
+    E: np.ndarray | None          # unit text vectors (n, d)
+    T: np.ndarray | None          # PCA text coordinates (n, p)
+    index: Any                    # stage-1 search over [V ; T]
+
+
+class Geometry(NamedTuple):
+    """Catalogue statistics fixed at fit: spreads of each signal, PCA of the text."""
+
+    cov_V: np.ndarray
+    cov_Vn: np.ndarray
+    cov_E: np.ndarray | None
+    norm_V: float                 # mean row norm of V (stage-1 approximation of Vn)
+    mean_V: np.ndarray            # catalogue means: scores are reported relative to them
+    mean_Vn: np.ndarray
+    mean_E: np.ndarray | None
+    text_mean: np.ndarray | None  # (d,)
+    text_basis: np.ndarray | None  # (d, p) orthonormal PCA directions
+
+
+def make_geometry(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None) -> Geometry:
+    norm = float(np.linalg.norm(V, axis=1).mean()) or 1.0
+    means = (V.astype(np.float64).mean(axis=0).astype(np.float32),
+             Vn.astype(np.float64).mean(axis=0).astype(np.float32))
+    if E is None:
+        return Geometry(covariance(V), covariance(Vn), None, norm, *means, None, None, None)
+    cov_E = covariance(E)
+    p = min(TEXT_PCA_DIMS, E.shape[1])
+    eigenvalues, eigenvectors = np.linalg.eigh(cov_E)
+    basis = eigenvectors[:, ::-1][:, :p].astype(np.float32)
+    mean_E = E.astype(np.float64).mean(axis=0).astype(np.float32)
+    return Geometry(covariance(V), covariance(Vn), cov_E, norm, *means, mean_E, mean_E, basis)
+
+
+def stage1_rows(V: np.ndarray, E: np.ndarray | None, geometry: Geometry) -> np.ndarray:
+    if E is None:
+        return np.ascontiguousarray(V, dtype=np.float32)
+    T = (E - geometry.text_mean) @ geometry.text_basis
+    return np.ascontiguousarray(np.hstack([V, T]), dtype=np.float32)
+
+
+def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any) -> Any:
+    if kind == "exact":
+        return ExactIndex(rows, num_threads=num_threads)
+    from llmrec.quantized import QuantizedIndex
+
+    return QuantizedIndex(rows, codec=kind, random_state=random_state, num_threads=num_threads)
+
+
+def spread(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Standard deviation over the catalogue of each row's scores x·g_i (0 for x = 0)."""
+    X = X.astype(np.float64)
+    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, cov, X), 0.0))
+
+
+def scaled(X: np.ndarray, cov: np.ndarray, weight: float) -> np.ndarray:
+    """weight · x / σ(x) per row (rows with σ = 0 become 0)."""
+    sigma = spread(X, cov)
+    factor = np.where(sigma > 1e-12, weight / np.where(sigma > 1e-12, sigma, 1.0), 0.0)
+    return (X * factor[:, None]).astype(np.float32)
+
+
+class Signals(NamedTuple):
+    """Per-row query vectors, already multiplied by weight / σ."""
+
+    behaviour: np.ndarray | None   # against V
+    sequence: np.ndarray | None    # against Vn
+    text: np.ndarray | None        # against E (text interest and the request, summed)
+    offset: np.ndarray             # (n,) the blend's catalogue mean, subtracted from scores
+
+
+def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=None, sequence=None,
+                 text=None, query=None) -> Signals:
+    """Weighted, spread-normalised query vectors from raw signal vectors (None = absent)."""
+    b = s = t = None
+    if behaviour is not None and weights["behaviour"] > 0:
+        b = scaled(behaviour, geometry.cov_V, weights["behaviour"])
+    if sequence is not None and weights["sequence"] > 0:
+        s = scaled(sequence, geometry.cov_Vn, weights["sequence"])
+    if geometry.cov_E is not None:
+        for vectors, name in ((text, "text"), (query, "query")):
+            if vectors is not None and weights[name] > 0:
+                part = scaled(vectors, geometry.cov_E, weights[name])
+                t = part if t is None else t + part
+    n = next((len(v) for v in (behaviour, sequence, text, query) if v is not None), 0)
+    offset = np.zeros(n, dtype=np.float64)
+    for vectors, mean in ((b, geometry.mean_V), (s, geometry.mean_Vn), (t, geometry.mean_E)):
+        if vectors is not None:
+            offset += vectors.astype(np.float64) @ mean
+    return Signals(b, s, t, offset.astype(np.float32))
+
+
+def stage1_queries(signals: Signals, n: int, f: int, geometry: Geometry) -> np.ndarray:
+    p = 0 if geometry.text_basis is None else geometry.text_basis.shape[1]
+    Q = np.zeros((n, f + p), dtype=np.float32)
+    if signals.behaviour is not None:
+        Q[:, :f] += signals.behaviour
+    if signals.sequence is not None:
+        Q[:, :f] += signals.sequence / geometry.norm_V
+    if signals.text is not None and p:
+        Q[:, f:] = signals.text @ geometry.text_basis
+    return Q
+
+
+def exact_scores(items: Items, signals: Signals, candidates: np.ndarray) -> np.ndarray:
+    """Blended scores of candidate ids (n, C); -inf where the id is -1."""
+    n, C = candidates.shape
+    out = np.zeros((n, C), dtype=np.float32)
+    valid = candidates >= 0
+    safe = np.where(valid, candidates, 0)
+    for start in range(0, n, _STAGE2_CHUNK):
+        rows = slice(start, start + _STAGE2_CHUNK)
+        ids = safe[rows]
+        acc = out[rows]
+        for vectors, matrix in ((signals.behaviour, items.V), (signals.sequence, items.Vn),
+                                (signals.text, items.E)):
+            if vectors is not None and matrix is not None:
+                acc += np.einsum("ucd,ud->uc", matrix[ids], vectors[rows])
+    out -= signals.offset[:, None]
+    out[~valid] = -np.inf
+    return out
+
+
+def top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best candidates per row: descending score, ties by smaller id, -1/-inf padding."""
+    n, C = candidates.shape
+    ids_key = np.where(candidates >= 0, candidates, np.iinfo(np.int64).max)
+    order = np.lexsort((ids_key, -scores.astype(np.float64)), axis=1)[:, :k]
+    ids = np.take_along_axis(candidates, order, axis=1)
+    top = np.take_along_axis(scores, order, axis=1)
+    if C < k:
+        ids = np.hstack([ids, np.full((n, k - C), -1, dtype=np.int64)])
+        top = np.hstack([top, np.full((n, k - C), -np.inf, dtype=np.float32)])
+    ids = np.where(np.isfinite(top), ids, -1)
+    return ids.astype(np.int64), top.astype(np.float32)
