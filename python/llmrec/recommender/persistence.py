@@ -51,7 +51,7 @@ def save(model: Any, directory: Any) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     items, users = model._items, model._users
     indptr, hist = model._histories.arrays()
-    arrays = {"V": items.V, "user_ids": _id_array(model._user_map),
+    arrays = {"V": items.V, "Vn": items.Vn, "user_ids": _id_array(model._user_map),
               "item_ids": _id_array(model._item_map), "hist_indptr": indptr, "hist_items": hist}
     for name, value in users.items():
         if value is not None:
@@ -124,7 +124,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model._labels = arrays["labels"].astype(object) if "labels" in arrays else None
     V = np.ascontiguousarray(arrays["V"])
     E = arrays.get("E")
-    Vn = scoring.unit_rows(V)
+    Vn = np.ascontiguousarray(arrays["Vn"])
     model._geometry = scoring.Geometry(arrays["cov_V"], arrays["cov_Vn"], arrays.get("cov_E"),
                                        float(arrays["norm_V"][0]), arrays["mean_V"], arrays["mean_Vn"],
                                        arrays.get("mean_E"), arrays.get("text_mean"),

@@ -1,0 +1,428 @@
+"""Recommender on synthetic data: API, results convention, bad input, updates, cold
+items, text search, persistence, threads, and the blend against a numpy reference."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import llmrec
+from llmrec import NotFittedError, Recommender, Recommendations, UnknownIdError
+from llmrec.evaluation import cold_item_split, ranking_metrics
+from llmrec.recommender import scoring
+from llmrec.recommender._mmr import _numpy_mmr
+
+from recommender_helpers import WordEncoder, small_data
+
+
+@pytest.fixture(scope="module")
+def data():
+    return small_data()
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    interactions, items, _ = data
+    return Recommender(encoder=WordEncoder(), random_state=0, num_threads=2).fit(interactions, items=items)
+
+
+def fresh(data, **kwargs):
+    interactions, items, _ = data
+    kwargs.setdefault("encoder", WordEncoder())
+    kwargs.setdefault("random_state", 0)
+    kwargs.setdefault("validation", 0.0)  # default blend: fast; the fixture `model` fits one
+    kwargs.setdefault("regularization", 10.0)
+    return Recommender(**kwargs).fit(interactions, items=items)
+
+
+def topic_request(items, topic) -> str:
+    """A request in the topic's own words: its genre and three of its descriptions."""
+    rows = items[items.topic == topic]
+    return " ".join([rows["genres"].iloc[0][0], *rows["description"].iloc[:3]])
+
+
+# ----------------------------------------------------------------- results convention
+def test_results_shape_order_and_padding(model, data):
+    interactions, items, _ = data
+    one = model.recommend(0, 10)
+    assert isinstance(one, Recommendations) and isinstance(one, tuple)
+    ids, scores = one
+    assert ids.shape == (10,) and ids.dtype == np.int64 and scores.dtype == np.float32
+    assert np.all(np.diff(scores) <= 0)
+    many = model.recommend([0, 1, 2], 7)
+    assert many.ids.shape == (3, 7) and many.scores.shape == (3, 7)
+    seen = set(interactions.loc[interactions.user_id == 0, "item_id"])
+    assert not seen & set(one.ids.tolist())
+    # k beyond the catalogue: every unseen item once, then -1 / -inf.
+    big = model.recommend(0, len(items) + 5)
+    valid = big.ids >= 0
+    assert valid.sum() == len(items) - len(seen)
+    assert np.all(big.ids[~valid] == -1) and np.all(np.isneginf(big.scores[~valid]))
+    assert np.all(valid[:valid.sum()])
+
+
+def test_to_frame(model):
+    r = model.recommend([3, 4], 5)
+    frame = r.to_frame()
+    assert list(frame.columns) == ["user_id", "rank", "item_id", "score"]
+    assert len(frame) == 10 and frame["user_id"].tolist() == [3] * 5 + [4] * 5
+    assert frame["rank"].tolist() == [1, 2, 3, 4, 5] * 2
+    np.testing.assert_array_equal(frame["item_id"].to_numpy(), r.ids.ravel())
+
+
+def test_string_ids(data):
+    interactions, items, _ = data
+    inter = interactions.assign(user_id="u" + interactions.user_id.astype(str),
+                                item_id="i" + interactions.item_id.astype(str))
+    it = items.assign(item_id="i" + items.item_id.astype(str))
+    rec = Recommender(encoder=WordEncoder(), random_state=0, validation=0.0).fit(inter, items=it)
+    r = rec.recommend(["u0", "u1"], 5)
+    assert r.ids.dtype == object and all(isinstance(i, str) and i.startswith("i") for i in r.ids.ravel())
+    with pytest.raises(UnknownIdError, match="'u9999'"):
+        rec.recommend("u9999")
+    with pytest.raises(TypeError, match="str ids"):
+        rec.recommend(0)
+    padded = rec.recommend("u0", len(it) + 3)
+    assert padded.ids[-1] == -1 and np.isneginf(padded.scores[-1])
+
+
+# ----------------------------------------------------------------- the blend, exactly
+def _reference_scores(model, user: int) -> np.ndarray:
+    """The documented score Σ_k w_k (x_k·g_i − x_k·μ_k)/σ_k in float64, all items."""
+    w = model.scenarios_["home"]
+    items, g = model._items, model._geometry
+    total = np.zeros(len(items.V))
+    for name, matrix, cov in (("behaviour", items.V, g.cov_V), ("sequence", items.Vn, g.cov_Vn),
+                              ("text", items.E, g.cov_E)):
+        x = model._users[name][user].astype(np.float64)
+        sigma = np.sqrt(x @ cov @ x)
+        if w[name] > 0 and sigma > 1e-12:
+            M = matrix.astype(np.float64)
+            total += w[name] * (M @ x - M.mean(axis=0) @ x) / sigma
+    return total
+
+
+def test_scores_match_numpy_reference(model, data):
+    interactions, _, _ = data
+    for user in (0, 5, 17):
+        ref = _reference_scores(model, user)
+        seen = model._histories.get(user)
+        ref[seen] = -np.inf
+        r = model.recommend(user, 10)
+        rows = model._item_map.rows(list(r.ids), "ids")
+        np.testing.assert_allclose(r.scores, ref[rows], rtol=1e-4, atol=1e-4)
+        expected = np.argsort(-ref, kind="stable")[:10]
+        assert len(set(rows) & set(expected)) >= 9
+
+
+def test_two_stage_matches_full_scan(data, simd_level):
+    full = fresh(data, candidates=10_000, num_threads=1)
+    short = fresh(data, candidates=40, num_threads=1)
+    a = full.recommend(list(range(50)), 10).ids
+    b = short.recommend(list(range(50)), 10).ids
+    overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)])
+    assert overlap > 0.9
+
+
+def test_validation_fits_weights(model):
+    assert set(model.weights_) == {"behaviour", "sequence", "text", "query"}
+    assert model.weights_["behaviour"] == 1.0
+    assert model.validation_["users"] > 0 and len(model.validation_["ndcg"]) == 4
+    assert model.regularization_ in model.validation_["ndcg"]
+
+
+# ----------------------------------------------------------------- behaviour
+def test_recommend_for_history_equals_known_user(model):
+    history = model._item_map.to_ids(model._histories.get(7))
+    visitor = model.recommend_for_history(list(history), 10)
+    known = model.recommend(7, 10)
+    np.testing.assert_array_equal(visitor.ids, known.ids)
+    np.testing.assert_allclose(visitor.scores, known.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_update_changes_next_recommendation_and_exclusion(data):
+    rec = fresh(data)
+    before = rec.recommend(0, 10)
+    new_items = [int(i) for i in before.ids[:3]]
+    rec.update(0, new_items)
+    after = rec.recommend(0, 10)
+    assert not set(new_items) & set(after.ids.tolist())
+    assert not np.array_equal(before.ids, after.ids)
+    # A new user through update: recommendable at once, history excluded.
+    rec.update(10_000, [1, 2, 3])
+    r = rec.recommend(10_000, 5)
+    assert not {1, 2, 3} & set(r.ids.tolist())
+    np.testing.assert_array_equal(r.ids, rec.recommend_for_history([1, 2, 3], 5).ids)
+
+
+def test_diversity_trades_relevance_for_spread(model, data):
+    interactions, items, _ = data
+    users = list(range(60))
+    E = model._items.E
+    rows_of = lambda r: model._item_map.rows(list(r.ids.ravel()), "i").reshape(r.ids.shape)
+
+    def ild(r):
+        rows = rows_of(r)
+        sims = [(E[x] @ E[x].T)[np.triu_indices(len(x), 1)].mean() for x in rows]
+        return 1 - float(np.mean(sims))
+
+    plain = model.recommend(users, 10)
+    np.testing.assert_array_equal(plain.ids, model.recommend(users, 10, diversity=0.0).ids)
+    diverse = model.recommend(users, 10, diversity=0.7)
+    assert ild(diverse) > ild(plain)
+    for row in diverse.ids:
+        assert len(set(row.tolist())) == 10
+
+
+def test_numpy_mmr_matches_plain_loop(rng):
+    vectors = rng.standard_normal((30, 8)).astype(np.float32)
+    relevance = rng.random(30).astype(np.float32)
+    cands = np.arange(30)
+    got = _numpy_mmr(cands, relevance, vectors, 6, 0.6)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    chosen = []
+    for _ in range(6):
+        best, best_value = None, -np.inf
+        for c in range(30):
+            if c in chosen:
+                continue
+            sim = max((float(unit[c] @ unit[j]) for j in chosen), default=0.0)
+            value = 0.6 * relevance[c] - 0.4 * sim
+            if value > best_value:
+                best, best_value = c, value
+        chosen.append(best)
+    assert got.tolist() == chosen
+
+
+def test_allow_restricts_results(model):
+    allowed = [5, 6, 7, 8, 9, 300]
+    r = model.recommend([0, 1], 10, allow=allowed)
+    for row in r.ids:
+        valid = row[row >= 0]
+        assert set(valid.tolist()) <= set(allowed)
+
+
+# ----------------------------------------------------------------- text
+def test_search_returns_the_topic_asked_for(model, data):
+    _, items, _ = data
+    topic_of = dict(zip(items.item_id, items.topic))
+    for topic in items.topic.unique()[:4]:
+        words = topic_request(items, topic)
+        r = model.search(words, 10)
+        share = np.mean([topic_of[i] == topic for i in r.ids])
+        assert share >= 0.8, (topic, share)
+        personal = model.search(words, 10, user_id=0)
+        assert np.mean([topic_of[i] == topic for i in personal.ids]) >= 0.5
+
+
+def test_query_shifts_recommendations_toward_the_request(model, data):
+    _, items, _ = data
+    topic_of = dict(zip(items.item_id, items.topic))
+    topic = int(items.topic.iloc[0])
+    words = topic_request(items, topic)
+    users = list(range(40))
+    plain = model.recommend(users, 10)
+    asked = model.recommend(users, 10, query=words)
+    share = lambda r: np.mean([topic_of[i] == topic for i in r.ids.ravel()])
+    assert share(asked) > share(plain) + 0.2
+
+
+def test_cold_items_recommendable_far_above_random(data):
+    interactions, items, _ = data
+    train, test = cold_item_split(interactions, 0.2, random_state=0)
+    warm = items[items.item_id.isin(train.item_id.unique())]
+    cold = items[~items.item_id.isin(warm.item_id)]
+    rec = Recommender(encoder=WordEncoder(), random_state=0).fit(train, items=warm)
+    added = rec.add_items(cold)
+    np.testing.assert_array_equal(np.sort(added), np.sort(cold.item_id.to_numpy()))
+    users = np.sort(test.user_id.unique())
+    cold_index = pd.Index(cold.item_id)
+    truth = llmrec.datasets.to_csr(test, user_index=users, item_index=cold_index)[0]
+    out = rec.recommend(list(users), 10, allow=list(cold_index)).ids
+    recall = ranking_metrics(cold_index.get_indexer(out.ravel()).reshape(out.shape), truth, 10)["recall"]
+    rng = np.random.default_rng(0)
+    random = np.argsort(rng.random((len(users), len(cold_index))), axis=1)[:, :10]
+    baseline = ranking_metrics(random, truth, 10)["recall"]
+    assert recall > 2 * baseline, (recall, baseline)
+
+
+def test_similar_items(model, data):
+    _, items, _ = data
+    topic_of = dict(zip(items.item_id, items.topic))
+    r = model.similar_items([0, 1, 2], 10)
+    assert r.ids.shape == (3, 10)
+    for item, row in zip([0, 1, 2], r.ids):
+        assert item not in row
+        assert np.mean([topic_of[i] == topic_of[item] for i in row]) >= 0.5
+    assert model.similar_items(4, 3).ids.shape == (3,)
+
+
+def test_explain_in_words(model):
+    r = model.recommend(0, 1)
+    explanation = model.explain(0, int(r.ids[0]))
+    text = str(explanation)
+    assert "history items that weigh most" in text and "behaviour" in text
+    assert explanation.score == pytest.approx(float(r.scores[0]), rel=1e-3, abs=1e-3)
+    assert len(explanation.history) == len(model._histories.get(0))
+
+
+def test_behaviour_only_without_encoder(data):
+    interactions, items, _ = data
+    rec = Recommender(encoder=None, random_state=0, validation=0.0).fit(interactions, items=items)
+    assert rec.recommend(0, 5).ids.shape == (5,)
+    with pytest.raises(ValueError, match="without item text"):
+        rec.search("dog")
+    rec.add_items(items.iloc[:1].assign(item_id=99_999))
+    assert rec.recommend(0, 5, allow=[99_999]).ids[0] == 99_999
+
+
+def test_scenarios(model):
+    assert set(model.scenarios_) >= {"home", "search", "similar"}
+    model.set_scenario("seq-only", {"sequence": 1.0})
+    r = model.recommend(0, 5, scenario="seq-only")
+    assert r.ids.shape == (5,)
+    with pytest.raises(ValueError, match="unknown scenario"):
+        model.recommend(0, scenario="nope")
+    with pytest.raises(ValueError, match="unknown signal"):
+        model.set_scenario("bad", {"popularity": 1.0})
+    with pytest.raises(ValueError, match=">= 0"):
+        model.set_scenario("bad", {"text": -1.0})
+
+
+# ----------------------------------------------------------------- files and threads
+def test_save_load_identical(model, tmp_path):
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m", encoder=model.encoder)
+    users = list(range(20))
+    a, b = model.recommend(users, 10), loaded.recommend(users, 10)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(model.search("dog cat", 5).ids, loaded.search("dog cat", 5).ids)
+    model.save(tmp_path / "m")  # overwriting in place works and leaves no temporary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_save_after_updates_and_new_items(data, tmp_path):
+    rec = fresh(data)
+    rec.update(0, [1, 2])
+    rec.update("x" if False else 5000, [3])
+    rec.add_items(data[1].iloc[:2].assign(item_id=[70_000, 70_001]))
+    rec.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m", encoder=rec.encoder)
+    for user in (0, 5000, 3):
+        a, b = rec.recommend(user, 10), loaded.recommend(user, 10)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_load_damaged(model, tmp_path):
+    model.save(tmp_path / "m")
+    path = tmp_path / "m" / "recommender.llmrec"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupted"):
+        Recommender.load(tmp_path / "m")
+    with pytest.raises(FileNotFoundError):
+        Recommender.load(tmp_path / "missing")
+
+
+def test_concurrent_recommend_equals_serial(model):
+    users = list(range(64))
+    serial = [model.recommend(u, 10) for u in users]
+    results: dict[int, Recommendations] = {}
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for u in users[offset::8]:
+                results[u] = model.recommend(u, 10)
+        except BaseException as error:  # noqa: BLE001 - surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for u in users:
+        np.testing.assert_array_equal(results[u].ids, serial[u].ids)
+        np.testing.assert_array_equal(results[u].scores, serial[u].scores)
+
+
+# ----------------------------------------------------------------- bad input
+def test_unknown_ids_raise_key_error_naming_them(model):
+    with pytest.raises(UnknownIdError, match="unknown user id 123456"):
+        model.recommend(123456)
+    with pytest.raises(KeyError):
+        model.recommend([0, 123456])
+    with pytest.raises(UnknownIdError, match="unknown item id 777777"):
+        model.similar_items(777777)
+    with pytest.raises(UnknownIdError, match="777777"):
+        model.update(0, [1, 777777])
+    with pytest.raises(UnknownIdError, match="777777"):
+        model.recommend_for_history([777777])
+    with pytest.raises(UnknownIdError, match="777777"):
+        model.explain(0, 777777)
+    with pytest.raises(UnknownIdError, match="777777"):
+        model.recommend(0, allow=[777777])
+
+
+def test_bad_inputs(model, data):
+    interactions, items, _ = data
+    enc = WordEncoder()
+    with pytest.raises(ValueError, match="empty"):
+        Recommender(encoder=enc).fit(interactions.iloc[:0], items=items)
+    with pytest.raises(TypeError, match="DataFrame"):
+        Recommender(encoder=enc).fit(interactions.to_numpy())
+    with pytest.raises(ValueError, match="item_id"):
+        Recommender(encoder=enc).fit(interactions.drop(columns="item_id"))
+    with pytest.raises(ValueError, match="duplicate item id"):
+        Recommender(encoder=enc).fit(interactions, items=pd.concat([items, items.iloc[:1]]))
+    with pytest.raises(ValueError, match="has no text"):
+        Recommender(encoder=enc).fit(interactions, items=items.assign(text=[""] + list(items.text[1:])))
+    with pytest.raises(ValueError, match="cannot be written as text"):
+        Recommender(encoder=enc).fit(interactions, items=items[["item_id"]])
+    with pytest.raises(ValueError, match="no row in items"):
+        Recommender(encoder=enc).fit(interactions, items=items.iloc[1:])
+    with pytest.raises(ValueError, match="factors"):
+        Recommender(encoder=enc, factors=0).fit(interactions, items=items)
+    with pytest.raises(ValueError, match="diversity"):
+        Recommender(encoder=enc, diversity=1.5).fit(interactions, items=items)
+    with pytest.raises(ValueError, match="index"):
+        Recommender(encoder=enc, index="hnsw").fit(interactions, items=items)
+    with pytest.raises(NotFittedError):
+        Recommender().recommend(0)
+    with pytest.raises(ValueError, match="k must be"):
+        model.recommend(0, 0)
+    with pytest.raises(TypeError, match="k must be"):
+        model.recommend(0, 2.5)
+    with pytest.raises(ValueError, match="diversity"):
+        model.recommend(0, diversity=-0.1)
+    with pytest.raises(TypeError, match="query"):
+        model.recommend(0, query=5)
+    with pytest.raises(ValueError, match="already exists"):
+        model.add_items(items.iloc[:1])
+    with pytest.raises(ValueError, match="duplicate item id"):
+        model.add_items(pd.concat([items.iloc[:1], items.iloc[:1]]).assign(item_id=[9e6, 9e6]))
+
+
+def test_get_set_params():
+    rec = Recommender(factors=32)
+    assert rec.get_params()["factors"] == 32
+    assert rec.set_params(factors=16) is rec and rec.factors == 16
+    with pytest.raises(ValueError, match="invalid parameter"):
+        rec.set_params(bogus=1)
+    assert "factors=16" in repr(rec)
+
+
+def test_quantized_first_stage(data):
+    exact = fresh(data)
+    quantized = fresh(data, index="sq8")
+    a = exact.recommend(list(range(30)), 10).ids
+    b = quantized.recommend(list(range(30)), 10).ids
+    assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]) > 0.9
