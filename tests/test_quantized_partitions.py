@@ -7,8 +7,8 @@ import pytest
 
 from llmrec import ExactIndex, QuantizedIndex, _core
 from llmrec._fileformat import FormatError
-from reference import reference_scores, reference_topk
-from test_quantized import all_sq8_kernels, clustered, recall
+from reference import assert_topk_matches, reference_scores, reference_topk
+from test_quantized import all_sq8_kernels, clustered, recall, sq8_model
 
 
 # ------------------------------------------------------------------- k-means
@@ -53,7 +53,16 @@ def test_kmeans_bad_input():
 
 # ------------------------------------------------------------------- partitions
 
-@pytest.mark.parametrize("codec", ["sq8", "fp16"])
+def test_all_probes_match_the_residual_sq8_model(rng):
+    items, queries = clustered(rng, 3000, 24, 12)
+    ivf = QuantizedIndex(items, codec="sq8", partitions=16, keep_vectors=False, random_state=1)
+    model = sq8_model(ivf, queries)
+    for kernel in all_sq8_kernels():
+        ids, scores = ivf.search(queries, k=10, probes=16, rerank=0)
+        assert_topk_matches(ids, scores, model, 10, rtol=5e-6)
+
+
+@pytest.mark.parametrize("codec", ["fp16"])
 def test_all_probes_equals_flat_search(rng, codec):
     items, queries = clustered(rng, 3000, 24, 12)
     flat = QuantizedIndex(items, codec=codec, keep_vectors=False)
@@ -135,7 +144,7 @@ def test_partitioned_load_rejects_bad_slot_ids(tmp_path, rng):
     items, _ = clustered(rng, 300, 8, 1)
     path = tmp_path / "ivf.llmrec"
     QuantizedIndex(items, partitions=4).save(path)
-    meta, arrays, version = load_arrays(path, "QuantizedIndex", max_kind_version=1)
+    meta, arrays, version = load_arrays(path, "QuantizedIndex", max_kind_version=2)
     arrays = {name: np.array(a) for name, a in arrays.items()}
     used = np.flatnonzero(arrays["slot_ids"] >= 0)
     arrays["slot_ids"][used[0]] = 10**9

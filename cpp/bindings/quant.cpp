@@ -35,8 +35,13 @@ py::tuple sq8_train(const FloatArray& x) {
   return py::make_tuple(mid, step);
 }
 
+using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+using U16Array = py::array_t<uint16_t, py::array::c_style>;
+
 void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& step, ByteArray& blocks,
-                std::size_t first_slot, long num_threads, const std::optional<IdArray>& slots) {
+                std::size_t first_slot, long num_threads, const std::optional<IdArray>& slots,
+                const std::optional<FloatArray>& bases, const std::optional<IntArray>& base_of,
+                std::optional<FloatArray>& item_scales) {
   require(x.ndim() == 2, "vectors must be 2-D");
   const std::size_t n = x.shape(0), d = x.shape(1);
   require(static_cast<std::size_t>(mid.size()) == d && static_cast<std::size_t>(step.size()) == d,
@@ -53,21 +58,45 @@ void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& st
       require(slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < static_cast<std::size_t>(blocks.shape(0)) * 16,
               "slots out of range");
   }
+  require(bases.has_value() == base_of.has_value(), "bases and base_of go together");
+  const float* base_ptr = nullptr;
+  const int32_t* base_of_ptr = nullptr;
+  if (bases) {
+    require(item_scales.has_value(), "residual codes (bases) need item_scales");
+    require(bases->ndim() == 2 && static_cast<std::size_t>(bases->shape(1)) == d && bases->shape(0) > 0,
+            "bases must be (n_bases, d)");
+    require(static_cast<std::size_t>(base_of->size()) == n, "base_of must have one entry per row");
+    base_ptr = bases->data();
+    base_of_ptr = base_of->data();
+    for (std::size_t r = 0; r < n; ++r)
+      require(base_of_ptr[r] >= 0 && base_of_ptr[r] < bases->shape(0), "base_of out of range");
+  }
+  float* scale_ptr = nullptr;
+  if (item_scales) {
+    require(item_scales->writeable(), "item_scales must be writeable");
+    require(static_cast<std::size_t>(item_scales->size()) >= static_cast<std::size_t>(blocks.shape(0)) * 16,
+            "item_scales needs one entry per slot of blocks");
+    scale_ptr = item_scales->mutable_data();
+  }
   uint8_t* out = blocks.mutable_data();
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   py::gil_scoped_release release;
-  llmrec::quant::sq8_encode(x.data(), n, d, mid.data(), step.data(), out, first_slot, threads, slot_ptr);
+  llmrec::quant::sq8_encode(x.data(), n, d, mid.data(), step.data(), out, first_slot, threads, slot_ptr,
+                            base_ptr, base_of_ptr, scale_ptr);
 }
 
 FloatArray sq8_decode(const ByteArray& blocks, std::size_t first, std::size_t n, const FloatArray& mid,
-                      const FloatArray& step) {
+                      const FloatArray& step, const std::optional<FloatArray>& item_scales) {
   const std::size_t d = mid.size();
   require(d > 0 && static_cast<std::size_t>(step.size()) == d, "mid and step must have d entries");
   require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
               static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(first + n),
           "blocks array too small or of the wrong width");
+  require(!item_scales || static_cast<std::size_t>(item_scales->size()) >= first + n,
+          "item_scales needs one entry per slot");
   FloatArray out({n, d});
-  llmrec::quant::sq8_decode(blocks.data(), first, n, d, mid.data(), step.data(), out.mutable_data());
+  llmrec::quant::sq8_decode(blocks.data(), first, n, d, mid.data(), step.data(), out.mutable_data(),
+                            item_scales ? item_scales->data() : nullptr);
   return out;
 }
 
@@ -172,7 +201,10 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
                            long rerank, long num_threads, const std::optional<FloatArray>& centroids,
                            const std::optional<IdArray>& list_starts, const std::optional<IdArray>& list_sizes,
                            const std::optional<IdArray>& slot_ids, long probes,
-                           const std::optional<FloatArray>& codebooks) {
+                           const std::optional<FloatArray>& codebooks,
+                           const std::optional<FloatArray>& item_scales,
+                           const std::optional<U16Array>& item_bases,
+                           const std::optional<FloatArray>& bases) {
   require(d > 0 && queries.ndim() == 2 && static_cast<std::size_t>(queries.shape(1)) == d,
           "queries must be 2-D with the index's dimension");
   require(k > 0, "k must be positive");
@@ -225,6 +257,25 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     view.sq8_blocks = static_cast<const uint8_t*>(codes.data());
     view.sq8_mid = mid->data();
     view.sq8_step = step->data();
+    const std::size_t slot_room = llmrec::quant::sq8_blocks(slots) * llmrec::quant::kSq8Block;
+    if (item_scales) {
+      require(static_cast<std::size_t>(item_scales->size()) >= slot_room,
+              "item_scales needs one entry per slot (whole blocks)");
+      view.sq8_item_scales = item_scales->data();
+    }
+    require(item_bases.has_value() == bases.has_value(), "item_bases and bases go together");
+    if (bases) {
+      require(item_scales.has_value() && !centroids, "bases apply to a flat residual sq8 index");
+      require(bases->ndim() == 2 && static_cast<std::size_t>(bases->shape(1)) == d && bases->shape(0) > 0 &&
+                  bases->shape(0) <= 65536,
+              "bases must be (n_bases <= 65536, d)");
+      require(static_cast<std::size_t>(item_bases->size()) >= slot_room,
+              "item_bases needs one entry per slot (whole blocks)");
+      // Base numbers are checked where they are made or loaded (as slot ids are).
+      view.sq8_item_bases = item_bases->data();
+      view.sq8_bases = bases->data();
+      view.sq8_n_bases = bases->shape(0);
+    }
   } else if (codec == "fp16") {
     require(codes.dtype().is(py::dtype::of<uint16_t>()) && (codes.flags() & py::array::c_style) &&
                 codes.ndim() == 2 && static_cast<std::size_t>(codes.shape(0)) >= slots &&
@@ -320,7 +371,9 @@ void register_quant(py::module_& m) {
   m.def("sq8_train", &sq8_train, py::arg("x"), "Per-dimension (mid, step) from training rows.");
   m.def("sq8_encode", &sq8_encode, py::arg("x"), py::arg("mid"), py::arg("step"), py::arg("blocks"),
         py::arg("first_slot"), py::arg("num_threads") = 0, py::arg("slots") = py::none(),
-        "Encodes rows into slots of a blocks array in place (slots first_slot.. or the given slots).");
+        py::arg("bases") = py::none(), py::arg("base_of") = py::none(), py::arg("item_scales") = py::none(),
+        "Encodes rows into slots of a blocks array in place (slots first_slot.. or the given slots); "
+        "with item_scales, residuals from bases[base_of] with a per-item scale written per slot.");
   m.def("sq8_copy_slots", [](const ByteArray& src, const IdArray& src_slots, ByteArray& dst, const IdArray& dst_slots,
                              std::size_t d) {
     require(src.ndim() == 2 && dst.ndim() == 2 && static_cast<std::size_t>(src.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
@@ -334,7 +387,8 @@ void register_quant(py::module_& m) {
   }, py::arg("src"), py::arg("src_slots"), py::arg("dst"), py::arg("dst_slots"), py::arg("d"),
      "Copies sq8 codes between slots.");
   m.def("sq8_decode", &sq8_decode, py::arg("blocks"), py::arg("first"), py::arg("n"), py::arg("mid"),
-        py::arg("step"), "Reconstructs rows first .. first + n from sq8 blocks.");
+        py::arg("step"), py::arg("item_scales") = py::none(),
+        "Reconstructs rows first .. first + n from sq8 blocks (mid + a * s * step; residual bases not added).");
   m.def("fp16_encode", &fp16_encode, py::arg("x"), "float32 -> IEEE half bits (uint16), round to nearest even.");
   m.def("fp16_decode", &fp16_decode, py::arg("h"), "IEEE half bits (uint16) -> float32.");
   m.def("search_quantized", &search_quantized, py::arg("codec"), py::arg("n"), py::arg("d"), py::arg("codes"),
@@ -344,7 +398,8 @@ void register_quant(py::module_& m) {
         py::arg("allow_ids") = py::none(), py::arg("rerank") = 0, py::arg("num_threads") = 0,
         py::arg("centroids") = py::none(), py::arg("list_starts") = py::none(),
         py::arg("list_sizes") = py::none(), py::arg("slot_ids") = py::none(), py::arg("probes") = 1, py::arg("codebooks") = py::none(),
-        "Top-k over fp16 or sq8 codes, optionally re-ranked exactly from vectors.");
+        py::arg("item_scales") = py::none(), py::arg("item_bases") = py::none(), py::arg("bases") = py::none(),
+        "Top-k over fp16, sq8 or pq4 codes, optionally re-ranked exactly from vectors.");
   m.def("rerank_exact", &rerank_exact, py::arg("vectors"), py::arg("queries"), py::arg("candidates"),
         py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none).");
   m.def("kmeans_train", &kmeans_train, py::arg("x"), py::arg("k"), py::arg("iterations") = 20,

@@ -16,7 +16,10 @@ from llmrec._fileformat import FormatError, load_arrays, save_arrays
 _METRICS = ("ip", "cosine")
 _CODECS = ("sq8", "fp16", "pq4")
 _KIND = "QuantizedIndex"
-_KIND_VERSION = 1
+_KIND_VERSION = 2  # 2: residual sq8 (per-item scales, coarse bases); 1 (plain sq8) still loads
+_SQ8_BASES = 1024  # coarse centroids residual sq8 codes are taken from (flat index)
+_SQ8_ROWS_PER_BASE = 32  # training rows per coarse centroid
+_SQ8_ITERATIONS = 5
 _SQ8_BLOCK = 16
 _PQ4_BLOCK = 32
 _PQ4_ITERATIONS = 20
@@ -40,6 +43,8 @@ class _State(NamedTuple):
     codes: np.ndarray          # sq8 / pq4: (blocks, block_bytes) uint8; fp16: (rows, d) uint16
     vectors: np.ndarray | None  # (rows, d) float32 or None
     lists: _Lists | None = None
+    item_scales: np.ndarray | None = None  # residual sq8: (slots,) float32, whole blocks
+    item_bases: np.ndarray | None = None   # flat residual sq8: (slots,) uint16 base of each slot
 
 
 def _grow(buffer: np.ndarray | None, used: int, needed: int, row_shape: tuple[int, ...],
@@ -65,9 +70,11 @@ class QuantizedIndex:
     vectors : array of shape (n, d)
         Item vectors; row i is item id i.
     codec : {"sq8", "fp16", "pq4"}
-        "sq8": each dimension as an int8 over its trained range (d bytes per vector,
-        rounded up to a multiple of 4), scored by SIMD integer dot products with the
-        query quantized to int8 as well. "fp16": IEEE half precision (2d bytes), scored
+        "sq8": each item as int8 codes of its residual from a coarse k-means centroid
+        (its list's centroid with ``partitions``), per-dimension affine ranges trained on
+        the residuals and one scale per item (d bytes per vector, rounded up to a
+        multiple of 4, plus a 4-byte scale and, flat, a 2-byte centroid number), scored
+        by SIMD integer dot products with the query quantized to int8 as well. "fp16": IEEE half precision (2d bytes), scored
         in float32; values beyond +-65504 are rejected. "pq4": product quantization,
         ``pq_subspaces`` sub-vectors each stored as one of 16 centroids (4 bits; d / 2
         bytes per vector with the default), scanned with per-query uint8 lookup tables
@@ -89,7 +96,8 @@ class QuantizedIndex:
         Keep the float32 vectors (4d bytes per item) so that searches can re-rank their
         shortlist exactly. float32 C-contiguous "ip" input is kept without a copy.
     train_size : int
-        Rows sampled (with ``random_state``) to train the sq8 ranges.
+        Rows sampled (with ``random_state``) to train the codec (sq8: up to 1,024
+        coarse centroids from 32 rows each, 5 k-means iterations, then the residual ranges).
     random_state : int, numpy Generator or None
     num_threads : int
         Threads for building and searching; 0 means all cores.
@@ -120,16 +128,15 @@ class QuantizedIndex:
             items = self._normalized_copy(items)
         self._check_range(items, "vectors")
         self._d = int(items.shape[1])
-        self._mid = self._step = self._centroids = self._codebooks = None
+        self._mid = self._step = self._centroids = self._codebooks = self._bases = None
+        self._residual = self._codec == "sq8"
         if self._codec == "pq4":
             self._pq_m = self._subspaces(pq_subspaces)
         rng = np.random.default_rng(random_state)
         sample = items
         if items.shape[0] > train_size:
             sample = items[np.sort(rng.choice(items.shape[0], train_size, replace=False))]
-        if self._codec == "sq8":
-            self._mid, self._step = _core.sq8_train(sample)
-        elif self._codec == "pq4":
+        if self._codec == "pq4":
             if sample.shape[0] < 16:
                 raise ValueError(f"codec='pq4' needs at least 16 training vectors (16 centroids "
                                  f"per subspace), got {sample.shape[0]}")
@@ -145,15 +152,29 @@ class QuantizedIndex:
                                  f"vectors, got {sample.shape[0]} (n={items.shape[0]}, "
                                  f"train_size={train_size})")
             seed = int(rng.integers(0, 2**63 - 1))
-            self._centroids, _ = _core.kmeans_train(sample, self._partitions, 20, seed,
-                                                    self._num_threads)
+            self._centroids, sample_lists = _core.kmeans_train(sample, self._partitions, 20, seed,
+                                                               self._num_threads)
+            if self._codec == "sq8":
+                self._mid, self._step = _core.sq8_train(sample - self._centroids[sample_lists])
             self._state = _State(0, self._empty_codes(), None,
                                  _Lists(np.zeros(self._partitions, np.int64),
                                         np.zeros(self._partitions, np.int64),
                                         np.zeros(0, np.int64), np.zeros(0, np.int32)))
         else:
+            if self._codec == "sq8":
+                self._train_bases(sample, rng)
             self._state = _State(0, self._empty_codes(), None)
         self._append(items, initial=True)
+
+    def _train_bases(self, sample: np.ndarray, rng: np.random.Generator) -> None:
+        """Coarse centroids for flat residual sq8, and the ranges of the residuals."""
+        count = int(min(_SQ8_BASES, max(1, sample.shape[0] // _SQ8_ROWS_PER_BASE)))
+        rows = sample
+        if sample.shape[0] > count * _SQ8_ROWS_PER_BASE:
+            rows = sample[np.sort(rng.choice(sample.shape[0], count * _SQ8_ROWS_PER_BASE, replace=False))]
+        self._bases, nearest = _core.kmeans_train(rows, count, _SQ8_ITERATIONS,
+                                                  int(rng.integers(0, 2**63 - 1)), self._num_threads)
+        self._mid, self._step = _core.sq8_train(rows - self._bases[nearest])
 
     # ---------------------------------------------------------------- properties
     @property
@@ -236,8 +257,9 @@ class QuantizedIndex:
             return np.zeros((0, self._block_bytes()), dtype=np.uint8)
         return np.zeros((0, self._d), dtype=np.uint16)
 
-    def _relayout(self, state: _State, rows: np.ndarray) -> tuple[np.ndarray, _Lists]:
-        """Codes and lists for the old items plus ``rows``, grouped by nearest centroid."""
+    def _relayout(self, state: _State, rows: np.ndarray
+                  ) -> tuple[np.ndarray, _Lists, np.ndarray | None]:
+        """Codes, lists (and residual sq8 scales) for the old items plus ``rows``, by nearest centroid."""
         n, m, lists = state.n, rows.shape[0], state.lists
         new_assignment = _core.kmeans_assign(rows, self._centroids, self._num_threads)
         assignment = np.concatenate([lists.assignment, new_assignment])
@@ -255,11 +277,18 @@ class QuantizedIndex:
         slot_ids[slot_of] = np.arange(n + m)
         old_slots = np.flatnonzero(lists.slot_ids >= 0)
         old_items = lists.slot_ids[old_slots]
+        scales = None
         if self._codec == "sq8":
             codes = np.full((total // _SQ8_BLOCK, self._block_bytes()), 0x80, np.uint8)
             _core.sq8_copy_slots(state.codes, old_slots, codes, slot_of[old_items], self._d)
+            residual = {}
+            if self._residual:
+                scales = np.zeros(total, np.float32)
+                if state.item_scales is not None:
+                    scales[slot_of[old_items]] = state.item_scales[old_slots]
+                residual = dict(bases=self._centroids, base_of=new_assignment, item_scales=scales)
             _core.sq8_encode(rows, self._mid, self._step, codes, 0, self._num_threads,
-                             slots=slot_of[n:])
+                             slots=slot_of[n:], **residual)
         elif self._codec == "pq4":
             codes = np.zeros((total // _PQ4_BLOCK, self._block_bytes()), np.uint8)
             _core.pq4_copy_slots(state.codes, old_slots, codes, slot_of[old_items], self._pq_m)
@@ -268,20 +297,29 @@ class QuantizedIndex:
             codes = np.zeros((total, self._d), np.uint16)
             codes[slot_of[old_items]] = state.codes[old_slots]
             codes[slot_of[n:]] = _core.fp16_encode(rows)
-        return codes, _Lists(starts, sizes, slot_ids, assignment.astype(np.int32))
+        return codes, _Lists(starts, sizes, slot_ids, assignment.astype(np.int32)), scales
 
     def _append(self, rows: np.ndarray, *, initial: bool = False) -> np.ndarray:
         with self._lock:
             state = self._state
             n, m = state.n, rows.shape[0]
-            lists = None
+            lists = scales = bases = None
             if self._partitions is not None:
-                codes, lists = self._relayout(state, rows)
+                codes, lists, scales = self._relayout(state, rows)
             elif self._codec == "sq8":
                 used_blocks = -(-n // _SQ8_BLOCK)
-                codes = _grow(state.codes, used_blocks, -(-(n + m) // _SQ8_BLOCK),
-                              (self._block_bytes(),), np.uint8, fill=0x80)
-                _core.sq8_encode(rows, self._mid, self._step, codes, n, self._num_threads)
+                blocks = -(-(n + m) // _SQ8_BLOCK)
+                codes = _grow(state.codes, used_blocks, blocks, (self._block_bytes(),), np.uint8, fill=0x80)
+                residual = {}
+                if self._residual:
+                    # Per-slot arrays cover whole blocks: the kernels read them 16 at a time.
+                    slots = codes.shape[0] * _SQ8_BLOCK
+                    scales = _grow(state.item_scales, n, slots, (), np.float32)
+                    bases = _grow(state.item_bases, n, slots, (), np.uint16)
+                    nearest = _core.kmeans_assign(rows, self._bases, self._num_threads)
+                    bases[n:n + m] = nearest
+                    residual = dict(bases=self._bases, base_of=nearest, item_scales=scales)
+                _core.sq8_encode(rows, self._mid, self._step, codes, n, self._num_threads, **residual)
             elif self._codec == "pq4":
                 codes = _grow(state.codes, -(-n // _PQ4_BLOCK), -(-(n + m) // _PQ4_BLOCK),
                               (self._block_bytes(),), np.uint8)
@@ -296,7 +334,7 @@ class QuantizedIndex:
                 else:
                     vectors = _grow(state.vectors, n, n + m, (self._d,), np.float32)
                     vectors[n:n + m] = rows
-            self._state = _State(n + m, codes, vectors, lists)
+            self._state = _State(n + m, codes, vectors, lists, scales, bases)
         return np.arange(n, n + m, dtype=np.int64)
 
     def add(self, vectors: Any) -> np.ndarray:
@@ -316,15 +354,21 @@ class QuantizedIndex:
     def memory_bytes(self) -> int:
         """Bytes held for the items: codes, codec parameters and any kept vectors."""
         state = self._state
-        params = sum(a.nbytes for a in (self._mid, self._step, self._codebooks) if a is not None)
+        params = sum(a.nbytes for a in (self._mid, self._step, self._codebooks, self._bases)
+                     if a is not None)
         if self._codec in ("sq8", "pq4"):
             total = -(-state.n // self._block()) * self._block_bytes() + params
+            for per_slot in (state.item_scales, state.item_bases):
+                if per_slot is not None and state.lists is None:
+                    total += -(-state.n // self._block()) * self._block() * per_slot.itemsize
         else:
             total = state.n * self._d * 2
         if state.lists is not None:
             total = state.codes.nbytes + params
             total += self._centroids.nbytes + state.lists.slot_ids.nbytes + state.lists.assignment.nbytes
             total += state.lists.starts.nbytes + state.lists.sizes.nbytes
+            if state.item_scales is not None:
+                total += state.item_scales.nbytes
         if state.vectors is not None:
             total += state.n * self._d * 4
         return int(total)
@@ -345,7 +389,12 @@ class QuantizedIndex:
             return _core.pq4_decode(state.codes, np.ascontiguousarray(slots, np.int64), self._codebooks)
         out = np.empty((len(ids), self._d), dtype=np.float32)
         for j, i in enumerate(slots):
-            out[j] = _core.sq8_decode(state.codes, int(i), 1, self._mid, self._step)[0]
+            out[j] = _core.sq8_decode(state.codes, int(i), 1, self._mid, self._step,
+                                      item_scales=state.item_scales)[0]
+        if state.item_bases is not None:
+            out += self._bases[state.item_bases[slots]]
+        elif self._residual and state.lists is not None:
+            out += self._centroids[state.lists.assignment[ids]]
         return out
 
     # ---------------------------------------------------------------- search
@@ -402,6 +451,8 @@ class QuantizedIndex:
             exclude_ids=None if excluded is None else excluded[1],
             allow_mask=allow_mask, allow_ids=allow_ids, rerank=rerank,
             num_threads=self._num_threads, codebooks=self._codebooks,
+            item_scales=state.item_scales, item_bases=state.item_bases,
+            bases=self._bases if state.item_bases is not None else None,
             **self._list_arguments(state, probes))
         return (ids[0], scores[0]) if single else (ids, scores)
 
@@ -429,13 +480,20 @@ class QuantizedIndex:
         if self._codec == "sq8":
             arrays["mid"] = self._mid
             arrays["step"] = self._step
+        if state.item_scales is not None:
+            slots = len(state.lists.slot_ids) if state.lists is not None else \
+                -(-state.n // _SQ8_BLOCK) * _SQ8_BLOCK
+            arrays["item_scales"] = np.asarray(state.item_scales[:slots])
+            if state.item_bases is not None:
+                arrays["item_bases"] = np.asarray(state.item_bases[:slots])
+                arrays["bases"] = self._bases
         if self._codec == "pq4":
             arrays["codebooks"] = self._codebooks
         if state.vectors is not None:
             arrays["vectors"] = np.asarray(state.vectors[:state.n])
         meta = {"codec": self._codec, "metric": self._metric, "n": state.n, "dim": self._d,
                 "keep_vectors": self._keep_vectors, "partitions": self._partitions,
-                "pq_subspaces": self._pq_m}
+                "pq_subspaces": self._pq_m, "residual": self._residual}
         save_arrays(path, _KIND, _KIND_VERSION, meta, arrays)
 
     @classmethod
@@ -447,8 +505,8 @@ class QuantizedIndex:
         copies them). Raises ``ValueError`` (``llmrec._fileformat.FormatError``) for a
         truncated, corrupted, inconsistent or foreign file.
         """
-        meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, mmap=mmap,
-                                      verify=verify)
+        meta, arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, mmap=mmap,
+                                            verify=verify)
         index = cls.__new__(cls)
         try:
             index._codec = check_choice(meta.get("codec"), "codec", _CODECS)
@@ -462,11 +520,15 @@ class QuantizedIndex:
                     index._pq_m is not None and not (1 <= index._pq_m <= 256 and d % index._pq_m == 0)):
                 raise ValueError("pq_subspaces does not match the codec and dimension")
             index._partitions = None if partitions is None else int(partitions)
+            # Version 1 files hold plain sq8 codes (no residuals), which still search as before.
+            index._residual = bool(meta.get("residual", False)) if version >= 2 else False
+            if index._residual and index._codec != "sq8":
+                raise ValueError("residual codes are an sq8 feature")
         except (KeyError, TypeError, ValueError) as error:
             raise FormatError(f"{path}: bad metadata ({error})") from None
         index._num_threads = check_int(num_threads, "num_threads", minimum=0)
         index._d = d
-        index._mid = index._step = index._centroids = index._codebooks = None
+        index._mid = index._step = index._centroids = index._codebooks = index._bases = None
         codes = arrays.get("codes")
         lists = None
         slots = n
@@ -488,13 +550,25 @@ class QuantizedIndex:
                   and index._codebooks.shape == (m, 16, d // m))
         else:
             ok = codes is not None and codes.dtype == np.uint16 and codes.shape == (slots, d)
+        scales = bases = None
+        if ok and index._residual:
+            scales = arrays.get("item_scales")
+            room = codes.shape[0] * _SQ8_BLOCK
+            ok = scales is not None and scales.dtype == np.float32 and scales.shape == (room,)
+            if ok and index._partitions is None:
+                bases, index._bases = arrays.get("item_bases"), arrays.get("bases")
+                ok = (bases is not None and bases.dtype == np.uint16 and bases.shape == (room,)
+                      and index._bases is not None and index._bases.dtype == np.float32
+                      and index._bases.ndim == 2 and index._bases.shape[1] == d
+                      and 1 <= index._bases.shape[0] <= 65536
+                      and int(bases.max(initial=0)) < index._bases.shape[0])
         vectors = arrays.get("vectors")
         if index._keep_vectors:
             ok = ok and vectors is not None and vectors.dtype == np.float32 and vectors.shape == (n, d)
         if not ok:
             raise FormatError(f"{path}: arrays do not match the metadata of a {index._codec} index")
         index._lock = threading.Lock()
-        index._state = _State(n, codes, vectors if index._keep_vectors else None, lists)
+        index._state = _State(n, codes, vectors if index._keep_vectors else None, lists, scales, bases)
         return index
 
     def _load_lists(self, path: Any, arrays: dict[str, np.ndarray], n: int, d: int) -> _Lists:

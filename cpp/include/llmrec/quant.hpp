@@ -20,6 +20,12 @@ namespace llmrec::quant {
 // dimensions, the 16 items' four bytes follow each other ([group][item][4]), so a SIMD
 // register holds one group of 16 (or 8) items and scores need no horizontal sums.
 // Dimensions are padded to a multiple of 4 with s = 0.
+//
+// Residual sq8 (what QuantizedIndex builds since file format 2): each row is stored as
+// its difference from a base vector b (the nearest of a few hundred coarse k-means
+// centroids, or its inverted list's centroid) with its own scale a, x ~= b + mid + a * s * step,
+// so the int8 levels follow each item's own spread instead of the whole data set's; the
+// search adds q . b (one table per query) and multiplies the integer dot by a.
 inline constexpr std::size_t kSq8Block = 16;
 inline std::size_t sq8_groups(std::size_t d) { return (d + 3) / 4; }
 inline std::size_t sq8_block_bytes(std::size_t d) { return kSq8Block * 4 * sq8_groups(d); }
@@ -29,19 +35,24 @@ inline std::size_t sq8_blocks(std::size_t n) { return (n + kSq8Block - 1) / kSq8
 void sq8_train(const float* x, std::size_t n, std::size_t d, float* mid, float* step);
 
 // Encodes n rows into item slots first_slot .. first_slot + n of `blocks`, which must
-// hold sq8_blocks(first_slot + n) blocks. Values outside the trained range are clamped.
-// With `slots`, row r goes to slot slots[r] instead of first_slot + r.
+// hold sq8_blocks(first_slot + n) blocks. With `slots`, row r goes to slot slots[r]
+// instead of first_slot + r. Without `item_scales`, values outside the trained range are
+// clamped. With `item_scales` (one float per slot), row r is encoded as the residual
+// x - bases[base_of[r]] (when `bases` is given) with z = (residual - mid) / step and its
+// scale a = max |z| / 127 written to item_scales[slot], s = round(z / a): no clamping.
 void sq8_encode(const float* x, std::size_t n, std::size_t d, const float* mid, const float* step,
                 uint8_t* blocks, std::size_t first_slot, std::size_t num_threads,
-                const int64_t* slots = nullptr);
+                const int64_t* slots = nullptr, const float* bases = nullptr,
+                const int32_t* base_of = nullptr, float* item_scales = nullptr);
 
 // Copies the codes of slots src_slots[j] of `src` to slots dst_slots[j] of `dst`.
 void sq8_copy_slots(const uint8_t* src, const int64_t* src_slots, uint8_t* dst, const int64_t* dst_slots,
                     std::size_t count, std::size_t d);
 
-// Reconstructs items first .. first + n as float rows.
+// Reconstructs items first .. first + n as float rows mid + a * s * step (a = 1 without
+// item_scales, indexed by slot); residual codes then need their base added.
 void sq8_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::size_t d,
-                const float* mid, const float* step, float* out);
+                const float* mid, const float* step, float* out, const float* item_scales = nullptr);
 
 // ---- fp16 ----------------------------------------------------------------------------
 // IEEE half precision, round to nearest even; rows stored as they are (n x d).
@@ -101,6 +112,12 @@ struct IndexView {
   const uint8_t* sq8_blocks = nullptr;  // sq8: sq8_blocks(n) blocks
   const float* sq8_mid = nullptr;       // sq8: d
   const float* sq8_step = nullptr;      // sq8: d
+  // Residual sq8: per-slot scales (blocks * 16), and, for a flat index, per-slot base
+  // numbers into sq8_bases (sq8_n_bases x d); with partitions the base is the list's centroid.
+  const float* sq8_item_scales = nullptr;
+  const uint16_t* sq8_item_bases = nullptr;
+  const float* sq8_bases = nullptr;
+  std::size_t sq8_n_bases = 0;
   const uint16_t* fp16_rows = nullptr;  // fp16: n x d
   const uint8_t* pq4_blocks = nullptr;  // pq4: pq4_blocks(slots) blocks
   const float* pq4_codebooks = nullptr; // pq4: m x 16 x d / m

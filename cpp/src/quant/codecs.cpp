@@ -175,10 +175,38 @@ topk::detail::DriveOptions drive_options(std::size_t n, std::size_t nq, std::siz
   return o;
 }
 
+// q . b for every query and residual base, row-major (nq x n_bases).
+std::vector<float> base_scores(const float* queries, std::size_t nq, std::size_t d, const float* bases,
+                               std::size_t n_bases, std::size_t threads) {
+  std::vector<float> out(nq * n_bases);
+  const std::size_t per_task = 4;
+  parallel_for((nq + per_task - 1) / per_task, std::min(threads, (nq + per_task - 1) / per_task),
+               [&](std::size_t t) {
+    for (std::size_t q = t * per_task; q < std::min(nq, (t + 1) * per_task); ++q) {
+      const float* v = queries + q * d;
+      for (std::size_t b = 0; b < n_bases; ++b) {
+        const float* row = bases + b * d;
+        float partial[8] = {};
+        std::size_t i = 0;
+        for (; i + 8 <= d; i += 8)
+          for (std::size_t j = 0; j < 8; ++j) partial[j] += v[i + j] * row[i + j];
+        float tail = 0.f;
+        for (; i < d; ++i) tail += v[i] * row[i];
+        out[q * n_bases + b] = ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
+                               ((partial[2] + partial[6]) + (partial[3] + partial[7])) + tail;
+      }
+    }
+  });
+  return out;
+}
+
 void sq8_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
                 const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores) {
   const std::size_t d = index.d, groups = sq8_groups(d), block_bytes = sq8_block_bytes(d);
   const Sq8Queries prepared = prepare_sq8_queries(queries, nq, d, index.sq8_mid, index.sq8_step);
+  const bool with_bases = index.sq8_item_bases && index.sq8_bases && index.sq8_n_bases > 0;
+  const std::vector<float> bscores =
+      with_bases ? base_scores(queries, nq, d, index.sq8_bases, index.sq8_n_bases, threads) : std::vector<float>();
   const detail::Sq8Fn kernel = active_sq8();
   auto options = drive_options(index.n, nq, k, threads, 4 * groups);
   options.split_align = kSq8Block;
@@ -195,17 +223,27 @@ void sq8_search(const IndexView& index, const float* queries, std::size_t nq, st
     job.thresholds = task.thresholds;
     job.on_hit = task.on_hit;
     job.context = task.context;
+    if (with_bases) {
+      job.base_scores = bscores.data() + task.first_query * index.sq8_n_bases;
+      job.base_stride = index.sq8_n_bases;
+    }
     if (!task.positions) {
       job.blocks = index.sq8_blocks + (task.begin / kSq8Block) * block_bytes;
       job.n_items = task.end - task.begin;
       job.n_blocks = sq8_blocks(job.n_items);
       job.first_id = static_cast<int64_t>(task.begin);
+      if (index.sq8_item_scales) job.item_scale = index.sq8_item_scales + task.begin;
+      if (with_bases) job.item_base = index.sq8_item_bases + task.begin;
       kernel(job);
       return;
     }
-    // A sparse allow-list: gather the allowed items' codes into blocks first.
+    // A sparse allow-list: gather the allowed items' codes (and per-item factors) into blocks first.
     const std::size_t chunk_blocks = 64, chunk = chunk_blocks * kSq8Block;
     std::vector<uint8_t> gathered(chunk_blocks * block_bytes, 0x80);
+    std::vector<float> scales(index.sq8_item_scales ? chunk : 0, 0.f);
+    std::vector<uint16_t> bases(with_bases ? chunk : 0, 0);
+    if (index.sq8_item_scales) job.item_scale = scales.data();
+    if (with_bases) job.item_base = bases.data();
     for (std::size_t p0 = task.begin; p0 < task.end; p0 += chunk) {
       const std::size_t count = std::min(chunk, task.end - p0);
       for (std::size_t j = 0; j < count; ++j) {
@@ -213,6 +251,8 @@ void sq8_search(const IndexView& index, const float* queries, std::size_t nq, st
         const uint8_t* src = index.sq8_blocks + (id / kSq8Block) * block_bytes + (id % kSq8Block) * 4;
         uint8_t* dst = gathered.data() + (j / kSq8Block) * block_bytes + (j % kSq8Block) * 4;
         for (std::size_t g = 0; g < groups; ++g) std::memcpy(dst + g * 64, src + g * 64, 4);
+        if (index.sq8_item_scales) scales[j] = index.sq8_item_scales[id];
+        if (with_bases) bases[j] = index.sq8_item_bases[id];
       }
       job.blocks = gathered.data();
       job.n_items = count;
@@ -278,7 +318,10 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
     const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d);
     const Sq8Queries prepared = prepare_sq8_queries(queries, nq, d, index.sq8_mid, index.sq8_step);
     const detail::Sq8Fn kernel = active_sq8();
+    // Residual codes are relative to their list's centroid: q . c is the probe's score.
+    const bool residual = index.sq8_item_scales != nullptr;
     topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
+      float offset = prepared.offset[q];
       detail::Sq8Job job{};
       job.groups = groups;
       job.qcodes = prepared.codes.data() + q * 4 * groups;
@@ -298,6 +341,11 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
         job.n_items = static_cast<std::size_t>(index.list_sizes[p]);
         job.n_blocks = sq8_blocks(job.n_items);
         job.ids = index.slot_ids + start;
+        if (residual) {
+          offset = prepared.offset[q] + probe_scores[q * probes + j];
+          job.qoffset = &offset;
+          job.item_scale = index.sq8_item_scales + start;
+        }
         kernel(job);
       }
     }, out_ids, out_scores);
@@ -360,17 +408,32 @@ void sq8_train(const float* x, std::size_t n, std::size_t d, float* mid, float* 
 }
 
 void sq8_encode(const float* x, std::size_t n, std::size_t d, const float* mid, const float* step,
-                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads, const int64_t* slots) {
+                uint8_t* blocks, std::size_t first_slot, std::size_t num_threads, const int64_t* slots,
+                const float* bases, const int32_t* base_of, float* item_scales) {
   const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d), chunk = 4096;
   std::vector<float> inverse(d);
   for (std::size_t i = 0; i < d; ++i) inverse[i] = step[i] > 0.f ? 1.f / step[i] : 0.f;
   parallel_for((n + chunk - 1) / chunk, std::max<std::size_t>(1, num_threads), [&](std::size_t c) {
+    std::vector<float> z(d);
     for (std::size_t r = c * chunk; r < std::min(n, (c + 1) * chunk); ++r) {
       const std::size_t slot = slots ? static_cast<std::size_t>(slots[r]) : first_slot + r;
       uint8_t* dst = blocks + (slot / kSq8Block) * block_bytes + (slot % kSq8Block) * 4;
+      const float* base = bases && base_of ? bases + static_cast<std::size_t>(base_of[r]) * d : nullptr;
+      float largest = 0.f;
+      for (std::size_t i = 0; i < d; ++i) {
+        const float v = base ? x[r * d + i] - base[i] : x[r * d + i];
+        z[i] = (v - mid[i]) * inverse[i];
+        largest = std::max(largest, std::fabs(z[i]));
+      }
+      float factor = 1.f;  // z -> s
+      if (item_scales) {
+        const float a = largest / 127.f;
+        item_scales[slot] = a;
+        factor = a > 0.f ? 1.f / a : 0.f;
+      }
       for (std::size_t i = 0; i < 4 * groups; ++i) {
         float s = 0.f;
-        if (i < d) s = std::clamp(std::nearbyint((x[r * d + i] - mid[i]) * inverse[i]), -127.f, 127.f);
+        if (i < d) s = std::clamp(std::nearbyint(z[i] * factor), -127.f, 127.f);
         dst[(i / 4) * 64 + i % 4] = static_cast<uint8_t>(static_cast<int>(s) + 128);
       }
     }
@@ -389,13 +452,14 @@ void sq8_copy_slots(const uint8_t* src, const int64_t* src_slots, uint8_t* dst, 
 }
 
 void sq8_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::size_t d,
-                const float* mid, const float* step, float* out) {
+                const float* mid, const float* step, float* out, const float* item_scales) {
   const std::size_t block_bytes = sq8_block_bytes(d);
   for (std::size_t r = 0; r < n; ++r) {
     const std::size_t slot = first + r;
     const uint8_t* src = blocks + (slot / kSq8Block) * block_bytes + (slot % kSq8Block) * 4;
+    const float a = item_scales ? item_scales[slot] : 1.f;
     for (std::size_t i = 0; i < d; ++i)
-      out[r * d + i] = mid[i] + static_cast<float>(static_cast<int>(src[(i / 4) * 64 + i % 4]) - 128) * step[i];
+      out[r * d + i] = mid[i] + a * static_cast<float>(static_cast<int>(src[(i / 4) * 64 + i % 4]) - 128) * step[i];
   }
 }
 

@@ -10,9 +10,11 @@ using HitFn = void (*)(void* context, std::size_t query, int64_t item, float sco
 
 // Scores blocks of sq8 codes against quantized queries. For query q and item x the
 // kernel computes dot = sum_i s_i(x) * t_i(q) exactly in int32 (s = code byte ^ 0x80 as
-// signed, t = qcodes as signed) and score = qscale[q] * dot + qoffset[q]; it reports
+// signed, t = qcodes as signed) and
+//   score = fma(dot, qscale[q] * item_scale[slot], qoffset[q] + base_scores[q][item_base[slot]])
+// (the per-item factors only where their arrays are given; residual codes); it reports
 // (q, item, score) through on_hit only when score > thresholds[q], visiting each
-// query's items in ascending slot order.
+// query's items in ascending slot order. Per-slot arrays cover whole blocks.
 struct Sq8Job {
   const uint8_t* blocks;  // n_blocks blocks of 64 * groups bytes
   std::size_t n_blocks;
@@ -29,6 +31,10 @@ struct Sq8Job {
   float* thresholds;
   HitFn on_hit;
   void* context;
+  const float* item_scale = nullptr;    // per slot, or null (1)
+  const uint16_t* item_base = nullptr;  // per slot, or null (no base term)
+  const float* base_scores = nullptr;   // nq rows of base_stride floats: q . base
+  std::size_t base_stride = 0;
 };
 
 using Sq8Fn = void (*)(const Sq8Job&);

@@ -35,8 +35,15 @@ struct Isa {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
   static V finish(V acc, int32_t) { return acc; }
-  static unsigned above(V acc, float scale, float offset, float threshold, float* scores) {
-    const __m256 s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(scale), _mm256_set1_ps(offset));
+  static unsigned above(V acc, float scale, float offset, const float* item_scale, const uint16_t* item_base,
+                        const float* base_row, float threshold, float* scores) {
+    __m256 sc = _mm256_set1_ps(scale), off = _mm256_set1_ps(offset);
+    if (item_scale) sc = _mm256_mul_ps(sc, _mm256_loadu_ps(item_scale));
+    if (item_base) {
+      const __m256i at = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(item_base)));
+      off = _mm256_add_ps(off, _mm256_i32gather_ps(base_row, at, 4));
+    }
+    const __m256 s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), sc, off);
     const unsigned bits = static_cast<unsigned>(
         _mm256_movemask_ps(_mm256_cmp_ps(s, _mm256_set1_ps(threshold), _CMP_GT_OQ)));
     if (bits) _mm256_store_ps(scores, s);

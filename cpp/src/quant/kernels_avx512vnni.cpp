@@ -27,8 +27,15 @@ struct Isa {
   }
   static V dot(V acc, C c, Q q) { return _mm512_dpbusd_epi32(acc, c, q); }
   static V finish(V acc, int32_t qsum) { return _mm512_sub_epi32(acc, _mm512_set1_epi32(128 * qsum)); }
-  static unsigned above(V acc, float scale, float offset, float threshold, float* scores) {
-    const __m512 s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(scale), _mm512_set1_ps(offset));
+  static unsigned above(V acc, float scale, float offset, const float* item_scale, const uint16_t* item_base,
+                        const float* base_row, float threshold, float* scores) {
+    __m512 sc = _mm512_set1_ps(scale), off = _mm512_set1_ps(offset);
+    if (item_scale) sc = _mm512_mul_ps(sc, _mm512_loadu_ps(item_scale));
+    if (item_base) {
+      const __m512i at = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(item_base)));
+      off = _mm512_add_ps(off, _mm512_i32gather_ps(at, base_row, 4));
+    }
+    const __m512 s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), sc, off);
     const unsigned bits = _mm512_cmp_ps_mask(s, _mm512_set1_ps(threshold), _CMP_GT_OQ);
     if (bits) _mm512_store_ps(scores, s);
     return bits;

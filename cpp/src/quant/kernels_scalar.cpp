@@ -21,7 +21,11 @@ void sq8_scan_scalar(const Sq8Job& job) {
             acc[lane] += static_cast<int32_t>(static_cast<int8_t>(block[g * 64 + lane * 4 + j] ^ 0x80)) *
                          t[g * 4 + j];
       for (std::size_t lane = 0; lane < lanes; ++lane) {
-        const float score = job.qscale[q] * static_cast<float>(acc[lane]) + job.qoffset[q];
+        const std::size_t at = slot0 + lane;
+        const float scale = job.item_scale ? job.qscale[q] * job.item_scale[at] : job.qscale[q];
+        const float offset = job.item_base ? job.qoffset[q] + job.base_scores[q * job.base_stride + job.item_base[at]]
+                                           : job.qoffset[q];
+        const float score = std::fma(static_cast<float>(acc[lane]), scale, offset);
         if (score > job.thresholds[q]) {
           const std::size_t slot = slot0 + lane;
           job.on_hit(job.context, q, job.ids ? job.ids[slot] : job.first_id + static_cast<int64_t>(slot), score);

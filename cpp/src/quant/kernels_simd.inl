@@ -6,8 +6,10 @@
 //   C prep(const uint8_t* codes);  Q query(const int8_t* t, const uint8_t* abs_t);
 //   V dot(V acc, C codes, Q query)             acc + per-lane sum of four s * t
 //   V finish(V acc, int32_t qsum)              turns the kernel's sum into sum(s * t)
-//   unsigned above(V acc, float scale, float offset, float threshold, float* scores)
-//       bit i set where scale * acc[i] + offset > threshold; scores written when any is
+//   unsigned above(V acc, float scale, float offset, const float* item_scale,
+//                  const uint16_t* item_base, const float* base_row, float threshold, float* scores)
+//       with sc = scale (* item_scale[i] when given) and off = offset (+ base_row[item_base[i]]
+//       when given): bit i set where fma(acc[i], sc, off) > threshold; scores written when any is
 //
 // A tile is MQ queries x NB blocks of accumulators; every group's codes are loaded once
 // per tile and reused by all MQ queries, so many queries are compute bound on the
@@ -49,7 +51,9 @@ inline void sq8_tile(const Sq8Job& job, std::size_t b, std::size_t q0) {
       if (slot0 >= job.n_items) break;
       const std::size_t lanes = min_size(Isa::W, job.n_items - slot0);
       unsigned bits = Isa::above(Isa::finish(Isa::load(sums[m][v]), job.qsums[q]), scale, offset,
-                                 job.thresholds[q], scores);
+                                 job.item_scale ? job.item_scale + slot0 : nullptr,
+                                 job.item_base ? job.item_base + slot0 : nullptr,
+                                 job.base_scores + q * job.base_stride, job.thresholds[q], scores);
       if (lanes < Isa::W) bits &= (1u << lanes) - 1u;
       for (; bits; bits &= bits - 1) {
         const std::size_t lane = static_cast<std::size_t>(__builtin_ctz(bits));
