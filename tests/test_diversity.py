@@ -258,6 +258,23 @@ def test_bad_inputs_raise_clear_errors(kwargs, error, match):
                    args["lambda_"], num_threads=num_threads)
 
 
+def test_duplicates_named_per_query():
+    vectors = np.eye(6, dtype=np.float32)
+    candidates = np.array([[0, 1, 2], [3, 4, 3]])
+    with pytest.raises(ValueError, match=r"candidates\[1\] holds item id 3 more than once"):
+        mmr_rerank(candidates, np.ones((2, 3)), vectors, 2, 0.0)
+    with pytest.raises(ValueError, match=r"^candidates holds item id 5 more than once"):
+        mmr_rerank([5, -1, 5], [1.0, 0.0, 0.5], vectors, 2, 0.5)
+    ids, _ = mmr_rerank([5, -1, -1, 2], [1.0, 0.0, 0.0, 0.5], vectors, 2, 0.5)  # -1 may repeat
+    np.testing.assert_array_equal(ids, [5, 2])
+
+
+def test_tiny_vectors_keep_their_direction(simd_level):
+    vectors = np.array([[1e-25, 0], [1e-25, 1e-27], [0, 1e-25]], dtype=np.float32)
+    ids, _ = mmr_rerank([0, 1, 2], [1.0, 0.9, 0.8], vectors, 3, 0.5)
+    np.testing.assert_array_equal(ids, [0, 2, 1])  # 1 is nearly parallel to 0
+
+
 def test_non_finite_vectors_only_matter_where_read(simd_level):
     vectors = np.eye(4, dtype=np.float32)
     vectors[3] = np.inf

@@ -27,9 +27,10 @@ py::tuple mmr_rerank(const IdArray& candidates, const FloatArray& relevance,
   const std::size_t nq = candidates.shape(0), c = candidates.shape(1);
   const std::size_t n = items.shape(0), d = items.shape(1);
   const int64_t* ids = candidates.data();
+  bool in_range = true;  // one check at the end: building a message per id costs more than the MMR
   for (std::size_t i = 0; i < nq * c; ++i)
-    require(ids[i] >= -1 && ids[i] < static_cast<int64_t>(n),
-            "candidate ids must be -1 or in [0, n_items)");
+    in_range &= ids[i] >= -1 && ids[i] < static_cast<int64_t>(n);
+  require(in_range, "candidate ids must be -1 or in [0, n_items)");
   require(d > 0 || lambda == 0.0, "item_vectors must have at least one column");
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   IdArray out_ids({nq, static_cast<std::size_t>(k)});

@@ -76,7 +76,8 @@ def mmr_rerank(candidates: Any, relevance: Any, item_vectors: Any, k: int, lambd
         Non-integer ids, non-numeric relevance or vectors, non-numeric λ.
     ValueError
         Shapes that do not agree, ids outside [-1, n_items), duplicate ids within a
-        query, NaN/inf relevance or candidate vectors, k < 1, λ outside [0, 1].
+        query (found by the native pass), NaN/inf relevance or candidate vectors, k < 1,
+        λ outside [0, 1].
 
     Examples
     --------
@@ -90,8 +91,12 @@ def mmr_rerank(candidates: Any, relevance: Any, item_vectors: Any, k: int, lambd
     vectors = _as_vectors(item_vectors)
     ids, single = _as_candidates(candidates, vectors.shape[0])
     rel = _as_relevance(relevance, ids, single)
-    _check_unique(ids)
-    out_ids, out_rel = _core.mmr_rerank(ids, rel, vectors, k, lambda_, num_threads)
+    try:
+        out_ids, out_rel = _core.mmr_rerank(ids, rel, vectors, k, lambda_, num_threads)
+    except ValueError as error:
+        if single and str(error).startswith("candidates[0] "):  # no query index for 1-D input
+            raise ValueError("candidates " + str(error)[len("candidates[0] "):]) from None
+        raise
     return (out_ids[0], out_rel[0]) if single else (out_ids, out_rel)
 
 
@@ -182,19 +187,7 @@ def _as_relevance(values: Any, ids: np.ndarray, single: bool) -> np.ndarray:
         raise ValueError(f"relevance must have the shape of candidates {expected}, got {array.shape}")
     with np.errstate(over="ignore"):  # values beyond float32 become inf, rejected below
         array = np.ascontiguousarray(array.reshape(ids.shape), dtype=np.float32)
-    used = array[ids >= 0]
-    if used.size and not np.isfinite(used).all():
+    if not np.isfinite(array).all() and not np.isfinite(array[ids >= 0]).all():
         raise ValueError("relevance contains NaN or infinite values (or values beyond float32) "
                          "for candidates that are not -1")
     return array
-
-
-def _check_unique(ids: np.ndarray) -> None:
-    if ids.shape[1] < 2:
-        return
-    ordered = np.sort(ids, axis=1)
-    repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
-    if repeated.any():
-        query, position = np.argwhere(repeated)[0]
-        raise ValueError(f"candidates[{query}] holds item id {ordered[query, position]} more than "
-                         "once; each candidate must appear once per query")

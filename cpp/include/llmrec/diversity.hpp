@@ -23,7 +23,8 @@ namespace llmrec::diversity {
 // O(c*d) to gather and normalise the rows plus O(c*k*d) for the similarity updates.
 //
 // Requires candidate ids in [-1, n) and 0 <= lambda <= 1. Throws std::invalid_argument
-// when an item row that is read holds NaN or infinite values.
+// when an id appears twice in one query or an item row that is read holds NaN or
+// infinite values.
 void mmr(const int64_t* candidates, const float* relevance, std::size_t nq, std::size_t c,
          const float* items, std::size_t n, std::size_t d, std::size_t k, float lambda,
          std::size_t num_threads, int64_t* out_ids, float* out_relevance);
