@@ -98,3 +98,13 @@ def rerank_exact(
 def sq8_kernel() -> str: ...
 def set_vnni_enabled(enabled: bool) -> None: ...
 def vnni_supported() -> bool: ...
+
+# Diversity re-ranking (cpp/bindings/diversity.cpp)
+def mmr_rerank(
+    candidates: npt.NDArray[np.int64],
+    relevance: npt.NDArray[np.float32],
+    item_vectors: npt.NDArray[np.float32],
+    k: int,
+    lambda_: float,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...

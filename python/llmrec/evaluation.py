@@ -409,25 +409,32 @@ def _diversity(ids: np.ndarray, item_features: Any, n_items: int,
         raise TypeError(f"item_features must be numeric, got dtype {features.dtype}")
     if features.ndim != 2 or features.shape[0] != n_items:
         raise ValueError(f"item_features must have shape ({n_items}, d), got {features.shape}")
-    features = features.astype(np.float64)
     if not np.isfinite(features).all():
         raise ValueError("item_features contains NaN or infinite values")
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    unit = np.divide(features, norms, out=np.zeros_like(features), where=norms > 0)
-    total, counted = 0.0, 0
+    per_list = _list_diversity(ids, features, chunk)
+    counted = ~np.isnan(per_list)
+    return float(per_list[counted].mean()) if counted.any() else float("nan")
+
+
+def _list_diversity(ids: np.ndarray, features: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Per row of ids: mean over pairs of valid (≥ 0) positions of 1 − cosine, in float64;
+    NaN for rows with fewer than two valid entries. Only the rows listed are read."""
+    out = np.full(ids.shape[0], np.nan)
     for begin in range(0, ids.shape[0], chunk):
         block = ids[begin:begin + chunk]
         valid = block >= 0
-        vectors = unit[np.maximum(block, 0)] * valid[..., None]
+        vectors = features[np.maximum(block, 0)].astype(np.float64)
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+        vectors *= valid[..., None]
         gram = np.einsum("uid,ujd->uij", vectors, vectors)
         m = valid.sum(axis=1).astype(np.float64)
         # Σ_{i≠j} cos = Σ gram − Σ diag; diag is 1 for a non-zero vector, 0 for zero.
         off_diagonal = gram.sum(axis=(1, 2)) - np.einsum("uii->u", gram)
         pairs = m * (m - 1)
         ok = pairs > 0
-        total += float((1.0 - off_diagonal[ok] / pairs[ok]).sum())
-        counted += int(ok.sum())
-    return total / counted if counted else float("nan")
+        out[begin:begin + block.shape[0]][ok] = 1.0 - off_diagonal[ok] / pairs[ok]
+    return out
 
 
 # --------------------------------------------------------------------------- auc

@@ -1,0 +1,38 @@
+// Baseline kernels (plain C++ for the generic target) and the dispatch between levels.
+#include "kernels.hpp"
+
+#include "llmrec/simd.hpp"
+
+namespace llmrec::diversity::detail {
+
+float dot_f32_scalar(const float* a, const float* b, std::size_t n) {
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int l = 0; l < 4; ++l) acc[l] += a[i + l] * b[i + l];
+  float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void max_dot_f32_scalar(const float* rows, std::size_t m, std::size_t d, const float* v,
+                        float* best) {
+  for (std::size_t r = 0; r < m; ++r) {
+    const float s = dot_f32_scalar(rows + r * d, v, d);
+    if (s > best[r]) best[r] = s;
+  }
+}
+
+Kernels active_kernels() {
+  switch (simd::active_level()) {
+#ifdef LLMREC_HAVE_AVX512
+    case simd::Level::avx512: return {dot_f32_avx512, max_dot_f32_avx512};
+#endif
+#ifdef LLMREC_HAVE_AVX2
+    case simd::Level::avx2: return {dot_f32_avx2, max_dot_f32_avx2};
+#endif
+    default: return {dot_f32_scalar, max_dot_f32_scalar};
+  }
+}
+
+}  // namespace llmrec::diversity::detail
