@@ -21,6 +21,10 @@ using FloatArray = py::array_t<float, py::array::c_style>;
 using IdArray = py::array_t<int64_t, py::array::c_style>;
 using ByteArray = py::array_t<uint8_t, py::array::c_style>;
 
+// The const char* overload keeps checks inside loops free of string construction.
+inline void require(bool ok, const char* message) {
+  if (!ok) throw py::value_error(message);
+}
 inline void require(bool ok, const std::string& message) {
   if (!ok) throw py::value_error(message);
 }

@@ -128,11 +128,23 @@ def exclude_to_csr(exclude: Any, nq: int, n: int, *, single_query: bool
         exclude = [exclude]
     if len(exclude) != nq:
         raise ValueError(f"exclude must hold one id array per query ({nq}), got {len(exclude)}")
-    rows = [np.unique(as_ids(row, f"exclude[{i}]", n)) for i, row in enumerate(exclude)]
+    rows = [sorted_unique(as_ids(row, f"exclude[{i}]", n)) for i, row in enumerate(exclude)]
     indptr = np.zeros(nq + 1, dtype=np.int64)
     np.cumsum([len(r) for r in rows], out=indptr[1:])
     ids = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
     return indptr, ids.astype(np.int64, copy=False)
+
+
+def sorted_unique(ids: np.ndarray) -> np.ndarray:
+    """Sorted distinct ids; a plain sort and neighbour test, much cheaper than np.unique
+    on large id arrays (and free when they are already sorted and distinct)."""
+    if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
+        ids = np.sort(ids)
+        keep = np.empty(ids.size, dtype=bool)
+        keep[0] = True
+        np.not_equal(ids[1:], ids[:-1], out=keep[1:])
+        ids = ids[keep]
+    return ids
 
 
 def allow_to_native(allow: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -146,4 +158,9 @@ def allow_to_native(allow: Any, n: int) -> tuple[np.ndarray | None, np.ndarray |
         if array.shape != (n,):
             raise ValueError(f"allow as a boolean mask must have shape ({n},), got {array.shape}")
         return np.ascontiguousarray(array).view(np.uint8), None
-    return None, np.unique(as_ids(array, "allow", n))
+    ids = sorted_unique(as_ids(array, "allow", n))
+    if ids.size * 8 > n:  # dense lists scan faster as a mask than as gathered rows
+        mask = np.zeros(n, dtype=np.uint8)
+        mask[ids] = 1
+        return mask, None
+    return None, ids
