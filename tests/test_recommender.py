@@ -177,11 +177,11 @@ def test_diversity_trades_relevance_for_spread(model, data):
         assert len(set(row.tolist())) == 10
 
 
-def test_numpy_mmr_matches_plain_loop(rng):
+def test_numpy_mmr_matches_plain_loop_and_native(rng):
     vectors = rng.standard_normal((30, 8)).astype(np.float32)
     relevance = rng.random(30).astype(np.float32)
     cands = np.arange(30)
-    got = _numpy_mmr(cands, relevance, vectors, 6, 0.6)
+    got = _numpy_mmr(cands, relevance, vectors, 6, 0.4)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     chosen = []
     for _ in range(6):
@@ -195,6 +195,9 @@ def test_numpy_mmr_matches_plain_loop(rng):
                 best, best_value = c, value
         chosen.append(best)
     assert got.tolist() == chosen
+    diversity = pytest.importorskip("llmrec.diversity")
+    native, _ = diversity.mmr_rerank(cands, relevance, vectors, 6, 0.4)
+    assert native.tolist() == chosen
 
 
 def test_allow_restricts_results(model):
@@ -426,3 +429,11 @@ def test_quantized_first_stage(data):
     a = exact.recommend(list(range(30)), 10).ids
     b = quantized.recommend(list(range(30)), 10).ids
     assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]) > 0.9
+
+
+def test_full_scan_path_for_visitors_and_similar_items(data):
+    rec = fresh(data, candidates=10_000)  # candidates cover the catalogue: no stage-1 search
+    r = rec.recommend_for_history([1, 2, 3, 2], 10)
+    assert not {1, 2, 3} & set(r.ids.tolist()) and len(set(r.ids.tolist())) == 10
+    s = rec.similar_items([4, 5], 5)
+    assert 4 not in s.ids[0] and 5 not in s.ids[1]

@@ -1,7 +1,8 @@
-"""Maximal marginal relevance: the native re-ranker when it is built, else numpy.
+"""Maximal marginal relevance for the Recommender: the native re-ranker
+(:func:`llmrec.diversity.mmr_rerank`) when this build has it, else numpy.
 
-``llmrec.diversity.mmr_rerank`` (native) is used when importable; the numpy fallback
-here follows the same contract so that results do not depend on which one ran.
+Both follow one contract: pick, k times, the candidate maximising
+(1 − λ)·rel − λ·max cosine to the items already picked (λ = diversity).
 """
 
 from __future__ import annotations
@@ -16,30 +17,34 @@ except ImportError:  # pragma: no cover - depends on the build
 
 def _numpy_mmr(candidates: np.ndarray, relevance: np.ndarray, item_vectors: np.ndarray,
                k: int, lambda_: float) -> np.ndarray:
-    """Greedy MMR: pick argmax λ·rel − (1 − λ)·max cosine to the picked ones."""
+    """One query: greedy MMR over ``candidates`` (rows of ``item_vectors``), no padding."""
     vectors = item_vectors[candidates].astype(np.float64)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = vectors / np.where(norms > 0, norms, 1.0)
     rel = relevance.astype(np.float64)
     chosen: list[int] = []
-    max_sim = np.full(len(candidates), -np.inf)
+    max_sim = np.zeros(len(candidates))
     available = np.ones(len(candidates), dtype=bool)
-    for _ in range(min(k, len(candidates))):
-        penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
-        value = np.where(available, lambda_ * rel - (1.0 - lambda_) * penalty, -np.inf)
+    for step in range(min(k, len(candidates))):
+        penalty = max_sim if step else np.zeros(len(candidates))
+        value = np.where(available, (1.0 - lambda_) * rel - lambda_ * penalty, -np.inf)
         best = int(np.argmax(value))
         chosen.append(best)
         available[best] = False
-        max_sim = np.maximum(max_sim, vectors @ vectors[best])
+        similarity = vectors @ vectors[best]
+        max_sim = similarity if step == 0 else np.maximum(max_sim, similarity)
     return candidates[np.asarray(chosen, dtype=np.int64)]
 
 
 def mmr(candidates: np.ndarray, relevance: np.ndarray, item_vectors: np.ndarray, k: int,
         lambda_: float) -> np.ndarray:
-    """Re-rank ``candidates`` (ids, best first) to k ids by MMR with relevance weight λ."""
+    """Re-rank each row of ``candidates`` (n, C; -1 = empty) to k ids (n, k; -1 padding)."""
     if _native_mmr is not None:
-        out = _native_mmr(candidates, relevance, item_vectors, k, lambda_)
-        ids = out[0] if isinstance(out, tuple) else out
-        ids = np.asarray(ids, dtype=np.int64)
-        return ids[ids >= 0]
-    return _numpy_mmr(candidates, relevance, item_vectors, k, lambda_)
+        ids, _ = _native_mmr(candidates, relevance, item_vectors, k, lambda_)
+        return np.asarray(ids, dtype=np.int64)
+    out = np.full((len(candidates), k), -1, dtype=np.int64)
+    for row in range(len(candidates)):
+        valid = candidates[row] >= 0
+        picked = _numpy_mmr(candidates[row][valid], relevance[row][valid], item_vectors, k, lambda_)
+        out[row, :len(picked)] = picked
+    return out

@@ -89,7 +89,9 @@ class Recommender:
         Weight of the text-interest signal; "auto" fits it on the validation slice.
     diversity : float in [0, 1]
         Default MMR trade-off: 0 ranks by relevance only; λ > 0 re-ranks the top
-        candidates by (1 − λ)·relevance − λ·max similarity to the items already chosen.
+        max(5k, 50) candidates by (1 − λ)·relevance − λ·max cosine to the items already
+        chosen (native :func:`llmrec.diversity.mmr_rerank`). Scores stay the blended
+        relevance, so they need not descend once λ > 0.
     random_state : int or None
         Seeds ALS (fits are reproducible for a fixed thread count).
     num_threads : int
@@ -460,6 +462,7 @@ class Recommender:
     def _rank(self, vectors: dict[str, np.ndarray | None], weights: dict[str, float], k: int,
               exclude: Any, allow_rows: np.ndarray | None, diversity: float,
               query: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Two-stage ranking; ``exclude``: a CSR (n, n_items) of items never returned."""
         s = self._settings_used
         items = self._items  # one snapshot: add_items replaces it, never mutates it
         n_items = len(items.V)
@@ -484,22 +487,30 @@ class Recommender:
 
     def _diversify(self, ids: np.ndarray, scores: np.ndarray, k: int, diversity: float
                    ) -> tuple[np.ndarray, np.ndarray]:
+        """MMR over each row's top candidates: relevance min-max scaled to [0, 1] per row
+        (so λ trades it against cosine on a like scale); similarity is the cosine of
+        [unit factors ; unit text vectors] (factors alone without text)."""
         items = self._items
-        out_ids = np.full((len(ids), k), -1, dtype=np.int64)
-        out_scores = np.full((len(ids), k), -np.inf, dtype=np.float32)
+        valid = ids >= 0
+        if not valid.any():
+            return ids[:, :k], scores[:, :k]
+        low = np.where(valid, scores, np.inf).min(axis=1, keepdims=True)
+        high = np.where(valid, scores, -np.inf).max(axis=1, keepdims=True)
+        span = np.where(high > low, high - low, 1.0)
+        relevance = np.where(valid, (scores - low) / span, -np.inf).astype(np.float32)
+        union = np.unique(ids[valid])
+        local = np.where(valid, np.searchsorted(union, ids), -1).astype(np.int64)
+        vectors = items.Vn[union] if items.E is None else np.hstack([items.Vn[union], items.E[union]])
+        picked = mmr(local, relevance, np.ascontiguousarray(vectors, dtype=np.float32), k, diversity)
+        out_ids = np.where(picked >= 0, union[np.maximum(picked, 0)], -1)
+        position = {}
+        out_scores = np.full(out_ids.shape, -np.inf, dtype=np.float32)
         for row in range(len(ids)):
-            valid = ids[row] >= 0
-            cand, rel = ids[row][valid], scores[row][valid].astype(np.float64)
-            if not len(cand):
-                continue
-            span = rel.max() - rel.min()
-            rel01 = (rel - rel.min()) / span if span > 0 else np.ones_like(rel)
-            vectors = items.Vn[cand] if items.E is None else np.hstack([items.Vn[cand], items.E[cand]])
-            local = mmr(np.arange(len(cand), dtype=np.int64), rel01.astype(np.float32),
-                        np.ascontiguousarray(vectors, dtype=np.float32), k, 1.0 - diversity)
-            out_ids[row, :len(local)] = cand[local]
-            out_scores[row, :len(local)] = scores[row][valid][local]
-        return out_ids, out_scores
+            position = dict(zip(ids[row].tolist(), scores[row].tolist()))
+            for j, item in enumerate(out_ids[row]):
+                if item >= 0:
+                    out_scores[row, j] = position[int(item)]
+        return out_ids.astype(np.int64), out_scores
 
     def _check_k(self, k: Any) -> int:
         return check_int(k, "k", minimum=1)
@@ -552,7 +563,7 @@ class Recommender:
         _, first_from_end = np.unique(rows[::-1], return_index=True)
         history = rows[np.sort(len(rows) - 1 - first_from_end)]
         vectors = self._vectors_for([history])
-        exclude = [np.sort(history)] if exclude_seen and len(history) else None
+        exclude = weighted_rows([history], len(self._items.V), 0.0) if exclude_seen else None
         ids, scores = self._rank(vectors, self._weights(scenario), k, exclude, None,
                                  self._diversity(diversity), self._query_vectors(query, 1))
         return self._result(ids, scores, True)
@@ -590,7 +601,7 @@ class Recommender:
         items = self._items
         vectors = {"behaviour": None, "sequence": items.Vn[rows],
                    "text": None if items.E is None else items.E[rows]}
-        exclude = [np.array([r]) for r in rows]
+        exclude = weighted_rows([np.array([r]) for r in rows], len(items.V), 0.0)
         ids, scores = self._rank(vectors, self._weights("similar"), k, exclude, None, 0.0, None)
         return self._result(ids, scores, single)
 
