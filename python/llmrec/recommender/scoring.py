@@ -83,7 +83,10 @@ def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any)
         return ExactIndex(rows, num_threads=num_threads)
     from llmrec.quantized import QuantizedIndex
 
-    return QuantizedIndex(rows, codec=kind, random_state=random_state, num_threads=num_threads)
+    # Stage 2 re-scores the candidates exactly, so the index needs no float copy and no
+    # re-ranking of its own.
+    return QuantizedIndex(rows, codec=kind, keep_vectors=False, random_state=random_state,
+                          num_threads=num_threads)
 
 
 def spread(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
