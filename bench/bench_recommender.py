@@ -127,7 +127,7 @@ def quality(args: argparse.Namespace) -> None:
     for name, weights in ablation.items():
         rec.set_scenario(name, weights)
         score(name, rec, scenario=name)
-    for lam in (0.1, 0.2, 0.3, 0.5):
+    for lam in (0.1, 0.2, 0.3, 0.5, 0.7, 0.9):
         score(f"Recommender, diversity={lam}", rec, diversity=lam)
     plain = llmrec.Recommender(encoder=None, random_state=0).fit(train_df, items=items)
     score("Recommender, encoder=None (no text)", plain)

@@ -70,6 +70,10 @@ class Histories:
         np.cumsum([len(r) for r in rows], out=indptr[1:])
         return indptr, (np.concatenate(rows) if rows else np.zeros(0, np.int64))
 
+    def seen_lists(self, users: np.ndarray) -> list[np.ndarray]:
+        """Each user's items, sorted (the cheap form of :meth:`seen` for a few users)."""
+        return [np.sort(self.get(u)) for u in users]
+
     def seen(self, users: np.ndarray, n_items: int) -> sp.csr_matrix:
         """A (len(users), n_items) CSR matrix marking each user's items."""
         rows = [np.sort(self.get(u)) for u in users]

@@ -66,6 +66,13 @@ class IdMap:
 
     def rows(self, ids: Any, name: str) -> np.ndarray:
         """Row numbers (int64) of ``ids``; raises UnknownIdError for an unknown id."""
+        if isinstance(ids, list) and len(ids) == 1 and self._fast_kind(ids[0]):
+            try:  # one id: a hash lookup, without building arrays (the serving path)
+                row = self._index.get_loc(ids[0])
+                if isinstance(row, int):
+                    return np.array([row], dtype=np.int64)
+            except (KeyError, TypeError):
+                pass  # fall through: the general path raises the right error
         values = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, list) else None))
         if values.ndim != 1:
             raise ValueError(f"{name} must be one id or a 1-D sequence of ids, got shape "
@@ -79,6 +86,11 @@ class IdMap:
             bad = bad.item() if isinstance(bad, np.generic) else bad
             raise UnknownIdError(f"unknown {self.what} id {bad!r} in {name}", bad)
         return rows.astype(np.int64)
+
+    def _fast_kind(self, value: Any) -> bool:
+        if self.kind == "int":
+            return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+        return self.kind == "str" and isinstance(value, str)
 
     def contains(self, ids: Any) -> np.ndarray:
         """Whether each id is known (bool array)."""

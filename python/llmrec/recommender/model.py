@@ -462,7 +462,7 @@ class Recommender:
     def _rank(self, vectors: dict[str, np.ndarray | None], weights: dict[str, float], k: int,
               exclude: Any, allow_rows: np.ndarray | None, diversity: float,
               query: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Two-stage ranking; ``exclude``: a CSR (n, n_items) of items never returned."""
+        """Two-stage ranking; ``exclude``: a CSR (n, n_items) or n id arrays never returned."""
         s = self._settings_used
         items = self._items  # one snapshot: add_items replaces it, never mutates it
         n_items = len(items.V)
@@ -473,7 +473,10 @@ class Recommender:
         C = min(max(s["candidates"], 4 * pool), n_items)
         if C >= n_items and allow_rows is None:
             candidates = np.broadcast_to(np.arange(n_items), (n, n_items)).copy()
-            if exclude is not None:
+            if isinstance(exclude, list):
+                for row, ids in enumerate(exclude):
+                    candidates[row, ids] = -1
+            elif exclude is not None:
                 dense = exclude.tocoo()
                 candidates[dense.row, dense.col] = -1
         else:
@@ -542,7 +545,10 @@ class Recommender:
         allow_rows = self._allow_rows(allow)
         query_vectors = self._query_vectors(query, len(users))
         vectors = {name: (None if v is None else v[users]) for name, v in self._users.items()}
-        exclude = self._histories.seen(users, len(self._items.V)) if exclude_seen else None
+        exclude = None
+        if exclude_seen:  # id lists for a few users skip building a sparse matrix
+            exclude = (self._histories.seen_lists(users) if len(users) <= 16
+                       else self._histories.seen(users, len(self._items.V)))
         ids, scores = self._rank(vectors, weights, k, exclude, allow_rows, diversity, query_vectors)
         return self._result(ids, scores, single, self._user_map.ids[users])
 

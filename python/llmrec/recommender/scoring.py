@@ -92,7 +92,7 @@ def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any)
 def spread(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """Standard deviation over the catalogue of each row's scores x·g_i (0 for x = 0)."""
     X = X.astype(np.float64)
-    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, cov, X), 0.0))
+    return np.sqrt(np.maximum(((X @ cov) * X).sum(axis=1), 0.0))
 
 
 def scaled(X: np.ndarray, cov: np.ndarray, weight: float) -> np.ndarray:
