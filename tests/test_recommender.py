@@ -437,3 +437,54 @@ def test_full_scan_path_for_visitors_and_similar_items(data):
     assert not {1, 2, 3} & set(r.ids.tolist()) and len(set(r.ids.tolist())) == 10
     s = rec.similar_items([4, 5], 5)
     assert 4 not in s.ids[0] and 5 not in s.ids[1]
+
+
+def test_user_profiles_and_users_without_interactions(data):
+    interactions, items, users = data
+    profiles = pd.DataFrame({"user_id": [0, 1, 900],
+                             "text": ["loves cooking recipes", "", "chef kitchen recipe spice oven"]})
+    rec = Recommender(encoder=WordEncoder(), random_state=0, validation=0.0,
+                      regularization=10.0).fit(interactions, items=items, users=profiles)
+    # User 900 has no interactions: ranked by the profile's text alone.
+    r = rec.recommend(900, 10)
+    assert (r.ids >= 0).all()
+    topic_of = dict(zip(items.item_id, items.genres.map(lambda g: g[0])))
+    assert np.mean([topic_of[i] == "Cooking" for i in r.ids]) >= 0.5
+
+
+def test_many_small_updates_and_additions(data, tmp_path):
+    rec = fresh(data)
+    for j in range(40):
+        rec.add_items(pd.DataFrame({"item_id": [50_000 + j], "text": [f"a chef story {j}"]}))
+        rec.update(20_000 + j, [1, 50_000 + j])
+    assert len(rec._item_map) == 440 and len(rec._user_map) == 340
+    r = rec.recommend(20_039, 10)
+    assert not {1, 50_039} & set(r.ids.tolist())
+    rec.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m", encoder=rec.encoder)
+    np.testing.assert_array_equal(loaded.recommend(20_039, 10).ids, r.ids)
+
+
+def test_recommend_while_updating(data):
+    rec = fresh(data)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                r = rec.recommend([0, 1, 2], 5)
+                assert r.ids.shape == (3, 5)
+        except BaseException as error:  # noqa: BLE001 - surfaced below
+            errors.append(error)
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for t in readers:
+        t.start()
+    for j in range(30):
+        rec.update(j % 5, [j + 10])
+        rec.add_items(pd.DataFrame({"item_id": [60_000 + j], "text": ["dog and cat"]}))
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors

@@ -281,7 +281,7 @@ class Recommender:
             self._labels = np.array([str(t) for t in titles], dtype=object)
         weights, regularization, report = self._fit_blend(s, histories, n_items, E, profile)
         self._als = self._fit_als(s, regularization, [histories.get(u) for u in range(n_users)],
-                                  n_items, E)
+                                  n_items, E, show_progress=show_progress)
         self._build_items(s, E)
         self._lock = threading.Lock()
         self._users = self._user_vectors(np.arange(n_users))
@@ -299,14 +299,14 @@ class Recommender:
         return self
 
     def _fit_als(self, s: dict[str, Any], regularization: float, histories: list[np.ndarray],
-                 n_items: int, E: np.ndarray | None) -> ALS:
+                 n_items: int, E: np.ndarray | None, show_progress: bool = False) -> ALS:
         rows = weighted_rows(histories, n_items, 0.0)
         rows.data[:] = 1.0
         als = ALS(factors=s["factors"], regularization=regularization, alpha=s["alpha"],
                   iterations=s["iterations"], prior_strength=max(s["prior_strength"], 1e-12),
                   random_state=self.random_state, num_threads=s["num_threads"])
         use_prior = E is not None and s["prior_strength"] > 0
-        return als.fit(rows, item_features=E if use_prior else None)
+        return als.fit(rows, item_features=E if use_prior else None, show_progress=show_progress)
 
     def _fit_blend(self, s: dict[str, Any], histories: Histories, n_items: int,
                    E: np.ndarray | None, profile: np.ndarray | None
@@ -640,24 +640,25 @@ class Recommender:
                 self._grow_users(user + 1)
             self._histories.append(user, rows)
             fresh = self._user_vectors(np.array([user]))
-            users = {name: (None if v is None else v.copy()) for name, v in self._users.items()}
+            # In place: a concurrent reader of this one user may see the old or the new
+            # row; every other user is untouched, and nothing is copied.
             for name, v in fresh.items():
                 if v is not None:
-                    users[name][user] = v[0]
-            self._users = users
+                    self._users[name][user] = v[0]
         return self
 
     def _grow_users(self, n: int) -> None:
-        grown = {}
-        for name, v in self._users.items():
+        """Make room for n users: geometric growth, so adding users one by one is
+        amortised O(1); readers index rows < n_users only, so spare rows are unseen."""
+        def grown(v: np.ndarray | None) -> np.ndarray | None:
             if v is None or len(v) >= n:
-                grown[name] = v
-            else:
-                grown[name] = np.vstack([v, np.zeros((n - len(v), v.shape[1]), dtype=v.dtype)])
-        self._users = grown
-        if self._profile is not None and len(self._profile) < n:
-            self._profile = np.vstack([self._profile, np.zeros((n - len(self._profile), self._profile.shape[1]),
-                                                               dtype=np.float32)])
+                return v
+            out = np.zeros((max(n, 2 * len(v)), v.shape[1]), dtype=v.dtype)
+            out[:len(v)] = v
+            return out
+
+        self._users = {name: grown(v) for name, v in self._users.items()}
+        self._profile = grown(self._profile)
 
     def add_items(self, items: Any) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
@@ -679,17 +680,34 @@ class Recommender:
             V_new = np.ascontiguousarray(self._als.item_factors_[rows], dtype=np.float32)
             stage1 = scoring.stage1_rows(V_new, E_new, self._geometry)
             current.index.add(stage1)
-            self._items = scoring.Items(
-                np.vstack([current.V, V_new]), np.vstack([current.Vn, np.zeros_like(V_new)]),
-                None if current.E is None else np.vstack([current.E, E_new]),
-                None if current.T is None else np.vstack([current.T, stage1[:, V_new.shape[1]:]]),
-                current.index)
+            new_rows = {"V": V_new, "Vn": np.zeros_like(V_new), "E": E_new,
+                        "T": None if current.T is None else stage1[:, V_new.shape[1]:]}
+            grown = {name: self._append_item_rows(name, getattr(current, name), rows_)
+                     for name, rows_ in new_rows.items()}
+            self._items = scoring.Items(grown["V"], grown["Vn"], grown["E"], grown["T"], current.index)
             self._item_map.add(ids, "items.item_id")
             if self._labels is not None:
                 frame = items if hasattr(items, "columns") else None
                 titles = frame["title"] if frame is not None and "title" in frame.columns else texts
                 self._labels = np.concatenate([self._labels, np.array([str(t) for t in titles], dtype=object)])
         return self._item_map.to_ids(rows)
+
+    def _append_item_rows(self, name: str, current: np.ndarray | None,
+                          rows: np.ndarray | None) -> np.ndarray | None:
+        """``current`` with ``rows`` appended, in spare capacity when there is some
+        (geometric growth: adding items one by one is amortised O(1) per item). Earlier
+        snapshots are views of the first rows only, so they never see the new ones."""
+        if current is None:
+            return None
+        buffers = self.__dict__.setdefault("_item_buffers", {})
+        buffer = buffers.get(name)
+        n, m = len(current), len(rows)
+        if buffer is None or not np.shares_memory(buffer[:1], current[:1]) or len(buffer) < n + m:
+            buffer = np.zeros((max(n + m, 2 * n), current.shape[1]), dtype=current.dtype)
+            buffer[:n] = current
+            buffers[name] = buffer
+        buffer[n:n + m] = rows
+        return buffer[:n + m]
 
     def explain(self, user_id: Any, item_id: Any) -> Explanation:
         """Why ``item_id`` scores as it does for ``user_id``: the history items and the

@@ -53,13 +53,14 @@ def save(model: Any, directory: Any) -> None:
     indptr, hist = model._histories.arrays()
     arrays = {"V": items.V, "Vn": items.Vn, "user_ids": _id_array(model._user_map),
               "item_ids": _id_array(model._item_map), "hist_indptr": indptr, "hist_items": hist}
+    n_users = len(model._user_map)
     for name, value in users.items():
         if value is not None:
-            arrays[f"user_{name}"] = value
+            arrays[f"user_{name}"] = value[:n_users]
     if items.E is not None:
         arrays["E"] = items.E
     if model._profile is not None:
-        arrays["profile"] = model._profile
+        arrays["profile"] = model._profile[:n_users]
     g = model._geometry
     arrays.update({"cov_V": g.cov_V, "cov_Vn": g.cov_Vn, "norm_V": np.array([g.norm_V]),
                    "mean_V": g.mean_V, "mean_Vn": g.mean_Vn})

@@ -95,8 +95,8 @@ def spread(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(((X @ cov) * X).sum(axis=1), 0.0))
 
 
-def scaled(X: np.ndarray, cov: np.ndarray, weight: float) -> np.ndarray:
-    """weight · x / σ(x) per row (rows with σ = 0 become 0)."""
+def scaled(X: np.ndarray, cov: np.ndarray, weight: Any) -> np.ndarray:
+    """weight · x / σ(x) per row (rows with σ = 0 become 0); weight: scalar or per row."""
     sigma = spread(X, cov)
     factor = np.where(sigma > 1e-12, weight / np.where(sigma > 1e-12, sigma, 1.0), 0.0)
     return (X * factor[:, None]).astype(np.float32)
@@ -115,14 +115,24 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=Non
                  text=None, query=None) -> Signals:
     """Weighted, spread-normalised query vectors from raw signal vectors (None = absent)."""
     b = s = t = None
+    text_weight: Any = weights["text"]
+    if text is not None:
+        # Rows with no history (a new user known only by a profile text) have no
+        # behaviour or sequence: the text signal carries their ranking at weight ≥ 1.
+        empty = np.ones(len(text), dtype=bool)
+        for vectors in (behaviour, sequence):
+            if vectors is not None:
+                empty &= ~np.any(vectors != 0, axis=1)
+        if empty.any():
+            text_weight = np.where(empty, max(text_weight, 1.0), text_weight)
     if behaviour is not None and weights["behaviour"] > 0:
         b = scaled(behaviour, geometry.cov_V, weights["behaviour"])
     if sequence is not None and weights["sequence"] > 0:
         s = scaled(sequence, geometry.cov_Vn, weights["sequence"])
     if geometry.cov_E is not None:
-        for vectors, name in ((text, "text"), (query, "query")):
-            if vectors is not None and weights[name] > 0:
-                part = scaled(vectors, geometry.cov_E, weights[name])
+        for vectors, weight in ((text, text_weight), (query, weights["query"])):
+            if vectors is not None and np.any(np.asarray(weight) > 0):
+                part = scaled(vectors, geometry.cov_E, weight)
                 t = part if t is None else t + part
     n = next((len(v) for v in (behaviour, sequence, text, query) if v is not None), 0)
     offset = np.zeros(n, dtype=np.float64)
