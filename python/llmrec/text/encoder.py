@@ -17,6 +17,7 @@ from llmrec.text._deps import require_text_deps
 from llmrec.text.batching import pad_batch, plan_batches, token_lengths
 from llmrec.text.cache import VectorCache, text_key
 from llmrec.text.models import ModelSource, resolve_model, weights_fingerprint
+from llmrec.text.packed import packed_encoder_for, packed_token_ids
 
 POOLINGS = ("mean", "cls", "last")
 KINDS = ("document", "query")
@@ -125,6 +126,9 @@ class TextEncoder:
             f"|pooling={pooling}|normalize={self.normalize}|max_length={self.max_length}"
             f"|dtype={self.dtype}")
         self._pad_id = _pad_token_id(self._tokenizer)
+        # BERT-family models on CPU run unpadded (same vectors, less work); GPUs keep
+        # the padded HF forward, which suits their large batches.
+        self._packed = packed_encoder_for(self._model) if self._device.type == "cpu" else None
         self._cache = VectorCache(cache_dir, dim=self.dim) if cache_dir is not None else None
 
     @staticmethod
@@ -261,6 +265,8 @@ class TextEncoder:
 
     def _forward(self, token_ids: list[list[int]], lengths: np.ndarray,
                  batch: np.ndarray) -> np.ndarray:
+        if self._packed is not None:
+            return self._forward_packed(token_ids, lengths, batch)
         torch = self._torch
         input_ids, attention_mask = pad_batch(token_ids, lengths, batch, self._pad_id)
         ids = torch.from_numpy(input_ids).to(self._device, non_blocking=True)
@@ -271,6 +277,31 @@ class TextEncoder:
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
         return pooled.cpu().numpy()
+
+    def _forward_packed(self, token_ids: list[list[int]], lengths: np.ndarray,
+                        batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        batch_lengths = lengths[batch]
+        ids = torch.from_numpy(packed_token_ids(token_ids, batch, batch_lengths))
+        hidden = self._packed(ids.to(self._device), batch_lengths)
+        pooled = _pool_packed(torch, self.pooling, hidden, batch_lengths)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+        return pooled.cpu().numpy()
+
+
+def _pool_packed(torch: Any, pooling: str, hidden: Any, lengths: np.ndarray) -> Any:
+    """Pool hidden states of texts packed one after another (``lengths`` tokens each)."""
+    starts = np.cumsum(lengths) - lengths
+    if pooling == "cls":
+        return hidden[torch.from_numpy(starts).to(hidden.device)].float()
+    if pooling == "last":
+        return hidden[torch.from_numpy(starts + lengths - 1).to(hidden.device)].float()
+    segments = torch.from_numpy(np.repeat(np.arange(lengths.size), lengths)).to(hidden.device)
+    summed = torch.zeros(lengths.size, hidden.shape[1], dtype=torch.float32, device=hidden.device)
+    summed.index_add_(0, segments, hidden.float())
+    counts = torch.from_numpy(lengths).to(device=hidden.device, dtype=torch.float32)
+    return summed / counts.clamp(min=1).unsqueeze(1)
 
 
 def _pool(torch: Any, pooling: str, hidden: Any, mask: Any, lengths: Any) -> Any:
