@@ -226,14 +226,17 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     const int64_t* st = list_starts->data();
     const int64_t* sz = list_sizes->data();
     const int64_t* ids = slot_ids->data();
+    // One check after the loop: require() builds its message string on every call, which
+    // cost more than a few-probe search over thousands of lists.
+    const int64_t align = codec == "sq8" ? static_cast<int64_t>(llmrec::quant::kSq8Block)
+                          : codec == "pq4" ? static_cast<int64_t>(llmrec::quant::kPq4Block) : 1;
     std::size_t total = 0;
+    bool lists_ok = true;
     for (std::size_t j = 0; j < p; ++j) {
-      require(st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots &&
-                  (codec != "sq8" || st[j] % llmrec::quant::kSq8Block == 0) &&
-                  (codec != "pq4" || st[j] % llmrec::quant::kPq4Block == 0),
-              "list starts and sizes out of range");
-      total += sz[j];
+      lists_ok &= st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots && st[j] % align == 0;
+      total += static_cast<std::size_t>(sz[j]);
     }
+    require(lists_ok, "list starts and sizes out of range");
     // Slot ids are checked where they are made or loaded (python/llmrec/quantized.py):
     // a per-call O(n) pass would cost more than a search over a few lists.
     require(total == n, "lists must hold every item once");

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 #include <utility>
@@ -303,75 +304,90 @@ void fp16_search(const IndexView& index, const float* queries, std::size_t nq, s
   }, out_ids, out_scores);
 }
 
-// Partitioned search: the probes best lists per query (by q . centroid, one exact top-k
-// over the centroids for all queries), each scanned by the codec kernel into that
-// query's heap.
+// Partitioned search (sq8 and fp16; pq4 in pq4.cpp), each probed list scanned by the codec
+// kernel into the query's heap through detail::probe_lists.
 void partitioned_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
                         const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores) {
-  const std::size_t d = index.d, probes = std::min(index.probes, index.partitions);
-  std::vector<int64_t> probe_ids(nq * probes);
-  std::vector<float> probe_scores(nq * probes);
-  topk::search(index.centroids, index.partitions, d, queries, nq, probes, topk::Filter{}, false, threads,
-               probe_ids.data(), probe_scores.data());
-  auto options = drive_options(index.n, nq, k, threads, d * sizeof(float));
+  const std::size_t d = index.d;
   if (index.codec == Codec::sq8) {
     const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d);
     const Sq8Queries prepared = prepare_sq8_queries(queries, nq, d, index.sq8_mid, index.sq8_step);
     const detail::Sq8Fn kernel = active_sq8();
     // Residual codes are relative to their list's centroid: q . c is the probe's score.
     const bool residual = index.sq8_item_scales != nullptr;
-    topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
-      float offset = prepared.offset[q];
+    detail::probe_lists(index, queries, nq, k, filter, threads, out_ids, out_scores,
+                        [&](std::size_t q, const detail::ProbedList& list, const ScanTask& sink) {
+      const float offset = residual ? prepared.offset[q] + list.score : prepared.offset[q];
       detail::Sq8Job job{};
       job.groups = groups;
       job.qcodes = prepared.codes.data() + q * 4 * groups;
       job.qabs = prepared.abs.data() + q * 4 * groups;
       job.qsums = prepared.sums.data() + q;
       job.qscale = prepared.scale.data() + q;
-      job.qoffset = prepared.offset.data() + q;
+      job.qoffset = &offset;
       job.nq = 1;
       job.thresholds = sink.thresholds;
       job.on_hit = sink.on_hit;
       job.context = sink.context;
-      for (std::size_t j = 0; j < probes; ++j) {
-        const int64_t p = probe_ids[q * probes + j];
-        if (p < 0 || index.list_sizes[p] == 0) continue;
-        const std::size_t start = static_cast<std::size_t>(index.list_starts[p]);
-        job.blocks = index.sq8_blocks + (start / kSq8Block) * block_bytes;
-        job.n_items = static_cast<std::size_t>(index.list_sizes[p]);
-        job.n_blocks = sq8_blocks(job.n_items);
-        job.ids = index.slot_ids + start;
-        if (residual) {
-          offset = prepared.offset[q] + probe_scores[q * probes + j];
-          job.qoffset = &offset;
-          job.item_scale = index.sq8_item_scales + start;
-        }
-        kernel(job);
-      }
-    }, out_ids, out_scores);
+      job.blocks = index.sq8_blocks + (list.start / kSq8Block) * block_bytes;
+      job.n_items = list.size;
+      job.n_blocks = sq8_blocks(list.size);
+      job.ids = index.slot_ids + list.start;
+      if (residual) job.item_scale = index.sq8_item_scales + list.start;
+      kernel(job);
+    });
     return;
   }
   const topk::detail::ScanFn scan = topk::detail::active_scan();
   const std::size_t rows = std::max<std::size_t>(16, (64 * 1024) / (d * sizeof(float)));
+  detail::probe_lists(index, queries, nq, k, filter, threads, out_ids, out_scores,
+                      [&](std::size_t q, const detail::ProbedList& list, const ScanTask& sink) {
+    thread_local std::vector<float> decoded, scratch;
+    decoded.resize(rows * d);
+    scratch.resize(topk::detail::scratch_floats(1, d));
+    for (std::size_t r0 = 0; r0 < list.size; r0 += rows) {
+      const std::size_t count = std::min(rows, list.size - r0);
+      fp16_decode_active(index.fp16_rows + (list.start + r0) * d, count * d, decoded.data());
+      RowHits hits{sink.on_hit, sink.context, index.slot_ids + list.start + r0, 0};
+      topk::detail::ScanJob job{queries + q * d, 1, d, decoded.data(), nullptr, 0, count,
+                                sink.thresholds, &RowHits::forward, &hits, scratch.data()};
+      scan(job);
+    }
+  });
+}
+
+}  // namespace
+
+namespace detail {
+
+void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+                 const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores,
+                 const std::function<void(std::size_t, const ProbedList&, const ScanTask&)>& scan_list) {
+  const std::size_t d = index.d, probes = std::min(index.probes, index.partitions);
+  std::vector<int64_t> probe_ids(nq * probes);
+  std::vector<float> probe_scores(nq * probes);
+  topk::search(index.centroids, index.partitions, d, queries, nq, probes, topk::Filter{}, false, threads,
+               probe_ids.data(), probe_scores.data());
+  topk::detail::DriveOptions options;
+  options.n_items = index.n;
+  options.nq = nq;
+  options.k = k;
+  options.num_threads = threads;
+  options.query_bytes = d * sizeof(float);
   topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
-    std::vector<float> decoded(rows * d);
-    std::vector<float> scratch(topk::detail::scratch_floats(1, d));
     for (std::size_t j = 0; j < probes; ++j) {
       const int64_t p = probe_ids[q * probes + j];
-      if (p < 0) continue;
-      const std::size_t start = static_cast<std::size_t>(index.list_starts[p]),
-                        size = static_cast<std::size_t>(index.list_sizes[p]);
-      for (std::size_t r0 = 0; r0 < size; r0 += rows) {
-        const std::size_t count = std::min(rows, size - r0);
-        fp16_decode_active(index.fp16_rows + (start + r0) * d, count * d, decoded.data());
-        RowHits hits{sink.on_hit, sink.context, index.slot_ids + start + r0, 0};
-        topk::detail::ScanJob job{queries + q * d, 1, d, decoded.data(), nullptr, 0, count,
-                                  sink.thresholds, &RowHits::forward, &hits, scratch.data()};
-        scan(job);
-      }
+      if (p < 0 || index.list_sizes[p] == 0) continue;
+      const ProbedList list{static_cast<std::size_t>(p), static_cast<std::size_t>(index.list_starts[p]),
+                            static_cast<std::size_t>(index.list_sizes[p]), probe_scores[q * probes + j]};
+      scan_list(q, list, sink);
     }
   }, out_ids, out_scores);
 }
+
+}  // namespace detail
+
+namespace {
 
 void codec_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
                   const topk::Filter& filter, std::size_t threads, int64_t* ids, float* scores) {

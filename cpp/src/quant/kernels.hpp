@@ -69,9 +69,26 @@ void pq4_scan_avx512(const Pq4Job& job);
 
 }  // namespace llmrec::quant::detail
 
+#include <functional>
+
+#include "../topk/driver.hpp"
 #include "llmrec/quant.hpp"
 
 namespace llmrec::quant::detail {
+
+// One probed inverted list: its number, first slot, item count and q . centroid.
+struct ProbedList {
+  std::size_t list, start, size;
+  float score;
+};
+
+// The partitioned search loop shared by the codecs (in codecs.cpp): ranks the centroids
+// for all queries at once (exact top-probes), then for each query calls
+// scan_list(query, list, sink) on its probed non-empty lists, best first, all feeding
+// that query's heap (filters applied by the sink).
+void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
+                 const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores,
+                 const std::function<void(std::size_t, const ProbedList&, const topk::detail::ScanTask&)>& scan_list);
 
 // pq4 search (flat or partitioned), in pq4.cpp.
 void pq4_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,

@@ -241,24 +241,15 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
   options.num_threads = threads;
   options.query_bytes = 16 * padded;
   if (index.partitions > 0) {
-    const std::size_t probes = std::min(index.probes, index.partitions);
-    std::vector<int64_t> probe_ids(nq * probes);
-    std::vector<float> probe_scores(nq * probes);
-    topk::search(index.centroids, index.partitions, d, queries, nq, probes, topk::Filter{}, false, threads,
-                 probe_ids.data(), probe_scores.data());
-    topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
+    probe_lists(index, queries, nq, k, filter, threads, out_ids, out_scores,
+                [&](std::size_t q, const ProbedList& list, const ScanTask& sink) {
       Pq4Job job = base_job(tables, padded, q, 1, sink);
-      for (std::size_t j = 0; j < probes; ++j) {
-        const int64_t p = probe_ids[q * probes + j];
-        if (p < 0 || index.list_sizes[p] == 0) continue;
-        const std::size_t start = static_cast<std::size_t>(index.list_starts[p]);
-        job.blocks = index.pq4_blocks + (start / kPq4Block) * block_bytes;
-        job.n_items = static_cast<std::size_t>(index.list_sizes[p]);
-        job.n_blocks = pq4_blocks(job.n_items);
-        job.ids = index.slot_ids + start;
-        kernel(job);
-      }
-    }, out_ids, out_scores);
+      job.blocks = index.pq4_blocks + (list.start / kPq4Block) * block_bytes;
+      job.n_items = list.size;
+      job.n_blocks = pq4_blocks(list.size);
+      job.ids = index.slot_ids + list.start;
+      kernel(job);
+    });
     return;
   }
   options.split_align = kPq4Block;
