@@ -118,11 +118,13 @@ def quality(args: argparse.Namespace) -> None:
     ablation = {
         "ablation: behaviour only (recency fold-in)": {"behaviour": 1.0},
         "ablation: sequence only": {"sequence": 1.0},
+        "ablation: transition only": {"transition": 1.0},
         "ablation: text only": {"text": 1.0},
         "ablation: behaviour + sequence": {"behaviour": 1.0, "sequence": w["sequence"]},
+        "ablation: behaviour + sequence + transition": {
+            "behaviour": 1.0, "sequence": w["sequence"], "transition": w["transition"]},
         "ablation: behaviour + text": {"behaviour": 1.0, "text": max(w["text"], 0.1)},
-        "ablation: behaviour + sequence + text 0.3": {"behaviour": 1.0, "sequence": w["sequence"],
-                                                     "text": 0.3},
+        "ablation: fitted blend with text 0.3": {**w, "text": 0.3},
     }
     for name, weights in ablation.items():
         rec.set_scenario(name, weights)

@@ -96,7 +96,7 @@ def _reference_scores(model, user: int) -> np.ndarray:
     items, g = model._items, model._geometry
     total = np.zeros(len(items.V))
     for name, matrix, cov in (("behaviour", items.V, g.cov_V), ("sequence", items.Vn, g.cov_Vn),
-                              ("text", items.E, g.cov_E)):
+                              ("transition", items.Q, g.cov_Q), ("text", items.E, g.cov_E)):
         x = model._users[name][user].astype(np.float64)
         sigma = np.sqrt(x @ cov @ x)
         if w[name] > 0 and sigma > 1e-12:
@@ -128,7 +128,7 @@ def test_two_stage_matches_full_scan(data, simd_level):
 
 
 def test_validation_fits_weights(model):
-    assert set(model.weights_) == {"behaviour", "sequence", "text", "query"}
+    assert set(model.weights_) == {"behaviour", "sequence", "transition", "text", "query"}
     assert model.weights_["behaviour"] == 1.0
     assert model.validation_["users"] > 0 and len(model.validation_["ndcg"]) == 4
     assert model.regularization_ in model.validation_["ndcg"]

@@ -37,11 +37,13 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
     history = model._histories.get(user)
     vectors = {name: (None if v is None else v[[user]]) for name, v in model._users.items()}
     signals = scoring.make_signals(weights, model._geometry, **vectors)
-    parts = {"behaviour": 0.0, "sequence": 0.0, "text": 0.0}
+    parts = {"behaviour": 0.0, "sequence": 0.0, "transition": 0.0, "text": 0.0}
     if signals.behaviour is not None:
         parts["behaviour"] = float(signals.behaviour[0] @ items.V[item])
     if signals.sequence is not None:
         parts["sequence"] = float(signals.sequence[0] @ items.Vn[item])
+    if signals.transition is not None:
+        parts["transition"] = float(signals.transition[0] @ items.Q[item])
     if signals.text is not None and items.E is not None:
         parts["text"] = float(signals.text[0] @ items.E[item])
     score = sum(parts.values()) - float(signals.offset[0])
@@ -59,14 +61,18 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
         seq = decay * (items.Vn[history] @ items.Vn[item]) / max(decay.sum(), 1e-12)
         seq_total = seq.sum()
         table["sequence"] = seq * (parts["sequence"] / seq_total if seq_total else 0.0)
+        nxt = decay * (items.P[history] @ items.Q[item]) / max(decay.sum(), 1e-12)
+        nxt_total = nxt.sum()
+        table["transition"] = nxt * (parts["transition"] / nxt_total if nxt_total else 0.0)
         if items.E is not None:
             table["text_similarity"] = items.E[history] @ items.E[item]
-        table["total"] = table["behaviour"] + table["sequence"]
+        table["total"] = table["behaviour"] + table["sequence"] + table["transition"]
         table = table.sort_values("total", ascending=False, kind="stable").reset_index(drop=True)
 
     lines = [f"Score {score:.3f} for {_name(model, item)}:"]
     labels = {"behaviour": "people with a history like yours chose it",
               "sequence": "it is close to what you interacted with most recently",
+              "transition": "people often take it next after your latest items",
               "text": "its description matches the text of your interests"}
     for key in sorted(parts, key=lambda k: -abs(parts[k])):
         if parts[key] != 0:

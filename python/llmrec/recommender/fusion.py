@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-SIGNALS = ("behaviour", "sequence", "text", "query")
-DEFAULT_WEIGHTS = {"behaviour": 1.0, "sequence": 1.0, "text": 0.0, "query": 1.0}
-GRIDS = {"sequence": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0),
+SIGNALS = ("behaviour", "sequence", "transition", "text", "query")
+DEFAULT_WEIGHTS = {"behaviour": 1.0, "sequence": 1.0, "transition": 1.0, "text": 0.0, "query": 1.0}
+GRIDS = {"sequence": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0),
+         "transition": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
          "text": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)}
 
 

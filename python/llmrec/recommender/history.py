@@ -105,4 +105,21 @@ def weighted_rows(histories: list[np.ndarray], n_items: int, recency: float) -> 
     return matrix
 
 
-__all__ = ["Histories", "recency_weights", "weighted_rows"]
+def transitions(histories: list[np.ndarray], n_items: int, window: int = 3) -> sp.csr_matrix:
+    """Item → later item counts (n_items × n_items): each pair of a history at distance
+    j ≤ ``window`` adds 1/j (the next item counts most)."""
+    rows, cols, values = [], [], []
+    for history in histories:
+        for j in range(1, min(window, len(history) - 1) + 1):
+            rows.append(history[:-j])
+            cols.append(history[j:])
+            values.append(np.full(len(history) - j, 1.0 / j, dtype=np.float32))
+    if not rows:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    matrix = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+                           shape=(n_items, n_items), dtype=np.float32)
+    matrix.sum_duplicates()
+    return matrix
+
+
+__all__ = ["Histories", "recency_weights", "transitions", "weighted_rows"]

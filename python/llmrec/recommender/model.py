@@ -53,7 +53,7 @@ from llmrec.recommender import scoring
 from llmrec.recommender._mmr import mmr
 from llmrec.recommender.explain import Explanation, explain_score
 from llmrec.recommender.fusion import DEFAULT_WEIGHTS, check_weights, fit_weights
-from llmrec.recommender.history import Histories, weighted_rows
+from llmrec.recommender.history import Histories, transitions, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.results import Recommendations
@@ -280,19 +280,25 @@ class Recommender:
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
             self._labels = np.array([str(t) for t in titles], dtype=object)
         weights, regularization, report = self._fit_blend(s, histories, n_items, E, profile)
-        self._als = self._fit_als(s, regularization, [histories.get(u) for u in range(n_users)],
-                                  n_items, E, show_progress=show_progress)
-        self._build_items(s, E)
+        all_histories = [histories.get(u) for u in range(n_users)]
+        self._als = self._fit_als(s, regularization, all_histories, n_items, E,
+                                  show_progress=show_progress)
+        P, Q = self._fit_transitions(s, regularization, all_histories, n_items)
+        self._build_items(s, E, P, Q)
         self._lock = threading.Lock()
         self._users = self._user_vectors(np.arange(n_users))
         home = dict(weights)
+        # A request weighs half as much as the personal signals together: it moves the
+        # ranking toward what was asked while staying personal, whatever their count.
+        personal = sum(v for k, v in home.items() if k != "query")
+        home["query"] = 0.5 * personal
         self.weights_ = home
         self.scenarios_ = {
             "home": home,
-            "search": {"behaviour": 0.25 * home["behaviour"], "sequence": 0.25 * home["sequence"],
-                       "text": 0.25 * home["text"], "query": 1.0},
-            "similar": {"behaviour": 0.0, "sequence": 1.0, "text": 0.5 if E is not None else 0.0,
-                        "query": 0.0},
+            # search(query, user_id): the request first, the user's taste at half its weight
+            "search": {**{k: 0.5 * v / max(personal, 1e-12) for k, v in home.items()}, "query": 1.0},
+            "similar": {"behaviour": 0.0, "sequence": 1.0, "transition": 0.5,
+                        "text": 0.5 if E is not None else 0.0, "query": 0.0},
         }
         self.regularization_ = regularization
         self.validation_ = report
@@ -307,6 +313,22 @@ class Recommender:
                   random_state=self.random_state, num_threads=s["num_threads"])
         use_prior = E is not None and s["prior_strength"] > 0
         return als.fit(rows, item_features=E if use_prior else None, show_progress=show_progress)
+
+    def _fit_transitions(self, s: dict[str, Any], regularization: float,
+                         histories: list[np.ndarray], n_items: int) -> tuple[np.ndarray, np.ndarray]:
+        """Next-item factors: implicit ALS of the item → later-item matrix
+        (:func:`~llmrec.recommender.history.transitions`), f/2 dims. Returns (P, Q):
+        a history item's "from" side and a candidate's "to" side."""
+        ft = max(s["factors"] // 2, 1)
+        matrix = transitions(histories, n_items)
+        if matrix.nnz == 0:
+            zeros = np.zeros((n_items, ft), dtype=np.float32)
+            return zeros, zeros.copy()
+        als = ALS(factors=ft, regularization=regularization, alpha=s["alpha"],
+                  iterations=s["iterations"], random_state=self.random_state,
+                  num_threads=s["num_threads"]).fit(matrix)
+        return (np.ascontiguousarray(als.user_factors_, dtype=np.float32),
+                np.ascontiguousarray(als.item_factors_, dtype=np.float32))
 
     def _fit_blend(self, s: dict[str, Any], histories: Histories, n_items: int,
                    E: np.ndarray | None, profile: np.ndarray | None
@@ -346,8 +368,10 @@ class Recommender:
             Vn = scoring.unit_rows(V)
             Vn[np.diff(als._user_items.tocsc().indptr) == 0] = 0.0
             hist = [train_h[u] for u in val_users]
+            P, Q = self._fit_transitions(s, regularization, train_h, n_items)
             raw = {"behaviour": (behaviour_vectors(als, hist, n_items, s["recency"]), V),
-                   "sequence": (sequence_vectors(Vn, hist, s["sequence_decay"]), Vn)}
+                   "sequence": (sequence_vectors(Vn, hist, s["sequence_decay"]), Vn),
+                   "transition": (sequence_vectors(P, hist, s["sequence_decay"]), Q)}
             if E is not None:
                 raw["text"] = (text_vectors(E, hist, s["recency"],
                                             None if profile is None else profile[val_users]), E)
@@ -412,18 +436,19 @@ class Recommender:
             out[i, :len(r)] = r
         return out
 
-    def _build_items(self, s: dict[str, Any], E: np.ndarray | None) -> None:
+    def _build_items(self, s: dict[str, Any], E: np.ndarray | None, P: np.ndarray,
+                     Q: np.ndarray) -> None:
         V = np.ascontiguousarray(self._als.item_factors_, dtype=np.float32)
         Vn = scoring.unit_rows(V)
         # Items without interactions have only a text-predicted position: its direction is
         # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
         # on MovieLens with it), so they get none (neutral, the catalogue's average).
         Vn[np.diff(self._als._user_items.tocsc().indptr) == 0] = 0.0
-        self._geometry = scoring.make_geometry(V, Vn, E)
-        rows = scoring.stage1_rows(V, E, self._geometry)
-        index = scoring.make_index(rows, s["index"], s["num_threads"], self.random_state)
-        T = rows[:, V.shape[1]:] if E is not None else None
-        self._items = scoring.Items(V, Vn, E, T, index)
+        self._geometry = scoring.make_geometry(V, Vn, E, Q)
+        T = scoring.text_coordinates(E, self._geometry)
+        index = scoring.make_index(scoring.stage1_rows(V, T, Q), s["index"], s["num_threads"],
+                                   self.random_state)
+        self._items = scoring.Items(V, Vn, E, T, P, Q, index)
 
     def _user_vectors(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
         s = self._settings_used
@@ -432,6 +457,7 @@ class Recommender:
         profile = None if self._profile is None else self._profile[users]
         return {"behaviour": behaviour_vectors(self._als, hist, len(items.V), s["recency"]),
                 "sequence": sequence_vectors(items.Vn, hist, s["sequence_decay"]),
+                "transition": sequence_vectors(items.P, hist, s["sequence_decay"]),
                 "text": text_vectors(items.E, hist, s["recency"], profile)}
 
     # ------------------------------------------------------------------ ranking
@@ -584,6 +610,7 @@ class Recommender:
         items = self._items
         return {"behaviour": behaviour_vectors(self._als, histories, len(items.V), s["recency"]),
                 "sequence": sequence_vectors(items.Vn, histories, s["sequence_decay"]),
+                "transition": sequence_vectors(items.P, histories, s["sequence_decay"]),
                 "text": text_vectors(items.E, histories, s["recency"])}
 
     def search(self, query: str, k: int = 10, *, user_id: Any = None) -> Recommendations:
@@ -595,7 +622,8 @@ class Recommender:
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         query_vectors = self._query_vectors(query, 1)
         if user_id is None:
-            vectors: dict[str, Any] = {"behaviour": None, "sequence": None, "text": None}
+            vectors: dict[str, Any] = {"behaviour": None, "sequence": None, "transition": None,
+                                       "text": None}
         else:
             users = self._user_map.rows([user_id], "user_id")
             vectors = {name: (None if v is None else v[users]) for name, v in self._users.items()}
@@ -610,7 +638,7 @@ class Recommender:
         single = np.ndim(item_ids) == 0
         rows = self._item_map.rows(item_ids if not single else [item_ids], "item_ids")
         items = self._items
-        vectors = {"behaviour": None, "sequence": items.Vn[rows],
+        vectors = {"behaviour": None, "sequence": items.Vn[rows], "transition": items.P[rows],
                    "text": None if items.E is None else items.E[rows]}
         exclude = weighted_rows([np.array([r]) for r in rows], len(items.V), 0.0)
         ids, scores = self._rank(vectors, self._weights("similar"), k, exclude, None, 0.0, None)
@@ -678,13 +706,14 @@ class Recommender:
             else:
                 self._als.partial_fit_items(rows)
             V_new = np.ascontiguousarray(self._als.item_factors_[rows], dtype=np.float32)
-            stage1 = scoring.stage1_rows(V_new, E_new, self._geometry)
-            current.index.add(stage1)
-            new_rows = {"V": V_new, "Vn": np.zeros_like(V_new), "E": E_new,
-                        "T": None if current.T is None else stage1[:, V_new.shape[1]:]}
+            T_new = scoring.text_coordinates(E_new, self._geometry)
+            no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
+            current.index.add(scoring.stage1_rows(V_new, T_new, no_transitions))
+            new_rows = {"V": V_new, "Vn": np.zeros_like(V_new), "E": E_new, "T": T_new,
+                        "P": no_transitions, "Q": no_transitions}
             grown = {name: self._append_item_rows(name, getattr(current, name), rows_)
                      for name, rows_ in new_rows.items()}
-            self._items = scoring.Items(grown["V"], grown["Vn"], grown["E"], grown["T"], current.index)
+            self._items = scoring.Items(index=current.index, **grown)
             self._item_map.add(ids, "items.item_id")
             if self._labels is not None:
                 frame = items if hasattr(items, "columns") else None

@@ -51,7 +51,7 @@ def save(model: Any, directory: Any) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     items, users = model._items, model._users
     indptr, hist = model._histories.arrays()
-    arrays = {"V": items.V, "Vn": items.Vn, "user_ids": _id_array(model._user_map),
+    arrays = {"V": items.V, "Vn": items.Vn, "P": items.P, "Q": items.Q, "user_ids": _id_array(model._user_map),
               "item_ids": _id_array(model._item_map), "hist_indptr": indptr, "hist_items": hist}
     n_users = len(model._user_map)
     for name, value in users.items():
@@ -63,7 +63,7 @@ def save(model: Any, directory: Any) -> None:
         arrays["profile"] = model._profile[:n_users]
     g = model._geometry
     arrays.update({"cov_V": g.cov_V, "cov_Vn": g.cov_Vn, "norm_V": np.array([g.norm_V]),
-                   "mean_V": g.mean_V, "mean_Vn": g.mean_Vn})
+                   "mean_V": g.mean_V, "mean_Vn": g.mean_Vn, "cov_Q": g.cov_Q, "mean_Q": g.mean_Q})
     if g.cov_E is not None:
         arrays.update({"cov_E": g.cov_E, "mean_E": g.mean_E, "text_mean": g.text_mean,
                        "text_basis": g.text_basis})
@@ -129,12 +129,15 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model._geometry = scoring.Geometry(arrays["cov_V"], arrays["cov_Vn"], arrays.get("cov_E"),
                                        float(arrays["norm_V"][0]), arrays["mean_V"], arrays["mean_Vn"],
                                        arrays.get("mean_E"), arrays.get("text_mean"),
-                                       arrays.get("text_basis"))
-    rows = scoring.stage1_rows(V, E, model._geometry)
+                                       arrays.get("text_basis"), arrays["cov_Q"], arrays["mean_Q"])
+    P, Q = np.ascontiguousarray(arrays["P"]), np.ascontiguousarray(arrays["Q"])
+    T = scoring.text_coordinates(E, model._geometry)
     s = model._settings_used
-    index = scoring.make_index(rows, s["index"], s["num_threads"], model.random_state)
-    model._items = scoring.Items(V, Vn, E, rows[:, V.shape[1]:] if E is not None else None, index)
-    model._users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "text")}
+    index = scoring.make_index(scoring.stage1_rows(V, T, Q), s["index"], s["num_threads"],
+                               model.random_state)
+    model._items = scoring.Items(V, Vn, E, T, P, Q, index)
+    model._users = {name: arrays.get(f"user_{name}")
+                    for name in ("behaviour", "sequence", "transition", "text")}
     model._lock = threading.Lock()
     model.scenarios_ = meta["scenarios"]
     model.weights_ = model.scenarios_["home"]

@@ -1,10 +1,11 @@
 """Scoring: the per-item matrices, the per-user signal vectors and the two-stage ranker.
 
 Stage 1 is one native top-C search (``ExactIndex`` or ``QuantizedIndex``) over
-``H = [V ; T]``: the ALS item factors V (f dims) and the items' text vectors reduced
-by PCA to T (≤ 32 dims). The stage-1 query folds the blend into one vector — the
-sequence signal, an inner product with the *normalised* factors, is approximated there
-by V / (mean row norm) — so the scan reads f + 32 floats per item (96 at f = 64).
+``H = [V ; T ; Q]``: the ALS item factors V (f dims), the items' text vectors reduced
+by PCA to T (≤ 32 dims) and the "next-item" factors Q (f/2 dims). The stage-1 query
+folds the blend into one vector — the sequence signal, an inner product with the
+*normalised* factors, is approximated there by V / (mean row norm) — so the scan reads
+2f floats per item (128 at f = 64; 96 without text).
 Stage 2 re-scores those C candidates exactly with every signal (numpy, a few hundred
 rows). When C covers the catalogue the result is exact.
 """
@@ -40,7 +41,9 @@ class Items(NamedTuple):
     Vn: np.ndarray                # unit-length factors (n, f)
     E: np.ndarray | None          # unit text vectors (n, d)
     T: np.ndarray | None          # PCA text coordinates (n, p)
-    index: Any                    # stage-1 search over [V ; T]
+    P: np.ndarray                 # next-item "from" factors (n, ft): a history item's side
+    Q: np.ndarray                 # next-item "to" factors (n, ft): a candidate's side
+    index: Any                    # stage-1 search over [V ; T ; Q]
 
 
 class Geometry(NamedTuple):
@@ -55,27 +58,40 @@ class Geometry(NamedTuple):
     mean_E: np.ndarray | None
     text_mean: np.ndarray | None  # (d,)
     text_basis: np.ndarray | None  # (d, p) orthonormal PCA directions
+    cov_Q: np.ndarray              # next-item factors
+    mean_Q: np.ndarray
 
 
-def make_geometry(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None) -> Geometry:
+def _mean(matrix: np.ndarray) -> np.ndarray:
+    return matrix.astype(np.float64).mean(axis=0).astype(np.float32)
+
+
+def make_geometry(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None, Q: np.ndarray) -> Geometry:
     norm = float(np.linalg.norm(V, axis=1).mean()) or 1.0
-    means = (V.astype(np.float64).mean(axis=0).astype(np.float32),
-             Vn.astype(np.float64).mean(axis=0).astype(np.float32))
+    means = (_mean(V), _mean(Vn))
+    transition = (covariance(Q), _mean(Q))
     if E is None:
-        return Geometry(covariance(V), covariance(Vn), None, norm, *means, None, None, None)
+        return Geometry(covariance(V), covariance(Vn), None, norm, *means, None, None, None,
+                        *transition)
     cov_E = covariance(E)
     p = min(TEXT_PCA_DIMS, E.shape[1])
     eigenvalues, eigenvectors = np.linalg.eigh(cov_E)
     basis = eigenvectors[:, ::-1][:, :p].astype(np.float32)
     mean_E = E.astype(np.float64).mean(axis=0).astype(np.float32)
-    return Geometry(covariance(V), covariance(Vn), cov_E, norm, *means, mean_E, mean_E, basis)
+    return Geometry(covariance(V), covariance(Vn), cov_E, norm, *means, mean_E, mean_E, basis,
+                    *transition)
 
 
-def stage1_rows(V: np.ndarray, E: np.ndarray | None, geometry: Geometry) -> np.ndarray:
+def text_coordinates(E: np.ndarray | None, geometry: Geometry) -> np.ndarray | None:
+    """The PCA coordinates T of unit text vectors (None without text)."""
     if E is None:
-        return np.ascontiguousarray(V, dtype=np.float32)
-    T = (E - geometry.text_mean) @ geometry.text_basis
-    return np.ascontiguousarray(np.hstack([V, T]), dtype=np.float32)
+        return None
+    return np.ascontiguousarray((E - geometry.text_mean) @ geometry.text_basis, dtype=np.float32)
+
+
+def stage1_rows(V: np.ndarray, T: np.ndarray | None, Q: np.ndarray) -> np.ndarray:
+    blocks = [V] if T is None else [V, T]
+    return np.ascontiguousarray(np.hstack(blocks + [Q]), dtype=np.float32)
 
 
 def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any) -> Any:
@@ -108,11 +124,12 @@ class Signals(NamedTuple):
     behaviour: np.ndarray | None   # against V
     sequence: np.ndarray | None    # against Vn
     text: np.ndarray | None        # against E (text interest and the request, summed)
+    transition: np.ndarray | None  # against Q
     offset: np.ndarray             # (n,) the blend's catalogue mean, subtracted from scores
 
 
 def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=None, sequence=None,
-                 text=None, query=None) -> Signals:
+                 text=None, transition=None, query=None) -> Signals:
     """Weighted, spread-normalised query vectors from raw signal vectors (None = absent)."""
     b = s = t = None
     text_weight: Any = weights["text"]
@@ -120,7 +137,7 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=Non
         # Rows with no history (a new user known only by a profile text) have no
         # behaviour or sequence: the text signal carries their ranking at weight ≥ 1.
         empty = np.ones(len(text), dtype=bool)
-        for vectors in (behaviour, sequence):
+        for vectors in (behaviour, sequence, transition):
             if vectors is not None:
                 empty &= ~np.any(vectors != 0, axis=1)
         if empty.any():
@@ -134,23 +151,30 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=Non
             if vectors is not None and np.any(np.asarray(weight) > 0):
                 part = scaled(vectors, geometry.cov_E, weight)
                 t = part if t is None else t + part
-    n = next((len(v) for v in (behaviour, sequence, text, query) if v is not None), 0)
+    r = None
+    if transition is not None and weights.get("transition", 0.0) > 0:
+        r = scaled(transition, geometry.cov_Q, weights["transition"])
+    n = next((len(v) for v in (behaviour, sequence, text, transition, query) if v is not None), 0)
     offset = np.zeros(n, dtype=np.float64)
-    for vectors, mean in ((b, geometry.mean_V), (s, geometry.mean_Vn), (t, geometry.mean_E)):
+    for vectors, mean in ((b, geometry.mean_V), (s, geometry.mean_Vn), (t, geometry.mean_E),
+                          (r, geometry.mean_Q)):
         if vectors is not None:
             offset += vectors.astype(np.float64) @ mean
-    return Signals(b, s, t, offset.astype(np.float32))
+    return Signals(b, s, t, r, offset.astype(np.float32))
 
 
 def stage1_queries(signals: Signals, n: int, f: int, geometry: Geometry) -> np.ndarray:
     p = 0 if geometry.text_basis is None else geometry.text_basis.shape[1]
-    Q = np.zeros((n, f + p), dtype=np.float32)
+    ft = geometry.cov_Q.shape[0]
+    Q = np.zeros((n, f + p + ft), dtype=np.float32)
     if signals.behaviour is not None:
         Q[:, :f] += signals.behaviour
     if signals.sequence is not None:
         Q[:, :f] += signals.sequence / geometry.norm_V
     if signals.text is not None and p:
-        Q[:, f:] = signals.text @ geometry.text_basis
+        Q[:, f:f + p] = signals.text @ geometry.text_basis
+    if signals.transition is not None:
+        Q[:, f + p:] = signals.transition
     return Q
 
 
@@ -165,7 +189,7 @@ def exact_scores(items: Items, signals: Signals, candidates: np.ndarray) -> np.n
         ids = safe[rows]
         acc = out[rows]
         for vectors, matrix in ((signals.behaviour, items.V), (signals.sequence, items.Vn),
-                                (signals.text, items.E)):
+                                (signals.text, items.E), (signals.transition, items.Q)):
             if vectors is not None and matrix is not None:
                 acc += np.einsum("ucd,ud->uc", matrix[ids], vectors[rows])
     out -= signals.offset[:, None]
