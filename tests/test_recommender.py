@@ -91,7 +91,8 @@ def test_string_ids(data):
 
 # ----------------------------------------------------------------- the blend, exactly
 def _reference_scores(model, user: int) -> np.ndarray:
-    """The documented score Σ_k w_k (x_k·g_i − x_k·μ_k)/σ_k in float64, all items."""
+    """The documented score Σ_k w_k (x_k·g_i − x_k·μ_k)/σ_k in float64, all items
+    (μ_k, σ_k over the catalogue as fitted: no items were added to this model)."""
     w = model.scenarios_["home"]
     items, g = model._items, model._geometry
     total = np.zeros(len(items.V))
@@ -101,7 +102,10 @@ def _reference_scores(model, user: int) -> np.ndarray:
         sigma = np.sqrt(x @ cov @ x)
         if w[name] > 0 and sigma > 1e-12:
             M = matrix.astype(np.float64)
-            total += w[name] * (M @ x - M.mean(axis=0) @ x) / sigma
+            term = w[name] * (M @ x - M.mean(axis=0) @ x) / sigma
+            if name == "text":  # items without interactions take no part in text interest
+                term[~np.any(items.Vn != 0, axis=1)] = 0.0
+            total += term
     return total
 
 

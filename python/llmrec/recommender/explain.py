@@ -45,7 +45,8 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
     if signals.transition is not None:
         parts["transition"] = float(signals.transition[0] @ items.Q[item])
     if signals.text is not None and items.E is not None:
-        parts["text"] = float(signals.text[0] @ items.E[item])
+        parts["text"] = float(scoring.interest_scores(items, signals.text, np.array([[item]]),
+                                                      model._geometry.mean_E)[0, 0])
     score = sum(parts.values()) - float(signals.offset[0])
 
     n = len(history)

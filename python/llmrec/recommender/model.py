@@ -513,7 +513,7 @@ class Recommender:
         else:
             candidates, _ = items.index.search(stage1, C, exclude=exclude, allow=allow_rows)
             candidates = np.where(candidates < n_items, candidates, -1)
-        scores = scoring.exact_scores(items, signals, candidates)
+        scores = scoring.exact_scores(items, signals, candidates, self._geometry.mean_E)
         if diversity == 0:
             return scoring.top_k(scores, candidates, k)
         ids, top = scoring.top_k(scores, candidates, pool)
