@@ -12,7 +12,6 @@ import pytest
 import llmrec
 from llmrec import NotFittedError, Recommender, Recommendations, UnknownIdError
 from llmrec.evaluation import cold_item_split, ranking_metrics
-from llmrec.recommender import scoring
 from llmrec.recommender._mmr import _numpy_mmr
 
 from recommender_helpers import WordEncoder, small_data

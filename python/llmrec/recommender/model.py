@@ -47,25 +47,22 @@ from typing import Any
 import numpy as np
 
 from llmrec._checks import check_choice, check_int
-from llmrec.als import ALS
 from llmrec.exceptions import NotFittedError
 from llmrec.recommender import scoring
 from llmrec.recommender._mmr import mmr
 from llmrec.recommender.explain import Explanation, explain_score
-from llmrec.recommender.fusion import DEFAULT_WEIGHTS, check_weights, fit_weights
-from llmrec.recommender.history import Histories, transitions, weighted_rows
+from llmrec.recommender.fusion import check_weights
+from llmrec.recommender.history import Histories, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.results import Recommendations
+from llmrec.recommender.training import fit_als, fit_blend, fit_transitions, unit_factors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
            "sequence_decay", "candidates", "validation")
 _INDEXES = ("exact", "sq8", "fp16")
-_REGULARIZATION_GRID = (5.0, 10.0, 20.0, 40.0)
-_VALIDATION_USERS = 3000  # users sampled to fit the blend (enough for stable weights)
-_FULL_RANKING_ITEMS = 4096  # below this the validation ranks the whole catalogue
 
 
 def _real(value: Any, name: str, low: float, high: float = math.inf) -> float:
@@ -279,11 +276,12 @@ class Recommender:
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
             self._labels = np.array([str(t) for t in titles], dtype=object)
-        weights, regularization, report = self._fit_blend(s, histories, n_items, E, profile)
+        weights, regularization, report = fit_blend(s, histories, n_items, E, profile,
+                                                    self.random_state)
         all_histories = [histories.get(u) for u in range(n_users)]
-        self._als = self._fit_als(s, regularization, all_histories, n_items, E,
-                                  show_progress=show_progress)
-        P, Q = self._fit_transitions(s, regularization, all_histories, n_items)
+        self._als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
+                            show_progress=show_progress)
+        P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
         self._build_items(s, E, P, Q)
         self._lock = threading.Lock()
         self._users = self._user_vectors(np.arange(n_users))
@@ -304,146 +302,13 @@ class Recommender:
         self.validation_ = report
         return self
 
-    def _fit_als(self, s: dict[str, Any], regularization: float, histories: list[np.ndarray],
-                 n_items: int, E: np.ndarray | None, show_progress: bool = False) -> ALS:
-        rows = weighted_rows(histories, n_items, 0.0)
-        rows.data[:] = 1.0
-        als = ALS(factors=s["factors"], regularization=regularization, alpha=s["alpha"],
-                  iterations=s["iterations"], prior_strength=max(s["prior_strength"], 1e-12),
-                  random_state=self.random_state, num_threads=s["num_threads"])
-        use_prior = E is not None and s["prior_strength"] > 0
-        return als.fit(rows, item_features=E if use_prior else None, show_progress=show_progress)
-
-    def _fit_transitions(self, s: dict[str, Any], regularization: float,
-                         histories: list[np.ndarray], n_items: int) -> tuple[np.ndarray, np.ndarray]:
-        """Next-item factors: implicit ALS of the item → later-item matrix
-        (:func:`~llmrec.recommender.history.transitions`), f/2 dims. Returns (P, Q):
-        a history item's "from" side and a candidate's "to" side."""
-        ft = max(s["factors"] // 2, 1)
-        matrix = transitions(histories, n_items)
-        if matrix.nnz == 0:
-            zeros = np.zeros((n_items, ft), dtype=np.float32)
-            return zeros, zeros.copy()
-        als = ALS(factors=ft, regularization=regularization, alpha=s["alpha"],
-                  iterations=s["iterations"], random_state=self.random_state,
-                  num_threads=s["num_threads"]).fit(matrix)
-        return (np.ascontiguousarray(als.user_factors_, dtype=np.float32),
-                np.ascontiguousarray(als.item_factors_, dtype=np.float32))
-
-    def _fit_blend(self, s: dict[str, Any], histories: Histories, n_items: int,
-                   E: np.ndarray | None, profile: np.ndarray | None
-                   ) -> tuple[dict[str, float], float, dict[str, Any]]:
-        grid = _REGULARIZATION_GRID if "regularization" not in s else (s["regularization"],)
-        weights = dict(DEFAULT_WEIGHTS)
-        if E is None:
-            weights["text"] = weights["query"] = 0.0
-        if "text_weight" in s:
-            weights["text"] = s["text_weight"]
-        fallback = s.get("regularization", 20.0)
-        n_users = len(histories)
-        lengths = np.array([len(histories.get(u)) for u in range(n_users)])
-        eligible = np.flatnonzero(lengths >= 3)
-        if s["validation"] == 0 or len(eligible) < 10:
-            return weights, fallback, {"skipped": True}
-        rng = np.random.default_rng(self.random_state)
-        sample = set(rng.choice(eligible, size=min(len(eligible), _VALIDATION_USERS), replace=False).tolist())
-        train_h, held = [], {}
-        for u in range(n_users):
-            h = histories.get(u)
-            if u in sample:
-                n_val = min(max(int(round(s["validation"] * len(h))), 1), len(h) - 1)
-                train_h.append(h[:-n_val])
-                held[u] = h[-n_val:]
-            else:
-                train_h.append(h)
-        val_users = np.array(sorted(held))
-        fixed = {"query": 0.0}
-        if "text_weight" in s or E is None:
-            fixed["text"] = weights["text"]
-        report: dict[str, Any] = {"users": len(val_users), "ndcg": {}}
-        best = (-1.0, weights, fallback)
-        for regularization in grid:
-            als = self._fit_als(s, regularization, train_h, n_items, E)
-            V = als.item_factors_
-            Vn = scoring.unit_rows(V)
-            Vn[np.diff(als._user_items.tocsc().indptr) == 0] = 0.0
-            hist = [train_h[u] for u in val_users]
-            P, Q = self._fit_transitions(s, regularization, train_h, n_items)
-            raw = {"behaviour": (behaviour_vectors(als, hist, n_items, s["recency"]), V),
-                   "sequence": (sequence_vectors(Vn, hist, s["sequence_decay"]), Vn),
-                   "transition": (sequence_vectors(P, hist, s["sequence_decay"]), Q)}
-            if E is not None:
-                raw["text"] = (text_vectors(E, hist, s["recency"],
-                                            None if profile is None else profile[val_users]), E)
-            signals, relevant, n_relevant = self._validation_matrices(raw, hist, [held[u] for u in val_users], n_items)
-            w, value = fit_weights(signals, relevant, n_relevant, fixed=fixed)
-            report["ndcg"][regularization] = value
-            if value > best[0]:
-                best = (value, w, regularization)
-        weights.update(best[1])
-        report["weights"] = dict(weights)
-        return weights, best[2], report
-
-    def _validation_matrices(self, raw: dict[str, tuple[np.ndarray, np.ndarray]],
-                             hist: list[np.ndarray], held: list[np.ndarray], n_items: int
-                             ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """Normalised signal scores on each validation user's candidates (the whole
-        catalogue when small, else the union of each signal's top items)."""
-        n = len(hist)
-        seen_rows = weighted_rows(hist, n_items, 0.0)
-        if n_items <= _FULL_RANKING_ITEMS:
-            candidates = np.broadcast_to(np.arange(n_items), (n, n_items))
-        else:
-            tops = []
-            for vectors, matrix in raw.values():
-                index = scoring.ExactIndex(matrix, num_threads=self._settings_used["num_threads"])
-                tops.append(index.search(vectors, 300, exclude=seen_rows)[0])
-            union = np.hstack(tops)
-            union = np.sort(union, axis=1)
-            union[:, 1:][union[:, 1:] == union[:, :-1]] = -1
-            candidates = union
-        safe = np.maximum(candidates, 0)
-        signals = {}
-        for name, (vectors, matrix) in raw.items():
-            sigma = scoring.spread(vectors, scoring.covariance(matrix))
-            scores = np.empty(candidates.shape, dtype=np.float32)
-            for start in range(0, n, 256):
-                part = slice(start, start + 256)
-                scores[part] = np.einsum("ucd,ud->uc", matrix[safe[part]], vectors[part])
-            mean = (vectors.astype(np.float64) @ matrix.mean(axis=0))[:, None]
-            scores = (scores - mean) / np.where(sigma > 1e-12, sigma, 1.0)[:, None]
-            signals[name] = scores.astype(np.float32)
-        blocked = candidates < 0
-        seen = seen_rows.tocoo()
-        if n_items <= _FULL_RANKING_ITEMS:
-            blocked = np.zeros((n, n_items), dtype=bool)
-            blocked[seen.row, seen.col] = True
-        else:
-            for u in range(n):
-                blocked[u] |= np.isin(candidates[u], hist[u])
-        for name in signals:
-            signals[name][blocked] = -1e9 if name == "behaviour" else 0.0
-        relevant = np.zeros(candidates.shape, dtype=bool)
-        for u in range(n):
-            relevant[u] = np.isin(candidates[u], held[u]) & ~blocked[u]
-        return signals, relevant, np.array([len(h) for h in held])
-
-    @staticmethod
-    def _padded(rows: list[np.ndarray], fill: int) -> np.ndarray:
-        width = max((len(r) for r in rows), default=0)
-        out = np.full((len(rows), max(width, 1)), -1, dtype=np.int64)
-        for i, r in enumerate(rows):
-            out[i, :len(r)] = r
-        return out
-
     def _build_items(self, s: dict[str, Any], E: np.ndarray | None, P: np.ndarray,
                      Q: np.ndarray) -> None:
         V = np.ascontiguousarray(self._als.item_factors_, dtype=np.float32)
-        Vn = scoring.unit_rows(V)
         # Items without interactions have only a text-predicted position: its direction is
         # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
         # on MovieLens with it), so they get none (neutral, the catalogue's average).
-        Vn[np.diff(self._als._user_items.tocsc().indptr) == 0] = 0.0
+        Vn = unit_factors(self._als)
         self._geometry = scoring.make_geometry(V, Vn, E, Q)
         T = scoring.text_coordinates(E, self._geometry)
         index = scoring.make_index(scoring.stage1_rows(V, T, Q), s["index"], s["num_threads"],

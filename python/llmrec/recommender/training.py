@@ -1,0 +1,161 @@
+"""Fitting the Recommender's parts: the ALS models and the blend on a validation slice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from llmrec.als import ALS
+from llmrec.index import ExactIndex
+from llmrec.recommender import scoring
+from llmrec.recommender.fusion import DEFAULT_WEIGHTS, fit_weights
+from llmrec.recommender.history import Histories, transitions, weighted_rows
+from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
+
+REGULARIZATION_GRID = (5.0, 10.0, 20.0, 40.0)
+VALIDATION_USERS = 3000  # users sampled to fit the blend (enough for stable weights)
+FULL_RANKING_ITEMS = 4096  # below this the validation ranks the whole catalogue
+VALIDATION_CANDIDATES = 300  # per signal, above it
+
+
+def fit_als(s: dict[str, Any], regularization: float, histories: list[np.ndarray], n_items: int,
+            E: np.ndarray | None, random_state: Any, show_progress: bool = False) -> ALS:
+    """Implicit ALS on the binary histories, item factors pulled toward the text map."""
+    rows = weighted_rows(histories, n_items, 0.0)
+    rows.data[:] = 1.0
+    als = ALS(factors=s["factors"], regularization=regularization, alpha=s["alpha"],
+              iterations=s["iterations"], prior_strength=max(s["prior_strength"], 1e-12),
+              random_state=random_state, num_threads=s["num_threads"])
+    use_prior = E is not None and s["prior_strength"] > 0
+    return als.fit(rows, item_features=E if use_prior else None, show_progress=show_progress)
+
+
+def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np.ndarray],
+                    n_items: int, random_state: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Next-item factors: implicit ALS of the item → later-item matrix
+    (:func:`~llmrec.recommender.history.transitions`), f/2 dims. Returns (P, Q): a
+    history item's "from" side and a candidate's "to" side."""
+    ft = max(s["factors"] // 2, 1)
+    matrix = transitions(histories, n_items)
+    if matrix.nnz == 0:
+        zeros = np.zeros((n_items, ft), dtype=np.float32)
+        return zeros, zeros.copy()
+    als = ALS(factors=ft, regularization=regularization, alpha=s["alpha"],
+              iterations=s["iterations"], random_state=random_state,
+              num_threads=s["num_threads"]).fit(matrix)
+    return (np.ascontiguousarray(als.user_factors_, dtype=np.float32),
+            np.ascontiguousarray(als.item_factors_, dtype=np.float32))
+
+
+def unit_factors(als: ALS) -> np.ndarray:
+    """Unit-length item factors; zero for items without interactions (their
+    text-predicted direction is too noisy for the sequence cosine)."""
+    Vn = scoring.unit_rows(als.item_factors_)
+    Vn[np.diff(als._user_items.tocsc().indptr) == 0] = 0.0
+    return Vn
+
+
+def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarray | None,
+              profile: np.ndarray | None, random_state: Any
+              ) -> tuple[dict[str, float], float, dict[str, Any]]:
+    """Hold out the latest ``validation`` share of each sampled user's history, and
+    for each ALS λ of the grid fit the models on the rest and the blend weights on the
+    held-out items (ndcg@10). Returns (weights, λ, report)."""
+    grid = REGULARIZATION_GRID if "regularization" not in s else (s["regularization"],)
+    weights = dict(DEFAULT_WEIGHTS)
+    if E is None:
+        weights["text"] = weights["query"] = 0.0
+    if "text_weight" in s:
+        weights["text"] = s["text_weight"]
+    fallback = s.get("regularization", 20.0)
+    n_users = len(histories)
+    lengths = np.array([len(histories.get(u)) for u in range(n_users)])
+    eligible = np.flatnonzero(lengths >= 3)
+    if s["validation"] == 0 or len(eligible) < 10:
+        return weights, fallback, {"skipped": True}
+    rng = np.random.default_rng(random_state)
+    sample = set(rng.choice(eligible, size=min(len(eligible), VALIDATION_USERS), replace=False).tolist())
+    train_h, held = [], {}
+    for u in range(n_users):
+        h = histories.get(u)
+        if u in sample:
+            n_val = min(max(int(round(s["validation"] * len(h))), 1), len(h) - 1)
+            train_h.append(h[:-n_val])
+            held[u] = h[-n_val:]
+        else:
+            train_h.append(h)
+    val_users = np.array(sorted(held))
+    hist = [train_h[u] for u in val_users]
+    fixed = {"query": 0.0}
+    if "text_weight" in s or E is None:
+        fixed["text"] = weights["text"]
+    report: dict[str, Any] = {"users": len(val_users), "ndcg": {}}
+    best = (-1.0, weights, fallback)
+    for regularization in grid:
+        als = fit_als(s, regularization, train_h, n_items, E, random_state)
+        V, Vn = als.item_factors_, unit_factors(als)
+        P, Q = fit_transitions(s, regularization, train_h, n_items, random_state)
+        raw = {"behaviour": (behaviour_vectors(als, hist, n_items, s["recency"]), V),
+               "sequence": (sequence_vectors(Vn, hist, s["sequence_decay"]), Vn),
+               "transition": (sequence_vectors(P, hist, s["sequence_decay"]), Q)}
+        if E is not None:
+            raw["text"] = (text_vectors(E, hist, s["recency"],
+                                        None if profile is None else profile[val_users]), E)
+        signals, relevant, n_relevant = validation_matrices(
+            raw, hist, [held[u] for u in val_users], n_items, s["num_threads"],
+            cold=~np.any(Vn != 0, axis=1))
+        w, value = fit_weights(signals, relevant, n_relevant, fixed=fixed)
+        report["ndcg"][regularization] = value
+        if value > best[0]:
+            best = (value, w, regularization)
+    weights.update(best[1])
+    report["weights"] = dict(weights)
+    return weights, best[2], report
+
+
+def validation_matrices(raw: dict[str, tuple[np.ndarray, np.ndarray]], hist: list[np.ndarray],
+                        held: list[np.ndarray], n_items: int, num_threads: int, cold: np.ndarray
+                        ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Spread-normalised signal scores (name → (n, C)) on each validation user's
+    candidates — the whole catalogue when small, else the union of each signal's top
+    items — with the relevance mask and the held-out counts. Seen items are blocked;
+    items without interactions take no part in the text interest, as when serving."""
+    n = len(hist)
+    seen_rows = weighted_rows(hist, n_items, 0.0)
+    if n_items <= FULL_RANKING_ITEMS:
+        candidates = np.broadcast_to(np.arange(n_items), (n, n_items))
+    else:
+        tops = []
+        for vectors, matrix in raw.values():
+            index = ExactIndex(matrix, num_threads=num_threads)
+            tops.append(index.search(vectors, VALIDATION_CANDIDATES, exclude=seen_rows)[0])
+        candidates = np.sort(np.hstack(tops), axis=1)
+        candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1
+    safe = np.maximum(candidates, 0)
+    signals = {}
+    for name, (vectors, matrix) in raw.items():
+        sigma = scoring.spread(vectors, scoring.covariance(matrix))
+        scores = np.empty(candidates.shape, dtype=np.float32)
+        for start in range(0, n, 256):
+            part = slice(start, start + 256)
+            scores[part] = np.einsum("ucd,ud->uc", matrix[safe[part]], vectors[part])
+        mean = (vectors.astype(np.float64) @ matrix.mean(axis=0))[:, None]
+        scores = (scores - mean) / np.where(sigma > 1e-12, sigma, 1.0)[:, None]
+        if name == "text":
+            scores[cold[safe]] = 0.0
+        signals[name] = scores.astype(np.float32)
+    if n_items <= FULL_RANKING_ITEMS:
+        blocked = np.zeros((n, n_items), dtype=bool)
+        seen = seen_rows.tocoo()
+        blocked[seen.row, seen.col] = True
+    else:
+        blocked = candidates < 0
+        for u in range(n):
+            blocked[u] |= np.isin(candidates[u], hist[u])
+    for name in signals:
+        signals[name][blocked] = -1e9 if name == "behaviour" else 0.0
+    relevant = np.zeros(candidates.shape, dtype=bool)
+    for u in range(n):
+        relevant[u] = np.isin(candidates[u], held[u]) & ~blocked[u]
+    return signals, relevant, np.array([len(h) for h in held])
