@@ -1,7 +1,7 @@
 """The Recommender: behaviour and language in one model, served by the native ranker.
 
 How it scores (measured on MovieLens-100K, ``temporal_split(0.2)``, full ranking @10;
-see bench/RESULTS.md, "Recommender", for the whole ablation):
+see bench/RESULTS.md, "Recommender", for the whole ablation; final blend 0.271):
 
 * **behaviour** — implicit ALS (native) on binary interactions, item factors pulled
   toward a ridge map of the items' text vectors (text priors: a new item with a
@@ -9,32 +9,42 @@ see bench/RESULTS.md, "Recommender", for the whole ablation):
   fold-in of the history with confidences 1 + alpha·(1 + 9p²), p the interaction's
   relative position in the history (0 oldest, 1 newest): recent interactions count up
   to 10× more. This split rewards knowing what a user did last (plain ALS 0.206 →
-  recency fold-in 0.235).
+  recency fold-in 0.236).
 * **sequence** — the short-term signal: cosine, in ALS factor space, between a
   candidate and the user's latest items, weighted decay^r (r = 0 for the newest, decay
-  0.6). Alone 0.214; blended with behaviour it lifts ndcg@10 to 0.264. Items without
-  interactions (cold) take no part in it: the direction of their text-predicted factors
-  is too noisy for a cosine.
+  0.6). Alone 0.214; with behaviour 0.261.
+* **transition** — "what people take next": a second ALS, of the item → later-item
+  matrix (pairs at distance j ≤ 3 in a history count 1/j), f/2 factors; the user's
+  vector is the decay-weighted sum of the "from" factors of the latest items, against
+  the items' "to" factors. Alone 0.232; on top of behaviour + sequence +0.011.
 * **text** — the user's interest vector (recency-weighted mean of the history's text
   vectors, plus the encoded profile text when ``users`` has one) against item text
-  vectors. Weak on warm MovieLens items (0.025 alone, and any weight costs a little:
-  the validation gives it 0.05, the encoder-free model scores 0.265 vs 0.264); its
-  weight is fitted and may be 0. Text earns its place through the others: new items'
-  factors (cold-item ndcg@10 0.28–0.31 among cold items vs random 0.07), ``query``
-  and ``search``. Encoding the history *as text* at request time would cost a
+  vectors. Weak on warm MovieLens items (0.028 alone; the encoder-free model scores
+  0.276 against 0.271); its weight is fitted and may be 0. Text earns its place
+  through the rest: new items' factors (cold-item ndcg@10 0.31–0.32 among cold items,
+  random 0.06–0.07), ``query``, ``search``, and users known only by a profile text
+  (ranked by it). Encoding the history *as text* at request time would cost a
   transformer forward per request, so the hot path uses cached item vectors; the
-  encoder runs for free-text requests (``query``/``search``) and new items.
-* **query** — an encoded request, against item text vectors.
+  encoder runs for free-text requests and new items.
+* **query** — an encoded request, against item text vectors, weighted half the sum of
+  the personal weights (scenario "home"), or first (scenario "search").
+
+Items without interactions (added with :meth:`Recommender.add_items`) take part in the
+behaviour and query signals only: the direction of their text-predicted factors is
+noise for the sequence cosine (cold-item ndcg@10 0.31 → 0.21 with it), and the text
+interest blurred the ranking their text-based factors already make (0.31 → 0.23).
 
 Each signal is divided by its spread over the catalogue for that user (exactly, from
-the items' covariance), and the blend s = Σ w_k·signal_k/σ_k is fitted by coordinate
-ascent on a validation slice — the latest ``validation`` share of each user's training
-interactions — together with ALS's regularisation (a small grid); the model is then
-refit on everything. Serving is two-stage (:mod:`llmrec.recommender.scoring`): one
-native scan over f + 32 floats per item, then exact re-scoring of a few hundred
-candidates, optionally MMR re-ranking (``diversity``). On a 100,000-item catalogue one
-``recommend`` costs about one float32 scan of 128 dims with ``index="exact"`` and 0.6
-of one with ``index="sq8"`` (the choice for large catalogues).
+the items' covariance), and the blend s = Σ w_k·signal_k/σ_k (minus the catalogue
+mean) is fitted by coordinate ascent on a validation slice — the latest
+``validation`` share of each user's training interactions — together with ALS's λ (a
+small grid); the model is then refit on everything (:mod:`.training`). Serving is
+two-stage (:mod:`.scoring`): one native scan over 2f floats per item (64 factors, 32
+text PCA dims, 32 next-item factors), then exact re-scoring of a few hundred
+candidates (no loss measured), optionally MMR re-ranking (``diversity``). On a
+100,000-item catalogue one ``recommend`` costs about 1.2 float32 scans of 128 dims
+with ``index="exact"`` and 0.6–0.75 of one with ``index="sq8"`` (the choice for large
+catalogues).
 """
 
 from __future__ import annotations
