@@ -373,10 +373,10 @@ def test_corrupted_and_foreign_files(tmp_path, rng):
 
 def test_memory_bytes(rng):
     items, _ = clustered(rng, 1000, 128, 1)
-    # codes in whole blocks, mid and step, 31 coarse bases (1000 // 32), a scale and a base
+    # codes in whole blocks, mid and step, 5 coarse bases (1000 // 200), a scale and a base
     # number per slot
     assert QuantizedIndex(items, codec="sq8", keep_vectors=False).memory_bytes() == \
-        63 * 16 * 128 + 2 * 128 * 4 + 31 * 128 * 4 + 63 * 16 * (4 + 2)
+        63 * 16 * 128 + 2 * 128 * 4 + 5 * 128 * 4 + 63 * 16 * (4 + 2)
     assert QuantizedIndex(items, codec="fp16", keep_vectors=False).memory_bytes() == 1000 * 256
     assert QuantizedIndex(items, codec="fp16").memory_bytes() == 1000 * (256 + 512)
 
@@ -517,3 +517,26 @@ def test_residual_sq8_filtered_scan_matches_the_model(rng, allow_kind):
     for kernel in all_sq8_kernels():
         ids, scores = index.search(queries, k=12, rerank=0, allow=allow)
         assert_topk_matches(ids, scores, model, 12, qualifies=qualifies, rtol=5e-6)
+
+
+def test_native_residual_arguments_are_checked(rng):
+    items, queries = clustered(rng, 300, 8, 2)
+    index = QuantizedIndex(items, codec="sq8", keep_vectors=False, random_state=0)
+    state = index._state
+    common = dict(mid=index._mid, step=index._step, queries=queries, k=3)
+    with pytest.raises(ValueError, match="go together"):
+        _core.search_quantized("sq8", 300, 8, state.codes, item_scales=state.item_scales,
+                               item_bases=state.item_bases, **common)
+    with pytest.raises(ValueError, match="item_bases needs"):
+        _core.search_quantized("sq8", 300, 8, state.codes, item_scales=state.item_scales,
+                               item_bases=state.item_bases[:5], bases=index._bases, **common)
+    with pytest.raises(ValueError, match="bases must be"):
+        _core.search_quantized("sq8", 300, 8, state.codes, item_scales=state.item_scales,
+                               item_bases=state.item_bases, bases=index._bases[:, :3], **common)
+    codes = np.full_like(state.codes, 0x80)
+    with pytest.raises(ValueError, match="base_of out of range"):
+        _core.sq8_encode(items[:2], index._mid, index._step, codes, 0, bases=index._bases,
+                         base_of=np.array([0, 10**6], np.int32), item_scales=np.zeros(len(codes) * 16, np.float32))
+    with pytest.raises(ValueError, match="need item_scales"):
+        _core.sq8_encode(items[:2], index._mid, index._step, codes, 0, bases=index._bases,
+                         base_of=np.array([0, 1], np.int32))

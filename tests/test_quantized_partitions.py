@@ -151,3 +151,24 @@ def test_partitioned_load_rejects_bad_slot_ids(tmp_path, rng):
     save_arrays(path, "QuantizedIndex", version, meta, arrays)
     with pytest.raises(FormatError, match="inverted-file"):
         QuantizedIndex.load(path)
+
+
+def test_native_search_checks_list_arrays(rng):
+    # The binding checks every list once per call (no per-list work on the happy path).
+    items, queries = clustered(rng, 500, 8, 2)
+    index = QuantizedIndex(items, codec="sq8", partitions=5, keep_vectors=False, random_state=0)
+    state = index._state
+    base = dict(mid=index._mid, step=index._step, k=3, item_scales=state.item_scales,
+                centroids=index._centroids, list_sizes=state.lists.sizes, slot_ids=state.lists.slot_ids,
+                probes=2)
+    ids, _ = _core.search_quantized("sq8", 500, 8, state.codes, queries=queries,
+                                    list_starts=state.lists.starts, **base)
+    np.testing.assert_array_equal(ids, index.search(queries, k=3, probes=2)[0])
+    for bad in (state.lists.starts + 1,  # not a block boundary
+                state.lists.starts + len(state.lists.slot_ids),  # past the slots
+                state.lists.starts - 10**6):
+        with pytest.raises(ValueError, match="list starts and sizes out of range"):
+            _core.search_quantized("sq8", 500, 8, state.codes, queries=queries, list_starts=bad, **base)
+    with pytest.raises(ValueError, match="item_scales"):
+        _core.search_quantized("sq8", 500, 8, state.codes, queries=queries, list_starts=state.lists.starts,
+                               **dict(base, item_scales=state.item_scales[:10]))
