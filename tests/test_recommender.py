@@ -491,3 +491,18 @@ def test_recommend_while_updating(data):
     for t in readers:
         t.join()
     assert not errors
+
+
+def test_validation_on_candidate_union(data, monkeypatch):
+    """Above FULL_RANKING_ITEMS the blend is fitted on the union of each signal's top
+    items; it must still find weights that rank the held-out items well."""
+    from llmrec.recommender import training
+
+    full = fresh(data, validation=0.2, regularization=10.0)
+    monkeypatch.setattr(training, "FULL_RANKING_ITEMS", 50)
+    monkeypatch.setattr(training, "VALIDATION_CANDIDATES", 40)
+    rec = fresh(data, validation=0.2, regularization=10.0)
+    assert rec.validation_["users"] > 0
+    value = rec.validation_["ndcg"][10.0]
+    # The blend's top 10 lies inside the union nearly always, so little may change.
+    assert 0.9 * full.validation_["ndcg"][10.0] <= value <= 1.0
