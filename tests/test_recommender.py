@@ -506,3 +506,11 @@ def test_validation_on_candidate_union(data, monkeypatch):
     value = rec.validation_["ndcg"][10.0]
     # The blend's top 10 lies inside the union nearly always, so little may change.
     assert 0.9 * full.validation_["ndcg"][10.0] <= value <= 1.0
+
+
+def test_explanation_terms_add_up(model):
+    for user in (0, 3):
+        r = model.recommend(user, 3)
+        for item in r.ids:
+            e = model.explain(user, int(item))
+            assert sum(e.signals.values()) == pytest.approx(e.score, abs=1e-3)

@@ -12,7 +12,8 @@ from llmrec.recommender import scoring
 
 class Explanation(NamedTuple):
     """``text``: the explanation in words; ``score``: the blended score; ``signals``:
-    each signal's weighted contribution; ``history``: a DataFrame of the history items
+    each signal's weighted contribution relative to the catalogue mean (they add up to
+    ``score``); ``history``: a DataFrame of the history items
     (``item_id``, ``behaviour``, ``sequence``, ``text`` contributions), strongest first."""
 
     text: str
@@ -48,6 +49,16 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
         parts["text"] = float(scoring.interest_scores(items, signals.text, np.array([[item]]),
                                                       model._geometry.mean_E)[0, 0])
     score = sum(parts.values()) - float(signals.offset[0])
+    # Each signal relative to its catalogue mean (in units of its spread, weighted):
+    # these terms add up to the score.
+    g = model._geometry
+    relative = dict(parts)
+    for key, vectors, mean in (("behaviour", signals.behaviour, g.mean_V),
+                               ("sequence", signals.sequence, g.mean_Vn),
+                               ("transition", signals.transition, g.mean_Q),
+                               ("text", signals.text, g.mean_E)):
+        if vectors is not None and mean is not None:
+            relative[key] -= float(vectors[0].astype(np.float64) @ mean)
 
     n = len(history)
     table = pd.DataFrame({"item_id": model._item_map.to_ids(history), "row": history})
@@ -70,14 +81,15 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
         table["total"] = table["behaviour"] + table["sequence"] + table["transition"]
         table = table.sort_values("total", ascending=False, kind="stable").reset_index(drop=True)
 
-    lines = [f"Score {score:.3f} for {_name(model, item)}:"]
+    lines = [f"Score {score:.3f} for {_name(model, item)} (weighted standard deviations above "
+             "the catalogue's average, per signal):"]
     labels = {"behaviour": "people with a history like yours chose it",
               "sequence": "it is close to what you interacted with most recently",
               "transition": "people often take it next after your latest items",
               "text": "its description matches the text of your interests"}
-    for key in sorted(parts, key=lambda k: -abs(parts[k])):
+    for key in sorted(relative, key=lambda k: -abs(relative[k])):
         if parts[key] != 0:
-            lines.append(f"  {parts[key]:+.3f} {key}: {labels[key]}")
+            lines.append(f"  {relative[key]:+.3f} {key}: {labels[key]}")
     if n:
         top = table.head(3)
         names = ", ".join(_name(model, int(r)) for r in top["row"])
@@ -88,7 +100,7 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
                          f"(cosine {best['text_similarity']:.2f})")
     else:
         lines.append("  no history: the score comes from the text of the request or profile only")
-    return Explanation("\n".join(lines), float(score), parts, table.drop(columns="row"))
+    return Explanation("\n".join(lines), float(score), relative, table.drop(columns="row"))
 
 
 def _behaviour_terms(model: Any, history: np.ndarray, item: int) -> tuple[float, np.ndarray, np.ndarray]:
