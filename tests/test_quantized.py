@@ -540,3 +540,31 @@ def test_native_residual_arguments_are_checked(rng):
     with pytest.raises(ValueError, match="need item_scales"):
         _core.sq8_encode(items[:2], index._mid, index._step, codes, 0, bases=index._bases,
                          base_of=np.array([0, 1], np.int32))
+
+
+@pytest.mark.parametrize("partitions", [None, 4])
+def test_query_shortcut_and_general_path_agree_and_reject_bad_values(rng, partitions):
+    # float32 C-contiguous queries skip the general conversion; everything else takes it.
+    items, queries = clustered(rng, 800, 16, 5)
+    index = QuantizedIndex(items, codec="sq8", partitions=partitions, random_state=0)
+    extra = {} if partitions is None else {"probes": 4}
+    fast = index.search(queries, k=6, **extra)
+    for other in (queries.astype(np.float64), np.asfortranarray(queries), queries.tolist()):
+        for a, b in zip(fast, index.search(other, k=6, **extra)):
+            np.testing.assert_array_equal(a, b)
+    single = index.search(queries[2], k=6, **extra)
+    assert single[0].shape == (6,)
+    np.testing.assert_array_equal(single[0], fast[0][2])
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = queries.copy()
+        broken[1, 3] = bad
+        with pytest.raises(ValueError, match="queries contains NaN or infinite"):
+            index.search(broken, k=3, **extra)
+        with pytest.raises(ValueError, match="queries contains NaN or infinite"):
+            index.search(broken[1], k=3, **extra)
+    with pytest.raises(ValueError, match="dimension"):
+        index.search(queries[:, :5], k=3, **extra)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        index.search(queries, k=True, **extra)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        index.search(queries, k=0, **extra)
