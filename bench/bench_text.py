@@ -20,7 +20,12 @@ and at any other ``--st-batch-sizes``), the cosine of every fp32 llmrec vector t
 sentence-transformers twin, and of every bfloat16 vector to its fp32 twin. ``--memory N`` also encodes N short texts in a child
 process and reports its peak RSS growth next to the size of the output array.
 
+``--clock cpu --threads 1`` times by CPU time instead, which other jobs on the
+machine disturb much less than wall time (OpenMP barriers waiting on a descheduled
+thread inflate wall time, and more so for the side that runs more small ops).
+
     python bench/bench_text.py --threads 2 --repeats 3 --memory 100000
+    python bench/bench_text.py --threads 1 --clock cpu --limit 500
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ def synthetic_descriptions(n: int = 1000, seed: int = 0) -> list[str]:
 
 
 def sliced_best_times(sides: dict, texts: list[str], slice_size: int,
-                      repeats: int) -> dict[str, float]:
+                      repeats: int, clock=time.perf_counter) -> dict[str, float]:
     """Sum over slices of each side's best time on the slice, sides interleaved."""
     totals = dict.fromkeys(sides, 0.0)
     for start in range(0, len(texts), slice_size):
@@ -105,9 +110,9 @@ def sliced_best_times(sides: dict, texts: list[str], slice_size: int,
         best = dict.fromkeys(sides, float("inf"))
         for _ in range(repeats):
             for name, encode in sides.items():
-                began = time.perf_counter()
+                began = clock()
                 encode(part)
-                best[name] = min(best[name], time.perf_counter() - began)
+                best[name] = min(best[name], clock() - began)
         for name in sides:
             totals[name] += best[name]
     return totals
@@ -157,6 +162,10 @@ def main() -> None:
                         help="comma-separated sentence-transformers batch sizes to time")
     parser.add_argument("--sets", default="movielens,synthetic")
     parser.add_argument("--no-bf16", action="store_true", help="leave out the bfloat16 side")
+    parser.add_argument("--limit", type=int, default=0, help="encode only the first N texts of each set")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: time by the process's CPU time (less sensitive to other "
+                             "jobs on a shared machine; use with --threads 1)")
     parser.add_argument("--memory", type=int, default=0,
                         help="also measure peak RSS while encoding this many short texts")
     args = parser.parse_args()
@@ -168,7 +177,8 @@ def main() -> None:
     from llmrec.text.models import default_model_dir
 
     torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.clock} clock; load average {os.getloadavg()[0]:.1f}")
     sets = {}
     if "movielens" in args.sets:
         sets["MovieLens-100K titles"] = movielens_texts(args.data_dir)
@@ -193,6 +203,8 @@ def main() -> None:
     for encode in sides.values():
         encode(["warm-up text"] * 64)
     rows = []
+    if args.limit:
+        sets = {name: texts[:args.limit] for name, texts in sets.items()}
     for set_name, texts in sets.items():
         lengths = [len(ids) for ids in ours._tokenizer(texts, truncation=True, max_length=256)["input_ids"]]
         print(f"\n{set_name}: {len(texts)} texts, tokens per text mean {np.mean(lengths):.1f}, "
@@ -205,7 +217,8 @@ def main() -> None:
             cosines[name] = np.sum(found * against, axis=1)
             print(f"  cosine {name} vs {'llmrec fp32' if 'bf16' in name else 'sentence-transformers'}: "
                   f"min {cosines[name].min():.7f}, mean {cosines[name].mean():.7f}")
-        totals = sliced_best_times(sides, texts, args.slice, args.repeats)
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        totals = sliced_best_times(sides, texts, args.slice, args.repeats, clock)
         speeds = {name: len(texts) / seconds for name, seconds in totals.items()}
         for name, speed in speeds.items():
             print(f"  {name:36s} {speed:8.1f} texts/s   ({totals[name]:.2f}s)")
