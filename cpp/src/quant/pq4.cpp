@@ -316,6 +316,9 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
   // heap (and one hit buffer) rather than one per item range.
   options.min_items_per_split = nq >= 2 * threads ? std::max<std::size_t>(index.n, 1) : 16384;
   const bool buffered = k >= 32 && !filter.exclude_indptr && !filter.allow_mask;
+  // Each item range starts its own reservoir at -inf, so it admits about k (1 + ln(range / k))
+  // hits: with long shortlists, one range per thread instead of several.
+  if (buffered) options.min_items_per_split = std::max(options.min_items_per_split, index.n / threads);
   topk::detail::drive(filter, options, [&](const ScanTask& task) {
     Pq4Job job = base_job(tables, padded, task.first_query, task.nq, task);
     if (!task.positions) {
