@@ -36,12 +36,17 @@ def numpy_tables(queries, codebooks):
     return table, low, scale
 
 
-def pq4_model(index, queries):
-    """Scores (nq, n) the kernels must reproduce: bias + (sum of uint8 table entries) / a."""
+def pq4_sums(index, queries):
+    """Integer table sums (nq, n) and the per-query bias and 1 / scale."""
     luts, bias, inverse = _core.pq4_tables(np.ascontiguousarray(queries, np.float32), index._codebooks)
     codes = codes_of(index)
     m = index.pq_subspaces
-    acc = luts[:, np.arange(m)[None, :], codes].astype(np.int64).sum(axis=2)  # (nq, n)
+    return luts[:, np.arange(m)[None, :], codes].astype(np.int64).sum(axis=2), bias, inverse
+
+
+def pq4_model(index, queries):
+    """Scores (nq, n) the kernels must reproduce: bias + (sum of uint8 table entries) / a."""
+    acc, bias, inverse = pq4_sums(index, queries)
     return bias[:, None].astype(np.float64) + acc * inverse[:, None].astype(np.float64)
 
 
@@ -242,3 +247,85 @@ def test_kernels_agree_when_the_bias_dwarfs_the_table_range(rng):
         ref = next(r for r in results if r[0] == "scalar" and r[1] == k)
         np.testing.assert_array_equal(ids, ref[2], err_msg=level)
         np.testing.assert_array_equal(scores, ref[3], err_msg=level)
+
+
+def exact_order(acc, k, qualifies=None):
+    """The contract's top-k ids: codec score (monotone in the integer sum) descending,
+    smaller id first among equal sums; -1 where fewer than k items qualify."""
+    nq, n = acc.shape
+    out = np.full((nq, k), -1, np.int64)
+    for q in range(nq):
+        keep = np.arange(n) if qualifies is None else np.flatnonzero(qualifies[q])
+        order = keep[np.lexsort((keep, -acc[q, keep]))][:k]
+        out[q, :len(order)] = order
+    return out
+
+
+@pytest.mark.parametrize("n,nq,k,threads", [
+    (20_000, 9, 300, 1),    # many reservoir compactions per query
+    (20_000, 5, 32, 1),     # the smallest buffered k
+    (5_000, 6, 1_000, 1),   # reservoir of 2,000 over 5,000 items
+    (1_500, 4, 1_000, 1),   # n <= 2k: straight to the heap
+    (40_000, 3, 400, 2),    # few queries: item ranges split, reservoirs merged by the driver
+    (30_000, 16, 256, 2),   # many queries: query blocks on two threads
+])
+def test_reservoir_large_k_is_the_exact_codec_order(rng, simd_level, n, nq, k, threads):
+    items, queries = clustered(rng, n, 32, nq, clusters=40)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=16, keep_vectors=False, random_state=0,
+                           num_threads=threads)
+    acc, _, _ = pq4_sums(index, queries)
+    ids, scores = index.search(queries, k=k, rerank=0)
+    np.testing.assert_array_equal(ids, exact_order(acc, k))
+    assert_topk_matches(ids, scores, pq4_model(index, queries), k, rtol=1e-6)
+
+
+def test_reservoir_ties_keep_the_smaller_ids(rng, simd_level):
+    # 60 distinct rows repeated 300 times: each codec score is shared by 300 items, so
+    # every compaction cuts through a run of equal scores.
+    base = rng.standard_normal((60, 16)).astype(np.float32)
+    items = base[rng.integers(0, 60, 18_000)]
+    queries = rng.standard_normal((7, 16)).astype(np.float32)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=8, keep_vectors=False, random_state=0)
+    acc, _, _ = pq4_sums(index, queries)
+    for k in (50, 450, 2_000):
+        ids, scores = index.search(queries, k=k, rerank=0)
+        np.testing.assert_array_equal(ids, exact_order(acc, k), err_msg=f"k={k}")
+        for row_ids, row_scores in zip(ids, scores):
+            same = np.diff(row_scores) == 0
+            assert np.all(np.diff(row_ids)[same] > 0), "equal scores must list smaller ids first"
+
+
+@pytest.mark.parametrize("allow_kind", ["none", "mask", "sparse_ids"])
+def test_large_k_with_filters_is_the_exact_codec_order(rng, simd_level, allow_kind):
+    n, nq, k = 12_000, 5, 200
+    items, queries = clustered(rng, n, 32, nq, clusters=30)
+    exclude = [rng.choice(n, rng.integers(0, 3_000), replace=False) for _ in range(nq)]
+    allow = {"none": None, "mask": rng.random(n) < 0.6, "sparse_ids": rng.choice(n, 900, replace=False)}[allow_kind]
+    allow_ids = np.flatnonzero(allow) if allow is not None and allow.dtype == bool else allow
+    ok = _qualifies(nq, n, exclude, allow_ids)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=16, keep_vectors=False, random_state=0)
+    acc, _, _ = pq4_sums(index, queries)
+    ids, scores = index.search(queries, k=k, exclude=exclude, allow=allow, rerank=0)
+    np.testing.assert_array_equal(ids, exact_order(acc, k, ok))
+    assert_topk_matches(ids, scores, pq4_model(index, queries), k, qualifies=ok, rtol=1e-6)
+    # Without exclusions the reservoir path runs; it must agree with the filtered form.
+    if allow_kind == "none":
+        ids, _ = index.search(queries, k=k, rerank=0)
+        np.testing.assert_array_equal(ids, exact_order(acc, k))
+
+
+def test_rerank_with_a_long_shortlist_matches_numpy(rng, simd_level):
+    items, queries = clustered(rng, 20_000, 32, 12, clusters=40)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=16, random_state=0)
+    k, factor = 10, 32
+    acc, _, _ = pq4_sums(index, queries)
+    shortlist = exact_order(acc, k * factor)
+    exact = queries.astype(np.float64) @ items.astype(np.float64).T
+    ids, scores = index.search(queries, k=k, rerank=factor)
+    for q in range(len(queries)):
+        cand = shortlist[q]
+        order = cand[np.lexsort((cand, -exact[q, cand]))][:k]
+        # Exact float32 re-scores may order near-ties differently from float64.
+        np.testing.assert_allclose(scores[q], exact[q, order], rtol=1e-5, atol=1e-4)
+        assert set(ids[q]) <= set(cand)
+        np.testing.assert_allclose(exact[q, ids[q]], exact[q, order], rtol=1e-5, atol=1e-4)

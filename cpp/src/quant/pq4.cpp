@@ -3,6 +3,7 @@
 // shared top-k driver (flat, gathered allow-lists and partitions).
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -66,44 +67,102 @@ detail::Pq4Job base_job(const Pq4Tables& t, std::size_t padded_m, std::size_t fi
   return job;
 }
 
-// Collects a task's hits per query in a buffer of up to 2k entries instead of pushing
-// each into the driver's heap: when full, the best k are kept (nth_element by score, then
-// smaller id) and the query's local threshold rises to the k-th score; at the end the
-// survivors are reported to the driver in ascending id order. With quantized scores and
-// large k (re-ranking shortlists) this replaces most heap updates. Only used without
-// exclusions or an allow mask, which the driver applies on report: a filtered item must
-// not raise a threshold.
-struct BufferedHits {
-  std::size_t k;
-  std::vector<std::vector<std::pair<float, int64_t>>> hits;
-  std::vector<float> thresholds;
-
-  BufferedHits(std::size_t nq, std::size_t k_, const float* start) : k(k_), hits(nq), thresholds(start, start + nq) {
-    for (auto& h : hits) h.reserve(2 * k);
+// The k-th largest (k >= 1) of a[0 .. n), reordering a: quickselect whose partitions
+// swap unconditionally and advance by the comparison, so that the data-dependent
+// branches of std::nth_element do not mispredict on every other element.
+float kth_largest(float* a, std::size_t n, std::size_t k) {
+  while (n > 16) {
+    const float x = a[0], y = a[n / 2], z = a[n - 1];
+    const float pivot = std::max(std::min(x, y), std::min(std::max(x, y), z));
+    std::size_t above = 0;  // a[0 .. above) > pivot
+    for (std::size_t i = 0; i < n; ++i) {
+      const float v = a[i], w = a[above];
+      a[above] = v;
+      a[i] = w;
+      above += v > pivot;
+    }
+    if (k <= above) {
+      n = above;
+      continue;
+    }
+    std::size_t equal = above;  // a[above .. equal) == pivot
+    for (std::size_t i = above; i < n; ++i) {
+      const float v = a[i], w = a[equal];
+      a[equal] = v;
+      a[i] = w;
+      equal += v == pivot;
+    }
+    if (k <= equal) return pivot;
+    if (equal == above) {  // no progress (a NaN pivot): fall back
+      std::nth_element(a, a + (k - 1), a + n, std::greater<float>());
+      return a[k - 1];
+    }
+    a += equal;
+    n -= equal;
+    k -= equal;
   }
+  std::sort(a, a + n, std::greater<float>());
+  return a[k - 1];
+}
+
+// Collects a task's hits per query in a reservoir of 2k entries instead of pushing each
+// into the driver's heap (with quantized scores and re-ranking shortlists, thousands of
+// hits per query pass the running threshold). When a reservoir is full, the k-th best
+// score t is found by selection over its scores alone; the entries above t, then those
+// equal to t in arrival order, are kept (a stable, in-place compaction), and the query's
+// local threshold rises to t. Hits arrive in ascending id order within a task, so the
+// kept entries stay in that order and equal scores keep their smaller ids, as against a
+// heap; at the end the survivors are reported to the driver in that order. Only used
+// without exclusions or an allow mask, which the driver applies on report: a filtered
+// item must not raise a threshold.
+struct BufferedHits {
+  std::size_t k, capacity;
+  std::vector<float> scores;     // nq x capacity
+  std::vector<int64_t> ids;      // nq x capacity
+  std::vector<std::size_t> sizes;
+  std::vector<float> thresholds;
+  std::vector<float> scratch;
+
+  BufferedHits(std::size_t nq, std::size_t k_, const float* start)
+      : k(k_), capacity(2 * k_), scores(nq * capacity), ids(nq * capacity), sizes(nq, 0),
+        thresholds(start, start + nq), scratch(capacity) {}
+
   static void on_hit(void* self, std::size_t query, int64_t item, float score) {
     auto& b = *static_cast<BufferedHits*>(self);
-    auto& h = b.hits[query];
-    h.emplace_back(score, item);
-    if (h.size() >= 2 * b.k) b.compact(query);
+    std::size_t& size = b.sizes[query];
+    b.scores[query * b.capacity + size] = score;
+    b.ids[query * b.capacity + size] = item;
+    if (++size == b.capacity) b.compact(query);
   }
+
   void compact(std::size_t query) {
-    auto& h = hits[query];
-    std::nth_element(h.begin(), h.begin() + (k - 1), h.end(), [](const auto& a, const auto& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
-    });
-    h.resize(k);
-    thresholds[query] = h[k - 1].first;
-    // Equal scores at the threshold: those kept came first (smaller ids); later ones fail
-    // the strict test, as they would against a heap.
+    const std::size_t size = sizes[query];
+    float* s = scores.data() + query * capacity;
+    int64_t* id = ids.data() + query * capacity;
+    std::copy(s, s + size, scratch.begin());
+    const float t = kth_largest(scratch.data(), size, k);
+    std::size_t above = 0;
+    for (std::size_t j = 0; j < size; ++j) above += s[j] > t;
+    std::size_t ties = k - above, out = 0;  // entries equal to t that still fit
+    for (std::size_t j = 0; j < size; ++j) {
+      const bool keep = s[j] > t || (s[j] == t && ties > 0 && (--ties, true));
+      if (keep) {
+        s[out] = s[j];
+        id[out] = id[j];
+        ++out;
+      }
+    }
+    sizes[query] = out;  // == k
+    thresholds[query] = t;
   }
+
   void flush(const ScanTask& task) {
-    for (std::size_t q = 0; q < hits.size(); ++q) {
-      auto& h = hits[q];
-      if (h.size() > k) compact(q);  // only the best k can reach the driver's heap
-      std::sort(h.begin(), h.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
-      for (const auto& [score, item] : h)
-        if (score > task.thresholds[q]) task.on_hit(task.context, q, item, score);
+    for (std::size_t q = 0; q < sizes.size(); ++q) {
+      if (sizes[q] > k) compact(q);  // only the best k can reach the driver's heap
+      const float* s = scores.data() + q * capacity;
+      const int64_t* id = ids.data() + q * capacity;
+      for (std::size_t j = 0; j < sizes[q]; ++j)
+        if (s[j] > task.thresholds[q]) task.on_hit(task.context, q, id[j], s[j]);
     }
   }
 };
@@ -257,6 +316,9 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
   // heap (and one hit buffer) rather than one per item range.
   options.min_items_per_split = nq >= 2 * threads ? std::max<std::size_t>(index.n, 1) : 16384;
   const bool buffered = k >= 32 && !filter.exclude_indptr && !filter.allow_mask;
+  // Each item range starts its own reservoir at -inf, so it admits about k (1 + ln(range / k))
+  // hits: with long shortlists, one range per thread instead of several.
+  if (buffered) options.min_items_per_split = std::max(options.min_items_per_split, index.n / threads);
   topk::detail::drive(filter, options, [&](const ScanTask& task) {
     Pq4Job job = base_job(tables, padded, task.first_query, task.nq, task);
     if (!task.positions) {

@@ -149,7 +149,11 @@ void write_row(std::vector<std::pair<float, int64_t>>& found, std::size_t k, int
     return ranks_below(b.first, b.second, a.first, a.second);
   };
   const std::size_t keep = std::min(k, found.size());
-  std::partial_sort(found.begin(), found.begin() + keep, found.end(), better);
+  // A full sort when every candidate is kept: partial_sort would heap-sort them all.
+  if (keep == found.size())
+    std::sort(found.begin(), found.end(), better);
+  else
+    std::partial_sort(found.begin(), found.begin() + keep, found.end(), better);
   for (std::size_t j = 0; j < keep; ++j) {
     scores[j] = found[j].first;
     ids[j] = found[j].second;
