@@ -3,27 +3,13 @@
 
 #include <cstdint>
 
+#include "../simd/f32_avx2.hpp"
 #include "kernels.hpp"
 
 namespace llmrec::als::detail {
 namespace {
 
-struct Isa {
-  using V = __m256;
-  static constexpr std::size_t W = 8;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V set1(float x) { return _mm256_set1_ps(x); }
-  static V fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static float hsum(V a) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-  }
-};
+using Isa = llmrec::simd::F32Avx2;
 
 #include "kernels_simd.inl"
 

@@ -3,28 +3,13 @@
 
 #include <cstdint>
 
+#include "../simd/f32_avx512.hpp"
 #include "kernels.hpp"
 
 namespace llmrec::als::detail {
 namespace {
 
-struct Isa {
-  using V = __m512;
-  static constexpr std::size_t W = 16;
-  static V zero() { return _mm512_setzero_ps(); }
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-  static V set1(float x) { return _mm512_set1_ps(x); }
-  static V fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static float hsum(V a) {
-    const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(a, 0), _mm512_extractf32x8_ps(a, 1));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-  }
-};
+using Isa = llmrec::simd::F32Avx512;
 
 #include "kernels_simd.inl"
 
