@@ -100,25 +100,22 @@ FloatArray sq8_decode(const ByteArray& blocks, std::size_t first, std::size_t n,
   return out;
 }
 
-HalfArray fp16_encode(const FloatArray& x) {
-  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  HalfArray out(shape);
-  uint16_t* o = out.mutable_data();
-  const std::size_t count = x.size();
+// Element-wise conversion of a whole array (any shape), GIL released.
+template <class Out, class In, class Convert>
+py::array_t<Out, py::array::c_style> convert_all(const py::array_t<In, py::array::c_style>& in,
+                                                 Convert convert) {
+  std::vector<py::ssize_t> shape(in.shape(), in.shape() + in.ndim());
+  py::array_t<Out, py::array::c_style> out(shape);
+  Out* o = out.mutable_data();
+  const std::size_t count = in.size();
   py::gil_scoped_release release;
-  llmrec::quant::fp16_encode(x.data(), count, o);
+  convert(in.data(), count, o);
   return out;
 }
 
-FloatArray fp16_decode(const HalfArray& h) {
-  std::vector<py::ssize_t> shape(h.shape(), h.shape() + h.ndim());
-  FloatArray out(shape);
-  float* o = out.mutable_data();
-  const std::size_t count = h.size();
-  py::gil_scoped_release release;
-  llmrec::quant::fp16_decode(h.data(), count, o);
-  return out;
-}
+HalfArray fp16_encode(const FloatArray& x) { return convert_all<uint16_t>(x, llmrec::quant::fp16_encode); }
+
+FloatArray fp16_decode(const HalfArray& h) { return convert_all<float>(h, llmrec::quant::fp16_decode); }
 
 FloatArray pq4_train(const FloatArray& x, std::size_t m, std::size_t iterations, uint64_t seed, long num_threads) {
   require(x.ndim() == 2 && x.shape(1) > 0, "training vectors must be a 2-D array");
