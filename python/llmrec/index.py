@@ -12,13 +12,14 @@ from llmrec import _core
 from llmrec._checks import (allow_to_native, as_float_matrix, as_queries, check_choice,
                             check_int, exclude_to_csr)
 from llmrec._fileformat import load_arrays, save_arrays
+from llmrec._index_base import IndexBase
 
 _METRICS = ("ip", "cosine")
 _KIND = "ExactIndex"
 _KIND_VERSION = 1
 
 
-class ExactIndex:
+class ExactIndex(IndexBase):
     """Exact maximum inner-product (or cosine) search with filters, in native SIMD code.
 
     Parameters
@@ -48,25 +49,10 @@ class ExactIndex:
         self._buffer = items  # storage with spare capacity once add() has been called
         self._lock = threading.Lock()
 
-    def _normalized_copy(self, rows: np.ndarray) -> np.ndarray:
-        rows = rows.copy()
-        _core.normalize_rows(rows, self._num_threads)
-        return rows
-
     @property
     def dim(self) -> int:
         """Dimension d of the vectors."""
         return int(self._items.shape[1])
-
-    @property
-    def metric(self) -> str:
-        """"ip" or "cosine"."""
-        return self._metric
-
-    @property
-    def num_threads(self) -> int:
-        """Threads used by search (0 = all cores)."""
-        return self._num_threads
 
     @property
     def vectors(self) -> np.ndarray:

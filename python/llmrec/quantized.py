@@ -12,6 +12,7 @@ from llmrec import _core
 from llmrec._checks import (allow_to_native, as_float_matrix, as_ids, as_queries, check_choice,
                             check_int, exclude_to_csr)
 from llmrec._fileformat import FormatError, load_arrays, save_arrays
+from llmrec._index_base import IndexBase
 
 _METRICS = ("ip", "cosine")
 _CODECS = ("sq8", "fp16", "pq4")
@@ -70,7 +71,7 @@ def _int_arg(value: Any, name: str, minimum: int) -> int:
     return check_int(value, name, minimum=minimum)
 
 
-class QuantizedIndex:
+class QuantizedIndex(IndexBase):
     """Top-k search over compressed item vectors, with the contract of :class:`ExactIndex`.
 
     Parameters
@@ -206,16 +207,6 @@ class QuantizedIndex:
         return self._pq_m
 
     @property
-    def metric(self) -> str:
-        """"ip" or "cosine"."""
-        return self._metric
-
-    @property
-    def num_threads(self) -> int:
-        """Threads used by search (0 = all cores)."""
-        return self._num_threads
-
-    @property
     def partitions(self) -> int | None:
         """Number of inverted lists, or None for a flat index."""
         return self._partitions
@@ -233,11 +224,6 @@ class QuantizedIndex:
                 f"metric={self._metric!r}, keep_vectors={self._keep_vectors})")
 
     # ---------------------------------------------------------------- building
-    def _normalized_copy(self, rows: np.ndarray) -> np.ndarray:
-        rows = rows.copy()
-        _core.normalize_rows(rows, self._num_threads)
-        return rows
-
     def _check_range(self, rows: np.ndarray, name: str) -> None:
         if self._codec == "fp16" and rows.size and float(np.abs(rows).max()) > _FP16_MAX:
             raise ValueError(f"{name} holds values beyond +-{_FP16_MAX:g}, which fp16 cannot "
