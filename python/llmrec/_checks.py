@@ -46,7 +46,7 @@ def as_float_matrix(values: Any, name: str, *, dim: int | None = None,
     non-numeric data and ``ValueError`` for a wrong shape, a dimension other than
     ``dim``, no rows (unless ``allow_empty``) or NaN/inf.
     """
-    array = _as_float32(values, name)
+    array = as_float32(values, name)
     if array.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (n, d), got shape {array.shape}")
     return _checked_matrix(array, name, dim, allow_empty)
@@ -57,7 +57,7 @@ def as_queries(values: Any, name: str, dim: int) -> tuple[np.ndarray, bool]:
 
     Returns the matrix and whether the input was a single 1-D query.
     """
-    array = _as_float32(values, name)
+    array = as_float32(values, name)
     if array.ndim not in (1, 2):
         raise ValueError(f"{name} must have shape ({dim},) or (nq, {dim}), got shape {array.shape}")
     single = array.ndim == 1
@@ -75,7 +75,8 @@ def _checked_matrix(array: np.ndarray, name: str, dim: int | None, allow_empty: 
     return array
 
 
-def _as_float32(values: Any, name: str) -> np.ndarray:
+def as_float32(values: Any, name: str) -> np.ndarray:
+    """A dense, C-contiguous float32 copy/view of real numbers (TypeError otherwise)."""
     if sp.issparse(values):
         raise TypeError(f"{name} must be a dense array, got a scipy sparse matrix")
     array = np.asarray(values)

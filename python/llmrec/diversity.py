@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmrec import _core
-from llmrec._checks import check_int
+from llmrec._checks import as_float32, check_int
 
 __all__ = ["mmr_rerank", "intra_list_diversity"]
 
@@ -142,16 +142,11 @@ def _check_lambda(value: Any) -> float:
 def _as_vectors(values: Any) -> np.ndarray:
     # Finiteness is checked on the rows actually read, not on the whole catalogue:
     # scanning 100,000 x 64 floats per call would cost more than the re-ranking.
-    if sp.issparse(values):
-        raise TypeError("item_vectors must be a dense array, got a scipy sparse matrix")
-    array = np.asarray(values)
-    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.floating)
-                                       or np.issubdtype(array.dtype, np.integer)):
-        raise TypeError(f"item_vectors must hold real numbers (float32 preferred), got dtype {array.dtype}")
+    array = as_float32(values, "item_vectors")
     if array.ndim != 2 or array.shape[1] == 0:
         raise ValueError(f"item_vectors must be a 2-D array of shape (n_items, d) with d ≥ 1, "
                          f"got shape {array.shape}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return array
 
 
 def _as_candidates(values: Any, n_items: int, name: str = "candidates") -> tuple[np.ndarray, bool]:
@@ -176,17 +171,12 @@ def _as_candidates(values: Any, n_items: int, name: str = "candidates") -> tuple
 
 
 def _as_relevance(values: Any, ids: np.ndarray, single: bool) -> np.ndarray:
-    if sp.issparse(values):
-        raise TypeError("relevance must be a dense float array, got a scipy sparse matrix")
-    array = np.asarray(values)
-    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.floating)
-                                       or np.issubdtype(array.dtype, np.integer)):
-        raise TypeError(f"relevance must hold real numbers, got dtype {array.dtype}")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, rejected below
+        array = as_float32(values, "relevance")
     expected = ids.shape[1:] if single else ids.shape
     if array.shape != expected:
         raise ValueError(f"relevance must have the shape of candidates {expected}, got {array.shape}")
-    with np.errstate(over="ignore"):  # values beyond float32 become inf, rejected below
-        array = np.ascontiguousarray(array.reshape(ids.shape), dtype=np.float32)
+    array = np.ascontiguousarray(array.reshape(ids.shape))
     if not np.isfinite(array).all() and not np.isfinite(array[ids >= 0]).all():
         raise ValueError("relevance contains NaN or infinite values (or values beyond float32) "
                          "for candidates that are not -1")
