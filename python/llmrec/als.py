@@ -51,6 +51,7 @@ import scipy.sparse as sp
 
 from llmrec import _core
 from llmrec._checks import as_float_matrix, check_choice, check_int
+from llmrec._estimator import Estimator
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.exceptions import NotFittedError
 from llmrec.index import ExactIndex
@@ -199,7 +200,7 @@ class _Prior:
 
 # -------------------------------------------------------------------------- model
 
-class ALS:
+class ALS(Estimator):
     """Matrix factorisation by alternating least squares (see the module docstring).
 
     Parameters (keyword-only, stored as given and checked by :meth:`fit`)
@@ -235,6 +236,8 @@ class ALS:
     n_users_, n_items_ : int
     """
 
+    _param_names = _PARAM_NAMES
+
     def __init__(self, *, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
                  iterations: int = 15, feedback: str = "implicit", solver: str = "cg",
                  cg_steps: int = 3, prior_strength: float = 1.0,
@@ -251,25 +254,6 @@ class ALS:
         self.regularization_exponent = regularization_exponent
         self.random_state = random_state
         self.num_threads = num_threads
-
-    # ---------------------------------------------------------- estimator protocol
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor arguments, as given."""
-        return {name: getattr(self, name) for name in _PARAM_NAMES}
-
-    def set_params(self, **params: Any) -> ALS:
-        """Set constructor arguments; returns self. Takes effect at the next fit."""
-        for name, value in params.items():
-            if name not in _PARAM_NAMES:
-                raise ValueError(f"invalid parameter {name!r} for ALS; valid: {list(_PARAM_NAMES)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = ALS().get_params()
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k]]
-        return f"ALS({', '.join(changed)})"
 
     def _settings(self) -> dict[str, Any]:
         feedback = check_choice(self.feedback, "feedback", ("implicit", "explicit"))
