@@ -57,9 +57,10 @@ from typing import Any
 import numpy as np
 
 from llmrec._checks import check_choice, check_int
+from llmrec._estimator import Estimator
+from llmrec.diversity import mmr_rerank
 from llmrec.exceptions import NotFittedError
 from llmrec.recommender import scoring
-from llmrec.recommender._mmr import mmr
 from llmrec.recommender.explain import Explanation, explain_score
 from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import Histories, weighted_rows
@@ -84,7 +85,7 @@ def _real(value: Any, name: str, low: float, high: float = math.inf) -> float:
     return value
 
 
-class Recommender:
+class Recommender(Estimator):
     """Recommendations from interactions and text together (see the module docstring).
 
     Parameters (keyword-only, stored as given, checked by :meth:`fit`)
@@ -134,6 +135,8 @@ class Recommender:
     validation_ : dict, what the validation measured (ndcg@10 per regularization).
     """
 
+    _param_names = _PARAMS
+
     def __init__(self, *, encoder: Any = "default", factors: int = 64, index: str = "exact",
                  text_weight: Any = "auto", diversity: float = 0.0, random_state: Any = None,
                  num_threads: int = 0, regularization: Any = "auto", alpha: float = 1.0,
@@ -155,25 +158,6 @@ class Recommender:
         self.sequence_decay = sequence_decay
         self.candidates = candidates
         self.validation = validation
-
-    # ------------------------------------------------------------ estimator protocol
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor arguments, as given."""
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def set_params(self, **params: Any) -> Recommender:
-        """Set constructor arguments; returns self (effective at the next fit)."""
-        for name, value in params.items():
-            if name not in _PARAMS:
-                raise ValueError(f"invalid parameter {name!r} for Recommender; valid: {list(_PARAMS)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = Recommender().get_params()
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if not isinstance(v, type(defaults[k])) or v != defaults[k]]
-        return f"Recommender({', '.join(changed)})"
 
     def _settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -410,7 +394,7 @@ class Recommender:
         union = np.unique(ids[valid])
         local = np.where(valid, np.searchsorted(union, ids), -1).astype(np.int64)
         vectors = items.Vn[union] if items.E is None else np.hstack([items.Vn[union], items.E[union]])
-        picked = mmr(local, relevance, np.ascontiguousarray(vectors, dtype=np.float32), k, diversity)
+        picked, _ = mmr_rerank(local, relevance, vectors, k, diversity)
         out_ids = np.where(picked >= 0, union[np.maximum(picked, 0)], -1)
         position = {}
         out_scores = np.full(out_ids.shape, -np.inf, dtype=np.float32)
