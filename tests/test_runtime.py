@@ -111,3 +111,16 @@ def test_search_concurrent_with_add_sees_a_consistent_snapshot(rng):
     stop.set()
     t.join()
     assert not errors and len(index) == 1000 + 1400
+
+
+def test_submodules_load_lazily_on_attribute_access():
+    import subprocess
+    import sys
+
+    code = ("import sys, llmrec\n"
+            "lazy = ('llmrec.datasets', 'llmrec.diversity', 'llmrec.evaluation', 'llmrec.recommender')\n"
+            "assert not any(m in sys.modules for m in lazy), [m for m in lazy if m in sys.modules]\n"
+            "assert callable(llmrec.diversity.mmr_rerank) and callable(llmrec.datasets.synthetic)\n"
+            "assert llmrec.Recommender.__name__ == 'Recommender'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

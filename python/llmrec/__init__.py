@@ -24,12 +24,12 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 __all__ = ["ALS", "ExactIndex", "NotFittedError", "QuantizedIndex", "Recommendations", "Recommender",
            "TextEncoder", "UnknownIdError", "build_info", "__version__"]
-__all__ += ["datasets", "evaluation"]
+__all__ += ["datasets", "diversity", "evaluation"]
 
 
 def __getattr__(name: str):
     # Text encoders load lazily: `import llmrec` never imports torch or transformers.
-    if name in ("datasets", "evaluation"):  # pandas loads on first use, not at import
+    if name in ("datasets", "diversity", "evaluation"):  # loaded on first use, not at import
         import importlib
 
         return importlib.import_module(f"llmrec.{name}")
