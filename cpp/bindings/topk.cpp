@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common.hpp"
 #include "llmrec/thread_pool.hpp"
@@ -58,9 +59,62 @@ void normalize_rows(FloatArray& rows, long num_threads) {
   llmrec::topk::normalize_rows(data, n, d, threads);
 }
 
+py::tuple rescore_candidates(const IdArray& candidates, const std::vector<FloatArray>& matrices,
+                             const std::vector<FloatArray>& queries,
+                             const std::vector<std::optional<ByteArray>>& applies,
+                             const std::vector<std::optional<FloatArray>>& fallbacks,
+                             const FloatArray& offset, long k, long num_threads) {
+  require(candidates.ndim() == 2, "candidates must be 2-D");
+  const std::size_t nq = candidates.shape(0), c = candidates.shape(1);
+  const std::size_t terms = matrices.size();
+  require(queries.size() == terms && applies.size() == terms && fallbacks.size() == terms,
+          "one query array, applies and fallback per matrix");
+  require(terms > 0, "at least one term");
+  require(k > 0, "k must be positive");
+  require(offset.ndim() == 1 && static_cast<std::size_t>(offset.shape(0)) == nq, "offset must have one value per row");
+  const std::size_t n = matrices[0].ndim() == 2 ? matrices[0].shape(0) : 0;
+  std::vector<llmrec::topk::RescoreTerm> specs(terms);
+  for (std::size_t t = 0; t < terms; ++t) {
+    const FloatArray& m = matrices[t];
+    require(m.ndim() == 2 && static_cast<std::size_t>(m.shape(0)) == n, "matrices must be 2-D with the same rows");
+    const std::size_t d = m.shape(1);
+    require(queries[t].ndim() == 2 && static_cast<std::size_t>(queries[t].shape(0)) == nq &&
+                static_cast<std::size_t>(queries[t].shape(1)) == d,
+            "each query array must be (rows, the matrix's columns)");
+    specs[t] = {m.data(), d, queries[t].data(), nullptr, nullptr};
+    if (applies[t]) {
+      require(applies[t]->ndim() == 1 && static_cast<std::size_t>(applies[t]->shape(0)) == n, "applies must have one byte per item");
+      require(fallbacks[t] && fallbacks[t]->ndim() == 1 && static_cast<std::size_t>(fallbacks[t]->shape(0)) == nq,
+              "a term with applies needs a fallback per row");
+      specs[t].applies = applies[t]->data();
+      specs[t].fallback = fallbacks[t]->data();
+    }
+  }
+  const int64_t* ids = candidates.data();
+  bool in_range = true;
+  for (std::size_t i = 0; i < nq * c; ++i) in_range &= ids[i] >= -1 && ids[i] < static_cast<int64_t>(n);
+  require(in_range, "candidate ids must be -1 or in [0, n_items)");
+  const std::size_t threads = llmrec::resolve_threads(num_threads);
+  IdArray out_ids({nq, static_cast<std::size_t>(k)});
+  FloatArray out_scores({nq, static_cast<std::size_t>(k)});
+  {
+    int64_t* ids_out = out_ids.mutable_data();
+    float* scores_out = out_scores.mutable_data();
+    py::gil_scoped_release release;
+    llmrec::topk::rescore(ids, nq, c, n, specs.data(), terms, offset.data(), static_cast<std::size_t>(k),
+                          threads, ids_out, scores_out);
+  }
+  return py::make_tuple(out_ids, out_scores);
+}
+
 }  // namespace
 
 void register_topk(py::module_& m) {
+  m.def("rescore_candidates", &rescore_candidates, py::arg("candidates"), py::arg("matrices"),
+        py::arg("queries"), py::arg("applies"), py::arg("fallbacks"), py::arg("offset"), py::arg("k"),
+        py::arg("num_threads") = 0,
+        "Scores of candidate ids (-1 = none) as a sum of gathered row dot products minus offset, "
+        "and the best k per row: (ids int64 (nq, k), scores float32 (nq, k)).");
   m.def("search_exact", &search_exact, py::arg("items"), py::arg("queries"), py::arg("k"),
         py::arg("exclude_indptr") = py::none(), py::arg("exclude_ids") = py::none(),
         py::arg("allow_mask") = py::none(), py::arg("allow_ids") = py::none(),

@@ -30,6 +30,25 @@ void search(const float* items, std::size_t n, std::size_t d, const float* queri
             std::size_t nq, std::size_t k, const Filter& filter, bool normalize_queries,
             std::size_t num_threads, int64_t* out_ids, float* out_scores);
 
+// One term of a candidate re-scoring: for query q and candidate item i it adds
+// matrix[i]·queries[q] (rows of length d), or fallback[q] where applies[i] is 0 (both
+// optional: without `applies` the term holds for every item).
+struct RescoreTerm {
+  const float* matrix = nullptr;   // n x d item rows
+  std::size_t d = 0;
+  const float* queries = nullptr;  // nq x d
+  const uint8_t* applies = nullptr;
+  const float* fallback = nullptr;
+};
+
+// Exact scores of given candidates and the best k of them per query: candidate j of
+// query q is candidates[q*c + j] (id -1 = empty) and scores Σ_t term_t − offset[q]. Writes
+// nq x k ids and scores sorted by score descending, ties by smaller id, padded with -1 /
+// -inf; candidates whose score is not finite are dropped. Ids must be in [-1, n).
+void rescore(const int64_t* candidates, std::size_t nq, std::size_t c, std::size_t n,
+             const RescoreTerm* terms, std::size_t n_terms, const float* offset, std::size_t k,
+             std::size_t num_threads, int64_t* out_ids, float* out_scores);
+
 // Scales each row of an n x d matrix to unit L2 norm in place; zero rows stay zero.
 void normalize_rows(float* rows, std::size_t n, std::size_t d, std::size_t num_threads);
 

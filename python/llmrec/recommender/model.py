@@ -307,7 +307,7 @@ class Recommender(Estimator):
         T = scoring.text_coordinates(E, self._geometry)
         index = scoring.make_index(scoring.stage1_rows(V, T, Q), s["index"], s["num_threads"],
                                    self.random_state)
-        self._items = scoring.Items(V, Vn, E, T, P, Q, index)
+        self._items = scoring.make_items(V, Vn, E, T, P, Q, index)
 
     def _user_vectors(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
         s = self._settings_used
@@ -372,10 +372,10 @@ class Recommender(Estimator):
         else:
             candidates, _ = items.index.search(stage1, C, exclude=exclude, allow=allow_rows)
             candidates = np.where(candidates < n_items, candidates, -1)
-        scores = scoring.exact_scores(items, signals, candidates, self._geometry.mean_E)
+        ids, top = scoring.rescore(items, signals, candidates, pool, self._geometry.mean_E,
+                                   s["num_threads"])
         if diversity == 0:
-            return scoring.top_k(scores, candidates, k)
-        ids, top = scoring.top_k(scores, candidates, pool)
+            return ids, top
         return self._diversify(ids, top, k, diversity)
 
     def _diversify(self, ids: np.ndarray, scores: np.ndarray, k: int, diversity: float
@@ -572,7 +572,7 @@ class Recommender(Estimator):
                         "P": no_transitions, "Q": no_transitions}
             grown = {name: self._append_item_rows(name, getattr(current, name), rows_)
                      for name, rows_ in new_rows.items()}
-            self._items = scoring.Items(index=current.index, **grown)
+            self._items = scoring.make_items(index=current.index, **grown)
             self._item_map.add(ids, "items.item_id")
             if self._labels is not None:
                 frame = items if hasattr(items, "columns") else None

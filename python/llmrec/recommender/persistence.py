@@ -135,7 +135,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     s = model._settings_used
     index = scoring.make_index(scoring.stage1_rows(V, T, Q), s["index"], s["num_threads"],
                                model.random_state)
-    model._items = scoring.Items(V, Vn, E, T, P, Q, index)
+    model._items = scoring.make_items(V, Vn, E, T, P, Q, index)
     model._users = {name: arrays.get(f"user_{name}")
                     for name in ("behaviour", "sequence", "transition", "text")}
     model._lock = threading.Lock()

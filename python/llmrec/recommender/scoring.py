@@ -6,8 +6,8 @@ by PCA to T (≤ 32 dims) and the "next-item" factors Q (f/2 dims). The stage-1 
 folds the blend into one vector — the sequence signal, an inner product with the
 *normalised* factors, is approximated there by V / (mean row norm) — so the scan reads
 2f floats per item (128 at f = 64; 96 without text).
-Stage 2 re-scores those C candidates exactly with every signal (numpy, a few hundred
-rows). When C covers the catalogue the result is exact.
+Stage 2 re-scores those C candidates exactly with every signal (one native call that
+gathers a few hundred rows per user and keeps the best k). When C covers the catalogue the result is exact.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from llmrec import _core
 from llmrec.index import ExactIndex
 
 TEXT_PCA_DIMS = 32
-_STAGE2_CHUNK = 64  # users re-scored at once (bounds the (users, C, d) temporaries)
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -44,6 +44,13 @@ class Items(NamedTuple):
     P: np.ndarray                 # next-item "from" factors (n, ft): a history item's side
     Q: np.ndarray                 # next-item "to" factors (n, ft): a candidate's side
     index: Any                    # stage-1 search over [V ; T ; Q]
+    warm: np.ndarray              # (n,) uint8: 1 for items with interactions (non-zero Vn)
+
+
+def make_items(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None, T: np.ndarray | None,
+               P: np.ndarray, Q: np.ndarray, index: Any) -> Items:
+    """Items with the derived ``warm`` flags."""
+    return Items(V, Vn, E, T, P, Q, index, np.any(Vn != 0, axis=1).astype(np.uint8))
 
 
 class Geometry(NamedTuple):
@@ -108,14 +115,18 @@ def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any)
 def spread(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """Standard deviation over the catalogue of each row's scores x·g_i (0 for x = 0)."""
     X = X.astype(np.float64)
-    return np.sqrt(np.maximum(((X @ cov) * X).sum(axis=1), 0.0))
+    return np.sqrt(np.maximum(np.einsum("ij,ij->i", X @ cov, X), 0.0))
 
 
-def scaled(X: np.ndarray, cov: np.ndarray, weight: Any) -> np.ndarray:
-    """weight · x / σ(x) per row (rows with σ = 0 become 0); weight: scalar or per row."""
-    sigma = spread(X, cov)
-    factor = np.where(sigma > 1e-12, weight / np.where(sigma > 1e-12, sigma, 1.0), 0.0)
-    return (X * factor[:, None]).astype(np.float32)
+def scaled(X: np.ndarray, cov: np.ndarray, weight: Any, mean: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray | None]:
+    """weight · x / σ(x) per row as float32 (rows with σ = 0 become 0; weight: scalar or per
+    row), and its scores' catalogue mean (weight · x / σ)·μ when ``mean`` is given.
+    Written with few numpy calls: this runs on every request."""
+    X64 = X.astype(np.float64)
+    sigma = np.sqrt(((X64 @ cov) * X64).sum(axis=1).clip(0.0))
+    out = X64 * (weight / np.where(sigma > 1e-12, sigma, np.inf))[:, None]
+    return out.astype(np.float32), (None if mean is None else out @ mean)
 
 
 class Signals(NamedTuple):
@@ -132,36 +143,29 @@ class Signals(NamedTuple):
 def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=None, sequence=None,
                  text=None, transition=None, query=None) -> Signals:
     """Weighted, spread-normalised query vectors from raw signal vectors (None = absent)."""
-    b = s = t = None
     text_weight: Any = weights["text"]
     if text is not None:
         # Rows with no history (a new user known only by a profile text) have no
         # behaviour or sequence: the text signal carries their ranking at weight ≥ 1.
-        empty = np.ones(len(text), dtype=bool)
-        for vectors in (behaviour, sequence, transition):
-            if vectors is not None:
-                empty &= ~np.any(vectors != 0, axis=1)
+        present = [v for v in (behaviour, sequence, transition) if v is not None]
+        empty = ~(np.hstack(present) != 0).any(axis=1) if present else np.ones(len(text), bool)
         if empty.any():
             text_weight = np.where(empty, max(text_weight, 1.0), text_weight)
-    if behaviour is not None and weights["behaviour"] > 0:
-        b = scaled(behaviour, geometry.cov_V, weights["behaviour"])
-    if sequence is not None and weights["sequence"] > 0:
-        s = scaled(sequence, geometry.cov_Vn, weights["sequence"])
-    q = None
-    if geometry.cov_E is not None:
-        if text is not None and np.any(np.asarray(text_weight) > 0):
-            t = scaled(text, geometry.cov_E, text_weight)
-        if query is not None and weights["query"] > 0:
-            q = scaled(query, geometry.cov_E, weights["query"])
-    r = None
-    if transition is not None and weights.get("transition", 0.0) > 0:
-        r = scaled(transition, geometry.cov_Q, weights["transition"])
     n = next((len(v) for v in (behaviour, sequence, text, transition, query) if v is not None), 0)
     offset = np.zeros(n, dtype=np.float64)
-    for vectors, mean in ((b, geometry.mean_V), (s, geometry.mean_Vn), (t, geometry.mean_E),
-                          (q, geometry.mean_E), (r, geometry.mean_Q)):
-        if vectors is not None:
-            offset += vectors.astype(np.float64) @ mean
+
+    def term(vectors, weight, cov, mean):
+        if vectors is None or cov is None or not (np.asarray(weight) > 0).any():
+            return None
+        out, centre = scaled(vectors, cov, weight, mean)
+        offset[:] += centre
+        return out
+
+    b = term(behaviour, weights["behaviour"], geometry.cov_V, geometry.mean_V)
+    s = term(sequence, weights["sequence"], geometry.cov_Vn, geometry.mean_Vn)
+    t = term(text, text_weight, geometry.cov_E, geometry.mean_E)
+    q = term(query, weights["query"], geometry.cov_E, geometry.mean_E)
+    r = term(transition, weights.get("transition", 0.0), geometry.cov_Q, geometry.mean_Q)
     return Signals(b, s, t, q, r, offset.astype(np.float32))
 
 
@@ -181,26 +185,31 @@ def stage1_queries(signals: Signals, n: int, f: int, geometry: Geometry) -> np.n
     return Q
 
 
-def exact_scores(items: Items, signals: Signals, candidates: np.ndarray,
-                 mean_E: np.ndarray | None = None) -> np.ndarray:
-    """Blended scores of candidate ids (n, C); -inf where the id is -1."""
-    n, C = candidates.shape
-    out = np.zeros((n, C), dtype=np.float32)
-    valid = candidates >= 0
-    safe = np.where(valid, candidates, 0)
-    for start in range(0, n, _STAGE2_CHUNK):
-        rows = slice(start, start + _STAGE2_CHUNK)
-        ids = safe[rows]
-        acc = out[rows]
-        for vectors, matrix in ((signals.behaviour, items.V), (signals.sequence, items.Vn),
-                                (signals.request, items.E), (signals.transition, items.Q)):
-            if vectors is not None and matrix is not None:
-                acc += np.einsum("ucd,ud->uc", matrix[ids], vectors[rows])
-        if signals.text is not None and items.E is not None:
-            acc += interest_scores(items, signals.text[rows], ids, mean_E)
-    out -= signals.offset[:, None]
-    out[~valid] = -np.inf
-    return out
+def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
+            mean_E: np.ndarray | None, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Blended scores of the candidate ids (n, C; -1 = none) computed exactly, natively, and
+    the best k per row: descending score, ties by smaller id, -1/-inf padding."""
+    matrices, queries, applies, fallbacks = [], [], [], []
+    for vectors, matrix in ((signals.behaviour, items.V), (signals.sequence, items.Vn),
+                            (signals.request, items.E), (signals.transition, items.Q)):
+        if vectors is not None and matrix is not None:
+            matrices.append(matrix)
+            queries.append(np.ascontiguousarray(vectors, dtype=np.float32))
+            applies.append(None)
+            fallbacks.append(None)
+    if signals.text is not None and items.E is not None:
+        interest = np.ascontiguousarray(signals.text, dtype=np.float32)
+        matrices.append(items.E)
+        queries.append(interest)
+        applies.append(items.warm)  # see interest_scores: items without interactions are neutral
+        fallbacks.append((interest.astype(np.float64) @ mean_E).astype(np.float32))
+    n = len(candidates)
+    if not matrices:  # no signal at all: every candidate scores 0 − offset
+        matrices, queries = [items.V], [np.zeros((n, items.V.shape[1]), dtype=np.float32)]
+        applies, fallbacks = [None], [None]
+    return _core.rescore_candidates(np.ascontiguousarray(candidates, dtype=np.int64), matrices, queries,
+                                    applies, fallbacks, np.ascontiguousarray(signals.offset, dtype=np.float32),
+                                    k, num_threads)
 
 
 def interest_scores(items: Items, interest: np.ndarray, ids: np.ndarray,
@@ -210,20 +219,6 @@ def interest_scores(items: Items, interest: np.ndarray, ids: np.ndarray,
     measured on MovieLens cold items, the interest signal only blurred the text-based
     factors they already have (ndcg@10 among cold items 0.31 → 0.23 at weight 0.3)."""
     scores = np.einsum("ucd,ud->uc", items.E[ids], interest)
-    warm = np.any(items.Vn[ids] != 0, axis=2)
+    warm = items.warm[ids].astype(bool)
     neutral = (interest.astype(np.float64) @ mean_E)[:, None]
     return np.where(warm, scores, neutral.astype(np.float32))
-
-
-def top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best candidates per row: descending score, ties by smaller id, -1/-inf padding."""
-    n, C = candidates.shape
-    ids_key = np.where(candidates >= 0, candidates, np.iinfo(np.int64).max)
-    order = np.lexsort((ids_key, -scores.astype(np.float64)), axis=1)[:, :k]
-    ids = np.take_along_axis(candidates, order, axis=1)
-    top = np.take_along_axis(scores, order, axis=1)
-    if C < k:
-        ids = np.hstack([ids, np.full((n, k - C), -1, dtype=np.int64)])
-        top = np.hstack([top, np.full((n, k - C), -np.inf, dtype=np.float32)])
-    ids = np.where(np.isfinite(top), ids, -1)
-    return ids.astype(np.int64), top.astype(np.float32)

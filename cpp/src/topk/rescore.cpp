@@ -1,0 +1,69 @@
+// Candidate re-scoring: a few hundred gathered rows per query, scored by several terms
+// and cut to the best k. The row dot products are the diversity area's SIMD kernels.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "../diversity/kernels.hpp"
+#include "llmrec/thread_pool.hpp"
+#include "llmrec/topk.hpp"
+
+namespace llmrec::topk {
+namespace {
+
+void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* terms,
+                   std::size_t n_terms, std::size_t q, float offset, std::size_t k,
+                   diversity::detail::DotFn dot, std::vector<std::pair<float, int64_t>>& kept,
+                   int64_t* out_ids, float* out_scores) {
+  kept.clear();
+  for (std::size_t j = 0; j < c; ++j) {
+    const int64_t item = candidates[j];
+    if (item < 0) continue;
+    if (j + 1 < c && candidates[j + 1] >= 0) {  // gathers defeat the hardware prefetcher
+      const std::size_t next = static_cast<std::size_t>(candidates[j + 1]);
+      for (std::size_t t = 0; t < n_terms; ++t) __builtin_prefetch(terms[t].matrix + next * terms[t].d);
+    }
+    double score = -static_cast<double>(offset);
+    for (std::size_t t = 0; t < n_terms; ++t) {
+      const RescoreTerm& term = terms[t];
+      if (term.applies && !term.applies[item]) {
+        score += term.fallback[q];
+      } else {
+        score += dot(term.matrix + static_cast<std::size_t>(item) * term.d, term.queries + q * term.d, term.d);
+      }
+    }
+    const float value = static_cast<float>(score);
+    if (std::isfinite(value)) kept.emplace_back(value, item);
+  }
+  const auto better = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  const std::size_t m = std::min(k, kept.size());
+  std::partial_sort(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(m), kept.end(), better);
+  for (std::size_t r = 0; r < k; ++r) {
+    out_ids[r] = r < m ? kept[r].second : -1;
+    out_scores[r] = r < m ? kept[r].first : -std::numeric_limits<float>::infinity();
+  }
+}
+
+}  // namespace
+
+void rescore(const int64_t* candidates, std::size_t nq, std::size_t c, std::size_t /*n*/,
+             const RescoreTerm* terms, std::size_t n_terms, const float* offset, std::size_t k,
+             std::size_t num_threads, int64_t* out_ids, float* out_scores) {
+  const diversity::detail::DotFn dot = diversity::detail::active_kernels().dot;
+  constexpr std::size_t kQueriesPerTask = 16;  // a task is ~16 x c row gathers
+  const std::size_t n_tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
+  parallel_for(n_tasks, num_threads, [&](std::size_t task) {
+    std::vector<std::pair<float, int64_t>> kept;
+    kept.reserve(c);
+    const std::size_t end = std::min(nq, (task + 1) * kQueriesPerTask);
+    for (std::size_t q = task * kQueriesPerTask; q < end; ++q)
+      rescore_query(candidates + q * c, c, terms, n_terms, q, offset[q], k, dot, kept, out_ids + q * k,
+                    out_scores + q * k);
+  });
+}
+
+}  // namespace llmrec::topk
