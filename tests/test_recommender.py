@@ -177,6 +177,12 @@ def test_diversity_trades_relevance_for_spread(model, data):
     assert ild(diverse) > ild(plain)
     for row in diverse.ids:
         assert len(set(row.tolist())) == 10
+    # Re-ranking changes the order, never an item's score.
+    full = model.recommend(users, len(items))
+    for u in range(len(users)):
+        score_of = dict(zip(full.ids[u].tolist(), full.scores[u].tolist()))
+        np.testing.assert_allclose(diverse.scores[u], [score_of[i] for i in diverse.ids[u].tolist()],
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_native_mmr_matches_a_plain_loop(rng):

@@ -395,15 +395,15 @@ class Recommender(Estimator):
         local = np.where(valid, np.searchsorted(union, ids), -1).astype(np.int64)
         vectors = items.Vn[union] if items.E is None else np.hstack([items.Vn[union], items.E[union]])
         picked, _ = mmr_rerank(local, relevance, vectors, k, diversity)
-        out_ids = np.where(picked >= 0, union[np.maximum(picked, 0)], -1)
-        position = {}
-        out_scores = np.full(out_ids.shape, -np.inf, dtype=np.float32)
-        for row in range(len(ids)):
-            position = dict(zip(ids[row].tolist(), scores[row].tolist()))
-            for j, item in enumerate(out_ids[row]):
-                if item >= 0:
-                    out_scores[row, j] = position[int(item)]
-        return out_ids.astype(np.int64), out_scores
+        out_ids = np.where(picked >= 0, union[np.maximum(picked, 0)], -1).astype(np.int64)
+        # Each chosen id's score: find (row, id) among the candidates' (row, id) keys.
+        span = int(union[-1]) + 2
+        rows = np.arange(len(ids))[:, None] * span
+        keys = (rows + ids + 1).ravel()
+        sorter = np.argsort(keys, kind="stable")
+        found = sorter[np.searchsorted(keys, (rows + out_ids + 1).ravel(), sorter=sorter)]
+        out_scores = np.where(out_ids >= 0, scores.ravel()[found].reshape(out_ids.shape), -np.inf)
+        return out_ids, out_scores.astype(np.float32)
 
     def _check_k(self, k: Any) -> int:
         return check_int(k, "k", minimum=1)
