@@ -258,6 +258,34 @@ def test_partial_fit_items_with_interactions(rng):
     assert expected is not None
 
 
+def test_growing_one_row_at_a_time_keeps_earlier_views_and_fresh_caches(rng):
+    R = low_rank_counts(rng)
+    model = ALS(factors=8, iterations=3, random_state=0).fit(R)
+    n_items, n_users = model.n_items_, model.n_users_
+    model.similar_items(0, k=3)  # fill the caches that growth must invalidate
+    model.similar_users(0, k=3)
+    model.recommend(0, k=3)
+    before = model.item_factors_
+    snapshot = before.copy()
+    for step in range(5):
+        model.partial_fit_items([n_items + step])
+    np.testing.assert_array_equal(before, snapshot)  # the old view never sees new rows
+    assert before.shape[0] == n_items and model.item_factors_.shape[0] == n_items + 5
+    np.testing.assert_array_equal(model.item_factors_[:n_items], snapshot)
+    np.testing.assert_array_equal(model.item_factors_[n_items:], 0)
+    assert model._user_items.shape == (n_users, n_items + 5)
+    # a grown item is findable by the similar-items index (rebuilt, not the cached one)
+    model.partial_fit_items([n_items + 5], R[:, [4]].T.tocsr())
+    ids, _ = model.similar_items(4, k=model.n_items_ - 1)
+    assert n_items + 5 in set(ids.tolist())
+    # the same for users
+    history = sp.hstack([R[[7]], sp.csr_matrix((1, model.n_items_ - R.shape[1]))]).tocsr()
+    model.partial_fit_users([n_users], history)
+    ids, _ = model.similar_users(7, k=model.n_users_ - 1)
+    assert n_users in set(ids.tolist())
+    np.testing.assert_allclose(model.user_factors_[n_users], model.fold_in(history)[0], rtol=1e-6)
+
+
 # ------------------------------------------------------------- determinism, threads
 
 def test_thread_count_independence_and_random_state(rng):

@@ -147,11 +147,24 @@ def _as_user_ids(values: Any, name: str, n: int) -> tuple[np.ndarray, bool]:
 
 
 def _grow_rows(matrix: np.ndarray, n_rows: int) -> np.ndarray:
-    """``matrix`` with zero rows appended up to ``n_rows`` (itself when already that tall)."""
-    if n_rows <= matrix.shape[0]:
+    """``matrix`` with zero rows appended up to ``n_rows`` (itself when already that tall).
+
+    The result is the first rows of a buffer with spare capacity (growth doubles it), so
+    adding rows one call at a time costs amortised O(1) per row rather than a full copy.
+    An earlier result stays a view of its own rows only: it never sees later rows."""
+    n = matrix.shape[0]
+    if n_rows <= n:
         return matrix
-    padding = np.zeros((n_rows - matrix.shape[0], matrix.shape[1]), dtype=matrix.dtype)
-    return np.vstack([matrix, padding])
+    base = matrix.base
+    if (isinstance(base, np.ndarray) and base.ndim == 2 and base.dtype == matrix.dtype
+            and base.shape[1] == matrix.shape[1] and base.shape[0] >= n_rows
+            and base.flags.c_contiguous and matrix.ctypes.data == base.ctypes.data):
+        grown = base[:n_rows]
+        grown[n:] = 0
+        return grown
+    buffer = np.zeros((max(n_rows, 2 * n), matrix.shape[1]), dtype=matrix.dtype)
+    buffer[:n] = matrix
+    return buffer[:n_rows]
 
 
 def _replace_rows(matrix: sp.csr_matrix, ids: np.ndarray, rows: sp.csr_matrix,
@@ -470,8 +483,8 @@ class ALS(Estimator):
             self._user_priors[ids] = vectors if priors is None else priors
         self.user_factors_ = U
         self._user_items = _replace_rows(self._user_items, ids, rows, n_new)
-        self._cache.pop("user_gram", None)
-        self._cache.pop("user_index", None)
+        for key in ("user_gram", "user_cosine"):
+            self._cache.pop(key, None)
         return self
 
     def partial_fit_items(self, item_ids: Any, item_rows: Any = None, *,
@@ -504,9 +517,15 @@ class ALS(Estimator):
             self._item_priors[ids] = V if priors is None else priors
         self.item_factors_ = Y
         R = self._user_items
-        Rt = _replace_rows(R.T.tocsr(), ids, rows, n_new)
-        self._user_items = Rt.T.tocsr()
-        self._touch()
+        if rows.nnz == 0 and (len(ids) == 0 or ids.min() >= R.shape[1]):
+            # Only new items, no interactions: new empty columns, no O(nnz) rebuild.
+            self._user_items = sp.csr_matrix((R.data, R.indices, R.indptr), shape=(R.shape[0], n_new),
+                                             copy=False)
+        else:
+            Rt = _replace_rows(R.T.tocsr(), ids, rows, n_new)
+            self._user_items = Rt.T.tocsr()
+        for key in ("item_gram", "item_index", "item_cosine"):
+            self._cache.pop(key, None)
         return self
 
     def _new_ids(self, values: Any, name: str) -> np.ndarray:

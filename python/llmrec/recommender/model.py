@@ -572,7 +572,9 @@ class Recommender(Estimator):
                         "P": no_transitions, "Q": no_transitions}
             grown = {name: self._append_item_rows(name, getattr(current, name), rows_)
                      for name, rows_ in new_rows.items()}
-            self._items = scoring.make_items(index=current.index, **grown)
+            # New items have no interactions (zero Vn): not warm.
+            warm = np.concatenate([current.warm, np.zeros(len(ids), dtype=np.uint8)])
+            self._items = scoring.make_items(index=current.index, warm=warm, **grown)
             self._item_map.add(ids, "items.item_id")
             if self._labels is not None:
                 frame = items if hasattr(items, "columns") else None

@@ -48,9 +48,11 @@ class Items(NamedTuple):
 
 
 def make_items(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None, T: np.ndarray | None,
-               P: np.ndarray, Q: np.ndarray, index: Any) -> Items:
-    """Items with the derived ``warm`` flags."""
-    return Items(V, Vn, E, T, P, Q, index, np.any(Vn != 0, axis=1).astype(np.uint8))
+               P: np.ndarray, Q: np.ndarray, index: Any, warm: np.ndarray | None = None) -> Items:
+    """Items; ``warm`` is derived from Vn when not given."""
+    if warm is None:
+        warm = np.any(Vn != 0, axis=1).astype(np.uint8)
+    return Items(V, Vn, E, T, P, Q, index, warm)
 
 
 class Geometry(NamedTuple):
