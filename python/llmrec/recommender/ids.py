@@ -32,16 +32,23 @@ class IdMap:
 
     All ids are integers (returned as int64) or all are strings (returned as an
     object array). Unknown ids raise :class:`UnknownIdError` naming the first of them.
+    Ids added after construction go to a small dict first and are merged into the main
+    hash index only once they are a sizeable share of it, so adding items or users one
+    at a time does not rebuild the index on every call.
     """
 
     def __init__(self, ids: Any, what: str) -> None:
         values = np.asarray(ids)
         self.what = what
         self.kind = _kind(values, f"{what} ids")
-        self._index = pd.Index(self._normalise(values))
-        if not self._index.is_unique:
-            duplicated = self._index[self._index.duplicated()][0]
-            raise ValueError(f"duplicate {what} id {duplicated!r}")
+        index = pd.Index(self._normalise(values))
+        if not index.is_unique:
+            raise ValueError(f"duplicate {what} id {index[index.duplicated()][0]!r}")
+        # (main hash index, ids added since the last merge → row), swapped as one object
+        # so that a concurrent lookup never sees a merged index with a stale dict.
+        self._tables: tuple[pd.Index, dict[Any, int]] = (index, {})
+        self._ids = index.to_numpy()  # all ids in row order; grows with spare capacity
+        self._n = len(self._ids)
 
     def _normalise(self, values: np.ndarray) -> np.ndarray:
         if self.kind == "int":
@@ -51,12 +58,13 @@ class IdMap:
         return values.astype(object)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._n
 
     @property
     def ids(self) -> np.ndarray:
         """All ids, in row order."""
-        return self._index.to_numpy()
+        n = self._n  # first: add() swaps the buffer before it raises n
+        return self._ids[:n]
 
     def _check_kind(self, values: np.ndarray, name: str) -> None:
         kind = _kind(values, name)
@@ -64,15 +72,28 @@ class IdMap:
             raise TypeError(f"{name} must be {self.kind} ids like the ones the model was "
                             f"fitted with, got {kind} ids")
 
+    def _lookup(self, values: np.ndarray) -> np.ndarray:
+        """Rows of normalised ids, -1 where unknown."""
+        index, recent = self._tables
+        rows = index.get_indexer(values)
+        if recent:
+            for j in np.flatnonzero(rows < 0):
+                rows[j] = recent.get(values[j], -1)
+        return rows
+
     def rows(self, ids: Any, name: str) -> np.ndarray:
         """Row numbers (int64) of ``ids``; raises UnknownIdError for an unknown id."""
         if isinstance(ids, list) and len(ids) == 1 and self._fast_kind(ids[0]):
+            index, recent = self._tables
             try:  # one id: a hash lookup, without building arrays (the serving path)
-                row = self._index.get_loc(ids[0])
+                row = index.get_loc(ids[0])
                 if isinstance(row, int):
                     return np.array([row], dtype=np.int64)
             except (KeyError, TypeError):
-                pass  # fall through: the general path raises the right error
+                row = recent.get(ids[0])
+                if row is not None:
+                    return np.array([row], dtype=np.int64)
+                # otherwise fall through: the general path raises the right error
         values = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, list) else None))
         if values.ndim != 1:
             raise ValueError(f"{name} must be one id or a 1-D sequence of ids, got shape "
@@ -80,7 +101,7 @@ class IdMap:
         if values.size == 0:
             return np.zeros(0, dtype=np.int64)
         self._check_kind(values, name)
-        rows = self._index.get_indexer(self._normalise(values))
+        rows = self._lookup(self._normalise(values))
         if (rows < 0).any():
             bad = values[np.flatnonzero(rows < 0)[0]]
             bad = bad.item() if isinstance(bad, np.generic) else bad
@@ -98,7 +119,7 @@ class IdMap:
         if values.size == 0:
             return np.zeros(0, dtype=bool)
         self._check_kind(values, "ids")
-        return self._index.get_indexer(self._normalise(values)) >= 0
+        return self._lookup(self._normalise(values)) >= 0
 
     def add(self, ids: Any, name: str) -> np.ndarray:
         """Append new ids (all must be new and distinct); returns their rows."""
@@ -106,15 +127,34 @@ class IdMap:
         self._check_kind(values, name)
         if self.kind == "empty":
             self.kind = _kind(values, name)
-        new = pd.Index(self._normalise(values))
-        if not new.is_unique:
-            raise ValueError(f"duplicate {self.what} id {new[new.duplicated()][0]!r} in {name}")
-        clash = new.intersection(self._index)
-        if len(clash):
-            raise ValueError(f"{self.what} id {clash[0]!r} in {name} already exists")
-        start = len(self._index)
-        self._index = self._index.append(new)
-        return np.arange(start, start + len(new), dtype=np.int64)
+        dtype = np.dtype(np.int64) if self.kind == "int" else np.dtype(object)
+        if self._ids.dtype != dtype:
+            self._ids = self._ids.astype(dtype)
+        new = self._normalise(values)
+        if len(new) > 64:
+            index = pd.Index(new)
+            duplicated = index[index.duplicated()] if not index.is_unique else []
+        else:
+            seen: set[Any] = set()
+            duplicated = [v for v in new.tolist() if v in seen or seen.add(v)]
+        if len(duplicated):
+            raise ValueError(f"duplicate {self.what} id {duplicated[0]!r} in {name}")
+        known = self._lookup(new) >= 0
+        if known.any():
+            raise ValueError(f"{self.what} id {new[np.flatnonzero(known)[0]]!r} in {name} already exists")
+        start, stop = self._n, self._n + len(new)
+        if stop > len(self._ids):
+            grown = np.empty(max(stop, 2 * self._n), dtype=self._ids.dtype)
+            grown[:start] = self._ids[:start]
+            self._ids = grown
+        self._ids[start:stop] = new
+        self._n = stop
+        index, recent = self._tables
+        if len(recent) + len(new) > max(1024, len(index) // 8):
+            self._tables = (pd.Index(self._ids[:stop].copy()), {})
+        else:
+            recent.update(zip(new.tolist(), range(start, stop)))
+        return np.arange(start, stop, dtype=np.int64)
 
     def to_ids(self, rows: np.ndarray) -> np.ndarray:
         """Caller ids for row numbers; -1 rows (padding) stay -1."""

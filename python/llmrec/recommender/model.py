@@ -574,8 +574,9 @@ class Recommender(Estimator):
                      for name, rows_ in new_rows.items()}
             # New items have no interactions (zero Vn): not warm.
             warm = np.concatenate([current.warm, np.zeros(len(ids), dtype=np.uint8)])
-            self._items = scoring.make_items(index=current.index, warm=warm, **grown)
+            # The ids first: a concurrent recommend that sees the new rows can name them.
             self._item_map.add(ids, "items.item_id")
+            self._items = scoring.make_items(index=current.index, warm=warm, **grown)
             if self._labels is not None:
                 frame = items if hasattr(items, "columns") else None
                 titles = frame["title"] if frame is not None and "title" in frame.columns else texts
