@@ -522,9 +522,9 @@ class Recommender(Estimator):
         with self._lock:
             if self._user_map.contains([user_id])[0]:
                 user = int(self._user_map.rows([user_id], "user_id")[0])
-            else:
+            else:  # room first, then the id: a reader that finds the id finds its row
+                self._grow_users(len(self._user_map) + 1)
                 user = int(self._user_map.add([user_id], "user_id")[0])
-                self._grow_users(user + 1)
             self._histories.append(user, rows)
             fresh = self._user_vectors(np.array([user]))
             # In place: a concurrent reader of this one user may see the old or the new
