@@ -140,10 +140,13 @@ def validation_matrices(raw: dict[str, tuple[np.ndarray, np.ndarray]], hist: lis
     signals = {}
     for name, (vectors, matrix) in raw.items():
         sigma = scoring.spread(vectors, scoring.covariance(matrix))
-        scores = np.empty(candidates.shape, dtype=np.float32)
-        for start in range(0, n, 256):
-            part = slice(start, start + 256)
-            scores[part] = np.einsum("ucd,ud->uc", matrix[safe[part]], vectors[part])
+        if n_items <= FULL_RANKING_ITEMS:  # every item is a candidate: one matrix product
+            scores = np.asarray(vectors, dtype=np.float32) @ np.asarray(matrix, dtype=np.float32).T
+        else:
+            scores = np.empty(candidates.shape, dtype=np.float32)
+            for start in range(0, n, 256):
+                part = slice(start, start + 256)
+                scores[part] = np.einsum("ucd,ud->uc", matrix[safe[part]], vectors[part])
         mean = (vectors.astype(np.float64) @ matrix.mean(axis=0))[:, None]
         scores = (scores - mean) / np.where(sigma > 1e-12, sigma, 1.0)[:, None]
         if name == "text":
