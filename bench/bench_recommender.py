@@ -221,6 +221,25 @@ def latency(args: argparse.Namespace) -> None:
             medians[label] = float(np.median(values))
             print(f"  {label:<52} median {medians[label]:.2f} ms  p90 {np.percentile(values, 90):.2f} ms"
                   f"  ({medians[label] / numpy_median:.2f}x numpy)", flush=True)
+        _write_latency(rec, users, args.items)
+
+
+def _write_latency(rec: llmrec.Recommender, users: np.ndarray, n_items: int) -> None:
+    """Median cost of the calls that change the model: update (one user, two new items)
+    and add_items (one new item with text)."""
+    rng = np.random.default_rng(2)
+    known = rec._item_map.ids
+    timings = {"update(user, 2 items)": [], "add_items(1 item)": []}
+    for step, u in enumerate(users[:100]):
+        start = time.perf_counter()
+        rec.update(int(u), known[rng.integers(0, n_items, 2)].tolist())
+        timings["update(user, 2 items)"].append((time.perf_counter() - start) * 1e3)
+        new = pd.DataFrame({"item_id": [n_items * 10 + step], "text": [f"a new item number {step}"]})
+        start = time.perf_counter()
+        rec.add_items(new)
+        timings["add_items(1 item)"].append((time.perf_counter() - start) * 1e3)
+    for label, values in timings.items():
+        print(f"  {label:<52} median {np.median(values[5:]):.2f} ms", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
