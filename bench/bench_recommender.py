@@ -196,7 +196,7 @@ def latency(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         rec = llmrec.Recommender(encoder=StandInEncoder(), random_state=0, num_threads=2, index=kind,
                                  validation=0.0, regularization=20.0).fit(interactions, items=items)
-        stage1 = rec._items.index
+        stage1 = rec._items.index.behaviour  # the channel a request without text reads
         print(f"index={kind}: fit {time.perf_counter() - start:.1f} s; stage-1 vectors "
               f"{stage1.dim} dims", flush=True)
         flat = np.ascontiguousarray(np.hstack([rec._items.V, rec._items.V]))  # 128 float32 dims
@@ -204,6 +204,8 @@ def latency(args: argparse.Namespace) -> None:
         calls = {
             "Recommender.recommend, 1 user, k=10": lambda u: rec.recommend(int(u), 10),
             "  with diversity=0.3": lambda u: rec.recommend(int(u), 10, diversity=0.3),
+            "  with query= (both stage-1 channels)":
+                lambda u: rec.recommend(int(u), 10, query="something about topic three"),
             "  stage-1 search alone (top 256)": lambda u: stage1.search(probe, 256),
             "numpy: 100k x 128 float32 matvec + argpartition":
                 lambda u: np.argpartition(-(flat @ np.ones(128, np.float32)), 10)[:10]}

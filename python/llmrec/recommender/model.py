@@ -39,12 +39,12 @@ the items' covariance), and the blend s = Σ w_k·signal_k/σ_k (minus the catal
 mean) is fitted by coordinate ascent on a validation slice — the latest
 ``validation`` share of each user's training interactions — together with ALS's λ (a
 small grid); the model is then refit on everything (:mod:`.training`). Serving is
-two-stage (:mod:`.scoring`): one native scan over 2f floats per item (64 factors, 32
-text PCA dims, 32 next-item factors), then exact re-scoring of a few hundred
-candidates (no loss measured), optionally MMR re-ranking (``diversity``). On a
-100,000-item catalogue one ``recommend`` costs about 1.2 float32 scans of 128 dims
-with ``index="exact"`` and 0.6–0.75 of one with ``index="sq8"`` (the choice for large
-catalogues).
+two-stage (:mod:`.scoring`): native candidate searches in a behaviour channel (64
+factors + 32 next-item factors per item) and, when the request has a text part, a
+text channel (32 text PCA dims), the union of their candidates; then one native exact
+re-scoring of those few hundred candidates with every signal (on MovieLens the same
+ndcg as a full exact ranking), optionally MMR re-ranking (``diversity``). Latency on a
+100,000-item catalogue: bench/RESULTS.md, "Latency".
 """
 
 from __future__ import annotations
@@ -305,8 +305,7 @@ class Recommender(Estimator):
         Vn = unit_factors(self._als)
         self._geometry = scoring.make_geometry(V, Vn, E, Q)
         T = scoring.text_coordinates(E, self._geometry)
-        index = scoring.make_index(scoring.stage1_rows(V, T, Q), s["index"], s["num_threads"],
-                                   self.random_state)
+        index = scoring.Stage1(V, T, Q, s["index"], s["num_threads"], self.random_state)
         self._items = scoring.make_items(V, Vn, E, T, P, Q, index)
 
     def _user_vectors(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
@@ -358,7 +357,6 @@ class Recommender(Estimator):
         n_items = len(items.V)
         n = next(len(v) for v in (*vectors.values(), query) if v is not None)
         signals = scoring.make_signals(weights, self._geometry, query=query, **vectors)
-        stage1 = scoring.stage1_queries(signals, n, items.V.shape[1], self._geometry)
         pool = k if diversity == 0 else max(5 * k, 50)
         C = min(max(s["candidates"], 4 * pool), n_items)
         if C >= n_items and allow_rows is None:
@@ -370,7 +368,7 @@ class Recommender(Estimator):
                 dense = exclude.tocoo()
                 candidates[dense.row, dense.col] = -1
         else:
-            candidates, _ = items.index.search(stage1, C, exclude=exclude, allow=allow_rows)
+            candidates = items.index.search(signals, self._geometry, C, exclude, allow_rows)
             candidates = np.where(candidates < n_items, candidates, -1)
         ids, top = scoring.rescore(items, signals, candidates, pool, self._geometry.mean_E,
                                    s["num_threads"])
@@ -567,7 +565,7 @@ class Recommender(Estimator):
             V_new = np.ascontiguousarray(self._als.item_factors_[rows], dtype=np.float32)
             T_new = scoring.text_coordinates(E_new, self._geometry)
             no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
-            current.index.add(scoring.stage1_rows(V_new, T_new, no_transitions))
+            current.index.add(V_new, T_new, no_transitions)
             new_rows = {"V": V_new, "Vn": np.zeros_like(V_new), "E": E_new, "T": T_new,
                         "P": no_transitions, "Q": no_transitions}
             grown = {name: self._append_item_rows(name, getattr(current, name), rows_)

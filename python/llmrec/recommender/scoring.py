@@ -1,13 +1,15 @@
 """Scoring: the per-item matrices, the per-user signal vectors and the two-stage ranker.
 
-Stage 1 is one native top-C search (``ExactIndex`` or ``QuantizedIndex``) over
-``H = [V ; T ; Q]``: the ALS item factors V (f dims), the items' text vectors reduced
-by PCA to T (≤ 32 dims) and the "next-item" factors Q (f/2 dims). The stage-1 query
-folds the blend into one vector — the sequence signal, an inner product with the
-*normalised* factors, is approximated there by V / (mean row norm) — so the scan reads
-2f floats per item (128 at f = 64; 96 without text).
-Stage 2 re-scores those C candidates exactly with every signal (one native call that
-gathers a few hundred rows per user and keeps the best k). When C covers the catalogue the result is exact.
+Stage 1 (:class:`Stage1`) generates candidates with native top-C searches
+(``ExactIndex`` or ``QuantizedIndex``) in two channels: behaviour over [V ; Q], the ALS
+item factors V (f dims) and the "next-item" factors Q (f/2 dims), with the blend of the
+behaviour, sequence and next-item signals folded into one query (the sequence signal,
+an inner product with the *normalised* factors, is approximated there by V / mean row
+norm); and text over T, the items' text vectors reduced by PCA (≤ 32 dims), for the
+text interest and free-text requests. A request searches the channels its signals use
+and takes the union. Stage 2 re-scores the candidates exactly with every signal (one
+native call that gathers a few hundred rows per user and keeps the best k). When C
+covers the catalogue the result is exact.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class Items(NamedTuple):
     T: np.ndarray | None          # PCA text coordinates (n, p)
     P: np.ndarray                 # next-item "from" factors (n, ft): a history item's side
     Q: np.ndarray                 # next-item "to" factors (n, ft): a candidate's side
-    index: Any                    # stage-1 search over [V ; T ; Q]
+    index: Any                    # stage 1: a Stage1 (behaviour and text channels)
     warm: np.ndarray              # (n,) uint8: 1 for items with interactions (non-zero Vn)
 
 
@@ -98,11 +100,6 @@ def text_coordinates(E: np.ndarray | None, geometry: Geometry) -> np.ndarray | N
     return np.ascontiguousarray((E - geometry.text_mean) @ geometry.text_basis, dtype=np.float32)
 
 
-def stage1_rows(V: np.ndarray, T: np.ndarray | None, Q: np.ndarray) -> np.ndarray:
-    blocks = [V] if T is None else [V, T]
-    return np.ascontiguousarray(np.hstack(blocks + [Q]), dtype=np.float32)
-
-
 def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any) -> Any:
     if kind == "exact":
         return ExactIndex(rows, num_threads=num_threads)
@@ -112,6 +109,57 @@ def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any)
     # re-ranking of its own.
     return QuantizedIndex(rows, codec=kind, keep_vectors=False, random_state=random_state,
                           num_threads=num_threads)
+
+
+class Stage1:
+    """Candidate generation in two channels: behaviour, one search over [V ; Q] (the ALS
+    factors — the sequence signal approximated there by V / mean row norm — and the
+    next-item factors), and text, one over T (PCA coordinates of the text vectors). A
+    request uses the channels its signals touch and the union of their candidates: a
+    ranking without text (text weight 0, no query) reads f + f/2 floats per item, a
+    free-text search without a user only the p text coordinates."""
+
+    def __init__(self, V: np.ndarray, T: np.ndarray | None, Q: np.ndarray, kind: str,
+                 num_threads: int, random_state: Any) -> None:
+        self.behaviour = make_index(_behaviour_rows(V, Q), kind, num_threads, random_state)
+        self.text = None if T is None else make_index(T, kind, num_threads, random_state)
+
+    def add(self, V: np.ndarray, T: np.ndarray | None, Q: np.ndarray) -> None:
+        """Append item rows to every channel (text first: a reader that sees the new
+        behaviour rows finds their text rows too)."""
+        if self.text is not None:
+            self.text.add(T)
+        self.behaviour.add(_behaviour_rows(V, Q))
+
+    def search(self, signals: Signals, geometry: Geometry, C: int, exclude: Any,
+               allow: Any) -> np.ndarray:
+        """Candidate rows (n, ≤ 2C), -1 for none, each id at most once per row."""
+        f = geometry.cov_V.shape[0]
+        n = len(signals.offset)
+        lists = []
+        behaviour = [v for v in (signals.behaviour, signals.sequence, signals.transition) if v is not None]
+        text = [v for v in (signals.text, signals.request) if v is not None]
+        if behaviour or not (text and self.text is not None):
+            query = np.zeros((n, f + geometry.cov_Q.shape[0]), dtype=np.float32)
+            if signals.behaviour is not None:
+                query[:, :f] += signals.behaviour
+            if signals.sequence is not None:
+                query[:, :f] += signals.sequence / geometry.norm_V
+            if signals.transition is not None:
+                query[:, f:] = signals.transition
+            lists.append(self.behaviour.search(query, C, exclude=exclude, allow=allow)[0])
+        if text and self.text is not None:
+            query = np.ascontiguousarray(sum(text) @ geometry.text_basis, dtype=np.float32)
+            lists.append(self.text.search(query, C, exclude=exclude, allow=allow)[0])
+        if len(lists) == 1:
+            return lists[0]
+        candidates = np.sort(np.hstack(lists), axis=1)
+        candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1
+        return candidates
+
+
+def _behaviour_rows(V: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.hstack([V, Q]), dtype=np.float32)
 
 
 def spread(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -169,22 +217,6 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=Non
     q = term(query, weights["query"], geometry.cov_E, geometry.mean_E)
     r = term(transition, weights.get("transition", 0.0), geometry.cov_Q, geometry.mean_Q)
     return Signals(b, s, t, q, r, offset.astype(np.float32))
-
-
-def stage1_queries(signals: Signals, n: int, f: int, geometry: Geometry) -> np.ndarray:
-    p = 0 if geometry.text_basis is None else geometry.text_basis.shape[1]
-    ft = geometry.cov_Q.shape[0]
-    Q = np.zeros((n, f + p + ft), dtype=np.float32)
-    if signals.behaviour is not None:
-        Q[:, :f] += signals.behaviour
-    if signals.sequence is not None:
-        Q[:, :f] += signals.sequence / geometry.norm_V
-    for vectors in (signals.text, signals.request):
-        if vectors is not None and p:
-            Q[:, f:f + p] += vectors @ geometry.text_basis
-    if signals.transition is not None:
-        Q[:, f + p:] = signals.transition
-    return Q
 
 
 def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
