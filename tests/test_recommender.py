@@ -120,13 +120,19 @@ def test_scores_match_numpy_reference(model, data):
         assert len(set(rows) & set(expected)) >= 9
 
 
-def test_two_stage_matches_full_scan(data, simd_level):
-    full = fresh(data, candidates=10_000, num_threads=1)
-    short = fresh(data, candidates=40, num_threads=1)
+@pytest.mark.parametrize("text_weight", [0.0, 0.8])  # one stage-1 channel, or both
+def test_two_stage_matches_full_scan(data, simd_level, text_weight):
+    full = fresh(data, candidates=10_000, num_threads=1, text_weight=text_weight)
+    short = fresh(data, candidates=40, num_threads=1, text_weight=text_weight)
     a = full.recommend(list(range(50)), 10).ids
     b = short.recommend(list(range(50)), 10).ids
     overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)])
     assert overlap > 0.9
+    query = "pirates on a stormy sea"
+    a = full.recommend(list(range(20)), 10, query=query).ids
+    b = short.recommend(list(range(20)), 10, query=query).ids
+    assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]) > 0.9
+    np.testing.assert_array_equal(full.search(query, 10).ids, short.search(query, 10).ids)
 
 
 def test_validation_fits_weights(model):
@@ -257,6 +263,19 @@ def test_cold_items_recommendable_far_above_random(data):
     random = np.argsort(rng.random((len(users), len(cold_index))), axis=1)[:, :10]
     baseline = ranking_metrics(random, truth, 10)["recall"]
     assert recall > 2 * baseline, (recall, baseline)
+
+
+@pytest.mark.parametrize("index", ["exact", "fp16", "sq8"])
+def test_added_items_are_found_by_free_text_search(data, index):
+    rec = fresh(data, index=index, candidates=40)
+    texts = ["a lighthouse keeper and a whale", "space pirates steal a moon"]
+    rec.add_items(pd.DataFrame({"item_id": [80_000, 80_001], "text": texts}))
+    for item, text in zip([80_000, 80_001], texts):
+        assert rec.search(text, 3).ids[0] == item  # the request channel holds them
+        assert item in rec.recommend(0, 10, query=text).ids
+    if index == "exact":  # the items' text vectors are the exact index's rows, not a copy
+        assert np.shares_memory(rec._items.E, rec._items.index.request.vectors)
+    np.testing.assert_allclose(np.linalg.norm(rec._items.E[-2:], axis=1), 1.0, rtol=1e-5)
 
 
 def test_similar_items(model, data):

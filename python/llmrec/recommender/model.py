@@ -305,7 +305,7 @@ class Recommender(Estimator):
         Vn = unit_factors(self._als)
         self._geometry = scoring.make_geometry(V, Vn, E, Q)
         T = scoring.text_coordinates(E, self._geometry)
-        index = scoring.Stage1(V, T, Q, s["index"], s["num_threads"], self.random_state)
+        index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state)
         self._items = scoring.make_items(V, Vn, E, T, P, Q, index)
 
     def _user_vectors(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
@@ -565,10 +565,12 @@ class Recommender(Estimator):
             V_new = np.ascontiguousarray(self._als.item_factors_[rows], dtype=np.float32)
             T_new = scoring.text_coordinates(E_new, self._geometry)
             no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
-            current.index.add(V_new, T_new, no_transitions)
+            current.index.add(V_new, T_new, E_new, no_transitions)
             new_rows = {"V": V_new, "Vn": np.zeros_like(V_new), "E": E_new, "T": T_new,
                         "P": no_transitions, "Q": no_transitions}
-            grown = {name: self._append_item_rows(name, getattr(current, name), rows_)
+            shared = current.index.text_vectors()
+            grown = {name: (shared[:len(current.V) + len(ids)] if name == "E" and shared is not None
+                            else self._append_item_rows(name, getattr(current, name), rows_))
                      for name, rows_ in new_rows.items()}
             # New items have no interactions (zero Vn): not warm.
             warm = np.concatenate([current.warm, np.zeros(len(ids), dtype=np.uint8)])

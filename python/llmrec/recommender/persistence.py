@@ -133,7 +133,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     P, Q = np.ascontiguousarray(arrays["P"]), np.ascontiguousarray(arrays["Q"])
     T = scoring.text_coordinates(E, model._geometry)
     s = model._settings_used
-    index = scoring.Stage1(V, T, Q, s["index"], s["num_threads"], model.random_state)
+    index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state)
     model._items = scoring.make_items(V, Vn, E, T, P, Q, index)
     model._users = {name: arrays.get(f"user_{name}")
                     for name in ("behaviour", "sequence", "transition", "text")}
