@@ -265,6 +265,7 @@ def test_growing_one_row_at_a_time_keeps_earlier_views_and_fresh_caches(rng):
     model.similar_items(0, k=3)  # fill the caches that growth must invalidate
     model.similar_users(0, k=3)
     model.recommend(0, k=3)
+    model.fold_in(R[[0]])  # caches the item Gramian, which growth then updates
     before = model.item_factors_
     snapshot = before.copy()
     for step in range(5):
@@ -274,6 +275,10 @@ def test_growing_one_row_at_a_time_keeps_earlier_views_and_fresh_caches(rng):
     np.testing.assert_array_equal(model.item_factors_[:n_items], snapshot)
     np.testing.assert_array_equal(model.item_factors_[n_items:], 0)
     assert model._user_items.shape == (n_users, n_items + 5)
+    # the cached item Gramian (fold-in reads it) followed the new rows
+    assert "item_gram64" in model._cache  # updated in place of a recomputation
+    Y = model.item_factors_.astype(np.float64)
+    np.testing.assert_allclose(model._item_gram(), Y.T @ Y, rtol=1e-5, atol=1e-5)
     # a grown item is findable by the similar-items index (rebuilt, not the cached one)
     model.partial_fit_items([n_items + 5], R[:, [4]].T.tocsr())
     ids, _ = model.similar_items(4, k=model.n_items_ - 1)

@@ -508,7 +508,8 @@ class ALS(Estimator):
         V = np.zeros((len(ids), self.item_factors_.shape[1]), dtype=np.float32)
         self._solve(self._settings_used, rows, self.user_factors_, V, self._user_gram(),
                     priors, cholesky=True)
-        n_new = max(self.n_items_, int(ids.max()) + 1 if len(ids) else 0)
+        n_old = self.n_items_
+        n_new = max(n_old, int(ids.max()) + 1 if len(ids) else 0)
         Y = _grow_rows(self.item_factors_, n_new)
         if self._item_priors is not None:
             self._item_priors = _grow_rows(self._item_priors, n_new)
@@ -524,9 +525,24 @@ class ALS(Estimator):
         else:
             Rt = _replace_rows(R.T.tocsr(), ids, rows, n_new)
             self._user_items = Rt.T.tocsr()
-        for key in ("item_gram", "item_index", "item_cosine"):
+        for key in ("item_index", "item_cosine"):
             self._cache.pop(key, None)
+        self._grow_item_gram(V if len(ids) == 0 or ids.min() >= n_old else None)
         return self
+
+    def _grow_item_gram(self, new_rows: np.ndarray | None) -> None:
+        """Keep the cached item Gramian YᵀY current after items were added: + VᵀV for
+        brand-new rows (held in float64, so that many small additions do not drift);
+        forgotten (recomputed on demand) when existing rows changed."""
+        gram = self._cache.get("item_gram")
+        if gram is None or new_rows is None:
+            self._cache.pop("item_gram", None)
+            self._cache.pop("item_gram64", None)
+            return
+        new = new_rows.astype(np.float64)
+        exact = self._cache.get("item_gram64", gram.astype(np.float64)) + new.T @ new
+        self._cache["item_gram64"] = exact
+        self._cache["item_gram"] = exact.astype(np.float32)
 
     def _new_ids(self, values: Any, name: str) -> np.ndarray:
         array = np.atleast_1d(np.asarray(values))
