@@ -74,8 +74,11 @@ inline uint32_t pq4_floor(float threshold, float bias, float inverse_scale) {
 }
 
 // Per-query reservoirs of (table sum, slot) for long shortlists: hits are appended, and
-// when one is full (capacity = 2k) it is cut to the best k in arrival order (pq4_compact)
+// when one is full (capacity = 2k) it is cut to the best k in arrival order (`compact`)
 // and its floor rises, all on integers; floats are computed for the survivors only.
+struct Pq4Reservoirs;
+using Pq4CompactFn = void (*)(Pq4Reservoirs& r, std::size_t query);
+
 struct Pq4Reservoirs {
   std::size_t k, capacity;
   uint16_t* sums;        // nq x capacity
@@ -84,17 +87,30 @@ struct Pq4Reservoirs {
   uint32_t* floors;      // nq: the smallest sum that may still enter (pq4_floor)
   const float* bias;     // nq, for the score ties at the cut
   const float* inverse_scale;
+  Pq4CompactFn compact;  // pq4_compact or a SIMD version with the same result
 };
 
-// Keeps the k best of a full reservoir: sums whose score is above the k-th best score t,
-// then those scoring exactly t in arrival order; the floor becomes pq4_floor(t).
+// Keeps the k best of a reservoir holding more: sums whose score is above the k-th best
+// score t, then those scoring exactly t in arrival order; the floor becomes pq4_floor(t).
 void pq4_compact(Pq4Reservoirs& r, std::size_t query);
+void pq4_compact_avx512(Pq4Reservoirs& r, std::size_t query);
+
+// The cut for a k-th best sum `kth`: sums >= above score more than pq4_score(kth), sums
+// in [tie, above) score exactly as much (different sums can round to one float).
+struct Pq4Cut {
+  uint32_t above, tie;
+};
+inline Pq4Cut pq4_cut(const Pq4Reservoirs& r, std::size_t query, uint32_t kth) {
+  const float scale = r.inverse_scale[query], bias = r.bias[query];
+  const float t = pq4_score(kth, scale, bias);
+  return {pq4_floor(t, bias, scale), pq4_floor(std::nextafter(t, -INFINITY), bias, scale)};
+}
 
 inline void pq4_push(Pq4Reservoirs& r, std::size_t query, uint16_t sum, uint32_t slot) {
   const std::size_t at = query * r.capacity + r.sizes[query];
   r.sums[at] = sum;
   r.slots[at] = slot;
-  if (++r.sizes[query] == r.capacity) pq4_compact(r, query);
+  if (++r.sizes[query] == r.capacity) r.compact(r, query);
 }
 
 // Scores blocks of pq4 codes: for query q and item x, acc = sum over padded subspaces of

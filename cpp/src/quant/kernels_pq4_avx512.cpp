@@ -45,9 +45,7 @@ inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::siz
   for (std::size_t p = 0; p < quads; ++p)
     add(_mm512_loadu_si512(block + p * 64), p * 64, [](const uint8_t* t) { return _mm512_loadu_si512(t); });
   if (padded_m % 4) {  // the last pair of subspaces, upper half zero (table 0 adds nothing)
-    auto half = [](const uint8_t* p) {
-      return _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), 0);
-    };
+    auto half = [](const uint8_t* p) { return _mm512_maskz_loadu_epi64(0x0f, p); };
     add(half(block + quads * 64), quads * 64, half);
   }
   const __m512i to_items = _mm512_load_si512(kPositionOf);
@@ -58,12 +56,12 @@ inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::siz
     }
     // Sum the four 128-bit lanes (subspaces) of the four accumulators into one register
     // [even 0..14, even 16..30, odd 1..15, odd 17..31]; then even = words - (odd << 8).
-    const __m512i a = _mm512_add_epi16(_mm512_shuffle_i64x2(lo_words[m], hi_words[m], 0x44),
-                                       _mm512_shuffle_i64x2(lo_words[m], hi_words[m], 0xee));
-    const __m512i b = _mm512_add_epi16(_mm512_shuffle_i64x2(lo_odd[m], hi_odd[m], 0x44),
-                                       _mm512_shuffle_i64x2(lo_odd[m], hi_odd[m], 0xee));
-    const __m512i u = _mm512_add_epi16(_mm512_shuffle_i64x2(a, b, 0x88), _mm512_shuffle_i64x2(a, b, 0xdd));
-    const __m512i odd = _mm512_shuffle_i64x2(u, u, 0xee);
+    const __m512i a = _mm512_add_epi16(_mm512_maskz_shuffle_i64x2(0xff, lo_words[m], hi_words[m], 0x44),
+                                       _mm512_maskz_shuffle_i64x2(0xff, lo_words[m], hi_words[m], 0xee));
+    const __m512i b = _mm512_add_epi16(_mm512_maskz_shuffle_i64x2(0xff, lo_odd[m], hi_odd[m], 0x44),
+                                       _mm512_maskz_shuffle_i64x2(0xff, lo_odd[m], hi_odd[m], 0xee));
+    const __m512i u = _mm512_add_epi16(_mm512_maskz_shuffle_i64x2(0xff, a, b, 0x88), _mm512_maskz_shuffle_i64x2(0xff, a, b, 0xdd));
+    const __m512i odd = _mm512_maskz_shuffle_i64x2(0xff, u, u, 0xee);
     const __m512i folded = _mm512_mask_sub_epi16(u, 0xffff, u, _mm512_slli_epi16(odd, 8));
     const __m512i floor = _mm512_set1_epi16(static_cast<short>(floors[m]));
     if (!_mm512_cmpge_epu16_mask(folded, floor)) {

@@ -39,6 +39,13 @@ detail::Pq4Fn active_pq4(const char** name = nullptr) {
   return detail::pq4_scan_scalar;
 }
 
+detail::Pq4CompactFn active_compact() {
+#if defined(LLMREC_HAVE_AVX512)
+  if (simd::active_level() == simd::Level::avx512) return detail::pq4_compact_avx512;
+#endif
+  return detail::pq4_compact;
+}
+
 struct Pq4Tables {
   std::vector<uint8_t> luts;
   std::vector<float> bias, inverse_scale;
@@ -83,13 +90,13 @@ struct ReservoirHits {
   ReservoirHits(std::size_t nq, std::size_t k, const float* thresholds, const float* bias, const float* inverse_scale)
       : sums(nq * kFactor * k), slots(nq * kFactor * k), sizes(nq, 0), floors(nq) {
     for (std::size_t q = 0; q < nq; ++q) floors[q] = detail::pq4_floor(thresholds[q], bias[q], inverse_scale[q]);
-    view = {k, kFactor * k, sums.data(), slots.data(), sizes.data(), floors.data(), bias, inverse_scale};
+    view = {k, kFactor * k, sums.data(), slots.data(), sizes.data(), floors.data(), bias, inverse_scale, active_compact()};
   }
 
   // Reports the best k of each query to the driver, as floats.
   void flush(const ScanTask& task, int64_t first_id) {
     for (std::size_t q = 0; q < sizes.size(); ++q) {
-      detail::pq4_compact(view, q);  // no-op unless more than k
+      view.compact(view, q);  // no-op unless more than k
       const uint16_t* s = sums.data() + q * view.capacity;
       const uint32_t* slot = slots.data() + q * view.capacity;
       for (std::size_t j = 0; j < sizes[q]; ++j) {

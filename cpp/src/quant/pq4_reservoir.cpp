@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
-#include <limits>
 #include <memory>
 #include <vector>
 
@@ -71,12 +70,8 @@ void pq4_compact(Pq4Reservoirs& r, std::size_t query) {
     heap.reset(new uint16_t[4 * size]);
     scratch = heap.get();
   }
-  const uint16_t kth = kth_largest(sums, size, k, scratch);
-  // The k-th best score t, the sums scoring above it (>= above) and exactly it (>= tie).
-  const float scale = r.inverse_scale[query], bias = r.bias[query];
-  const float t = pq4_score(kth, scale, bias);
-  const uint32_t above = pq4_floor(t, bias, scale);
-  const uint32_t tie = pq4_floor(std::nextafter(t, -std::numeric_limits<float>::infinity()), bias, scale);
+  const Pq4Cut cut = pq4_cut(r, query, kth_largest(sums, size, k, scratch));
+  const uint32_t above = cut.above, tie = cut.tie;
   std::size_t n_above = 0;
   for (std::size_t j = 0; j < size; ++j) n_above += sums[j] >= above;
   std::size_t ties = k - n_above, out = 0;  // entries scoring t that still fit
