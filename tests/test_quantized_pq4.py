@@ -227,7 +227,7 @@ def test_bad_input(rng):
 
 def test_kernels_agree_when_the_bias_dwarfs_the_table_range(rng):
     # Scores far from zero relative to the tables' spread: the kernels' integer floors
-    # (a shortcut before the float threshold test) must stay conservative.
+    # (the smallest sum whose float score passes) must stay exact.
     items, queries = clustered(rng, 3000, 16, 9, clusters=5)
     items = items * 0.01 + 300.0
     index = QuantizedIndex(items, codec="pq4", pq_subspaces=8, keep_vectors=False, random_state=0)

@@ -17,6 +17,11 @@ namespace {
 // and at 256 queries, 1 thread, this was 5 - 10 % faster than two.
 constexpr std::size_t kQueriesPerPass = 4;
 
+// Codes are fetched this many bytes ahead (4 blocks at M = 64): one query per call is
+// bound by reading the codes, and this prefetch took it from x0.82 - 0.88 of faiss to
+// x1.05 - 1.18 (1 thread, set A); with many queries the chunk is in L2 already.
+constexpr std::size_t kPrefetchBytes = 4096;
+
 // Item i's sum sits in word kPositionOf[i] of the folded register (below); vpermw with
 // this table puts the 32 sums in item order.
 alignas(64) constexpr uint16_t kPositionOf[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
@@ -42,8 +47,10 @@ inline void pq4_block(const uint8_t* block, const uint8_t* const* luts, std::siz
     }
   };
   const std::size_t quads = padded_m / 4;
-  for (std::size_t p = 0; p < quads; ++p)
+  for (std::size_t p = 0; p < quads; ++p) {
+    _mm_prefetch(reinterpret_cast<const char*>(block + p * 64 + kPrefetchBytes), _MM_HINT_T0);
     add(_mm512_loadu_si512(block + p * 64), p * 64, [](const uint8_t* t) { return _mm512_loadu_si512(t); });
+  }
   if (padded_m % 4) {  // the last pair of subspaces, upper half zero (table 0 adds nothing)
     auto half = [](const uint8_t* p) { return _mm512_maskz_loadu_epi64(0x0f, p); };
     add(half(block + quads * 64), quads * 64, half);
