@@ -20,7 +20,7 @@ inline __mmask16 first_lanes(std::size_t count) {
 }
 
 inline __m512i load_sums(const uint16_t* p, __mmask16 m) {
-  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+  return _mm512_maskz_cvtepu16_epi32(m, _mm256_maskz_loadu_epi16(m, p));
 }
 
 inline __m512i load_sums(const uint32_t* p, __mmask16 m) { return _mm512_maskz_loadu_epi32(m, p); }
@@ -117,7 +117,7 @@ void pq4_compact_avx512(Pq4Reservoirs& r, std::size_t query) {
     const __mmask16 keep = static_cast<__mmask16>(keep_above | tied);
     const __mmask16 kept = first_lanes(static_cast<std::size_t>(__builtin_popcount(keep)));
     // Writes stay below j + 16, inside the entries already read.
-    _mm256_mask_storeu_epi16(sums + out, kept, _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(keep, s)));
+    _mm512_mask_cvtepi32_storeu_epi16(sums + out, kept, _mm512_maskz_compress_epi32(keep, s));
     _mm512_mask_storeu_epi32(slots + out, kept, _mm512_maskz_compress_epi32(keep, id));
     out += static_cast<std::size_t>(__builtin_popcount(keep));
   }
