@@ -227,7 +227,7 @@ def test_bad_input(rng):
 
 def test_kernels_agree_when_the_bias_dwarfs_the_table_range(rng):
     # Scores far from zero relative to the tables' spread: the kernels' integer floors
-    # (a shortcut before the float threshold test) must stay conservative.
+    # (the smallest sum whose float score passes) must stay exact.
     items, queries = clustered(rng, 3000, 16, 9, clusters=5)
     items = items * 0.01 + 300.0
     index = QuantizedIndex(items, codec="pq4", pq_subspaces=8, keep_vectors=False, random_state=0)
@@ -329,3 +329,37 @@ def test_rerank_with_a_long_shortlist_matches_numpy(rng, simd_level):
         np.testing.assert_allclose(scores[q], exact[q, order], rtol=1e-5, atol=1e-4)
         assert set(ids[q]) <= set(cand)
         np.testing.assert_allclose(exact[q, ids[q]], exact[q, order], rtol=1e-5, atol=1e-4)
+
+
+def float_contract_order(acc, bias, inverse, k):
+    """Top-k ids and float32 scores under the float contract: score = float32(bias + acc / a)
+    (an exact float64 product and sum, then one rounding: what the kernels' fma gives
+    except in a case of probability ~2^-29), descending, smaller id first among equal
+    floats, even where different integer sums round to the same float."""
+    scores = (acc.astype(np.float64) * inverse[:, None].astype(np.float64)
+              + bias[:, None].astype(np.float64)).astype(np.float32)
+    n = acc.shape[1]
+    ids = np.stack([np.lexsort((np.arange(n), -row))[:k] for row in scores])
+    return ids, np.take_along_axis(scores, ids, axis=1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sums_that_round_to_one_float_tie_by_id(rng, simd_level, threads):
+    # A bias far above the tables' spread: neighbouring integer sums share a float score,
+    # so the kernels' integer floors and the reservoir's integer cut must decide ties on
+    # the float scores (smaller id first), not on the sums.
+    items, queries = clustered(rng, 6000, 16, 7, clusters=5)
+    items, queries = items * 0.001 + 300.0, queries + 3.0
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=8, keep_vectors=False, random_state=0,
+                           num_threads=threads)
+    acc, bias, inverse = pq4_sums(index, queries)
+    for k in (5, 40, 300):  # the heap path, and the reservoir path (k >= 32)
+        want_ids, want_scores = float_contract_order(acc, bias, inverse, k)
+        top = np.take_along_axis(acc, want_ids, axis=1)
+        scores = np.take_along_axis(
+            (acc.astype(np.float64) * inverse[:, None] + bias[:, None]).astype(np.float32), want_ids, axis=1)
+        assert k < 40 or np.any((np.diff(scores, axis=1) == 0) & (np.diff(top, axis=1) != 0)), \
+            "the data must have different sums with one float score"
+        ids, got = index.search(queries, k=k, rerank=0)
+        np.testing.assert_array_equal(ids, want_ids, err_msg=f"k={k}")
+        np.testing.assert_array_equal(got, want_scores, err_msg=f"k={k}")

@@ -487,7 +487,7 @@ void fp16_decode(const uint16_t* h, std::size_t count, float* out) { fp16_decode
 
 void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const float* queries,
                   std::size_t nq, const int64_t* candidates, std::size_t n_candidates,
-                  std::size_t k, std::size_t num_threads, int64_t* out_ids, float* out_scores) {
+                  std::size_t k, std::size_t num_threads, int64_t* out_ids, float* out_scores, bool unique) {
   // Shortlists are small: each candidate's row is scored directly (eight partial sums,
   // which the compiler keeps in vector registers) and the best k picked by sorting.
   const std::size_t per_task = 16;
@@ -500,8 +500,10 @@ void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const floa
         const int64_t id = candidates[q * n_candidates + j];
         if (id >= 0 && static_cast<std::size_t>(id) < n) ids.push_back(id);
       }
-      std::sort(ids.begin(), ids.end());
-      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      if (!unique) {
+        std::sort(ids.begin(), ids.end());
+        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      }
       scored.clear();
       const float* query = queries + q * d;
       constexpr std::size_t kAhead = 8;  // rows are scattered: fetch a few candidates ahead
@@ -552,7 +554,7 @@ void search(const IndexView& index, const float* queries, std::size_t nq, std::s
   codec_search(index, queries, nq, shortlist, filter, num_threads, candidate_ids.data(),
                candidate_scores.data());
   rerank_exact(index.vectors, index.n, index.d, queries, nq, candidate_ids.data(), shortlist, k,
-               num_threads, out_ids, out_scores);
+               num_threads, out_ids, out_scores, /*unique=*/true);
 }
 
 const char* sq8_kernel_name() {

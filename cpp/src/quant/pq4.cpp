@@ -39,6 +39,13 @@ detail::Pq4Fn active_pq4(const char** name = nullptr) {
   return detail::pq4_scan_scalar;
 }
 
+detail::Pq4CompactFn active_compact() {
+#if defined(LLMREC_HAVE_AVX512)
+  if (simd::active_level() == simd::Level::avx512) return detail::pq4_compact_avx512;
+#endif
+  return detail::pq4_compact;
+}
+
 struct Pq4Tables {
   std::vector<uint8_t> luts;
   std::vector<float> bias, inverse_scale;
@@ -67,102 +74,35 @@ detail::Pq4Job base_job(const Pq4Tables& t, std::size_t padded_m, std::size_t fi
   return job;
 }
 
-// The k-th largest (k >= 1) of a[0 .. n), reordering a: quickselect whose partitions
-// swap unconditionally and advance by the comparison, so that the data-dependent
-// branches of std::nth_element do not mispredict on every other element.
-float kth_largest(float* a, std::size_t n, std::size_t k) {
-  while (n > 16) {
-    const float x = a[0], y = a[n / 2], z = a[n - 1];
-    const float pivot = std::max(std::min(x, y), std::min(std::max(x, y), z));
-    std::size_t above = 0;  // a[0 .. above) > pivot
-    for (std::size_t i = 0; i < n; ++i) {
-      const float v = a[i], w = a[above];
-      a[above] = v;
-      a[i] = w;
-      above += v > pivot;
-    }
-    if (k <= above) {
-      n = above;
-      continue;
-    }
-    std::size_t equal = above;  // a[above .. equal) == pivot
-    for (std::size_t i = above; i < n; ++i) {
-      const float v = a[i], w = a[equal];
-      a[equal] = v;
-      a[i] = w;
-      equal += v == pivot;
-    }
-    if (k <= equal) return pivot;
-    if (equal == above) {  // no progress (a NaN pivot): fall back
-      std::nth_element(a, a + (k - 1), a + n, std::greater<float>());
-      return a[k - 1];
-    }
-    a += equal;
-    n -= equal;
-    k -= equal;
-  }
-  std::sort(a, a + n, std::greater<float>());
-  return a[k - 1];
-}
+// Owns the integer reservoirs of one task's queries (see Pq4Reservoirs): with quantized
+// scores and re-ranking shortlists, thousands of hits per query pass the running
+// threshold, and pushing each into the driver's heap as a float cost more than the scan.
+// Hits arrive in ascending slot order within a task and the cut is stable, so the
+// survivors reach the driver in that order (equal scores keep their smaller ids). Only
+// used without exclusions or an allow mask, which the driver applies on report: a
+// filtered item must not raise a floor.
+struct ReservoirHits {
+  static constexpr std::size_t kFactor = 2;  // capacity 2k; 4k measured slower (cache)
+  std::vector<uint16_t> sums;
+  std::vector<uint32_t> slots, sizes, floors;
+  detail::Pq4Reservoirs view;
 
-// Collects a task's hits per query in a reservoir of 2k entries instead of pushing each
-// into the driver's heap (with quantized scores and re-ranking shortlists, thousands of
-// hits per query pass the running threshold). When a reservoir is full, the k-th best
-// score t is found by selection over its scores alone; the entries above t, then those
-// equal to t in arrival order, are kept (a stable, in-place compaction), and the query's
-// local threshold rises to t. Hits arrive in ascending id order within a task, so the
-// kept entries stay in that order and equal scores keep their smaller ids, as against a
-// heap; at the end the survivors are reported to the driver in that order. Only used
-// without exclusions or an allow mask, which the driver applies on report: a filtered
-// item must not raise a threshold.
-struct BufferedHits {
-  std::size_t k, capacity;
-  std::vector<float> scores;     // nq x capacity
-  std::vector<int64_t> ids;      // nq x capacity
-  std::vector<std::size_t> sizes;
-  std::vector<float> thresholds;
-  std::vector<float> scratch;
-
-  BufferedHits(std::size_t nq, std::size_t k_, const float* start)
-      : k(k_), capacity(2 * k_), scores(nq * capacity), ids(nq * capacity), sizes(nq, 0),
-        thresholds(start, start + nq), scratch(capacity) {}
-
-  static void on_hit(void* self, std::size_t query, int64_t item, float score) {
-    auto& b = *static_cast<BufferedHits*>(self);
-    std::size_t& size = b.sizes[query];
-    b.scores[query * b.capacity + size] = score;
-    b.ids[query * b.capacity + size] = item;
-    if (++size == b.capacity) b.compact(query);
+  ReservoirHits(std::size_t nq, std::size_t k, const float* thresholds, const float* bias, const float* inverse_scale)
+      : sums(nq * kFactor * k), slots(nq * kFactor * k), sizes(nq, 0), floors(nq) {
+    for (std::size_t q = 0; q < nq; ++q) floors[q] = detail::pq4_floor(thresholds[q], bias[q], inverse_scale[q]);
+    view = {k, kFactor * k, sums.data(), slots.data(), sizes.data(), floors.data(), bias, inverse_scale, active_compact()};
   }
 
-  void compact(std::size_t query) {
-    const std::size_t size = sizes[query];
-    float* s = scores.data() + query * capacity;
-    int64_t* id = ids.data() + query * capacity;
-    std::copy(s, s + size, scratch.begin());
-    const float t = kth_largest(scratch.data(), size, k);
-    std::size_t above = 0;
-    for (std::size_t j = 0; j < size; ++j) above += s[j] > t;
-    std::size_t ties = k - above, out = 0;  // entries equal to t that still fit
-    for (std::size_t j = 0; j < size; ++j) {
-      const bool keep = s[j] > t || (s[j] == t && ties > 0 && (--ties, true));
-      if (keep) {
-        s[out] = s[j];
-        id[out] = id[j];
-        ++out;
-      }
-    }
-    sizes[query] = out;  // == k
-    thresholds[query] = t;
-  }
-
-  void flush(const ScanTask& task) {
+  // Reports the best k of each query to the driver, as floats.
+  void flush(const ScanTask& task, int64_t first_id) {
     for (std::size_t q = 0; q < sizes.size(); ++q) {
-      if (sizes[q] > k) compact(q);  // only the best k can reach the driver's heap
-      const float* s = scores.data() + q * capacity;
-      const int64_t* id = ids.data() + q * capacity;
-      for (std::size_t j = 0; j < sizes[q]; ++j)
-        if (s[j] > task.thresholds[q]) task.on_hit(task.context, q, id[j], s[j]);
+      view.compact(view, q);  // no-op unless more than k
+      const uint16_t* s = sums.data() + q * view.capacity;
+      const uint32_t* slot = slots.data() + q * view.capacity;
+      for (std::size_t j = 0; j < sizes[q]; ++j) {
+        const float score = detail::pq4_score(s[j], view.inverse_scale[q], view.bias[q]);
+        if (score > task.thresholds[q]) task.on_hit(task.context, q, first_id + slot[j], score);
+      }
     }
   }
 };
@@ -326,13 +266,11 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
       job.n_items = task.end - task.begin;
       job.n_blocks = pq4_blocks(job.n_items);
       job.first_id = static_cast<int64_t>(task.begin);
-      if (buffered && job.n_items > 2 * k) {
-        BufferedHits hits(task.nq, k, task.thresholds);
-        job.thresholds = hits.thresholds.data();
-        job.on_hit = &BufferedHits::on_hit;
-        job.context = &hits;
+      if (buffered && job.n_items > 2 * k && job.n_items <= UINT32_MAX) {
+        ReservoirHits hits(task.nq, k, task.thresholds, job.bias, job.inverse_scale);
+        job.reservoirs = &hits.view;
         kernel(job);
-        hits.flush(task);
+        hits.flush(task, job.first_id);
         return;
       }
       kernel(job);

@@ -1,56 +1,52 @@
-// The pq4 fast-scan loop shared by the AVX2 and AVX-512 files. Include inside their
-// anonymous namespace after defining
+// The pq4 fast-scan loop shared by the scalar, AVX2 and AVX-512 files. Include inside
+// their anonymous namespace after defining
 //   constexpr std::size_t kQueriesPerPass;   queries scored per pass over a code block
-//   template <std::size_t MQ> void pq4_block(block, luts, padded_m, inverse_scale, bias,
-//                                            thresholds, floors, scores, bits)
-// which scores one block of 32 items for MQ queries and flags the lanes above threshold;
-// lanes whose uint16 sum is below floors[m] cannot pass, and a block where no lane
-// reaches its floor may skip the float conversion. The including file includes <cmath>.
-
-// A conservative integer bound: any sum below it scores at most the threshold, with a
-// margin for the float rounding of fma(acc, inverse_scale, bias).
-inline uint16_t pq4_floor(float threshold, float bias, float inverse_scale) {
-  if (!(threshold > -INFINITY)) return 0;
-  const double t = (static_cast<double>(threshold) - bias) / inverse_scale;
-  const double margin = 2.0 + (std::fabs(threshold) + std::fabs(bias)) / inverse_scale * 1e-6;
-  const double lo = std::floor(t - margin);
-  if (!(lo > 0.0)) return 0;
-  return lo >= 65535.0 ? uint16_t{65535} : static_cast<uint16_t>(lo);
-}
+//   template <std::size_t MQ> void pq4_block(block, luts, padded_m, floors, sums, bits)
+// which scores one block of 32 items for MQ queries: for each query m whose floor is at
+// most 65535, bits[m] gets the lanes whose uint16 sum is >= floors[m] and, when any,
+// sums[m] all 32 sums in item order (bits[m] = 0 and sums[m] untouched otherwise).
+// Everything up to the hits is integer; a float is computed only for a sum that passes.
 
 // Blocks [c0, c1) for queries q.. in groups of MQ (advances q). Each group's tables and
-// integer floors are set up once; a floor is recomputed only when its threshold rose.
+// floors are set up once per chunk; a floor changes only when the query's hits raise it.
 template <std::size_t MQ>
 inline void pq4_scan_queries(const Pq4Job& job, std::size_t c0, std::size_t c1, std::size_t& q) {
+  Pq4Reservoirs* const res = job.reservoirs;
   for (; q + MQ <= job.nq; q += MQ) {
     const uint8_t* luts[MQ];
-    uint16_t floors[MQ];
-    float seen[MQ];
+    uint32_t floors[MQ];
     for (std::size_t m = 0; m < MQ; ++m) {
       luts[m] = job.luts + (q + m) * 16 * job.padded_m;
-      seen[m] = job.thresholds[q + m];
-      floors[m] = pq4_floor(seen[m], job.bias[q + m], job.inverse_scale[q + m]);
+      floors[m] = res ? res->floors[q + m] : pq4_floor(job.thresholds[q + m], job.bias[q + m], job.inverse_scale[q + m]);
     }
-    alignas(64) float scores[MQ][32];
+    alignas(64) uint16_t sums[MQ][32];
     unsigned bits[MQ];
     for (std::size_t b = c0; b < c1; ++b) {
-      for (std::size_t m = 0; m < MQ; ++m)
-        if (job.thresholds[q + m] != seen[m]) {
-          seen[m] = job.thresholds[q + m];
-          floors[m] = pq4_floor(seen[m], job.bias[q + m], job.inverse_scale[q + m]);
-        }
-      pq4_block<MQ>(job.blocks + b * 16 * job.padded_m, luts, job.padded_m, job.inverse_scale + q, job.bias + q,
-                    job.thresholds + q, floors, scores, bits);
+      pq4_block<MQ>(job.blocks + b * 16 * job.padded_m, luts, job.padded_m, floors, sums, bits);
       const std::size_t slot0 = b * 32;
       const unsigned valid = job.n_items - slot0 < 32 ? (1u << (job.n_items - slot0)) - 1u : ~0u;
       for (std::size_t m = 0; m < MQ; ++m) {
-        for (unsigned hit = bits[m] & valid; hit; hit &= hit - 1) {
-          const std::size_t lane = static_cast<std::size_t>(__builtin_ctz(hit));
-          if (!(scores[m][lane] > job.thresholds[q + m])) continue;
-          const std::size_t slot = slot0 + lane;
-          job.on_hit(job.context, q + m, job.ids ? job.ids[slot] : job.first_id + static_cast<int64_t>(slot),
-                     scores[m][lane]);
+        unsigned hit = bits[m] & valid;
+        if (!hit) continue;
+        const std::size_t query = q + m;
+        if (res) {
+          // A push may compact the reservoir and raise its floor mid-block.
+          for (; hit; hit &= hit - 1) {
+            const unsigned lane = static_cast<unsigned>(__builtin_ctz(hit));
+            if (sums[m][lane] >= res->floors[query]) pq4_push(*res, query, sums[m][lane], static_cast<uint32_t>(slot0 + lane));
+          }
+          floors[m] = res->floors[query];
+          continue;
         }
+        const float scale = job.inverse_scale[query], bias = job.bias[query];
+        for (; hit; hit &= hit - 1) {
+          const unsigned lane = static_cast<unsigned>(__builtin_ctz(hit));
+          const float score = pq4_score(sums[m][lane], scale, bias);
+          if (!(score > job.thresholds[query])) continue;
+          const std::size_t slot = slot0 + lane;
+          job.on_hit(job.context, query, job.ids ? job.ids[slot] : job.first_id + static_cast<int64_t>(slot), score);
+        }
+        floors[m] = pq4_floor(job.thresholds[query], bias, scale);
       }
     }
   }
@@ -69,6 +65,6 @@ inline void pq4_scan_blocks(const Pq4Job& job) {
     std::size_t q = 0;
     pq4_scan_queries<kQueriesPerPass>(job, c0, c1, q);
     if (kQueriesPerPass > 2) pq4_scan_queries<2>(job, c0, c1, q);
-    pq4_scan_queries<1>(job, c0, c1, q);
+    if (kQueriesPerPass > 1) pq4_scan_queries<1>(job, c0, c1, q);
   }
 }
