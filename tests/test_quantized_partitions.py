@@ -87,6 +87,32 @@ def test_recall_grows_with_probes_and_reaches_exact_with_rerank(rng):
     np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-5)
 
 
+def _tight_clusters(rng, n, d, nq, clusters):
+    """Tight clusters far from the origin: with fewer lists than clusters, k-means merges
+    clusters into lists with short centroids, which an inner-product probe ranks low."""
+    centres = rng.standard_normal((clusters, d)).astype(np.float32)
+    scale = (0.3 * np.geomspace(1, 0.1, d)).astype(np.float32)
+    members = rng.integers(0, clusters, n + nq)
+    x = centres[members] + rng.standard_normal((n + nq, d)).astype(np.float32) * scale
+    return x[:n], x[n:]
+
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16", "pq4"])
+def test_lists_follow_the_inner_product_probe(rng, codec):
+    """Items sit in the list whose centroid scores highest (the probe's own ranking), so
+    a query's neighbours are in its first lists even with fewer lists than clusters."""
+    items, queries = _tight_clusters(rng, 20_000, 32, 100, 200)
+    expected = reference_topk(reference_scores(items, queries), 10)
+    index = QuantizedIndex(items, codec=codec, partitions=20, random_state=0)
+    scores = items.astype(np.float64) @ index._centroids.astype(np.float64).T
+    best = scores.max(axis=1)
+    chosen = scores[np.arange(len(items)), index._state.lists.assignment]
+    assert np.all(chosen >= best - 1e-4 * np.maximum(1.0, np.abs(best)))
+    if codec != "pq4":
+        # measured at one probe, seeds 0 - 3: L2-nearest lists 0.58 - 0.77, these 0.85 - 0.93
+        assert recall(index.search(queries, k=10, probes=1, rerank=8)[0], expected) >= 0.82
+
+
 @pytest.mark.parametrize("codec", ["sq8", "fp16"])
 def test_partitioned_filters_never_leak(rng, codec):
     n, nq, k = 2000, 6, 12

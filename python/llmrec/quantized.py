@@ -163,8 +163,8 @@ class QuantizedIndex(IndexBase):
                                  f"vectors, got {sample.shape[0]} (n={items.shape[0]}, "
                                  f"train_size={train_size})")
             seed = int(rng.integers(0, 2**63 - 1))
-            self._centroids, sample_lists = _core.kmeans_train(sample, self._partitions, 20, seed,
-                                                               self._num_threads)
+            self._centroids, _ = _core.kmeans_train(sample, self._partitions, 20, seed, self._num_threads)
+            sample_lists = self._nearest_lists(sample)
             if self._codec == "sq8":
                 self._mid, self._step = _core.sq8_train(sample - self._centroids[sample_lists])
             self._state = _State(0, self._empty_codes(), None,
@@ -242,6 +242,17 @@ class QuantizedIndex(IndexBase):
             raise ValueError(f"pq_subspaces must be at most 256, got {m}")
         return m
 
+    def _nearest_lists(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's list: the centroid with the largest inner product, the rule that
+        ranks lists at search time. (Assigning by L2 distance instead put a query's
+        neighbours in the list probed first only 44 % of the time on 1M clustered
+        vectors with 1,000 lists for 4,000 clusters: merged clusters have short
+        centroids, which the inner-product probe ranks low; recall@10 0.42 – 0.74.)"""
+        ids, _ = _core.search_exact(self._centroids, rows, 1, exclude_indptr=None, exclude_ids=None,
+                                    allow_mask=None, allow_ids=None, normalize_queries=False,
+                                    num_threads=self._num_threads)
+        return ids[:, 0].astype(np.int32)
+
     def _block(self) -> int:
         """Items per code block (slot granularity): 16 for sq8, 32 for pq4, 1 for fp16."""
         return {"sq8": _SQ8_BLOCK, "pq4": _PQ4_BLOCK}.get(self._codec, 1)
@@ -260,7 +271,7 @@ class QuantizedIndex(IndexBase):
                   ) -> tuple[np.ndarray, _Lists, np.ndarray | None]:
         """Codes, lists (and residual sq8 scales) for the old items plus ``rows``, by nearest centroid."""
         n, m, lists = state.n, rows.shape[0], state.lists
-        new_assignment = _core.kmeans_assign(rows, self._centroids, self._num_threads)
+        new_assignment = self._nearest_lists(rows)
         assignment = np.concatenate([lists.assignment, new_assignment])
         sizes = np.bincount(assignment, minlength=self._partitions).astype(np.int64)
         block = self._block()
