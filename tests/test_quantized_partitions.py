@@ -99,8 +99,9 @@ def _tight_clusters(rng, n, d, nq, clusters):
 
 @pytest.mark.parametrize("codec", ["sq8", "fp16", "pq4"])
 def test_lists_follow_the_inner_product_probe(rng, codec):
-    """Items sit in the list whose centroid scores highest (the probe's own ranking), so
-    a query's neighbours are in its first lists even with fewer lists than clusters."""
+    """Lists are trained and filled by inner product, the probe's own ranking: each item
+    sits in the list whose centroid scores highest, and a query's neighbours are in its
+    first list even with fewer lists than clusters."""
     items, queries = _tight_clusters(rng, 20_000, 32, 100, 200)
     expected = reference_topk(reference_scores(items, queries), 10)
     index = QuantizedIndex(items, codec=codec, partitions=20, random_state=0)
@@ -108,9 +109,10 @@ def test_lists_follow_the_inner_product_probe(rng, codec):
     best = scores.max(axis=1)
     chosen = scores[np.arange(len(items)), index._state.lists.assignment]
     assert np.all(chosen >= best - 1e-4 * np.maximum(1.0, np.abs(best)))
-    if codec != "pq4":
-        # measured at one probe, seeds 0 - 3: L2-nearest lists 0.58 - 0.77, these 0.85 - 0.93
-        assert recall(index.search(queries, k=10, probes=1, rerank=8)[0], expected) >= 0.82
+    # measured at one probe, seeds 0 - 3: L2 lists sq8 0.58 - 0.77 / pq4 0.53 - 0.81; lists
+    # trained and filled by inner product sq8 0.98 - 1.0 / pq4 0.92 - 0.95
+    floor = 0.88 if codec == "pq4" else 0.95
+    assert recall(index.search(queries, k=10, probes=1, rerank=8)[0], expected) >= floor
 
 
 @pytest.mark.parametrize("codec", ["sq8", "fp16"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, NamedTuple
 
@@ -22,6 +21,8 @@ _SQ8_BASES = 4096  # at most this many coarse centroids for flat residual sq8 ..
 _SQ8_ITEMS_PER_BASE = 200  # ... and one per this many items (1,000 at 200k, 4,096 at 1M)
 _SQ8_ROWS_PER_BASE = 32  # training rows per coarse centroid
 _SQ8_ITERATIONS = 5
+_IVF_L2_ITERATIONS = 10  # list k-means: L2 Lloyd iterations, then ...
+_IVF_IP_ROUNDS = 10  # ... Lloyd rounds assigning by inner product (see _train_lists)
 _SQ8_BLOCK = 16
 _PQ4_BLOCK = 32
 _PQ4_ITERATIONS = 20
@@ -163,7 +164,7 @@ class QuantizedIndex(IndexBase):
                                  f"vectors, got {sample.shape[0]} (n={items.shape[0]}, "
                                  f"train_size={train_size})")
             seed = int(rng.integers(0, 2**63 - 1))
-            self._centroids, _ = _core.kmeans_train(sample, self._partitions, 20, seed, self._num_threads)
+            self._train_lists(sample, seed)
             sample_lists = self._nearest_lists(sample)
             if self._codec == "sq8":
                 self._mid, self._step = _core.sq8_train(sample - self._centroids[sample_lists])
@@ -241,6 +242,24 @@ class QuantizedIndex(IndexBase):
         if m > 256:
             raise ValueError(f"pq_subspaces must be at most 256, got {m}")
         return m
+
+    def _train_lists(self, sample: np.ndarray, seed: int) -> None:
+        """List centroids: Lloyd k-means (L2, native) as the start, then Lloyd rounds
+        that assign by inner product — the rule lists are probed and filled by — and move
+        each centroid to the mean of its rows. With L2 lists alone, fewer lists than data
+        clusters merged clusters behind short centroids that the probe ranks low (200k
+        clustered, 100 lists, sq8, 1 probe: recall@10 0.375 L2 lists, 0.808 assigned by
+        inner product, 0.949 after 10 inner-product rounds)."""
+        self._centroids, _ = _core.kmeans_train(sample, self._partitions, _IVF_L2_ITERATIONS, seed,
+                                                self._num_threads)
+        for _ in range(_IVF_IP_ROUNDS):
+            lists = self._nearest_lists(sample)
+            order = np.argsort(lists, kind="stable")
+            counts = np.bincount(lists, minlength=self._partitions)
+            used = np.flatnonzero(counts)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[used]
+            sums = np.add.reduceat(sample[order].astype(np.float64), starts, axis=0)
+            self._centroids[used] = (sums / counts[used, None]).astype(np.float32)  # empty lists stay
 
     def _nearest_lists(self, rows: np.ndarray) -> np.ndarray:
         """Each row's list: the centroid with the largest inner product, the rule that
