@@ -50,6 +50,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmrec import _core
+from llmrec._arrays import grow_rows
 from llmrec._checks import as_float_matrix, check_choice, check_int
 from llmrec._estimator import Estimator
 from llmrec._fileformat import load_arrays, save_arrays
@@ -144,27 +145,6 @@ def _as_user_ids(values: Any, name: str, n: int) -> tuple[np.ndarray, bool]:
         bad = int(array.min()) if array.min() < 0 else int(array.max())
         raise ValueError(f"{name} holds id {bad}, outside [0, {n})")
     return array, single
-
-
-def _grow_rows(matrix: np.ndarray, n_rows: int) -> np.ndarray:
-    """``matrix`` with zero rows appended up to ``n_rows`` (itself when already that tall).
-
-    The result is the first rows of a buffer with spare capacity (growth doubles it), so
-    adding rows one call at a time costs amortised O(1) per row rather than a full copy.
-    An earlier result stays a view of its own rows only: it never sees later rows."""
-    n = matrix.shape[0]
-    if n_rows <= n:
-        return matrix
-    base = matrix.base
-    if (isinstance(base, np.ndarray) and base.ndim == 2 and base.dtype == matrix.dtype
-            and base.shape[1] == matrix.shape[1] and base.shape[0] >= n_rows
-            and base.flags.c_contiguous and matrix.ctypes.data == base.ctypes.data):
-        grown = base[:n_rows]
-        grown[n:] = 0
-        return grown
-    buffer = np.zeros((max(n_rows, 2 * n), matrix.shape[1]), dtype=matrix.dtype)
-    buffer[:n] = matrix
-    return buffer[:n_rows]
 
 
 def _replace_rows(matrix: sp.csr_matrix, ids: np.ndarray, rows: sp.csr_matrix,
@@ -473,9 +453,9 @@ class ALS(Estimator):
                                 n_rows=len(ids))
         vectors = self.fold_in(rows, user_features=user_features)
         n_new = max(self.n_users_, int(ids.max()) + 1 if len(ids) else 0)
-        U = _grow_rows(self.user_factors_, n_new)
+        U = grow_rows(self.user_factors_, n_new)
         if self._user_priors is not None:
-            self._user_priors = _grow_rows(self._user_priors, n_new)
+            self._user_priors = grow_rows(self._user_priors, n_new)
         U[ids] = vectors
         if self._user_priors is not None:
             priors = self._priors_for(user_features, self.user_prior_weights_, "user_features",
@@ -510,9 +490,9 @@ class ALS(Estimator):
                     priors, cholesky=True)
         n_old = self.n_items_
         n_new = max(n_old, int(ids.max()) + 1 if len(ids) else 0)
-        Y = _grow_rows(self.item_factors_, n_new)
+        Y = grow_rows(self.item_factors_, n_new)
         if self._item_priors is not None:
-            self._item_priors = _grow_rows(self._item_priors, n_new)
+            self._item_priors = grow_rows(self._item_priors, n_new)
         Y[ids] = V
         if self._item_priors is not None:
             self._item_priors[ids] = V if priors is None else priors

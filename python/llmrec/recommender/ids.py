@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmrec._arrays import grow_rows
 from llmrec.exceptions import UnknownIdError
 
 
@@ -27,6 +28,11 @@ def _kind(values: np.ndarray, name: str) -> str:
                     f"{values.dtype} with values like {values[:3].tolist()!r}")
 
 
+def _plain(value: Any) -> Any:
+    """A Python scalar for a numpy one (so that messages read 9, not np.int64(9))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class IdMap:
     """Caller ids ↔ rows 0..n-1, in the order ids were first seen.
 
@@ -43,11 +49,11 @@ class IdMap:
         self.kind = _kind(values, f"{what} ids")
         index = pd.Index(self._normalise(values))
         if not index.is_unique:
-            raise ValueError(f"duplicate {what} id {index[index.duplicated()][0]!r}")
+            raise ValueError(f"duplicate {what} id {_plain(index[index.duplicated()][0])!r}")
         # (main hash index, ids added since the last merge → row), swapped as one object
         # so that a concurrent lookup never sees a merged index with a stale dict.
         self._tables: tuple[pd.Index, dict[Any, int]] = (index, {})
-        self._ids = index.to_numpy()  # all ids in row order; grows with spare capacity
+        self._ids = index.to_numpy()  # all ids in row order (grow_rows: spare capacity)
         self._n = len(self._ids)
 
     def _normalise(self, values: np.ndarray) -> np.ndarray:
@@ -103,8 +109,7 @@ class IdMap:
         self._check_kind(values, name)
         rows = self._lookup(self._normalise(values))
         if (rows < 0).any():
-            bad = values[np.flatnonzero(rows < 0)[0]]
-            bad = bad.item() if isinstance(bad, np.generic) else bad
+            bad = _plain(values[np.flatnonzero(rows < 0)[0]])
             raise UnknownIdError(f"unknown {self.what} id {bad!r} in {name}", bad)
         return rows.astype(np.int64)
 
@@ -131,23 +136,16 @@ class IdMap:
         if self._ids.dtype != dtype:
             self._ids = self._ids.astype(dtype)
         new = self._normalise(values)
-        if len(new) > 64:
-            index = pd.Index(new)
-            duplicated = index[index.duplicated()] if not index.is_unique else []
-        else:
-            seen: set[Any] = set()
-            duplicated = [v for v in new.tolist() if v in seen or seen.add(v)]
-        if len(duplicated):
-            raise ValueError(f"duplicate {self.what} id {duplicated[0]!r} in {name}")
+        index = pd.Index(new)
+        if not index.is_unique:
+            raise ValueError(f"duplicate {self.what} id {_plain(index[index.duplicated()][0])!r} in {name}")
         known = self._lookup(new) >= 0
         if known.any():
-            raise ValueError(f"{self.what} id {new[np.flatnonzero(known)[0]]!r} in {name} already exists")
+            raise ValueError(f"{self.what} id {_plain(new[np.flatnonzero(known)[0]])!r} in {name} already exists")
         start, stop = self._n, self._n + len(new)
-        if stop > len(self._ids):
-            grown = np.empty(max(stop, 2 * self._n), dtype=self._ids.dtype)
-            grown[:start] = self._ids[:start]
-            self._ids = grown
-        self._ids[start:stop] = new
+        ids = grow_rows(self._ids[:start], stop)
+        ids[start:] = new
+        self._ids = ids  # before n rises: ``ids`` reads n first
         self._n = stop
         index, recent = self._tables
         if len(recent) + len(new) > max(1024, len(index) // 8):

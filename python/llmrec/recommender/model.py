@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from llmrec._arrays import grow_rows
 from llmrec._checks import check_choice, check_int
 from llmrec._estimator import Estimator
 from llmrec.diversity import mmr_rerank
@@ -298,7 +299,7 @@ class Recommender(Estimator):
 
     def _build_items(self, s: dict[str, Any], E: np.ndarray | None, P: np.ndarray,
                      Q: np.ndarray) -> None:
-        V = np.ascontiguousarray(self._als.item_factors_, dtype=np.float32)
+        V = np.array(self._als.item_factors_, dtype=np.float32)  # a copy: ALS grows its own rows
         # Items without interactions have only a text-predicted position: its direction is
         # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
         # on MovieLens with it), so they get none (neutral, the catalogue's average).
@@ -533,17 +534,10 @@ class Recommender(Estimator):
         return self
 
     def _grow_users(self, n: int) -> None:
-        """Make room for n users: geometric growth, so adding users one by one is
-        amortised O(1); readers index rows < n_users only, so spare rows are unseen."""
-        def grown(v: np.ndarray | None) -> np.ndarray | None:
-            if v is None or len(v) >= n:
-                return v
-            out = np.zeros((max(n, 2 * len(v)), v.shape[1]), dtype=v.dtype)
-            out[:len(v)] = v
-            return out
-
-        self._users = {name: grown(v) for name, v in self._users.items()}
-        self._profile = grown(self._profile)
+        """Make room for n users (amortised O(1) per user, see :func:`grow_rows`)."""
+        self._users = {name: None if v is None else grow_rows(v, n) for name, v in self._users.items()}
+        if self._profile is not None:
+            self._profile = grow_rows(self._profile, n)
 
     def add_items(self, items: Any) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
@@ -570,7 +564,7 @@ class Recommender(Estimator):
                         "P": no_transitions, "Q": no_transitions}
             shared = current.index.text_vectors()
             grown = {name: (shared[:len(current.V) + len(ids)] if name == "E" and shared is not None
-                            else self._append_item_rows(name, getattr(current, name), rows_))
+                            else self._append_item_rows(getattr(current, name), rows_))
                      for name, rows_ in new_rows.items()}
             # New items have no interactions (zero Vn): not warm.
             warm = np.concatenate([current.warm, np.zeros(len(ids), dtype=np.uint8)])
@@ -583,22 +577,15 @@ class Recommender(Estimator):
                 self._labels = np.concatenate([self._labels, np.array([str(t) for t in titles], dtype=object)])
         return self._item_map.to_ids(rows)
 
-    def _append_item_rows(self, name: str, current: np.ndarray | None,
-                          rows: np.ndarray | None) -> np.ndarray | None:
-        """``current`` with ``rows`` appended, in spare capacity when there is some
-        (geometric growth: adding items one by one is amortised O(1) per item). Earlier
-        snapshots are views of the first rows only, so they never see the new ones."""
+    @staticmethod
+    def _append_item_rows(current: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray | None:
+        """``current`` with ``rows`` appended, in spare capacity when there is some (see
+        :func:`grow_rows`); earlier snapshots keep seeing their own rows only."""
         if current is None:
             return None
-        buffers = self.__dict__.setdefault("_item_buffers", {})
-        buffer = buffers.get(name)
-        n, m = len(current), len(rows)
-        if buffer is None or not np.shares_memory(buffer[:1], current[:1]) or len(buffer) < n + m:
-            buffer = np.zeros((max(n + m, 2 * n), current.shape[1]), dtype=current.dtype)
-            buffer[:n] = current
-            buffers[name] = buffer
-        buffer[n:n + m] = rows
-        return buffer[:n + m]
+        grown = grow_rows(current, len(current) + len(rows))
+        grown[len(current):] = rows
+        return grown
 
     def explain(self, user_id: Any, item_id: Any) -> Explanation:
         """Why ``item_id`` scores as it does for ``user_id``: the history items and the
