@@ -3,6 +3,7 @@ items, text search, persistence, threads, and the blend against a numpy referenc
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -514,6 +515,48 @@ def test_recommend_while_updating(data):
     for t in readers:
         t.join()
     assert not errors
+
+
+def test_update_is_seen_whole_by_concurrent_readers(data, monkeypatch):
+    """A reader gathering a user's signal rows while `update` rewrites them gets the
+    rows of one published state, never old behaviour with new sequence."""
+    rec = fresh(data)
+    user = 3
+    row = rec._user_map.rows([user], "user")
+    published = [rec._user_rows(row)]
+    compute = rec._user_vectors
+
+    def recording(users: np.ndarray) -> dict:
+        fresh_rows = compute(users)
+        published.append(fresh_rows)
+        return fresh_rows
+
+    monkeypatch.setattr(rec, "_user_vectors", recording)
+    seen: list[dict] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(rec._user_rows(row))
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        reader = threading.Thread(target=read)
+        reader.start()
+        for j in range(40):
+            rec.update(user, [10 + j])
+        stop.set()
+        reader.join()
+    finally:
+        sys.setswitchinterval(old_interval)
+
+    def same(a: dict, b: dict) -> bool:
+        return all((a[n] is None and b[n] is None) or np.array_equal(a[n], b[n]) for n in a)
+
+    assert len(seen) > 40
+    mixed = [s for s in seen if not any(same(s, p) for p in published)]
+    assert not mixed, f"{len(mixed)} of {len(seen)} reads mixed two states"
 
 
 def test_validation_on_candidate_union(data, monkeypatch):

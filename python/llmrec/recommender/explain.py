@@ -36,7 +36,7 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
     items = model._items
     weights = model.scenarios_["home"]
     history = model._histories.get(user)
-    vectors = {name: (None if v is None else v[[user]]) for name, v in model._users.items()}
+    vectors = model._user_rows(np.array([user]))
     signals = scoring.make_signals(weights, model._geometry, **vectors)
     parts = {"behaviour": 0.0, "sequence": 0.0, "transition": 0.0, "text": 0.0}
     if signals.behaviour is not None:

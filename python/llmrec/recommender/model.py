@@ -278,7 +278,8 @@ class Recommender(Estimator):
                             show_progress=show_progress)
         P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
         self._build_items(s, E, P, Q)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one writer at a time
+        self._rows_lock = threading.Lock()  # user rows: a whole update or none
         self._users = self._user_vectors(np.arange(n_users))
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
@@ -433,7 +434,7 @@ class Recommender(Estimator):
         diversity = self._diversity(diversity)
         allow_rows = self._allow_rows(allow)
         query_vectors = self._query_vectors(query, len(users))
-        vectors = {name: (None if v is None else v[users]) for name, v in self._users.items()}
+        vectors = self._user_rows(users)
         exclude = None
         if exclude_seen:  # id lists for a few users skip building a sparse matrix
             exclude = (self._histories.seen_lists(users) if len(users) <= 16
@@ -484,7 +485,7 @@ class Recommender(Estimator):
                                        "text": None}
         else:
             users = self._user_map.rows([user_id], "user_id")
-            vectors = {name: (None if v is None else v[users]) for name, v in self._users.items()}
+            vectors = self._user_rows(users)
         ids, scores = self._rank(vectors, self._weights("search"), k, None, None, 0.0, query_vectors)
         return self._result(ids, scores, True)
 
@@ -526,12 +527,18 @@ class Recommender(Estimator):
                 user = int(self._user_map.add([user_id], "user_id")[0])
             self._histories.append(user, rows)
             fresh = self._user_vectors(np.array([user]))
-            # In place: a concurrent reader of this one user may see the old or the new
-            # row; every other user is untouched, and nothing is copied.
-            for name, v in fresh.items():
-                if v is not None:
-                    self._users[name][user] = v[0]
+            # In place, nothing copied; readers gather under the same lock, so they see
+            # all of this user's signals old or all new, never a mix.
+            with self._rows_lock:
+                for name, v in fresh.items():
+                    if v is not None:
+                        self._users[name][user] = v[0]
         return self
+
+    def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
+        """The users' signal vectors, all taken from one published state."""
+        with self._rows_lock:
+            return {name: (None if v is None else v[users]) for name, v in self._users.items()}
 
     def _grow_users(self, n: int) -> None:
         """Make room for n users (amortised O(1) per user, see :func:`grow_rows`)."""

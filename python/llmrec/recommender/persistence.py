@@ -138,6 +138,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model._users = {name: arrays.get(f"user_{name}")
                     for name in ("behaviour", "sequence", "transition", "text")}
     model._lock = threading.Lock()
+    model._rows_lock = threading.Lock()
     model.scenarios_ = meta["scenarios"]
     model.weights_ = model.scenarios_["home"]
     model.regularization_ = meta["regularization"]
