@@ -47,6 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
 from llmrec import _core
@@ -179,14 +180,13 @@ class _Prior:
         gram[np.diag_indices_from(gram)] += self.penalty / strength
         jitter = 1e-10 * max(float(np.trace(gram)) / max(gram.shape[0], 1), 1e-30)
         gram[np.diag_indices_from(gram)] += jitter
-        self._gram_inv_chol = np.linalg.cholesky(gram)
+        self._gram_factor = scipy.linalg.cho_factor(gram, lower=True)
         self._F = F
 
     def fit(self, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Returns (W float32 (m, f), priors F·W float32 (n, f))."""
         rhs = self._F.T @ factors[self.fitted].astype(np.float64)
-        L = self._gram_inv_chol
-        W = np.linalg.solve(L.T, np.linalg.solve(L, rhs))
+        W = scipy.linalg.cho_solve(self._gram_factor, rhs)
         W32 = W.astype(np.float32)
         return W32, np.ascontiguousarray(self.features @ W32, dtype=np.float32)
 

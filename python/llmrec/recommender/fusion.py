@@ -42,19 +42,29 @@ def check_weights(weights: Mapping[str, Any], name: str) -> dict[str, float]:
     return out
 
 
-def ndcg_at_k(scores: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray, k: int = 10) -> float:
-    """Mean ndcg@k over rows: ``scores`` (n, C) of candidates, ``relevant`` (n, C) bool,
-    ``n_relevant`` (n,) held-out items per row (those outside the candidates count in
-    the ideal DCG too)."""
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    gains = np.take_along_axis(relevant, top, axis=1) / np.log2(np.arange(2, k + 2))
-    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
-    idcg = ideal[np.minimum(n_relevant, k) - 1]
-    return float(np.mean(gains.sum(axis=1) / idcg))
+class HeldOut:
+    """The held-out items of a validation slice, for ndcg@k of many score matrices
+    over the same candidates: ``relevant`` (n, C) bool marks them among the candidates,
+    ``n_relevant`` (n,) counts all of each row's held-out items (those outside the
+    candidates count in the ideal DCG too)."""
+
+    def __init__(self, relevant: np.ndarray, n_relevant: np.ndarray, k: int = 10) -> None:
+        self.k = min(k, relevant.shape[1])
+        self.rows, self.cols = np.nonzero(relevant)
+        self.n = relevant.shape[0]
+        self.discount = 1.0 / np.log2(np.arange(2, self.k + 2))
+        self.idcg = np.cumsum(self.discount)[np.minimum(n_relevant, self.k) - 1]
+
+    def ndcg(self, scores: np.ndarray) -> float:
+        """Mean ndcg@k of the rows of ``scores`` (n, C)."""
+        k, C = self.k, scores.shape[1]
+        # A held-out item's rank is the number of the row's k best scores above it
+        # (ranks >= k miss): one value partition per row instead of a sorted top k.
+        best = np.partition(scores, C - k, axis=1)[:, C - k:]
+        rank = (best[self.rows] > scores[self.rows, self.cols][:, None]).sum(axis=1)
+        gains = np.where(rank < k, self.discount[np.minimum(rank, k - 1)], 0.0)
+        dcg = np.bincount(self.rows, weights=gains, minlength=self.n)
+        return float(np.mean(dcg / self.idcg))
 
 
 def fit_weights(signals: Mapping[str, np.ndarray], relevant: np.ndarray, n_relevant: np.ndarray,
@@ -68,15 +78,18 @@ def fit_weights(signals: Mapping[str, np.ndarray], relevant: np.ndarray, n_relev
     weights["behaviour"] = 1.0
     fixed = dict(fixed or {})
     weights.update({k: v for k, v in fixed.items() if k in weights})
+    names = list(signals)
+    stacked = np.stack([np.asarray(signals[name], dtype=np.float32) for name in names])
+    held_out = HeldOut(relevant, n_relevant)
 
     def value(w: Mapping[str, float]) -> float:
-        total = sum(w[name] * scores for name, scores in signals.items())
-        return ndcg_at_k(total, relevant, n_relevant)
+        total = np.tensordot(np.array([w[name] for name in names], dtype=np.float32), stacked, axes=1)
+        return held_out.ndcg(total)
 
     best = value(weights)
     for _ in range(rounds):
         improved = False
-        for name in signals:
+        for name in names:
             if name == "behaviour" or name in fixed or name not in GRIDS:
                 continue
             for candidate in GRIDS[name]:
@@ -89,4 +102,4 @@ def fit_weights(signals: Mapping[str, np.ndarray], relevant: np.ndarray, n_relev
     return weights, best
 
 
-__all__ = ["DEFAULT_WEIGHTS", "SIGNALS", "check_weights", "fit_weights", "ndcg_at_k"]
+__all__ = ["DEFAULT_WEIGHTS", "SIGNALS", "HeldOut", "check_weights", "fit_weights"]
