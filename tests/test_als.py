@@ -258,6 +258,44 @@ def test_partial_fit_items_with_interactions(rng):
     assert expected is not None
 
 
+def test_fold_in_items_equals_the_item_normal_equations(rng):
+    """Item vectors from interactions with users given by their vectors (users added
+    after the fit): the implicit item step with the fitted users' Gramian and the text
+    pull, against float64 numpy; without ``user_vectors`` the model's users."""
+    R = low_rank_counts(rng)
+    features = rng.standard_normal((R.shape[1], 6)).astype(np.float32)
+    model = ALS(factors=8, iterations=5, regularization=0.1, alpha=2.0, prior_strength=0.5,
+                random_state=0).fit(R, item_features=features)
+    new_users = rng.standard_normal((5, 8)).astype(np.float32)
+    counts = rng.integers(0, 3, (3, 5)).astype(np.float32)
+    counts[2] = 0  # an item nobody touched yet: exactly its text prior
+    rows = sp.csr_matrix(counts)
+    item_text = rng.standard_normal((3, 6)).astype(np.float32)
+    got = model.fold_in_items(rows, item_features=item_text, user_vectors=new_users)
+    G = model.user_factors_.astype(np.float64).T @ model.user_factors_.astype(np.float64)
+    prior = item_text.astype(np.float64) @ model.item_prior_weights_.astype(np.float64)
+    Y = new_users.astype(np.float64)
+    for i in range(3):
+        r = rows[i].toarray().ravel().astype(np.float64)
+        if not r.any():
+            np.testing.assert_allclose(got[i], prior[i], rtol=1e-5, atol=1e-6)
+            continue
+        c = 1 + 2.0 * r
+        A = G + (Y.T * (c - 1)) @ Y + (0.1 + 0.5) * np.eye(8)
+        b = Y.T @ (c * (r > 0)) + 0.5 * prior[i]
+        np.testing.assert_allclose(got[i], np.linalg.solve(A, b), rtol=1e-4, atol=1e-4)
+    column = R[:, [4]].T.tocsr()
+    copy = ALS(factors=8, iterations=5, regularization=0.1, alpha=2.0, prior_strength=0.5,
+               random_state=0).fit(R, item_features=features)
+    copy.partial_fit_items([copy.n_items_], column, item_features=features[[4]])
+    np.testing.assert_allclose(model.fold_in_items(column, item_features=features[[4]])[0],
+                               copy.item_factors_[-1], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="user_vectors"):
+        model.fold_in_items(rows, user_vectors=new_users[:, :4])
+    with pytest.raises(ValueError, match="item_rows"):
+        model.fold_in_items(rows, user_vectors=new_users[:4])
+
+
 def test_growing_one_row_at_a_time_keeps_earlier_views_and_fresh_caches(rng):
     R = low_rank_counts(rng)
     model = ALS(factors=8, iterations=3, random_state=0).fit(R)

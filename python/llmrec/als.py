@@ -439,6 +439,31 @@ class ALS(Estimator):
                     priors, cholesky=True)
         return X
 
+    def fold_in_items(self, item_rows: Any, *, item_features: Any = None,
+                      user_vectors: Any = None) -> np.ndarray:
+        """Exact least-squares item vectors from interactions, the item half-step of the
+        fit with user vectors fixed; nothing is stored (the item twin of :meth:`fold_in`).
+
+        ``item_rows`` (n, m) holds each item's interactions by user: columns are the
+        model's users (m = n_users) or, with ``user_vectors`` (m, f), the users whose
+        vectors those are (users added after the fit, say). The implicit confidence
+        sums use the Gramian of the fitted users. ``item_features`` pulls each item
+        toward F·W as in the fit; rows without interactions get exactly F·W (or zero).
+        Returns float32 (n, f).
+        """
+        self._check_fitted()
+        f = self.item_factors_.shape[1]
+        if user_vectors is None:
+            Y = self.user_factors_
+        else:
+            Y = as_float_matrix(user_vectors, "user_vectors", dim=f)
+        rows = _as_interactions(item_rows, "item_rows", n_cols=Y.shape[0])
+        priors = self._priors_for(item_features, self.item_prior_weights_, "item_features",
+                                  rows.shape[0])
+        X = np.zeros((rows.shape[0], f), dtype=np.float32)
+        self._solve(self._settings_used, rows, Y, X, self._user_gram(), priors, cholesky=True)
+        return X
+
     def partial_fit_users(self, user_ids: Any, history_rows: Any, *,
                           user_features: Any = None) -> ALS:
         """Recompute the vectors of ``user_ids`` from their (full) histories; returns self.
