@@ -167,6 +167,58 @@ def test_update_changes_next_recommendation_and_exclusion(data):
     np.testing.assert_array_equal(r.ids, rec.recommend_for_history([1, 2, 3], 5).ids)
 
 
+def test_new_item_learns_from_its_first_interactions(data):
+    """An item added with text is re-solved from each interaction it receives: its
+    vector is the ALS item step over its users (float64 reference), and clicks from
+    one topic's users lift it for that topic's other users above its twin nobody
+    clicked."""
+    interactions, items, users = data
+    rec = fresh(data)
+    twins = pd.DataFrame({"item_id": [80_000, 80_001], "text": ["A new release.", "A new release."]})
+    rec.add_items(twins)
+    topic_users = users.user_id[users.topic == 2].to_numpy()
+    clickers, others = topic_users[:10], topic_users[10:]
+    def lift() -> np.ndarray:  # the clicked twin's score minus the other's, per user
+        r = rec.recommend(list(others), 2, allow=[80_000, 80_001], exclude_seen=False)
+        return np.where(r.ids[:, 0] == 80_001, 1, -1) * (r.scores[:, 0] - r.scores[:, 1])
+
+    np.testing.assert_allclose(lift(), 0.0, atol=1e-6)  # identical text: a tie
+    for user in clickers:
+        rec.update(int(user), [80_001])
+    rec.update(90_000, [1, 2, 80_001])  # a user who arrived after the fit clicks it too
+    assert (lift() > 0).mean() > 0.9
+
+    als = rec._als
+    s = als._settings_used
+    row = rec._item_map.rows([80_001], "item")[0]
+    U = als.user_factors_.astype(np.float64)
+    late_user = als.fold_in(np.eye(rec._items.V.shape[0], dtype=np.float32)[[1, 2, row]].sum(0, keepdims=True))
+    clicked = np.vstack([U[rec._user_map.rows(list(clickers), "u")], late_user.astype(np.float64)])
+    prior = rec._items.E[row].astype(np.float64) @ als.item_prior_weights_.astype(np.float64)
+    c = 1 + s["alpha"]
+    A = U.T @ U + (c - 1) * clicked.T @ clicked + (s["regularization"] + s["prior_strength"]) * np.eye(U.shape[1])
+    expected = np.linalg.solve(A, c * clicked.sum(axis=0) + s["prior_strength"] * prior)
+    np.testing.assert_allclose(rec._items.V[row], expected, rtol=1e-3, atol=1e-4)
+    assert rec._items.warm[row] == 1 and rec._items.warm[row - 1] == 0
+
+
+def test_late_items_keep_learning_after_save_and_load(data, tmp_path):
+    rec = fresh(data)
+    rec.add_items(pd.DataFrame({"item_id": [80_000], "text": ["A new release."]}))
+    rec.update(0, [80_000])
+    rec.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m", encoder=rec.encoder)
+    for model in (rec, loaded):
+        model.update(1, [80_000])
+        model.update(90_000, [3, 80_000])
+    for user in (0, 1, 5, 90_000):
+        a, b = rec.recommend(user, 10), loaded.recommend(user, 10)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    row = rec._item_map.rows([80_000], "item")[0]
+    np.testing.assert_allclose(loaded._items.V[row], rec._items.V[row], rtol=1e-5, atol=1e-7)
+
+
 def test_diversity_trades_relevance_for_spread(model, data):
     interactions, items, _ = data
     users = list(range(60))

@@ -33,6 +33,10 @@ Items without interactions (added with :meth:`Recommender.add_items`) take part 
 behaviour and query signals only: the direction of their text-predicted factors is
 noise for the sequence cosine (cold-item ndcg@10 0.31 → 0.21 with it), and the text
 interest blurred the ranking their text-based factors already make (0.31 → 0.23).
+Once such an item is clicked, every :meth:`Recommender.update` that touches it re-solves
+its factors from all its clicks so far (:class:`.late_items.LateItems`), and it joins the
+sequence and text signals like any item with interactions; fitted items keep their
+factors until the next fit.
 
 Each signal is divided by its spread over the catalogue for that user (exactly, from
 the items' covariance), and the blend s = Σ w_k·signal_k/σ_k (minus the catalogue
@@ -67,6 +71,7 @@ from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import Histories, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
+from llmrec.recommender.late_items import LateItems
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.training import fit_als, fit_blend, fit_transitions, unit_factors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
@@ -278,6 +283,7 @@ class Recommender(Estimator):
                             show_progress=show_progress)
         P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
         self._build_items(s, E, P, Q)
+        self._late_items = LateItems(np.flatnonzero(self._items.warm == 0))
         self._lock = threading.Lock()  # one writer at a time
         self._rows_lock = threading.Lock()  # user rows: a whole update or none
         self._users = self._user_vectors(np.arange(n_users))
@@ -514,7 +520,9 @@ class Recommender(Estimator):
 
     def update(self, user_id: Any, item_ids: Any) -> Recommender:
         """Record new interactions (oldest first); they take effect at once (fold-in).
-        An unknown ``user_id`` becomes a new user. Returns self."""
+        An unknown ``user_id`` becomes a new user. Items that had no interactions at fit
+        time (added later, or never seen) are re-solved from all their clicks so far.
+        Returns self."""
         self._check_fitted()
         if np.ndim(user_id) != 0:
             raise TypeError("user_id must be a single id")
@@ -526,6 +534,9 @@ class Recommender(Estimator):
                 self._grow_users(len(self._user_map) + 1)
                 user = int(self._user_map.add([user_id], "user_id")[0])
             self._histories.append(user, rows)
+            touched = self._late_items.record(user, rows)
+            if len(touched):  # before the user's vectors: they read the items' new rows
+                self._refresh_items(touched)
             fresh = self._user_vectors(np.array([user]))
             # In place, nothing copied; readers gather under the same lock, so they see
             # all of this user's signals old or all new, never a mix.
@@ -534,6 +545,27 @@ class Recommender(Estimator):
                     if v is not None:
                         self._users[name][user] = v[0]
         return self
+
+    def _refresh_items(self, rows: np.ndarray) -> None:
+        """Re-solve late items from the interactions they received since the fit (see
+        :class:`LateItems`): the ALS item step against those users' ALS vectors (a plain
+        fold-in for users who arrived after the fit), pulled toward the text prior."""
+        matrix, users = self._late_items.interactions(rows)
+        als, items = self._als, self._items
+        vectors = np.empty((len(users), als.item_factors_.shape[1]), dtype=np.float32)
+        fitted = users < als.n_users_
+        vectors[fitted] = als.user_factors_[users[fitted]]
+        if not fitted.all():
+            later = weighted_rows([self._histories.get(u) for u in users[~fitted]], len(items.V), 0.0)
+            vectors[~fitted] = als.fold_in(later)
+        with_text = items.E is not None and als.item_prior_weights_ is not None
+        V = als.fold_in_items(matrix, user_vectors=vectors,
+                              item_features=items.E[rows] if with_text else None)
+        # In place: a ranking running meanwhile may read one of these rows half written.
+        # Stage 1 keeps proposing the items from their text prior until the next fit.
+        items.V[rows] = V
+        items.Vn[rows] = scoring.unit_rows(V)
+        items.warm[rows] = 1
 
     def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
         """The users' signal vectors, all taken from one published state."""
@@ -577,6 +609,7 @@ class Recommender(Estimator):
             warm = np.concatenate([current.warm, np.zeros(len(ids), dtype=np.uint8)])
             # The ids first: a concurrent recommend that sees the new rows can name them.
             self._item_map.add(ids, "items.item_id")
+            self._late_items.add(rows)
             self._items = scoring.make_items(index=current.index, warm=warm, **grown)
             if self._labels is not None:
                 frame = items if hasattr(items, "columns") else None

@@ -27,6 +27,7 @@ from llmrec.als import ALS
 from llmrec.recommender import scoring
 from llmrec.recommender.history import Histories
 from llmrec.recommender.ids import IdMap
+from llmrec.recommender.late_items import LateItems
 
 _KIND = "Recommender"
 _KIND_VERSION = 1
@@ -121,6 +122,9 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model._user_map = _id_map(arrays["user_ids"], user_kind, "user")
     model._item_map = _id_map(arrays["item_ids"], item_kind, "item")
     model._histories = Histories(arrays["hist_indptr"], arrays["hist_items"])
+    # Items the ALS fitted without interactions are the late ones (see LateItems).
+    late = np.flatnonzero(np.diff(model._als._user_items.tocsc().indptr) == 0)
+    model._late_items = LateItems.from_histories(late, arrays["hist_indptr"], arrays["hist_items"])
     model._profile = arrays.get("profile")
     model._labels = arrays["labels"].astype(object) if "labels" in arrays else None
     V = np.ascontiguousarray(arrays["V"])
