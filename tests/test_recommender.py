@@ -168,10 +168,9 @@ def test_update_changes_next_recommendation_and_exclusion(data):
 
 
 def test_new_item_learns_from_its_first_interactions(data):
-    """An item added with text is re-solved from each interaction it receives: its
-    vector is the ALS item step over its users (float64 reference), and clicks from
-    one topic's users lift it for that topic's other users above its twin nobody
-    clicked."""
+    """An item added with text is re-solved from each click it receives (float64
+    reference), and clicks from one topic's users lift it for that topic's other users
+    above its twin nobody clicked."""
     interactions, items, users = data
     rec = fresh(data)
     twins = pd.DataFrame({"item_id": [80_000, 80_001], "text": ["A new release.", "A new release."]})
@@ -189,16 +188,16 @@ def test_new_item_learns_from_its_first_interactions(data):
     assert (lift() > 0).mean() > 0.9
 
     als = rec._als
-    s = als._settings_used
     row = rec._item_map.rows([80_001], "item")[0]
     U = als.user_factors_.astype(np.float64)
     late_user = als.fold_in(np.eye(rec._items.V.shape[0], dtype=np.float32)[[1, 2, row]].sum(0, keepdims=True))
     clicked = np.vstack([U[rec._user_map.rows(list(clickers), "u")], late_user.astype(np.float64)])
     prior = rec._items.E[row].astype(np.float64) @ als.item_prior_weights_.astype(np.float64)
-    c = 1 + s["alpha"]
-    A = U.T @ U + (c - 1) * clicked.T @ clicked + (s["regularization"] + s["prior_strength"]) * np.eye(U.shape[1])
-    expected = np.linalg.solve(A, c * clicked.sum(axis=0) + s["prior_strength"] * prior)
-    np.testing.assert_allclose(rec._items.V[row], expected, rtol=1e-3, atol=1e-4)
+    # Clicks only, shrunk toward the text prior: min Σ c (1 − u·v)² + μ‖v − prior‖²
+    c, mu = 1 + als.alpha, als.regularization + als.prior_strength
+    A = c * clicked.T @ clicked + mu * np.eye(U.shape[1])
+    expected = np.linalg.solve(A, c * clicked.sum(axis=0) + mu * prior)
+    np.testing.assert_allclose(rec._items.V[row], expected, rtol=1e-3, atol=1e-5)
     assert rec._items.warm[row] == 1 and rec._items.warm[row - 1] == 0
 
 

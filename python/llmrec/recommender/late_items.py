@@ -6,13 +6,35 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def solve_late_factors(clicks: sp.csr_matrix, user_vectors: np.ndarray, priors: np.ndarray,
+                       confidence: float, shrinkage: float) -> np.ndarray:
+    """Factors of items from their clicks: v = argmin Σ_u c (1 − y_u·v)² + μ‖v − prior‖²
+    over the users u who clicked (rows of ``clicks`` over ``user_vectors``), c =
+    ``confidence``, μ = ``shrinkage``, float64. No clicks give exactly the prior.
+
+    Only clicks count as evidence, unlike the fit's implicit ALS step, where every user
+    who did not click is a "no": a new item has not been shown to most users yet, and
+    that term pulls a once-clicked item far below its unclicked twins (MovieLens cold
+    items, 1 % of their clicks fed: ndcg@10 0.307 frozen → 0.261 with it, 0.327
+    without; bench/RESULTS.md, "Cold items after their first clicks")."""
+    Y = user_vectors.astype(np.float64)
+    f = Y.shape[1]
+    out = priors.astype(np.float64).copy()
+    for row in range(clicks.shape[0]):
+        users = clicks.indices[clicks.indptr[row]:clicks.indptr[row + 1]]
+        if len(users):
+            A = confidence * Y[users].T @ Y[users] + shrinkage * np.eye(f)
+            out[row] = np.linalg.solve(A, confidence * Y[users].sum(axis=0) + shrinkage * out[row])
+    return out.astype(np.float32)
+
+
 class LateItems:
     """The items that had no interactions when the model was fitted (added later with
     ``add_items``, or in the catalogue but never seen). Their factors start as the text
-    prior F·W; each ``update`` that touches one re-solves it from every interaction it
-    has received since (the ALS item step with the users' vectors fixed), so a new item
-    learns from its first clicks without a refit. Fitted items keep their factors until
-    the next fit: one click moves a well-estimated vector little."""
+    prior F·W; each ``update`` that touches one re-solves it from every click it has
+    received since (:func:`solve_late_factors`), so a new item learns from its first
+    clicks without a refit. Fitted items keep their factors until the next fit: one
+    click moves a well-estimated vector little."""
 
     def __init__(self, late: np.ndarray) -> None:
         self._late = {int(i) for i in late}
@@ -55,4 +77,4 @@ class LateItems:
         return matrix, users
 
 
-__all__ = ["LateItems"]
+__all__ = ["LateItems", "solve_late_factors"]

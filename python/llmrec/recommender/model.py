@@ -71,7 +71,7 @@ from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import Histories, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
-from llmrec.recommender.late_items import LateItems
+from llmrec.recommender.late_items import LateItems, solve_late_factors
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.training import fit_als, fit_blend, fit_transitions, unit_factors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
@@ -547,10 +547,10 @@ class Recommender(Estimator):
         return self
 
     def _refresh_items(self, rows: np.ndarray) -> None:
-        """Re-solve late items from the interactions they received since the fit (see
-        :class:`LateItems`): the ALS item step against those users' ALS vectors (a plain
-        fold-in for users who arrived after the fit), pulled toward the text prior."""
-        matrix, users = self._late_items.interactions(rows)
+        """Re-solve late items from the clicks they received since the fit (see
+        :class:`LateItems`), against those users' ALS vectors (a plain fold-in for users
+        who arrived after the fit), shrunk toward the text prior."""
+        clicks, users = self._late_items.interactions(rows)
         als, items = self._als, self._items
         vectors = np.empty((len(users), als.item_factors_.shape[1]), dtype=np.float32)
         fitted = users < als.n_users_
@@ -558,9 +558,11 @@ class Recommender(Estimator):
         if not fitted.all():
             later = weighted_rows([self._histories.get(u) for u in users[~fitted]], len(items.V), 0.0)
             vectors[~fitted] = als.fold_in(later)
-        with_text = items.E is not None and als.item_prior_weights_ is not None
-        V = als.fold_in_items(matrix, user_vectors=vectors,
-                              item_features=items.E[rows] if with_text else None)
+        priors = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
+        if items.E is not None and als.item_prior_weights_ is not None:
+            priors = items.E[rows] @ als.item_prior_weights_
+        V = solve_late_factors(clicks, vectors, priors, confidence=1.0 + als.alpha,
+                               shrinkage=als.regularization + als.prior_strength)
         # In place: a ranking running meanwhile may read one of these rows half written.
         # Stage 1 keeps proposing the items from their text prior until the next fit.
         items.V[rows] = V
