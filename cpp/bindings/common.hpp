@@ -1,4 +1,5 @@
-// Shared by the binding files: array types, argument checks and filter conversion.
+// Shared by the binding files: array types, argument checks, filter conversion and the
+// top-k result arrays.
 // Inputs arrive validated and converted by the Python facades; these checks only guard
 // memory safety against direct calls into llmrec._core.
 #pragma once
@@ -61,6 +62,21 @@ inline llmrec::topk::Filter make_filter(std::size_t n, std::size_t nq, const std
               "allow ids must be sorted, unique and in [0, n)");
   }
   return filter;
+}
+
+// The (ids int64, scores float32) arrays of shape (nq, k) that every top-k call returns:
+// allocates them, runs fill(ids, scores) with the GIL released, returns them as a tuple.
+template <class Fill>
+py::tuple topk_result(std::size_t nq, std::size_t k, Fill&& fill) {
+  IdArray ids({nq, k});
+  FloatArray scores({nq, k});
+  int64_t* ids_out = ids.mutable_data();
+  float* scores_out = scores.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fill(ids_out, scores_out);
+  }
+  return py::make_tuple(ids, scores);
 }
 
 }  // namespace llmrec::bindings

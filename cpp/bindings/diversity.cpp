@@ -14,6 +14,7 @@ namespace {
 using llmrec::bindings::FloatArray;
 using llmrec::bindings::IdArray;
 using llmrec::bindings::require;
+using llmrec::bindings::topk_result;
 
 py::tuple mmr_rerank(const IdArray& candidates, const FloatArray& relevance,
                      const FloatArray& items, long k, double lambda, long num_threads) {
@@ -33,17 +34,11 @@ py::tuple mmr_rerank(const IdArray& candidates, const FloatArray& relevance,
   require(in_range, "candidate ids must be -1 or in [0, n_items)");
   require(d > 0 || lambda == 0.0, "item_vectors must have at least one column");
   const std::size_t threads = llmrec::resolve_threads(num_threads);
-  IdArray out_ids({nq, static_cast<std::size_t>(k)});
-  FloatArray out_relevance({nq, static_cast<std::size_t>(k)});
-  {
-    int64_t* ids_out = out_ids.mutable_data();
-    float* relevance_out = out_relevance.mutable_data();
-    py::gil_scoped_release release;
+  return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* relevance_out) {
     llmrec::diversity::mmr(ids, relevance.data(), nq, c, items.data(), n, d,
                            static_cast<std::size_t>(k), static_cast<float>(lambda), threads,
                            ids_out, relevance_out);
-  }
-  return py::make_tuple(out_ids, out_relevance);
+  });
 }
 
 }  // namespace

@@ -20,6 +20,7 @@ using llmrec::bindings::FloatArray;
 using llmrec::bindings::IdArray;
 using llmrec::bindings::make_filter;
 using llmrec::bindings::require;
+using llmrec::bindings::topk_result;
 using HalfArray = py::array_t<uint16_t, py::array::c_style>;
 
 py::tuple sq8_train(const FloatArray& x) {
@@ -305,16 +306,10 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   }
   const llmrec::topk::Filter filter = make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
-  IdArray ids({nq, static_cast<std::size_t>(k)});
-  FloatArray scores({nq, static_cast<std::size_t>(k)});
-  {
-    int64_t* ids_out = ids.mutable_data();
-    float* scores_out = scores.mutable_data();
-    py::gil_scoped_release release;
+  return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
     llmrec::quant::search(view, queries.data(), nq, static_cast<std::size_t>(k), filter,
                           static_cast<std::size_t>(rerank), threads, ids_out, scores_out);
-  }
-  return py::make_tuple(ids, scores);
+  });
 }
 
 py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, const IdArray& candidates, long k,
@@ -325,16 +320,10 @@ py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, con
           "shapes do not match");
   require(k > 0, "k must be positive");
   const std::size_t threads = llmrec::resolve_threads(num_threads);
-  IdArray ids({nq, static_cast<std::size_t>(k)});
-  FloatArray scores({nq, static_cast<std::size_t>(k)});
-  int64_t* ids_out = ids.mutable_data();
-  float* scores_out = scores.mutable_data();
-  {
-    py::gil_scoped_release release;
+  return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
     llmrec::quant::rerank_exact(vectors.data(), n, d, queries.data(), nq, candidates.data(),
                                 candidates.shape(1), static_cast<std::size_t>(k), threads, ids_out, scores_out);
-  }
-  return py::make_tuple(ids, scores);
+  });
 }
 
 py::tuple kmeans_train(const FloatArray& x, std::size_t k, std::size_t iterations, uint64_t seed, long num_threads) {

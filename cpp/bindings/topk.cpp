@@ -21,6 +21,7 @@ using llmrec::bindings::FloatArray;
 using llmrec::bindings::IdArray;
 using llmrec::bindings::make_filter;
 using llmrec::bindings::require;
+using llmrec::bindings::topk_result;
 
 py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long k,
                        const std::optional<IdArray>& exclude_indptr,
@@ -37,16 +38,10 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
   const llmrec::topk::Filter filter =
       make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
-  IdArray ids({nq, static_cast<std::size_t>(k)});
-  FloatArray scores({nq, static_cast<std::size_t>(k)});
-  {
-    int64_t* ids_out = ids.mutable_data();
-    float* scores_out = scores.mutable_data();
-    py::gil_scoped_release release;
+  return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
     llmrec::topk::search(items.data(), n, d, queries.data(), nq, static_cast<std::size_t>(k), filter,
                          normalize_queries, threads, ids_out, scores_out);
-  }
-  return py::make_tuple(ids, scores);
+  });
 }
 
 void normalize_rows(FloatArray& rows, long num_threads) {
@@ -95,16 +90,10 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<FloatA
   for (std::size_t i = 0; i < nq * c; ++i) in_range &= ids[i] >= -1 && ids[i] < static_cast<int64_t>(n);
   require(in_range, "candidate ids must be -1 or in [0, n_items)");
   const std::size_t threads = llmrec::resolve_threads(num_threads);
-  IdArray out_ids({nq, static_cast<std::size_t>(k)});
-  FloatArray out_scores({nq, static_cast<std::size_t>(k)});
-  {
-    int64_t* ids_out = out_ids.mutable_data();
-    float* scores_out = out_scores.mutable_data();
-    py::gil_scoped_release release;
+  return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
     llmrec::topk::rescore(ids, nq, c, n, specs.data(), terms, offset.data(), static_cast<std::size_t>(k),
                           threads, ids_out, scores_out);
-  }
-  return py::make_tuple(out_ids, out_scores);
+  });
 }
 
 }  // namespace

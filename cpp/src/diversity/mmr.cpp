@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels.hpp"
+#include "../simd/dot.hpp"
 #include "llmrec/diversity.hpp"
 #include "llmrec/thread_pool.hpp"
 
@@ -50,7 +50,7 @@ inline void prefetch_row(const float* row, std::size_t d) {
 }
 
 // Writes the unit vector of `row` to `out`; a zero row stays zero.
-void unit_row(const float* row, std::size_t d, int64_t id, detail::DotFn dot, float* out) {
+void unit_row(const float* row, std::size_t d, int64_t id, simd::DotF32Fn dot, float* out) {
   const float norm2 = dot(row, row, d);
   if (std::isfinite(norm2) && norm2 >= 1e-30f) {
     const float scale = 1.f / std::sqrt(norm2);
@@ -69,7 +69,7 @@ void unit_row(const float* row, std::size_t d, int64_t id, detail::DotFn dot, fl
 
 void mmr_one(std::size_t query, const int64_t* candidates, const float* relevance, std::size_t c,
              const float* items, std::size_t d, std::size_t k, float lambda,
-             const detail::Kernels& kernels, Workspace& ws, int64_t* out_ids,
+             const simd::DotKernels& kernels, Workspace& ws, int64_t* out_ids,
              float* out_relevance) {
   const bool diverse = lambda > 0.f;
   std::fill(ws.seen.begin(), ws.seen.end(), -1);
@@ -131,7 +131,7 @@ void mmr(const int64_t* candidates, const float* relevance, std::size_t nq, std:
          const float* items, std::size_t /*n*/, std::size_t d, std::size_t k, float lambda,
          std::size_t num_threads, int64_t* out_ids, float* out_relevance) {
   if (nq == 0) return;
-  const detail::Kernels kernels = detail::active_kernels();
+  const simd::DotKernels kernels = simd::dot_kernels();
   // A few blocks per thread balance uneven candidate counts; each block reuses one
   // workspace for all its queries.
   const std::size_t threads = std::max<std::size_t>(1, std::min(num_threads, nq));

@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <vector>
 
+#include "../common/scratch.hpp"
 #include "kernels.hpp"
 
 namespace llmrec::quant::detail {
@@ -61,16 +61,8 @@ void pq4_compact(Pq4Reservoirs& r, std::size_t query) {
   uint16_t* sums = r.sums + query * r.capacity;
   uint32_t* slots = r.slots + query * r.capacity;
   if (size <= k) return;
-  // Scratch on the stack for the usual shortlists, else on the heap.
-  constexpr std::size_t kStack = 4 * 2048;
-  uint16_t stack[kStack];
-  std::unique_ptr<uint16_t[]> heap;
-  uint16_t* scratch = stack;
-  if (4 * size > kStack) {
-    heap.reset(new uint16_t[4 * size]);
-    scratch = heap.get();
-  }
-  const Pq4Cut cut = pq4_cut(r, query, kth_largest(sums, size, k, scratch));
+  Scratch<uint16_t, 4 * 2048> scratch(4 * size);  // on the stack for the usual shortlists
+  const Pq4Cut cut = pq4_cut(r, query, kth_largest(sums, size, k, scratch.data()));
   const uint32_t above = cut.above, tie = cut.tie;
   std::size_t n_above = 0;
   for (std::size_t j = 0; j < size; ++j) n_above += sums[j] >= above;

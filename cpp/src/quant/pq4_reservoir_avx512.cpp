@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <vector>
 
+#include "../common/scratch.hpp"
 #include "kernels.hpp"
 
 namespace llmrec::quant::detail {
@@ -85,15 +85,8 @@ void pq4_compact_avx512(Pq4Reservoirs& r, std::size_t query) {
   uint16_t* sums = r.sums + query * r.capacity;
   uint32_t* slots = r.slots + query * r.capacity;
   if (size <= k) return;
-  constexpr std::size_t kStack = 4 * (2048 + 16);
-  alignas(64) uint32_t stack[kStack];
-  std::unique_ptr<uint32_t[]> heap;
-  uint32_t* scratch = stack;
-  if (4 * (size + 16) > kStack) {
-    heap.reset(new uint32_t[4 * (size + 16)]);
-    scratch = heap.get();
-  }
-  const Pq4Cut cut = pq4_cut(r, query, kth_largest(sums, size, k, scratch));
+  Scratch<uint32_t, 4 * (2048 + 16)> scratch(4 * (size + 16));
+  const Pq4Cut cut = pq4_cut(r, query, kth_largest(sums, size, k, scratch.data()));
   const __m512i above = _mm512_set1_epi32(static_cast<int>(cut.above)), tie = _mm512_set1_epi32(static_cast<int>(cut.tie));
   std::size_t n_above = 0;
   for (std::size_t j = 0; j < size; j += 16) {

@@ -1,6 +1,6 @@
 // Float vector traits for AVX2 + FMA, shared by the kernels of every area (top-k scan,
-// ALS, diversity). Include only from files compiled with -mavx2 -mfma; the kernels are
-// written once against these names in each area's *_simd.inl.
+// ALS, the float dot products in simd/dot*). Include only from files compiled with
+// -mavx2 -mfma; the kernels are written once against these names in each *_simd.inl.
 #pragma once
 
 #include <immintrin.h>

@@ -1,6 +1,6 @@
 // Float vector traits for AVX-512 (F, DQ), shared by the kernels of every area (top-k
-// scan, ALS, diversity). Include only from files compiled with the AVX-512 flags; the
-// kernels are written once against these names in each area's *_simd.inl.
+// scan, ALS, the float dot products in simd/dot*). Include only from files compiled with
+// the AVX-512 flags; the kernels are written once against these names in each *_simd.inl.
 #pragma once
 
 #include <immintrin.h>

@@ -1,12 +1,12 @@
 // Candidate re-scoring: a few hundred gathered rows per query, scored by several terms
-// and cut to the best k. The row dot products are the diversity area's SIMD kernels.
+// and cut to the best k.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
 #include <vector>
 
-#include "../diversity/kernels.hpp"
+#include "../simd/dot.hpp"
 #include "llmrec/thread_pool.hpp"
 #include "llmrec/topk.hpp"
 
@@ -15,7 +15,7 @@ namespace {
 
 void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* terms,
                    std::size_t n_terms, std::size_t q, float offset, std::size_t k,
-                   diversity::detail::DotFn dot, std::vector<std::pair<float, int64_t>>& kept,
+                   simd::DotF32Fn dot, std::vector<std::pair<float, int64_t>>& kept,
                    int64_t* out_ids, float* out_scores) {
   kept.clear();
   for (std::size_t j = 0; j < c; ++j) {
@@ -53,7 +53,7 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
 void rescore(const int64_t* candidates, std::size_t nq, std::size_t c, std::size_t /*n*/,
              const RescoreTerm* terms, std::size_t n_terms, const float* offset, std::size_t k,
              std::size_t num_threads, int64_t* out_ids, float* out_scores) {
-  const diversity::detail::DotFn dot = diversity::detail::active_kernels().dot;
+  const simd::DotF32Fn dot = simd::dot_kernels().dot;
   constexpr std::size_t kQueriesPerTask = 16;  // a task is ~16 x c row gathers
   const std::size_t n_tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
   parallel_for(n_tasks, num_threads, [&](std::size_t task) {

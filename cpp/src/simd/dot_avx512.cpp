@@ -1,17 +1,18 @@
-// AVX-512 (F, DQ, BW, VL) similarity kernels; this file alone is compiled with AVX-512 flags.
+// AVX-512 (F, DQ, BW, VL) float dot-product kernels; this file alone is compiled with
+// AVX-512 flags.
 #include <immintrin.h>
 
 #include <cstdint>
 
-#include "../simd/f32_avx512.hpp"
-#include "kernels.hpp"
+#include "dot.hpp"
+#include "f32_avx512.hpp"
 
-namespace llmrec::diversity::detail {
+namespace llmrec::simd {
 namespace {
 
-using Isa = llmrec::simd::F32Avx512;
+using Isa = F32Avx512;
 
-#include "kernels_simd.inl"
+#include "dot_simd.inl"
 
 }  // namespace
 
@@ -22,4 +23,4 @@ void max_dot_f32_avx512(const float* rows, std::size_t m, std::size_t d, const f
   max_dot_impl(rows, m, d, v, best);
 }
 
-}  // namespace llmrec::diversity::detail
+}  // namespace llmrec::simd

@@ -1,22 +1,26 @@
-// Internal: the per-ISA similarity kernels behind diversity::mmr. Each exists as a
-// scalar baseline and, where compiled, as AVX2+FMA and AVX-512 versions.
+// Internal: the float dot-product kernels shared by every area that scores gathered rows
+// (top-k rescoring, MMR diversity). Each exists as a scalar baseline and, where
+// compiled, as AVX2+FMA and AVX-512 versions; `dot_kernels()` picks the active level's.
 #pragma once
 
 #include <cstddef>
 
-namespace llmrec::diversity::detail {
+namespace llmrec::simd {
 
 // Σ a[i]·b[i] over n floats.
-using DotFn = float (*)(const float* a, const float* b, std::size_t n);
+using DotF32Fn = float (*)(const float* a, const float* b, std::size_t n);
 
 // best[r] = max(best[r], rows[r]·v) for the m contiguous rows of length d.
-using MaxDotFn = void (*)(const float* rows, std::size_t m, std::size_t d, const float* v,
-                          float* best);
+using MaxDotF32Fn = void (*)(const float* rows, std::size_t m, std::size_t d, const float* v,
+                             float* best);
 
-struct Kernels {
-  DotFn dot;
-  MaxDotFn max_dot;
+struct DotKernels {
+  DotF32Fn dot;
+  MaxDotF32Fn max_dot;
 };
+
+// The kernels for the active SIMD level (read once per call by the callers).
+DotKernels dot_kernels();
 
 float dot_f32_scalar(const float* a, const float* b, std::size_t n);
 void max_dot_f32_scalar(const float* rows, std::size_t m, std::size_t d, const float* v,
@@ -28,7 +32,4 @@ float dot_f32_avx512(const float* a, const float* b, std::size_t n);
 void max_dot_f32_avx512(const float* rows, std::size_t m, std::size_t d, const float* v,
                         float* best);
 
-// The kernels for the active SIMD level (read once per call).
-Kernels active_kernels();
-
-}  // namespace llmrec::diversity::detail
+}  // namespace llmrec::simd

@@ -1,4 +1,4 @@
-// The similarity kernels shared by the AVX2 and AVX-512 translation units. Include
+// The float dot-product kernels of the AVX2 and AVX-512 translation units. Include
 // inside an anonymous namespace after defining `Isa`:
 //   using V;  static constexpr std::size_t W;        vector type, float lanes
 //   V zero();  V load(const float*);  V load_first(const float*, std::size_t n);

@@ -1,9 +1,10 @@
-// Baseline kernels (plain C++ for the generic target) and the dispatch between levels.
-#include "kernels.hpp"
+// Baseline float dot-product kernels (plain C++ for the generic target) and the dispatch
+// between levels.
+#include "dot.hpp"
 
 #include "llmrec/simd.hpp"
 
-namespace llmrec::diversity::detail {
+namespace llmrec::simd {
 
 float dot_f32_scalar(const float* a, const float* b, std::size_t n) {
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
@@ -23,16 +24,16 @@ void max_dot_f32_scalar(const float* rows, std::size_t m, std::size_t d, const f
   }
 }
 
-Kernels active_kernels() {
-  switch (simd::active_level()) {
+DotKernels dot_kernels() {
+  switch (active_level()) {
 #ifdef LLMREC_HAVE_AVX512
-    case simd::Level::avx512: return {dot_f32_avx512, max_dot_f32_avx512};
+    case Level::avx512: return {dot_f32_avx512, max_dot_f32_avx512};
 #endif
 #ifdef LLMREC_HAVE_AVX2
-    case simd::Level::avx2: return {dot_f32_avx2, max_dot_f32_avx2};
+    case Level::avx2: return {dot_f32_avx2, max_dot_f32_avx2};
 #endif
     default: return {dot_f32_scalar, max_dot_f32_scalar};
   }
 }
 
-}  // namespace llmrec::diversity::detail
+}  // namespace llmrec::simd

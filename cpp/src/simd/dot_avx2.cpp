@@ -1,17 +1,17 @@
-// AVX2 + FMA similarity kernels; this file alone is compiled with -mavx2 -mfma.
+// AVX2 + FMA float dot-product kernels; this file alone is compiled with -mavx2 -mfma.
 #include <immintrin.h>
 
 #include <cstdint>
 
-#include "../simd/f32_avx2.hpp"
-#include "kernels.hpp"
+#include "dot.hpp"
+#include "f32_avx2.hpp"
 
-namespace llmrec::diversity::detail {
+namespace llmrec::simd {
 namespace {
 
-using Isa = llmrec::simd::F32Avx2;
+using Isa = F32Avx2;
 
-#include "kernels_simd.inl"
+#include "dot_simd.inl"
 
 }  // namespace
 
@@ -22,4 +22,4 @@ void max_dot_f32_avx2(const float* rows, std::size_t m, std::size_t d, const flo
   max_dot_impl(rows, m, d, v, best);
 }
 
-}  // namespace llmrec::diversity::detail
+}  // namespace llmrec::simd
