@@ -39,3 +39,27 @@ def test_late_items_bookkeeping_and_rebuild_from_histories():
     again, again_users = rebuilt.interactions(np.array([7, 2, 5]))
     assert again_users.tolist() == [0, 3]
     np.testing.assert_array_equal(again.toarray(), matrix.toarray())
+
+
+def test_add_candidates_respects_exclusions_and_allow_lists(rng):
+    from llmrec.recommender.scoring import add_candidates
+
+    n, n_items = 6, 50
+    candidates = np.sort(rng.choice(n_items, (n, 8)), axis=1)
+    extra = np.array([3, 17, 40, 49])
+    seen = [rng.choice(n_items, 10, replace=False) for _ in range(n)]
+    seen_matrix = sp.csr_matrix((np.ones(60), np.concatenate(seen), np.arange(0, 61, 10)),
+                                shape=(n, n_items))
+    allow = np.arange(0, n_items, 2)  # even rows only: 17 and 49 are not allowed
+    for exclude in (seen, seen_matrix, None):
+        for allowed in (allow, None):
+            got = add_candidates(candidates, extra, exclude, allowed)
+            for row in range(n):
+                ids = got[row][got[row] >= 0]
+                assert len(ids) == len(set(ids.tolist()))  # each id once
+                wanted = set(extra.tolist())
+                if exclude is not None:
+                    wanted -= set(seen[row].tolist())
+                if allowed is not None:
+                    wanted &= set(allowed.tolist())
+                assert set(ids.tolist()) == set(candidates[row].tolist()) | wanted

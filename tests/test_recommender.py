@@ -201,6 +201,23 @@ def test_new_item_learns_from_its_first_interactions(data):
     assert rec._items.warm[row] == 1 and rec._items.warm[row - 1] == 0
 
 
+def test_clicked_new_items_reach_the_candidates_of_a_short_stage_one(data):
+    """Stage 1 holds a new item's text prior; once re-solved from clicks the item must
+    still be proposed: a short candidate list (100 of 402 items for k = 25) ranks as a
+    full one."""
+    _, _, users = data
+    topic_users = users.user_id[users.topic == 2].to_numpy()
+    models = [fresh(data, candidates=40, num_threads=1), fresh(data, candidates=10_000, num_threads=1)]
+    for rec in models:
+        rec.add_items(pd.DataFrame({"item_id": [80_000, 80_001], "text": ["A new release."] * 2}))
+        for user in topic_users[::2]:
+            rec.update(int(user), [80_001])
+    short, full = (rec.recommend(list(topic_users[1::2]), 25) for rec in models)
+    assert (full.ids == 80_001).any(axis=1).sum() >= 3  # it belongs in some top 25s
+    np.testing.assert_array_equal(short.ids, full.ids)
+    np.testing.assert_allclose(short.scores, full.scores, rtol=1e-5)
+
+
 def test_late_items_keep_learning_after_save_and_load(data, tmp_path):
     rec = fresh(data)
     rec.add_items(pd.DataFrame({"item_id": [80_000], "text": ["A new release."]}))

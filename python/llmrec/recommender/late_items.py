@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+# Re-solved items that join every request's candidates: stage 1 still searches their
+# text prior, which their clicks may have left far behind (until the next fit).
+FRESH_CANDIDATES = 256
+
 
 def solve_late_factors(clicks: sp.csr_matrix, user_vectors: np.ndarray, priors: np.ndarray,
                        confidence: float, shrinkage: float) -> np.ndarray:
@@ -39,6 +43,8 @@ class LateItems:
     def __init__(self, late: np.ndarray) -> None:
         self._late = {int(i) for i in late}
         self._users: dict[int, set[int]] = {}
+        self._recent: dict[int, None] = {}  # re-solved items, oldest first
+        self.fresh_rows = np.zeros(0, dtype=np.int64)  # the newest FRESH_CANDIDATES of them
 
     @classmethod
     def from_histories(cls, late: np.ndarray, indptr: np.ndarray, items: np.ndarray) -> LateItems:
@@ -51,6 +57,7 @@ class LateItems:
         users = np.searchsorted(indptr, hits, side="right") - 1
         for item, user in zip(items[hits].tolist(), users.tolist()):
             state._users.setdefault(item, set()).add(user)
+        state._note_fresh(sorted(state._users))  # the latest added count as the newest
         return state
 
     def add(self, rows: np.ndarray) -> None:
@@ -62,7 +69,18 @@ class LateItems:
         touched = np.unique([int(r) for r in rows if int(r) in self._late]).astype(np.int64)
         for item in touched.tolist():
             self._users.setdefault(item, set()).add(int(user))
+        if len(touched):
+            self._note_fresh(touched.tolist())
         return touched
+
+    def _note_fresh(self, items: list[int]) -> None:
+        for item in items:
+            self._recent.pop(item, None)
+            self._recent[item] = None
+        while len(self._recent) > FRESH_CANDIDATES:
+            del self._recent[next(iter(self._recent))]
+        # Replaced whole: a concurrent ranking reads the old array or the new one.
+        self.fresh_rows = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
 
     def interactions(self, rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
         """The items' interactions as a binary (len(rows), m) matrix over ``users`` (m,),
@@ -77,4 +95,4 @@ class LateItems:
         return matrix, users
 
 
-__all__ = ["LateItems", "solve_late_factors"]
+__all__ = ["FRESH_CANDIDATES", "LateItems", "solve_late_factors"]

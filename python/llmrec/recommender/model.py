@@ -378,6 +378,10 @@ class Recommender(Estimator):
                 candidates[dense.row, dense.col] = -1
         else:
             candidates = items.index.search(signals, self._geometry, C, exclude, allow_rows)
+            fresh = self._late_items.fresh_rows
+            if len(fresh):  # re-solved new items: stage 1 still searches their text prior
+                candidates = scoring.add_candidates(candidates, fresh[fresh < n_items], exclude,
+                                                    allow_rows)
             candidates = np.where(candidates < n_items, candidates, -1)
         ids, top = scoring.rescore(items, signals, candidates, pool, self._geometry.mean_E,
                                    s["num_threads"])
@@ -565,7 +569,8 @@ class Recommender(Estimator):
         V = solve_late_factors(clicks, vectors, priors, confidence=1.0 + als.alpha,
                                shrinkage=als.regularization + als.prior_strength)
         # In place: a ranking running meanwhile may read one of these rows half written.
-        # Stage 1 keeps proposing the items from their text prior until the next fit.
+        # Stage 1 still searches their text prior; the newest re-solved items join every
+        # request's candidates instead (LateItems.fresh_rows).
         items.V[rows] = V
         items.Vn[rows] = scoring.unit_rows(V)
         items.warm[rows] = 1

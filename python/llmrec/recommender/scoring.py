@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 
 from llmrec import _core
 from llmrec.index import ExactIndex
@@ -171,11 +172,30 @@ class Stage1:
             lists.append(self.behaviour.search(query, C, exclude=exclude, allow=allow)[0])
         if text is not None:
             lists.append(text[0].search(text[1], C, exclude=exclude, allow=allow)[0])
-        if len(lists) == 1:
-            return lists[0]
-        candidates = np.sort(np.hstack(lists), axis=1)
-        candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1
-        return candidates
+        return lists[0] if len(lists) == 1 else union(lists)
+
+
+def union(lists: list[np.ndarray]) -> np.ndarray:
+    """Row-wise union of candidate arrays (n, c_j): each id at most once per row, -1 for none."""
+    candidates = np.sort(np.hstack(lists), axis=1)
+    candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1
+    return candidates
+
+
+def add_candidates(candidates: np.ndarray, extra: np.ndarray, exclude: Any, allow: Any) -> np.ndarray:
+    """``candidates`` (n, c) with the item rows ``extra`` added to every row, except where
+    ``exclude`` (a CSR (n, items) or n id arrays) or ``allow`` (rows, or None) rule them out."""
+    if allow is not None:
+        extra = extra[np.isin(extra, allow)]
+    if isinstance(exclude, sp.spmatrix | sp.sparray):
+        extra = extra[extra < exclude.shape[1]]
+    block = np.broadcast_to(extra, (len(candidates), len(extra))).copy()
+    if isinstance(exclude, list):
+        for row, ids in enumerate(exclude):
+            block[row, np.isin(extra, ids)] = -1
+    elif exclude is not None:
+        block[exclude[:, extra].toarray() != 0] = -1
+    return union([candidates, block])
 
 
 def _behaviour_rows(V: np.ndarray, Q: np.ndarray) -> np.ndarray:
