@@ -63,3 +63,20 @@ def test_add_candidates_respects_exclusions_and_allow_lists(rng):
                 if allowed is not None:
                     wanted &= set(allowed.tolist())
                 assert set(ids.tolist()) == set(candidates[row].tolist()) | wanted
+
+
+def test_late_items_keep_the_latest_clickers_and_fresh_rows(monkeypatch):
+    from llmrec.recommender import late_items
+
+    monkeypatch.setattr(late_items, "CLICKERS", 3)
+    monkeypatch.setattr(late_items, "FRESH_CANDIDATES", 2)
+    state = LateItems(np.array([1, 2, 3]))
+    for user in (10, 11, 12, 10, 13):  # 10 clicks again: it becomes the latest
+        state.record(user, np.array([1]))
+    _, users = state.interactions(np.array([1]))
+    assert sorted(users.tolist()) == [10, 12, 13]  # 11 was the oldest of four
+    state.record(5, np.array([2]))
+    state.record(5, np.array([3]))
+    assert state.fresh_rows.tolist() == [2, 3]
+    state.record(6, np.array([1]))
+    assert state.fresh_rows.tolist() == [3, 1]
