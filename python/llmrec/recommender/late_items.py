@@ -38,9 +38,9 @@ def solve_late_factors(clicks: sp.csr_matrix, user_vectors: np.ndarray, priors: 
 class LateItems:
     """The items that had no interactions when the model was fitted (added later with
     ``add_items``, or in the catalogue but never seen). Their factors start as the text
-    prior F·W; each ``update`` that touches one re-solves it from every click it has
-    received since (:func:`solve_late_factors`), so a new item learns from its first
-    clicks without a refit. Fitted items keep their factors until the next fit: one
+    prior F·W; each ``update`` that touches one re-solves it from the clicks it has
+    received since, its latest ``CLICKERS`` distinct users (:func:`solve_late_factors`),
+    so a new item learns from its first clicks without a refit. Fitted items keep their factors until the next fit: one
     click moves a well-estimated vector little."""
 
     def __init__(self, late: np.ndarray) -> None:
