@@ -13,7 +13,7 @@ def test_solve_late_factors_is_a_ridge_toward_the_prior(rng):
     clicks = sp.csr_matrix(np.array([[1, 0, 1, 1, 0, 0, 0, 0, 1],
                                      [0] * m,
                                      [0, 0, 0, 0, 0, 0, 0, 1, 0]], dtype=np.float32))
-    got = solve_late_factors(clicks, users, priors, confidence=3.0, shrinkage=2.0)
+    got = solve_late_factors(clicks, users, priors, alpha=2.0, shrinkage=2.0)
     for row in range(3):
         who = clicks[row].indices
         # min Σ 3 (1 − y·v)² + 2‖v − prior‖² as stacked ordinary least squares
@@ -80,3 +80,36 @@ def test_late_items_keep_the_latest_clickers_and_fresh_rows(monkeypatch):
     assert state.fresh_rows.tolist() == [2, 3]
     state.record(6, np.array([1]))
     assert state.fresh_rows.tolist() == [3, 1]
+
+
+def test_transition_evidence_counts_neighbours_by_inverse_distance():
+    from llmrec.recommender.late_items import transition_evidence
+
+    histories = {0: np.array([4, 9, 2, 7, 5, 1]), 1: np.array([9, 7]), 2: np.array([3])}
+    rows = np.array([7, 3])
+    before, after = transition_evidence(rows, [np.array([0, 1]), np.array([2])],
+                                        histories.__getitem__, 10, window=3)
+    # item 7: user 0 took 4, 9, 2 before it (distances 3, 2, 1) and 5, 1 after (1, 2);
+    # user 1 took 9 just before it. Item 3: nothing around it.
+    expected_before = np.zeros((2, 10))
+    expected_before[0, [4, 9, 2]] = [1 / 3, 1 / 2 + 1.0, 1.0]
+    expected_after = np.zeros((2, 10))
+    expected_after[0, [5, 1]] = [1.0, 1 / 2]
+    np.testing.assert_allclose(before.toarray(), expected_before, rtol=1e-6)
+    np.testing.assert_allclose(after.toarray(), expected_after, rtol=1e-6)
+
+
+def test_solve_late_factors_with_a_gram_is_the_implicit_als_step(rng):
+    f, m = 5, 30
+    vectors = rng.standard_normal((m, f)).astype(np.float32)
+    evidence = sp.csr_matrix((np.array([1.0, 0.5, 1 / 3], dtype=np.float32), ([0, 0, 0], [4, 9, 20])),
+                             shape=(1, m))
+    Y = vectors.astype(np.float64)
+    got = solve_late_factors(evidence, vectors, np.zeros((1, f), np.float32), alpha=2.0,
+                             shrinkage=0.7, gram=Y.T @ Y)
+    # min Σ_all c_j (p_j − y_j·v)² + 0.7‖v‖², p = 1 and c = 1 + 2r on the evidence, else 0 and 1
+    p = evidence.toarray().ravel() > 0
+    c = 1 + 2.0 * evidence.toarray().ravel()
+    A = np.vstack([np.sqrt(c)[:, None] * Y, np.sqrt(0.7) * np.eye(f)])
+    b = np.concatenate([np.sqrt(c) * p, np.zeros(f)])
+    np.testing.assert_allclose(got[0], np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-5, atol=1e-6)

@@ -199,6 +199,12 @@ def test_new_item_learns_from_its_first_interactions(data):
     expected = np.linalg.solve(A, c * clicked.sum(axis=0) + mu * prior)
     np.testing.assert_allclose(rec._items.V[row], expected, rtol=1e-3, atol=1e-5)
     assert rec._items.warm[row] == 1 and rec._items.warm[row - 1] == 0
+    # Next-item factors: the "to" side from what its clickers took just before it; the
+    # "from" side once someone takes something after it. The unclicked twin has neither.
+    assert np.abs(rec._items.Q[row]).sum() > 0 and not rec._items.P[row].any()
+    rec.update(int(clickers[0]), [5])
+    assert np.abs(rec._items.P[row]).sum() > 0
+    assert not rec._items.Q[row - 1].any() and not rec._items.P[row - 1].any()
 
 
 def test_clicked_new_items_reach_the_candidates_of_a_short_stage_one(data):

@@ -7,6 +7,8 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
+TRANSITION_WINDOW = 3  # next-item pairs: items at most this far apart in a history
+
 
 class Histories:
     """Each user's distinct items, oldest first (a repeat moves an item to its latest place).
@@ -105,7 +107,8 @@ def weighted_rows(histories: list[np.ndarray], n_items: int, recency: float) -> 
     return matrix
 
 
-def transitions(histories: list[np.ndarray], n_items: int, window: int = 3) -> sp.csr_matrix:
+def transitions(histories: list[np.ndarray], n_items: int, window: int = TRANSITION_WINDOW
+                ) -> sp.csr_matrix:
     """Item → later item counts (n_items × n_items): each pair of a history at distance
     j ≤ ``window`` adds 1/j (the next item counts most)."""
     rows, cols, values = [], [], []
@@ -122,4 +125,4 @@ def transitions(histories: list[np.ndarray], n_items: int, window: int = 3) -> s
     return matrix
 
 
-__all__ = ["Histories", "recency_weights", "transitions", "weighted_rows"]
+__all__ = ["TRANSITION_WINDOW", "Histories", "recency_weights", "transitions", "weighted_rows"]

@@ -69,10 +69,10 @@ from llmrec.exceptions import NotFittedError
 from llmrec.recommender import scoring
 from llmrec.recommender.explain import Explanation, explain_score
 from llmrec.recommender.fusion import check_weights
-from llmrec.recommender.history import Histories, weighted_rows
+from llmrec.recommender.history import TRANSITION_WINDOW, Histories, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
-from llmrec.recommender.late_items import LateItems, solve_late_factors
+from llmrec.recommender.late_items import LateItems, solve_late_factors, transition_evidence
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.training import fit_als, fit_blend, fit_transitions, unit_factors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
@@ -285,6 +285,7 @@ class Recommender(Estimator):
         P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
         self._build_items(s, E, P, Q)
         self._late_items = LateItems(np.flatnonzero(self._items.warm == 0))
+        self._grams: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()  # one writer at a time
         self._rows_lock = threading.Lock()  # user rows: a whole update or none
         self._users = self._user_vectors(np.arange(n_users))
@@ -538,8 +539,11 @@ class Recommender(Estimator):
             else:  # room first, then the id: a reader that finds the id finds its row
                 self._grow_users(len(self._user_map) + 1)
                 user = int(self._user_map.add([user_id], "user_id")[0])
+            previous = self._histories.get(user)[-TRANSITION_WINDOW:]
             self._histories.append(user, rows)
             touched = self._late_items.record(user, rows)
+            # Late items just before these clicks gain next items: re-solve them too.
+            touched = np.union1d(touched, self._late_items.late_among(previous))
             if len(touched):  # before the user's vectors: they read the items' new rows
                 self._refresh_items(touched)
             fresh = self._user_vectors(np.array([user]))
@@ -566,14 +570,36 @@ class Recommender(Estimator):
         priors = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
         if items.E is not None and als.item_prior_weights_ is not None:
             priors = items.E[rows] @ als.item_prior_weights_
-        V = solve_late_factors(clicks, vectors, priors, confidence=1.0 + als.alpha,
+        V = solve_late_factors(clicks, vectors, priors, alpha=als.alpha,
                                shrinkage=als.regularization + als.prior_strength)
+        # Next-item factors from what the clickers took just before ("to" side, against
+        # the "from" factors) and just after ("from" side), as the transition fit does.
+        before, after = transition_evidence(rows, self._late_items.clickers(rows),
+                                            self._histories.get, len(items.V), TRANSITION_WINDOW)
+        none = np.zeros((len(rows), items.Q.shape[1]), dtype=np.float32)
+        Q = solve_late_factors(before, items.P, none, alpha=als.alpha,
+                               shrinkage=als.regularization, gram=self._gram("P"))
+        P = solve_late_factors(after, items.Q, none, alpha=als.alpha,
+                               shrinkage=als.regularization, gram=self._gram("Q"))
+        for name, new in (("P", P), ("Q", Q)):
+            old = getattr(items, name)[rows].astype(np.float64)
+            self._grams[name] += new.astype(np.float64).T @ new - old.T @ old
         # In place: a ranking running meanwhile may read one of these rows half written.
         # Stage 1 still searches their text prior; the newest re-solved items join every
         # request's candidates instead (LateItems.fresh_rows).
         items.V[rows] = V
         items.Vn[rows] = scoring.unit_rows(V)
+        items.P[rows] = P
+        items.Q[rows] = Q
         items.warm[rows] = 1
+
+    def _gram(self, name: str) -> np.ndarray:
+        """PᵀP or QᵀQ over all items (float64), computed once and kept current as late
+        items' rows change."""
+        if name not in self._grams:
+            rows = getattr(self._items, name).astype(np.float64)
+            self._grams[name] = rows.T @ rows
+        return self._grams[name]
 
     def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
         """The users' signal vectors, all taken from one published state."""

@@ -125,6 +125,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     # Items the ALS fitted without interactions are the late ones (see LateItems).
     late = np.flatnonzero(np.diff(model._als._user_items.tocsc().indptr) == 0)
     model._late_items = LateItems.from_histories(late, arrays["hist_indptr"], arrays["hist_items"])
+    model._grams = {}
     model._profile = arrays.get("profile")
     model._labels = arrays["labels"].astype(object) if "labels" in arrays else None
     V = np.ascontiguousarray(arrays["V"])
