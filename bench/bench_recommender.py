@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -173,39 +174,56 @@ def cold(args: argparse.Namespace) -> None:
 
 
 def cold_feed(args: argparse.Namespace) -> None:
-    """Cold items after their first clicks: the earliest ``--feed`` share of the cold items'
-    test interactions goes through ``update`` in time order; the rest is ranked among the
-    cold items (seen ones excluded), with the items re-solved from their clicks (the
-    Recommender) and with their text-prior factors frozen (the same updates otherwise)."""
+    """New items after their first clicks, two protocols. "shelf": the cold split; the
+    earliest ``--feed`` share of the cold items' test interactions goes through
+    ``update`` in time order and the rest is ranked among the cold items. "catalogue":
+    ``temporal_split(0.2)`` with a random 20 % of the items removed from training and
+    added with ``add_items``; the earliest share of all test interactions is fed and the
+    rest ranked over the whole catalogue. Each with the new items re-solved from their
+    clicks (the Recommender) and with their text-prior factors frozen."""
     interactions, items, _ = load_movielens(args.data)
     encoder = _encoder()
     for seed in args.seeds:
-        train_df, test_df = cold_item_split(interactions, 0.2, random_state=seed)
-        warm = items[items["item_id"].isin(train_df["item_id"].unique())]
-        cold_items = items[~items["item_id"].isin(warm["item_id"])]
-        cold_index = pd.Index(cold_items["item_id"])
-        events = test_df.sort_values("timestamp", kind="stable")
-        for share in args.feed:
-            n_fed = int(round(share * len(events)))
-            fed, rest = events.iloc[:n_fed], events.iloc[n_fed:]
-            users = np.sort(rest["user_id"].unique())
-            test, _, _ = to_csr(rest, user_index=users, item_index=cold_index)
-            line = []
-            for frozen in (True, False):
-                rec = llmrec.Recommender(encoder=encoder, random_state=0).fit(train_df, items=warm)
-                rec.add_items(cold_items)
-                if frozen:
-                    rec._refresh_items = lambda rows: None
-                start = time.perf_counter()
-                for user, item in zip(fed["user_id"].tolist(), fed["item_id"].tolist()):
-                    rec.update(user, [item])
-                per_update = (time.perf_counter() - start) / max(len(fed), 1) * 1e3
-                out = rec.recommend(list(users), K, allow=list(cold_index)).ids
-                m = ranking_metrics(cold_index.get_indexer(out.ravel()).reshape(out.shape), test, K)
-                line.append(f"{'frozen' if frozen else 're-solved'} ndcg@10 {m['ndcg']:.4f} "
-                            f"recall@10 {m['recall']:.4f} ({per_update:.2f} ms/update)")
-            print(f"seed {seed}, {n_fed} clicks fed ({share:.0%}), {len(users)} users: "
-                  + " | ".join(line), flush=True)
+        for protocol in ("shelf", "catalogue"):
+            if protocol == "shelf":
+                train_df, test_df = cold_item_split(interactions, 0.2, random_state=seed)
+                new_ids = np.setdiff1d(items["item_id"], train_df["item_id"].unique())
+            else:
+                train_df, test_df = temporal_split(interactions, 0.2)
+                rng = np.random.default_rng(seed)
+                new_ids = rng.choice(items["item_id"].to_numpy(), len(items) // 5, replace=False)
+                train_df = train_df[~train_df["item_id"].isin(new_ids)]
+            new = items[items["item_id"].isin(new_ids)]
+            fitted = llmrec.Recommender(encoder=encoder, random_state=0).fit(
+                train_df, items=items[~items["item_id"].isin(new_ids)])
+            fitted.add_items(new)
+            saved = Path(tempfile.mkdtemp()) / "model"
+            fitted.save(saved)
+            ranked = pd.Index(new["item_id"] if protocol == "shelf" else items["item_id"])
+            events = test_df.sort_values("timestamp", kind="stable")
+            for share in args.feed:
+                n_fed = int(round(share * len(events)))
+                fed, rest = events.iloc[:n_fed], events.iloc[n_fed:]
+                users = np.sort(rest["user_id"].unique())
+                test, _, _ = to_csr(rest, user_index=users, item_index=ranked)
+                line = []
+                for frozen in (True, False):
+                    rec = llmrec.Recommender.load(saved, encoder=encoder)
+                    if frozen:
+                        rec._refresh_items = lambda rows: None
+                    start = time.perf_counter()
+                    for user, item in zip(fed["user_id"].tolist(), fed["item_id"].tolist()):
+                        rec.update(user, [item])
+                    per_update = (time.perf_counter() - start) / max(len(fed), 1) * 1e3
+                    allow = list(ranked) if protocol == "shelf" else None
+                    out = rec.recommend(list(users), K, allow=allow).ids
+                    m = ranking_metrics(ranked.get_indexer(out.ravel()).reshape(out.shape), test, K)
+                    line.append(f"{'frozen' if frozen else 're-solved'} ndcg@10 {m['ndcg']:.4f} "
+                                f"recall@10 {m['recall']:.4f} new in lists {np.isin(out, new_ids).mean():.3f} "
+                                f"({per_update:.2f} ms/update)")
+                print(f"seed {seed} {protocol}, {n_fed} events fed ({share:.0%}), "
+                      f"{rest['item_id'].isin(new_ids).mean():.0%} of the rest on new items: "
+                      + " | ".join(line), flush=True)
 
 
 class StandInEncoder:
@@ -294,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("cold-feed")
     f.add_argument("--data", default=data)
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    f.add_argument("--feed", type=float, nargs="+", default=[0.05, 0.2])
+    f.add_argument("--feed", type=float, nargs="+", default=[0.01, 0.05, 0.2, 0.5])
     lat = sub.add_parser("latency")
     lat.add_argument("--items", type=int, default=100_000)
     lat.add_argument("--users", type=int, default=20_000)
