@@ -24,21 +24,37 @@ def test_solve_late_factors_is_a_ridge_toward_the_prior(rng):
 
 
 def test_late_items_bookkeeping_and_rebuild_from_histories():
-    state = LateItems(np.array([2, 5]))
-    state.add(np.array([7]))
-    assert state.record(0, np.array([1, 2, 7, 2])).tolist() == [2, 7]
-    assert state.record(3, np.array([7])).tolist() == [7]
-    assert state.record(4, np.array([1, 3])).tolist() == []
-    matrix, users = state.interactions(np.array([7, 2, 5]))
+    """Clicks, neighbours (Σ 1/distance, window 3) and the same state rebuilt from the
+    saved histories."""
+    state = LateItems(np.array([2, 5, 7]))
+    none = np.zeros(0, dtype=np.int64)
+    # user 0 takes 1, 2, 7 then 8; user 3 takes 4 then 7; user 4 takes 1, 3
+    assert state.record(0, np.array([1, 2, 7]), none).tolist() == [2, 7]
+    assert state.record(0, np.array([8]), np.array([1, 2, 7])).tolist() == [2, 7]  # 8 follows them
+    assert state.record(3, np.array([4, 7]), none).tolist() == [7]
+    assert state.record(4, np.array([1, 3]), none).tolist() == []
+    rows = np.array([7, 2, 5])
+    matrix, users = state.interactions(rows)
     assert users.tolist() == [0, 3]
     np.testing.assert_array_equal(matrix.toarray(), [[1, 1], [1, 0], [0, 0]])
-    # The same state from saved histories: user 0 saw [1, 2, 7], user 3 [7], user 4 [1, 3].
-    indptr = np.array([0, 3, 3, 3, 4, 6])
-    items = np.array([1, 2, 7, 7, 1, 3])
+    before, after = state.transitions(rows, 10)
+    expected_before = np.zeros((3, 10))
+    expected_before[0, [1, 2, 4]] = [1 / 2, 1.0, 1.0]   # 7 after 1 (d 2), 2 (d 1); after 4 (d 1)
+    expected_before[1, 1] = 1.0                          # 2 after 1
+    expected_after = np.zeros((3, 10))
+    expected_after[0, 8] = 1.0                           # 8 right after 7
+    expected_after[1, [7, 8]] = [1.0, 1 / 2]             # 7 then 8 after 2
+    np.testing.assert_allclose(before.toarray(), expected_before, rtol=1e-6)
+    np.testing.assert_allclose(after.toarray(), expected_after, rtol=1e-6)
+
+    indptr = np.array([0, 4, 4, 4, 6, 8])
+    items = np.array([1, 2, 7, 8, 4, 7, 1, 3])
     rebuilt = LateItems.from_histories(np.array([2, 5, 7]), indptr, items)
-    again, again_users = rebuilt.interactions(np.array([7, 2, 5]))
+    again, again_users = rebuilt.interactions(rows)
     assert again_users.tolist() == [0, 3]
     np.testing.assert_array_equal(again.toarray(), matrix.toarray())
+    for got, want in zip(rebuilt.transitions(rows, 10), (before, after)):
+        np.testing.assert_allclose(got.toarray(), want.toarray(), rtol=1e-6)
 
 
 def test_add_candidates_respects_exclusions_and_allow_lists(rng):
@@ -71,32 +87,16 @@ def test_late_items_keep_the_latest_clickers_and_fresh_rows(monkeypatch):
     monkeypatch.setattr(late_items, "CLICKERS", 3)
     monkeypatch.setattr(late_items, "FRESH_CANDIDATES", 2)
     state = LateItems(np.array([1, 2, 3]))
+    none = np.zeros(0, dtype=np.int64)
     for user in (10, 11, 12, 10, 13):  # 10 clicks again: it becomes the latest
-        state.record(user, np.array([1]))
+        state.record(user, np.array([1]), none)
     _, users = state.interactions(np.array([1]))
     assert sorted(users.tolist()) == [10, 12, 13]  # 11 was the oldest of four
-    state.record(5, np.array([2]))
-    state.record(5, np.array([3]))
+    state.record(5, np.array([2]), none)
+    state.record(6, np.array([3]), none)
     assert state.fresh_rows.tolist() == [2, 3]
-    state.record(6, np.array([1]))
+    state.record(7, np.array([1]), none)
     assert state.fresh_rows.tolist() == [3, 1]
-
-
-def test_transition_evidence_counts_neighbours_by_inverse_distance():
-    from llmrec.recommender.late_items import transition_evidence
-
-    histories = {0: np.array([4, 9, 2, 7, 5, 1]), 1: np.array([9, 7]), 2: np.array([3])}
-    rows = np.array([7, 3])
-    before, after = transition_evidence(rows, [np.array([0, 1]), np.array([2])],
-                                        histories.__getitem__, 10, window=3)
-    # item 7: user 0 took 4, 9, 2 before it (distances 3, 2, 1) and 5, 1 after (1, 2);
-    # user 1 took 9 just before it. Item 3: nothing around it.
-    expected_before = np.zeros((2, 10))
-    expected_before[0, [4, 9, 2]] = [1 / 3, 1 / 2 + 1.0, 1.0]
-    expected_after = np.zeros((2, 10))
-    expected_after[0, [5, 1]] = [1.0, 1 / 2]
-    np.testing.assert_allclose(before.toarray(), expected_before, rtol=1e-6)
-    np.testing.assert_allclose(after.toarray(), expected_after, rtol=1e-6)
 
 
 def test_solve_late_factors_with_a_gram_is_the_implicit_als_step(rng):

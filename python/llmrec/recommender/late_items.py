@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -13,8 +11,6 @@ FRESH_CANDIDATES = 256
 # A late item is re-solved from its latest distinct clickers, at most this many: the cost
 # of one re-solve stays O(CLICKERS·f²) (~2 ms at f = 64) however viral the item gets.
 CLICKERS = 2000
-# The next-item factors are re-solved from the histories of the latest this many clickers.
-TRANSITION_CLICKERS = 200
 
 
 def solve_late_factors(evidence: sp.csr_matrix, vectors: np.ndarray, priors: np.ndarray,
@@ -49,36 +45,6 @@ def solve_late_factors(evidence: sp.csr_matrix, vectors: np.ndarray, priors: np.
     return out.astype(np.float32)
 
 
-def transition_evidence(rows: np.ndarray, clickers: list[np.ndarray], history: Any,
-                        n_items: int, window: int = 3) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """What the clickers of each item took just before it and just after it: two
-    (len(rows), n_items) matrices of Σ 1/distance over distances ≤ ``window`` (the
-    fit's transition weights). ``history(user)`` gives a user's items, oldest first."""
-    before: list[tuple[int, np.ndarray, np.ndarray]] = []
-    after: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for k, item in enumerate(rows.tolist()):
-        for user in clickers[k][-TRANSITION_CLICKERS:].tolist():
-            h = history(user)
-            at = np.flatnonzero(h == item)
-            if not len(at):
-                continue
-            t = int(at[0])
-            start = max(0, t - window)
-            before.append((k, h[start:t], 1.0 / (t - np.arange(start, t))))
-            later = h[t + 1:t + 1 + window]
-            after.append((k, later, 1.0 / np.arange(1, len(later) + 1)))
-
-    def matrix(parts: list[tuple[int, np.ndarray, np.ndarray]]) -> sp.csr_matrix:
-        r = np.concatenate([np.full(len(c), k) for k, c, _ in parts]) if parts else np.zeros(0, int)
-        c = np.concatenate([c for _, c, _ in parts]) if parts else np.zeros(0, int)
-        v = np.concatenate([v for _, _, v in parts]) if parts else np.zeros(0)
-        out = sp.csr_matrix((v.astype(np.float32), (r, c)), shape=(len(rows), n_items))
-        out.sum_duplicates()
-        return out
-
-    return matrix(before), matrix(after)
-
-
 class LateItems:
     """The items that had no interactions when the model was fitted (added later with
     ``add_items``, or in the catalogue but never seen). Their factors start as the text
@@ -87,42 +53,74 @@ class LateItems:
     so a new item learns from its first clicks without a refit. Fitted items keep their factors until the next fit: one
     click moves a well-estimated vector little."""
 
-    def __init__(self, late: np.ndarray) -> None:
+    def __init__(self, late: np.ndarray, window: int = 3) -> None:
         self._late = {int(i) for i in late}
+        self._window = window
         self._users: dict[int, dict[int, None]] = {}  # item → its clickers, oldest first
+        # item → {item taken just before / after it: Σ 1/distance}, the fit's next-item
+        # weights, counted click by click
+        self._before: dict[int, dict[int, float]] = {}
+        self._after: dict[int, dict[int, float]] = {}
         self._recent: dict[int, None] = {}  # re-solved items, oldest first
         self.fresh_rows = np.zeros(0, dtype=np.int64)  # the newest FRESH_CANDIDATES of them
 
     @classmethod
-    def from_histories(cls, late: np.ndarray, indptr: np.ndarray, items: np.ndarray) -> LateItems:
+    def from_histories(cls, late: np.ndarray, indptr: np.ndarray, items: np.ndarray,
+                       window: int = 3) -> LateItems:
         """Rebuild the state from saved histories (``indptr``, ``items``: users' item rows)."""
-        state = cls(late)
+        state = cls(late, window)
         is_late = np.zeros(int(items.max(initial=-1)) + 1, dtype=bool)
-        known = late[late < len(is_late)]
-        is_late[known] = True
+        is_late[late[late < len(is_late)]] = True
         hits = np.flatnonzero(is_late[items]) if len(items) else np.zeros(0, dtype=np.int64)
         users = np.searchsorted(indptr, hits, side="right") - 1
-        for item, user in zip(items[hits].tolist(), users.tolist()):
+        for at, user in zip(hits.tolist(), users.tolist()):
+            item = int(items[at])
             state._add_clicker(item, user)
+            start, stop = indptr[user], indptr[user + 1]
+            for d in range(1, window + 1):
+                if at - d >= start:
+                    state._pair(int(items[at - d]), item, d)
+                if at + d < stop and not is_late[items[at + d]]:  # late pairs: counted once, above
+                    state._pair(item, int(items[at + d]), d)
         state._note_fresh(sorted(state._users))  # the latest added count as the newest
         return state
-
-    def late_among(self, rows: np.ndarray) -> np.ndarray:
-        """The late item rows among ``rows`` (unique, sorted)."""
-        return np.unique([int(r) for r in rows if int(r) in self._late]).astype(np.int64)
 
     def add(self, rows: np.ndarray) -> None:
         """New items: late from the start."""
         self._late.update(int(i) for i in rows)
 
-    def record(self, user: int, rows: np.ndarray) -> np.ndarray:
-        """Note ``user``'s interactions; returns the late item rows among ``rows``."""
-        touched = self.late_among(rows)
-        for item in touched.tolist():
-            self._add_clicker(item, int(user))
-        if len(touched):
-            self._note_fresh(touched.tolist())
-        return touched
+    def record(self, user: int, rows: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """Note ``user``'s new clicks ``rows`` (in order), ``previous`` being the user's
+        history before them. Returns the late items to re-solve: those clicked, and
+        those just before the clicks (they gained next items)."""
+        sequence = [int(i) for i in previous[len(previous) - self._window:]] + [int(i) for i in rows]
+        first = len(sequence) - len(rows)
+        touched: set[int] = set()
+        for t in range(first, len(sequence)):
+            item = sequence[t]
+            if item in self._late:
+                self._add_clicker(item, int(user))
+                touched.add(item)
+            for d in range(1, self._window + 1):
+                if t - d >= 0 and sequence[t - d] != item:
+                    touched.update(self._pair(sequence[t - d], item, d))
+        out = np.array(sorted(touched), dtype=np.int64)
+        if len(out):
+            self._note_fresh(out.tolist())
+        return out
+
+    def _pair(self, first: int, then: int, distance: int) -> list[int]:
+        """Count ``then`` taken ``distance`` after ``first``; returns the late ones of the two."""
+        hit = []
+        if then in self._late:
+            counts = self._before.setdefault(then, {})
+            counts[first] = counts.get(first, 0.0) + 1.0 / distance
+            hit.append(then)
+        if first in self._late:
+            counts = self._after.setdefault(first, {})
+            counts[then] = counts.get(then, 0.0) + 1.0 / distance
+            hit.append(first)
+        return hit
 
     def _add_clicker(self, item: int, user: int) -> None:
         clickers = self._users.setdefault(item, {})
@@ -140,14 +138,23 @@ class LateItems:
         # Replaced whole: a concurrent ranking reads the old array or the new one.
         self.fresh_rows = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
 
-    def clickers(self, rows: np.ndarray) -> list[np.ndarray]:
-        """Each item's latest distinct clickers (user rows), oldest first."""
-        return [np.fromiter(self._users.get(int(i), ()), dtype=np.int64) for i in rows]
+    def transitions(self, rows: np.ndarray, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """What was taken just before and just after each item: two (len(rows),
+        n_items) matrices of Σ 1/distance."""
+        def matrix(counts: dict[int, dict[int, float]]) -> sp.csr_matrix:
+            per_item = [counts.get(int(i), {}) for i in rows]
+            indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum([len(c) for c in per_item], out=indptr[1:])
+            cols = np.fromiter((j for c in per_item for j in c), dtype=np.int64, count=indptr[-1])
+            vals = np.fromiter((v for c in per_item for v in c.values()), dtype=np.float32, count=indptr[-1])
+            return sp.csr_matrix((vals, cols, indptr), shape=(len(rows), n_items))
+
+        return matrix(self._before), matrix(self._after)
 
     def interactions(self, rows: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
         """The items' interactions as a binary (len(rows), m) matrix over ``users`` (m,),
         the union of their latest clickers. Returns (matrix, users)."""
-        per_item = self.clickers(rows)
+        per_item = [np.fromiter(self._users.get(int(i), ()), dtype=np.int64) for i in rows]
         users = np.unique(np.concatenate(per_item)) if per_item else np.zeros(0, dtype=np.int64)
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum([len(u) for u in per_item], out=indptr[1:])
@@ -157,5 +164,4 @@ class LateItems:
         return matrix, users
 
 
-__all__ = ["CLICKERS", "FRESH_CANDIDATES", "LateItems", "TRANSITION_CLICKERS", "solve_late_factors",
-           "transition_evidence"]
+__all__ = ["CLICKERS", "FRESH_CANDIDATES", "LateItems", "solve_late_factors"]

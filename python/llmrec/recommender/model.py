@@ -72,7 +72,7 @@ from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
-from llmrec.recommender.late_items import LateItems, solve_late_factors, transition_evidence
+from llmrec.recommender.late_items import LateItems, solve_late_factors
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.training import fit_als, fit_blend, fit_transitions, unit_factors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
@@ -284,7 +284,7 @@ class Recommender(Estimator):
                             show_progress=show_progress)
         P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
         self._build_items(s, E, P, Q)
-        self._late_items = LateItems(np.flatnonzero(self._items.warm == 0))
+        self._late_items = LateItems(np.flatnonzero(self._items.warm == 0), TRANSITION_WINDOW)
         self._grams: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()  # one writer at a time
         self._rows_lock = threading.Lock()  # user rows: a whole update or none
@@ -539,11 +539,9 @@ class Recommender(Estimator):
             else:  # room first, then the id: a reader that finds the id finds its row
                 self._grow_users(len(self._user_map) + 1)
                 user = int(self._user_map.add([user_id], "user_id")[0])
-            previous = self._histories.get(user)[-TRANSITION_WINDOW:]
+            previous = self._histories.get(user)
             self._histories.append(user, rows)
-            touched = self._late_items.record(user, rows)
-            # Late items just before these clicks gain next items: re-solve them too.
-            touched = np.union1d(touched, self._late_items.late_among(previous))
+            touched = self._late_items.record(user, rows, previous)
             if len(touched):  # before the user's vectors: they read the items' new rows
                 self._refresh_items(touched)
             fresh = self._user_vectors(np.array([user]))
@@ -574,8 +572,7 @@ class Recommender(Estimator):
                                shrinkage=als.regularization + als.prior_strength)
         # Next-item factors from what the clickers took just before ("to" side, against
         # the "from" factors) and just after ("from" side), as the transition fit does.
-        before, after = transition_evidence(rows, self._late_items.clickers(rows),
-                                            self._histories.get, len(items.V), TRANSITION_WINDOW)
+        before, after = self._late_items.transitions(rows, len(items.V))
         none = np.zeros((len(rows), items.Q.shape[1]), dtype=np.float32)
         Q = solve_late_factors(before, items.P, none, alpha=als.alpha,
                                shrinkage=als.regularization, gram=self._gram("P"))

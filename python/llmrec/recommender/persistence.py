@@ -25,7 +25,7 @@ import numpy as np
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.als import ALS
 from llmrec.recommender import scoring
-from llmrec.recommender.history import Histories
+from llmrec.recommender.history import TRANSITION_WINDOW, Histories
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.late_items import LateItems
 
@@ -124,7 +124,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model._histories = Histories(arrays["hist_indptr"], arrays["hist_items"])
     # Items the ALS fitted without interactions are the late ones (see LateItems).
     late = np.flatnonzero(np.diff(model._als._user_items.tocsc().indptr) == 0)
-    model._late_items = LateItems.from_histories(late, arrays["hist_indptr"], arrays["hist_items"])
+    model._late_items = LateItems.from_histories(late, arrays["hist_indptr"], arrays["hist_items"],
+                                                 TRANSITION_WINDOW)
     model._grams = {}
     model._profile = arrays.get("profile")
     model._labels = arrays["labels"].astype(object) if "labels" in arrays else None
