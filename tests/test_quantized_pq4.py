@@ -363,3 +363,93 @@ def test_sums_that_round_to_one_float_tie_by_id(rng, simd_level, threads):
         ids, got = index.search(queries, k=k, rerank=0)
         np.testing.assert_array_equal(ids, want_ids, err_msg=f"k={k}")
         np.testing.assert_array_equal(got, want_scores, err_msg=f"k={k}")
+
+
+def probed_items(index, queries, probes):
+    """Per query, the items of its `probes` best lists (float64 q . c), or None where the
+    probes-th and next centroid scores are too close for float32 to be sure of the order."""
+    lists = index._state.lists
+    cscores = queries.astype(np.float64) @ index._centroids.astype(np.float64).T
+    out = []
+    for row in cscores:
+        order = np.argsort(-row, kind="stable")
+        if probes < len(row) and row[order[probes - 1]] - row[order[probes]] < 1e-3:
+            out.append(None)
+            continue
+        slots = [np.arange(lists.starts[p], lists.starts[p] + lists.sizes[p]) for p in order[:probes]]
+        out.append(np.sort(lists.slot_ids[np.concatenate(slots)]))
+    return out
+
+
+def contract_rows(acc, bias, inverse, candidates, k):
+    """Top-k ids and float32 scores of each query among its candidate ids, under the float
+    contract (score descending, smaller id first among equal floats), padded with -1 / -inf."""
+    scores = (acc.astype(np.float64) * inverse[:, None].astype(np.float64)
+              + bias[:, None].astype(np.float64)).astype(np.float32)
+    ids = np.full((len(acc), k), -1, np.int64)
+    out = np.full((len(acc), k), -np.inf, np.float32)
+    for q, cand in enumerate(candidates):
+        order = cand[np.lexsort((cand, -scores[q, cand]))][:k]
+        ids[q, :len(order)], out[q, :len(order)] = order, scores[q, order]
+    return ids, out
+
+
+@pytest.mark.parametrize("probes,k,threads", [
+    (1, 10, 1), (3, 160, 1),   # the reservoir without cuts, and with a few
+    (6, 700, 2),               # many cuts per query, queries on two threads
+    (24, 40, 2),               # every list: the flat scan's result
+    (2, 5_000, 1),             # k above the probed items: padded rows
+])
+def test_partitioned_reservoir_is_the_exact_codec_order(rng, simd_level, probes, k, threads):
+    items, queries = clustered(rng, 8_000, 32, 13, clusters=30)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=16, partitions=24, keep_vectors=False,
+                           random_state=0, num_threads=threads)
+    acc, bias, inverse = pq4_sums(index, queries)
+    candidates = probed_items(index, queries, probes)
+    sure = [q for q, c in enumerate(candidates) if c is not None]
+    assert len(sure) >= 8
+    want_ids, want_scores = contract_rows(acc[sure], bias[sure], inverse[sure], [candidates[q] for q in sure], k)
+    ids, scores = index.search(queries, k=k, probes=probes, rerank=0)
+    np.testing.assert_array_equal(ids[sure], want_ids)
+    np.testing.assert_array_equal(scores[sure], want_scores)
+    # The filtered form (the heap path) with a filter that removes nothing: the same scores
+    # (it may keep a larger id among equal scores at the cut, arriving from a later list).
+    heap_ids, heap_scores = index.search(queries, k=k, probes=probes, rerank=0, allow=np.ones(len(items), bool))
+    np.testing.assert_array_equal(heap_scores, scores)
+    assert np.mean(heap_ids == ids) > 0.99
+
+
+def test_partitioned_reservoir_ties_keep_the_smaller_ids(rng, simd_level):
+    # 50 distinct rows repeated: runs of equal scores spread over several lists, arriving
+    # out of id order, cut by the reservoir: the kept ones must be the smallest ids.
+    base = rng.standard_normal((50, 16)).astype(np.float32)
+    items = base[rng.integers(0, 50, 12_000)] + rng.standard_normal((12_000, 16)).astype(np.float32) * 1e-4
+    queries = rng.standard_normal((6, 16)).astype(np.float32)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=8, partitions=12, keep_vectors=False, random_state=0)
+    acc, bias, inverse = pq4_sums(index, queries)
+    everything = [np.arange(len(items))] * len(queries)
+    for k in (30, 450, 2_000):
+        want_ids, want_scores = contract_rows(acc, bias, inverse, everything, k)
+        ids, scores = index.search(queries, k=k, probes=12, rerank=0)
+        np.testing.assert_array_equal(ids, want_ids, err_msg=f"k={k}")
+        np.testing.assert_array_equal(scores, want_scores, err_msg=f"k={k}")
+
+
+def test_partitioned_rerank_rescores_the_codec_shortlist(rng, simd_level):
+    items, queries = clustered(rng, 8_000, 32, 10, clusters=30)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=16, partitions=16, random_state=0)
+    k, factor, probes = 10, 16, 4
+    acc, bias, inverse = pq4_sums(index, queries)
+    candidates = probed_items(index, queries, probes)
+    shortlist, _ = contract_rows(acc, bias, inverse, [c if c is not None else np.arange(0) for c in candidates],
+                                 k * factor)
+    exact = queries.astype(np.float64) @ items.astype(np.float64).T
+    ids, scores = index.search(queries, k=k, probes=probes, rerank=factor)
+    for q in range(len(queries)):
+        if candidates[q] is None:
+            continue
+        cand = shortlist[q][shortlist[q] >= 0]
+        order = cand[np.lexsort((cand, -exact[q, cand]))][:k]
+        assert set(ids[q]) <= set(cand)
+        np.testing.assert_allclose(scores[q], exact[q, order], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(exact[q, ids[q]], exact[q, order], rtol=1e-5, atol=1e-4)
