@@ -230,7 +230,8 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     std::size_t total = 0;
     bool lists_ok = true;
     for (std::size_t j = 0; j < p; ++j) {
-      lists_ok &= st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots && st[j] % align == 0;
+      lists_ok &= st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots &&
+                  (st[j] & (align - 1)) == 0;  // align: a power of two (no division per list)
       total += static_cast<std::size_t>(sz[j]);
     }
     require(lists_ok, "list starts and sizes out of range");
