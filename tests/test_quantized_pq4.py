@@ -50,10 +50,10 @@ def pq4_model(index, queries):
     return bias[:, None].astype(np.float64) + acc * inverse[:, None].astype(np.float64)
 
 
-def test_tables_match_numpy(rng):
+def test_tables_match_numpy(rng, simd_level):
     items = rng.standard_normal((500, 24)).astype(np.float32)
     queries = rng.standard_normal((9, 24)).astype(np.float32)
-    for m in (3, 4, 12):  # odd m gets a zero padding table
+    for m in (3, 4, 12, 24):  # odd m gets a zero padding table
         index = QuantizedIndex(items, codec="pq4", pq_subspaces=m, keep_vectors=False, random_state=0)
         luts, bias, inverse = _core.pq4_tables(queries, index._codebooks)
         assert luts.shape == (9, m + m % 2, 16) and luts.dtype == np.uint8
@@ -64,6 +64,29 @@ def test_tables_match_numpy(rng):
         assert luts[:, :m].max() == 255  # the widest table spans the whole byte
         np.testing.assert_allclose(bias, low.sum(axis=(1, 2)), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(inverse, 1 / scale, rtol=1e-6)
+
+
+def test_tables_are_the_same_bytes_at_every_level(rng):
+    # The AVX-512 tables round every product and sum as the scalar code does; values on
+    # exact halves check the ties-to-even rounding of the bytes.
+    tables = {}
+    previous = _core.active_simd_level()
+    try:
+        for level in _core.supported_simd_levels():
+            _core.set_simd_level(level)
+            for trial, (m, dsub) in enumerate([(4, 1), (7, 2), (16, 3), (64, 2), (5, 8)]):
+                codebooks = rng.standard_normal((m, 16, dsub)).astype(np.float32) if level == "scalar" \
+                    else tables[("scalar", trial)][0]
+                queries = rng.standard_normal((6, m * dsub)).astype(np.float32) if level == "scalar" \
+                    else tables[("scalar", trial)][1]
+                if trial % 2 == 0 and level == "scalar":
+                    codebooks, queries = np.round(codebooks * 4) / 4, np.round(queries * 2) / 2
+                tables[(level, trial)] = (codebooks, queries, _core.pq4_tables(queries, codebooks))
+    finally:
+        _core.set_simd_level(previous)
+    for (level, trial), (_, _, got) in tables.items():
+        for a, b in zip(got, tables[("scalar", trial)][2]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{level} {trial}")
 
 
 def test_codes_are_the_nearest_centroids(rng):

@@ -148,6 +148,10 @@ void pq4_scan_scalar(const Pq4Job& job);
 void pq4_scan_avx2(const Pq4Job& job);
 void pq4_scan_avx512(const Pq4Job& job);
 
+// pq4_tables with AVX-512 (the same bytes, bias and scale); pq4_tables calls it when active.
+void pq4_tables_avx512(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
+                       uint8_t* luts, float* bias, float* inverse_scale);
+
 // The pq4 scan kernel and reservoir cut for the active SIMD level (pq4.cpp).
 Pq4Fn pq4_active_scan(const char** name = nullptr);
 Pq4CompactFn pq4_active_compact();

@@ -197,6 +197,12 @@ void pq4_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::si
 
 void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
                 uint8_t* luts, float* bias, float* inverse_scale) {
+#if defined(LLMREC_HAVE_AVX512)
+  if (simd::active_level() == simd::Level::avx512) {
+    detail::pq4_tables_avx512(queries, nq, d, m, codebooks, luts, bias, inverse_scale);
+    return;
+  }
+#endif
   const std::size_t dsub = d / m, padded = pq4_padded(m);
   std::vector<float> table(m * 16);
   for (std::size_t q = 0; q < nq; ++q) {
