@@ -85,11 +85,19 @@ void pq4_compact_at(Pq4Reservoirs& r, std::size_t query, Pq4Cut cut) {
   // unique): every tied entry with an id up to id_limit.
   int64_t id_limit = std::numeric_limits<int64_t>::max();
   if (r.slot_ids) {
-    std::vector<int64_t> tied_ids;
+    // Cuts through tied sums are common (uint16 sums collide): no allocation for the usual sizes.
+    int64_t stack[1024];
+    std::unique_ptr<int64_t[]> heap;
+    int64_t* tied_ids = stack;
+    if (size > 1024) {
+      heap.reset(new int64_t[size]);
+      tied_ids = heap.get();
+    }
+    std::size_t n_tied = 0;
     for (std::size_t j = 0; j < size; ++j)
-      if (sums[j] < above && sums[j] >= tie) tied_ids.push_back(r.slot_ids[slots[j]]);
-    if (tied_ids.size() > ties) {
-      std::nth_element(tied_ids.begin(), tied_ids.begin() + (ties - 1), tied_ids.end());
+      if (sums[j] < above && sums[j] >= tie) tied_ids[n_tied++] = r.slot_ids[slots[j]];
+    if (n_tied > ties) {
+      std::nth_element(tied_ids, tied_ids + (ties - 1), tied_ids + n_tied);
       id_limit = tied_ids[ties - 1];
     }
   }
