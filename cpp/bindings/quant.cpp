@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 
@@ -207,6 +208,10 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   require(k > 0, "k must be positive");
   require(rerank >= 0, "rerank must be >= 0");
   const std::size_t nq = queries.shape(0);
+  // Checked here rather than by numpy in the facade: ~2 us of a one-query IVF search there.
+  bool finite = true;
+  for (std::size_t i = 0; i < nq * d; ++i) finite &= std::isfinite(queries.data()[i]);
+  require(finite, "queries contains NaN or infinite values");
   llmrec::quant::IndexView view;
   view.n = n;
   view.d = d;

@@ -488,11 +488,10 @@ class QuantizedIndex(IndexBase):
 
     def _queries(self, queries: Any) -> tuple[np.ndarray, bool]:
         """as_queries, with a shortcut for float32 C-contiguous arrays of the right shape:
-        the general checks cost more than a search over a few short lists."""
+        the general checks cost more than a search over a few short lists (NaN and inf
+        are then rejected by the native search, with as_queries' message)."""
         if (type(queries) is np.ndarray and queries.dtype == np.float32 and queries.ndim in (1, 2)
                 and queries.flags.c_contiguous and queries.size and queries.shape[-1] == self._d):
-            if not np.isfinite(queries).all():
-                raise ValueError("queries contains NaN or infinite values")
             return (queries[None, :], True) if queries.ndim == 1 else (queries, False)
         return as_queries(queries, "queries", self.dim)
 
