@@ -50,10 +50,10 @@ def pq4_model(index, queries):
     return bias[:, None].astype(np.float64) + acc * inverse[:, None].astype(np.float64)
 
 
-def test_tables_match_numpy(rng):
+def test_tables_match_numpy(rng, simd_level):
     items = rng.standard_normal((500, 24)).astype(np.float32)
     queries = rng.standard_normal((9, 24)).astype(np.float32)
-    for m in (3, 4, 12):  # odd m gets a zero padding table
+    for m in (3, 4, 12, 24):  # odd m gets a zero padding table
         index = QuantizedIndex(items, codec="pq4", pq_subspaces=m, keep_vectors=False, random_state=0)
         luts, bias, inverse = _core.pq4_tables(queries, index._codebooks)
         assert luts.shape == (9, m + m % 2, 16) and luts.dtype == np.uint8
@@ -64,6 +64,29 @@ def test_tables_match_numpy(rng):
         assert luts[:, :m].max() == 255  # the widest table spans the whole byte
         np.testing.assert_allclose(bias, low.sum(axis=(1, 2)), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(inverse, 1 / scale, rtol=1e-6)
+
+
+def test_tables_are_the_same_bytes_at_every_level(rng):
+    # The AVX-512 tables round every product and sum as the scalar code does; values on
+    # exact halves check the ties-to-even rounding of the bytes.
+    tables = {}
+    previous = _core.active_simd_level()
+    try:
+        for level in _core.supported_simd_levels():
+            _core.set_simd_level(level)
+            for trial, (m, dsub) in enumerate([(4, 1), (7, 2), (16, 3), (64, 2), (5, 8)]):
+                codebooks = rng.standard_normal((m, 16, dsub)).astype(np.float32) if level == "scalar" \
+                    else tables[("scalar", trial)][0]
+                queries = rng.standard_normal((6, m * dsub)).astype(np.float32) if level == "scalar" \
+                    else tables[("scalar", trial)][1]
+                if trial % 2 == 0 and level == "scalar":
+                    codebooks, queries = np.round(codebooks * 4) / 4, np.round(queries * 2) / 2
+                tables[(level, trial)] = (codebooks, queries, _core.pq4_tables(queries, codebooks))
+    finally:
+        _core.set_simd_level(previous)
+    for (level, trial), (_, _, got) in tables.items():
+        for a, b in zip(got, tables[("scalar", trial)][2]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{level} {trial}")
 
 
 def test_codes_are_the_nearest_centroids(rng):
@@ -363,3 +386,93 @@ def test_sums_that_round_to_one_float_tie_by_id(rng, simd_level, threads):
         ids, got = index.search(queries, k=k, rerank=0)
         np.testing.assert_array_equal(ids, want_ids, err_msg=f"k={k}")
         np.testing.assert_array_equal(got, want_scores, err_msg=f"k={k}")
+
+
+def probed_items(index, queries, probes):
+    """Per query, the items of its `probes` best lists (float64 q . c), or None where the
+    probes-th and next centroid scores are too close for float32 to be sure of the order."""
+    lists = index._state.lists
+    cscores = queries.astype(np.float64) @ index._centroids.astype(np.float64).T
+    out = []
+    for row in cscores:
+        order = np.argsort(-row, kind="stable")
+        if probes < len(row) and row[order[probes - 1]] - row[order[probes]] < 1e-3:
+            out.append(None)
+            continue
+        slots = [np.arange(lists.starts[p], lists.starts[p] + lists.sizes[p]) for p in order[:probes]]
+        out.append(np.sort(lists.slot_ids[np.concatenate(slots)]))
+    return out
+
+
+def contract_rows(acc, bias, inverse, candidates, k):
+    """Top-k ids and float32 scores of each query among its candidate ids, under the float
+    contract (score descending, smaller id first among equal floats), padded with -1 / -inf."""
+    scores = (acc.astype(np.float64) * inverse[:, None].astype(np.float64)
+              + bias[:, None].astype(np.float64)).astype(np.float32)
+    ids = np.full((len(acc), k), -1, np.int64)
+    out = np.full((len(acc), k), -np.inf, np.float32)
+    for q, cand in enumerate(candidates):
+        order = cand[np.lexsort((cand, -scores[q, cand]))][:k]
+        ids[q, :len(order)], out[q, :len(order)] = order, scores[q, order]
+    return ids, out
+
+
+@pytest.mark.parametrize("probes,k,threads", [
+    (1, 10, 1), (3, 160, 1),   # the reservoir without cuts, and with a few
+    (6, 700, 2),               # many cuts per query, queries on two threads
+    (24, 40, 2),               # every list: the flat scan's result
+    (2, 5_000, 1),             # k above the probed items: padded rows
+])
+def test_partitioned_reservoir_is_the_exact_codec_order(rng, simd_level, probes, k, threads):
+    items, queries = clustered(rng, 8_000, 32, 13, clusters=30)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=16, partitions=24, keep_vectors=False,
+                           random_state=0, num_threads=threads)
+    acc, bias, inverse = pq4_sums(index, queries)
+    candidates = probed_items(index, queries, probes)
+    sure = [q for q, c in enumerate(candidates) if c is not None]
+    assert len(sure) >= 8
+    want_ids, want_scores = contract_rows(acc[sure], bias[sure], inverse[sure], [candidates[q] for q in sure], k)
+    ids, scores = index.search(queries, k=k, probes=probes, rerank=0)
+    np.testing.assert_array_equal(ids[sure], want_ids)
+    np.testing.assert_array_equal(scores[sure], want_scores)
+    # The filtered form (the heap path) with a filter that removes nothing: the same scores
+    # (it may keep a larger id among equal scores at the cut, arriving from a later list).
+    heap_ids, heap_scores = index.search(queries, k=k, probes=probes, rerank=0, allow=np.ones(len(items), bool))
+    np.testing.assert_array_equal(heap_scores, scores)
+    assert np.mean(heap_ids == ids) > 0.99
+
+
+def test_partitioned_reservoir_ties_keep_the_smaller_ids(rng, simd_level):
+    # 50 distinct rows repeated: runs of equal scores spread over several lists, arriving
+    # out of id order, cut by the reservoir: the kept ones must be the smallest ids.
+    base = rng.standard_normal((50, 16)).astype(np.float32)
+    items = base[rng.integers(0, 50, 12_000)] + rng.standard_normal((12_000, 16)).astype(np.float32) * 1e-4
+    queries = rng.standard_normal((6, 16)).astype(np.float32)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=8, partitions=12, keep_vectors=False, random_state=0)
+    acc, bias, inverse = pq4_sums(index, queries)
+    everything = [np.arange(len(items))] * len(queries)
+    for k in (30, 450, 2_000):
+        want_ids, want_scores = contract_rows(acc, bias, inverse, everything, k)
+        ids, scores = index.search(queries, k=k, probes=12, rerank=0)
+        np.testing.assert_array_equal(ids, want_ids, err_msg=f"k={k}")
+        np.testing.assert_array_equal(scores, want_scores, err_msg=f"k={k}")
+
+
+def test_partitioned_rerank_rescores_the_codec_shortlist(rng, simd_level):
+    items, queries = clustered(rng, 8_000, 32, 10, clusters=30)
+    index = QuantizedIndex(items, codec="pq4", pq_subspaces=16, partitions=16, random_state=0)
+    k, factor, probes = 10, 16, 4
+    acc, bias, inverse = pq4_sums(index, queries)
+    candidates = probed_items(index, queries, probes)
+    shortlist, _ = contract_rows(acc, bias, inverse, [c if c is not None else np.arange(0) for c in candidates],
+                                 k * factor)
+    exact = queries.astype(np.float64) @ items.astype(np.float64).T
+    ids, scores = index.search(queries, k=k, probes=probes, rerank=factor)
+    for q in range(len(queries)):
+        if candidates[q] is None:
+            continue
+        cand = shortlist[q][shortlist[q] >= 0]
+        order = cand[np.lexsort((cand, -exact[q, cand]))][:k]
+        assert set(ids[q]) <= set(cand)
+        np.testing.assert_allclose(scores[q], exact[q, order], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(exact[q, ids[q]], exact[q, order], rtol=1e-5, atol=1e-4)

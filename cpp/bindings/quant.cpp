@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 
@@ -208,6 +209,10 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   require(k > 0, "k must be positive");
   require(rerank >= 0, "rerank must be >= 0");
   const std::size_t nq = queries.shape(0);
+  // Checked here rather than by numpy in the facade: ~2 us of a one-query IVF search there.
+  bool finite = true;
+  for (std::size_t i = 0; i < nq * d; ++i) finite &= std::isfinite(queries.data()[i]);
+  require(finite, "queries contains NaN or infinite values");
   llmrec::quant::IndexView view;
   view.n = n;
   view.d = d;
@@ -231,7 +236,8 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     std::size_t total = 0;
     bool lists_ok = true;
     for (std::size_t j = 0; j < p; ++j) {
-      lists_ok &= st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots && st[j] % align == 0;
+      lists_ok &= st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots &&
+                  (st[j] & (align - 1)) == 0;  // align: a power of two (no division per list)
       total += static_cast<std::size_t>(sz[j]);
     }
     require(lists_ok, "list starts and sizes out of range");

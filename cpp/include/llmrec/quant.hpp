@@ -136,9 +136,10 @@ struct IndexView {
   std::size_t probes = 1;               // lists scanned per query: those with the largest q . c
 };
 
-// Top-k by codec scores (over the `probes` best lists when partitioned; equal scores
-// from different lists are then not guaranteed to be ordered by id); with rerank > 0 (and vectors), the best rerank * k candidates
-// per query are re-scored exactly and the returned scores are exact inner products.
+// Top-k by codec scores (over the `probes` best lists when partitioned; there, equal
+// scores from different lists are ordered by id for pq4 without filters, and are not
+// guaranteed to be otherwise); with rerank > 0 (and vectors), the best rerank * k
+// candidates per query are re-scored exactly and the returned scores are exact inner products.
 void search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
             const topk::Filter& filter, std::size_t rerank, std::size_t num_threads,
             int64_t* out_ids, float* out_scores);

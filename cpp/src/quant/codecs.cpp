@@ -360,14 +360,20 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
 
 namespace detail {
 
+void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
+                int64_t* probe_ids, float* probe_scores) {
+  const std::size_t probes = std::min(index.probes, index.partitions);
+  topk::search(index.centroids, index.partitions, index.d, queries, nq, probes, topk::Filter{}, false, threads,
+               probe_ids, probe_scores);
+}
+
 void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
                  const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores,
                  const std::function<void(std::size_t, const ProbedList&, const ScanTask&)>& scan_list) {
   const std::size_t d = index.d, probes = std::min(index.probes, index.partitions);
   std::vector<int64_t> probe_ids(nq * probes);
   std::vector<float> probe_scores(nq * probes);
-  topk::search(index.centroids, index.partitions, d, queries, nq, probes, topk::Filter{}, false, threads,
-               probe_ids.data(), probe_scores.data());
+  rank_lists(index, queries, nq, threads, probe_ids.data(), probe_scores.data());
   topk::detail::DriveOptions options;
   options.n_items = index.n;
   options.nq = nq;
@@ -390,9 +396,10 @@ void probe_lists(const IndexView& index, const float* queries, std::size_t nq, s
 namespace {
 
 void codec_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
-                  const topk::Filter& filter, std::size_t threads, int64_t* ids, float* scores) {
+                  const topk::Filter& filter, std::size_t threads, int64_t* ids, float* scores,
+                  bool sorted_rows = true) {
   if (index.codec == Codec::pq4) {
-    detail::pq4_search(index, queries, nq, k, filter, threads, ids, scores);
+    detail::pq4_search(index, queries, nq, k, filter, threads, ids, scores, sorted_rows);
     return;
   }
   if (index.partitions > 0) {
@@ -552,7 +559,7 @@ void search(const IndexView& index, const float* queries, std::size_t nq, std::s
   std::vector<int64_t> candidate_ids(nq * shortlist);
   std::vector<float> candidate_scores(nq * shortlist);
   codec_search(index, queries, nq, shortlist, filter, num_threads, candidate_ids.data(),
-               candidate_scores.data());
+               candidate_scores.data(), /*sorted_rows=*/false);
   rerank_exact(index.vectors, index.n, index.d, queries, nq, candidate_ids.data(), shortlist, k,
                num_threads, out_ids, out_scores, /*unique=*/true);
 }

@@ -82,16 +82,20 @@ using Pq4CompactFn = void (*)(Pq4Reservoirs& r, std::size_t query);
 struct Pq4Reservoirs {
   std::size_t k, capacity;
   uint16_t* sums;        // nq x capacity
-  uint32_t* slots;       // nq x capacity: the job's slot numbers
+  uint32_t* slots;       // nq x capacity: slot_base + the job's slot numbers
   uint32_t* sizes;       // nq
   uint32_t* floors;      // nq: the smallest sum that may still enter (pq4_floor)
   const float* bias;     // nq, for the score ties at the cut
   const float* inverse_scale;
   Pq4CompactFn compact;  // pq4_compact or a SIMD version with the same result
+  uint32_t slot_base = 0;            // added to every pushed slot (a list's first slot)
+  const int64_t* slot_ids = nullptr; // set when slots do not arrive in id order (lists)
 };
 
 // Keeps the k best of a reservoir holding more: sums whose score is above the k-th best
-// score t, then those scoring exactly t in arrival order; the floor becomes pq4_floor(t).
+// score t, then those scoring exactly t in arrival order, or, with slot_ids, those with
+// the smallest ids. The floor becomes pq4_floor(t), or with slot_ids the smallest sum
+// scoring t (a later item scoring t may still beat a kept one on its id).
 void pq4_compact(Pq4Reservoirs& r, std::size_t query);
 void pq4_compact_avx512(Pq4Reservoirs& r, std::size_t query);
 
@@ -105,6 +109,10 @@ inline Pq4Cut pq4_cut(const Pq4Reservoirs& r, std::size_t query, uint32_t kth) {
   const float t = pq4_score(kth, scale, bias);
   return {pq4_floor(t, bias, scale), pq4_floor(std::nextafter(t, -INFINITY), bias, scale)};
 }
+
+// pq4_compact's second half, for a cut already chosen (pq4_compact_avx512 hands its rare
+// id-ordered tie cuts to it).
+void pq4_compact_at(Pq4Reservoirs& r, std::size_t query, Pq4Cut cut);
 
 inline void pq4_push(Pq4Reservoirs& r, std::size_t query, uint16_t sum, uint32_t slot) {
   const std::size_t at = query * r.capacity + r.sizes[query];
@@ -140,6 +148,14 @@ void pq4_scan_scalar(const Pq4Job& job);
 void pq4_scan_avx2(const Pq4Job& job);
 void pq4_scan_avx512(const Pq4Job& job);
 
+// pq4_tables with AVX-512 (the same bytes, bias and scale); pq4_tables calls it when active.
+void pq4_tables_avx512(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
+                       uint8_t* luts, float* bias, float* inverse_scale);
+
+// The pq4 scan kernel and reservoir cut for the active SIMD level (pq4.cpp).
+Pq4Fn pq4_active_scan(const char** name = nullptr);
+Pq4CompactFn pq4_active_compact();
+
 }  // namespace llmrec::quant::detail
 
 #include <functional>
@@ -163,9 +179,24 @@ void probe_lists(const IndexView& index, const float* queries, std::size_t nq, s
                  const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores,
                  const std::function<void(std::size_t, const ProbedList&, const topk::detail::ScanTask&)>& scan_list);
 
-// pq4 search (flat or partitioned), in pq4.cpp.
+// The `probes` best lists of each query (exact q . c, best first; -1 padded), as nq x
+// probes ids and scores.
+void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
+                int64_t* probe_ids, float* probe_scores);
+
+// pq4 search (flat or partitioned), in pq4.cpp. With sorted_rows false, a row's results
+// may come in any order (the valid ones first, then the -1 padding): the exact re-ranking
+// reorders its candidates anyway.
 void pq4_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
-                const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores);
+                const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores,
+                bool sorted_rows = true);
+
+// Unfiltered partitioned pq4 search (pq4_partitions.cpp): each query's probed lists feed
+// one integer reservoir; only its k survivors get float scores. Same results as the
+// filtered path's heap: codec score descending, smaller id first. Needs slots < 2^32.
+void pq4_search_lists(const IndexView& index, const float* queries, const uint8_t* luts, const float* bias,
+                      const float* inverse_scale, std::size_t nq, std::size_t k, std::size_t threads,
+                      bool sorted_rows, int64_t* out_ids, float* out_scores);
 
 // Converts the first count / W * W halves to floats (W = 8 or 16); returns how many it
 // converted, leaving the tail to the caller.

@@ -2,6 +2,7 @@
 // in blocks of 32, per-query uint8 lookup tables, and the fast-scan search through the
 // shared top-k driver (flat, gathered allow-lists and partitions).
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -18,33 +19,37 @@
 #include "llmrec/thread_pool.hpp"
 
 namespace llmrec::quant {
-namespace {
+namespace detail {
 
-using topk::detail::ScanTask;
-
-detail::Pq4Fn active_pq4(const char** name = nullptr) {
+Pq4Fn pq4_active_scan(const char** name) {
 #if defined(LLMREC_HAVE_AVX512)
   if (simd::active_level() == simd::Level::avx512) {
     if (name) *name = "avx512";
-    return detail::pq4_scan_avx512;
+    return pq4_scan_avx512;
   }
 #endif
 #if defined(LLMREC_HAVE_AVX2)
   if (simd::active_level() >= simd::Level::avx2) {
     if (name) *name = "avx2";
-    return detail::pq4_scan_avx2;
+    return pq4_scan_avx2;
   }
 #endif
   if (name) *name = "scalar";
-  return detail::pq4_scan_scalar;
+  return pq4_scan_scalar;
 }
 
-detail::Pq4CompactFn active_compact() {
+Pq4CompactFn pq4_active_compact() {
 #if defined(LLMREC_HAVE_AVX512)
-  if (simd::active_level() == simd::Level::avx512) return detail::pq4_compact_avx512;
+  if (simd::active_level() == simd::Level::avx512) return pq4_compact_avx512;
 #endif
-  return detail::pq4_compact;
+  return pq4_compact;
 }
+
+}  // namespace detail
+
+namespace {
+
+using topk::detail::ScanTask;
 
 struct Pq4Tables {
   std::vector<uint8_t> luts;
@@ -90,7 +95,8 @@ struct ReservoirHits {
   ReservoirHits(std::size_t nq, std::size_t k, const float* thresholds, const float* bias, const float* inverse_scale)
       : sums(nq * kFactor * k), slots(nq * kFactor * k), sizes(nq, 0), floors(nq) {
     for (std::size_t q = 0; q < nq; ++q) floors[q] = detail::pq4_floor(thresholds[q], bias[q], inverse_scale[q]);
-    view = {k, kFactor * k, sums.data(), slots.data(), sizes.data(), floors.data(), bias, inverse_scale, active_compact()};
+    view = {k, kFactor * k, sums.data(), slots.data(), sizes.data(), floors.data(), bias, inverse_scale,
+            detail::pq4_active_compact()};
   }
 
   // Reports the best k of each query to the driver, as floats.
@@ -191,6 +197,12 @@ void pq4_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::si
 
 void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
                 uint8_t* luts, float* bias, float* inverse_scale) {
+#if defined(LLMREC_HAVE_AVX512)
+  if (simd::active_level() == simd::Level::avx512) {
+    detail::pq4_tables_avx512(queries, nq, d, m, codebooks, luts, bias, inverse_scale);
+    return;
+  }
+#endif
   const std::size_t dsub = d / m, padded = pq4_padded(m);
   std::vector<float> table(m * 16);
   for (std::size_t q = 0; q < nq; ++q) {
@@ -199,12 +211,17 @@ void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t
     double base = 0.0;
     for (std::size_t s = 0; s < m; ++s) {
       float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+      float* dots = table.data() + s * 16;
+      // The 16 centroids side by side (vectorized), each dot summed in dimension order.
+      std::fill(dots, dots + 16, 0.f);
+      for (std::size_t i = 0; i < dsub; ++i) {
+        const float vi = v[s * dsub + i];
+        const float* c0 = codebooks + s * 16 * dsub + i;
+        for (std::size_t c = 0; c < 16; ++c) dots[c] += vi * c0[c * dsub];
+      }
       for (std::size_t c = 0; c < 16; ++c) {
-        float dot = 0.f;
-        for (std::size_t i = 0; i < dsub; ++i) dot += v[s * dsub + i] * codebooks[(s * 16 + c) * dsub + i];
-        table[s * 16 + c] = dot;
-        lo = std::min(lo, dot);
-        hi = std::max(hi, dot);
+        lo = std::min(lo, dots[c]);
+        hi = std::max(hi, dots[c]);
       }
       for (std::size_t c = 0; c < 16; ++c) table[s * 16 + c] -= lo;
       base += lo;
@@ -213,8 +230,13 @@ void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t
     const float scale = widest > 0.f ? 255.f / widest : 1.f;
     uint8_t* lut = luts + q * padded * 16;
     std::fill(lut, lut + padded * 16, uint8_t{0});
-    for (std::size_t e = 0; e < m * 16; ++e)
-      lut[e] = static_cast<uint8_t>(std::clamp(std::nearbyint(table[e] * scale), 0.f, 255.f));
+    // Round to nearest, ties to even, as std::nearbyint (a library call on the baseline
+    // CPU): adding and removing 1.5 * 2^23 leaves the rounded value of any 0 <= x < 2^22.
+    constexpr float kRound = 12582912.f;
+    for (std::size_t e = 0; e < m * 16; ++e) {
+      const float x = std::min(table[e] * scale, 255.f);  // >= 0: minus the subspace's minimum
+      lut[e] = static_cast<uint8_t>(static_cast<int>((x + kRound) - kRound));
+    }
     bias[q] = static_cast<float>(base);
     inverse_scale[q] = 1.f / scale;
   }
@@ -222,17 +244,26 @@ void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t
 
 const char* pq4_kernel_name() {
   const char* name = "scalar";
-  active_pq4(&name);
+  detail::pq4_active_scan(&name);
   return name;
 }
 
 namespace detail {
 
 void pq4_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
-                const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores) {
+                const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores,
+                bool sorted_rows) {
   const std::size_t d = index.d, m = index.pq4_m, padded = pq4_padded(m), block_bytes = pq4_block_bytes(m);
   const Pq4Tables tables = make_tables(queries, nq, d, m, index.pq4_codebooks);
-  const Pq4Fn kernel = active_pq4();
+  const Pq4Fn kernel = pq4_active_scan();
+  const bool filtered = filter.exclude_indptr || filter.allow_mask || filter.allow_ids;
+  // Filters are applied per hit by the driver's sink, and a filtered item must not raise a
+  // reservoir's floor: filtered searches keep the heap.
+  if (index.partitions > 0 && !filtered && index.slots <= UINT32_MAX) {
+    pq4_search_lists(index, queries, tables.luts.data(), tables.bias.data(), tables.inverse_scale.data(), nq, k,
+                     threads, sorted_rows, out_ids, out_scores);
+    return;
+  }
   topk::detail::DriveOptions options;
   options.n_items = index.n;
   options.nq = nq;

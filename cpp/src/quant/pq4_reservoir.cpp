@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "../common/scratch.hpp"
@@ -58,26 +59,48 @@ uint16_t kth_largest(const uint16_t* a, std::size_t n, std::size_t k, uint16_t* 
 
 void pq4_compact(Pq4Reservoirs& r, std::size_t query) {
   const std::size_t size = r.sizes[query], k = r.k;
-  uint16_t* sums = r.sums + query * r.capacity;
-  uint32_t* slots = r.slots + query * r.capacity;
+  const uint16_t* sums = r.sums + query * r.capacity;
   if (size <= k) return;
   Scratch<uint16_t, 4 * 2048> scratch(4 * size);  // on the stack for the usual shortlists
-  const Pq4Cut cut = pq4_cut(r, query, kth_largest(sums, size, k, scratch.data()));
+  pq4_compact_at(r, query, pq4_cut(r, query, kth_largest(sums, size, k, scratch.data())));
+}
+
+void pq4_compact_at(Pq4Reservoirs& r, std::size_t query, Pq4Cut cut) {
+  const std::size_t size = r.sizes[query], k = r.k;
+  uint16_t* sums = r.sums + query * r.capacity;
+  uint32_t* slots = r.slots + query * r.capacity;
   const uint32_t above = cut.above, tie = cut.tie;
   std::size_t n_above = 0;
   for (std::size_t j = 0; j < size; ++j) n_above += sums[j] >= above;
-  std::size_t ties = k - n_above, out = 0;  // entries scoring t that still fit
+  std::size_t ties = k - n_above;  // entries scoring t that still fit
+  // With ids, the tied entries kept are those with the `ties` smallest ids (ids are
+  // unique): every tied entry with an id up to id_limit.
+  int64_t id_limit = std::numeric_limits<int64_t>::max();
+  if (r.slot_ids) {
+    // Cuts through tied sums are common (uint16 sums collide): no allocation for the usual sizes.
+    Scratch<int64_t, 1024> scratch(size);
+    int64_t* tied_ids = scratch.data();
+    std::size_t n_tied = 0;
+    for (std::size_t j = 0; j < size; ++j)
+      if (sums[j] < above && sums[j] >= tie) tied_ids[n_tied++] = r.slot_ids[slots[j]];
+    if (n_tied > ties) {
+      std::nth_element(tied_ids, tied_ids + (ties - 1), tied_ids + n_tied);
+      id_limit = tied_ids[ties - 1];
+    }
+  }
+  std::size_t out = 0;
   for (std::size_t j = 0; j < size; ++j) {
     const uint16_t s = sums[j];
     const uint32_t slot = slots[j];
-    const bool take_tie = s < above && s >= tie && ties > 0;
-    ties -= take_tie;
+    const bool tied = s < above && s >= tie;
+    const bool take_tie = r.slot_ids ? tied && r.slot_ids[slot] <= id_limit : tied && ties > 0;
+    ties -= take_tie && !r.slot_ids;
     sums[out] = s;
     slots[out] = slot;
     out += (s >= above) | take_tie;
   }
   r.sizes[query] = static_cast<uint32_t>(out);  // == k
-  r.floors[query] = above;
+  r.floors[query] = r.slot_ids ? tie : above;
 }
 
 }  // namespace llmrec::quant::detail

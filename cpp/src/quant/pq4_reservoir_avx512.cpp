@@ -94,6 +94,19 @@ void pq4_compact_avx512(Pq4Reservoirs& r, std::size_t query) {
     n_above += static_cast<std::size_t>(__builtin_popcount(_mm512_mask_cmpge_epu32_mask(m, load_sums(sums + j, m), above)));
   }
   std::size_t ties = k - n_above, out = 0;  // entries scoring t that still fit
+  if (r.slot_ids) {  // ties by id: take every tied entry, unless they must be cut (rare)
+    std::size_t n_tied = 0;
+    for (std::size_t j = 0; j < size; j += 16) {
+      const __mmask16 m = first_lanes(size - j);
+      const __m512i s = load_sums(sums + j, m);
+      n_tied += static_cast<std::size_t>(__builtin_popcount(_mm512_mask_cmpge_epu32_mask(m, s, tie) &
+                                                            _mm512_mask_cmplt_epu32_mask(m, s, above)));
+    }
+    if (n_tied > ties) {
+      pq4_compact_at(r, query, cut);
+      return;
+    }
+  }
   for (std::size_t j = 0; j < size; j += 16) {
     const __mmask16 m = first_lanes(size - j);
     const __m512i s = load_sums(sums + j, m), id = _mm512_maskz_loadu_epi32(m, slots + j);
@@ -115,7 +128,7 @@ void pq4_compact_avx512(Pq4Reservoirs& r, std::size_t query) {
     out += static_cast<std::size_t>(__builtin_popcount(keep));
   }
   r.sizes[query] = static_cast<uint32_t>(out);  // == k
-  r.floors[query] = cut.above;
+  r.floors[query] = r.slot_ids ? cut.tie : cut.above;
 }
 
 }  // namespace llmrec::quant::detail

@@ -33,7 +33,7 @@ inline void pq4_scan_queries(const Pq4Job& job, std::size_t c0, std::size_t c1, 
           // A push may compact the reservoir and raise its floor mid-block.
           for (; hit; hit &= hit - 1) {
             const unsigned lane = static_cast<unsigned>(__builtin_ctz(hit));
-            if (sums[m][lane] >= res->floors[query]) pq4_push(*res, query, sums[m][lane], static_cast<uint32_t>(slot0 + lane));
+            if (sums[m][lane] >= res->floors[query]) pq4_push(*res, query, sums[m][lane], res->slot_base + static_cast<uint32_t>(slot0 + lane));
           }
           floors[m] = res->floors[query];
           continue;
