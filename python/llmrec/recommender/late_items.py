@@ -28,14 +28,13 @@ def solve_late_factors(evidence: sp.csr_matrix, vectors: np.ndarray, priors: np.
     without; bench/RESULTS.md, "Cold items after their first clicks"). The next-item
     factors keep it (``gram``): without it they over-promote new items over the whole
     catalogue."""
-    Y = vectors.astype(np.float64)
-    f = Y.shape[1]
+    f = vectors.shape[1]
     out = priors.astype(np.float64).copy()
     for row in range(evidence.shape[0]):
         span = slice(evidence.indptr[row], evidence.indptr[row + 1])
         if span.start == span.stop:
             continue
-        y = Y[evidence.indices[span]]
+        y = vectors[evidence.indices[span]].astype(np.float64)  # only the rows used
         c = 1.0 + alpha * evidence.data[span].astype(np.float64)
         if gram is None:
             A = (y.T * c) @ y + shrinkage * np.eye(f)
