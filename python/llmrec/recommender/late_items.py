@@ -24,8 +24,8 @@ def solve_late_factors(evidence: sp.csr_matrix, vectors: np.ndarray, priors: np.
     Only clicks count as evidence, unlike the fit's implicit ALS step, where every user
     who did not click is a "no": a new item has not been shown to most users yet, and
     that term pulls a once-clicked item far below its unclicked twins (MovieLens cold
-    items, 1 % of their clicks fed: ndcg@10 0.307 frozen → 0.261 with it, 0.327
-    without; bench/RESULTS.md, "Cold items after their first clicks"). The next-item
+    items, 1 % of their clicks fed, seed 0: ndcg@10 0.307 frozen → 0.261 with it, 0.327
+    without; bench/RESULTS.md, "New items after their first clicks"). The next-item
     factors keep it (``gram``): without it they over-promote new items over the whole
     catalogue."""
     f = vectors.shape[1]
@@ -49,8 +49,8 @@ class LateItems:
     ``add_items``, or in the catalogue but never seen). Their factors start as the text
     prior F·W; each ``update`` that touches one re-solves it from the clicks it has
     received since, its latest ``CLICKERS`` distinct users (:func:`solve_late_factors`),
-    so a new item learns from its first clicks without a refit. Fitted items keep their factors until the next fit: one
-    click moves a well-estimated vector little."""
+    so a new item learns from its first clicks without a refit. Fitted items keep their
+    factors until the next fit: one click moves a well-estimated vector little."""
 
     def __init__(self, late: np.ndarray, window: int = 3) -> None:
         self._late = {int(i) for i in late}
