@@ -528,7 +528,7 @@ class Recommender(Estimator):
     def update(self, user_id: Any, item_ids: Any) -> Recommender:
         """Record new interactions (oldest first); they take effect at once (fold-in).
         An unknown ``user_id`` becomes a new user. Items that had no interactions at fit
-        time (added later, or never seen) are re-solved from all their clicks so far.
+        time (added later, or never seen) are re-solved from their clicks so far.
         Returns self."""
         self._check_fitted()
         if np.ndim(user_id) != 0:
@@ -555,9 +555,10 @@ class Recommender(Estimator):
         return self
 
     def _refresh_items(self, rows: np.ndarray) -> None:
-        """Re-solve late items from the clicks they received since the fit (see
-        :class:`LateItems`), against those users' ALS vectors (a plain fold-in for users
-        who arrived after the fit), shrunk toward the text prior."""
+        """Re-solve late items (see :class:`LateItems`): their factors from the clicks
+        they received since the fit, against those users' ALS vectors (a plain fold-in
+        for users who arrived after the fit), shrunk toward the text prior; their
+        next-item factors from what their clickers took just before and after them."""
         clicks, users = self._late_items.interactions(rows)
         als, items = self._als, self._items
         vectors = np.empty((len(users), als.item_factors_.shape[1]), dtype=np.float32)
