@@ -4,6 +4,12 @@
 // -mavx512vnni, and used only when cpuid reports VNNI.
 #include <immintrin.h>
 
+// GCC 12's own intrinsic wrappers start from _mm512_undefined_*() and then warn that
+// the value "may be used uninitialized" (a false positive in the compiler's headers).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <cstdint>
 
 #include "kernels.hpp"
