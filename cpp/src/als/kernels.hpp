@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../simd/dot.hpp"
+
 namespace llmrec::als::detail {
 
 // Σ a[i]·b[i] over n floats.
@@ -34,7 +36,8 @@ struct Kernels {
   SymvFn symv;
 };
 
-float dot_f32_scalar(const float* a, const float* b, std::size_t n);
+// The scalar level's dot product is the library's shared one (same code, same sums).
+using simd::dot_f32_scalar;
 void gather_apply_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                              const float* c0, const float* c1, const float* v, float* out);
 void symv_f32_scalar(const float* G, std::size_t f, const float* v, float* out);

@@ -9,16 +9,6 @@ inline const float* row_of(const float* Y, std::size_t f, const int32_t* idx, st
 }
 }  // namespace
 
-float dot_f32_scalar(const float* a, const float* b, std::size_t n) {
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  std::size_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int l = 0; l < 4; ++l) acc[l] += a[i + l] * b[i + l];
-  float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 void gather_apply_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                              const float* c0, const float* c1, const float* v, float* out) {
   for (std::size_t j = 0; j < f; ++j) out[j] = 0.f;
