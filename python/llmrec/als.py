@@ -452,15 +452,18 @@ class ALS(Estimator):
         Returns float32 (n, f).
         """
         self._check_fitted()
-        f = self.item_factors_.shape[1]
         if user_vectors is None:
             Y = self.user_factors_
         else:
-            Y = as_float_matrix(user_vectors, "user_vectors", dim=f)
+            Y = as_float_matrix(user_vectors, "user_vectors", dim=self.item_factors_.shape[1])
         rows = _as_interactions(item_rows, "item_rows", n_cols=Y.shape[0])
         priors = self._priors_for(item_features, self.item_prior_weights_, "item_features",
                                   rows.shape[0])
-        X = np.zeros((rows.shape[0], f), dtype=np.float32)
+        return self._solve_items(rows, Y, priors)
+
+    def _solve_items(self, rows: sp.csr_matrix, Y: np.ndarray, priors: np.ndarray | None) -> np.ndarray:
+        """The item half-step for ``rows`` against user vectors Y (fitted users' Gramian)."""
+        X = np.zeros((rows.shape[0], self.item_factors_.shape[1]), dtype=np.float32)
         self._solve(self._settings_used, rows, Y, X, self._user_gram(), priors, cholesky=True)
         return X
 
@@ -510,9 +513,7 @@ class ALS(Estimator):
             rows = _as_interactions(item_rows, "item_rows", n_cols=self.n_users_, n_rows=len(ids))
         priors = self._priors_for(item_features, self.item_prior_weights_, "item_features",
                                   len(ids))
-        V = np.zeros((len(ids), self.item_factors_.shape[1]), dtype=np.float32)
-        self._solve(self._settings_used, rows, self.user_factors_, V, self._user_gram(),
-                    priors, cholesky=True)
+        V = self._solve_items(rows, self.user_factors_, priors)
         n_old = self.n_items_
         n_new = max(n_old, int(ids.max()) + 1 if len(ids) else 0)
         Y = grow_rows(self.item_factors_, n_new)
