@@ -1,5 +1,5 @@
-// Bindings for exact top-k search. Inputs arrive validated and converted by the Python
-// facade (python/llmrec/index.py); the checks here only guard memory safety.
+// Bindings for exact top-k search (facade: python/llmrec/index.py). Every argument is
+// checked here too: the private module is reachable from Python.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -21,6 +21,8 @@ using llmrec::bindings::FloatArray;
 using llmrec::bindings::IdArray;
 using llmrec::bindings::make_filter;
 using llmrec::bindings::require;
+using llmrec::bindings::require_bounded_rows;
+using llmrec::bindings::require_finite;
 using llmrec::bindings::topk_result;
 
 py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long k,
@@ -35,8 +37,13 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
   require(d > 0 && static_cast<std::size_t>(queries.shape(1)) == d,
           "queries must have the items' dimension");
   require(k > 0, "k must be positive");
+  if (normalize_queries)
+    require_finite(queries.data(), nq * d, "queries");
+  else
+    require_bounded_rows(queries.data(), nq, d, "queries");
+  std::vector<int64_t> sorted_exclusions;
   const llmrec::topk::Filter filter =
-      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids);
+      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
     llmrec::topk::search(items.data(), n, d, queries.data(), nq, static_cast<std::size_t>(k), filter,
@@ -44,9 +51,9 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
   });
 }
 
-void normalize_rows(FloatArray& rows, long num_threads) {
+void normalize_rows(const py::object& rows_arg, long num_threads) {
+  auto rows = llmrec::bindings::output_array<float>(rows_arg, "rows");
   require(rows.ndim() == 2, "rows must be 2-D");
-  require(rows.writeable(), "rows must be writeable");
   const std::size_t n = rows.shape(0), d = rows.shape(1);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   float* data = rows.mutable_data();
