@@ -30,7 +30,7 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
                        const std::optional<IdArray>& exclude_ids,
                        const std::optional<ByteArray>& allow_mask,
                        const std::optional<IdArray>& allow_ids, bool normalize_queries,
-                       long num_threads) {
+                       long num_threads, bool batch_invariant) {
   require(items.ndim() == 2, "items must be 2-D");
   require(queries.ndim() == 2, "queries must be 2-D");
   const std::size_t n = items.shape(0), d = items.shape(1), nq = queries.shape(0);
@@ -47,7 +47,7 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
     llmrec::topk::search(items.data(), n, d, queries.data(), nq, static_cast<std::size_t>(k), filter,
-                         normalize_queries, threads, ids_out, scores_out);
+                         normalize_queries, threads, ids_out, scores_out, batch_invariant);
   });
 }
 
@@ -114,8 +114,10 @@ void register_topk(py::module_& m) {
   m.def("search_exact", &search_exact, py::arg("items"), py::arg("queries"), py::arg("k"),
         py::arg("exclude_indptr") = py::none(), py::arg("exclude_ids") = py::none(),
         py::arg("allow_mask") = py::none(), py::arg("allow_ids") = py::none(),
-        py::arg("normalize_queries") = false, py::arg("num_threads") = 0,
-        "Exact top-k by inner product; returns (ids int64 (nq, k), scores float32 (nq, k)).");
+        py::arg("normalize_queries") = false, py::arg("num_threads") = 0, py::arg("batch_invariant") = false,
+        "Exact top-k by inner product; returns (ids int64 (nq, k), scores float32 (nq, k)). "
+        "Exclusion ids may be in any order. With batch_invariant, each (query, item) score is "
+        "the same whatever the number of queries (as the inverted-list probe ranks lists).");
   m.def("normalize_rows", &normalize_rows, py::arg("rows"), py::arg("num_threads") = 0,
         "Scales each row of a float32 C-contiguous matrix to unit L2 norm, in place.");
 }

@@ -212,7 +212,7 @@ def check_sparse_structure(matrix: Any, name: str) -> None:
         for axis, (coords, size) in enumerate(zip((matrix.row, matrix.col), matrix.shape)):
             coords = np.asarray(coords)
             if coords.size and (int(coords.min()) < 0 or int(coords.max()) >= size):
-                raise ValueError(f"{name}: coordinates on axis {axis} must be in [0, {size})")
+                raise ValueError(f"{name}: coordinate out of range: axis {axis} must be in [0, {size})")
 
 
 # The largest L2 norm an item vector or query may have in the indexes: 2**63 (~9.2e18).
