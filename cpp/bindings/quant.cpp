@@ -283,7 +283,6 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     // call (quant::detail::rank_lists): a pass over every slot would cost more than a
     // search over a few lists.
     require(total == n, "lists must hold every item once");
-    require_finite(centroids->data(), centroids->size(), "centroids");
     view.partitions = p;
     view.slots = slots;
     view.centroids = centroids->data();
@@ -320,10 +319,9 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
               "item_bases needs one entry per slot (whole blocks)");
       // A flat scan reads every slot's base number, so one pass over them costs little.
       const uint16_t* base_numbers = item_bases->data();
-      const std::size_t n_bases = bases->shape(0);
-      bool in_range = true;
-      for (std::size_t s = 0; s < slot_room; ++s) in_range &= base_numbers[s] < n_bases;
-      require(in_range, "item_bases out of range: each must be < n_bases");
+      uint16_t largest = 0;
+      for (std::size_t s = 0; s < slot_room; ++s) largest = std::max(largest, base_numbers[s]);
+      require(largest < static_cast<std::size_t>(bases->shape(0)), "item_bases out of range: each must be < n_bases");
       view.sq8_item_bases = item_bases->data();
       view.sq8_bases = bases->data();
       view.sq8_n_bases = bases->shape(0);
