@@ -213,12 +213,24 @@ def test_thread_counts_are_capped(rng):
         got = _core.search_exact(x, x[:40], 5, num_threads=threads)
         np.testing.assert_array_equal(got[0], expected[0])
     assert _core._parallel_task_sum(100, 2**62) == sum(range(100))
+    centroids, assignment = _core.kmeans_train(x, 8, 3, 0, 1)
+    np.testing.assert_array_equal(_core.kmeans_train(x, 8, 3, 0, 2**62)[1], assignment)
+    R_indptr, R_indices = np.array([0, 2, 3], np.int64), np.array([0, 4, 1], np.int32)
+    Y = rng.standard_normal((5, 3)).astype(np.float32)
+    X1, X2 = np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32)
+    gram = (Y.T @ Y).astype(np.float32)
+    _core.als_solve(R_indptr, R_indices, np.ones(3, np.float32), Y, X1, gram, num_threads=1)
+    _core.als_solve(R_indptr, R_indices, np.ones(3, np.float32), Y, X2, gram, num_threads=2**62)
+    np.testing.assert_array_equal(X1, X2)
+    assert np.abs(X1).sum() > 0
     with pytest.raises(ValueError):
         _core.search_exact(x, x[:1], 5, num_threads=-1)
 
 
 def test_kmeans_input_checks():
     x = np.ones((10, 4), np.float32)
+    with pytest.raises(ValueError, match="iterations"):
+        _core.kmeans_train(x, 2, 2**62)
     with pytest.raises(ValueError, match="at least one centroid"):
         _core.kmeans_train(x, 0)
     with pytest.raises(ValueError, match="at least as many"):
@@ -265,3 +277,23 @@ def test_huge_k_and_rerank_do_not_wrap(rng):
     ids, _ = index.search(x[0], k=4, rerank=2**62)  # rerank * k saturates at n
     exact, _ = ExactIndex(x).search(x[0], k=4)
     np.testing.assert_array_equal(ids, exact)
+
+
+def test_als_native_entry_points_check_their_csr(rng):
+    Y = rng.standard_normal((5, 3)).astype(np.float32)
+    X = np.zeros((2, 3), np.float32)
+    gram = (Y.T @ Y).astype(np.float32)
+    good = (np.array([0, 2, 3], np.int64), np.array([0, 4, 1], np.int32), np.ones(3, np.float32))
+    bad = {
+        "column index": (good[0], np.array([0, 5, 1], np.int32), good[2]),
+        "column index out": (good[0], np.array([0, -1, 1], np.int32), good[2]),
+        "non-decreasing": (np.array([0, 4, 3], np.int64), *good[1:]),
+        "does not match": (np.array([0, 2, 4], np.int64), *good[1:]),
+        "n_rows + 1": (np.array([0, 3], np.int64), *good[1:]),
+    }
+    for pattern, (indptr, indices, values) in bad.items():
+        with pytest.raises(ValueError, match=pattern):
+            _core.als_solve(indptr, indices, values, Y, X, gram)
+        with pytest.raises(ValueError, match=pattern):
+            _core.als_loss(indptr, indices, values, X, Y, gram)
+    assert np.isfinite(_core.als_loss(*good, X, Y, gram))

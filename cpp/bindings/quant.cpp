@@ -27,6 +27,10 @@ using llmrec::bindings::require_bounded_rows;
 using llmrec::bindings::require_finite;
 using llmrec::bindings::topk_result;
 
+// Lloyd iterations beyond this are a mistake (or an attack) rather than a request: the
+// clustering has long converged, and the call would not return for hours.
+constexpr std::size_t kMaxIterations = 100000;
+
 // True when slots first .. first + n lie within `capacity` slots (no wrap-around).
 bool slot_range_fits(std::size_t first, std::size_t n, std::size_t capacity) {
   return first <= capacity && n <= capacity - first;
@@ -148,6 +152,7 @@ FloatArray pq4_train(const FloatArray& x, std::size_t m, std::size_t iterations,
   require(m > 0 && d % m == 0, "pq_subspaces must divide the dimension " + std::to_string(d) + ", got " +
                                    std::to_string(m));
   require(m <= 256, "pq_subspaces must be at most 256");
+  require(iterations <= kMaxIterations, "iterations must be at most 100000");
   require_finite(x.data(), n * d, "training vectors");
   FloatArray codebooks({m, std::size_t{16}, d / m});
   float* c = codebooks.mutable_data();
@@ -299,6 +304,8 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
             "sq8 codes must be a C-contiguous uint8 array of at least sq8_blocks(n) blocks");
     require(mid && step && static_cast<std::size_t>(mid->size()) == d && static_cast<std::size_t>(step->size()) == d,
             "sq8 needs mid and step of d entries");
+    require_finite(mid->data(), d, "mid");
+    require_finite(step->data(), d, "step");
     view.codec = llmrec::quant::Codec::sq8;
     view.sq8_blocks = static_cast<const uint8_t*>(codes.data());
     view.sq8_mid = mid->data();
@@ -382,6 +389,7 @@ py::tuple kmeans_train(const FloatArray& x, std::size_t k, std::size_t iteration
   require(x.ndim() == 2 && x.shape(1) > 0, "training vectors must be a 2-D array");
   const std::size_t n = x.shape(0), d = x.shape(1);
   require(k >= 1, "k-means needs at least one centroid (k >= 1)");
+  require(iterations <= kMaxIterations, "iterations must be at most 100000");
   require(k <= n, "k-means needs at least as many training vectors (" + std::to_string(n) + ") as centroids (" +
                       std::to_string(k) + ")");
   require(k <= static_cast<std::size_t>(std::numeric_limits<int32_t>::max()), "k is too large");
