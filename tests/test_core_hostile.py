@@ -289,7 +289,7 @@ def test_als_native_entry_points_check_their_csr(rng):
         "column index out": (good[0], np.array([0, -1, 1], np.int32), good[2]),
         "non-decreasing": (np.array([0, 4, 3], np.int64), *good[1:]),
         "does not match": (np.array([0, 2, 4], np.int64), *good[1:]),
-        "n_rows + 1": (np.array([0, 3], np.int64), *good[1:]),
+        r"n_rows \+ 1": (np.array([0, 3], np.int64), *good[1:]),
     }
     for pattern, (indptr, indices, values) in bad.items():
         with pytest.raises(ValueError, match=pattern):
