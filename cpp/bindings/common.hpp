@@ -48,8 +48,7 @@ py::array_t<T, py::array::c_style> output_array(const py::handle& obj, const cha
   if (!array.dtype().is(py::dtype::of<T>()))
     throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
                          " (it is written in place), got " + std::string(py::str(array.dtype())));
-  const int flags = py::detail::array_proxy(array.ptr())->flags;
-  if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+  if (!(array.flags() & py::array::c_style) || reinterpret_cast<std::uintptr_t>(array.data()) % alignof(T) != 0)
     throw py::value_error(std::string(name) + " must be C-contiguous and aligned (it is written in place)");
   if (!array.writeable()) throw py::value_error(std::string(name) + " must be writeable");
   return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(obj);

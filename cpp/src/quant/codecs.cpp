@@ -373,7 +373,8 @@ void check_probed_slot_ids(const IndexView& index, const int64_t* probe_ids, std
     checked[p] = 1;
     const int64_t* ids = index.slot_ids + index.list_starts[p];
     const int64_t size = index.list_sizes[p];
-    for (int64_t s = 0; s < size; ++s) ok &= ids[s] >= 0 && static_cast<uint64_t>(ids[s]) < index.n;
+    // One unsigned compare per id: negative ids wrap to huge values.
+    for (int64_t s = 0; s < size; ++s) ok &= static_cast<uint64_t>(ids[s]) < index.n;
   }
   if (!ok) throw std::invalid_argument("slot ids out of range: every slot of a list must hold an item id in [0, n)");
 }
