@@ -297,3 +297,11 @@ def test_als_native_entry_points_check_their_csr(rng):
         with pytest.raises(ValueError, match=pattern):
             _core.als_loss(indptr, indices, values, X, Y, gram)
     assert np.isfinite(_core.als_loss(*good, X, Y, gram))
+
+
+def test_unaligned_output_is_refused():
+    buffer = bytearray(4 * 8 + 1)
+    rows = np.frombuffer(buffer, dtype=np.float32, offset=1, count=8).reshape(2, 4)
+    assert not rows.flags.aligned and rows.flags.writeable
+    with pytest.raises(ValueError, match="aligned"):
+        _core.normalize_rows(rows, 1)
