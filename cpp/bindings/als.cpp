@@ -1,5 +1,6 @@
-// Bindings for the ALS solvers. Inputs arrive validated and converted by the Python
-// estimator (python/llmrec/als.py); the checks here guard memory safety only.
+// Bindings for the ALS solvers (estimator: python/llmrec/als.py). Every entry point
+// checks what it indexes with (CSR structure, shapes, the output X) whatever its caller:
+// the private module is reachable from Python and is what the loaders feed.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -7,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "common.hpp"
 #include "llmrec/als.hpp"
 #include "llmrec/thread_pool.hpp"
 
@@ -18,9 +20,8 @@ using FloatArray = py::array_t<float, py::array::c_style>;
 using Int64Array = py::array_t<int64_t, py::array::c_style>;
 using Int32Array = py::array_t<int32_t, py::array::c_style>;
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw py::value_error(message);
-}
+using llmrec::bindings::output_array;
+using llmrec::bindings::require;
 
 // Checks a CSR matrix's structure against n_rows and n_cols; O(nnz).
 llmrec::als::Csr as_csr(const Int64Array& indptr, const Int32Array& indices,
@@ -31,10 +32,13 @@ llmrec::als::Csr as_csr(const Int64Array& indptr, const Int32Array& indices,
           "indices and values must be 1-D of equal length");
   const int64_t* p = indptr.data();
   require(p[0] == 0 && p[n_rows] == indices.size(), "indptr does not match indices");
-  for (std::size_t u = 0; u < n_rows; ++u) require(p[u] <= p[u + 1], "indptr must be non-decreasing");
+  bool monotone = true;
+  for (std::size_t u = 0; u < n_rows; ++u) monotone &= p[u] <= p[u + 1];
+  require(monotone, "indptr must be non-decreasing");
   const int32_t* idx = indices.data();
-  for (py::ssize_t e = 0; e < indices.size(); ++e)
-    require(idx[e] >= 0 && static_cast<std::size_t>(idx[e]) < n_cols, "column index out of range");
+  bool in_range = true;  // one check at the end: a message per entry would cost more than the pass
+  for (py::ssize_t e = 0; e < indices.size(); ++e) in_range &= idx[e] >= 0 && static_cast<std::size_t>(idx[e]) < n_cols;
+  require(in_range, "column index out of range: CSR indices must be in [0, " + std::to_string(n_cols) + ")");
   return {p, idx, values.data(), n_rows};
 }
 
@@ -76,13 +80,13 @@ FloatArray gramian(const FloatArray& Y, long num_threads) {
 }
 
 void solve(const Int64Array& indptr, const Int32Array& indices, const FloatArray& values,
-           const FloatArray& Y, FloatArray& X, const std::optional<FloatArray>& gramian,
+           const FloatArray& Y, const py::object& X_arg, const std::optional<FloatArray>& gramian,
            bool implicit, bool cholesky, int cg_steps, float regularization, float alpha,
            float reg_exponent, float prior_strength, const std::optional<FloatArray>& priors,
            long num_threads) {
+  auto X = output_array<float>(X_arg, "X");
   const std::size_t f = factor_dim(Y, "Y");
   require(factor_dim(X, "X") == f, "X and Y must have the same number of factors");
-  require(X.writeable(), "X must be writeable");
   const std::size_t n_rows = static_cast<std::size_t>(X.shape(0));
   const std::size_t n_y = static_cast<std::size_t>(Y.shape(0));
   const llmrec::als::Csr R = as_csr(indptr, indices, values, n_rows, n_y);

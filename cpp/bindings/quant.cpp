@@ -20,13 +20,27 @@ using llmrec::bindings::ByteArray;
 using llmrec::bindings::FloatArray;
 using llmrec::bindings::IdArray;
 using llmrec::bindings::make_filter;
+using llmrec::bindings::checked_product;
+using llmrec::bindings::output_array;
 using llmrec::bindings::require;
+using llmrec::bindings::require_bounded_rows;
+using llmrec::bindings::require_finite;
 using llmrec::bindings::topk_result;
+
+// Lloyd iterations beyond this are a mistake (or an attack) rather than a request: the
+// clustering has long converged, and the call would not return for hours.
+constexpr std::size_t kMaxIterations = 100000;
+
+// True when slots first .. first + n lie within `capacity` slots (no wrap-around).
+bool slot_range_fits(std::size_t first, std::size_t n, std::size_t capacity) {
+  return first <= capacity && n <= capacity - first;
+}
 using HalfArray = py::array_t<uint16_t, py::array::c_style>;
 
 py::tuple sq8_train(const FloatArray& x) {
   require(x.ndim() == 2 && x.shape(0) > 0 && x.shape(1) > 0, "training vectors must be a non-empty 2-D array");
   const std::size_t n = x.shape(0), d = x.shape(1);
+  require_finite(x.data(), n * d, "training vectors");
   FloatArray mid(d), step(d);
   float* m = mid.mutable_data();
   float* s = step.mutable_data();
@@ -40,43 +54,54 @@ py::tuple sq8_train(const FloatArray& x) {
 using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 using U16Array = py::array_t<uint16_t, py::array::c_style>;
 
-void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& step, ByteArray& blocks,
+void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& step, const py::object& blocks_arg,
                 std::size_t first_slot, long num_threads, const std::optional<IdArray>& slots,
                 const std::optional<FloatArray>& bases, const std::optional<IntArray>& base_of,
-                std::optional<FloatArray>& item_scales) {
+                const std::optional<py::object>& item_scales_arg) {
+  auto blocks = output_array<uint8_t>(blocks_arg, "blocks");
   require(x.ndim() == 2, "vectors must be 2-D");
   const std::size_t n = x.shape(0), d = x.shape(1);
-  require(static_cast<std::size_t>(mid.size()) == d && static_cast<std::size_t>(step.size()) == d,
+  require(d > 0, "vectors must have at least one column");
+  require_finite(x.data(), n * d, "vectors");
+  require(mid.ndim() == 1 && step.ndim() == 1 && static_cast<std::size_t>(mid.size()) == d &&
+              static_cast<std::size_t>(step.size()) == d,
           "mid and step must have d entries");
-  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
-              static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(first_slot + n),
-          "blocks array too small or of the wrong width");
-  require(blocks.writeable(), "blocks must be writeable");
+  require_finite(mid.data(), d, "mid");
+  require_finite(step.data(), d, "step");
+  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d),
+          "blocks must be (n_blocks, sq8_block_bytes(d))");
+  const std::size_t capacity = checked_product(blocks.shape(0), llmrec::quant::kSq8Block, "blocks");
   const int64_t* slot_ptr = nullptr;
   if (slots) {
-    require(static_cast<std::size_t>(slots->size()) == n, "slots must have one entry per row");
+    require(slots->ndim() == 1 && static_cast<std::size_t>(slots->size()) == n, "slots must have one entry per row");
     slot_ptr = slots->data();
-    for (std::size_t r = 0; r < n; ++r)
-      require(slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < static_cast<std::size_t>(blocks.shape(0)) * 16,
-              "slots out of range");
+    bool in_range = true;
+    for (std::size_t r = 0; r < n; ++r) in_range &= slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < capacity;
+    require(in_range, "slots out of range: each must be in [0, 16 * n_blocks)");
+  } else {
+    require(slot_range_fits(first_slot, n, capacity),
+            "first_slot + n exceeds the slots of blocks (16 per block)");
   }
   require(bases.has_value() == base_of.has_value(), "bases and base_of go together");
   const float* base_ptr = nullptr;
   const int32_t* base_of_ptr = nullptr;
   if (bases) {
-    require(item_scales.has_value(), "residual codes (bases) need item_scales");
+    require(item_scales_arg && !item_scales_arg->is_none(), "residual codes (bases) need item_scales");
     require(bases->ndim() == 2 && static_cast<std::size_t>(bases->shape(1)) == d && bases->shape(0) > 0,
             "bases must be (n_bases, d)");
-    require(static_cast<std::size_t>(base_of->size()) == n, "base_of must have one entry per row");
+    require(base_of->ndim() == 1 && static_cast<std::size_t>(base_of->size()) == n, "base_of must have one entry per row");
+    require_finite(bases->data(), bases->size(), "bases");
     base_ptr = bases->data();
     base_of_ptr = base_of->data();
-    for (std::size_t r = 0; r < n; ++r)
-      require(base_of_ptr[r] >= 0 && base_of_ptr[r] < bases->shape(0), "base_of out of range");
+    bool in_range = true;
+    for (std::size_t r = 0; r < n; ++r) in_range &= base_of_ptr[r] >= 0 && base_of_ptr[r] < bases->shape(0);
+    require(in_range, "base_of out of range");
   }
+  std::optional<FloatArray> item_scales;
   float* scale_ptr = nullptr;
-  if (item_scales) {
-    require(item_scales->writeable(), "item_scales must be writeable");
-    require(static_cast<std::size_t>(item_scales->size()) >= static_cast<std::size_t>(blocks.shape(0)) * 16,
+  if (item_scales_arg && !item_scales_arg->is_none()) {
+    item_scales = output_array<float>(*item_scales_arg, "item_scales");
+    require(static_cast<std::size_t>(item_scales->size()) >= capacity,
             "item_scales needs one entry per slot of blocks");
     scale_ptr = item_scales->mutable_data();
   }
@@ -91,11 +116,13 @@ FloatArray sq8_decode(const ByteArray& blocks, std::size_t first, std::size_t n,
                       const FloatArray& step, const std::optional<FloatArray>& item_scales) {
   const std::size_t d = mid.size();
   require(d > 0 && static_cast<std::size_t>(step.size()) == d, "mid and step must have d entries");
-  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
-              static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(first + n),
-          "blocks array too small or of the wrong width");
-  require(!item_scales || static_cast<std::size_t>(item_scales->size()) >= first + n,
+  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d),
+          "blocks must be (n_blocks, sq8_block_bytes(d))");
+  require(slot_range_fits(first, n, checked_product(blocks.shape(0), llmrec::quant::kSq8Block, "blocks")),
+          "first + n exceeds the slots of blocks (16 per block)");
+  require(!item_scales || slot_range_fits(first, n, item_scales->size()),
           "item_scales needs one entry per slot");
+  checked_product(n, d, "n * d");
   FloatArray out({n, d});
   llmrec::quant::sq8_decode(blocks.data(), first, n, d, mid.data(), step.data(), out.mutable_data(),
                             item_scales ? item_scales->data() : nullptr);
@@ -124,6 +151,9 @@ FloatArray pq4_train(const FloatArray& x, std::size_t m, std::size_t iterations,
   const std::size_t n = x.shape(0), d = x.shape(1);
   require(m > 0 && d % m == 0, "pq_subspaces must divide the dimension " + std::to_string(d) + ", got " +
                                    std::to_string(m));
+  require(m <= 256, "pq_subspaces must be at most 256");
+  require(iterations <= kMaxIterations, "iterations must be at most 100000");
+  require_finite(x.data(), n * d, "training vectors");
   FloatArray codebooks({m, std::size_t{16}, d / m});
   float* c = codebooks.mutable_data();
   const std::size_t threads = llmrec::resolve_threads(num_threads);
@@ -133,33 +163,40 @@ FloatArray pq4_train(const FloatArray& x, std::size_t m, std::size_t iterations,
 }
 
 std::size_t pq4_m_of(const FloatArray& codebooks, std::size_t d) {
-  require(codebooks.ndim() == 3 && codebooks.shape(1) == 16 && codebooks.shape(0) > 0 &&
-              static_cast<std::size_t>(codebooks.shape(0) * codebooks.shape(2)) == d,
-          "codebooks must be (m, 16, d / m)");
+  require(codebooks.ndim() == 3 && codebooks.shape(1) == 16 && codebooks.shape(0) > 0 && codebooks.shape(0) <= 256 &&
+              d > 0 && static_cast<std::size_t>(codebooks.shape(0)) * static_cast<std::size_t>(codebooks.shape(2)) == d,
+          "codebooks must be (m <= 256, 16, d / m)");
   return codebooks.shape(0);
 }
 
-void check_pq4_blocks(const ByteArray& blocks, std::size_t m, std::size_t slots) {
-  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::pq4_block_bytes(m) &&
-              static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::pq4_blocks(slots),
-          "pq4 blocks array too small or of the wrong width");
+// The number of slots (32 per block) of a pq4 blocks array of the right width.
+std::size_t pq4_capacity(const ByteArray& blocks, std::size_t m) {
+  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::pq4_block_bytes(m),
+          "pq4 blocks must be (n_blocks, pq4_block_bytes(m))");
+  return checked_product(blocks.shape(0), llmrec::quant::kPq4Block, "blocks");
 }
 
-void pq4_encode(const FloatArray& x, const FloatArray& codebooks, ByteArray& blocks, std::size_t first_slot,
+void check_pq4_blocks(const ByteArray& blocks, std::size_t m, std::size_t slots) {
+  require(slots <= pq4_capacity(blocks, m), "pq4 blocks array too small");
+}
+
+void pq4_encode(const FloatArray& x, const FloatArray& codebooks, const py::object& blocks_arg, std::size_t first_slot,
                 long num_threads, const std::optional<IdArray>& slots) {
+  auto blocks = output_array<uint8_t>(blocks_arg, "blocks");
   require(x.ndim() == 2, "vectors must be 2-D");
   const std::size_t n = x.shape(0), d = x.shape(1), m = pq4_m_of(codebooks, d);
-  require(blocks.writeable(), "blocks must be writeable");
+  require_finite(x.data(), n * d, "vectors");
+  require_finite(codebooks.data(), codebooks.size(), "codebooks");
+  const std::size_t capacity = pq4_capacity(blocks, m);
   const int64_t* slot_ptr = nullptr;
   if (slots) {
-    require(static_cast<std::size_t>(slots->size()) == n, "slots must have one entry per row");
+    require(slots->ndim() == 1 && static_cast<std::size_t>(slots->size()) == n, "slots must have one entry per row");
     slot_ptr = slots->data();
-    check_pq4_blocks(blocks, m, 0);
-    for (std::size_t r = 0; r < n; ++r)
-      require(slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < static_cast<std::size_t>(blocks.shape(0)) * 32,
-              "slots out of range");
+    bool in_range = true;
+    for (std::size_t r = 0; r < n; ++r) in_range &= slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < capacity;
+    require(in_range, "slots out of range: each must be in [0, 32 * n_blocks)");
   } else {
-    check_pq4_blocks(blocks, m, first_slot + n);
+    require(slot_range_fits(first_slot, n, capacity), "first_slot + n exceeds the slots of blocks (32 per block)");
   }
   uint8_t* out = blocks.mutable_data();
   const std::size_t threads = llmrec::resolve_threads(num_threads);
@@ -171,11 +208,13 @@ FloatArray pq4_decode(const ByteArray& blocks, const IdArray& slots, const Float
   require(codebooks.ndim() == 3, "codebooks must be (m, 16, d / m)");
   const std::size_t m = codebooks.shape(0), d = m * codebooks.shape(2), n = slots.size();
   pq4_m_of(codebooks, d);
-  check_pq4_blocks(blocks, m, 0);
+  const std::size_t capacity = pq4_capacity(blocks, m);
+  require(slots.ndim() == 1, "slots must be 1-D");
+  checked_product(n, d, "n * d");
   FloatArray out({n, d});
   for (std::size_t r = 0; r < n; ++r) {
     const int64_t slot = slots.data()[r];
-    require(slot >= 0 && slot < blocks.shape(0) * 32, "slots out of range");
+    require(slot >= 0 && static_cast<std::size_t>(slot) < capacity, "slots out of range");
     llmrec::quant::pq4_decode(blocks.data(), static_cast<std::size_t>(slot), 1, d, m, codebooks.data(),
                               out.mutable_data() + r * d);
   }
@@ -185,6 +224,8 @@ FloatArray pq4_decode(const ByteArray& blocks, const IdArray& slots, const Float
 py::tuple pq4_tables(const FloatArray& queries, const FloatArray& codebooks) {
   require(queries.ndim() == 2, "queries must be 2-D");
   const std::size_t nq = queries.shape(0), d = queries.shape(1), m = pq4_m_of(codebooks, d);
+  require_finite(queries.data(), nq * d, "queries");
+  require_finite(codebooks.data(), codebooks.size(), "codebooks");
   py::array_t<uint8_t> luts({nq, llmrec::quant::pq4_padded(m), std::size_t{16}});
   FloatArray bias(nq), inverse_scale(nq);
   llmrec::quant::pq4_tables(queries.data(), nq, d, m, codebooks.data(), luts.mutable_data(), bias.mutable_data(),
@@ -210,9 +251,8 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   require(rerank >= 0, "rerank must be >= 0");
   const std::size_t nq = queries.shape(0);
   // Checked here rather than by numpy in the facade: ~2 us of a one-query IVF search there.
-  bool finite = true;
-  for (std::size_t i = 0; i < nq * d; ++i) finite &= std::isfinite(queries.data()[i]);
-  require(finite, "queries contains NaN or infinite values");
+  require_finite(queries.data(), nq * d, "queries");
+  require_bounded_rows(queries.data(), nq, d, "queries");
   llmrec::quant::IndexView view;
   view.n = n;
   view.d = d;
@@ -225,6 +265,7 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     require(static_cast<std::size_t>(list_starts->size()) == p && static_cast<std::size_t>(list_sizes->size()) == p,
             "list starts and sizes need one entry per partition");
     require(probes >= 1, "probes must be >= 1");
+    require(slot_ids->ndim() == 1, "slot_ids must be 1-D");
     slots = slot_ids->size();
     const int64_t* st = list_starts->data();
     const int64_t* sz = list_sizes->data();
@@ -236,13 +277,16 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     std::size_t total = 0;
     bool lists_ok = true;
     for (std::size_t j = 0; j < p; ++j) {
-      lists_ok &= st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j] + sz[j]) <= slots &&
+      // start <= slots and size <= slots - start: no int64 sum that could wrap.
+      lists_ok &= st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j]) <= slots &&
+                  static_cast<std::size_t>(sz[j]) <= slots - static_cast<std::size_t>(st[j]) &&
                   (st[j] & (align - 1)) == 0;  // align: a power of two (no division per list)
-      total += static_cast<std::size_t>(sz[j]);
+      total += lists_ok ? static_cast<std::size_t>(sz[j]) : 0;
     }
     require(lists_ok, "list starts and sizes out of range");
-    // Slot ids are checked where they are made or loaded (python/llmrec/quantized.py):
-    // a per-call O(n) pass would cost more than a search over a few lists.
+    // The slot ids of the lists a query probes are checked by the search itself, once per
+    // call (quant::detail::rank_lists): a pass over every slot would cost more than a
+    // search over a few lists.
     require(total == n, "lists must hold every item once");
     view.partitions = p;
     view.slots = slots;
@@ -255,11 +299,13 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   if (codec == "sq8") {
     auto blocks = py::array_t<uint8_t, py::array::c_style>::ensure(codes);
     require(blocks && blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
-                static_cast<std::size_t>(blocks.shape(0)) >= llmrec::quant::sq8_blocks(slots) &&
+                slots <= checked_product(blocks.shape(0), llmrec::quant::kSq8Block, "codes") &&
                 blocks.data() == static_cast<const uint8_t*>(codes.data()),
             "sq8 codes must be a C-contiguous uint8 array of at least sq8_blocks(n) blocks");
     require(mid && step && static_cast<std::size_t>(mid->size()) == d && static_cast<std::size_t>(step->size()) == d,
             "sq8 needs mid and step of d entries");
+    require_finite(mid->data(), d, "mid");
+    require_finite(step->data(), d, "step");
     view.codec = llmrec::quant::Codec::sq8;
     view.sq8_blocks = static_cast<const uint8_t*>(codes.data());
     view.sq8_mid = mid->data();
@@ -278,7 +324,11 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
               "bases must be (n_bases <= 65536, d)");
       require(static_cast<std::size_t>(item_bases->size()) >= slot_room,
               "item_bases needs one entry per slot (whole blocks)");
-      // Base numbers are checked where they are made or loaded (as slot ids are).
+      // A flat scan reads every slot's base number, so one pass over them costs little.
+      const uint16_t* base_numbers = item_bases->data();
+      uint16_t largest = 0;
+      for (std::size_t s = 0; s < slot_room; ++s) largest = std::max(largest, base_numbers[s]);
+      require(largest < static_cast<std::size_t>(bases->shape(0)), "item_bases out of range: each must be < n_bases");
       view.sq8_item_bases = item_bases->data();
       view.sq8_bases = bases->data();
       view.sq8_n_bases = bases->shape(0);
@@ -293,6 +343,7 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   } else if (codec == "pq4") {
     require(codebooks.has_value(), "pq4 needs codebooks");
     const std::size_t m = pq4_m_of(*codebooks, d);
+    require_finite(codebooks->data(), codebooks->size(), "codebooks");
     auto blocks = py::array_t<uint8_t, py::array::c_style>::ensure(codes);
     require(blocks && blocks.data() == static_cast<const uint8_t*>(codes.data()),
             "pq4 codes must be a C-contiguous uint8 array");
@@ -310,7 +361,9 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
             "vectors must be (n, d)");
     view.vectors = vectors->data();
   }
-  const llmrec::topk::Filter filter = make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids);
+  std::vector<int64_t> sorted_exclusions;
+  const llmrec::topk::Filter filter =
+      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
     llmrec::quant::search(view, queries.data(), nq, static_cast<std::size_t>(k), filter,
@@ -335,6 +388,12 @@ py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, con
 py::tuple kmeans_train(const FloatArray& x, std::size_t k, std::size_t iterations, uint64_t seed, long num_threads) {
   require(x.ndim() == 2 && x.shape(1) > 0, "training vectors must be a 2-D array");
   const std::size_t n = x.shape(0), d = x.shape(1);
+  require(k >= 1, "k-means needs at least one centroid (k >= 1)");
+  require(iterations <= kMaxIterations, "iterations must be at most 100000");
+  require(k <= n, "k-means needs at least as many training vectors (" + std::to_string(n) + ") as centroids (" +
+                      std::to_string(k) + ")");
+  require(k <= static_cast<std::size_t>(std::numeric_limits<int32_t>::max()), "k is too large");
+  require_finite(x.data(), n * d, "training vectors");
   FloatArray centroids({k, d});
   py::array_t<int32_t> assignment(n);
   float* c = centroids.mutable_data();
@@ -351,12 +410,48 @@ py::array_t<int32_t> kmeans_assign(const FloatArray& x, const FloatArray& centro
   require(x.ndim() == 2 && centroids.ndim() == 2 && x.shape(1) == centroids.shape(1) && centroids.shape(0) > 0,
           "x and centroids must be 2-D with the same dimension");
   const std::size_t n = x.shape(0), d = x.shape(1), k = centroids.shape(0);
+  require(k <= static_cast<std::size_t>(std::numeric_limits<int32_t>::max()), "too many centroids");
+  require_finite(x.data(), n * d, "x");
+  require_finite(centroids.data(), k * d, "centroids");
   py::array_t<int32_t> assignment(n);
   int32_t* a = assignment.mutable_data();
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   py::gil_scoped_release release;
   llmrec::kmeans::assign(x.data(), n, d, centroids.data(), k, threads, a, nullptr);
   return assignment;
+}
+
+// Slot pairs (src_slots[j] -> dst_slots[j]) within src_capacity and dst_capacity slots.
+void check_slot_pairs(const IdArray& src_slots, const IdArray& dst_slots, std::size_t src_capacity,
+                      std::size_t dst_capacity) {
+  require(src_slots.ndim() == 1 && dst_slots.ndim() == 1 && src_slots.size() == dst_slots.size(),
+          "src_slots and dst_slots must be 1-D of the same length");
+  const int64_t* from = src_slots.data();
+  const int64_t* to = dst_slots.data();
+  bool in_range = true;
+  for (py::ssize_t j = 0; j < src_slots.size(); ++j)
+    in_range &= from[j] >= 0 && static_cast<std::size_t>(from[j]) < src_capacity && to[j] >= 0 &&
+                static_cast<std::size_t>(to[j]) < dst_capacity;
+  require(in_range, "slots out of range");
+}
+
+void sq8_copy_slots(const ByteArray& src, const IdArray& src_slots, const py::object& dst_arg, const IdArray& dst_slots,
+                    std::size_t d) {
+  auto dst = output_array<uint8_t>(dst_arg, "dst");
+  require(d > 0 && src.ndim() == 2 && dst.ndim() == 2 &&
+              static_cast<std::size_t>(src.shape(1)) == llmrec::quant::sq8_block_bytes(d) && src.shape(1) == dst.shape(1),
+          "src and dst must be (n_blocks, sq8_block_bytes(d))");
+  check_slot_pairs(src_slots, dst_slots, checked_product(src.shape(0), llmrec::quant::kSq8Block, "src"),
+                   checked_product(dst.shape(0), llmrec::quant::kSq8Block, "dst"));
+  llmrec::quant::sq8_copy_slots(src.data(), src_slots.data(), dst.mutable_data(), dst_slots.data(), src_slots.size(), d);
+}
+
+void pq4_copy_slots(const ByteArray& src, const IdArray& src_slots, const py::object& dst_arg, const IdArray& dst_slots,
+                    std::size_t m) {
+  auto dst = output_array<uint8_t>(dst_arg, "dst");
+  require(m >= 1 && m <= 256, "m must be in [1, 256]");
+  check_slot_pairs(src_slots, dst_slots, pq4_capacity(src, m), pq4_capacity(dst, m));
+  llmrec::quant::pq4_copy_slots(src.data(), src_slots.data(), dst.mutable_data(), dst_slots.data(), src_slots.size(), m);
 }
 
 }  // namespace
@@ -369,17 +464,8 @@ void register_quant(py::module_& m) {
         py::arg("bases") = py::none(), py::arg("base_of") = py::none(), py::arg("item_scales") = py::none(),
         "Encodes rows into slots of a blocks array in place (slots first_slot.. or the given slots); "
         "with item_scales, residuals from bases[base_of] with a per-item scale written per slot.");
-  m.def("sq8_copy_slots", [](const ByteArray& src, const IdArray& src_slots, ByteArray& dst, const IdArray& dst_slots,
-                             std::size_t d) {
-    require(src.ndim() == 2 && dst.ndim() == 2 && static_cast<std::size_t>(src.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
-                src.shape(1) == dst.shape(1) && dst.writeable(), "blocks arrays of the wrong shape");
-    require(src_slots.size() == dst_slots.size(), "slot arrays must have the same length");
-    const std::size_t count = src_slots.size();
-    for (std::size_t j = 0; j < count; ++j)
-      require(src_slots.data()[j] >= 0 && src_slots.data()[j] < src.shape(0) * 16 && dst_slots.data()[j] >= 0 &&
-                  dst_slots.data()[j] < dst.shape(0) * 16, "slots out of range");
-    llmrec::quant::sq8_copy_slots(src.data(), src_slots.data(), dst.mutable_data(), dst_slots.data(), count, d);
-  }, py::arg("src"), py::arg("src_slots"), py::arg("dst"), py::arg("dst_slots"), py::arg("d"),
+  m.def("sq8_copy_slots", &sq8_copy_slots, py::arg("src"), py::arg("src_slots"), py::arg("dst"),
+        py::arg("dst_slots"), py::arg("d"),
      "Copies sq8 codes between slots.");
   m.def("sq8_decode", &sq8_decode, py::arg("blocks"), py::arg("first"), py::arg("n"), py::arg("mid"),
         py::arg("step"), py::arg("item_scales") = py::none(),
@@ -415,17 +501,8 @@ void register_quant(py::module_& m) {
         "Reconstructs the rows stored in the given slots.");
   m.def("pq4_tables", &pq4_tables, py::arg("queries"), py::arg("codebooks"),
         "Per-query uint8 lookup tables (nq, padded m, 16), bias and inverse scale.");
-  m.def("pq4_copy_slots", [](const ByteArray& src, const IdArray& src_slots, ByteArray& dst, const IdArray& dst_slots,
-                             std::size_t m) {
-    check_pq4_blocks(src, m, 0);
-    check_pq4_blocks(dst, m, 0);
-    require(dst.writeable() && src_slots.size() == dst_slots.size(), "bad pq4 slot copy");
-    for (py::ssize_t j = 0; j < src_slots.size(); ++j)
-      require(src_slots.data()[j] >= 0 && src_slots.data()[j] < src.shape(0) * 32 && dst_slots.data()[j] >= 0 &&
-                  dst_slots.data()[j] < dst.shape(0) * 32, "slots out of range");
-    llmrec::quant::pq4_copy_slots(src.data(), src_slots.data(), dst.mutable_data(), dst_slots.data(),
-                                  src_slots.size(), m);
-  }, py::arg("src"), py::arg("src_slots"), py::arg("dst"), py::arg("dst_slots"), py::arg("m"),
+  m.def("pq4_copy_slots", &pq4_copy_slots, py::arg("src"), py::arg("src_slots"), py::arg("dst"),
+        py::arg("dst_slots"), py::arg("m"),
      "Copies pq4 codes between slots.");
   m.def("pq4_kernel", [] { return std::string(llmrec::quant::pq4_kernel_name()); },
         "The pq4 kernel the active SIMD level uses.");

@@ -35,6 +35,7 @@ void register_runtime(py::module_& m) {
   }, py::arg("level"), "Switches every kernel to `level` (for tests and benchmarks).");
   m.def("_parallel_task_sum", [](std::size_t n_tasks, long num_threads, long fail_task) {
     // Exercises the pool from Python tests: sums task ids; task `fail_task` throws.
+    if (n_tasks > (std::size_t{1} << 32)) throw py::value_error("n_tasks must be at most 2**32");
     std::atomic<std::size_t> sum{0};
     const std::size_t threads = llmrec::resolve_threads(num_threads);
     py::gil_scoped_release release;

@@ -1,5 +1,5 @@
-// Bindings for exact top-k search. Inputs arrive validated and converted by the Python
-// facade (python/llmrec/index.py); the checks here only guard memory safety.
+// Bindings for exact top-k search (facade: python/llmrec/index.py). Every argument is
+// checked here too: the private module is reachable from Python.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -21,6 +21,8 @@ using llmrec::bindings::FloatArray;
 using llmrec::bindings::IdArray;
 using llmrec::bindings::make_filter;
 using llmrec::bindings::require;
+using llmrec::bindings::require_bounded_rows;
+using llmrec::bindings::require_finite;
 using llmrec::bindings::topk_result;
 
 py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long k,
@@ -28,25 +30,30 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
                        const std::optional<IdArray>& exclude_ids,
                        const std::optional<ByteArray>& allow_mask,
                        const std::optional<IdArray>& allow_ids, bool normalize_queries,
-                       long num_threads) {
+                       long num_threads, bool batch_invariant) {
   require(items.ndim() == 2, "items must be 2-D");
   require(queries.ndim() == 2, "queries must be 2-D");
   const std::size_t n = items.shape(0), d = items.shape(1), nq = queries.shape(0);
   require(d > 0 && static_cast<std::size_t>(queries.shape(1)) == d,
           "queries must have the items' dimension");
   require(k > 0, "k must be positive");
+  if (normalize_queries)
+    require_finite(queries.data(), nq * d, "queries");
+  else
+    require_bounded_rows(queries.data(), nq, d, "queries");
+  std::vector<int64_t> sorted_exclusions;
   const llmrec::topk::Filter filter =
-      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids);
+      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
     llmrec::topk::search(items.data(), n, d, queries.data(), nq, static_cast<std::size_t>(k), filter,
-                         normalize_queries, threads, ids_out, scores_out);
+                         normalize_queries, threads, ids_out, scores_out, batch_invariant);
   });
 }
 
-void normalize_rows(FloatArray& rows, long num_threads) {
+void normalize_rows(const py::object& rows_arg, long num_threads) {
+  auto rows = llmrec::bindings::output_array<float>(rows_arg, "rows");
   require(rows.ndim() == 2, "rows must be 2-D");
-  require(rows.writeable(), "rows must be writeable");
   const std::size_t n = rows.shape(0), d = rows.shape(1);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   float* data = rows.mutable_data();
@@ -107,8 +114,10 @@ void register_topk(py::module_& m) {
   m.def("search_exact", &search_exact, py::arg("items"), py::arg("queries"), py::arg("k"),
         py::arg("exclude_indptr") = py::none(), py::arg("exclude_ids") = py::none(),
         py::arg("allow_mask") = py::none(), py::arg("allow_ids") = py::none(),
-        py::arg("normalize_queries") = false, py::arg("num_threads") = 0,
-        "Exact top-k by inner product; returns (ids int64 (nq, k), scores float32 (nq, k)).");
+        py::arg("normalize_queries") = false, py::arg("num_threads") = 0, py::arg("batch_invariant") = false,
+        "Exact top-k by inner product; returns (ids int64 (nq, k), scores float32 (nq, k)). "
+        "Exclusion ids may be in any order. With batch_invariant, each (query, item) score is "
+        "the same whatever the number of queries (as the inverted-list probe ranks lists).");
   m.def("normalize_rows", &normalize_rows, py::arg("rows"), py::arg("num_threads") = 0,
         "Scales each row of a float32 C-contiguous matrix to unit L2 norm, in place.");
 }

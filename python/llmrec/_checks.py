@@ -165,3 +165,76 @@ def allow_to_native(allow: Any, n: int) -> tuple[np.ndarray | None, np.ndarray |
         mask[ids] = 1
         return mask, None
     return None, ids
+
+
+# Thread counts are capped so that no product of a thread count (task grids, scratch per
+# thread) can wrap: 1024 is far above the core count of any machine this library
+# targets, and the native core applies the same cap (llmrec::kMaxThreads) to direct calls.
+MAX_THREADS = 1024
+
+
+def check_threads(value: Any, name: str = "num_threads") -> int:
+    """Return ``value`` as a thread count: 0 (all cores) to ``MAX_THREADS``."""
+    value = check_int(value, name, minimum=0)
+    if value > MAX_THREADS:
+        raise ValueError(f"{name} must be at most {MAX_THREADS} (0 means all cores), got {value}")
+    return value
+
+
+def check_sparse_structure(matrix: Any, name: str) -> None:
+    """Check the index arrays of a scipy sparse matrix before scipy or the core reads them.
+
+    scipy trusts them: a CSR column index >= n_cols or a decreasing ``indptr`` makes its
+    own conversions read and write out of bounds. Compressed formats (CSR, CSC, BSR) need
+    ``indptr`` of length n_major + 1, starting at 0, non-decreasing, ending at
+    ``len(indices)``, and every index in [0, n_minor); COO needs its rows and columns in
+    range. Raises ``ValueError`` naming ``name``.
+    """
+    fmt = matrix.format
+    if fmt in ("csr", "csc", "bsr"):
+        rows, cols = matrix.shape
+        block_rows, block_cols = matrix.blocksize if fmt == "bsr" else (1, 1)
+        n_major, n_minor = ((rows // block_rows, cols // block_cols) if fmt != "csc" else (cols, rows))
+        indptr, indices = np.asarray(matrix.indptr), np.asarray(matrix.indices)
+        if indptr.ndim != 1 or indptr.shape[0] != n_major + 1:
+            raise ValueError(f"{name}: indptr must have {n_major + 1} entries, got shape {indptr.shape}")
+        if indices.ndim != 1 or np.asarray(matrix.data).shape[0] != indices.shape[0]:
+            raise ValueError(f"{name}: indices and data must be 1-D of the same length")
+        if int(indptr[0]) != 0 or int(indptr[-1]) != indices.shape[0]:
+            raise ValueError(f"{name}: indptr must start at 0 and end at len(indices) = {indices.shape[0]}, "
+                             f"got {int(indptr[0])} .. {int(indptr[-1])}")
+        if n_major and not (np.diff(indptr) >= 0).all():
+            raise ValueError(f"{name}: indptr must be non-decreasing")
+        if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n_minor):
+            bad = int(indices.min()) if int(indices.min()) < 0 else int(indices.max())
+            raise ValueError(f"{name}: index {bad} out of range: indices must be in [0, {n_minor})")
+    elif fmt == "coo":
+        for axis, (coords, size) in enumerate(zip((matrix.row, matrix.col), matrix.shape)):
+            coords = np.asarray(coords)
+            if coords.size and (int(coords.min()) < 0 or int(coords.max()) >= size):
+                raise ValueError(f"{name}: coordinate out of range: axis {axis} must be in [0, {size})")
+
+
+# The largest L2 norm an item vector or query may have in the indexes: 2**63 (~9.2e18).
+# Inner products of two such vectors, and every partial sum on the way, stay below
+# 2**126, inside float32; larger norms could make a score inf or NaN (1e30 * 1e30 +
+# (-1e30) * 1e30) and the item silently vanish from results. The native searches apply
+# the same bound to queries (cosine queries are normalised first, so any finite one works).
+MAX_VECTOR_NORM = 2.0**63
+
+
+def check_vector_norms(array: np.ndarray, name: str) -> None:
+    """Require every row of a finite float32 matrix to have L2 norm <= ``MAX_VECTOR_NORM``."""
+    if array.size == 0:
+        return
+    largest = max(abs(float(array.min())), abs(float(array.max())))
+    if largest * np.sqrt(array.shape[1]) <= MAX_VECTOR_NORM:
+        return  # no row can exceed the bound: skip the exact norms
+    for start in range(0, array.shape[0], 65536):  # float64 norms, in bounded chunks
+        chunk = array[start:start + 65536].astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
+        if (norms > MAX_VECTOR_NORM).any():
+            row = start + int(np.argmax(norms > MAX_VECTOR_NORM))
+            raise ValueError(f"{name} row {row} has L2 norm {norms[row - start]:.3g}, above the "
+                             f"largest supported 2**63 (~9.2e18): inner products of such vectors "
+                             "overflow float32; scale the vectors down (or use metric='cosine')")

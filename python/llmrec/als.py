@@ -52,7 +52,8 @@ import scipy.sparse as sp
 
 from llmrec import _core
 from llmrec._arrays import grow_rows
-from llmrec._checks import as_float_matrix, check_choice, check_int
+from llmrec._checks import (as_float_matrix, check_choice, check_int, check_sparse_structure,
+                            check_threads)
 from llmrec._estimator import Estimator
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.exceptions import NotFittedError
@@ -88,6 +89,7 @@ def _as_interactions(matrix: Any, name: str, *, n_cols: int | None = None,
     if sp.issparse(matrix):
         if matrix.ndim != 2:
             raise ValueError(f"{name} must be 2-D, got {matrix.ndim}-D")
+        check_sparse_structure(matrix, name)
         dtype = matrix.dtype
         if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
                 or dtype == np.bool_):
@@ -263,7 +265,7 @@ class ALS(Estimator):
             "cg_steps": check_int(self.cg_steps, "cg_steps", minimum=1),
             "prior_strength": _check_real(self.prior_strength, "prior_strength", minimum=0.0),
             "reg_exponent": _check_real(exponent, "regularization_exponent", minimum=0.0),
-            "num_threads": check_int(self.num_threads, "num_threads", minimum=0),
+            "num_threads": check_threads(self.num_threads),
         }
 
     def __getattr__(self, name: str) -> Any:

@@ -10,7 +10,7 @@ import numpy as np
 
 from llmrec import _core
 from llmrec._checks import (allow_to_native, as_float_matrix, as_queries, check_choice,
-                            check_int, exclude_to_csr)
+                            check_int, check_threads, check_vector_norms, exclude_to_csr)
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._index_base import IndexBase
 
@@ -29,9 +29,12 @@ class ExactIndex(IndexBase):
         copy (so do not modify it afterwards); anything else is converted once.
     metric : {"ip", "cosine"}
         "ip" scores by inner product; "cosine" normalises the stored vectors once (a
-        copy) and each query per search; a zero vector scores 0.
+        copy) and each query per search; a zero vector scores 0. With "ip", vectors and
+        queries must have an L2 norm of at most 2**63 (~9.2e18), so that every inner
+        product is finite in float32 (``ValueError`` otherwise); "cosine" takes any
+        finite vector, however small or large.
     num_threads : int
-        Threads for search; 0 means all cores.
+        Threads for search; 0 means all cores; at most 1024.
 
     Examples
     --------
@@ -41,10 +44,12 @@ class ExactIndex(IndexBase):
 
     def __init__(self, vectors: Any, *, metric: str = "ip", num_threads: int = 0) -> None:
         self._metric = check_choice(metric, "metric", _METRICS)
-        self._num_threads = check_int(num_threads, "num_threads", minimum=0)
+        self._num_threads = check_threads(num_threads)
         items = as_float_matrix(vectors, "vectors", allow_empty=True)
         if self._metric == "cosine":
             items = self._normalized_copy(items)
+        else:
+            check_vector_norms(items, "vectors")
         self._items = items  # the rows searched; replaced (never mutated in place) by add
         self._buffer = items  # storage with spare capacity once add() has been called
         self._lock = threading.Lock()
@@ -76,6 +81,8 @@ class ExactIndex(IndexBase):
         rows = as_float_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
         if self._metric == "cosine":
             rows = self._normalized_copy(rows)
+        else:
+            check_vector_norms(rows, "vectors")
         with self._lock:
             n, m = len(self), rows.shape[0]
             buffer = self._buffer

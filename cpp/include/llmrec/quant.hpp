@@ -136,7 +136,9 @@ struct IndexView {
   std::size_t probes = 1;               // lists scanned per query: those with the largest q . c
 };
 
-// Top-k by codec scores (over the `probes` best lists when partitioned; there, equal
+// Top-k by codec scores (over the `probes` best non-empty lists when partitioned, ranked
+// by the batch-invariant exact search, see topk::search; the slot ids of the probed lists
+// are checked, std::invalid_argument if one is outside [0, n); there, equal
 // scores from different lists are ordered by id for pq4 without filters, and are not
 // guaranteed to be otherwise); with rerank > 0 (and vectors), the best rerank * k
 // candidates per query are re-scored exactly and the returned scores are exact inner products.

@@ -9,8 +9,14 @@ namespace llmrec {
 // Number of hardware threads; at least 1.
 std::size_t hardware_threads();
 
-// Maps a user's num_threads (0 = all cores, n > 0 = at most n) to a positive count.
-// Throws std::invalid_argument for negative values.
+// The most threads any call plans for. Thread counts size task grids and scratch
+// (threads x tasks per thread x ...), so an absurd request such as 2**62 must not reach
+// those products; 1024 is far above any core count this library targets and keeps every
+// such product small. A larger request behaves as kMaxThreads.
+inline constexpr std::size_t kMaxThreads = 1024;
+
+// Maps a user's num_threads (0 = all cores, n > 0 = at most n) to a count in
+// [1, kMaxThreads]. Throws std::invalid_argument for negative values.
 std::size_t resolve_threads(long num_threads);
 
 // Runs fn(task) for every task in [0, n_tasks) on at most `max_threads` threads, the

@@ -26,9 +26,15 @@ struct Filter {
 // qualifying items are padded with id -1 and score -inf.
 // With normalize_queries, each query is scaled to unit length first (zero stays zero),
 // which together with unit-length items gives cosine similarity.
+// With batch_invariant, the score of each (query, item) pair is bit-for-bit the same
+// whatever the number of queries searched together (at a given SIMD level): the kernels
+// keep their one-query arithmetic instead of switching to the faster many-query layout.
+// Inverted lists need this: an item assigned to a list in a batch must rank that list
+// the same way when it is later searched alone, or exact ties send the query elsewhere.
 void search(const float* items, std::size_t n, std::size_t d, const float* queries,
             std::size_t nq, std::size_t k, const Filter& filter, bool normalize_queries,
-            std::size_t num_threads, int64_t* out_ids, float* out_scores);
+            std::size_t num_threads, int64_t* out_ids, float* out_scores,
+            bool batch_invariant = false);
 
 // One term of a candidate re-scoring: for query q and candidate item i it adds
 // matrix[i]·queries[q] (rows of length d), or fallback[q] where applies[i] is 0 (both

@@ -127,14 +127,14 @@ std::size_t hardware_threads() {
 
 std::size_t resolve_threads(long num_threads) {
   if (num_threads < 0) throw std::invalid_argument("num_threads must be >= 0 (0 means all cores)");
-  if (num_threads == 0) return hardware_threads();
-  return static_cast<std::size_t>(num_threads);
+  if (num_threads == 0) return std::min(hardware_threads(), kMaxThreads);
+  return std::min(static_cast<std::size_t>(num_threads), kMaxThreads);
 }
 
 void parallel_for(std::size_t n_tasks, std::size_t max_threads,
                   const std::function<void(std::size_t)>& fn) {
   if (n_tasks == 0) return;
-  max_threads = std::max<std::size_t>(1, std::min(max_threads, hardware_threads()));
+  max_threads = std::max<std::size_t>(1, std::min({max_threads, hardware_threads(), kMaxThreads}));
   if (max_threads == 1 || n_tasks == 1) {
     for (std::size_t t = 0; t < n_tasks; ++t) fn(t);
     return;

@@ -360,11 +360,43 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
 
 namespace detail {
 
+// The item ids of the slots a search will read are untrusted (they come from files and
+// from direct calls): each probed list's ids are checked once per call, before any is
+// used as an index (filters, re-ranking) or returned. Checking only the probed lists
+// keeps a few-probe search from paying for a pass over every slot.
+void check_probed_slot_ids(const IndexView& index, const int64_t* probe_ids, std::size_t count) {
+  std::vector<uint8_t> checked(index.partitions, 0);
+  bool ok = true;
+  for (std::size_t j = 0; j < count; ++j) {
+    const int64_t p = probe_ids[j];
+    if (p < 0 || checked[p]) continue;
+    checked[p] = 1;
+    const int64_t* ids = index.slot_ids + index.list_starts[p];
+    const int64_t size = index.list_sizes[p];
+    // One unsigned compare per id: negative ids wrap to huge values.
+    for (int64_t s = 0; s < size; ++s) ok &= static_cast<uint64_t>(ids[s]) < index.n;
+  }
+  if (!ok) throw std::invalid_argument("slot ids out of range: every slot of a list must hold an item id in [0, n)");
+}
+
 void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
                 int64_t* probe_ids, float* probe_scores) {
   const std::size_t probes = std::min(index.probes, index.partitions);
-  topk::search(index.centroids, index.partitions, index.d, queries, nq, probes, topk::Filter{}, false, threads,
-               probe_ids, probe_scores);
+  // Only non-empty lists are ranked, so `probes` lists that hold items are scanned even
+  // when empty lists tie with them (identical data leaves most lists empty).
+  std::vector<int64_t> non_empty;
+  topk::Filter filter;
+  if (std::count(index.list_sizes, index.list_sizes + index.partitions, int64_t{0}) > 0) {
+    for (std::size_t p = 0; p < index.partitions; ++p)
+      if (index.list_sizes[p] > 0) non_empty.push_back(static_cast<int64_t>(p));
+    filter.allow_ids = non_empty.data();
+    filter.n_allow_ids = non_empty.size();
+  }
+  // Batch-invariant scores: the same as those that assigned the items to their lists
+  // (QuantizedIndex assigns with the batch-invariant search_exact), ties included.
+  topk::search(index.centroids, index.partitions, index.d, queries, nq, probes, filter, false, threads,
+               probe_ids, probe_scores, /*batch_invariant=*/true);
+  check_probed_slot_ids(index, probe_ids, nq * probes);
 }
 
 void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
@@ -555,7 +587,8 @@ void search(const IndexView& index, const float* queries, std::size_t nq, std::s
     codec_search(index, queries, nq, k, filter, num_threads, out_ids, out_scores);
     return;
   }
-  const std::size_t shortlist = std::max(k, std::min(index.n, rerank * k));
+  // rerank * k saturates at n (a huge rerank must not wrap to a short list).
+  const std::size_t shortlist = std::max(k, rerank > index.n / k ? index.n : std::min(index.n, rerank * k));
   std::vector<int64_t> candidate_ids(nq * shortlist);
   std::vector<float> candidate_scores(nq * shortlist);
   codec_search(index, queries, nq, shortlist, filter, num_threads, candidate_ids.data(),

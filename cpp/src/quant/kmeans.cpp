@@ -6,17 +6,91 @@
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "llmrec/thread_pool.hpp"
 #include "llmrec/topk.hpp"
 
 namespace llmrec::kmeans {
+namespace {
+
+// Data whose largest magnitude lies outside [2^-30, 2^30] is clustered after scaling by a
+// power of two: squared distances of larger values overflow float32 (1e19 squared is
+// inf, and an all-inf row has no nearest centroid), and those of smaller ones underflow
+// to 0 (every centroid ties). A power-of-two scale is exact and float rounding is
+// invariant under it, so the clustering of scaled data is that of the data itself.
+constexpr int kLowExponent = -30, kHighExponent = 30;
+
+// Largest |value| of `count` floats; throws for NaN or inf.
+float max_abs(const float* values, std::size_t count, const char* what) {
+  float largest = 0.f;
+  bool finite = true;
+  for (std::size_t i = 0; i < count; ++i) {
+    finite &= std::isfinite(values[i]);
+    largest = std::max(largest, std::fabs(values[i]));
+  }
+  if (!finite) throw std::invalid_argument(std::string(what) + " contains NaN or infinite values");
+  return largest;
+}
+
+// The power of two that brings `largest` into [1, 2), or 1 when it is already in range.
+float range_scale(float largest) {
+  if (largest == 0.f) return 1.f;
+  const int e = std::ilogb(largest);
+  return e < kLowExponent || e > kHighExponent ? std::ldexp(1.f, -e) : 1.f;
+}
+
+std::vector<float> scaled_copy(const float* values, std::size_t count, float scale) {
+  std::vector<float> out(values, values + count);
+  for (float& v : out) v *= scale;
+  return out;
+}
+
+// Nearest centroid of one row by direct distances in double, NaN never preferred: the
+// fallback for a row the inner-product search could not place (it must never give -1).
+int32_t nearest_direct(const float* row, std::size_t d, const float* centroids, std::size_t k, double* distance) {
+  double best = std::numeric_limits<double>::infinity();
+  int32_t arg = 0;
+  for (std::size_t c = 0; c < k; ++c) {
+    double dist = 0.0;
+    for (std::size_t i = 0; i < d; ++i) {
+      const double diff = static_cast<double>(row[i]) - centroids[c * d + i];
+      dist += diff * diff;
+    }
+    if (dist < best) best = dist, arg = static_cast<int32_t>(c);
+  }
+  if (distance) *distance = best;
+  return arg;
+}
+
+void assign_in_range(const float* x, std::size_t n, std::size_t d, const float* centroids, std::size_t k,
+                     std::size_t num_threads, int32_t* assignment, float* distances);
+
+}  // namespace
 
 void assign(const float* x, std::size_t n, std::size_t d, const float* centroids, std::size_t k,
             std::size_t num_threads, int32_t* assignment, float* distances) {
   if (n == 0) return;
   if (k == 0) throw std::invalid_argument("k must be positive");
+  if (k > static_cast<std::size_t>(std::numeric_limits<int32_t>::max()))
+    throw std::invalid_argument("k-means: too many centroids");
+  const float largest = std::max(max_abs(x, n * d, "k-means input"), max_abs(centroids, k * d, "centroids"));
+  const float scale = range_scale(largest);
+  if (scale == 1.f) {
+    assign_in_range(x, n, d, centroids, k, num_threads, assignment, distances);
+    return;
+  }
+  const std::vector<float> xs = scaled_copy(x, n * d, scale), cs = scaled_copy(centroids, k * d, scale);
+  assign_in_range(xs.data(), n, d, cs.data(), k, num_threads, assignment, distances);
+  if (distances)
+    for (std::size_t r = 0; r < n; ++r) distances[r] = static_cast<float>(distances[r] / (double(scale) * scale));
+}
+
+namespace {
+
+void assign_in_range(const float* x, std::size_t n, std::size_t d, const float* centroids, std::size_t k,
+                     std::size_t num_threads, int32_t* assignment, float* distances) {
   if (d <= 16 && k <= 256) {
     // Small problems (product-quantization subspaces): direct distances, no search setup.
     const std::size_t chunk = 4096;
@@ -66,6 +140,12 @@ void assign(const float* x, std::size_t n, std::size_t d, const float* centroids
     topk::search(augmented_centroids.data(), k, da, rows.data(), m, 1, topk::Filter{}, false, num_threads,
                  ids.data(), scores.data());
     for (std::size_t r = 0; r < m; ++r) {
+      if (ids[r] < 0) {  // no finite score (cannot happen for in-range input): place it directly
+        double distance;
+        assignment[r0 + r] = nearest_direct(x + (r0 + r) * d, d, centroids, k, &distance);
+        if (distances) distances[r0 + r] = static_cast<float>(distance);
+        continue;
+      }
       assignment[r0 + r] = static_cast<int32_t>(ids[r]);
       if (distances) {
         double norm = 0.0;
@@ -76,12 +156,23 @@ void assign(const float* x, std::size_t n, std::size_t d, const float* centroids
   }
 }
 
+}  // namespace
+
 void train(const float* x, std::size_t n, std::size_t d, std::size_t k, std::size_t iterations,
            uint64_t seed, std::size_t num_threads, float* centroids, int32_t* assignment) {
   if (k == 0) throw std::invalid_argument("k-means needs at least one centroid");
   if (n < k)
     throw std::invalid_argument("k-means needs at least as many training vectors (" + std::to_string(n) +
                                 ") as centroids (" + std::to_string(k) + ")");
+  if (k > static_cast<std::size_t>(std::numeric_limits<int32_t>::max()))
+    throw std::invalid_argument("k-means: too many centroids");
+  const float scale = range_scale(max_abs(x, n * d, "k-means input"));
+  if (scale != 1.f) {
+    const std::vector<float> scaled = scaled_copy(x, n * d, scale);
+    train(scaled.data(), n, d, k, iterations, seed, num_threads, centroids, assignment);
+    for (std::size_t i = 0; i < k * d; ++i) centroids[i] /= scale;
+    return;
+  }
   std::mt19937_64 rng(seed);
   {
     // k distinct rows: a partial Fisher-Yates shuffle of the row indices.

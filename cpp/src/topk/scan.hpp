@@ -26,6 +26,9 @@ struct ScanJob {
   // scratch_floats(nq, d) floats, 64-byte aligned. Owned by the caller so that kernels
   // compiled for one ISA never instantiate library code shared with other files.
   float* scratch;
+  // Score every (query, item) pair with the one-query arithmetic, whatever nq (see
+  // topk::search's batch_invariant).
+  bool batch_invariant = false;
 };
 
 // Scratch a ScanJob over nq queries of dimension d must provide.

@@ -162,9 +162,13 @@ void scan_panels(const ScanJob& job) {
 
 // Picks the layout for the number of queries. MR: query rows per tile when few;
 // NR2 / NR1: items per tile for panels of two vectors / one vector of queries.
+// The row layouts share one per-pair arithmetic (same accumulators, same reduction tree
+// whatever MR and NR), so batch-invariant scans use them for any number of queries.
 template <std::size_t MR, std::size_t NR2, std::size_t NR1>
 void scan_dispatch(const ScanJob& job) {
-  if (job.nq == 1)
+  if (job.batch_invariant && job.nq > 2)
+    scan_rows<MR, 4>(job);
+  else if (job.nq == 1)
     scan_rows<1, 8>(job);
   else if (job.nq == 2)
     scan_rows<2, 4>(job);

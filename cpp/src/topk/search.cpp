@@ -133,12 +133,15 @@ Candidates plan_candidates(const Filter& filter, std::size_t n, bool gather) {
   return c;
 }
 
+// The scale is applied in double: for tiny rows (1e-40) 1 / norm exceeds float32, and
+// for huge ones it is subnormal. Every finite row then comes out finite, unit length to
+// float32 rounding; non-finite rows stay non-finite (callers check inputs first).
 void normalize_row(float* row, std::size_t d) {
   double sum = 0.0;
   for (std::size_t i = 0; i < d; ++i) sum += static_cast<double>(row[i]) * row[i];
   if (sum > 0.0) {
-    const float scale = static_cast<float>(1.0 / std::sqrt(sum));
-    for (std::size_t i = 0; i < d; ++i) row[i] *= scale;
+    const double scale = 1.0 / std::sqrt(sum);
+    for (std::size_t i = 0; i < d; ++i) row[i] = static_cast<float>(row[i] * scale);
   }
 }
 
@@ -172,7 +175,7 @@ void drive(const Filter& filter, const DriveOptions& options,
   const std::size_t nq = options.nq, k = options.k;
   if (k == 0) throw std::invalid_argument("k must be positive");
   if (nq == 0) return;
-  const std::size_t num_threads = std::max<std::size_t>(1, options.num_threads);
+  const std::size_t num_threads = std::clamp<std::size_t>(options.num_threads, 1, kMaxThreads);
 
   const Candidates candidates = plan_candidates(filter, options.n_items, options.gather_sparse_allow);
   const std::size_t k_eff = std::min(k, candidates.count);
@@ -286,7 +289,7 @@ void normalize_rows(float* rows, std::size_t n, std::size_t d, std::size_t num_t
 
 void search(const float* items, std::size_t n, std::size_t d, const float* queries,
             std::size_t nq, std::size_t k, const Filter& filter, bool normalize_queries,
-            std::size_t num_threads, int64_t* out_ids, float* out_scores) {
+            std::size_t num_threads, int64_t* out_ids, float* out_scores, bool batch_invariant) {
   if (d == 0) throw std::invalid_argument("dimension must be positive");
   if (k == 0) throw std::invalid_argument("k must be positive");
   if (nq == 0) return;
@@ -309,7 +312,7 @@ void search(const float* items, std::size_t n, std::size_t d, const float* queri
     std::vector<float> scratch(detail::scratch_floats(task.nq, d));
     detail::ScanJob job{queries + task.first_query * d, task.nq, d, items, task.positions,
                         task.begin, task.end, task.thresholds, task.on_hit, task.context,
-                        scratch.data()};
+                        scratch.data(), batch_invariant};
     scan(job);
   }, out_ids, out_scores);
 }
