@@ -13,6 +13,7 @@ from llmrec._checks import (allow_to_native, as_float_matrix, as_queries, check_
                             check_int, exclude_to_csr)
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._index_base import IndexBase
+from llmrec._validate import array, fail, meta_choice
 
 _METRICS = ("ip", "cosine")
 _KIND = "ExactIndex"
@@ -136,18 +137,20 @@ class ExactIndex(IndexBase):
         """Read an index written by :meth:`save`.
 
         With ``mmap=True`` the vectors are memory-mapped read-only instead of read into
-        memory. ``verify`` checks the data checksum (reads the file once). Raises
-        ``ValueError`` (``llmrec._fileformat.FormatError``) for a truncated, corrupted or
-        foreign file.
+        memory. ``verify`` checks the data checksum (reads the file once). The structure
+        is checked either way (a float32 (n, d) matrix of finite values, a known metric).
+        Raises ``llmrec.FormatError`` (a ``ValueError``) for a truncated, corrupted,
+        inconsistent or foreign file.
         """
         meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION,
                                       mmap=mmap, verify=verify)
+        num_threads = check_int(num_threads, "num_threads", minimum=0)
         index = cls.__new__(cls)
-        index._metric = check_choice(meta.get("metric"), "metric", _METRICS)
-        index._num_threads = check_int(num_threads, "num_threads", minimum=0)
-        vectors = arrays["vectors"]
-        if vectors.ndim != 2 or vectors.dtype != np.float32:
-            raise ValueError(f"{path}: vectors must be a float32 matrix")
+        index._metric = meta_choice(meta, "metric", path, _METRICS)
+        index._num_threads = num_threads
+        vectors = array(arrays, "vectors", path, dtype=np.float32, ndim=2, finite=True)
+        if vectors.shape[1] == 0:
+            raise fail(path, "array 'vectors' has no columns")
         index._items = index._buffer = vectors
         index._lock = threading.Lock()
         return index
