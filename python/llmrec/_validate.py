@@ -92,7 +92,11 @@ def check_csr(where: Any, name: str, indptr: np.ndarray, indices: np.ndarray,
                           f"expected 0 to {indices.shape[0]} (the number of entries)")
     if n_rows and (np.diff(indptr) < 0).any():
         raise fail(where, f"{name} row pointer decreases")
-    check_range(where, f"{name} indices", indices, 0, n_cols)
+    if indices.size:
+        low, high = int(indices.min()), int(indices.max())
+        if low < 0 or high >= n_cols:
+            raise fail(where, f"{name} column index {low if low < 0 else high} lies outside "
+                              f"[0, {n_cols})")
 
 
 def check_list_ranges(where: Any, starts: np.ndarray, sizes: np.ndarray, slots: int,

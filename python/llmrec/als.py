@@ -55,6 +55,7 @@ from llmrec._arrays import grow_rows
 from llmrec._checks import as_float_matrix, check_choice, check_int
 from llmrec._estimator import Estimator
 from llmrec._fileformat import load_arrays, save_arrays
+from llmrec._validate import array, check_csr, fail, is_int, meta_int, meta_real, meta_value
 from llmrec.exceptions import NotFittedError
 from llmrec.index import ExactIndex
 
@@ -729,28 +730,90 @@ class ALS(Estimator):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, verify: bool = True) -> ALS:
-        """Read a model written by :meth:`save`. Raises ``ValueError`` for a truncated,
-        corrupted or foreign file."""
+        """Read a model written by :meth:`save`.
+
+        The structure is checked whatever ``verify`` says (it only skips the checksums):
+        parameters and settings of the right types and ranges, float32 finite factors of
+        ``factors`` columns, priors of matching shapes, and the interactions as a CSR
+        matrix (n_users, n_items) with a monotone row pointer from 0 to nnz, column
+        indices in range and finite values >= 0. Raises ``llmrec.FormatError`` (a
+        ``ValueError``) for a truncated, corrupted, inconsistent or foreign file.
+        """
         meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, verify=verify)
-        model = cls(**meta["params"])
-        model._settings_used = dict(meta["settings"])
-        U, V = arrays["user_factors"], arrays["item_factors"]
-        if (U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[1] or U.dtype != np.float32
-                or V.dtype != np.float32):
-            raise ValueError(f"{path}: user and item factors must be float32 (n, f) matrices")
+        params = meta_value(meta, "params", path, types=dict)
+        unknown = sorted(set(params) - set(_PARAM_NAMES))
+        if unknown:
+            raise fail(path, f"unknown ALS parameters {unknown}")
+        model = cls(**params)
+        try:
+            model._settings()
+            if not (model.random_state is None or is_int(model.random_state)):
+                raise TypeError("random_state must be an int or None")
+        except (TypeError, ValueError) as error:
+            raise fail(path, f"invalid ALS parameters ({error})") from None
+        s = _load_settings(meta_value(meta, "settings", path, types=dict), path)
+        model._settings_used = s
+        f = s["factors"]
+        U = array(arrays, "user_factors", path, dtype=np.float32, shape=(None, f), finite=True)
+        V = array(arrays, "item_factors", path, dtype=np.float32, shape=(None, f), finite=True)
+        n_users, n_items = U.shape[0], V.shape[0]
         model.user_factors_ = np.ascontiguousarray(U)
         model.item_factors_ = np.ascontiguousarray(V)
-        model.user_prior_weights_ = arrays.get("user_prior_weights")
-        model.item_prior_weights_ = arrays.get("item_prior_weights")
-        model._user_priors = arrays.get("user_priors")
-        model._item_priors = arrays.get("item_priors")
-        if "indptr" in arrays:
-            model._user_items = sp.csr_matrix(
-                (arrays["values"], arrays["indices"], arrays["indptr"]), shape=(U.shape[0], V.shape[0]))
-        else:
-            model._user_items = sp.csr_matrix((U.shape[0], V.shape[0]), dtype=np.float32)
+        for side, n in (("user", n_users), ("item", n_items)):
+            W = array(arrays, f"{side}_prior_weights", path, dtype=np.float32, shape=(None, f),
+                      required=False, finite=True)
+            P = array(arrays, f"{side}_priors", path, dtype=np.float32, shape=(n, f),
+                      required=False, finite=True)
+            if (W is None) != (P is None):
+                raise fail(path, f"{side} prior weights and {side} priors must be saved together")
+            setattr(model, f"{side}_prior_weights_", W)
+            setattr(model, f"_{side}_priors", P)
+        model._user_items = _load_interactions(arrays, path, n_users, n_items)
         model._touch()
         return model
+
+
+def _load_settings(saved: dict[str, Any], path: Any) -> dict[str, Any]:
+    """The settings a file recorded for its fit, checked field by field."""
+    s = {"factors": meta_int(saved, "factors", path, minimum=1, maximum=1 << 16),
+         "regularization": meta_real(saved, "regularization", path, minimum=0.0),
+         "alpha": meta_real(saved, "alpha", path, minimum=0.0),
+         "iterations": meta_int(saved, "iterations", path, minimum=0),
+         "implicit": meta_value(saved, "implicit", path, types=bool),
+         "cholesky": meta_value(saved, "cholesky", path, types=bool),
+         "cg_steps": meta_int(saved, "cg_steps", path, minimum=1),
+         "prior_strength": meta_real(saved, "prior_strength", path, minimum=0.0),
+         "reg_exponent": meta_real(saved, "reg_exponent", path, minimum=0.0),
+         "num_threads": meta_int(saved, "num_threads", path, minimum=0, maximum=1 << 16)}
+    for key in ("user_prior_penalty", "item_prior_penalty"):
+        if saved.get(key) is not None:
+            s[key] = meta_real(saved, key, path, minimum=0.0)
+        else:
+            s[key] = None
+    return s
+
+
+def _load_interactions(arrays: dict[str, np.ndarray], path: Any, n_users: int,
+                       n_items: int) -> sp.csr_matrix:
+    """The saved training interactions as a canonical CSR matrix, checked before scipy
+    (which trusts its index arrays) sees them; an empty matrix when none were saved."""
+    names = ("indptr", "indices", "values")
+    present = [name in arrays for name in names]
+    if not any(present):
+        return sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    if not all(present):
+        raise fail(path, "the interactions need all of 'indptr', 'indices' and 'values'")
+    indptr = array(arrays, "indptr", path, dtype=np.int64, ndim=1)
+    indices = array(arrays, "indices", path, dtype=np.int32, ndim=1)
+    values = array(arrays, "values", path, dtype=np.float32, shape=(indices.shape[0],), finite=True)
+    check_csr(path, "interactions", indptr, indices, n_users, n_items)
+    if values.size and float(values.min()) < 0:
+        raise fail(path, "array 'values' holds negative interactions")
+    matrix = sp.csr_matrix((values, indices, indptr), shape=(n_users, n_items))
+    if not matrix.has_canonical_format:  # sorted, distinct columns per row (what fit stores)
+        matrix = matrix.copy()
+        matrix.sum_duplicates()
+    return matrix
 
 
 __all__ = ["ALS", "NotFittedError"]
