@@ -33,7 +33,7 @@ def array(arrays: Mapping[str, np.ndarray], name: str, where: Any, *, dtype: Any
           shape: Sequence[int | None] | None = None, ndim: int | None = None,
           required: bool = True, finite: bool = False) -> np.ndarray | None:
     """``arrays[name]`` checked: dtype exactly ``dtype`` (a string kind such as "U" accepts
-    any unicode width), ``shape`` (None entries match any length) or ``ndim``, and, with
+    any unicode width; None any dtype), ``shape`` (None entries match any length) or ``ndim``, and, with
     ``finite``, no NaN or inf. Returns None when absent and not ``required``."""
     a = arrays.get(name)
     if a is None:
@@ -41,7 +41,7 @@ def array(arrays: Mapping[str, np.ndarray], name: str, where: Any, *, dtype: Any
             raise fail(where, f"array {name!r} is missing")
         return None
     kind_only = isinstance(dtype, str) and len(dtype) == 1
-    if (a.dtype.kind != dtype) if kind_only else (a.dtype != np.dtype(dtype)):
+    if dtype is not None and ((a.dtype.kind != dtype) if kind_only else (a.dtype != np.dtype(dtype))):
         expected = {"U": "unicode strings"}.get(dtype, dtype) if kind_only else np.dtype(dtype)
         raise fail(where, f"array {name!r} has dtype {a.dtype}, expected {expected}")
     if ndim is None and shape is not None:
