@@ -10,7 +10,7 @@ import numpy as np
 
 from llmrec import _core
 from llmrec._checks import (allow_to_native, as_float_matrix, as_queries, check_choice,
-                            check_int, exclude_to_csr)
+                            check_int, check_k, exclude_to_csr)
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._index_base import IndexBase
 from llmrec._validate import array, fail, meta_choice
@@ -96,7 +96,9 @@ class ExactIndex(IndexBase):
         ----------
         queries : array of shape (d,) or (nq, d)
         k : int
-            Results per query; k > len(index) returns every item plus padding.
+            Results per query, at most ``max(len(index), 1024)``: a k beyond the index
+            returns every qualifying item, then padding (a k beyond both bounds raises
+            ``ValueError``, it could only allocate padding).
         exclude : scipy sparse matrix (nq, n) or sequence of nq id arrays, optional
             Items never returned for each query (e.g. each user's seen items). For a
             single 1-D query, one array of ids is accepted too.
@@ -114,7 +116,7 @@ class ExactIndex(IndexBase):
         n = items.shape[0]
         if n == 0:
             raise ValueError("the index is empty: add vectors before searching")
-        k = check_int(k, "k", minimum=1)
+        k = check_k(k, n)
         matrix, single = as_queries(queries, "queries", self.dim)
         excluded = exclude_to_csr(exclude, matrix.shape[0], n, single_query=single)
         allow_mask, allow_ids = allow_to_native(allow, n)

@@ -9,7 +9,7 @@ import numpy as np
 
 from llmrec import _core
 from llmrec._checks import (allow_to_native, as_float_matrix, as_ids, as_queries, check_choice,
-                            check_int, exclude_to_csr)
+                            check_int, check_k, exclude_to_csr)
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._index_base import IndexBase
 from llmrec._validate import (array, check_list_ranges, check_range, check_unique, fail,
@@ -437,7 +437,8 @@ class QuantizedIndex(IndexBase):
         Parameters
         ----------
         queries, k, exclude, allow
-            As in :meth:`ExactIndex.search`; filters are applied inside the scan.
+            As in :meth:`ExactIndex.search` (k at most ``max(len(index), 1024)``); filters
+            are applied inside the scan.
         probes : int, optional
             Lists scanned per query, for an index with partitions (default
             ``max(1, partitions // 16)``); more probes, higher recall, slower.
@@ -455,7 +456,7 @@ class QuantizedIndex(IndexBase):
         state = self._state
         if state.n == 0:
             raise ValueError("the index is empty: add vectors before searching")
-        k = _int_arg(k, "k", 1)
+        k = check_k(k, state.n)
         if probes is not None:
             probes = _int_arg(probes, "probes", 1)
             if self._partitions is None:
