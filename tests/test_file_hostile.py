@@ -627,6 +627,7 @@ RECOMMENDER_ATTACKS = {
     "scenario missing": _rec_meta("scenarios", "home", delete=True),
     "scenario weight": _rec_meta("scenarios", "home", "behaviour", value="high"),
     "settings alpha": _rec_meta("settings", "alpha", value="one"),
+    "settings threads": _rec_meta("settings", "num_threads", value=2**62),
     "settings index": _rec_meta("settings", "index", value="faiss"),
     "settings missing": _rec_meta("settings", "candidates", delete=True),
     "settings unknown": _rec_meta("settings", "bogus", value=1),

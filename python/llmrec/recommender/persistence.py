@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from llmrec._fileformat import load_arrays, save_arrays
-from llmrec._validate import array, check_csr, fail, meta_real, meta_value
+from llmrec._validate import array, check_csr, fail, meta_int, meta_real, meta_value
 from llmrec.als import ALS
 from llmrec.recommender import scoring
 from llmrec.recommender.fusion import check_weights
@@ -133,6 +133,7 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
         raise fail(path, f"invalid Recommender parameters or settings ({error})") from None
     if set(checked) != set(settings):
         raise fail(path, f"Recommender settings lack {sorted(set(checked) - set(settings))}")
+    meta_int(settings, "num_threads", path, minimum=0, maximum=1 << 16)  # a thread count, not a size
     scenarios = meta_value(meta, "scenarios", path, types=dict)
     missing = {"home", "search", "similar"} - set(scenarios)
     if missing:
