@@ -148,12 +148,10 @@ def _require_finite_solution(X: np.ndarray, s: dict[str, Any]) -> None:
     """Refuse factors that came out NaN or inf: never return them, never keep them."""
     if X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
         bad = int((~np.isfinite(X).all(axis=1)).sum())
-        hint = ("explicit feedback with regularization=0 cannot solve a row with fewer ratings "
-                "than factors (or none)" if not s["implicit"] and s["regularization"] == 0
-                else "the confidences or the regularization overflow")
         raise ValueError(f"ALS solve gave NaN or infinite factors for {bad} of {X.shape[0]} rows: "
-                         f"their least-squares systems are singular or overflow ({hint}). Use "
-                         f"regularization > 0 (it is {s['regularization']:g}) or a smaller alpha.")
+                         "their least-squares systems are singular or overflow float32 (factors, "
+                         f"confidences or regularization too large; regularization="
+                         f"{s['regularization']:g}, alpha={s['alpha']:g}).")
 
 
 def _native(csr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
