@@ -453,6 +453,8 @@ class Recommender(Estimator):
         trade-off in [0, 1] (None: the constructor's). ``allow``: caller item ids the
         results are restricted to. ``scenario``: a blend name from ``scenarios_``
         (None: "home"). Unknown ids raise :class:`llmrec.exceptions.UnknownIdError`.
+        Results are k wide (padded with -1/-inf); ``k`` is at most
+        ``max(n_items, 1024)``, as in every ranking method here.
         """
         self._check_fitted()
         k = self._check_k(k)
