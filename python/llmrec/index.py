@@ -140,7 +140,9 @@ class ExactIndex(IndexBase):
 
         With ``mmap=True`` the vectors are memory-mapped read-only instead of read into
         memory. ``verify`` checks the data checksum (reads the file once). The structure
-        is checked either way (a float32 (n, d) matrix of finite values, a known metric).
+        is checked either way (a float32 (n, d) matrix, a known metric), and the values
+        are finite unless both ``mmap=True`` and ``verify=False`` (then nothing of the
+        vectors is read at load).
         Raises ``llmrec.FormatError`` (a ``ValueError``) for a truncated, corrupted,
         inconsistent or foreign file.
         """
@@ -150,7 +152,8 @@ class ExactIndex(IndexBase):
         index = cls.__new__(cls)
         index._metric = meta_choice(meta, "metric", path, _METRICS)
         index._num_threads = num_threads
-        vectors = array(arrays, "vectors", path, dtype=np.float32, ndim=2, finite=True)
+        # Memory-mapped without verify, the vectors' values are not read (an O(1) load).
+        vectors = array(arrays, "vectors", path, dtype=np.float32, ndim=2, finite=verify or not mmap)
         if vectors.shape[1] == 0:
             raise fail(path, "array 'vectors' has no columns")
         index._items = index._buffer = vectors

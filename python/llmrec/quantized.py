@@ -539,10 +539,11 @@ class QuantizedIndex(IndexBase):
         With ``mmap=True`` codes and vectors are memory-mapped read-only (``add`` then
         copies them). The structure is checked whatever ``verify`` says (it only skips
         the checksums): the metadata's fields and types, every array's dtype and shape
-        against the codec, dimension and item count, finite codec parameters and
-        vectors, and for an inverted file block-aligned, non-overlapping list ranges
-        that hold each item id exactly once, in its assigned list, with only -1 padding
-        elsewhere. Raises ``llmrec.FormatError`` (a ``ValueError``) for a truncated,
+        against the codec, dimension and item count, finite codec parameters, and for an
+        inverted file block-aligned, non-overlapping list ranges that hold each item id
+        exactly once, in its assigned list, with only -1 padding elsewhere. The per-item
+        values (vectors, scales, fp16 codes) are checked finite too, unless memory-mapped
+        without ``verify`` (then they are not read at load). Raises ``llmrec.FormatError`` (a ``ValueError``) for a truncated,
         corrupted, inconsistent or foreign file.
         """
         num_threads = check_int(num_threads, "num_threads", minimum=0)
@@ -573,11 +574,14 @@ class QuantizedIndex(IndexBase):
         if index._partitions is not None:
             lists = index._load_lists(path, arrays, n, d)
             slots = len(lists.slot_ids)
-        codes = index._load_codec(path, arrays, slots)
+        # The per-item payload (codes, scales, vectors) is value-checked unless it is
+        # memory-mapped without verify: then it is not read at load.
+        payload = verify or not mmap
+        codes = index._load_codec(path, arrays, slots, payload)
         scales = bases = None
         if index._residual:
             room = codes.shape[0] * _SQ8_BLOCK
-            scales = array(arrays, "item_scales", path, dtype=np.float32, shape=(room,), finite=True)
+            scales = array(arrays, "item_scales", path, dtype=np.float32, shape=(room,), finite=payload)
             if index._partitions is None:
                 bases = array(arrays, "item_bases", path, dtype=np.uint16, shape=(room,))
                 index._bases = array(arrays, "bases", path, dtype=np.float32, shape=(None, d),
@@ -587,12 +591,13 @@ class QuantizedIndex(IndexBase):
                 check_range(path, "item_bases", bases, 0, index._bases.shape[0])
         vectors = None
         if index._keep_vectors:
-            vectors = array(arrays, "vectors", path, dtype=np.float32, shape=(n, d), finite=True)
+            vectors = array(arrays, "vectors", path, dtype=np.float32, shape=(n, d), finite=payload)
         index._lock = threading.Lock()
         index._state = _State(n, codes, vectors, lists, scales, bases)
         return index
 
-    def _load_codec(self, path: Any, arrays: dict[str, np.ndarray], slots: int) -> np.ndarray:
+    def _load_codec(self, path: Any, arrays: dict[str, np.ndarray], slots: int,
+                    check_values: bool) -> np.ndarray:
         """Check and return the codes for ``slots`` slots, and set the codec's parameters."""
         d = self._d
         if self._codec == "sq8":
@@ -607,7 +612,7 @@ class QuantizedIndex(IndexBase):
             return array(arrays, "codes", path, dtype=np.uint8,
                          shape=(-(-slots // _PQ4_BLOCK), int(_core.pq4_block_bytes(m))))
         codes = array(arrays, "codes", path, dtype=np.uint16, shape=(slots, d))
-        if codes.size and ((codes & 0x7C00) == 0x7C00).any():  # an all-ones exponent: inf or NaN
+        if check_values and codes.size and ((codes & 0x7C00) == 0x7C00).any():  # exponent all ones: inf/NaN
             raise fail(path, "array 'codes' holds half-precision NaN or infinite values")
         return codes
 
