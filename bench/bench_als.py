@@ -323,7 +323,8 @@ def run_cold(args: argparse.Namespace) -> None:
         return m["ndcg"]
 
     def als_recommend(model):
-        return lambda u, ui, k, ex, allow: model.recommend(u, ui, k, exclude_seen=ex, allow=allow)
+        return lambda u, ui, k, ex, allow: model.recommend(u, ui, k, exclude_seen=ex, allow=allow,
+                                                           user_items_rows="per_user")
 
     for f in args.factors:
         print(f"ALS factors={f}, regularization={reg}, alpha={alpha}, 15 iterations, CG")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from llmrec._fileformat import FormatError
 from llmrec._runtime import build_info
 from llmrec.als import ALS
 from llmrec.exceptions import NotFittedError, UnknownIdError
@@ -22,7 +23,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-__all__ = ["ALS", "ExactIndex", "NotFittedError", "QuantizedIndex", "Recommendations", "Recommender",
+__all__ = ["ALS", "ExactIndex", "FormatError", "NotFittedError", "QuantizedIndex", "Recommendations", "Recommender",
            "TextEncoder", "UnknownIdError", "build_info", "__version__"]
 __all__ += ["datasets", "diversity", "evaluation"]
 

@@ -238,3 +238,28 @@ def check_vector_norms(array: np.ndarray, name: str) -> None:
             raise ValueError(f"{name} row {row} has L2 norm {norms[row - start]:.3g}, above the "
                              f"largest supported 2**63 (~9.2e18): inner products of such vectors "
                              "overflow float32; scale the vectors down (or use metric='cosine')")
+
+
+# Results are k columns wide, padded with -1/-inf where fewer items qualify; k may exceed
+# the catalogue (a caller's fixed k on a small index) but not both it and this, so that a
+# careless k (2**27 on 300 items: 1.5 GB of padding) cannot allocate without bound.
+MAX_PADDED_K = 1024
+
+
+def check_k(k: Any, n_items: int, name: str = "k") -> int:
+    """``k`` as an int in [1, max(n_items, MAX_PADDED_K)] (TypeError/ValueError otherwise).
+
+    The result width stays exactly k (the Results convention); the ceiling only refuses
+    a k that is larger than the catalogue and than 1024, which could return nothing but
+    padding beyond ``n_items`` columns.
+    """
+    if type(k) is not int:  # the fast path: a plain int needs no ABC checks
+        k = check_int(k, name, minimum=1)
+    elif k < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}")
+    limit = max(n_items, MAX_PADDED_K)
+    if k > limit:
+        raise ValueError(f"{name} must be at most max(n_items, {MAX_PADDED_K}) = {limit} (the "
+                         f"catalogue holds {n_items} items; beyond that a result is padding "
+                         f"only), got {k}")
+    return k

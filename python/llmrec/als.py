@@ -52,10 +52,11 @@ import scipy.sparse as sp
 
 from llmrec import _core
 from llmrec._arrays import grow_rows
-from llmrec._checks import (as_float_matrix, check_choice, check_int, check_sparse_structure,
-                            check_threads)
+from llmrec._checks import (MAX_THREADS, as_float_matrix, check_choice, check_int, check_k,
+                            check_sparse_structure, check_threads)
 from llmrec._estimator import Estimator
 from llmrec._fileformat import load_arrays, save_arrays
+from llmrec._validate import array, check_csr, fail, is_int, meta_int, meta_real, meta_value
 from llmrec.exceptions import NotFittedError
 from llmrec.index import ExactIndex
 
@@ -64,18 +65,33 @@ _KIND_VERSION = 1
 _PARAM_NAMES = ("factors", "regularization", "alpha", "iterations", "feedback", "solver",
                 "cg_steps", "prior_strength", "regularization_exponent", "random_state",
                 "num_threads")
+_ROW_FORMS = ("per_user", "all_users")
 _LEARNED = ("user_factors_", "item_factors_", "user_prior_weights_", "item_prior_weights_")
 
 
 # --------------------------------------------------------------------------- inputs
 
-def _check_real(value: Any, name: str, *, minimum: float, strict: bool = False) -> float:
+# Upper bounds of the real hyperparameters. The confidence 1 + alpha·r is float32 in the
+# solvers: beyond 1/eps32 (8.4e6) its 1 (every unobserved item's "no") vanishes, and near
+# 1e15 the Gramian sums overflow (all-NaN factors). λ and the prior strength beyond 1e6
+# only shrink every factor to zero; an exponent beyond 2 makes λ·n^ν overflow float32.
+MAX_ALPHA = 1e6
+MAX_REGULARIZATION = 1e6
+MAX_PRIOR_STRENGTH = 1e6
+MAX_REG_EXPONENT = 2.0
+# partial_fit_users/items: ids may leave at most this many unused rows beyond the new ones.
+MAX_ID_GAP = 1024
+
+
+def _check_real(value: Any, name: str, *, minimum: float, strict: bool = False,
+                maximum: float = np.inf) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
-    if not np.isfinite(value) or value < minimum or (strict and value == minimum):
+    if not np.isfinite(value) or value < minimum or (strict and value == minimum) or value > maximum:
         relation = ">" if strict else ">="
-        raise ValueError(f"{name} must be finite and {relation} {minimum}, got {value}")
+        upper = f" and <= {maximum:g}" if np.isfinite(maximum) else ""
+        raise ValueError(f"{name} must be finite, {relation} {minimum:g}{upper}, got {value:g}")
     return value
 
 
@@ -128,6 +144,16 @@ def _as_interactions(matrix: Any, name: str, *, n_cols: int | None = None,
         csr = csr.copy()
         csr.eliminate_zeros()
     return csr
+
+
+def _require_finite_solution(X: np.ndarray, s: dict[str, Any]) -> None:
+    """Refuse factors that came out NaN or inf: never return them, never keep them."""
+    if X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
+        bad = int((~np.isfinite(X).all(axis=1)).sum())
+        raise ValueError(f"ALS solve gave NaN or infinite factors for {bad} of {X.shape[0]} rows: "
+                         "their least-squares systems are singular or overflow float32 (factors, "
+                         f"confidences or regularization too large; regularization="
+                         f"{s['regularization']:g}, alpha={s['alpha']:g}).")
 
 
 def _native(csr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -203,9 +229,15 @@ class ALS(Estimator):
     factors : int
         Dimension f of the user and item vectors.
     regularization : float
-        λ >= 0.
+        λ in [0, 1e6]; explicit feedback needs λ > 0 (``fit`` raises ``ValueError`` for 0:
+        a user or item with fewer ratings than factors would have a singular system and
+        no unique solution). Every solve is also checked: factors that come out NaN or
+        infinite raise ``ValueError`` in ``fit``, ``fold_in`` and the partial fits, and
+        are never stored.
     alpha : float
-        Confidence slope for implicit feedback: c = 1 + alpha·r. Ignored for explicit.
+        Confidence slope for implicit feedback: c = 1 + alpha·r, in (0, 1e6] (larger
+        values drown the "1" of unobserved items in float32 and overflow the solvers).
+        Ignored for explicit.
     iterations : int
         Full alternations (users then items).
     feedback : {"implicit", "explicit"}
@@ -213,9 +245,11 @@ class ALS(Estimator):
     cg_steps : int
         Conjugate gradient steps per row and half-sweep (solver="cg").
     prior_strength : float
-        Weight of the pull toward F·W when features are given to :meth:`fit` (> 0).
+        Weight of the pull toward F·W when features are given to :meth:`fit` (> 0,
+        at most 1e6).
     regularization_exponent : float or None
-        ν in λ·n^ν; None means 0 for implicit and 1 (ALS-WR) for explicit feedback.
+        ν in λ·n^ν, in [0, 2]; None means 0 for implicit and 1 (ALS-WR) for explicit
+        feedback.
     random_state : int, numpy Generator or None
         Seeds the initial factors; fits are reproducible for a fixed thread count (and
         in fact independent of it).
@@ -255,16 +289,24 @@ class ALS(Estimator):
         exponent = self.regularization_exponent
         if exponent is None:
             exponent = 0.0 if feedback == "implicit" else 1.0
+        if feedback == "explicit" and _check_real(self.regularization, "regularization", minimum=0.0) == 0:
+            raise ValueError("explicit feedback needs regularization > 0: with 0, a user or item "
+                             "with fewer ratings than factors has a singular least-squares system "
+                             "(no unique solution; the solvers would return NaN or huge factors)")
         return {
             "factors": check_int(self.factors, "factors", minimum=1),
-            "regularization": _check_real(self.regularization, "regularization", minimum=0.0),
-            "alpha": _check_real(self.alpha, "alpha", minimum=0.0, strict=feedback == "implicit"),
+            "regularization": _check_real(self.regularization, "regularization", minimum=0.0,
+                                          maximum=MAX_REGULARIZATION),
+            "alpha": _check_real(self.alpha, "alpha", minimum=0.0, strict=feedback == "implicit",
+                                 maximum=MAX_ALPHA),
             "iterations": check_int(self.iterations, "iterations", minimum=0),
             "implicit": feedback == "implicit",
             "cholesky": check_choice(self.solver, "solver", ("cg", "cholesky")) == "cholesky",
             "cg_steps": check_int(self.cg_steps, "cg_steps", minimum=1),
-            "prior_strength": _check_real(self.prior_strength, "prior_strength", minimum=0.0),
-            "reg_exponent": _check_real(exponent, "regularization_exponent", minimum=0.0),
+            "prior_strength": _check_real(self.prior_strength, "prior_strength", minimum=0.0,
+                                          maximum=MAX_PRIOR_STRENGTH),
+            "reg_exponent": _check_real(exponent, "regularization_exponent", minimum=0.0,
+                                        maximum=MAX_REG_EXPONENT),
             "num_threads": check_threads(self.num_threads),
         }
 
@@ -291,6 +333,7 @@ class ALS(Estimator):
                         alpha=s["alpha"], reg_exponent=s["reg_exponent"],
                         prior_strength=s["prior_strength"], priors=priors,
                         num_threads=s["num_threads"])
+        _require_finite_solution(X, s)
 
     def _features(self, features: Any, name: str, n: int, s: dict[str, Any]) -> np.ndarray | None:
         if features is None:
@@ -475,10 +518,11 @@ class ALS(Estimator):
 
         ``history_rows`` has one row per id (n, n_items) and replaces those users' stored
         interactions. Ids >= n_users grow the model (users in between get zero vectors
-        and no interactions). Item factors are not changed.
+        and no interactions), by at most ``len(user_ids) + 1024`` rows per call (a larger
+        id raises ``ValueError``). Item factors are not changed.
         """
         self._check_fitted()
-        ids = self._new_ids(user_ids, "user_ids")
+        ids = self._new_ids(user_ids, "user_ids", self.n_users_)
         rows = _as_interactions(history_rows, "history_rows", n_cols=self.n_items_,
                                 n_rows=len(ids))
         vectors = self.fold_in(rows, user_features=user_features)
@@ -505,10 +549,11 @@ class ALS(Estimator):
         users) and replaces the stored ones; None means no interactions. An item with no
         interactions and ``item_features`` gets exactly F·W (a new item with a
         description is recommendable at once); without features, zero. Ids >= n_items
-        grow the model. User factors are not changed.
+        grow the model, by at most ``len(item_ids) + 1024`` rows per call (a larger id
+        raises ``ValueError``). User factors are not changed.
         """
         self._check_fitted()
-        ids = self._new_ids(item_ids, "item_ids")
+        ids = self._new_ids(item_ids, "item_ids", self.n_items_)
         if item_rows is None:
             rows = sp.csr_matrix((len(ids), self.n_users_), dtype=np.float32)
         else:
@@ -552,7 +597,10 @@ class ALS(Estimator):
         self._cache["item_gram64"] = exact
         self._cache["item_gram"] = exact.astype(np.float32)
 
-    def _new_ids(self, values: Any, name: str) -> np.ndarray:
+    def _new_ids(self, values: Any, name: str, n: int) -> np.ndarray:
+        """Distinct ids >= 0 for a partial fit of a side that has ``n`` rows. Ids >= n grow
+        it, but by at most len(ids) + MAX_ID_GAP rows: a stray id such as 10**9 would
+        otherwise allocate its factor rows (15 GiB at f = 4)."""
         array = np.atleast_1d(np.asarray(values))
         if array.ndim != 1:
             raise ValueError(f"{name} must be a 1-D sequence of ids, got shape {array.shape}")
@@ -563,20 +611,41 @@ class ALS(Estimator):
             raise ValueError(f"{name} holds negative id {int(array.min())}")
         if len(np.unique(array)) != len(array):
             raise ValueError(f"{name} holds duplicate ids")
+        limit = n + len(array) + MAX_ID_GAP
+        if array.size and int(array.max()) >= limit:
+            raise ValueError(f"{name} holds id {int(array.max())}, but the model has {n} rows and "
+                             f"may grow by at most len({name}) + {MAX_ID_GAP} per call: ids must "
+                             f"be < {limit}")
         return array
 
     # ------------------------------------------------------------------ scoring
 
-    def _history_for(self, ids: np.ndarray, user_items: Any) -> sp.csr_matrix:
+    def _history_for(self, ids: np.ndarray, user_items: Any, rows: str | None = None) -> sp.csr_matrix:
+        """The interactions of the users ``ids``: from the training data (None), from the
+        full matrix ("all_users") or from one row per id ("per_user"); ``rows=None`` infers
+        which from the row count and refuses the one ambiguous case."""
+        if rows is not None:
+            check_choice(rows, "user_items_rows", _ROW_FORMS)
         if user_items is None:
+            if rows is not None:
+                raise ValueError("user_items_rows applies only when user_items is given")
             return self._user_items[ids]
         R = _as_interactions(user_items, "user_items", n_cols=self.n_items_)
-        if R.shape[0] == self.n_users_:
-            return R[ids]
-        if R.shape[0] == len(ids):
-            return R
-        raise ValueError(f"user_items must have n_users ({self.n_users_}) rows or one row per "
-                         f"requested user ({len(ids)}), got shape {R.shape}")
+        n_rows, n_users, n_ids = R.shape[0], self.n_users_, len(ids)
+        if rows is None:
+            if n_rows == n_users and n_rows == n_ids and not np.array_equal(ids, np.arange(n_users)):
+                raise ValueError(
+                    f"user_items has {n_rows} rows, both the number of users and of user_ids: "
+                    "say which it holds with user_items_rows='per_user' (row j is user_ids[j]'s) "
+                    "or user_items_rows='all_users' (row u is user u's)")
+            rows = "per_user" if n_rows == n_ids else "all_users" if n_rows == n_users else None
+        expected = n_ids if rows == "per_user" else n_users
+        if rows is None or n_rows != expected:
+            wanted = (f"one row per requested user ({n_ids})" if rows == "per_user" else
+                      f"n_users ({n_users}) rows" if rows == "all_users" else
+                      f"n_users ({n_users}) rows or one row per requested user ({n_ids})")
+            raise ValueError(f"user_items must have {wanted}, got shape {R.shape}")
+        return R if rows == "per_user" else R[ids]
 
     def _search_items(self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None,
                       allow: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -585,18 +654,32 @@ class ALS(Estimator):
         return index.search(queries, k, exclude=exclude, allow=allow)
 
     def recommend(self, user_ids: Any, user_items: Any = None, k: int = 10, *,
-                  exclude_seen: bool = True, allow: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                  exclude_seen: bool = True, allow: Any = None,
+                  user_items_rows: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k items for known users by inner product.
 
         ``user_ids`` is one id (1-D results) or a sequence (results (n, k)).
-        ``user_items``: the interactions whose items are excluded when ``exclude_seen``,
-        either the full (n_users, n_items) matrix or one row per requested user; None
-        uses the training interactions. ``allow`` restricts the candidates (bool mask
-        or ids). Returns (ids int64, scores float32), best first, padded with -1/-inf.
+        ``user_items``: the interactions whose items are excluded when ``exclude_seen``;
+        None uses the training interactions. ``user_items_rows`` says what it holds:
+        ``"per_user"``, one row per entry of ``user_ids`` in that order (implicit's
+        convention, and what :func:`llmrec.evaluation.evaluate` passes), or
+        ``"all_users"``, the full (n_users, n_items) matrix whose rows ``user_ids`` picks.
+        Left None, the form follows from the row count; when that count is both
+        ``len(user_ids)`` and ``n_users`` and the ids are not 0..n_users-1 in order, the two
+        readings differ and a ``ValueError`` asks to name one. ``allow`` restricts the
+        candidates (bool mask or ids). ``k`` is at most ``max(n_items, 1024)`` (see
+        :func:`llmrec._checks.check_k`). Returns (ids int64, scores float32), best
+        first, padded with -1/-inf.
         """
         self._check_fitted()
         ids, single = _as_user_ids(user_ids, "user_ids", self.n_users_)
-        exclude = self._history_for(ids, user_items) if exclude_seen else None
+        k = check_k(k, self.n_items_)
+        if exclude_seen:
+            exclude = self._history_for(ids, user_items, user_items_rows)
+        else:
+            exclude = None
+            if user_items_rows is not None:
+                check_choice(user_items_rows, "user_items_rows", _ROW_FORMS)
         out_ids, scores = self._search_items(self.user_factors_[ids], k, exclude, allow)
         return (out_ids[0], scores[0]) if single else (out_ids, scores)
 
@@ -731,28 +814,94 @@ class ALS(Estimator):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, verify: bool = True) -> ALS:
-        """Read a model written by :meth:`save`. Raises ``ValueError`` for a truncated,
-        corrupted or foreign file."""
+        """Read a model written by :meth:`save`.
+
+        The structure is checked whatever ``verify`` says (it only skips the checksums):
+        parameters and settings of the right types and ranges, float32 finite factors of
+        ``factors`` columns, priors of matching shapes, and the interactions as a CSR
+        matrix (n_users, n_items) with a monotone row pointer from 0 to nnz, column
+        indices in range and finite values >= 0. Raises ``llmrec.FormatError`` (a
+        ``ValueError``) for a truncated, corrupted, inconsistent or foreign file.
+        """
         meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, verify=verify)
-        model = cls(**meta["params"])
-        model._settings_used = dict(meta["settings"])
-        U, V = arrays["user_factors"], arrays["item_factors"]
-        if (U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[1] or U.dtype != np.float32
-                or V.dtype != np.float32):
-            raise ValueError(f"{path}: user and item factors must be float32 (n, f) matrices")
+        params = meta_value(meta, "params", path, types=dict)
+        unknown = sorted(set(params) - set(_PARAM_NAMES))
+        if unknown:
+            raise fail(path, f"unknown ALS parameters {unknown}")
+        model = cls(**params)
+        try:
+            model._settings()
+            if not (model.random_state is None or is_int(model.random_state)):
+                raise TypeError("random_state must be an int or None")
+        except (TypeError, ValueError) as error:
+            raise fail(path, f"invalid ALS parameters ({error})") from None
+        s = _load_settings(meta_value(meta, "settings", path, types=dict), path)
+        model._settings_used = s
+        f = s["factors"]
+        U = array(arrays, "user_factors", path, dtype=np.float32, shape=(None, f), finite=True)
+        V = array(arrays, "item_factors", path, dtype=np.float32, shape=(None, f), finite=True)
+        n_users, n_items = U.shape[0], V.shape[0]
         model.user_factors_ = np.ascontiguousarray(U)
         model.item_factors_ = np.ascontiguousarray(V)
-        model.user_prior_weights_ = arrays.get("user_prior_weights")
-        model.item_prior_weights_ = arrays.get("item_prior_weights")
-        model._user_priors = arrays.get("user_priors")
-        model._item_priors = arrays.get("item_priors")
-        if "indptr" in arrays:
-            model._user_items = sp.csr_matrix(
-                (arrays["values"], arrays["indices"], arrays["indptr"]), shape=(U.shape[0], V.shape[0]))
-        else:
-            model._user_items = sp.csr_matrix((U.shape[0], V.shape[0]), dtype=np.float32)
+        for side, n in (("user", n_users), ("item", n_items)):
+            W = array(arrays, f"{side}_prior_weights", path, dtype=np.float32, shape=(None, f),
+                      required=False, finite=True)
+            P = array(arrays, f"{side}_priors", path, dtype=np.float32, shape=(n, f),
+                      required=False, finite=True)
+            if (W is None) != (P is None):
+                raise fail(path, f"{side} prior weights and {side} priors must be saved together")
+            setattr(model, f"{side}_prior_weights_", W)
+            setattr(model, f"_{side}_priors", P)
+        model._user_items = _load_interactions(arrays, path, n_users, n_items)
         model._touch()
         return model
+
+
+def _load_settings(saved: dict[str, Any], path: Any) -> dict[str, Any]:
+    """The settings a file recorded for its fit, checked field by field."""
+    if saved.get("implicit") is False and saved.get("regularization") == 0:
+        raise fail(path, "explicit feedback with regularization 0 (singular systems)")
+    s = {"factors": meta_int(saved, "factors", path, minimum=1, maximum=1 << 16),
+         "regularization": meta_real(saved, "regularization", path, minimum=0.0,
+                                     maximum=MAX_REGULARIZATION),
+         "alpha": meta_real(saved, "alpha", path, minimum=0.0, maximum=MAX_ALPHA),
+         "iterations": meta_int(saved, "iterations", path, minimum=0),
+         "implicit": meta_value(saved, "implicit", path, types=bool),
+         "cholesky": meta_value(saved, "cholesky", path, types=bool),
+         "cg_steps": meta_int(saved, "cg_steps", path, minimum=1),
+         "prior_strength": meta_real(saved, "prior_strength", path, minimum=0.0,
+                                     maximum=MAX_PRIOR_STRENGTH),
+         "reg_exponent": meta_real(saved, "reg_exponent", path, minimum=0.0, maximum=MAX_REG_EXPONENT),
+         "num_threads": meta_int(saved, "num_threads", path, minimum=0, maximum=MAX_THREADS)}
+    for key in ("user_prior_penalty", "item_prior_penalty"):
+        if saved.get(key) is not None:
+            s[key] = meta_real(saved, key, path, minimum=0.0)
+        else:
+            s[key] = None
+    return s
+
+
+def _load_interactions(arrays: dict[str, np.ndarray], path: Any, n_users: int,
+                       n_items: int) -> sp.csr_matrix:
+    """The saved training interactions as a canonical CSR matrix, checked before scipy
+    (which trusts its index arrays) sees them; an empty matrix when none were saved."""
+    names = ("indptr", "indices", "values")
+    present = [name in arrays for name in names]
+    if not any(present):
+        return sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    if not all(present):
+        raise fail(path, "the interactions need all of 'indptr', 'indices' and 'values'")
+    indptr = array(arrays, "indptr", path, dtype=np.int64, ndim=1)
+    indices = array(arrays, "indices", path, dtype=np.int32, ndim=1)
+    values = array(arrays, "values", path, dtype=np.float32, shape=(indices.shape[0],), finite=True)
+    check_csr(path, "interactions", indptr, indices, n_users, n_items)
+    if values.size and float(values.min()) < 0:
+        raise fail(path, "array 'values' holds negative interactions")
+    matrix = sp.csr_matrix((values, indices, indptr), shape=(n_users, n_items))
+    if not matrix.has_canonical_format:  # sorted, distinct columns per row (what fit stores)
+        matrix = matrix.copy()
+        matrix.sum_duplicates()
+    return matrix
 
 
 __all__ = ["ALS", "NotFittedError"]

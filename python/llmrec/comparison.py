@@ -41,7 +41,7 @@ def _als_lists(train: sp.csr_matrix, users: np.ndarray, k: int, factors: int,
 
     model = ALS(factors=factors, random_state=random_state)
     model.fit(train, show_progress=show_progress)
-    return model.recommend(users, train[users], k, exclude_seen=True)[0]
+    return model.recommend(users, train[users], k, exclude_seen=True, user_items_rows="per_user")[0]
 
 
 def _recommender_lists(recommender: Any, user_ids: np.ndarray, item_index: pd.Index,

@@ -10,9 +10,10 @@ import numpy as np
 
 from llmrec import _core
 from llmrec._checks import (allow_to_native, as_float_matrix, as_queries, check_choice,
-                            check_int, check_threads, check_vector_norms, exclude_to_csr)
+                            check_int, check_k, check_threads, check_vector_norms, exclude_to_csr)
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._index_base import IndexBase
+from llmrec._validate import array, fail, meta_choice
 
 _METRICS = ("ip", "cosine")
 _KIND = "ExactIndex"
@@ -102,7 +103,9 @@ class ExactIndex(IndexBase):
         ----------
         queries : array of shape (d,) or (nq, d)
         k : int
-            Results per query; k > len(index) returns every item plus padding.
+            Results per query, at most ``max(len(index), 1024)``: a k beyond the index
+            returns every qualifying item, then padding (a k beyond both bounds raises
+            ``ValueError``, it could only allocate padding).
         exclude : scipy sparse matrix (nq, n) or sequence of nq id arrays, optional
             Items never returned for each query (e.g. each user's seen items). For a
             single 1-D query, one array of ids is accepted too.
@@ -120,7 +123,7 @@ class ExactIndex(IndexBase):
         n = items.shape[0]
         if n == 0:
             raise ValueError("the index is empty: add vectors before searching")
-        k = check_int(k, "k", minimum=1)
+        k = check_k(k, n)
         matrix, single = as_queries(queries, "queries", self.dim)
         excluded = exclude_to_csr(exclude, matrix.shape[0], n, single_query=single)
         allow_mask, allow_ids = allow_to_native(allow, n)
@@ -143,18 +146,23 @@ class ExactIndex(IndexBase):
         """Read an index written by :meth:`save`.
 
         With ``mmap=True`` the vectors are memory-mapped read-only instead of read into
-        memory. ``verify`` checks the data checksum (reads the file once). Raises
-        ``ValueError`` (``llmrec._fileformat.FormatError``) for a truncated, corrupted or
-        foreign file.
+        memory. ``verify`` checks the data checksum (reads the file once). The structure
+        is checked either way (a float32 (n, d) matrix, a known metric), and the values
+        are finite unless both ``mmap=True`` and ``verify=False`` (then nothing of the
+        vectors is read at load).
+        Raises ``llmrec.FormatError`` (a ``ValueError``) for a truncated, corrupted,
+        inconsistent or foreign file.
         """
         meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION,
                                       mmap=mmap, verify=verify)
+        num_threads = check_int(num_threads, "num_threads", minimum=0)
         index = cls.__new__(cls)
-        index._metric = check_choice(meta.get("metric"), "metric", _METRICS)
-        index._num_threads = check_int(num_threads, "num_threads", minimum=0)
-        vectors = arrays["vectors"]
-        if vectors.ndim != 2 or vectors.dtype != np.float32:
-            raise ValueError(f"{path}: vectors must be a float32 matrix")
+        index._metric = meta_choice(meta, "metric", path, _METRICS)
+        index._num_threads = num_threads
+        # Memory-mapped without verify, the vectors' values are not read (an O(1) load).
+        vectors = array(arrays, "vectors", path, dtype=np.float32, ndim=2, finite=verify or not mmap)
+        if vectors.shape[1] == 0:
+            raise fail(path, "array 'vectors' has no columns")
         index._items = index._buffer = vectors
         index._lock = threading.Lock()
         return index

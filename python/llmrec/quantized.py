@@ -9,9 +9,11 @@ import numpy as np
 
 from llmrec import _core
 from llmrec._checks import (allow_to_native, as_float_matrix, as_ids, as_queries, check_choice,
-                            check_int, check_threads, check_vector_norms, exclude_to_csr)
-from llmrec._fileformat import FormatError, load_arrays, save_arrays
+                            check_int, check_k, check_threads, check_vector_norms, exclude_to_csr)
+from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._index_base import IndexBase
+from llmrec._validate import (array, check_list_ranges, check_range, check_unique, fail,
+                              meta_choice, meta_int, meta_value)
 
 _METRICS = ("ip", "cosine")
 _CODECS = ("sq8", "fp16", "pq4")
@@ -442,7 +444,8 @@ class QuantizedIndex(IndexBase):
         Parameters
         ----------
         queries, k, exclude, allow
-            As in :meth:`ExactIndex.search`; filters are applied inside the scan.
+            As in :meth:`ExactIndex.search` (k at most ``max(len(index), 1024)``); filters
+            are applied inside the scan.
         probes : int, optional
             Lists scanned per query, for an index with partitions (default
             ``max(1, partitions // 16)``); more probes, higher recall, slower.
@@ -460,7 +463,7 @@ class QuantizedIndex(IndexBase):
         state = self._state
         if state.n == 0:
             raise ValueError("the index is empty: add vectors before searching")
-        k = _int_arg(k, "k", 1)
+        k = check_k(k, state.n)
         if probes is not None:
             probes = _int_arg(probes, "probes", 1)
             if self._partitions is None:
@@ -541,93 +544,108 @@ class QuantizedIndex(IndexBase):
         """Read an index written by :meth:`save`.
 
         With ``mmap=True`` codes and vectors are memory-mapped read-only (``add`` then
-        copies them). Raises ``ValueError`` (``llmrec._fileformat.FormatError``) for a
-        truncated, corrupted, inconsistent or foreign file.
+        copies them). The structure is checked whatever ``verify`` says (it only skips
+        the checksums): the metadata's fields and types, every array's dtype and shape
+        against the codec, dimension and item count, finite codec parameters, and for an
+        inverted file block-aligned, non-overlapping list ranges that hold each item id
+        exactly once, in its assigned list, with only -1 padding elsewhere. The per-item
+        values (vectors, scales, fp16 codes) are checked finite too, unless memory-mapped
+        without ``verify`` (then they are not read at load). Raises ``llmrec.FormatError`` (a ``ValueError``) for a truncated,
+        corrupted, inconsistent or foreign file.
         """
+        num_threads = check_int(num_threads, "num_threads", minimum=0)
         meta, arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, mmap=mmap,
                                             verify=verify)
         index = cls.__new__(cls)
-        try:
-            index._codec = check_choice(meta.get("codec"), "codec", _CODECS)
-            index._metric = check_choice(meta.get("metric"), "metric", _METRICS)
-            n, d = int(meta["n"]), int(meta["dim"])
-            index._keep_vectors = bool(meta["keep_vectors"])
-            partitions = meta.get("partitions")
-            pq_m = meta.get("pq_subspaces")
-            index._pq_m = None if pq_m is None else int(pq_m)
-            if (index._codec == "pq4") != (index._pq_m is not None) or (
-                    index._pq_m is not None and not (1 <= index._pq_m <= 256 and d % index._pq_m == 0)):
-                raise ValueError("pq_subspaces does not match the codec and dimension")
-            index._partitions = None if partitions is None else int(partitions)
-            # Version 1 files hold plain sq8 codes (no residuals), which still search as before.
-            index._residual = bool(meta.get("residual", False)) if version >= 2 else False
-            if index._residual and index._codec != "sq8":
-                raise ValueError("residual codes are an sq8 feature")
-        except (KeyError, TypeError, ValueError) as error:
-            raise FormatError(f"{path}: bad metadata ({error})") from None
-        index._num_threads = check_int(num_threads, "num_threads", minimum=0)
+        index._codec = meta_choice(meta, "codec", path, _CODECS)
+        index._metric = meta_choice(meta, "metric", path, _METRICS)
+        n = meta_int(meta, "n", path, minimum=0)
+        d = meta_int(meta, "dim", path, minimum=1, maximum=1 << 20)
+        index._keep_vectors = meta_value(meta, "keep_vectors", path, types=bool)
+        index._partitions = meta_int(meta, "partitions", path, minimum=1, maximum=1 << 24,
+                                     optional=True)
+        index._pq_m = meta_int(meta, "pq_subspaces", path, minimum=1, maximum=256, optional=True)
+        if (index._codec == "pq4") != (index._pq_m is not None) or (
+                index._pq_m is not None and d % index._pq_m):
+            raise fail(path, "pq_subspaces does not match the codec and dimension")
+        # Version 1 files hold plain sq8 codes (no residuals), which still search as before.
+        residual = meta_value(meta, "residual", path, types=bool, default=False)
+        index._residual = residual if version >= 2 else False
+        if index._residual and index._codec != "sq8":
+            raise fail(path, "residual codes are an sq8 feature")
+        index._num_threads = num_threads
         index._d = d
         index._mid = index._step = index._centroids = index._codebooks = index._bases = None
-        codes = arrays.get("codes")
         lists = None
         slots = n
         if index._partitions is not None:
             lists = index._load_lists(path, arrays, n, d)
             slots = len(lists.slot_ids)
-        if index._codec == "sq8":
-            index._mid, index._step = arrays.get("mid"), arrays.get("step")
-            ok = (codes is not None and codes.dtype == np.uint8
-                  and codes.shape == (-(-slots // _SQ8_BLOCK), int(_core.sq8_block_bytes(d)))
-                  and all(a is not None and a.dtype == np.float32 and a.shape == (d,)
-                          for a in (index._mid, index._step)))
-        elif index._codec == "pq4":
-            index._codebooks = arrays.get("codebooks")
-            m = index._pq_m
-            ok = (codes is not None and codes.dtype == np.uint8
-                  and codes.shape == (-(-slots // _PQ4_BLOCK), int(_core.pq4_block_bytes(m)))
-                  and index._codebooks is not None and index._codebooks.dtype == np.float32
-                  and index._codebooks.shape == (m, 16, d // m))
-        else:
-            ok = codes is not None and codes.dtype == np.uint16 and codes.shape == (slots, d)
+        # The per-item payload (codes, scales, vectors) is value-checked unless it is
+        # memory-mapped without verify: then it is not read at load.
+        payload = verify or not mmap
+        codes = index._load_codec(path, arrays, slots, payload)
         scales = bases = None
-        if ok and index._residual:
-            scales = arrays.get("item_scales")
+        if index._residual:
             room = codes.shape[0] * _SQ8_BLOCK
-            ok = scales is not None and scales.dtype == np.float32 and scales.shape == (room,)
-            if ok and index._partitions is None:
-                bases, index._bases = arrays.get("item_bases"), arrays.get("bases")
-                ok = (bases is not None and bases.dtype == np.uint16 and bases.shape == (room,)
-                      and index._bases is not None and index._bases.dtype == np.float32
-                      and index._bases.ndim == 2 and index._bases.shape[1] == d
-                      and 1 <= index._bases.shape[0] <= 65536
-                      and int(bases.max(initial=0)) < index._bases.shape[0])
-        vectors = arrays.get("vectors")
+            scales = array(arrays, "item_scales", path, dtype=np.float32, shape=(room,), finite=payload)
+            if index._partitions is None:
+                bases = array(arrays, "item_bases", path, dtype=np.uint16, shape=(room,))
+                index._bases = array(arrays, "bases", path, dtype=np.float32, shape=(None, d),
+                                     finite=True)
+                if not 1 <= index._bases.shape[0] <= 65536:
+                    raise fail(path, f"array 'bases' has {index._bases.shape[0]} rows, expected 1 to 65536")
+                check_range(path, "item_bases", bases, 0, index._bases.shape[0])
+        vectors = None
         if index._keep_vectors:
-            ok = ok and vectors is not None and vectors.dtype == np.float32 and vectors.shape == (n, d)
-        if not ok:
-            raise FormatError(f"{path}: arrays do not match the metadata of a {index._codec} index")
+            vectors = array(arrays, "vectors", path, dtype=np.float32, shape=(n, d), finite=payload)
         index._lock = threading.Lock()
-        index._state = _State(n, codes, vectors if index._keep_vectors else None, lists, scales, bases)
+        index._state = _State(n, codes, vectors, lists, scales, bases)
         return index
+
+    def _load_codec(self, path: Any, arrays: dict[str, np.ndarray], slots: int,
+                    check_values: bool) -> np.ndarray:
+        """Check and return the codes for ``slots`` slots, and set the codec's parameters."""
+        d = self._d
+        if self._codec == "sq8":
+            self._mid = array(arrays, "mid", path, dtype=np.float32, shape=(d,), finite=True)
+            self._step = array(arrays, "step", path, dtype=np.float32, shape=(d,), finite=True)
+            return array(arrays, "codes", path, dtype=np.uint8,
+                         shape=(-(-slots // _SQ8_BLOCK), int(_core.sq8_block_bytes(d))))
+        if self._codec == "pq4":
+            m = self._pq_m
+            self._codebooks = array(arrays, "codebooks", path, dtype=np.float32,
+                                    shape=(m, 16, d // m), finite=True)
+            return array(arrays, "codes", path, dtype=np.uint8,
+                         shape=(-(-slots // _PQ4_BLOCK), int(_core.pq4_block_bytes(m))))
+        codes = array(arrays, "codes", path, dtype=np.uint16, shape=(slots, d))
+        if check_values and codes.size and ((codes & 0x7C00) == 0x7C00).any():  # exponent all ones: inf/NaN
+            raise fail(path, "array 'codes' holds half-precision NaN or infinite values")
+        return codes
 
     def _load_lists(self, path: Any, arrays: dict[str, np.ndarray], n: int, d: int) -> _Lists:
         """Read and check the inverted file's arrays (ids must index memory safely)."""
         p = self._partitions
-        self._centroids = arrays.get("centroids")
-        lists = _Lists(*(arrays.get(name) for name in ("list_starts", "list_sizes", "slot_ids",
-                                                        "assignment")))
-        ok = (self._centroids is not None and self._centroids.dtype == np.float32
-              and self._centroids.shape == (p, d)
-              and all(a is not None for a in lists)
-              and lists.starts.dtype == lists.sizes.dtype == lists.slot_ids.dtype == np.int64
-              and lists.starts.shape == lists.sizes.shape == (p,)
-              and lists.assignment.dtype == np.int32 and lists.assignment.shape == (n,))
-        if ok:
-            ids = lists.slot_ids[lists.slot_ids >= 0]
-            ok = (len(ids) == n and int(lists.sizes.sum()) == n and lists.slot_ids.max(initial=-1) < n
-                  and np.array_equal(np.sort(ids), np.arange(n))
-                  and bool(np.all(lists.starts >= 0))
-                  and bool(np.all(lists.starts + lists.sizes <= len(lists.slot_ids))))
-        if not ok:
-            raise FormatError(f"{path}: inconsistent inverted-file arrays")
+        self._centroids = array(arrays, "centroids", path, dtype=np.float32, shape=(p, d), finite=True)
+        lists = _Lists(array(arrays, "list_starts", path, dtype=np.int64, shape=(p,)),
+                       array(arrays, "list_sizes", path, dtype=np.int64, shape=(p,)),
+                       array(arrays, "slot_ids", path, dtype=np.int64, ndim=1),
+                       array(arrays, "assignment", path, dtype=np.int32, shape=(n,)))
+        slots = len(lists.slot_ids)
+        if slots % self._block():
+            raise fail(path, f"array 'slot_ids' holds {slots} slots, not whole blocks of {self._block()}")
+        if int(lists.sizes.sum()) != n:
+            raise fail(path, f"the inverted lists hold {int(lists.sizes.sum())} items, expected {n}")
+        occupied = check_list_ranges(path, lists.starts, lists.sizes, slots, self._block())
+        check_range(path, "slot_ids", lists.slot_ids, -1, n)
+        check_range(path, "assignment", lists.assignment, 0, p)
+        ids = lists.slot_ids[occupied]
+        if (ids < 0).any():
+            raise fail(path, "an inverted list holds a padding slot (-1) inside its range")
+        if int((lists.slot_ids >= 0).sum()) != n:
+            raise fail(path, "array 'slot_ids' holds item ids outside the inverted lists")
+        check_unique(path, "slot_ids", ids)  # n distinct ids in [0, n): each item exactly once
+        owner = np.repeat(np.arange(p, dtype=np.int32), lists.sizes)
+        if not np.array_equal(lists.assignment[ids], owner):
+            raise fail(path, "array 'assignment' disagrees with the lists the items are stored in")
         return lists

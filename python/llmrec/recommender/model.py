@@ -63,8 +63,9 @@ from typing import Any
 import numpy as np
 
 from llmrec._arrays import grow_rows
-from llmrec._checks import check_choice, check_int
+from llmrec._checks import check_choice, check_int, check_k
 from llmrec._estimator import Estimator
+from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
 from llmrec.diversity import mmr_rerank
 from llmrec.exceptions import NotFittedError
 from llmrec.recommender import scoring
@@ -82,6 +83,12 @@ _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_st
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
            "sequence_decay", "candidates", "validation")
 _INDEXES = ("exact", "sq8", "fp16")
+# Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
+# the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
+# alpha in each confidence 1 + alpha·(1 + recency·p²); the text weight is relative to the
+# other signals' weights, which vanish in float32 beside one 1e6 times larger.
+MAX_RECENCY = 1e3
+MAX_TEXT_WEIGHT = 1e6
 
 
 def _real(value: Any, name: str, low: float, high: float = math.inf) -> float:
@@ -89,7 +96,7 @@ def _real(value: Any, name: str, low: float, high: float = math.inf) -> float:
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not (np.isfinite(value) or high == math.inf and value == math.inf) or not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value:g}")
     return value
 
 
@@ -106,7 +113,7 @@ class Recommender(Estimator):
     index : {"exact", "sq8", "fp16"}
         Stage-1 search: exact float32, or a :class:`llmrec.QuantizedIndex` codec for
         large catalogues (its candidates are re-scored exactly anyway).
-    text_weight : "auto" or float ≥ 0
+    text_weight : "auto" or float in [0, 1e6]
         Weight of the text-interest signal; "auto" fits it on the validation slice.
     diversity : float in [0, 1]
         Default MMR trade-off: 0 ranks by relevance only; λ > 0 re-ranks the top
@@ -117,15 +124,16 @@ class Recommender(Estimator):
         Seeds ALS (fits are reproducible for a fixed thread count).
     num_threads : int
         Native threads (0 = all cores).
-    regularization : "auto" or float
+    regularization : "auto" or float in [0, 1e6]
         ALS λ; "auto" picks from (5, 10, 20, 40) on the validation slice.
-    alpha : float
-        ALS confidence slope (c = 1 + alpha·r).
+    alpha : float in (0, 1e6]
+        ALS confidence slope (c = 1 + alpha·r); larger values overflow the float32
+        solvers (``fit`` raises ``ValueError``, never a model that returns only padding).
     iterations : int
         ALS iterations.
-    prior_strength : float
+    prior_strength : float in [0, 1e6]
         Pull of item factors toward their text map (cold start); 0 disables priors.
-    recency : float
+    recency : float in [0, 1000]
         w in the history weights 1 + w·p².
     sequence_decay : float in (0, 1)
         Decay of the sequence signal per step back in the history.
@@ -173,10 +181,10 @@ class Recommender(Estimator):
             "index": check_choice(self.index, "index", _INDEXES),
             "diversity": _real(self.diversity, "diversity", 0.0, 1.0),
             "num_threads": check_int(self.num_threads, "num_threads", minimum=0),
-            "alpha": _real(self.alpha, "alpha", 0.0),
+            "alpha": _real(self.alpha, "alpha", 0.0, MAX_ALPHA),
             "iterations": check_int(self.iterations, "iterations", minimum=1),
-            "prior_strength": _real(self.prior_strength, "prior_strength", 0.0),
-            "recency": _real(self.recency, "recency", 0.0),
+            "prior_strength": _real(self.prior_strength, "prior_strength", 0.0, MAX_PRIOR_STRENGTH),
+            "recency": _real(self.recency, "recency", 0.0, MAX_RECENCY),
             "sequence_decay": _real(self.sequence_decay, "sequence_decay", 0.0, 1.0),
             "candidates": check_int(self.candidates, "candidates", minimum=1),
             "validation": _real(self.validation, "validation", 0.0, 0.5),
@@ -184,9 +192,9 @@ class Recommender(Estimator):
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
-            s["text_weight"] = _real(self.text_weight, "text_weight", 0.0)
+            s["text_weight"] = _real(self.text_weight, "text_weight", 0.0, MAX_TEXT_WEIGHT)
         if self.regularization != "auto":
-            s["regularization"] = _real(self.regularization, "regularization", 0.0)
+            s["regularization"] = _real(self.regularization, "regularization", 0.0, MAX_REGULARIZATION)
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             raise TypeError(f"random_state must be an int or None, got {type(self.random_state).__name__}")
         return s
@@ -341,14 +349,19 @@ class Recommender(Estimator):
     def _query_vectors(self, query: Any, n: int) -> np.ndarray | None:
         if query is None:
             return None
-        if self._items.E is None:
-            raise ValueError("this Recommender was fitted without item text, so it cannot "
-                             "match a free-text query")
         queries = [query] if isinstance(query, str) else list(query) if isinstance(query, (list, tuple)) else None
         if queries is None or not all(isinstance(q, str) for q in queries):
             raise TypeError(f"query must be a str or a list of str, got {type(query).__name__}")
         if len(queries) not in (1, n):
             raise ValueError(f"query must be one string or one per user ({n}), got {len(queries)}")
+        for i, q in enumerate(queries):
+            if not q.strip():  # it would encode to an arbitrary direction: arbitrary items
+                where = "query" if isinstance(query, str) else f"query[{i}]"
+                raise ValueError(f"{where} is empty or whitespace only: give a request in words "
+                                 "(or query=None)")
+        if self._items.E is None:
+            raise ValueError("this Recommender was fitted without item text, so it cannot "
+                             "match a free-text query")
         vectors = self._encode(queries, kind="query")
         return np.repeat(vectors, n, axis=0) if len(queries) == 1 and n != 1 else vectors
 
@@ -419,7 +432,9 @@ class Recommender(Estimator):
         return out_ids, out_scores.astype(np.float32)
 
     def _check_k(self, k: Any) -> int:
-        return check_int(k, "k", minimum=1)
+        """k in [1, max(n_items, 1024)]: results keep width k (padded with -1/-inf), but a
+        k beyond both the catalogue and 1024 could only allocate padding (ValueError)."""
+        return check_k(k, len(self._items.V))
 
     def _diversity(self, diversity: Any) -> float:
         if diversity is None:
@@ -438,6 +453,8 @@ class Recommender(Estimator):
         trade-off in [0, 1] (None: the constructor's). ``allow``: caller item ids the
         results are restricted to. ``scenario``: a blend name from ``scenarios_``
         (None: "home"). Unknown ids raise :class:`llmrec.exceptions.UnknownIdError`.
+        Results are k wide (padded with -1/-inf); ``k`` is at most
+        ``max(n_items, 1024)``, as in every ranking method here.
         """
         self._check_fitted()
         k = self._check_k(k)
@@ -465,16 +482,34 @@ class Recommender(Estimator):
                               exclude_seen: bool = True, diversity: Any = None,
                               scenario: Any = None) -> Recommendations:
         """Top-k for a visitor not in the model, from the items they interacted with
-        (oldest first); nothing is stored. Returns 1-D results."""
+        (oldest first); nothing is stored. Returns 1-D results.
+
+        An empty history has no signal of its own: with ``query`` the ranking is the
+        request's alone (as :meth:`search`, under ``scenario``'s query weight); without one
+        it raises ``ValueError`` rather than return arbitrary items with score 0 (rank a
+        visitor with nothing known by a request, or by popularity on the caller's side).
+        """
         self._check_fitted()
         k = self._check_k(k)
         rows = self._item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
+        weights = self._weights(scenario)
+        diversity = self._diversity(diversity)
+        query_vectors = self._query_vectors(query, 1)
+        if len(rows) == 0:
+            if query_vectors is None:
+                raise ValueError("item_ids is empty: a visitor without history has nothing to "
+                                 "rank by; pass query= (a free-text request) or use search()")
+            if weights.get("query", 0.0) <= 0:
+                raise ValueError(f"item_ids is empty and scenario {scenario or 'home'!r} gives the "
+                                 "query no weight: nothing to rank by")
+            vectors = dict.fromkeys(("behaviour", "sequence", "transition", "text"))
+            ids, scores = self._rank(vectors, weights, k, None, None, diversity, query_vectors)
+            return self._result(ids, scores, True)
         _, first_from_end = np.unique(rows[::-1], return_index=True)
         history = rows[np.sort(len(rows) - 1 - first_from_end)]
         vectors = self._vectors_for([history])
         exclude = weighted_rows([history], len(self._items.V), 0.0) if exclude_seen else None
-        ids, scores = self._rank(vectors, self._weights(scenario), k, exclude, None,
-                                 self._diversity(diversity), self._query_vectors(query, 1))
+        ids, scores = self._rank(vectors, weights, k, exclude, None, diversity, query_vectors)
         return self._result(ids, scores, True)
 
     def _vectors_for(self, histories: list[np.ndarray]) -> dict[str, np.ndarray | None]:
@@ -487,7 +522,8 @@ class Recommender(Estimator):
 
     def search(self, query: str, k: int = 10, *, user_id: Any = None) -> Recommendations:
         """Items matching a free-text request; with ``user_id``, blended with that
-        user's taste (scenario "search"). Nothing is excluded. Returns 1-D results."""
+        user's taste (scenario "search"). Nothing is excluded. Returns 1-D results. An
+        empty or whitespace-only ``query`` raises ``ValueError`` (it names no items)."""
         self._check_fitted()
         k = self._check_k(k)
         if not isinstance(query, str):

@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 
 from llmrec._fileformat import load_arrays, save_arrays
+from llmrec._checks import MAX_THREADS
+from llmrec._validate import array, check_csr, fail, meta_int, meta_real, meta_value
 from llmrec.als import ALS
 from llmrec.recommender import scoring
+from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.late_items import LateItems
@@ -99,50 +102,159 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _id_map(values: np.ndarray, kind: str, what: str) -> IdMap:
+def _id_map(values: np.ndarray, kind: str, what: str, path: Any) -> IdMap:
+    if (kind == "empty") != (len(values) == 0):
+        raise fail(path, f"{what} id kind {kind!r} does not match {len(values)} saved ids")
     ids = IdMap(np.zeros(0, dtype=np.int64), what)
     if len(values):
-        ids = IdMap(values.astype(np.int64) if kind == "int" else values.astype(str).astype(object), what)
+        try:
+            ids = IdMap(values.astype(np.int64) if kind == "int" else values.astype(str).astype(object), what)
+        except (TypeError, ValueError) as error:  # duplicates, mixed kinds
+            raise fail(path, f"invalid {what} ids ({error})") from None
     ids.kind = kind
     return ids
 
 
+def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
+    """The metadata's fields, each of the right type and range (raises FormatError)."""
+    params = meta_value(meta, "params", path, types=dict)
+    unknown = sorted(set(params) - set(cls._param_names) | ({"encoder"} & set(params)))
+    if unknown:
+        raise fail(path, f"unknown Recommender parameters {unknown}")
+    settings = meta_value(meta, "settings", path, types=dict)
+    # The settings are what _settings() made of the parameters at fit: checking them with
+    # the same code gives the same ranges and types.
+    unknown = sorted(set(settings) - set(cls._param_names) | ({"encoder"} & set(settings)))
+    if unknown:
+        raise fail(path, f"unknown Recommender settings {unknown}")
+    try:
+        checked = cls(encoder=None, **settings)._settings()
+        cls(encoder=None, **params)._settings()
+    except (TypeError, ValueError) as error:
+        raise fail(path, f"invalid Recommender parameters or settings ({error})") from None
+    if set(checked) != set(settings):
+        raise fail(path, f"Recommender settings lack {sorted(set(checked) - set(settings))}")
+    meta_int(settings, "num_threads", path, minimum=0, maximum=MAX_THREADS)
+    scenarios = meta_value(meta, "scenarios", path, types=dict)
+    missing = {"home", "search", "similar"} - set(scenarios)
+    if missing:
+        raise fail(path, f"scenarios lack {sorted(missing)}")
+    try:
+        scenarios = {str(name): check_weights(w, f"scenarios[{name!r}]") for name, w in scenarios.items()}
+    except (TypeError, ValueError) as error:
+        raise fail(path, f"invalid scenario ({error})") from None
+    kinds = meta_value(meta, "id_kinds", path, types=list)
+    if len(kinds) != 2 or not all(k in ("int", "str", "empty") for k in kinds):
+        raise fail(path, f"metadata field 'id_kinds' must be two of 'int', 'str', 'empty', got {kinds!r}")
+    return {"params": params, "settings": checked, "scenarios": scenarios, "id_kinds": kinds,
+            "encoder": meta_value(meta, "encoder", path, types=(str, type(None)), default=None),
+            "regularization": meta_real(meta, "regularization", path, minimum=0.0),
+            "validation": meta.get("validation")}
+
+
+def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) -> dict[str, Any]:
+    """Every array checked against the others: one row per item or user, the widths of
+    the factors (f), next-item factors (ft) and text vectors (d), finite values, the
+    histories a CSR of item rows. Returns them by name (absent optional ones: None)."""
+    out: dict[str, Any] = {}
+    for name, kind in zip(("user_ids", "item_ids"), kinds):
+        dtype = {"int": np.int64, "str": "U", "empty": None}[kind]
+        out[name] = array(arrays, name, path, dtype=dtype, shape=(0,) if kind == "empty" else (None,))
+    n_items = len(out["item_ids"])
+    n_users = len(out["user_ids"])
+    V = array(arrays, "V", path, dtype=np.float32, shape=(n_items, None), finite=True)
+    f = V.shape[1]
+    out["V"] = V
+    out["Vn"] = array(arrays, "Vn", path, dtype=np.float32, shape=(n_items, f), finite=True)
+    out["P"] = array(arrays, "P", path, dtype=np.float32, shape=(n_items, None), finite=True)
+    ft = out["P"].shape[1]
+    out["Q"] = array(arrays, "Q", path, dtype=np.float32, shape=(n_items, ft), finite=True)
+    E = out["E"] = array(arrays, "E", path, dtype=np.float32, shape=(n_items, None), required=False,
+                         finite=True)
+    d = None if E is None else E.shape[1]
+    text = E is not None
+    for name, width, needed in (("behaviour", f, True), ("sequence", f, True),
+                                ("transition", ft, True), ("text", d, text)):
+        out[f"user_{name}"] = array(arrays, f"user_{name}", path, dtype=np.float32, shape=(n_users, width),
+                                    required=needed, finite=True)
+    if not text and "user_text" in arrays:
+        raise fail(path, "array 'user_text' given without item text vectors 'E'")
+    out["profile"] = array(arrays, "profile", path, dtype=np.float32, shape=(n_users, d), required=False,
+                           finite=True)
+    if out["profile"] is not None and not text:
+        raise fail(path, "array 'profile' given without item text vectors 'E'")
+    for name, shape, dtype in (("cov_V", (f, f), np.float64), ("cov_Vn", (f, f), np.float64),
+                               ("norm_V", (1,), np.float64), ("mean_V", (f,), np.float32),
+                               ("mean_Vn", (f,), np.float32), ("cov_Q", (ft, ft), np.float64),
+                               ("mean_Q", (ft,), np.float32)):
+        out[name] = array(arrays, name, path, dtype=dtype, shape=shape, finite=True)
+    if not float(out["norm_V"][0]) > 0:
+        raise fail(path, "array 'norm_V' must hold a positive mean norm")
+    p = None if d is None else min(scoring.TEXT_PCA_DIMS, d)
+    for name, shape, dtype in (("cov_E", (d, d), np.float64), ("mean_E", (d,), np.float32),
+                               ("text_mean", (d,), np.float32), ("text_basis", (d, p), np.float32)):
+        out[name] = array(arrays, name, path, dtype=dtype, shape=shape, required=text, finite=True)
+        if out[name] is not None and not text:
+            raise fail(path, f"array {name!r} given without item text vectors 'E'")
+    indptr = array(arrays, "hist_indptr", path, dtype=np.int64, ndim=1)
+    items = array(arrays, "hist_items", path, dtype=np.int64, ndim=1)
+    if not 1 <= len(indptr) <= n_users + 1:
+        raise fail(path, f"array 'hist_indptr' has {len(indptr)} entries, expected at most {n_users + 1}")
+    check_csr(path, "histories", indptr, items, len(indptr) - 1, n_items)
+    out["hist_indptr"], out["hist_items"] = indptr, items
+    out["labels"] = array(arrays, "labels", path, dtype="U", shape=(n_items,), required=False)
+    return out
+
+
 def load(cls: Any, directory: Any, encoder: Any) -> Any:
+    """Read a model written by :func:`save`. Both files are untrusted input: the ALS
+    model is checked by :meth:`ALS.load`, the rest field by field and array by array
+    (shapes against the id counts and factor widths, finite values, histories as CSR
+    rows of known items) and against the ALS model, before any of it is used. Raises
+    ``llmrec.FormatError`` (a ``ValueError``) for an inconsistent or damaged directory."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a saved Recommender directory")
-    meta, arrays, _ = load_arrays(directory / "recommender.llmrec", _KIND, max_kind_version=_KIND_VERSION)
+    path = directory / "recommender.llmrec"
+    raw_meta, raw_arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION)
+    meta = _checked_meta(cls, raw_meta, path)
+    arrays = _checked_arrays(raw_arrays, path, meta["id_kinds"])
+    als = ALS.load(directory / "als.llmrec")
+    n_items, f = arrays["V"].shape
+    if als.n_items_ != n_items or als.item_factors_.shape[1] != f or als.n_users_ > len(arrays["user_ids"]):
+        raise fail(directory / "als.llmrec", f"the ALS model ({als.n_users_} users, {als.n_items_} items, "
+                   f"{als.item_factors_.shape[1]} factors) does not match the Recommender "
+                   f"({len(arrays['user_ids'])} users, {n_items} items, {f} factors)")
     spec = meta["encoder"] if isinstance(encoder, str) and encoder == "saved" else encoder
     model = cls(encoder=spec, **meta["params"])
-    model._settings_used = dict(meta["settings"])
+    model._settings_used = meta["settings"]
     model._encoder_lock = threading.Lock()
     model._encoder_obj = None if isinstance(spec, str) or spec is None else spec
-    model._als = ALS.load(directory / "als.llmrec")
+    model._als = als
     user_kind, item_kind = meta["id_kinds"]
-    model._user_map = _id_map(arrays["user_ids"], user_kind, "user")
-    model._item_map = _id_map(arrays["item_ids"], item_kind, "item")
+    model._user_map = _id_map(arrays["user_ids"], user_kind, "user", path)
+    model._item_map = _id_map(arrays["item_ids"], item_kind, "item", path)
     model._histories = Histories(arrays["hist_indptr"], arrays["hist_items"])
     # Items the ALS fitted without interactions are the late ones (see LateItems).
     late = np.flatnonzero(np.diff(model._als._user_items.tocsc().indptr) == 0)
     model._late_items = LateItems.from_histories(late, arrays["hist_indptr"], arrays["hist_items"],
                                                  TRANSITION_WINDOW)
     model._grams = {}
-    model._profile = arrays.get("profile")
-    model._labels = arrays["labels"].astype(object) if "labels" in arrays else None
+    model._profile = arrays["profile"]
+    model._labels = arrays["labels"].astype(object) if arrays["labels"] is not None else None
     V = np.ascontiguousarray(arrays["V"])
-    E = arrays.get("E")
+    E = arrays["E"]
     Vn = np.ascontiguousarray(arrays["Vn"])
-    model._geometry = scoring.Geometry(arrays["cov_V"], arrays["cov_Vn"], arrays.get("cov_E"),
+    model._geometry = scoring.Geometry(arrays["cov_V"], arrays["cov_Vn"], arrays["cov_E"],
                                        float(arrays["norm_V"][0]), arrays["mean_V"], arrays["mean_Vn"],
-                                       arrays.get("mean_E"), arrays.get("text_mean"),
-                                       arrays.get("text_basis"), arrays["cov_Q"], arrays["mean_Q"])
+                                       arrays["mean_E"], arrays["text_mean"],
+                                       arrays["text_basis"], arrays["cov_Q"], arrays["mean_Q"])
     P, Q = np.ascontiguousarray(arrays["P"]), np.ascontiguousarray(arrays["Q"])
     T = scoring.text_coordinates(E, model._geometry)
     s = model._settings_used
     index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state)
     model._items = scoring.make_items(V, Vn, E, T, P, Q, index)
-    model._users = {name: arrays.get(f"user_{name}")
-                    for name in ("behaviour", "sequence", "transition", "text")}
+    model._users = {name: arrays[f"user_{name}"] for name in ("behaviour", "sequence", "transition", "text")}
     model._lock = threading.Lock()
     model._rows_lock = threading.Lock()
     model.scenarios_ = meta["scenarios"]
