@@ -217,6 +217,25 @@ class QuantizedIndex(IndexBase):
         """Whether float32 vectors are kept for exact re-ranking."""
         return self._keep_vectors
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle support: everything but the lock, which :meth:`__setstate__` rebuilds."""
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled arrays carry fresh dtype objects; the native fp16 check compares the
+        # dtype by identity, so give every array numpy's canonical dtype back.
+        def canonical(value: Any) -> Any:
+            if isinstance(value, np.ndarray):
+                return value.view(np.dtype(value.dtype.str))
+            if isinstance(value, tuple) and hasattr(value, "_replace"):
+                return type(value)(*(canonical(v) for v in value))
+            return value
+
+        self.__dict__.update({name: canonical(value) for name, value in state.items()})
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return self._state.n
 
