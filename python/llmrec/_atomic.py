@@ -29,6 +29,7 @@ _IN_PROGRESS_LOCK = threading.Lock()
 # Temporaries of llmrec versions before the pid was part of the name (mkstemp/mkdtemp:
 # 8 random characters) are removed once this old, when their content is llmrec's.
 _LEGACY_AGE_S = 3600.0
+USE_EXCHANGE = True  # False: always the two-rename fallback (tests of that path)
 
 
 def temporary(target: Path, suffix: str) -> Path:
@@ -83,12 +84,14 @@ def _remove(path: Path) -> None:
         pass
 
 
-def clean_stale(target: Path) -> list[Path]:
-    """Remove the temporaries of ``target`` that a killed or failed save left behind;
-    returns what was removed."""
+def clean_stale(target: Path, kinds: tuple[str, ...] = ("tmp", "old")) -> list[Path]:
+    """Remove the temporaries of ``target`` that a killed or failed save left behind
+    (``kinds``: "tmp", half-written; "old", a replaced model moved aside, which may be
+    the only copy until the target exists again); returns what was removed."""
     name = re.escape(target.name)
-    ours = re.compile(rf"\.{name}\.llmrec-(\d+)-[0-9a-f]+\.(tmp|old)")
-    legacy = re.compile(rf"\.{name}\.[A-Za-z0-9_]{{8}}\.(tmp|old)")
+    kind = "|".join(kinds)
+    ours = re.compile(rf"\.{name}\.llmrec-(\d+)-[0-9a-f]+\.({kind})")
+    legacy = re.compile(rf"\.{name}\.[A-Za-z0-9_]{{8}}\.({kind})")
     removed = []
     try:
         entries = list(target.parent.iterdir())
@@ -148,7 +151,7 @@ def exchange(a: Path, b: Path) -> bool:
     """Swap the two existing paths ``a`` and ``b`` in one atomic step (Linux
     ``renameat2(RENAME_EXCHANGE)``). Returns False where the system or the file system
     cannot, having changed nothing."""
-    if not sys.platform.startswith("linux"):
+    if not USE_EXCHANGE or not sys.platform.startswith("linux"):
         return False
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2

@@ -126,6 +126,7 @@ def write_directory(target: Path, write: Callable[[Path], None]) -> None:
     (see the module docstring)."""
     _check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _atomic.clean_stale(target, ("tmp",))  # first: a killed save's temporary may hold gigabytes
     tmp = _atomic.temporary(target, "tmp")
     try:
         os.mkdir(tmp)
