@@ -81,11 +81,14 @@ def test_exact_index_pickles_at_any_time(rng, tmp_path):
                                      dict(codec="sq8", partitions=4), dict(codec="fp16", partitions=4),
                                      dict(codec="pq4", partitions=3, keep_vectors=False)],
                          ids=lambda o: "-".join(str(v) for v in o.values()))
-def test_quantized_index_pickles_at_any_time(rng, options):
+def test_quantized_index_pickles_at_any_time(rng, options, tmp_path):
     x = rng.standard_normal((300, 16)).astype(np.float32)
     q = rng.standard_normal((6, 16)).astype(np.float32)
     index = QuantizedIndex(x, random_state=0, num_threads=1, **options)
     _same(_copy(index).search(q, 8), index.search(q, 8))
+    index.save(tmp_path / "q.llmrec")
+    mapped = QuantizedIndex.load(tmp_path / "q.llmrec", mmap=True)
+    _same(_copy(mapped).search(q, 8), index.search(q, 8))
     index.search(q, 3)
     index.add(x[:20] * 0.5)
     copy = _copy(index)
