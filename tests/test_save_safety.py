@@ -285,3 +285,19 @@ def test_save_killed_at_random_points_leaves_a_model(tmp_path, exchange, rng):
     assert kills >= 3
     a.save(target)
     assert _leftovers(work) == [] and os.listdir(work) == ["model"]
+
+
+def test_a_save_in_progress_in_this_process_is_not_cleaned_up(tmp_path, monkeypatch):
+    """Two threads of one process saving beside each other: the temporary one is writing
+    is not taken for a leftover by the other, however each spells the directory."""
+    monkeypatch.chdir(tmp_path)
+    target = Path("m.llmrec")  # relative here, absolute below
+    busy = _atomic.temporary(target, "tmp")
+    busy.write_bytes(b"\x89LLMREC\n")
+    try:
+        ExactIndex(np.eye(4, dtype=np.float32)).save(tmp_path / "m.llmrec")
+        assert busy.exists()
+    finally:
+        _atomic.done(busy)
+    ExactIndex(np.eye(4, dtype=np.float32)).save(tmp_path / "m.llmrec")
+    assert not busy.exists()  # ours, no longer in progress: a leftover now

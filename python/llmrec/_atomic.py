@@ -36,14 +36,19 @@ def temporary(target: Path, suffix: str) -> Path:
     """A fresh name for a temporary of ``target`` (registered as in progress)."""
     path = target.parent / f".{target.name}.llmrec-{os.getpid()}-{secrets.token_hex(6)}.{suffix}"
     with _IN_PROGRESS_LOCK:
-        _IN_PROGRESS.add(str(path))
+        _IN_PROGRESS.add(_key(path))
     return path
+
+
+def _key(path: Path) -> str:
+    """One spelling per file, however the caller named its directory."""
+    return os.path.realpath(path)
 
 
 def done(path: Path) -> None:
     """``path`` is no longer being written (it was renamed away or removed)."""
     with _IN_PROGRESS_LOCK:
-        _IN_PROGRESS.discard(str(path))
+        _IN_PROGRESS.discard(_key(path))
 
 
 def _alive(pid: int) -> bool:
@@ -101,7 +106,7 @@ def clean_stale(target: Path, kinds: tuple[str, ...] = ("tmp", "old")) -> list[P
         match = ours.fullmatch(entry.name)
         if match:
             with _IN_PROGRESS_LOCK:
-                busy = str(entry) in _IN_PROGRESS
+                busy = _key(entry) in _IN_PROGRESS
             if busy or _alive(int(match.group(1))):
                 continue
         elif not (legacy.fullmatch(entry.name) and _legacy_stale(entry)):

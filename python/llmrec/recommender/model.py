@@ -51,6 +51,11 @@ text channel (32 text PCA dims), the union of their candidates; then one native 
 re-scoring of those few hundred candidates with every signal (on MovieLens the same
 ndcg as a full exact ranking), optionally MMR re-ranking (``diversity``). Latency on a
 100,000-item catalogue: bench/RESULTS.md, "Latency".
+
+Threads: requests pin one published snapshot of the model at their start and read only
+it; ``update`` and ``add_items`` (one at a time) publish new ones without changing what
+a running request reads (:mod:`.snapshot`). ``save`` holds the writer lock while it
+writes; requests go on meanwhile.
 """
 
 from __future__ import annotations
