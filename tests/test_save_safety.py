@@ -167,10 +167,20 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(model, tmp_path):
     unrelated = [tmp_path / ".m.backup.tmp", tmp_path / f".other.llmrec-{dead}-0a1b2c.tmp"]
     for path in unrelated:
         path.write_text("someone else's")
+    # Left by llmrec versions that named temporaries without the pid: removed once old.
+    legacy = [tmp_path / ".m.ab12cd34.tmp", tmp_path / ".m.ef56gh78.old"]
+    old = time.time() - 2 * _atomic._LEGACY_AGE_S
+    for folder in legacy:
+        folder.mkdir()
+        (folder / "als.llmrec").write_bytes(b"\x89LLMREC\n" + bytes(10))
+        (folder / ".als.llmrec.x1y2z3w4.tmp").touch()  # killed right after creating it
+        os.utime(folder, (old, old))
+    recent = tmp_path / ".m.ij90kl12.tmp"  # may still be written by an older llmrec
+    recent.mkdir()
     model.save(target)
     names = set(os.listdir(tmp_path))
-    assert not {p.name for p in stale} & names
-    assert live.name in names and all(p.name in names for p in unrelated)
+    assert not {p.name for p in stale + legacy} & names
+    assert live.name in names and recent.name in names and all(p.name in names for p in unrelated)
 
 
 def test_a_failed_save_leaves_nothing_behind(model, tmp_path, monkeypatch):

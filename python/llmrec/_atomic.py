@@ -123,8 +123,8 @@ def _legacy_stale(entry: Path) -> bool:
     except OSError:
         return False
     if entry.is_dir():
-        return all(_is_llmrec_file(f) for f in entry.iterdir() if f.is_file())
-    return _is_llmrec_file(entry)
+        return all(_is_llmrec_file(f) or f.stat().st_size == 0 for f in entry.iterdir() if f.is_file())
+    return _is_llmrec_file(entry) or entry.stat().st_size == 0  # killed before its first write
 
 
 def fsync_directory(path: Path) -> None:
