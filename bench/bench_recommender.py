@@ -210,7 +210,7 @@ def cold_feed(args: argparse.Namespace) -> None:
                 for frozen in (True, False):
                     rec = llmrec.Recommender.load(saved, encoder=encoder)
                     if frozen:
-                        rec._refresh_items = lambda rows: None
+                        rec._refresh_items = lambda *args: None
                     start = time.perf_counter()
                     for user, item in zip(fed["user_id"].tolist(), fed["item_id"].tolist()):
                         rec.update(user, [item])

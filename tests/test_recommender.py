@@ -600,8 +600,8 @@ def test_update_is_seen_whole_by_concurrent_readers(data, monkeypatch):
     published = [rec._user_rows(row)]
     compute = rec._user_vectors
 
-    def recording(users: np.ndarray) -> dict:
-        fresh_rows = compute(users)
+    def recording(*args) -> dict:
+        fresh_rows = compute(*args)
         published.append(fresh_rows)
         return fresh_rows
 

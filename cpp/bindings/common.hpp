@@ -45,7 +45,7 @@ py::array_t<T, py::array::c_style> output_array(const py::handle& obj, const cha
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a numpy array (it is written in place)");
   const auto array = py::reinterpret_borrow<py::array>(obj);
-  if (!array.dtype().is(py::dtype::of<T>()))
+  if (!array.dtype().equal(py::dtype::of<T>()))
     throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
                          " (it is written in place), got " + std::string(py::str(array.dtype())));
   if (!(array.flags() & py::array::c_style) || reinterpret_cast<std::uintptr_t>(array.data()) % alignof(T) != 0)

@@ -334,7 +334,7 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
       view.sq8_n_bases = bases->shape(0);
     }
   } else if (codec == "fp16") {
-    require(codes.dtype().is(py::dtype::of<uint16_t>()) && (codes.flags() & py::array::c_style) &&
+    require(codes.dtype().equal(py::dtype::of<uint16_t>()) && (codes.flags() & py::array::c_style) &&
                 codes.ndim() == 2 && static_cast<std::size_t>(codes.shape(0)) >= slots &&
                 static_cast<std::size_t>(codes.shape(1)) == d,
             "fp16 codes must be a C-contiguous uint16 (n, d) array");

@@ -11,8 +11,11 @@ Layout (all integers little-endian)::
     hcrc       uint32    CRC-32 of the header bytes
     arrays     each at its offset, aligned to 64 bytes, raw C-order data
 
-Files are written to a temporary file beside the target and renamed over it only once
-complete and flushed, so a crash never leaves a half-written file under the real name.
+Files are written to a temporary file beside the target (``.NAME.llmrec-<pid>-<token>.tmp``)
+and renamed over it only once complete and flushed, so a crash never leaves a
+half-written file under the real name; the temporaries of killed saves are removed by
+the next save of the same name (see :mod:`llmrec._atomic`). A save refuses to replace a
+directory or a non-empty file that is not an llmrec file (``FileExistsError``).
 Loading refuses anything but a regular file, checks the magic, version (only the
 supported ones), header length (at most 64 MiB, within the file), header checksum, the
 header's schema (every field's type; each array's dtype from an allow-list, its byte
@@ -28,12 +31,13 @@ import math
 import os
 import stat
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from llmrec import _atomic
 
 MAGIC = b"\x89LLMREC\n"
 FORMAT_VERSION = 1
@@ -65,7 +69,10 @@ def _aligned(offset: int) -> int:
 
 def save_arrays(path: str | os.PathLike[str], kind: str, kind_version: int,
                 meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` and JSON-serialisable ``meta`` to ``path`` atomically."""
+    """Write ``arrays`` and JSON-serialisable ``meta`` to ``path`` atomically.
+
+    Raises ``FileExistsError`` when ``path`` is a directory or a non-empty file that is
+    not an llmrec file (it is never overwritten)."""
     path = Path(path)
     arrays = {name: np.ascontiguousarray(a).astype(np.asarray(a).dtype.newbyteorder("<"), copy=False)
               for name, a in arrays.items()}
@@ -89,8 +96,11 @@ def save_arrays(path: str | os.PathLike[str], kind: str, kind_version: int,
     header_bytes = json.dumps(header).encode().ljust(reserve)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _atomic.check_file_target(path)
+    _atomic.clean_stale(path)  # first: a killed save's temporary may hold gigabytes
+    tmp = _atomic.temporary(path, "tmp")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)))
             f.write(header_bytes)
@@ -101,11 +111,14 @@ def save_arrays(path: str | os.PathLike[str], kind: str, kind_version: int,
             f.truncate(offset)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp_name, path)
+        os.replace(tmp, path)
+        _atomic.fsync_directory(path.parent)
     except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
         raise
+    finally:
+        _atomic.done(tmp)
 
 
 _SUPPORTED_VERSIONS = (1,)  # format versions this llmrec reads; anything else is refused

@@ -317,6 +317,17 @@ class ALS(Estimator):
             raise NotFittedError(f"ALS.{name} is learned by fit: call fit(user_items) first")
         raise AttributeError(f"'ALS' object has no attribute {name!r}")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle support (at any time, fitted or not): the parameters and learned state;
+        the cache of Gramians and search indexes is dropped and rebuilt on demand."""
+        state = self.__dict__.copy()
+        state.pop("_cache", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._touch()
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "user_factors_"):
             raise NotFittedError("this ALS instance is not fitted yet: call fit(user_items) first")

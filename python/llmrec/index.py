@@ -70,6 +70,18 @@ class ExactIndex(IndexBase):
     def __len__(self) -> int:
         return int(self._items.shape[0])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle support: the searched rows (as a plain array: no spare capacity, no memory
+        map) and the settings; the lock is rebuilt by :meth:`__setstate__`."""
+        return {"metric": self._metric, "num_threads": self._num_threads,
+                "vectors": np.asarray(self._items)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._metric = state["metric"]
+        self._num_threads = state["num_threads"]
+        self._items = self._buffer = state["vectors"]
+        self._lock = threading.Lock()
+
     def __repr__(self) -> str:
         return f"ExactIndex(n={len(self)}, dim={self.dim}, metric={self._metric!r})"
 

@@ -222,6 +222,16 @@ class QuantizedIndex(IndexBase):
         """Whether float32 vectors are kept for exact re-ranking."""
         return self._keep_vectors
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle support: everything but the lock, which :meth:`__setstate__` rebuilds."""
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return self._state.n
 

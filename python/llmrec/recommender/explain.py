@@ -25,18 +25,17 @@ class Explanation(NamedTuple):
         return self.text
 
 
-def _name(model: Any, row: int) -> str:
+def _name(model: Any, labels: Any, row: int) -> str:
     item_id = model._item_map.ids[row]
-    labels = model._labels
     return f"{labels[row]!s}" if labels is not None and row < len(labels) else f"item {item_id!r}"
 
 
-def explain_score(model: Any, user: int, item: int) -> Explanation:
+def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, item: int) -> Explanation:
+    """Explain ``item``'s score for the user whose signal ``vectors`` (one row each) and
+    ``history`` were taken from the pinned snapshot ``snap``."""
     s = model._settings_used
-    items = model._items
+    items = snap.items
     weights = model.scenarios_["home"]
-    history = model._histories.get(user)
-    vectors = model._user_rows(np.array([user]))
     signals = scoring.make_signals(weights, model._geometry, **vectors)
     parts = {"behaviour": 0.0, "sequence": 0.0, "transition": 0.0, "text": 0.0}
     if signals.behaviour is not None:
@@ -65,7 +64,7 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
     if n:
         # Behaviour: the fold-in is linear in the history, u = A⁻¹ Σ_j c_j v_j, so the
         # score splits into one term per history item (Hu, Koren & Volinsky, §5).
-        _, _, contributions = _behaviour_terms(model, history, item)
+        _, _, contributions = _behaviour_terms(model, snap, history, item)
         scale = parts["behaviour"] / contributions.sum() if contributions.sum() else 0.0
         table["behaviour"] = contributions * scale
         decay = s["sequence_decay"] ** np.arange(n)[::-1]
@@ -81,7 +80,7 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
         table["total"] = table["behaviour"] + table["sequence"] + table["transition"]
         table = table.sort_values("total", ascending=False, kind="stable").reset_index(drop=True)
 
-    lines = [f"Score {score:.3f} for {_name(model, item)} (weighted standard deviations above "
+    lines = [f"Score {score:.3f} for {_name(model, snap.labels, item)} (weighted standard deviations above "
              "the catalogue's average, per signal):"]
     labels = {"behaviour": "people with a history like yours chose it",
               "sequence": "it is close to what you interacted with most recently",
@@ -92,24 +91,25 @@ def explain_score(model: Any, user: int, item: int) -> Explanation:
             lines.append(f"  {relative[key]:+.3f} {key}: {labels[key]}")
     if n:
         top = table.head(3)
-        names = ", ".join(_name(model, int(r)) for r in top["row"])
+        names = ", ".join(_name(model, snap.labels, int(r)) for r in top["row"])
         lines.append(f"  history items that weigh most: {names}")
         if "text_similarity" in table:
             best = table.loc[table["text_similarity"].idxmax()]
-            lines.append(f"  closest in text: {_name(model, int(best['row']))} "
+            lines.append(f"  closest in text: {_name(model, snap.labels, int(best['row']))} "
                          f"(cosine {best['text_similarity']:.2f})")
     else:
         lines.append("  no history: the score comes from the text of the request or profile only")
     return Explanation("\n".join(lines), float(score), relative, table.drop(columns="row"))
 
 
-def _behaviour_terms(model: Any, history: np.ndarray, item: int) -> tuple[float, np.ndarray, np.ndarray]:
+def _behaviour_terms(model: Any, snap: Any, history: np.ndarray, item: int
+                     ) -> tuple[float, np.ndarray, np.ndarray]:
     from llmrec.recommender.history import weighted_rows
 
     s = model._settings_used
-    row = weighted_rows([history], len(model._items.V), s["recency"])
+    row = weighted_rows([history], len(snap.items.V), s["recency"])
     order = np.argsort(history)  # weighted_rows sorts columns; map back to history order
-    score, ids, contributions = model._als.explain(0, row, item, k=len(history))
+    score, ids, contributions = snap.als.explain(0, row, item, k=len(history))
     by_id = dict(zip(ids.tolist(), contributions.tolist()))
     terms = np.array([by_id.get(int(h), 0.0) for h in history])
     del order

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -14,7 +12,9 @@ class Histories:
     """Each user's distinct items, oldest first (a repeat moves an item to its latest place).
 
     Stored as CSR arrays from ``fit`` plus a small dict of users changed since (by
-    :meth:`append`), so updates cost O(that user's history), not O(all users).
+    :meth:`set`), so updates cost O(that user's history), not O(all users). A user's
+    array is replaced, never modified, so a reader holding one keeps a consistent
+    history; the Recommender serialises writers and publishes changes under its lock.
     """
 
     def __init__(self, indptr: np.ndarray, items: np.ndarray) -> None:
@@ -22,7 +22,6 @@ class Histories:
         self._items = np.asarray(items, dtype=np.int64)
         self._changed: dict[int, np.ndarray] = {}
         self._n = len(self._indptr) - 1
-        self._lock = threading.Lock()
 
     @classmethod
     def from_events(cls, users: np.ndarray, items: np.ndarray, order: np.ndarray,
@@ -51,17 +50,21 @@ class Histories:
             return np.zeros(0, dtype=np.int64)
         return self._items[self._indptr[user]:self._indptr[user + 1]]
 
+    @staticmethod
+    def merge(history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``history`` followed by ``items`` (newest last), each item kept at its latest place."""
+        seq = np.concatenate((history, np.asarray(items, dtype=np.int64)))
+        _, first_from_end = np.unique(seq[::-1], return_index=True)
+        return seq[np.sort(len(seq) - 1 - first_from_end)]
+
+    def set(self, user: int, history: np.ndarray) -> None:
+        """Replace the user's history (a new user id grows the store)."""
+        self._changed[int(user)] = history
+        self._n = max(self._n, int(user) + 1)
+
     def append(self, user: int, items: np.ndarray) -> None:
         """Add interactions (in the order given, newest last); a new user id grows the store."""
-        with self._lock:
-            old = self.get(user)
-            new = np.asarray(items, dtype=np.int64)
-            # The latest occurrence of every item wins its place.
-            seq = np.concatenate((old, new))
-            _, first_from_end = np.unique(seq[::-1], return_index=True)
-            keep = np.sort(len(seq) - 1 - first_from_end)
-            self._changed[int(user)] = seq[keep]
-            self._n = max(self._n, int(user) + 1)
+        self.set(user, self.merge(self.get(user), items))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(indptr, items) of all users, changes folded in (for saving)."""
@@ -78,12 +81,17 @@ class Histories:
 
     def seen(self, users: np.ndarray, n_items: int) -> sp.csr_matrix:
         """A (len(users), n_items) CSR matrix marking each user's items."""
-        rows = [np.sort(self.get(u)) for u in users]
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in rows], out=indptr[1:])
-        indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr),
-                             shape=(len(rows), n_items))
+        return seen_matrix([self.get(u) for u in users], n_items)
+
+
+def seen_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """A (len(histories), n_items) CSR matrix marking the items of each history."""
+    rows = [np.sort(h) for h in histories]
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr),
+                         shape=(len(rows), n_items))
 
 
 def recency_weights(n: int, recency: float) -> np.ndarray:
@@ -125,4 +133,5 @@ def transitions(histories: list[np.ndarray], n_items: int, window: int = TRANSIT
     return matrix
 
 
-__all__ = ["TRANSITION_WINDOW", "Histories", "recency_weights", "transitions", "weighted_rows"]
+__all__ = ["TRANSITION_WINDOW", "Histories", "recency_weights", "seen_matrix", "transitions",
+           "weighted_rows"]

@@ -51,12 +51,18 @@ text channel (32 text PCA dims), the union of their candidates; then one native 
 re-scoring of those few hundred candidates with every signal (on MovieLens the same
 ndcg as a full exact ranking), optionally MMR re-ranking (``diversity``). Latency on a
 100,000-item catalogue: bench/RESULTS.md, "Latency".
+
+Threads: requests pin one published snapshot of the model at their start and read only
+it; ``update`` and ``add_items`` (one at a time) publish new ones without changing what
+a running request reads (:mod:`.snapshot`). ``save`` holds the writer lock while it
+writes; requests go on meanwhile.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import pickle
 import threading
 from typing import Any
 
@@ -67,15 +73,16 @@ from llmrec._checks import check_choice, check_int, check_k
 from llmrec._estimator import Estimator
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
 from llmrec.diversity import mmr_rerank
-from llmrec.exceptions import NotFittedError
+from llmrec.exceptions import NotFittedError, UnknownIdError
 from llmrec.recommender import scoring
 from llmrec.recommender.explain import Explanation, explain_score
 from llmrec.recommender.fusion import check_weights
-from llmrec.recommender.history import TRANSITION_WINDOW, Histories, weighted_rows
+from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.late_items import LateItems, solve_late_factors
 from llmrec.recommender.results import Recommendations
+from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
 from llmrec.recommender.training import fit_als, fit_blend, fit_transitions, unit_factors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
 
@@ -205,7 +212,7 @@ class Recommender(Estimator):
         raise AttributeError(f"'Recommender' object has no attribute {name!r}")
 
     def _check_fitted(self) -> None:
-        if "_items" not in self.__dict__:
+        if "_publisher" not in self.__dict__:
             raise NotFittedError("this Recommender is not fitted yet: call fit(interactions) first")
 
     # ------------------------------------------------------------------ encoder
@@ -281,23 +288,21 @@ class Recommender(Estimator):
         self._histories = histories
         self._settings_used = s
         self._profile = profile
-        self._labels = None
+        labels = None
         if items is not None:
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
-            self._labels = np.array([str(t) for t in titles], dtype=object)
+            labels = np.array([str(t) for t in titles], dtype=object)
         weights, regularization, report = fit_blend(s, histories, n_items, E, profile,
                                                     self.random_state)
         all_histories = [histories.get(u) for u in range(n_users)]
-        self._als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
-                            show_progress=show_progress)
+        als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
+                      show_progress=show_progress)
         P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
-        self._build_items(s, E, P, Q)
-        self._late_items = LateItems(np.flatnonzero(self._items.warm == 0), TRANSITION_WINDOW)
-        self._grams: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()  # one writer at a time
-        self._rows_lock = threading.Lock()  # user rows: a whole update or none
-        self._users = self._user_vectors(np.arange(n_users))
+        built = self._build_items(s, als, E, P, Q)
+        users = self._user_vectors(built, als, all_histories, profile)
+        self._install(built, als, users, labels,
+                      LateItems(np.flatnonzero(built.warm == 0), TRANSITION_WINDOW))
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.
@@ -315,26 +320,59 @@ class Recommender(Estimator):
         self.validation_ = report
         return self
 
-    def _build_items(self, s: dict[str, Any], E: np.ndarray | None, P: np.ndarray,
-                     Q: np.ndarray) -> None:
-        V = np.array(self._als.item_factors_, dtype=np.float32)  # a copy: ALS grows its own rows
+    def _install(self, items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
+                 labels: np.ndarray | None, late_items: LateItems) -> None:
+        """Publish the first snapshot of a fitted or loaded model and create its locks
+        (the id maps, histories, profile, settings and geometry are set already)."""
+        self._late_items = late_items
+        self._grams: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()  # one writer at a time (update, add_items, save)
+        self._publisher = Publisher(Snapshot(items, als, late_items.fresh_rows, labels, users,
+                                             len(self._user_map)))
+
+    # Read-only views of the current snapshot, for tests, benchmarks and debugging;
+    # requests pin one snapshot instead (see :mod:`.snapshot`).
+    @property
+    def _items(self) -> scoring.Items:
+        return self._publisher.current.items
+
+    @property
+    def _als(self) -> Any:
+        return self._publisher.current.als
+
+    @property
+    def _users(self) -> dict[str, np.ndarray | None]:
+        return self._publisher.current.users
+
+    @property
+    def _labels(self) -> np.ndarray | None:
+        return self._publisher.current.labels
+
+    def _build_items(self, s: dict[str, Any], als: Any, E: np.ndarray | None, P: np.ndarray,
+                     Q: np.ndarray) -> scoring.Items:
+        V = np.array(als.item_factors_, dtype=np.float32)  # a copy: ALS grows its own rows
         # Items without interactions have only a text-predicted position: its direction is
         # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
         # on MovieLens with it), so they get none (neutral, the catalogue's average).
-        Vn = unit_factors(self._als)
+        Vn = unit_factors(als)
         self._geometry = scoring.make_geometry(V, Vn, E, Q)
         T = scoring.text_coordinates(E, self._geometry)
         index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state)
-        self._items = scoring.make_items(V, Vn, E, T, P, Q, index)
+        return scoring.make_items(V, Vn, E, T, P, Q, index)
 
-    def _user_vectors(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
+    def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],
+                      profile: np.ndarray | None, patch: dict[str, np.ndarray] | None = None
+                      ) -> dict[str, np.ndarray | None]:
+        """The signal vectors of users with histories ``hist`` (and profile rows). With
+        ``patch`` (re-solved item rows not yet published) the history items' unit and
+        next-item factors are read from it where it has them."""
         s = self._settings_used
-        items = self._items
-        hist = [self._histories.get(u) for u in users]
-        profile = None if self._profile is None else self._profile[users]
-        return {"behaviour": behaviour_vectors(self._als, hist, len(items.V), s["recency"]),
-                "sequence": sequence_vectors(items.Vn, hist, s["sequence_decay"]),
-                "transition": sequence_vectors(items.P, hist, s["sequence_decay"]),
+        Vn, P, local = items.Vn, items.P, hist
+        if patch is not None:
+            Vn, P, local = _patched_rows(items, patch, hist)
+        return {"behaviour": behaviour_vectors(als, hist, len(items.V), s["recency"]),
+                "sequence": sequence_vectors(Vn, local, s["sequence_decay"]),
+                "transition": sequence_vectors(P, local, s["sequence_decay"]),
                 "text": text_vectors(items.E, hist, s["recency"], profile)}
 
     # ------------------------------------------------------------------ ranking
@@ -359,25 +397,47 @@ class Recommender(Estimator):
                 where = "query" if isinstance(query, str) else f"query[{i}]"
                 raise ValueError(f"{where} is empty or whitespace only: give a request in words "
                                  "(or query=None)")
-        if self._items.E is None:
+        if self._publisher.current.items.E is None:  # fixed at fit
             raise ValueError("this Recommender was fitted without item text, so it cannot "
                              "match a free-text query")
         vectors = self._encode(queries, kind="query")
         return np.repeat(vectors, n, axis=0) if len(queries) == 1 and n != 1 else vectors
 
-    def _allow_rows(self, allow: Any) -> np.ndarray | None:
+    # ------------------------------------------------------------------ snapshots
+    def _item_rows(self, snap: Snapshot, ids: Any, name: str) -> np.ndarray:
+        """Rows of caller item ids in ``snap``'s catalogue: an id that ``add_items`` is
+        adding right now (its row beyond the snapshot) is unknown to this request."""
+        rows = self._item_map.rows(ids, name)
+        _check_known(rows, snap.n_items, self._item_map, name)
+        return rows
+
+    def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool
+                  ) -> tuple[dict[str, np.ndarray | None], list[np.ndarray] | None]:
+        """The users' signal rows (and histories) as of ``snap``; called under the publish
+        lock, under which ``update`` rewrites them."""
+        _check_known(users, snap.n_users, self._user_map, name)
+        vectors = {n: (None if v is None else v[users]) for n, v in snap.users.items()}
+        return vectors, ([self._histories.get(u) for u in users] if histories else None)
+
+    def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
+        """The users' signal vectors, all taken from one published state."""
+        with self._publisher.pin(lambda snap: self._users_of(snap, users, "users", False)) as (_, got):
+            return got[0]
+
+    def _allow_rows(self, snap: Snapshot, allow: Any) -> np.ndarray | None:
         if allow is None:
             return None
         if isinstance(allow, np.ndarray) and allow.dtype == np.bool_:
             raise TypeError("allow must hold item ids (the caller's), not a boolean mask")
-        return np.unique(self._item_map.rows(list(np.atleast_1d(np.asarray(allow, dtype=object))), "allow"))
+        return np.unique(self._item_rows(snap, list(np.atleast_1d(np.asarray(allow, dtype=object))), "allow"))
 
-    def _rank(self, vectors: dict[str, np.ndarray | None], weights: dict[str, float], k: int,
-              exclude: Any, allow_rows: np.ndarray | None, diversity: float,
+    def _rank(self, snap: Snapshot, vectors: dict[str, np.ndarray | None], weights: dict[str, float],
+              k: int, exclude: Any, allow_rows: np.ndarray | None, diversity: float,
               query: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Two-stage ranking; ``exclude``: a CSR (n, n_items) or n id arrays never returned."""
+        """Two-stage ranking over ``snap``; ``exclude``: a CSR (n, n_items) or n id arrays
+        never returned."""
         s = self._settings_used
-        items = self._items  # one snapshot: add_items replaces it, never mutates it
+        items = snap.items
         n_items = len(items.V)
         n = next(len(v) for v in (*vectors.values(), query) if v is not None)
         signals = scoring.make_signals(weights, self._geometry, query=query, **vectors)
@@ -393,7 +453,7 @@ class Recommender(Estimator):
                 candidates[dense.row, dense.col] = -1
         else:
             candidates = items.index.search(signals, self._geometry, C, exclude, allow_rows)
-            fresh = self._late_items.fresh_rows
+            fresh = snap.fresh
             if len(fresh):  # re-solved new items: stage 1 still searches their text prior
                 candidates = scoring.add_candidates(candidates, fresh[fresh < n_items], exclude,
                                                     allow_rows)
@@ -402,14 +462,13 @@ class Recommender(Estimator):
                                    s["num_threads"])
         if diversity == 0:
             return ids, top
-        return self._diversify(ids, top, k, diversity)
+        return self._diversify(items, ids, top, k, diversity)
 
-    def _diversify(self, ids: np.ndarray, scores: np.ndarray, k: int, diversity: float
-                   ) -> tuple[np.ndarray, np.ndarray]:
+    def _diversify(self, items: scoring.Items, ids: np.ndarray, scores: np.ndarray, k: int,
+                   diversity: float) -> tuple[np.ndarray, np.ndarray]:
         """MMR over each row's top candidates: relevance min-max scaled to [0, 1] per row
         (so λ trades it against cosine on a like scale); similarity is the cosine of
         [unit factors ; unit text vectors] (factors alone without text)."""
-        items = self._items
         valid = ids >= 0
         if not valid.any():
             return ids[:, :k], scores[:, :k]
@@ -434,7 +493,7 @@ class Recommender(Estimator):
     def _check_k(self, k: Any) -> int:
         """k in [1, max(n_items, 1024)]: results keep width k (padded with -1/-inf), but a
         k beyond both the catalogue and 1024 could only allocate padding (ValueError)."""
-        return check_k(k, len(self._items.V))
+        return check_k(k, self._publisher.current.n_items)
 
     def _diversity(self, diversity: Any) -> float:
         if diversity is None:
@@ -455,6 +514,8 @@ class Recommender(Estimator):
         (None: "home"). Unknown ids raise :class:`llmrec.exceptions.UnknownIdError`.
         Results are k wide (padded with -1/-inf); ``k`` is at most
         ``max(n_items, 1024)``, as in every ranking method here.
+        Safe to call from many threads while others call ``update`` or ``add_items``:
+        each call sees the model as of one moment.
         """
         self._check_fitted()
         k = self._check_k(k)
@@ -462,14 +523,16 @@ class Recommender(Estimator):
         users = self._user_map.rows(user_ids if not single else [user_ids], "user_ids")
         weights = self._weights(scenario)
         diversity = self._diversity(diversity)
-        allow_rows = self._allow_rows(allow)
         query_vectors = self._query_vectors(query, len(users))
-        vectors = self._user_rows(users)
-        exclude = None
-        if exclude_seen:  # id lists for a few users skip building a sparse matrix
-            exclude = (self._histories.seen_lists(users) if len(users) <= 16
-                       else self._histories.seen(users, len(self._items.V)))
-        ids, scores = self._rank(vectors, weights, k, exclude, allow_rows, diversity, query_vectors)
+        gather = lambda snap: self._users_of(snap, users, "user_ids", exclude_seen)  # noqa: E731
+        with self._publisher.pin(gather) as (snap, (vectors, seen)):
+            allow_rows = self._allow_rows(snap, allow)
+            exclude = None
+            if exclude_seen:  # id lists for a few users skip building a sparse matrix
+                exclude = ([np.sort(h) for h in seen] if len(users) <= 16
+                           else seen_matrix(seen, snap.n_items))
+            ids, scores = self._rank(snap, vectors, weights, k, exclude, allow_rows, diversity,
+                                     query_vectors)
         return self._result(ids, scores, single, self._user_map.ids[users])
 
     def _result(self, ids: np.ndarray, scores: np.ndarray, single: bool, user_ids: Any = None) -> Recommendations:
@@ -491,31 +554,31 @@ class Recommender(Estimator):
         """
         self._check_fitted()
         k = self._check_k(k)
-        rows = self._item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
-        weights = self._weights(scenario)
-        diversity = self._diversity(diversity)
+        weights, diversity = self._weights(scenario), self._diversity(diversity)
         query_vectors = self._query_vectors(query, 1)
-        if len(rows) == 0:
-            if query_vectors is None:
-                raise ValueError("item_ids is empty: a visitor without history has nothing to "
-                                 "rank by; pass query= (a free-text request) or use search()")
-            if weights.get("query", 0.0) <= 0:
-                raise ValueError(f"item_ids is empty and scenario {scenario or 'home'!r} gives the "
-                                 "query no weight: nothing to rank by")
-            vectors = dict.fromkeys(("behaviour", "sequence", "transition", "text"))
-            ids, scores = self._rank(vectors, weights, k, None, None, diversity, query_vectors)
-            return self._result(ids, scores, True)
-        _, first_from_end = np.unique(rows[::-1], return_index=True)
-        history = rows[np.sort(len(rows) - 1 - first_from_end)]
-        vectors = self._vectors_for([history])
-        exclude = weighted_rows([history], len(self._items.V), 0.0) if exclude_seen else None
-        ids, scores = self._rank(vectors, weights, k, exclude, None, diversity, query_vectors)
+        with self._publisher.pin() as (snap, _):
+            rows = self._item_rows(snap, list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
+            if len(rows) == 0:
+                if query_vectors is None:
+                    raise ValueError("item_ids is empty: a visitor without history has nothing to "
+                                     "rank by; pass query= (a free-text request) or use search()")
+                if weights.get("query", 0.0) <= 0:
+                    raise ValueError(f"item_ids is empty and scenario {scenario or 'home'!r} gives the "
+                                     "query no weight: nothing to rank by")
+                vectors = dict.fromkeys(("behaviour", "sequence", "transition", "text"))
+                ids, scores = self._rank(snap, vectors, weights, k, None, None, diversity, query_vectors)
+                return self._result(ids, scores, True)
+            _, first_from_end = np.unique(rows[::-1], return_index=True)
+            history = rows[np.sort(len(rows) - 1 - first_from_end)]
+            vectors = self._vectors_for(snap, [history])
+            exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None
+            ids, scores = self._rank(snap, vectors, weights, k, exclude, None, diversity, query_vectors)
         return self._result(ids, scores, True)
 
-    def _vectors_for(self, histories: list[np.ndarray]) -> dict[str, np.ndarray | None]:
+    def _vectors_for(self, snap: Snapshot, histories: list[np.ndarray]) -> dict[str, np.ndarray | None]:
         s = self._settings_used
-        items = self._items
-        return {"behaviour": behaviour_vectors(self._als, histories, len(items.V), s["recency"]),
+        items = snap.items
+        return {"behaviour": behaviour_vectors(snap.als, histories, len(items.V), s["recency"]),
                 "sequence": sequence_vectors(items.Vn, histories, s["sequence_decay"]),
                 "transition": sequence_vectors(items.P, histories, s["sequence_decay"]),
                 "text": text_vectors(items.E, histories, s["recency"])}
@@ -529,13 +592,15 @@ class Recommender(Estimator):
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         query_vectors = self._query_vectors(query, 1)
-        if user_id is None:
-            vectors: dict[str, Any] = {"behaviour": None, "sequence": None, "transition": None,
-                                       "text": None}
-        else:
+        gather = None
+        if user_id is not None:
             users = self._user_map.rows([user_id], "user_id")
-            vectors = self._user_rows(users)
-        ids, scores = self._rank(vectors, self._weights("search"), k, None, None, 0.0, query_vectors)
+            gather = lambda snap: self._users_of(snap, users, "user_id", False)[0]  # noqa: E731
+        with self._publisher.pin(gather) as (snap, vectors):
+            if vectors is None:
+                vectors = {"behaviour": None, "sequence": None, "transition": None, "text": None}
+            ids, scores = self._rank(snap, vectors, self._weights("search"), k, None, None, 0.0,
+                                     query_vectors)
         return self._result(ids, scores, True)
 
     def similar_items(self, item_ids: Any, k: int = 10) -> Recommendations:
@@ -544,12 +609,13 @@ class Recommender(Estimator):
         self._check_fitted()
         k = self._check_k(k)
         single = np.ndim(item_ids) == 0
-        rows = self._item_map.rows(item_ids if not single else [item_ids], "item_ids")
-        items = self._items
-        vectors = {"behaviour": None, "sequence": items.Vn[rows], "transition": items.P[rows],
-                   "text": None if items.E is None else items.E[rows]}
-        exclude = weighted_rows([np.array([r]) for r in rows], len(items.V), 0.0)
-        ids, scores = self._rank(vectors, self._weights("similar"), k, exclude, None, 0.0, None)
+        with self._publisher.pin() as (snap, _):
+            rows = self._item_rows(snap, item_ids if not single else [item_ids], "item_ids")
+            items = snap.items
+            vectors = {"behaviour": None, "sequence": items.Vn[rows], "transition": items.P[rows],
+                       "text": None if items.E is None else items.E[rows]}
+            exclude = weighted_rows([np.array([r]) for r in rows], snap.n_items, 0.0)
+            ids, scores = self._rank(snap, vectors, self._weights("similar"), k, exclude, None, 0.0, None)
         return self._result(ids, scores, single)
 
     def set_scenario(self, name: str, weights: dict[str, float]) -> Recommender:
@@ -565,43 +631,66 @@ class Recommender(Estimator):
         """Record new interactions (oldest first); they take effect at once (fold-in).
         An unknown ``user_id`` becomes a new user. Items that had no interactions at fit
         time (added later, or never seen) are re-solved from their clicks so far.
-        Returns self."""
+        Concurrent requests see the update whole or not at all. Returns self."""
         self._check_fitted()
         if np.ndim(user_id) != 0:
             raise TypeError("user_id must be a single id")
         rows = self._item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
         with self._lock:
-            if self._user_map.contains([user_id])[0]:
-                user = int(self._user_map.rows([user_id], "user_id")[0])
-            else:  # room first, then the id: a reader that finds the id finds its row
-                self._grow_users(len(self._user_map) + 1)
-                user = int(self._user_map.add([user_id], "user_id")[0])
+            snap = self._publisher.current
+            _check_known(rows, snap.n_items, self._item_map, "item_ids")
+            new_user = not self._user_map.contains([user_id])[0]
+            user = snap.n_users if new_user else int(self._user_map.rows([user_id], "user_id")[0])
             previous = self._histories.get(user)
-            self._histories.append(user, rows)
+            history = Histories.merge(previous, rows)
             touched = self._late_items.record(user, rows, previous)
-            if len(touched):  # before the user's vectors: they read the items' new rows
-                self._refresh_items(touched)
-            fresh = self._user_vectors(np.array([user]))
-            # In place, nothing copied; readers gather under the same lock, so they see
-            # all of this user's signals old or all new, never a mix.
-            with self._rows_lock:
+            patch = self._refresh_items(touched, snap, {user: history}) if len(touched) else None
+            users, n_users = snap.users, max(snap.n_users, user + 1)
+            if n_users > snap.n_users:  # room first (past every published row): no reader sees it
+                users = {name: None if v is None else grow_rows(v, n_users) for name, v in users.items()}
+                if self._profile is not None:
+                    self._profile = grow_rows(self._profile, n_users)
+            profile = None if self._profile is None else self._profile[[user]]
+            fresh = self._user_vectors(snap.items, snap.als, [history], profile, patch)
+            if new_user:
+                added = int(self._user_map.add([user_id], "user_id")[0])
+                assert added == user, "the user map and the published users disagree"
+
+            def publish(items: scoring.Items) -> None:  # under the publish lock
+                self._histories.set(user, history)
                 for name, v in fresh.items():
                     if v is not None:
-                        self._users[name][user] = v[0]
+                        users[name][user] = v[0]
+                self._publisher.current = snap._replace(items=items, users=users, n_users=n_users,
+                                                        fresh=self._late_items.fresh_rows)
+
+            with self._publisher.lock:
+                if patch is None or self._publisher.readers == 0:
+                    if patch is not None:  # no request is reading any item row: in place
+                        write_rows(snap.items, patch)
+                    publish(snap.items)
+                    return self
+            items = with_rows(snap.items, patch)  # requests running keep the old rows
+            with self._publisher.lock:
+                publish(items)
         return self
 
-    def _refresh_items(self, rows: np.ndarray) -> None:
+    def _refresh_items(self, rows: np.ndarray, snap: Snapshot,
+                       pending: dict[int, np.ndarray]) -> dict[str, np.ndarray] | None:
         """Re-solve late items (see :class:`LateItems`): their factors from the clicks
         they received since the fit, against those users' ALS vectors (a plain fold-in
         for users who arrived after the fit), shrunk toward the text prior; their
-        next-item factors from what their clickers took just before and after them."""
+        next-item factors from what their clickers took just before and after them.
+        Returns the new rows (nothing is written: :meth:`update` publishes them);
+        ``pending``: histories of this update, not yet published."""
         clicks, users = self._late_items.interactions(rows)
-        als, items = self._als, self._items
+        als, items = snap.als, snap.items
         vectors = np.empty((len(users), als.item_factors_.shape[1]), dtype=np.float32)
         fitted = users < als.n_users_
         vectors[fitted] = als.user_factors_[users[fitted]]
         if not fitted.all():
-            later = weighted_rows([self._histories.get(u) for u in users[~fitted]], len(items.V), 0.0)
+            later = weighted_rows([pending.get(int(u), self._histories.get(u)) for u in users[~fitted]],
+                                  len(items.V), 0.0)
             vectors[~fitted] = als.fold_in(later)
         priors = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
         if items.E is not None and als.item_prior_weights_ is not None:
@@ -613,78 +702,71 @@ class Recommender(Estimator):
         before, after = self._late_items.transitions(rows, len(items.V))
         none = np.zeros((len(rows), items.Q.shape[1]), dtype=np.float32)
         Q = solve_late_factors(before, items.P, none, alpha=als.alpha,
-                               shrinkage=als.regularization, gram=self._gram("P"))
+                               shrinkage=als.regularization, gram=self._gram(items, "P"))
         P = solve_late_factors(after, items.Q, none, alpha=als.alpha,
-                               shrinkage=als.regularization, gram=self._gram("Q"))
+                               shrinkage=als.regularization, gram=self._gram(items, "Q"))
         for name, new in (("P", P), ("Q", Q)):
             old = getattr(items, name)[rows].astype(np.float64)
             self._grams[name] += new.astype(np.float64).T @ new - old.T @ old
-        # In place: a ranking running meanwhile may read one of these rows half written.
         # Stage 1 still searches their text prior; the newest re-solved items join every
         # request's candidates instead (LateItems.fresh_rows).
-        items.V[rows] = V
-        items.Vn[rows] = scoring.unit_rows(V)
-        items.P[rows] = P
-        items.Q[rows] = Q
-        items.warm[rows] = 1
+        return {"rows": rows, "V": V, "Vn": scoring.unit_rows(V), "P": P, "Q": Q}
 
-    def _gram(self, name: str) -> np.ndarray:
+    def _gram(self, items: scoring.Items, name: str) -> np.ndarray:
         """PᵀP or QᵀQ over all items (float64), computed once and kept current as late
-        items' rows change."""
+        items' rows change (writers only)."""
         if name not in self._grams:
-            rows = getattr(self._items, name).astype(np.float64)
+            rows = getattr(items, name).astype(np.float64)
             self._grams[name] = rows.T @ rows
         return self._grams[name]
-
-    def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
-        """The users' signal vectors, all taken from one published state."""
-        with self._rows_lock:
-            return {name: (None if v is None else v[users]) for name, v in self._users.items()}
-
-    def _grow_users(self, n: int) -> None:
-        """Make room for n users (amortised O(1) per user, see :func:`grow_rows`)."""
-        self._users = {name: None if v is None else grow_rows(v, n) for name, v in self._users.items()}
-        if self._profile is not None:
-            self._profile = grow_rows(self._profile, n)
 
     def add_items(self, items: Any) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
         they are recommendable at once: their factors are the text map F·W of the ALS
-        priors (zero without an encoder). Returns their caller ids."""
+        priors (zero without an encoder). Concurrent requests see the catalogue before
+        or after the addition, never a mix. Returns their caller ids."""
         self._check_fitted()
         ids, texts = item_texts(items)
+        self._check_new_items(ids)
+        has_text = self._publisher.current.items.E is not None  # fixed at fit
+        E_new = self._encode(texts) if has_text else None  # outside the lock: it may be slow
         with self._lock:
-            known = self._item_map.contains(ids)
-            if known.any():
-                raise ValueError(f"item id {ids[np.flatnonzero(known)[0]]!r} already exists")
-            current = self._items
-            E_new = self._encode(texts) if current.E is not None else None
-            rows = np.arange(len(current.V), len(current.V) + len(ids))
-            if E_new is not None and self._als.item_prior_weights_ is not None:
-                self._als.partial_fit_items(rows, item_features=E_new)
+            self._check_new_items(ids)
+            snap = self._publisher.current
+            current = snap.items
+            rows = np.arange(snap.n_items, snap.n_items + len(ids))
+            als = fork(snap.als)  # requests holding snap keep its ALS as it is
+            if E_new is not None and als.item_prior_weights_ is not None:
+                als.partial_fit_items(rows, item_features=E_new)
             else:
-                self._als.partial_fit_items(rows)
-            V_new = np.ascontiguousarray(self._als.item_factors_[rows], dtype=np.float32)
+                als.partial_fit_items(rows)
+            V_new = np.ascontiguousarray(als.item_factors_[rows], dtype=np.float32)
             T_new = scoring.text_coordinates(E_new, self._geometry)
             no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
-            current.index.add(V_new, T_new, E_new, no_transitions)
+            index = current.index.added(V_new, T_new, E_new, no_transitions)
             new_rows = {"V": V_new, "Vn": np.zeros_like(V_new), "E": E_new, "T": T_new,
                         "P": no_transitions, "Q": no_transitions}
-            shared = current.index.text_vectors()
-            grown = {name: (shared[:len(current.V) + len(ids)] if name == "E" and shared is not None
+            shared = index.text_vectors()
+            grown = {name: (shared if name == "E" and shared is not None
                             else self._append_item_rows(getattr(current, name), rows_))
                      for name, rows_ in new_rows.items()}
             # New items have no interactions (zero Vn): not warm.
             warm = np.concatenate([current.warm, np.zeros(len(ids), dtype=np.uint8)])
-            # The ids first: a concurrent recommend that sees the new rows can name them.
-            self._item_map.add(ids, "items.item_id")
-            self._late_items.add(rows)
-            self._items = scoring.make_items(index=current.index, warm=warm, **grown)
-            if self._labels is not None:
+            labels = snap.labels
+            if labels is not None:
                 frame = items if hasattr(items, "columns") else None
                 titles = frame["title"] if frame is not None and "title" in frame.columns else texts
-                self._labels = np.concatenate([self._labels, np.array([str(t) for t in titles], dtype=object)])
+                labels = np.concatenate([labels, np.array([str(t) for t in titles], dtype=object)])
+            self._late_items.add(rows)
+            self._item_map.add(ids, "items.item_id")  # found before published: unknown until then
+            self._publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),
+                                                  als=als, labels=labels))
         return self._item_map.to_ids(rows)
+
+    def _check_new_items(self, ids: Any) -> None:
+        known = self._item_map.contains(ids)
+        if known.any():
+            raise ValueError(f"item id {ids[np.flatnonzero(known)[0]]!r} already exists")
 
     @staticmethod
     def _append_item_rows(current: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray | None:
@@ -700,17 +782,53 @@ class Recommender(Estimator):
         """Why ``item_id`` scores as it does for ``user_id``: the history items and the
         text evidence behind the score, in words (``str(explanation)``) and numbers."""
         self._check_fitted()
-        user = int(self._user_map.rows([user_id], "user_id")[0])
-        item = int(self._item_map.rows([item_id], "item_id")[0])
-        return explain_score(self, user, item)
+        users = self._user_map.rows([user_id], "user_id")
+        gather = lambda snap: self._users_of(snap, users, "user_id", True)  # noqa: E731
+        with self._publisher.pin(gather) as (snap, (vectors, history)):
+            item = int(self._item_rows(snap, [item_id], "item_id")[0])
+            return explain_score(self, snap, vectors, history[0], item)
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle support, at any time: a fitted model is captured under the writer lock
+        (no ``update`` or ``add_items`` half done) and nested as bytes; locks, the
+        publish state and an encoder built from a name are rebuilt on unpickling."""
+        state = self.__dict__.copy()
+        lock = state.pop("_lock", None)
+        state.pop("_encoder_lock", None)
+        if isinstance(self.encoder, str) or self.encoder is None:
+            state.pop("_encoder_obj", None)  # rebuilt lazily from the name
+        if lock is None:
+            return state
+        with lock:
+            return {"pickled": pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "pickled" in state:
+            state = pickle.loads(state["pickled"])
+        self.__dict__.update(state)
+        if "_publisher" in state:
+            self._lock = threading.Lock()
+            self._encoder_lock = threading.Lock()
+            if "_encoder_obj" not in state:
+                self._encoder_obj = None
+            snap = self._publisher.current
+            shared = snap.items.index.text_vectors()  # E and the request channel: one copy again
+            if shared is not None and snap.items.E is not None and shared.shape == snap.items.E.shape:
+                self._publisher.current = snap._replace(items=snap.items._replace(E=shared))
 
     # ------------------------------------------------------------------ files
     def save(self, directory: Any) -> None:
-        """Write the model to ``directory`` (replaced atomically); see :meth:`load`."""
+        """Write the model to ``directory``, switched into place atomically: a crash or a
+        kill leaves the previous model or the new one, never a mix. ``directory`` must
+        not exist, or be empty, or hold an llmrec model: anything else raises
+        ``FileExistsError`` and is left untouched. Temporaries of earlier, killed saves
+        are removed. Requests keep running meanwhile; updates wait."""
         self._check_fitted()
         from llmrec.recommender.persistence import save
 
-        save(self, directory)
+        with self._lock:
+            save(self, directory)
 
     @classmethod
     def load(cls, directory: Any, *, encoder: Any = "saved") -> Recommender:
@@ -719,3 +837,26 @@ class Recommender(Estimator):
         from llmrec.recommender.persistence import load
 
         return load(cls, directory, encoder)
+
+
+def _check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
+    """Rows at or past ``n`` belong to ids added after the snapshot was taken."""
+    if len(rows) and int(rows.max()) >= n:
+        bad = ids.ids[int(rows.max())]
+        bad = bad.item() if isinstance(bad, np.generic) else bad
+        raise UnknownIdError(f"unknown {ids.what} id {bad!r} in {name}", bad)
+
+
+def _patched_rows(items: scoring.Items, patch: dict[str, np.ndarray], hist: list[np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The unit and next-item factor rows of the history items, with re-solved rows from
+    ``patch``, and the histories renumbered into them."""
+    used = np.unique(np.concatenate(hist)) if hist else np.zeros(0, dtype=np.int64)
+    Vn, P = items.Vn[used], items.P[used]
+    rows = patch["rows"]
+    at = np.searchsorted(used, rows)
+    hit = at < len(used)
+    hit[hit] = used[at[hit]] == rows[hit]
+    Vn[at[hit]] = patch["Vn"][hit]
+    P[at[hit]] = patch["P"][hit]
+    return Vn, P, [np.searchsorted(used, h) for h in hist]

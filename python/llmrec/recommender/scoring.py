@@ -134,14 +134,23 @@ class Stage1:
         self.interest = None if T is None else make_index(T, kind, num_threads, random_state)
         self.request = None if E is None else make_index(E, kind, num_threads, random_state)
 
-    def add(self, V: np.ndarray, T: np.ndarray | None, E: np.ndarray | None, Q: np.ndarray) -> None:
-        """Append item rows to every channel (text first: a reader that sees the new
-        behaviour rows finds their text rows too)."""
+    def added(self, V: np.ndarray, T: np.ndarray | None, E: np.ndarray | None,
+              Q: np.ndarray) -> Stage1:
+        """A Stage1 with item rows appended to every channel; this one is left as it was
+        (a request holding it keeps searching the catalogue it pinned). Each channel is
+        a fork of this one's index (see :func:`.snapshot.fork`): only the newest grows."""
+        from llmrec.recommender.snapshot import fork
+
+        new = fork(self)
+        new.behaviour = fork(self.behaviour)
+        new.behaviour.add(_behaviour_rows(V, Q))
         if self.interest is not None:
-            self.interest.add(T)
+            new.interest = fork(self.interest)
+            new.interest.add(T)
         if self.request is not None:
-            self.request.add(E)
-        self.behaviour.add(_behaviour_rows(V, Q))
+            new.request = fork(self.request)
+            new.request.add(E)
+        return new
 
     def text_vectors(self) -> np.ndarray | None:
         """The request channel's float32 rows when it stores E as is (``index="exact"``),
