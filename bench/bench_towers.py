@@ -64,7 +64,15 @@ def _towers(text: str, seed: int, args: argparse.Namespace) -> SequenceTowers:
 def _fit(model: SequenceTowers, H: list[np.ndarray], E: np.ndarray | None, args) -> None:
     kwargs = {"item_text_vectors": E} if model.text is not None else {"n_items": args.n_items}
     epochs = args.epochs if args.epochs == "auto" else int(args.epochs)
-    model.fit(H, encoder=None, epochs=epochs, validation=0.1, **kwargs)
+
+    def progress(epoch: int, record: dict) -> bool:
+        if epoch % 10 == 0:
+            print(f"    epoch {epoch}: loss {record['loss']:.4f} validation ndcg@10 "
+                  f"{record['validation_ndcg']:.4f} ({record['elapsed']:.0f} s)", flush=True)
+        return record["elapsed"] > args.budget  # keep every run bounded in time
+
+    model.fit(H, encoder=None, epochs=epochs, validation=args.validation, callback=progress,
+              **kwargs)
 
 
 def warm(args: argparse.Namespace) -> None:
@@ -164,16 +172,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("warm", "cold", "latency"))
     parser.add_argument("--data", default=DATA)
-    parser.add_argument("--text", nargs="+", default=["frozen", "none"], choices=("frozen", "none"))
+    parser.add_argument("--text", nargs="+", default=["frozen"], choices=("frozen", "none"))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--patience", type=int, default=20)
     parser.add_argument("--epochs", default="auto")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--validation", type=float, default=0.2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--budget", type=float, default=300.0,
+                        help="stop training after this many seconds (best epoch kept)")
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args(argv)
     {"warm": warm, "cold": cold, "latency": latency}[args.mode](args)
