@@ -197,9 +197,12 @@ def test_forward_matches_a_float64_reference(world, text_towers, rng):
     np.testing.assert_allclose(text_towers.item_vectors(), G,
                                atol=_tolerance(text_towers, np.abs(G).max()), rtol=0)
     histories = [rng.choice(N_ITEMS, size=n) for n in (0, 1, 4, 10, 17)]
-    U = text_towers.user_vectors(histories)
     ref = np.array([_reference_user_vector(text_towers, h) for h in histories])
-    np.testing.assert_allclose(U, ref, atol=_tolerance(text_towers, np.abs(ref).max()), rtol=0)
+    tol = _tolerance(text_towers, np.abs(ref).max())
+    # Several histories run through torch, one alone through the numpy forward.
+    np.testing.assert_allclose(text_towers.user_vectors(histories), ref, atol=tol, rtol=0)
+    single = np.vstack([text_towers.user_vectors([h]) for h in histories])
+    np.testing.assert_allclose(single, ref, atol=tol, rtol=0)
 
 
 def test_user_vectors_batch_matches_single_calls(world, text_towers, rng):
@@ -433,3 +436,20 @@ def test_bad_serving_inputs(world, text_towers, ids_towers):
         ids_towers.item_vectors(text_vectors=np.zeros((1, TEXT_DIM)))
     with pytest.raises(ValueError, match="text=None"):
         ids_towers.add_items(text_vectors=np.zeros((1, TEXT_DIM)))
+
+
+def test_arrays_round_trip_for_embedding_in_other_files(world, text_towers):
+    from llmrec.towers.persistence import towers_from_arrays, towers_to_arrays
+
+    meta, arrays = towers_to_arrays(text_towers)
+    again = towers_from_arrays(SequenceTowers, meta, arrays)
+    np.testing.assert_array_equal(again.user_vectors(world.histories[:5]),
+                                  text_towers.user_vectors(world.histories[:5]))
+    bad = dict(arrays)
+    bad["param/user.norm.weight"] = np.zeros(3, dtype=np.float32)
+    with pytest.raises(FormatError, match="user.norm.weight"):
+        towers_from_arrays(SequenceTowers, meta, bad)
+    with pytest.raises(FormatError, match="has_id"):
+        towers_from_arrays(SequenceTowers, meta, {k: v for k, v in arrays.items() if k != "has_id"})
+    with pytest.raises(FormatError, match="invalid parameters"):
+        towers_from_arrays(SequenceTowers, {**meta, "params": {**meta["params"], "dim": -1}}, arrays)

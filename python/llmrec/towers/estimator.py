@@ -340,6 +340,8 @@ class SequenceTowers(Estimator):
 
     def _touch(self) -> None:
         self._item_matrix_cache = None
+        self._numpy_tower = None
+        self._item_matrix_np = None
 
     def _item_matrix(self) -> Any:
         """g for every known item (torch float32 (n_items_, dim)), cached."""
@@ -411,6 +413,9 @@ class SequenceTowers(Estimator):
         from llmrec.towers.training import gap_buckets, interest, pack, torch_threads
 
         W = int(self.module_.user.max_history)
+        if len(H) == 1:
+            return self._one_user_vector(H[0], None if ts is None else ts[0],
+                                         None if has is None or not has[0] else R[0])
         out = np.empty((len(H), self.module_.user.norm.normalized_shape[0]), dtype=np.float32)
         G = self._item_matrix()
         with torch_threads(self._threads()), torch.inference_mode():
@@ -429,6 +434,22 @@ class SequenceTowers(Estimator):
                     has_req = torch.from_numpy(has[start:stop])
                 out[start:stop] = interest(self.module_, G, packed, req, has_req).numpy()
         return out
+
+    def _one_user_vector(self, history: np.ndarray, timestamps: np.ndarray | None,
+                         request: np.ndarray | None) -> np.ndarray:
+        """One history through the numpy forward (cheaper per call than torch's)."""
+        from llmrec.towers._numpy_forward import NumpyUserTower
+        from llmrec.towers.training import gap_buckets
+
+        if getattr(self, "_numpy_tower", None) is None:
+            self._numpy_tower = NumpyUserTower(self.module_)
+            self._item_matrix_np = self._item_matrix().numpy()
+        tower = self._numpy_tower
+        h = history[-tower.max_history:]
+        gaps = None
+        if self.uses_timestamps_ and timestamps is not None:
+            gaps = gap_buckets(timestamps)[-tower.max_history:]
+        return tower(self._item_matrix_np[h], gaps, request)[None, :]
 
     def _requests(self, requests: Any, request_vectors: Any, n: int
                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -516,7 +537,7 @@ class SequenceTowers(Estimator):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_item_matrix_cache"] = None
+        state.update(_item_matrix_cache=None, _numpy_tower=None, _item_matrix_np=None)
         if state.get("_encoder_spec") == "default":
             state["encoder_"] = None  # reloaded when needed
         return state

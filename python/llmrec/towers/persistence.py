@@ -24,6 +24,14 @@ KIND_VERSION = 1
 
 
 def save_towers(model: Any, path: str | os.PathLike[str]) -> None:
+    """Write a fitted model to ``path`` (see the module docstring)."""
+    meta, arrays = towers_to_arrays(model)
+    save_arrays(path, KIND, KIND_VERSION, meta, arrays)
+
+
+def towers_to_arrays(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(meta, arrays) of a fitted model: what :func:`save_towers` writes, for embedding
+    the towers in another llmrec file (e.g. under a name prefix in a Recommender's)."""
     state = model.module_.state_dict()
     arrays = {f"param/{name}": t.detach().cpu().numpy() for name, t in state.items()}
     arrays["has_id"] = model.has_id_.astype(np.bool_)
@@ -45,7 +53,7 @@ def save_towers(model: Any, path: str | os.PathLike[str]) -> None:
                             else float(model.validation_ndcg_)),
         "fit_seconds": float(model.fit_seconds_),
     }
-    save_arrays(path, KIND, KIND_VERSION, meta, arrays)
+    return meta, arrays
 
 
 def _meta_int(meta: dict[str, Any], key: str, path: Any, minimum: int = 0) -> int:
@@ -56,11 +64,21 @@ def _meta_int(meta: dict[str, Any], key: str, path: Any, minimum: int = 0) -> in
 
 
 def load_towers(cls: type, path: str | os.PathLike[str], *, encoder: Any, verify: bool) -> Any:
+    """Read a model written by :func:`save_towers`."""
+    meta, arrays, _ = load_arrays(path, KIND, max_kind_version=KIND_VERSION, verify=verify)
+    return towers_from_arrays(cls, meta, arrays, encoder=encoder, path=path)
+
+
+def towers_from_arrays(cls: type, meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
+                       encoder: Any = None, path: Any = "<arrays>") -> Any:
+    """Rebuild a model from :func:`towers_to_arrays`' output, checking every field;
+    raises :class:`FormatError` (naming ``path``) for anything inconsistent."""
     import torch
 
     from llmrec.towers.model import Towers
 
-    meta, arrays, _ = load_arrays(path, KIND, max_kind_version=KIND_VERSION, verify=verify)
+    if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
+        raise FormatError(f"{path}: missing or invalid 'params' in the towers' metadata")
     try:
         model = cls(**meta["params"])
         s = model._settings()
@@ -113,12 +131,15 @@ def load_towers(cls: type, path: str | os.PathLike[str], *, encoder: Any, verify
         raise FormatError(f"{path}: unknown encoder entry {spec!r}")
     model._encoder_spec = spec
     model.encoder_ = encoder
-    model.history_ = [{k: (float("nan") if v is None else v) for k, v in r.items()}
-                      for r in meta.get("history", [])]
-    model.best_epoch_ = int(meta.get("best_epoch", 0))
-    ndcg = meta.get("validation_ndcg")
-    model.validation_ndcg_ = float("nan") if ndcg is None else float(ndcg)
+    try:
+        model.history_ = [{k: (float("nan") if v is None else v) for k, v in r.items()}
+                          for r in meta.get("history", [])]
+        model.best_epoch_ = int(meta.get("best_epoch", 0))
+        ndcg = meta.get("validation_ndcg")
+        model.validation_ndcg_ = float("nan") if ndcg is None else float(ndcg)
+        model.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise FormatError(f"{path}: invalid training record in the metadata ({exc})") from exc
     model.uses_timestamps_ = uses_timestamps
-    model.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
     model._touch()
     return model
