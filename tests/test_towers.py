@@ -453,3 +453,13 @@ def test_arrays_round_trip_for_embedding_in_other_files(world, text_towers):
         towers_from_arrays(SequenceTowers, meta, {k: v for k, v in arrays.items() if k != "has_id"})
     with pytest.raises(FormatError, match="invalid parameters"):
         towers_from_arrays(SequenceTowers, {**meta, "params": {**meta["params"], "dim": -1}}, arrays)
+
+
+def test_importing_the_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, llmrec.towers; m = llmrec.towers.SequenceTowers(); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -234,6 +234,7 @@ class SequenceTowers(Estimator):
             "elapsed"}``; returning True stops training.
         """
         s = self._settings()
+        _require_torch()
         if self.text == "finetune":
             raise NotImplementedError(
                 "text='finetune' (fine-tuning the encoder's top layers) is not implemented "
@@ -533,6 +534,7 @@ class SequenceTowers(Estimator):
         Raises :class:`llmrec.FormatError` (a ValueError) for a damaged or foreign file."""
         from llmrec.towers.persistence import load_towers
 
+        _require_torch()
         return load_towers(cls, path, encoder=encoder, verify=verify)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -541,6 +543,14 @@ class SequenceTowers(Estimator):
         if state.get("_encoder_spec") == "default":
             state["encoder_"] = None  # reloaded when needed
         return state
+
+
+def _require_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"llmrec.towers needs torch, which could not be imported ({exc}); "
+                          'install the text extra: pip install "llmrec[text]"') from exc
 
 
 def _encoder_spec(encoder: Any) -> tuple[str | None, Any]:
