@@ -463,3 +463,16 @@ def test_importing_the_package_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_vectors_feed_an_exact_index(world, text_towers):
+    import llmrec
+
+    U = text_towers.user_vectors(world.histories[:20])
+    V = text_towers.item_vectors()
+    ids, scores = llmrec.ExactIndex(V).search(U, 5)
+    S = (U.astype(np.float64) @ V.astype(np.float64).T)
+    np.testing.assert_allclose(scores, np.take_along_axis(S, ids, axis=1),
+                               atol=_tolerance(text_towers, np.abs(S).max()), rtol=0)
+    assert (np.take_along_axis(S, ids, axis=1)[:, -1:] >= np.sort(S, axis=1)[:, -5:-4]
+            - _tolerance(text_towers, np.abs(S).max())).all()
