@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._checks import as_ids, check_choice, check_int
+from llmrec._checks import as_ids, check_int
 from llmrec._estimator import Estimator
 from llmrec.exceptions import NotFittedError
 from llmrec.towers._inputs import (as_histories, as_requests, as_text_vectors, as_texts,
