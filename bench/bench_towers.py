@@ -16,6 +16,12 @@ Protocols (from :mod:`llmrec.evaluation`, as in bench_recommender.py):
     python bench/bench_towers.py cold --seeds 0 --text frozen none
     python bench/bench_towers.py latency
 
+Defaults of the runs: dim 64, 2 layers, max_history 50, dropout 0.2, AdamW lr 3e-3,
+batch 64, validation 0.2 of the users, patience 20, torch threads 1, and a wall-clock
+``--budget`` (300 s) after which training stops with the best epoch so far: on a shared
+2-core machine every run stays bounded. (Two torch threads on an oversubscribed machine
+were ~30x slower per epoch than one: OpenMP workers spin while waiting for a core.)
+
 Item text vectors come from the default MiniLM encoder, cached on disk under
 ``LLMREC_BENCH_CACHE`` (~/.cache/llmrec-bench), like bench_recommender.py.
 """
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--patience", type=int, default=20)
     parser.add_argument("--epochs", default="auto")
