@@ -1,0 +1,200 @@
+"""SequenceTowers on MovieLens-100K: ids-only tower against the frozen-text tower, warm
+and cold items, training time, and the latency of one user vector.
+
+Protocols (from :mod:`llmrec.evaluation`, as in bench_recommender.py):
+
+* warm: ``temporal_split(0.2)``; each user's training items, in time order, are the
+  history; full ranking over all items with training items excluded; metrics @10 from
+  :func:`ranking_metrics`, plus the full-ranking AUC of :func:`llmrec.evaluation.auc`.
+* cold: ``cold_item_split(0.2, random_state=seed)``; the towers are fitted on the warm
+  items only, the cold items are then added from their MiniLM text with ``add_items``
+  and every test user's top 10 is ranked among the cold items only. The ids-only tower
+  has nothing for items it never saw (every cold item scores 0: ties, broken by id).
+* latency: ``user_vectors`` for one 50-item history, median of ``--repeats`` calls.
+
+    LLMREC_MOVIELENS_DIR=data/ml-100k python bench/bench_towers.py warm --text frozen none
+    python bench/bench_towers.py cold --seeds 0 --text frozen none
+    python bench/bench_towers.py latency
+
+Defaults of the runs: dim 64, 2 layers, max_history 50, dropout 0.2, AdamW lr 3e-3,
+batch 64, validation 0.2 of the users, patience 20, torch threads 1, and a wall-clock
+``--budget`` (300 s) after which training stops with the best epoch so far: on a shared
+2-core machine every run stays bounded. (Two torch threads on an oversubscribed machine
+were ~30x slower per epoch than one: OpenMP workers spin while waiting for a core.)
+
+Item text vectors come from the default MiniLM encoder, cached on disk under
+``LLMREC_BENCH_CACHE`` (~/.cache/llmrec-bench), like bench_recommender.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import llmrec
+from llmrec.datasets import load_movielens, to_csr
+from llmrec.evaluation import auc, cold_item_split, ranking_metrics, temporal_split
+from llmrec.towers import SequenceTowers
+
+K = 10
+CACHE = os.environ.get("LLMREC_BENCH_CACHE", str(Path.home() / ".cache" / "llmrec-bench"))
+DATA = os.environ.get("LLMREC_MOVIELENS_DIR", "data/ml-100k")
+
+
+def _text_vectors(items: pd.DataFrame) -> np.ndarray:
+    return llmrec.TextEncoder("default", cache_dir=CACHE).encode(items["text"].tolist())
+
+
+def _histories(frame: pd.DataFrame, users: np.ndarray, item_index: pd.Index) -> list[np.ndarray]:
+    """Each user's items in time order (ties keep file order), as rows of item_index."""
+    ordered = frame.sort_values("timestamp", kind="stable")
+    rows = item_index.get_indexer(ordered["item_id"])
+    by_user = pd.Series(rows).groupby(ordered["user_id"].to_numpy()).agg(list)
+    return [np.asarray(by_user.get(u, []), dtype=np.int64) for u in users]
+
+
+def _towers(text: str, seed: int, args: argparse.Namespace) -> SequenceTowers:
+    return SequenceTowers(dim=args.dim, layers=args.layers, max_history=50,
+                          text=None if text == "none" else text, dropout=args.dropout,
+                          lr=args.lr, batch_size=args.batch_size, patience=args.patience,
+                          random_state=seed, num_threads=args.threads)
+
+
+def _fit(model: SequenceTowers, H: list[np.ndarray], E: np.ndarray | None, args) -> None:
+    kwargs = {"item_text_vectors": E} if model.text is not None else {"n_items": args.n_items}
+    epochs = args.epochs if args.epochs == "auto" else int(args.epochs)
+
+    def progress(epoch: int, record: dict) -> bool:
+        if epoch % 10 == 0:
+            print(f"    epoch {epoch}: loss {record['loss']:.4f} validation ndcg@10 "
+                  f"{record['validation_ndcg']:.4f} ({record['elapsed']:.0f} s)", flush=True)
+        return record["elapsed"] > args.budget  # keep every run bounded in time
+
+    model.fit(H, encoder=None, epochs=epochs, validation=args.validation, callback=progress,
+              **kwargs)
+
+
+def warm(args: argparse.Namespace) -> None:
+    interactions, items, _ = load_movielens(args.data)
+    train_df, test_df = temporal_split(interactions, 0.2)
+    users = np.sort(interactions["user_id"].unique())
+    item_index = pd.Index(items["item_id"])
+    args.n_items = len(item_index)
+    train, _, _ = to_csr(train_df, user_index=users, item_index=item_index)
+    test, _, _ = to_csr(test_df, user_index=users, item_index=item_index)
+    H = _histories(train_df, users, item_index)
+    E = _text_vectors(items) if "frozen" in args.text else None
+    print(f"MovieLens-100K temporal_split(0.2): {len(users)} users, {len(item_index)} items; "
+          f"torch threads {args.threads}", flush=True)
+    for text in args.text:
+        for seed in args.seeds:
+            model = _towers(text, seed, args)
+            start = time.perf_counter()
+            _fit(model, H, E, args)
+            seconds = time.perf_counter() - start
+            U = model.user_vectors(H)
+            S = U @ model.item_vectors().T
+            S[train.nonzero()] = -np.inf
+            top = np.argsort(-S, axis=1, kind="stable")[:, :K]
+            m = ranking_metrics(top, test, K, train=train)
+            S[np.isinf(S)] = 0.0
+            a = auc(S, test, train)
+            print(f"  text={text:<6} seed {seed}: ndcg@10 {m['ndcg']:.4f} recall@10 "
+                  f"{m['recall']:.4f} AUC {a:.4f} | best epoch {model.best_epoch_} of "
+                  f"{len(model.history_)}, validation ndcg {model.validation_ndcg_:.4f}, fit "
+                  f"{seconds:.1f} s, peak RSS {_peak_mb():.0f} MB", flush=True)
+
+
+def cold(args: argparse.Namespace) -> None:
+    interactions, items, _ = load_movielens(args.data)
+    E_all = _text_vectors(items)
+    for seed in args.seeds:
+        train_df, test_df = cold_item_split(interactions, 0.2, random_state=seed)
+        is_warm = items["item_id"].isin(train_df["item_id"].unique()).to_numpy()
+        warm_index = pd.Index(items["item_id"][is_warm])
+        cold_index = pd.Index(items["item_id"][~is_warm])
+        args.n_items = len(warm_index)
+        users = np.sort(test_df["user_id"].unique())
+        H = _histories(train_df, users, warm_index)
+        all_users = np.sort(train_df["user_id"].unique())
+        H_train = _histories(train_df, all_users, warm_index)
+        test, _, _ = to_csr(test_df, user_index=users, item_index=cold_index)
+        rng = np.random.default_rng(seed)
+        random_lists = np.argsort(rng.random((len(users), len(cold_index))), axis=1)[:, :K]
+        line = [f"cold_item_split(0.2, random_state={seed}): {len(cold_index)} cold items, "
+                f"{len(users)} users; random {ranking_metrics(random_lists, test, K)['ndcg']:.4f}"]
+        for text in args.text:
+            model = _towers(text, 0, args)
+            start = time.perf_counter()
+            _fit(model, H_train, E_all[is_warm], args)
+            seconds = time.perf_counter() - start
+            if model.text is not None:
+                new_ids = model.add_items(text_vectors=E_all[~is_warm])
+                V = model.item_vectors(new_ids)
+            else:
+                V = np.zeros((len(cold_index), args.dim), dtype=np.float32)
+            S = model.user_vectors(H) @ V.T
+            top = np.argsort(-S, axis=1, kind="stable")[:, :K]
+            m = ranking_metrics(top, test, K)
+            line.append(f"text={text}: ndcg@10 {m['ndcg']:.4f} recall@10 {m['recall']:.4f} "
+                        f"(fit {seconds:.1f} s, best epoch {model.best_epoch_})")
+        print("\n  ".join(line), flush=True)
+
+
+def latency(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(0)
+    n_items, text_dim = 1682, 384
+    T = rng.standard_normal((n_items, text_dim)).astype(np.float32)
+    H = [rng.integers(n_items, size=60) for _ in range(200)]
+    model = SequenceTowers(dim=args.dim, layers=args.layers, max_history=50,
+                           num_threads=args.threads, random_state=0)
+    model.fit(H, item_text_vectors=T, encoder=None, epochs=1, validation=0.0)
+    history = [rng.integers(n_items, size=50)]
+    for _ in range(20):
+        model.user_vectors(history)
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        model.user_vectors(history)
+        times.append(time.perf_counter() - start)
+    t = np.array(times) * 1e3
+    print(f"user_vectors, one 50-item history, dim {args.dim}, {args.layers} layers, "
+          f"{args.threads} threads: median {np.median(t):.3f} ms, p90 {np.percentile(t, 90):.3f} ms, "
+          f"min {t.min():.3f} ms ({args.repeats} calls)")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("warm", "cold", "latency"))
+    parser.add_argument("--data", default=DATA)
+    parser.add_argument("--text", nargs="+", default=["frozen"], choices=("frozen", "none"))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--patience", type=int, default=20)
+    parser.add_argument("--epochs", default="auto")
+    parser.add_argument("--validation", type=float, default=0.2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--budget", type=float, default=300.0,
+                        help="stop training after this many seconds (best epoch kept)")
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args(argv)
+    {"warm": warm, "cold": cold, "latency": latency}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,145 @@
+"""SequenceTowers files: llmrec's versioned format (:mod:`llmrec._fileformat`), no pickle.
+
+Kind ``"SequenceTowers"``, version 1. Arrays: every tensor of the torch state dict as
+``param/<name>`` (float32), ``has_id`` (bool, one per item) and, with text,
+``item_text_vectors`` (float32 (n_items, text_dim)). Meta: the constructor parameters,
+``n_items``, ``n_id_rows`` (items at fit time), ``text_dim``, ``uses_timestamps``, the
+encoder (``"default"``, ``"custom"`` with its model name, or null) and the training
+record. Loading rebuilds the modules from the parameters and checks every array's
+name, dtype and shape against them before using it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from llmrec._fileformat import FormatError, load_arrays, save_arrays
+
+KIND = "SequenceTowers"
+KIND_VERSION = 1
+
+
+def save_towers(model: Any, path: str | os.PathLike[str]) -> None:
+    """Write a fitted model to ``path`` (see the module docstring)."""
+    meta, arrays = towers_to_arrays(model)
+    save_arrays(path, KIND, KIND_VERSION, meta, arrays)
+
+
+def towers_to_arrays(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(meta, arrays) of a fitted model: what :func:`save_towers` writes, for embedding
+    the towers in another llmrec file (e.g. under a name prefix in a Recommender's)."""
+    state = model.module_.state_dict()
+    arrays = {f"param/{name}": t.detach().cpu().numpy() for name, t in state.items()}
+    arrays["has_id"] = model.has_id_.astype(np.bool_)
+    if model.item_text_vectors_ is not None:
+        arrays["item_text_vectors"] = model.item_text_vectors_
+    spec = model._encoder_spec
+    meta = {
+        "params": model.get_params(),
+        "n_items": int(model.n_items_),
+        "n_id_rows": int(model.module_.item.n_id_rows),
+        "text_dim": int(model.text_dim_),
+        "uses_timestamps": bool(model.uses_timestamps_),
+        "encoder": spec,
+        "encoder_name": getattr(model.encoder_, "model_name", None) if spec == "custom" else None,
+        "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                     for k, v in r.items()} for r in model.history_],
+        "best_epoch": int(model.best_epoch_),
+        "validation_ndcg": (None if not math.isfinite(model.validation_ndcg_)
+                            else float(model.validation_ndcg_)),
+        "fit_seconds": float(model.fit_seconds_),
+    }
+    return meta, arrays
+
+
+def _meta_int(meta: dict[str, Any], key: str, path: Any, minimum: int = 0) -> int:
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise FormatError(f"{path}: meta field {key!r} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def load_towers(cls: type, path: str | os.PathLike[str], *, encoder: Any, verify: bool) -> Any:
+    """Read a model written by :func:`save_towers`."""
+    meta, arrays, _ = load_arrays(path, KIND, max_kind_version=KIND_VERSION, verify=verify)
+    return towers_from_arrays(cls, meta, arrays, encoder=encoder, path=path)
+
+
+def towers_from_arrays(cls: type, meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
+                       encoder: Any = None, path: Any = "<arrays>") -> Any:
+    """Rebuild a model from :func:`towers_to_arrays`' output, checking every field;
+    raises :class:`FormatError` (naming ``path``) for anything inconsistent."""
+    import torch
+
+    from llmrec.towers.model import Towers
+
+    if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
+        raise FormatError(f"{path}: missing or invalid 'params' in the towers' metadata")
+    try:
+        model = cls(**meta["params"])
+        s = model._settings()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{path}: invalid parameters in the file ({exc})") from exc
+    n_items = _meta_int(meta, "n_items", path, 1)
+    n_id_rows = _meta_int(meta, "n_id_rows", path, 0)
+    text_dim = _meta_int(meta, "text_dim", path, 0)
+    if n_id_rows > n_items:
+        raise FormatError(f"{path}: n_id_rows {n_id_rows} > n_items {n_items}")
+    has_id = arrays.get("has_id")
+    if has_id is None or has_id.dtype != np.bool_ or has_id.shape != (n_items,):
+        raise FormatError(f"{path}: array 'has_id' must be bool of shape ({n_items},)")
+    T = arrays.get("item_text_vectors")
+    if text_dim:
+        if T is None or T.dtype != np.float32 or T.shape != (n_items, text_dim):
+            raise FormatError(f"{path}: array 'item_text_vectors' must be float32 of shape "
+                              f"({n_items}, {text_dim})")
+        T = np.ascontiguousarray(T)
+    elif T is not None:
+        raise FormatError(f"{path}: item_text_vectors present in a model without text")
+    uses_timestamps = bool(meta.get("uses_timestamps", False))
+    net = Towers(n_id_rows=n_id_rows, text_dim=text_dim, dim=s["dim"], hidden=s["hidden"],
+                 layers=s["layers"], heads=s["heads"], max_history=s["max_history"],
+                 dropout=s["dropout"], use_gaps=uses_timestamps)
+    expected = net.state_dict()
+    given = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    if set(given) != set(expected):
+        raise FormatError(f"{path}: weights do not match the parameters (missing "
+                          f"{sorted(set(expected) - set(given))}, unexpected "
+                          f"{sorted(set(given) - set(expected))})")
+    state = {}
+    for name, ref in expected.items():
+        a = given[name]
+        if a.dtype != np.float32 or tuple(a.shape) != tuple(ref.shape):
+            raise FormatError(f"{path}: weight {name!r} must be float32 of shape "
+                              f"{tuple(ref.shape)}, got {a.dtype} {a.shape}")
+        if a.size and not np.isfinite(a).all():
+            raise FormatError(f"{path}: weight {name!r} holds NaN or infinite values")
+        state[name] = torch.from_numpy(np.array(a))
+    net.load_state_dict(state)
+    net.eval()
+    model.module_ = net
+    model.n_items_ = n_items
+    model.text_dim_ = text_dim
+    model.item_text_vectors_ = T if text_dim else None
+    model.has_id_ = np.array(has_id)
+    spec = meta.get("encoder")
+    if spec not in ("default", "custom", None):
+        raise FormatError(f"{path}: unknown encoder entry {spec!r}")
+    model._encoder_spec = spec
+    model.encoder_ = encoder
+    try:
+        model.history_ = [{k: (float("nan") if v is None else v) for k, v in r.items()}
+                          for r in meta.get("history", [])]
+        model.best_epoch_ = int(meta.get("best_epoch", 0))
+        ndcg = meta.get("validation_ndcg")
+        model.validation_ndcg_ = float("nan") if ndcg is None else float(ndcg)
+        model.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise FormatError(f"{path}: invalid training record in the metadata ({exc})") from exc
+    model.uses_timestamps_ = uses_timestamps
+    model._touch()
+    return model

@@ -1,0 +1,287 @@
+"""Batches, forward passes and the training loop of :class:`~llmrec.towers.SequenceTowers`.
+
+Training follows SASRec: every user contributes the latest ``max_history + 1`` items of
+their (training) history once per epoch; the input is ``[BOS, h_1 … h_m]`` and every
+slot predicts the next item (BOS predicts the window's first item). The loss is the
+cross-entropy of the next item against the whole catalogue, or, above
+``full_softmax_max_items`` items, against ``n_negatives`` items drawn (with replacement)
+in proportion to count^0.75 with the log-Q correction: each candidate's logit is lowered
+by log(n_negatives · q_j), and sampled copies of the true item are masked out.
+
+A share ``request_rate`` of the training rows also gets a request token holding the text
+vector of the row's last target (a pseudo-request: "this is what I want next"), whose
+output must predict that target: this teaches the user tower to move the interest
+vector toward what a request describes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from llmrec.towers.model import N_GAP_BUCKETS, Towers
+
+NDCG_K = 10
+
+
+def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
+    """Bucket of the gap before each event: 0 for the first, else 1 + ⌊log2(1 + gap)⌋
+    (gaps < 0 count as 0), capped at the last bucket."""
+    out = np.zeros(len(timestamps), dtype=np.int64)
+    if len(timestamps) > 1:
+        gaps = np.maximum(np.diff(timestamps.astype(np.float64)), 0.0)
+        out[1:] = 1 + np.minimum(np.floor(np.log2(1.0 + gaps)), N_GAP_BUCKETS - 2).astype(np.int64)
+    return out
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, restoring the previous count."""
+    previous = torch.get_num_threads()
+    if n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+@dataclass
+class Packed:
+    """Right-aligned rows [pad…, BOS, items…]: ``items`` (b, s) int64 (0 at BOS and pad),
+    ``valid`` (b, s) bool, ``gaps`` (b, s) int64 or None."""
+
+    items: torch.Tensor
+    valid: torch.Tensor
+    gaps: torch.Tensor | None
+
+
+def pack(prefixes: Sequence[np.ndarray], gaps: Sequence[np.ndarray] | None) -> Packed:
+    """Pack item-id prefixes (each already cut to at most ``max_history`` items)."""
+    b = len(prefixes)
+    s = 1 + max((len(p) for p in prefixes), default=0)
+    items = np.zeros((b, s), dtype=np.int64)
+    valid = np.zeros((b, s), dtype=bool)
+    gap = np.zeros((b, s), dtype=np.int64) if gaps is not None else None
+    for r, p in enumerate(prefixes):
+        m = len(p)
+        if m:
+            items[r, s - m:] = p
+        valid[r, s - m - 1:] = True
+        if gap is not None and m:
+            gap[r, s - m:] = gaps[r]
+    return Packed(torch.from_numpy(items), torch.from_numpy(valid),
+                  None if gap is None else torch.from_numpy(gap))
+
+
+def user_outputs(net: Towers, G: torch.Tensor, packed: Packed,
+                 request_text: torch.Tensor | None, has_request: torch.Tensor | None
+                 ) -> torch.Tensor:
+    """All slot outputs (b, s [+1], dim) of the user tower, tokens gathered from G."""
+    tokens = G[packed.items]
+    request = None
+    if request_text is not None:
+        request = net.item.text_part(request_text)
+    return net.user(tokens, packed.valid, packed.gaps, request, has_request)
+
+
+def interest(net: Towers, G: torch.Tensor, packed: Packed, request_text: torch.Tensor | None,
+             has_request: torch.Tensor | None) -> torch.Tensor:
+    """f_u (b, dim): the request slot's output where a row has a request, else the last slot's."""
+    out = user_outputs(net, G, packed, request_text, has_request)
+    if request_text is None:
+        return out[:, -1]
+    assert has_request is not None
+    return torch.where(has_request.unsqueeze(1), out[:, -1], out[:, -2])
+
+
+@dataclass
+class TrainData:
+    """What the loop trains on: per-user training sequences (and gap buckets), the item
+    text vectors (or None), which items keep an id embedding, and validation rows."""
+
+    sequences: list[np.ndarray]
+    gaps: list[np.ndarray] | None
+    text: torch.Tensor | None
+    has_id: torch.Tensor
+    n_items: int
+    val_prefixes: list[np.ndarray]
+    val_gaps: list[np.ndarray] | None
+    val_targets: np.ndarray
+    val_seen: list[np.ndarray]
+
+
+@dataclass
+class Settings:
+    max_history: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    id_dropout: float
+    request_rate: float
+    full_softmax_max_items: int
+    n_negatives: int
+    max_epochs: int
+    patience: int
+
+
+def _item_vectors(net: Towers, data: TrainData, ids: torch.Tensor | None,
+                  keep: torch.Tensor) -> torch.Tensor:
+    """g for ``ids`` (all items when None) with the id parts kept where ``keep``."""
+    if ids is None:
+        return net.item(torch.arange(data.n_items), data.text, keep)
+    text = data.text[ids] if data.text is not None else None
+    return net.item(ids, text, keep[ids])
+
+
+def _training_rows(data: TrainData, users: np.ndarray, s: Settings, rng: np.random.Generator
+                   ) -> tuple[Packed, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Packed inputs, targets (b, slots) with -1 where none, request ids and mask."""
+    W = s.max_history
+    prefixes, gaps, targets = [], [] if data.gaps is not None else None, []
+    for u in users:
+        seq = data.sequences[u]
+        start = max(0, len(seq) - (W + 1))
+        prefixes.append(seq[start:-1])
+        targets.append(seq[start:])
+        if gaps is not None:
+            gaps.append(data.gaps[u][start:len(seq) - 1])
+    packed = pack(prefixes, gaps)
+    slots = packed.items.shape[1]
+    target = np.full((len(users), slots), -1, dtype=np.int64)
+    for r, t in enumerate(targets):
+        target[r, slots - len(t):] = t
+    request = has = None
+    if data.text is not None and s.request_rate > 0:
+        has_np = rng.random(len(users)) < s.request_rate
+        if has_np.any():
+            last = np.array([t[-1] for t in targets], dtype=np.int64)
+            target = np.concatenate([target, np.where(has_np, last, -1)[:, None]], axis=1)
+            request = torch.from_numpy(last)
+            has = torch.from_numpy(has_np)
+    return packed, torch.from_numpy(target), request, has
+
+
+def _loss(net: Towers, data: TrainData, s: Settings, packed: Packed, target: torch.Tensor,
+          request: torch.Tensor | None, has: torch.Tensor | None,
+          sample_q: torch.Tensor | None) -> torch.Tensor:
+    keep = data.has_id.float()
+    if s.id_dropout > 0:
+        keep = keep * (torch.rand(data.n_items) >= s.id_dropout).float()
+    request_text = data.text[request] if request is not None else None
+    rows = target >= 0
+    if sample_q is None:
+        G = _item_vectors(net, data, None, keep)
+        out = user_outputs(net, G, packed, request_text, has)[rows]
+        return F.cross_entropy(out @ G.T, target[rows])
+    # Sampled softmax: only the items in the batch and the sampled negatives are built.
+    negatives = torch.multinomial(sample_q, s.n_negatives, replacement=True)
+    needed = torch.unique(torch.cat([packed.items.reshape(-1), target[rows], negatives]))
+    G_needed = _item_vectors(net, data, needed, keep)
+    G = torch.zeros(data.n_items, G_needed.shape[1], dtype=G_needed.dtype)
+    G = G.index_copy(0, needed, G_needed)
+    out = user_outputs(net, G, packed, request_text, has)[rows]
+    positives = target[rows]
+    log_q = torch.log(sample_q * s.n_negatives)
+    pos = (out * G[positives]).sum(1) - log_q[positives]
+    neg = out @ G[negatives].T - log_q[negatives]
+    neg = neg.masked_fill(negatives.unsqueeze(0) == positives.unsqueeze(1), float("-inf"))
+    logits = torch.cat([pos.unsqueeze(1), neg], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(positives), dtype=torch.int64))
+
+
+def validation_ndcg(net: Towers, data: TrainData, batch_size: int = 512) -> float:
+    """Mean ndcg@10 of each validation user's held-out item, ranked against every item
+    not in the user's (training) history."""
+    if len(data.val_targets) == 0:
+        return float("nan")
+    was_training = net.training
+    net.eval()
+    total = 0.0
+    with torch.inference_mode():
+        G = _item_vectors(net, data, None, data.has_id.float())
+        for start in range(0, len(data.val_targets), batch_size):
+            stop = min(start + batch_size, len(data.val_targets))
+            W = net.user.max_history
+            gaps = [g[-W:] for g in data.val_gaps[start:stop]] if data.val_gaps is not None else None
+            packed = pack([p[-W:] for p in data.val_prefixes[start:stop]], gaps)
+            scores = interest(net, G, packed, None, None) @ G.T
+            for r in range(stop - start):
+                seen = data.val_seen[start + r]
+                scores[r, torch.from_numpy(seen)] = float("-inf")
+            targets = torch.from_numpy(data.val_targets[start:stop])
+            target_scores = scores.gather(1, targets.unsqueeze(1))
+            rank = (scores > target_scores).sum(1)
+            gain = torch.where(rank < NDCG_K, 1.0 / torch.log2(rank.double() + 2.0),
+                               torch.zeros((), dtype=torch.float64))
+            total += float(gain.sum())
+    net.train(was_training)
+    return total / len(data.val_targets)
+
+
+def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *,
+          show_progress: bool, callback: Callable[[int, dict[str, float]], Any] | None
+          ) -> list[dict[str, float]]:
+    """Run the loop; leaves ``net`` at the best validation epoch (the last without
+    validation) in eval mode and returns one record per epoch."""
+    optimizer = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    trainable = np.array([u for u, seq in enumerate(data.sequences) if len(seq) > 0], dtype=np.int64)
+    sample_q = None
+    if data.n_items > s.full_softmax_max_items:
+        counts = np.bincount(np.concatenate([data.sequences[u] for u in trainable]),
+                             minlength=data.n_items).astype(np.float64)
+        q = (counts + 1.0) ** 0.75
+        sample_q = torch.from_numpy(q / q.sum())
+    validate = len(data.val_targets) > 0
+    best, best_state, stale, records = -math.inf, None, 0, []
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=s.max_epochs, desc="towers", unit="epoch")
+    start_time = time.perf_counter()
+    try:
+        for epoch in range(s.max_epochs):
+            net.train()
+            order = rng.permutation(trainable)
+            total, batches = 0.0, 0
+            for b in range(0, len(order), s.batch_size):
+                packed, target, request, has = _training_rows(data, order[b:b + s.batch_size], s, rng)
+                loss = _loss(net, data, s, packed, target, request, has, sample_q)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+                batches += 1
+            record = {"epoch": epoch, "loss": total / max(batches, 1),
+                      "validation_ndcg": validation_ndcg(net, data) if validate else float("nan"),
+                      "elapsed": time.perf_counter() - start_time}
+            records.append(record)
+            improved = validate and record["validation_ndcg"] > best
+            if improved:
+                best, stale = record["validation_ndcg"], 0
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            elif validate:
+                stale += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.3f}",
+                                ndcg=f"{record['validation_ndcg']:.4f}")
+            stop = callback(epoch, dict(record)) if callback is not None else None
+            if stop is True or (validate and stale >= s.patience):
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return records

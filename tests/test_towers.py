@@ -1,0 +1,478 @@
+"""SequenceTowers: learning from text, requests, persistence, determinism, the forward
+against a float64 numpy reference, and bad inputs."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from llmrec.exceptions import NotFittedError  # noqa: E402
+from llmrec._fileformat import FormatError  # noqa: E402
+from llmrec.towers import SequenceTowers  # noqa: E402
+
+N_ITEMS, N_TOPICS, TEXT_DIM, N_USERS = 120, 5, 16, 300
+EPS32 = float(np.finfo(np.float32).eps)
+SMALL = dict(dim=16, layers=2, heads=2, max_history=10, num_threads=1, random_state=0)
+
+
+class World:
+    """Items in topics whose text vector names the topic; each user draws from one topic.
+    A fifth of the items (cold) never appears in a training history."""
+
+    def __init__(self, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.topic = np.arange(N_ITEMS) % N_TOPICS
+        rng.shuffle(self.topic)
+        noise = 0.1 * rng.standard_normal((N_ITEMS, TEXT_DIM))
+        self.text = (np.eye(N_TOPICS, TEXT_DIM)[self.topic] + noise).astype(np.float32)
+        self.cold = np.zeros(N_ITEMS, dtype=bool)
+        self.cold[rng.choice(N_ITEMS, N_ITEMS // 5, replace=False)] = True
+        self.user_topic = rng.integers(N_TOPICS, size=N_USERS)
+        self.histories = []
+        for t in self.user_topic:
+            pool = np.flatnonzero((self.topic == t) & ~self.cold)
+            self.histories.append(rng.choice(pool, size=rng.integers(3, 15)))
+        self.timestamps = [np.cumsum(rng.integers(1, 10_000, size=len(h))) for h in self.histories]
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World()
+
+
+@pytest.fixture(scope="module")
+def text_towers(world: World) -> SequenceTowers:
+    return SequenceTowers(**SMALL, request_rate=0.3).fit(
+        world.histories, item_text_vectors=world.text, encoder=None, epochs=25)
+
+
+@pytest.fixture(scope="module")
+def ids_towers(world: World) -> SequenceTowers:
+    return SequenceTowers(**SMALL, text=None).fit(world.histories, n_items=N_ITEMS, epochs=25)
+
+
+def _cold_precision(model: SequenceTowers, world: World, k: int = 3) -> float:
+    cold_ids = np.flatnonzero(world.cold)
+    S = model.user_vectors(world.histories) @ model.item_vectors(cold_ids).T
+    top = cold_ids[np.argsort(-S, axis=1, kind="stable")[:, :k]]
+    return float((world.topic[top] == world.user_topic[:, None]).mean())
+
+
+# ------------------------------------------------------------------ what it learns
+
+def test_text_tower_ranks_unseen_items_the_ids_tower_cannot(world, text_towers, ids_towers):
+    cold_ids = np.flatnonzero(world.cold)
+    assert not text_towers.has_id_[cold_ids].any() and text_towers.has_id_[~world.cold].all()
+    # Random ranking puts a user's topic in 1/5 of the slots.
+    assert _cold_precision(text_towers, world) >= 0.8
+    # Without text a never-seen item has nothing: all cold items tie for every user.
+    V = ids_towers.item_vectors(cold_ids)
+    assert np.all(V == 0)
+    S = ids_towers.user_vectors(world.histories) @ V.T
+    assert np.all(S.max(axis=1) == S.min(axis=1))
+    assert _cold_precision(ids_towers, world) <= 0.5
+
+
+def test_warm_ranking_beats_random(world, text_towers, ids_towers):
+    for model in (text_towers, ids_towers):
+        warm_ids = np.flatnonzero(~world.cold)
+        S = model.user_vectors(world.histories) @ model.item_vectors(warm_ids).T
+        top = warm_ids[np.argsort(-S, axis=1)[:, :5]]
+        assert (world.topic[top] == world.user_topic[:, None]).mean() >= 0.8
+
+
+def test_items_from_text_match_the_fitted_text_part(world, text_towers):
+    cold_ids = np.flatnonzero(world.cold)
+    expected = text_towers.item_vectors(cold_ids)
+    np.testing.assert_allclose(text_towers.item_vectors(text_vectors=world.text[cold_ids]),
+                               expected, rtol=0, atol=_tolerance(text_towers, np.abs(expected).max()))
+
+
+def test_request_moves_the_ranking_toward_the_asked_topic(world, text_towers):
+    users = np.flatnonzero(world.user_topic == 0)[:20]
+    H = [world.histories[u] for u in users]
+    asked = 3
+    request = np.tile(np.eye(N_TOPICS, TEXT_DIM, dtype=np.float32)[asked], (len(users), 1))
+    V = text_towers.item_vectors()
+
+    def share(U):
+        top = np.argsort(-(U @ V.T), axis=1)[:, :10]
+        return float((world.topic[top] == asked).mean())
+
+    before = share(text_towers.user_vectors(H))
+    after = share(text_towers.user_vectors(H, request_vectors=request))
+    assert before <= 0.1 and after >= 0.4, (before, after)  # random: 0.2
+
+
+def test_empty_history_gets_a_vector_and_a_request_alone_works(world, text_towers):
+    U = text_towers.user_vectors([np.array([], dtype=np.int64)] * 2,
+                                 request_vectors=np.eye(N_TOPICS, TEXT_DIM, dtype=np.float32)[[1, 2]])
+    assert np.isfinite(U).all()
+    top = np.argsort(-(U @ text_towers.item_vectors().T), axis=1)[:, :10]
+    assert (world.topic[top[0]] == 1).mean() >= 0.6 and (world.topic[top[1]] == 2).mean() >= 0.6
+    empty = text_towers.user_vectors([[]])
+    assert empty.shape == (1, 16) and np.isfinite(empty).all()
+
+
+def test_added_items_are_ranked_at_once_and_can_be_in_histories(world):
+    model = SequenceTowers(**SMALL).fit(world.histories, item_text_vectors=world.text,
+                                        encoder=None, epochs=3)
+    before = model.user_vectors(world.histories[:5])
+    new = model.add_items(text_vectors=world.text[:2] + 0.01)
+    np.testing.assert_array_equal(new, [N_ITEMS, N_ITEMS + 1])
+    assert model.n_items_ == N_ITEMS + 2 and not model.has_id_[new].any()
+    expected = model.item_vectors(text_vectors=world.text[:2] + 0.01)
+    np.testing.assert_allclose(model.item_vectors(new), expected, rtol=0,
+                               atol=_tolerance(model, np.abs(expected).max()))
+    np.testing.assert_array_equal(model.user_vectors(world.histories[:5]), before)
+    assert np.isfinite(model.user_vectors([np.append(world.histories[0], new)])).all()
+
+
+# ------------------------------------------------------------- the forward, exactly
+
+def _layer_norm(x, weight, bias, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
+def _gelu(x):
+    from scipy.special import erf
+
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def _reference_item_vectors(model: SequenceTowers) -> np.ndarray:
+    p = {k: v.double().numpy() for k, v in model.module_.state_dict().items()}
+    X = model.item_text_vectors_.astype(np.float64)
+    h = _gelu(X @ p["item.text_mlp.0.weight"].T + p["item.text_mlp.0.bias"])
+    G = h @ p["item.text_mlp.2.weight"].T + p["item.text_mlp.2.bias"]
+    n_ids = p["item.id_embedding.weight"].shape[0]
+    G[:n_ids] += p["item.id_embedding.weight"] * model.has_id_[:n_ids, None]
+    return G
+
+
+def _reference_user_vector(model: SequenceTowers, history: np.ndarray) -> np.ndarray:
+    """The user tower for one history in float64 numpy, from the weights."""
+    p = {k: v.double().numpy() for k, v in model.module_.state_dict().items()}
+    G = _reference_item_vectors(model)
+    W, heads = model.max_history, model.heads
+    h = history[-W:]
+    x = np.vstack([p["user.bos"], G[h]])
+    x = x + p["user.positions.weight"][np.arange(len(h), -1, -1)]
+    s, d = x.shape
+    for b in range(model.layers):
+        q_, k_, v_ = np.split(_layer_norm(x, p[f"user.blocks.{b}.norm1.weight"],
+                                          p[f"user.blocks.{b}.norm1.bias"])
+                              @ p[f"user.blocks.{b}.qkv.weight"].T + p[f"user.blocks.{b}.qkv.bias"], 3, axis=1)
+        out = np.zeros_like(x)
+        dh = d // heads
+        for j in range(heads):
+            sl = slice(j * dh, (j + 1) * dh)
+            logits = q_[:, sl] @ k_[:, sl].T / np.sqrt(dh)
+            logits[np.triu_indices(s, 1)] = -np.inf
+            w = np.exp(logits - logits.max(1, keepdims=True))
+            out[:, sl] = (w / w.sum(1, keepdims=True)) @ v_[:, sl]
+        x = x + out @ p[f"user.blocks.{b}.out.weight"].T + p[f"user.blocks.{b}.out.bias"]
+        f = _layer_norm(x, p[f"user.blocks.{b}.norm2.weight"], p[f"user.blocks.{b}.norm2.bias"])
+        f = _gelu(f @ p[f"user.blocks.{b}.ffn.0.weight"].T + p[f"user.blocks.{b}.ffn.0.bias"])
+        x = x + f @ p[f"user.blocks.{b}.ffn.2.weight"].T + p[f"user.blocks.{b}.ffn.2.bias"]
+    return _layer_norm(x, p["user.norm.weight"], p["user.norm.bias"])[-1]
+
+
+def _tolerance(model: SequenceTowers, scale: float) -> float:
+    # float32 dot products of length <= max(dim, text_dim, 2·dim, positions) per op, a
+    # handful of ops per block and LayerNorm's rescaling (about 1/std of its input,
+    # O(1) here): a generous multiple of eps · length · layers.
+    length = max(2 * model.dim, model.text_dim_, model.max_history + 1)
+    return 16 * EPS32 * length * (model.layers + 1) * scale
+
+
+def test_forward_matches_a_float64_reference(world, text_towers, rng):
+    G = _reference_item_vectors(text_towers)
+    np.testing.assert_allclose(text_towers.item_vectors(), G,
+                               atol=_tolerance(text_towers, np.abs(G).max()), rtol=0)
+    histories = [rng.choice(N_ITEMS, size=n) for n in (0, 1, 4, 10, 17)]
+    ref = np.array([_reference_user_vector(text_towers, h) for h in histories])
+    tol = _tolerance(text_towers, np.abs(ref).max())
+    # Several histories run through torch, one alone through the numpy forward.
+    np.testing.assert_allclose(text_towers.user_vectors(histories), ref, atol=tol, rtol=0)
+    single = np.vstack([text_towers.user_vectors([h]) for h in histories])
+    np.testing.assert_allclose(single, ref, atol=tol, rtol=0)
+
+
+def test_user_vectors_batch_matches_single_calls(world, text_towers, rng):
+    histories = [rng.choice(N_ITEMS, size=n) for n in rng.integers(0, 25, size=30)]
+    requests = np.eye(N_TOPICS, TEXT_DIM, dtype=np.float32)[rng.integers(N_TOPICS, size=30)]
+    for kwargs in ({}, {"request_vectors": requests}):
+        U = text_towers.user_vectors(histories, **kwargs)
+        single = np.vstack([text_towers.user_vectors(
+            [h], **({"request_vectors": requests[i:i + 1]} if kwargs else {}))
+            for i, h in enumerate(histories)])
+        np.testing.assert_allclose(U, single, atol=_tolerance(text_towers, np.abs(U).max()), rtol=0)
+        np.testing.assert_allclose(U, text_towers.user_vectors(histories, batch_size=7, **kwargs),
+                                   atol=_tolerance(text_towers, np.abs(U).max()), rtol=0)
+
+
+# ------------------------------------------------------------------ training
+
+def _weights(model):
+    return {k: v.numpy().copy() for k, v in model.module_.state_dict().items()}
+
+
+def test_seeded_training_is_reproducible_and_leaves_torch_alone(world):
+    torch.set_num_threads(1)
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    fit = lambda seed: SequenceTowers(**dict(SMALL, random_state=seed)).fit(  # noqa: E731
+        world.histories, item_text_vectors=world.text, encoder=None, epochs=3)
+    a, b, c = fit(7), fit(7), fit(8)
+    assert torch.equal(torch.rand(3), expected_next)  # the global RNG is untouched
+    for name, value in _weights(a).items():
+        np.testing.assert_array_equal(value, _weights(b)[name])
+    assert any(not np.array_equal(v, _weights(c)[k]) for k, v in _weights(a).items())
+    assert [r["loss"] for r in a.history_] == [r["loss"] for r in b.history_]
+
+
+def test_num_threads_is_honoured_and_restored(world):
+    torch.set_num_threads(1)
+    seen = []
+    SequenceTowers(**dict(SMALL, num_threads=2)).fit(
+        world.histories, item_text_vectors=world.text, encoder=None, epochs=1,
+        callback=lambda epoch, record: seen.append(torch.get_num_threads()))
+    assert seen == [2] and torch.get_num_threads() == 1
+
+
+def test_early_stopping_keeps_the_best_epoch_and_callback_can_stop(world):
+    records = []
+    model = SequenceTowers(**dict(SMALL, patience=2)).fit(
+        world.histories, item_text_vectors=world.text, encoder=None, epochs=50,
+        callback=lambda e, r: records.append(r) or e == 9)
+    assert len(model.history_) == len(records) <= 10
+    ndcg = [r["validation_ndcg"] for r in records]
+    assert model.validation_ndcg_ == max(ndcg) and ndcg[model.best_epoch_] == max(ndcg)
+    assert {"epoch", "loss", "validation_ndcg", "elapsed"} <= set(records[0])
+
+
+def test_sampled_softmax_trains_too(world):
+    model = SequenceTowers(**dict(SMALL, full_softmax_max_items=50, n_negatives=40)).fit(
+        world.histories, item_text_vectors=world.text, encoder=None, epochs=15)
+    assert _cold_precision(model, world) >= 0.6
+
+
+def test_timestamps_add_a_gap_embedding(world, tmp_path):
+    model = SequenceTowers(**SMALL).fit(world.histories, item_text_vectors=world.text,
+                                        encoder=None, timestamps=world.timestamps, epochs=3)
+    assert model.uses_timestamps_
+    with_t = model.user_vectors(world.histories[:4], timestamps=world.timestamps[:4])
+    without = model.user_vectors(world.histories[:4])
+    assert np.isfinite(with_t).all() and not np.array_equal(with_t, without)
+    model.save(tmp_path / "t.llmrec")
+    again = SequenceTowers.load(tmp_path / "t.llmrec")
+    np.testing.assert_array_equal(
+        again.user_vectors(world.histories[:4], timestamps=world.timestamps[:4]), with_t)
+
+
+# ------------------------------------------------------------------ persistence
+
+def test_save_load_round_trip_gives_identical_vectors(world, text_towers, ids_towers, tmp_path):
+    for i, model in enumerate((text_towers, ids_towers)):
+        path = tmp_path / f"m{i}.llmrec"
+        model.save(path)
+        loaded = SequenceTowers.load(path)
+        assert loaded.get_params() == model.get_params()
+        np.testing.assert_array_equal(loaded.item_vectors(), model.item_vectors())
+        np.testing.assert_array_equal(loaded.user_vectors(world.histories),
+                                      model.user_vectors(world.histories))
+        np.testing.assert_array_equal(loaded.has_id_, model.has_id_)
+        assert loaded.best_epoch_ == model.best_epoch_
+        copy = pickle.loads(pickle.dumps(model))
+        np.testing.assert_array_equal(copy.user_vectors(world.histories[:3]),
+                                      model.user_vectors(world.histories[:3]))
+
+
+def test_damaged_or_foreign_files_raise_format_error(text_towers, tmp_path):
+    path = tmp_path / "m.llmrec"
+    text_towers.save(path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    (tmp_path / "bad.llmrec").write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="checksum"):
+        SequenceTowers.load(tmp_path / "bad.llmrec")
+    (tmp_path / "short.llmrec").write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(FormatError):
+        SequenceTowers.load(tmp_path / "short.llmrec")
+    from llmrec._fileformat import save_arrays
+    save_arrays(tmp_path / "other.llmrec", "ALS", 1, {}, {})
+    with pytest.raises(FormatError, match="not a SequenceTowers"):
+        SequenceTowers.load(tmp_path / "other.llmrec")
+
+
+def test_real_encoder_path_with_a_tiny_bert(world, tmp_path):
+    pytest.importorskip("transformers")
+    from llmrec.text import TextEncoder
+    from llmrec.text.testing import save_tiny_bert
+
+    encoder = TextEncoder(save_tiny_bert(tmp_path / "bert"))
+    texts = [f"{['love', 'war', 'space', 'crime', 'comedy'][t]} story {i}"
+             for i, t in enumerate(world.topic)]
+    model = SequenceTowers(**SMALL).fit(world.histories, item_texts=texts, encoder=encoder, epochs=2)
+    assert model.text_dim_ == encoder.dim and model.encoder_ is encoder
+    np.testing.assert_allclose(model.item_text_vectors_, encoder.encode(texts), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.item_vectors(texts=["war story"]),
+                               model.item_vectors(text_vectors=encoder.encode(["war story"])),
+                               atol=1e-5, rtol=0)
+    U = model.user_vectors(world.histories[:3], requests=["a war film", None, "space"])
+    R = encoder.encode(["a war film", "space"], kind="query")
+    tol = _tolerance(model, np.abs(U).max())
+    np.testing.assert_allclose(U[[0, 2]], model.user_vectors(
+        [world.histories[0], world.histories[2]], request_vectors=R), atol=tol, rtol=0)
+    np.testing.assert_allclose(U[1], model.user_vectors(world.histories[1:2])[0], atol=tol, rtol=0)
+    model.save(tmp_path / "m.llmrec")
+    loaded = SequenceTowers.load(tmp_path / "m.llmrec", encoder=encoder)
+    np.testing.assert_array_equal(loaded.item_vectors(texts=["war story"]),
+                                  model.item_vectors(texts=["war story"]))
+    with pytest.raises(ValueError, match="missing|not a str"):
+        SequenceTowers(**SMALL).fit(world.histories, item_texts=texts[:-1] + [None],
+                                    encoder=encoder, epochs=1)
+
+
+# ------------------------------------------------------------------ estimator and errors
+
+def test_estimator_conventions(world):
+    model = SequenceTowers(dim=32, text=None)
+    assert model.get_params()["dim"] == 32 and "dim=32" in repr(model)
+    assert model.set_params(layers=3) is model and model.layers == 3
+    with pytest.raises(ValueError, match="invalid parameter"):
+        model.set_params(bogus=1)
+    with pytest.raises(NotFittedError):
+        model.user_vectors(world.histories)
+    with pytest.raises(NotFittedError):
+        model.item_vectors()
+    with pytest.raises(NotFittedError):
+        model.module_
+    with pytest.raises(TypeError):
+        SequenceTowers(32)  # keyword-only
+
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"dim": 0}, ValueError, "dim must be >= 2"),
+    ({"dim": 5000}, ValueError, "dim must be <= 4096"),
+    ({"dim": 15, "heads": 2}, ValueError, "multiple of heads"),
+    ({"layers": 0}, ValueError, "layers must be >= 1"),
+    ({"layers": 2.0}, TypeError, "layers must be an integer"),
+    ({"max_history": 0}, ValueError, "max_history must be >= 1"),
+    ({"max_history": 10**6}, ValueError, "max_history must be <= 4096"),
+    ({"text": "bogus"}, ValueError, "text must be one of"),
+    ({"id_dropout": 1.0}, ValueError, "id_dropout must be in"),
+    ({"lr": 0.0}, ValueError, "lr must be in"),
+    ({"num_threads": -1}, ValueError, "num_threads must be >= 0"),
+    ({"random_state": "x"}, TypeError, "random_state"),
+])
+def test_bad_parameters(world, params, error, match):
+    with pytest.raises(error, match=match):
+        SequenceTowers(**{**SMALL, **params}).fit(world.histories, item_text_vectors=world.text,
+                                                  encoder=None, epochs=1)
+
+
+def test_finetune_is_not_implemented_yet(world):
+    with pytest.raises(NotImplementedError, match="finetune"):
+        SequenceTowers(text="finetune").fit(world.histories, item_text_vectors=world.text)
+
+
+def test_bad_fit_inputs(world):
+    model = SequenceTowers(**SMALL)
+    fit = lambda H, **kw: model.fit(H, **{"item_text_vectors": world.text, "encoder": None,  # noqa: E731
+                                          "epochs": 1, **kw})
+    with pytest.raises(ValueError, match=r"histories\[1\] holds item id 120, outside \[0, 120\)"):
+        fit([[1, 2], [3, N_ITEMS]])
+    with pytest.raises(ValueError, match="outside"):
+        fit([[1, -1]])
+    with pytest.raises(TypeError, match="single id"):
+        fit([1, 2, 3])
+    with pytest.raises(TypeError, match="integer item ids"):
+        fit([np.array([1.5, 2.0])])
+    with pytest.raises(TypeError, match="sequence of item-id arrays"):
+        fit("1 2 3")
+    with pytest.raises(ValueError, match="all empty"):
+        fit([[], []])
+    with pytest.raises(ValueError, match="needs item_texts"):
+        model.fit(world.histories, encoder=None, epochs=1)
+    with pytest.raises(ValueError, match="NaN"):
+        fit(world.histories, item_text_vectors=np.full((N_ITEMS, 4), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="needs validation > 0"):
+        fit(world.histories, epochs="auto", validation=0.0)
+    with pytest.raises(ValueError, match="epochs must be"):
+        fit(world.histories, epochs="many")
+    with pytest.raises(ValueError, match="timestamps"):
+        fit(world.histories, timestamps=world.timestamps[:-1])
+    with pytest.raises(ValueError, match="n_items"):
+        fit(world.histories, n_items=N_ITEMS + 1)
+    with pytest.raises(TypeError, match="encoder must be"):
+        model.fit(world.histories, item_texts=["a"] * N_ITEMS, encoder=42, epochs=1)
+
+
+def test_bad_serving_inputs(world, text_towers, ids_towers):
+    with pytest.raises(ValueError, match="outside"):
+        text_towers.user_vectors([[0, N_ITEMS + 5]])
+    with pytest.raises(ValueError, match="outside"):
+        text_towers.item_vectors([N_ITEMS])
+    with pytest.raises(ValueError, match="dimension 16"):
+        text_towers.item_vectors(text_vectors=np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="request_vectors must have 2 rows"):
+        text_towers.user_vectors(world.histories[:2], request_vectors=np.zeros((3, TEXT_DIM)))
+    with pytest.raises(ValueError, match="one entry per history"):
+        text_towers.user_vectors(world.histories[:2], requests=["a"])
+    with pytest.raises(ValueError, match="no encoder"):
+        text_towers.item_vectors(texts=["a new item"])
+    with pytest.raises(ValueError, match="text=None"):
+        ids_towers.user_vectors(world.histories[:1], request_vectors=np.zeros((1, TEXT_DIM)))
+    with pytest.raises(ValueError, match="text=None"):
+        ids_towers.item_vectors(text_vectors=np.zeros((1, TEXT_DIM)))
+    with pytest.raises(ValueError, match="text=None"):
+        ids_towers.add_items(text_vectors=np.zeros((1, TEXT_DIM)))
+
+
+def test_arrays_round_trip_for_embedding_in_other_files(world, text_towers):
+    from llmrec.towers.persistence import towers_from_arrays, towers_to_arrays
+
+    meta, arrays = towers_to_arrays(text_towers)
+    again = towers_from_arrays(SequenceTowers, meta, arrays)
+    np.testing.assert_array_equal(again.user_vectors(world.histories[:5]),
+                                  text_towers.user_vectors(world.histories[:5]))
+    bad = dict(arrays)
+    bad["param/user.norm.weight"] = np.zeros(3, dtype=np.float32)
+    with pytest.raises(FormatError, match="user.norm.weight"):
+        towers_from_arrays(SequenceTowers, meta, bad)
+    with pytest.raises(FormatError, match="has_id"):
+        towers_from_arrays(SequenceTowers, meta, {k: v for k, v in arrays.items() if k != "has_id"})
+    with pytest.raises(FormatError, match="invalid parameters"):
+        towers_from_arrays(SequenceTowers, {**meta, "params": {**meta["params"], "dim": -1}}, arrays)
+
+
+def test_importing_the_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, llmrec.towers; m = llmrec.towers.SequenceTowers(); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_vectors_feed_an_exact_index(world, text_towers):
+    import llmrec
+
+    U = text_towers.user_vectors(world.histories[:20])
+    V = text_towers.item_vectors()
+    ids, scores = llmrec.ExactIndex(V).search(U, 5)
+    S = (U.astype(np.float64) @ V.astype(np.float64).T)
+    np.testing.assert_allclose(scores, np.take_along_axis(S, ids, axis=1),
+                               atol=_tolerance(text_towers, np.abs(S).max()), rtol=0)
+    assert (np.take_along_axis(S, ids, axis=1)[:, -1:] >= np.sort(S, axis=1)[:, -5:-4]
+            - _tolerance(text_towers, np.abs(S).max())).all()
