@@ -10,6 +10,8 @@ a stale row) exceeds it by orders of magnitude. See tests/README.md for the rule
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 EPS32 = float(np.finfo(np.float32).eps)  # 2**-23, spacing of float32 at 1
@@ -185,6 +187,8 @@ def assert_within(actual, desired, bound, err_msg: str = "") -> None:
         f"shapes differ: {actual.shape} vs {desired.shape}"
     error = np.abs(actual - desired)
     bad = ~(error <= bound)  # NaN fails too
+    if _REPORT:
+        _report(error, bound, np.abs(desired), err_msg)
     if bad.any():
         ratio = np.where(bound > 0, error / np.where(bound > 0, bound, 1), np.inf)
         worst = np.unravel_index(int(np.argmax(np.where(bad, ratio, -1))), bad.shape)
@@ -193,3 +197,20 @@ def assert_within(actual, desired, bound, err_msg: str = "") -> None:
             f"{worst}: actual {np.broadcast_to(actual, bad.shape)[worst]!r}, desired "
             f"{np.broadcast_to(desired, bad.shape)[worst]!r}, error {error[worst]:.3g} = "
             f"{ratio[worst]:.3g} × bound {bound[worst]:.3g}")
+
+
+_REPORT = os.environ.get("LLMREC_TOLERANCE_REPORT")
+
+
+def _report(error, bound, magnitude, err_msg: str) -> None:
+    """With LLMREC_TOLERANCE_REPORT=FILE, append how much of each bound the errors used
+    and how large the bound is next to the values: a bound far above the errors is
+    rigorous, one near the values' size would be useless (see tests/README.md)."""
+    import inspect
+
+    caller = inspect.stack()[2]
+    scale = float(np.max(magnitude)) if np.size(magnitude) else 0.0
+    used = float(np.max(np.where(bound > 0, error / np.where(bound > 0, bound, 1), 0)))
+    with open(_REPORT, "a") as out:
+        out.write(f"{os.path.basename(caller.filename)}:{caller.lineno} {caller.function} "
+                  f"used={used:.3g} bound/scale={float(np.max(bound)) / (scale or 1):.3g} {err_msg}\n")
