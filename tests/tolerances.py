@@ -214,3 +214,12 @@ def _report(error, bound, magnitude, err_msg: str) -> None:
     with open(_REPORT, "a") as out:
         out.write(f"{os.path.basename(caller.filename)}:{caller.lineno} {caller.function} "
                   f"used={used:.3g} bound/scale={float(np.max(bound)) / (scale or 1):.3g} {err_msg}\n")
+
+
+def score_tolerance(items, queries, metric: str = "ip") -> np.ndarray:
+    """Bound (nq, n) on each float32 search score against the float64 reference
+    (reference.reference_scores): a dot of d terms, or a cosine of rows normalised in
+    float32."""
+    if metric == "cosine":
+        return cosine_tolerance(queries, items)
+    return dot_tolerance(np.atleast_2d(queries), np.asarray(items).T)
