@@ -199,6 +199,7 @@ def test_single_query_and_conversions(rng):
     one = mmr_rerank(candidates[0].tolist(), relevance[0].astype(np.float64),
                      vectors.astype(np.float64), 7, 0.6)
     assert one[0].shape == one[1].shape == (7,)
+    # exact: the float64 inputs hold float32 values, so the same row is computed the same way
     np.testing.assert_array_equal(one[0], batch[0][0])
     np.testing.assert_array_equal(one[1], batch[1][0])
     fortran = mmr_rerank(np.asfortranarray(candidates.astype(np.int32)), relevance,
@@ -209,6 +210,7 @@ def test_single_query_and_conversions(rng):
 def test_thread_counts_and_concurrent_calls_agree(rng):
     candidates, relevance, vectors = random_case(rng, nq=64, c=80, d=32)
     serial = mmr_rerank(candidates, relevance, vectors, 10, 0.5, num_threads=1)
+    # exact by contract: each query is re-ranked whole by one thread
     for threads in (0, 2, 3, 8):
         ids, rel = mmr_rerank(candidates, relevance, vectors, 10, 0.5, num_threads=threads)
         np.testing.assert_array_equal(ids, serial[0])
