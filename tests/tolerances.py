@@ -224,3 +224,11 @@ def score_tolerance(items, queries, metric: str = "ip") -> np.ndarray:
     if metric == "cosine":
         return cosine_tolerance(queries, items)
     return dot_tolerance(np.atleast_2d(queries), np.asarray(items).T)
+
+
+def metric_tolerance(n_users: int, k: int) -> float:
+    """Bound on a float64 ranking metric (a mean over n_users of per-user values in [0, 1],
+    each a sum of at most k terms with a division and a logarithm, both correctly rounded
+    to within an ulp): γ_{n_users + 2k + 4} at float64's unit roundoff. Two computations
+    that sum in different orders differ by at most twice this."""
+    return gamma(n_users + 2 * k + 4, UNIT64)
