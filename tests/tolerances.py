@@ -232,3 +232,25 @@ def metric_tolerance(n_users: int, k: int) -> float:
     to within an ulp): γ_{n_users + 2k + 4} at float64's unit roundoff. Two computations
     that sum in different orders differ by at most twice this."""
     return gamma(n_users + 2 * k + 4, UNIT64)
+
+
+def probabilistic_gamma(n: int, confidence: float = 10.0, unit: float = UNIT32) -> float:
+    """λ·√n·u: the probabilistic counterpart of γ_n (Higham & Mary, SIAM J. Sci. Comput.
+    41(5), 2019): with rounding errors modelled as independent, mean-zero and bounded by u,
+    n of them add up beyond λ√n·u with probability at most 2·exp(−λ²/2) — 4·10⁻²² at the
+    default λ = 10. For long chains (deep networks) where the worst case γ_n ≈ n·u is far
+    too pessimistic to test anything."""
+    return confidence * np.sqrt(n) * unit
+
+
+def network_tolerance(model) -> float:
+    """Bound on the difference of a float32 transformer encoder's output (unit-scale,
+    LayerNorm keeps activations O(1)) between two evaluations of the same text that batch,
+    pad or pack it differently. Along the longest dependency chain each layer rounds the
+    sums of its Q, K, V and output projections (4 × hidden terms), the attention over the
+    sequence (max positions), the feed-forward (intermediate + hidden): n roundings in
+    all, each evaluation within probabilistic_gamma(n), the two within twice that."""
+    config = model.config
+    per_layer = (5 * config.hidden_size + config.intermediate_size
+                 + config.max_position_embeddings)
+    return 2 * probabilistic_gamma(config.num_hidden_layers * per_layer)
