@@ -251,6 +251,6 @@ def network_tolerance(model) -> float:
     sequence (max positions), the feed-forward (intermediate + hidden): n roundings in
     all, each evaluation within probabilistic_gamma(n), the two within twice that."""
     config = model.config
-    per_layer = (5 * config.hidden_size + config.intermediate_size
-                 + config.max_position_embeddings)
+    intermediate = getattr(config, "intermediate_size", None) or config.hidden_dim  # DistilBERT
+    per_layer = 5 * config.hidden_size + intermediate + config.max_position_embeddings
     return 2 * probabilistic_gamma(config.num_hidden_layers * per_layer)
