@@ -34,6 +34,15 @@ def encoder():
     return TextEncoder(device="cpu", batch_size=3)
 
 
+def cosine_floor(encoder):
+    """The least cosine of two unit vectors of the same text from two evaluations of the
+    network (other batches, another implementation): components within
+    t = network_tolerance, so 1 − a·b = ‖a − b‖²/2 ≤ d·t²/2; the float32 dot (γ_d) and
+    the two normalisations (γ_{d/2+3} each) add γ_{2d+6}."""
+    t, d = network_tolerance(encoder._model), encoder.dim
+    return 1 - d * t * t / 2 - gamma(2 * d + 6)
+
+
 def test_default_model(encoder):
     assert encoder.model_name == DEFAULT_MODEL_NAME
     assert encoder.dim == 384
@@ -46,18 +55,15 @@ def test_matches_sentence_transformers(encoder):
     reference = st.SentenceTransformer(str(default_model_dir()), device="cpu").encode(
         TEXTS, normalize_embeddings=True, convert_to_numpy=True, batch_size=4)
     cosine = np.sum(encoder.encode(TEXTS) * reference, axis=1)
-    assert cosine.min() >= 0.9999, cosine
+    assert cosine.min() >= cosine_floor(encoder), cosine
 
 
 def test_order_restored_with_mixed_lengths(encoder):
     vectors = encoder.encode(TEXTS)
     singles = np.concatenate([encoder.encode([t]) for t in TEXTS[:5]])
-    assert np.sum(vectors[:5] * singles, axis=1).min() >= 0.99999
+    assert np.sum(vectors[:5] * singles, axis=1).min() >= cosine_floor(encoder)
     reverse = encoder.encode(TEXTS[::-1])
-    # other batches: components within t = network_tolerance, so for unit rows
-    # 1 − a·b = ‖a − b‖²/2 ≤ d·t²/2, plus the float32 dot (γ_d) and norms (γ_{d/2+3} each)
-    t, d = network_tolerance(encoder._model), vectors.shape[1]
-    assert np.sum(reverse[::-1] * vectors, axis=1).min() >= 1 - d * t * t / 2 - gamma(2 * d + 6)
+    assert np.sum(reverse[::-1] * vectors, axis=1).min() >= cosine_floor(encoder)
 
 
 def test_similar_texts_are_closer(encoder):
@@ -80,6 +86,7 @@ def test_query_and_document_prefixes(encoder):
     assert_within(encoder.encode(texts, kind="query"), plain.encode(["query: " + t for t in texts]),
                   bound)
     assert_within(encoder.encode(texts), plain.encode(["passage: " + t for t in texts]), bound)
+    # the prefix changes the text: the vectors differ far beyond rounding
     assert np.sum(encoder.encode(texts, kind="query") * plain.encode(texts), axis=1).max() < 0.9999
 
 
