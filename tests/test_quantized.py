@@ -300,6 +300,8 @@ def test_sparse_exclude_matrix(rng):
 def test_thread_counts_and_concurrent_searches_agree(rng, codec):
     items, queries = clustered(rng, 60_000, 32, 24)
     serial = QuantizedIndex(items, codec=codec, num_threads=1, random_state=0).search(queries, k=10, rerank=0)
+    # exact by contract: training and scoring give each item the same arithmetic on any
+    # thread count
     for threads in (0, 2, 3):
         ids, scores = QuantizedIndex(items, codec=codec, num_threads=threads,
                                      random_state=0).search(queries, k=10, rerank=0)
