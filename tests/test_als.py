@@ -8,8 +8,8 @@ import scipy.sparse as sp
 
 import llmrec
 from llmrec import ALS, NotFittedError
-from tolerances import (als_loss_tolerance, als_row_system, assert_within, dot_tolerance, gamma,
-                        normal_equations_tolerance, solve_tolerance)
+from tolerances import (UNIT64, als_loss_tolerance, als_row_system, assert_within, dot_tolerance,
+                        gamma, normal_equations_tolerance, solve_tolerance)
 
 
 def checkerboard(n=8):
@@ -203,7 +203,10 @@ def test_explain_contributions_sum_to_the_folded_in_score(rng):
     exact = np.linalg.solve(A, b)
     x_bound = normal_equations_tolerance(A, exact, abs_A, abs_b, n_terms)
     y = Y[3].astype(np.float64)
-    assert abs(score - exact @ y) <= gamma(len(y), 2 ** -53) * np.abs(exact) @ np.abs(y) + 1e-300
+    # explain's own float64 assembly and solve, then the dot with y, all at float64's u
+    g64 = gamma(n_terms, UNIT64)
+    explain_bound = solve_tolerance(A, exact, g64 * abs_A, g64 * abs_b) @ np.abs(y)
+    assert abs(score - exact @ y) <= explain_bound + gamma(len(y), UNIT64) * np.abs(exact) @ np.abs(y)
     assert abs(score - x @ Y[3]) <= x_bound @ np.abs(y) + dot_tolerance(x, Y[3])
     # the contributions are float64 terms rounded to float32, then summed in float32
     assert abs(contributions.sum() - score) <= gamma(len(contributions) + 1) * np.abs(contributions).sum()
@@ -235,8 +238,8 @@ def test_text_priors_cold_items_get_exactly_FW(rng):
     # W is solved in float64 (with a jitter of 1e-10 × the mean diagonal) and rounded to
     # float32: the bound is that rounding plus the float64 solve's perturbation bound
     n = len(warm)
-    dA = 1e-10 * np.trace(system) / 6 + gamma(n, 2 ** -53) * np.abs(F).T @ np.abs(F)
-    db = gamma(n, 2 ** -53) * np.abs(F).T @ np.abs(V)
+    dA = 1e-10 * np.trace(system) / 6 + gamma(n, UNIT64) * np.abs(F).T @ np.abs(F)
+    db = gamma(n, UNIT64) * np.abs(F).T @ np.abs(V)
     for j in range(W.shape[1]):
         assert_within(W[:, j], ridge[:, j], solve_tolerance(system, ridge[:, j], dA, db[:, j]))
     # a brand-new item with only a description gets F·W and can be recommended at once
