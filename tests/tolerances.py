@@ -1,7 +1,8 @@
 """Tolerances derived from the arithmetic, not from what one machine printed.
 
 Every bound here is a worst-case rounding-error bound in the style of Higham, *Accuracy
-and Stability of Numerical Algorithms*: it holds for any summation order, blocking, SIMD
+and Stability of Numerical Algorithms* (except probabilistic_gamma and network_tolerance,
+for deep networks, where the worst case says nothing): it holds for any summation order, blocking, SIMD
 lane split, FMA or not, and any BLAS kernel (OpenBLAS picks different ones per
 ``OPENBLAS_CORETYPE``), so a comparison that uses it passes on every machine; and it is a
 few float32 ulps of the operands' magnitudes, so a real bug (a missing term, a wrong index,
@@ -61,6 +62,15 @@ def cosine_tolerance(queries, items) -> np.ndarray:
         return np.abs(v) / np.where(norms == 0, 1, norms)
 
     return gamma(2 * d + 6) * (unit(q) @ unit(x).T)
+
+
+def score_tolerance(items, queries, metric: str = "ip") -> np.ndarray:
+    """Bound (nq, n) on each float32 search score against the float64 reference
+    (reference.reference_scores): a dot of d terms, or a cosine of rows normalised in
+    float32."""
+    if metric == "cosine":
+        return cosine_tolerance(queries, items)
+    return dot_tolerance(np.atleast_2d(queries), np.asarray(items).T)
 
 
 def solve_tolerance(A, x, dA, db, *, cholesky_in: str = "float64") -> np.ndarray:
@@ -134,13 +144,6 @@ def als_row_system(Y, idx, r, *, implicit: bool, alpha: float, reg: float, gram_
     return A, b, abs_A, abs_b, n_terms
 
 
-def sum_tolerance(values, *, unit: float = UNIT32, axis=None) -> np.ndarray:
-    """Bound on |fl(Σ v) − Σ v| for a sum of n terms in any order: γ_{n−1} Σ|v|."""
-    v = _f64(values)
-    n = v.size if axis is None else v.shape[axis]
-    return gamma(max(n - 1, 1), unit) * np.abs(v).sum(axis=axis)
-
-
 def als_loss_tolerance(R, X, Y, *, implicit: bool, alpha: float, row_regularization) -> float:
     """Bound on the rounding error of the native ALS loss (``_core.als_loss``) for CSR R,
     float32 factors X (users), Y (items) and each row's λ_u (array or scalar).
@@ -176,6 +179,36 @@ def als_loss_tolerance(R, X, Y, *, implicit: bool, alpha: float, row_regularizat
     bound += gamma(f + 1) * float(reg_terms.sum())
     magnitude += float(reg_terms.sum())
     return bound + gamma(R.nnz + 2 * X.shape[0], UNIT64) * magnitude
+
+
+def metric_tolerance(n_users: int, k: int) -> float:
+    """Bound on a float64 ranking metric (a mean over n_users of per-user values in [0, 1],
+    each a sum of at most k terms with a division and a logarithm, both correctly rounded
+    to within an ulp): γ_{n_users + 2k + 4} at float64's unit roundoff. Two computations
+    that sum in different orders differ by at most twice this."""
+    return gamma(n_users + 2 * k + 4, UNIT64)
+
+
+def probabilistic_gamma(n: int, confidence: float = 10.0, unit: float = UNIT32) -> float:
+    """λ·√n·u: the probabilistic counterpart of γ_n (Higham & Mary, SIAM J. Sci. Comput.
+    41(5), 2019): with rounding errors modelled as independent, mean-zero and bounded by u,
+    n of them add up beyond λ√n·u with probability at most 2·exp(−λ²/2) — 4·10⁻²² at the
+    default λ = 10. For long chains (deep networks) where the worst case γ_n ≈ n·u is far
+    too pessimistic to test anything."""
+    return confidence * np.sqrt(n) * unit
+
+
+def network_tolerance(model) -> float:
+    """Bound on the difference of a float32 transformer encoder's output (unit-scale,
+    LayerNorm keeps activations O(1)) between two evaluations of the same text that batch,
+    pad or pack it differently. Along the longest dependency chain each layer rounds the
+    sums of its Q, K, V and output projections (4 × hidden terms), the attention over the
+    sequence (max positions), the feed-forward (intermediate + hidden): n roundings in
+    all, each evaluation within probabilistic_gamma(n), the two within twice that."""
+    config = model.config
+    intermediate = getattr(config, "intermediate_size", None) or config.hidden_dim  # DistilBERT
+    per_layer = 5 * config.hidden_size + intermediate + config.max_position_embeddings
+    return 2 * probabilistic_gamma(config.num_hidden_layers * per_layer)
 
 
 def assert_within(actual, desired, bound, err_msg: str = "") -> None:
@@ -215,42 +248,3 @@ def _report(error, bound, magnitude, err_msg: str) -> None:
     with open(_REPORT, "a") as out:
         out.write(f"{os.path.basename(caller.filename)}:{caller.lineno} {caller.function} "
                   f"used={used:.3g} bound/scale={float(np.max(bound)) / (scale or 1):.3g} {err_msg}\n")
-
-
-def score_tolerance(items, queries, metric: str = "ip") -> np.ndarray:
-    """Bound (nq, n) on each float32 search score against the float64 reference
-    (reference.reference_scores): a dot of d terms, or a cosine of rows normalised in
-    float32."""
-    if metric == "cosine":
-        return cosine_tolerance(queries, items)
-    return dot_tolerance(np.atleast_2d(queries), np.asarray(items).T)
-
-
-def metric_tolerance(n_users: int, k: int) -> float:
-    """Bound on a float64 ranking metric (a mean over n_users of per-user values in [0, 1],
-    each a sum of at most k terms with a division and a logarithm, both correctly rounded
-    to within an ulp): γ_{n_users + 2k + 4} at float64's unit roundoff. Two computations
-    that sum in different orders differ by at most twice this."""
-    return gamma(n_users + 2 * k + 4, UNIT64)
-
-
-def probabilistic_gamma(n: int, confidence: float = 10.0, unit: float = UNIT32) -> float:
-    """λ·√n·u: the probabilistic counterpart of γ_n (Higham & Mary, SIAM J. Sci. Comput.
-    41(5), 2019): with rounding errors modelled as independent, mean-zero and bounded by u,
-    n of them add up beyond λ√n·u with probability at most 2·exp(−λ²/2) — 4·10⁻²² at the
-    default λ = 10. For long chains (deep networks) where the worst case γ_n ≈ n·u is far
-    too pessimistic to test anything."""
-    return confidence * np.sqrt(n) * unit
-
-
-def network_tolerance(model) -> float:
-    """Bound on the difference of a float32 transformer encoder's output (unit-scale,
-    LayerNorm keeps activations O(1)) between two evaluations of the same text that batch,
-    pad or pack it differently. Along the longest dependency chain each layer rounds the
-    sums of its Q, K, V and output projections (4 × hidden terms), the attention over the
-    sequence (max positions), the feed-forward (intermediate + hidden): n roundings in
-    all, each evaluation within probabilistic_gamma(n), the two within twice that."""
-    config = model.config
-    intermediate = getattr(config, "intermediate_size", None) or config.hidden_dim  # DistilBERT
-    per_layer = 5 * config.hidden_size + intermediate + config.max_position_embeddings
-    return 2 * probabilistic_gamma(config.num_hidden_layers * per_layer)
