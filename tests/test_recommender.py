@@ -525,6 +525,7 @@ def test_save_load_identical(model, tmp_path):
     loaded = Recommender.load(tmp_path / "m", encoder=model.encoder)
     users = list(range(20))
     a, b = model.recommend(users, 10), loaded.recommend(users, 10)
+    # exact: every array saved bit for bit, then the same code
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.scores, b.scores)
     np.testing.assert_array_equal(model.search("dog cat", 5).ids, loaded.search("dog cat", 5).ids)
@@ -539,7 +540,7 @@ def test_save_after_updates_and_new_items(data, tmp_path):
     rec.add_items(data[1].iloc[:2].assign(item_id=[70_000, 70_001]))
     rec.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m", encoder=rec.encoder)
-    for user in (0, 5000, 3):
+    for user in (0, 5000, 3):  # exact: the state after the updates is saved bit for bit
         a, b = rec.recommend(user, 10), loaded.recommend(user, 10)
         np.testing.assert_array_equal(a.ids, b.ids)
         np.testing.assert_array_equal(a.scores, b.scores)
@@ -576,7 +577,7 @@ def test_concurrent_recommend_equals_serial(model):
     for t in threads:
         t.join()
     assert not errors
-    for u in users:
+    for u in users:  # exact by contract: a request's result does not depend on other threads
         np.testing.assert_array_equal(results[u].ids, serial[u].ids)
         np.testing.assert_array_equal(results[u].scores, serial[u].scores)
 
