@@ -118,9 +118,12 @@ def test_sq8_decode_error_is_within_half_a_scaled_step(rng, partitions):
         base = index._centroids[state.lists.assignment].astype(np.float64)
     # Each item's levels span its own residual: its largest |z| is an exact level.
     assert np.all(a > 0) and np.median(a) < 1
-    z = (items - base - index._mid) / index._step
-    # the scale is max|z|/127 of float32 residuals: 3 roundings before the max, 1 after
-    assert_within(np.abs(z).max(1) / 127, a, gamma(4) * np.abs(z).max(1) / 127)
+    mid, step = index._mid.astype(np.float64), index._step.astype(np.float64)
+    z = (items - base - mid) / step  # float64 from the float32 inputs
+    # the scale is max|z|/127 of float32 residuals: two differences and a quotient (γ_3
+    # of the operands' size, which may cancel) before the max, the division by 127 after
+    reach = (np.abs(items) + np.abs(base) + np.abs(mid)) / step
+    assert_within(np.abs(z).max(1) / 127, a, gamma(3) * reach.max(1) / 127 + gamma(1) * a)
     # half a scaled step, plus the float32 rounding of mid + base + a·step·code (4 terms)
     bound = a[:, None] * index._step[None, :] / 2 * (1 + gamma(4)) + gamma(4) * (
         np.abs(items) + np.abs(base) + np.abs(index._mid) + a[:, None] * index._step[None, :] * 127)
