@@ -29,3 +29,22 @@ def rng(request):
     LLMREC_TEST_SEED to draw a different set of inputs."""
     salt = int(os.environ.get("LLMREC_TEST_SEED", "0"))
     return np.random.default_rng([zlib.crc32(request.node.nodeid.encode()), salt])
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "torch: runs a torch model (torch's own BLAS: OPENBLAS_CORETYPE and "
+        "LLMREC_SIMD do not reach it)")
+    config.addinivalue_line(
+        "markers", "every_simd_level: parametrized by the simd_level fixture, so it sets each "
+        "level itself whatever LLMREC_SIMD says")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark what the extra CI runs (.ci/run) may leave out, see tests/README.md."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and getattr(module, "torch", None) is not None:
+            item.add_marker(pytest.mark.torch)
+        if "simd_level" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.every_simd_level)

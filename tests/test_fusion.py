@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from llmrec.recommender.fusion import HeldOut, fit_weights
+from tolerances import metric_tolerance
 
 
 def reference_ndcg(scores, relevant, n_relevant, k=10):
@@ -26,7 +27,8 @@ def test_held_out_ndcg_matches_a_full_sort(rng, n_candidates):
     # Some held-out items fall outside the candidates: they raise the ideal DCG only.
     n_relevant = relevant.sum(axis=1) + rng.integers(0, 3, n)
     got = HeldOut(relevant, n_relevant).ndcg(scores)
-    assert got == pytest.approx(reference_ndcg(scores, relevant, n_relevant), abs=1e-12)
+    assert got == pytest.approx(reference_ndcg(scores, relevant, n_relevant),
+                                abs=2 * metric_tolerance(n, 10))
 
 
 def test_fit_weights_finds_a_planted_blend(rng):
@@ -39,8 +41,12 @@ def test_fit_weights_finds_a_planted_blend(rng):
     n_relevant = relevant.sum(axis=1)
     weights, value = fit_weights({"behaviour": behaviour, "sequence": sequence}, relevant, n_relevant)
     assert weights["behaviour"] == 1.0 and weights["sequence"] == 2.0
-    assert value == pytest.approx(1.0)
-    assert value == pytest.approx(reference_ndcg(behaviour + 2.0 * sequence, relevant, n_relevant))
+    # the blend 1·b + 2·s is one float32 rounding on both sides (2·s is exact): the same
+    # order, so the float64 ndcg agrees up to its own rounding
+    bound = 2 * metric_tolerance(n, 10)
+    assert value == pytest.approx(1.0, abs=bound)
+    assert value == pytest.approx(reference_ndcg(behaviour + 2.0 * sequence, relevant, n_relevant),
+                                  abs=bound)
     fixed, _ = fit_weights({"behaviour": behaviour, "sequence": sequence}, relevant, n_relevant,
                            fixed={"sequence": 0.5})
     assert fixed["sequence"] == 0.5

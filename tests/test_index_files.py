@@ -21,7 +21,7 @@ def test_round_trip(tmp_path, rng, metric, mmap):
     index.save(path)
     loaded = ExactIndex.load(path, mmap=mmap)
     assert (len(loaded), loaded.dim, loaded.metric) == (326, 13, metric)
-    np.testing.assert_array_equal(loaded.vectors, index.vectors)
+    np.testing.assert_array_equal(loaded.vectors, index.vectors)  # exact: saved bit for bit
     assert isinstance(loaded._items, np.memmap) == mmap
     queries = rng.standard_normal((4, 13)).astype(np.float32)
     for a, b in zip(loaded.search(queries, k=7), index.search(queries, k=7)):

@@ -4,6 +4,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmrec.recommender.late_items import LateItems, solve_late_factors
+from tolerances import UNIT64, assert_within, gamma, solve_tolerance
+
+
+def float64_solve_bound(A, x, abs_A, abs_b, n_terms):
+    """solve_late_factors works in float64 and rounds to float32 at the end: the float64
+    assembly and solve (tolerances.solve_tolerance at u64), then the rounding."""
+    g = gamma(n_terms, UNIT64)
+    return solve_tolerance(A, x, g * abs_A, g * abs_b)
 
 
 def test_solve_late_factors_is_a_ridge_toward_the_prior(rng):
@@ -19,7 +27,12 @@ def test_solve_late_factors_is_a_ridge_toward_the_prior(rng):
         # min Σ 3 (1 − y·v)² + 2‖v − prior‖² as stacked ordinary least squares
         A = np.vstack([np.sqrt(3.0) * users[who].astype(np.float64), np.sqrt(2.0) * np.eye(f)])
         b = np.concatenate([np.sqrt(3.0) * np.ones(len(who)), np.sqrt(2.0) * priors[row]])
-        np.testing.assert_allclose(got[row], np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-5, atol=1e-6)
+        x = np.linalg.lstsq(A, b, rcond=None)[0]
+        if len(who):
+            y = np.abs(users[who].astype(np.float64))
+            bound = float64_solve_bound(A.T @ A, x, 3 * y.T @ y + 2 * np.eye(f),
+                                        3 * y.sum(0) + 2 * np.abs(priors[row]), len(who) + 3)
+            assert_within(got[row], x, bound)
     np.testing.assert_array_equal(got[1], priors[1])  # no clicks: exactly the prior
 
 
@@ -44,8 +57,9 @@ def test_late_items_bookkeeping_and_rebuild_from_histories():
     expected_after = np.zeros((3, 10))
     expected_after[0, 8] = 1.0                           # 8 right after 7
     expected_after[1, [7, 8]] = [1.0, 1 / 2]             # 7 then 8 after 2
-    np.testing.assert_allclose(before.toarray(), expected_before, rtol=1e-6)
-    np.testing.assert_allclose(after.toarray(), expected_after, rtol=1e-6)
+    # exact: sums of 1 and 1/2, exact in binary floating point
+    np.testing.assert_array_equal(before.toarray(), expected_before)
+    np.testing.assert_array_equal(after.toarray(), expected_after)
 
     indptr = np.array([0, 4, 4, 4, 6, 8])
     items = np.array([1, 2, 7, 8, 4, 7, 1, 3])
@@ -54,7 +68,7 @@ def test_late_items_bookkeeping_and_rebuild_from_histories():
     assert again_users.tolist() == [0, 3]
     np.testing.assert_array_equal(again.toarray(), matrix.toarray())
     for got, want in zip(rebuilt.transitions(rows, 10), (before, after)):
-        np.testing.assert_allclose(got.toarray(), want.toarray(), rtol=1e-6)
+        np.testing.assert_array_equal(got.toarray(), want.toarray())
 
 
 def test_add_candidates_respects_exclusions_and_allow_lists(rng):
@@ -109,7 +123,10 @@ def test_solve_late_factors_with_a_gram_is_the_implicit_als_step(rng):
                              shrinkage=0.7, gram=Y.T @ Y)
     # min Σ_all c_j (p_j − y_j·v)² + 0.7‖v‖², p = 1 and c = 1 + 2r on the evidence, else 0 and 1
     p = evidence.toarray().ravel() > 0
-    c = 1 + 2.0 * evidence.toarray().ravel()
+    c = 1 + 2.0 * evidence.toarray().ravel().astype(np.float64)  # in float64, as the solver
     A = np.vstack([np.sqrt(c)[:, None] * Y, np.sqrt(0.7) * np.eye(f)])
     b = np.concatenate([np.sqrt(c) * p, np.zeros(f)])
-    np.testing.assert_allclose(got[0], np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-5, atol=1e-6)
+    x = np.linalg.lstsq(A, b, rcond=None)[0]
+    y = np.abs(Y)
+    assert_within(got[0], x, float64_solve_bound(A.T @ A, x, (y.T * c) @ y + 0.7 * np.eye(f),
+                                                  (c * p) @ y, m + 3))

@@ -6,29 +6,39 @@ import numpy as np
 import pytest
 
 from llmrec import _core
+from tolerances import assert_within, gamma
 
 
 def _reference(candidates, matrices, queries, applies, fallbacks, offset, k):
+    """float64 top-k of the candidates, and each score's float32 rounding bound: every
+    signal a dot of d terms (γ_d), then the signals and the offset added (one rounding
+    each): γ_{d_max + signals + 1} times the sum of the absolute terms."""
     nq, c = candidates.shape
     ids = np.full((nq, k), -1, dtype=np.int64)
     scores = np.full((nq, k), -np.inf)
+    bounds = np.zeros((nq, k))
+    largest = np.zeros((nq, 1))  # the largest bound among each row's candidates
+    g = gamma(max(M.shape[1] for M in matrices) + len(matrices) + 1)
     for q in range(nq):
         rows = []
         for item in candidates[q]:
             if item < 0:
                 continue
-            total = -float(offset[q])
+            total, magnitude = -float(offset[q]), abs(float(offset[q]))
             for M, Q, a, f in zip(matrices, queries, applies, fallbacks):
                 if a is not None and not a[item]:
                     total += float(f[q])
+                    magnitude += abs(float(f[q]))
                 else:
                     total += M[item].astype(np.float64) @ Q[q].astype(np.float64)
+                    magnitude += np.abs(M[item].astype(np.float64)) @ np.abs(Q[q].astype(np.float64))
             if np.isfinite(total):
-                rows.append((-total, item))
+                rows.append((-total, item, g * magnitude))
         rows.sort()
-        for r, (neg, item) in enumerate(rows[:k]):
-            ids[q, r], scores[q, r] = item, -neg
-    return ids, scores
+        largest[q] = max((row[2] for row in rows), default=0.0)
+        for r, (neg, item, bound) in enumerate(rows[:k]):
+            ids[q, r], scores[q, r], bounds[q, r] = item, -neg, bound
+    return ids, scores, bounds, largest
 
 
 def _problem(rng, n=300, nq=7, c=40):
@@ -47,14 +57,16 @@ def _problem(rng, n=300, nq=7, c=40):
 def test_matches_float64_reference(rng, simd_level, k):
     problem = _problem(rng)
     ids, scores = _core.rescore_candidates(*problem, k, num_threads=2)
-    ref_ids, ref_scores = _reference(*problem, k)
-    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-4)
-    # Ids agree except where two reference scores are closer than float32 rounding.
+    ref_ids, ref_scores, bounds, largest = _reference(*problem, k)
+    # the i-th best within the largest bound among the row's candidates (order statistics)
+    assert_within(scores, ref_scores, largest)
+    # Ids agree except where two reference scores are closer than their rounding bounds.
     with np.errstate(invalid="ignore"):  # -inf padding
         gaps = np.abs(np.diff(ref_scores, axis=1))
     close = np.zeros_like(ids, dtype=bool)
-    close[:, 1:] |= gaps < 1e-4
-    close[:, :-1] |= gaps < 1e-4
+    near = gaps <= 2 * largest
+    close[:, 1:] |= near
+    close[:, :-1] |= near
     assert np.all((ids == ref_ids) | close)
     assert ids.shape == scores.shape == (7, k)
     if k == 60:  # more than the valid candidates: padded
@@ -81,6 +93,7 @@ def test_many_rows_threads_equal_serial(rng):
     problem = _problem(rng, n=2000, nq=100, c=64)
     one = _core.rescore_candidates(*problem, 10, num_threads=1)
     two = _core.rescore_candidates(*problem, 10, num_threads=2)
+    # exact by contract: each query row is scored whole by one thread
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])
 

@@ -86,6 +86,7 @@ def test_concurrent_searches_equal_serial(rng):
     for t in threads:
         t.join()
     assert not errors
+    # exact by contract: a query's result does not depend on who else is searching
     for i, (ids, scores) in enumerate(serial):
         np.testing.assert_array_equal(results[i][0], ids)
         np.testing.assert_array_equal(results[i][1], scores)

