@@ -318,15 +318,20 @@ class ALS(Estimator):
         raise AttributeError(f"'ALS' object has no attribute {name!r}")
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle support (at any time, fitted or not): the parameters and learned state;
-        the cache of Gramians and search indexes is dropped and rebuilt on demand."""
+        """Pickle support (at any time, fitted or not): the parameters, the learned state
+        and the cached Gramians (kept because one grown by added items is rounded unlike
+        a recomputed one, and a copy must answer exactly as the original); the search
+        indexes are dropped and rebuilt on demand."""
         state = self.__dict__.copy()
-        state.pop("_cache", None)
+        cache = state.pop("_cache", {})
+        state["_cache"] = {key: value for key, value in cache.items() if isinstance(value, np.ndarray)}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        cache = state.pop("_cache", {})
         self.__dict__.update(state)
         self._touch()
+        self._cache.update(cache)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "user_factors_"):
