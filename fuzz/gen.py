@@ -62,6 +62,15 @@ class G:
         self.note(f"{name}={v!r}")
         return v
 
+    def size(self, valid: int, name: str) -> Any:
+        """Like int_, for sizes that define the work asked for (factors, iterations, rows):
+        invalid values only, never huge valid ones (a huge model is a request, not a bug)."""
+        if not self.chance():
+            return valid
+        v = self.choice([-1, 0, -2**63, 2**64, 1.5, math.nan, "3", None, True])
+        self.note(f"{name}={v!r}")
+        return v
+
     def float_(self, valid: float, name: str) -> Any:
         if not self.chance():
             return valid

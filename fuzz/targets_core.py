@@ -135,7 +135,40 @@ def check_coverage() -> list[str]:
     return [n for n in core_functions() if not seeds.get(n)]
 
 
+# Arguments that define how much work is asked for: mutated to invalid values only.
+WORK_ARGS = {"iterations", "cg_steps", "n_tasks"}
+
+
+@functools.lru_cache(maxsize=None)
+def param_names(name: str) -> tuple[str, ...]:
+    """Parameter names of _core.<name>, from pybind11's signature line."""
+    from llmrec import _core
+
+    doc = (getattr(_core, name).__doc__ or "").split("\n", 1)[0]
+    inner = doc[doc.find("(") + 1:doc.rfind(") ->")]
+    names, depth, current = [], 0, ""
+    for ch in inner + ",":
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            part = current.strip()
+            if part and part != "*":
+                names.append(part.split(":")[0].strip())
+            current = ""
+        else:
+            current += ch
+    return tuple(names)
+
+
 def _mutate_value(g: G, value: Any, name: str) -> Any:
+    if name in WORK_ARGS and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        old, g.p = g.p, 1.0
+        try:
+            return g.size(int(value), name)
+        finally:
+            g.p = old
     if isinstance(value, np.ndarray):
         return g.mutate_array(value, name)
     if isinstance(value, bool):
@@ -192,11 +225,12 @@ def make_case(name: str, g: G) -> tuple[tuple, dict]:
             args.append(g.hostile_int())
             g.note(f"extra arg {args[-1]!r}")
         return tuple(args), kwargs
+    names = param_names(name)
     count = 0 if g.p == 0.0 else g.choice([1, 1, 1, 2, 3])
     for _ in range(count):
         kind, key = g.choice(slots)
         if kind == "a":
-            args[key] = _mutate_value(g, args[key], f"arg{key}")
+            args[key] = _mutate_value(g, args[key], names[key] if key < len(names) else f"arg{key}")
         else:
             kwargs[key] = _mutate_value(g, kwargs[key], key)
     return tuple(args), kwargs

@@ -1,0 +1,233 @@
+"""The fuzz driver: ``python -m fuzz [--seconds S] [--targets PATTERN ...]``.
+
+Runs every target (``core.*``, ``api.*``, ``files.*``; see ``--list``) for about
+``--seconds`` in total, in child processes (fuzz.worker) so that a crash is recorded with
+the input that caused it and the run goes on in a fresh child. Writes one reproducer per
+distinct finding under ``--out`` and exits 1 when there is any finding, 2 when a
+``_core`` function has no fuzz target.
+
+``python -m fuzz --repro TARGET SEED`` re-runs one case in this process (a crash then
+crashes it, under a debugger or sanitizer if you like) and prints its inputs and outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _signal_name(rc: int) -> str:
+    if rc < 0:
+        try:
+            return signal.Signals(-rc).name
+        except ValueError:
+            return f"signal {-rc}"
+    return f"exit {rc}"
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace, targets: list[str]) -> None:
+        self.args = args
+        self.targets = targets
+        self.stats = {t: {"tried": 0, "ok": 0, "rejected": 0, "findings": 0} for t in targets}
+        self.findings: dict[tuple, dict] = {}
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        base = args.seed if args.seed is not None else random.SystemRandom().randrange(2**40)
+        self.base_seed = base
+        self.next_seed = {t: base for t in targets}
+        self.tmp = tempfile.mkdtemp(prefix="llmrec-fuzz-")
+
+    # ------------------------------------------------------------ findings
+    def record(self, target: str, seed: int, info: dict) -> None:
+        detail = info.get("where") or info.get("signal")
+        if info["outcome"] == "garbage":  # one kind of garbage per message stem
+            detail = str(info.get("message", "")).split(":")[0][:60]
+        key = (target, info["outcome"], info.get("type"), detail)
+        self.stats[target]["findings"] += 1
+        if key in self.findings:
+            self.findings[key]["count"] += 1
+            return
+        info = dict(info, target=target, seed=seed, count=1)
+        self.findings[key] = info
+        name = f"{target}__{info['outcome']}__{len(self.findings):03d}.txt"
+        lines = [f"target:   {target}", f"seed:     {seed}", f"outcome:  {info['outcome']}",
+                 f"type:     {info.get('type') or info.get('signal')}",
+                 f"where:    {info.get('where', '')}",
+                 f"repro:    python -m fuzz --repro {target} {seed}", "", "message:",
+                 str(info.get("message", "")), "", "inputs (generator log):"]
+        lines += ["  " + s for s in info.get("log", [])]
+        if info.get("traceback"):
+            lines += ["", "traceback:", info["traceback"]]
+        if info.get("stderr"):
+            lines += ["", "stderr tail:", info["stderr"]]
+        (self.out / name).write_text("\n".join(lines) + "\n")
+        info["file"] = str(self.out / name)
+        print(f"  FINDING {target} seed={seed}: {info['outcome']} {info.get('type') or info.get('signal')} "
+              f"{info.get('where', '')} {str(info.get('message', ''))[:160]}", flush=True)
+
+    # ------------------------------------------------------------ one child
+    def child(self, targets: list[str], deadline: float) -> None:
+        read_fd, write_fd = os.pipe()
+        plan = {"targets": {t: self.next_seed[t] for t in targets}, "deadline": deadline,
+                "slice": self.args.slice, "fd": write_fd, "tmp": self.tmp, "mem_gib": self.args.mem_gib}
+        stderr = tempfile.TemporaryFile()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        proc = subprocess.Popen([sys.executable, "-m", "fuzz.worker", json.dumps(plan)], pass_fds=(write_fd,),
+                                stdout=subprocess.DEVNULL, stderr=stderr, cwd=self.tmp, env=env,
+                                start_new_session=True)
+        os.close(write_fd)
+        buf = b""
+        current: tuple[str, int] | None = None
+        done: tuple[str, int] | None = None
+        log: list[str] = []
+        last = time.time()
+        startup = True
+        hung = False
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            while True:
+                limit = self.args.startup_timeout if startup else self.args.case_timeout
+                ready, _, _ = select.select([pipe], [], [], 1.0)
+                if not ready:
+                    if time.time() - last > limit:
+                        hung = True
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        break
+                    continue
+                chunk = pipe.read(65536)
+                if not chunk:
+                    break
+                last = time.time()
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace")
+                    tag = line[:1]
+                    if tag == "R":
+                        startup = False
+                    elif tag == "B":
+                        _, t, s = line.split(" ", 2)
+                        current, log = (t, int(s)), []
+                        self.stats[t]["tried"] += 1
+                    elif tag == "N":
+                        log.append(line[2:])
+                    elif tag == "E":
+                        _, t, s, payload = line.split(" ", 3)
+                        out = json.loads(payload)
+                        self.next_seed[t] = int(s) + 1
+                        current, done = None, (t, int(s))
+                        if out["outcome"] in ("ok", "rejected"):
+                            self.stats[t][out["outcome"]] += 1
+                        else:
+                            out["log"] = log
+                            self.record(t, int(s), out)
+        rc = proc.wait()
+        stderr.seek(0)
+        err = stderr.read().decode("utf-8", "replace")[-6000:]
+        if current is not None:
+            t, s = current
+            self.next_seed[t] = s + 1
+            info = {"outcome": "hang" if hung else "crash", "signal": "timeout" if hung else _signal_name(rc),
+                    "type": "hang" if hung else _signal_name(rc), "log": log, "stderr": err,
+                    "message": f"no answer within {self.args.case_timeout} s" if hung else
+                    f"child died with {_signal_name(rc)}"}
+            self.record(t, s, info)
+        elif startup and (rc != 0 or hung):
+            print(f"  worker failed at start-up ({_signal_name(rc)}):\n{err[-3000:]}", flush=True)
+            raise SystemExit(3)
+        elif (rc != 0 or hung) and done is not None:
+            # Died between cases: heap corruption found late (glibc abort at a later free).
+            # The last finished case is the prime suspect; earlier ones of this child too.
+            t, s = done
+            self.record(t, s, {"outcome": "crash-after", "signal": _signal_name(rc), "type": _signal_name(rc),
+                               "log": [], "stderr": err, "message":
+                               f"child died with {_signal_name(rc)} after this case returned "
+                               f"(memory corruption detected late); rerun with --repro or under ASan"})
+
+    # ------------------------------------------------------------ the whole run
+    def go(self) -> int:
+        start = time.time()
+        end = start + self.args.seconds
+        while time.time() < end - 0.5:
+            self.child(self.targets, end)
+        self.report(time.time() - start)
+        return 1 if self.findings else 0
+
+    def report(self, elapsed: float) -> None:
+        print(f"\nfuzz: {elapsed:.0f} s, base seed {self.base_seed}, "
+              f"{sum(s['tried'] for s in self.stats.values())} inputs over {len(self.targets)} targets")
+        print(f"{'target':34s} {'tried':>7s} {'ok':>7s} {'rejected':>8s} {'findings':>8s}")
+        for t in self.targets:
+            s = self.stats[t]
+            print(f"{t:34s} {s['tried']:7d} {s['ok']:7d} {s['rejected']:8d} {s['findings']:8d}")
+        summary = {"seconds": round(elapsed, 1), "base_seed": self.base_seed, "targets": self.stats,
+                   "findings": [{k: v for k, v in f.items() if k not in ("log", "traceback", "stderr")}
+                                for f in self.findings.values()]}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        if self.findings:
+            print(f"\n{len(self.findings)} distinct findings (reproducers in {self.out}):")
+            for f in self.findings.values():
+                print(f"  {f['target']} seed={f['seed']} x{f['count']}: {f['outcome']} "
+                      f"{f.get('type')} {f.get('where', '')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=120, help="total time budget (default 120)")
+    p.add_argument("--targets", nargs="*", default=["*"], help="glob patterns of target names")
+    p.add_argument("--seed", type=int, default=None, help="base seed (default: random, printed)")
+    p.add_argument("--out", default=str(ROOT / "build" / "fuzz-findings"), help="reproducer folder")
+    p.add_argument("--slice", type=float, default=0.3, help="seconds per target per round")
+    p.add_argument("--case-timeout", type=float, default=30, help="seconds before a case is a hang")
+    p.add_argument("--startup-timeout", type=float, default=120)
+    p.add_argument("--mem-gib", type=float, default=4, help="address-space limit of a child (0: none)")
+    p.add_argument("--list", action="store_true", help="list the targets and exit")
+    p.add_argument("--repro", nargs=2, metavar=("TARGET", "SEED"), help="run one case in this process")
+    args = p.parse_args(argv)
+
+    sys.path.insert(0, str(ROOT))
+    from fuzz.registry import all_targets
+    from fuzz.targets_core import check_coverage
+
+    if args.repro:
+        from fuzz.worker import run_one
+        import warnings
+        warnings.simplefilter("ignore")
+        target, seed = args.repro[0], int(args.repro[1])
+        if target.startswith("core."):
+            from fuzz.targets_core import collect_seeds
+            collect_seeds()
+        out = run_one(target, seed, emit=lambda line: print(line[2:], flush=True))
+        print(json.dumps({k: v for k, v in out.items() if k != "log"}, indent=1))
+        return 0 if out["outcome"] in ("ok", "rejected") else 1
+
+    missing = check_coverage()
+    if missing:
+        print(f"fuzz: _core functions without a fuzz target (add a seed call in fuzz/targets_core.py): "
+              f"{', '.join(missing)}")
+        return 2
+    targets = [t for t in all_targets() if any(fnmatch.fnmatch(t, pat) for pat in args.targets)]
+    if args.list:
+        print("\n".join(targets))
+        return 0
+    if not targets:
+        print("fuzz: no target matches", args.targets)
+        return 2
+    return Run(args, targets).go()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
