@@ -322,7 +322,7 @@ def diversity(g: G) -> None:
         cand = g.mutate_array(cand, "candidates")
     rel = g.values((nq, c), "relevance")
     rel = -np.sort(-rel, axis=1)
-    if g.chance(0.3):
+    if g.chance(0.3) and isinstance(cand, np.ndarray) and cand.ndim == 2:
         cand, rel = cand[0], rel[0]
     if g.chance(0.2):
         intra_list_diversity(cand, vectors)

@@ -25,11 +25,19 @@ def classify(target: str, exc: BaseException) -> dict:
     from fuzz import checks
 
     frames = traceback.extract_tb(exc.__traceback__)
-    lib = [f for f in frames if "llmrec" in f.filename and "/fuzz/" not in f.filename]
-    top = lib[-1] if lib else (frames[-1] if frames else None)
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    lib = [f for f in frames if f"{os.sep}llmrec{os.sep}" in f.filename and not f.filename.startswith(here)]
+    top = lib[-1] if lib else None
     where = f"{os.path.basename(top.filename)}:{top.lineno} {top.name}" if top else ""
+    if target.startswith("core.") and (not where or frames[-1].filename.startswith(here)):
+        where = f"_core.{target[5:]}"
     if isinstance(exc, checks.Garbage):
         return {"outcome": "garbage", "type": "Garbage", "message": str(exc)[:2000], "where": where}
+    if not lib and frames and frames[-1].filename.startswith(here) and not target.startswith("core."):
+        # Raised by the harness itself before reaching llmrec: a bug in fuzz/, not in llmrec.
+        return {"outcome": "harness", "type": type(exc).__name__, "message": str(exc)[:2000],
+                "where": f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}",
+                "traceback": "".join(traceback.format_exception(exc))[-4000:]}
     if checks.allowed_exception(exc, files=target.startswith("files.")):
         return {"outcome": "rejected", "type": type(exc).__name__}
     return {"outcome": "exception", "type": type(exc).__name__, "message": str(exc)[:2000], "where": where,
@@ -84,7 +92,7 @@ def limit_memory(gib: float) -> None:
 
 
 def main() -> None:
-    plan = json.loads(sys.argv[1])  # {"targets": {name: next_seed}, "deadline": t, "slice": s, "fd": fd, ...}
+    plan = json.loads(sys.argv[1])  # {"targets": {name: next_seed}, "deadline": t, "slices": {name: s}, "fd": fd}
     pipe = os.fdopen(plan["fd"], "w", buffering=1)
 
     def emit(line: str) -> None:
@@ -92,6 +100,8 @@ def main() -> None:
         pipe.flush()
 
     warnings.simplefilter("ignore")
+    import faulthandler
+    faulthandler.enable()  # a Python traceback of the crashing call goes to stderr, into the reproducer
     os.environ.setdefault("LLMREC_FUZZ_TMP", plan.get("tmp", ""))
     limit_memory(plan.get("mem_gib", 4))
     import llmrec  # noqa: F401  (import cost outside the cases)
@@ -103,7 +113,7 @@ def main() -> None:
     deadline = plan["deadline"]
     while time.time() < deadline and seeds:
         for target in list(seeds):
-            stop = min(deadline, time.time() + plan["slice"])
+            stop = min(deadline, time.time() + plan["slices"][target])
             while time.time() < stop:
                 seed = seeds[target]
                 emit(f"B {target} {seed}")
