@@ -65,6 +65,10 @@ class Run:
         self.next_seed = {t: base for t in targets}
         self.spent = {t: 0.0 for t in targets}
         self.tmp = tempfile.mkdtemp(prefix="llmrec-fuzz-")
+        self.seeds_file = os.path.join(self.tmp, "core-seeds.pickle")
+        from fuzz.targets_core import save_seeds
+        save_seeds(self.seeds_file)
+        self.children = 0
 
     # ------------------------------------------------------------ findings
     def record(self, target: str, seed: int, info: dict) -> None:
@@ -101,7 +105,9 @@ class Run:
         # crashes often cannot starve the ones after it.
         order = sorted(targets, key=lambda t: self.spent[t] / weight(t))
         plan = {"targets": {t: self.next_seed[t] for t in order}, "deadline": deadline,
-                "slices": {t: self.args.slice * weight(t) for t in order}, "fd": write_fd, "tmp": self.tmp, "mem_gib": self.args.mem_gib}
+                "slices": {t: self.args.slice * weight(t) for t in order}, "fd": write_fd, "tmp": self.tmp, "mem_gib": self.args.mem_gib,
+                "seeds": self.seeds_file}
+        self.children += 1
         stderr = tempfile.TemporaryFile()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
         proc = subprocess.Popen([sys.executable, "-m", "fuzz.worker", json.dumps(plan)], pass_fds=(write_fd,),
@@ -158,7 +164,10 @@ class Run:
         stderr.seek(0)
         noise = ("[0/", "[1/", "ninja:", "-- ", "Running cmake")  # an editable install rebuilding on import
         err = "\n".join(line for line in stderr.read().decode("utf-8", "replace").splitlines()
-                        if not line.startswith(noise))[-6000:]
+                        if not line.startswith(noise))
+        # Keep a sanitizer report from its first line; otherwise the tail.
+        marks = [err.find(m) for m in ("runtime error:", "ERROR: AddressSanitizer", "==ERROR") if m in err]
+        err = err[min(marks):][:8000] if marks else err[-6000:]
         if current is not None:
             t, s = current
             self.spent[t] += time.time() - began
@@ -170,7 +179,8 @@ class Run:
             self.record(t, s, info)
         elif startup and (rc != 0 or hung):
             print(f"  worker failed at start-up ({_signal_name(rc)}):\n{err[-3000:]}", flush=True)
-            raise SystemExit(3)
+            if self.children == 1:
+                raise SystemExit(3)
         elif (rc != 0 or hung) and done is not None:
             # Died between cases: heap corruption found late (glibc abort at a later free).
             # The last finished case is the prime suspect; earlier ones of this child too.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -110,9 +111,23 @@ def _scenario() -> None:
     _core.pq4_decode(blocks, np.arange(4, dtype=np.int64), qi._codebooks)
 
 
-def collect_seeds() -> dict[str, list[tuple[tuple, dict]]]:
-    """Record the seed calls (once per process)."""
+def save_seeds(path: str) -> None:
+    """Pickle the recorded seed calls for child processes (the scenario is slow under ASan)."""
+    import pickle
+
+    with open(path, "wb") as f:
+        pickle.dump(collect_seeds(), f)
+
+
+def collect_seeds(path: str | None = None) -> dict[str, list[tuple[tuple, dict]]]:
+    """Record the seed calls (once per process), or read them from ``path`` (save_seeds)."""
     if _SEEDS:
+        return _SEEDS
+    if path and os.path.exists(path):
+        import pickle
+
+        with open(path, "rb") as f:
+            _SEEDS.update(pickle.load(f))
         return _SEEDS
     from llmrec import _core
 

@@ -107,7 +107,7 @@ def main() -> None:
     import llmrec  # noqa: F401  (import cost outside the cases)
     if any(t.startswith("core.") for t in plan["targets"]):
         from fuzz.targets_core import collect_seeds
-        collect_seeds()
+        collect_seeds(plan.get("seeds"))
     emit("R")
     seeds = dict(plan["targets"])
     deadline = plan["deadline"]

@@ -51,7 +51,8 @@ export LD_PRELOAD="$libasan $libstdcxx"
 # Reports go to files too (pytest captures stderr of a test that then aborts).
 logs=$work/reports
 rm -rf "$logs"; mkdir -p "$logs"
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:log_path=$logs/asan
+# Allocations over 4 GiB fail (MemoryError) instead of swapping the machine to death.
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1:max_allocation_size_mb=4096:hard_rss_limit_mb=8192:log_path=$logs/asan
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1:log_path=$logs/ubsan
 show_reports() {
   local rc=$?
@@ -83,7 +84,9 @@ echo "sanitize.sh: tests took $(( $(date +%s) - start )) s"
 
 if [[ $fuzz_seconds -gt 0 ]]; then
   start=$(date +%s)
-  PYTHONPATH=$root "$venv/bin/python" -m fuzz --seconds "$fuzz_seconds" --no-torch \
+  # Reports to stderr here: the fuzz driver keeps them in each finding's reproducer.
+  ASAN_OPTIONS=${ASAN_OPTIONS%:log_path=*} UBSAN_OPTIONS=${UBSAN_OPTIONS%:log_path=*} \
+  PYTHONPATH=$root "$venv/bin/python" -m fuzz --seconds "$fuzz_seconds" \
     --out "$work/fuzz-findings"
   echo "sanitize.sh: fuzz took $(( $(date +%s) - start )) s"
 fi
