@@ -17,6 +17,7 @@ import fnmatch
 import json
 import os
 import random
+import re
 import select
 import signal
 import subprocess
@@ -26,6 +27,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sanitizer_summary(stderr: str) -> str:
+    """'file:line: runtime error: …' or 'AddressSanitizer: kind in function' of a report, if any."""
+    m = re.search(r"([\w./-]+\.[ch]pp:\d+):\d+: runtime error: ([^\n]*)", stderr)
+    if m:
+        return f"{os.path.basename(m.group(1))}: {re.sub(r'0x[0-9a-f]+', 'ADDR', m.group(2))[:120]}"
+    m = re.search(r"ERROR: AddressSanitizer: ([\w-]+)", stderr)
+    if m:
+        frame = re.search(r"#\d+ 0x[0-9a-f]+ in (\S+) (\S*cpp/\S+)", stderr)
+        return f"AddressSanitizer {m.group(1)}" + (f" in {frame.group(1)} {os.path.basename(frame.group(2))}"
+                                                   if frame else "")
+    return ""
 
 
 def _signal_name(rc: int) -> str:
@@ -72,6 +86,8 @@ class Run:
 
     # ------------------------------------------------------------ findings
     def record(self, target: str, seed: int, info: dict) -> None:
+        if info["outcome"] in ("crash", "crash-after") and not info.get("where"):
+            info["where"] = _sanitizer_summary(info.get("stderr", ""))
         detail = info.get("where") or info.get("signal")
         if info["outcome"] == "garbage":  # one kind of garbage per message stem
             detail = str(info.get("message", "")).split(":")[0][:60]
@@ -81,6 +97,8 @@ class Run:
             self.findings[key]["count"] += 1
             return
         info = dict(info, target=target, seed=seed, count=1)
+        if info["outcome"] in ("crash", "crash-after") and self.args.verify:
+            info["alone"] = self.replay([f"{target}:{seed}"])
         self.findings[key] = info
         name = f"{target}__{info['outcome']}__{len(self.findings):03d}.txt"
         lines = [f"target:   {target}", f"seed:     {seed}", f"outcome:  {info['outcome']}",
@@ -89,6 +107,14 @@ class Run:
                  f"repro:    python -m fuzz --repro {target} {seed}", "", "message:",
                  str(info.get("message", "")), "", "inputs (generator log):"]
         lines += ["  " + s for s in info.get("log", [])]
+        if "alone" in info:
+            lines += ["", f"replayed alone in a fresh process: {info['alone']}"]
+            if "crash" not in info["alone"] and info.get("history"):
+                lines += ["(an earlier case of the same child probably corrupted memory: replay the",
+                          " sequence below with --replay, or run under tests/sanitize.sh to catch it)"]
+        if info.get("history"):
+            lines += ["", "cases run by this child, oldest first:",
+                      "  python -m fuzz --replay " + " ".join(info["history"])]
         if info.get("traceback"):
             lines += ["", "traceback:", info["traceback"]]
         if info.get("stderr"):
@@ -97,6 +123,16 @@ class Run:
         info["file"] = str(self.out / name)
         print(f"  FINDING {target} seed={seed}: {info['outcome']} {info.get('type') or info.get('signal')} "
               f"{info.get('where', '')} {str(info.get('message', ''))[:160]}", flush=True)
+
+    def replay(self, cases: list[str]) -> str:
+        """Run cases in one fresh process: 'crash SIG…', 'no crash', or 'hang'."""
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "fuzz", "--replay", *cases], cwd=self.tmp, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        except subprocess.TimeoutExpired:
+            return "hang (60 s)"
+        return f"crash {_signal_name(proc.returncode)}" if proc.returncode < 0 else "no crash"
 
     # ------------------------------------------------------------ one child
     def child(self, targets: list[str], deadline: float) -> None:
@@ -117,6 +153,7 @@ class Run:
         buf = b""
         current: tuple[str, int] | None = None
         done: tuple[str, int] | None = None
+        history: list[str] = []  # cases this child ran, for crashes caused by an earlier case
         log: list[str] = []
         last = time.time()
         startup = True
@@ -146,6 +183,7 @@ class Run:
                         _, t, s = line.split(" ", 2)
                         current, log = (t, int(s)), []
                         began = time.time()
+                        history.append(f"{t}:{s}")
                         self.stats[t]["tried"] += 1
                     elif tag == "N":
                         log.append(line[2:])
@@ -175,7 +213,7 @@ class Run:
             info = {"outcome": "hang" if hung else "crash", "signal": "timeout" if hung else _signal_name(rc),
                     "type": "hang" if hung else _signal_name(rc), "log": log, "stderr": err,
                     "message": f"no answer within {self.args.case_timeout} s" if hung else
-                    f"child died with {_signal_name(rc)}"}
+                    f"child died with {_signal_name(rc)}", "history": history[-40:]}
             self.record(t, s, info)
         elif startup and (rc != 0 or hung):
             print(f"  worker failed at start-up ({_signal_name(rc)}):\n{err[-3000:]}", flush=True)
@@ -188,7 +226,8 @@ class Run:
             self.record(t, s, {"outcome": "crash-after", "signal": _signal_name(rc), "type": _signal_name(rc),
                                "log": [], "stderr": err, "message":
                                f"child died with {_signal_name(rc)} after this case returned "
-                               f"(memory corruption detected late); rerun with --repro or under ASan"})
+                               f"(memory corruption detected late); rerun with --repro or under ASan",
+                               "history": history[-40:]})
 
     # ------------------------------------------------------------ the whole run
     def go(self) -> int:
@@ -229,12 +268,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--startup-timeout", type=float, default=120)
     p.add_argument("--mem-gib", type=float, default=4, help="address-space limit of a child (0: none)")
     p.add_argument("--list", action="store_true", help="list the targets and exit")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="do not replay each new crash alone in a fresh process")
+    p.add_argument("--replay", nargs="+", metavar="TARGET:SEED", help="run these cases in order in this process")
     p.add_argument("--repro", nargs=2, metavar=("TARGET", "SEED"), help="run one case in this process")
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
     from fuzz.registry import all_targets
     from fuzz.targets_core import check_coverage
+
+    if args.replay:
+        args.repro = None
+        from fuzz.worker import run_one
+        import warnings
+        warnings.simplefilter("ignore")
+        from fuzz.targets_core import collect_seeds
+        if any(c.startswith("core.") for c in args.replay):
+            collect_seeds()
+        worst = 0
+        for case in args.replay:
+            target, seed = case.rsplit(":", 1)
+            out = run_one(target, int(seed))
+            print(case, out["outcome"], out.get("type", ""), flush=True)
+            worst = worst or int(out["outcome"] not in ("ok", "rejected"))
+        return worst
 
     if args.repro:
         from fuzz.worker import run_one

@@ -128,7 +128,7 @@ def exact_index(g: G) -> None:
         n = len(index)
     q = _queries(g, d)
     single = np.ndim(q) == 1
-    nq = 1 if single else (len(q) if hasattr(q, "__len__") else 1)
+    nq = 1 if np.ndim(q) < 2 else np.shape(q)[0]
     exclude, allow = _exclude(g, nq, n, single), _allow(g, n)
     k = _k(g, n)
     ids, scores = index.search(q, k, exclude=exclude, allow=allow)
@@ -171,7 +171,7 @@ def quantized_index(g: G) -> None:
         return
     q = _queries(g, d)
     single = np.ndim(q) == 1
-    nq = 1 if single else (len(q) if hasattr(q, "__len__") else 1)
+    nq = 1 if np.ndim(q) < 2 else np.shape(q)[0]
     exclude, allow = _exclude(g, nq, n, single), _allow(g, n)
     skw: dict[str, Any] = {}
     if partitions is not None and g.chance(0.5):
@@ -316,13 +316,13 @@ def diversity(g: G) -> None:
     n = np.shape(vectors)[0] if np.ndim(vectors) >= 1 else 1
     nq = g.int_between(1, 4)
     c = g.int_between(1, 30)
-    cand = np.stack([g.r.permutation(max(n, c))[:c] for _ in range(nq)]).astype(np.int64)
+    cand = np.stack([g.r.permutation(max(n, c, 1))[:c] for _ in range(nq)]).astype(np.int64)
     cand[cand >= n] = -1
     if g.chance():
         cand = g.mutate_array(cand, "candidates")
     rel = g.values((nq, c), "relevance")
     rel = -np.sort(-rel, axis=1)
-    if g.chance(0.3) and isinstance(cand, np.ndarray) and cand.ndim == 2:
+    if g.chance(0.3) and isinstance(cand, np.ndarray) and cand.ndim == 2 and len(cand):
         cand, rel = cand[0], rel[0]
     if g.chance(0.2):
         intra_list_diversity(cand, vectors)
