@@ -436,7 +436,7 @@ def _items_frame(g: G, ids):
     import pandas as pd
 
     texts = [g.choice(["a film", "", "x" * 500, "\x00", "Toy Story (1995)", "日本語", "\ud800"])
-             if g.chance() else f"item {i} genre {i % 5}" for i in ids]
+             if g.chance() else f"item {i} genre {len(str(i)) % 5}" for i in ids]
     return pd.DataFrame({"item_id": list(ids), "text": texts})
 
 
