@@ -86,8 +86,6 @@ class Run:
 
     # ------------------------------------------------------------ findings
     def record(self, target: str, seed: int, info: dict) -> None:
-        if info["outcome"] in ("crash", "crash-after") and not info.get("where"):
-            info["where"] = _sanitizer_summary(info.get("stderr", ""))
         detail = info.get("where") or info.get("signal")
         if info["outcome"] == "garbage":  # one kind of garbage per message stem
             detail = str(info.get("message", "")).split(":")[0][:60]
@@ -204,13 +202,18 @@ class Run:
         err = "\n".join(line for line in stderr.read().decode("utf-8", "replace").splitlines()
                         if not line.startswith(noise))
         # Keep a sanitizer report from its first line; otherwise the tail.
+        summary = _sanitizer_summary(err)
         marks = [err.find(m) for m in ("runtime error:", "ERROR: AddressSanitizer", "==ERROR") if m in err]
-        err = err[min(marks):][:8000] if marks else err[-6000:]
+        if marks:
+            start = err.rfind("\n", 0, min(marks)) + 1
+            err = err[start:start + 8000]
+        else:
+            err = err[-6000:]
         if current is not None:
             t, s = current
             self.spent[t] += time.time() - began
             self.next_seed[t] = s + 1
-            info = {"outcome": "hang" if hung else "crash", "signal": "timeout" if hung else _signal_name(rc),
+            info = {"outcome": "hang" if hung else "crash", "where": summary, "signal": "timeout" if hung else _signal_name(rc),
                     "type": "hang" if hung else _signal_name(rc), "log": log, "stderr": err,
                     "message": f"no answer within {self.args.case_timeout} s" if hung else
                     f"child died with {_signal_name(rc)}", "history": history[-40:]}
@@ -223,7 +226,7 @@ class Run:
             # Died between cases: heap corruption found late (glibc abort at a later free).
             # The last finished case is the prime suspect; earlier ones of this child too.
             t, s = done
-            self.record(t, s, {"outcome": "crash-after", "signal": _signal_name(rc), "type": _signal_name(rc),
+            self.record(t, s, {"outcome": "crash-after", "where": summary, "signal": _signal_name(rc), "type": _signal_name(rc),
                                "log": [], "stderr": err, "message":
                                f"child died with {_signal_name(rc)} after this case returned "
                                f"(memory corruption detected late); rerun with --repro or under ASan",
@@ -267,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--case-timeout", type=float, default=10, help="seconds before a case is a hang")
     p.add_argument("--startup-timeout", type=float, default=120)
     p.add_argument("--mem-gib", type=float, default=4, help="address-space limit of a child (0: none)")
+    p.add_argument("--avoid", nargs="*", default=[], metavar="LAYOUT",
+                   help="array layouts never generated (e.g. nonaligned, once that finding is known)")
     p.add_argument("--list", action="store_true", help="list the targets and exit")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not replay each new crash alone in a fresh process")
@@ -275,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
+    if args.avoid:
+        os.environ["LLMREC_FUZZ_AVOID"] = ",".join(args.avoid)  # read by fuzz.gen in the children
     from fuzz.registry import all_targets
     from fuzz.targets_core import check_coverage
 

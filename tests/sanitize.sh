@@ -3,7 +3,8 @@
 #
 # usage (repo root, with a venv that has llmrec's dependencies active, e.g. .venv-ci):
 #   bash tests/sanitize.sh [FUZZ_SECONDS]        (default 60; 0 skips the fuzz pass)
-#   SANITIZE_SKIP_TESTS=1 bash tests/sanitize.sh 1800      (a long sanitized fuzz run only)
+#   SANITIZE_SKIP_TESTS=1 bash tests/sanitize.sh 1800      (a long sanitized fuzz run only;
+#   FUZZ_ARGS="--avoid nonaligned" passes options to python -m fuzz)
 #
 # Builds the extension with -DLLMREC_SANITIZE=ON into its own build dir and a throwaway
 # venv (build/sanitize/), so the normal install is never touched, then runs the tests
@@ -89,6 +90,6 @@ if [[ $fuzz_seconds -gt 0 ]]; then
   # Reports to stderr here: the fuzz driver keeps them in each finding's reproducer.
   ASAN_OPTIONS=${ASAN_OPTIONS%:log_path=*} UBSAN_OPTIONS=${UBSAN_OPTIONS%:log_path=*} \
   PYTHONPATH=$root "$venv/bin/python" -m fuzz --seconds "$fuzz_seconds" \
-    --out "$work/fuzz-findings"
+    --out "$work/fuzz-findings" ${FUZZ_ARGS:-}
   echo "sanitize.sh: fuzz took $(( $(date +%s) - start )) s"
 fi
