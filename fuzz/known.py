@@ -251,6 +251,18 @@ CASES: dict[str, tuple[str, str, str]] = {
         # "malloc(): invalid size"; whether it does depends on the heap, so check the load itself.
         assert rejects(llmrec.ALS.load, p), "loaded item_factors of 14 rows with 15-column interactions"
     """),
+    "F26": ("new", "float->int conversion of NaN in the sq8 quantizers (UBSan float-cast-overflow: "
+            "bindings/quant.cpp:86 sq8_encode, quant/codecs.cpp:159 prepare_sq8_queries) when step has "
+            "denormals or a loaded file's mid is inf; sanitizer build only", """
+        if "asan" not in os.environ.get("LD_PRELOAD", ""):
+            sys.exit(3)
+        sys.path.insert(0, os.getcwd())
+        from fuzz.targets_core import collect_seeds
+        from fuzz.worker import run_one
+        collect_seeds()
+        for target, seed in (("core.sq8_encode", 660818276829), ("core.search_quantized", 660818276911)):
+            run_one(target, seed)   # the fuzzer's cases; the sanitizer aborts on the bad conversion
+    """),
     "F24": ("new (debatable)", "_core.rescore_candidates returns an id twice when a candidate row repeats it", """
         V = r.standard_normal((10, 4)).astype(np.float32)
         cand = np.array([[1, 1, 2, 3]], np.int64)
