@@ -251,17 +251,34 @@ CASES: dict[str, tuple[str, str, str]] = {
         # "malloc(): invalid size"; whether it does depends on the heap, so check the load itself.
         assert rejects(llmrec.ALS.load, p), "loaded item_factors of 14 rows with 15-column interactions"
     """),
-    "F26": ("new", "float->int conversion of NaN in the sq8 quantizers (UBSan float-cast-overflow: "
-            "bindings/quant.cpp:86 sq8_encode, quant/codecs.cpp:159 prepare_sq8_queries) when step has "
-            "denormals or a loaded file's mid is inf; sanitizer build only", """
+    "F26": ("new", "float->int conversion of NaN in the quantizers (UBSan float-cast-overflow: "
+            "bindings/quant.cpp:86 sq8_encode, quant/codecs.cpp:159 prepare_sq8_queries, quant/pq4.cpp:238 "
+            "pq4_tables) when step has denormals, a loaded file's mid is inf, or a query is huge; "
+            "sanitizer build only", """
         if "asan" not in os.environ.get("LD_PRELOAD", ""):
             sys.exit(3)
         sys.path.insert(0, os.getcwd())
         from fuzz.targets_core import collect_seeds
         from fuzz.worker import run_one
         collect_seeds()
-        for target, seed in (("core.sq8_encode", 660818276829), ("core.search_quantized", 660818276911)):
+        for target, seed in (("core.sq8_encode", 660818276829), ("core.search_quantized", 660818276911),
+                             ("core.pq4_tables", 1077720992637)):
             run_one(target, seed)   # the fuzzer's cases; the sanitizer aborts on the bad conversion
+    """),
+    "F27": ("new", "QuantizedIndex.search with a huge finite query (3e38): pq4 (any) and sq8 with partitions "
+            "return only padding; sq8 flat / fp16 with rerank return NaN scores", """
+        x = r.standard_normal((300, 16)).astype(np.float32)
+        q = np.full(16, 3e38, np.float32)
+        bad = []
+        for codec, p in (("pq4", None), ("pq4", 4), ("sq8", 4), ("sq8", None), ("fp16", None)):
+            idx = llmrec.QuantizedIndex(x, codec=codec, partitions=p, random_state=0)
+            try:
+                ids, s = idx.search(q, k=3, rerank=4, **({"probes": 4} if p else {}))
+            except OK:
+                continue
+            if (ids < 0).all() or np.isnan(s).any():
+                bad.append((codec, p, ids.tolist(), s.tolist()))
+        assert not bad, bad
     """),
     "F24": ("new (debatable)", "_core.rescore_candidates returns an id twice when a candidate row repeats it", """
         V = r.standard_normal((10, 4)).astype(np.float32)
