@@ -255,8 +255,10 @@ class Run:
         if self.findings:
             print(f"\n{len(self.findings)} distinct findings (reproducers in {self.out}):")
             for f in self.findings.values():
-                print(f"  {f['target']} seed={f['seed']} x{f['count']}: {f['outcome']} "
-                      f"{f.get('type')} {f.get('where', '')}")
+                what = f.get("where") or ""
+                if f["outcome"] == "garbage":
+                    what = str(f.get("message", ""))[:110]
+                print(f"  {f['target']} seed={f['seed']} x{f['count']}: {f['outcome']} {f.get('type')} {what}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -280,6 +280,15 @@ CASES: dict[str, tuple[str, str, str]] = {
                 bad.append((codec, p, ids.tolist(), s.tolist()))
         assert not bad, bad
     """),
+    "F28": ("known §3 cause, query side", "ExactIndex(metric='cosine').search(np.full(d, 1e-40)) returns only "
+            "padding", """
+        x = r.standard_normal((50, 8)).astype(np.float32)
+        try:
+            ids, s = llmrec.ExactIndex(x, metric="cosine").search(np.full(8, 1e-40), k=3)
+            assert (ids >= 0).all(), ids
+        except OK:
+            pass
+    """),
     "F24": ("new (debatable)", "_core.rescore_candidates returns an id twice when a candidate row repeats it", """
         V = r.standard_normal((10, 4)).astype(np.float32)
         cand = np.array([[1, 1, 2, 3]], np.int64)

@@ -100,6 +100,12 @@ def _check_search(ids, scores, *, n: int, exclude: Any, allow: Any, queries: Any
         checks.allowed_only(ids2, allowed, where=f"{where} allow")
 
 
+def _check_not_empty(ids, applies: bool, where: str) -> None:
+    """An unfiltered search over finite vectors returns at least one item per query."""
+    if applies and (np.atleast_2d(ids)[:, 0] == -1).any():
+        raise checks.Garbage(f"{where}: only padding for an unfiltered query over finite vectors")
+
+
 def _tame(x: Any, limit: float = 1e15) -> bool:
     """Finite and small enough that float32 dot products cannot overflow to inf - inf."""
     try:
@@ -132,8 +138,10 @@ def exact_index(g: G) -> None:
     exclude, allow = _exclude(g, nq, n, single), _allow(g, n)
     k = _k(g, n)
     ids, scores = index.search(q, k, exclude=exclude, allow=allow)
+    finite_in = checks.finite(index.vectors) and checks.finite(q)
     _check_search(ids, scores, n=n, exclude=exclude, allow=allow, queries=q,
-                  finite_ok=_tame(index.vectors) and _tame(q), where="ExactIndex.search")
+                  finite_ok=finite_in, where="ExactIndex.search")
+    _check_not_empty(ids, finite_in and exclude is None and allow is None, "ExactIndex.search")
     if metric == "cosine" and not np.isfinite(index.vectors).all() and _tame(x, 3.4e38):
         raise checks.Garbage("ExactIndex(metric='cosine') stored non-finite vectors for finite input")
 
@@ -181,12 +189,11 @@ def quantized_index(g: G) -> None:
     elif keep is not True:
         skw["rerank"] = 0
     ids, scores = index.search(q, _k(g, n), exclude=exclude, allow=allow, **skw)
-    _check_search(ids, scores, n=n, exclude=exclude, allow=allow, queries=q, finite_ok=False,
+    finite_in = checks.finite(x) and checks.finite(q)
+    _check_search(ids, scores, n=n, exclude=exclude, allow=allow, queries=q, finite_ok=finite_in,
                   where=f"QuantizedIndex({codec}).search")
-    # Issue 13 §3: with partitions, a query equal to an item must find something.
-    if (partitions is not None and exclude is None and allow is None and _tame(x)
-            and np.all(np.atleast_2d(ids)[:, 0] == -1)):
-        raise checks.Garbage("QuantizedIndex with partitions returned only padding for an unfiltered search")
+    # Issue 13 §3: an unfiltered search over finite vectors must find something.
+    _check_not_empty(ids, finite_in and exclude is None and allow is None, f"QuantizedIndex({codec}).search")
 
 
 # ---------------------------------------------------------------- ALS
