@@ -45,7 +45,7 @@ CASES: dict[str, tuple[str, str, str]] = {
     """),
     "F03": ("known §2", "_core.kmeans_train(num_threads=2**62): SIGFPE", """
         x = r.standard_normal((300, 16)).astype(np.float32)
-        assert rejects(_core.kmeans_train, x, 4, 5, 0, 2**62)
+        rejects(_core.kmeans_train, x, 4, 5, 0, 2**62)   # a result (threads capped) or a clear error
     """),
     "F04": ("known §2", "_core.pq4_encode(first_slot=2**64-1): SIGSEGV", """
         x = r.standard_normal((32, 16)).astype(np.float32)
@@ -178,7 +178,7 @@ CASES: dict[str, tuple[str, str, str]] = {
         d = tempfile.mkdtemp(); p = d + "/fifo.llmrec"; os.mkfifo(p)
         try:
             llmrec.ALS.load(p)
-        except (OK, OSError):
+        except OK + (OSError,):
             pass
     """),
     "F18": ("new", "files: Recommender.load of a damaged directory raises IndexError (persistence.py:136)", """
