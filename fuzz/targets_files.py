@@ -33,6 +33,16 @@ def _workdir() -> Path:
     return d
 
 
+def _fresh(name: str) -> Path:
+    """A path in the work dir with nothing at it (save refuses to replace a damaged file)."""
+    path = _workdir() / name
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    return path
+
+
 def _split(raw: bytes) -> tuple[int, dict, int]:
     """(version, header, header length) of a valid file."""
     _, version, hlen = _PREFIX.unpack(raw[:_PREFIX.size])
@@ -179,7 +189,7 @@ def _use_index(g: G, index: Any, where: str) -> None:
 
 def exact_index_file(g: G) -> None:
     import llmrec
-    path = _workdir() / "exact.llmrec"
+    path = _fresh("exact.llmrec")
     _save_exact(g, path)
     damage(g, path, "ExactIndex")
     index = llmrec.ExactIndex.load(path, mmap=g.chance(0.3), verify=g.chance(0.7))
@@ -188,7 +198,7 @@ def exact_index_file(g: G) -> None:
 
 def quantized_index_file(g: G) -> None:
     import llmrec
-    path = _workdir() / "quantized.llmrec"
+    path = _fresh("quantized.llmrec")
     _save_quantized(g, path)
     damage(g, path, "QuantizedIndex")
     index = llmrec.QuantizedIndex.load(path, mmap=g.chance(0.3), verify=g.chance(0.7))
@@ -199,7 +209,7 @@ def als_file(g: G) -> None:
     import scipy.sparse as sp
 
     import llmrec
-    path = _workdir() / "als.llmrec"
+    path = _fresh("als.llmrec")
     _save_als(g, path)
     damage(g, path, "ALS")
     model = llmrec.ALS.load(path, verify=g.chance(0.7))
@@ -228,9 +238,7 @@ def recommender_file(g: G) -> None:
     g.p = 0.0  # a valid model first
     rec, events = _fitted_recommender(g)
     g.p = old
-    d = _workdir() / "rec"
-    if d.exists():
-        shutil.rmtree(d)
+    d = _fresh("rec")
     rec.save(d)
     files = sorted(p for p in d.iterdir() if p.is_file())
     victim = g.choice(files)
