@@ -289,6 +289,15 @@ CASES: dict[str, tuple[str, str, str]] = {
         except OK:
             pass
     """),
+    "F29": ("new", "evaluation.auc(scores, test, train) with a CSR train whose column index is out of range: "
+            "SIGSEGV (10**6, 2**31-1), 'double free or corruption' (-1); n_cols itself is silently accepted", """
+        from llmrec import evaluation as ev
+        test = sp.random(20, 30, density=0.2, format="csr", dtype=np.float32, random_state=0); test.data[:] = 1
+        train = sp.random(20, 30, density=0.2, format="csr", dtype=np.float32, random_state=1); train.data[:] = 1
+        ind = train.indices.copy(); ind[3] = 10**6
+        bad = sp.csr_matrix((train.data, ind, train.indptr), shape=train.shape)
+        assert rejects(ev.auc, r.standard_normal((20, 30)).astype(np.float32), test, bad)
+    """),
     "F24": ("new (debatable)", "_core.rescore_candidates returns an id twice when a candidate row repeats it", """
         V = r.standard_normal((10, 4)).astype(np.float32)
         cand = np.array([[1, 1, 2, 3]], np.int64)
