@@ -239,6 +239,8 @@ class Run:
         while time.time() < end - 0.5:
             self.child(self.targets, end)
         self.report(time.time() - start)
+        import shutil
+        shutil.rmtree(self.tmp, ignore_errors=True)  # children's scratch files and the seed pickle
         return 1 if self.findings else 0
 
     def report(self, elapsed: float) -> None:
