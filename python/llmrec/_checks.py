@@ -116,6 +116,7 @@ def exclude_to_csr(exclude: Any, nq: int, n: int, *, single_query: bool
         if exclude.shape != (nq, n):
             raise ValueError(f"exclude must have shape (n_queries, n_items) = ({nq}, {n}), "
                              f"got {exclude.shape}")
+        check_sparse_structure(exclude, "exclude")
         csr = sp.csr_matrix(exclude)
         csr.eliminate_zeros()
         if not csr.has_sorted_indices:

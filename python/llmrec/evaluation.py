@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from llmrec._checks import check_sparse_structure
+
 __all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split",
            "ranking_metrics", "auc", "evaluate", "ImplicitAdapter"]
 
@@ -195,6 +197,7 @@ def _as_csr(matrix: Any, name: str, shape: tuple[int, int] | None = None) -> sp.
         raise ValueError(f"{name} must be 2-D (n_users, n_items), got shape {matrix.shape}")
     if shape is not None and matrix.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {matrix.shape}")
+    check_sparse_structure(matrix, name)  # scipy trusts the index arrays: check them first
     if (matrix.format == "csr" and matrix.has_canonical_format
             and not (matrix.data == 0).any()):
         return matrix
