@@ -47,5 +47,5 @@ void register_diversity(py::module_& m) {
   m.def("mmr_rerank", &mmr_rerank, py::arg("candidates"), py::arg("relevance"),
         py::arg("item_vectors"), py::arg("k"), py::arg("lambda_"), py::arg("num_threads") = 0,
         "Greedy MMR re-ranking with cosine similarity; returns (ids int64 (nq, k), "
-        "relevance float32 (nq, k)) in selection order.");
+        "relevance float32 (nq, k)) in selection order. k must be at most max(n_items, 1024).");
 }

@@ -498,9 +498,10 @@ void register_quant(py::module_& m) {
         py::arg("centroids") = py::none(), py::arg("list_starts") = py::none(),
         py::arg("list_sizes") = py::none(), py::arg("slot_ids") = py::none(), py::arg("probes") = 1, py::arg("codebooks") = py::none(),
         py::arg("item_scales") = py::none(), py::arg("item_bases") = py::none(), py::arg("bases") = py::none(),
-        "Top-k over fp16, sq8 or pq4 codes, optionally re-ranked exactly from vectors.");
+        "Top-k over fp16, sq8 or pq4 codes, optionally re-ranked exactly from vectors; k at most max(n, 1024).");
   m.def("rerank_exact", &rerank_exact, py::arg("vectors"), py::arg("queries"), py::arg("candidates"),
-        py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none).");
+        py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none; a repeated id counts once); "
+        "k at most max(n_items, 1024).");
   m.def("kmeans_train", &kmeans_train, py::arg("x"), py::arg("k"), py::arg("iterations") = 20,
         py::arg("seed") = 0, py::arg("num_threads") = 0,
         "Seeded Lloyd k-means; returns (centroids float32 (k, d), assignment int32 (n,)).");

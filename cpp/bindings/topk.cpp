@@ -118,7 +118,8 @@ void register_topk(py::module_& m) {
         py::arg("normalize_queries") = false, py::arg("num_threads") = 0, py::arg("batch_invariant") = false,
         "Exact top-k by inner product; returns (ids int64 (nq, k), scores float32 (nq, k)). "
         "Exclusion ids may be in any order. With batch_invariant, each (query, item) score is "
-        "the same whatever the number of queries (as the inverted-list probe ranks lists).");
+        "the same whatever the number of queries (as the inverted-list probe ranks lists). "
+        "k must be at most max(n_items, 1024).");
   m.def("normalize_rows", &normalize_rows, py::arg("rows"), py::arg("num_threads") = 0,
         "Scales each row of a float32 C-contiguous matrix to unit L2 norm, in place.");
 }
