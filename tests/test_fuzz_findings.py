@@ -136,6 +136,33 @@ def test_k_cap_is_max_of_items_and_1024(rng):
         mmr_rerank(cand, scores, x, 3, 0.3, num_threads=1025)
 
 
+def test_rerank_exact_checks_what_it_scores(rng):
+    # Found by the sanitized fuzz pass of this branch: an inf row among the candidates gave
+    # the scores [inf, nan, -3.6, -inf, inf] (NaN breaks the sort's ordering).
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    q = x[:2].copy()
+    cand = np.array([[3, 1, 4, -1], [5, 9, 2, 6]])
+    ids, scores = _core.rerank_exact(x, q, cand, 3, 0)
+    for row in range(2):
+        mine = cand[row][cand[row] >= 0]
+        exact = x[mine].astype(np.float64) @ q[row].astype(np.float64)
+        np.testing.assert_array_equal(ids[row], mine[np.lexsort((mine, -exact))][:3])
+    bad = x.copy()
+    bad[4, 2] = np.inf
+    with pytest.raises(ValueError, match="candidates' rows"):
+        _core.rerank_exact(bad, q, cand, 3, 0)
+    bad[4, 2] = 1e30  # finite, but its dot products overflow float32
+    with pytest.raises(ValueError, match="candidates' rows"):
+        _core.rerank_exact(bad, q, cand, 3, 0)
+    bad[4, 2] = 0
+    bad[7] = np.nan  # a row no query asks for is not read
+    np.testing.assert_array_equal(_core.rerank_exact(bad, q, cand, 3, 0)[0], ids)
+    with pytest.raises(ValueError, match="L2 norm"):
+        _core.rerank_exact(x, np.full((2, 8), 1e19, np.float32), cand, 3, 0)
+    with pytest.raises(ValueError, match="candidate ids"):
+        _core.rerank_exact(x, q, np.array([[3, 50, 1, -1], [0, 1, 2, -2]]), 3, 0)
+
+
 # ------------------------------------------------------------------ F12: alignment
 def _misaligned(a):
     """A C-contiguous copy of ``a`` at an address one byte past alignment."""

@@ -396,6 +396,23 @@ py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, con
   require(static_cast<std::size_t>(queries.shape(1)) == d && static_cast<std::size_t>(candidates.shape(0)) == nq,
           "shapes do not match");
   const std::size_t k_out = llmrec::bindings::checked_k(k, n, "n_items");
+  require_bounded_rows(queries.data(), nq, d, "queries");
+  // The rows scored must be bounded too, or scores become inf or NaN and NaN breaks the
+  // ordering. Only the candidates' rows are read: the index's facades pass bounded
+  // vectors, and this check costs as much as the scoring itself.
+  const int64_t* ids = candidates.data();
+  bool in_range = true, bounded = true;
+  for (py::ssize_t i = 0; i < candidates.size(); ++i) {
+    in_range &= ids[i] >= -1 && ids[i] < static_cast<int64_t>(n);
+    if (ids[i] < 0 || ids[i] >= static_cast<int64_t>(n)) continue;
+    const float* row = vectors.data() + static_cast<std::size_t>(ids[i]) * d;
+    double sum = 0.0;
+    for (std::size_t j = 0; j < d; ++j) sum += static_cast<double>(row[j]) * row[j];
+    bounded &= sum <= llmrec::bindings::kMaxVectorNorm * llmrec::bindings::kMaxVectorNorm;
+  }
+  require(in_range, "candidate ids must be -1 or in [0, n_items)");
+  require(bounded, "vectors: the candidates' rows must be finite with L2 norm at most 2**63 (~9.2e18), so "
+                   "that scores are finite in float32");
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
     llmrec::quant::rerank_exact(vectors.data(), n, d, queries.data(), nq, candidates.data(),
