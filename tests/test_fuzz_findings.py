@@ -296,6 +296,32 @@ def test_evaluation_int_arguments_raise_value_error():
     assert ranking_metrics(np.array([[1, 2], [0, 2]]), test_m, k=1024)["hit_rate"] == 1.0
 
 
+@pytest.mark.parametrize("bad", [10**6, 2**31 - 1, 30, -1])
+def test_evaluation_checks_sparse_structure_first(bad):
+    # F29: auc with a CSR train whose column index is out of range: SIGSEGV in scipy
+    # (10**6, 2**31 - 1), "double free or corruption" (-1), and n_cols (30) accepted.
+    result = _run_isolated(f"""
+        import scipy.sparse as sp
+        from llmrec.evaluation import auc, evaluate, ranking_metrics
+        test = sp.random(20, 30, density=0.2, format="csr", dtype=np.float32, random_state=0)
+        train = sp.random(20, 30, density=0.2, format="csr", dtype=np.float32, random_state=1)
+        ind = train.indices.copy(); ind[3] = {bad}
+        broken = sp.csr_matrix((train.data, ind, train.indptr), shape=train.shape)
+        scores = rng.standard_normal((20, 30)).astype(np.float32)
+        for call in (lambda: auc(scores, test, broken), lambda: auc(scores, broken),
+                     lambda: ranking_metrics(np.zeros((20, 3), np.int64), broken, k=3),
+                     lambda: ranking_metrics(np.zeros((20, 3), np.int64), test, k=3, train=broken)):
+            try:
+                call()
+            except ValueError as error:
+                assert "out of range" in str(error), error
+            else:
+                raise SystemExit("accepted")
+        print("refused")
+        """)
+    assert "refused" in result.stdout
+
+
 class _Model:
     def recommend(self, user_ids, user_items, k, exclude_seen=True):  # pragma: no cover
         raise AssertionError("k should have been refused first")

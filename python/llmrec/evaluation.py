@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from llmrec._checks import INT64_MAX, check_int, check_k
+from llmrec._checks import INT64_MAX, check_int, check_k, check_sparse_structure
 
 __all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split",
            "ranking_metrics", "auc", "evaluate", "ImplicitAdapter"]
@@ -189,6 +189,7 @@ def _as_csr(matrix: Any, name: str, shape: tuple[int, int] | None = None) -> sp.
         raise ValueError(f"{name} must be 2-D (n_users, n_items), got shape {matrix.shape}")
     if shape is not None and matrix.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {matrix.shape}")
+    check_sparse_structure(matrix, name)  # scipy trusts indptr/indices: out of range, it crashes
     if (matrix.format == "csr" and matrix.has_canonical_format
             and not (matrix.data == 0).any()):
         return matrix
