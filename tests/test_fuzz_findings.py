@@ -276,6 +276,21 @@ def test_quantized_load_refuses_a_denormal_step(tmp_path, rng):
         QuantizedIndex.load(path)
 
 
+@pytest.mark.parametrize("field, value", [("list_starts", 2**63 - 16), ("list_sizes", 2**63 - 1)])
+def test_quantized_load_list_ranges_do_not_wrap(tmp_path, rng, field, value):
+    # Found by this branch's fuzz pass (files.quantized_index 2310): list_starts[1] = 2**63 - 1
+    # wrapped start + size past int64, passed the range check and raised IndexError.
+    path = str(tmp_path / "q.llmrec")
+    QuantizedIndex(rng.standard_normal((300, 8)).astype(np.float32), codec="fp16", partitions=4,
+                   random_state=0).save(path)
+    meta, arrays, version = load_arrays(path, "QuantizedIndex", max_kind_version=99)
+    arrays = {k: np.array(v) for k, v in arrays.items()}
+    arrays[field][1] = value
+    save_arrays(path, "QuantizedIndex", version, meta, arrays)
+    with pytest.raises(FormatError, match="run past|items, expected"):
+        QuantizedIndex.load(path)
+
+
 # ------------------------------------------------------------------ F21, F22: Python ints
 def test_evaluation_int_arguments_raise_value_error():
     frame = pd.DataFrame({"user_id": [1, 1, 1, 2], "item_id": [1, 2, 3, 3], "timestamp": [1, 2, 3, 4]})
