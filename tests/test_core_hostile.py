@@ -271,7 +271,7 @@ def test_exact_search_refuses_unbounded_queries(rng):
 
 def test_huge_k_and_rerank_do_not_wrap(rng):
     x = rng.standard_normal((64, 8)).astype(np.float32)
-    with pytest.raises(ValueError, match="too large"):
+    with pytest.raises(ValueError, match="at most max"):
         _core.search_exact(x, x[:2], 2**62)
     index = QuantizedIndex(x, codec="sq8", random_state=0)
     ids, _ = index.search(x[0], k=4, rerank=2**62)  # rerank * k saturates at n

@@ -193,6 +193,26 @@ def test_malformed_line_is_named(tmp_path, layout, content, line, words):
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize("field", ["99999999999999999999999", "-9223372036854775809"])
+def test_integer_beyond_int64_is_a_named_line(tmp_path, field):
+    # pandas raised OverflowError and the line scan accepted the Python int.
+    directory = write_ml100k(tmp_path / "a", data=f"1\t1\t4\t100\n{field}\t2\t3\t5\n")
+    with pytest.raises(DataFormatError, match=r"u\.data, line 2: user_id must fit a 64-bit integer"):
+        load_movielens(directory)
+    # The extremes of int64 themselves are fine.
+    ok = write_ml100k(tmp_path / "b", data="9223372036854775807\t1\t4\t100\n")
+    assert load_movielens(ok)[0].user_id.iloc[0] == 2**63 - 1
+
+
+def test_quote_left_open_is_a_named_line(tmp_path):
+    # csv's strict reader raised _csv.Error ("unexpected end of data").
+    directory = write_ml_latest(tmp_path / "a")
+    (directory / "movies.csv").write_text('movieId,title,genres\n1,"Toy Story (1995),Comedy\n',
+                                          encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"movies\.csv, line \d+: malformed"):
+        load_movielens(directory)
+
+
 def test_malformed_item_file_is_named(tmp_path):
     bad = ["1|Toy Story (1995)|01-Jan-1995||url|" + _flags("Comedy"),
            "2|Broken (1995)|01-Jan-1995||url|0|1"]

@@ -16,9 +16,9 @@ namespace py = pybind11;
 
 namespace {
 
-using FloatArray = py::array_t<float, py::array::c_style>;
-using Int64Array = py::array_t<int64_t, py::array::c_style>;
-using Int32Array = py::array_t<int32_t, py::array::c_style>;
+using llmrec::bindings::FloatArray;
+using Int64Array = llmrec::bindings::IdArray;
+using Int32Array = llmrec::bindings::InputArray<int32_t>;
 
 using llmrec::bindings::output_array;
 using llmrec::bindings::require;

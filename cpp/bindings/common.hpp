@@ -23,9 +23,19 @@ namespace llmrec::bindings {
 
 namespace py = pybind11;
 
-using FloatArray = py::array_t<float, py::array::c_style>;
-using IdArray = py::array_t<int64_t, py::array::c_style>;
-using ByteArray = py::array_t<uint8_t, py::array::c_style>;
+// Every array argument of the private module: C-contiguous and aligned for its type.
+// pybind11's array_t converts other layouts and dtypes, but by default keeps a
+// C-contiguous array of the right dtype that starts at an odd address (a view of a
+// byte buffer at offset 1): the kernels would then read misaligned floats and ints,
+// which is undefined behaviour (UBSan flags it; aligned SIMD loads would fault). The
+// aligned flag makes the conversion copy such an array once instead.
+inline constexpr int kInputFlags = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+template <class T>
+using InputArray = py::array_t<T, kInputFlags>;
+
+using FloatArray = InputArray<float>;
+using IdArray = InputArray<int64_t>;
+using ByteArray = InputArray<uint8_t>;
 
 // The const char* overload keeps checks inside loops free of string construction.
 inline void require(bool ok, const char* message) {
@@ -41,7 +51,7 @@ inline void require(bool ok, const std::string& message) {
 // those are refused instead (TypeError for the wrong type or dtype, ValueError for the
 // layout), naming the argument.
 template <class T>
-py::array_t<T, py::array::c_style> output_array(const py::handle& obj, const char* name) {
+InputArray<T> output_array(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a numpy array (it is written in place)");
   const auto array = py::reinterpret_borrow<py::array>(obj);
@@ -51,7 +61,7 @@ py::array_t<T, py::array::c_style> output_array(const py::handle& obj, const cha
   if (!(array.flags() & py::array::c_style) || reinterpret_cast<std::uintptr_t>(array.data()) % alignof(T) != 0)
     throw py::value_error(std::string(name) + " must be C-contiguous and aligned (it is written in place)");
   if (!array.writeable()) throw py::value_error(std::string(name) + " must be writeable");
-  return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(obj);
+  return py::reinterpret_borrow<InputArray<T>>(obj);
 }
 
 // Throws unless all `count` values are finite.
@@ -132,6 +142,24 @@ inline llmrec::topk::Filter make_filter(std::size_t n, std::size_t nq, const std
               "allow ids must be sorted, unique and in [0, n)");
   }
   return filter;
+}
+
+// Results are k columns wide, padded with -1/-inf where fewer items qualify. k may exceed
+// what a call can return (a caller's fixed k on a small catalogue) but not both that and
+// kMaxPaddedK, so that a careless k (2**27 on 300 items) cannot allocate, or loop, without
+// bound. The public rule is the same (python/llmrec/_checks.py check_k).
+inline constexpr std::size_t kMaxPaddedK = 1024;
+
+// k as a size, or a ValueError unless 1 <= k <= max(n_items, kMaxPaddedK); n_items is
+// what the call ranks (`what` names it in the message). Checked before anything is allocated.
+inline std::size_t checked_k(long k, std::size_t n_items, const char* what) {
+  require(k > 0, "k must be positive");
+  const std::size_t limit = std::max(n_items, kMaxPaddedK);
+  if (static_cast<unsigned long>(k) > limit)
+    throw py::value_error("k must be at most max(" + std::string(what) + ", " + std::to_string(kMaxPaddedK) +
+                          ") = " + std::to_string(limit) + " (beyond that a result is padding only), got " +
+                          std::to_string(k));
+  return static_cast<std::size_t>(k);
 }
 
 // The (ids int64, scores float32) arrays of shape (nq, k) that every top-k call returns:

@@ -35,7 +35,19 @@ constexpr std::size_t kMaxIterations = 100000;
 bool slot_range_fits(std::size_t first, std::size_t n, std::size_t capacity) {
   return first <= capacity && n <= capacity - first;
 }
-using HalfArray = py::array_t<uint16_t, py::array::c_style>;
+using HalfArray = llmrec::bindings::InputArray<uint16_t>;
+
+// The sq8 parameters the codecs multiply with and divide by: mid finite; step finite and
+// either 0 (a constant dimension) or at least the smallest normal float, so that 1 / step
+// is a finite float (a denormal step would turn codes and query levels into inf and NaN).
+void require_sq8_params(const float* mid, const float* step, std::size_t d) {
+  require_finite(mid, d, "mid");
+  require_finite(step, d, "step");
+  bool ok = true;
+  for (std::size_t i = 0; i < d; ++i) ok &= step[i] == 0.f || step[i] >= std::numeric_limits<float>::min();
+  require(ok, "step must be 0 or at least 1.1754944e-38 (the smallest normal float32) in every dimension, "
+              "so that 1 / step is finite");
+}
 
 py::tuple sq8_train(const FloatArray& x) {
   require(x.ndim() == 2 && x.shape(0) > 0 && x.shape(1) > 0, "training vectors must be a non-empty 2-D array");
@@ -51,8 +63,8 @@ py::tuple sq8_train(const FloatArray& x) {
   return py::make_tuple(mid, step);
 }
 
-using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
-using U16Array = py::array_t<uint16_t, py::array::c_style>;
+using IntArray = py::array_t<int32_t, llmrec::bindings::kInputFlags | py::array::forcecast>;
+using U16Array = llmrec::bindings::InputArray<uint16_t>;
 
 void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& step, const py::object& blocks_arg,
                 std::size_t first_slot, long num_threads, const std::optional<IdArray>& slots,
@@ -66,8 +78,7 @@ void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& st
   require(mid.ndim() == 1 && step.ndim() == 1 && static_cast<std::size_t>(mid.size()) == d &&
               static_cast<std::size_t>(step.size()) == d,
           "mid and step must have d entries");
-  require_finite(mid.data(), d, "mid");
-  require_finite(step.data(), d, "step");
+  require_sq8_params(mid.data(), step.data(), d);
   require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d),
           "blocks must be (n_blocks, sq8_block_bytes(d))");
   const std::size_t capacity = checked_product(blocks.shape(0), llmrec::quant::kSq8Block, "blocks");
@@ -116,6 +127,7 @@ FloatArray sq8_decode(const ByteArray& blocks, std::size_t first, std::size_t n,
                       const FloatArray& step, const std::optional<FloatArray>& item_scales) {
   const std::size_t d = mid.size();
   require(d > 0 && static_cast<std::size_t>(step.size()) == d, "mid and step must have d entries");
+  require_sq8_params(mid.data(), step.data(), d);
   require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d),
           "blocks must be (n_blocks, sq8_block_bytes(d))");
   require(slot_range_fits(first, n, checked_product(blocks.shape(0), llmrec::quant::kSq8Block, "blocks")),
@@ -131,7 +143,7 @@ FloatArray sq8_decode(const ByteArray& blocks, std::size_t first, std::size_t n,
 
 // Element-wise conversion of a whole array (any shape), GIL released.
 template <class Out, class In, class Convert>
-py::array_t<Out, py::array::c_style> convert_all(const py::array_t<In, py::array::c_style>& in,
+py::array_t<Out, py::array::c_style> convert_all(const llmrec::bindings::InputArray<In>& in,
                                                  Convert convert) {
   std::vector<py::ssize_t> shape(in.shape(), in.shape() + in.ndim());
   py::array_t<Out, py::array::c_style> out(shape);
@@ -167,6 +179,11 @@ std::size_t pq4_m_of(const FloatArray& codebooks, std::size_t d) {
               d > 0 && static_cast<std::size_t>(codebooks.shape(0)) * static_cast<std::size_t>(codebooks.shape(2)) == d,
           "codebooks must be (m <= 256, 16, d / m)");
   return codebooks.shape(0);
+}
+
+// Every centroid finite with L2 norm <= kMaxVectorNorm, as item vectors and queries.
+void require_bounded_codebooks(const FloatArray& codebooks, std::size_t m, std::size_t d) {
+  require_bounded_rows(codebooks.data(), m * 16, d / m, "codebooks");
 }
 
 // The number of slots (32 per block) of a pq4 blocks array of the right width.
@@ -224,8 +241,10 @@ FloatArray pq4_decode(const ByteArray& blocks, const IdArray& slots, const Float
 py::tuple pq4_tables(const FloatArray& queries, const FloatArray& codebooks) {
   require(queries.ndim() == 2, "queries must be 2-D");
   const std::size_t nq = queries.shape(0), d = queries.shape(1), m = pq4_m_of(codebooks, d);
-  require_finite(queries.data(), nq * d, "queries");
-  require_finite(codebooks.data(), codebooks.size(), "codebooks");
+  // Bounded queries and centroids keep every dot product, table range and the scale
+  // finite (see kMaxVectorNorm), so the table bytes mean something.
+  require_bounded_rows(queries.data(), nq, d, "queries");
+  require_bounded_codebooks(codebooks, m, d);
   py::array_t<uint8_t> luts({nq, llmrec::quant::pq4_padded(m), std::size_t{16}});
   FloatArray bias(nq), inverse_scale(nq);
   llmrec::quant::pq4_tables(queries.data(), nq, d, m, codebooks.data(), luts.mutable_data(), bias.mutable_data(),
@@ -247,7 +266,7 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
                            const std::optional<FloatArray>& bases) {
   require(d > 0 && queries.ndim() == 2 && static_cast<std::size_t>(queries.shape(1)) == d,
           "queries must be 2-D with the index's dimension");
-  require(k > 0, "k must be positive");
+  const std::size_t k_out = llmrec::bindings::checked_k(k, n, "n");
   require(rerank >= 0, "rerank must be >= 0");
   const std::size_t nq = queries.shape(0);
   // Checked here rather than by numpy in the facade: ~2 us of a one-query IVF search there.
@@ -297,15 +316,14 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     view.probes = static_cast<std::size_t>(probes);
   }
   if (codec == "sq8") {
-    auto blocks = py::array_t<uint8_t, py::array::c_style>::ensure(codes);
+    auto blocks = ByteArray::ensure(codes);
     require(blocks && blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
                 slots <= checked_product(blocks.shape(0), llmrec::quant::kSq8Block, "codes") &&
                 blocks.data() == static_cast<const uint8_t*>(codes.data()),
             "sq8 codes must be a C-contiguous uint8 array of at least sq8_blocks(n) blocks");
     require(mid && step && static_cast<std::size_t>(mid->size()) == d && static_cast<std::size_t>(step->size()) == d,
             "sq8 needs mid and step of d entries");
-    require_finite(mid->data(), d, "mid");
-    require_finite(step->data(), d, "step");
+    require_sq8_params(mid->data(), step->data(), d);
     view.codec = llmrec::quant::Codec::sq8;
     view.sq8_blocks = static_cast<const uint8_t*>(codes.data());
     view.sq8_mid = mid->data();
@@ -335,16 +353,16 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
     }
   } else if (codec == "fp16") {
     require(codes.dtype().equal(py::dtype::of<uint16_t>()) && (codes.flags() & py::array::c_style) &&
-                codes.ndim() == 2 && static_cast<std::size_t>(codes.shape(0)) >= slots &&
+                reinterpret_cast<std::uintptr_t>(codes.data()) % alignof(uint16_t) == 0 && codes.ndim() == 2 && static_cast<std::size_t>(codes.shape(0)) >= slots &&
                 static_cast<std::size_t>(codes.shape(1)) == d,
-            "fp16 codes must be a C-contiguous uint16 (n, d) array");
+            "fp16 codes must be a C-contiguous, aligned uint16 (n, d) array");
     view.codec = llmrec::quant::Codec::fp16;
     view.fp16_rows = static_cast<const uint16_t*>(codes.data());
   } else if (codec == "pq4") {
     require(codebooks.has_value(), "pq4 needs codebooks");
     const std::size_t m = pq4_m_of(*codebooks, d);
-    require_finite(codebooks->data(), codebooks->size(), "codebooks");
-    auto blocks = py::array_t<uint8_t, py::array::c_style>::ensure(codes);
+    require_bounded_codebooks(*codebooks, m, d);
+    auto blocks = ByteArray::ensure(codes);
     require(blocks && blocks.data() == static_cast<const uint8_t*>(codes.data()),
             "pq4 codes must be a C-contiguous uint8 array");
     check_pq4_blocks(blocks, m, slots);
@@ -365,8 +383,8 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   const llmrec::topk::Filter filter =
       make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
-  return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
-    llmrec::quant::search(view, queries.data(), nq, static_cast<std::size_t>(k), filter,
+  return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
+    llmrec::quant::search(view, queries.data(), nq, k_out, filter,
                           static_cast<std::size_t>(rerank), threads, ids_out, scores_out);
   });
 }
@@ -377,11 +395,28 @@ py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, con
   const std::size_t n = vectors.shape(0), d = vectors.shape(1), nq = queries.shape(0);
   require(static_cast<std::size_t>(queries.shape(1)) == d && static_cast<std::size_t>(candidates.shape(0)) == nq,
           "shapes do not match");
-  require(k > 0, "k must be positive");
+  const std::size_t k_out = llmrec::bindings::checked_k(k, n, "n_items");
+  require_bounded_rows(queries.data(), nq, d, "queries");
+  // The rows scored must be bounded too, or scores become inf or NaN and NaN breaks the
+  // ordering. Only the candidates' rows are read: the index's facades pass bounded
+  // vectors, and this check costs as much as the scoring itself.
+  const int64_t* ids = candidates.data();
+  bool in_range = true, bounded = true;
+  for (py::ssize_t i = 0; i < candidates.size(); ++i) {
+    in_range &= ids[i] >= -1 && ids[i] < static_cast<int64_t>(n);
+    if (ids[i] < 0 || ids[i] >= static_cast<int64_t>(n)) continue;
+    const float* row = vectors.data() + static_cast<std::size_t>(ids[i]) * d;
+    double sum = 0.0;
+    for (std::size_t j = 0; j < d; ++j) sum += static_cast<double>(row[j]) * row[j];
+    bounded &= sum <= llmrec::bindings::kMaxVectorNorm * llmrec::bindings::kMaxVectorNorm;
+  }
+  require(in_range, "candidate ids must be -1 or in [0, n_items)");
+  require(bounded, "vectors: the candidates' rows must be finite with L2 norm at most 2**63 (~9.2e18), so "
+                   "that scores are finite in float32");
   const std::size_t threads = llmrec::resolve_threads(num_threads);
-  return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
+  return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
     llmrec::quant::rerank_exact(vectors.data(), n, d, queries.data(), nq, candidates.data(),
-                                candidates.shape(1), static_cast<std::size_t>(k), threads, ids_out, scores_out);
+                                candidates.shape(1), k_out, threads, ids_out, scores_out);
   });
 }
 
@@ -480,9 +515,10 @@ void register_quant(py::module_& m) {
         py::arg("centroids") = py::none(), py::arg("list_starts") = py::none(),
         py::arg("list_sizes") = py::none(), py::arg("slot_ids") = py::none(), py::arg("probes") = 1, py::arg("codebooks") = py::none(),
         py::arg("item_scales") = py::none(), py::arg("item_bases") = py::none(), py::arg("bases") = py::none(),
-        "Top-k over fp16, sq8 or pq4 codes, optionally re-ranked exactly from vectors.");
+        "Top-k over fp16, sq8 or pq4 codes, optionally re-ranked exactly from vectors; k at most max(n, 1024).");
   m.def("rerank_exact", &rerank_exact, py::arg("vectors"), py::arg("queries"), py::arg("candidates"),
-        py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none).");
+        py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none; a repeated id counts once); "
+        "k at most max(n_items, 1024).");
   m.def("kmeans_train", &kmeans_train, py::arg("x"), py::arg("k"), py::arg("iterations") = 20,
         py::arg("seed") = 0, py::arg("num_threads") = 0,
         "Seeded Lloyd k-means; returns (centroids float32 (k, d), assignment int32 (n,)).");

@@ -36,7 +36,7 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
   const std::size_t n = items.shape(0), d = items.shape(1), nq = queries.shape(0);
   require(d > 0 && static_cast<std::size_t>(queries.shape(1)) == d,
           "queries must have the items' dimension");
-  require(k > 0, "k must be positive");
+  const std::size_t k_out = llmrec::bindings::checked_k(k, n, "n_items");
   if (normalize_queries)
     require_finite(queries.data(), nq * d, "queries");
   else
@@ -45,8 +45,8 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
   const llmrec::topk::Filter filter =
       make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
-  return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
-    llmrec::topk::search(items.data(), n, d, queries.data(), nq, static_cast<std::size_t>(k), filter,
+  return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
+    llmrec::topk::search(items.data(), n, d, queries.data(), nq, k_out, filter,
                          normalize_queries, threads, ids_out, scores_out, batch_invariant);
   });
 }
@@ -72,9 +72,9 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<FloatA
   require(queries.size() == terms && applies.size() == terms && fallbacks.size() == terms,
           "one query array, applies and fallback per matrix");
   require(terms > 0, "at least one term");
-  require(k > 0, "k must be positive");
   require(offset.ndim() == 1 && static_cast<std::size_t>(offset.shape(0)) == nq, "offset must have one value per row");
   const std::size_t n = matrices[0].ndim() == 2 ? matrices[0].shape(0) : 0;
+  const std::size_t k_out = llmrec::bindings::checked_k(k, n, "n_items");
   std::vector<llmrec::topk::RescoreTerm> specs(terms);
   for (std::size_t t = 0; t < terms; ++t) {
     const FloatArray& m = matrices[t];
@@ -97,8 +97,8 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<FloatA
   for (std::size_t i = 0; i < nq * c; ++i) in_range &= ids[i] >= -1 && ids[i] < static_cast<int64_t>(n);
   require(in_range, "candidate ids must be -1 or in [0, n_items)");
   const std::size_t threads = llmrec::resolve_threads(num_threads);
-  return topk_result(nq, static_cast<std::size_t>(k), [&](int64_t* ids_out, float* scores_out) {
-    llmrec::topk::rescore(ids, nq, c, n, specs.data(), terms, offset.data(), static_cast<std::size_t>(k),
+  return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
+    llmrec::topk::rescore(ids, nq, c, n, specs.data(), terms, offset.data(), k_out,
                           threads, ids_out, scores_out);
   });
 }
@@ -110,14 +110,16 @@ void register_topk(py::module_& m) {
         py::arg("queries"), py::arg("applies"), py::arg("fallbacks"), py::arg("offset"), py::arg("k"),
         py::arg("num_threads") = 0,
         "Scores of candidate ids (-1 = none) as a sum of gathered row dot products minus offset, "
-        "and the best k per row: (ids int64 (nq, k), scores float32 (nq, k)).");
+        "and the best k per row: (ids int64 (nq, k), scores float32 (nq, k)). An id repeated within "
+        "a row is returned once; k must be at most max(n_items, 1024).");
   m.def("search_exact", &search_exact, py::arg("items"), py::arg("queries"), py::arg("k"),
         py::arg("exclude_indptr") = py::none(), py::arg("exclude_ids") = py::none(),
         py::arg("allow_mask") = py::none(), py::arg("allow_ids") = py::none(),
         py::arg("normalize_queries") = false, py::arg("num_threads") = 0, py::arg("batch_invariant") = false,
         "Exact top-k by inner product; returns (ids int64 (nq, k), scores float32 (nq, k)). "
         "Exclusion ids may be in any order. With batch_invariant, each (query, item) score is "
-        "the same whatever the number of queries (as the inverted-list probe ranks lists).");
+        "the same whatever the number of queries (as the inverted-list probe ranks lists). "
+        "k must be at most max(n_items, 1024).");
   m.def("normalize_rows", &normalize_rows, py::arg("rows"), py::arg("num_threads") = 0,
         "Scales each row of a float32 C-contiguous matrix to unit L2 norm, in place.");
 }

@@ -16,12 +16,19 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def check_int(value: Any, name: str, *, minimum: int) -> int:
-    """Return ``value`` as an int, requiring an integer (not bool) >= ``minimum``."""
+# The largest value an integer argument that reaches numpy as an int64 may take.
+INT64_MAX = 2**63 - 1
+
+
+def check_int(value: Any, name: str, *, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, requiring an integer (not bool) >= ``minimum`` and,
+    when given, <= ``maximum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return int(value)
 
 
@@ -76,14 +83,17 @@ def _checked_matrix(array: np.ndarray, name: str, dim: int | None, allow_empty: 
 
 
 def as_float32(values: Any, name: str) -> np.ndarray:
-    """A dense, C-contiguous float32 copy/view of real numbers (TypeError otherwise)."""
+    """A dense, C-contiguous, aligned float32 copy/view of real numbers (TypeError otherwise)."""
     if sp.issparse(values):
         raise TypeError(f"{name} must be a dense array, got a scipy sparse matrix")
     array = np.asarray(values)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.floating)
                                      or np.issubdtype(array.dtype, np.integer)):
         raise TypeError(f"{name} must hold real numbers (float32 preferred), got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    # A float32 view at an odd address (a byte buffer's slice) is C-contiguous but not
+    # aligned: the native kernels read aligned floats, so such an array is copied once.
+    return array if array.flags.aligned else array.copy()
 
 
 def as_ids(values: Any, name: str, n: int) -> np.ndarray:

@@ -109,6 +109,8 @@ def check_list_ranges(where: Any, starts: np.ndarray, sizes: np.ndarray, slots: 
         raise fail(where, "inverted lists have a negative start or size")
     if (starts % block).any():
         raise fail(where, f"inverted lists must start on a multiple of {block} slots")
+    if (starts > slots).any() or (sizes > slots).any():  # first: start + size could wrap int64
+        raise fail(where, f"inverted lists run past the {slots} slots")
     room = -(-sizes // block) * block
     order = np.argsort(starts, kind="stable")
     ends = starts[order] + room[order]

@@ -38,6 +38,7 @@ ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "C
 
 _INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 _ITEM_COLUMNS = ("item_id", "title", "year", "genres", "text")
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
 _TITLE_YEAR = re.compile(r"^(.*?)\s*\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
 
 
@@ -81,7 +82,7 @@ def _read_table(path: Path, *, sep: str, names: Sequence[str], dtypes: dict[str,
             if kind == "float" and not np.isfinite(frame[name].to_numpy()).all():
                 raise ValueError(f"column {name} holds NaN or infinite values")
         return frame
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+    except (ValueError, OverflowError, pd.errors.ParserError, UnicodeDecodeError) as error:
         _locate_bad_line(path, sep=sep, names=names, dtypes=dtypes, header=header,
                          encoding=encoding, quoting=quoting)
         raise DataFormatError(f"{path}: could not parse: {error}") from error
@@ -99,7 +100,13 @@ def _locate_bad_line(path: Path, *, sep: str, names: Sequence[str], dtypes: dict
         raise _line_error(path, line, f"cannot decode as {encoding}: {error.reason}") from None
     lines = text.splitlines()
     reader = csv.reader(lines, delimiter=sep, quoting=quoting, strict=True)
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # e.g. a quote left open up to the end of the file
+            raise _line_error(path, max(reader.line_num, 1), f"malformed: {error}") from None
         if (header and reader.line_num == 1) or not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
         if len(fields) != len(names):
@@ -116,7 +123,10 @@ def _locate_bad_line(path: Path, *, sep: str, names: Sequence[str], dtypes: dict
                 expected = "an integer" if kind == "int" else "a number"
                 raise _line_error(path, reader.line_num,
                                   f"{name} must be {expected}, got {value!r}") from None
-            if not np.isfinite(number):
+            if kind == "int" and not _INT64_MIN <= number <= _INT64_MAX:
+                raise _line_error(path, reader.line_num,
+                                  f"{name} must fit a 64-bit integer, got {value!r}")
+            if kind == "float" and not np.isfinite(number):
                 raise _line_error(path, reader.line_num, f"{name} must be finite, got {value!r}")
 
 

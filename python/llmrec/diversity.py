@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmrec import _core
-from llmrec._checks import as_float32, check_int
+from llmrec._checks import as_float32, check_int, check_k, check_threads
 
 __all__ = ["mmr_rerank", "intra_list_diversity"]
 
@@ -56,7 +56,8 @@ def mmr_rerank(candidates: Any, relevance: Any, item_vectors: Any, k: int, lambd
         float32 C-contiguous input is used without a copy. Only the rows of the
         candidates are read (and must be finite).
     k : int ≥ 1
-        Items to select per query; may exceed C.
+        Items to select per query; may exceed C, up to max(n_items, 1024) (the cap on
+        padded result widths of the searches).
     lambda_ : float in [0, 1]
         Weight of diversity (the Recommender's ``diversity``).
     num_threads : int
@@ -76,8 +77,8 @@ def mmr_rerank(candidates: Any, relevance: Any, item_vectors: Any, k: int, lambd
         Non-integer ids, non-numeric relevance or vectors, non-numeric λ.
     ValueError
         Shapes that do not agree, ids outside [-1, n_items), duplicate ids within a
-        query (found by the native pass), NaN/inf relevance or candidate vectors, k < 1,
-        λ outside [0, 1].
+        query (found by the native pass), NaN/inf relevance or candidate vectors, k < 1
+        or k > max(n_items, 1024), λ outside [0, 1], num_threads outside [0, 1024].
 
     Examples
     --------
@@ -85,10 +86,11 @@ def mmr_rerank(candidates: Any, relevance: Any, item_vectors: Any, k: int, lambd
     >>> cand, scores = index.search(query, k=100)
     >>> ids, rel = mmr_rerank(cand, scores, vectors, k=10, lambda_=0.3)
     """
-    k = check_int(k, "k", minimum=1)
+    check_int(k, "k", minimum=1)
     lambda_ = _check_lambda(lambda_)
-    num_threads = check_int(num_threads, "num_threads", minimum=0)
+    num_threads = check_threads(num_threads)
     vectors = _as_vectors(item_vectors)
+    k = check_k(k, vectors.shape[0])
     ids, single = _as_candidates(candidates, vectors.shape[0])
     rel = _as_relevance(relevance, ids, single)
     try:

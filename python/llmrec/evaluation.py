@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from llmrec._checks import check_sparse_structure
+from llmrec._checks import INT64_MAX, check_int, check_k, check_sparse_structure
 
 __all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split",
            "ranking_metrics", "auc", "evaluate", "ImplicitAdapter"]
@@ -38,14 +38,6 @@ def _as_generator(random_state: Any) -> np.random.Generator:
         return np.random.default_rng(random_state)
     raise TypeError("random_state must be None, an int or a numpy.random.Generator, "
                     f"got {type(random_state).__name__}")
-
-
-def _check_int(value: Any, name: str, *, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_frac(frac: Any) -> float:
@@ -152,7 +144,7 @@ def leave_last_k(interactions: pd.DataFrame, k: int = 1) -> tuple[pd.DataFrame, 
     train, test : DataFrames, the rows of ``interactions`` (original index and order).
     """
     frame = _check_frame(interactions, timestamp=True)
-    k = _check_int(k, "k", minimum=1)
+    k = check_int(k, "k", minimum=1, maximum=INT64_MAX)
     users = pd.factorize(frame["user_id"])[0]
     counts = np.bincount(users)
     mask = _tail_per_user(users, frame["timestamp"].to_numpy(), np.minimum(k, counts - 1))
@@ -197,7 +189,7 @@ def _as_csr(matrix: Any, name: str, shape: tuple[int, int] | None = None) -> sp.
         raise ValueError(f"{name} must be 2-D (n_users, n_items), got shape {matrix.shape}")
     if shape is not None and matrix.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {matrix.shape}")
-    check_sparse_structure(matrix, name)  # scipy trusts the index arrays: check them first
+    check_sparse_structure(matrix, name)  # scipy trusts indptr/indices: out of range, it crashes
     if (matrix.format == "csr" and matrix.has_canonical_format
             and not (matrix.data == 0).any()):
         return matrix
@@ -338,9 +330,10 @@ def ranking_metrics(recommended: Any, test: Any, k: int = 10, *, train: Any = No
         Shapes that do not agree, indices out of range, or a test matrix without any
         interaction.
     """
-    k = _check_int(k, "k", minimum=1)
+    check_int(k, "k", minimum=1)
     test = _as_csr(test, "test")
     n_users, n_items = test.shape
+    k = check_k(k, n_items)  # lists are padded to k columns: capped as search results are
     if test.nnz == 0:
         raise ValueError("test holds no interactions: nothing to evaluate")
     ids = _check_recommended(recommended, n_items)
@@ -423,6 +416,8 @@ def _list_diversity(ids: np.ndarray, features: np.ndarray, chunk: int = 4096) ->
     """Per row of ids: mean over pairs of valid (≥ 0) positions of 1 − cosine, in float64;
     NaN for rows with fewer than two valid entries. Only the rows listed are read."""
     out = np.full(ids.shape[0], np.nan)
+    if features.shape[0] == 0:  # then every entry is padding (-1): no row to gather
+        return out
     for begin in range(0, ids.shape[0], chunk):
         block = ids[begin:begin + chunk]
         valid = block >= 0
@@ -476,7 +471,7 @@ def auc(scores: Any, test: Any, train: Any = None, *, batch_size: int | None = N
     n_items = test.shape[1]
     if batch_size is None:
         batch_size = max(1, (1 << 24) // max(n_items, 1))
-    batch_size = _check_int(batch_size, "batch_size", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=INT64_MAX)
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     total, counted = 0.0, 0
     for begin in range(0, users.shape[0], batch_size):
@@ -533,10 +528,11 @@ def evaluate(model: Any, train: Any, test: Any, k: int = 10, *, batch_size: int 
     if not callable(getattr(model, "recommend", None)):
         raise TypeError("model must have a method recommend(user_ids, user_items, k, "
                         f"exclude_seen=True); {type(model).__name__} has none")
-    k = _check_int(k, "k", minimum=1)
-    batch_size = _check_int(batch_size, "batch_size", minimum=1)
+    check_int(k, "k", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=INT64_MAX)
     test = _as_csr(test, "test")
     train = _as_csr(train, "train", test.shape)
+    k = check_k(k, test.shape[1])  # (n_users, k) is allocated below
     if test.nnz == 0:
         raise ValueError("test holds no interactions: nothing to evaluate")
     if callback is not None and not callable(callback):
@@ -598,9 +594,10 @@ class ImplicitAdapter:
     def recommend(self, user_ids: Any, user_items: Any, k: int = 10, *,
                   exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (ids int64, scores float32), each (len(user_ids), k), best first."""
-        k = _check_int(k, "k", minimum=1)
+        check_int(k, "k", minimum=1)
         user_ids = np.asarray(user_ids, dtype=np.int64).reshape(-1)
         items = sp.csr_matrix(user_items, dtype=np.float32)
+        k = check_k(k, items.shape[1])
         ids, scores = self.model.recommend(user_ids.astype(np.int32), items, N=k,
                                            filter_already_liked_items=exclude_seen)
         ids = np.asarray(ids, dtype=np.int64).reshape(user_ids.shape[0], -1)

@@ -620,6 +620,11 @@ class QuantizedIndex(IndexBase):
         if self._codec == "sq8":
             self._mid = array(arrays, "mid", path, dtype=np.float32, shape=(d,), finite=True)
             self._step = array(arrays, "step", path, dtype=np.float32, shape=(d,), finite=True)
+            # 0 (a constant dimension) or a normal float: 1 / step must be finite.
+            tiny = (self._step != 0) & ~(self._step >= np.finfo(np.float32).tiny)
+            if tiny.any():
+                raise fail(path, f"array 'step' holds {self._step[tiny][0]!r}: each step must be 0 or "
+                                 f"at least {np.finfo(np.float32).tiny} (the smallest normal float32)")
             return array(arrays, "codes", path, dtype=np.uint8,
                          shape=(-(-slots // _SQ8_BLOCK), int(_core.sq8_block_bytes(d))))
         if self._codec == "pq4":

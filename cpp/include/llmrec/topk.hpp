@@ -50,7 +50,8 @@ struct RescoreTerm {
 // Exact scores of given candidates and the best k of them per query: candidate j of
 // query q is candidates[q*c + j] (id -1 = empty) and scores Σ_t term_t − offset[q]. Writes
 // nq x k ids and scores sorted by score descending, ties by smaller id, padded with -1 /
-// -inf; candidates whose score is not finite are dropped. Ids must be in [-1, n).
+// -inf; candidates whose score is not finite are dropped, and an id repeated within a
+// row is returned once. Ids must be in [-1, n).
 void rescore(const int64_t* candidates, std::size_t nq, std::size_t c, std::size_t n,
              const RescoreTerm* terms, std::size_t n_terms, const float* offset, std::size_t k,
              std::size_t num_threads, int64_t* out_ids, float* out_scores);

@@ -130,6 +130,14 @@ struct Sq8Queries {
   std::vector<float> scale, offset;
 };
 
+// The int8 level of a value already divided by its step: nearest, ties to even, within
+// [-127, 127]. Clamped before the conversion, NaN to 0: converting a float outside int's
+// range (NaN included) is undefined behaviour, and on x86 yields INT_MIN, a garbage code.
+inline int sq8_level(double z) {
+  if (!(z == z)) return 0;
+  return static_cast<int>(std::nearbyint(std::clamp(z, -127.0, 127.0)));
+}
+
 Sq8Queries prepare_sq8_queries(const float* queries, std::size_t nq, std::size_t d,
                                const float* mid, const float* step) {
   const std::size_t stride = 4 * sq8_groups(d);
@@ -153,12 +161,23 @@ Sq8Queries prepare_sq8_queries(const float* queries, std::size_t nq, std::size_t
     if (largest == 0.f) continue;
     const float scale = largest / 127.f, inverse = 127.f / largest;
     p.scale[q] = scale;
+    // float32 as the tests' model; where w overflowed or its largest entry is so small
+    // that 127 / largest does not fit a float, the levels come from double arithmetic.
+    const bool in_float = std::isfinite(largest) && std::isfinite(inverse);
+    double wide_inverse = 0.0;
+    if (!in_float) {
+      double wide_largest = 0.0;
+      for (std::size_t i = 0; i < d; ++i)
+        wide_largest = std::max(wide_largest, std::fabs(static_cast<double>(v[i]) * step[i]));
+      wide_inverse = wide_largest > 0.0 ? 127.0 / wide_largest : 0.0;
+      p.scale[q] = static_cast<float>(wide_largest / 127.0);
+    }
     int32_t sum = 0;
     for (std::size_t i = 0; i < d; ++i) {
-      const float t = std::clamp(std::nearbyint(w[i] * inverse), -127.f, 127.f);
+      const int t = in_float ? sq8_level(w[i] * inverse) : sq8_level(static_cast<double>(v[i]) * step[i] * wide_inverse);
       p.codes[q * stride + i] = static_cast<int8_t>(t);
-      p.abs[q * stride + i] = static_cast<uint8_t>(std::fabs(t));
-      sum += static_cast<int32_t>(t);
+      p.abs[q * stride + i] = static_cast<uint8_t>(t < 0 ? -t : t);
+      sum += t;
     }
     p.sums[q] = sum;
   }
@@ -456,9 +475,14 @@ void sq8_train(const float* x, std::size_t n, std::size_t d, float* mid, float* 
       lo[i] = std::min(lo[i], x[r * d + i]);
       hi[i] = std::max(hi[i], x[r * d + i]);
     }
+  // In double: hi - lo of finite floats may exceed the float range. A step too small for
+  // 1 / step to be a finite float (a range below ~3e-36) is raised to the smallest normal
+  // float, which still spans the range in 254 levels.
   for (std::size_t i = 0; i < d; ++i) {
-    mid[i] = lo[i] + (hi[i] - lo[i]) * 0.5f;
-    step[i] = (hi[i] - lo[i]) / 254.f;
+    const double range = static_cast<double>(hi[i]) - lo[i];
+    mid[i] = static_cast<float>(lo[i] + range * 0.5);
+    const float s = static_cast<float>(range / 254.0);
+    step[i] = s > 0.f ? std::max(s, std::numeric_limits<float>::min()) : 0.f;
   }
 }
 
@@ -466,30 +490,32 @@ void sq8_encode(const float* x, std::size_t n, std::size_t d, const float* mid, 
                 uint8_t* blocks, std::size_t first_slot, std::size_t num_threads, const int64_t* slots,
                 const float* bases, const int32_t* base_of, float* item_scales) {
   const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d), chunk = 4096;
-  std::vector<float> inverse(d);
-  for (std::size_t i = 0; i < d; ++i) inverse[i] = step[i] > 0.f ? 1.f / step[i] : 0.f;
+  // z = (x - base - mid) / step in double: finite for any finite floats and steps that are
+  // 0 or at least the smallest normal float (the bindings check), where float could overflow.
+  std::vector<double> inverse(d);
+  for (std::size_t i = 0; i < d; ++i) inverse[i] = step[i] > 0.f ? 1.0 / step[i] : 0.0;
   parallel_for((n + chunk - 1) / chunk, std::max<std::size_t>(1, num_threads), [&](std::size_t c) {
-    std::vector<float> z(d);
+    std::vector<double> z(d);
     for (std::size_t r = c * chunk; r < std::min(n, (c + 1) * chunk); ++r) {
       const std::size_t slot = slots ? static_cast<std::size_t>(slots[r]) : first_slot + r;
       uint8_t* dst = blocks + (slot / kSq8Block) * block_bytes + (slot % kSq8Block) * 4;
       const float* base = bases && base_of ? bases + static_cast<std::size_t>(base_of[r]) * d : nullptr;
-      float largest = 0.f;
+      double largest = 0.0;
       for (std::size_t i = 0; i < d; ++i) {
-        const float v = base ? x[r * d + i] - base[i] : x[r * d + i];
+        const double v = base ? static_cast<double>(x[r * d + i]) - base[i] : x[r * d + i];
         z[i] = (v - mid[i]) * inverse[i];
         largest = std::max(largest, std::fabs(z[i]));
       }
-      float factor = 1.f;  // z -> s
+      double factor = 1.0;  // z -> s
       if (item_scales) {
-        const float a = largest / 127.f;
+        // The scale as stored (a float, at most the largest float), and s from that value.
+        const float a = static_cast<float>(std::min(largest / 127.0, double{std::numeric_limits<float>::max()}));
         item_scales[slot] = a;
-        factor = a > 0.f ? 1.f / a : 0.f;
+        factor = a > 0.f ? 1.0 / a : 0.0;
       }
       for (std::size_t i = 0; i < 4 * groups; ++i) {
-        float s = 0.f;
-        if (i < d) s = std::clamp(std::nearbyint(z[i] * factor), -127.f, 127.f);
-        dst[(i / 4) * 64 + i % 4] = static_cast<uint8_t>(static_cast<int>(s) + 128);
+        const int s = i < d ? sq8_level(z[i] * factor) : 0;
+        dst[(i / 4) * 64 + i % 4] = static_cast<uint8_t>(s + 128);
       }
     }
   });

@@ -234,7 +234,11 @@ void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t
     // CPU): adding and removing 1.5 * 2^23 leaves the rounded value of any 0 <= x < 2^22.
     constexpr float kRound = 12582912.f;
     for (std::size_t e = 0; e < m * 16; ++e) {
-      const float x = std::min(table[e] * scale, 255.f);  // >= 0: minus the subspace's minimum
+      // >= 0: minus the subspace's minimum. Clamped to [0, 255] before the conversion, NaN
+      // (from dots that overflowed) to 255 as the AVX-512 min does: converting NaN is UB.
+      const float product = table[e] * scale;
+      const float top = product < 255.f ? product : 255.f;
+      const float x = top > 0.f ? top : 0.f;
       lut[e] = static_cast<uint8_t>(static_cast<int>((x + kRound) - kRound));
     }
     bias[q] = static_cast<float>(base);

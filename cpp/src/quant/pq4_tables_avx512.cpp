@@ -55,7 +55,10 @@ void pq4_tables_avx512(const float* queries, std::size_t nq, std::size_t d, std:
     uint8_t* lut = luts + q * padded * 16;
     const __m512 factor = _mm512_set1_ps(scale), top = _mm512_set1_ps(255.f), round = _mm512_set1_ps(12582912.f);
     for (std::size_t s = 0; s < m; ++s) {
-      const __m512 x = _mm512_min_ps(mul(_mm512_loadu_ps(table.data() + s * 16), factor), top);
+      // Into [0, 255] before the conversion: min gives its second operand (255) for NaN,
+      // which the conversion would turn into INT_MIN; as the scalar code.
+      const __m512 x = _mm512_max_ps(_mm512_min_ps(mul(_mm512_loadu_ps(table.data() + s * 16), factor), top),
+                                     _mm512_setzero_ps());
       const __m512i bytes = _mm512_cvttps_epi32(sub(add(x, round), round));  // nearest, ties to even
       _mm_storeu_si128(reinterpret_cast<__m128i*>(lut + s * 16), _mm512_cvtepi32_epi8(bytes));
     }

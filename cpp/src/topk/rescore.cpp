@@ -40,8 +40,20 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
   const auto better = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
-  const std::size_t m = std::min(k, kept.size());
+  std::size_t m = std::min(k, kept.size());
   std::partial_sort(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(m), kept.end(), better);
+  // A repeated candidate id scores the same each time, so its copies sort next to each
+  // other. Only when the best m hold such a pair (rare: callers pass distinct ids) is the
+  // whole list sorted and thinned to one entry per id.
+  const auto same = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+    return a.second == b.second;
+  };
+  if (m > 1 && std::adjacent_find(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(m), same) !=
+                   kept.begin() + static_cast<std::ptrdiff_t>(m)) {
+    std::sort(kept.begin(), kept.end(), better);
+    kept.erase(std::unique(kept.begin(), kept.end(), same), kept.end());
+    m = std::min(k, kept.size());
+  }
   for (std::size_t r = 0; r < k; ++r) {
     out_ids[r] = r < m ? kept[r].second : -1;
     out_scores[r] = r < m ? kept[r].first : -std::numeric_limits<float>::infinity();
