@@ -8,9 +8,6 @@ in this process.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -18,6 +15,8 @@ import scipy.sparse as sp
 
 from llmrec import ALS, ExactIndex, QuantizedIndex, _core
 from llmrec._checks import MAX_THREADS, check_sparse_structure, check_threads
+
+from isolated import assert_raises_isolated
 
 _PRELUDE = """
 import numpy as np, scipy.sparse as sp
@@ -71,25 +70,9 @@ CRASHES = {
 }
 
 
-def _run_isolated(code: str, exception: str, pattern: str) -> None:
-    script = _PRELUDE + textwrap.dedent(f"""
-        try:
-            {code}
-        except {exception} as error:
-            assert {pattern!r} in str(error), str(error)
-            print("raised:", error)
-        else:
-            raise SystemExit("no {exception} raised")
-        """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (f"exit {result.returncode} (negative: killed by a signal)\n"
-                                    f"{result.stdout}\n{result.stderr[-2000:]}")
-    assert "raised:" in result.stdout
-
-
 @pytest.mark.parametrize("name", list(CRASHES))
 def test_former_crash_raises(name):
-    _run_isolated(*CRASHES[name])
+    assert_raises_isolated(_PRELUDE, *CRASHES[name])
 
 
 def _quantized_lists(rng, codec="sq8"):

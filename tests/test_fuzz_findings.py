@@ -7,7 +7,6 @@ normally after the expected Python exception; the others compare with numpy refe
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -20,6 +19,8 @@ from llmrec._checks import as_float_matrix
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.diversity import intra_list_diversity, mmr_rerank
 from llmrec.evaluation import auc, evaluate, leave_last_k, ranking_metrics
+
+from isolated import assert_raises_isolated, run_isolated
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
@@ -66,26 +67,12 @@ FORMER_CRASHES = {
 
 
 def _run_isolated(code: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-c", _PRELUDE + textwrap.dedent(code)], capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, (f"exit {result.returncode} (negative: killed by a signal)\n"
-                                    f"{result.stdout}\n{result.stderr[-2000:]}")
-    return result
+    return run_isolated(_PRELUDE + textwrap.dedent(code))
 
 
 @pytest.mark.parametrize("name", list(FORMER_CRASHES))
 def test_former_crash_raises(name):
-    code, exception, pattern = FORMER_CRASHES[name]
-    result = _run_isolated(f"""
-        try:
-            {code}
-        except {exception} as error:
-            assert {pattern!r} in str(error), str(error)
-            print("raised:", error)
-        else:
-            raise SystemExit("no {exception} raised")
-        """)
-    assert "raised:" in result.stdout
+    assert_raises_isolated(_PRELUDE, *FORMER_CRASHES[name])
 
 
 def test_absurd_thread_counts_behave_as_the_cap():
