@@ -19,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
-SIGNALS = ("behaviour", "sequence", "transition", "text", "query")
-DEFAULT_WEIGHTS = {"behaviour": 1.0, "sequence": 1.0, "transition": 1.0, "text": 0.0, "query": 1.0}
+SIGNALS = ("behaviour", "sequence", "transition", "text", "query", "towers")
+# "towers" is 0 unless the Recommender has towers (then it starts at 1 and is fitted).
+DEFAULT_WEIGHTS = {"behaviour": 1.0, "sequence": 1.0, "transition": 1.0, "text": 0.0, "query": 1.0,
+                   "towers": 0.0}
 GRIDS = {"sequence": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0),
          "transition": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
-         "text": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)}
+         "text": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2),
+         "towers": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)}
 
 
 def check_weights(weights: Mapping[str, Any], name: str) -> dict[str, float]:
