@@ -220,3 +220,13 @@ def test_bad_towers_parameter(data, towers, error):
     assert rec.towers is towers  # stored as given
     with pytest.raises(error, match="towers"):
         rec.fit(data[0], items=data[1])
+
+
+def test_explain_includes_the_towers_term(served):
+    rec = served
+    top = rec.recommend(4, 1)
+    explanation = rec.explain(4, top.ids[0])
+    assert "towers" in explanation.signals and explanation.signals["towers"] != 0
+    assert "towers" in explanation.text
+    assert explanation.score == pytest.approx(float(top.scores[0]), rel=1e-4, abs=1e-4)
+    assert sum(explanation.signals.values()) == pytest.approx(explanation.score, rel=1e-4, abs=1e-4)
