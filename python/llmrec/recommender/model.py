@@ -28,6 +28,15 @@ see bench/RESULTS.md, "Recommender", for the whole ablation; final blend 0.271):
   encoder runs for free-text requests and new items.
 * **query** — an encoded request, against item text vectors, weighted half the sum of
   the personal weights (scenario "home"), or first (scenario "search").
+* **towers** (opt-in, ``towers=``) — f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
+  (causal transformer over the history; item tower = id embedding + MLP over the text
+  vectors) trained on the histories at fit. User vectors are cached per user (one
+  numpy forward, recomputed by ``update``), item vectors kept with the items (new items:
+  text-only vectors at once), and stage 1 gets a channel over them. Its weight is
+  fitted on the validation slice by towers trained without the held-out items. On
+  MovieLens-100K it lifts the blend (bench/RESULTS.md, "Recommender with towers") at
+  the cost of two towers fits (minutes on 2 cores); ``query=`` does not use the
+  towers' request token (the encoded request stays a signal of its own).
 
 Items without interactions (added with :meth:`Recommender.add_items`) take part in the
 behaviour and query signals only: the direction of their text-predicted factors is
