@@ -190,7 +190,7 @@ def test_towers_off_is_unchanged(data):
     the towers no weight ranks exactly as the towers-off model."""
     off = _fit(data, validation=0.0, regularization=10.0)
     assert off.towers is None and off._items.G is None and "towers" not in off._users
-    assert off.weights_["towers"] == 0.0
+    assert "towers" not in off.weights_ and "towers" not in off.scenarios_["similar"]
     on = _fit(data, towers=TINY, validation=0.0, regularization=10.0)
     on.set_scenario("home", {**off.weights_, "towers": 0.0})
     users = list(range(30))
