@@ -48,12 +48,14 @@ def served(data):
 
 
 def _reference(rec, user_vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The towers-only blend in float64: (f·g − f·mean(G)) / σ over the catalogue."""
+    """The towers-only blend in float64: (f·g − f·mean(G)) / σ over the catalogue; 0
+    (neutral) for items without interactions."""
     G = rec._items.G.astype(np.float64)
     g = rec._geometry
     f = user_vector.astype(np.float64)
     sigma = np.sqrt(f @ g.cov_G @ f)
-    return (G[rows] @ f - f @ g.mean_G.astype(np.float64)) / sigma
+    scores = (G[rows] @ f - f @ g.mean_G.astype(np.float64)) / sigma
+    return np.where(rec._items.warm[rows] != 0, scores, 0.0)
 
 
 def _tolerance(rec, user_vector) -> float:
@@ -137,22 +139,28 @@ def test_added_item_with_text_is_ranked_at_once(served, data):
     items = data[1]
     tower_before = rec._publisher.current.towers
     n_before = tower_before.n_items_
-    new = items.iloc[:3].assign(item_id=[90_000, 90_001, 90_002])
-    rec.add_items(new)
+    new_ids = [90_000, 90_001, 90_002]
+    rec.add_items(items.iloc[:3].assign(item_id=new_ids))
     tower = rec._publisher.current.towers
     assert tower.n_items_ == n_before + 3 and tower_before.n_items_ == n_before  # forked, not changed
-    rows = rec._item_map.rows([90_000, 90_001, 90_002], "ids")
+    rows = rec._item_map.rows(new_ids, "ids")
     E_new = rec._items.E[rows]
     np.testing.assert_allclose(rec._items.G[rows], tower.item_vectors(text_vectors=E_new),
                                rtol=1e-6, atol=1e-6)
     user = 5
-    f = rec._users["towers"][int(rec._user_map.rows([user], "u")[0])]
-    out = rec.recommend(user, 3, allow=[90_000, 90_001, 90_002], scenario="only_towers")
-    assert sorted(out.ids.tolist()) == [90_000, 90_001, 90_002]
-    ref = _reference(rec, f, rec._item_map.rows(list(out.ids), "ids"))
-    np.testing.assert_allclose(out.scores, ref, rtol=0, atol=_tolerance(rec, f))
-    rec.update(user, [90_000])  # histories may name it at once
-    assert np.isfinite(rec.recommend(user, 10).scores).all()
+    out = rec.recommend(user, 3, allow=new_ids)  # ranked at once (text prior of the factors)
+    assert sorted(out.ids.tolist()) == new_ids and np.isfinite(out.scores).all()
+    # Without interactions the towers term is neutral (as the text interest): 0 alone.
+    only = rec.recommend(user, 3, allow=new_ids, scenario="only_towers")
+    np.testing.assert_array_equal(only.scores, 0.0)
+    # Once clicked (histories may name it at once), its text-only tower vector counts.
+    rec.update(user, [90_000])
+    other = 6
+    f = rec._users["towers"][int(rec._user_map.rows([other], "u")[0])]
+    only = rec.recommend(other, 1, allow=[90_000], scenario="only_towers")
+    ref = _reference(rec, f, rows[:1])
+    assert ref[0] != 0
+    np.testing.assert_allclose(only.scores, ref, rtol=0, atol=_tolerance(rec, f))
 
 
 def test_save_load_and_pickle_identical(served, data, tmp_path):

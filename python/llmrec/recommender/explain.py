@@ -48,7 +48,9 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
         parts["text"] = float(scoring.interest_scores(items, signals.text, np.array([[item]]),
                                                       model._geometry.mean_E)[0, 0])
     if signals.towers is not None and items.G is not None:
-        parts["towers"] = float(signals.towers[0] @ items.G[item])
+        # neutral (the catalogue mean) for items without interactions, as when ranking
+        g = items.G[item] if items.warm[item] else model._geometry.mean_G
+        parts["towers"] = float(signals.towers[0].astype(np.float64) @ g)
     score = sum(parts.values()) - float(signals.offset[0])
     # Each signal relative to its catalogue mean (in units of its spread, weighted):
     # these terms add up to the score.

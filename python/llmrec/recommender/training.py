@@ -160,7 +160,7 @@ def validation_matrices(raw: dict[str, tuple[np.ndarray, np.ndarray]], hist: lis
                 scores[part] = np.einsum("ucd,ud->uc", matrix[safe[part]], vectors[part])
         mean = (vectors.astype(np.float64) @ matrix.mean(axis=0))[:, None]
         scores = (scores - mean) / np.where(sigma > 1e-12, sigma, 1.0)[:, None]
-        if name == "text":
+        if name in ("text", "towers"):  # neutral for items without interactions, as served
             scores[cold[safe]] = 0.0
         signals[name] = scores.astype(np.float32)
     if n_items <= FULL_RANKING_ITEMS:
