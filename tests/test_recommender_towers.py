@@ -238,22 +238,3 @@ def test_explain_includes_the_towers_term(served):
     assert "towers" in explanation.text
     assert explanation.score == pytest.approx(float(top.scores[0]), rel=1e-4, abs=1e-4)
     assert sum(explanation.signals.values()) == pytest.approx(explanation.score, rel=1e-4, abs=1e-4)
-
-
-def test_stage_one_searches_the_tower_vectors(data):
-    """With few candidates, the towers-only ranking is still the exact one over the whole
-    catalogue: stage 1 has a channel over the item tower vectors."""
-    rec = _fit(data, towers=TINY, validation=0.0, regularization=10.0, candidates=1)
-    rec.set_scenario("only_towers", ONLY_TOWERS)
-    rec.add_items(data[1].iloc[:2].assign(item_id=[60_000, 60_001]))  # the channel grows too
-    n = len(rec._item_map)
-    for user in (0, 9, 77):
-        row = int(rec._user_map.rows([user], "u")[0])
-        f = rec._users["towers"][row]
-        ref = _reference(rec, f, np.arange(n))
-        ref[rec._histories.get(row)] = -np.inf
-        out = rec.recommend(user, 5, scenario="only_towers")
-        got = rec._item_map.rows(list(out.ids), "ids")
-        np.testing.assert_allclose(out.scores, np.sort(ref)[::-1][:5], rtol=0,
-                                   atol=_tolerance(rec, f))
-        assert set(got) <= set(np.flatnonzero(ref >= np.sort(ref)[::-1][4] - _tolerance(rec, f)))

@@ -383,7 +383,7 @@ class Recommender(Estimator):
         G = None if towers is None else np.ascontiguousarray(towers.item_vectors(), dtype=np.float32)
         self._geometry = scoring.make_geometry(V, Vn, E, Q, G)
         T = scoring.text_coordinates(E, self._geometry)
-        index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state, G)
+        index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state)
         return scoring.make_items(V, Vn, E, T, P, Q, index, G=G)
 
     def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],
@@ -775,12 +775,12 @@ class Recommender(Estimator):
             V_new = np.ascontiguousarray(als.item_factors_[rows], dtype=np.float32)
             T_new = scoring.text_coordinates(E_new, self._geometry)
             no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
+            index = current.index.added(V_new, T_new, E_new, no_transitions)
             new_rows = {"V": V_new, "Vn": np.zeros_like(V_new), "E": E_new, "T": T_new,
                         "P": no_transitions, "Q": no_transitions}
             towers = snap.towers
             if towers is not None:  # text-only tower vectors (zero without text), at once
                 towers, new_rows["G"] = new_item_vectors(towers, E_new, len(ids))
-            index = current.index.added(V_new, T_new, E_new, no_transitions, new_rows.get("G"))
             shared = index.text_vectors()
             grown = {name: (shared if name == "E" and shared is not None
                             else self._append_item_rows(getattr(current, name), rows_))

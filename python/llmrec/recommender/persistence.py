@@ -339,11 +339,12 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     P, Q = np.ascontiguousarray(arrays["P"]), np.ascontiguousarray(arrays["Q"])
     T = scoring.text_coordinates(E, model._geometry)
     s = model._settings_used
-    G = None if arrays["G"] is None else np.ascontiguousarray(arrays["G"])
-    index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state, G)
+    index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state)
     users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
+    G = arrays["G"]
     if G is not None:
         users["towers"] = arrays["user_towers"]
+        G = np.ascontiguousarray(G)
     model._install(scoring.make_items(V, Vn, E, T, P, Q, index, G=G), als, users, labels, late_items,
                    towers)
     model.scenarios_ = meta["scenarios"]

@@ -129,23 +129,19 @@ class Stage1:
       interest), where a PCA would lose the words asked for (on MovieLens titles, the
       exact top 10 among a PCA-32 top 2.5 %: 0.80 recall; full vectors: 1.0).
 
-    With towers on, a fourth channel searches the item tower vectors G with the user's
-    interest vector f_u.
     A request uses the channels its signals touch and the union of their candidates: a
     ranking without text reads f + f/2 floats per item, a free-text search without a
     user only the text vectors."""
 
     def __init__(self, V: np.ndarray, T: np.ndarray | None, E: np.ndarray | None, Q: np.ndarray,
-                 kind: str, num_threads: int, random_state: Any, G: np.ndarray | None = None) -> None:
+                 kind: str, num_threads: int, random_state: Any) -> None:
         self.kind = kind
         self.behaviour = make_index(_behaviour_rows(V, Q), kind, num_threads, random_state)
         self.interest = None if T is None else make_index(T, kind, num_threads, random_state)
         self.request = None if E is None else make_index(E, kind, num_threads, random_state)
-        # towers on: the item tower vectors, searched with the user's interest vector f_u
-        self.towers = None if G is None else make_index(G, kind, num_threads, random_state)
 
     def added(self, V: np.ndarray, T: np.ndarray | None, E: np.ndarray | None,
-              Q: np.ndarray, G: np.ndarray | None = None) -> Stage1:
+              Q: np.ndarray) -> Stage1:
         """A Stage1 with item rows appended to every channel; this one is left as it was
         (a request holding it keeps searching the catalogue it pinned). Each channel is
         a fork of this one's index (see :func:`.snapshot.fork`): only the newest grows."""
@@ -160,9 +156,6 @@ class Stage1:
         if self.request is not None:
             new.request = fork(self.request)
             new.request.add(E)
-        if self.__dict__.get("towers") is not None:
-            new.towers = fork(self.towers)
-            new.towers.add(G)
         return new
 
     def text_vectors(self) -> np.ndarray | None:
@@ -194,9 +187,6 @@ class Stage1:
             lists.append(self.behaviour.search(query, C, exclude=exclude, allow=allow)[0])
         if text is not None:
             lists.append(text[0].search(text[1], C, exclude=exclude, allow=allow)[0])
-        if signals.towers is not None and self.__dict__.get("towers") is not None:
-            query = np.ascontiguousarray(signals.towers, dtype=np.float32)
-            lists.append(self.towers.search(query, C, exclude=exclude, allow=allow)[0])
         return lists[0] if len(lists) == 1 else union(lists)
 
 
