@@ -190,7 +190,8 @@ def towers(args: argparse.Namespace) -> None:
     test_users = users[np.diff(test.indptr) > 0]
     rows = np.flatnonzero(np.diff(test.indptr) > 0)
     for seed in args.seeds:
-        for enc in ([encoder, None] if "warm" in args.parts else []):
+        encoders = [e for name, e in (("minilm", encoder), ("none", None)) if name in args.encoders]
+        for enc in (encoders if "warm" in args.parts else []):
             for spec in (None, towers_spec):
                 start = time.perf_counter()
                 rec = llmrec.Recommender(encoder=enc, random_state=seed, towers=spec).fit(
@@ -363,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--data", default=data)
     t.add_argument("--seeds", type=int, nargs="+", default=[0])
     t.add_argument("--parts", nargs="+", default=["warm", "cold"], choices=["warm", "cold"])
+    t.add_argument("--encoders", nargs="+", default=["minilm", "none"], choices=["minilm", "none"])
     t.add_argument("--epochs", type=int, default=0, help="towers epochs (0: auto, early stopping)")
     lat = sub.add_parser("latency")
     lat.add_argument("--items", type=int, default=100_000)

@@ -238,3 +238,16 @@ def test_explain_includes_the_towers_term(served):
     assert "towers" in explanation.text
     assert explanation.score == pytest.approx(float(top.scores[0]), rel=1e-4, abs=1e-4)
     assert sum(explanation.signals.values()) == pytest.approx(explanation.score, rel=1e-4, abs=1e-4)
+
+
+def test_towers_rescore_stage_one_candidates_exactly(data):
+    """Stage 1 has no towers channel; the candidates it finds (few here) carry their
+    exact towers term."""
+    rec = _fit(data, towers=TINY, validation=0.0, regularization=10.0, candidates=1)
+    rec.set_scenario("only_towers", ONLY_TOWERS)
+    for user in (0, 9, 77):
+        f = rec._users["towers"][int(rec._user_map.rows([user], "u")[0])]
+        out = rec.recommend(user, 5, scenario="only_towers")
+        ref = _reference(rec, f, rec._item_map.rows(list(out.ids), "ids"))
+        np.testing.assert_allclose(out.scores, ref, rtol=0, atol=_tolerance(rec, f))
+        assert np.all(np.diff(out.scores) <= 0)

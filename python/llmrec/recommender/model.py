@@ -34,11 +34,13 @@ see bench/RESULTS.md, "Recommender", for the whole ablation; final blend 0.271):
   numpy forward, recomputed by ``update``), item vectors kept with the items (new items:
   text-only vectors at once, used once the item has clicks: like the text interest, the
   term is neutral for items without interactions, whose text-only vectors blurred the
-  cold-item ranking, 0.308 → 0.245), and stage 1 gets a channel over them. Its weight is
-  fitted on the validation slice by towers trained without the held-out items. On
-  MovieLens-100K it lifts the blend (bench/RESULTS.md, "Recommender with towers") at
-  the cost of two towers fits (minutes on 2 cores); ``query=`` does not use the
-  towers' request token (the encoded request stays a signal of its own).
+  cold-item ranking, 0.308 → 0.245). Stage 1 has no towers channel: the towers term
+  re-scores the other channels' candidates exactly (on MovieLens the staged ranking
+  equals the exact full one, and a channel over g would add a 64-dim search per
+  request). Its weight is fitted on the validation slice by towers trained without the
+  held-out items. On MovieLens-100K it lifts the blend (bench/RESULTS.md, "Recommender
+  with towers") at the cost of two towers fits (minutes on 2 cores); ``query=`` does
+  not use the towers' request token (the encoded request stays a signal of its own).
 
 Items without interactions (added with :meth:`Recommender.add_items`) take part in the
 behaviour and query signals only: the direction of their text-predicted factors is
