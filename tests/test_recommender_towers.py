@@ -251,3 +251,13 @@ def test_towers_rescore_stage_one_candidates_exactly(data):
         ref = _reference(rec, f, rec._item_map.rows(list(out.ids), "ids"))
         np.testing.assert_allclose(out.scores, ref, rtol=0, atol=_tolerance(rec, f))
         assert np.all(np.diff(out.scores) <= 0)
+
+
+def test_file_kind_versions(served, data, tmp_path):
+    from llmrec._fileformat import load_arrays
+
+    served.save(tmp_path / "on")
+    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=2)[2] == 2
+    off = _fit(data, validation=0.0, regularization=10.0)
+    off.save(tmp_path / "off")  # without towers: version 1, as before
+    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=1)[2] == 1

@@ -10,8 +10,9 @@ Layout of ``directory``::
                          :mod:`llmrec.towers.persistence`); its item vectors ``G`` and the
                          users' interest vectors ``user_towers`` are in recommender.llmrec
 
-Kind versions: 1 (no towers), 2 (adds the optional towers file, arrays ``G``,
-``user_towers``, ``cov_G``, ``mean_G`` and the setting ``towers``); both load.
+Kind versions: 1 (no towers), 2 (towers on: the towers file, the arrays ``G``,
+``user_towers``, ``cov_G``, ``mean_G`` and the setting ``towers``); a model without towers
+is still written as version 1 (readable by earlier llmrec), and both load.
 
 The directory is built beside the target under a temporary name
 (``.NAME.llmrec-<pid>-<token>.tmp``) and switched into place in one atomic step where
@@ -106,7 +107,8 @@ def save(model: Any, directory: Any) -> None:
             "validation": _jsonable(model.validation_), "id_kinds": [model._user_map.kind, model._item_map.kind]}
 
     def write(folder: Path) -> None:
-        save_arrays(folder / "recommender.llmrec", _KIND, _KIND_VERSION, meta, arrays)
+        version = _KIND_VERSION if snap.towers is not None else 1
+        save_arrays(folder / "recommender.llmrec", _KIND, version, meta, arrays)
         snap.als.save(folder / "als.llmrec")
         if snap.towers is not None:
             from llmrec.towers.persistence import save_towers
