@@ -77,7 +77,8 @@ def fit_weights(signals: Mapping[str, np.ndarray], relevant: np.ndarray, n_relev
 
     ``fixed`` weights are not searched. Returns (weights, validation ndcg@10).
     """
-    weights = {name: DEFAULT_WEIGHTS.get(name, 0.0) for name in signals}
+    # towers (when present) start at 1, like the other personal signals
+    weights = {name: DEFAULT_WEIGHTS.get(name, 1.0 if name == "towers" else 0.0) for name in signals}
     weights["behaviour"] = 1.0
     fixed = dict(fixed or {})
     weights.update({k: v for k, v in fixed.items() if k in weights})
