@@ -173,6 +173,53 @@ def cold(args: argparse.Namespace) -> None:
               f"{t['ndcg']:.4f} | random {r['ndcg']:.4f}", flush=True)
 
 
+def towers(args: argparse.Namespace) -> None:
+    """The Recommender with and without its towers signal (``towers="auto"``): warm
+    ndcg@10 on temporal_split(0.2) with text and with encoder=None, and cold items
+    (cold_item_split(0.2), ranked among cold items), per seed."""
+    interactions, items, _ = load_movielens(args.data)
+    encoder = _encoder()
+    # torch at one thread: on a small, shared machine oversubscribed OpenMP spins.
+    towers_spec = {"num_threads": 1, **({"epochs": args.epochs} if args.epochs else {})}
+    train_df, test_df = temporal_split(interactions, 0.2)
+    users = np.sort(interactions["user_id"].unique())
+    item_index = pd.Index(items["item_id"])
+    train, _, _ = to_csr(train_df, user_index=users, item_index=item_index)
+    test, _, _ = to_csr(test_df, user_index=users, item_index=item_index)
+    binary = (train != 0).astype(np.float32).tocsr()
+    test_users = users[np.diff(test.indptr) > 0]
+    rows = np.flatnonzero(np.diff(test.indptr) > 0)
+    for seed in args.seeds:
+        encoders = [e for name, e in (("minilm", encoder), ("none", None)) if name in args.encoders]
+        for enc in (encoders if "warm" in args.parts else []):
+            for spec in (None, towers_spec):
+                start = time.perf_counter()
+                rec = llmrec.Recommender(encoder=enc, random_state=seed, towers=spec).fit(
+                    train_df, items=items)
+                fit_s = time.perf_counter() - start
+                recommended = np.full((len(users), K), -1, dtype=np.int64)
+                recommended[rows] = _lists(rec, test_users, item_index)
+                m = ranking_metrics(recommended, test, K, train=binary)
+                print(f"warm seed {seed} encoder={'MiniLM' if enc else None} towers={spec}: ndcg@10 "
+                      f"{m['ndcg']:.4f} recall@10 {m['recall']:.4f} (fit {fit_s:.0f} s; weights "
+                      f"{ {k: round(v, 3) for k, v in rec.weights_.items()} })", flush=True)
+        if "cold" not in args.parts:
+            continue
+        c_train, c_test = cold_item_split(interactions, 0.2, random_state=seed)
+        warm = items[items["item_id"].isin(c_train["item_id"].unique())]
+        cold_items = items[~items["item_id"].isin(warm["item_id"])]
+        c_users = np.sort(c_test["user_id"].unique())
+        cold_index = pd.Index(cold_items["item_id"])
+        c_csr, _, _ = to_csr(c_test, user_index=c_users, item_index=cold_index)
+        for spec in (None, towers_spec):
+            rec = llmrec.Recommender(encoder=encoder, random_state=0, towers=spec).fit(c_train, items=warm)
+            rec.add_items(cold_items)
+            out = rec.recommend(list(c_users), K, allow=list(cold_index)).ids
+            m = ranking_metrics(cold_index.get_indexer(out.ravel()).reshape(out.shape), c_csr, K)
+            print(f"cold_item_split(0.2, {seed}) towers={spec}: ndcg@10 {m['ndcg']:.4f} "
+                  f"(weights { {k: round(v, 3) for k, v in rec.weights_.items()} })", flush=True)
+
+
 def cold_feed(args: argparse.Namespace) -> None:
     """New items after their first clicks, two protocols. "shelf": the cold split; the
     earliest ``--feed`` share of the cold items' test interactions goes through
@@ -313,13 +360,20 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--data", default=data)
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     f.add_argument("--feed", type=float, nargs="+", default=[0.01, 0.05, 0.2, 0.5])
+    t = sub.add_parser("towers")
+    t.add_argument("--data", default=data)
+    t.add_argument("--seeds", type=int, nargs="+", default=[0])
+    t.add_argument("--parts", nargs="+", default=["warm", "cold"], choices=["warm", "cold"])
+    t.add_argument("--encoders", nargs="+", default=["minilm", "none"], choices=["minilm", "none"])
+    t.add_argument("--epochs", type=int, default=0, help="towers epochs (0: auto, early stopping)")
     lat = sub.add_parser("latency")
     lat.add_argument("--items", type=int, default=100_000)
     lat.add_argument("--users", type=int, default=20_000)
     lat.add_argument("--repeats", type=int, default=200)
     lat.add_argument("--index", nargs="+", default=["exact", "fp16", "sq8"])
     args = parser.parse_args(argv)
-    {"quality": quality, "cold": cold, "cold-feed": cold_feed, "latency": latency}[args.command](args)
+    {"quality": quality, "cold": cold, "cold-feed": cold_feed, "latency": latency,
+     "towers": towers}[args.command](args)
     return 0
 
 

@@ -47,6 +47,10 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
     if signals.text is not None and items.E is not None:
         parts["text"] = float(scoring.interest_scores(items, signals.text, np.array([[item]]),
                                                       model._geometry.mean_E)[0, 0])
+    if signals.towers is not None and items.G is not None:
+        # neutral (the catalogue mean) for items without interactions, as when ranking
+        g = items.G[item] if items.warm[item] else model._geometry.mean_G
+        parts["towers"] = float(signals.towers[0].astype(np.float64) @ g)
     score = sum(parts.values()) - float(signals.offset[0])
     # Each signal relative to its catalogue mean (in units of its spread, weighted):
     # these terms add up to the score.
@@ -55,8 +59,9 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
     for key, vectors, mean in (("behaviour", signals.behaviour, g.mean_V),
                                ("sequence", signals.sequence, g.mean_Vn),
                                ("transition", signals.transition, g.mean_Q),
-                               ("text", signals.text, g.mean_E)):
-        if vectors is not None and mean is not None:
+                               ("text", signals.text, g.mean_E),
+                               ("towers", signals.towers, g.mean_G)):
+        if vectors is not None and mean is not None and key in parts:
             relative[key] -= float(vectors[0].astype(np.float64) @ mean)
 
     n = len(history)
@@ -85,7 +90,8 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
     labels = {"behaviour": "people with a history like yours chose it",
               "sequence": "it is close to what you interacted with most recently",
               "transition": "people often take it next after your latest items",
-              "text": "its description matches the text of your interests"}
+              "text": "its description matches the text of your interests",
+              "towers": "the sequence model trained on everyone's histories predicts it next"}
     for key in sorted(relative, key=lambda k: -abs(relative[k])):
         if parts[key] != 0:
             lines.append(f"  {relative[key]:+.3f} {key}: {labels[key]}")

@@ -19,18 +19,21 @@ from typing import Any
 
 import numpy as np
 
-SIGNALS = ("behaviour", "sequence", "transition", "text", "query")
+SIGNALS = ("behaviour", "sequence", "transition", "text", "query", "towers")
+# "towers" appears only in the blends of a Recommender with towers (it starts at 1 there
+# and is fitted); blends without it are exactly those of a Recommender without towers.
 DEFAULT_WEIGHTS = {"behaviour": 1.0, "sequence": 1.0, "transition": 1.0, "text": 0.0, "query": 1.0}
 GRIDS = {"sequence": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0),
          "transition": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
-         "text": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)}
+         "text": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2),
+         "towers": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)}
 
 
 def check_weights(weights: Mapping[str, Any], name: str) -> dict[str, float]:
     """Validate a {signal: weight} mapping (missing signals weigh 0)."""
     if not isinstance(weights, Mapping):
         raise TypeError(f"{name} must be a mapping of signal -> weight, got {type(weights).__name__}")
-    out = {s: 0.0 for s in SIGNALS}
+    out = {s: 0.0 for s in SIGNALS if s != "towers"}  # towers: only where given
     for key, value in weights.items():
         if key not in SIGNALS:
             raise ValueError(f"{name} has unknown signal {key!r}; signals are {list(SIGNALS)}")
@@ -74,7 +77,8 @@ def fit_weights(signals: Mapping[str, np.ndarray], relevant: np.ndarray, n_relev
 
     ``fixed`` weights are not searched. Returns (weights, validation ndcg@10).
     """
-    weights = {name: DEFAULT_WEIGHTS.get(name, 0.0) for name in signals}
+    # towers (when present) start at 1, like the other personal signals
+    weights = {name: DEFAULT_WEIGHTS.get(name, 1.0 if name == "towers" else 0.0) for name in signals}
     weights["behaviour"] = 1.0
     fixed = dict(fixed or {})
     weights.update({k: v for k, v in fixed.items() if k in weights})

@@ -28,6 +28,19 @@ see bench/RESULTS.md, "Recommender", for the whole ablation; final blend 0.271):
   encoder runs for free-text requests and new items.
 * **query** — an encoded request, against item text vectors, weighted half the sum of
   the personal weights (scenario "home"), or first (scenario "search").
+* **towers** (opt-in, ``towers=``) — f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
+  (causal transformer over the history; item tower = id embedding + MLP over the text
+  vectors) trained on the histories at fit. User vectors are cached per user (one
+  numpy forward, recomputed by ``update``), item vectors kept with the items (new items:
+  text-only vectors at once, used once the item has clicks: like the text interest, the
+  term is neutral for items without interactions, whose text-only vectors blurred the
+  cold-item ranking, 0.308 → 0.245). Stage 1 has no towers channel: the towers term
+  re-scores the other channels' candidates exactly (on MovieLens the staged ranking
+  equals the exact full one, and a channel over g would add a 64-dim search per
+  request). Its weight is fitted on the validation slice by towers trained without the
+  held-out items. On MovieLens-100K it lifts the blend (bench/RESULTS.md, "Recommender
+  with towers") at the cost of two towers fits (minutes on 2 cores); ``query=`` does
+  not use the towers' request token (the encoded request stays a signal of its own).
 
 Items without interactions (added with :meth:`Recommender.add_items`) take part in the
 behaviour and query signals only: the direction of their text-predicted factors is
@@ -83,12 +96,14 @@ from llmrec.recommender.inputs import event_order, interactions_frame, item_text
 from llmrec.recommender.late_items import LateItems, solve_late_factors
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
+from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
+from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
 from llmrec.recommender.training import fit_als, fit_blend, fit_transitions, unit_factors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
-           "sequence_decay", "candidates", "validation")
+           "sequence_decay", "candidates", "validation", "towers")
 _INDEXES = ("exact", "sq8", "fp16")
 # Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
@@ -149,6 +164,13 @@ class Recommender(Estimator):
     validation : float in [0, 0.5]
         Share of each user's latest interactions held out to fit the blend; 0 skips the
         fit (default weights, regularization 20 when "auto").
+    towers : None, "auto" or dict
+        Adds the signal "towers": f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
+        (the ``text`` extra, torch) trained on the histories and the item text vectors
+        (ids-only without an encoder). "auto" uses its default parameters; a dict
+        overrides some (``random_state`` and ``num_threads`` default to this model's).
+        Trained twice, like ALS: on the validation split (its weight is fitted there,
+        on targets it did not see), then on everything. None (default): off.
 
     Attributes
     ----------
@@ -165,7 +187,7 @@ class Recommender(Estimator):
                  num_threads: int = 0, regularization: Any = "auto", alpha: float = 1.0,
                  iterations: int = 15, prior_strength: float = 1.0, recency: float = 9.0,
                  sequence_decay: float = 0.6, candidates: int = 256,
-                 validation: float = 0.2) -> None:
+                 validation: float = 0.2, towers: Any = None) -> None:
         self.encoder = encoder
         self.factors = factors
         self.index = index
@@ -181,6 +203,7 @@ class Recommender(Estimator):
         self.sequence_decay = sequence_decay
         self.candidates = candidates
         self.validation = validation
+        self.towers = towers
 
     def _settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -196,6 +219,7 @@ class Recommender(Estimator):
             "candidates": check_int(self.candidates, "candidates", minimum=1),
             "validation": _real(self.validation, "validation", 0.0, 0.5),
         }
+        s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
@@ -299,10 +323,13 @@ class Recommender(Estimator):
         als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
                       show_progress=show_progress)
         P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
-        built = self._build_items(s, als, E, P, Q)
-        users = self._user_vectors(built, als, all_histories, profile)
+        towers = None
+        if s["towers"] is not None:
+            towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
+        built = self._build_items(s, als, E, P, Q, towers)
+        users = self._user_vectors(built, als, all_histories, profile, towers=towers)
         self._install(built, als, users, labels,
-                      LateItems(np.flatnonzero(built.warm == 0), TRANSITION_WINDOW))
+                      LateItems(np.flatnonzero(built.warm == 0), TRANSITION_WINDOW), towers)
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.
@@ -321,14 +348,14 @@ class Recommender(Estimator):
         return self
 
     def _install(self, items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
-                 labels: np.ndarray | None, late_items: LateItems) -> None:
+                 labels: np.ndarray | None, late_items: LateItems, towers: Any = None) -> None:
         """Publish the first snapshot of a fitted or loaded model and create its locks
         (the id maps, histories, profile, settings and geometry are set already)."""
         self._late_items = late_items
         self._grams: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()  # one writer at a time (update, add_items, save)
         self._publisher = Publisher(Snapshot(items, als, late_items.fresh_rows, labels, users,
-                                             len(self._user_map)))
+                                             len(self._user_map), towers))
 
     # Read-only views of the current snapshot, for tests, benchmarks and debugging;
     # requests pin one snapshot instead (see :mod:`.snapshot`).
@@ -349,20 +376,21 @@ class Recommender(Estimator):
         return self._publisher.current.labels
 
     def _build_items(self, s: dict[str, Any], als: Any, E: np.ndarray | None, P: np.ndarray,
-                     Q: np.ndarray) -> scoring.Items:
+                     Q: np.ndarray, towers: Any = None) -> scoring.Items:
         V = np.array(als.item_factors_, dtype=np.float32)  # a copy: ALS grows its own rows
         # Items without interactions have only a text-predicted position: its direction is
         # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
         # on MovieLens with it), so they get none (neutral, the catalogue's average).
         Vn = unit_factors(als)
-        self._geometry = scoring.make_geometry(V, Vn, E, Q)
+        G = None if towers is None else np.ascontiguousarray(towers.item_vectors(), dtype=np.float32)
+        self._geometry = scoring.make_geometry(V, Vn, E, Q, G)
         T = scoring.text_coordinates(E, self._geometry)
         index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state)
-        return scoring.make_items(V, Vn, E, T, P, Q, index)
+        return scoring.make_items(V, Vn, E, T, P, Q, index, G=G)
 
     def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],
-                      profile: np.ndarray | None, patch: dict[str, np.ndarray] | None = None
-                      ) -> dict[str, np.ndarray | None]:
+                      profile: np.ndarray | None, patch: dict[str, np.ndarray] | None = None,
+                      towers: Any = None) -> dict[str, np.ndarray | None]:
         """The signal vectors of users with histories ``hist`` (and profile rows). With
         ``patch`` (re-solved item rows not yet published) the history items' unit and
         next-item factors are read from it where it has them."""
@@ -370,10 +398,13 @@ class Recommender(Estimator):
         Vn, P, local = items.Vn, items.P, hist
         if patch is not None:
             Vn, P, local = _patched_rows(items, patch, hist)
-        return {"behaviour": behaviour_vectors(als, hist, len(items.V), s["recency"]),
-                "sequence": sequence_vectors(Vn, local, s["sequence_decay"]),
-                "transition": sequence_vectors(P, local, s["sequence_decay"]),
-                "text": text_vectors(items.E, hist, s["recency"], profile)}
+        out = {"behaviour": behaviour_vectors(als, hist, len(items.V), s["recency"]),
+               "sequence": sequence_vectors(Vn, local, s["sequence_decay"]),
+               "transition": sequence_vectors(P, local, s["sequence_decay"]),
+               "text": text_vectors(items.E, hist, s["recency"], profile)}
+        if towers is not None:  # one forward per user (numpy for a single history)
+            out["towers"] = towers_user_vectors(towers, hist)
+        return out
 
     # ------------------------------------------------------------------ ranking
     def _weights(self, scenario: Any) -> dict[str, float]:
@@ -459,7 +490,7 @@ class Recommender(Estimator):
                                                     allow_rows)
             candidates = np.where(candidates < n_items, candidates, -1)
         ids, top = scoring.rescore(items, signals, candidates, pool, self._geometry.mean_E,
-                                   s["num_threads"])
+                                   s["num_threads"], self._geometry.mean_G)
         if diversity == 0:
             return ids, top
         return self._diversify(items, ids, top, k, diversity)
@@ -578,10 +609,13 @@ class Recommender(Estimator):
     def _vectors_for(self, snap: Snapshot, histories: list[np.ndarray]) -> dict[str, np.ndarray | None]:
         s = self._settings_used
         items = snap.items
-        return {"behaviour": behaviour_vectors(snap.als, histories, len(items.V), s["recency"]),
-                "sequence": sequence_vectors(items.Vn, histories, s["sequence_decay"]),
-                "transition": sequence_vectors(items.P, histories, s["sequence_decay"]),
-                "text": text_vectors(items.E, histories, s["recency"])}
+        out = {"behaviour": behaviour_vectors(snap.als, histories, len(items.V), s["recency"]),
+               "sequence": sequence_vectors(items.Vn, histories, s["sequence_decay"]),
+               "transition": sequence_vectors(items.P, histories, s["sequence_decay"]),
+               "text": text_vectors(items.E, histories, s["recency"])}
+        if snap.towers is not None:
+            out["towers"] = towers_user_vectors(snap.towers, histories)
+        return out
 
     def search(self, query: str, k: int = 10, *, user_id: Any = None) -> Recommendations:
         """Items matching a free-text request; with ``user_id``, blended with that
@@ -651,7 +685,7 @@ class Recommender(Estimator):
                 if self._profile is not None:
                     self._profile = grow_rows(self._profile, n_users)
             profile = None if self._profile is None else self._profile[[user]]
-            fresh = self._user_vectors(snap.items, snap.als, [history], profile, patch)
+            fresh = self._user_vectors(snap.items, snap.als, [history], profile, patch, snap.towers)
             if new_user:
                 added = int(self._user_map.add([user_id], "user_id")[0])
                 assert added == user, "the user map and the published users disagree"
@@ -746,6 +780,9 @@ class Recommender(Estimator):
             index = current.index.added(V_new, T_new, E_new, no_transitions)
             new_rows = {"V": V_new, "Vn": np.zeros_like(V_new), "E": E_new, "T": T_new,
                         "P": no_transitions, "Q": no_transitions}
+            towers = snap.towers
+            if towers is not None:  # text-only tower vectors (zero without text), at once
+                towers, new_rows["G"] = new_item_vectors(towers, E_new, len(ids))
             shared = index.text_vectors()
             grown = {name: (shared if name == "E" and shared is not None
                             else self._append_item_rows(getattr(current, name), rows_))
@@ -760,7 +797,7 @@ class Recommender(Estimator):
             self._late_items.add(rows)
             self._item_map.add(ids, "items.item_id")  # found before published: unknown until then
             self._publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),
-                                                  als=als, labels=labels))
+                                                  als=als, labels=labels, towers=towers))
         return self._item_map.to_ids(rows)
 
     def _check_new_items(self, ids: Any) -> None:

@@ -6,6 +6,13 @@ Layout of ``directory``::
                          user vectors, histories, ids, text vectors; JSON metadata holds
                          the parameters, blend weights, scenarios and encoder spec
     als.llmrec           the ALS model (:meth:`llmrec.ALS.save`)
+    towers.llmrec        only with ``towers`` on: the SequenceTowers (kind "SequenceTowers",
+                         :mod:`llmrec.towers.persistence`); its item vectors ``G`` and the
+                         users' interest vectors ``user_towers`` are in recommender.llmrec
+
+Kind versions: 1 (no towers), 2 (towers on: the towers file, the arrays ``G``,
+``user_towers``, ``cov_G``, ``mean_G`` and the setting ``towers``); a model without towers
+is still written as version 1 (readable by earlier llmrec), and both load.
 
 The directory is built beside the target under a temporary name
 (``.NAME.llmrec-<pid>-<token>.tmp``) and switched into place in one atomic step where
@@ -42,7 +49,7 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.late_items import LateItems
 
 _KIND = "Recommender"
-_KIND_VERSION = 1
+_KIND_VERSION = 2
 
 
 def _id_array(ids: IdMap) -> np.ndarray:
@@ -59,9 +66,9 @@ def _encoder_spec(model: Any) -> str | None:
     return None if name is None else str(name)
 
 
-_FILES = ("recommender.llmrec", "als.llmrec")
+_FILES = ("recommender.llmrec", "als.llmrec", "towers.llmrec")
 # save_arrays' temporaries inside a model directory (left there by a killed save)
-_FILE_TEMPORARY = re.compile(r"\.(recommender|als)\.llmrec\.llmrec-\d+-[0-9a-f]+\.tmp")
+_FILE_TEMPORARY = re.compile(r"\.(recommender|als|towers)\.llmrec\.llmrec-\d+-[0-9a-f]+\.tmp")
 
 
 def save(model: Any, directory: Any) -> None:
@@ -80,11 +87,15 @@ def save(model: Any, directory: Any) -> None:
             arrays[f"user_{name}"] = value[:n_users]
     if items.E is not None:
         arrays["E"] = items.E
+    if items.G is not None:
+        arrays["G"] = items.G
     if model._profile is not None:
         arrays["profile"] = model._profile[:n_users]
     g = model._geometry
     arrays.update({"cov_V": g.cov_V, "cov_Vn": g.cov_Vn, "norm_V": np.array([g.norm_V]),
                    "mean_V": g.mean_V, "mean_Vn": g.mean_Vn, "cov_Q": g.cov_Q, "mean_Q": g.mean_Q})
+    if g.cov_G is not None:
+        arrays.update({"cov_G": g.cov_G, "mean_G": g.mean_G})
     if g.cov_E is not None:
         arrays.update({"cov_E": g.cov_E, "mean_E": g.mean_E, "text_mean": g.text_mean,
                        "text_basis": g.text_basis})
@@ -96,8 +107,13 @@ def save(model: Any, directory: Any) -> None:
             "validation": _jsonable(model.validation_), "id_kinds": [model._user_map.kind, model._item_map.kind]}
 
     def write(folder: Path) -> None:
-        save_arrays(folder / "recommender.llmrec", _KIND, _KIND_VERSION, meta, arrays)
+        version = _KIND_VERSION if snap.towers is not None else 1
+        save_arrays(folder / "recommender.llmrec", _KIND, version, meta, arrays)
         snap.als.save(folder / "als.llmrec")
+        if snap.towers is not None:
+            from llmrec.towers.persistence import save_towers
+
+            save_towers(snap.towers, folder / "towers.llmrec")
 
     write_directory(target, write)
 
@@ -184,7 +200,8 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
     unknown = sorted(set(params) - set(cls._param_names) | ({"encoder"} & set(params)))
     if unknown:
         raise fail(path, f"unknown Recommender parameters {unknown}")
-    settings = meta_value(meta, "settings", path, types=dict)
+    settings = dict(meta_value(meta, "settings", path, types=dict))
+    settings.setdefault("towers", None)  # kind version 1: no towers
     # The settings are what _settings() made of the parameters at fit: checking them with
     # the same code gives the same ranges and types.
     unknown = sorted(set(settings) - set(cls._param_names) | ({"encoder"} & set(settings)))
@@ -265,6 +282,15 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
         raise fail(path, f"array 'hist_indptr' has {len(indptr)} entries, expected at most {n_users + 1}")
     check_csr(path, "histories", indptr, items, len(indptr) - 1, n_items)
     out["hist_indptr"], out["hist_items"] = indptr, items
+    G = out["G"] = array(arrays, "G", path, dtype=np.float32, shape=(n_items, None), required=False,
+                         finite=True)
+    g = None if G is None else G.shape[1]
+    for name, shape, dtype in (("user_towers", (n_users, g), np.float32), ("cov_G", (g, g), np.float64),
+                               ("mean_G", (g,), np.float32)):
+        out[name] = array(arrays, name, path, dtype=dtype, shape=shape, required=G is not None,
+                          finite=True)
+        if out[name] is not None and G is None:
+            raise fail(path, f"array {name!r} given without item tower vectors 'G'")
     out["labels"] = array(arrays, "labels", path, dtype="U", shape=(n_items,), required=False)
     return out
 
@@ -288,6 +314,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
         raise fail(directory / "als.llmrec", f"the ALS model ({als.n_users_} users, {als.n_items_} items, "
                    f"{als.item_factors_.shape[1]} factors) does not match the Recommender "
                    f"({len(arrays['user_ids'])} users, {n_items} items, {f} factors)")
+    towers = _load_towers(directory, meta["settings"], arrays, n_items)
     spec = meta["encoder"] if isinstance(encoder, str) and encoder == "saved" else encoder
     model = cls(encoder=spec, **meta["params"])
     model._settings_used = meta["settings"]
@@ -309,15 +336,44 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model._geometry = scoring.Geometry(arrays["cov_V"], arrays["cov_Vn"], arrays["cov_E"],
                                        float(arrays["norm_V"][0]), arrays["mean_V"], arrays["mean_Vn"],
                                        arrays["mean_E"], arrays["text_mean"],
-                                       arrays["text_basis"], arrays["cov_Q"], arrays["mean_Q"])
+                                       arrays["text_basis"], arrays["cov_Q"], arrays["mean_Q"],
+                                       arrays["cov_G"], arrays["mean_G"])
     P, Q = np.ascontiguousarray(arrays["P"]), np.ascontiguousarray(arrays["Q"])
     T = scoring.text_coordinates(E, model._geometry)
     s = model._settings_used
     index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state)
     users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
-    model._install(scoring.make_items(V, Vn, E, T, P, Q, index), als, users, labels, late_items)
+    G = arrays["G"]
+    if G is not None:
+        users["towers"] = arrays["user_towers"]
+        G = np.ascontiguousarray(G)
+    model._install(scoring.make_items(V, Vn, E, T, P, Q, index, G=G), als, users, labels, late_items,
+                   towers)
     model.scenarios_ = meta["scenarios"]
     model.weights_ = model.scenarios_["home"]
     model.regularization_ = meta["regularization"]
     model.validation_ = meta["validation"]
     return model
+
+
+def _load_towers(directory: Path, settings: dict[str, Any], arrays: dict[str, Any], n_items: int) -> Any:
+    """The towers file, present exactly when the settings have towers on, consistent
+    with the Recommender's arrays (raises FormatError)."""
+    path = directory / "towers.llmrec"
+    on = settings.get("towers") is not None
+    if on != path.exists() or on != (arrays["G"] is not None):
+        raise fail(directory, "the towers setting, the file towers.llmrec and the array 'G' "
+                   "disagree (all or none must be present)")
+    if not on:
+        return None
+    from llmrec.towers import SequenceTowers
+    from llmrec.towers.persistence import load_towers
+
+    towers = load_towers(SequenceTowers, path, encoder=None, verify=True)
+    dim = int(towers.module_.user.norm.normalized_shape[0])
+    text = towers.text_dim_ > 0
+    if (arrays["G"].shape[1] != dim or towers.n_items_ > n_items
+            or (text and towers.n_items_ != n_items)):
+        raise fail(path, f"the towers ({towers.n_items_} items, {dim} dims) do not match the "
+                   f"Recommender ({n_items} items, {arrays['G'].shape[1]}-dim tower vectors)")
+    return towers

@@ -48,14 +48,16 @@ class Items(NamedTuple):
     Q: np.ndarray                 # next-item "to" factors (n, ft): a candidate's side
     index: Any                    # stage 1: a Stage1 (behaviour, interest and request channels)
     warm: np.ndarray              # (n,) uint8: 1 for items with interactions (non-zero Vn)
+    G: np.ndarray | None = None   # item tower vectors (n, dim) (towers on), else None
 
 
 def make_items(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None, T: np.ndarray | None,
-               P: np.ndarray, Q: np.ndarray, index: Any, warm: np.ndarray | None = None) -> Items:
+               P: np.ndarray, Q: np.ndarray, index: Any, warm: np.ndarray | None = None,
+               G: np.ndarray | None = None) -> Items:
     """Items; ``warm`` is derived from Vn when not given."""
     if warm is None:
         warm = np.any(Vn != 0, axis=1).astype(np.uint8)
-    return Items(V, Vn, E, T, P, Q, index, warm)
+    return Items(V, Vn, E, T, P, Q, index, warm, G)
 
 
 class Geometry(NamedTuple):
@@ -72,26 +74,30 @@ class Geometry(NamedTuple):
     text_basis: np.ndarray | None  # (d, p) orthonormal PCA directions
     cov_Q: np.ndarray              # next-item factors
     mean_Q: np.ndarray
+    cov_G: np.ndarray | None = None  # item tower vectors (towers on)
+    mean_G: np.ndarray | None = None
 
 
 def _mean(matrix: np.ndarray) -> np.ndarray:
     return matrix.astype(np.float64).mean(axis=0).astype(np.float32)
 
 
-def make_geometry(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None, Q: np.ndarray) -> Geometry:
+def make_geometry(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None, Q: np.ndarray,
+                  G: np.ndarray | None = None) -> Geometry:
     norm = float(np.linalg.norm(V, axis=1).mean()) or 1.0
     means = (_mean(V), _mean(Vn))
     transition = (covariance(Q), _mean(Q))
+    towers = (None, None) if G is None else (covariance(G), _mean(G))
     if E is None:
         return Geometry(covariance(V), covariance(Vn), None, norm, *means, None, None, None,
-                        *transition)
+                        *transition, *towers)
     cov_E = covariance(E)
     p = min(TEXT_PCA_DIMS, E.shape[1])
     eigenvalues, eigenvectors = np.linalg.eigh(cov_E)
     basis = eigenvectors[:, ::-1][:, :p].astype(np.float32)
     mean_E = E.astype(np.float64).mean(axis=0).astype(np.float32)
     return Geometry(covariance(V), covariance(Vn), cov_E, norm, *means, mean_E, mean_E, basis,
-                    *transition)
+                    *transition, *towers)
 
 
 def text_coordinates(E: np.ndarray | None, geometry: Geometry) -> np.ndarray | None:
@@ -237,10 +243,11 @@ class Signals(NamedTuple):
     request: np.ndarray | None     # against E of every item (a free-text request)
     transition: np.ndarray | None  # against Q
     offset: np.ndarray             # (n,) the blend's catalogue mean, subtracted from scores
+    towers: np.ndarray | None = None  # against G (item tower vectors)
 
 
 def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=None, sequence=None,
-                 text=None, transition=None, query=None) -> Signals:
+                 text=None, transition=None, query=None, towers=None) -> Signals:
     """Weighted, spread-normalised query vectors from raw signal vectors (None = absent)."""
     text_weight: Any = weights["text"]
     if text is not None:
@@ -265,11 +272,13 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=Non
     t = term(text, text_weight, geometry.cov_E, geometry.mean_E)
     q = term(query, weights["query"], geometry.cov_E, geometry.mean_E)
     r = term(transition, weights.get("transition", 0.0), geometry.cov_Q, geometry.mean_Q)
-    return Signals(b, s, t, q, r, offset.astype(np.float32))
+    g = term(towers, weights.get("towers", 0.0), geometry.cov_G, geometry.mean_G)
+    return Signals(b, s, t, q, r, offset.astype(np.float32), g)
 
 
 def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
-            mean_E: np.ndarray | None, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+            mean_E: np.ndarray | None, num_threads: int = 0, mean_G: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Blended scores of the candidate ids (n, C; -1 = none) computed exactly, natively, and
     the best k per row: descending score, ties by smaller id, -1/-inf padding."""
     matrices, queries, applies, fallbacks = [], [], [], []
@@ -286,6 +295,15 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         queries.append(interest)
         applies.append(items.warm)  # see interest_scores: items without interactions are neutral
         fallbacks.append((interest.astype(np.float64) @ mean_E).astype(np.float32))
+    if signals.towers is not None and items.G is not None:
+        # Like the text interest, neutral for items without interactions: their text-only
+        # tower vectors blurred the cold-item ranking (MovieLens cold_item_split(0.2), seed
+        # 0, among cold items: ndcg@10 0.308 → 0.245 with them).
+        towers = np.ascontiguousarray(signals.towers, dtype=np.float32)
+        matrices.append(items.G)
+        queries.append(towers)
+        applies.append(items.warm)
+        fallbacks.append((towers.astype(np.float64) @ mean_G).astype(np.float32))
     n = len(candidates)
     if not matrices:  # no signal at all: every candidate scores 0 − offset
         matrices, queries = [items.V], [np.zeros((n, items.V.shape[1]), dtype=np.float32)]

@@ -37,6 +37,7 @@ class Snapshot(NamedTuple):
     labels: np.ndarray | None     # item titles (explanations)
     users: dict[str, np.ndarray | None]  # per-user signal rows (n_users or more rows)
     n_users: int                  # users known to this snapshot (rows beyond are not theirs)
+    towers: Any = None            # fitted SequenceTowers knowing this catalogue (towers on)
 
     @property
     def n_items(self) -> int:

@@ -11,6 +11,7 @@ from llmrec.index import ExactIndex
 from llmrec.recommender import scoring
 from llmrec.recommender.fusion import DEFAULT_WEIGHTS, fit_weights
 from llmrec.recommender.history import Histories, transitions, weighted_rows
+from llmrec.recommender.towers_signal import fit_towers, user_vectors as towers_user_vectors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
 
 REGULARIZATION_GRID = (5.0, 10.0, 20.0, 40.0)
@@ -72,6 +73,8 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         weights["text"] = weights["query"] = 0.0
     if "text_weight" in s:
         weights["text"] = s["text_weight"]
+    if s.get("towers") is not None:
+        weights["towers"] = 1.0
     fallback = s.get("regularization", 20.0)
     n_users = len(histories)
     lengths = np.array([len(histories.get(u)) for u in range(n_users)])
@@ -95,6 +98,12 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
     if "text_weight" in s or E is None:
         fixed["text"] = weights["text"]
     report: dict[str, Any] = {"users": len(val_users), "ndcg": {}}
+    towers_raw = None
+    if s.get("towers") is not None:
+        # Trained without the held-out items: its weight is fitted on targets it never saw.
+        towers = fit_towers(s["towers"], train_h, n_items, E)
+        towers_raw = (towers_user_vectors(towers, hist), towers.item_vectors())
+        report["towers_best_epoch"] = int(towers.best_epoch_)
     best = (-1.0, weights, fallback)
     for regularization in grid:
         als = fit_als(s, regularization, train_h, n_items, E, random_state)
@@ -106,6 +115,8 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         if E is not None:
             raw["text"] = (text_vectors(E, hist, s["recency"],
                                         None if profile is None else profile[val_users]), E)
+        if towers_raw is not None:
+            raw["towers"] = towers_raw
         signals, relevant, n_relevant = validation_matrices(
             raw, hist, [held[u] for u in val_users], n_items, s["num_threads"],
             cold=~np.any(Vn != 0, axis=1))
@@ -149,7 +160,7 @@ def validation_matrices(raw: dict[str, tuple[np.ndarray, np.ndarray]], hist: lis
                 scores[part] = np.einsum("ucd,ud->uc", matrix[safe[part]], vectors[part])
         mean = (vectors.astype(np.float64) @ matrix.mean(axis=0))[:, None]
         scores = (scores - mean) / np.where(sigma > 1e-12, sigma, 1.0)[:, None]
-        if name == "text":
+        if name in ("text", "towers"):  # neutral for items without interactions, as served
             scores[cold[safe]] = 0.0
         signals[name] = scores.astype(np.float32)
     if n_items <= FULL_RANKING_ITEMS:

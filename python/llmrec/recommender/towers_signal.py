@@ -1,0 +1,100 @@
+"""The "towers" signal: f_u · g_i of :class:`llmrec.towers.SequenceTowers` trained on the
+Recommender's histories (and its item text vectors, so nothing is encoded twice).
+
+The Recommender keeps the item vectors g (one row per item, in the snapshot's items)
+and one interest vector f_u per user (in the snapshot's users, recomputed by
+``update``); a visitor's vector (``recommend_for_history``) is one numpy forward. Items
+added later get their text-only vector at once (zero without text). The towers are
+trained twice, like ALS: on the validation split's training part, so the blend weight
+is fitted on targets the towers never saw, and on everything for serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+# Besides SequenceTowers' parameters, the towers dict may give fit's ``epochs`` (int or
+# "auto", the default: early stopping on the towers' own held-out users).
+_FIT_OPTIONS = ("epochs",)
+
+
+def check_towers(spec: Any, random_state: Any, num_threads: int) -> dict[str, Any] | None:
+    """The SequenceTowers parameters of ``towers`` (None, "auto" or a dict), checked;
+    None when off. ``random_state``/``num_threads`` default to the Recommender's."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec != "auto":
+            raise ValueError(f"towers must be None, 'auto' or a dict of SequenceTowers "
+                             f"parameters, got {spec!r}")
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"towers must be None, 'auto' or a dict of SequenceTowers parameters, "
+                        f"got {type(spec).__name__}")
+    from llmrec.towers import SequenceTowers
+
+    unknown = sorted(set(spec) - set(SequenceTowers._param_names) - set(_FIT_OPTIONS))
+    if unknown:
+        raise ValueError(f"towers has unknown SequenceTowers parameters {unknown}; "
+                         f"valid: {list(SequenceTowers._param_names)}")
+    params = dict(spec)
+    params.setdefault("random_state", 0 if random_state is None else int(random_state))
+    params.setdefault("num_threads", num_threads)
+    epochs = params.get("epochs", "auto")
+    if epochs != "auto" and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"towers['epochs'] must be an int >= 1 or 'auto', got {epochs!r}")
+    try:
+        SequenceTowers(**{k: v for k, v in params.items() if k not in _FIT_OPTIONS})._settings()
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"towers: {error}") from None
+    return params
+
+
+def fit_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int,
+               E: np.ndarray | None, show_progress: bool = False) -> Any:
+    """SequenceTowers fitted on ``histories``; with text vectors ``E`` unless the
+    parameters say ``text=None`` (without ``E`` the towers are ids-only)."""
+    from llmrec.towers import SequenceTowers
+
+    params = dict(params)
+    epochs = params.pop("epochs", "auto")
+    if E is None:
+        params["text"] = None
+    towers = SequenceTowers(**params)
+    fit = dict(encoder=None, epochs=epochs, show_progress=show_progress)
+    if towers.text is None:
+        return towers.fit(histories, n_items=n_items, **fit)
+    return towers.fit(histories, item_text_vectors=E, **fit)
+
+
+def user_vectors(towers: Any, histories: list[np.ndarray]) -> np.ndarray:
+    """f_u per history (float32); zero for an empty history (no signal, as the other
+    personal signals). Items the towers do not know (added without text to an ids-only
+    model) are skipped."""
+    dim = int(towers.module_.user.norm.normalized_shape[0])
+    out = np.zeros((len(histories), dim), dtype=np.float32)
+    known = [np.asarray(h, dtype=np.int64) for h in histories]
+    known = [h[h < towers.n_items_] for h in known]
+    rows = [r for r, h in enumerate(known) if len(h)]
+    if rows:
+        out[rows] = towers.user_vectors([known[r] for r in rows])
+    return out
+
+
+def new_item_vectors(towers: Any, E_new: np.ndarray | None, count: int) -> tuple[Any, np.ndarray]:
+    """(towers that know the new items, their g rows): text-only vectors, or zero rows
+    (and the towers unchanged) without text. The towers given are not modified."""
+    from llmrec.recommender.snapshot import fork
+
+    dim = int(towers.module_.user.norm.normalized_shape[0])
+    if E_new is None or towers.text_dim_ == 0:
+        return towers, np.zeros((count, dim), dtype=np.float32)
+    grown = fork(towers)  # add_items rebinds its arrays: requests holding the old one go on
+    grown.add_items(text_vectors=E_new)
+    return grown, np.ascontiguousarray(grown.item_vectors(np.arange(grown.n_items_ - count, grown.n_items_)))
+
+
+__all__ = ["check_towers", "fit_towers", "new_item_vectors", "user_vectors"]
