@@ -26,22 +26,18 @@ def reference_topk(scores, k, qualifies=None):
     return ids
 
 
-def assert_topk_matches(ids, scores, ref_scores, k, qualifies=None, *, tol=None, rtol=None):
+def assert_topk_matches(ids, scores, ref_scores, k, qualifies=None, *, tol):
     """Check a search result against the float64 reference.
 
     ``tol``: the absolute rounding bound of each score, an array (nq, n) like
     ``ref_scores`` or a scalar — e.g. tolerances.score_tolerance(items, queries, metric).
     Scores must equal the reference within their bound; ids must be the reference's,
     except that two items whose reference scores lie within the sum of their bounds may
-    swap; padding must be exactly where fewer than k qualify. (``rtol``, relative to the
-    row's largest magnitude, is kept for callers that have not derived a bound yet.)
+    swap; padding must be exactly where fewer than k qualify.
     """
     ids = np.atleast_2d(ids)
     scores = np.atleast_2d(scores)
     ref_scores = np.atleast_2d(ref_scores)
-    if tol is None:
-        rtol = 1e-4 if rtol is None else rtol
-        tol = rtol * np.maximum(1.0, np.abs(ref_scores).max(axis=1, keepdims=True))
     tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), ref_scores.shape)
     expected = reference_topk(ref_scores, k, qualifies)
     assert ids.shape == scores.shape == expected.shape
