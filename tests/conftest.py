@@ -13,6 +13,19 @@ from llmrec import _core
 SIMD_LEVELS = list(_core.supported_simd_levels())
 
 
+@pytest.fixture(autouse=True)
+def _simd_level_restored():
+    """Every test leaves the process at the SIMD level it found (LLMREC_SIMD may have
+    lowered it): a leak would run the rest of the suite, and the workers it spawns, at
+    different levels from each other."""
+    before = _core.active_simd_level()
+    yield
+    after = _core.active_simd_level()
+    if after != before:
+        _core.set_simd_level(before)
+        pytest.fail(f"the test left the SIMD level at {after}, it found {before}")
+
+
 @pytest.fixture(params=SIMD_LEVELS)
 def simd_level(request):
     """Run the test once per supported SIMD level, restoring the default afterwards."""

@@ -37,10 +37,13 @@ def test_levels_agree_with_scalar(rng):
     items, queries = _data(rng, 20_000, 61, 11)
     index = ExactIndex(items)
     results = {}
-    for level in llmrec.build_info()["simd_supported"]:
-        llmrec._core.set_simd_level(level)
-        results[level] = index.search(queries, k=20)
-    llmrec._core.set_simd_level(llmrec.build_info()["simd_supported"][-1])
+    previous = llmrec._core.active_simd_level()
+    try:
+        for level in llmrec.build_info()["simd_supported"]:
+            llmrec._core.set_simd_level(level)
+            results[level] = index.search(queries, k=20)
+    finally:  # the level the process ran at (LLMREC_SIMD may have lowered it), not the best
+        llmrec._core.set_simd_level(previous)
     ref, bound = reference_scores(items, queries), score_tolerance(items, queries)
     ids0, scores0 = results["scalar"]
     for level, (ids, scores) in results.items():
