@@ -17,5 +17,5 @@ from fuzz import known  # noqa: E402
 def test_reproducer_stays_fixed(case_id):
     outcome = known.run(case_id)
     if outcome.startswith("SKIPPED"):
-        pytest.skip(outcome)  # seen only under the sanitizer build (tests/sanitize.sh runs it)
+        pytest.skip(outcome)  # e.g. a case only the sanitizer build (tests/sanitize.sh) can see
     assert outcome.startswith("FIXED"), f"{case_id} ({known.CASES[case_id][1]}): {outcome}"
