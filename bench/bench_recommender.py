@@ -60,14 +60,20 @@ def _encoder() -> llmrec.TextEncoder:
     return llmrec.TextEncoder("default", cache_dir=CACHE)
 
 
-def quality(args: argparse.Namespace) -> None:
-    interactions, items, _ = load_movielens(args.data)
+def _temporal(interactions: pd.DataFrame, items: pd.DataFrame):
+    """temporal_split(0.2) and its matrices over every user and item: (train frame, test
+    frame, user ids, item index, binary train CSR, test CSR)."""
     train_df, test_df = temporal_split(interactions, 0.2)
     users = np.sort(interactions["user_id"].unique())
     item_index = pd.Index(items["item_id"])
     train, _, _ = to_csr(train_df, user_index=users, item_index=item_index)
     test, _, _ = to_csr(test_df, user_index=users, item_index=item_index)
-    binary = (train != 0).astype(np.float32).tocsr()
+    return train_df, test_df, users, item_index, (train != 0).astype(np.float32).tocsr(), test
+
+
+def quality(args: argparse.Namespace) -> None:
+    interactions, items, _ = load_movielens(args.data)
+    train_df, test_df, users, item_index, binary, test = _temporal(interactions, items)
     print(f"MovieLens-100K: {len(users)} users, {len(item_index)} items, temporal_split(0.2)")
     results = []
     results.append(_line("popularity", evaluate(Popularity().fit(binary), binary, test)))
@@ -181,12 +187,7 @@ def towers(args: argparse.Namespace) -> None:
     encoder = _encoder()
     # torch at one thread: on a small, shared machine oversubscribed OpenMP spins.
     towers_spec = {"num_threads": 1, **({"epochs": args.epochs} if args.epochs else {})}
-    train_df, test_df = temporal_split(interactions, 0.2)
-    users = np.sort(interactions["user_id"].unique())
-    item_index = pd.Index(items["item_id"])
-    train, _, _ = to_csr(train_df, user_index=users, item_index=item_index)
-    test, _, _ = to_csr(test_df, user_index=users, item_index=item_index)
-    binary = (train != 0).astype(np.float32).tocsr()
+    train_df, test_df, users, item_index, binary, test = _temporal(interactions, items)
     test_users = users[np.diff(test.indptr) > 0]
     rows = np.flatnonzero(np.diff(test.indptr) > 0)
     for seed in args.seeds:

@@ -187,22 +187,22 @@ def _use_index(g: G, index: Any, where: str) -> None:
         index.add(q)
 
 
-def exact_index_file(g: G) -> None:
+def _index_file(g: G, kind: str, save: Any) -> None:
+    """Save an index of class ``kind`` with ``save``, damage the file, load it, use it."""
     import llmrec
-    path = _fresh("exact.llmrec")
-    _save_exact(g, path)
-    damage(g, path, "ExactIndex")
-    index = llmrec.ExactIndex.load(path, mmap=g.chance(0.3), verify=g.chance(0.7))
-    _use_index(g, index, "loaded ExactIndex.search")
+    path = _fresh(f"{kind}.llmrec")
+    save(g, path)
+    damage(g, path, kind)
+    index = getattr(llmrec, kind).load(path, mmap=g.chance(0.3), verify=g.chance(0.7))
+    _use_index(g, index, f"loaded {kind}.search")
+
+
+def exact_index_file(g: G) -> None:
+    _index_file(g, "ExactIndex", _save_exact)
 
 
 def quantized_index_file(g: G) -> None:
-    import llmrec
-    path = _fresh("quantized.llmrec")
-    _save_quantized(g, path)
-    damage(g, path, "QuantizedIndex")
-    index = llmrec.QuantizedIndex.load(path, mmap=g.chance(0.3), verify=g.chance(0.7))
-    _use_index(g, index, "loaded QuantizedIndex.search")
+    _index_file(g, "QuantizedIndex", _save_quantized)
 
 
 def als_file(g: G) -> None:
