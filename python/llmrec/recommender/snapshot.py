@@ -41,6 +41,7 @@ class Snapshot(NamedTuple):
 
     @property
     def n_items(self) -> int:
+        """Items in this snapshot's catalogue (rows beyond belong to later ones)."""
         return len(self.items.V)
 
 
@@ -67,6 +68,7 @@ class Publisher:
                 self.readers -= 1
 
     def publish(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` the one that requests starting from now will pin."""
         with self.lock:
             self.current = snapshot
 

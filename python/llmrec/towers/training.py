@@ -122,6 +122,8 @@ class TrainData:
 
 @dataclass
 class Settings:
+    """The checked training settings of one fit (from the estimator's parameters)."""
+
     max_history: int
     batch_size: int
     lr: float
