@@ -9,11 +9,15 @@
 
 #include "llmrec/simd.hpp"
 #include "llmrec/thread_pool.hpp"
+#include "common.hpp"
 
 namespace py = pybind11;
 using llmrec::simd::Level;
 
 void register_runtime(py::module_& m) {
+  // The caps the native entry points apply, read by the Python checks (one source).
+  m.attr("MAX_THREADS") = llmrec::kMaxThreads;
+  m.attr("MAX_PADDED_K") = llmrec::bindings::kMaxPaddedK;
   m.def("compiled_simd_levels", [] {
     std::vector<std::string> names;
     for (Level l : llmrec::simd::compiled_levels()) names.emplace_back(llmrec::simd::level_name(l));

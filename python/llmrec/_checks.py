@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from llmrec import _core
+
 
 # The largest value an integer argument that reaches numpy as an int64 may take.
 INT64_MAX = 2**63 - 1
@@ -181,7 +183,7 @@ def allow_to_native(allow: Any, n: int) -> tuple[np.ndarray | None, np.ndarray |
 # Thread counts are capped so that no product of a thread count (task grids, scratch per
 # thread) can wrap: 1024 is far above the core count of any machine this library
 # targets, and the native core applies the same cap (llmrec::kMaxThreads) to direct calls.
-MAX_THREADS = 1024
+MAX_THREADS: int = _core.MAX_THREADS
 
 
 def check_threads(value: Any, name: str = "num_threads") -> int:
@@ -254,7 +256,7 @@ def check_vector_norms(array: np.ndarray, name: str) -> None:
 # Results are k columns wide, padded with -1/-inf where fewer items qualify; k may exceed
 # the catalogue (a caller's fixed k on a small index) but not both it and this, so that a
 # careless k (2**27 on 300 items: 1.5 GB of padding) cannot allocate without bound.
-MAX_PADDED_K = 1024
+MAX_PADDED_K: int = _core.MAX_PADDED_K
 
 
 def check_k(k: Any, n_items: int, name: str = "k") -> int:
