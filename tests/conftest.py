@@ -51,6 +51,12 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "every_simd_level: parametrized by the simd_level fixture, so it sets each "
         "level itself whatever LLMREC_SIMD says")
+    config.addinivalue_line(
+        "markers", "ray: starts a local Ray cluster on loopback (skips without the [ray] extra)")
+    config.addinivalue_line(
+        "markers", "serve: starts the HTTP server on 127.0.0.1 (skips without the [serve] extra)")
+    config.addinivalue_line(
+        "markers", "browser: drives headless Chromium against a test server (skips without it)")
 
 
 def pytest_collection_modifyitems(config, items):
