@@ -76,9 +76,11 @@ def install(app: FastAPI) -> None:
         problems = [{"field": _location(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
                     for e in error.errors()]
         first = problems[0] if problems else {"field": None, "message": "invalid request"}
-        if first["message"].startswith("JSON decode error") or any(
-                e.get("type") == "json_invalid" for e in error.errors()):
+        if any(e.get("type") == "json_invalid" for e in error.errors()):
             first = {"field": "body", "message": "the body is not valid JSON"}
+        elif any(tuple(e.get("loc", ())) == ("body",) and isinstance(e.get("input"), (bytes, str))
+                 for e in error.errors()):
+            first = {"field": "body", "message": "send a JSON object with Content-Type: application/json"}
         return error_response(422, f"{first['field']}: {first['message']}", first["field"],
                               errors=problems[:20])
 
