@@ -8,6 +8,7 @@ lets writes and reloads stay consistent for every request.
 
 from __future__ import annotations
 
+import json
 import logging
 from importlib import resources
 from pathlib import Path
@@ -57,12 +58,16 @@ def _protected(method: str, path: str) -> bool:
     return path in ADMIN_PATHS or (path in WRITE_PATHS and method in ("POST", "DELETE", "PUT", "PATCH"))
 
 
-def _results(model: Any, result: Any) -> dict[str, Any]:
+def _results(model: Any, result: Any) -> Response:
+    """The body of a ranking, serialised here: the hot path skips FastAPI's response
+    validation (the response model documents it)."""
     ids, scores = np.asarray(result.ids), np.asarray(result.scores)
     valid = np.isfinite(scores)
     items = ids[valid].tolist()
-    return {"items": items, "scores": scores[valid].astype(float).tolist(),
+    body = {"items": items, "scores": scores[valid].astype(float).tolist(),
             "labels": introspect.labels(model, items)}
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+                    media_type="application/json")
 
 
 def create_app(directory: Any = None, *, api_key: str | None = None, encoder: Any = "saved",
@@ -88,7 +93,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
     install_errors(app)
 
     @app.post("/recommend", response_model=Recommendations, tags=["read"])
-    def recommend(body: RecommendRequest) -> dict[str, Any]:
+    def recommend(body: RecommendRequest) -> Response:
         """Top-k for a known user: `query` shifts the ranking toward a request in words,
         `diversity` re-ranks (MMR), `allow` restricts to given items."""
         model = holder.model
@@ -99,7 +104,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
             return _results(model, result)
 
     @app.post("/recommend/history", response_model=Recommendations, tags=["read"])
-    def recommend_history(body: HistoryRequest) -> dict[str, Any]:
+    def recommend_history(body: HistoryRequest) -> Response:
         """Top-k for a visitor from their clicks (oldest first); nothing is stored. An
         empty history needs a `query`."""
         model = holder.model
@@ -110,14 +115,14 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
             return _results(model, result)
 
     @app.post("/search", response_model=Recommendations, tags=["read"])
-    def search(body: SearchRequest) -> dict[str, Any]:
+    def search(body: SearchRequest) -> Response:
         """Items matching a request in words (blended with `user_id`'s taste when given)."""
         model = holder.model
         with library_errors(_READ_FIELDS):
             return _results(model, model.search(body.query, k=body.k, user_id=body.user_id))
 
     @app.post("/similar", response_model=Recommendations, tags=["read"])
-    def similar(body: SimilarRequest) -> dict[str, Any]:
+    def similar(body: SimilarRequest) -> Response:
         """Items most like `item_id`."""
         model = holder.model
         with library_errors({**_READ_FIELDS, "item_ids": "item_id"}):
