@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         (model_dir / "writes.jsonl").unlink(missing_ok=True)  # each run starts from the saved model
         key_file = Path(tmp) / "key"
         key_file.write_text(KEY)
+        key_file.chmod(0o600)
         script = [sys.executable, str(Path(__file__).resolve()), "--model-dir", str(model_dir),
                   "--users", str(args.users), "--items", str(args.items)]
         pin = lambda: os.sched_setaffinity(0, server_cores)  # noqa: E731

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 
 import numpy as np
@@ -328,3 +329,21 @@ def test_cli_help_names_every_option():
     for option in ("--host", "--port", "--workers", "--api-key-file", "MODEL_DIR"):
         assert option in out
     assert out.count("(default") >= 3
+
+
+def test_a_write_the_log_cannot_take_is_undone(client, fitted, monkeypatch):
+    users, items = _users_items(fitted)
+    holder = client.app.state.holder
+    before = _history(holder.model, users[3])
+
+    def full(record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(holder.journal, "append", full)
+    got = client.post("/events", json={"user_id": users[3], "items": items[:2]}, headers=AUTH)
+    assert got.status_code == 503 and "No space left" in got.json()["error"]
+    deadline = time.monotonic() + 60
+    while holder.version < 2:  # the reload that undoes it
+        assert time.monotonic() < deadline, "the failed write was not undone"
+        time.sleep(0.05)
+    assert _history(holder.model, users[3]) == before

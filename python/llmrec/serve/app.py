@@ -148,6 +148,9 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
             raise ApiError(409, str(error)) from None
         except NotImplementedError as error:
             raise ApiError(501, str(error)) from None
+        except OSError as error:  # the log could not take it: undone by a reload (holder.write)
+            raise ApiError(503, f"the write could not be logged ({error.strerror or error}) and is "
+                           "being undone; try again later") from None
         metrics.writes.labels(record["op"]).inc()
         return {"applied": record["op"], "count": count, "log_records": holder.journal.records}
 
