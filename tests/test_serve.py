@@ -347,3 +347,20 @@ def test_a_write_the_log_cannot_take_is_undone(client, fitted, monkeypatch):
         assert time.monotonic() < deadline, "the failed write was not undone"
         time.sleep(0.05)
     assert _history(holder.model, users[3]) == before
+
+
+def test_cli_refuses_a_missing_model_or_a_bad_key_file(tmp_path, model_dir):
+    for args in ([str(tmp_path / "nothing")],
+                 [str(model_dir), "--api-key-file", str(tmp_path / "absent")],
+                 [str(model_dir), "--api-key-file", str(_short_key(tmp_path))],
+                 [str(model_dir), "--workers", "0"]):
+        done = subprocess.run([sys.executable, "-m", "llmrec", "serve", *args], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.strip()
+
+
+def _short_key(tmp_path):
+    path = tmp_path / "short-key"
+    path.write_text("abc\n")
+    return path

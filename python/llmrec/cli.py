@@ -140,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.workers is not None and args.workers < 1:
             parser.error("--workers must be at least 1")
-        return serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
-                     api_key_file=args.api_key_file)
+        try:
+            return serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
+                         api_key_file=args.api_key_file)
+        except (OSError, ValueError) as error:  # no model there, a damaged one, a bad key file
+            parser.exit(2, f"llmrec serve: {error}\n")
     if args.command == "evaluate":
         return evaluate(args.data, args.split, args.k, args.encoder, args.seed)
     return ranker(args.items, args.dim, args.queries, args.k, args.seed)
