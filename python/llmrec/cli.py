@@ -3,7 +3,8 @@
 * ``llmrec demo`` — the main job (:mod:`llmrec.demo`): fit, compare, recommend;
 * ``llmrec evaluate --data DIR`` — the same comparison on MovieLens files;
 * ``llmrec ranker`` — the exact SIMD ranker on generated data, checked against numpy;
-* ``llmrec info`` — build information as JSON.
+* ``llmrec info`` — build information as JSON;
+* ``llmrec serve MODEL_DIR`` — a saved Recommender behind HTTP (:mod:`llmrec.serve`).
 """
 
 from __future__ import annotations
@@ -113,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     p_rank.add_argument("-k", type=int, default=10)
     p_rank.add_argument("--seed", type=int, default=0)
     sub.add_parser("info", help="print build information as JSON")
+    p_serve = sub.add_parser("serve", help="serve a saved Recommender over HTTP (extra [serve])")
+    p_serve.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by Recommender.save")
+    p_serve.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (default 127.0.0.1: this machine only)")
+    p_serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p_serve.add_argument("--workers", type=int, default=None,
+                         help="requests served at once, on threads of one process (default 40)")
+    p_serve.add_argument("--api-key-file", default=None,
+                         help="file holding the key that writes and /admin need (Authorization: "
+                              "Bearer KEY); without it writes are refused")
     args = parser.parse_args(argv)
     if args.command == "info":
         from llmrec import build_info
@@ -124,6 +135,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(n_users=args.users, n_items=args.items, k=args.k, seed=args.seed,
                    encoder=None if args.behaviour_only else "default")
+    if args.command == "serve":
+        from .serve import run as serve
+
+        if args.workers is not None and args.workers < 1:
+            parser.error("--workers must be at least 1")
+        try:
+            return serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
+                         api_key_file=args.api_key_file)
+        except (OSError, ValueError) as error:  # no model there, a damaged one, a bad key file
+            parser.exit(2, f"llmrec serve: {error}\n")
     if args.command == "evaluate":
         return evaluate(args.data, args.split, args.k, args.encoder, args.seed)
     return ranker(args.items, args.dim, args.queries, args.k, args.seed)
