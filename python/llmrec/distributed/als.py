@@ -84,8 +84,10 @@ class _Block:
         # Arrays from the object store are read-only: the solver updates a private copy.
         self.factors[side] = np.array(block, dtype=np.float32, order="C", copy=True)
 
-    def gramian_chunks(self, Y: np.ndarray, first: int, last: int) -> np.ndarray:
-        """The float32 partial Gramians of the chunks ``first``..``last``-1 of Y."""
+    def gramian_chunks(self, Y: np.ndarray, first: int, last: int) -> tuple[np.ndarray, float]:
+        """The float32 partial Gramians of the chunks ``first``..``last``-1 of Y, and the
+        seconds they took."""
+        started = time.perf_counter()
         threads = self.settings["num_threads"]
         out = np.empty((last - first, Y.shape[1], Y.shape[1]), dtype=np.float32)
         for c in range(first, last):
@@ -93,10 +95,12 @@ class _Block:
             # partial is exact, so it returns that partial unchanged.
             out[c - first] = _core.als_gramian(Y[c * GRAMIAN_CHUNK_ROWS:(c + 1) * GRAMIAN_CHUNK_ROWS],
                                                threads)
-        return out
+        return out, time.perf_counter() - started
 
     def solve(self, side: str, Y: np.ndarray, gram: np.ndarray | None,
-              priors: np.ndarray | None) -> np.ndarray:
+              priors: np.ndarray | None) -> tuple[np.ndarray, float]:
+        """The block's new factors of ``side`` and the seconds the solve took."""
+        started = time.perf_counter()
         X = self.factors[side]
         if X is None:
             raise BlockLost(f"the {side} factors are gone (the actor was restarted)")
@@ -108,7 +112,7 @@ class _Block:
                         reg_exponent=s["reg_exponent"], prior_strength=s["prior_strength"],
                         priors=priors, num_threads=s["num_threads"])
         _require_finite_solution(X, s)
-        return X
+        return X, time.perf_counter() - started
 
 
 def _boundaries(indptr: np.ndarray, num_blocks: int, f: int) -> np.ndarray:
@@ -191,6 +195,11 @@ class ALS(Estimator):
     user_prior_weights_, item_prior_weights_ : float32 (m, f) or None
     n_iterations_resumed_ : int, iterations taken from ``checkpoint_dir`` (0: none)
     n_recoveries_ : int, actor deaths recovered from during the fit
+    fit_stats_ : dict, each block's rows and interactions per side, and per half-step the
+        bytes moved (``broadcast_bytes``: the other side's factors put once;
+        ``gram_bytes``: the partial Gramians returned; ``block_bytes``: the solved blocks
+        returned; ``prior_bytes``) and the seconds (whole half-step, each actor's solve and
+        Gramian work)
     """
 
     _param_names = _PARAMS
@@ -315,6 +324,11 @@ class ALS(Estimator):
             if bar is not None:
                 bar.close()
         self._finish(s, R, X, Y, priors)
+        self.fit_stats_ = {"user_rows": np.diff(bounds["user"]).tolist(),
+                           "item_rows": np.diff(bounds["item"]).tolist(),
+                           "user_nnz": np.diff(R.indptr[bounds["user"]]).tolist(),
+                           "item_nnz": np.diff(Rt.indptr[bounds["item"]]).tolist(),
+                           "half_steps": run.records}
         return self
 
     def _finish(self, s: dict[str, Any], R: sp.csr_matrix, X: np.ndarray, Y: np.ndarray,
@@ -399,6 +413,8 @@ class _Run:
                  timeout: float | None, priors: dict[str, Any]) -> None:
         self.ray, self.s, self.bounds, self.timeout, self.priors = ray, s, bounds, timeout, priors
         self.actors: list = []
+        self.records: list[dict[str, Any]] = []  # one per half-step run: bytes and seconds
+        self.rows_refs: list = []  # held for the fit: restarted actors read their rows back
 
     def start(self, R: sp.csr_matrix, Rt: sp.csr_matrix, max_restarts: int) -> None:
         ray = self.ray
@@ -410,6 +426,7 @@ class _Run:
             # Put once: a restarted actor reads its rows back from the object store.
             user_rows = ray.put(_rows(R, ub[b], ub[b + 1]))
             item_rows = ray.put(_rows(Rt, ib[b], ib[b + 1]))
+            self.rows_refs += [user_rows, item_rows]
             self.actors.append(remote.remote(user_rows, item_rows, self.s))
         self.wait([a.pid.remote() for a in self.actors], "start")
 
@@ -424,22 +441,28 @@ class _Run:
                 refs.append(actor.load.remote(side, Z[bounds[b]:bounds[b + 1]]))
         self.wait(refs, "loading factors")
 
-    def gramian(self, Y_ref: Any, n: int, f: int, what: str) -> np.ndarray:
+    def gramian(self, Y_ref: Any, n: int, f: int, what: str, record: dict[str, Any]) -> np.ndarray:
         n_chunks = -(-n // GRAMIAN_CHUNK_ROWS)
         cuts = np.linspace(0, n_chunks, len(self.actors) + 1).round().astype(int)
         refs = [actor.gramian_chunks.remote(Y_ref, int(cuts[b]), int(cuts[b + 1]))
                 for b, actor in enumerate(self.actors) if cuts[b + 1] > cuts[b]]
         total = np.zeros((f, f), dtype=np.float64)
-        for partials in self.wait(refs, f"{what} Gramian"):
+        answers = self.wait(refs, f"{what} Gramian")
+        for partials, _ in answers:
             for partial in partials:  # in chunk order, as the native reduction adds them
                 total += partial
+        record["gram_bytes"] = sum(p.nbytes for p, _ in answers)
+        record["gram_seconds"] = [seconds for _, seconds in answers]
         return total.astype(np.float32)
 
     def half_step(self, side: str, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """New factors of ``side`` (X) given the other side's (Y)."""
         ray, s = self.ray, self.s
+        started = time.perf_counter()
+        record: dict[str, Any] = {"side": side, "broadcast_bytes": Y.nbytes, "gram_bytes": 0,
+                                  "gram_seconds": []}
         Y_ref = ray.put(Y)
-        gram = self.gramian(Y_ref, Y.shape[0], Y.shape[1], side) if s["implicit"] else None
+        gram = self.gramian(Y_ref, Y.shape[0], Y.shape[1], side, record) if s["implicit"] else None
         gram_ref = None if gram is None else ray.put(gram)
         P = None
         if self.priors[side] is not None:
@@ -448,7 +471,15 @@ class _Run:
         refs = [actor.solve.remote(side, Y_ref, gram_ref,
                                    None if P is None else P[bounds[b]:bounds[b + 1]])
                 for b, actor in enumerate(self.actors)]
-        return np.concatenate(self.wait(refs, f"{side} half-step"))
+        answers = self.wait(refs, f"{side} half-step")
+        out = np.concatenate([block for block, _ in answers])
+        record.update(
+            gram_broadcast_bytes=0 if gram is None else gram.nbytes,
+            prior_bytes=0 if P is None else P.nbytes,
+            block_bytes=out.nbytes, solve_seconds=[seconds for _, seconds in answers],
+            seconds=time.perf_counter() - started)
+        self.records.append(record)
+        return out
 
     def iteration(self, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = self.half_step("user", X, Y)
