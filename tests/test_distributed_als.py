@@ -125,6 +125,15 @@ def test_equals_the_single_process_fit(cluster, rng, num_blocks, solver, feedbac
     np.testing.assert_array_equal(model.user_factors_, expected.user_factors_)
     np.testing.assert_array_equal(model.item_factors_, expected.item_factors_)
     assert cpus_free_eventually() == ray.cluster_resources()["CPU"]  # actors gone
+    # What moved: the other side's factors once, one f×f partial per Gramian chunk, the blocks.
+    stats = model.fit_stats_
+    assert sum(stats["user_rows"]) == 5000 and sum(stats["item_nnz"]) == R.nnz
+    for step in stats["half_steps"]:
+        n_side, n_other = (5000, 4500) if step["side"] == "user" else (4500, 5000)
+        assert step["broadcast_bytes"] == n_other * 6 * 4 and step["block_bytes"] == n_side * 6 * 4
+        chunks = -(-n_other // dist_als.GRAMIAN_CHUNK_ROWS) if feedback == "implicit" else 0
+        assert step["gram_bytes"] == chunks * 6 * 6 * 4
+        assert len(step["solve_seconds"]) == num_blocks
 
 
 def test_text_priors_and_row_blocks_equal_the_single_process_fit(cluster, rng):
