@@ -62,7 +62,6 @@ _LOCAL_PARAMS = tuple(p for p in LocalALS._param_names)
 _PARAMS = _LOCAL_PARAMS + ("num_blocks", "timeout", "checkpoint_dir", "max_restarts")
 _CHECKPOINT_KIND = "ALSCheckpoint"
 _CHECKPOINT_FILE = "als-checkpoint.llmrec"
-_SIDES = ("user", "item")
 
 
 class BlockLost(RuntimeError):
