@@ -11,7 +11,6 @@ import pickle
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -111,14 +110,14 @@ def test_needs_a_running_ray(monkeypatch):
 
 # -------------------------------------------------------------------- equal to local
 
-@pytest.mark.parametrize("num_blocks, solver, feedback", [
-    (2, "cg", "implicit"), (3, "cholesky", "implicit"), (4, "cholesky", "explicit")])
-def test_equals_the_single_process_fit(cluster, rng, num_blocks, solver, feedback):
+@pytest.mark.parametrize("num_blocks, threads, solver, feedback", [
+    (2, 2, "cg", "implicit"), (3, 1, "cholesky", "implicit"), (4, 1, "cholesky", "explicit")])
+def test_equals_the_single_process_fit(cluster, rng, num_blocks, threads, solver, feedback):
     # More than two Gramian chunks on each side, so the partials come from several actors.
     R = counts(rng, 5000, 4500, 30000)
     params = dict(factors=6, iterations=3, solver=solver, feedback=feedback,
                   regularization=0.05, alpha=2.0, random_state=7)
-    model = dist.ALS(num_blocks=num_blocks, num_threads=1, timeout=120, **params).fit(R)
+    model = dist.ALS(num_blocks=num_blocks, num_threads=threads, timeout=120, **params).fit(R)
     expected = local_fit(R, num_threads=2, **params)
     # Exact: every row is solved by the same code from the same inputs, and the Gramian
     # is reduced in the native order (see the module docstring and the test above).

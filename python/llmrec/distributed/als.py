@@ -87,13 +87,23 @@ class _Block:
         """The float32 partial Gramians of the chunks ``first``..``last``-1 of Y, and the
         seconds they took."""
         started = time.perf_counter()
-        threads = self.settings["num_threads"]
         out = np.empty((last - first, Y.shape[1], Y.shape[1]), dtype=np.float32)
-        for c in range(first, last):
+
+        def chunk(c: int) -> None:
             # One chunk is one native task: the call's own float64 reduction of a single
             # partial is exact, so it returns that partial unchanged.
-            out[c - first] = _core.als_gramian(Y[c * GRAMIAN_CHUNK_ROWS:(c + 1) * GRAMIAN_CHUNK_ROWS],
-                                               threads)
+            rows = Y[c * GRAMIAN_CHUNK_ROWS:(c + 1) * GRAMIAN_CHUNK_ROWS]
+            out[c - first] = _core.als_gramian(rows, 1)
+
+        threads = min(self.settings["num_threads"], last - first)
+        if threads > 1:  # the native call releases the GIL
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(chunk, range(first, last)))
+        else:
+            for c in range(first, last):
+                chunk(c)
         return out, time.perf_counter() - started
 
     def solve(self, side: str, Y: np.ndarray, gram: np.ndarray | None,
