@@ -204,6 +204,20 @@ def test_a_killed_actor_is_restarted_and_the_fit_resumes(cluster, rng, tmp_path)
     assert cpus_free_eventually() == ray.cluster_resources()["CPU"]
 
 
+def test_a_dead_actor_without_restarts_fails_the_fit_cleanly(cluster, rng):
+    R = counts(rng, 100, 80, 500)
+    model = dist.ALS(factors=3, iterations=3, num_blocks=2, num_threads=1, timeout=120,
+                     max_restarts=0)
+
+    def kill_one(iteration, elapsed):
+        if iteration == 0:
+            ray.kill(model._actors[0], no_restart=True)
+
+    with pytest.raises(RuntimeError, match="max_restarts"):
+        model.fit(R, callback=kill_one)
+    assert cpus_free_eventually() == ray.cluster_resources()["CPU"]
+
+
 def test_a_fit_resumes_from_its_checkpoint_dir(cluster, rng, tmp_path):
     R = counts(rng, 200, 150, 1200)
     params = dict(factors=4, random_state=2)

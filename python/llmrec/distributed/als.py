@@ -25,10 +25,10 @@ float32 perturbation of a start point.
 
 **Faults.** After every iteration the factors are the checkpoint (kept by the driver,
 and, with ``checkpoint_dir``, written there atomically). When an actor dies (a lost
-node, ``ray.kill``, a crash), Ray restarts it (up to ``max_restarts`` times per fit); it
-reloads its interactions from the object store, every actor reloads its factors from
-the checkpoint, and the iteration is run again — so the result equals an undisturbed
-fit. A fit given a ``checkpoint_dir`` that holds a checkpoint of the same data and
+node, ``ray.kill``, a crash, Ray's memory monitor), Ray restarts it (up to
+``max_restarts`` times each); it reloads its interactions from the object store, every
+actor reloads its factors from the checkpoint, and the iteration is run again — so the
+result equals an undisturbed fit. A fit given a ``checkpoint_dir`` that holds a checkpoint of the same data and
 parameters resumes from it.
 """
 
@@ -196,14 +196,15 @@ class ALS(Estimator):
         (``als-checkpoint.llmrec``); a later fit of the same data and parameters resumes
         from it. None keeps the checkpoint in the driver's memory only.
     max_restarts : int
-        Actor deaths a fit recovers from before it gives up (``RuntimeError``).
+        How many times Ray restarts each actor; a fit re-runs at most max_restarts ×
+        num_blocks iterations after actor failures before it gives up (``RuntimeError``).
 
     Attributes
     ----------
     user_factors_, item_factors_ : float32 (n_users, f), (n_items, f)
     user_prior_weights_, item_prior_weights_ : float32 (m, f) or None
     n_iterations_resumed_ : int, iterations taken from ``checkpoint_dir`` (0: none)
-    n_recoveries_ : int, actor deaths recovered from during the fit
+    n_recoveries_ : int, iterations re-run after an actor failed
     fit_stats_ : dict, each block's rows and interactions per side, and per half-step the
         bytes moved (``broadcast_bytes``: the other side's factors put once;
         ``gram_bytes``: the partial Gramians returned; ``block_bytes``: the solved blocks
@@ -304,21 +305,18 @@ class ALS(Estimator):
         try:
             with _ray.killed_on_error(run.actors):
                 run.start(R, Rt, max_restarts)
-                iteration, loaded = start_iteration, False
+                run.load(X, Y)
+                iteration = start_iteration
                 while iteration < s["iterations"]:
                     try:
-                        if not loaded:  # the last finished iteration's factors
-                            run.load(X, Y)
-                            loaded = True
                         X, Y = run.iteration(X, Y)
-                    except (ray.exceptions.RayActorError, BlockLost) as exc:
+                    except _recoverable(ray) as exc:
                         self.n_recoveries_ += 1
-                        if self.n_recoveries_ > max_restarts:
-                            raise RuntimeError(f"distributed ALS: actors failed more than "
-                                               f"max_restarts={max_restarts} times "
-                                               f"(last: {exc})") from exc
-                        loaded = False
-                        time.sleep(min(0.1 * self.n_recoveries_, 2.0))  # let Ray restart it
+                        if self.n_recoveries_ > max_restarts * num_blocks:
+                            raise RuntimeError(f"distributed ALS: actors failed {self.n_recoveries_} "
+                                               f"times, more than max_restarts × num_blocks = "
+                                               f"{max_restarts * num_blocks} (last: {exc})") from exc
+                        run.reload(X, Y)  # the last finished iteration's factors
                         continue
                     if checkpoint is not None:
                         self._write_checkpoint(checkpoint, fingerprint, iteration + 1, X, Y)
@@ -415,6 +413,12 @@ class ALS(Estimator):
         return min(done, int(self.iterations)), np.array(X), np.array(Y)
 
 
+def _recoverable(ray: Any) -> tuple[type[BaseException], ...]:
+    """Failures after which a restarted actor reloads the checkpoint: an actor that died
+    or was restarted (killed, node lost, crashed, or killed by Ray's memory monitor)."""
+    return (ray.exceptions.RayActorError, ray.exceptions.OutOfMemoryError, BlockLost)
+
+
 class _Run:
     """The actors of one fit and the steps of an iteration."""
 
@@ -449,6 +453,20 @@ class _Run:
             for b, actor in enumerate(self.actors):
                 refs.append(actor.load.remote(side, Z[bounds[b]:bounds[b + 1]]))
         self.wait(refs, "loading factors")
+
+    def reload(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """:meth:`load` once the restarted actors answer again (within the timeout)."""
+        deadline = time.monotonic() + (self.timeout if self.timeout is not None else _ray.DEFAULT_TIMEOUT)
+        pause = 0.05
+        while True:
+            try:
+                return self.load(X, Y)
+            except _recoverable(self.ray) as exc:
+                if time.monotonic() + pause > deadline:
+                    raise TimeoutError("distributed ALS: the restarted actors did not come back "
+                                       "within the timeout") from exc
+                time.sleep(pause)
+                pause = min(2 * pause, 1.0)
 
     def gramian(self, Y_ref: Any, n: int, f: int, what: str, record: dict[str, Any]) -> np.ndarray:
         n_chunks = -(-n // GRAMIAN_CHUNK_ROWS)
