@@ -4,6 +4,7 @@ actors cleaned up."""
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Iterable, Iterator
 
 #: Seconds a single wait on the cluster may take unless the caller says otherwise.
@@ -60,3 +61,29 @@ def killed_on_error(actors: list) -> Iterator[list]:
     except BaseException:
         kill(actors)
         raise
+
+
+def get_each(refs: list, timeout: float | None, names: list[str]) -> list:
+    """``ray.get`` of each ref in turn, all within one ``timeout``; a task that raised
+    re-raises its exception's type with ``names[i]`` in front of the message (Ray's own
+    actor errors pass through unchanged, for callers that recover from them)."""
+    ray = require_ray()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    out = []
+    for ref, name in zip(refs, names):
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        try:
+            out.append(ray.get(ref, timeout=left))
+        except ray.exceptions.GetTimeoutError as exc:
+            raise TimeoutError(f"{name}: no answer from the Ray cluster within {timeout} s "
+                               "(see the timeout argument)") from exc
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if not isinstance(cause, Exception):
+                raise RuntimeError(f"{name} failed: {exc}") from exc
+            try:
+                renamed = type(cause)(f"{name} failed: {cause}")
+            except Exception:  # an exception type with another constructor
+                renamed = RuntimeError(f"{name} failed: {type(cause).__name__}: {cause}")
+            raise renamed from cause
+    return out

@@ -103,7 +103,7 @@ from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_v
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
-           "sequence_decay", "candidates", "validation", "towers")
+           "sequence_decay", "candidates", "validation", "towers", "cluster")
 _INDEXES = ("exact", "sq8", "fp16")
 # Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
@@ -171,6 +171,12 @@ class Recommender(Estimator):
         overrides some (``random_state`` and ``num_threads`` default to this model's).
         Trained twice, like ALS: on the validation split (its weight is fitted there,
         on targets it did not see), then on everything. None (default): off.
+    cluster : None or "ray"
+        "ray" runs the heavy steps of :meth:`fit` on the connected Ray cluster (extra
+        ``[ray]``, ``ray.init()`` first): every ALS fit (:class:`llmrec.distributed.ALS`,
+        the same factors as a local fit) and the encoding of item and profile texts
+        (:func:`llmrec.distributed.encode`). The fitted model is an ordinary one: it is
+        saved, loaded and served on one machine without Ray.
 
     Attributes
     ----------
@@ -187,7 +193,7 @@ class Recommender(Estimator):
                  num_threads: int = 0, regularization: Any = "auto", alpha: float = 1.0,
                  iterations: int = 15, prior_strength: float = 1.0, recency: float = 9.0,
                  sequence_decay: float = 0.6, candidates: int = 256,
-                 validation: float = 0.2, towers: Any = None) -> None:
+                 validation: float = 0.2, towers: Any = None, cluster: str | None = None) -> None:
         self.encoder = encoder
         self.factors = factors
         self.index = index
@@ -204,6 +210,7 @@ class Recommender(Estimator):
         self.candidates = candidates
         self.validation = validation
         self.towers = towers
+        self.cluster = cluster
 
     def _settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -220,6 +227,8 @@ class Recommender(Estimator):
             "validation": _real(self.validation, "validation", 0.0, 0.5),
         }
         s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
+        if self.cluster is not None:  # absent from the settings of local fits (and older files)
+            s["cluster"] = check_choice(self.cluster, "cluster", ("ray",))
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
@@ -255,6 +264,16 @@ class Recommender(Estimator):
 
     def _encode(self, texts: list[str], kind: str = "document", show_progress: bool = False) -> np.ndarray:
         vectors = self._text_encoder().encode(texts, kind=kind, show_progress=show_progress)
+        return scoring.unit_rows(np.asarray(vectors, dtype=np.float32))
+
+    def _encode_for_fit(self, texts: list[str], s: dict[str, Any], show_progress: bool) -> np.ndarray:
+        """Documents encoded here, or on Ray where ``cluster="ray"``."""
+        if s.get("cluster") != "ray":
+            return self._encode(texts, show_progress=show_progress)
+        from llmrec import distributed
+
+        spec = self.encoder if isinstance(self.encoder, str) else self._text_encoder()
+        vectors = distributed.encode(list(texts), encoder=spec, show_progress=show_progress)
         return scoring.unit_rows(np.asarray(vectors, dtype=np.float32))
 
     # ------------------------------------------------------------------ fitting
@@ -298,15 +317,15 @@ class Recommender(Estimator):
         i_rows = item_map.rows(frame["item_id"].to_numpy(), "interactions.item_id")
         histories = Histories.from_events(u_rows, i_rows, event_order(frame), n_users)
 
-        E = self._encode(texts, show_progress=show_progress) if use_text else None
+        E = self._encode_for_fit(texts, s, show_progress) if use_text else None
         profile = None
         if profiles is not None and use_text:
             profile = np.zeros((n_users, E.shape[1]), dtype=np.float32)
             rows = user_map.rows(profiles[0], "users.user_id")
             has = np.array([bool(t.strip()) for t in profiles[1]])
             if has.any():
-                profile[rows[has]] = self._encode([t for t, h in zip(profiles[1], has) if h],
-                                                  show_progress=show_progress)
+                profile[rows[has]] = self._encode_for_fit([t for t, h in zip(profiles[1], has) if h],
+                                                          s, show_progress)
 
         self._user_map, self._item_map = user_map, item_map
         self._histories = histories

@@ -29,11 +29,25 @@ def fit_als(s: dict[str, Any], regularization: float, histories: list[np.ndarray
     """Implicit ALS on the binary histories, item factors pulled toward the text map."""
     rows = weighted_rows(histories, n_items, 0.0)
     rows.data[:] = 1.0
-    als = ALS(factors=s["factors"], regularization=regularization, alpha=s["alpha"],
-              iterations=s["iterations"], prior_strength=max(s["prior_strength"], 1e-12),
-              random_state=random_state, num_threads=s["num_threads"])
+    params = dict(factors=s["factors"], regularization=regularization, alpha=s["alpha"],
+                  iterations=s["iterations"], prior_strength=max(s["prior_strength"], 1e-12),
+                  random_state=random_state)
     use_prior = E is not None and s["prior_strength"] > 0
-    return als.fit(rows, item_features=E if use_prior else None, show_progress=show_progress)
+    return _fit(s, params, rows, item_features=E if use_prior else None, show_progress=show_progress)
+
+
+def _fit(s: dict[str, Any], params: dict[str, Any], matrix: Any, **fit_args: Any) -> ALS:
+    """An ALS fit here, or on Ray where ``s["cluster"]`` says so (the same model: the
+    distributed fit equals the local one, see :mod:`llmrec.distributed.als`)."""
+    if s.get("cluster") != "ray":
+        return ALS(**params, num_threads=s["num_threads"]).fit(matrix, **fit_args)
+    from llmrec.distributed.als import ALS as RayALS, default_num_blocks
+
+    model = RayALS(**params, num_threads=1, num_blocks=default_num_blocks(matrix.shape)
+                   ).fit(matrix, **fit_args).to_local()
+    model.num_threads = s["num_threads"]  # its searches run here, with the model's threads
+    model._settings_used["num_threads"] = s["num_threads"]
+    return model
 
 
 def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np.ndarray],
@@ -46,9 +60,8 @@ def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np
     if matrix.nnz == 0:
         zeros = np.zeros((n_items, ft), dtype=np.float32)
         return zeros, zeros.copy()
-    als = ALS(factors=ft, regularization=regularization, alpha=s["alpha"],
-              iterations=s["iterations"], random_state=random_state,
-              num_threads=s["num_threads"]).fit(matrix)
+    als = _fit(s, dict(factors=ft, regularization=regularization, alpha=s["alpha"],
+                       iterations=s["iterations"], random_state=random_state), matrix)
     return (np.ascontiguousarray(als.user_factors_, dtype=np.float32),
             np.ascontiguousarray(als.item_factors_, dtype=np.float32))
 
