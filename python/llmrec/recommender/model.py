@@ -94,6 +94,7 @@ from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.late_items import LateItems, solve_late_factors
+from llmrec.recommender.partitioned import INDEXES, log_index
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
 from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
@@ -103,8 +104,8 @@ from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_v
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
-           "sequence_decay", "candidates", "validation", "towers")
-_INDEXES = ("exact", "sq8", "fp16")
+           "sequence_decay", "candidates", "validation", "towers", "probes")
+_INDEXES = INDEXES
 # Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
 # alpha in each confidence 1 + alpha·(1 + recency·p²); the text weight is relative to the
@@ -132,9 +133,12 @@ class Recommender(Estimator):
         all-MiniLM-L6-v2 (the ``text`` extra). None: behaviour only.
     factors : int
         ALS dimension.
-    index : {"exact", "sq8", "fp16"}
-        Stage-1 search: exact float32, or a :class:`llmrec.QuantizedIndex` codec for
-        large catalogues (its candidates are re-scored exactly anyway).
+    index : {"exact", "sq8", "fp16", "ivf-sq8", "ivf-pq4", "auto"}
+        Stage-1 search: exact float32, a flat :class:`llmrec.QuantizedIndex` codec, or
+        its inverted lists ("ivf-": ≈ 4·√n lists, ``probes`` of them scanned per
+        request; for millions of items); candidates are re-scored exactly anyway.
+        "auto" picks by catalogue size (exact below 50,000 items, sq8 below 400,000,
+        ivf-sq8 above) and says what it picked (``index_info_``, log "llmrec.recommender").
     text_weight : "auto" or float in [0, 1e6]
         Weight of the text-interest signal; "auto" fits it on the validation slice.
     diversity : float in [0, 1]
@@ -171,6 +175,9 @@ class Recommender(Estimator):
         overrides some (``random_state`` and ``num_threads`` default to this model's).
         Trained twice, like ALS: on the validation split (its weight is fitted there,
         on targets it did not see), then on everything. None (default): off.
+    probes : int or None
+        "ivf-" indexes: lists scanned per request (None: a sixteenth of the lists,
+        within [16, 128]); as many as the lists scans all of them.
 
     Attributes
     ----------
@@ -187,7 +194,7 @@ class Recommender(Estimator):
                  num_threads: int = 0, regularization: Any = "auto", alpha: float = 1.0,
                  iterations: int = 15, prior_strength: float = 1.0, recency: float = 9.0,
                  sequence_decay: float = 0.6, candidates: int = 256,
-                 validation: float = 0.2, towers: Any = None) -> None:
+                 validation: float = 0.2, towers: Any = None, probes: Any = None) -> None:
         self.encoder = encoder
         self.factors = factors
         self.index = index
@@ -204,6 +211,7 @@ class Recommender(Estimator):
         self.candidates = candidates
         self.validation = validation
         self.towers = towers
+        self.probes = probes
 
     def _settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -220,6 +228,7 @@ class Recommender(Estimator):
             "validation": _real(self.validation, "validation", 0.0, 0.5),
         }
         s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
+        s["probes"] = None if self.probes is None else check_int(self.probes, "probes", minimum=1)
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
@@ -385,7 +394,9 @@ class Recommender(Estimator):
         G = None if towers is None else np.ascontiguousarray(towers.item_vectors(), dtype=np.float32)
         self._geometry = scoring.make_geometry(V, Vn, E, Q, G)
         T = scoring.text_coordinates(E, self._geometry)
-        index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state)
+        index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state,
+                               s.get("probes"))
+        log_index(index, len(V))
         return scoring.make_items(V, Vn, E, T, P, Q, index, G=G)
 
     def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],

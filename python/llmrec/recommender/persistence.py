@@ -202,6 +202,7 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
         raise fail(path, f"unknown Recommender parameters {unknown}")
     settings = dict(meta_value(meta, "settings", path, types=dict))
     settings.setdefault("towers", None)  # kind version 1: no towers
+    settings.setdefault("probes", None)  # saved before the partitioned indexes
     # The settings are what _settings() made of the parameters at fit: checking them with
     # the same code gives the same ranges and types.
     unknown = sorted(set(settings) - set(cls._param_names) | ({"encoder"} & set(settings)))
@@ -341,7 +342,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     P, Q = np.ascontiguousarray(arrays["P"]), np.ascontiguousarray(arrays["Q"])
     T = scoring.text_coordinates(E, model._geometry)
     s = model._settings_used
-    index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state)
+    index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state,
+                           s.get("probes"))
     users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
     G = arrays["G"]
     if G is not None:
