@@ -94,7 +94,9 @@ from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.late_items import LateItems, solve_late_factors
+from llmrec.recommender.pairs import PairScores
 from llmrec.recommender.partitioned import INDEXES, log_index
+from llmrec.recommender.scenarios import fit_extras, scenario_lookup
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
 from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
@@ -123,7 +125,7 @@ def _real(value: Any, name: str, low: float, high: float = math.inf) -> float:
     return value
 
 
-class Recommender(Estimator):
+class Recommender(PairScores, Estimator):
     """Recommendations from interactions and text together (see the module docstring).
 
     Parameters (keyword-only, stored as given, checked by :meth:`fit`)
@@ -184,7 +186,11 @@ class Recommender(Estimator):
     weights_ : dict, the fitted blend of scenario "home".
     scenarios_ : dict name -> weights; "home" (recommend), "search" (search with a
         user), "similar" (similar_items). Change with :meth:`set_scenario`.
-    validation_ : dict, what the validation measured (ndcg@10 per regularization).
+    validation_ : dict, what the validation measured (ndcg@10 per regularization; per
+        scenario when the interactions have a ``scenario`` column).
+    calibration_ : :class:`.calibration.Calibration` or None, the Platt scaling of
+        :meth:`predict_proba` (None when the validation was skipped).
+    index_info_ : str, what stage 1 searches.
     """
 
     _param_names = _PARAMS
@@ -326,8 +332,10 @@ class Recommender(Estimator):
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
             labels = np.array([str(t) for t in titles], dtype=object)
+        lookup = scenario_lookup(frame, u_rows, i_rows, event_order(frame), n_items)
+        kept: dict[str, Any] = {}
         weights, regularization, report = fit_blend(s, histories, n_items, E, profile,
-                                                    self.random_state)
+                                                    self.random_state, keep=kept)
         all_histories = [histories.get(u) for u in range(n_users)]
         als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
                       show_progress=show_progress)
@@ -352,6 +360,13 @@ class Recommender(Estimator):
             "similar": {"behaviour": 0.0, "sequence": 1.0, "transition": 0.5,
                         "text": 0.5 if E is not None else 0.0, "query": 0.0},
         }
+        extras = fit_extras(kept, lookup, home, self.random_state)
+        del kept
+        self.scenarios_.update(extras.scenarios)
+        self.weights_ = self.scenarios_["home"]
+        if extras.report:
+            report["scenarios"] = extras.report
+        self.calibration_ = extras.calibration
         self.regularization_ = regularization
         self.validation_ = report
         return self

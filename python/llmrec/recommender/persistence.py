@@ -105,6 +105,9 @@ def save(model: Any, directory: Any) -> None:
     meta = {"params": params, "encoder": _encoder_spec(model), "settings": model._settings_used,
             "scenarios": model.scenarios_, "regularization": model.regularization_,
             "validation": _jsonable(model.validation_), "id_kinds": [model._user_map.kind, model._item_map.kind]}
+    calibration = model.__dict__.get("calibration_")
+    if calibration is not None:
+        meta["calibration"] = calibration.to_json()
 
     def write(folder: Path) -> None:
         version = _KIND_VERSION if snap.towers is not None else 1
@@ -230,7 +233,19 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
     return {"params": params, "settings": checked, "scenarios": scenarios, "id_kinds": kinds,
             "encoder": meta_value(meta, "encoder", path, types=(str, type(None)), default=None),
             "regularization": meta_real(meta, "regularization", path, minimum=0.0),
-            "validation": meta.get("validation")}
+            "validation": meta.get("validation"), "calibration": _calibration(meta, path)}
+
+
+def _calibration(meta: dict[str, Any], path: Any) -> Any:
+    """The saved Platt scaling, or None (saved without one, or before it existed)."""
+    if meta.get("calibration") is None:
+        return None
+    from llmrec.recommender.calibration import Calibration
+
+    try:
+        return Calibration.from_json(meta["calibration"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise fail(path, f"invalid calibration ({error})") from None
 
 
 def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) -> dict[str, Any]:
@@ -355,6 +370,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model.weights_ = model.scenarios_["home"]
     model.regularization_ = meta["regularization"]
     model.validation_ = meta["validation"]
+    model.calibration_ = meta["calibration"]
     return model
 
 
