@@ -23,12 +23,14 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy.special import expit
 
 from llmrec.recommender import scoring
 
 NEGATIVES_PER_USER = 50
 _NEWTON_STEPS = 50
-_RIDGE = 1e-6  # keeps the 2×2 Newton system invertible when the classes separate
+_RIDGE = 1e-6  # damps the 2×2 Newton system (invertible when the classes separate);
+# the gradient has no such term, so the fixed point is the plain weighted optimum
 
 
 class Calibration(NamedTuple):
@@ -40,8 +42,7 @@ class Calibration(NamedTuple):
     negatives: int
 
     def probability(self, scores: np.ndarray) -> np.ndarray:
-        z = self.a * np.asarray(scores, dtype=np.float64) + self.b
-        return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow
+        return expit(self.a * np.asarray(scores, dtype=np.float64) + self.b)
 
     def to_json(self) -> dict[str, Any]:
         return {"method": "platt", "a": self.a, "b": self.b, "positives": self.positives,
@@ -80,9 +81,12 @@ def pair_scores(raw: dict[str, tuple[np.ndarray, np.ndarray]], weights: dict[str
 
 def validation_pairs(raw: dict[str, tuple[np.ndarray, np.ndarray]], weights: dict[str, float],
                      hist: list[np.ndarray], held: list[np.ndarray], n_items: int, cold: np.ndarray,
-                     rng: np.random.Generator, negatives: int = NEGATIVES_PER_USER
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scores, labels, sample weights) of the held-out pairs and the sampled negatives."""
+                     rng: np.random.Generator, negatives: int = NEGATIVES_PER_USER,
+                     catalogue: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, labels, sample weights) of the held-out pairs and the sampled negatives.
+    ``catalogue``: the number of items the negatives stand for (default ``n_items``;
+    the full catalogue's when the validation ran on a sub-catalogue)."""
+    catalogue = n_items if catalogue is None else catalogue
     users, items, labels, sample_weights = [], [], [], []
     for u, (seen, out) in enumerate(zip(hist, held)):
         users.append(np.full(len(out), u))
@@ -90,8 +94,8 @@ def validation_pairs(raw: dict[str, tuple[np.ndarray, np.ndarray]], weights: dic
         labels.append(np.ones(len(out)))
         sample_weights.append(np.ones(len(out)))
         blocked = np.union1d(seen, out)
-        free = n_items - len(blocked)
-        if free <= 0:
+        free = catalogue - len(blocked)
+        if free <= 0 or len(blocked) >= n_items:
             continue
         draw = rng.integers(0, n_items, size=2 * negatives + len(blocked))
         draw = draw[~np.isin(draw, blocked)][:negatives]
@@ -114,7 +118,7 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray
     prior = np.average(y, weights=w)
     theta = np.array([0.0, np.log(prior / (1 - prior)) if 0 < prior < 1 else 0.0])
     for _ in range(_NEWTON_STEPS):
-        p = 0.5 * (1.0 + np.tanh(0.5 * (X @ theta)))
+        p = expit(X @ theta)
         gradient = X.T @ (w * (p - y))
         hessian = (X * (w * p * (1 - p))[:, None]).T @ X + _RIDGE * w.sum() * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
@@ -126,10 +130,12 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray
 
 def fit_calibration(raw: dict[str, tuple[np.ndarray, np.ndarray]], weights: dict[str, float],
                     hist: list[np.ndarray], held: list[np.ndarray], n_items: int, cold: np.ndarray,
-                    random_state: Any) -> Calibration:
-    """Platt scaling of the blend ``weights`` on the validation users (see the module)."""
+                    random_state: Any, catalogue: int | None = None) -> Calibration:
+    """Platt scaling of the blend ``weights`` on the validation users (see the module;
+    ``catalogue`` as in :func:`validation_pairs`)."""
     rng = np.random.default_rng(None if random_state is None else [int(random_state), 7])
-    scores, labels, sample_weights = validation_pairs(raw, weights, hist, held, n_items, cold, rng)
+    scores, labels, sample_weights = validation_pairs(raw, weights, hist, held, n_items, cold, rng,
+                                                      catalogue=catalogue)
     a, b = fit_platt(scores, labels, sample_weights)
     return Calibration(a, b, int(labels.sum()), int(len(labels) - labels.sum()))
 

@@ -93,6 +93,7 @@ from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
+from llmrec.recommender.grid_sample import sample_for_grid, to_full
 from llmrec.recommender.late_items import LateItems, solve_late_factors
 from llmrec.recommender.pairs import PairScores
 from llmrec.recommender.partitioned import INDEXES, log_index
@@ -178,8 +179,9 @@ class Recommender(PairScores, Estimator):
         Trained twice, like ALS: on the validation split (its weight is fitted there,
         on targets it did not see), then on everything. None (default): off.
     probes : int or None
-        "ivf-" indexes: lists scanned per request (None: a sixteenth of the lists,
-        within [16, 128]); as many as the lists scans all of them.
+        "ivf-" indexes: lists scanned per request (None: a sixteenth of the lists, at
+        most 256, and at least enough lists for 50,000 items); as many as the lists
+        scans all of them.
 
     Attributes
     ----------
@@ -334,8 +336,11 @@ class Recommender(PairScores, Estimator):
             labels = np.array([str(t) for t in titles], dtype=object)
         lookup = scenario_lookup(frame, u_rows, i_rows, event_order(frame), n_items)
         kept: dict[str, Any] = {}
-        weights, regularization, report = fit_blend(s, histories, n_items, E, profile,
-                                                    self.random_state, keep=kept)
+        sample, grid_line = sample_for_grid(histories, n_items, E, profile, self.random_state)
+        grid = (histories, n_items, E, profile) if sample is None else sample[:4]
+        weights, regularization, report = fit_blend(s, *grid, self.random_state, keep=kept)
+        report["grid"] = grid_line
+        to_full(kept, sample, n_items)
         all_histories = [histories.get(u) for u in range(n_users)]
         als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
                       show_progress=show_progress)

@@ -32,7 +32,12 @@ AUTO_FLAT_ITEMS = 50_000
 AUTO_IVF_ITEMS = 400_000
 LISTS_PER_SQRT_N = 4        # partitions ≈ 4·√n (faiss's rule of thumb: 4–16·√n)
 MIN_PARTITIONS, MAX_PARTITIONS = 1, 65_536
-MIN_PROBES, MAX_PROBES = 16, 128  # probes: partitions / 16, within these
+# probes: a sixteenth of the lists (at most MAX_PROBES), and lists holding at least
+# SCAN_ITEMS items in all: on small catalogues the lists are short and a top-256
+# candidate set spans many of them (4,000 synthetic items, 253 lists: 16 probes gave a
+# two-stage recall@10 of 0.81, 64 probes 0.99).
+MAX_PROBES = 256
+SCAN_ITEMS = 50_000
 TRAIN_ROWS_PER_LIST = 32    # k-means training rows per list (a sample, not the catalogue)
 
 
@@ -51,9 +56,12 @@ def default_partitions(n_items: int) -> int:
     return max(MIN_PARTITIONS, min(p, MAX_PARTITIONS, max(n_items, 1)))
 
 
-def default_probes(partitions: int) -> int:
-    """Lists probed per search: a sixteenth of them, within [16, 128], at most all."""
-    return min(partitions, max(MIN_PROBES, min(MAX_PROBES, -(-partitions // 16))))
+def default_probes(partitions: int, n_items: int | None = None) -> int:
+    """Lists probed per search (see SCAN_ITEMS, MAX_PROBES), at most all."""
+    share = min(MAX_PROBES, -(-partitions // 16))
+    if n_items:
+        share = max(share, -(-SCAN_ITEMS * partitions // max(n_items, 1)))
+    return max(1, min(partitions, share))
 
 
 class PartitionedChannel:
@@ -73,7 +81,8 @@ class PartitionedChannel:
 
         n = len(rows)
         self.partitions = default_partitions(n) if partitions is None else min(int(partitions), n)
-        self.probes = default_probes(self.partitions) if probes is None else min(int(probes), self.partitions)
+        self.probes = (default_probes(self.partitions, n) if probes is None
+                       else min(int(probes), self.partitions))
         self.codec = codec
         self.main = QuantizedIndex(rows, codec=codec, partitions=self.partitions, keep_vectors=False,
                                    train_size=max(self.partitions * TRAIN_ROWS_PER_LIST, 32_768),

@@ -7,8 +7,8 @@ users and candidates, with only the held-out interactions of that scenario count
 relevant: a scenario whose held-out events follow the user's latest items gets a
 larger sequence weight, one that follows long-term taste a larger behaviour share.
 The scenario of a (user, item) pair is that of its latest event. A scenario with
-fewer than ``MIN_SCENARIO_USERS`` validation users holding one of its events keeps
-home's weights (said in ``validation_["scenarios"]``). Requests pick a blend with
+fewer than ``MIN_SCENARIO_USERS`` validation users holding one of its events gets the
+blend fitted on every scenario's events (said in ``validation_["scenarios"]``). Requests pick a blend with
 ``scenario=``; a free-text request weighs half the personal weights, as in "home"
 ("search": the request first, the rest at half, as the default "search" blend).
 "similar" (item to item) is not a user blend and is never refitted.
@@ -74,12 +74,12 @@ def fit_extras(keep: dict[str, Any], lookup: pd.Series | None, home: dict[str, f
         report = {} if lookup is None else {"skipped": "no validation slice (validation=0 or too few users)"}
         return Extras({}, report, None)
     calibration = fit_calibration(keep["raw"], home, keep["hist"], keep["held"], keep["n_items"],
-                                  keep["cold"], random_state)
+                                  keep["cold"], random_state, catalogue=keep["full_n_items"])
     if lookup is None:
         return Extras({}, {}, calibration)
-    n_items, users = keep["n_items"], keep["users"]
+    n_items, users = keep["full_n_items"], keep["full_users"]  # the full model's rows
     held_labels = [lookup.reindex(u * n_items + np.asarray(h, dtype=np.int64)).to_numpy()
-                   for u, h in zip(users, keep["held"])]
+                   for u, h in zip(users, keep["full_held"])]
     candidates_relevant = keep["relevant"]
     rows, cols = np.nonzero(candidates_relevant)
     items_at = _candidate_items(keep, rows, cols)
@@ -111,8 +111,8 @@ def fit_extras(keep: dict[str, Any], lookup: pd.Series | None, home: dict[str, f
 
 
 def _candidate_items(keep: dict[str, Any], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Item rows of (validation user, candidate column) pairs."""
-    return np.asarray(keep["candidates"][rows, cols], dtype=np.int64)
+    """Item rows (the full model's) of (validation user, candidate column) pairs."""
+    return np.asarray(keep["full_candidates"][rows, cols], dtype=np.int64)
 
 
 __all__ = ["Extras", "MIN_SCENARIO_USERS", "blend_for", "fit_extras", "scenario_lookup"]
