@@ -179,9 +179,8 @@ class Recommender(PairScores, Estimator):
         Trained twice, like ALS: on the validation split (its weight is fitted there,
         on targets it did not see), then on everything. None (default): off.
     probes : int or None
-        "ivf-" indexes: lists scanned per request (None: a sixteenth of the lists, at
-        most 256, and at least enough lists for 50,000 items); as many as the lists
-        scans all of them.
+        "ivf-" indexes: lists scanned per request (None: a sixteenth of the lists,
+        within [64, 256]); as many as the lists scans all of them.
 
     Attributes
     ----------
@@ -819,12 +818,14 @@ class Recommender(PairScores, Estimator):
                             else self._append_item_rows(getattr(current, name), rows_))
                      for name, rows_ in new_rows.items()}
             # New items have no interactions (zero Vn): not warm.
-            warm = np.concatenate([current.warm, np.zeros(len(ids), dtype=np.uint8)])
+            # Appended in spare capacity, as the matrices: a copy of O(catalogue) per call
+            # was most of add_items(1) at 300k items.
+            warm = self._append_item_rows(current.warm, np.zeros(len(ids), dtype=np.uint8))
             labels = snap.labels
             if labels is not None:
                 frame = items if hasattr(items, "columns") else None
                 titles = frame["title"] if frame is not None and "title" in frame.columns else texts
-                labels = np.concatenate([labels, np.array([str(t) for t in titles], dtype=object)])
+                labels = self._append_item_rows(labels, np.array([str(t) for t in titles], dtype=object))
             self._late_items.add(rows)
             self._item_map.add(ids, "items.item_id")  # found before published: unknown until then
             self._publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),
