@@ -73,10 +73,12 @@ def fit_extras(keep: dict[str, Any], lookup: pd.Series | None, home: dict[str, f
     if not keep:
         report = {} if lookup is None else {"skipped": "no validation slice (validation=0 or too few users)"}
         return Extras({}, report, None)
-    calibration = fit_calibration(keep["raw"], home, keep["hist"], keep["held"], keep["n_items"],
-                                  keep["cold"], random_state, catalogue=keep["full_n_items"])
+    def calibrate(blend: dict[str, float]) -> Calibration:  # of the blend predict_proba reads
+        return fit_calibration(keep["raw"], blend, keep["hist"], keep["held"], keep["n_items"],
+                               keep["cold"], random_state, catalogue=keep["full_n_items"])
+
     if lookup is None:
-        return Extras({}, {}, calibration)
+        return Extras({}, {}, calibrate(home))
     n_items, users = keep["full_n_items"], keep["full_users"]  # the full model's rows
     held_labels = [lookup.reindex(u * n_items + np.asarray(h, dtype=np.int64)).to_numpy()
                    for u, h in zip(users, keep["full_held"])]
@@ -107,7 +109,7 @@ def fit_extras(keep: dict[str, Any], lookup: pd.Series | None, home: dict[str, f
         scenarios[name] = blend_for(name, personal)
         report[name] = {"users": int(len(who)), "fitted": True, "ndcg": float(ndcg),
                         "weights": dict(scenarios[name])}
-    return Extras(scenarios, report, calibration)
+    return Extras(scenarios, report, calibrate(scenarios.get("home", home)))
 
 
 def _candidate_items(keep: dict[str, Any], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
