@@ -13,6 +13,8 @@ encoding 100k texts with MiniLM takes most of an hour on 2 cores).
     python bench/bench_recommender.py quality [--data data/ml-100k] [--no-implicit]
     python bench/bench_recommender.py cold
     python bench/bench_recommender.py latency [--items 100000] [--repeats 200]
+    python bench/bench_recommender.py scale [--items 100000 1000000 10000000]  (bench_scale.py)
+    python bench/bench_recommender.py calibration [--data data/ml-100k] [--png FILE]  (bench_scores.py)
 """
 
 from __future__ import annotations
@@ -372,9 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     lat.add_argument("--users", type=int, default=20_000)
     lat.add_argument("--repeats", type=int, default=200)
     lat.add_argument("--index", nargs="+", default=["exact", "fp16", "sq8"])
+    import bench_scale
+    import bench_scores
+
+    bench_scale.add_parsers(sub)
+    bench_scores.add_parsers(sub, data)
     args = parser.parse_args(argv)
     {"quality": quality, "cold": cold, "cold-feed": cold_feed, "latency": latency,
-     "towers": towers}[args.command](args)
+     "towers": towers, **bench_scale.COMMANDS, **bench_scores.COMMANDS}[args.command](args)
     return 0
 
 

@@ -93,7 +93,11 @@ from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
+from llmrec.recommender.grid_sample import sample_for_grid, to_full
 from llmrec.recommender.late_items import LateItems, solve_late_factors
+from llmrec.recommender.pairs import PairScores
+from llmrec.recommender.partitioned import INDEXES, log_index
+from llmrec.recommender.scenarios import fit_extras, scenario_lookup
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
 from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
@@ -103,8 +107,8 @@ from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_v
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
-           "sequence_decay", "candidates", "validation", "towers", "cluster")
-_INDEXES = ("exact", "sq8", "fp16")
+           "sequence_decay", "candidates", "validation", "towers", "cluster", "probes")
+_INDEXES = INDEXES
 # Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
 # alpha in each confidence 1 + alpha·(1 + recency·p²); the text weight is relative to the
@@ -122,7 +126,7 @@ def _real(value: Any, name: str, low: float, high: float = math.inf) -> float:
     return value
 
 
-class Recommender(Estimator):
+class Recommender(PairScores, Estimator):
     """Recommendations from interactions and text together (see the module docstring).
 
     Parameters (keyword-only, stored as given, checked by :meth:`fit`)
@@ -132,9 +136,12 @@ class Recommender(Estimator):
         all-MiniLM-L6-v2 (the ``text`` extra). None: behaviour only.
     factors : int
         ALS dimension.
-    index : {"exact", "sq8", "fp16"}
-        Stage-1 search: exact float32, or a :class:`llmrec.QuantizedIndex` codec for
-        large catalogues (its candidates are re-scored exactly anyway).
+    index : {"exact", "sq8", "fp16", "ivf-sq8", "ivf-pq4", "auto"}
+        Stage-1 search: exact float32, a flat :class:`llmrec.QuantizedIndex` codec, or
+        its inverted lists ("ivf-": ≈ 4·√n lists, ``probes`` of them scanned per
+        request; for millions of items); candidates are re-scored exactly anyway.
+        "auto" picks by catalogue size (exact below 50,000 items, sq8 below 400,000,
+        ivf-sq8 above) and says what it picked (``index_info_``, log "llmrec.recommender").
     text_weight : "auto" or float in [0, 1e6]
         Weight of the text-interest signal; "auto" fits it on the validation slice.
     diversity : float in [0, 1]
@@ -177,13 +184,20 @@ class Recommender(Estimator):
         the same factors as a local fit) and the encoding of item and profile texts
         (:func:`llmrec.distributed.encode`). The fitted model is an ordinary one: it is
         saved, loaded and served on one machine without Ray.
+    probes : int or None
+        "ivf-" indexes: lists scanned per request (None: a sixteenth of the lists,
+        within [64, 256]); as many as the lists scans all of them.
 
     Attributes
     ----------
     weights_ : dict, the fitted blend of scenario "home".
     scenarios_ : dict name -> weights; "home" (recommend), "search" (search with a
         user), "similar" (similar_items). Change with :meth:`set_scenario`.
-    validation_ : dict, what the validation measured (ndcg@10 per regularization).
+    validation_ : dict, what the validation measured (ndcg@10 per regularization; per
+        scenario when the interactions have a ``scenario`` column).
+    calibration_ : :class:`.calibration.Calibration` or None, the Platt scaling of
+        :meth:`predict_proba` (None when the validation was skipped).
+    index_info_ : str, what stage 1 searches.
     """
 
     _param_names = _PARAMS
@@ -193,7 +207,8 @@ class Recommender(Estimator):
                  num_threads: int = 0, regularization: Any = "auto", alpha: float = 1.0,
                  iterations: int = 15, prior_strength: float = 1.0, recency: float = 9.0,
                  sequence_decay: float = 0.6, candidates: int = 256,
-                 validation: float = 0.2, towers: Any = None, cluster: str | None = None) -> None:
+                 validation: float = 0.2, towers: Any = None, cluster: str | None = None,
+                 probes: Any = None) -> None:
         self.encoder = encoder
         self.factors = factors
         self.index = index
@@ -211,6 +226,7 @@ class Recommender(Estimator):
         self.validation = validation
         self.towers = towers
         self.cluster = cluster
+        self.probes = probes
 
     def _settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -229,6 +245,7 @@ class Recommender(Estimator):
         s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
         if self.cluster is not None:  # absent from the settings of local fits (and older files)
             s["cluster"] = check_choice(self.cluster, "cluster", ("ray",))
+        s["probes"] = None if self.probes is None else check_int(self.probes, "probes", minimum=1)
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
@@ -336,8 +353,13 @@ class Recommender(Estimator):
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
             labels = np.array([str(t) for t in titles], dtype=object)
-        weights, regularization, report = fit_blend(s, histories, n_items, E, profile,
-                                                    self.random_state)
+        lookup = scenario_lookup(frame, u_rows, i_rows, event_order(frame), n_items)
+        kept: dict[str, Any] = {}
+        sample, grid_line = sample_for_grid(histories, n_items, E, profile, self.random_state)
+        grid = (histories, n_items, E, profile) if sample is None else sample[:4]
+        weights, regularization, report = fit_blend(s, *grid, self.random_state, keep=kept)
+        report["grid"] = grid_line
+        to_full(kept, sample, n_items)
         all_histories = [histories.get(u) for u in range(n_users)]
         als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
                       show_progress=show_progress)
@@ -362,6 +384,13 @@ class Recommender(Estimator):
             "similar": {"behaviour": 0.0, "sequence": 1.0, "transition": 0.5,
                         "text": 0.5 if E is not None else 0.0, "query": 0.0},
         }
+        extras = fit_extras(kept, lookup, home, self.random_state)
+        del kept
+        self.scenarios_.update(extras.scenarios)
+        self.weights_ = self.scenarios_["home"]
+        if extras.report:
+            report["scenarios"] = extras.report
+        self.calibration_ = extras.calibration
         self.regularization_ = regularization
         self.validation_ = report
         return self
@@ -404,7 +433,9 @@ class Recommender(Estimator):
         G = None if towers is None else np.ascontiguousarray(towers.item_vectors(), dtype=np.float32)
         self._geometry = scoring.make_geometry(V, Vn, E, Q, G)
         T = scoring.text_coordinates(E, self._geometry)
-        index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state)
+        index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state,
+                               s.get("probes"))
+        log_index(index, len(V))
         return scoring.make_items(V, Vn, E, T, P, Q, index, G=G)
 
     def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],
@@ -807,12 +838,14 @@ class Recommender(Estimator):
                             else self._append_item_rows(getattr(current, name), rows_))
                      for name, rows_ in new_rows.items()}
             # New items have no interactions (zero Vn): not warm.
-            warm = np.concatenate([current.warm, np.zeros(len(ids), dtype=np.uint8)])
+            # Appended in spare capacity, as the matrices: a copy of O(catalogue) per call
+            # was most of add_items(1) at 300k items.
+            warm = self._append_item_rows(current.warm, np.zeros(len(ids), dtype=np.uint8))
             labels = snap.labels
             if labels is not None:
                 frame = items if hasattr(items, "columns") else None
                 titles = frame["title"] if frame is not None and "title" in frame.columns else texts
-                labels = np.concatenate([labels, np.array([str(t) for t in titles], dtype=object)])
+                labels = self._append_item_rows(labels, np.array([str(t) for t in titles], dtype=object))
             self._late_items.add(rows)
             self._item_map.add(ids, "items.item_id")  # found before published: unknown until then
             self._publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),

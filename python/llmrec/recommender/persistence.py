@@ -111,6 +111,9 @@ def save(model: Any, directory: Any) -> None:
     meta = {"params": params, "encoder": _encoder_spec(model), "settings": model._settings_used,
             "scenarios": model.scenarios_, "regularization": model.regularization_,
             "validation": _jsonable(model.validation_), "id_kinds": [model._user_map.kind, model._item_map.kind]}
+    calibration = model.__dict__.get("calibration_")
+    if calibration is not None:
+        meta["calibration"] = calibration.to_json()
 
     def write(folder: Path) -> None:
         version = _KIND_VERSION if snap.towers is not None else 1
@@ -209,6 +212,7 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
         raise fail(path, f"unknown Recommender parameters {unknown}")
     settings = dict(meta_value(meta, "settings", path, types=dict))
     settings.setdefault("towers", None)  # kind version 1: no towers
+    settings.setdefault("probes", None)  # saved before the partitioned indexes
     # The settings are what _settings() made of the parameters at fit: checking them with
     # the same code gives the same ranges and types.
     unknown = sorted(set(settings) - set(cls._param_names) | ({"encoder"} & set(settings)))
@@ -236,7 +240,19 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
     return {"params": params, "settings": checked, "scenarios": scenarios, "id_kinds": kinds,
             "encoder": meta_value(meta, "encoder", path, types=(str, type(None)), default=None),
             "regularization": meta_real(meta, "regularization", path, minimum=0.0),
-            "validation": meta.get("validation")}
+            "validation": meta.get("validation"), "calibration": _calibration(meta, path)}
+
+
+def _calibration(meta: dict[str, Any], path: Any) -> Any:
+    """The saved Platt scaling, or None (saved without one, or before it existed)."""
+    if meta.get("calibration") is None:
+        return None
+    from llmrec.recommender.calibration import Calibration
+
+    try:
+        return Calibration.from_json(meta["calibration"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise fail(path, f"invalid calibration ({error})") from None
 
 
 def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) -> dict[str, Any]:
@@ -348,7 +364,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     P, Q = np.ascontiguousarray(arrays["P"]), np.ascontiguousarray(arrays["Q"])
     T = scoring.text_coordinates(E, model._geometry)
     s = model._settings_used
-    index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state)
+    index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state,
+                           s.get("probes"))
     users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
     G = arrays["G"]
     if G is not None:
@@ -360,6 +377,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model.weights_ = model.scenarios_["home"]
     model.regularization_ = meta["regularization"]
     model.validation_ = meta["validation"]
+    model.calibration_ = meta["calibration"]
     return model
 
 

@@ -107,9 +107,14 @@ def text_coordinates(E: np.ndarray | None, geometry: Geometry) -> np.ndarray | N
     return np.ascontiguousarray((E - geometry.text_mean) @ geometry.text_basis, dtype=np.float32)
 
 
-def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any) -> Any:
+def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any,
+               probes: int | None = None) -> Any:
     if kind == "exact":
         return ExactIndex(rows, num_threads=num_threads)
+    if kind.startswith("ivf-"):
+        from llmrec.recommender.partitioned import PartitionedChannel
+
+        return PartitionedChannel(rows, kind[4:], num_threads, random_state, probes=probes)
     from llmrec.quantized import QuantizedIndex
 
     # Stage 2 re-scores the candidates exactly, so the index needs no float copy and no
@@ -134,11 +139,14 @@ class Stage1:
     user only the text vectors."""
 
     def __init__(self, V: np.ndarray, T: np.ndarray | None, E: np.ndarray | None, Q: np.ndarray,
-                 kind: str, num_threads: int, random_state: Any) -> None:
-        self.kind = kind
-        self.behaviour = make_index(_behaviour_rows(V, Q), kind, num_threads, random_state)
-        self.interest = None if T is None else make_index(T, kind, num_threads, random_state)
-        self.request = None if E is None else make_index(E, kind, num_threads, random_state)
+                 kind: str, num_threads: int, random_state: Any, probes: int | None = None) -> None:
+        from llmrec.recommender.partitioned import resolve_index
+
+        self.requested = kind
+        self.kind = kind = resolve_index(kind, len(V))  # "auto" picks by catalogue size
+        self.behaviour = make_index(_behaviour_rows(V, Q), kind, num_threads, random_state, probes)
+        self.interest = None if T is None else make_index(T, kind, num_threads, random_state, probes)
+        self.request = None if E is None else make_index(E, kind, num_threads, random_state, probes)
 
     def added(self, V: np.ndarray, T: np.ndarray | None, E: np.ndarray | None,
               Q: np.ndarray) -> Stage1:

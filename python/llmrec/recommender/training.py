@@ -75,11 +75,13 @@ def unit_factors(als: ALS) -> np.ndarray:
 
 
 def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarray | None,
-              profile: np.ndarray | None, random_state: Any
+              profile: np.ndarray | None, random_state: Any, keep: dict[str, Any] | None = None
               ) -> tuple[dict[str, float], float, dict[str, Any]]:
     """Hold out the latest ``validation`` share of each sampled user's history, and
     for each ALS λ of the grid fit the models on the rest and the blend weights on the
-    held-out items (ndcg@10). Returns (weights, λ, report)."""
+    held-out items (ndcg@10). Returns (weights, λ, report). ``keep`` (a dict, when
+    given) receives the best λ's validation data (raw signals, histories, held-out
+    items, score matrices) for calibration and per-scenario weights."""
     grid = REGULARIZATION_GRID if "regularization" not in s else (s["regularization"],)
     weights = dict(DEFAULT_WEIGHTS)
     if E is None:
@@ -130,20 +132,27 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
                                         None if profile is None else profile[val_users]), E)
         if towers_raw is not None:
             raw["towers"] = towers_raw
+        chosen: dict[str, Any] = {}
         signals, relevant, n_relevant = validation_matrices(
             raw, hist, [held[u] for u in val_users], n_items, s["num_threads"],
-            cold=~np.any(Vn != 0, axis=1))
+            cold=~np.any(Vn != 0, axis=1), out=chosen)
         w, value = fit_weights(signals, relevant, n_relevant, fixed=fixed)
         report["ndcg"][regularization] = value
         if value > best[0]:
             best = (value, w, regularization)
+            if keep is not None:
+                keep.update(raw=raw, hist=hist, held=[held[u] for u in val_users], users=val_users,
+                            signals=signals, relevant=relevant, n_relevant=n_relevant,
+                            cold=~np.any(Vn != 0, axis=1), fixed=fixed, n_items=n_items,
+                            candidates=chosen["candidates"])
     weights.update(best[1])
     report["weights"] = dict(weights)
     return weights, best[2], report
 
 
 def validation_matrices(raw: dict[str, tuple[np.ndarray, np.ndarray]], hist: list[np.ndarray],
-                        held: list[np.ndarray], n_items: int, num_threads: int, cold: np.ndarray
+                        held: list[np.ndarray], n_items: int, num_threads: int, cold: np.ndarray,
+                        out: dict[str, Any] | None = None
                         ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Spread-normalised signal scores (name → (n, C)) on each validation user's
     candidates — the whole catalogue when small, else the union of each signal's top
@@ -161,6 +170,8 @@ def validation_matrices(raw: dict[str, tuple[np.ndarray, np.ndarray]], hist: lis
         candidates = np.sort(np.hstack(tops), axis=1)
         candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1
     safe = np.maximum(candidates, 0)
+    if out is not None:  # the candidates' item rows (-1: none), for per-scenario weights
+        out["candidates"] = candidates
     signals = {}
     for name, (vectors, matrix) in raw.items():
         sigma = scoring.spread(vectors, scoring.covariance(matrix))

@@ -1,0 +1,184 @@
+"""The Recommender on synthetic catalogues of 100k, 1M and 10M items (issue 16, §3).
+
+    python bench/bench_recommender.py scale [--items 100000 1000000 10000000] [--index auto]
+
+Each size runs in a fresh process (so peak memory is that size's alone): synthetic
+interactions (``llmrec.datasets.synthetic``, ``--per-user`` interactions per user,
+users = items / 10, at least 10,000), item text vectors from the hashing stand-in
+encoder (384 dims; it has no meaning, but the serving path is the same as with
+MiniLM), ``num_threads=2``. Reported:
+
+* fit: wall time and peak resident memory (``ru_maxrss``) of the process;
+* what stage 1 picked (``index_info_``) and ``memory_per_item()``;
+* ``recommend(user, 10)``: p50 / p99 over ``--repeats`` random users (after 5 warm-up);
+* recall@10 of the two-stage top 10 against the exact full ranking of the same
+  blended score (:func:`llmrec.recommender.recall.staged_recall`), ``--recall-users``;
+* ``update(user, 2 items)`` and ``add_items(1 item)``: p50 / p99; ``remove_items``
+  when the Recommender has it (else said);
+* served resident memory per item: a second fresh process loads the saved model and
+  runs one request; its RSS growth over an import-only baseline, per item.
+
+A size whose estimated peak exceeds the memory available now (``MemAvailable``) is
+skipped with a note (``--force`` runs it anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+BYTES_PER_ITEM_AT_FIT = 12_000  # rough peak of a fit with 384-d text (arrays, copies, ALS)
+TARGETS = {1_000_000: (2.0, 6.0), 10_000_000: (4.0, 10.0)}  # recommend p50, p99 (ms)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _available_mb() -> float:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _percentiles(values: list[float]) -> str:
+    v = np.array(values)
+    return f"p50 {np.percentile(v, 50):.2f} ms  p99 {np.percentile(v, 99):.2f} ms"
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1e3
+
+
+def scale(args: argparse.Namespace) -> None:
+    for n in args.items:
+        need = n * BYTES_PER_ITEM_AT_FIT / 2**20
+        if need > _available_mb() and not args.force:
+            print(f"{n:,} items: skipped, needs about {need / 1024:.1f} GiB, "
+                  f"{_available_mb() / 1024:.1f} GiB available (--force to run)", flush=True)
+            continue
+        command = [sys.executable, str(HERE / "bench_recommender.py"), "scale-one", "--items", str(n),
+                   "--index", args.index, "--repeats", str(args.repeats), "--per-user", str(args.per_user),
+                   "--recall-users", str(args.recall_users), "--candidates", str(args.candidates)]
+        if args.probes:
+            command += ["--probes", str(args.probes)]
+        subprocess.run(command, check=True)
+
+
+def scale_one(args: argparse.Namespace) -> None:
+    import llmrec
+    from llmrec.datasets import synthetic
+    from llmrec.recommender.recall import staged_recall
+
+    sys.path.insert(0, str(HERE))
+    from bench_recommender import StandInEncoder
+
+    n = args.items
+    n_users = max(n // 10, 10_000)
+    start = time.perf_counter()
+    interactions, items, _ = synthetic(n_users, n, density=args.per_user / n, random_state=0)
+    items = items[["item_id", "text"]] if "text" in items.columns else items
+    print(f"== {n:,} items, {n_users:,} users, {len(interactions):,} interactions "
+          f"(data {time.perf_counter() - start:.0f} s); 2 threads; stand-in 384-d text", flush=True)
+    rss0 = _rss_mb()
+    start = time.perf_counter()
+    rec = llmrec.Recommender(encoder=StandInEncoder(), random_state=0, num_threads=2, index=args.index,
+                             candidates=args.candidates, probes=args.probes or None)
+    rec.fit(interactions, items=items)
+    fit_s = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"fit {fit_s:.0f} s, peak RSS {peak / 1024:.2f} GiB (process; {rss0 / 1024:.2f} GiB before fit); "
+          f"validation: {rec.validation_.get('users', 0)} users, "
+          f"{rec.validation_.get('grid', 'full catalogue')}", flush=True)
+    print(f"{rec.index_info_}", flush=True)
+    memory = rec.memory_per_item()
+    print("memory per item (bytes): " + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()), flush=True)
+    rng = np.random.default_rng(1)
+    user_ids = rec._user_map.ids
+    users = user_ids[rng.integers(0, len(user_ids), args.repeats + 5)]
+    times = [_timed(lambda: rec.recommend(u, 10)) for u in users][5:]
+    p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
+    target = TARGETS.get(n)
+    verdict = "" if target is None else (f"  (target p50 ≤ {target[0]} ms, p99 ≤ {target[1]} ms: "
+                                         f"{'met' if p50 <= target[0] and p99 <= target[1] else 'missed'})")
+    print(f"recommend(user, 10): {_percentiles(times)}{verdict}", flush=True)
+    recall = staged_recall(rec, users[:args.recall_users], 10)
+    print(f"recall@10 two-stage vs exact full ranking ({args.recall_users} users): {recall:.4f} "
+          f"(target ≥ 0.95)", flush=True)
+    item_ids = rec._item_map.ids
+    updates = [_timed(lambda: rec.update(u, item_ids[rng.integers(0, n, 2)].tolist())) for u in users[:200]]
+    print(f"update(user, 2 items): {_percentiles(updates[5:])}", flush=True)
+    adds = []
+    for step in range(100):
+        new = pd.DataFrame({"item_id": [10 * n + step], "text": [f"a new item number {step}"]})
+        adds.append(_timed(lambda: rec.add_items(new)))
+    print(f"add_items(1 item): {_percentiles(adds[5:])}", flush=True)
+    if hasattr(rec, "remove_items"):
+        removes = [_timed(lambda: rec.remove_items([item_ids[int(i)]]))
+                   for i in rng.choice(n, 100, replace=False)]
+        print(f"remove_items(1 item): {_percentiles(removes[5:])}", flush=True)
+    else:
+        print("remove_items: not in this Recommender (the catalogue branch adds it)", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        rec.save(Path(folder) / "model")
+        del rec, interactions, items
+        served = subprocess.run([sys.executable, str(HERE / "bench_recommender.py"), "scale-serve",
+                                 str(Path(folder) / "model")], check=True, capture_output=True, text=True)
+        grown = json.loads(served.stdout.strip().splitlines()[-1])
+        print(f"served model: {grown['mb'] / 1024:.2f} GiB resident after load + one request, "
+              f"{grown['mb'] * 2**20 / n:.0f} bytes per item (load {grown['load_s']:.0f} s)"
+              f"{'  (target ≤ 1024 at 10M)' if n >= 10_000_000 else ''}", flush=True)
+
+
+def scale_serve(args: argparse.Namespace) -> None:
+    """Load a saved model in this fresh process; print its RSS growth (JSON)."""
+    import llmrec
+
+    sys.path.insert(0, str(HERE))
+    from bench_recommender import StandInEncoder
+
+    base = _rss_mb()
+    start = time.perf_counter()
+    rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    load_s = time.perf_counter() - start
+    rec.recommend(rec._user_map.ids[0], 10)
+    print(json.dumps({"mb": _rss_mb() - base, "load_s": load_s}))
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("scale", help="100k / 1M / 10M-item catalogues (see bench_scale.py)")
+    s.add_argument("--items", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    s.add_argument("--force", action="store_true")
+    one = sub.add_parser("scale-one")
+    one.add_argument("--items", type=int, required=True)
+    for p in (s, one):
+        p.add_argument("--index", default="auto")
+        p.add_argument("--repeats", type=int, default=300)
+        p.add_argument("--per-user", type=float, default=20.0)
+        p.add_argument("--recall-users", type=int, default=100)
+        p.add_argument("--candidates", type=int, default=256)
+        p.add_argument("--probes", type=int, default=0)
+    serve = sub.add_parser("scale-serve")
+    serve.add_argument("model")
+
+
+COMMANDS = {"scale": scale, "scale-one": scale_one, "scale-serve": scale_serve}

@@ -1,0 +1,121 @@
+"""Scores of given (user, item) pairs, their calibrated probabilities, and what the
+model holds per item: the parts of :class:`~llmrec.recommender.model.Recommender`
+that read a fitted model without ranking the catalogue (a mixin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from llmrec.recommender import scoring
+from llmrec.recommender.partitioned import describe
+
+
+def _ids(values: Any, name: str) -> tuple[list[Any], bool]:
+    """A list of caller ids and whether ``values`` was one id."""
+    if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
+        return [values], True
+    array = np.asarray(values, dtype=object)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one id or a 1-D sequence of ids, got shape {array.shape}")
+    if len(array) == 0:
+        raise ValueError(f"{name} is empty")
+    return list(array), False
+
+
+class PairScores:
+    """Mixed into the Recommender: ``predict``, ``predict_proba``, ``memory_per_item``,
+    ``index_info_``."""
+
+    def predict(self, user_ids: Any, item_ids: Any, *, scenario: Any = None) -> Any:
+        """The blended score of each (user, item) pair — exactly the score
+        :meth:`recommend` gives that item for that user under the same ``scenario``
+        (None: "home"), computed by the same native re-scoring.
+
+        ``user_ids`` and ``item_ids``: caller ids, one each (a float), or sequences of
+        equal length (a float32 array), or one of them a single id paired with every
+        id of the other. Unknown ids raise :class:`llmrec.exceptions.UnknownIdError`.
+        Scores are on the per-user standardised scale of the blend (0 = the user's
+        average over the catalogue); :meth:`predict_proba` maps them to probabilities.
+        """
+        self._check_fitted()
+        users_in, one_user = _ids(user_ids, "user_ids")
+        items_in, one_item = _ids(item_ids, "item_ids")
+        if len(users_in) != len(items_in) and 1 not in (len(users_in), len(items_in)):
+            raise ValueError(f"user_ids and item_ids must have the same length (or one of them a "
+                             f"single id), got {len(users_in)} and {len(items_in)}")
+        n = max(len(users_in), len(items_in))
+        weights = self._weights(scenario)
+        rows = self._user_map.rows(users_in, "user_ids")
+        unique, inverse = np.unique(rows, return_inverse=True)
+        gather = lambda snap: self._users_of(snap, unique, "user_ids", False)  # noqa: E731
+        with self._publisher.pin(gather) as (snap, (vectors, _)):
+            items = self._item_rows(snap, items_in, "item_ids")
+            signals = scoring.make_signals(weights, self._geometry, **vectors)
+            pick = np.broadcast_to(inverse.reshape(-1), (n,)) if len(rows) == n else np.zeros(n, np.int64)
+            signals = scoring.Signals(*[None if v is None else np.ascontiguousarray(v[pick])
+                                        for v in signals])
+            candidates = np.broadcast_to(items.reshape(-1), (n,)).reshape(n, 1).astype(np.int64)
+            _, scores = scoring.rescore(snap.items, signals, candidates, 1, self._geometry.mean_E,
+                                        self._settings_used["num_threads"], self._geometry.mean_G)
+        scores = scores[:, 0]
+        return float(scores[0]) if one_user and one_item else scores
+
+    def predict_proba(self, user_ids: Any, item_ids: Any) -> Any:
+        """P(the user interacts with the item) for each pair: the "home" score of
+        :meth:`predict` through Platt scaling fitted on the validation slice at ``fit``
+        (:mod:`.calibration`: held-out interactions against uniformly sampled unseen
+        items, weighted to the true base rate). Same arguments and shapes as
+        :meth:`predict`. A model fitted with ``validation=0`` has no calibration
+        (``ValueError``)."""
+        self._check_fitted()
+        calibration = self.__dict__.get("calibration_")
+        if calibration is None:
+            raise ValueError("this Recommender has no calibration: it is fitted on the validation "
+                             "slice, so fit with validation > 0 (and enough users)")
+        scores = self.predict(user_ids, item_ids)
+        p = calibration.probability(scores)
+        return float(p) if np.ndim(scores) == 0 else p.astype(np.float64)
+
+    @property
+    def index_info_(self) -> str:
+        """What stage 1 searches (the index picked, with ``index="auto"`` too)."""
+        self._check_fitted()
+        snap = self._publisher.current
+        stage1 = snap.items.index
+        return describe(stage1.kind, getattr(stage1, "requested", stage1.kind), snap.n_items,
+                        stage1.behaviour)
+
+    def memory_per_item(self) -> dict[str, float]:
+        """Bytes held per catalogue item, by part ("total" their sum): the item matrices
+        served from (factors, unit factors, next-item factors, text vectors and their
+        PCA coordinates, tower vectors), each stage-1 channel's index, the ALS model's
+        item factors (fold-in reads them) and the item ids. Spare capacity kept for
+        ``add_items`` is not counted; per-user and per-interaction memory is not either."""
+        self._check_fitted()
+        snap = self._publisher.current
+        items, n = snap.items, max(snap.n_items, 1)
+        out: dict[str, float] = {}
+        shared = items.index.text_vectors()
+        for name in ("V", "Vn", "E", "T", "P", "Q", "warm", "G"):
+            matrix = getattr(items, name)
+            if matrix is not None:
+                out[name] = matrix[:snap.n_items].nbytes / n
+        for name in ("behaviour", "interest", "request"):
+            channel = getattr(items.index, name)
+            if channel is None:
+                continue
+            if name == "request" and shared is not None:
+                out["stage1." + name] = 0.0  # shares E's rows
+            elif hasattr(channel, "memory_bytes"):
+                out["stage1." + name] = channel.memory_bytes() / n
+            else:
+                out["stage1." + name] = len(channel) * channel.dim * 4 / n
+        out["als.item_factors"] = snap.als.item_factors_[:snap.n_items].nbytes / n
+        out["item_ids"] = np.asarray(self._item_map.ids).nbytes / n
+        out["total"] = sum(out.values())
+        return out
+
+
+__all__ = ["PairScores"]
