@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmrec import _core
-from llmrec._checks import allow_to_native, exclude_to_csr
+from llmrec._checks import allow_to_native, check_sparse_structure, exclude_to_csr
 
 
 class IndexBase:
@@ -48,21 +48,32 @@ class IndexBase:
                     *allow_to_native(allow, n_rows))
         excluded = None
         if exclude is not None:
-            if sp.issparse(exclude):
-                raise TypeError("exclude must be a sequence of id arrays (one per query) when the "
-                                "index has caller ids: a sparse matrix's columns are not ids")
-            if isinstance(exclude, (str, bytes)) or not isinstance(exclude, (Sequence, np.ndarray)):
-                raise TypeError("exclude must be a sequence of id arrays, one per query; got "
-                                f"{type(exclude).__name__}")
-            if single and np.asarray(exclude, dtype=object).ndim == 1 and all(
-                    isinstance(x, numbers.Integral) for x in exclude):
-                exclude = [exclude]
-            if len(exclude) != nq:
-                raise ValueError(f"exclude must hold one id array per query ({nq}), got {len(exclude)}")
-            rows = [row_ids.translate(_caller_ids(e, f"exclude[{i}]"), n_rows) for i, e in enumerate(exclude)]
-            indptr = np.zeros(nq + 1, dtype=np.int64)
-            np.cumsum([len(r) for r in rows], out=indptr[1:])
-            excluded = (indptr, np.concatenate(rows) if rows else np.zeros(0, np.int64))
+            if sp.issparse(exclude):  # its column numbers are caller ids
+                if exclude.shape[0] != nq:
+                    raise ValueError(f"exclude must have one row per query ({nq}), got {exclude.shape[0]}")
+                check_sparse_structure(exclude, "exclude")
+                csr = sp.csr_matrix(exclude)
+                csr.eliminate_zeros()
+                get = row_ids.id_rows.get
+                rows = np.fromiter((get(i, -1) for i in csr.indices.tolist()), dtype=np.int64,
+                                   count=len(csr.indices))
+                keep = (rows >= 0) & (rows < n_rows)
+                kept_before = np.concatenate([[0], np.cumsum(keep)])
+                excluded = (kept_before[csr.indptr].astype(np.int64), rows[keep])
+            else:
+                if isinstance(exclude, (str, bytes)) or not isinstance(exclude, (Sequence, np.ndarray)):
+                    raise TypeError("exclude must be a sparse matrix or a sequence of id arrays, one per "
+                                    f"query; got {type(exclude).__name__}")
+                if single and np.asarray(exclude, dtype=object).ndim == 1 and all(
+                        isinstance(x, numbers.Integral) for x in exclude):
+                    exclude = [exclude]
+                if len(exclude) != nq:
+                    raise ValueError(f"exclude must hold one id array per query ({nq}), got {len(exclude)}")
+                rows = [row_ids.translate(_caller_ids(e, f"exclude[{i}]"), n_rows)
+                        for i, e in enumerate(exclude)]
+                indptr = np.zeros(nq + 1, dtype=np.int64)
+                np.cumsum([len(r) for r in rows], out=indptr[1:])
+                excluded = (indptr, np.concatenate(rows) if rows else np.zeros(0, np.int64))
         if allow is None:
             return excluded, None, None
         if sp.issparse(allow) or np.asarray(allow).dtype == np.bool_:

@@ -160,8 +160,30 @@ class Stage1:
 
     def text_vectors(self) -> np.ndarray | None:
         """The request channel's float32 rows when it stores E as is (``index="exact"``),
-        so that the items' E can share them instead of keeping a second copy."""
-        return self.request.vectors if self.kind == "exact" and self.request is not None else None
+        so that the items' E can share them instead of keeping a second copy (not once
+        compacted: its rows are then no longer the item rows)."""
+        if self.kind != "exact" or self.request is None or not self.request._row_ids.identity:
+            return None
+        return self.request.vectors
+
+    def channels(self) -> list[Any]:
+        """The channels' indexes (behaviour, then interest and request where present)."""
+        return [i for i in (self.behaviour, self.interest, self.request) if i is not None]
+
+    def update_behaviour(self, rows: np.ndarray, V: np.ndarray, Q: np.ndarray) -> None:
+        """Rewrite the behaviour rows of items whose factors were re-solved, in place
+        (searches see each row old or new: the index's write lock)."""
+        self.behaviour.update(rows, _behaviour_rows(V, Q))
+
+    def remove(self, rows: np.ndarray) -> None:
+        """Items no channel returns any more (skipped inside the native scans)."""
+        for index in self.channels():
+            index.remove(rows)
+
+    def compact(self) -> None:
+        """Reclaim the channels' storage of removed items (item rows stay their ids)."""
+        for index in self.channels():
+            index.compact()
 
     def search(self, signals: Signals, geometry: Geometry, C: int, exclude: Any,
                allow: Any) -> np.ndarray:
