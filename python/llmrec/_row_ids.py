@@ -68,6 +68,9 @@ class RowIds:
         ids = _id_array(ids, "ids")
         if len(ids) != m:
             raise ValueError(f"ids must hold one id per vector ({m}), got {len(ids)}")
+        if len(ids) and int(ids.min()) < 0:
+            raise ValueError(f"ids holds {int(ids.min())}: ids must be >= 0 (results mark "
+                             "missing items with -1)")
         _no_duplicates(ids, "ids")
         for i in ids.tolist():
             if self.contains(i, n_rows):
@@ -76,6 +79,8 @@ class RowIds:
 
     def append(self, n_rows: int, m: int, ids: np.ndarray | None) -> None:
         """Record rows n_rows .. n_rows + m, with caller ``ids`` (None: row numbers)."""
+        if self.deleted is not None:  # the mask covers every row (the scan reads n bytes)
+            self.deleted = grow_rows(self.deleted[:n_rows], n_rows + m)
         if ids is None and self.identity:
             self.next_id = max(self.next_id, n_rows + m)
             return

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 
 from llmrec import _core
 from llmrec.index import ExactIndex
@@ -217,22 +216,6 @@ def union(lists: list[np.ndarray]) -> np.ndarray:
     candidates = np.sort(np.hstack(lists), axis=1)
     candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1
     return candidates
-
-
-def add_candidates(candidates: np.ndarray, extra: np.ndarray, exclude: Any, allow: Any) -> np.ndarray:
-    """``candidates`` (n, c) with the item rows ``extra`` added to every row, except where
-    ``exclude`` (a CSR (n, items) or n id arrays) or ``allow`` (rows, or None) rule them out."""
-    if allow is not None:
-        extra = extra[np.isin(extra, allow)]
-    if isinstance(exclude, sp.spmatrix | sp.sparray):
-        extra = extra[extra < exclude.shape[1]]
-    block = np.broadcast_to(extra, (len(candidates), len(extra))).copy()
-    if isinstance(exclude, list):
-        for row, ids in enumerate(exclude):
-            block[row, np.isin(extra, ids)] = -1
-    elif exclude is not None:
-        block[exclude[:, extra].toarray() != 0] = -1
-    return union([candidates, block])
 
 
 def _behaviour_rows(V: np.ndarray, Q: np.ndarray) -> np.ndarray:
