@@ -305,3 +305,42 @@ def test_concurrent_searches_see_each_row_old_or_new(rng, make):
     assert not any(t.is_alive() for t in threads)
     assert not problems, problems[:3]
     assert searches[0] > 10
+
+
+def test_native_deleted_mask_is_checked(rng):
+    """The private module is reachable from Python: a mask of the wrong length is refused."""
+    from llmrec import _core
+
+    X = _data(rng, 40)
+    with pytest.raises(ValueError, match="deleted mask"):
+        _core.search_exact(X, X[:2], 3, deleted_mask=np.zeros(39, np.uint8))
+    index = QuantizedIndex(X, codec="fp16")
+    state = index._state
+    with pytest.raises(ValueError, match="deleted mask"):
+        _core.search_quantized("fp16", 40, X.shape[1], state.codes, None, None, None, X[:2], 3,
+                               deleted_mask=np.zeros(41, np.uint8))
+    # non-zero bytes other than 1 mean removed too; every row removed: padding only
+    ids, scores = _core.search_exact(X, X[:2], 3, deleted_mask=np.full(40, 7, np.uint8))
+    assert (ids == -1).all() and np.isneginf(scores).all()
+
+
+@pytest.mark.parametrize("k", [8, 40])
+def test_pq4_dense_allow_ids_keep_k_results(rng, k):
+    """Dense allow ids (applied as a mask) and removed rows are per-hit filters, so the
+    pq4 scan keeps its heap instead of the unfiltered reservoirs (k >= 32), which a
+    filtered item could fill: k allowed items come back whenever k qualify."""
+    from llmrec import _core
+
+    X = _data(rng, 640, 16)
+    index = QuantizedIndex(X, codec="pq4", random_state=0)
+    state = index._state
+    allowed = np.arange(0, 640, 3, dtype=np.int64)  # dense: more than 1/8 of the items
+    deleted = np.zeros(640, np.uint8)
+    deleted[allowed[:20]] = 1
+    for mask in (None, deleted):
+        ids, _ = _core.search_quantized("pq4", 640, 16, state.codes, None, None, None, X[:3], k,
+                                        allow_ids=allowed, codebooks=index._codebooks,
+                                        deleted_mask=mask)
+        assert (ids >= 0).all() and np.isin(ids, allowed).all()
+        if mask is not None:
+            assert not np.isin(ids, allowed[:20]).any()

@@ -10,46 +10,69 @@ stream of searches cannot starve an update.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 
 class ReadWriteLock:
-    """Shared (``read``) and exclusive (``write``) sections; neither is re-entrant."""
+    """Shared (``read``) and exclusive (``write``) sections; neither is re-entrant.
+
+    ``read()`` and ``write()`` return context managers made once (a generator-based one
+    cost more than the search over a few short lists it guards)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writing = False
         self._writers_waiting = 0
+        self._shared = _Shared(self)
+        self._exclusive = _Exclusive(self)
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writing or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+    def read(self) -> _Shared:
+        return self._shared
 
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
+    def write(self) -> _Exclusive:
+        return self._exclusive
+
+
+class _Shared:
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: ReadWriteLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        lock = self._lock
+        with lock._cond:
+            while lock._writing or lock._writers_waiting:
+                lock._cond.wait()
+            lock._readers += 1
+
+    def __exit__(self, *exc: object) -> None:
+        lock = self._lock
+        with lock._cond:
+            lock._readers -= 1
+            if lock._readers == 0 and lock._writers_waiting:
+                lock._cond.notify_all()
+
+
+class _Exclusive:
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: ReadWriteLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        lock = self._lock
+        with lock._cond:
+            lock._writers_waiting += 1
             try:
-                while self._writing or self._readers:
-                    self._cond.wait()
+                while lock._writing or lock._readers:
+                    lock._cond.wait()
             finally:
-                self._writers_waiting -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
+                lock._writers_waiting -= 1
+            lock._writing = True
+
+    def __exit__(self, *exc: object) -> None:
+        lock = self._lock
+        with lock._cond:
+            lock._writing = False
+            lock._cond.notify_all()
