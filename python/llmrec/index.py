@@ -78,7 +78,8 @@ class ExactIndex(IndexBase):
 
     @property
     def vectors(self) -> np.ndarray:
-        """The stored vectors as a read-only (n, d) view (unit length for cosine)."""
+        """The stored rows as a read-only view (unit length for cosine), in insertion
+        order; removed items' rows stay there until :meth:`compact` (see :attr:`ids`)."""
         view = self._items.view()
         view.flags.writeable = False
         return view
