@@ -344,3 +344,23 @@ def test_pq4_dense_allow_ids_keep_k_results(rng, k):
         assert (ids >= 0).all() and np.isin(ids, allowed).all()
         if mask is not None:
             assert not np.isin(ids, allowed[:20]).any()
+
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16", "pq4"])
+def test_partitioned_update_within_its_list_rewrites_the_slot(rng, codec):
+    """A row that stays in its list is re-encoded in its slot (no new lists), with the
+    codes add() would give it, and the search ranks it by its new vector."""
+    X = _data(rng, 400)
+    index = QuantizedIndex(X, codec=codec, partitions=8, random_state=4)
+    twin = pickle.loads(pickle.dumps(index))
+    lists = index._state.lists
+    items = np.array([2, 50, 333])
+    rows = (X[items] * 1.01).astype(np.float32)  # same direction: same nearest list
+    assert (index._nearest_lists(rows) == lists.assignment[items]).all()
+    index.update(items, rows)
+    assert index._state.lists is lists  # nothing moved
+    # exact: the same encoder, parameters and list (the residual's base) as add()
+    np.testing.assert_array_equal(index.reconstruct(items), twin.reconstruct(twin.add(rows)))
+    truth = Truth(np.arange(400), X)
+    truth.add(items, rows)
+    truth.check(index, _data(rng, 4), 10, probes=8, rerank=40)

@@ -122,7 +122,7 @@ class QuantizedIndex(IndexBase):
 
     Maintenance, as in :class:`ExactIndex`: :meth:`add`, :meth:`update` (rows re-encoded
     in place; with partitions an item whose nearest list changes moves to it, which
-    rebuilds the lists, O(n)), :meth:`remove` (skipped inside the scan) and
+    rebuilds the lists, O(n), as ``add`` does), :meth:`remove` (skipped inside the scan) and
     :meth:`compact`. Searches hold a shared lock for the whole scan, writers an
     exclusive one, so a concurrent search sees each row old or new, never half written.
 
@@ -431,9 +431,9 @@ class QuantizedIndex(IndexBase):
 
     def update(self, ids: Any, vectors: Any) -> None:
         """Re-encode the rows of items already in the index (m ids, (m, d) vectors), with
-        the codec's trained ranges, codebooks and centroids. Flat: in place. With
-        partitions: each item goes to the list of its new nearest centroid (the lists are
-        rebuilt, O(n)). Searches see each item old or new, never half written (the write
+        the codec's trained ranges, codebooks and centroids, in place. With partitions,
+        each item goes to the list of its new nearest centroid: where one changes list,
+        the lists are rebuilt (O(n), as for ``add``). Searches see each item old or new, never half written (the write
         lock waits for running searches). Unknown or removed ids raise
         :class:`llmrec.UnknownIdError`, an id given twice ``ValueError``."""
         rows = as_float_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
@@ -453,26 +453,45 @@ class QuantizedIndex(IndexBase):
                     vectors = np.array(vectors[:state.n], dtype=np.float32, order="C")
                     self._owns_vectors = True
                 vectors[at] = rows
-            if state.lists is not None:
-                codes, lists, scales = self._relayout(state, rows, at)
-                self._state = _State(state.n, codes, vectors, lists, scales)
-                return
             own = lambda a: None if a is None else (a if a.flags.writeable else a.copy())  # noqa: E731
-            codes, scales, bases = own(state.codes), own(state.item_scales), own(state.item_bases)
-            # One thread: pq4 slots share bytes (two 4-bit codes), which parallel encoders
-            # of neighbouring slots would both rewrite.
-            if self._codec == "sq8":
+            if state.lists is not None:
+                lists = state.lists
+                targets = self._nearest_lists(rows)
+                if not (targets == lists.assignment[at]).all():  # a row moves: new lists
+                    codes, lists, scales = self._relayout(state, rows, at)
+                    self._state = _State(state.n, codes, vectors, lists, scales)
+                    return
+                # Every row stays in its list: re-encode it in its slot, in place.
+                slots = np.array([lists.starts[p] + int(np.flatnonzero(
+                    lists.slot_ids[lists.starts[p]:lists.starts[p] + lists.sizes[p]] == i)[0])
+                    for i, p in zip(at.tolist(), targets.tolist())], dtype=np.int64)
+                codes, scales = own(state.codes), own(state.item_scales)
                 residual = {}
                 if self._residual:
-                    nearest = _core.kmeans_assign(rows, self._bases, self._num_threads)
-                    bases[at] = nearest
-                    residual = dict(bases=self._bases, base_of=nearest, item_scales=scales)
-                _core.sq8_encode(rows, self._mid, self._step, codes, 0, 1, slots=at, **residual)
-            elif self._codec == "pq4":
-                _core.pq4_encode(rows, self._codebooks, codes, 0, 1, slots=at)
-            else:
-                codes[at] = _core.fp16_encode(rows)
+                    residual = dict(bases=self._centroids, base_of=targets, item_scales=scales)
+                self._encode_in_place(rows, codes, slots, residual)
+                self._state = _State(state.n, codes, vectors, lists, scales)
+                return
+            codes, scales, bases = own(state.codes), own(state.item_scales), own(state.item_bases)
+            residual = {}
+            if self._codec == "sq8" and self._residual:
+                nearest = _core.kmeans_assign(rows, self._bases, self._num_threads)
+                bases[at] = nearest
+                residual = dict(bases=self._bases, base_of=nearest, item_scales=scales)
+            self._encode_in_place(rows, codes, at, residual)
             self._state = _State(state.n, codes, vectors, None, scales, bases)
+
+    def _encode_in_place(self, rows: np.ndarray, codes: np.ndarray, slots: np.ndarray,
+                         residual: dict[str, Any]) -> None:
+        """Encode ``rows`` into ``slots`` of ``codes`` (the write lock held). One thread:
+        pq4 slots share bytes (two 4-bit codes), which parallel encoders of neighbouring
+        slots would both rewrite."""
+        if self._codec == "sq8":
+            _core.sq8_encode(rows, self._mid, self._step, codes, 0, 1, slots=slots, **residual)
+        elif self._codec == "pq4":
+            _core.pq4_encode(rows, self._codebooks, codes, 0, 1, slots=slots)
+        else:
+            codes[slots] = _core.fp16_encode(rows)
 
     def compact(self) -> None:
         """Drop the codes (and kept vectors) of removed items. The survivors' codes are
