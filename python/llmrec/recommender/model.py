@@ -66,8 +66,10 @@ ndcg as a full exact ranking), optionally MMR re-ranking (``diversity``). Latenc
 100,000-item catalogue: bench/RESULTS.md, "Latency".
 
 Threads: requests pin one published snapshot of the model at their start and read only
-it; ``update`` and ``add_items`` (one at a time) publish new ones without changing what
-a running request reads (:mod:`.snapshot`). ``save`` holds the writer lock while it
+it; ``update``, ``add_items``, ``remove_items`` and ``forget_user`` (one at a time)
+publish new ones without changing what a running request reads (:mod:`.snapshot`; the
+stage-1 indexes are shared and rewritten under their own readers-writer lock, see
+:mod:`.catalogue`). ``save`` holds the writer lock while it
 writes; requests go on meanwhile.
 """
 
