@@ -71,46 +71,16 @@ def test_late_items_bookkeeping_and_rebuild_from_histories():
         np.testing.assert_array_equal(got.toarray(), want.toarray())
 
 
-def test_add_candidates_respects_exclusions_and_allow_lists(rng):
-    from llmrec.recommender.scoring import add_candidates
-
-    n, n_items = 6, 50
-    candidates = np.sort(rng.choice(n_items, (n, 8)), axis=1)
-    extra = np.array([3, 17, 40, 49])
-    seen = [rng.choice(n_items, 10, replace=False) for _ in range(n)]
-    seen_matrix = sp.csr_matrix((np.ones(60), np.concatenate(seen), np.arange(0, 61, 10)),
-                                shape=(n, n_items))
-    allow = np.arange(0, n_items, 2)  # even rows only: 17 and 49 are not allowed
-    for exclude in (seen, seen_matrix, None):
-        for allowed in (allow, None):
-            got = add_candidates(candidates, extra, exclude, allowed)
-            for row in range(n):
-                ids = got[row][got[row] >= 0]
-                assert len(ids) == len(set(ids.tolist()))  # each id once
-                wanted = set(extra.tolist())
-                if exclude is not None:
-                    wanted -= set(seen[row].tolist())
-                if allowed is not None:
-                    wanted &= set(allowed.tolist())
-                assert set(ids.tolist()) == set(candidates[row].tolist()) | wanted
-
-
-def test_late_items_keep_the_latest_clickers_and_fresh_rows(monkeypatch):
+def test_late_items_keep_the_latest_clickers(monkeypatch):
     from llmrec.recommender import late_items
 
     monkeypatch.setattr(late_items, "CLICKERS", 3)
-    monkeypatch.setattr(late_items, "FRESH_CANDIDATES", 2)
     state = LateItems(np.array([1, 2, 3]))
     none = np.zeros(0, dtype=np.int64)
     for user in (10, 11, 12, 10, 13):  # 10 clicks again: it becomes the latest
         state.record(user, np.array([1]), none)
     _, users = state.interactions(np.array([1]))
     assert sorted(users.tolist()) == [10, 12, 13]  # 11 was the oldest of four
-    state.record(5, np.array([2]), none)
-    state.record(6, np.array([3]), none)
-    assert state.fresh_rows.tolist() == [2, 3]
-    state.record(7, np.array([1]), none)
-    assert state.fresh_rows.tolist() == [3, 1]
 
 
 def test_solve_late_factors_with_a_gram_is_the_implicit_als_step(rng):

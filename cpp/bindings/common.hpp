@@ -105,8 +105,14 @@ inline llmrec::topk::Filter make_filter(std::size_t n, std::size_t nq, const std
                                  const std::optional<IdArray>& exclude_ids,
                                  const std::optional<ByteArray>& allow_mask,
                                  const std::optional<IdArray>& allow_ids,
-                                 std::vector<int64_t>& sorted_exclusions) {
+                                 std::vector<int64_t>& sorted_exclusions,
+                                 const std::optional<ByteArray>& deleted_mask = std::nullopt) {
   llmrec::topk::Filter filter;
+  if (deleted_mask) {
+    require(deleted_mask->ndim() == 1 && static_cast<std::size_t>(deleted_mask->size()) == n,
+            "deleted mask must have one entry per item");
+    filter.deleted = deleted_mask->data();
+  }
   if (exclude_indptr || exclude_ids) {
     require(exclude_indptr && exclude_ids, "exclude needs both indptr and ids");
     require(exclude_indptr->ndim() == 1 && static_cast<std::size_t>(exclude_indptr->size()) == nq + 1,

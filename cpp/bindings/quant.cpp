@@ -263,7 +263,8 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
                            const std::optional<FloatArray>& codebooks,
                            const std::optional<FloatArray>& item_scales,
                            const std::optional<U16Array>& item_bases,
-                           const std::optional<FloatArray>& bases) {
+                           const std::optional<FloatArray>& bases,
+                           const std::optional<ByteArray>& deleted_mask) {
   require(d > 0 && queries.ndim() == 2 && static_cast<std::size_t>(queries.shape(1)) == d,
           "queries must be 2-D with the index's dimension");
   const std::size_t k_out = llmrec::bindings::checked_k(k, n, "n");
@@ -381,7 +382,7 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   }
   std::vector<int64_t> sorted_exclusions;
   const llmrec::topk::Filter filter =
-      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions);
+      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions, deleted_mask);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
     llmrec::quant::search(view, queries.data(), nq, k_out, filter,
@@ -515,7 +516,9 @@ void register_quant(py::module_& m) {
         py::arg("centroids") = py::none(), py::arg("list_starts") = py::none(),
         py::arg("list_sizes") = py::none(), py::arg("slot_ids") = py::none(), py::arg("probes") = 1, py::arg("codebooks") = py::none(),
         py::arg("item_scales") = py::none(), py::arg("item_bases") = py::none(), py::arg("bases") = py::none(),
-        "Top-k over fp16, sq8 or pq4 codes, optionally re-ranked exactly from vectors; k at most max(n, 1024).");
+        py::arg("deleted_mask") = py::none(),
+        "Top-k over fp16, sq8 or pq4 codes, optionally re-ranked exactly from vectors; k at most max(n, 1024). "
+        "Items whose deleted_mask byte is non-zero are never returned.");
   m.def("rerank_exact", &rerank_exact, py::arg("vectors"), py::arg("queries"), py::arg("candidates"),
         py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none; a repeated id counts once); "
         "k at most max(n_items, 1024).");

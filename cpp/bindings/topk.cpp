@@ -30,7 +30,8 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
                        const std::optional<IdArray>& exclude_ids,
                        const std::optional<ByteArray>& allow_mask,
                        const std::optional<IdArray>& allow_ids, bool normalize_queries,
-                       long num_threads, bool batch_invariant) {
+                       long num_threads, bool batch_invariant,
+                       const std::optional<ByteArray>& deleted_mask) {
   require(items.ndim() == 2, "items must be 2-D");
   require(queries.ndim() == 2, "queries must be 2-D");
   const std::size_t n = items.shape(0), d = items.shape(1), nq = queries.shape(0);
@@ -43,7 +44,7 @@ py::tuple search_exact(const FloatArray& items, const FloatArray& queries, long 
     require_bounded_rows(queries.data(), nq, d, "queries");
   std::vector<int64_t> sorted_exclusions;
   const llmrec::topk::Filter filter =
-      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions);
+      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions, deleted_mask);
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
     llmrec::topk::search(items.data(), n, d, queries.data(), nq, k_out, filter,
@@ -116,8 +117,9 @@ void register_topk(py::module_& m) {
         py::arg("exclude_indptr") = py::none(), py::arg("exclude_ids") = py::none(),
         py::arg("allow_mask") = py::none(), py::arg("allow_ids") = py::none(),
         py::arg("normalize_queries") = false, py::arg("num_threads") = 0, py::arg("batch_invariant") = false,
+        py::arg("deleted_mask") = py::none(),
         "Exact top-k by inner product; returns (ids int64 (nq, k), scores float32 (nq, k)). "
-        "Exclusion ids may be in any order. With batch_invariant, each (query, item) score is "
+        "Exclusion ids may be in any order; rows whose deleted_mask byte is non-zero are never returned. With batch_invariant, each (query, item) score is "
         "the same whatever the number of queries (as the inverted-list probe ranks lists). "
         "k must be at most max(n_items, 1024).");
   m.def("normalize_rows", &normalize_rows, py::arg("rows"), py::arg("num_threads") = 0,

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 import numpy as np
 
 from llmrec import _core
-from llmrec._checks import (allow_to_native, as_float_matrix, as_queries, check_choice,
-                            check_int, check_k, check_threads, check_vector_norms, exclude_to_csr)
+from llmrec._checks import (as_float_matrix, as_queries, check_choice, check_int, check_k,
+                            check_threads, check_vector_norms)
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._index_base import IndexBase
+from llmrec._row_ids import RowIds
+from llmrec._rwlock import ReadWriteLock
 from llmrec._validate import array, fail, meta_choice
 
 _METRICS = ("ip", "cosine")
 _KIND = "ExactIndex"
-_KIND_VERSION = 1
+_KIND_VERSION = 2  # 2: optional caller ids (row_ids) and removed rows (deleted); 1 still loads
 
 
 class ExactIndex(IndexBase):
@@ -36,6 +37,15 @@ class ExactIndex(IndexBase):
         finite vector, however small or large.
     num_threads : int
         Threads for search; 0 means all cores; at most 1024.
+    ids : array of n int64, optional
+        Caller ids of the rows (distinct); searches then return them. Default: row
+        numbers 0 .. n - 1.
+
+    Maintenance: :meth:`add` appends rows, :meth:`update` rewrites rows in place,
+    :meth:`remove` takes items out of every later search (skipped inside the scan) and
+    :meth:`compact` reclaims their storage. Searches hold a shared lock for the whole
+    scan and writers an exclusive one (:class:`llmrec._rwlock.ReadWriteLock`), so a
+    concurrent search sees each row either before or after a write, never half written.
 
     Examples
     --------
@@ -43,7 +53,8 @@ class ExactIndex(IndexBase):
     >>> ids, scores = index.search(np.random.rand(64), k=5)
     """
 
-    def __init__(self, vectors: Any, *, metric: str = "ip", num_threads: int = 0) -> None:
+    def __init__(self, vectors: Any, *, metric: str = "ip", num_threads: int = 0,
+                 ids: Any = None) -> None:
         self._metric = check_choice(metric, "metric", _METRICS)
         self._num_threads = check_threads(num_threads)
         items = as_float_matrix(vectors, "vectors", allow_empty=True)
@@ -51,9 +62,14 @@ class ExactIndex(IndexBase):
             items = self._normalized_copy(items)
         else:
             check_vector_norms(items, "vectors")
-        self._items = items  # the rows searched; replaced (never mutated in place) by add
+        self._items = items  # the rows searched (update and compact write under the write lock)
         self._buffer = items  # storage with spare capacity once add() has been called
-        self._lock = threading.Lock()
+        self._rw = ReadWriteLock()
+        self._row_ids = RowIds()
+        self._row_ids.append(0, len(items), self._row_ids.new_ids(ids, len(items), 0))
+
+    def _n_rows(self) -> int:
+        return int(self._items.shape[0])
 
     @property
     def dim(self) -> int:
@@ -62,42 +78,50 @@ class ExactIndex(IndexBase):
 
     @property
     def vectors(self) -> np.ndarray:
-        """The stored vectors as a read-only (n, d) view (unit length for cosine)."""
+        """The stored rows as a read-only view (unit length for cosine), in insertion
+        order; removed items' rows stay there until :meth:`compact` (see :attr:`ids`)."""
         view = self._items.view()
         view.flags.writeable = False
         return view
 
-    def __len__(self) -> int:
-        return int(self._items.shape[0])
-
     def __getstate__(self) -> dict[str, Any]:
         """Pickle support: the searched rows (as a plain array: no spare capacity, no memory
-        map) and the settings; the lock is rebuilt by :meth:`__setstate__`."""
-        return {"metric": self._metric, "num_threads": self._num_threads,
-                "vectors": np.asarray(self._items)}
+        map), their ids and removals, and the settings; the lock is rebuilt by
+        :meth:`__setstate__`."""
+        with self._rw.read():
+            return {"metric": self._metric, "num_threads": self._num_threads,
+                    "vectors": np.asarray(self._items), "row_ids": self._row_ids}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._metric = state["metric"]
         self._num_threads = state["num_threads"]
         self._items = self._buffer = state["vectors"]
-        self._lock = threading.Lock()
+        self._rw = ReadWriteLock()
+        row_ids = state.get("row_ids")
+        if row_ids is None:  # pickled before caller ids existed
+            row_ids = RowIds()
+            row_ids.append(0, len(self._items), None)
+        self._row_ids = row_ids
 
     def __repr__(self) -> str:
         return f"ExactIndex(n={len(self)}, dim={self.dim}, metric={self._metric!r})"
 
-    def add(self, vectors: Any) -> np.ndarray:
-        """Append item vectors of shape (m, d); returns their new ids (int64, consecutive).
+    def add(self, vectors: Any, *, ids: Any = None) -> np.ndarray:
+        """Append item vectors of shape (m, d); returns their ids (int64).
 
-        Searches running in other threads keep seeing the rows that existed when they
-        started; storage grows geometrically, so repeated adds cost amortised O(m).
+        ``ids``: caller ids (distinct, none already in the index; ``ValueError``
+        otherwise); searches then return them. Without, the new items get consecutive
+        ids (their row numbers while no caller ids were given). Storage grows
+        geometrically, so repeated adds cost amortised O(m).
         """
         rows = as_float_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
         if self._metric == "cosine":
             rows = self._normalized_copy(rows)
         else:
             check_vector_norms(rows, "vectors")
-        with self._lock:
-            n, m = len(self), rows.shape[0]
+        with self._rw.write():
+            n, m = self._n_rows(), rows.shape[0]
+            new_ids = self._row_ids.new_ids(ids, m, n)
             buffer = self._buffer
             if buffer is self._items or not buffer.flags.writeable or n + m > buffer.shape[0]:
                 buffer = np.empty((max(n + m, 2 * n, 16), self.dim), dtype=np.float32)
@@ -105,7 +129,47 @@ class ExactIndex(IndexBase):
             buffer[n:n + m] = rows
             self._buffer = buffer
             self._items = buffer[:n + m]
-        return np.arange(n, n + m, dtype=np.int64)
+            self._row_ids.append(n, m, new_ids)
+        return np.arange(n, n + m, dtype=np.int64) if new_ids is None else new_ids
+
+    def update(self, ids: Any, vectors: Any) -> None:
+        """Rewrite the vectors of items already in the index, in place (m ids, (m, d)).
+
+        Searches see each item's old row or its new one, never a mix (the write lock
+        waits for running searches). The first update copies rows that the index does
+        not own (the caller's array, a memory map). Unknown or removed ids raise
+        :class:`llmrec.UnknownIdError`, an id given twice ``ValueError``.
+        """
+        rows = as_float_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
+        if self._metric == "cosine":
+            rows = self._normalized_copy(rows)
+        else:
+            check_vector_norms(rows, "vectors")
+        with self._rw.write():
+            n = self._n_rows()
+            at = self._row_ids.rows_of(ids, n, "ids")
+            if len(at) != rows.shape[0]:
+                raise ValueError(f"ids ({len(at)}) and vectors ({rows.shape[0]}) must have as many rows")
+            if self._buffer is self._items or not self._buffer.flags.writeable:
+                self._buffer = np.array(self._items, dtype=np.float32, order="C")
+                self._items = self._buffer[:n]
+            self._buffer[at] = rows
+
+    def compact(self) -> None:
+        """Drop the storage of removed items. Their ids stay unknown; the others keep
+        theirs (where ids were row numbers, the remaining items keep their numbers as
+        caller ids)."""
+        with self._rw.write():
+            n = self._n_rows()
+            if not self._row_ids.n_removed(n):
+                return
+            ids = self._row_ids.live_ids(n)
+            keep = np.flatnonzero(self._row_ids.deleted[:n] == 0)
+            next_id = self._row_ids.next_id
+            self._items = self._buffer = np.ascontiguousarray(self._items[keep])
+            self._row_ids = RowIds()
+            self._row_ids.append(0, len(keep), ids)
+            self._row_ids.next_id = max(self._row_ids.next_id, next_id)
 
     def search(self, queries: Any, k: int = 10, *, exclude: Any = None,
                allow: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -120,37 +184,47 @@ class ExactIndex(IndexBase):
             ``ValueError``, it could only allocate padding).
         exclude : scipy sparse matrix (nq, n) or sequence of nq id arrays, optional
             Items never returned for each query (e.g. each user's seen items). For a
-            single 1-D query, one array of ids is accepted too.
+            single 1-D query, one array of ids is accepted too. With caller ids: id
+            arrays only (ids not in the index are ignored).
         allow : bool mask of length n or array of ids, optional
-            Only these items may be returned, for every query.
+            Only these items may be returned, for every query. With caller ids: an id
+            array only (ids not in the index are ignored).
 
         Returns
         -------
         ids : int64 array (nq, k), or (k,) for a 1-D query
         scores : float32 array of the same shape
             Sorted by score descending, ties by smaller id; where fewer than k items
-            qualify, the rest is id -1 and score -inf.
+            qualify, the rest is id -1 and score -inf. Removed items never appear. With
+            caller ids, which of several items tied at the k-th score is kept follows
+            insertion order.
         """
-        items = self._items  # one consistent snapshot even if add() runs concurrently
-        n = items.shape[0]
-        if n == 0:
-            raise ValueError("the index is empty: add vectors before searching")
-        k = check_k(k, n)
         matrix, single = as_queries(queries, "queries", self.dim)
-        excluded = exclude_to_csr(exclude, matrix.shape[0], n, single_query=single)
-        allow_mask, allow_ids = allow_to_native(allow, n)
-        ids, scores = _core.search_exact(
-            items, matrix, k,
-            exclude_indptr=None if excluded is None else excluded[0],
-            exclude_ids=None if excluded is None else excluded[1],
-            allow_mask=allow_mask, allow_ids=allow_ids,
-            normalize_queries=self._metric == "cosine", num_threads=self._num_threads)
+        with self._rw.read():  # rows are rewritten only under the write lock
+            items = self._items
+            n = items.shape[0]
+            if n == 0:
+                raise ValueError("the index is empty: add vectors before searching")
+            k = check_k(k, n)
+            excluded, allow_mask, allow_ids = self._filters(exclude, allow, matrix.shape[0], n, single)
+            ids, scores = _core.search_exact(
+                items, matrix, k,
+                exclude_indptr=None if excluded is None else excluded[0],
+                exclude_ids=None if excluded is None else excluded[1],
+                allow_mask=allow_mask, allow_ids=allow_ids,
+                normalize_queries=self._metric == "cosine", num_threads=self._num_threads,
+                deleted_mask=self._row_ids.deleted_mask(n))
+            ids, scores = self._caller_results(ids, scores)
         return (ids[0], scores[0]) if single else (ids, scores)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to ``path`` (versioned, checksummed, atomically replaced)."""
-        save_arrays(path, _KIND, _KIND_VERSION, {"metric": self._metric},
-                    {"vectors": self._items})
+        with self._rw.read():
+            n = self._n_rows()
+            extra = self._row_ids.arrays(n)
+            # Version 1 where nothing needs 2: readable by earlier llmrec.
+            save_arrays(path, _KIND, _KIND_VERSION if extra else 1, {"metric": self._metric},
+                        {"vectors": self._items, **extra})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, mmap: bool = False,
@@ -176,5 +250,9 @@ class ExactIndex(IndexBase):
         if vectors.shape[1] == 0:
             raise fail(path, "array 'vectors' has no columns")
         index._items = index._buffer = vectors
-        index._lock = threading.Lock()
+        index._rw = ReadWriteLock()
+        n = vectors.shape[0]
+        row_ids = array(arrays, "row_ids", path, dtype=np.int64, shape=(n,), required=False)
+        deleted = array(arrays, "deleted", path, dtype=np.uint8, shape=(n,), required=False)
+        index._row_ids = RowIds.from_arrays(row_ids, deleted, n, lambda message: fail(path, message))
         return index

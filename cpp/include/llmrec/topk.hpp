@@ -19,6 +19,10 @@ struct Filter {
   const uint8_t* allow_mask = nullptr;
   const int64_t* allow_ids = nullptr;
   std::size_t n_allow_ids = 0;
+  // Rows removed from the index, as a byte mask of length n (non-zero = removed): never
+  // returned, for any query. Checked per hit like the allow mask, so a search still
+  // returns k items wherever k live ones qualify.
+  const uint8_t* deleted = nullptr;
 };
 
 // items: n x d row-major; queries: nq x d row-major. Writes nq x k ids and scores,

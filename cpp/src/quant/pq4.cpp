@@ -260,7 +260,7 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
   const std::size_t d = index.d, m = index.pq4_m, padded = pq4_padded(m), block_bytes = pq4_block_bytes(m);
   const Pq4Tables tables = make_tables(queries, nq, d, m, index.pq4_codebooks);
   const Pq4Fn kernel = pq4_active_scan();
-  const bool filtered = filter.exclude_indptr || filter.allow_mask || filter.allow_ids;
+  const bool filtered = filter.exclude_indptr || filter.allow_mask || filter.allow_ids || filter.deleted;
   // Filters are applied per hit by the driver's sink, and a filtered item must not raise a
   // reservoir's floor: filtered searches keep the heap.
   if (index.partitions > 0 && !filtered && index.slots <= UINT32_MAX) {
@@ -290,7 +290,9 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
   // Many queries are spread over the threads by query blocks alone, so each query has one
   // heap (and one hit buffer) rather than one per item range.
   options.min_items_per_split = nq >= 2 * threads ? std::max<std::size_t>(index.n, 1) : 16384;
-  const bool buffered = k >= 32 && !filter.exclude_indptr && !filter.allow_mask;
+  // An allow-list applied as a mask (dense allow ids) or removed rows filter per hit too.
+  const bool buffered = k >= 32 && !filter.exclude_indptr && !filter.allow_mask && !filter.allow_ids &&
+                        !filter.deleted;
   // Each item range starts its own reservoir at -inf, so it admits about k (1 + ln(range / k))
   // hits: with long shortlists, one range per thread instead of several.
   if (buffered) options.min_items_per_split = std::max(options.min_items_per_split, index.n / threads);

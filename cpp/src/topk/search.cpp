@@ -87,6 +87,7 @@ struct TaskSink {
 
   static void on_hit(void* context, std::size_t query, int64_t item, float score) {
     auto& sink = *static_cast<TaskSink*>(context);
+    if (sink.filter->deleted && sink.filter->deleted[item]) return;
     if (sink.allow_mask && !sink.allow_mask[item]) return;
     if (sink.excluded(sink.first_query + query, item)) return;
     HeapView heap{sink.heap_scores + query * sink.k, sink.heap_ids + query * sink.k,

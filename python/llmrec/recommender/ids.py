@@ -43,17 +43,23 @@ class IdMap:
     at a time does not rebuild the index on every call.
     """
 
-    def __init__(self, ids: Any, what: str) -> None:
+    def __init__(self, ids: Any, what: str, gone: np.ndarray | None = None) -> None:
         values = np.asarray(ids)
         self.what = what
         self.kind = _kind(values, f"{what} ids")
-        index = pd.Index(self._normalise(values))
+        normal = self._normalise(values)
+        # Rows whose id was removed (remove_items) or erased (forget_user): unknown to
+        # every lookup, kept as rows until the model is compacted or refitted.
+        self._gone = None if gone is None or not np.any(gone) else np.array(gone, dtype=np.uint8)
+        live = None if self._gone is None else np.flatnonzero(self._gone == 0)
+        index = pd.Index(normal if live is None else normal[live])
         if not index.is_unique:
             raise ValueError(f"duplicate {what} id {_plain(index[index.duplicated()][0])!r}")
-        # (main hash index, ids added since the last merge → row), swapped as one object
-        # so that a concurrent lookup never sees a merged index with a stale dict.
-        self._tables: tuple[pd.Index, dict[Any, int]] = (index, {})
-        self._ids = index.to_numpy()  # all ids in row order (grow_rows: spare capacity)
+        # (main hash index, ids added since the last merge → row, the row of each index
+        # position or None where they are equal), swapped as one object so that a
+        # concurrent lookup never sees a merged index with a stale dict.
+        self._tables: tuple[pd.Index, dict[Any, int], np.ndarray | None] = (index, {}, live)
+        self._ids = normal if live is not None else index.to_numpy()  # all ids in row order (grow_rows: spare capacity)
         self._n = len(self._ids)
 
     def _normalise(self, values: np.ndarray) -> np.ndarray:
@@ -80,8 +86,10 @@ class IdMap:
 
     def _lookup(self, values: np.ndarray) -> np.ndarray:
         """Rows of normalised ids, -1 where unknown."""
-        index, recent = self._tables
+        index, recent, positions = self._tables
         rows = index.get_indexer(values)
+        if positions is not None:
+            rows = np.where(rows >= 0, positions[np.maximum(rows, 0)] if len(positions) else -1, -1)
         if recent:
             for j in np.flatnonzero(rows < 0):
                 rows[j] = recent.get(values[j], -1)
@@ -90,11 +98,11 @@ class IdMap:
     def rows(self, ids: Any, name: str) -> np.ndarray:
         """Row numbers (int64) of ``ids``; raises UnknownIdError for an unknown id."""
         if isinstance(ids, list) and len(ids) == 1 and self._fast_kind(ids[0]):
-            index, recent = self._tables
+            index, recent, positions = self._tables
             try:  # one id: a hash lookup, without building arrays (the serving path)
                 row = index.get_loc(ids[0])
                 if isinstance(row, int):
-                    return np.array([row], dtype=np.int64)
+                    return np.array([row if positions is None else int(positions[row])], dtype=np.int64)
             except (KeyError, TypeError):
                 row = recent.get(ids[0])
                 if row is not None:
@@ -147,12 +155,48 @@ class IdMap:
         ids[start:] = new
         self._ids = ids  # before n rises: ``ids`` reads n first
         self._n = stop
-        index, recent = self._tables
+        index, recent, _ = self._tables
         if len(recent) + len(new) > max(1024, len(index) // 8):
-            self._tables = (pd.Index(self._ids[:stop].copy()), {})
+            self._rebuild()
         else:
             recent.update(zip(new.tolist(), range(start, stop)))
         return np.arange(start, stop, dtype=np.int64)
+
+    def _rebuild(self) -> None:
+        """One hash index over the rows not gone."""
+        ids = self._ids[:self._n]
+        if self._gone is None:
+            self._tables = (pd.Index(ids.copy()), {}, None)
+            return
+        gone = np.zeros(self._n, dtype=bool)
+        gone[:len(self._gone)] = self._gone[:self._n] != 0
+        live = np.flatnonzero(~gone)
+        self._tables = (pd.Index(ids[live]), {}, live)
+
+    def forget(self, rows: np.ndarray, *, erase: bool = False) -> None:
+        """Make the ids of ``rows`` unknown (their rows stay, as gaps). With ``erase``,
+        the ids themselves are overwritten too (0 or ""), so no copy of them remains."""
+        if len(rows) == 0:
+            return
+        gone = np.zeros(self._n, dtype=np.uint8)
+        if self._gone is not None:
+            gone[:len(self._gone)] = self._gone[:self._n]
+        gone[rows] = 1
+        if erase:
+            ids = self._ids.copy()  # readers holding the old array keep it whole
+            ids[rows] = 0 if self.kind == "int" else ""
+            self._ids = ids
+        self._gone = gone
+        self._rebuild()
+
+    @property
+    def gone(self) -> np.ndarray | None:
+        """uint8 per row, 1 where the id was removed or erased; None when none was."""
+        if self._gone is None:
+            return None
+        out = np.zeros(self._n, dtype=np.uint8)
+        out[:min(len(self._gone), self._n)] = self._gone[:self._n]
+        return out
 
     def to_ids(self, rows: np.ndarray) -> np.ndarray:
         """Caller ids for row numbers; -1 rows (padding) stay -1."""

@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-# Re-solved items that join every request's candidates: stage 1 still searches their
-# text prior, which their clicks may have left far behind (until the next fit).
-FRESH_CANDIDATES = 256
 # A late item is re-solved from its latest distinct clickers, at most this many: the cost
 # of one re-solve stays O(CLICKERS·f²) (~2 ms at f = 64) however viral the item gets.
 CLICKERS = 2000
@@ -60,8 +57,6 @@ class LateItems:
         # weights, counted click by click
         self._before: dict[int, dict[int, float]] = {}
         self._after: dict[int, dict[int, float]] = {}
-        self._recent: dict[int, None] = {}  # re-solved items, oldest first
-        self.fresh_rows = np.zeros(0, dtype=np.int64)  # the newest FRESH_CANDIDATES of them
 
     @classmethod
     def from_histories(cls, late: np.ndarray, indptr: np.ndarray, items: np.ndarray,
@@ -81,7 +76,6 @@ class LateItems:
                     state._pair(int(items[at - d]), item, d)
                 if at + d < stop and not is_late[items[at + d]]:  # late pairs: counted once, above
                     state._pair(item, int(items[at + d]), d)
-        state._note_fresh(sorted(state._users))  # the latest added count as the newest
         return state
 
     def add(self, rows: np.ndarray) -> None:
@@ -103,10 +97,7 @@ class LateItems:
             for d in range(1, self._window + 1):
                 if t - d >= 0 and sequence[t - d] != item:
                     touched.update(self._pair(sequence[t - d], item, d))
-        out = np.array(sorted(touched), dtype=np.int64)
-        if len(out):
-            self._note_fresh(out.tolist())
-        return out
+        return np.array(sorted(touched), dtype=np.int64)
 
     def _pair(self, first: int, then: int, distance: int) -> list[int]:
         """Count ``then`` taken ``distance`` after ``first``; returns the late ones of the two."""
@@ -127,15 +118,6 @@ class LateItems:
         clickers[user] = None
         if len(clickers) > CLICKERS:
             del clickers[next(iter(clickers))]
-
-    def _note_fresh(self, items: list[int]) -> None:
-        for item in items:
-            self._recent.pop(item, None)
-            self._recent[item] = None
-        while len(self._recent) > FRESH_CANDIDATES:
-            del self._recent[next(iter(self._recent))]
-        # Replaced whole: a concurrent ranking reads the old array or the new one.
-        self.fresh_rows = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
 
     def transitions(self, rows: np.ndarray, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """What was taken just before and just after each item: two (len(rows),
@@ -163,4 +145,4 @@ class LateItems:
         return matrix, users
 
 
-__all__ = ["CLICKERS", "FRESH_CANDIDATES", "LateItems", "solve_late_factors"]
+__all__ = ["CLICKERS", "LateItems", "solve_late_factors"]

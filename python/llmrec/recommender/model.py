@@ -66,8 +66,10 @@ ndcg as a full exact ranking), optionally MMR re-ranking (``diversity``). Latenc
 100,000-item catalogue: bench/RESULTS.md, "Latency".
 
 Threads: requests pin one published snapshot of the model at their start and read only
-it; ``update`` and ``add_items`` (one at a time) publish new ones without changing what
-a running request reads (:mod:`.snapshot`). ``save`` holds the writer lock while it
+it; ``update``, ``add_items``, ``remove_items`` and ``forget_user`` (one at a time)
+publish new ones without changing what a running request reads (:mod:`.snapshot`; the
+stage-1 indexes are shared and rewritten under their own readers-writer lock, see
+:mod:`.catalogue`). ``save`` holds the writer lock while it
 writes; requests go on meanwhile.
 """
 
@@ -88,6 +90,7 @@ from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
 from llmrec.diversity import mmr_rerank
 from llmrec.exceptions import NotFittedError, UnknownIdError
 from llmrec.recommender import scoring
+from llmrec.recommender import catalogue
 from llmrec.recommender.explain import Explanation, explain_score
 from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix, weighted_rows
@@ -396,14 +399,15 @@ class Recommender(PairScores, Estimator):
         return self
 
     def _install(self, items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
-                 labels: np.ndarray | None, late_items: LateItems, towers: Any = None) -> None:
+                 labels: np.ndarray | None, late_items: LateItems, towers: Any = None,
+                 removed: np.ndarray | None = None) -> None:
         """Publish the first snapshot of a fitted or loaded model and create its locks
         (the id maps, histories, profile, settings and geometry are set already)."""
         self._late_items = late_items
         self._grams: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()  # one writer at a time (update, add_items, save)
-        self._publisher = Publisher(Snapshot(items, als, late_items.fresh_rows, labels, users,
-                                             len(self._user_map), towers))
+        self._publisher = Publisher(Snapshot(items, als, np.zeros(0, dtype=np.int64), labels, users,
+                                             len(self._user_map), towers, removed))
 
     # Read-only views of the current snapshot, for tests, benchmarks and debugging;
     # requests pin one snapshot instead (see :mod:`.snapshot`).
@@ -524,6 +528,7 @@ class Recommender(PairScores, Estimator):
         signals = scoring.make_signals(weights, self._geometry, query=query, **vectors)
         pool = k if diversity == 0 else max(5 * k, 50)
         C = min(max(s["candidates"], 4 * pool), n_items)
+        removed = catalogue.removed_mask(snap, n_items)
         if C >= n_items and allow_rows is None:
             candidates = np.broadcast_to(np.arange(n_items), (n, n_items)).copy()
             if isinstance(exclude, list):
@@ -532,13 +537,14 @@ class Recommender(PairScores, Estimator):
             elif exclude is not None:
                 dense = exclude.tocoo()
                 candidates[dense.row, dense.col] = -1
+            if removed is not None:
+                candidates[:, removed != 0] = -1
         else:
+            # Stage 1 skips removed items inside its scans; re-solved items are searched
+            # by their current rows (update rewrites them in the index).
             candidates = items.index.search(signals, self._geometry, C, exclude, allow_rows)
-            fresh = snap.fresh
-            if len(fresh):  # re-solved new items: stage 1 still searches their text prior
-                candidates = scoring.add_candidates(candidates, fresh[fresh < n_items], exclude,
-                                                    allow_rows)
             candidates = np.where(candidates < n_items, candidates, -1)
+            candidates = catalogue.drop_removed(candidates, removed)
         ids, top = scoring.rescore(items, signals, candidates, pool, self._geometry.mean_E,
                                    s["num_threads"], self._geometry.mean_G)
         if diversity == 0:
@@ -728,7 +734,12 @@ class Recommender(PairScores, Estimator):
             previous = self._histories.get(user)
             history = Histories.merge(previous, rows)
             touched = self._late_items.record(user, rows, previous)
+            removed = catalogue.removed_mask(snap, snap.n_items)
+            if removed is not None and len(touched):  # removed items are not re-solved
+                touched = touched[removed[touched] == 0]
             patch = self._refresh_items(touched, snap, {user: history}) if len(touched) else None
+            if patch is not None:  # stage 1 searches their new rows from now on
+                snap.items.index.update_behaviour(patch["rows"], patch["V"], patch["Q"])
             users, n_users = snap.users, max(snap.n_users, user + 1)
             if n_users > snap.n_users:  # room first (past every published row): no reader sees it
                 users = {name: None if v is None else grow_rows(v, n_users) for name, v in users.items()}
@@ -745,8 +756,7 @@ class Recommender(PairScores, Estimator):
                 for name, v in fresh.items():
                     if v is not None:
                         users[name][user] = v[0]
-                self._publisher.current = snap._replace(items=items, users=users, n_users=n_users,
-                                                        fresh=self._late_items.fresh_rows)
+                self._publisher.current = snap._replace(items=items, users=users, n_users=n_users)
 
             with self._publisher.lock:
                 if patch is None or self._publisher.readers == 0:
@@ -792,8 +802,7 @@ class Recommender(PairScores, Estimator):
         for name, new in (("P", P), ("Q", Q)):
             old = getattr(items, name)[rows].astype(np.float64)
             self._grams[name] += new.astype(np.float64).T @ new - old.T @ old
-        # Stage 1 still searches their text prior; the newest re-solved items join every
-        # request's candidates instead (LateItems.fresh_rows).
+        # update() rewrites their stage-1 rows too (Stage1.update_behaviour).
         return {"rows": rows, "V": V, "Vn": scoring.unit_rows(V), "P": P, "Q": Q}
 
     def _gram(self, items: scoring.Items, name: str) -> np.ndarray:
@@ -875,7 +884,37 @@ class Recommender(PairScores, Estimator):
         gather = lambda snap: self._users_of(snap, users, "user_id", True)  # noqa: E731
         with self._publisher.pin(gather) as (snap, (vectors, history)):
             item = int(self._item_rows(snap, [item_id], "item_id")[0])
-            return explain_score(self, snap, vectors, history[0], item)
+            cited = catalogue.drop_removed(history[0], catalogue.removed_mask(snap, snap.n_items))
+            return explain_score(self, snap, vectors, cited[cited >= 0], item)
+
+    # ------------------------------------------------------------------ a living catalogue
+    def remove_items(self, item_ids: Any) -> Recommender:
+        """Take items out of the catalogue: from the next call on no method recommends,
+        returns or cites them (recommend, recommend_for_history, search, similar_items,
+        explain), and their ids are unknown (:class:`llmrec.UnknownIdError`), also after
+        save and load. Stage 1 skips them inside its native scans. They stay in the
+        histories (still evidence of the users' taste) until the next fit; their index
+        storage is reclaimed by :meth:`compact`, all of it by the next fit. An id added
+        again later with :meth:`add_items` is a new item. Unknown (or already removed)
+        ids raise ``UnknownIdError`` and nothing is removed. Returns self."""
+        catalogue.remove_items(self, item_ids)
+        return self
+
+    def forget_user(self, user_id: Any) -> Recommender:
+        """Erase a user at once: history, signal vectors, profile text vector, ALS
+        factors and interactions, tower vector and the id itself (overwritten, not only
+        unindexed), and the late items' click counts are rebuilt without them. A model
+        saved afterwards holds no trace of the user. The id is then unknown; it may come
+        back later as a new user. Unknown ids raise :class:`llmrec.UnknownIdError`.
+        Returns self."""
+        catalogue.forget_user(self, user_id)
+        return self
+
+    def compact(self) -> Recommender:
+        """Reclaim the stage-1 index storage of removed items (the item matrices keep
+        their rows until the next fit). Requests go on meanwhile. Returns self."""
+        catalogue.compact(self)
+        return self
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:

@@ -14,8 +14,10 @@ Layout of ``directory``::
                          the directory replaces it along with the model
 
 Kind versions: 1 (no towers), 2 (towers on: the towers file, the arrays ``G``,
-``user_towers``, ``cov_G``, ``mean_G`` and the setting ``towers``); a model without towers
-is still written as version 1 (readable by earlier llmrec), and both load.
+``user_towers``, ``cov_G``, ``mean_G`` and the setting ``towers``), 3 (either, plus
+``item_gone`` / ``user_gone``: uint8 per row, 1 for items removed by ``remove_items`` and
+users erased by ``forget_user``, whose rows stay as gaps); a model is written with the
+lowest version that holds it (readable by earlier llmrec where it can be), and all load.
 
 The directory is built beside the target under a temporary name
 (``.NAME.llmrec-<pid>-<token>.tmp``) and switched into place in one atomic step where
@@ -52,7 +54,7 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.late_items import LateItems
 
 _KIND = "Recommender"
-_KIND_VERSION = 2
+_KIND_VERSION = 3
 
 
 def _id_array(ids: IdMap) -> np.ndarray:
@@ -107,6 +109,9 @@ def save(model: Any, directory: Any) -> None:
                        "text_basis": g.text_basis})
     if snap.labels is not None:
         arrays["labels"] = np.asarray(snap.labels).astype(str)
+    for name, ids in (("item_gone", model._item_map), ("user_gone", model._user_map)):
+        if ids.gone is not None:
+            arrays[name] = ids.gone
     params = {k: v for k, v in model.get_params().items() if k != "encoder"}
     meta = {"params": params, "encoder": _encoder_spec(model), "settings": model._settings_used,
             "scenarios": model.scenarios_, "regularization": model.regularization_,
@@ -116,7 +121,8 @@ def save(model: Any, directory: Any) -> None:
         meta["calibration"] = calibration.to_json()
 
     def write(folder: Path) -> None:
-        version = _KIND_VERSION if snap.towers is not None else 1
+        version = 3 if "item_gone" in arrays or "user_gone" in arrays else (
+            2 if snap.towers is not None else 1)
         save_arrays(folder / "recommender.llmrec", _KIND, version, meta, arrays)
         snap.als.save(folder / "als.llmrec")
         if snap.towers is not None:
@@ -191,13 +197,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _id_map(values: np.ndarray, kind: str, what: str, path: Any) -> IdMap:
+def _id_map(values: np.ndarray, kind: str, what: str, path: Any, gone: np.ndarray | None = None) -> IdMap:
     if (kind == "empty") != (len(values) == 0):
         raise fail(path, f"{what} id kind {kind!r} does not match {len(values)} saved ids")
     ids = IdMap(np.zeros(0, dtype=np.int64), what)
     if len(values):
         try:
-            ids = IdMap(values.astype(np.int64) if kind == "int" else values.astype(str).astype(object), what)
+            ids = IdMap(values.astype(np.int64) if kind == "int" else values.astype(str).astype(object), what,
+                        gone=gone)
         except (TypeError, ValueError) as error:  # duplicates, mixed kinds
             raise fail(path, f"invalid {what} ids ({error})") from None
     ids.kind = kind
@@ -315,6 +322,10 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
         if out[name] is not None and G is None:
             raise fail(path, f"array {name!r} given without item tower vectors 'G'")
     out["labels"] = array(arrays, "labels", path, dtype="U", shape=(n_items,), required=False)
+    for name, n in (("item_gone", n_items), ("user_gone", n_users)):
+        gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
+        if gone is not None and ((gone != 0) & (gone != 1)).any():
+            raise fail(path, f"array {name!r} must hold 0 or 1 per row")
     return out
 
 
@@ -344,8 +355,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model._encoder_lock = threading.Lock()
     model._encoder_obj = None if isinstance(spec, str) or spec is None else spec
     user_kind, item_kind = meta["id_kinds"]
-    model._user_map = _id_map(arrays["user_ids"], user_kind, "user", path)
-    model._item_map = _id_map(arrays["item_ids"], item_kind, "item", path)
+    model._user_map = _id_map(arrays["user_ids"], user_kind, "user", path, arrays["user_gone"])
+    model._item_map = _id_map(arrays["item_ids"], item_kind, "item", path, arrays["item_gone"])
     model._histories = Histories(arrays["hist_indptr"], arrays["hist_items"])
     # Items the ALS fitted without interactions are the late ones (see LateItems).
     late = np.flatnonzero(np.diff(als._user_items.tocsc().indptr) == 0)
@@ -371,8 +382,11 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     if G is not None:
         users["towers"] = arrays["user_towers"]
         G = np.ascontiguousarray(G)
+    removed = model._item_map.gone
+    if removed is not None:
+        index.remove(np.flatnonzero(removed))
     model._install(scoring.make_items(V, Vn, E, T, P, Q, index, G=G), als, users, labels, late_items,
-                   towers)
+                   towers, removed)
     model.scenarios_ = meta["scenarios"]
     model.weights_ = model.scenarios_["home"]
     model.regularization_ = meta["regularization"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 
 from llmrec import _core
 from llmrec.index import ExactIndex
@@ -168,8 +167,30 @@ class Stage1:
 
     def text_vectors(self) -> np.ndarray | None:
         """The request channel's float32 rows when it stores E as is (``index="exact"``),
-        so that the items' E can share them instead of keeping a second copy."""
-        return self.request.vectors if self.kind == "exact" and self.request is not None else None
+        so that the items' E can share them instead of keeping a second copy (not once
+        compacted: its rows are then no longer the item rows)."""
+        if self.kind != "exact" or self.request is None or not self.request._row_ids.identity:
+            return None
+        return self.request.vectors
+
+    def channels(self) -> list[Any]:
+        """The channels' indexes (behaviour, then interest and request where present)."""
+        return [i for i in (self.behaviour, self.interest, self.request) if i is not None]
+
+    def update_behaviour(self, rows: np.ndarray, V: np.ndarray, Q: np.ndarray) -> None:
+        """Rewrite the behaviour rows of items whose factors were re-solved, in place
+        (searches see each row old or new: the index's write lock)."""
+        self.behaviour.update(rows, _behaviour_rows(V, Q))
+
+    def remove(self, rows: np.ndarray) -> None:
+        """Items no channel returns any more (skipped inside the native scans)."""
+        for index in self.channels():
+            index.remove(rows)
+
+    def compact(self) -> None:
+        """Reclaim the channels' storage of removed items (item rows stay their ids)."""
+        for index in self.channels():
+            index.compact()
 
     def search(self, signals: Signals, geometry: Geometry, C: int, exclude: Any,
                allow: Any) -> np.ndarray:
@@ -203,22 +224,6 @@ def union(lists: list[np.ndarray]) -> np.ndarray:
     candidates = np.sort(np.hstack(lists), axis=1)
     candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1
     return candidates
-
-
-def add_candidates(candidates: np.ndarray, extra: np.ndarray, exclude: Any, allow: Any) -> np.ndarray:
-    """``candidates`` (n, c) with the item rows ``extra`` added to every row, except where
-    ``exclude`` (a CSR (n, items) or n id arrays) or ``allow`` (rows, or None) rule them out."""
-    if allow is not None:
-        extra = extra[np.isin(extra, allow)]
-    if isinstance(exclude, sp.spmatrix | sp.sparray):
-        extra = extra[extra < exclude.shape[1]]
-    block = np.broadcast_to(extra, (len(candidates), len(extra))).copy()
-    if isinstance(exclude, list):
-        for row, ids in enumerate(exclude):
-            block[row, np.isin(extra, ids)] = -1
-    elif exclude is not None:
-        block[exclude[:, extra].toarray() != 0] = -1
-    return union([candidates, block])
 
 
 def _behaviour_rows(V: np.ndarray, Q: np.ndarray) -> np.ndarray:

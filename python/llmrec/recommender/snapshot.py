@@ -15,7 +15,12 @@ Big arrays are not copied per write:
 * the rows of items re-solved by ``update`` are written in place only when no request
   is running (the publish lock held, the reader count zero), otherwise into copies of
   the item matrices that the next snapshot publishes, so that no request reads a row
-  half written.
+  half written;
+* the stage-1 index rows of those items are rewritten in the index itself
+  (``ExactIndex.update`` / ``QuantizedIndex.update``), under the index's write lock:
+  searches hold its read lock for their whole scan, so each sees a row old or new,
+  never half written (the torn-row note closed); removed items are marked there too
+  (``remove``) and skipped inside the scan.
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ class Snapshot(NamedTuple):
 
     items: Any                    # scoring.Items: item matrices and the stage-1 index
     als: Any                      # the ALS model whose item factors match ``items``
-    fresh: np.ndarray             # re-solved late items that join every request's candidates
+    fresh: np.ndarray             # unused, empty: re-solved items are rewritten in stage 1
     labels: np.ndarray | None     # item titles (explanations)
     users: dict[str, np.ndarray | None]  # per-user signal rows (n_users or more rows)
     n_users: int                  # users known to this snapshot (rows beyond are not theirs)
     towers: Any = None            # fitted SequenceTowers knowing this catalogue (towers on)
+    removed: np.ndarray | None = None  # uint8 per item row, 1 = removed (remove_items); None: none
 
     @property
     def n_items(self) -> int:

@@ -1,0 +1,145 @@
+"""A living catalogue: items taken out and users forgotten while the model serves.
+
+* :func:`remove_items` — the items are unknown from the next call on: stage 1 skips
+  them inside its native scans (``index.remove``), the full-catalogue path and every
+  candidate list mask them (``Snapshot.removed``), and their ids raise
+  :class:`~llmrec.UnknownIdError` wherever an item id is taken (``allow``,
+  ``similar_items``, ``explain``, ``update``, ``recommend_for_history``). Histories keep
+  them (a removed item is still evidence of taste) but ``explain`` never cites one.
+  Their rows stay stored until :func:`compact` (the stage-1 indexes) or the next fit.
+* :func:`forget_user` — the user's history, signal vectors, profile text vector, ALS
+  factors and interactions, tower vector and id are erased in one published step, and
+  the late items' click counts are rebuilt from the remaining histories; a model saved
+  afterwards holds no trace of them (the id is overwritten, not only unindexed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from llmrec.exceptions import UnknownIdError
+from llmrec.recommender.history import TRANSITION_WINDOW, Histories
+from llmrec.recommender.late_items import LateItems
+from llmrec.recommender.snapshot import fork
+
+
+def removed_mask(snap: Any, n_items: int) -> np.ndarray | None:
+    """uint8 per item row of ``snap`` (1 = removed), or None when nothing is removed."""
+    removed = snap.removed
+    if removed is None:
+        return None
+    if len(removed) >= n_items:
+        return removed[:n_items]
+    out = np.zeros(n_items, dtype=np.uint8)
+    out[:len(removed)] = removed
+    return out
+
+
+def drop_removed(candidates: np.ndarray, removed: np.ndarray | None) -> np.ndarray:
+    """``candidates`` (rows, -1 = none) with removed rows set to -1."""
+    if removed is None:
+        return candidates
+    hit = (candidates >= 0) & (removed[np.maximum(candidates, 0)] != 0)
+    return np.where(hit, -1, candidates)
+
+
+def _ids_list(ids: Any) -> list[Any]:
+    return list(np.atleast_1d(np.asarray(ids, dtype=object)))
+
+
+def remove_items(model: Any, item_ids: Any) -> None:
+    """See :meth:`Recommender.remove_items`."""
+    model._check_fitted()
+    values = _ids_list(item_ids)
+    with model._lock:
+        snap = model._publisher.current
+        rows = model._item_map.rows(values, "item_ids")
+        if len(np.unique(rows)) != len(rows):
+            raise ValueError("item_ids names an item more than once")
+        if len(rows) == 0:
+            return
+        removed = np.zeros(snap.n_items, dtype=np.uint8)
+        if snap.removed is not None:
+            removed[:len(snap.removed)] = snap.removed[:snap.n_items]
+        removed[rows] = 1
+        snap.items.index.remove(rows)  # stage 1 (shared with pinned snapshots): skipped in the scan
+        model._item_map.forget(rows)
+        model._publisher.publish(snap._replace(removed=removed))
+
+
+def forget_user(model: Any, user_id: Any) -> None:
+    """See :meth:`Recommender.forget_user`."""
+    model._check_fitted()
+    if np.ndim(user_id) != 0:
+        raise TypeError("user_id must be a single id")
+    with model._lock:
+        snap = model._publisher.current
+        row = int(model._user_map.rows([user_id], "user_id")[0])
+        if row >= snap.n_users:
+            raise UnknownIdError(f"unknown user id {user_id!r} in user_id", user_id)
+        als = _forget_in_als(snap.als, row)
+        users = {}
+        for name, rows in snap.users.items():
+            if rows is not None:
+                rows = rows.copy()  # pinned requests keep the rows they read
+                rows[row] = 0
+            users[name] = rows
+        indptr, items = model._histories.arrays()
+        indptr, items = _without_row(indptr, items, row)
+        histories = Histories(indptr, items)
+        late = LateItems.from_histories(np.array(sorted(model._late_items._late), dtype=np.int64),
+                                        indptr, items, TRANSITION_WINDOW)
+        profile = model._profile
+        if profile is not None:
+            profile = profile.copy()
+            profile[row] = 0
+        with model._publisher.lock:
+            model._histories = histories
+            model._late_items = late
+            model._profile = profile
+            model._grams.clear()  # recomputed from the item rows when next needed
+            model._user_map.forget(np.array([row]), erase=True)
+            model._publisher.current = snap._replace(als=als, users=users)
+
+
+def _forget_in_als(als: Any, row: int) -> Any:
+    """A fork of ``als`` without the user's factors, prior and interactions."""
+    from llmrec.als import _replace_rows
+
+    twin = fork(als)
+    if row < twin.user_factors_.shape[0]:
+        factors = twin.user_factors_.copy()
+        factors[row] = 0
+        twin.user_factors_ = factors
+    if getattr(twin, "_user_priors", None) is not None and row < twin._user_priors.shape[0]:
+        priors = twin._user_priors.copy()
+        priors[row] = 0
+        twin._user_priors = priors
+    R = twin._user_items
+    if row < R.shape[0]:
+        empty = sp.csr_matrix((1, R.shape[1]), dtype=np.float32)
+        twin._user_items = _replace_rows(R, np.array([row]), empty, R.shape[0])
+    for key in ("user_gram", "user_cosine"):
+        twin._cache.pop(key, None)
+    return twin
+
+
+def _without_row(indptr: np.ndarray, items: np.ndarray, row: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR histories with ``row``'s items taken out (the row stays, empty)."""
+    if row >= len(indptr) - 1:
+        return indptr, items
+    start, stop = int(indptr[row]), int(indptr[row + 1])
+    items = np.concatenate([items[:start], items[stop:]])
+    indptr = indptr.copy()
+    indptr[row + 1:] -= stop - start
+    return indptr, items
+
+
+def compact(model: Any) -> None:
+    """See :meth:`Recommender.compact`."""
+    model._check_fitted()
+    with model._lock:
+        model._publisher.current.items.index.compact()
