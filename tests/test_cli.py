@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from llmrec.cli import main
+from movielens import MOVIELENS, needs_movielens
 
 REPO = Path(__file__).resolve().parents[1]
-MOVIELENS = Path(os.environ.get("LLMREC_MOVIELENS_DIR", REPO / "data" / "ml-100k"))
 
 
 def test_ranker_runs_and_agrees_with_numpy(capsys):
@@ -50,8 +49,7 @@ def test_demo_runs_end_to_end_with_a_text_encoder(tmp_path, capsys):
     assert "search: " in out and "demo finished" in out
 
 
-@pytest.mark.skipif(not MOVIELENS.is_dir(), reason=f"MovieLens-100K not found in {MOVIELENS} "
-                    "(set LLMREC_MOVIELENS_DIR or run ../shared/data/fetch-movielens-100k)")
+@needs_movielens
 def test_evaluate_on_movielens_behaviour_only(capsys):
     assert main(["evaluate", "--data", str(MOVIELENS), "--encoder", "none"]) == 0
     out = capsys.readouterr().out
