@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from llmrec.cli import main
+from llmrec.cli import build_parser, main
 from movielens import MOVIELENS, needs_movielens
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,50 @@ def test_demo_runs_end_to_end_with_a_text_encoder(tmp_path, capsys):
 
 
 @needs_movielens
-def test_evaluate_on_movielens_behaviour_only(capsys):
-    assert main(["evaluate", "--data", str(MOVIELENS), "--encoder", "none"]) == 0
+def test_evaluate_on_movielens_behaviour_only(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    report = tmp_path / "report.html"
+    assert main(["evaluate", "--data", str(MOVIELENS), "--encoder", "none",
+                 "--report", str(report), "--diversity", "0", "0.5"]) == 0
     out = capsys.readouterr().out
-    assert "temporal split" in out and "Recommender" in out
+    assert "temporal split" in out and "Recommender" in out and "report written" in out
+    page = report.read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 3 and "943 users evaluated" in page
+
+
+def test_evaluate_refuses_a_bad_report_path_before_fitting(tmp_path):
+    pytest.importorskip("matplotlib")
+    with pytest.raises(IsADirectoryError):
+        main(["evaluate", "--data", str(tmp_path), "--report", str(tmp_path)])
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str = "llmrec"):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, f"{path} {name}")
+
+
+def test_every_option_has_help_and_no_raw_markup():
+    parsers = list(_parsers(build_parser()))
+    assert {"llmrec data fetch", "llmrec evaluate", "llmrec demo"} <= {p for p, _ in parsers}
+    for path, parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    assert choice.help, f"{path} {choice.dest}: no help text"
+                continue
+            assert action.help and action.help.strip(), f"{path} {action.option_strings or action.dest}: no help"
+        text = parser.format_help()
+        for markup in ("``", ":func:", ":mod:", ":class:", ":meth:", "%(", "\\", "<", "*"):
+            assert markup not in text, f"{path} --help shows {markup!r}"
+
+
+def test_version(capsys):
+    import llmrec
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"llmrec {llmrec.__version__}"

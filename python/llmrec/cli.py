@@ -66,7 +66,7 @@ def evaluate(data: str | None, split: str, k: int, encoder: str, seed: int,
     """Compare the Recommender with popularity and behaviour-only ALS on MovieLens files;
     with ``report``, also write an HTML report (:mod:`llmrec.report`)."""
     from . import Recommender
-    from .comparison import compare, format_table
+    from .comparison import compare_lists, format_table
     from .datasets import load_movielens
     from .demo import default_encoder
     from .evaluation import leave_last_k, random_split, temporal_split
@@ -87,17 +87,19 @@ def evaluate(data: str | None, split: str, k: int, encoder: str, seed: int,
     text_encoder = None if encoder == "none" else (
         default_encoder() if encoder == "default" else _encoder_at(encoder))
     recommender = Recommender(encoder=text_encoder, random_state=seed)
-    table = compare(train, test, items, recommender=recommender,
-                    k=k, random_state=seed, show_progress=True)
+    comparison = compare_lists(train, test, items, recommender=recommender,
+                               k=k, random_state=seed, show_progress=True)
     print(f"{data}: {len(interactions):,} interactions, {split} split, full ranking, @{k}")
-    print(format_table(table, k))
+    print(format_table(comparison.table, k))
     if report is not None:
+        from . import __version__
         from .report import build_report, write_report
 
-        settings = {"data": data, "interactions": len(interactions), "split": split,
-                    "test share": 0.2 if split != "leave-last" else "last 1 per user",
-                    "k": k, "encoder": encoder, "seed": seed}
-        content = build_report(table, recommender, train, test, items, k=k, settings=settings,
+        settings = {"data": data, "interactions": len(interactions), "items": len(items),
+                    "split": split, "held out": "latest 20%" if split == "temporal" else
+                    "random 20%" if split == "random" else "last one per user",
+                    "k": k, "encoder": encoder, "seed": seed, "llmrec": __version__}
+        content = build_report(comparison, recommender, items, k=k, settings=settings,
                                diversities=diversities)
         write_report(report, content.html)
         print(f"report written to {report}")
