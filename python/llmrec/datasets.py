@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from llmrec._checks import plain
 from llmrec._fetch import DataUnavailableError, default_data_dir, default_movielens_dir
 
 __all__ = ["DataUnavailableError", "default_data_dir", "default_movielens_dir", "fetch_movielens",
@@ -817,7 +818,7 @@ def _as_index(values: Any, name: str) -> pd.Index:
     index = pd.Index(values)
     if index.has_duplicates:
         duplicated = index[index.duplicated()][0]
-        raise ValueError(f"{name} holds duplicate id {duplicated!r}")
+        raise ValueError(f"{name} holds duplicate id {plain(duplicated)!r}")
     return index
 
 
@@ -875,7 +876,7 @@ def to_csr(interactions: Any, *, user_index: Any = None, item_index: Any = None,
         if (codes < 0).any():
             bad = column.iloc[int(np.flatnonzero(codes < 0)[0])]
             raise ValueError(f"interactions holds {int((codes < 0).sum())} row(s) whose id is not "
-                             f"in {name} (e.g. {bad!r})")
+                             f"in {name} (e.g. {plain(bad)!r})")
     if value is None:
         data = np.ones(n, dtype=np.float32)
     elif isinstance(value, str):

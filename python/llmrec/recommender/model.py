@@ -82,7 +82,7 @@ from typing import Any
 import numpy as np
 
 from llmrec._arrays import grow_rows
-from llmrec._checks import check_choice, check_int, check_k
+from llmrec._checks import check_choice, check_int, check_k, plain
 from llmrec._estimator import Estimator
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
 from llmrec.diversity import mmr_rerank
@@ -283,7 +283,7 @@ class Recommender(Estimator):
             known = item_map.contains(frame["item_id"].to_numpy())
             if not known.all():
                 missing = frame["item_id"].to_numpy()[np.flatnonzero(~known)[0]]
-                raise ValueError(f"interactions name item id {missing!r}, which has no row in items")
+                raise ValueError(f"interactions name item id {plain(missing)!r}, which has no row in items")
         else:
             item_map = IdMap(frame["item_id"].drop_duplicates().to_numpy(), "item")
         user_map = IdMap(frame["user_id"].drop_duplicates().to_numpy(), "user")
@@ -803,7 +803,7 @@ class Recommender(Estimator):
     def _check_new_items(self, ids: Any) -> None:
         known = self._item_map.contains(ids)
         if known.any():
-            raise ValueError(f"item id {ids[np.flatnonzero(known)[0]]!r} already exists")
+            raise ValueError(f"item id {plain(ids[np.flatnonzero(known)[0]])!r} already exists")
 
     @staticmethod
     def _append_item_rows(current: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray | None:
@@ -879,8 +879,7 @@ class Recommender(Estimator):
 def _check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
     """Rows at or past ``n`` belong to ids added after the snapshot was taken."""
     if len(rows) and int(rows.max()) >= n:
-        bad = ids.ids[int(rows.max())]
-        bad = bad.item() if isinstance(bad, np.generic) else bad
+        bad = plain(ids.ids[int(rows.max())])
         raise UnknownIdError(f"unknown {ids.what} id {bad!r} in {name}", bad)
 
 
