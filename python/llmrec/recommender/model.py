@@ -73,10 +73,12 @@ writes; requests go on meanwhile.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import pickle
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -84,6 +86,7 @@ import numpy as np
 from llmrec._arrays import grow_rows
 from llmrec._checks import check_choice, check_int, check_k, plain
 from llmrec._estimator import Estimator
+from llmrec._log import stage
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
 from llmrec.diversity import mmr_rerank
 from llmrec.exceptions import NotFittedError, UnknownIdError
@@ -109,6 +112,8 @@ _INDEXES = ("exact", "sq8", "fp16")
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
 # alpha in each confidence 1 + alpha·(1 + recency·p²); the text weight is relative to the
 # other signals' weights, which vanish in float32 beside one 1e6 times larger.
+log = logging.getLogger(__name__)
+
 MAX_RECENCY = 1e3
 MAX_TEXT_WEIGHT = 1e6
 
@@ -267,6 +272,7 @@ class Recommender(Estimator):
         feedback); ``timestamp`` orders each history (row order when absent).
         Returns self."""
         s = self._settings()
+        started = time.perf_counter()
         frame = interactions_frame(interactions)
         self._encoder_lock = threading.Lock()
         self._encoder_obj = None if isinstance(self.encoder, str) or self.encoder is None else self.encoder
@@ -317,8 +323,10 @@ class Recommender(Estimator):
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
             labels = np.array([str(t) for t in titles], dtype=object)
-        weights, regularization, report = fit_blend(s, histories, n_items, E, profile,
-                                                    self.random_state)
+        with stage(log, "Recommender.fit: blend and regularization on the validation slice",
+                   users=n_users, items=n_items, validation=s["validation"]):
+            weights, regularization, report = fit_blend(s, histories, n_items, E, profile,
+                                                        self.random_state)
         all_histories = [histories.get(u) for u in range(n_users)]
         als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
                       show_progress=show_progress)
@@ -345,6 +353,9 @@ class Recommender(Estimator):
         }
         self.regularization_ = regularization
         self.validation_ = report
+        log.info("Recommender.fit: %d users, %d items, %d interactions, text %s: %.2f s",
+                 n_users, n_items, len(frame), "yes" if E is not None else "no",
+                 time.perf_counter() - started)
         return self
 
     def _install(self, items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
@@ -579,9 +590,10 @@ class Recommender(Estimator):
         (oldest first); nothing is stored. Returns 1-D results.
 
         An empty history has no signal of its own: with ``query`` the ranking is the
-        request's alone (as :meth:`search`, under ``scenario``'s query weight); without one
-        it raises ``ValueError`` rather than return arbitrary items with score 0 (rank a
-        visitor with nothing known by a request, or by popularity on the caller's side).
+        request's alone (as :meth:`search`, under ``scenario``'s query weight); without
+        one it is the most popular items — those most users have in their histories
+        (updates included), ties broken by catalogue order — with each item's number of
+        users as its score (``diversity`` does not apply to this list).
         """
         self._check_fitted()
         k = self._check_k(k)
@@ -591,8 +603,7 @@ class Recommender(Estimator):
             rows = self._item_rows(snap, list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
             if len(rows) == 0:
                 if query_vectors is None:
-                    raise ValueError("item_ids is empty: a visitor without history has nothing to "
-                                     "rank by; pass query= (a free-text request) or use search()")
+                    return self._popular(snap, k)
                 if weights.get("query", 0.0) <= 0:
                     raise ValueError(f"item_ids is empty and scenario {scenario or 'home'!r} gives the "
                                      "query no weight: nothing to rank by")
@@ -604,6 +615,16 @@ class Recommender(Estimator):
             vectors = self._vectors_for(snap, [history])
             exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None
             ids, scores = self._rank(snap, vectors, weights, k, exclude, None, diversity, query_vectors)
+        return self._result(ids, scores, True)
+
+    def _popular(self, snap: Snapshot, k: int) -> Recommendations:
+        """The k items most users have interacted with (see recommend_for_history)."""
+        counts = self._histories.item_counts(snap.n_items)
+        order = np.argsort(-counts, kind="stable")[:k]
+        ids = np.full((1, k), -1, dtype=np.int64)
+        scores = np.full((1, k), -np.inf, dtype=np.float32)
+        ids[0, :len(order)] = order
+        scores[0, :len(order)] = counts[order]
         return self._result(ids, scores, True)
 
     def _vectors_for(self, snap: Snapshot, histories: list[np.ndarray]) -> dict[str, np.ndarray | None]:
