@@ -62,10 +62,17 @@ def test_evaluate_on_movielens_behaviour_only(capsys, tmp_path):
     assert page.count("data:image/png;base64,") == 3 and "943 users evaluated" in page
 
 
-def test_evaluate_refuses_a_bad_report_path_before_fitting(tmp_path):
+def test_evaluate_refuses_bad_input_before_fitting(tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
-    with pytest.raises(IsADirectoryError):
-        main(["evaluate", "--data", str(tmp_path), "--report", str(tmp_path)])
+    assert main(["evaluate", "--data", str(tmp_path), "--report", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    monkeypatch.setenv("LLMREC_DATA", str(tmp_path / "nowhere"))
+    assert main(["evaluate", "--encoder", "none"]) == 2
+    assert "llmrec data fetch movielens-100k" in capsys.readouterr().err
+    for bad in ("1.5", "x"):
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--diversity", "0", bad])
+        assert "--diversity" in capsys.readouterr().err
 
 
 def _parsers(parser: argparse.ArgumentParser, path: str = "llmrec"):

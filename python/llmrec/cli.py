@@ -140,6 +140,16 @@ llmrec: recommendation with language-model embeddings and a SIMD C++ core.
 Run "llmrec COMMAND --help" for a command's options."""
 
 
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
 def _version() -> str:
     from llmrec import __version__
 
@@ -176,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--report", metavar="FILE.html", default=None,
                         help="also write one self-contained HTML report with charts (needs "
                              "matplotlib: pip install \"llmrec[report]\")")
-    p_eval.add_argument("--diversity", metavar="L", type=float, nargs="+", default=None,
+    p_eval.add_argument("--diversity", metavar="L", type=_unit_interval, nargs="+", default=None,
                         help="diversity values of the report's accuracy-diversity curve "
                              "(default: 0 0.1 0.2 0.3 0.5 0.7)")
     p_data = sub.add_parser("data", help="data sets: fetch MovieLens-100K",
@@ -219,8 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         return run(n_users=args.users, n_items=args.items, k=args.k, seed=args.seed,
                    encoder=None if args.behaviour_only else "default")
     if args.command == "evaluate":
-        return evaluate(args.data, args.split, args.k, args.encoder, args.seed, report=args.report,
-                        diversities=None if args.diversity is None else tuple(args.diversity))
+        from .datasets import DataFormatError
+
+        try:
+            return evaluate(args.data, args.split, args.k, args.encoder, args.seed, report=args.report,
+                            diversities=None if args.diversity is None else tuple(args.diversity))
+        except (FileNotFoundError, IsADirectoryError, DataFormatError, ImportError) as error:
+            print(f"llmrec evaluate: {error}", file=sys.stderr)  # what to do, not a traceback
+            return 2
     if args.command == "data":
         return fetch_data(args.dataset, args.dir, args.timeout)
     return ranker(args.items, args.dim, args.queries, args.k, args.seed)
