@@ -6,7 +6,8 @@
 * ``llmrec data fetch movielens-100k [--dir DIR]`` — place MovieLens-100K where
   ``llmrec.datasets.load_movielens()`` finds it;
 * ``llmrec ranker`` — the exact SIMD ranker on generated data, checked against numpy;
-* ``llmrec info`` — build information as JSON.
+* ``llmrec info`` — build information as JSON;
+* ``llmrec serve MODEL_DIR`` — a saved Recommender behind HTTP (:mod:`llmrec.serve`).
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ llmrec: recommendation with language-model embeddings and a SIMD C++ core.
   llmrec data fetch movielens-100k           place MovieLens-100K where llmrec finds it
   llmrec ranker                              the exact ranker, checked against numpy
   llmrec info                                build information as JSON
+  llmrec serve MODEL_DIR                     a saved Recommender behind HTTP, with a page
 
 Run "llmrec COMMAND --help" for a command's options."""
 
@@ -212,12 +214,25 @@ def build_parser() -> argparse.ArgumentParser:
     p_rank.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sub.add_parser("info", help="print build information as JSON",
                    description="Print build information (SIMD levels, threads, CUDA) as JSON.")
+    p_serve = sub.add_parser("serve", help="serve a saved Recommender over HTTP (extra [serve])",
+                             description="Serve a saved Recommender over HTTP, with a page to "
+                                         "try it at / and the API documented at /docs.")
+    p_serve.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by Recommender.save")
+    p_serve.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (default 127.0.0.1: this machine only)")
+    p_serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p_serve.add_argument("--workers", type=int, default=None,
+                         help="requests served at once, on threads of one process (default 40)")
+    p_serve.add_argument("--api-key-file", default=None,
+                         help="file holding the key that writes and /admin need (Authorization: "
+                              "Bearer KEY); without it writes are refused")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``llmrec`` command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "info":
         from llmrec import build_info
 
@@ -228,6 +243,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(n_users=args.users, n_items=args.items, k=args.k, seed=args.seed,
                    encoder=None if args.behaviour_only else "default")
+    if args.command == "serve":
+        from .serve import run as serve
+
+        if args.workers is not None and args.workers < 1:
+            parser.error("--workers must be at least 1")
+        try:
+            return serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
+                         api_key_file=args.api_key_file)
+        except (OSError, ValueError) as error:  # no model there, a damaged one, a bad key file
+            parser.exit(2, f"llmrec serve: {error}\n")
     if args.command == "evaluate":
         from .datasets import DataFormatError
 

@@ -9,6 +9,9 @@ Layout of ``directory``::
     towers.llmrec        only with ``towers`` on: the SequenceTowers (kind "SequenceTowers",
                          :mod:`llmrec.towers.persistence`); its item vectors ``G`` and the
                          users' interest vectors ``user_towers`` are in recommender.llmrec
+    writes.jsonl         only under ``llmrec serve``: the writes made through its API since
+                         this model was saved (:mod:`llmrec.serve.journal`); a save into
+                         the directory replaces it along with the model
 
 Kind versions: 1 (no towers), 2 (towers on: the towers file, the arrays ``G``,
 ``user_towers``, ``cov_G``, ``mean_G`` and the setting ``towers``); a model without towers
@@ -71,6 +74,9 @@ def _encoder_spec(model: Any) -> str | None:
 
 
 _FILES = ("recommender.llmrec", "als.llmrec", "towers.llmrec")
+# The write log of `llmrec serve` (llmrec.serve.journal): the writes made since this
+# model was saved. It belongs to the model it follows, so a save replaces it with the rest.
+WRITE_LOG = "writes.jsonl"
 # save_arrays' temporaries inside a model directory (left there by a killed save)
 _FILE_TEMPORARY = re.compile(r"\.(recommender|als|towers)\.llmrec\.llmrec-\d+-[0-9a-f]+\.tmp")
 
@@ -124,7 +130,7 @@ def save(model: Any, directory: Any) -> None:
 
 def _check_target(target: Path) -> None:
     """Refuse a target that exists and is not a directory, or that holds anything but
-    an llmrec model (its two files and their temporaries)."""
+    an llmrec model (its files, their temporaries and the server's write log)."""
     if not target.exists():
         return
     if not target.is_dir():
@@ -132,7 +138,8 @@ def _check_target(target: Path) -> None:
                               "with a saved Recommender")
     for entry in target.iterdir():
         ours = (entry.name in _FILES and entry.is_file() and _starts_with_magic(entry)) or (
-            _FILE_TEMPORARY.fullmatch(entry.name) is not None and entry.is_file())
+            _FILE_TEMPORARY.fullmatch(entry.name) is not None and entry.is_file()) or (
+            entry.name == WRITE_LOG and entry.is_file())
         if not ours:
             raise FileExistsError(f"{target} is not empty and not an llmrec model directory (it holds "
                                   f"{entry.name!r}): refusing to replace it; save to a new or "

@@ -1,0 +1,234 @@
+"""The HTTP application: JSON endpoints over a saved Recommender, its page and metrics.
+
+Endpoints are plain (sync) functions: FastAPI runs them on its thread pool, where the
+native work (candidate search, re-scoring, MMR) runs with the GIL released, so requests
+run in parallel on threads (``threads``: the pool's size) in one process, which is what
+lets writes and reloads stay consistent for every request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse, Response
+
+from llmrec.serve import introspect, limits
+from llmrec.serve.auth import KeyGuard, bearer
+from llmrec.serve.body_limit import BodyLimit
+from llmrec.serve.errors import ApiError, install as install_errors, library_errors
+from llmrec.serve.holder import ModelHolder
+from llmrec.serve.journal import DirectoryReplaced
+from llmrec.serve.metrics import Metrics, MetricsMiddleware
+from llmrec.serve.schemas import (AddItemsRequest, EventsRequest, ExplainRequest, Explanation,
+                                  HistoryRequest, ModelState, RecommendRequest, Recommendations,
+                                  RemoveItemsRequest, SearchRequest, SimilarRequest, WriteResult)
+
+log = logging.getLogger("llmrec.serve")
+
+WRITE_PATHS = frozenset({"/events", "/items"})
+ADMIN_PATHS = frozenset({"/admin/reload", "/admin/save"})
+PATHS = ("/", "/recommend", "/recommend/history", "/search", "/similar", "/explain", "/events",
+         "/items", "/admin/reload", "/admin/save", "/health", "/metrics", "/docs",
+         "/openapi.json")
+_READ_FIELDS = {"user_ids": "user_id", "user_id": "user_id", "item_ids": "items", "allow": "allow",
+                "query": "query", "diversity": "diversity", "scenario": "scenario", "k": "k"}
+
+DESCRIPTION = f"""
+Recommendations from a saved `llmrec.Recommender`. Ids are the model's own (JSON integers
+or strings, as it was fitted). Writes (`/events`, `/items`) and `/admin/*` need
+`Authorization: Bearer <key>`; each write is applied, logged durably in the model
+directory and only then acknowledged.
+
+Caps: body {limits.MAX_BODY_BYTES} bytes (413), `k` ≤ {limits.MAX_K}, id lists ≤
+{limits.MAX_IDS}, new items per request ≤ {limits.MAX_NEW_ITEMS}, query ≤
+{limits.MAX_QUERY_CHARS} characters, item text ≤ {limits.MAX_TEXT_CHARS}. Errors are JSON
+`{{"error", "field", "status"}}`: 422 invalid input, 404 unknown id, 401 missing or wrong key,
+403 writes disabled (no key configured), 409 model directory replaced (reload first).
+"""
+
+
+def _protected(method: str, path: str) -> bool:
+    return path in ADMIN_PATHS or (path in WRITE_PATHS and method in ("POST", "DELETE", "PUT", "PATCH"))
+
+
+def _results(model: Any, result: Any) -> Response:
+    """The body of a ranking, serialised here: the hot path skips FastAPI's response
+    validation (the response model documents it)."""
+    ids, scores = np.asarray(result.ids), np.asarray(result.scores)
+    valid = np.isfinite(scores)
+    items = ids[valid].tolist()
+    body = {"items": items, "scores": scores[valid].astype(float).tolist(),
+            "labels": introspect.labels(model, items)}
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+                    media_type="application/json")
+
+
+def create_app(directory: Any = None, *, api_key: str | None = None, encoder: Any = "saved",
+               threads: int | None = None, holder: ModelHolder | None = None) -> FastAPI:
+    """The application serving the model saved in ``directory`` (loaded now, its write
+    log replayed), or ``holder``'s. ``api_key``: the key writes and admin need (None:
+    they are refused). ``threads``: requests served at once (the thread pool's size;
+    None: AnyIO's default, 40)."""
+    if holder is None:
+        holder = ModelHolder(Path(directory), encoder=encoder)
+        holder.reload()
+    metrics = Metrics(lambda: (holder.version, *introspect.sizes(holder.model)))
+    page = resources.files("llmrec.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+    async def lifespan(app: FastAPI):
+        if threads is not None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+        holder.close()
+
+    app = FastAPI(title="llmrec", description=DESCRIPTION, lifespan=lifespan)
+    app.state.holder, app.state.metrics = holder, metrics
+    install_errors(app)
+
+    @app.post("/recommend", response_model=Recommendations, tags=["read"])
+    def recommend(body: RecommendRequest) -> Response:
+        """Top-k for a known user: `query` shifts the ranking toward a request in words,
+        `diversity` re-ranks (MMR), `allow` restricts to given items."""
+        model = holder.model
+        with library_errors(_READ_FIELDS):
+            result = model.recommend(body.user_id, k=body.k, exclude_seen=body.exclude_seen,
+                                     query=body.query, diversity=body.diversity, allow=body.allow,
+                                     scenario=body.scenario)
+            return _results(model, result)
+
+    @app.post("/recommend/history", response_model=Recommendations, tags=["read"])
+    def recommend_history(body: HistoryRequest) -> Response:
+        """Top-k for a visitor from their clicks (oldest first); nothing is stored. An
+        empty history is ranked by `query`, or without one gives the most popular items."""
+        model = holder.model
+        with library_errors(_READ_FIELDS):
+            result = model.recommend_for_history(body.items, k=body.k, query=body.query,
+                                                 exclude_seen=body.exclude_seen,
+                                                 diversity=body.diversity, scenario=body.scenario)
+            return _results(model, result)
+
+    @app.post("/search", response_model=Recommendations, tags=["read"])
+    def search(body: SearchRequest) -> Response:
+        """Items matching a request in words (blended with `user_id`'s taste when given)."""
+        model = holder.model
+        with library_errors(_READ_FIELDS):
+            return _results(model, model.search(body.query, k=body.k, user_id=body.user_id))
+
+    @app.post("/similar", response_model=Recommendations, tags=["read"])
+    def similar(body: SimilarRequest) -> Response:
+        """Items most like `item_id`."""
+        model = holder.model
+        with library_errors({**_READ_FIELDS, "item_ids": "item_id"}):
+            return _results(model, model.similar_items(body.item_id, k=body.k))
+
+    @app.post("/explain", response_model=Explanation, tags=["read"])
+    def explain(body: ExplainRequest) -> dict[str, Any]:
+        """Why `item_id` scores as it does for `user_id`: in words (`text`) and numbers."""
+        model = holder.model
+        with library_errors({**_READ_FIELDS, "item_id": "item_id"}):
+            e = model.explain(body.user_id, body.item_id)
+        history = [{str(k): introspect.plain(v) for k, v in row.items() if introspect.plain(v) is not None}
+                   for row in e.history.head(limits.MAX_K).to_dict(orient="records")]
+        return {"text": e.text, "score": float(e.score),
+                "signals": {str(k): float(v) for k, v in e.signals.items() if np.isfinite(v)},
+                "history": history}
+
+    def write(record: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
+        try:
+            with library_errors(fields):
+                count = holder.write(record)
+        except DirectoryReplaced as error:
+            raise ApiError(409, str(error)) from None
+        except NotImplementedError as error:
+            raise ApiError(501, str(error)) from None
+        except OSError as error:  # the log could not take it: undone by a reload (holder.write)
+            raise ApiError(503, f"the write could not be logged ({error.strerror or error}) and is "
+                           "being undone; try again later") from None
+        metrics.writes.labels(record["op"]).inc()
+        return {"applied": record["op"], "count": count, "log_records": holder.journal.records}
+
+    secured = [Depends(bearer)]
+
+    @app.post("/events", response_model=WriteResult, dependencies=secured, tags=["write"])
+    def events(body: EventsRequest) -> dict[str, Any]:
+        """New interactions of `user_id` (a new user if unknown), effective at once."""
+        return write({"op": "events", "user_id": body.user_id, "items": body.items},
+                     {"user_id": "user_id", "item_ids": "items"})
+
+    @app.post("/items", response_model=WriteResult, dependencies=secured, tags=["write"])
+    def add_items(body: AddItemsRequest) -> dict[str, Any]:
+        """New items (`item_id`, `text`, optional `title`), recommendable at once."""
+        items = [item.model_dump(exclude_none=True) for item in body.items]
+        return write({"op": "add_items", "items": items},
+                     {"item id": "items", "item_id": "items", "items": "items"})
+
+    @app.delete("/items", response_model=WriteResult, dependencies=secured, tags=["write"])
+    def remove_items(body: RemoveItemsRequest) -> dict[str, Any]:
+        """Items never recommended again (`Recommender.remove_items`)."""
+        return write({"op": "remove_items", "items": body.items},
+                     {"item_ids": "items", "ids": "items", "items": "items"})
+
+    @app.post("/admin/reload", dependencies=secured, tags=["admin"])
+    def reload() -> dict[str, Any]:
+        """Load the model directory again (with its write log) and swap it in; requests
+        in flight finish on the old model. SIGHUP does the same."""
+        try:
+            report = holder.reload()
+        except Exception as error:  # noqa: BLE001 - answered, and the old model stays
+            metrics.reloads.labels("failed").inc()
+            log.exception("reload failed")
+            raise ApiError(500, f"reload failed ({type(error).__name__}: {error}); still serving "
+                           f"version {holder.version}") from None
+        metrics.reloads.labels("ok").inc()
+        return report
+
+    @app.post("/admin/save", dependencies=secured, tags=["admin"])
+    def save() -> dict[str, Any]:
+        """Save the served model (every write included) into its directory, atomically
+        with starting an empty write log."""
+        try:
+            return holder.save()
+        except DirectoryReplaced as error:
+            raise ApiError(409, str(error)) from None
+
+    @app.get("/health", response_model=ModelState, tags=["admin"])
+    def health() -> dict[str, Any]:
+        """The served model: version, items, users, id kinds, whether writes are on."""
+        model = holder.model
+        n_items, n_users = introspect.sizes(model)
+        user_kind, item_kind = introspect.id_kinds(model)
+        return {"status": "ok", "version": holder.version, "items": n_items, "users": n_users,
+                "user_id_kind": user_kind, "item_id_kind": item_kind,
+                "writes": "enabled" if api_key is not None else "disabled (no --api-key-file)",
+                "log_records": holder.journal.records}
+
+    @app.get("/metrics", tags=["admin"])
+    def prometheus() -> Response:
+        """Prometheus text format."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_POLICY,
+                                           "X-Content-Type-Options": "nosniff"})
+
+    app.add_middleware(BodyLimit, max_bytes=limits.MAX_BODY_BYTES)
+    app.add_middleware(KeyGuard, key=api_key, protected=_protected)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, paths=PATHS)  # outermost: counts all
+    return app
+
+
+# The page calls this server only; no frames, no plugins, nothing from elsewhere.
+_PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+                "frame-ancestors 'none'")
+
+__all__ = ["create_app"]

@@ -1,0 +1,175 @@
+"""The served model: loaded from its directory with the write log replayed, swapped
+atomically on reload, and written to by one writer at a time.
+
+Reads need no lock here: a request takes :attr:`ModelHolder.model` once and uses that
+object to the end (``Recommender`` requests pin one snapshot of it and run in parallel
+with its writers), so a reload swaps in a new model while requests in flight finish on
+the old one. Writes (events, new items, removals) take the holder's one write lock:
+applied, then logged durably (:mod:`.journal`), then acknowledged, in one order that the
+log replays exactly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from llmrec.serve.journal import Journal
+
+log = logging.getLogger("llmrec.serve")
+
+
+def _load(directory: Path, encoder: Any) -> Any:
+    from llmrec import Recommender
+
+    return Recommender.load(directory, encoder=encoder)
+
+
+def apply_write(model: Any, record: dict[str, Any]) -> int:
+    """Apply one write record to ``model``; returns how many ids or items it carried."""
+    op = record["op"]
+    if op == "events":
+        model.update(record["user_id"], record["items"])
+        return len(record["items"])
+    if op == "add_items":
+        model.add_items(_items_frame(record["items"]))
+        return len(record["items"])
+    if op == "remove_items":
+        if not hasattr(model, "remove_items"):
+            raise NotImplementedError("this llmrec's Recommender has no remove_items yet")
+        model.remove_items(record["items"])
+        return len(record["items"])
+    raise ValueError(f"unknown write operation {op!r}")
+
+
+def _items_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame({"item_id": pd.Series([i["item_id"] for i in items], dtype=object),
+                          "text": [i["text"] for i in items]})
+    if any(i.get("title") for i in items):  # labels: the title where given, else the text
+        frame["title"] = [i.get("title") or i["text"] for i in items]
+    return frame
+
+
+def _return_freed_memory() -> None:
+    """Give the pages of the model a reload replaced back to the system (glibc keeps
+    freed arenas otherwise: resident memory would step up with the first reloads)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+class ModelHolder:
+    """The model of ``directory`` and its write log.
+
+    ``encoder``: what :meth:`Recommender.load` gets ("saved": the spec saved with the
+    model). ``loader(directory, encoder)`` loads a model (tests substitute their own)."""
+
+    def __init__(self, directory: Any, *, encoder: Any = "saved",
+                 loader: Callable[[Path, Any], Any] = _load) -> None:
+        self.directory = Path(directory)
+        self.encoder = encoder
+        self._loader = loader
+        self._write_lock = threading.Lock()   # writes, log appends, the swap
+        self._reload_lock = threading.Lock()  # one reload at a time
+        self.model: Any = None
+        self.journal: Journal | None = None
+        self.version = 0
+        self.loaded_at = 0.0
+
+    def reload(self) -> dict[str, Any]:
+        """Load the directory again, replay its log and swap the result in. Writes wait
+        only while the tail of the log written during the load is replayed; requests
+        never wait (those running finish on the model they started with). Raises, with
+        the current model still served, when the directory or its log cannot be read."""
+        with self._reload_lock:
+            start = time.perf_counter()
+            model = self._loader(self.directory, self.encoder)
+            journal = Journal(self.directory)
+            try:
+                records, offset = journal.read()  # appends may go on meanwhile
+                skipped = self._replay(model, records)
+                with self._write_lock:
+                    cut = journal.cut_torn_tail()  # no writer now: only a kill leaves one
+                    if cut:
+                        log.warning("cut %d bytes of a torn last record from %s", cut, journal.path)
+                    rest, _ = journal.read(offset)
+                    skipped += self._replay(model, rest)
+                    journal.records = len(records) + len(rest)
+                    old, self.journal = self.journal, journal
+                    self.model = model
+                    self.version += 1
+                    self.loaded_at = time.time()
+            except BaseException:
+                journal.close()
+                raise
+            if old is not None:
+                old.close()
+            _return_freed_memory()
+            report = {"version": self.version, "replayed": journal.records - skipped,
+                      "skipped": skipped, "seconds": round(time.perf_counter() - start, 3)}
+            log.info("model %s loaded: %s", self.directory, report)
+            return report
+
+    @staticmethod
+    def _replay(model: Any, records: list[dict[str, Any]]) -> int:
+        """Apply logged writes; one that no longer applies (it cannot fail the way it was
+        logged, only if the saved model changed under the log) is skipped and counted."""
+        skipped = 0
+        for record in records:
+            try:
+                apply_write(model, record)
+            except Exception as error:  # noqa: BLE001 - one bad record must not stop a start
+                skipped += 1
+                log.warning("write %s of the log does not apply to this model, skipped: %s",
+                            record.get("seq"), error)
+        return skipped
+
+    def write(self, record: dict[str, Any]) -> int:
+        """Apply ``record`` and log it durably; returns its size. Raises (nothing logged,
+        nothing changed) when it does not apply, or DirectoryReplaced."""
+        with self._write_lock:
+            journal = self.journal
+            journal.check_in_place()
+            count = apply_write(self.model, record)
+            try:
+                journal.append(record)
+            except BaseException:
+                # Applied but not durable: serve the directory's state again rather than
+                # a write that a restart would not have.
+                log.exception("a write could not be logged; reloading %s", self.directory)
+                threading.Thread(target=self._reload_quietly, daemon=True).start()
+                raise
+            return count
+
+    def save(self) -> dict[str, Any]:
+        """Save the model into its directory (every logged write is in it) and start an
+        empty log: the saved model and the log switch together (see :mod:`.journal`)."""
+        with self._reload_lock, self._write_lock:
+            self.journal.check_in_place()
+            self.model.save(self.directory)
+            old, self.journal = self.journal, Journal(self.directory)
+            old.close()
+            return {"version": self.version, "log_records": 0}
+
+    def _reload_quietly(self) -> None:
+        try:
+            self.reload()
+        except Exception:  # noqa: BLE001 - logged; the server keeps its model
+            log.exception("reload of %s failed", self.directory)
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+
+
+__all__ = ["ModelHolder", "apply_write"]

@@ -1,0 +1,69 @@
+"""Prometheus metrics (``GET /metrics``, text format): requests by endpoint and status,
+latency histograms by endpoint, and the model's version, items and users.
+
+Each server has its own registry (several apps in one process, as in the tests, do not
+share counters). Endpoint labels are the route paths, or "other" for paths the server
+does not have (a scan of random URLs adds no label values).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class Metrics:
+    """The server's registry; ``state()`` returns (version, items, users) when scraped."""
+
+    def __init__(self, state: Callable[[], tuple[int, int, int]]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("llmrec_requests", "HTTP requests by endpoint and status",
+                                ("endpoint", "method", "status"), registry=self.registry)
+        self.latency = Histogram("llmrec_request_seconds", "request latency (seconds)",
+                                 ("endpoint",), buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.reloads = Counter("llmrec_reloads", "model reloads by outcome", ("outcome",),
+                               registry=self.registry)
+        self.writes = Counter("llmrec_writes", "writes applied and logged, by operation", ("op",),
+                              registry=self.registry)
+        for name, doc, i in (("llmrec_model_version", "served model version (1 at start, +1 per reload)", 0),
+                             ("llmrec_items", "items in the served catalogue", 1),
+                             ("llmrec_users", "users known to the served model", 2)):
+            Gauge(name, doc, registry=self.registry).set_function(lambda i=i: state()[i])
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """ASGI middleware counting every HTTP request and timing it."""
+
+    def __init__(self, app: Any, *, metrics: Metrics, paths: Iterable[str]) -> None:
+        self.app, self.metrics, self.paths = app, metrics, frozenset(paths)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        endpoint = scope["path"] if scope["path"] in self.paths else "other"
+        status = [500]
+
+        async def send_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(endpoint, scope["method"], str(status[0])).inc()
+
+
+__all__ = ["LATENCY_BUCKETS", "Metrics", "MetricsMiddleware"]
