@@ -183,12 +183,13 @@ def _movielens(path: str | None):
     from llmrec import datasets
 
     if path is None:
-        for candidate in ("data/ml-100k", os.path.join(os.path.dirname(__file__), "..", "data", "ml-100k")):
+        for candidate in ("data/ml-100k", os.path.join(os.path.dirname(__file__), "..", "data", "ml-100k"),
+                          str(datasets.default_movielens_dir())):
             if os.path.isdir(candidate):
                 path = candidate
                 break
         else:
-            sys.exit("--data DIR is needed (fetch with ../shared/data/fetch-movielens-100k DIR)")
+            sys.exit("--data DIR is needed (or place it with: llmrec data fetch movielens-100k)")
     return datasets.load_movielens(path)
 
 

@@ -7,7 +7,7 @@ the default replaces, for comparison), and the opt-in ``dtype="bfloat16"`` (AMX 
 CPUs that have it). Texts:
 
 * MovieLens-100K's 1,682 items as "title (year). Genres: a, b" (RecBole atomic files;
-  fetch them with ../shared/data/fetch-movielens-100k data/ml-100k);
+  place them with `llmrec data fetch movielens-100k --dir data/ml-100k`);
 * 1,000 synthetic descriptions of 50-150 words.
 
 The machine these run on is shared, and a neighbour's burst can slow one run several
@@ -54,7 +54,7 @@ def movielens_texts(data_dir: Path) -> list[str]:
 
     path = data_dir / "ml-100k.item"
     if not path.is_file():
-        sys.exit(f"{path} not found: run ../shared/data/fetch-movielens-100k {data_dir}")
+        sys.exit(f"{path} not found: run llmrec data fetch movielens-100k --dir {data_dir}")
     lines = path.read_text(encoding="utf-8").splitlines()
     header = [column.split(":")[0] for column in lines[0].split("\t")]
     rows = []

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from llmrec.cli import main
+from llmrec.cli import build_parser, main
+from movielens import MOVIELENS, needs_movielens
 
 REPO = Path(__file__).resolve().parents[1]
-MOVIELENS = Path(os.environ.get("LLMREC_MOVIELENS_DIR", REPO / "data" / "ml-100k"))
 
 
 def test_ranker_runs_and_agrees_with_numpy(capsys):
@@ -50,9 +50,58 @@ def test_demo_runs_end_to_end_with_a_text_encoder(tmp_path, capsys):
     assert "search: " in out and "demo finished" in out
 
 
-@pytest.mark.skipif(not MOVIELENS.is_dir(), reason=f"MovieLens-100K not found in {MOVIELENS} "
-                    "(set LLMREC_MOVIELENS_DIR or run ../shared/data/fetch-movielens-100k)")
-def test_evaluate_on_movielens_behaviour_only(capsys):
-    assert main(["evaluate", "--data", str(MOVIELENS), "--encoder", "none"]) == 0
+@needs_movielens
+def test_evaluate_on_movielens_behaviour_only(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    report = tmp_path / "report.html"
+    assert main(["evaluate", "--data", str(MOVIELENS), "--encoder", "none",
+                 "--report", str(report), "--diversity", "0", "0.5"]) == 0
     out = capsys.readouterr().out
-    assert "temporal split" in out and "Recommender" in out
+    assert "temporal split" in out and "Recommender" in out and "report written" in out
+    page = report.read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 3 and "943 users evaluated" in page
+
+
+def test_evaluate_refuses_bad_input_before_fitting(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    assert main(["evaluate", "--data", str(tmp_path), "--report", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    monkeypatch.setenv("LLMREC_DATA", str(tmp_path / "nowhere"))
+    assert main(["evaluate", "--encoder", "none"]) == 2
+    assert "llmrec data fetch movielens-100k" in capsys.readouterr().err
+    for bad in ("1.5", "x"):
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--diversity", "0", bad])
+        assert "--diversity" in capsys.readouterr().err
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str = "llmrec"):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, f"{path} {name}")
+
+
+def test_every_option_has_help_and_no_raw_markup():
+    parsers = list(_parsers(build_parser()))
+    assert {"llmrec data fetch", "llmrec evaluate", "llmrec demo"} <= {p for p, _ in parsers}
+    for path, parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    assert choice.help, f"{path} {choice.dest}: no help text"
+                continue
+            assert action.help and action.help.strip(), f"{path} {action.option_strings or action.dest}: no help"
+        text = parser.format_help()
+        for markup in ("``", ":func:", ":mod:", ":class:", ":meth:", "%(", "\\", "<", "*"):
+            assert markup not in text, f"{path} --help shows {markup!r}"
+
+
+def test_version(capsys):
+    import llmrec
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"llmrec {llmrec.__version__}"

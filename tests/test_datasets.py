@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +10,9 @@ import pytest
 import scipy.sparse as sp
 
 from llmrec.datasets import DataFormatError, load_movielens, synthetic, to_csr
+from movielens import MOVIELENS, needs_movielens
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def movielens_dir() -> Path:
-    return Path(os.environ.get("LLMREC_MOVIELENS_DIR", REPO / "data" / "ml-100k"))
-
-
-needs_movielens = pytest.mark.skipif(
-    not (movielens_dir() / "ml-100k.inter").exists(),
-    reason=f"MovieLens-100K not found in {movielens_dir()} (set LLMREC_MOVIELENS_DIR or run "
-           "../shared/data/fetch-movielens-100k data/ml-100k)")
 
 
 # --------------------------------------------------------------------------- writers
@@ -225,7 +215,7 @@ def test_malformed_item_file_is_named(tmp_path):
 
 @needs_movielens
 def test_real_movielens_100k():
-    interactions, items, users = load_movielens(movielens_dir())
+    interactions, items, users = load_movielens(MOVIELENS)
     check_frames(interactions, items, users)
     assert len(interactions) == 100_000
     assert interactions["user_id"].nunique() == 943 and len(users) == 943
@@ -378,7 +368,7 @@ def test_to_csr_bad_input():
 
 @needs_movielens
 def test_to_csr_on_movielens():
-    interactions, _, _ = load_movielens(movielens_dir())
+    interactions, _, _ = load_movielens(MOVIELENS)
     matrix, users, items = to_csr(interactions, value="rating")
     assert matrix.shape == (943, 1682) and matrix.nnz == 100_000
     # exact: integer ratings, and every partial sum stays below 2**24 (float32 integers)

@@ -7,13 +7,13 @@ definition, on random data (hypothesis) and on hand-made known answers.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from movielens import MOVIELENS, needs_movielens
 from tolerances import metric_tolerance
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,11 +22,6 @@ from llmrec.evaluation import (ImplicitAdapter, auc, cold_item_split, evaluate, 
                                random_split, ranking_metrics, temporal_split)
 
 REPO = Path(__file__).resolve().parents[1]
-MOVIELENS = Path(os.environ.get("LLMREC_MOVIELENS_DIR", REPO / "data" / "ml-100k"))
-needs_movielens = pytest.mark.skipif(
-    not (MOVIELENS / "ml-100k.inter").exists(),
-    reason=f"MovieLens-100K not found in {MOVIELENS} (set LLMREC_MOVIELENS_DIR or run "
-           "../shared/data/fetch-movielens-100k data/ml-100k)")
 KEYS = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit_rate", "coverage")
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from llmrec import QuantizedIndex, _core
-from llmrec._fileformat import FormatError
 from reference import assert_topk_matches, reference_scores, reference_topk
 from test_quantized import _qualifies, clustered, recall
 from tolerances import assert_within, dot_tolerance, gamma, score_tolerance

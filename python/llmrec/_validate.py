@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from llmrec._checks import plain
 from llmrec._fileformat import FormatError
 
 _ANY = object()  # marks an optional metadata value that may be absent
@@ -76,7 +77,7 @@ def check_unique(where: Any, name: str, a: np.ndarray) -> None:
     if a.size > 1:
         s = np.sort(a, kind="stable")
         if (s[1:] == s[:-1]).any():
-            raise fail(where, f"array {name!r} holds a repeated value {s[1:][s[1:] == s[:-1]][0]!r}")
+            raise fail(where, f"array {name!r} holds a repeated value {plain(s[1:][s[1:] == s[:-1]][0])!r}")
 
 
 def check_csr(where: Any, name: str, indptr: np.ndarray, indices: np.ndarray,

@@ -40,6 +40,7 @@ exactly (in float64). Both use the Gramian trick (YᵀY computed once per half-s
 
 from __future__ import annotations
 
+import logging
 import numbers
 import os
 import time
@@ -59,6 +60,8 @@ from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._validate import array, check_csr, fail, is_int, meta_int, meta_real, meta_value
 from llmrec.exceptions import NotFittedError
 from llmrec.index import ExactIndex
+
+log = logging.getLogger(__name__)
 
 _KIND = "ALS"
 _KIND_VERSION = 1
@@ -437,6 +440,9 @@ class ALS(Estimator):
             s, user_prior_penalty=None if user_prior is None else user_prior.penalty,
             item_prior_penalty=None if item_prior is None else item_prior.penalty)
         self._touch()
+        log.info("ALS.fit: %d users, %d items, %d interactions, %d factors, %d iterations: %.2f s",
+                 R.shape[0], R.shape[1], R.nnz, s["factors"], s["iterations"],
+                 time.perf_counter() - start)
         return self
 
     @property

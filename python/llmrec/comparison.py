@@ -14,7 +14,7 @@ Models compared:
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,18 @@ def _recommender_lists(recommender: Any, user_ids: np.ndarray, item_index: pd.In
     return item_index.get_indexer(ids.ravel()).reshape(ids.shape).astype(np.int64)
 
 
+class Comparison(NamedTuple):
+    """Everything :func:`compare_lists` measured, for reports that look further."""
+
+    table: pd.DataFrame           # what :func:`compare` returns
+    lists: dict[str, np.ndarray]  # model -> (n_users, k) item indices (-1: none / no test)
+    train: sp.csr_matrix          # users × items, rows in ``user_index`` order
+    test: sp.csr_matrix
+    user_index: pd.Index
+    item_index: pd.Index
+    rows: np.ndarray              # the rows (users) with test items
+
+
 def compare(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame, *,
             recommender: Any, k: int = 10, factors: int = 64, random_state: Any = 0,
             show_progress: bool = False) -> pd.DataFrame:
@@ -69,6 +81,15 @@ def compare(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame, *,
     DataFrame, one row per model: ``ndcg``, ``recall``, ``precision``, ``coverage``
     at ``k`` and ``seconds`` (fit plus ranking every test user).
     """
+    return compare_lists(train, test, items, recommender=recommender, k=k, factors=factors,
+                         random_state=random_state, show_progress=show_progress).table
+
+
+def compare_lists(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame, *,
+                  recommender: Any, k: int = 10, factors: int = 64, random_state: Any = 0,
+                  show_progress: bool = False) -> Comparison:
+    """:func:`compare`, also returning each model's lists and the matrices they were
+    scored against (:class:`Comparison`)."""
     item_index = pd.Index(items["item_id"])
     if not item_index.is_unique:
         raise ValueError("items holds duplicate item_id values")
@@ -78,11 +99,14 @@ def compare(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame, *,
     test_csr = to_csr(test, user_index=user_index, item_index=item_index)[0]
     rows = np.flatnonzero(np.diff(test_csr.indptr) > 0)
 
+    kept: dict[str, np.ndarray] = {}
+
     def score(name: str, make_lists) -> dict:
         start = time.perf_counter()
         lists = np.full((len(user_index), k), -1, dtype=np.int64)
         lists[rows] = make_lists()
         seconds = time.perf_counter() - start
+        kept[name] = lists
         metrics = ranking_metrics(lists, test_csr, k, train=train_csr)
         return {"model": name, **{m: metrics[m] for m in METRICS}, "seconds": seconds}
 
@@ -97,7 +121,8 @@ def compare(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame, *,
         return _recommender_lists(recommender, user_index.to_numpy()[rows], item_index, k)
 
     results.append(score("Recommender", fit_and_rank))
-    return pd.DataFrame(results).set_index("model")
+    return Comparison(pd.DataFrame(results).set_index("model"), kept, train_csr, test_csr,
+                      user_index, item_index, rows)
 
 
 def format_table(table: pd.DataFrame, k: int) -> str:

@@ -19,8 +19,10 @@ rest of llmrec consumes, and gives back the ids of its rows and columns.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,12 +31,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["load_movielens", "synthetic", "to_csr"]
+from llmrec._checks import plain
+from llmrec._fetch import DataUnavailableError, default_data_dir, default_movielens_dir
+
+__all__ = ["DataUnavailableError", "default_data_dir", "default_movielens_dir", "fetch_movielens",
+           "load_movielens", "synthetic", "to_csr"]
 
 # The genre flags of the original ml-100k u.item, in file order (as listed in u.genre).
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
                  "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror",
                  "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western")
+
+log = logging.getLogger(__name__)
 
 _INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 _ITEM_COLUMNS = ("item_id", "title", "year", "genres", "text")
@@ -328,14 +336,48 @@ def _load_ml_latest(directory: Path) -> tuple[pd.DataFrame, ...]:
     return interactions, items, _users_from_interactions(interactions)
 
 
-def load_movielens(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def fetch_movielens(dir: str | os.PathLike[str] | None = None, *, timeout: float = 30.0) -> Path:  # noqa: A002
+    """Place MovieLens-100K where :func:`load_movielens` finds it; return the directory.
+
+    Downloads GroupLens' ``ml-100k.zip`` (converted to RecBole's atomic files), or where
+    GroupLens cannot be reached, the same files from RecBole's wheel on the package
+    index (``pip download recbole==1.2.1``). Either way the three files placed —
+    ``ml-100k.inter``, ``ml-100k.item``, ``ml-100k.user`` — are checked against known
+    SHA-256 hashes before they appear, and are written atomically (a temporary
+    directory beside the target, then renames). Idempotent: when the directory already
+    holds them (hashes checked), nothing is downloaded. The command line is
+    ``llmrec data fetch movielens-100k [--dir DIR]``. MovieLens is GroupLens' data set,
+    for research use under its licence (see grouplens.org).
+
+    Parameters
+    ----------
+    dir : directory to place the files in; None (the default) is
+        :func:`default_movielens_dir` (``$LLMREC_DATA/ml-100k``, else
+        ``~/.cache/llmrec/data/ml-100k``), where ``load_movielens()`` looks by default.
+    timeout : seconds to wait for each source before trying the next.
+
+    Raises
+    ------
+    DataUnavailableError (an OSError)
+        No source could be reached (offline); the message says why for each and what
+        to do. Nothing is written.
+    FileExistsError
+        A file of that name is already there with another content; it is left as is.
+    """
+    from llmrec._fetch import fetch
+
+    return fetch(dir, timeout=timeout).path
+
+
+def load_movielens(path: str | os.PathLike[str] | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Load a MovieLens data set from a directory, whatever its distribution format.
 
     Recognised, in this order of preference:
 
     * RecBole's atomic files: ``<name>.inter`` (``user_id:token``, ``item_id:token``,
       ``rating:float``, ``timestamp:float``) with optional ``<name>.item`` and
-      ``<name>.user`` — what ``fetch-movielens-100k`` places;
+      ``<name>.user`` — what :func:`fetch_movielens` places;
     * the original ml-100k files: ``u.data`` (tab-separated), ``u.item`` (pipe-separated,
       latin-1, 19 genre flags) and ``u.user``;
     * the ml-latest / ml-latest-small / ml-20m / ml-25m CSVs: ``ratings.csv`` and
@@ -343,7 +385,9 @@ def load_movielens(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataF
 
     Parameters
     ----------
-    path : directory holding one of the layouts above.
+    path : directory holding one of the layouts above; None (the default) is where
+        :func:`fetch_movielens` places MovieLens-100K by default
+        (:func:`default_movielens_dir`).
 
     Returns
     -------
@@ -363,11 +407,27 @@ def load_movielens(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataF
     DataFormatError (a ValueError)
         A file is malformed; the message names the file and the line.
     """
-    if not isinstance(path, (str, os.PathLike)):
+    if path is None:
+        directory = default_movielens_dir()
+        if not directory.is_dir():
+            raise FileNotFoundError(
+                f"MovieLens-100K is not in {str(directory)!r} (the default place): run "
+                "`llmrec data fetch movielens-100k` (or llmrec.datasets.fetch_movielens()) "
+                "first, or pass the directory that holds it")
+    elif not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    directory = Path(path)
+    else:
+        directory = Path(path)
     if not directory.is_dir():
         raise FileNotFoundError(f"path {str(directory)!r} is not a directory")
+    start = time.perf_counter()
+    frames = _load_directory(directory)
+    log.info("load_movielens: %s: %d interactions, %d items, %d users in %.2f s", directory,
+             len(frames[0]), len(frames[1]), len(frames[2]), time.perf_counter() - start)
+    return frames
+
+
+def _load_directory(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     inters = sorted(directory.glob("*.inter"))
     if inters:
         preferred = [p for p in inters if p.name == f"{directory.name}.inter"]
@@ -758,7 +818,7 @@ def _as_index(values: Any, name: str) -> pd.Index:
     index = pd.Index(values)
     if index.has_duplicates:
         duplicated = index[index.duplicated()][0]
-        raise ValueError(f"{name} holds duplicate id {duplicated!r}")
+        raise ValueError(f"{name} holds duplicate id {plain(duplicated)!r}")
     return index
 
 
@@ -816,7 +876,7 @@ def to_csr(interactions: Any, *, user_index: Any = None, item_index: Any = None,
         if (codes < 0).any():
             bad = column.iloc[int(np.flatnonzero(codes < 0)[0])]
             raise ValueError(f"interactions holds {int((codes < 0).sum())} row(s) whose id is not "
-                             f"in {name} (e.g. {bad!r})")
+                             f"in {name} (e.g. {plain(bad)!r})")
     if value is None:
         data = np.ones(n, dtype=np.float32)
     elif isinstance(value, str):

@@ -19,9 +19,11 @@ class UnknownIdError(KeyError):
     """
 
     def __init__(self, message: str, id: object = None) -> None:
+        from llmrec._checks import plain
+
         super().__init__(message)
         self.message = message
-        self.id = id
+        self.id = plain(id)  # 7001, not np.int64(7001)
 
     def __str__(self) -> str:  # KeyError's default repr-quotes the message
         return self.message

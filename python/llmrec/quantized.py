@@ -9,7 +9,7 @@ import numpy as np
 
 from llmrec import _core
 from llmrec._checks import (as_float_matrix, as_queries, check_choice, check_int, check_k,
-                            check_threads, check_vector_norms)
+                            check_threads, check_vector_norms, plain)
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._index_base import IndexBase
 from llmrec._row_ids import RowIds
@@ -798,7 +798,7 @@ class QuantizedIndex(IndexBase):
             # 0 (a constant dimension) or a normal float: 1 / step must be finite.
             tiny = (self._step != 0) & ~(self._step >= np.finfo(np.float32).tiny)
             if tiny.any():
-                raise fail(path, f"array 'step' holds {self._step[tiny][0]!r}: each step must be 0 or "
+                raise fail(path, f"array 'step' holds {plain(self._step[tiny][0])!r}: each step must be 0 or "
                                  f"at least {np.finfo(np.float32).tiny} (the smallest normal float32)")
             return array(arrays, "codes", path, dtype=np.uint8,
                          shape=(-(-slots // _SQ8_BLOCK), int(_core.sq8_block_bytes(d))))

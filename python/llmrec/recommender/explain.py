@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from llmrec._checks import plain
 from llmrec.recommender import scoring
 
 
@@ -27,7 +28,7 @@ class Explanation(NamedTuple):
 
 def _name(model: Any, labels: Any, row: int) -> str:
     item_id = model._item_map.ids[row]
-    return f"{labels[row]!s}" if labels is not None and row < len(labels) else f"item {item_id!r}"
+    return f"{labels[row]!s}" if labels is not None and row < len(labels) else f"item {plain(item_id)!r}"
 
 
 def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, item: int) -> Explanation:

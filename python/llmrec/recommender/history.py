@@ -22,6 +22,7 @@ class Histories:
         self._items = np.asarray(items, dtype=np.int64)
         self._changed: dict[int, np.ndarray] = {}
         self._n = len(self._indptr) - 1
+        self._base_counts: np.ndarray | None = None  # item counts of the arrays above
 
     @classmethod
     def from_events(cls, users: np.ndarray, items: np.ndarray, order: np.ndarray,
@@ -65,6 +66,22 @@ class Histories:
     def append(self, user: int, items: np.ndarray) -> None:
         """Add interactions (in the order given, newest last); a new user id grows the store."""
         self.set(user, self.merge(self.get(user), items))
+
+    def item_counts(self, n_items: int) -> np.ndarray:
+        """How many users have each item in their history (int64, length ``n_items``;
+        items beyond the histories count 0). The counts of the arrays built at fit or
+        load are computed once; users changed since are corrected one by one, so the
+        cost grows with the updates, not with the data."""
+        if getattr(self, "_base_counts", None) is None:  # (absent from older pickles)
+            self._base_counts = np.bincount(self._items, minlength=0)
+        size = max(n_items, len(self._base_counts))
+        counts = np.zeros(size, dtype=np.int64)
+        counts[:len(self._base_counts)] = self._base_counts
+        for user, history in list(self._changed.items()):  # a copy: writers may add users
+            if user < len(self._indptr) - 1:
+                np.subtract.at(counts, self._items[self._indptr[user]:self._indptr[user + 1]], 1)
+            np.add.at(counts, history, 1)
+        return counts[:n_items]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(indptr, items) of all users, changes folded in (for saving)."""

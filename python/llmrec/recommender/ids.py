@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from llmrec._arrays import grow_rows
+from llmrec._checks import plain
 from llmrec.exceptions import UnknownIdError
 
 
@@ -25,12 +26,7 @@ def _kind(values: np.ndarray, name: str) -> str:
         if all(isinstance(v, str) for v in values):
             return "str"
     raise TypeError(f"{name} must be integers or strings (all of one kind), got dtype "
-                    f"{values.dtype} with values like {values[:3].tolist()!r}")
-
-
-def _plain(value: Any) -> Any:
-    """A Python scalar for a numpy one (so that messages read 9, not np.int64(9))."""
-    return value.item() if isinstance(value, np.generic) else value
+                    f"{values.dtype} with values like {plain(values[:3])!r}")
 
 
 class IdMap:
@@ -54,7 +50,7 @@ class IdMap:
         live = None if self._gone is None else np.flatnonzero(self._gone == 0)
         index = pd.Index(normal if live is None else normal[live])
         if not index.is_unique:
-            raise ValueError(f"duplicate {what} id {_plain(index[index.duplicated()][0])!r}")
+            raise ValueError(f"duplicate {what} id {plain(index[index.duplicated()][0])!r}")
         # (main hash index, ids added since the last merge → row, the row of each index
         # position or None where they are equal), swapped as one object so that a
         # concurrent lookup never sees a merged index with a stale dict.
@@ -117,7 +113,7 @@ class IdMap:
         self._check_kind(values, name)
         rows = self._lookup(self._normalise(values))
         if (rows < 0).any():
-            bad = _plain(values[np.flatnonzero(rows < 0)[0]])
+            bad = plain(values[np.flatnonzero(rows < 0)[0]])
             raise UnknownIdError(f"unknown {self.what} id {bad!r} in {name}", bad)
         return rows.astype(np.int64)
 
@@ -146,10 +142,10 @@ class IdMap:
         new = self._normalise(values)
         index = pd.Index(new)
         if not index.is_unique:
-            raise ValueError(f"duplicate {self.what} id {_plain(index[index.duplicated()][0])!r} in {name}")
+            raise ValueError(f"duplicate {self.what} id {plain(index[index.duplicated()][0])!r} in {name}")
         known = self._lookup(new) >= 0
         if known.any():
-            raise ValueError(f"{self.what} id {_plain(new[np.flatnonzero(known)[0]])!r} in {name} already exists")
+            raise ValueError(f"{self.what} id {plain(new[np.flatnonzero(known)[0]])!r} in {name} already exists")
         start, stop = self._n, self._n + len(new)
         ids = grow_rows(self._ids[:start], stop)
         ids[start:] = new

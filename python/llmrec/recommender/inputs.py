@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmrec._checks import plain
 from llmrec.text.templates import DEFAULT_ITEM_TEMPLATE, item_text
 
 
@@ -65,7 +66,7 @@ def item_texts(items: Any, name: str = "items") -> tuple[np.ndarray, list[str]]:
     ids = items["item_id"].to_numpy()
     duplicated = pd.Index(ids).duplicated()
     if duplicated.any():
-        raise ValueError(f"{name} has duplicate item id {ids[np.flatnonzero(duplicated)[0]]!r}")
+        raise ValueError(f"{name} has duplicate item id {plain(ids[np.flatnonzero(duplicated)[0]])!r}")
     if "text" in items.columns:
         texts = items["text"].tolist()
     else:
@@ -76,7 +77,7 @@ def item_texts(items: Any, name: str = "items") -> tuple[np.ndarray, list[str]]:
                              f"{error.args[0]}") from None
     for item, text in zip(ids, texts):
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{name}: item {item!r} has no text (got {text!r})")
+            raise ValueError(f"{name}: item {plain(item)!r} has no text (got {plain(text)!r})")
     return ids, [str(t) for t in texts]
 
 

@@ -75,17 +75,20 @@ writes; requests go on meanwhile.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import pickle
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
 from llmrec._arrays import grow_rows
-from llmrec._checks import check_choice, check_int, check_k
+from llmrec._checks import check_choice, check_int, check_k, plain
 from llmrec._estimator import Estimator
+from llmrec._log import stage
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
 from llmrec.diversity import mmr_rerank
 from llmrec.exceptions import NotFittedError, UnknownIdError
@@ -116,6 +119,8 @@ _INDEXES = INDEXES
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
 # alpha in each confidence 1 + alpha·(1 + recency·p²); the text weight is relative to the
 # other signals' weights, which vanish in float32 beside one 1e6 times larger.
+log = logging.getLogger(__name__)
+
 MAX_RECENCY = 1e3
 MAX_TEXT_WEIGHT = 1e6
 
@@ -306,6 +311,7 @@ class Recommender(PairScores, Estimator):
         feedback); ``timestamp`` orders each history (row order when absent).
         Returns self."""
         s = self._settings()
+        started = time.perf_counter()
         frame = interactions_frame(interactions)
         self._encoder_lock = threading.Lock()
         self._encoder_obj = None if isinstance(self.encoder, str) or self.encoder is None else self.encoder
@@ -322,7 +328,7 @@ class Recommender(PairScores, Estimator):
             known = item_map.contains(frame["item_id"].to_numpy())
             if not known.all():
                 missing = frame["item_id"].to_numpy()[np.flatnonzero(~known)[0]]
-                raise ValueError(f"interactions name item id {missing!r}, which has no row in items")
+                raise ValueError(f"interactions name item id {plain(missing)!r}, which has no row in items")
         else:
             item_map = IdMap(frame["item_id"].drop_duplicates().to_numpy(), "item")
         user_map = IdMap(frame["user_id"].drop_duplicates().to_numpy(), "user")
@@ -360,7 +366,9 @@ class Recommender(PairScores, Estimator):
         kept: dict[str, Any] = {}
         sample, grid_line = sample_for_grid(histories, n_items, E, profile, self.random_state)
         grid = (histories, n_items, E, profile) if sample is None else sample[:4]
-        weights, regularization, report = fit_blend(s, *grid, self.random_state, keep=kept)
+        with stage(log, "Recommender.fit: blend and regularization on the validation slice",
+                   users=n_users, items=n_items, validation=s["validation"]):
+            weights, regularization, report = fit_blend(s, *grid, self.random_state, keep=kept)
         report["grid"] = grid_line
         to_full(kept, sample, n_items)
         all_histories = [histories.get(u) for u in range(n_users)]
@@ -396,6 +404,9 @@ class Recommender(PairScores, Estimator):
         self.calibration_ = extras.calibration
         self.regularization_ = regularization
         self.validation_ = report
+        log.info("Recommender.fit: %d users, %d items, %d interactions, text %s: %.2f s",
+                 n_users, n_items, len(frame), "yes" if E is not None else "no",
+                 time.perf_counter() - started)
         return self
 
     def _install(self, items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
@@ -635,9 +646,10 @@ class Recommender(PairScores, Estimator):
         (oldest first); nothing is stored. Returns 1-D results.
 
         An empty history has no signal of its own: with ``query`` the ranking is the
-        request's alone (as :meth:`search`, under ``scenario``'s query weight); without one
-        it raises ``ValueError`` rather than return arbitrary items with score 0 (rank a
-        visitor with nothing known by a request, or by popularity on the caller's side).
+        request's alone (as :meth:`search`, under ``scenario``'s query weight); without
+        one it is the most popular items — those most users have in their histories
+        (updates included), ties broken by catalogue order — with each item's number of
+        users as its score (``diversity`` does not apply to this list).
         """
         self._check_fitted()
         k = self._check_k(k)
@@ -647,8 +659,7 @@ class Recommender(PairScores, Estimator):
             rows = self._item_rows(snap, list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
             if len(rows) == 0:
                 if query_vectors is None:
-                    raise ValueError("item_ids is empty: a visitor without history has nothing to "
-                                     "rank by; pass query= (a free-text request) or use search()")
+                    return self._popular(snap, k)
                 if weights.get("query", 0.0) <= 0:
                     raise ValueError(f"item_ids is empty and scenario {scenario or 'home'!r} gives the "
                                      "query no weight: nothing to rank by")
@@ -660,6 +671,16 @@ class Recommender(PairScores, Estimator):
             vectors = self._vectors_for(snap, [history])
             exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None
             ids, scores = self._rank(snap, vectors, weights, k, exclude, None, diversity, query_vectors)
+        return self._result(ids, scores, True)
+
+    def _popular(self, snap: Snapshot, k: int) -> Recommendations:
+        """The k items most users have interacted with (see recommend_for_history)."""
+        counts = self._histories.item_counts(snap.n_items)
+        order = np.argsort(-counts, kind="stable")[:k]
+        ids = np.full((1, k), -1, dtype=np.int64)
+        scores = np.full((1, k), -np.inf, dtype=np.float32)
+        ids[0, :len(order)] = order
+        scores[0, :len(order)] = counts[order]
         return self._result(ids, scores, True)
 
     def _vectors_for(self, snap: Snapshot, histories: list[np.ndarray]) -> dict[str, np.ndarray | None]:
@@ -864,7 +885,7 @@ class Recommender(PairScores, Estimator):
     def _check_new_items(self, ids: Any) -> None:
         known = self._item_map.contains(ids)
         if known.any():
-            raise ValueError(f"item id {ids[np.flatnonzero(known)[0]]!r} already exists")
+            raise ValueError(f"item id {plain(ids[np.flatnonzero(known)[0]])!r} already exists")
 
     @staticmethod
     def _append_item_rows(current: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray | None:
@@ -970,8 +991,7 @@ class Recommender(PairScores, Estimator):
 def _check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
     """Rows at or past ``n`` belong to ids added after the snapshot was taken."""
     if len(rows) and int(rows.max()) >= n:
-        bad = ids.ids[int(rows.max())]
-        bad = bad.item() if isinstance(bad, np.generic) else bad
+        bad = plain(ids.ids[int(rows.max())])
         raise UnknownIdError(f"unknown {ids.what} id {bad!r} in {name}", bad)
 
 

@@ -32,10 +32,12 @@ earlier, killed saves are removed by the next save (see :mod:`llmrec._atomic`).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,8 @@ from llmrec.recommender.late_items import LateItems
 
 _KIND = "Recommender"
 _KIND_VERSION = 3
+
+log = logging.getLogger(__name__)
 
 
 def _id_array(ids: IdMap) -> np.ndarray:
@@ -335,6 +339,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     (shapes against the id counts and factor widths, finite values, histories as CSR
     rows of known items) and against the ALS model, before any of it is used. Raises
     ``llmrec.FormatError`` (a ``ValueError``) for an inconsistent or damaged directory."""
+    started = time.perf_counter()
     directory = _atomic.recover_directory(Path(directory))  # a save killed mid-switch
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a saved Recommender directory")
@@ -392,6 +397,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model.regularization_ = meta["regularization"]
     model.validation_ = meta["validation"]
     model.calibration_ = meta["calibration"]
+    log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(model._user_map),
+             len(model._item_map), time.perf_counter() - started)
     return model
 
 

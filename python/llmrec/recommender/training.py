@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
+from llmrec._log import stage
 from llmrec.als import ALS
 from llmrec.index import ExactIndex
 from llmrec.recommender import scoring
@@ -13,6 +15,8 @@ from llmrec.recommender.fusion import DEFAULT_WEIGHTS, fit_weights
 from llmrec.recommender.history import Histories, transitions, weighted_rows
 from llmrec.recommender.towers_signal import fit_towers, user_vectors as towers_user_vectors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
+
+log = logging.getLogger(__name__)
 
 REGULARIZATION_GRID = (5.0, 10.0, 20.0, 40.0)
 VALIDATION_USERS = 2000  # users sampled to fit the blend (enough for stable weights)
@@ -33,7 +37,10 @@ def fit_als(s: dict[str, Any], regularization: float, histories: list[np.ndarray
                   iterations=s["iterations"], prior_strength=max(s["prior_strength"], 1e-12),
                   random_state=random_state)
     use_prior = E is not None and s["prior_strength"] > 0
-    return _fit(s, params, rows, item_features=E if use_prior else None, show_progress=show_progress)
+    with stage(log, "Recommender.fit: ALS", users=rows.shape[0], items=n_items,
+               interactions=int(rows.nnz), factors=s["factors"]):
+        return _fit(s, params, rows, item_features=E if use_prior else None, show_progress=show_progress)
+
 
 
 def _fit(s: dict[str, Any], params: dict[str, Any], matrix: Any, **fit_args: Any) -> ALS:
@@ -60,8 +67,10 @@ def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np
     if matrix.nnz == 0:
         zeros = np.zeros((n_items, ft), dtype=np.float32)
         return zeros, zeros.copy()
-    als = _fit(s, dict(factors=ft, regularization=regularization, alpha=s["alpha"],
-                       iterations=s["iterations"], random_state=random_state), matrix)
+    with stage(log, "Recommender.fit: next-item ALS", items=n_items, pairs=int(matrix.nnz),
+               factors=ft):
+        als = _fit(s, dict(factors=ft, regularization=regularization, alpha=s["alpha"],
+                           iterations=s["iterations"], random_state=random_state), matrix)
     return (np.ascontiguousarray(als.user_factors_, dtype=np.float32),
             np.ascontiguousarray(als.item_factors_, dtype=np.float32))
 

@@ -106,7 +106,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
     @app.post("/recommend/history", response_model=Recommendations, tags=["read"])
     def recommend_history(body: HistoryRequest) -> Response:
         """Top-k for a visitor from their clicks (oldest first); nothing is stored. An
-        empty history needs a `query`."""
+        empty history is ranked by `query`, or without one gives the most popular items."""
         model = holder.model
         with library_errors(_READ_FIELDS):
             result = model.recommend_for_history(body.items, k=body.k, query=body.query,

@@ -6,13 +6,18 @@ module is imported, so ``import llmrec`` works without the ``text`` extra.
 
 from __future__ import annotations
 
+import logging
 import os
 import numbers
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+from llmrec._log import stage
 from llmrec.text._deps import require_text_deps
 from llmrec.text.batching import pad_batch, plan_batches, token_lengths
 from llmrec.text.cache import VectorCache, text_key
@@ -28,6 +33,10 @@ _CACHE_CHUNK = 4096           # texts looked up in / written to the cache at onc
 # 32 texts of 120 tokens ran ~20% faster per text than 64 (activations of a few
 # thousand tokens stay in cache). GPUs want big batches: no cap there.
 CPU_MAX_BATCH_TOKENS = 4096
+
+log = logging.getLogger(__name__)
+# encode() logs at INFO from this many texts (a catalogue), at DEBUG below (a request)
+LOG_INFO_TEXTS = 256
 
 
 class TextEncoder:
@@ -71,6 +80,10 @@ class TextEncoder:
         A directory for the on-disk vector cache (see :mod:`llmrec.text.cache`), or
         None for no cache. Vectors are keyed by the model, its settings, the prefix and
         the text, so re-encoding a catalogue only encodes new or changed texts.
+    show_progress
+        Show transformers' own bar and messages while the model loads ("Loading
+        weights"); off by default. Loading and large encodes are logged at INFO on the
+        logger ``llmrec.text.encoder`` either way.
 
     BERT models (``BertModel``, e.g. all-MiniLM-L6-v2) run on CPU through an unpadded
     forward pass (:mod:`llmrec.text.packed`) that computes the same vectors with less
@@ -102,7 +115,7 @@ class TextEncoder:
                  normalize: bool = True, max_length: int = 256, batch_size: int = 64,
                  device: str = "auto", dtype: str = "auto", query_prefix: str = "",
                  document_prefix: str = "", cache_dir: str | os.PathLike[str] | None = None,
-                 max_batch_tokens: int | None = None) -> None:
+                 max_batch_tokens: int | None = None, show_progress: bool = False) -> None:
         self._check_settings(pooling, normalize, max_length, batch_size, device, dtype,
                              query_prefix, document_prefix, cache_dir, max_batch_tokens)
         torch, transformers = require_text_deps()
@@ -111,7 +124,8 @@ class TextEncoder:
 
         self._device = _pick_device(torch, device)
         self._torch_dtype = _pick_dtype(torch, dtype, self._device)
-        self._tokenizer, self._model = _load(transformers, source)
+        started = time.perf_counter()
+        self._tokenizer, self._model = _load(transformers, source, bool(show_progress))
         self._model.to(device=self._device, dtype=self._torch_dtype)
         self._model.eval()
         self._model.requires_grad_(False)
@@ -138,6 +152,8 @@ class TextEncoder:
         # the padded HF forward, which suits their large batches.
         self._packed = packed_encoder_for(self._model) if self._device.type == "cpu" else None
         self._cache = VectorCache(cache_dir, dim=self.dim) if cache_dir is not None else None
+        log.info("TextEncoder: loaded %s (%d dims) on %s: %.2f s", self.model_name, self.dim,
+                 self._device, time.perf_counter() - started)
 
     @staticmethod
     def _check_settings(pooling: Any, normalize: Any, max_length: Any, batch_size: Any,
@@ -218,7 +234,11 @@ class TextEncoder:
         else:
             todo = self._fill_from_cache(texts, prefix, out)
         if todo.size:
-            self._encode_missing(texts, todo, prefix, out, show_progress, callback)
+            # a request's few texts log at DEBUG; a catalogue's at INFO
+            level = logging.INFO if len(texts) >= LOG_INFO_TEXTS else logging.DEBUG
+            with stage(log, f"TextEncoder.encode ({self.model_name})", level, texts=len(texts),
+                       from_cache=len(texts) - int(todo.size)):
+                self._encode_missing(texts, todo, prefix, out, show_progress, callback)
         return out
 
     def _fill_from_cache(self, texts: list[str], prefix: str, out: np.ndarray) -> np.ndarray:
@@ -357,10 +377,34 @@ def _pick_dtype(torch: Any, dtype: str, device: Any) -> Any:
     return getattr(torch, dtype)
 
 
-def _load(transformers: Any, source: ModelSource) -> tuple[Any, Any]:
+_TRANSFORMERS_SETTINGS = threading.Lock()
+
+
+@contextmanager
+def _transformers_quiet(transformers: Any, quiet: bool) -> Iterator[None]:
+    """Without progress bars ("Loading weights") and below-error messages while loading,
+    then transformers' settings as they were (they are process-wide: one load at a time)."""
+    if not quiet:
+        yield
+        return
+    hf_logging = transformers.utils.logging
+    with _TRANSFORMERS_SETTINGS:
+        bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
+
+
+def _load(transformers: Any, source: ModelSource, show_progress: bool = False) -> tuple[Any, Any]:
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source.location, local_files_only=True)
-        model = transformers.AutoModel.from_pretrained(source.location, local_files_only=True)
+        with _transformers_quiet(transformers, not show_progress):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source.location, local_files_only=True)
+            model = transformers.AutoModel.from_pretrained(source.location, local_files_only=True)
     except OSError as exc:
         if source.is_local_dir:
             raise OSError(f"could not load a transformers model from {source.location!r}: "
