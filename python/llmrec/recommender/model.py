@@ -89,6 +89,7 @@ from llmrec.diversity import mmr_rerank
 from llmrec.exceptions import NotFittedError, UnknownIdError
 from llmrec.recommender import scoring
 from llmrec.recommender.explain import Explanation, explain_score
+from llmrec.recommender import feedback as fb
 from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix, weighted_rows
 from llmrec.recommender.ids import IdMap
@@ -103,7 +104,8 @@ from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_v
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
-           "sequence_decay", "candidates", "validation", "towers")
+           "sequence_decay", "candidates", "validation", "towers", "rating_rule", "rating_scale",
+           "dislike_threshold", "event_weights")
 _INDEXES = ("exact", "sq8", "fp16")
 # Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
@@ -171,6 +173,21 @@ class Recommender(Estimator):
         overrides some (``random_state`` and ``num_threads`` default to this model's).
         Trained twice, like ALS: on the validation split (its weight is fitted there,
         on targets it did not see), then on everything. None (default): off.
+    rating_rule : {"threshold", "ignore"}
+        How the ``rating`` column is read (:mod:`llmrec.recommender.feedback`):
+        "threshold" (default) makes ratings at or below ``dislike_threshold`` dislikes
+        (negative feedback everywhere) and ratings above it likes whose confidence
+        grows with the rating; "ignore" treats every row as a like.
+    rating_scale : (low, high)
+        The ratings' range, (1, 5) by default; a rating outside it raises ValueError.
+    dislike_threshold : float in [low, high)
+        Ratings at or below it are dislikes (default 2: 1/5 and 2/5).
+    event_weights : None, "auto" or dict
+        Confidence multiplier per value of the ``event`` column, e.g.
+        ``{"view": 1, "cart": 4, "purchase": 10}`` (an event it does not name raises
+        ValueError); "auto" fits them on the validation slice (``event_weights_``);
+        None: events are recorded but weigh alike. The ``weight`` column (> 0)
+        multiplies too.
 
     Attributes
     ----------
@@ -178,6 +195,8 @@ class Recommender(Estimator):
     scenarios_ : dict name -> weights; "home" (recommend), "search" (search with a
         user), "similar" (similar_items). Change with :meth:`set_scenario`.
     validation_ : dict, what the validation measured (ndcg@10 per regularization).
+    event_weights_ : dict or None, the event weights used (fitted with "auto").
+    item_ids_, user_ids_ : read-only arrays of the model's ids, in the model's order.
     """
 
     _param_names = _PARAMS
@@ -187,7 +206,9 @@ class Recommender(Estimator):
                  num_threads: int = 0, regularization: Any = "auto", alpha: float = 1.0,
                  iterations: int = 15, prior_strength: float = 1.0, recency: float = 9.0,
                  sequence_decay: float = 0.6, candidates: int = 256,
-                 validation: float = 0.2, towers: Any = None) -> None:
+                 validation: float = 0.2, towers: Any = None, rating_rule: str = "threshold",
+                 rating_scale: Any = (1.0, 5.0), dislike_threshold: float = 2.0,
+                 event_weights: Any = None) -> None:
         self.encoder = encoder
         self.factors = factors
         self.index = index
@@ -204,6 +225,10 @@ class Recommender(Estimator):
         self.candidates = candidates
         self.validation = validation
         self.towers = towers
+        self.rating_rule = rating_rule
+        self.rating_scale = rating_scale
+        self.dislike_threshold = dislike_threshold
+        self.event_weights = event_weights
 
     def _settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -220,6 +245,7 @@ class Recommender(Estimator):
             "validation": _real(self.validation, "validation", 0.0, 0.5),
         }
         s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
+        fb.check_rule(s, self.rating_rule, self.rating_scale, self.dislike_threshold, self.event_weights)
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
@@ -296,7 +322,15 @@ class Recommender(Estimator):
         n_users, n_items = len(user_map), len(item_map)
         u_rows = user_map.rows(frame["user_id"].to_numpy(), "interactions.user_id")
         i_rows = item_map.rows(frame["item_id"].to_numpy(), "interactions.item_id")
-        histories = Histories.from_events(u_rows, i_rows, event_order(frame), n_users)
+        order = event_order(frame)
+        event_choices = fb.event_weight_choices(frame, s["event_weights"])
+
+        def build(event_weights: Any) -> tuple[Any, Histories]:
+            m, disliked, ratings, events = fb.interaction_feedback(frame, s, event_weights)
+            record = fb.Feedback.from_events(u_rows, i_rows, order, n_users, m, disliked, ratings, events)
+            return record, fb.liked_histories(record)
+
+        feedback, histories = build(event_choices[0])
 
         E = self._encode(texts, show_progress=show_progress) if use_text else None
         profile = None
@@ -309,7 +343,6 @@ class Recommender(Estimator):
                                                   show_progress=show_progress)
 
         self._user_map, self._item_map = user_map, item_map
-        self._histories = histories
         self._settings_used = s
         self._profile = profile
         labels = None
@@ -317,17 +350,30 @@ class Recommender(Estimator):
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
             labels = np.array([str(t) for t in titles], dtype=object)
-        weights, regularization, report = fit_blend(s, histories, n_items, E, profile,
-                                                    self.random_state)
+        chosen = None
+        for event_weights in event_choices:  # one, or the "auto" candidates
+            if event_weights is not event_choices[0]:
+                feedback, histories = build(event_weights)
+            result = fit_blend(s, histories, n_items, E, profile, self.random_state, feedback=feedback)
+            value = max(result[2].get("ndcg", {}).values(), default=-1.0)
+            if chosen is None or value > chosen[0]:
+                chosen = (value, event_weights, feedback, histories, result)
+        _, self.event_weights_, feedback, histories, (weights, regularization, report) = chosen
+        if len(event_choices) > 1:
+            report["event_weights"] = dict(self.event_weights_)
+        self._histories, self._feedback = histories, feedback
         all_histories = [histories.get(u) for u in range(n_users)]
+        all_weights = [feedback.likes(u)[1] for u in range(n_users)]
+        all_dislikes = [feedback.dislikes(u) for u in range(n_users)]
         als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
-                      show_progress=show_progress)
+                      show_progress=show_progress, weights=all_weights)
         P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
         built = self._build_items(s, als, E, P, Q, towers)
-        users = self._user_vectors(built, als, all_histories, profile, towers=towers)
+        users = self._user_vectors(built, als, all_histories, profile, towers=towers,
+                                   weights=all_weights, dislikes=all_dislikes)
         self._install(built, als, users, labels,
                       LateItems(np.flatnonzero(built.warm == 0), TRANSITION_WINDOW), towers)
         home = dict(weights)
@@ -390,15 +436,19 @@ class Recommender(Estimator):
 
     def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],
                       profile: np.ndarray | None, patch: dict[str, np.ndarray] | None = None,
-                      towers: Any = None) -> dict[str, np.ndarray | None]:
-        """The signal vectors of users with histories ``hist`` (and profile rows). With
-        ``patch`` (re-solved item rows not yet published) the history items' unit and
-        next-item factors are read from it where it has them."""
+                      towers: Any = None, weights: list[np.ndarray] | None = None,
+                      dislikes: list[tuple[np.ndarray, np.ndarray]] | None = None
+                      ) -> dict[str, np.ndarray | None]:
+        """The signal vectors of users with histories ``hist`` (liked items; their
+        multipliers ``weights``, their ``dislikes``) and profile rows. With ``patch``
+        (re-solved item rows not yet published) the history items' unit and next-item
+        factors are read from it where it has them."""
         s = self._settings_used
         Vn, P, local = items.Vn, items.P, hist
         if patch is not None:
             Vn, P, local = _patched_rows(items, patch, hist)
-        out = {"behaviour": behaviour_vectors(als, hist, len(items.V), s["recency"]),
+        out = {"behaviour": behaviour_vectors(als, hist, len(items.V), s["recency"], weights=weights,
+                                              dislikes=dislikes),
                "sequence": sequence_vectors(Vn, local, s["sequence_decay"]),
                "transition": sequence_vectors(P, local, s["sequence_decay"]),
                "text": text_vectors(items.E, hist, s["recency"], profile)}
@@ -442,13 +492,19 @@ class Recommender(Estimator):
         _check_known(rows, snap.n_items, self._item_map, name)
         return rows
 
-    def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool
-                  ) -> tuple[dict[str, np.ndarray | None], list[np.ndarray] | None]:
-        """The users' signal rows (and histories) as of ``snap``; called under the publish
-        lock, under which ``update`` rewrites them."""
+    def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool,
+                  dislikes: bool = False) -> tuple[dict[str, np.ndarray | None], list[np.ndarray] | None]:
+        """The users' signal rows (and histories: liked items, plus the disliked ones
+        with ``dislikes``) as of ``snap``; called under the publish lock, under which
+        ``update`` rewrites them."""
         _check_known(users, snap.n_users, self._user_map, name)
         vectors = {n: (None if v is None else v[users]) for n, v in snap.users.items()}
-        return vectors, ([self._histories.get(u) for u in users] if histories else None)
+        if not histories:
+            return vectors, None
+        if dislikes:
+            return vectors, [np.union1d(self._histories.get(u), self._feedback.dislikes(u)[0])
+                             for u in users]
+        return vectors, [self._histories.get(u) for u in users]
 
     def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
         """The users' signal vectors, all taken from one published state."""
@@ -555,7 +611,7 @@ class Recommender(Estimator):
         weights = self._weights(scenario)
         diversity = self._diversity(diversity)
         query_vectors = self._query_vectors(query, len(users))
-        gather = lambda snap: self._users_of(snap, users, "user_ids", exclude_seen)  # noqa: E731
+        gather = lambda snap: self._users_of(snap, users, "user_ids", exclude_seen, True)  # noqa: E731
         with self._publisher.pin(gather) as (snap, (vectors, seen)):
             allow_rows = self._allow_rows(snap, allow)
             exclude = None
@@ -661,23 +717,37 @@ class Recommender(Estimator):
         self.scenarios_ = {**self.scenarios_, name: check_weights(weights, "weights")}
         return self
 
-    def update(self, user_id: Any, item_ids: Any) -> Recommender:
+    def update(self, user_id: Any, item_ids: Any, *, weights: Any = None, event: Any = None,
+               ratings: Any = None) -> Recommender:
         """Record new interactions (oldest first); they take effect at once (fold-in).
         An unknown ``user_id`` becomes a new user. Items that had no interactions at fit
         time (added later, or never seen) are re-solved from their clicks so far.
+        ``weights`` (> 0), ``event`` (names) and ``ratings`` (one per item, or one for
+        all) are read as the columns of the same names at fit (``rating_rule``,
+        ``event_weights_``): a low rating records a dislike, which is never recommended
+        back and pushes the user's vector away from the item. An item's latest
+        interaction replaces earlier ones (a like rated 1/5 later becomes a dislike).
         Concurrent requests see the update whole or not at all. Returns self."""
         self._check_fitted()
         if np.ndim(user_id) != 0:
             raise TypeError("user_id must be a single id")
         rows = self._item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
+        m, disliked, rated, events = fb.update_feedback(len(rows), self._settings_used,
+                                                         self.event_weights_, weights, event, ratings)
         with self._lock:
             snap = self._publisher.current
             _check_known(rows, snap.n_items, self._item_map, "item_ids")
             new_user = not self._user_map.contains([user_id])[0]
             user = snap.n_users if new_user else int(self._user_map.rows([user_id], "user_id")[0])
             previous = self._histories.get(user)
-            history = Histories.merge(previous, rows)
-            touched = self._late_items.record(user, rows, previous)
+            record = fb.Feedback.merged(self._feedback.get(user), {
+                "items": rows, "weight": m.astype(np.float32), "disliked": disliked,
+                "rating": rated.astype(np.float32),
+                "event": np.array([self._feedback.code(e) for e in events], dtype=np.int32)})
+            liked = ~record["disliked"]
+            history, like_weights = record["items"][liked], record["weight"][liked]
+            dislikes = (record["items"][~liked], record["weight"][~liked])
+            touched = self._late_items.record(user, rows[~disliked], previous)
             patch = self._refresh_items(touched, snap, {user: history}) if len(touched) else None
             users, n_users = snap.users, max(snap.n_users, user + 1)
             if n_users > snap.n_users:  # room first (past every published row): no reader sees it
@@ -685,13 +755,15 @@ class Recommender(Estimator):
                 if self._profile is not None:
                     self._profile = grow_rows(self._profile, n_users)
             profile = None if self._profile is None else self._profile[[user]]
-            fresh = self._user_vectors(snap.items, snap.als, [history], profile, patch, snap.towers)
+            fresh = self._user_vectors(snap.items, snap.als, [history], profile, patch, snap.towers,
+                                       weights=[like_weights], dislikes=[dislikes])
             if new_user:
                 added = int(self._user_map.add([user_id], "user_id")[0])
                 assert added == user, "the user map and the published users disagree"
 
             def publish(items: scoring.Items) -> None:  # under the publish lock
                 self._histories.set(user, history)
+                self._feedback.set(user, record)
                 for name, v in fresh.items():
                     if v is not None:
                         users[name][user] = v[0]
@@ -820,10 +892,42 @@ class Recommender(Estimator):
         text evidence behind the score, in words (``str(explanation)``) and numbers."""
         self._check_fitted()
         users = self._user_map.rows([user_id], "user_id")
-        gather = lambda snap: self._users_of(snap, users, "user_id", True)  # noqa: E731
-        with self._publisher.pin(gather) as (snap, (vectors, history)):
+        gather = lambda snap: (self._users_of(snap, users, "user_id", True),  # noqa: E731
+                               self._feedback.get(int(users[0])))
+        with self._publisher.pin(gather) as (snap, ((vectors, history), record)):
             item = int(self._item_rows(snap, [item_id], "item_id")[0])
-            return explain_score(self, snap, vectors, history[0], item)
+            return explain_score(self, snap, vectors, history[0], item, record)
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def item_ids_(self) -> np.ndarray:
+        """The model's item ids in its row order (a read-only array; items added by
+        ``add_items`` included)."""
+        self._check_fitted()
+        return _read_only(self._item_map.ids[: self._publisher.current.n_items])
+
+    @property
+    def user_ids_(self) -> np.ndarray:
+        """The model's user ids in its row order (a read-only array; users added by
+        ``update`` included)."""
+        self._check_fitted()
+        return _read_only(self._user_map.ids[: self._publisher.current.n_users])
+
+    def history(self, user_id: Any) -> Any:
+        """What the model knows about ``user_id``: a DataFrame of its interactions,
+        oldest first, the latest of each item only — ``item_id``, ``weight`` (the
+        confidence multiplier: weight × event weight × the rating's confidence),
+        ``disliked``, ``rating`` (NaN: none), ``event`` (None: none). Unknown ids raise
+        :class:`llmrec.exceptions.UnknownIdError`."""
+        self._check_fitted()
+        if np.ndim(user_id) != 0:
+            raise TypeError("user_id must be a single id")
+        user = int(self._user_map.rows([user_id], "user_id")[0])
+        with self._publisher.pin(lambda snap: (_check_known(np.array([user]), snap.n_users,
+                                                            self._user_map, "user_id"),
+                                               self._feedback.get(user))) as (_, (_, record)):
+            return fb.history_frame(record, self._item_map.to_ids(record["items"]),
+                                    self._feedback.event_names)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -874,6 +978,12 @@ class Recommender(Estimator):
         from llmrec.recommender.persistence import load
 
         return load(cls, directory, encoder)
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    out = values.view()
+    out.flags.writeable = False
+    return out
 
 
 def _check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:

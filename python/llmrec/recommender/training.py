@@ -25,10 +25,14 @@ VALIDATION_CANDIDATES = 200
 
 
 def fit_als(s: dict[str, Any], regularization: float, histories: list[np.ndarray], n_items: int,
-            E: np.ndarray | None, random_state: Any, show_progress: bool = False) -> ALS:
-    """Implicit ALS on the binary histories, item factors pulled toward the text map."""
-    rows = weighted_rows(histories, n_items, 0.0)
-    rows.data[:] = 1.0
+            E: np.ndarray | None, random_state: Any, show_progress: bool = False,
+            weights: list[np.ndarray] | None = None) -> ALS:
+    """Implicit ALS on the histories (liked items), item factors pulled toward the text
+    map; each interaction's value is its confidence multiplier (1 without ``weights``),
+    so c = 1 + alpha·m."""
+    rows = weighted_rows(histories, n_items, 0.0, weights)
+    if weights is None:
+        rows.data[:] = 1.0
     als = ALS(factors=s["factors"], regularization=regularization, alpha=s["alpha"],
               iterations=s["iterations"], prior_strength=max(s["prior_strength"], 1e-12),
               random_state=random_state, num_threads=s["num_threads"])
@@ -62,11 +66,15 @@ def unit_factors(als: ALS) -> np.ndarray:
 
 
 def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarray | None,
-              profile: np.ndarray | None, random_state: Any
+              profile: np.ndarray | None, random_state: Any, feedback: Any = None
               ) -> tuple[dict[str, float], float, dict[str, Any]]:
     """Hold out the latest ``validation`` share of each sampled user's history, and
     for each ALS λ of the grid fit the models on the rest and the blend weights on the
-    held-out items (ndcg@10). Returns (weights, λ, report)."""
+    held-out items (ndcg@10). Returns (weights, λ, report).
+
+    With ``feedback`` (:class:`.feedback.Feedback`; ``histories`` are its likes) the
+    models see the likes' multipliers and the users' dislikes; the held-out items are
+    the latest likes, and dislikes are never candidates."""
     grid = REGULARIZATION_GRID if "regularization" not in s else (s["regularization"],)
     weights = dict(DEFAULT_WEIGHTS)
     if E is None:
@@ -83,17 +91,24 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         return weights, fallback, {"skipped": True}
     rng = np.random.default_rng(random_state)
     sample = set(rng.choice(eligible, size=min(len(eligible), VALIDATION_USERS), replace=False).tolist())
-    train_h, held = [], {}
+    train_h, train_w, held = [], [], {}
     for u in range(n_users):
         h = histories.get(u)
+        w = None if feedback is None else feedback.likes(u)[1]
         if u in sample:
             n_val = min(max(int(round(s["validation"] * len(h))), 1), len(h) - 1)
             train_h.append(h[:-n_val])
+            train_w.append(None if w is None else w[:-n_val])
             held[u] = h[-n_val:]
         else:
             train_h.append(h)
+            train_w.append(w)
     val_users = np.array(sorted(held))
     hist = [train_h[u] for u in val_users]
+    weights_all = None if feedback is None else train_w
+    hist_w = None if feedback is None else [train_w[u] for u in val_users]
+    hist_bad = None if feedback is None else [feedback.dislikes(u) for u in val_users]
+    blocked_h = hist if feedback is None else [np.union1d(h, d[0]) for h, d in zip(hist, hist_bad)]
     fixed = {"query": 0.0}
     if "text_weight" in s or E is None:
         fixed["text"] = weights["text"]
@@ -106,10 +121,11 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         report["towers_best_epoch"] = int(towers.best_epoch_)
     best = (-1.0, weights, fallback)
     for regularization in grid:
-        als = fit_als(s, regularization, train_h, n_items, E, random_state)
+        als = fit_als(s, regularization, train_h, n_items, E, random_state, weights=weights_all)
         V, Vn = als.item_factors_, unit_factors(als)
         P, Q = fit_transitions(s, regularization, train_h, n_items, random_state)
-        raw = {"behaviour": (behaviour_vectors(als, hist, n_items, s["recency"]), V),
+        raw = {"behaviour": (behaviour_vectors(als, hist, n_items, s["recency"], weights=hist_w,
+                                               dislikes=hist_bad), V),
                "sequence": (sequence_vectors(Vn, hist, s["sequence_decay"]), Vn),
                "transition": (sequence_vectors(P, hist, s["sequence_decay"]), Q)}
         if E is not None:
@@ -118,7 +134,7 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         if towers_raw is not None:
             raw["towers"] = towers_raw
         signals, relevant, n_relevant = validation_matrices(
-            raw, hist, [held[u] for u in val_users], n_items, s["num_threads"],
+            raw, blocked_h, [held[u] for u in val_users], n_items, s["num_threads"],
             cold=~np.any(Vn != 0, axis=1))
         w, value = fit_weights(signals, relevant, n_relevant, fixed=fixed)
         report["ndcg"][regularization] = value
