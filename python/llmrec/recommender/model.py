@@ -99,13 +99,14 @@ from llmrec.recommender.results import Recommendations
 from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
 from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
 from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
-from llmrec.recommender.training import fit_als, fit_blend, fit_transitions, unit_factors
+from llmrec.recommender.training import (fit_als, fit_blend, fit_transitions, item_side_rows,
+                                         unit_factors)
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
            "sequence_decay", "candidates", "validation", "towers", "rating_rule", "rating_scale",
-           "dislike_threshold", "event_weights")
+           "dislike_threshold", "like_threshold", "event_weights")
 _INDEXES = ("exact", "sq8", "fp16")
 # Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
@@ -208,7 +209,7 @@ class Recommender(Estimator):
                  sequence_decay: float = 0.6, candidates: int = 256,
                  validation: float = 0.2, towers: Any = None, rating_rule: str = "threshold",
                  rating_scale: Any = (1.0, 5.0), dislike_threshold: float = 2.0,
-                 event_weights: Any = None) -> None:
+                 like_threshold: float = 4.0, event_weights: Any = None) -> None:
         self.encoder = encoder
         self.factors = factors
         self.index = index
@@ -228,6 +229,7 @@ class Recommender(Estimator):
         self.rating_rule = rating_rule
         self.rating_scale = rating_scale
         self.dislike_threshold = dislike_threshold
+        self.like_threshold = like_threshold
         self.event_weights = event_weights
 
     def _settings(self) -> dict[str, Any]:
@@ -245,7 +247,8 @@ class Recommender(Estimator):
             "validation": _real(self.validation, "validation", 0.0, 0.5),
         }
         s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
-        fb.check_rule(s, self.rating_rule, self.rating_scale, self.dislike_threshold, self.event_weights)
+        fb.check_rule(s, self.rating_rule, self.rating_scale, self.dislike_threshold,
+                      self.like_threshold, self.event_weights)
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
@@ -365,9 +368,10 @@ class Recommender(Estimator):
         all_histories = [histories.get(u) for u in range(n_users)]
         all_weights = [feedback.likes(u)[1] for u in range(n_users)]
         all_dislikes = [feedback.dislikes(u) for u in range(n_users)]
-        als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
-                      show_progress=show_progress, weights=all_weights)
-        P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
+        item_side = [item_side_rows(feedback.get(u)) for u in range(n_users)]
+        als = fit_als(s, regularization, [r[0] for r in item_side], n_items, E, self.random_state,
+                      show_progress=show_progress, weights=[r[1] for r in item_side])
+        P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
@@ -594,7 +598,7 @@ class Recommender(Estimator):
 
         ``user_ids``: one caller id (1-D results) or a sequence (results (n, k)).
         ``exclude_seen`` drops every item the model knows each user interacted with,
-        updates included. ``query``: a free-text request (one, or one per user) that
+        updates included; disliked items are dropped whatever it says. ``query``: a free-text request (one, or one per user) that
         shifts the ranking toward it while staying personal. ``diversity``: MMR
         trade-off in [0, 1] (None: the constructor's). ``allow``: caller item ids the
         results are restricted to. ``scenario``: a blend name from ``scenarios_``
@@ -611,11 +615,16 @@ class Recommender(Estimator):
         weights = self._weights(scenario)
         diversity = self._diversity(diversity)
         query_vectors = self._query_vectors(query, len(users))
-        gather = lambda snap: self._users_of(snap, users, "user_ids", exclude_seen, True)  # noqa: E731
-        with self._publisher.pin(gather) as (snap, (vectors, seen)):
+        gather = lambda snap: (self._users_of(snap, users, "user_ids", exclude_seen, True)  # noqa: E731
+                               if exclude_seen else self._users_of(snap, users, "user_ids", False) +
+                               ([self._feedback.dislikes(u)[0] for u in users],))
+        with self._publisher.pin(gather) as (snap, got):
+            vectors, seen = got[0], got[1]
+            if not exclude_seen and any(len(d) for d in got[2]):
+                seen = got[2]  # dislikes are never recommended back
             allow_rows = self._allow_rows(snap, allow)
             exclude = None
-            if exclude_seen:  # id lists for a few users skip building a sparse matrix
+            if seen is not None:  # id lists for a few users skip building a sparse matrix
                 exclude = ([np.sort(h) for h in seen] if len(users) <= 16
                            else seen_matrix(seen, snap.n_items))
             ids, scores = self._rank(snap, vectors, weights, k, exclude, allow_rows, diversity,

@@ -91,24 +91,41 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         return weights, fallback, {"skipped": True}
     rng = np.random.default_rng(random_state)
     sample = set(rng.choice(eligible, size=min(len(eligible), VALIDATION_USERS), replace=False).tolist())
-    train_h, train_w, held = [], [], {}
+    train_h, train_w, held, item_side = [], [], {}, []
+    hist_w, hist_bad = [], []
     for u in range(n_users):
         h = histories.get(u)
-        w = None if feedback is None else feedback.likes(u)[1]
+        record = None if feedback is None else feedback.get(u)
+        n_val = 0
         if u in sample:
             n_val = min(max(int(round(s["validation"] * len(h))), 1), len(h) - 1)
-            train_h.append(h[:-n_val])
-            train_w.append(None if w is None else w[:-n_val])
             held[u] = h[-n_val:]
-        else:
-            train_h.append(h)
-            train_w.append(w)
+            if record is not None:  # the targets: the held-out likes rated >= like_threshold
+                strong = feedback_strong(record, s)
+                held[u] = held[u][strong[-n_val:]]
+                if len(held[u]) == 0:
+                    del held[u]
+        train_h.append(h[:len(h) - n_val])
+        if record is not None:
+            # the record before the first held-out like: likes and dislikes then known
+            liked = np.flatnonzero(~record["disliked"])
+            cut = liked[len(h) - n_val] if n_val else len(record["items"])
+            before = {k: v[:cut] for k, v in record.items()}
+            train_w.append(before["weight"][~before["disliked"]])
+            item_side.append(item_side_rows(before))
+            if u in held:
+                hist_w.append(train_w[-1])
+                hist_bad.append((before["items"][before["disliked"]], before["weight"][before["disliked"]]))
     val_users = np.array(sorted(held))
     hist = [train_h[u] for u in val_users]
-    weights_all = None if feedback is None else train_w
-    hist_w = None if feedback is None else [train_w[u] for u in val_users]
-    hist_bad = None if feedback is None else [feedback.dislikes(u) for u in val_users]
-    blocked_h = hist if feedback is None else [np.union1d(h, d[0]) for h, d in zip(hist, hist_bad)]
+    weights_all = None
+    als_h = train_h
+    if feedback is None:
+        hist_w = hist_bad = None
+        blocked_h = hist
+    else:
+        als_h, weights_all = [r[0] for r in item_side], [r[1] for r in item_side]
+        blocked_h = [np.union1d(h, d[0]) for h, d in zip(hist, hist_bad)]
     fixed = {"query": 0.0}
     if "text_weight" in s or E is None:
         fixed["text"] = weights["text"]
@@ -121,9 +138,9 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         report["towers_best_epoch"] = int(towers.best_epoch_)
     best = (-1.0, weights, fallback)
     for regularization in grid:
-        als = fit_als(s, regularization, train_h, n_items, E, random_state, weights=weights_all)
+        als = fit_als(s, regularization, als_h, n_items, E, random_state, weights=weights_all)
         V, Vn = als.item_factors_, unit_factors(als)
-        P, Q = fit_transitions(s, regularization, train_h, n_items, random_state)
+        P, Q = fit_transitions(s, regularization, als_h, n_items, random_state)
         raw = {"behaviour": (behaviour_vectors(als, hist, n_items, s["recency"], weights=hist_w,
                                                dislikes=hist_bad), V),
                "sequence": (sequence_vectors(Vn, hist, s["sequence_decay"]), Vn),
@@ -143,6 +160,24 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
     weights.update(best[1])
     report["weights"] = dict(weights)
     return weights, best[2], report
+
+
+def feedback_strong(record: dict[str, np.ndarray], s: dict[str, Any]) -> np.ndarray:
+    """Per like of ``record``: rated at or above ``like_threshold`` (or not rated)."""
+    liked = ~record["disliked"]
+    rating = record["rating"][liked]
+    if s["rating_rule"] == "ignore":
+        return np.ones(len(rating), dtype=bool)
+    return np.isnan(rating) | (rating >= s["like_threshold"])
+
+
+def item_side_rows(record: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(items, multipliers) of a user's record for the item-side fits (ALS, next-item)."""
+    from llmrec.recommender.feedback import EXPOSURE_WEIGHT
+
+    # Which items go together is learned from everything taken, dislikes included
+    # (see the feedback module: dropping them cost 6 % of "watched" ndcg on MovieLens).
+    return record["items"], np.where(record["disliked"], EXPOSURE_WEIGHT, record["weight"]).astype(np.float32)
 
 
 def validation_matrices(raw: dict[str, tuple[np.ndarray, np.ndarray]], hist: list[np.ndarray],
