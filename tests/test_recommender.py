@@ -28,7 +28,10 @@ def data():
 @pytest.fixture(scope="module")
 def model(data):
     interactions, items, _ = data
-    return Recommender(encoder=WordEncoder(), random_state=0, num_threads=2).fit(interactions, items=items)
+    # rating_rule="ignore": these tests check every row as one like (the references below
+    # use unit confidences); reading ratings is tested in test_recommender_feedback.py
+    return Recommender(encoder=WordEncoder(), random_state=0, num_threads=2,
+                       rating_rule="ignore").fit(interactions, items=items)
 
 
 def fresh(data, **kwargs):
@@ -37,6 +40,7 @@ def fresh(data, **kwargs):
     kwargs.setdefault("random_state", 0)
     kwargs.setdefault("validation", 0.0)  # default blend: fast; the fixture `model` fits one
     kwargs.setdefault("regularization", 10.0)
+    kwargs.setdefault("rating_rule", "ignore")
     return Recommender(**kwargs).fit(interactions, items=items)
 
 
