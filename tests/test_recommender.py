@@ -554,7 +554,12 @@ def test_load_damaged(model, tmp_path):
     model.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
     data = bytearray(path.read_bytes())
-    data[-10] ^= 0xFF
+    # a byte inside an array (the alignment padding after the last one is not data)
+    import json
+    import struct
+    header_len = struct.unpack("<8sII", bytes(data[:16]))[2]
+    entry = json.loads(bytes(data[16:16 + header_len]))["arrays"][0]
+    data[entry["offset"] + entry["nbytes"] // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupted"):
         Recommender.load(tmp_path / "m")
@@ -728,8 +733,8 @@ def test_update_is_seen_whole_by_concurrent_readers(data, monkeypatch):
     published = [rec._user_rows(row)]
     compute = rec._user_vectors
 
-    def recording(*args) -> dict:
-        fresh_rows = compute(*args)
+    def recording(*args, **kwargs) -> dict:
+        fresh_rows = compute(*args, **kwargs)
         published.append(fresh_rows)
         return fresh_rows
 

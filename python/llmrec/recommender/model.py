@@ -178,11 +178,15 @@ class Recommender(Estimator):
         How the ``rating`` column is read (:mod:`llmrec.recommender.feedback`):
         "threshold" (default) makes ratings at or below ``dislike_threshold`` dislikes
         (negative feedback everywhere) and ratings above it likes whose confidence
-        grows with the rating; "ignore" treats every row as a like.
+        grows with the rating (1/5 dislike; 2/5, 3/5, 4/5, 5/5 likes of confidence
+        0.1, 1, 1.5, 2); "ignore" treats every row as a like.
     rating_scale : (low, high)
         The ratings' range, (1, 5) by default; a rating outside it raises ValueError.
     dislike_threshold : float in [low, high)
-        Ratings at or below it are dislikes (default 2: 1/5 and 2/5).
+        Ratings at or below it are dislikes (default 1: 1/5; 2/5 is a weak like).
+    like_threshold : float in (dislike_threshold, high]
+        Ratings at or above it are the likes the blend is tuned to recommend (the
+        validation slice's targets) and weigh more (default 4).
     event_weights : None, "auto" or dict
         Confidence multiplier per value of the ``event`` column, e.g.
         ``{"view": 1, "cart": 4, "purchase": 10}`` (an event it does not name raises
@@ -208,7 +212,7 @@ class Recommender(Estimator):
                  iterations: int = 15, prior_strength: float = 1.0, recency: float = 9.0,
                  sequence_decay: float = 0.6, candidates: int = 256,
                  validation: float = 0.2, towers: Any = None, rating_rule: str = "threshold",
-                 rating_scale: Any = (1.0, 5.0), dislike_threshold: float = 2.0,
+                 rating_scale: Any = (1.0, 5.0), dislike_threshold: float = 1.0,
                  like_threshold: float = 4.0, event_weights: Any = None) -> None:
         self.encoder = encoder
         self.factors = factors
@@ -290,10 +294,12 @@ class Recommender(Estimator):
     def fit(self, interactions: Any, *, items: Any = None, users: Any = None,
             show_progress: bool = False) -> Recommender:
         """Learn from ``interactions`` (DataFrame: ``user_id``, ``item_id``, optional
-        ``rating``/``weight``, ``timestamp``) and optional ``items`` (``item_id`` +
-        ``text``, or fields for :func:`llmrec.text.item_text`) and ``users``
-        (``user_id`` + ``text``). Every row is one positive interaction (implicit
-        feedback); ``timestamp`` orders each history (row order when absent).
+        ``rating``/``weight``/``event``, ``timestamp``) and optional ``items``
+        (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`) and
+        ``users`` (``user_id`` + ``text``). Every row is one interaction, a like or (a
+        low rating) a dislike, with a confidence from its weight, event and rating
+        (:mod:`llmrec.recommender.feedback`); ``timestamp`` orders each history (row
+        order when absent), and a (user, item) pair's latest row is the one kept.
         Returns self."""
         s = self._settings()
         frame = interactions_frame(interactions)

@@ -55,7 +55,7 @@ from llmrec.recommender.late_items import LateItems
 
 _KIND = "Recommender"
 _KIND_VERSION = 3
-_FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 2.0,
+_FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
                       "like_threshold": 4.0, "event_weights": None}
 
 
