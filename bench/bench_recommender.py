@@ -16,7 +16,7 @@ encoding 100k texts with MiniLM takes most of an hour on 2 cores).
     python bench/bench_recommender.py ratings [--seeds 0 1 2] [--encoder none|minilm]
 
 Ratings: the same Recommender fitted on the training frame with its ``rating`` column
-read (``rating_rule="threshold"``: 1-2/5 dislikes, likes weighted by the rating) and
+read (``rating_rule="threshold"``: 1/5 a dislike, likes weighted by the rating) and
 ignored (``rating_rule="ignore"``), side by side under two protocols over the same
 ``temporal_split(0.2)``: "watched" (every held-out interaction is relevant) and "liked"
 (only held-out ratings >= 4 are relevant, over the users that have one; the lists are

@@ -384,11 +384,6 @@ def behaviour_terms(als: Any, likes: np.ndarray, like_r: np.ndarray, bad: np.nda
     return like_terms, bad_terms
 
 
-__all__ = ["AUTO_EVENT_EXPONENTS", "DISLIKE_TARGET", "EXPOSURE_WEIGHT", "Feedback", "LIKE_SLOPE",
-           "RATING_RULES", "auto_event_weights", "behaviour_terms", "check_event_weights", "check_rule",
-           "event_weight_choices", "fold_in", "history_frame", "interaction_feedback", "liked_histories",
-           "rating_feedback", "update_feedback"]
-
 
 def event_weight_choices(frame: pd.DataFrame, event_weights: Any) -> list[Any]:
     """The event weights to try at fit: the given ones, or with "auto" one mapping per
@@ -435,3 +430,9 @@ def history_frame(record: dict[str, np.ndarray], item_ids: np.ndarray, event_nam
                          "disliked": record["disliked"].astype(bool),
                          "rating": record["rating"].astype(np.float64),
                          "event": names[record["event"]]})
+
+
+__all__ = ["AUTO_EVENT_EXPONENTS", "DISLIKE_TARGET", "EXPOSURE_WEIGHT", "Feedback", "LIKE_SLOPE",
+           "LUKEWARM", "RATING_RULES", "auto_event_weights", "behaviour_terms", "check_event_weights",
+           "check_rule", "event_weight_choices", "fold_in", "history_frame", "interaction_feedback",
+           "liked_histories", "rating_feedback", "update_feedback"]
