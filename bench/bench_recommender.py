@@ -15,6 +15,14 @@ encoding 100k texts with MiniLM takes most of an hour on 2 cores).
     python bench/bench_recommender.py latency [--items 100000] [--repeats 200]
     python bench/bench_recommender.py scale [--items 100000 1000000 10000000]  (bench_scale.py)
     python bench/bench_recommender.py calibration [--data data/ml-100k] [--png FILE]  (bench_scores.py)
+    python bench/bench_recommender.py ratings [--seeds 0 1 2] [--encoder none|minilm]
+
+Ratings: the same Recommender fitted on the training frame with its ``rating`` column
+read (``rating_rule="threshold"``: 1/5 a dislike, likes weighted by the rating) and
+ignored (``rating_rule="ignore"``), side by side under two protocols over the same
+``temporal_split(0.2)``: "watched" (every held-out interaction is relevant) and "liked"
+(only held-out ratings >= 4 are relevant, over the users that have one; the lists are
+checked to hold no item the user rated <= 2 in training).
 """
 
 from __future__ import annotations
@@ -348,6 +356,50 @@ def _write_latency(rec: llmrec.Recommender, users: np.ndarray, n_items: int) -> 
         print(f"  {label:<52} median {np.median(values[5:]):.2f} ms", flush=True)
 
 
+def ratings(args: argparse.Namespace) -> None:
+    interactions, items, _ = load_movielens(args.data)
+    train_df, test_df, users, item_index, binary, test = _temporal(interactions, items)
+    liked_df = test_df[test_df["rating"] >= 4]
+    liked, _, _ = to_csr(liked_df, user_index=users, item_index=item_index)
+    disliked_train, _, _ = to_csr(train_df[train_df["rating"] <= 2], user_index=users,
+                                  item_index=item_index)
+    encoder = _encoder() if args.encoder == "minilm" else None
+    print(f"MovieLens-100K ratings: {len(users)} users, {len(item_index)} items, "
+          f"temporal_split(0.2); liked protocol: {len(liked_df)} of {len(test_df)} held-out "
+          f"interactions rated >= 4; encoder {args.encoder}")
+    test_users = users[np.diff(test.indptr) > 0]
+    rows = np.flatnonzero(np.diff(test.indptr) > 0)
+    table: dict[str, dict[str, list[float]]] = {}
+    for seed in args.seeds:
+        for label, rule in (("ratings used", "threshold"), ("ratings ignored", "ignore")):
+            start = time.perf_counter()
+            rec = llmrec.Recommender(encoder=encoder, random_state=seed, rating_rule=rule)
+            rec.fit(train_df, items=items)
+            recommended = np.full((len(users), K), -1, dtype=np.int64)
+            recommended[rows] = _lists(rec, test_users, item_index)
+            hits = disliked_train[np.repeat(np.arange(len(users)), K),
+                                  np.maximum(recommended.ravel(), 0)].A1 * (recommended.ravel() >= 0)
+            assert not hits.any(), "a list holds an item its user rated <= 2 in training"
+            watched = ranking_metrics(recommended, test, K, train=binary)
+            good = ranking_metrics(recommended, liked, K, train=binary)
+            for protocol, m in (("watched", watched), ("liked", good)):
+                table.setdefault(f"{protocol}: {label}", {}).setdefault("ndcg", []).append(m["ndcg"])
+                table[f"{protocol}: {label}"].setdefault("recall", []).append(m["recall"])
+            print(f"  seed {seed} {label:<16} watched ndcg@10 {watched['ndcg']:.4f} recall@10 "
+                  f"{watched['recall']:.4f} | liked ndcg@10 {good['ndcg']:.4f} recall@10 "
+                  f"{good['recall']:.4f} ({good['n_users']} users)  fit+rank "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
+    print(f"\n| protocol: model | ndcg@10 (mean of seeds {args.seeds}) | recall@10 |")
+    print("|---|---:|---:|")
+    for name, m in table.items():
+        print(f"| {name} | {np.mean(m['ndcg']):.4f} | {np.mean(m['recall']):.4f} |")
+    for protocol in ("watched", "liked"):
+        used = np.array(table[f"{protocol}: ratings used"]["ndcg"])
+        ignored = np.array(table[f"{protocol}: ratings ignored"]["ndcg"])
+        print(f"{protocol}: ndcg@10 ratio used / ignored {used.mean() / ignored.mean():.4f} "
+              f"(per seed {np.round(used / ignored, 4).tolist()})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -374,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     lat.add_argument("--users", type=int, default=20_000)
     lat.add_argument("--repeats", type=int, default=200)
     lat.add_argument("--index", nargs="+", default=["exact", "fp16", "sq8"])
+    r = sub.add_parser("ratings")
+    r.add_argument("--data", default=data)
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--encoder", default="none", choices=["none", "minilm"])
     import bench_scale
     import bench_scores
 
@@ -381,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_scores.add_parsers(sub, data)
     args = parser.parse_args(argv)
     {"quality": quality, "cold": cold, "cold-feed": cold_feed, "latency": latency,
-     "towers": towers, **bench_scale.COMMANDS, **bench_scores.COMMANDS}[args.command](args)
+     "towers": towers, "ratings": ratings, **bench_scale.COMMANDS, **bench_scores.COMMANDS}[args.command](args)
     return 0
 
 

@@ -635,6 +635,17 @@ RECOMMENDER_ATTACKS = {
     "params encoder": _rec_meta("params", "encoder", value="x"),
     "encoder a number": _rec_meta("encoder", value=3),
     "regularization": _rec_meta("regularization", value=float("inf")),
+    "feedback item out of range": _rec_array("fb_items", lambda a: np.where(np.arange(len(a)) == 0, 10**6, a)),
+    "feedback weight negative": _rec_array("fb_weight", lambda a: -a),
+    "feedback weight NaN": _rec_array("fb_weight", lambda a: np.full_like(a, np.nan)),
+    "feedback disliked flag 7": _rec_array("fb_disliked", lambda a: a + 7),
+    "feedback event code": _rec_array("fb_event", lambda a: a + 10**6),
+    "feedback pointer short": _rec_array("fb_indptr", lambda a: a[:-1]),
+    "feedback likes differ from histories": _rec_array("fb_disliked", lambda a: np.ones_like(a)),
+    "feedback array missing": lambda m, a: a.pop("fb_rating"),
+    "event names not strings": _rec_meta("event_names", value=[3]),
+    "fitted event weights negative": _rec_meta("event_weights_fitted", value={"view": -1}),
+    "settings rating rule": _rec_meta("settings", "rating_rule", value="stars"),
 }
 
 
@@ -642,7 +653,7 @@ RECOMMENDER_ATTACKS = {
 def test_crafted_recommender_files_are_refused(tmp_path, saved_recommender, case):
     from llmrec import Recommender
     directory = _copy_model(saved_recommender, tmp_path / "model")
-    _rewrite(directory / "recommender.llmrec", "Recommender", RECOMMENDER_ATTACKS[case], max_kind_version=1)
+    _rewrite(directory / "recommender.llmrec", "Recommender", RECOMMENDER_ATTACKS[case], max_kind_version=3)
     with pytest.raises(FormatError):
         Recommender.load(directory, encoder=None)
 

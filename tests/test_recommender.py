@@ -28,7 +28,10 @@ def data():
 @pytest.fixture(scope="module")
 def model(data):
     interactions, items, _ = data
-    return Recommender(encoder=WordEncoder(), random_state=0, num_threads=2).fit(interactions, items=items)
+    # rating_rule="ignore": these tests check every row as one like (the references below
+    # use unit confidences); reading ratings is tested in test_recommender_feedback.py
+    return Recommender(encoder=WordEncoder(), random_state=0, num_threads=2,
+                       rating_rule="ignore").fit(interactions, items=items)
 
 
 def fresh(data, **kwargs):
@@ -37,6 +40,7 @@ def fresh(data, **kwargs):
     kwargs.setdefault("random_state", 0)
     kwargs.setdefault("validation", 0.0)  # default blend: fast; the fixture `model` fits one
     kwargs.setdefault("regularization", 10.0)
+    kwargs.setdefault("rating_rule", "ignore")
     return Recommender(**kwargs).fit(interactions, items=items)
 
 
@@ -550,7 +554,12 @@ def test_load_damaged(model, tmp_path):
     model.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
     data = bytearray(path.read_bytes())
-    data[-10] ^= 0xFF
+    # a byte inside an array (the alignment padding after the last one is not data)
+    import json
+    import struct
+    header_len = struct.unpack("<8sII", bytes(data[:16]))[2]
+    entry = json.loads(bytes(data[16:16 + header_len]))["arrays"][0]
+    data[entry["offset"] + entry["nbytes"] // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupted"):
         Recommender.load(tmp_path / "m")
@@ -724,8 +733,8 @@ def test_update_is_seen_whole_by_concurrent_readers(data, monkeypatch):
     published = [rec._user_rows(row)]
     compute = rec._user_vectors
 
-    def recording(*args) -> dict:
-        fresh_rows = compute(*args)
+    def recording(*args, **kwargs) -> dict:
+        fresh_rows = compute(*args, **kwargs)
         published.append(fresh_rows)
         return fresh_rows
 

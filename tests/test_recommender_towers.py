@@ -30,6 +30,7 @@ def _fit(data, **kwargs):
     kwargs.setdefault("encoder", WordEncoder())
     kwargs.setdefault("random_state", 0)
     kwargs.setdefault("num_threads", 1)
+    kwargs.setdefault("rating_rule", "ignore")  # every row a like, as the references assume
     return Recommender(**kwargs).fit(interactions, items=items)
 
 
@@ -260,7 +261,8 @@ def test_file_kind_versions(served, data, tmp_path):
     from llmrec._fileformat import load_arrays
 
     served.save(tmp_path / "on")
-    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=2)[2] == 2
+    # kind version 3 since the feedback arrays (issue 16), towers on or off
+    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=3)[2] == 3
     off = _fit(data, validation=0.0, regularization=10.0)
-    off.save(tmp_path / "off")  # without towers: version 1, as before
-    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=1)[2] == 1
+    off.save(tmp_path / "off")
+    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=3)[2] == 3

@@ -96,7 +96,9 @@ def forget_user(model: Any, user_id: Any) -> None:
         if profile is not None:
             profile = profile.copy()
             profile[row] = 0
+        record = model._feedback.get(row)
         with model._publisher.lock:
+            model._feedback.set(row, {k: v[:0] for k, v in record.items()})  # ratings, events too
             model._histories = histories
             model._late_items = late
             model._profile = profile

@@ -31,9 +31,13 @@ def _name(model: Any, labels: Any, row: int) -> str:
     return f"{labels[row]!s}" if labels is not None and row < len(labels) else f"item {plain(item_id)!r}"
 
 
-def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, item: int) -> Explanation:
+def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, item: int,
+                  record: dict | None = None) -> Explanation:
     """Explain ``item``'s score for the user whose signal ``vectors`` (one row each) and
-    ``history`` were taken from the pinned snapshot ``snap``."""
+    ``history`` (liked items) were taken from the pinned snapshot ``snap``; ``record``:
+    the user's :class:`.feedback.Feedback` record (multipliers and dislikes). Disliked
+    items are never among the history items that make the score; those that weigh
+    against it are named as such."""
     s = model._settings_used
     items = snap.items
     weights = model.scenarios_["home"]
@@ -70,8 +74,9 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
     if n:
         # Behaviour: the fold-in is linear in the history, u = A⁻¹ Σ_j c_j v_j, so the
         # score splits into one term per history item (Hu, Koren & Volinsky, §5).
-        _, _, contributions = _behaviour_terms(model, snap, history, item)
-        scale = parts["behaviour"] / contributions.sum() if contributions.sum() else 0.0
+        contributions, against = _behaviour_terms(model, snap, history, item, record)
+        total = contributions.sum() + against[1].sum()
+        scale = parts["behaviour"] / total if total else 0.0
         table["behaviour"] = contributions * scale
         decay = s["sequence_decay"] ** np.arange(n)[::-1]
         decay[: max(n - 20, 0)] = 0.0
@@ -106,11 +111,36 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
                          f"(cosine {best['text_similarity']:.2f})")
     else:
         lines.append("  no history: the score comes from the text of the request or profile only")
+    if n and len(against[0]):
+        worst = np.argsort(against[1], kind="stable")[:3]
+        worst = worst[against[1][worst] * scale < 0]
+        if len(worst):
+            names = ", ".join(_name(model, snap.labels, int(against[0][j])) for j in worst)
+            lines.append(f"  items you disliked that weigh against it: {names}")
     return Explanation("\n".join(lines), float(score), relative, table.drop(columns="row"))
 
 
-def _behaviour_terms(model: Any, snap: Any, history: np.ndarray, item: int
-                     ) -> tuple[float, np.ndarray, np.ndarray]:
+def _behaviour_terms(model: Any, snap: Any, history: np.ndarray, item: int, record: dict | None
+                     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The behaviour score's terms of the liked ``history`` items, and (disliked items,
+    their terms) — the fold-in split per item, with the multipliers of ``record``."""
+    from llmrec.recommender.feedback import behaviour_terms
+    from llmrec.recommender.history import recency_weights
+
+    s = model._settings_used
+    none = (np.zeros(0, dtype=np.int64), np.zeros(0))
+    if record is not None:
+        liked = ~record["disliked"]
+        weights = record["weight"][liked].astype(np.float64)
+        bad, bad_w = record["items"][~liked], record["weight"][~liked]
+        if len(weights) == len(history) and (len(bad) or (weights != 1).any()):
+            like_r = recency_weights(len(history), s["recency"]) * weights
+            terms, against = behaviour_terms(snap.als, history, like_r, bad, bad_w, item)
+            return terms, (bad, against)
+    return _plain_terms(model, snap, history, item), none
+
+
+def _plain_terms(model: Any, snap: Any, history: np.ndarray, item: int) -> np.ndarray:
     from llmrec.recommender.history import weighted_rows
 
     s = model._settings_used
@@ -120,4 +150,4 @@ def _behaviour_terms(model: Any, snap: Any, history: np.ndarray, item: int
     by_id = dict(zip(ids.tolist(), contributions.tolist()))
     terms = np.array([by_id.get(int(h), 0.0) for h in history])
     del order
-    return score, history, terms
+    return terms

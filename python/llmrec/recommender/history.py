@@ -119,13 +119,18 @@ def recency_weights(n: int, recency: float) -> np.ndarray:
     return 1.0 + recency * p * p
 
 
-def weighted_rows(histories: list[np.ndarray], n_items: int, recency: float) -> sp.csr_matrix:
-    """CSR rows of recency weights, one per history (item order is time order)."""
+def weighted_rows(histories: list[np.ndarray], n_items: int, recency: float,
+                  weights: list[np.ndarray] | None = None) -> sp.csr_matrix:
+    """CSR rows of recency weights, one per history (item order is time order), each
+    multiplied by the interaction's confidence multiplier when ``weights`` (aligned with
+    ``histories``) are given."""
     indptr = np.zeros(len(histories) + 1, dtype=np.int64)
     np.cumsum([len(h) for h in histories], out=indptr[1:])
     indices = np.concatenate(histories) if histories else np.zeros(0, np.int64)
     data = (np.concatenate([recency_weights(len(h), recency) for h in histories])
             if histories else np.zeros(0))
+    if weights is not None and len(data):
+        data = data * np.concatenate(weights).astype(np.float64)
     matrix = sp.csr_matrix((data.astype(np.float32), indices.astype(np.int32), indptr),
                            shape=(len(histories), n_items))
     matrix.sort_indices()

@@ -95,6 +95,7 @@ from llmrec.exceptions import NotFittedError, UnknownIdError
 from llmrec.recommender import scoring
 from llmrec.recommender import catalogue
 from llmrec.recommender.explain import Explanation, explain_score
+from llmrec.recommender import feedback as fb
 from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix, weighted_rows
 from llmrec.recommender.ids import IdMap
@@ -108,12 +109,14 @@ from llmrec.recommender.results import Recommendations
 from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
 from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
 from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
-from llmrec.recommender.training import fit_als, fit_blend, fit_transitions, unit_factors
+from llmrec.recommender.training import (fit_als, fit_blend, fit_transitions, item_side_rows,
+                                         unit_factors)
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
-           "sequence_decay", "candidates", "validation", "towers", "cluster", "probes")
+           "sequence_decay", "candidates", "validation", "towers", "cluster", "probes",
+           "rating_rule", "rating_scale", "dislike_threshold", "like_threshold", "event_weights")
 _INDEXES = INDEXES
 # Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
@@ -195,6 +198,25 @@ class Recommender(PairScores, Estimator):
     probes : int or None
         "ivf-" indexes: lists scanned per request (None: a sixteenth of the lists,
         within [64, 256]); as many as the lists scans all of them.
+    rating_rule : {"threshold", "ignore"}
+        How the ``rating`` column is read (:mod:`llmrec.recommender.feedback`):
+        "threshold" (default) makes ratings at or below ``dislike_threshold`` dislikes
+        (negative feedback everywhere) and ratings above it likes whose confidence
+        grows with the rating (1/5 dislike; 2/5, 3/5, 4/5, 5/5 likes of confidence
+        0.1, 1, 1.5, 2); "ignore" treats every row as a like.
+    rating_scale : (low, high)
+        The ratings' range, (1, 5) by default; a rating outside it raises ValueError.
+    dislike_threshold : float in [low, high)
+        Ratings at or below it are dislikes (default 1: 1/5; 2/5 is a weak like).
+    like_threshold : float in (dislike_threshold, high]
+        Ratings at or above it are the likes the blend is tuned to recommend (the
+        validation slice's targets) and weigh more (default 4).
+    event_weights : None, "auto" or dict
+        Confidence multiplier per value of the ``event`` column, e.g.
+        ``{"view": 1, "cart": 4, "purchase": 10}`` (an event it does not name raises
+        ValueError); "auto" fits them on the validation slice (``event_weights_``);
+        None: events are recorded but weigh alike. The ``weight`` column (> 0)
+        multiplies too.
 
     Attributes
     ----------
@@ -206,6 +228,8 @@ class Recommender(PairScores, Estimator):
     calibration_ : :class:`.calibration.Calibration` or None, the Platt scaling of
         :meth:`predict_proba` (None when the validation was skipped).
     index_info_ : str, what stage 1 searches.
+    event_weights_ : dict or None, the event weights used (fitted with "auto").
+    item_ids_, user_ids_ : read-only arrays of the model's ids, in the model's order.
     """
 
     _param_names = _PARAMS
@@ -216,7 +240,9 @@ class Recommender(PairScores, Estimator):
                  iterations: int = 15, prior_strength: float = 1.0, recency: float = 9.0,
                  sequence_decay: float = 0.6, candidates: int = 256,
                  validation: float = 0.2, towers: Any = None, cluster: str | None = None,
-                 probes: Any = None) -> None:
+                 probes: Any = None, rating_rule: str = "threshold",
+                 rating_scale: Any = (1.0, 5.0), dislike_threshold: float = 1.0,
+                 like_threshold: float = 4.0, event_weights: Any = None) -> None:
         self.encoder = encoder
         self.factors = factors
         self.index = index
@@ -235,6 +261,11 @@ class Recommender(PairScores, Estimator):
         self.towers = towers
         self.cluster = cluster
         self.probes = probes
+        self.rating_rule = rating_rule
+        self.rating_scale = rating_scale
+        self.dislike_threshold = dislike_threshold
+        self.like_threshold = like_threshold
+        self.event_weights = event_weights
 
     def _settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -254,6 +285,8 @@ class Recommender(PairScores, Estimator):
         if self.cluster is not None:  # absent from the settings of local fits (and older files)
             s["cluster"] = check_choice(self.cluster, "cluster", ("ray",))
         s["probes"] = None if self.probes is None else check_int(self.probes, "probes", minimum=1)
+        fb.check_rule(s, self.rating_rule, self.rating_scale, self.dislike_threshold,
+                      self.like_threshold, self.event_weights)
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
@@ -305,10 +338,12 @@ class Recommender(PairScores, Estimator):
     def fit(self, interactions: Any, *, items: Any = None, users: Any = None,
             show_progress: bool = False) -> Recommender:
         """Learn from ``interactions`` (DataFrame: ``user_id``, ``item_id``, optional
-        ``rating``/``weight``, ``timestamp``) and optional ``items`` (``item_id`` +
-        ``text``, or fields for :func:`llmrec.text.item_text`) and ``users``
-        (``user_id`` + ``text``). Every row is one positive interaction (implicit
-        feedback); ``timestamp`` orders each history (row order when absent).
+        ``rating``/``weight``/``event``, ``timestamp``) and optional ``items``
+        (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`) and
+        ``users`` (``user_id`` + ``text``). Every row is one interaction, a like or (a
+        low rating) a dislike, with a confidence from its weight, event and rating
+        (:mod:`llmrec.recommender.feedback`); ``timestamp`` orders each history (row
+        order when absent), and a (user, item) pair's latest row is the one kept.
         Returns self."""
         s = self._settings()
         started = time.perf_counter()
@@ -341,7 +376,15 @@ class Recommender(PairScores, Estimator):
         n_users, n_items = len(user_map), len(item_map)
         u_rows = user_map.rows(frame["user_id"].to_numpy(), "interactions.user_id")
         i_rows = item_map.rows(frame["item_id"].to_numpy(), "interactions.item_id")
-        histories = Histories.from_events(u_rows, i_rows, event_order(frame), n_users)
+        order = event_order(frame)
+        event_choices = fb.event_weight_choices(frame, s["event_weights"])
+
+        def build(event_weights: Any) -> tuple[Any, Histories]:
+            m, disliked, ratings, events = fb.interaction_feedback(frame, s, event_weights)
+            record = fb.Feedback.from_events(u_rows, i_rows, order, n_users, m, disliked, ratings, events)
+            return record, fb.liked_histories(record)
+
+        feedback, histories = build(event_choices[0])
 
         E = self._encode_for_fit(texts, s, show_progress) if use_text else None
         profile = None
@@ -354,7 +397,6 @@ class Recommender(PairScores, Estimator):
                                                           s, show_progress)
 
         self._user_map, self._item_map = user_map, item_map
-        self._histories = histories
         self._settings_used = s
         self._profile = profile
         labels = None
@@ -362,24 +404,42 @@ class Recommender(PairScores, Estimator):
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
             labels = np.array([str(t) for t in titles], dtype=object)
-        lookup = scenario_lookup(frame, u_rows, i_rows, event_order(frame), n_items)
-        kept: dict[str, Any] = {}
-        sample, grid_line = sample_for_grid(histories, n_items, E, profile, self.random_state)
-        grid = (histories, n_items, E, profile) if sample is None else sample[:4]
+        lookup = scenario_lookup(frame, u_rows, i_rows, order, n_items)
+        chosen = None
         with stage(log, "Recommender.fit: blend and regularization on the validation slice",
                    users=n_users, items=n_items, validation=s["validation"]):
-            weights, regularization, report = fit_blend(s, *grid, self.random_state, keep=kept)
+            for event_weights in event_choices:  # one, or the "auto" candidates
+                if event_weights is not event_choices[0]:
+                    feedback, histories = build(event_weights)
+                kept: dict[str, Any] = {}
+                sample, grid_line = sample_for_grid(histories, n_items, E, profile, self.random_state)
+                # A sampled grid (large catalogues) sees the sampled users' likes only.
+                grid = (histories, n_items, E, profile) if sample is None else sample[:4]
+                result = fit_blend(s, *grid, self.random_state, keep=kept,
+                                   feedback=feedback if sample is None else None)
+                value = max(result[2].get("ndcg", {}).values(), default=-1.0)
+                if chosen is None or value > chosen[0]:
+                    chosen = (value, event_weights, feedback, histories, result, kept, sample, grid_line)
+        (_, self.event_weights_, feedback, histories, (weights, regularization, report), kept, sample,
+         grid_line) = chosen
         report["grid"] = grid_line
         to_full(kept, sample, n_items)
+        if len(event_choices) > 1:
+            report["event_weights"] = dict(self.event_weights_)
+        self._histories, self._feedback = histories, feedback
         all_histories = [histories.get(u) for u in range(n_users)]
-        als = fit_als(s, regularization, all_histories, n_items, E, self.random_state,
-                      show_progress=show_progress)
-        P, Q = fit_transitions(s, regularization, all_histories, n_items, self.random_state)
+        all_weights = [feedback.likes(u)[1] for u in range(n_users)]
+        all_dislikes = [feedback.dislikes(u) for u in range(n_users)]
+        item_side = [item_side_rows(feedback.get(u)) for u in range(n_users)]
+        als = fit_als(s, regularization, [r[0] for r in item_side], n_items, E, self.random_state,
+                      show_progress=show_progress, weights=[r[1] for r in item_side])
+        P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
         built = self._build_items(s, als, E, P, Q, towers)
-        users = self._user_vectors(built, als, all_histories, profile, towers=towers)
+        users = self._user_vectors(built, als, all_histories, profile, towers=towers,
+                                   weights=all_weights, dislikes=all_dislikes)
         self._install(built, als, users, labels,
                       LateItems(np.flatnonzero(built.warm == 0), TRANSITION_WINDOW), towers)
         home = dict(weights)
@@ -455,15 +515,19 @@ class Recommender(PairScores, Estimator):
 
     def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],
                       profile: np.ndarray | None, patch: dict[str, np.ndarray] | None = None,
-                      towers: Any = None) -> dict[str, np.ndarray | None]:
-        """The signal vectors of users with histories ``hist`` (and profile rows). With
-        ``patch`` (re-solved item rows not yet published) the history items' unit and
-        next-item factors are read from it where it has them."""
+                      towers: Any = None, weights: list[np.ndarray] | None = None,
+                      dislikes: list[tuple[np.ndarray, np.ndarray]] | None = None
+                      ) -> dict[str, np.ndarray | None]:
+        """The signal vectors of users with histories ``hist`` (liked items; their
+        multipliers ``weights``, their ``dislikes``) and profile rows. With ``patch``
+        (re-solved item rows not yet published) the history items' unit and next-item
+        factors are read from it where it has them."""
         s = self._settings_used
         Vn, P, local = items.Vn, items.P, hist
         if patch is not None:
             Vn, P, local = _patched_rows(items, patch, hist)
-        out = {"behaviour": behaviour_vectors(als, hist, len(items.V), s["recency"]),
+        out = {"behaviour": behaviour_vectors(als, hist, len(items.V), s["recency"], weights=weights,
+                                              dislikes=dislikes),
                "sequence": sequence_vectors(Vn, local, s["sequence_decay"]),
                "transition": sequence_vectors(P, local, s["sequence_decay"]),
                "text": text_vectors(items.E, hist, s["recency"], profile)}
@@ -507,13 +571,19 @@ class Recommender(PairScores, Estimator):
         _check_known(rows, snap.n_items, self._item_map, name)
         return rows
 
-    def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool
-                  ) -> tuple[dict[str, np.ndarray | None], list[np.ndarray] | None]:
-        """The users' signal rows (and histories) as of ``snap``; called under the publish
-        lock, under which ``update`` rewrites them."""
+    def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool,
+                  dislikes: bool = False) -> tuple[dict[str, np.ndarray | None], list[np.ndarray] | None]:
+        """The users' signal rows (and histories: liked items, plus the disliked ones
+        with ``dislikes``) as of ``snap``; called under the publish lock, under which
+        ``update`` rewrites them."""
         _check_known(users, snap.n_users, self._user_map, name)
         vectors = {n: (None if v is None else v[users]) for n, v in snap.users.items()}
-        return vectors, ([self._histories.get(u) for u in users] if histories else None)
+        if not histories:
+            return vectors, None
+        if dislikes:
+            return vectors, [np.union1d(self._histories.get(u), self._feedback.dislikes(u)[0])
+                             for u in users]
+        return vectors, [self._histories.get(u) for u in users]
 
     def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
         """The users' signal vectors, all taken from one published state."""
@@ -605,7 +675,7 @@ class Recommender(PairScores, Estimator):
 
         ``user_ids``: one caller id (1-D results) or a sequence (results (n, k)).
         ``exclude_seen`` drops every item the model knows each user interacted with,
-        updates included. ``query``: a free-text request (one, or one per user) that
+        updates included; disliked items are dropped whatever it says. ``query``: a free-text request (one, or one per user) that
         shifts the ranking toward it while staying personal. ``diversity``: MMR
         trade-off in [0, 1] (None: the constructor's). ``allow``: caller item ids the
         results are restricted to. ``scenario``: a blend name from ``scenarios_``
@@ -622,11 +692,16 @@ class Recommender(PairScores, Estimator):
         weights = self._weights(scenario)
         diversity = self._diversity(diversity)
         query_vectors = self._query_vectors(query, len(users))
-        gather = lambda snap: self._users_of(snap, users, "user_ids", exclude_seen)  # noqa: E731
-        with self._publisher.pin(gather) as (snap, (vectors, seen)):
+        gather = lambda snap: (self._users_of(snap, users, "user_ids", exclude_seen, True)  # noqa: E731
+                               if exclude_seen else self._users_of(snap, users, "user_ids", False) +
+                               ([self._feedback.dislikes(u)[0] for u in users],))
+        with self._publisher.pin(gather) as (snap, got):
+            vectors, seen = got[0], got[1]
+            if not exclude_seen and any(len(d) for d in got[2]):
+                seen = got[2]  # dislikes are never recommended back
             allow_rows = self._allow_rows(snap, allow)
             exclude = None
-            if exclude_seen:  # id lists for a few users skip building a sparse matrix
+            if seen is not None:  # id lists for a few users skip building a sparse matrix
                 exclude = ([np.sort(h) for h in seen] if len(users) <= 16
                            else seen_matrix(seen, snap.n_items))
             ids, scores = self._rank(snap, vectors, weights, k, exclude, allow_rows, diversity,
@@ -738,23 +813,37 @@ class Recommender(PairScores, Estimator):
         self.scenarios_ = {**self.scenarios_, name: check_weights(weights, "weights")}
         return self
 
-    def update(self, user_id: Any, item_ids: Any) -> Recommender:
+    def update(self, user_id: Any, item_ids: Any, *, weights: Any = None, event: Any = None,
+               ratings: Any = None) -> Recommender:
         """Record new interactions (oldest first); they take effect at once (fold-in).
         An unknown ``user_id`` becomes a new user. Items that had no interactions at fit
         time (added later, or never seen) are re-solved from their clicks so far.
+        ``weights`` (> 0), ``event`` (names) and ``ratings`` (one per item, or one for
+        all) are read as the columns of the same names at fit (``rating_rule``,
+        ``event_weights_``): a low rating records a dislike, which is never recommended
+        back and pushes the user's vector away from the item. An item's latest
+        interaction replaces earlier ones (a like rated 1/5 later becomes a dislike).
         Concurrent requests see the update whole or not at all. Returns self."""
         self._check_fitted()
         if np.ndim(user_id) != 0:
             raise TypeError("user_id must be a single id")
         rows = self._item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
+        m, disliked, rated, events = fb.update_feedback(len(rows), self._settings_used,
+                                                         self.event_weights_, weights, event, ratings)
         with self._lock:
             snap = self._publisher.current
             _check_known(rows, snap.n_items, self._item_map, "item_ids")
             new_user = not self._user_map.contains([user_id])[0]
             user = snap.n_users if new_user else int(self._user_map.rows([user_id], "user_id")[0])
             previous = self._histories.get(user)
-            history = Histories.merge(previous, rows)
-            touched = self._late_items.record(user, rows, previous)
+            record = fb.Feedback.merged(self._feedback.get(user), {
+                "items": rows, "weight": m.astype(np.float32), "disliked": disliked,
+                "rating": rated.astype(np.float32),
+                "event": np.array([self._feedback.code(e) for e in events], dtype=np.int32)})
+            liked = ~record["disliked"]
+            history, like_weights = record["items"][liked], record["weight"][liked]
+            dislikes = (record["items"][~liked], record["weight"][~liked])
+            touched = self._late_items.record(user, rows[~disliked], previous)
             removed = catalogue.removed_mask(snap, snap.n_items)
             if removed is not None and len(touched):  # removed items are not re-solved
                 touched = touched[removed[touched] == 0]
@@ -767,13 +856,15 @@ class Recommender(PairScores, Estimator):
                 if self._profile is not None:
                     self._profile = grow_rows(self._profile, n_users)
             profile = None if self._profile is None else self._profile[[user]]
-            fresh = self._user_vectors(snap.items, snap.als, [history], profile, patch, snap.towers)
+            fresh = self._user_vectors(snap.items, snap.als, [history], profile, patch, snap.towers,
+                                       weights=[like_weights], dislikes=[dislikes])
             if new_user:
                 added = int(self._user_map.add([user_id], "user_id")[0])
                 assert added == user, "the user map and the published users disagree"
 
             def publish(items: scoring.Items) -> None:  # under the publish lock
                 self._histories.set(user, history)
+                self._feedback.set(user, record)
                 for name, v in fresh.items():
                     if v is not None:
                         users[name][user] = v[0]
@@ -902,11 +993,12 @@ class Recommender(PairScores, Estimator):
         text evidence behind the score, in words (``str(explanation)``) and numbers."""
         self._check_fitted()
         users = self._user_map.rows([user_id], "user_id")
-        gather = lambda snap: self._users_of(snap, users, "user_id", True)  # noqa: E731
-        with self._publisher.pin(gather) as (snap, (vectors, history)):
+        gather = lambda snap: (self._users_of(snap, users, "user_id", True),  # noqa: E731
+                               self._feedback.get(int(users[0])))
+        with self._publisher.pin(gather) as (snap, ((vectors, history), record)):
             item = int(self._item_rows(snap, [item_id], "item_id")[0])
             cited = catalogue.drop_removed(history[0], catalogue.removed_mask(snap, snap.n_items))
-            return explain_score(self, snap, vectors, cited[cited >= 0], item)
+            return explain_score(self, snap, vectors, cited[cited >= 0], item, record)
 
     # ------------------------------------------------------------------ a living catalogue
     def remove_items(self, item_ids: Any) -> Recommender:
@@ -936,6 +1028,37 @@ class Recommender(PairScores, Estimator):
         their rows until the next fit). Requests go on meanwhile. Returns self."""
         catalogue.compact(self)
         return self
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def item_ids_(self) -> np.ndarray:
+        """The model's item ids in its row order (a read-only array; items added by
+        ``add_items`` included, items taken out by ``remove_items`` left out)."""
+        self._check_fitted()
+        return _live_ids(self._item_map, self._publisher.current.n_items)
+
+    @property
+    def user_ids_(self) -> np.ndarray:
+        """The model's user ids in its row order (a read-only array; users added by
+        ``update`` included, users erased by ``forget_user`` left out)."""
+        self._check_fitted()
+        return _live_ids(self._user_map, self._publisher.current.n_users)
+
+    def history(self, user_id: Any) -> Any:
+        """What the model knows about ``user_id``: a DataFrame of its interactions,
+        oldest first, the latest of each item only — ``item_id``, ``weight`` (the
+        confidence multiplier: weight × event weight × the rating's confidence),
+        ``disliked``, ``rating`` (NaN: none), ``event`` (None: none). Unknown ids raise
+        :class:`llmrec.exceptions.UnknownIdError`."""
+        self._check_fitted()
+        if np.ndim(user_id) != 0:
+            raise TypeError("user_id must be a single id")
+        user = int(self._user_map.rows([user_id], "user_id")[0])
+        with self._publisher.pin(lambda snap: (_check_known(np.array([user]), snap.n_users,
+                                                            self._user_map, "user_id"),
+                                               self._feedback.get(user))) as (_, (_, record)):
+            return fb.history_frame(record, self._item_map.to_ids(record["items"]),
+                                    self._feedback.event_names)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -986,6 +1109,20 @@ class Recommender(PairScores, Estimator):
         from llmrec.recommender.persistence import load
 
         return load(cls, directory, encoder)
+
+
+def _live_ids(ids: IdMap, n: int) -> np.ndarray:
+    """The first ``n`` ids of ``ids`` without the removed or forgotten ones, read-only."""
+    values, gone = ids.ids[:n], ids.gone
+    if gone is not None:
+        values = values[gone[:n] == 0]
+    return _read_only(values)
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    out = values.view()
+    out.flags.writeable = False
+    return out
 
 
 def _check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:

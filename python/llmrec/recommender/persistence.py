@@ -14,10 +14,16 @@ Layout of ``directory``::
                          the directory replaces it along with the model
 
 Kind versions: 1 (no towers), 2 (towers on: the towers file, the arrays ``G``,
-``user_towers``, ``cov_G``, ``mean_G`` and the setting ``towers``), 3 (either, plus
-``item_gone`` / ``user_gone``: uint8 per row, 1 for items removed by ``remove_items`` and
-users erased by ``forget_user``, whose rows stay as gaps); a model is written with the
-lowest version that holds it (readable by earlier llmrec where it can be), and all load.
+``user_towers``, ``cov_G``, ``mean_G`` and the setting ``towers``), 3 (what each
+interaction meant, :mod:`.feedback`: the arrays ``fb_indptr``, ``fb_items``,
+``fb_weight``, ``fb_disliked``, ``fb_rating``, ``fb_event``, the metadata
+``event_names`` and ``event_weights_fitted``, and the settings ``rating_rule``,
+``rating_scale``, ``dislike_threshold``, ``like_threshold``, ``event_weights``), 4 (3
+plus ``item_gone`` / ``user_gone``: uint8 per row, 1 for items removed by
+``remove_items`` and users erased by ``forget_user``, whose rows stay as gaps). A model
+is written as version 3, or 4 once something was removed or forgotten (an older llmrec
+must not load it and bring those rows back); versions 1 and 2 still load (every
+interaction a like of weight 1, ``rating_rule="ignore"`` as they were fitted).
 
 The directory is built beside the target under a temporary name
 (``.NAME.llmrec-<pid>-<token>.tmp``) and switched into place in one atomic step where
@@ -56,9 +62,11 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.late_items import LateItems
 
 _KIND = "Recommender"
-_KIND_VERSION = 3
+_KIND_VERSION = 4
 
 log = logging.getLogger(__name__)
+_FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
+                      "like_threshold": 4.0, "event_weights": None}
 
 
 def _id_array(ids: IdMap) -> np.ndarray:
@@ -116,17 +124,22 @@ def save(model: Any, directory: Any) -> None:
     for name, ids in (("item_gone", model._item_map), ("user_gone", model._user_map)):
         if ids.gone is not None:
             arrays[name] = ids.gone
+    fb_indptr, fb_columns = model._feedback.arrays()
+    arrays.update({"fb_indptr": fb_indptr, "fb_items": fb_columns["items"],
+                   "fb_weight": fb_columns["weight"],
+                   "fb_disliked": fb_columns["disliked"].astype(np.uint8),
+                   "fb_rating": fb_columns["rating"], "fb_event": fb_columns["event"]})
     params = {k: v for k, v in model.get_params().items() if k != "encoder"}
     meta = {"params": params, "encoder": _encoder_spec(model), "settings": model._settings_used,
             "scenarios": model.scenarios_, "regularization": model.regularization_,
-            "validation": _jsonable(model.validation_), "id_kinds": [model._user_map.kind, model._item_map.kind]}
+            "validation": _jsonable(model.validation_), "id_kinds": [model._user_map.kind, model._item_map.kind],
+            "event_names": list(model._feedback.event_names), "event_weights_fitted": model.event_weights_}
     calibration = model.__dict__.get("calibration_")
     if calibration is not None:
         meta["calibration"] = calibration.to_json()
 
     def write(folder: Path) -> None:
-        version = 3 if "item_gone" in arrays or "user_gone" in arrays else (
-            2 if snap.towers is not None else 1)
+        version = 4 if "item_gone" in arrays or "user_gone" in arrays else 3
         save_arrays(folder / "recommender.llmrec", _KIND, version, meta, arrays)
         snap.als.save(folder / "als.llmrec")
         if snap.towers is not None:
@@ -224,6 +237,8 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
     settings = dict(meta_value(meta, "settings", path, types=dict))
     settings.setdefault("towers", None)  # kind version 1: no towers
     settings.setdefault("probes", None)  # saved before the partitioned indexes
+    for key, value in _FEEDBACK_DEFAULTS.items():  # kind versions 1, 2: ratings unread
+        settings.setdefault(key, value)
     # The settings are what _settings() made of the parameters at fit: checking them with
     # the same code gives the same ranges and types.
     unknown = sorted(set(settings) - set(cls._param_names) | ({"encoder"} & set(settings)))
@@ -248,7 +263,19 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
     kinds = meta_value(meta, "id_kinds", path, types=list)
     if len(kinds) != 2 or not all(k in ("int", "str", "empty") for k in kinds):
         raise fail(path, f"metadata field 'id_kinds' must be two of 'int', 'str', 'empty', got {kinds!r}")
+    from llmrec.recommender.feedback import check_event_weights
+
+    names = meta_value(meta, "event_names", path, types=list, default=[])
+    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise fail(path, "metadata field 'event_names' must list distinct non-empty names")
+    try:
+        fitted = check_event_weights(meta.get("event_weights_fitted"))
+    except (TypeError, ValueError) as error:
+        raise fail(path, f"invalid fitted event weights ({error})") from None
+    if fitted == "auto":
+        raise fail(path, "metadata field 'event_weights_fitted' must be a mapping or null")
     return {"params": params, "settings": checked, "scenarios": scenarios, "id_kinds": kinds,
+            "event_names": names, "event_weights_fitted": fitted,
             "encoder": meta_value(meta, "encoder", path, types=(str, type(None)), default=None),
             "regularization": meta_real(meta, "regularization", path, minimum=0.0),
             "validation": meta.get("validation"), "calibration": _calibration(meta, path)}
@@ -330,7 +357,44 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
         gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
         if gone is not None and ((gone != 0) & (gone != 1)).any():
             raise fail(path, f"array {name!r} must hold 0 or 1 per row")
+    _checked_feedback(arrays, path, out, n_users, n_items)
     return out
+
+
+def _checked_feedback(arrays: dict[str, np.ndarray], path: Any, out: dict[str, Any], n_users: int,
+                      n_items: int) -> None:
+    """The feedback arrays (kind version 3), all or none, consistent with the histories:
+    each user's likes, in order, are exactly the user's history."""
+    names = ("fb_indptr", "fb_items", "fb_weight", "fb_disliked", "fb_rating", "fb_event")
+    present = [n in arrays for n in names]
+    if not any(present):
+        out["feedback"] = None
+        return
+    if not all(present):
+        raise fail(path, f"the feedback arrays {list(names)} must be saved together")
+    indptr = array(arrays, "fb_indptr", path, dtype=np.int64, ndim=1)
+    items = array(arrays, "fb_items", path, dtype=np.int64, ndim=1)
+    if len(indptr) != len(out["hist_indptr"]):
+        raise fail(path, "arrays 'fb_indptr' and 'hist_indptr' disagree on the number of users")
+    check_csr(path, "feedback", indptr, items, len(indptr) - 1, n_items)
+    nnz = (len(items),)
+    weight = array(arrays, "fb_weight", path, dtype=np.float32, shape=nnz, finite=True)
+    if len(weight) and not (weight.min() > 0):
+        raise fail(path, "array 'fb_weight' must hold multipliers > 0")
+    disliked = array(arrays, "fb_disliked", path, dtype=np.uint8, shape=nnz)
+    if len(disliked) and disliked.max() > 1:
+        raise fail(path, "array 'fb_disliked' must hold 0 or 1")
+    rating = array(arrays, "fb_rating", path, dtype=np.float32, shape=nnz)
+    if len(rating) and np.isinf(rating).any():
+        raise fail(path, "array 'fb_rating' must hold finite ratings or NaN")
+    event = array(arrays, "fb_event", path, dtype=np.int32, shape=nnz)
+    liked = disliked == 0
+    owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    counts = np.bincount(owner[liked], minlength=len(indptr) - 1)
+    if not (np.array_equal(counts, np.diff(out["hist_indptr"])) and np.array_equal(items[liked], out["hist_items"])):
+        raise fail(path, "the feedback arrays' likes differ from the histories")
+    out["feedback"] = (indptr, {"items": items, "weight": weight, "disliked": disliked.astype(bool),
+                                "rating": rating, "event": event})
 
 
 def load(cls: Any, directory: Any, encoder: Any) -> Any:
@@ -363,6 +427,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model._user_map = _id_map(arrays["user_ids"], user_kind, "user", path, arrays["user_gone"])
     model._item_map = _id_map(arrays["item_ids"], item_kind, "item", path, arrays["item_gone"])
     model._histories = Histories(arrays["hist_indptr"], arrays["hist_items"])
+    model._feedback = _feedback(arrays, meta["event_names"], path)
+    model.event_weights_ = meta["event_weights_fitted"]
     # Items the ALS fitted without interactions are the late ones (see LateItems).
     late = np.flatnonzero(np.diff(als._user_items.tocsc().indptr) == 0)
     late_items = LateItems.from_histories(late, arrays["hist_indptr"], arrays["hist_items"],
@@ -400,6 +466,23 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(model._user_map),
              len(model._item_map), time.perf_counter() - started)
     return model
+
+
+def _feedback(arrays: dict[str, Any], names: list[str], path: Any) -> Any:
+    """The Feedback store: saved (kind version 3), or every history item a like of
+    weight 1 (versions 1 and 2)."""
+    from llmrec.recommender.feedback import Feedback
+
+    if arrays["feedback"] is None:
+        items = arrays["hist_items"]
+        return Feedback(arrays["hist_indptr"], {
+            "items": items, "weight": np.ones(len(items), np.float32),
+            "disliked": np.zeros(len(items), bool), "rating": np.full(len(items), np.nan, np.float32),
+            "event": np.full(len(items), -1, np.int32)}, [])
+    indptr, columns = arrays["feedback"]
+    if len(columns["event"]) and not (-1 <= columns["event"].min() and columns["event"].max() < len(names)):
+        raise fail(path, f"array 'fb_event' must hold -1 or codes below {len(names)} (event_names)")
+    return Feedback(indptr, columns, names)
 
 
 def _load_towers(directory: Path, settings: dict[str, Any], arrays: dict[str, Any], n_items: int) -> Any:

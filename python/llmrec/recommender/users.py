@@ -12,9 +12,17 @@ SEQUENCE_ITEMS = 20  # decay^20 is negligible for the decays that work (≤ 0.8)
 
 
 def behaviour_vectors(als: Any, histories: list[np.ndarray], n_items: int, recency: float,
-                      user_features: np.ndarray | None = None) -> np.ndarray:
-    """ALS fold-in of each history with confidence 1 + alpha·(1 + recency·p²)."""
-    rows = weighted_rows(histories, n_items, recency)
+                      user_features: np.ndarray | None = None, *,
+                      weights: list[np.ndarray] | None = None,
+                      dislikes: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """ALS fold-in of each history with confidence 1 + alpha·m·(1 + recency·p²), m the
+    interactions' multipliers (``weights``; 1 when None); ``dislikes`` (item rows,
+    multipliers) per history push the vector away (:func:`.feedback.fold_in`)."""
+    rows = weighted_rows(histories, n_items, recency, weights)
+    if dislikes is not None and user_features is None and any(len(d[0]) for d in dislikes):
+        from llmrec.recommender.feedback import fold_in
+
+        return fold_in(als, rows, dislikes)
     if user_features is not None:
         return als.fold_in(rows, user_features=user_features)
     return als.fold_in(rows)
