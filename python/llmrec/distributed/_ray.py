@@ -60,3 +60,14 @@ def killed_on_error(actors: list) -> Iterator[list]:
     except BaseException:
         kill(actors)
         raise
+
+
+def resolve_timeout(timeout: float | None) -> float:
+    """A caller's timeout where None means :data:`DEFAULT_TIMEOUT` (so no wait is unbounded)."""
+    return DEFAULT_TIMEOUT if timeout is None else check_timeout(timeout)
+
+
+def actor_died_message(exc: BaseException) -> str:
+    """The first line of a Ray actor-death error, for an exception message of our own."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
