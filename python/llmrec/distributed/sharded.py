@@ -341,7 +341,11 @@ def recommend_all(als: Any, user_items: Any, k: int = 100, *, num_shards: int = 
     n_users, n_items = U.shape[0], V.shape[0]
     k = check_k(k, n_items)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    excluded = exclude_to_csr(user_items, n_users, n_items, single_query=False)
+    try:
+        excluded = exclude_to_csr(user_items, n_users, n_items, single_query=False)
+    except (ValueError, TypeError) as exc:  # name the argument as the caller knows it
+        raise type(exc)(f"user_items (one row per user, n_users={n_users}, n_items={n_items}): "
+                        f"{exc}") from None
     timeout = _ray.resolve_timeout(timeout)
     if not isinstance(show_progress, (bool, np.bool_)):
         raise TypeError(f"show_progress must be a bool, got {type(show_progress).__name__}")
