@@ -25,28 +25,38 @@ def require_loopback_only() -> None:
                     f"(found interfaces {names}): unshare -n sh -c 'ip link set lo up && pytest ...'")
 
 
-def start_local(ray) -> None:
-    """Start a local Ray (if none is running in this process)."""
+def start_local(ray) -> str:
+    """Start a local Ray if none is running in this process; return the id of the
+    running session (a new one after every restart)."""
     require_loopback_only()
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=NUM_CPUS, include_dashboard=False,
                  log_to_driver=False)
+    return ray.get_runtime_context().get_node_id()
 
 
-def live_actors(ray, class_name: str) -> int:
-    """How many actors of ``class_name`` are alive now."""
+def live_actors(ray, class_name: str, ignore: frozenset = frozenset()) -> int:
+    """How many actors of ``class_name`` are alive now, leaving out the ids in ``ignore``
+    (hex actor ids of actors a fixture keeps)."""
     from ray._private import state
 
-    return sum(1 for actor in state.actors().values()
-               if actor["ActorClassName"] == class_name and actor["State"] != "DEAD")
+    return sum(1 for actor_id, actor in state.actors().items()
+               if actor["ActorClassName"] == class_name and actor["State"] != "DEAD"
+               and actor_id not in ignore)
 
 
-def wait_until_no_live_actors(ray, class_name: str, seconds: float = 30.0) -> int:
+def actor_ids(handles) -> frozenset:
+    """Hex ids of actor handles, for ``ignore``."""
+    return frozenset(handle._actor_id.hex() for handle in handles)
+
+
+def wait_until_no_live_actors(ray, class_name: str, seconds: float = 30.0,
+                              ignore: frozenset = frozenset()) -> int:
     """Poll (ray.kill is asynchronous) until no ``class_name`` actor lives, at most
     ``seconds``; return how many still live."""
     deadline = time.monotonic() + seconds
     while True:
-        alive = live_actors(ray, class_name)
+        alive = live_actors(ray, class_name, ignore)
         if alive == 0 or time.monotonic() > deadline:
             return alive
         time.sleep(0.2)

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import llmrec
 import llmrec.distributed
 from llmrec.distributed.merge import merge_topk, shard_bounds, split_exclusions
-from ray_local import require_loopback_only, start_local, wait_until_no_live_actors
+from ray_local import actor_ids, require_loopback_only, start_local, wait_until_no_live_actors
 from reference import assert_topk_matches, reference_scores
 from tolerances import score_tolerance
 
@@ -84,6 +84,7 @@ def _ray_module():
     ray = pytest.importorskip("ray", reason="llmrec.distributed needs the [ray] extra")
     require_loopback_only()
     yield ray
+    _KEPT.clear()
     if ray.is_initialized():
         ray.shutdown()
 
@@ -95,8 +96,14 @@ def local_ray(_ray_module):
     return _ray_module
 
 
+_KEPT = {}  # the shared index of integer_index: (session, index)
+
+
 def _no_shards_left(ray_module):
-    assert wait_until_no_live_actors(ray_module, "Shard") == 0, "shard actors were left running"
+    kept = _KEPT.get("index")
+    ignore = actor_ids(kept[1]._actors) if kept is not None else frozenset()
+    assert wait_until_no_live_actors(ray_module, "Shard", ignore=ignore) == 0, \
+        "shard actors were left running"
 
 
 def _integer_data(rng, n, nq, d=6):
@@ -105,33 +112,60 @@ def _integer_data(rng, n, nq, d=6):
             rng.integers(-3, 4, size=(nq, d)).astype(np.float32))
 
 
+@pytest.fixture(scope="module")
+def integer_items(_ray_module):
+    return _integer_data(np.random.default_rng(41), 41, 9)
+
+
+@pytest.fixture
+def integer_index(local_ray, integer_items):
+    """41 items with small integer coordinates over 4 shards (10 or 11 items each), built
+    once per Ray session and shared by the tests that only search it."""
+    session = start_local(local_ray)
+    kept = _KEPT.get("index")
+    if kept is None or kept[0] != session or kept[1].closed:
+        _KEPT["index"] = (session, llmrec.distributed.ShardedIndex(integer_items[0], num_shards=4))
+    return _KEPT["index"][1]
+
+
 @pytest.mark.ray
-def test_search_equals_one_exact_index(local_ray, rng):
-    items, queries = _integer_data(rng, 41, 9)
+def test_search_equals_one_exact_index(local_ray, integer_index, integer_items, rng):
+    items, queries = integer_items
     exact = llmrec.ExactIndex(items)
     seen = sp.random(9, 41, density=0.3, random_state=3, format="csr")
     seen_lists = [np.flatnonzero(row) for row in seen.toarray()]
     mask = rng.random(41) < 0.5
     ids_allowed = np.flatnonzero(rng.random(41) < 0.2)
     first_shard_only = np.arange(0, 5)
-    for num_shards in (1, 4, 41):
-        with llmrec.distributed.ShardedIndex(items, num_shards=num_shards, timeout=120) as index:
-            assert len(index) == 41 and index.num_shards == num_shards
-            # k within a shard, beyond a shard (10 or 11 items), beyond the catalogue
-            for k in (1, 7, 15, 60):
-                for kwargs in ({}, {"exclude": seen}, {"exclude": seen_lists}, {"allow": mask},
-                               {"allow": ids_allowed}, {"allow": first_shard_only},
-                               {"exclude": seen, "allow": mask}, {"allow": np.zeros(0, np.int64)}):
-                    got = index.search(queries, k, **kwargs)
-                    want = exact.search(queries, k, **kwargs)
-                    # exact: integer scores are exact in float32 in both
-                    np.testing.assert_array_equal(got[0], want[0], err_msg=f"{num_shards} {k} {kwargs}")
-                    np.testing.assert_array_equal(got[1], want[1])
-                    assert got[0].dtype == np.int64 and got[1].dtype == np.float32
-            one = index.search(queries[2], 5, exclude=seen_lists[2])
-            want = exact.search(queries[2], 5, exclude=seen_lists[2])
-            assert one[0].shape == (5,)
-            np.testing.assert_array_equal(one[0], want[0])
+    assert len(integer_index) == 41 and integer_index.num_shards == 4
+    # k within a shard, beyond a shard (10 or 11 items), beyond the catalogue
+    for k in (1, 7, 15, 60):
+        for kwargs in ({}, {"exclude": seen}, {"exclude": seen_lists}, {"allow": mask},
+                       {"allow": ids_allowed}, {"allow": first_shard_only},
+                       {"exclude": seen, "allow": mask}, {"allow": np.zeros(0, np.int64)}):
+            got = integer_index.search(queries, k, **kwargs)
+            want = exact.search(queries, k, **kwargs)
+            # exact: integer scores are exact in float32 in both
+            np.testing.assert_array_equal(got[0], want[0], err_msg=f"k={k} {kwargs}")
+            np.testing.assert_array_equal(got[1], want[1])
+            assert got[0].dtype == np.int64 and got[1].dtype == np.float32
+    one = integer_index.search(queries[2], 5, exclude=seen_lists[2])
+    want = exact.search(queries[2], 5, exclude=seen_lists[2])
+    assert one[0].shape == (5,)
+    np.testing.assert_array_equal(one[0], want[0])
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("n,num_shards", [(8, 1), (6, 6)])
+def test_one_shard_and_one_item_per_shard(local_ray, rng, n, num_shards):
+    items, queries = _integer_data(rng, n, 5)
+    seen = sp.random(5, n, density=0.3, random_state=4, format="csr")
+    with llmrec.distributed.ShardedIndex(items, num_shards=num_shards) as index:
+        for k in (1, 3, n + 2):
+            got = index.search(queries, k, exclude=seen)
+            want = llmrec.ExactIndex(items).search(queries, k, exclude=seen)
+            np.testing.assert_array_equal(got[0], want[0])  # exact: integer scores
+            np.testing.assert_array_equal(got[1], want[1])
     _no_shards_left(local_ray)
 
 
@@ -141,7 +175,7 @@ def test_search_random_vectors_against_float64(local_ray, rng, metric):
     items = rng.standard_normal((300, 16)).astype(np.float32)
     queries = rng.standard_normal((12, 16)).astype(np.float32)
     seen = sp.random(12, 300, density=0.1, random_state=5, format="csr")
-    with llmrec.distributed.ShardedIndex(items, num_shards=3, metric=metric, timeout=120) as index:
+    with llmrec.distributed.ShardedIndex(items, num_shards=3, metric=metric) as index:
         ids, scores = index.search(queries, 20, exclude=seen)
     reference = reference_scores(items, queries, metric)
     assert_topk_matches(ids, scores, reference, 20, qualifies=seen.toarray() == 0,
@@ -157,7 +191,7 @@ def test_quantized_shards_equal_local_shards_merged(local_ray, rng):
     queries = rng.standard_normal((7, 16)).astype(np.float32)
     options = {"random_state": 0}
     with llmrec.distributed.ShardedIndex(items, num_shards=3, codec="sq8",
-                                         index_options=options, timeout=120) as index:
+                                         index_options=options) as index:
         got = index.search(queries, 10, rerank=0)
         bounds = index.shard_bounds
     per_ids, per_scores = [], []
@@ -187,14 +221,14 @@ def test_recommend_all_equals_one_exact_index(local_ray, rng):
     seen = sp.random(230, 23, density=0.4, random_state=7, format="lil")
     seen[5, :] = 1.0  # a user who has seen everything: all padding
     seen = seen.tocsr()
-    for k, num_shards, batch_size in ((5, 3, 64), (30, 4, 50), (23, 23, 1000)):
+    for k, num_shards, batch_size in ((5, 3, 64), (30, 4, 50)):
         ids, scores = llmrec.distributed.recommend_all(model, seen, k=k, num_shards=num_shards,
-                                                       batch_size=batch_size, timeout=120)
+                                                       batch_size=batch_size)
         want = llmrec.ExactIndex(model.item_factors_).search(model.user_factors_, k, exclude=seen)
         np.testing.assert_array_equal(ids, want[0])  # exact: integer scores
         np.testing.assert_array_equal(scores, want[1])
     assert (ids[5] == -1).all() and np.isneginf(scores[5]).all()
-    ids, _ = llmrec.distributed.recommend_all(model, None, k=4, num_shards=2, timeout=120)
+    ids, _ = llmrec.distributed.recommend_all(model, None, k=4, num_shards=2)
     np.testing.assert_array_equal(ids, llmrec.ExactIndex(model.item_factors_).search(
         model.user_factors_, 4)[0])
     _no_shards_left(local_ray)
@@ -215,7 +249,7 @@ def test_recommend_all_with_a_fitted_als(local_ray, rng):
 
 
 @pytest.mark.ray
-def test_bad_input(local_ray, rng):
+def test_bad_input(local_ray, integer_index, rng):
     dist = llmrec.distributed
     items, queries = _integer_data(rng, 10, 3)
     with pytest.raises(ValueError, match="num_shards"):
@@ -234,20 +268,18 @@ def test_bad_input(local_ray, rng):
         dist.ShardedIndex(items, timeout=-1)
     with pytest.raises(ValueError, match="index_options"):
         dist.ShardedIndex(items, index_options={"partitions": 2})
-    with dist.ShardedIndex(items, num_shards=2, timeout=120) as index:
-        with pytest.raises(ValueError, match="dimension"):
-            index.search(queries[:, :3], 2)
-        with pytest.raises(ValueError, match="k must be"):
-            index.search(queries, 0)
-        with pytest.raises(ValueError, match="exclude"):
-            index.search(queries, 2, exclude=sp.csr_matrix((3, 9)))
-        with pytest.raises(ValueError, match="outside"):
-            index.search(queries, 2, allow=[10])
-        with pytest.raises(ValueError, match="probes"):
-            index.search(queries, 2, probes=2)
-        assert index.search(queries, 2)[0].shape == (3, 2)  # still usable
-    with pytest.raises(RuntimeError, match="closed"):
-        index.search(queries, 2)
+    index = integer_index
+    with pytest.raises(ValueError, match="dimension"):
+        index.search(queries[:, :3], 2)
+    with pytest.raises(ValueError, match="k must be"):
+        index.search(queries, 0)
+    with pytest.raises(ValueError, match="exclude"):
+        index.search(queries, 2, exclude=sp.csr_matrix((3, 9)))
+    with pytest.raises(ValueError, match="outside"):
+        index.search(queries, 2, allow=[41])
+    with pytest.raises(ValueError, match="probes"):
+        index.search(queries, 2, probes=2)
+    assert index.search(queries, 2)[0].shape == (3, 2)  # still usable
     model = _als_like(rng, 6, 10)
     with pytest.raises(ValueError, match="user_items"):
         dist.recommend_all(model, sp.csr_matrix((5, 10)), k=2, num_shards=2)
@@ -264,7 +296,10 @@ def test_bad_input(local_ray, rng):
         dist.recommend_all(object(), None)
     with pytest.raises(llmrec.NotFittedError):
         dist.recommend_all(llmrec.ALS(), None)
-    _no_shards_left(local_ray)
+    closed = dist.ShardedIndex(items, num_shards=2)
+    closed.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        closed.search(queries, 2)
 
 
 @pytest.mark.ray
@@ -274,10 +309,10 @@ def test_a_shard_that_fails(local_ray, rng):
     # pq4 needs 16 vectors per shard: shard construction raises in the actors, the
     # caller gets the ValueError and no actor survives.
     with pytest.raises(ValueError, match="16 training vectors"):
-        dist.ShardedIndex(items, num_shards=4, codec="pq4", timeout=120)
+        dist.ShardedIndex(items, num_shards=4, codec="pq4")
     _no_shards_left(local_ray)
-    # A shard that dies between searches: the next search names it, the others are killed.
-    index = dist.ShardedIndex(items, num_shards=3, timeout=120)
+    # A shard that dies between searches: the next search says so, the others are killed.
+    index = dist.ShardedIndex(items, num_shards=3)
     local_ray.kill(index._actors[1], no_restart=True)
     with pytest.raises(RuntimeError, match="died"):
         index.search(items[:2], 5)
@@ -316,7 +351,7 @@ def test_shards_spread_over_a_three_node_cluster(_ray_module, rng):
         cluster.wait_for_nodes(timeout=120)
         items, queries = _integer_data(rng, 60, 8)
         seen = sp.random(8, 60, density=0.3, random_state=2, format="csr")
-        with llmrec.distributed.ShardedIndex(items, num_shards=3, timeout=120) as index:
+        with llmrec.distributed.ShardedIndex(items, num_shards=3) as index:
             nodes = {node for node, _ in index.locations()}
             got = index.search(queries, 25, exclude=seen)
         assert len(nodes) >= 2, "SPREAD left every shard on one node"
