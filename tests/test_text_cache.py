@@ -95,3 +95,69 @@ def test_put_checks_shape(tmp_path):
         with pytest.raises(ValueError, match=r"\(2, 4\)"):
             cache.put_many(_keys(["a", "b"]), np.ones((2, 3), np.float32))
         assert cache.get_many([])[1].shape == (0, 4)
+
+
+def _write_from_process(directory, worker, batches, per_batch):
+    """Run in a child process: write ``batches`` transactions of this worker's keys, read
+    every earlier batch back after each write."""
+    with VectorCache(directory, dim=4) as cache:
+        for b in range(batches):
+            keys = _keys([f"w{worker} b{b} t{i}" for i in range(per_batch)])
+            cache.put_many(keys, np.full((per_batch, 4), worker * 1000 + b, np.float32))
+            found, _ = cache.get_many(_keys([f"w{worker} b{c} t{i}" for c in range(b + 1)
+                                             for i in range(per_batch)]))
+            if not found.all():
+                raise AssertionError(f"worker {worker} lost its own rows after batch {b}")
+
+
+def test_processes_share_one_cache(tmp_path):
+    # Four processes write and read the same file at once (what dist.encode's driver and
+    # local encoders do): SQLite's locks serialise them, nothing is lost or moved aside.
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_from_process, args=(tmp_path, w, 15, 40))
+               for w in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=120)
+    assert [p.exitcode for p in workers] == [0, 0, 0, 0]
+    assert not list(tmp_path.glob("*.corrupt"))
+    with VectorCache(tmp_path, dim=4) as cache:
+        assert len(cache) == 4 * 15 * 40
+        found, got = cache.get_many(_keys([f"w3 b14 t{i}" for i in range(40)]))
+    assert found.all() and (got == 3014).all()
+
+
+def test_a_lock_is_not_corruption(tmp_path, monkeypatch):
+    # "database is locked" (another process holding the write lock past the busy
+    # timeout) must raise, not move the shared file aside as if it were damaged.
+    import llmrec.text.cache as cache_module
+
+    keys = _keys(["a", "b"])
+    with VectorCache(tmp_path, dim=2) as cache:
+        cache.put_many(keys, np.ones((2, 2), np.float32))
+    connect = sqlite3.connect
+    monkeypatch.setattr(cache_module.sqlite3, "connect",
+                        lambda *args, **kwargs: connect(*args, **{**kwargs, "timeout": 0.05}))
+    holder = connect(str(tmp_path / FILE_NAME), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            VectorCache(tmp_path, dim=2)
+    finally:
+        holder.execute("ROLLBACK")
+    cache = VectorCache(tmp_path, dim=2)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            cache.get_many(keys)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            cache.put_many(_keys(["c"]), np.ones((1, 2), np.float32))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with cache:
+        assert cache.get_many(keys)[0].all()
+    assert not list(tmp_path.glob("*.corrupt"))

@@ -87,3 +87,14 @@ def get_each(refs: list, timeout: float | None, names: list[str]) -> list:
                 renamed = RuntimeError(f"{name} failed: {type(cause).__name__}: {cause}")
             raise renamed from cause
     return out
+
+
+def resolve_timeout(timeout: float | None) -> float:
+    """A caller's timeout where None means :data:`DEFAULT_TIMEOUT` (so no wait is unbounded)."""
+    return DEFAULT_TIMEOUT if timeout is None else check_timeout(timeout)
+
+
+def actor_died_message(exc: BaseException) -> str:
+    """The first line of a Ray actor-death error, for an exception message of our own."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

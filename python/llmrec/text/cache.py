@@ -14,6 +14,11 @@ Each batch of new vectors is written in one transaction, so a crash never leaves
 a batch behind. A row whose length or CRC does not match is treated as absent (the
 caller recomputes and overwrites it); a file that SQLite cannot read at all is moved
 aside to ``*.corrupt`` with a warning and a fresh cache is started.
+
+Several processes may share one cache directory (``llmrec.distributed.encode`` and local
+encoders, or parallel jobs): SQLite's file locks serialise the writers, each waiting up
+to 60 s, and readers see whole batches. A lock held longer raises
+``sqlite3.OperationalError``; it never counts as a damaged file.
 """
 
 from __future__ import annotations
@@ -46,6 +51,20 @@ def text_key(fingerprint: str, prefix: str, text: str) -> bytes:
     return digest.digest()
 
 
+def _raise_unless_corrupt(error: sqlite3.DatabaseError) -> None:
+    """Re-raise an error that does not mean a damaged file.
+
+    Several processes may share one cache (SQLite locks the file; writers wait up to the
+    connection's 60 s timeout). Python reports "database is locked", a read-only file or
+    an I/O error as ``sqlite3.OperationalError``; only a damaged or foreign file
+    (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``, or the format check here) comes as another
+    ``DatabaseError``. Moving the file aside on a lock would throw away what the other
+    processes wrote, and they would go on writing to the moved file.
+    """
+    if isinstance(error, sqlite3.OperationalError):
+        raise error
+
+
 def _checksum(key: bytes, data: bytes) -> int:
     return zlib.crc32(data, zlib.crc32(key))
 
@@ -74,6 +93,7 @@ class VectorCache:
         try:
             return self._connect_checked()
         except sqlite3.DatabaseError as exc:
+            _raise_unless_corrupt(exc)
             return self._start_afresh(exc)
 
     def _start_afresh(self, error: Exception) -> sqlite3.Connection:
@@ -135,6 +155,7 @@ class VectorCache:
             try:
                 self._lookup(keys, found, vectors)
             except sqlite3.DatabaseError as exc:
+                _raise_unless_corrupt(exc)
                 self._connection.close()
                 self._connection = self._start_afresh(exc)
                 found[:] = False
@@ -178,6 +199,7 @@ class VectorCache:
             try:
                 self._insert(rows)
             except sqlite3.DatabaseError as exc:
+                _raise_unless_corrupt(exc)
                 self._connection.close()
                 self._connection = self._start_afresh(exc)
                 self._insert(rows)
