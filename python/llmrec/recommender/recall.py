@@ -12,23 +12,26 @@ from typing import Any
 
 import numpy as np
 
-from llmrec.recommender import scoring
+from llmrec.recommender import catalogue, scoring
 
 
 def exact_top_k(rec: Any, user_ids: Any, k: int = 10, *, scenario: Any = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Item rows and scores (n, k) of the exact full ranking of the blended score for
-    known users, items they interacted with excluded (as ``recommend`` does). One user
-    at a time: memory is O(n_items) per call."""
+    known users, items they interacted with (disliked ones too) and removed items
+    excluded, as ``recommend`` does. One user at a time: memory is O(n_items) per call."""
     rec._check_fitted()
     users = rec._user_map.rows(list(np.atleast_1d(np.asarray(user_ids, dtype=object))), "user_ids")
     weights = rec._weights(scenario)
-    gather = lambda snap: rec._users_of(snap, users, "user_ids", True)  # noqa: E731
+    gather = lambda snap: rec._users_of(snap, users, "user_ids", True, dislikes=True)  # noqa: E731
     with rec._publisher.pin(gather) as (snap, (vectors, seen)):
         signals = scoring.make_signals(weights, rec._geometry, **vectors)
         out_ids = np.full((len(users), k), -1, dtype=np.int64)
         out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         every = np.arange(snap.n_items, dtype=np.int64)
+        removed = catalogue.removed_mask(snap, snap.n_items)
+        if removed is not None:
+            every[removed != 0] = -1
         for row in range(len(users)):
             candidates = every.copy()
             candidates[seen[row][seen[row] < snap.n_items]] = -1
