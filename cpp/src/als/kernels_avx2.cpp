@@ -34,6 +34,9 @@ inline void hsum_rows(const __m256* acc, float* out) {
   out[3] = lanes[6];
 }
 
+// Vectors of each product that symv_rows keeps in registers (4 products at a time).
+constexpr std::size_t kSymvVectors = 2;
+
 #include "kernels_simd.inl"
 
 }  // namespace
@@ -47,6 +50,11 @@ void gather_apply_f32_avx2(const float* Y, std::size_t f, const int32_t* idx, st
 
 void symv_f32_avx2(const float* G, std::size_t f, const float* v, float* out) {
   symv_impl(G, f, v, out);
+}
+
+void symv_rows_f32_avx2(const float* G, std::size_t f, const float* const* v, std::size_t m,
+                      float* const* out) {
+  symv_rows_impl(G, f, v, m, out);
 }
 
 void rank_update_f32_avx2(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,

@@ -41,6 +41,9 @@ inline void hsum_rows(const __m512* acc, float* out) {
   }
 }
 
+// Vectors of each product that symv_rows keeps in registers (4 products at a time).
+constexpr std::size_t kSymvVectors = 4;
+
 #include "kernels_simd.inl"
 
 }  // namespace
@@ -54,6 +57,11 @@ void gather_apply_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, 
 
 void symv_f32_avx512(const float* G, std::size_t f, const float* v, float* out) {
   symv_impl(G, f, v, out);
+}
+
+void symv_rows_f32_avx512(const float* G, std::size_t f, const float* const* v, std::size_t m,
+                      float* const* out) {
+  symv_rows_impl(G, f, v, m, out);
 }
 
 void rank_update_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,

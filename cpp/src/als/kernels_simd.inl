@@ -3,8 +3,9 @@
 //   using V;  static constexpr std::size_t W;   vector type, float lanes
 //   V zero();  V load(const float*);  void store(float*, V);  V set1(float);
 //   V fma(V a, V b, V acc);  V add(V, V);  float hsum(V);
-// and, beside it, `kBlockRows` (rows per block of the gathered-row kernels) and
-// `hsum_rows(const V* acc, float* out)` (kBlockRows horizontal sums, bit-identical to hsum).
+// and, beside it, `kBlockRows` (rows per block of the gathered-row kernels),
+// `hsum_rows(const V* acc, float* out)` (kBlockRows horizontal sums, bit-identical to hsum)
+// and `kSymvVectors` (vectors of each product that symv_rows keeps in registers).
 // No library code is used here (see CMakeLists.txt: these files get ISA flags).
 
 inline const float* row_of(const float* Y, std::size_t f, const int32_t* idx, std::size_t k) {
@@ -219,5 +220,59 @@ inline void symv_impl(const float* G, std::size_t f, const float* v, float* out)
     float s = 0.f;
     for (std::size_t j = 0; j < f; ++j) s += v[j] * G[j * f + i];
     out[i] = s;
+  }
+}
+
+// out[b] = G v[b] for M vectors at once, each entry summed over j in the same order as
+// symv_impl (so bit-identical to it): a block of kSymvVectors vectors of G's row j is
+// loaded once and used for all M products, which makes the f × f matrix, streamed from
+// L2 once per CG step, cost M times fewer loads.
+template <std::size_t M>
+inline void symv_block(const float* G, std::size_t f, const float* const* v, float* const* out) {
+  constexpr std::size_t kV = kSymvVectors;
+  std::size_t i = 0;
+  for (; i + kV * Isa::W <= f; i += kV * Isa::W) {
+    typename Isa::V acc[M][kV];
+    for (std::size_t b = 0; b < M; ++b)
+      for (std::size_t q = 0; q < kV; ++q) acc[b][q] = Isa::zero();
+    for (std::size_t j = 0; j < f; ++j) {
+      const float* row = G + j * f + i;
+      typename Isa::V g[kV];
+      for (std::size_t q = 0; q < kV; ++q) g[q] = Isa::load(row + q * Isa::W);
+      for (std::size_t b = 0; b < M; ++b) {
+        const typename Isa::V vj = Isa::set1(v[b][j]);
+        for (std::size_t q = 0; q < kV; ++q) acc[b][q] = Isa::fma(vj, g[q], acc[b][q]);
+      }
+    }
+    for (std::size_t b = 0; b < M; ++b)
+      for (std::size_t q = 0; q < kV; ++q) Isa::store(out[b] + i + q * Isa::W, acc[b][q]);
+  }
+  for (; i + Isa::W <= f; i += Isa::W) {
+    typename Isa::V acc[M];
+    for (std::size_t b = 0; b < M; ++b) acc[b] = Isa::zero();
+    for (std::size_t j = 0; j < f; ++j) {
+      const typename Isa::V g = Isa::load(G + j * f + i);
+      for (std::size_t b = 0; b < M; ++b) acc[b] = Isa::fma(Isa::set1(v[b][j]), g, acc[b]);
+    }
+    for (std::size_t b = 0; b < M; ++b) Isa::store(out[b] + i, acc[b]);
+  }
+  for (; i < f; ++i) {
+    for (std::size_t b = 0; b < M; ++b) {
+      float s = 0.f;
+      for (std::size_t j = 0; j < f; ++j) s += v[b][j] * G[j * f + i];
+      out[b][i] = s;
+    }
+  }
+}
+
+inline void symv_rows_impl(const float* G, std::size_t f, const float* const* v, std::size_t m,
+                           float* const* out) {
+  std::size_t b = 0;
+  for (; b + 4 <= m; b += 4) symv_block<4>(G, f, v + b, out + b);
+  switch (m - b) {
+    case 3: symv_block<3>(G, f, v + b, out + b); break;
+    case 2: symv_block<2>(G, f, v + b, out + b); break;
+    case 1: symv_block<1>(G, f, v + b, out + b); break;
+    default: break;
   }
 }
