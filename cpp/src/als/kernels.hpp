@@ -48,7 +48,7 @@ void gather_apply_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, 
                              const float* c0, const float* c1, const float* v, float* out);
 void symv_f32_scalar(const float* G, std::size_t f, const float* v, float* out);
 void symv_rows_f32_scalar(const float* G, std::size_t f, const float* const* v, std::size_t m,
-                      float* const* out);
+                          float* const* out);
 void rank_update_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                             const float* w, float* A);
 
@@ -57,7 +57,7 @@ void gather_apply_f32_avx2(const float* Y, std::size_t f, const int32_t* idx, st
                            const float* c0, const float* c1, const float* v, float* out);
 void symv_f32_avx2(const float* G, std::size_t f, const float* v, float* out);
 void symv_rows_f32_avx2(const float* G, std::size_t f, const float* const* v, std::size_t m,
-                      float* const* out);
+                        float* const* out);
 void rank_update_f32_avx2(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                           const float* w, float* A);
 
@@ -66,7 +66,7 @@ void gather_apply_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, 
                              const float* c0, const float* c1, const float* v, float* out);
 void symv_f32_avx512(const float* G, std::size_t f, const float* v, float* out);
 void symv_rows_f32_avx512(const float* G, std::size_t f, const float* const* v, std::size_t m,
-                      float* const* out);
+                          float* const* out);
 void rank_update_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                             const float* w, float* A);
 
