@@ -182,6 +182,31 @@ def test_loss_matches_dense_numpy(simd_level, rng, implicit, f):
     assert abs(got - (data + reg)) <= bound, (got, data + reg, bound)
 
 
+@pytest.mark.parametrize("f", [7, 33, 64])
+@pytest.mark.parametrize("implicit", [True, False])
+def test_conjugate_gradient_rows_do_not_depend_on_their_neighbours(simd_level, rng, f, implicit):
+    # Rows run their CG steps in lockstep groups that share G's products: each row must
+    # still get exactly what it gets when solved alone (mixed lengths, empty rows, priors).
+    R = random_csr(rng, 40, 60, 0.15)
+    R = R.tolil()
+    R[5, :] = 0
+    R[17, :] = 0
+    R[9, :] = 1.5  # a long row: blocks of the gathered-row kernel, prefetching
+    R = R.tocsr()
+    Y = rng.standard_normal((60, f)).astype(np.float32)
+    X0 = rng.standard_normal((40, f)).astype(np.float32)
+    priors = rng.standard_normal((40, f)).astype(np.float32)
+    G = _core.als_gramian(Y) if implicit else None
+    settings = dict(implicit=implicit, cg_steps=4, regularization=0.2, alpha=1.3,
+                    prior_strength=0.7, priors=priors)
+    X = X0.copy()
+    _core.als_solve(*native(R), Y, X, G, **settings)
+    for u in range(40):
+        alone = X0[u:u + 1].copy()
+        _core.als_solve(*native(R[u:u + 1]), Y, alone, G, **dict(settings, priors=priors[u:u + 1]))
+        np.testing.assert_array_equal(X[u], alone[0], err_msg=f"row {u}")
+
+
 def test_results_do_not_depend_on_threads(rng):
     f = 32
     R = random_csr(rng, 3000, 500, 0.02)

@@ -29,11 +29,17 @@ using RankUpdateFn = void (*)(const float* Y, std::size_t f, const int32_t* idx,
 // out = G v for the symmetric, fully stored, row-major f × f matrix G.
 using SymvFn = void (*)(const float* G, std::size_t f, const float* v, float* out);
 
+// out[b] = G v[b] for b < m, each bit-identical to symv(G, f, v[b], out[b]); the vectors
+// must not alias the outputs.
+using SymvRowsFn = void (*)(const float* G, std::size_t f, const float* const* v, std::size_t m,
+                            float* const* out);
+
 struct Kernels {
   DotFn dot;
   GatherApplyFn gather_apply;
   RankUpdateFn rank_update;
   SymvFn symv;
+  SymvRowsFn symv_rows;
 };
 
 // The scalar level's dot product is the library's shared one (same code, same sums).
@@ -41,6 +47,8 @@ using simd::dot_f32_scalar;
 void gather_apply_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                              const float* c0, const float* c1, const float* v, float* out);
 void symv_f32_scalar(const float* G, std::size_t f, const float* v, float* out);
+void symv_rows_f32_scalar(const float* G, std::size_t f, const float* const* v, std::size_t m,
+                          float* const* out);
 void rank_update_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                             const float* w, float* A);
 
@@ -48,6 +56,8 @@ float dot_f32_avx2(const float* a, const float* b, std::size_t n);
 void gather_apply_f32_avx2(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                            const float* c0, const float* c1, const float* v, float* out);
 void symv_f32_avx2(const float* G, std::size_t f, const float* v, float* out);
+void symv_rows_f32_avx2(const float* G, std::size_t f, const float* const* v, std::size_t m,
+                        float* const* out);
 void rank_update_f32_avx2(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                           const float* w, float* A);
 
@@ -55,6 +65,8 @@ float dot_f32_avx512(const float* a, const float* b, std::size_t n);
 void gather_apply_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                              const float* c0, const float* c1, const float* v, float* out);
 void symv_f32_avx512(const float* G, std::size_t f, const float* v, float* out);
+void symv_rows_f32_avx512(const float* G, std::size_t f, const float* const* v, std::size_t m,
+                          float* const* out);
 void rank_update_f32_avx512(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                             const float* w, float* A);
 

@@ -29,6 +29,11 @@ void symv_f32_scalar(const float* G, std::size_t f, const float* v, float* out) 
   }
 }
 
+void symv_rows_f32_scalar(const float* G, std::size_t f, const float* const* v, std::size_t m,
+                          float* const* out) {
+  for (std::size_t b = 0; b < m; ++b) symv_f32_scalar(G, f, v[b], out[b]);
+}
+
 void rank_update_f32_scalar(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                             const float* w, float* A) {
   for (std::size_t k = 0; k < n; ++k) {

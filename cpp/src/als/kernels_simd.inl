@@ -3,6 +3,9 @@
 //   using V;  static constexpr std::size_t W;   vector type, float lanes
 //   V zero();  V load(const float*);  void store(float*, V);  V set1(float);
 //   V fma(V a, V b, V acc);  V add(V, V);  float hsum(V);
+// and, beside it, `kBlockRows` (rows per block of the gathered-row kernels),
+// `hsum_rows(const V* acc, float* out)` (kBlockRows horizontal sums, bit-identical to hsum)
+// and `kSymvVectors` (vectors of each product that symv_rows keeps in registers).
 // No library code is used here (see CMakeLists.txt: these files get ISA flags).
 
 inline const float* row_of(const float* Y, std::size_t f, const int32_t* idx, std::size_t k) {
@@ -53,17 +56,71 @@ inline void dot2(const float* a, const float* b, const float* v, std::size_t n, 
   *sb = y;
 }
 
-constexpr std::size_t kPrefetchDistance = 4;
+// d[r] = rows[r]·v for kBlockRows rows at once: each vector of v is loaded once for all
+// rows, and the horizontal sums are batched (hsum_rows). Per row, the additions are the
+// same as dot2's (two accumulators over alternating vectors, then the scalar tail).
+inline void dot_rows(const float* const* rows, const float* v, std::size_t n, float* d) {
+  typename Isa::V a0[kBlockRows], a1[kBlockRows];
+  for (std::size_t r = 0; r < kBlockRows; ++r) a0[r] = a1[r] = Isa::zero();
+  std::size_t i = 0;
+  for (; i + 2 * Isa::W <= n; i += 2 * Isa::W) {
+    const typename Isa::V v0 = Isa::load(v + i), v1 = Isa::load(v + i + Isa::W);
+    for (std::size_t r = 0; r < kBlockRows; ++r) {
+      a0[r] = Isa::fma(Isa::load(rows[r] + i), v0, a0[r]);
+      a1[r] = Isa::fma(Isa::load(rows[r] + i + Isa::W), v1, a1[r]);
+    }
+  }
+  if (i + Isa::W <= n) {
+    const typename Isa::V v0 = Isa::load(v + i);
+    for (std::size_t r = 0; r < kBlockRows; ++r) a0[r] = Isa::fma(Isa::load(rows[r] + i), v0, a0[r]);
+    i += Isa::W;
+  }
+  for (std::size_t r = 0; r < kBlockRows; ++r) a0[r] = Isa::add(a0[r], a1[r]);
+  hsum_rows(a0, d);
+  for (; i < n; ++i)
+    for (std::size_t r = 0; r < kBlockRows; ++r) d[r] += rows[r][i] * v[i];
+}
 
+// Rows this far ahead are prefetched (a block's worth): they are gathered from anywhere
+// in Y, and the hardware prefetcher cannot guess where.
+constexpr std::size_t kPrefetchDistance = kBlockRows;
+
+// Blocks of kBlockRows rows: the dot products of a block first (dot_rows), then one pass
+// over out adding every row of the block (each vector of out loaded and stored once per
+// block). Per entry of out the additions run in row order, one FMA each, as in the pair
+// and single-row steps that finish the rows.
 inline void gather_apply_impl(const float* Y, std::size_t f, const int32_t* idx, std::size_t n,
                               const float* c0, const float* c1, const float* v, float* out) {
   for (std::size_t j = 0; j < f; ++j) out[j] = 0.f;
   std::size_t k = 0;
-  for (; k + 2 <= n; k += 2) {
-    if (idx && k + kPrefetchDistance + 1 < n) {
-      prefetch_row(row_of(Y, f, idx, k + kPrefetchDistance), f);
-      prefetch_row(row_of(Y, f, idx, k + kPrefetchDistance + 1), f);
+  for (; k + kBlockRows <= n; k += kBlockRows) {
+    if (idx)
+      for (std::size_t r = 0; r < kPrefetchDistance && k + kBlockRows + r < n; ++r)
+        prefetch_row(row_of(Y, f, idx, k + kBlockRows + r), f);
+    const float* rows[kBlockRows];
+    for (std::size_t r = 0; r < kBlockRows; ++r) rows[r] = row_of(Y, f, idx, k + r);
+    float s[kBlockRows];
+    if (c1) {
+      float d[kBlockRows];
+      dot_rows(rows, v, f, d);
+      // One rounding, as the contracted `s += c1·d` of the pair and single-row steps.
+      for (std::size_t r = 0; r < kBlockRows; ++r)
+        s[r] = c0 ? std::fma(c1[k + r], d[r], c0[k + r]) : c1[k + r] * d[r];
+    } else {
+      for (std::size_t r = 0; r < kBlockRows; ++r) s[r] = c0 ? c0[k + r] : 0.f;
     }
+    typename Isa::V ws[kBlockRows];
+    for (std::size_t r = 0; r < kBlockRows; ++r) ws[r] = Isa::set1(s[r]);
+    std::size_t j = 0;
+    for (; j + Isa::W <= f; j += Isa::W) {
+      typename Isa::V acc = Isa::load(out + j);
+      for (std::size_t r = 0; r < kBlockRows; ++r) acc = Isa::fma(ws[r], Isa::load(rows[r] + j), acc);
+      Isa::store(out + j, acc);
+    }
+    for (; j < f; ++j)
+      for (std::size_t r = 0; r < kBlockRows; ++r) out[j] += s[r] * rows[r][j];
+  }
+  for (; k + 2 <= n; k += 2) {
     const float* ya = row_of(Y, f, idx, k);
     const float* yb = row_of(Y, f, idx, k + 1);
     float sa = c0 ? c0[k] : 0.f, sb = c0 ? c0[k + 1] : 0.f;
@@ -163,5 +220,59 @@ inline void symv_impl(const float* G, std::size_t f, const float* v, float* out)
     float s = 0.f;
     for (std::size_t j = 0; j < f; ++j) s += v[j] * G[j * f + i];
     out[i] = s;
+  }
+}
+
+// out[b] = G v[b] for M vectors at once, each entry summed over j in the same order as
+// symv_impl (so bit-identical to it): a block of kSymvVectors vectors of G's row j is
+// loaded once and used for all M products, which makes the f × f matrix, streamed from
+// L2 once per CG step, cost M times fewer loads.
+template <std::size_t M>
+inline void symv_block(const float* G, std::size_t f, const float* const* v, float* const* out) {
+  constexpr std::size_t kV = kSymvVectors;
+  std::size_t i = 0;
+  for (; i + kV * Isa::W <= f; i += kV * Isa::W) {
+    typename Isa::V acc[M][kV];
+    for (std::size_t b = 0; b < M; ++b)
+      for (std::size_t q = 0; q < kV; ++q) acc[b][q] = Isa::zero();
+    for (std::size_t j = 0; j < f; ++j) {
+      const float* row = G + j * f + i;
+      typename Isa::V g[kV];
+      for (std::size_t q = 0; q < kV; ++q) g[q] = Isa::load(row + q * Isa::W);
+      for (std::size_t b = 0; b < M; ++b) {
+        const typename Isa::V vj = Isa::set1(v[b][j]);
+        for (std::size_t q = 0; q < kV; ++q) acc[b][q] = Isa::fma(vj, g[q], acc[b][q]);
+      }
+    }
+    for (std::size_t b = 0; b < M; ++b)
+      for (std::size_t q = 0; q < kV; ++q) Isa::store(out[b] + i + q * Isa::W, acc[b][q]);
+  }
+  for (; i + Isa::W <= f; i += Isa::W) {
+    typename Isa::V acc[M];
+    for (std::size_t b = 0; b < M; ++b) acc[b] = Isa::zero();
+    for (std::size_t j = 0; j < f; ++j) {
+      const typename Isa::V g = Isa::load(G + j * f + i);
+      for (std::size_t b = 0; b < M; ++b) acc[b] = Isa::fma(Isa::set1(v[b][j]), g, acc[b]);
+    }
+    for (std::size_t b = 0; b < M; ++b) Isa::store(out[b] + i, acc[b]);
+  }
+  for (; i < f; ++i) {
+    for (std::size_t b = 0; b < M; ++b) {
+      float s = 0.f;
+      for (std::size_t j = 0; j < f; ++j) s += v[b][j] * G[j * f + i];
+      out[b][i] = s;
+    }
+  }
+}
+
+inline void symv_rows_impl(const float* G, std::size_t f, const float* const* v, std::size_t m,
+                           float* const* out) {
+  std::size_t b = 0;
+  for (; b + 4 <= m; b += 4) symv_block<4>(G, f, v + b, out + b);
+  switch (m - b) {
+    case 3: symv_block<3>(G, f, v + b, out + b); break;
+    case 2: symv_block<2>(G, f, v + b, out + b); break;
+    case 1: symv_block<1>(G, f, v + b, out + b); break;
+    default: break;
   }
 }

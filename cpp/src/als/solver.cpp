@@ -19,16 +19,16 @@ Kernels active_kernels() {
 #ifdef LLMREC_HAVE_AVX512
     case simd::Level::avx512:
       return {dot_f32_avx512, gather_apply_f32_avx512, rank_update_f32_avx512,
-              symv_f32_avx512};
+              symv_f32_avx512, symv_rows_f32_avx512};
 #endif
 #ifdef LLMREC_HAVE_AVX2
     case simd::Level::avx2:
       return {dot_f32_avx2, gather_apply_f32_avx2, rank_update_f32_avx2,
-              symv_f32_avx2};
+              symv_f32_avx2, symv_rows_f32_avx2};
 #endif
     default:
       return {dot_f32_scalar, gather_apply_f32_scalar, rank_update_f32_scalar,
-              symv_f32_scalar};
+              symv_f32_scalar, symv_rows_f32_scalar};
   }
 }
 
@@ -98,6 +98,11 @@ void cholesky_solve(const float* A, const float* b, std::size_t f, double* L, do
   for (std::size_t i = 0; i < f; ++i) x[i] = static_cast<float>(y[i]);
 }
 
+// Rows whose CG iterations run in lockstep: each step applies G to all their search
+// directions at once (symv_rows), so G is streamed through the cache once per group
+// rather than once per row. Per row, the arithmetic is exactly that of a row solved alone.
+constexpr std::size_t kGroupRows = 8;
+
 struct RowSolver {
   const Csr& R;
   const float* Y;
@@ -107,30 +112,9 @@ struct RowSolver {
   Kernels k;
   bool implicit;
 
-  void operator()(std::size_t u, float* x) const {
-    const int64_t begin = R.indptr[u], end = R.indptr[u + 1];
-    const std::size_t n = static_cast<std::size_t>(end - begin);
-    const float* prior = o.priors ? o.priors + u * f : nullptr;
-    if (n == 0) {
-      for (std::size_t j = 0; j < f; ++j) x[j] = prior ? prior[j] : 0.f;
-      return;
-    }
-    const int32_t* idx = R.indices + begin;
-    const float* r = R.values + begin;
-    const float strength = prior ? o.prior_strength : 0.f;
-    const float reg = row_regularization(o, n) + strength;
-
-    Scratch& s = thread_scratch();
-    const bool chol = o.solver == Solver::cholesky;
-    const std::size_t need = 3 * n + 4 * f + (chol ? f * f : 0);
-    if (s.floats.size() < need) s.floats.resize(need);
-    float* c0 = s.floats.data();      // constant coefficients of b
-    float* w = c0 + n;                // extra confidence / unit weights
-    float* neg_w = w + n;
-    float* res = neg_w + n;
-    float* dir = res + f;
-    float* adir = dir + f;
-    float* tmp = adir + f;
+  // The row's weights: c0 (constant coefficients of b), w (extra confidence, or unit
+  // weights for explicit feedback) and neg_w = −w, each n long.
+  void coefficients(const float* r, std::size_t n, float* c0, float* w, float* neg_w) const {
     for (std::size_t i = 0; i < n; ++i) {
       if (implicit) {
         w[i] = o.alpha * r[i];
@@ -141,54 +125,142 @@ struct RowSolver {
       }
       neg_w[i] = -w[i];
     }
+  }
 
-    if (chol) {
-      float* A = tmp + f;
-      if (implicit && G) {
-        std::memcpy(A, G, f * f * sizeof(float));
-      } else {
-        std::memset(A, 0, f * f * sizeof(float));
-      }
-      for (std::size_t j = 0; j < f; ++j) A[j * f + j] += reg;
-      k.rank_update(Y, f, idx, n, w, A);
-      k.gather_apply(Y, f, idx, n, c0, nullptr, nullptr, res);
-      if (prior)
-        for (std::size_t j = 0; j < f; ++j) res[j] += strength * prior[j];
-      if (s.doubles.size() < f * f + f) s.doubles.resize(f * f + f);
-      cholesky_solve(A, res, f, s.doubles.data(), s.doubles.data() + f * f, x);
-      return;
-    }
-
-    // Conjugate gradient from the current x: residual b − A x.
-    k.gather_apply(Y, f, idx, n, c0, neg_w, x, res);
+  void cholesky(std::size_t u, float* x) const {
+    const int64_t begin = R.indptr[u];
+    const std::size_t n = static_cast<std::size_t>(R.indptr[u + 1] - begin);
+    const float* prior = o.priors ? o.priors + u * f : nullptr;
+    const int32_t* idx = R.indices + begin;
+    const float strength = prior ? o.prior_strength : 0.f;
+    const float reg = row_regularization(o, n) + strength;
+    Scratch& s = thread_scratch();
+    const std::size_t need = 3 * n + 2 * f + f * f;
+    if (s.floats.size() < need) s.floats.resize(need);
+    float* c0 = s.floats.data();
+    float* w = c0 + n;
+    float* res = w + 2 * n;
+    float* A = res + f;
+    coefficients(R.values + begin, n, c0, w, w + n);
     if (implicit && G) {
-      symv(k, G, f, x, tmp);
-      for (std::size_t j = 0; j < f; ++j) res[j] -= tmp[j];
+      std::memcpy(A, G, f * f * sizeof(float));
+    } else {
+      std::memset(A, 0, f * f * sizeof(float));
     }
-    for (std::size_t j = 0; j < f; ++j) res[j] -= reg * x[j];
+    for (std::size_t j = 0; j < f; ++j) A[j * f + j] += reg;
+    k.rank_update(Y, f, idx, n, w, A);
+    k.gather_apply(Y, f, idx, n, c0, nullptr, nullptr, res);
     if (prior)
       for (std::size_t j = 0; j < f; ++j) res[j] += strength * prior[j];
-    std::memcpy(dir, res, f * sizeof(float));
-    float rs = k.dot(res, res, f);
+    if (s.doubles.size() < f * f + f) s.doubles.resize(f * f + f);
+    cholesky_solve(A, res, f, s.doubles.data(), s.doubles.data() + f * f, x);
+  }
+
+  // Rows [first, last) of X, at most kGroupRows of them, by conjugate gradient from the
+  // current x: residual b − A x, then cg_steps steps (a row stops early when its
+  // residual vanishes or its curvature is not positive).
+  void conjugate_gradient(std::size_t first, std::size_t last, float* X) const {
+    struct Row {
+      std::size_t n;
+      const int32_t* idx;
+      const float* prior;
+      float strength, reg, rs;
+      float *x, *c0, *w, *neg_w, *res, *dir, *adir, *tmp;
+    };
+    Row rows[kGroupRows];
+    std::size_t m = 0, entries = 0;
+    for (std::size_t u = first; u < last; ++u) {
+      const int64_t begin = R.indptr[u];
+      const std::size_t n = static_cast<std::size_t>(R.indptr[u + 1] - begin);
+      const float* prior = o.priors ? o.priors + u * f : nullptr;
+      float* x = X + u * f;
+      if (n == 0) {  // not fitted: the prior exactly, or zero
+        for (std::size_t j = 0; j < f; ++j) x[j] = prior ? prior[j] : 0.f;
+        continue;
+      }
+      const float strength = prior ? o.prior_strength : 0.f;
+      rows[m++] = Row{n, R.indices + begin, prior, strength,
+                      row_regularization(o, n) + strength, 0.f, x,
+                      nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+      entries += n;
+    }
+    if (m == 0) return;
+
+    Scratch& s = thread_scratch();
+    const std::size_t need = 3 * entries + 4 * f * m;
+    if (s.floats.size() < need) s.floats.resize(need);
+    float* next = s.floats.data();
+    for (std::size_t b = 0; b < m; ++b) {
+      Row& row = rows[b];
+      row.c0 = next;
+      row.w = row.c0 + row.n;
+      row.neg_w = row.w + row.n;
+      row.res = row.neg_w + row.n;
+      row.dir = row.res + f;
+      row.adir = row.dir + f;
+      row.tmp = row.adir + f;
+      next = row.tmp + f;
+      coefficients(R.values + (row.idx - R.indices), row.n, row.c0, row.w, row.neg_w);
+    }
+
+    const float* vs[kGroupRows];
+    float* outs[kGroupRows];
+    for (std::size_t b = 0; b < m; ++b) {
+      Row& row = rows[b];
+      k.gather_apply(Y, f, row.idx, row.n, row.c0, row.neg_w, row.x, row.res);
+      vs[b] = row.x;
+      outs[b] = row.tmp;
+    }
+    if (implicit && G) k.symv_rows(G, f, vs, m, outs);
+    for (std::size_t b = 0; b < m; ++b) {
+      Row& row = rows[b];
+      float* res = row.res;
+      if (implicit && G)
+        for (std::size_t j = 0; j < f; ++j) res[j] -= row.tmp[j];
+      for (std::size_t j = 0; j < f; ++j) res[j] -= row.reg * row.x[j];
+      if (row.prior)
+        for (std::size_t j = 0; j < f; ++j) res[j] += row.strength * row.prior[j];
+      std::memcpy(row.dir, res, f * sizeof(float));
+      row.rs = k.dot(res, res, f);
+    }
+
+    Row* active[kGroupRows];
+    std::size_t n_active = m;
+    for (std::size_t b = 0; b < m; ++b) active[b] = &rows[b];
     for (int step = 0; step < o.cg_steps; ++step) {
-      if (!(rs > 1e-30f)) break;
-      k.gather_apply(Y, f, idx, n, nullptr, w, dir, adir);
-      if (implicit && G) {
-        symv(k, G, f, dir, tmp);
-        for (std::size_t j = 0; j < f; ++j) adir[j] += tmp[j];
+      std::size_t kept = 0;
+      for (std::size_t b = 0; b < n_active; ++b)
+        if (active[b]->rs > 1e-30f) active[kept++] = active[b];
+      n_active = kept;
+      if (n_active == 0) break;
+      for (std::size_t b = 0; b < n_active; ++b) {
+        Row& row = *active[b];
+        k.gather_apply(Y, f, row.idx, row.n, nullptr, row.w, row.dir, row.adir);
+        vs[b] = row.dir;
+        outs[b] = row.tmp;
       }
-      for (std::size_t j = 0; j < f; ++j) adir[j] += reg * dir[j];
-      const float curvature = k.dot(dir, adir, f);
-      if (!(curvature > 0.f)) break;
-      const float a = rs / curvature;
-      for (std::size_t j = 0; j < f; ++j) {
-        x[j] += a * dir[j];
-        res[j] -= a * adir[j];
+      if (implicit && G) k.symv_rows(G, f, vs, n_active, outs);
+      kept = 0;
+      for (std::size_t b = 0; b < n_active; ++b) {
+        Row& row = *active[b];
+        float *x = row.x, *res = row.res, *dir = row.dir, *adir = row.adir;
+        if (implicit && G)
+          for (std::size_t j = 0; j < f; ++j) adir[j] += row.tmp[j];
+        for (std::size_t j = 0; j < f; ++j) adir[j] += row.reg * dir[j];
+        const float curvature = k.dot(dir, adir, f);
+        if (!(curvature > 0.f)) continue;
+        const float a = row.rs / curvature;
+        for (std::size_t j = 0; j < f; ++j) {
+          x[j] += a * dir[j];
+          res[j] -= a * adir[j];
+        }
+        const float rs_next = k.dot(res, res, f);
+        const float beta = rs_next / row.rs;
+        for (std::size_t j = 0; j < f; ++j) dir[j] = res[j] + beta * dir[j];
+        row.rs = rs_next;
+        active[kept++] = &row;
       }
-      const float rs_next = k.dot(res, res, f);
-      const float beta = rs_next / rs;
-      for (std::size_t j = 0; j < f; ++j) dir[j] = res[j] + beta * dir[j];
-      rs = rs_next;
+      n_active = kept;
     }
   }
 };
@@ -224,11 +296,23 @@ void solve(const Csr& R, const float* Y, std::size_t n_y, std::size_t f, const f
   const bool implicit = options.feedback == Feedback::implicit;
   if (implicit && !G) throw std::invalid_argument("implicit feedback needs the Gramian YᵀY");
   (void)n_y;
-  const RowSolver row{R, Y, f, G, options, detail::active_kernels(), implicit};
+  const RowSolver rows{R, Y, f, G, options, detail::active_kernels(), implicit};
+  const bool cholesky = options.solver == Solver::cholesky;
   const std::size_t n_tasks = (R.n_rows + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(n_tasks, threads, [&](std::size_t t) {
     const std::size_t end = std::min(R.n_rows, (t + 1) * kRowsPerTask);
-    for (std::size_t u = t * kRowsPerTask; u < end; ++u) row(u, X + u * f);
+    if (cholesky) {
+      for (std::size_t u = t * kRowsPerTask; u < end; ++u) {
+        if (R.indptr[u + 1] > R.indptr[u]) {
+          rows.cholesky(u, X + u * f);
+        } else {  // not fitted: the prior exactly, or zero
+          for (std::size_t j = 0; j < f; ++j) X[u * f + j] = options.priors ? options.priors[u * f + j] : 0.f;
+        }
+      }
+      return;
+    }
+    for (std::size_t u = t * kRowsPerTask; u < end; u += kGroupRows)
+      rows.conjugate_gradient(u, std::min(end, u + kGroupRows), X);
   });
 }
 
