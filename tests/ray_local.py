@@ -9,6 +9,7 @@ new cluster even where another process has left its address in /tmp/ray.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -30,8 +31,11 @@ def start_local(ray) -> str:
     running session (a new one after every restart)."""
     require_loopback_only()
     if not ray.is_initialized():
+        # Workers import the tests' helper modules too (objects of theirs travel).
+        tests_dir = os.path.dirname(os.path.abspath(__file__))
+        path = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p)
         ray.init(address="local", num_cpus=NUM_CPUS, include_dashboard=False,
-                 log_to_driver=False)
+                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     return ray.get_runtime_context().get_node_id()
 
 

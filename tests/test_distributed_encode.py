@@ -14,6 +14,7 @@ import llmrec  # noqa: E402
 import llmrec.distributed  # noqa: E402
 from llmrec.text import TextEncoder, VectorCache  # noqa: E402
 from llmrec.text.testing import WORDS, save_tiny_bert  # noqa: E402
+from recommender_helpers import WordEncoder  # noqa: E402
 from ray_local import require_loopback_only, start_local, wait_until_no_live_actors  # noqa: E402
 from tolerances import assert_within, network_tolerance  # noqa: E402
 
@@ -106,6 +107,9 @@ def test_bad_input(local_ray, tiny_dir, tmp_path):
         encode(["a"], encoder=42)
     with pytest.raises(TypeError, match="cache_dir"):
         encode(["a"], encoder=tiny_dir, cache_dir=3)
+    # An encoder of the caller's own encodes, but cannot key the on-disk cache.
+    with pytest.raises(ValueError, match="cache_dir needs a TextEncoder"):
+        encode(["a"], encoder=WordEncoder(), cache_dir=tmp_path / "cache")
     # The model fails to load in the actors: the caller gets the loader's own error.
     with pytest.raises(FileNotFoundError, match="config.json"):
         encode(["a", "b"], encoder=tmp_path, num_actors=2)

@@ -37,8 +37,11 @@ class EncoderWorker:
 
             encoder = TextEncoder(model)
         self._encoder = encoder
-        return {"dim": int(encoder.dim), "fingerprint": encoder.fingerprint,
-                "document": encoder.document_prefix, "query": encoder.query_prefix}
+        # Any object with dim and encode(texts, kind=...) encodes; only a TextEncoder
+        # (fingerprint, prefixes) can key the on-disk cache.
+        return {"dim": int(encoder.dim), "fingerprint": getattr(encoder, "fingerprint", None),
+                "document": getattr(encoder, "document_prefix", ""),
+                "query": getattr(encoder, "query_prefix", "")}
 
     def encode(self, texts: list[str], kind: str) -> np.ndarray:
         return np.ascontiguousarray(self._encoder.encode(texts, kind=kind), dtype=np.float32)
@@ -73,7 +76,9 @@ def encode(texts: Any, *, encoder: Any = "default", num_actors: int | None = Non
     encoder
         ``"default"`` (all-MiniLM-L6-v2), a local model directory or a cached
         HuggingFace id (each actor builds ``TextEncoder(encoder)``), or a
-        :class:`llmrec.TextEncoder`, copied to every actor with all its settings.
+        :class:`llmrec.TextEncoder`, copied to every actor with all its settings, or
+        any object with ``dim`` and ``encode(texts, kind=...)`` (shipped as it is; no
+        ``cache_dir`` then).
     num_actors
         Actors, each holding one copy of the model; default: the cluster's CPU count,
         at most one per batch.
@@ -128,6 +133,9 @@ def encode(texts: Any, *, encoder: Any = "default", num_actors: int | None = Non
         pool = _Pool(ray, actors, model, instance, timeout)
         info = pool.start(1 if cache_dir is not None else num_actors)
         dim, fingerprint, prefix = info["dim"], info["fingerprint"], info[kind]
+        if cache_dir is not None and fingerprint is None:
+            raise ValueError("cache_dir needs a TextEncoder (or a model name) as encoder: "
+                             f"{type(encoder).__name__} has no fingerprint to key the cache with")
         out = np.empty((len(texts), dim), dtype=np.float32)
         cache = None
         if cache_dir is not None:
@@ -165,8 +173,10 @@ def _encoder_spec(encoder: Any, cache_dir: Any) -> tuple[str | None, Any, Any]:
     if isinstance(encoder, os.PathLike):
         encoder = os.fspath(encoder)
     if not isinstance(encoder, str):
-        raise TypeError(f"encoder must be 'default', a model directory or id, or a TextEncoder, "
-                        f"got {type(encoder).__name__}")
+        if callable(getattr(encoder, "encode", None)) and hasattr(encoder, "dim"):
+            return None, encoder, cache_dir  # an encoder of the caller's own, shipped as it is
+        raise TypeError(f"encoder must be 'default', a model directory or id, a TextEncoder or "
+                        f"an object with dim and encode(texts, kind=...), got {type(encoder).__name__}")
     if encoder != "default" and os.path.exists(os.path.expanduser(encoder)):
         encoder = os.path.abspath(os.path.expanduser(encoder))  # actors may run elsewhere
     return encoder, None, cache_dir
