@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import signal
@@ -43,18 +42,8 @@ import numpy as np
 KEY = "bench-key-0123456789abcdef"
 
 
-class StandInEncoder:
-    """384-dim unit vectors from a hash of the text (no meaning: sizes and paths only)."""
-
-    dim = 384
-    model_name = "stand-in"
-
-    def encode(self, texts, *, kind="document", show_progress=False):
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-            out[i] = np.random.default_rng(seed).standard_normal(self.dim)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_recommender import StandInEncoder  # noqa: E402  (384-d hashed text: sizes and paths only)
 
 
 def _cores() -> tuple[list[int], list[int]]:

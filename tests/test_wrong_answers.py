@@ -188,7 +188,10 @@ def fitted(data):
 
 
 def _popular_reference(interactions, catalogue, k):
-    """Items by distinct users (desc), ties in catalogue order: ids and counts."""
+    """Items by distinct users who took them (desc; dislikes, rated 1/5 under the default
+    rating rule, do not count), ties in catalogue order: ids and counts."""
+    if "rating" in interactions.columns:
+        interactions = interactions[interactions.rating > 1]
     users = interactions.drop_duplicates(["user_id", "item_id"]).groupby("item_id").size()
     counts = np.array([users.get(i, 0) for i in catalogue], dtype=np.int64)
     order = np.argsort(-counts, kind="stable")[:k]

@@ -114,11 +114,7 @@ class ExactIndex(IndexBase):
         ids (their row numbers while no caller ids were given). Storage grows
         geometrically, so repeated adds cost amortised O(m).
         """
-        rows = as_float_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
-        if self._metric == "cosine":
-            rows = self._normalized_copy(rows)
-        else:
-            check_vector_norms(rows, "vectors")
+        rows = self._stored_form(vectors)
         with self._rw.write():
             n, m = self._n_rows(), rows.shape[0]
             new_ids = self._row_ids.new_ids(ids, m, n)
@@ -132,6 +128,14 @@ class ExactIndex(IndexBase):
             self._row_ids.append(n, m, new_ids)
         return np.arange(n, n + m, dtype=np.int64) if new_ids is None else new_ids
 
+    def _stored_form(self, vectors: Any) -> np.ndarray:
+        """New rows as the index stores them: checked float32, unit length for cosine."""
+        rows = as_float_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
+        if self._metric == "cosine":
+            return self._normalized_copy(rows)
+        check_vector_norms(rows, "vectors")
+        return rows
+
     def update(self, ids: Any, vectors: Any) -> None:
         """Rewrite the vectors of items already in the index, in place (m ids, (m, d)).
 
@@ -140,11 +144,7 @@ class ExactIndex(IndexBase):
         not own (the caller's array, a memory map). Unknown or removed ids raise
         :class:`llmrec.UnknownIdError`, an id given twice ``ValueError``.
         """
-        rows = as_float_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
-        if self._metric == "cosine":
-            rows = self._normalized_copy(rows)
-        else:
-            check_vector_norms(rows, "vectors")
+        rows = self._stored_form(vectors)
         with self._rw.write():
             n = self._n_rows()
             at = self._row_ids.rows_of(ids, n, "ids")

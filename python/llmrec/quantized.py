@@ -323,6 +323,25 @@ class QuantizedIndex(IndexBase):
             return np.zeros((0, self._block_bytes()), dtype=np.uint8)
         return np.zeros((0, self._d), dtype=np.uint16)
 
+    def _slot_layout(self, assignment: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The block-aligned list layout of items assigned to lists: (list starts, list
+        sizes, slot_ids (item per slot, -1 padding), the slot of each item), items of a
+        list in their order."""
+        n = len(assignment)
+        sizes = np.bincount(assignment, minlength=self._partitions).astype(np.int64)
+        block = self._block()
+        room = -(-sizes // block) * block
+        starts = np.zeros(self._partitions, np.int64)
+        np.cumsum(room[:-1], out=starts[1:])
+        order = np.argsort(assignment, kind="stable")
+        rank = np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        slot_of = np.empty(n, np.int64)
+        slot_of[order] = starts[assignment[order]] + rank
+        slot_ids = np.full(int(room.sum()), -1, np.int64)
+        slot_ids[slot_of] = np.arange(n)
+        return starts, sizes, slot_ids, slot_of
+
     def _relayout(self, state: _State, rows: np.ndarray, at: np.ndarray | None = None
                   ) -> tuple[np.ndarray, _Lists, np.ndarray | None]:
         """Codes, lists (and residual sq8 scales) for the old items plus ``rows``, by nearest
@@ -336,18 +355,8 @@ class QuantizedIndex(IndexBase):
             assignment = lists.assignment.copy()
             assignment[at] = new_assignment
         m = len(assignment) - n
-        sizes = np.bincount(assignment, minlength=self._partitions).astype(np.int64)
-        block = self._block()
-        room = -(-sizes // block) * block
-        starts = np.zeros(self._partitions, np.int64)
-        np.cumsum(room[:-1], out=starts[1:])
-        order = np.argsort(assignment, kind="stable")
-        rank = np.arange(n + m) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        slot_of = np.empty(n + m, np.int64)
-        slot_of[order] = starts[assignment[order]] + rank
-        total = int(room.sum())
-        slot_ids = np.full(total, -1, np.int64)
-        slot_ids[slot_of] = np.arange(n + m)
+        starts, sizes, slot_ids, slot_of = self._slot_layout(assignment)
+        total = len(slot_ids)
         old_slots = np.flatnonzero(lists.slot_ids >= 0)
         old_items = lists.slot_ids[old_slots]
         if m == 0:  # an update: the rewritten items are encoded afresh
@@ -522,17 +531,7 @@ class QuantizedIndex(IndexBase):
         if state.lists is not None:
             lists = state.lists
             assignment = lists.assignment[keep]
-            sizes = np.bincount(assignment, minlength=self._partitions).astype(np.int64)
-            block = self._block()
-            room = -(-sizes // block) * block
-            starts = np.zeros(self._partitions, np.int64)
-            np.cumsum(room[:-1], out=starts[1:])
-            order = np.argsort(assignment, kind="stable")
-            rank = np.arange(m) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-            new_slot = np.empty(m, np.int64)
-            new_slot[order] = starts[assignment[order]] + rank
-            slot_ids = np.full(int(room.sum()), -1, np.int64)
-            slot_ids[new_slot] = np.arange(m)
+            starts, sizes, slot_ids, new_slot = self._slot_layout(assignment)
             old_slot = np.empty(state.n, np.int64)
             used = np.flatnonzero(lists.slot_ids >= 0)
             old_slot[lists.slot_ids[used]] = used

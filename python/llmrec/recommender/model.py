@@ -723,8 +723,8 @@ class Recommender(PairScores, Estimator):
         An empty history has no signal of its own: with ``query`` the ranking is the
         request's alone (as :meth:`search`, under ``scenario``'s query weight); without
         one it is the most popular items — those most users have in their histories
-        (updates included), ties broken by catalogue order — with each item's number of
-        users as its score (``diversity`` does not apply to this list).
+        (updates included; dislikes do not count), ties broken by catalogue order — with
+        each item's number of users as its score (``diversity`` does not apply to this list).
         """
         self._check_fitted()
         k = self._check_k(k)
@@ -749,7 +749,8 @@ class Recommender(PairScores, Estimator):
         return self._result(ids, scores, True)
 
     def _popular(self, snap: Snapshot, k: int) -> Recommendations:
-        """The k items most users have interacted with (see recommend_for_history)."""
+        """The k items most users have taken (liked: dislikes do not count; see
+        recommend_for_history)."""
         counts = self._histories.item_counts(snap.n_items)
         order = np.argsort(-counts, kind="stable")[:k]
         ids = np.full((1, k), -1, dtype=np.int64)
