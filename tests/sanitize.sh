@@ -77,7 +77,7 @@ EOF
 
 tests=(test_exact_index.py test_quantized.py test_quantized_partitions.py test_quantized_pq4.py
        test_als.py test_als_native.py test_rescore.py test_diversity.py test_runtime.py
-       test_arrays.py test_index_files.py
+       test_arrays.py test_index_files.py test_index_maintenance.py test_catalogue.py
        # regression tests of issue 13 (each is skipped here if absent)
        test_core_hostile.py test_native_regressions.py test_file_hostile.py test_wrong_answers.py
        test_fuzz_known.py)
