@@ -27,3 +27,13 @@ def grow_rows(array: np.ndarray, n_rows: int) -> np.ndarray:
     buffer = np.zeros((max(n_rows, 2 * n),) + array.shape[1:], dtype=array.dtype)
     buffer[:n] = array
     return buffer[:n_rows]
+
+
+def marked(mask: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
+    """A new uint8 mask of length ``n``: ``mask``'s flags (None: none), plus 1 at ``rows``.
+    A copy, so readers holding ``mask`` keep it unchanged."""
+    out = np.zeros(n, dtype=np.uint8)
+    if mask is not None:
+        out[:min(len(mask), n)] = mask[:n]
+    out[rows] = 1
+    return out

@@ -147,6 +147,17 @@ def exclude_to_csr(exclude: Any, nq: int, n: int, *, single_query: bool
         if not csr.has_sorted_indices:
             csr = csr.sorted_indices()
         return csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
+    rows = [sorted_unique(as_ids(row, f"exclude[{i}]", n))
+            for i, row in enumerate(exclude_lists(exclude, nq, single_query=single_query))]
+    indptr = np.zeros(nq + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    ids = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return indptr, ids.astype(np.int64, copy=False)
+
+
+def exclude_lists(exclude: Any, nq: int, *, single_query: bool) -> Sequence[Any]:
+    """``exclude`` given as id arrays: one per query (for a single 1-D query also one id
+    array), checked for type and count; the ids themselves are the caller's to check."""
     if isinstance(exclude, (str, bytes)) or not isinstance(exclude, (Sequence, np.ndarray)):
         raise TypeError("exclude must be a scipy sparse matrix (n_queries, n_items) or a "
                         f"sequence of id arrays, one per query; got {type(exclude).__name__}")
@@ -155,11 +166,7 @@ def exclude_to_csr(exclude: Any, nq: int, n: int, *, single_query: bool
         exclude = [exclude]
     if len(exclude) != nq:
         raise ValueError(f"exclude must hold one id array per query ({nq}), got {len(exclude)}")
-    rows = [sorted_unique(as_ids(row, f"exclude[{i}]", n)) for i, row in enumerate(exclude)]
-    indptr = np.zeros(nq + 1, dtype=np.int64)
-    np.cumsum([len(r) for r in rows], out=indptr[1:])
-    ids = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    return indptr, ids.astype(np.int64, copy=False)
+    return exclude
 
 
 def sorted_unique(ids: np.ndarray) -> np.ndarray:

@@ -3,15 +3,13 @@ normalisation of rows for cosine."""
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from llmrec import _core
-from llmrec._checks import allow_to_native, check_sparse_structure, exclude_to_csr
+from llmrec._checks import allow_to_native, check_sparse_structure, exclude_lists, exclude_to_csr
 
 
 class IndexBase:
@@ -61,16 +59,8 @@ class IndexBase:
                 kept_before = np.concatenate([[0], np.cumsum(keep)])
                 excluded = (kept_before[csr.indptr].astype(np.int64), rows[keep])
             else:
-                if isinstance(exclude, (str, bytes)) or not isinstance(exclude, (Sequence, np.ndarray)):
-                    raise TypeError("exclude must be a sparse matrix or a sequence of id arrays, one per "
-                                    f"query; got {type(exclude).__name__}")
-                if single and np.asarray(exclude, dtype=object).ndim == 1 and all(
-                        isinstance(x, numbers.Integral) for x in exclude):
-                    exclude = [exclude]
-                if len(exclude) != nq:
-                    raise ValueError(f"exclude must hold one id array per query ({nq}), got {len(exclude)}")
                 rows = [row_ids.translate(_caller_ids(e, f"exclude[{i}]"), n_rows)
-                        for i, e in enumerate(exclude)]
+                        for i, e in enumerate(exclude_lists(exclude, nq, single_query=single))]
                 indptr = np.zeros(nq + 1, dtype=np.int64)
                 np.cumsum([len(r) for r in rows], out=indptr[1:])
                 excluded = (indptr, np.concatenate(rows) if rows else np.zeros(0, np.int64))

@@ -98,3 +98,16 @@ def actor_died_message(exc: BaseException) -> str:
     """The first line of a Ray actor-death error, for an exception message of our own."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+_ACTOR_CLASSES: dict[type, Any] = {}
+
+
+def actor_class(cls: type) -> Any:
+    """``ray.remote(cls)``, made once per class (on first use, so importing needs no Ray)."""
+    remote = _ACTOR_CLASSES.get(cls)
+    if remote is None:
+        import ray
+
+        remote = _ACTOR_CLASSES[cls] = ray.remote(cls)
+    return remote

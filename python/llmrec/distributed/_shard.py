@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 class Shard:
     """Items ``start .. start + len - 1`` of a sharded index, held in an ExactIndex or a
-    QuantizedIndex. Made a Ray actor by :func:`shard_actor_class`; construction does
+    QuantizedIndex. Made a Ray actor by :func:`llmrec.distributed._ray.actor_class`; construction does
     nothing, :meth:`load` builds the index so that its errors reach the caller as
     ordinary exceptions (an error in an actor's constructor only kills the actor)."""
 
@@ -70,16 +70,3 @@ class Shard:
         if self._start:
             ids = np.where(ids >= 0, ids + self._start, ids)
         return ids, scores
-
-
-_ACTOR_CLASS = None
-
-
-def shard_actor_class() -> Any:
-    """:class:`Shard` as a Ray actor class (made once, on first use)."""
-    global _ACTOR_CLASS
-    if _ACTOR_CLASS is None:
-        import ray
-
-        _ACTOR_CLASS = ray.remote(Shard)
-    return _ACTOR_CLASS

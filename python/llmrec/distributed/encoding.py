@@ -24,7 +24,7 @@ _QUEUED_PER_ACTOR = 2
 
 
 class EncoderWorker:
-    """One TextEncoder in a Ray actor (made remote by :func:`_worker_class`). ``load``
+    """One TextEncoder in a Ray actor (made remote by :func:`._ray.actor_class`). ``load``
     builds it, so that a failure to load the model reaches the caller as the original
     exception (an error in an actor's constructor only kills the actor)."""
 
@@ -45,18 +45,6 @@ class EncoderWorker:
 
     def encode(self, texts: list[str], kind: str) -> np.ndarray:
         return np.ascontiguousarray(self._encoder.encode(texts, kind=kind), dtype=np.float32)
-
-
-_WORKER_CLASS = None
-
-
-def _worker_class() -> Any:
-    global _WORKER_CLASS
-    if _WORKER_CLASS is None:
-        import ray
-
-        _WORKER_CLASS = ray.remote(EncoderWorker)
-    return _WORKER_CLASS
 
 
 def encode(texts: Any, *, encoder: Any = "default", num_actors: int | None = None,
@@ -192,7 +180,7 @@ class _Pool:
         self._instance = None if instance is None else ray.put(instance)
 
     def start(self, count: int) -> dict[str, Any]:
-        worker = _worker_class()
+        worker = _ray.actor_class(EncoderWorker)
         new = [worker.remote() for _ in range(count - len(self.actors))]
         self.actors.extend(new)
         infos = self.wait([actor.load.remote(self._model, self._instance) for actor in new],

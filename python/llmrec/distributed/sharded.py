@@ -20,7 +20,7 @@ import numpy as np
 from llmrec._checks import (allow_to_native, as_float_matrix, as_queries, check_choice, check_int,
                             check_k, check_threads, check_vector_norms, exclude_to_csr)
 from llmrec.distributed import _ray
-from llmrec.distributed._shard import shard_actor_class
+from llmrec.distributed._shard import Shard
 from llmrec.distributed.merge import merge_topk, shard_bounds, split_exclusions
 from llmrec.exceptions import NotFittedError
 
@@ -113,7 +113,7 @@ class ShardedIndex:
         self._n, self._dim = n, int(items.shape[1])
         self._bounds = shard_bounds(n, num_shards)
         self._actors: list[Any] = []
-        actor_class = shard_actor_class()
+        actor_class = _ray.actor_class(Shard)
         with _ray.killed_on_error(self._actors):
             loads = []
             for s in range(num_shards):

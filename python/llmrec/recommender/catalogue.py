@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from llmrec._arrays import marked
 from llmrec.exceptions import UnknownIdError
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories
 from llmrec.recommender.late_items import LateItems
@@ -61,10 +62,7 @@ def remove_items(model: Any, item_ids: Any) -> None:
             raise ValueError("item_ids names an item more than once")
         if len(rows) == 0:
             return
-        removed = np.zeros(snap.n_items, dtype=np.uint8)
-        if snap.removed is not None:
-            removed[:len(snap.removed)] = snap.removed[:snap.n_items]
-        removed[rows] = 1
+        removed = marked(snap.removed, snap.n_items, rows)
         snap.items.index.remove(rows)  # stage 1 (shared with pinned snapshots): skipped in the scan
         model._item_map.forget(rows)
         model._publisher.publish(snap._replace(removed=removed))

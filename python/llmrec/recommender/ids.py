@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmrec._arrays import grow_rows
+from llmrec._arrays import grow_rows, marked
 from llmrec._checks import plain
 from llmrec.exceptions import UnknownIdError
 
@@ -164,9 +164,7 @@ class IdMap:
         if self._gone is None:
             self._tables = (pd.Index(ids.copy()), {}, None)
             return
-        gone = np.zeros(self._n, dtype=bool)
-        gone[:len(self._gone)] = self._gone[:self._n] != 0
-        live = np.flatnonzero(~gone)
+        live = np.flatnonzero(self.gone == 0)
         self._tables = (pd.Index(ids[live]), {}, live)
 
     def forget(self, rows: np.ndarray, *, erase: bool = False) -> None:
@@ -174,10 +172,7 @@ class IdMap:
         the ids themselves are overwritten too (0 or ""), so no copy of them remains."""
         if len(rows) == 0:
             return
-        gone = np.zeros(self._n, dtype=np.uint8)
-        if self._gone is not None:
-            gone[:len(self._gone)] = self._gone[:self._n]
-        gone[rows] = 1
+        gone = marked(self._gone, self._n, rows)
         if erase:
             ids = self._ids.copy()  # readers holding the old array keep it whole
             ids[rows] = 0 if self.kind == "int" else ""
@@ -190,9 +185,7 @@ class IdMap:
         """uint8 per row, 1 where the id was removed or erased; None when none was."""
         if self._gone is None:
             return None
-        out = np.zeros(self._n, dtype=np.uint8)
-        out[:min(len(self._gone), self._n)] = self._gone[:self._n]
-        return out
+        return marked(self._gone, self._n, np.zeros(0, dtype=np.int64))
 
     def to_ids(self, rows: np.ndarray) -> np.ndarray:
         """Caller ids for row numbers; -1 rows (padding) stay -1."""
