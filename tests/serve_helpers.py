@@ -12,11 +12,17 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
+import pytest
 
-from llmrec import Recommender
+# Every server test module imports this first: without the [serve] extra it skips whole.
+pytest.importorskip("fastapi", reason="the [serve] extra (fastapi) is not installed")
+pytest.importorskip("uvicorn", reason="the [serve] extra (uvicorn) is not installed")
+pytest.importorskip("prometheus_client", reason="the [serve] extra (prometheus-client) is not installed")
+import httpx  # noqa: E402
 
-from recommender_helpers import WordEncoder, small_data
+from llmrec import Recommender  # noqa: E402
+
+from recommender_helpers import WordEncoder, small_data  # noqa: E402
 
 KEY = "test-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}

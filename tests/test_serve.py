@@ -11,9 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi", reason="the [serve] extra (fastapi) is not installed")
-pytest.importorskip("uvicorn", reason="the [serve] extra (uvicorn) is not installed")
-pytest.importorskip("prometheus_client", reason="the [serve] extra (prometheus-client) is not installed")
+from serve_helpers import AUTH, KEY, fit_small  # first: skips the module without the [serve] extra
 
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -21,7 +19,6 @@ from llmrec import Recommender  # noqa: E402
 from llmrec.serve import create_app, limits  # noqa: E402
 
 from recommender_helpers import WordEncoder  # noqa: E402
-from serve_helpers import AUTH, KEY, fit_small  # noqa: E402
 
 pytestmark = pytest.mark.serve
 

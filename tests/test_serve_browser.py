@@ -15,15 +15,12 @@ from urllib.parse import urlencode
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the [serve] extra (fastapi) is not installed")
-pytest.importorskip("uvicorn", reason="the [serve] extra (uvicorn) is not installed")
-pytest.importorskip("prometheus_client", reason="the [serve] extra (prometheus-client) is not installed")
+from serve_helpers import KEY, fit_small, thread_server  # first: skips the module without the [serve] extra
 import httpx  # noqa: E402
 
 from llmrec.serve import create_app  # noqa: E402
 
 from recommender_helpers import WordEncoder  # noqa: E402
-from serve_helpers import KEY, fit_small, thread_server  # noqa: E402
 
 pytestmark = [pytest.mark.serve, pytest.mark.browser]
 

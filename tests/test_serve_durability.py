@@ -12,14 +12,11 @@ import time
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the [serve] extra (fastapi) is not installed")
-pytest.importorskip("uvicorn", reason="the [serve] extra (uvicorn) is not installed")
-pytest.importorskip("prometheus_client", reason="the [serve] extra (prometheus-client) is not installed")
+from serve_helpers import AUTH, KEY, fit_small, start_cli_server, stop  # first: skips the module without the [serve] extra
 import httpx  # noqa: E402
 
 from llmrec.serve.holder import ModelHolder  # noqa: E402
 
-from serve_helpers import AUTH, KEY, fit_small, start_cli_server, stop  # noqa: E402
 
 pytestmark = pytest.mark.serve
 
