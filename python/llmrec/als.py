@@ -447,11 +447,13 @@ class ALS(Estimator):
 
     @property
     def n_users_(self) -> int:
+        """Rows of ``user_factors_`` (users added by partial fits included)."""
         self._check_fitted()
         return int(self.user_factors_.shape[0])
 
     @property
     def n_items_(self) -> int:
+        """Rows of ``item_factors_`` (items added by partial fits included)."""
         self._check_fitted()
         return int(self.item_factors_.shape[0])
 

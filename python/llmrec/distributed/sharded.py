@@ -135,14 +135,17 @@ class ShardedIndex:
 
     @property
     def metric(self) -> str:
+        """"ip" or "cosine", as given."""
         return self._metric
 
     @property
     def codec(self) -> str | None:
+        """The shards' QuantizedIndex codec, or None for exact shards."""
         return self._codec
 
     @property
     def num_shards(self) -> int:
+        """How many shard actors hold the items."""
         return int(self._bounds.shape[0] - 1)
 
     @property
@@ -152,6 +155,7 @@ class ShardedIndex:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has killed the shard actors."""
         return not self._actors
 
     def __repr__(self) -> str:

@@ -42,14 +42,17 @@ class Calibration(NamedTuple):
     negatives: int
 
     def probability(self, scores: np.ndarray) -> np.ndarray:
+        """P(interaction) of blended scores: σ(a·score + b), float64."""
         return expit(self.a * np.asarray(scores, dtype=np.float64) + self.b)
 
     def to_json(self) -> dict[str, Any]:
+        """The record saved in the model's metadata."""
         return {"method": "platt", "a": self.a, "b": self.b, "positives": self.positives,
                 "negatives": self.negatives}
 
     @classmethod
     def from_json(cls, value: Any) -> Calibration:
+        """The calibration of a saved record; ``ValueError`` when it is not a valid one."""
         if not isinstance(value, dict) or value.get("method") != "platt":
             raise ValueError(f"calibration must be a Platt record, got {value!r}")
         a, b = float(value["a"]), float(value["b"])

@@ -87,6 +87,8 @@ class EventsRequest(_Body):
 
 
 class NewItem(_Body):
+    """An item to add: its id, its text (what the encoder reads) and an optional title."""
+
     item_id: Id
     text: Annotated[str, Strict(), Field(min_length=1, max_length=MAX_TEXT_CHARS)]
     title: Optional[Annotated[str, Strict(), Field(max_length=MAX_TITLE_CHARS)]] = None
@@ -113,6 +115,9 @@ class Recommendations(BaseModel):
 
 
 class Explanation(BaseModel):
+    """Why an item scores as it does for a user: the sentence, the score, each signal's
+    share and the history items cited."""
+
     text: str
     score: float
     signals: dict[str, float]
@@ -120,6 +125,8 @@ class Explanation(BaseModel):
 
 
 class WriteResult(BaseModel):
+    """An acknowledged write: what was applied, to how many ids, and the log's length."""
+
     ok: bool = True
     applied: str
     count: int
@@ -127,6 +134,8 @@ class WriteResult(BaseModel):
 
 
 class ModelState(BaseModel):
+    """The served model: status, version (one per load or reload), sizes and id kinds."""
+
     status: str
     version: int
     items: int
