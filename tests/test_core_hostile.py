@@ -100,6 +100,30 @@ def test_search_quantized_checks_slot_ids(rng, codec, bad_id, with_allow):
         _core.search_quantized(*args)
 
 
+@pytest.mark.parametrize("codec", ["sq8", "fp16", "pq4"])
+@pytest.mark.parametrize("where", ["same list", "other list", "overlapping lists", "bool dtype"])
+def test_search_quantized_refuses_repeated_slot_ids(rng, codec, where):
+    # Fuzz finding: bool slot ids (cast to 0/1) returned one item five times in a row.
+    _, args = _quantized_lists(rng, codec)
+    slot_ids, starts, sizes = args[18], args[16].copy(), args[17]
+    if where == "same list":
+        slot_ids[starts[0] + 1] = slot_ids[starts[0]]
+    elif where == "other list":
+        slot_ids[starts[1]] = slot_ids[starts[0]]
+    elif where == "overlapping lists":
+        # Shift list 1 onto list 0's slots (same sizes, starts still block-aligned).
+        starts[1] = starts[0]
+        args[16] = starts
+    else:
+        args[18] = slot_ids.astype(bool)
+    if where == "overlapping lists":
+        with pytest.raises(ValueError, match="slot ids (repeated|out of range)|lists must hold"):
+            _core.search_quantized(*args)
+        return
+    with pytest.raises(ValueError, match="slot ids repeated"):
+        _core.search_quantized(*args)
+
+
 def test_search_quantized_checks_list_ranges_without_wrapping(rng):
     _, args = _quantized_lists(rng)
     args[16] = args[16].copy()
