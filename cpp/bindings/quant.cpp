@@ -37,6 +37,18 @@ bool slot_range_fits(std::size_t first, std::size_t n, std::size_t capacity) {
 }
 using HalfArray = llmrec::bindings::InputArray<uint16_t>;
 
+// True when no row of an (nq, k) result repeats an id (-1 padding aside).
+bool rows_distinct(const int64_t* ids, std::size_t nq, std::size_t k) {
+  std::vector<int64_t> row;
+  for (std::size_t q = 0; q < nq; ++q) {
+    row.assign(ids + q * k, ids + (q + 1) * k);
+    row.erase(std::remove(row.begin(), row.end(), int64_t{-1}), row.end());
+    std::sort(row.begin(), row.end());
+    if (std::adjacent_find(row.begin(), row.end()) != row.end()) return false;
+  }
+  return true;
+}
+
 // The sq8 parameters the codecs multiply with and divide by: mid finite; step finite and
 // either 0 (a constant dimension) or at least the smallest normal float, so that 1 / step
 // is a finite float (a denormal step would turn codes and query levels into inf and NaN).
@@ -387,6 +399,11 @@ py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t 
   return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
     llmrec::quant::search(view, queries.data(), nq, k_out, filter,
                           static_cast<std::size_t>(rerank), threads, ids_out, scores_out);
+    // Lists are checked for ids in range per call, not for repeats (a pass over the probed
+    // slots with a bit per item cost more than the search): a repeated slot id, or lists
+    // that overlap, is caught where it would do harm, as an id twice in a result row.
+    if (centroids && !rows_distinct(ids_out, nq, k_out))
+      throw std::invalid_argument("slot ids repeated: the probed lists hold an item id more than once");
   });
 }
 

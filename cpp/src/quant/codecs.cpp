@@ -385,39 +385,17 @@ namespace detail {
 // keeps a few-probe search from paying for a pass over every slot.
 void check_probed_slot_ids(const IndexView& index, const int64_t* probe_ids, std::size_t count) {
   std::vector<uint8_t> checked(index.partitions, 0);
-  std::vector<int64_t> lists;
-  bool in_range = true;
+  bool ok = true;
   for (std::size_t j = 0; j < count; ++j) {
     const int64_t p = probe_ids[j];
     if (p < 0 || checked[p]) continue;
     checked[p] = 1;
-    lists.push_back(p);
     const int64_t* ids = index.slot_ids + index.list_starts[p];
     const int64_t size = index.list_sizes[p];
     // One unsigned compare per id: negative ids wrap to huge values.
-    for (int64_t s = 0; s < size; ++s) in_range &= static_cast<uint64_t>(ids[s]) < index.n;
+    for (int64_t s = 0; s < size; ++s) ok &= static_cast<uint64_t>(ids[s]) < index.n;
   }
-  if (!in_range) throw std::invalid_argument("slot ids out of range: every slot of a list must hold an item id in [0, n)");
-  // An id held by two probed slots (a repeated slot id, or lists that overlap) would come
-  // back twice in a row. A bit per item, kept per thread and cleared by the same walk that
-  // set it, so the check costs O(probed slots), not O(n), per call.
-  thread_local std::vector<uint64_t> seen;
-  if (seen.size() < index.n / 64 + 1) seen.assign(index.n / 64 + 1, 0);
-  bool distinct = true;
-  for (const int64_t p : lists) {
-    const int64_t* ids = index.slot_ids + index.list_starts[p];
-    for (int64_t s = 0; s < index.list_sizes[p]; ++s) {
-      const uint64_t bit = uint64_t{1} << (ids[s] & 63);
-      uint64_t& word = seen[static_cast<uint64_t>(ids[s]) >> 6];
-      distinct &= (word & bit) == 0;
-      word |= bit;
-    }
-  }
-  for (const int64_t p : lists) {
-    const int64_t* ids = index.slot_ids + index.list_starts[p];
-    for (int64_t s = 0; s < index.list_sizes[p]; ++s) seen[static_cast<uint64_t>(ids[s]) >> 6] = 0;
-  }
-  if (!distinct) throw std::invalid_argument("slot ids repeated: the probed lists hold an item id more than once");
+  if (!ok) throw std::invalid_argument("slot ids out of range: every slot of a list must hold an item id in [0, n)");
 }
 
 void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
