@@ -307,8 +307,11 @@ def als(g: G) -> None:
         model.predict(g.ids(nu, 3, "user_ids", sort=False), g.ids(ni, 3, "item_ids", sort=False))
     elif what == "explain":
         u = g.int_(g.int_between(0, nu - 1), "user_id")
-        model.explain(u, ui[u % nu] if g.chance(0.5) else ui, g.int_(g.int_between(0, ni - 1), "item_id"),
-                      k=_k(g, ni))
+        # The user's own row when u is a plain valid index (the harness must not index
+        # with a hostile u itself), else the whole matrix.
+        own_row = isinstance(u, (int, np.integer)) and not isinstance(u, bool) and 0 <= u < nu
+        model.explain(u, ui[int(u)] if own_row and g.chance(0.5) else ui,
+                      g.int_(g.int_between(0, ni - 1), "item_id"), k=_k(g, ni))
     else:
         model.loss(ui if g.chance(0.7) else _interactions(g, nu, ni, "loss user_items"))
 

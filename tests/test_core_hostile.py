@@ -125,6 +125,25 @@ def test_search_quantized_never_repeats_an_id(rng, codec, where):
         assert len(np.unique(real)) == len(real), row
 
 
+@pytest.mark.parametrize("codec", ["sq8", "fp16", "pq4"])
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_search_quantized_rerank_refuses_unbounded_rows(rng, codec, bad):
+    # Fuzz finding: inf rows in `vectors` re-scored to [inf, nan, inf, ...].
+    x, args = _quantized_lists(rng, codec)
+    vectors = x.copy()
+    vectors[:, 0] = bad  # every row: whichever the shortlist holds
+    args[6], args[13] = vectors, 4
+    with pytest.raises(ValueError, match="non-finite score"):
+        _core.search_quantized(*args)
+    args[6] = x  # the same call with bounded rows re-scores exactly
+    ids, scores = _core.search_quantized(*args)
+    q, rows = x[:2].astype(np.float64), x.astype(np.float64)
+    expected = np.take_along_axis(q @ rows.T, ids, axis=1)
+    # float32 sums of d products: |error| <= d * eps * sum |q_i x_i|
+    bound = np.take_along_axis(np.abs(q) @ np.abs(rows).T, ids, axis=1) * 16 * np.finfo(np.float32).eps
+    assert (np.abs(scores - expected) <= bound).all()
+
+
 def test_search_quantized_checks_list_ranges_without_wrapping(rng):
     _, args = _quantized_lists(rng)
     args[16] = args[16].copy()

@@ -556,6 +556,7 @@ void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const floa
   // Shortlists are small: each candidate's row is scored directly (eight partial sums,
   // which the compiler keeps in vector registers) and the best k picked by sorting.
   const std::size_t per_task = 16;
+  std::atomic<bool> finite{true};
   parallel_for((nq + per_task - 1) / per_task, std::max<std::size_t>(1, num_threads), [&](std::size_t t) {
     std::vector<int64_t> ids;
     std::vector<std::pair<float, int64_t>> scored;
@@ -589,6 +590,8 @@ void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const floa
         for (; i < d; ++i) tail += query[i] * row[i];
         const float score = ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
                             ((partial[2] + partial[6]) + (partial[3] + partial[7])) + tail;
+        // Bounded queries and rows give finite scores; a NaN would break the ordering.
+        if (!std::isfinite(score)) finite.store(false, std::memory_order_relaxed);
         scored.emplace_back(score, id);
       }
       const std::size_t keep = std::min(k, scored.size());
@@ -600,6 +603,9 @@ void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const floa
       }
     }
   });
+  if (!finite.load())
+    throw std::invalid_argument("vectors: a re-scored row gives a non-finite score: rows must be finite with "
+                                "L2 norm at most 2**63 (~9.2e18)");
 }
 
 void search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
