@@ -1,8 +1,8 @@
 """The read endpoints' path (``/recommend``, ``/recommend/history``, ``/search``,
 ``/similar``): what a server under load spends its time on.
 
-Each request costs the HTTP stack a few hundred microseconds of GIL-held Python at most:
-its body is validated straight from the bytes by its pydantic model (pydantic-core: the
+What a request costs beyond the model's own work is kept to the HTTP stack's (about
+0.1–0.2 ms of CPU, ``bench/bench_serve.py``'s floor): its body is validated straight from the bytes by its pydantic model (pydantic-core: the
 same model documents it in OpenAPI, and a bad body gets the same 422 naming the field as
 on every other endpoint), then the model's work and the answer's JSON (orjson) run on
 :class:`ReadPool`'s fixed set of threads, where the native work releases the GIL. A pool
@@ -47,7 +47,6 @@ class ReadPool:
     def __init__(self, threads: int) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive int, got {threads!r}")
-        self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="llmrec-read")
 
     async def run(self, work: Callable[..., Any], *args: Any) -> Any:
