@@ -2,9 +2,10 @@
 ``/similar``): what a server under load spends its time on.
 
 What a request costs beyond the model's own work is kept to the HTTP stack's (about
-0.1–0.2 ms of CPU, ``bench/bench_serve.py``'s floor): its body is validated straight from the bytes by its pydantic model (pydantic-core: the
-same model documents it in OpenAPI, and a bad body gets the same 422 naming the field as
-on every other endpoint), then the model's work and the answer's JSON (orjson) run on
+0.1–0.2 ms of CPU, ``bench/bench_serve.py``'s floor): its body is validated straight
+from the bytes by its pydantic model (pydantic-core: the same model documents it in
+OpenAPI, and a bad body gets the same 422 naming the field as on every other endpoint),
+then the model's work and the answer's JSON (orjson) run on
 :class:`ReadPool`'s fixed set of threads, where the native work releases the GIL. A pool
 about the size of the machine, not one thread per waiting request, serves the requests in
 the order they came (a steady p99) and leaves the writes and ``/admin`` their own threads,
