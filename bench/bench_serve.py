@@ -1,23 +1,28 @@
-"""``llmrec serve`` under load: throughput, p50/p99 latency and errors of POST /recommend
-on a 100,000-item model, alone and with a concurrent stream of updates plus one live
-reload, against the in-process ``Recommender.recommend`` throughput of the same model
-on the same cores.
+"""``llmrec serve`` under load: throughput, p50/p99 latency, errors and resident memory of
+POST /recommend on a 100,000-item model, alone and with a concurrent stream of updates
+plus one live reload, against the in-process ``Recommender.recommend`` throughput of the
+same model on the same cores with the same threads; and the floor: what uvicorn, FastAPI
+and the hop to a reader thread cost for an endpoint that does nothing.
 
 Everything runs on 127.0.0.1 (run it inside ``unshare -n sh -c 'ip link set lo up && …'``).
-The server is a subprocess pinned to the server cores (half the machine's, at least
-one); the load generator (httpx async, ``--clients`` concurrent requests) runs in this
-process on the other cores, every loop bounded by ``--duration`` and ``--max-requests``.
-The in-process baseline runs ``--threads`` threads calling ``recommend`` in a
-subprocess pinned to the same server cores. The model is fitted on synthetic data with a
+The server is a subprocess pinned to the server cores (half the machine's, at least one),
+serving reads on ``--threads`` threads (default two per server core, the server's own
+default); the in-process baseline runs as many threads calling ``recommend`` in a
+subprocess pinned to the same cores. The load generator is ``wrk`` (C; Debian package
+``wrk``) on the other cores with ``--clients`` connections, each phase bounded by
+``--duration`` and ``--max-requests``; the updates (one user's new clicks, back to back)
+and the reload come from this process. The model is fitted on synthetic data with a
 384-dim stand-in text encoder (hashing: no meaning, the serving path is the same) and
 ``num_threads=1`` (concurrency comes from requests, each on its own thread).
 
 Targets (issue 18): served ≥ 0.7× in-process throughput, p99 ≤ 5× p50, zero errors,
-resident memory flat (the server's RSS at the start and the end of each phase). Besides
-throughput, each row gives the CPU time per request of the server process (all its
-threads; for the baseline, of the in-process run) and of the load generator: unlike
-throughput, these hold on a machine busy with other work, and they show whether the
-load generator, not the server, was the limit.
+resident memory flat (the server's RSS sampled through each phase: start, peak, end).
+Besides throughput, each row gives the CPU time per request of the server process (all
+its threads) or of the in-process run, and of the load generator: unlike throughput,
+these hold on a machine busy with other work ("CPU ratio": in-process over served CPU
+per request, what the throughput ratio is when both get the same share of the cores).
+The in-process baseline runs before and after the served phases; the ratios are taken
+against the faster of the two runs and the lower of their CPU times per request.
 
     python bench/bench_serve.py                                   # full: 100k items, 60 s per phase
     python bench/bench_serve.py --items 20000 --users 5000 --duration 10   # quick
@@ -26,9 +31,10 @@ load generator, not the server, was the limit.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,12 +44,35 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fastapi import Request  # the floor endpoint's annotation (resolved from this module)
 
 KEY = "bench-key-0123456789abcdef"
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_recommender import StandInEncoder  # noqa: E402  (384-d hashed text: sizes and paths only)
+
+# wrk's script: random known users, bounded in count, one JSON summary line at the end.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local users, limit, done_count = %(users)d, %(limit)d, 0
+math.randomseed(%(seed)d)
+request = function()
+  return wrk.format(nil, "%(path)s", nil, '{"user_id":' .. math.random(0, users - 1) .. ',"k":10}')
+end
+response = function(status, headers, body)
+  done_count = done_count + 1
+  if done_count >= limit then wrk.thread:stop() end
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests":%%d,"seconds":%%f,"p50":%%f,"p99":%%f,' ..
+    '"errors":{"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d}}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
+    latency:percentile(99) / 1e3, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
 
 
 def _cores() -> tuple[list[int], list[int]]:
@@ -75,11 +104,52 @@ def _percentiles(latencies: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
+def _machine() -> str:
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 # ------------------------------------------------------------------ subprocess roles
-def serve_role(model_dir: str, port: int, key_file: str) -> int:
+def serve_role(model_dir: str, port: int, key_file: str, threads: int) -> int:
     from llmrec.serve import run
 
-    return run(model_dir, port=port, api_key_file=key_file, encoder=StandInEncoder(), log_level="warning")
+    return run(model_dir, port=port, api_key_file=key_file, encoder=StandInEncoder(),
+               log_level="warning", workers=threads)
+
+
+def floor_role(port: int, threads: int) -> int:
+    """An endpoint that does nothing (a fixed ten-item answer, made on a reader thread)
+    behind uvicorn and FastAPI as the server runs them: the HTTP path's own cost."""
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    from llmrec.serve.reads import ReadPool
+
+    answer = json.dumps({"items": list(range(10)), "scores": [1.0] * 10, "labels": None}).encode()
+    pool, app = ReadPool(threads), FastAPI()
+
+    @app.post("/recommend")
+    async def nothing(request: Request) -> Response:
+        await request.body()
+        return Response(await pool.run(lambda: answer), media_type="application/json")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                server_header=False)
+    return 0
 
 
 def inprocess_role(model_dir: str, threads: int, duration: float, max_requests: int, n_users: int) -> int:
@@ -120,65 +190,90 @@ def inprocess_role(model_dir: str, threads: int, duration: float, max_requests: 
     return 0
 
 
-# ------------------------------------------------------------------ the load generator
-async def _load(url: str, clients: int, duration: float, max_requests: int, n_users: int,
-                updates: bool, reload_at: float | None, n_items: int) -> dict:
+# ------------------------------------------------------------------ the load
+def _wrk(url: str, script: Path, clients: int, duration: float, client_cores: list[int]) -> dict:
+    """One bounded wrk run; its summary, and its own CPU time (client_cpu)."""
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(duration))}s", "--timeout", "60s",
+               "-s", str(script), url]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: os.sched_setaffinity(0, client_cores))
+    timer = threading.Timer(duration + 120, process.kill)  # wrk stops itself; this is the backstop
+    timer.start()
+    try:
+        out = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        timer.cancel()
+    lines = [line[4:] for line in out.splitlines() if line.startswith("WRK ")]
+    if process.returncode != 0 or not lines:
+        raise SystemExit(f"wrk failed ({process.returncode}):\n{out[-2000:]}")
+    result = json.loads(lines[-1])
+    result["errors"] = {name: n for name, n in result["errors"].items() if n}
+    result["client_cpu"] = usage.ru_utime + usage.ru_stime
+    return result
+
+
+class _Sampler(threading.Thread):
+    """The server's RSS every ``period`` seconds until stopped: (start, peak, end)."""
+
+    def __init__(self, pid: int, period: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.period, self.values = pid, period, [_rss_mb(pid)]
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.period):
+            self.values.append(_rss_mb(self.pid))
+
+    def finish(self) -> tuple[float, float, float]:
+        self._stop_event.set()
+        self.join()
+        self.values.append(_rss_mb(self.pid))
+        return self.values[0], max(self.values), self.values[-1]
+
+
+def _updates(url: str, duration: float, max_requests: int, n_users: int, n_items: int,
+             reload_at: float | None, out: dict) -> list[threading.Thread]:
+    """Threads of this process: one stream of updates (a user's new clicks, back to back)
+    and one reload ``reload_at`` seconds in, both bounded by ``duration``."""
     import httpx
 
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    issued = 0
-    writes = {"ok": 0, "failed": 0}
-    reload_report: dict = {}
-    rng = np.random.default_rng(4)
-    users = rng.integers(0, n_users, max_requests)
-    limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
-    start, cpu = time.perf_counter(), time.process_time()
-    deadline = start + duration
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http:
-        async def reader() -> None:
-            nonlocal issued
-            while time.perf_counter() < deadline and issued < max_requests:
-                user = int(users[issued])
-                issued += 1
-                t0 = time.perf_counter()
-                try:
-                    got = await http.post("/recommend", json={"user_id": user, "k": 10})
-                    if got.status_code != 200:
-                        errors[str(got.status_code)] = errors.get(str(got.status_code), 0) + 1
-                        continue
-                except httpx.HTTPError as error:
-                    errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
-                    continue
-                latencies.append(time.perf_counter() - t0)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    deadline = time.perf_counter() + duration
+    out.update(writes={"ok": 0, "failed": 0}, reload={})
 
-        async def writer() -> None:  # one update stream: a user's new clicks, back to back
+    def writer() -> None:
+        rng = np.random.default_rng(4)
+        with httpx.Client(base_url=url, timeout=60.0) as http:
             n = 0
             while time.perf_counter() < deadline and n < max_requests:
-                body = {"user_id": int(rng.integers(0, n_users)),
-                        "items": rng.integers(0, n_items, 2).tolist()}
-                got = await http.post("/events", json=body, headers={"Authorization": f"Bearer {KEY}"})
-                writes["ok" if got.status_code == 200 else "failed"] += 1
+                body = {"user_id": int(rng.integers(0, n_users)), "items": rng.integers(0, n_items, 2).tolist()}
+                try:
+                    ok = http.post("/events", json=body, headers=auth).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                out["writes"]["ok" if ok else "failed"] += 1
                 n += 1
-                await asyncio.sleep(0.01)
+                time.sleep(0.01)
 
-        async def reloader() -> None:
-            await asyncio.sleep(reload_at)
-            t0 = time.perf_counter()
-            got = await http.post("/admin/reload", headers={"Authorization": f"Bearer {KEY}"}, timeout=600)
-            reload_report.update(got.json() if got.status_code == 200 else {"error": got.text[:300]})
-            reload_report.update(status=got.status_code, request_seconds=round(time.perf_counter() - t0, 3))
+    def reloader() -> None:
+        time.sleep(reload_at)
+        t0 = time.perf_counter()
+        try:
+            got = httpx.post(f"{url}/admin/reload", headers=auth, timeout=600)
+            out["reload"].update(got.json() if got.status_code == 200 else {"error": got.text[:300]})
+            out["reload"]["status"] = got.status_code
+        except httpx.HTTPError as error:
+            out["reload"].update(error=repr(error), status=None)
+        out["reload"]["request_seconds"] = round(time.perf_counter() - t0, 3)
 
-        tasks = [reader() for _ in range(clients)]
-        if updates:
-            tasks.append(writer())
-        if reload_at is not None:
-            tasks.append(reloader())
-        await asyncio.gather(*tasks)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    p50, p99 = _percentiles(latencies)
-    return {"requests": len(latencies), "seconds": elapsed, "p50": p50, "p99": p99,
-            "errors": errors, "writes": writes, "reload": reload_report, "client_cpu": cpu}
+    threads = [threading.Thread(target=writer, daemon=True)]
+    if reload_at is not None:
+        threads.append(threading.Thread(target=reloader, daemon=True))
+    for t in threads:
+        t.start()
+    return threads
 
 
 def _fit(args: argparse.Namespace, model_dir: Path) -> None:
@@ -219,15 +314,61 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _line(name: str, r: dict, baseline: float | None) -> str:
+def _line(name: str, r: dict, baseline: dict | None) -> str:
     throughput = r["requests"] / r["seconds"]
-    ratio = f"{throughput / baseline:.2f}x" if baseline else "1.00x"
-    errors = sum(r.get("errors", {}).values())
-    rss = f"{r['rss_start']:.0f} → {r['rss_end']:.0f} MB" if "rss_start" in r else "-"
-    per = lambda seconds: f"{seconds / max(r['requests'], 1) * 1e3:.2f}"  # noqa: E731
-    client = per(r["client_cpu"]) if "client_cpu" in r else "-"
-    return (f"| {name} | {throughput:,.0f} | {ratio} | {r['p50']:.2f} | {r['p99']:.2f} | "
-            f"{r['p99'] / r['p50']:.1f} | {per(r['cpu'])} | {client} | {errors} | {rss} |")
+    per = lambda seconds: seconds / max(r["requests"], 1) * 1e3  # noqa: E731  ms per request
+    if baseline is None:
+        ratio = cpu_ratio = "–"
+    else:
+        ratio = f"{throughput / (baseline['requests'] / baseline['seconds']):.2f}×"
+        cpu_ratio = f"{baseline['cpu'] / baseline['requests'] / (r['cpu'] / max(r['requests'], 1)):.2f}×"
+    errors = ", ".join(f"{n} {kind}" for kind, n in r.get("errors", {}).items()) or "0"
+    rss = f"{r['rss'][0]:.0f} / {r['rss'][1]:.0f} / {r['rss'][2]:.0f}" if "rss" in r else "–"
+    client = f"{per(r['client_cpu']):.3f}" if "client_cpu" in r else "–"
+    return (f"| {name} | {throughput:,.0f} | {ratio} | {cpu_ratio} | {r['p50']:.2f} | {r['p99']:.2f} | "
+            f"{r['p99'] / r['p50']:.1f} | {per(r['cpu']):.3f} | {client} | {errors} | {rss} |")
+
+
+class _Server:
+    """A server role as a subprocess pinned to ``cores``; stopped on exit."""
+
+    def __init__(self, command: list[str], cores: list[int]) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([*command, "--port", str(self.port)],
+                                        preexec_fn=lambda: os.sched_setaffinity(0, cores))
+
+    def __enter__(self) -> "_Server":
+        try:
+            _wait_healthy(self.url, self.process)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(30)
+
+
+def _phase(server: _Server, script: Path, args: argparse.Namespace, client_cores: list[int],
+           updates: bool = False, reload_at: float | None = None) -> dict:
+    """One bounded wrk run against ``server``, with its CPU time and RSS, and optionally
+    a stream of updates and one reload from this process."""
+    pid = server.process.pid
+    sampler, cpu, extra = _Sampler(pid), _cpu_seconds(pid), {}
+    sampler.start()
+    writers = (_updates(server.url, args.duration, args.max_requests, args.users, args.items, reload_at, extra)
+               if updates else [])
+    result = _wrk(f"{server.url}/recommend", script, args.clients, args.duration, client_cores)
+    for t in writers:
+        t.join(args.duration + 600)
+    result.update(extra, cpu=_cpu_seconds(pid) - cpu, rss=sampler.finish())
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,23 +376,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=100_000, help="catalogue size")
     parser.add_argument("--users", type=int, default=20_000, help="users in the synthetic data")
     parser.add_argument("--iterations", type=int, default=15, help="ALS iterations of the fit")
-    parser.add_argument("--clients", type=int, default=64, help="concurrent HTTP requests")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent HTTP connections (wrk)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads of the in-process baseline (default: 2 per server core)")
+                        help="reader threads of the server, and threads of the in-process baseline "
+                             "(default: 2 per server core, the server's default)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per phase")
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per phase at most")
     parser.add_argument("--model-dir", default=None, help="reuse (or keep) the fitted model here")
-    parser.add_argument("--role", choices=("serve", "inprocess"), help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=("serve", "inprocess", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "serve":
-        return serve_role(args.model_dir, args.port, args.key_file)
+        return serve_role(args.model_dir, args.port, args.key_file, args.threads)
+    if args.role == "floor":
+        return floor_role(args.port, args.threads)
     if args.role == "inprocess":
         return inprocess_role(args.model_dir, args.threads, args.duration, args.max_requests, args.users)
+    if shutil.which("wrk") is None:
+        raise SystemExit("the load generator is wrk: install it (Debian: apt-get install wrk)")
 
     server_cores, client_cores = _cores()
     threads = args.threads or 2 * len(server_cores)
+    print(f"machine: {_machine()}; {_load()} at the start", flush=True)
     with tempfile.TemporaryDirectory(prefix="llmrec-bench-serve-") as tmp:
         model_dir = Path(args.model_dir or Path(tmp) / "model")
         if not (model_dir / "recommender.llmrec").exists():
@@ -260,59 +407,69 @@ def main(argv: list[str] | None = None) -> int:
         key_file = Path(tmp) / "key"
         key_file.write_text(KEY)
         key_file.chmod(0o600)
-        script = [sys.executable, str(Path(__file__).resolve()), "--model-dir", str(model_dir),
-                  "--users", str(args.users), "--items", str(args.items)]
-        pin = lambda: os.sched_setaffinity(0, server_cores)  # noqa: E731
-        print(f"cores: server and in-process baseline {server_cores}, load generator {client_cores}; "
-              f"{args.clients} clients, {args.duration:g} s or {args.max_requests:,} requests per phase",
-              flush=True)
+        script = Path(tmp) / "recommend.lua"
+        script.write_text(WRK_SCRIPT % {"users": args.users, "limit": args.max_requests, "seed": 4,
+                                        "path": "/recommend"})
+        role = [sys.executable, str(Path(__file__).resolve()), "--model-dir", str(model_dir),
+                "--users", str(args.users), "--items", str(args.items), "--threads", str(threads)]
+        print(f"cores: server and in-process baseline {server_cores}, load generator (wrk) "
+              f"{client_cores}; {threads} reader threads; {args.clients} connections, "
+              f"{args.duration:g} s or {args.max_requests:,} requests per phase", flush=True)
 
-        out = subprocess.run([*script, "--role", "inprocess", "--threads", str(threads), "--duration",
-                              str(args.duration), "--max-requests", str(args.max_requests)],
-                             capture_output=True, text=True, preexec_fn=pin, timeout=args.duration + 900)
-        if out.returncode != 0:
-            raise SystemExit(out.stderr[-3000:])
-        inproc = json.loads(out.stdout.strip().splitlines()[-1])
-        baseline = inproc["requests"] / inproc["seconds"]
+        def in_process() -> dict:
+            out = subprocess.run([*role, "--role", "inprocess", "--duration", str(args.duration),
+                                  "--max-requests", str(args.max_requests)], capture_output=True,
+                                 text=True, preexec_fn=lambda: os.sched_setaffinity(0, server_cores),
+                                 timeout=args.duration + 900)
+            if out.returncode != 0:
+                raise SystemExit(out.stderr[-3000:])
+            return json.loads(out.stdout.strip().splitlines()[-1])
 
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([*script, "--role", "serve", "--port", str(port), "--key-file",
-                                   str(key_file)], preexec_fn=pin)
+        before = in_process()
         os.sched_setaffinity(0, client_cores)
         results = {}
-        try:
-            _wait_healthy(url, server)
-            asyncio.run(_load(url, args.clients, min(5.0, args.duration), 2000, args.users, False, None,
-                              args.items))  # warm up
-            for name, updates, reload_at in (("served", False, None),
-                                             ("served + updates + 1 reload", True, args.duration / 2)):
-                rss_start, cpu = _rss_mb(server.pid), _cpu_seconds(server.pid)
-                r = asyncio.run(_load(url, args.clients, args.duration, args.max_requests, args.users,
-                                      updates, reload_at, args.items))
-                r.update(rss_start=rss_start, rss_end=_rss_mb(server.pid), cpu=_cpu_seconds(server.pid) - cpu)
-                results[name] = r
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(30)
+        with _Server([*role, "--role", "floor"], server_cores) as floor:
+            _wrk(f"{floor.url}/recommend", script, args.clients, 2, client_cores)  # warm up
+            results["floor: an endpoint doing nothing"] = _phase(floor, script, args, client_cores)
+        with _Server([*role, "--role", "serve", "--key-file", str(key_file)], server_cores) as server:
+            _wrk(f"{server.url}/recommend", script, args.clients, min(5.0, args.duration), client_cores)
+            results["served"] = _phase(server, script, args, client_cores)
+            results["served + updates"] = _phase(server, script, args, client_cores, updates=True)
+            results["served + updates + 1 reload"] = _phase(server, script, args, client_cores,
+                                                            updates=True, reload_at=args.duration / 2)
+        after = in_process()
+    # The baseline: the faster of the runs before and after the served ones (on a busy
+    # machine the load drifts), and its CPU per request the lower of the two.
+    inproc = max(before, after, key=lambda r: r["requests"] / r["seconds"])
+    inproc = {**inproc, "cpu": min(r["cpu"] / r["requests"] for r in (before, after)) * inproc["requests"]}
 
-    print("\n| run | requests/s | vs in-process | p50 ms | p99 ms | p99/p50 | server CPU ms/req | "
-          "load generator CPU ms/req | errors | server RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    print(_line(f"in-process recommend, {threads} threads", inproc, None))
+    print(f"\n{_load()} at the end")
+    print("\n| run | requests/s | vs in-process | CPU ratio | p50 ms | p99 ms | p99/p50 | "
+          "server CPU ms/req | wrk CPU ms/req | errors | server RSS MB start / peak / end |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print(_line(f"in-process recommend, {threads} threads, before", before, None))
+    print(_line(f"in-process recommend, {threads} threads, after", after, None))
     for name, r in results.items():
-        print(_line(f"{name}, {args.clients} clients", r, baseline))
-    mixed = results["served + updates + 1 reload"]
-    print(f"\nupdates during the mixed run: {mixed['writes']['ok']} acknowledged, "
-          f"{mixed['writes']['failed']} failed; reload: {mixed['reload']}")
-    failed = [name for name, r in results.items() if r["errors"]] + (
-        ["writes"] if mixed["writes"]["failed"] else []) + (
-        ["reload"] if mixed["reload"].get("status") != 200 else [])
-    print("errors in: " + ", ".join(failed) if failed else "no errors")
+        print(_line(f"{name}, {args.clients} connections", r, inproc))
+    for name in ("served + updates", "served + updates + 1 reload"):
+        r = results[name]
+        print(f"{name}: {r['writes']['ok']} updates acknowledged, {r['writes']['failed']} failed"
+              + (f"; reload: {r['reload']}" if r["reload"] else ""))
+
+    served = {name: r for name, r in results.items() if name.startswith("served")}
+    base = inproc["requests"] / inproc["seconds"]
+    print("\nratios against the faster in-process run and the lower in-process CPU per request")
+    print("targets (issue 18):")
+    for name, r in served.items():
+        ratio, tail = r["requests"] / r["seconds"] / base, r["p99"] / r["p50"]
+        grew = r["rss"][2] - r["rss"][0]
+        print(f"  {name}: throughput {ratio:.2f}× in-process ({'met' if ratio >= 0.7 else 'MISSED'}, ≥ 0.7×); "
+              f"p99/p50 {tail:.1f} ({'met' if tail <= 5 else 'MISSED'}, ≤ 5); RSS {grew:+.0f} MB over the "
+              f"phase ({'flat' if grew <= 0.05 * r['rss'][0] else 'NOT flat'}: within 5 %)")
+    failed = [name for name, r in served.items() if r["errors"]] + [
+        f"{name} writes" for name, r in served.items() if r.get("writes", {}).get("failed")] + [
+        f"{name} reload" for name, r in served.items() if r.get("reload") and r["reload"].get("status") != 200]
+    print("  errors in: " + ", ".join(failed) if failed else "  zero errors (reads, updates, reload): met")
     return 1 if failed else 0
 
 

@@ -334,3 +334,108 @@ def _assert_same_state(got: dict, expected: dict) -> None:
     assert got.keys() == expected.keys()
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+# ----------------------------------------------------------------- in-place updates
+def test_drain_holds_new_requests_back_until_the_running_ones_finish():
+    from llmrec.recommender.snapshot import Publisher
+
+    publisher, order = Publisher("snapshot"), []
+    pinned, release = threading.Event(), threading.Event()
+
+    def running() -> None:
+        with publisher.pin():
+            pinned.set()
+            release.wait(TIME_LIMIT_S)
+            order.append("running request ends")
+
+    def late() -> None:
+        deadline = time.monotonic() + TIME_LIMIT_S
+        while not publisher._held_back and time.monotonic() < deadline:  # the writer waits
+            time.sleep(0.001)
+        with publisher.pin() as (snapshot, _):
+            order.append(f"late request sees {snapshot}")
+
+    first, second = threading.Thread(target=running), threading.Thread(target=late)
+    first.start()
+    assert pinned.wait(TIME_LIMIT_S)
+    second.start()
+    threading.Timer(0.2, release.set).start()
+    with publisher.lock:
+        start = time.monotonic()
+        assert publisher.drain(TIME_LIMIT_S)
+        waited = time.monotonic() - start
+        publisher.current = "rewritten"
+        order.append("written")
+    for t in (first, second):
+        t.join(TIME_LIMIT_S)
+    assert waited >= 0.15
+    assert order == ["running request ends", "written", "late request sees rewritten"]
+    assert publisher.readers == 0
+
+
+def test_drain_gives_up_after_its_timeout_and_holds_nothing_back():
+    from llmrec.recommender.snapshot import Publisher
+
+    publisher = Publisher("snapshot")
+    with publisher.pin():
+        with publisher.lock:
+            start = time.monotonic()
+            assert not publisher.drain(0.05)
+            assert 0.04 <= time.monotonic() - start < TIME_LIMIT_S
+        with publisher.pin():  # not held back: the writer copies instead
+            assert publisher.readers == 2
+    assert publisher.readers == 0
+
+
+def _count_copies(monkeypatch) -> list[int]:
+    import llmrec.recommender.model as model
+
+    copies, copy = [], model.with_rows
+    monkeypatch.setattr(model, "with_rows", lambda *a: copies.append(1) or copy(*a))
+    return copies
+
+
+def test_an_update_during_a_long_request_copies_and_that_request_keeps_its_rows(data, monkeypatch):
+    rec = _fit(data)
+    rec.add_items(_new_item(90_000))  # no clicks yet: an update clicking it re-solves its rows
+    copies = _count_copies(monkeypatch)
+    with rec._publisher.pin() as (snap, _):  # a request running past the wait
+        before = {name: getattr(snap.items, name).copy() for name in ("V", "Vn", "P", "Q")}
+        rec.update(0, [90_000])
+        for name, rows in before.items():
+            assert np.array_equal(getattr(snap.items, name), rows), name
+    assert copies == [1]
+    after = rec._publisher.current.items
+    row = rec._item_map.rows([90_000], "item")[0]
+    assert not np.array_equal(after.V[row], before["V"][row])  # the update is published
+
+
+def test_updates_under_steady_requests_write_in_place(data, monkeypatch):
+    """Requests a few ms long, back to back on three threads: the updates wait for them
+    rather than copy the item matrices each time."""
+    rec = _fit(data)
+    rec.add_items(pd.concat([_new_item(91_000 + j) for j in range(20)], ignore_index=True))
+    copies = _count_copies(monkeypatch)
+    stop, errors = threading.Event(), []
+    deadline = time.monotonic() + TIME_LIMIT_S
+
+    def read() -> None:
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                assert rec.recommend([1, 2], 5).ids.shape == (2, 5)
+        except BaseException as error:  # noqa: BLE001 - surfaced below
+            errors.append(error)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    try:
+        for j in range(20):
+            rec.update(j % 7, [91_000 + j])
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(TIME_LIMIT_S)
+    assert not errors
+    assert len(copies) <= 5, f"{len(copies)} of 20 updates copied the item matrices"

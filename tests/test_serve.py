@@ -11,12 +11,14 @@ import sys
 import numpy as np
 import pytest
 
-from serve_helpers import AUTH, KEY, fit_small  # first: skips the module without the [serve] extra
+from serve_helpers import AUTH, KEY, fit_small, thread_server  # first: skips the module without the [serve] extra
+
+import httpx  # noqa: E402
 
 from fastapi.testclient import TestClient  # noqa: E402
 
 from llmrec import Recommender  # noqa: E402
-from llmrec.serve import create_app, limits  # noqa: E402
+from llmrec.serve import create_app, limits, reads  # noqa: E402
 
 from recommender_helpers import WordEncoder  # noqa: E402
 
@@ -132,6 +134,8 @@ def test_bad_input_is_a_4xx_naming_the_field(client, fitted, path, body, status,
     (b'{"user_id": 1}', {}),
     (b"\xff\xfe", {"content-type": "application/json"}),
     (b"null", {"content-type": "application/json"}),
+    (b'{"user_id": 1}', {"content-type": "text/plain"}),
+    (b'{"user_id": 1}', {"content-type": "application/x-www-form-urlencoded"}),
 ])
 def test_broken_bodies_are_4xx_json(client, content, headers):
     got = client.post("/recommend", content=content, headers=headers)
@@ -149,8 +153,9 @@ def test_body_over_the_cap_is_refused_before_parsing(client, fitted, monkeypatch
             yield b"x" * (limits.MAX_BODY_BYTES // 2)
 
     answers = []
-    with monkeypatch.context() as patch:
-        patch.setattr(json, "loads", lambda *a, **k: parsed.append(1))  # must not be reached
+    with monkeypatch.context() as patch:  # neither must be reached
+        patch.setattr(json, "loads", lambda *a, **k: parsed.append(1))
+        patch.setattr(reads, "parse", lambda *a, **k: parsed.append(1))
         for content in (big, chunks()):
             answers.append(client.post("/recommend", content=content,
                                        headers={"content-type": "application/json"}))
@@ -284,10 +289,12 @@ def test_health_metrics_and_docs(client, fitted):
         client.post("/recommend", json={"user_id": users[0]})
     client.post("/recommend", json={"user_id": 10**12})
     client.get("/no/such/path")
+    client.request("BREW", "/recommend")
     text = client.get("/metrics").text
     assert 'llmrec_requests_total{endpoint="/recommend",method="POST",status="200"} 3.0' in text
     assert 'llmrec_requests_total{endpoint="/recommend",method="POST",status="404"} 1.0' in text
     assert 'endpoint="other"' in text and "/no/such/path" not in text
+    assert 'method="other"' in text and "BREW" not in text
     assert 'llmrec_request_seconds_bucket{endpoint="/recommend",le=' in text
     assert f"llmrec_items {float(len(items))}" in text and f"llmrec_users {float(len(users))}" in text
     assert "llmrec_model_version 1.0" in text
@@ -297,6 +304,12 @@ def test_health_metrics_and_docs(client, fitted):
         assert path in schema["paths"], path
     assert "delete" in schema["paths"]["/items"]
     assert schema["components"]["schemas"]["RecommendRequest"]["properties"]["k"]["maximum"] == limits.MAX_K
+    for path, body in (("/recommend", "RecommendRequest"), ("/recommend/history", "HistoryRequest"),
+                       ("/search", "SearchRequest"), ("/similar", "SimilarRequest")):
+        post = schema["paths"][path]["post"]
+        ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == f"#/components/schemas/{body}" and body in schema["components"]["schemas"]
+        assert post["description"] and "200" in post["responses"]
     assert client.get("/docs").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and "<form" in page.text and "connect-src 'self'" in page.headers[
@@ -362,3 +375,49 @@ def _short_key(tmp_path):
     path = tmp_path / "short-key"
     path.write_text("abc\n")
     return path
+
+
+# ------------------------------------------------------------------ threads
+def test_reads_run_on_the_read_pool_and_writes_do_not_wait_behind_them(model_dir, fitted, monkeypatch):
+    """One reader thread, held by a slow read: the next read waits for it, a write and
+    /health do not (they have threads of their own)."""
+    import threading
+
+    users, items = _users_items(fitted)
+    app = create_app(model_dir, api_key=KEY, encoder=WordEncoder(), threads=1)
+    model = app.state.holder.model
+    recommend, entered, release, names = model.recommend, threading.Event(), threading.Event(), []
+
+    def slow(*args, **kwargs):
+        names.append(threading.current_thread().name)
+        entered.set()
+        release.wait(30)
+        return recommend(*args, **kwargs)
+
+    monkeypatch.setattr(model, "recommend", slow)
+    with thread_server(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+        reads_done = []
+        readers = [threading.Thread(target=lambda: reads_done.append(
+            httpx.post(f"{url}/recommend", json={"user_id": users[0]}, timeout=30).status_code))
+            for _ in range(2)]
+        readers[0].start()
+        assert entered.wait(30)
+        readers[1].start()
+        time.sleep(0.2)
+        try:
+            assert c.post("/events", json={"user_id": users[1], "items": items[:1]},
+                          headers=AUTH).status_code == 200
+            assert c.get("/health").status_code == 200
+            assert reads_done == [] and len(names) == 1  # the second read waits for the thread
+        finally:
+            release.set()
+            for t in readers:
+                t.join(30)
+        assert reads_done == [200, 200]
+    assert all(name.startswith("llmrec-read") for name in names) and len(names) == 2
+
+
+@pytest.mark.parametrize("threads", [0, -1, True, 1.5, "2"])
+def test_bad_thread_counts_are_refused(model_dir, threads):
+    with pytest.raises(ValueError, match="threads"):
+        create_app(model_dir, encoder=WordEncoder(), threads=threads)

@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="address to listen on (default 127.0.0.1: this machine only)")
     p_serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p_serve.add_argument("--workers", type=int, default=None,
-                         help="requests served at once, on threads of one process (default 40)")
+                         help="reads served at once, on threads of one process (default: two per core)")
     p_serve.add_argument("--api-key-file", default=None,
                          help="file holding the key that writes and /admin need (Authorization: "
                               "Bearer KEY); without it writes are refused")

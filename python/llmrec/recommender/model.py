@@ -126,6 +126,11 @@ log = logging.getLogger(__name__)
 
 MAX_RECENCY = 1e3
 MAX_TEXT_WEIGHT = 1e6
+# How long an update that re-solves items waits for the running requests to finish (new
+# ones held back) so as to write the rows in place; past it, it copies the item matrices
+# (tens of ms and MB per update at 100k items, what a server under load would pay on
+# every update).
+IN_PLACE_WAIT_S = 0.05
 
 
 def _real(value: Any, name: str, low: float, high: float = math.inf) -> float:
@@ -872,12 +877,14 @@ class Recommender(PairScores, Estimator):
                 self._publisher.current = snap._replace(items=items, users=users, n_users=n_users)
 
             with self._publisher.lock:
-                if patch is None or self._publisher.readers == 0:
+                # A few rows change: rather than copy whole item matrices under load, let
+                # the running requests finish (a request's time, new ones held back meanwhile).
+                if patch is None or self._publisher.drain(IN_PLACE_WAIT_S):
                     if patch is not None:  # no request is reading any item row: in place
                         write_rows(snap.items, patch)
                     publish(snap.items)
                     return self
-            items = with_rows(snap.items, patch)  # requests running keep the old rows
+            items = with_rows(snap.items, patch)  # requests still running keep the old rows
             with self._publisher.lock:
                 publish(items)
         return self

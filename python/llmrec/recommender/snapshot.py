@@ -58,12 +58,16 @@ class Publisher:
         self.current = snapshot
         self.lock = threading.Lock()  # held for microseconds: pin, publish, row writes
         self.readers = 0              # requests running (pinned) now
+        self._drained = threading.Condition(self.lock)
+        self._held_back = False       # a writer waits for the running requests: new ones wait
 
     @contextmanager
     def pin(self, gather: Callable[[Snapshot], Any] | None = None) -> Iterator[tuple[Snapshot, Any]]:
         """The current snapshot, counted as in use until the block ends; ``gather`` runs
         under the publish lock (to copy rows that writers rewrite in place)."""
         with self.lock:
+            while self._held_back:
+                self._drained.wait()
             snapshot = self.current
             gathered = None if gather is None else gather(snapshot)
             self.readers += 1
@@ -72,6 +76,23 @@ class Publisher:
         finally:
             with self.lock:
                 self.readers -= 1
+                if self._held_back and self.readers == 0:
+                    self._drained.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """With :attr:`lock` held: hold new requests back until the running ones finish,
+        ``timeout`` seconds at most. True when none runs (the caller may then rewrite the
+        current snapshot's rows in place before it releases the lock; the requests held
+        back start after that); False when some still run (nothing was held back in the
+        end: the caller must copy instead)."""
+        if self.readers == 0:
+            return True
+        self._held_back = True
+        try:
+            return self._drained.wait_for(lambda: self.readers == 0, timeout)
+        finally:
+            self._held_back = False
+            self._drained.notify_all()
 
     def publish(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` the one that requests starting from now will pin."""

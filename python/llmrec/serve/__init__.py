@@ -17,7 +17,7 @@ __all__ = ["create_app", "run"]
 
 def _require() -> None:
     missing = []
-    for name in ("fastapi", "uvicorn", "prometheus_client"):
+    for name in ("fastapi", "uvicorn", "prometheus_client", "orjson"):
         try:
             __import__(name)
         except ImportError:

@@ -1,25 +1,25 @@
 """The HTTP application: JSON endpoints over a saved Recommender, its page and metrics.
 
-Endpoints are plain (sync) functions: FastAPI runs them on its thread pool, where the
-native work (candidate search, re-scoring, MMR) runs with the GIL released, so requests
-run in parallel on threads (``threads``: the pool's size) in one process, which is what
-lets writes and reloads stay consistent for every request.
+The reads run on the read pool (:mod:`.reads`: ``threads`` threads), the other endpoints
+are plain (sync) functions that FastAPI runs on its own thread pool; on both, the native
+work (candidate search, re-scoring, MMR) runs with the GIL released, so requests run in
+parallel on threads in one process, which is what lets writes and reloads stay
+consistent for every request.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import anyio
 import numpy as np
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 
-from llmrec.serve import introspect, limits
+from llmrec.serve import introspect, limits, reads
 from llmrec.serve.auth import KeyGuard, bearer
 from llmrec.serve.body_limit import BodyLimit
 from llmrec.serve.errors import ApiError, install as install_errors, library_errors
@@ -58,24 +58,13 @@ def _protected(method: str, path: str) -> bool:
     return path in ADMIN_PATHS or (path in WRITE_PATHS and method in ("POST", "DELETE", "PUT", "PATCH"))
 
 
-def _results(model: Any, result: Any) -> Response:
-    """The body of a ranking, serialised here: the hot path skips FastAPI's response
-    validation (the response model documents it)."""
-    ids, scores = np.asarray(result.ids), np.asarray(result.scores)
-    valid = np.isfinite(scores)
-    items = ids[valid].tolist()
-    body = {"items": items, "scores": scores[valid].astype(float).tolist(),
-            "labels": introspect.labels(model, items)}
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
-                    media_type="application/json")
-
-
 def create_app(directory: Any = None, *, api_key: str | None = None, encoder: Any = "saved",
                threads: int | None = None, holder: ModelHolder | None = None) -> FastAPI:
     """The application serving the model saved in ``directory`` (loaded now, its write
     log replayed), or ``holder``'s. ``api_key``: the key writes and admin need (None:
-    they are refused). ``threads``: requests served at once (the thread pool's size;
-    None: AnyIO's default, 40)."""
+    they are refused). ``threads``: reads served at once, on that many threads (None:
+    two per core this process may run on); writes and admin have threads of their own."""
+    pool = reads.ReadPool(reads.default_threads() if threads is None else threads)
     if holder is None:
         holder = ModelHolder(Path(directory), encoder=encoder)
         holder.reload()
@@ -83,50 +72,65 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
     page = resources.files("llmrec.serve").joinpath("page.html").read_text(encoding="utf-8")
 
     async def lifespan(app: FastAPI):
-        if threads is not None:
-            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         yield
+        pool.close()
         holder.close()
 
     app = FastAPI(title="llmrec", description=DESCRIPTION, lifespan=lifespan)
     app.state.holder, app.state.metrics = holder, metrics
     install_errors(app)
 
-    @app.post("/recommend", response_model=Recommendations, tags=["read"])
-    def recommend(body: RecommendRequest) -> Response:
+    def openapi() -> dict[str, Any]:  # the read bodies, which FastAPI does not parse, too
+        if app.openapi_schema is None:
+            app.openapi_schema = reads.add_schemas(
+                get_openapi(title=app.title, version=app.version, description=app.description,
+                            routes=app.routes),
+                [RecommendRequest, HistoryRequest, SearchRequest, SimilarRequest])
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    def read(path: str, body_model: type, work: Any, fields: dict[str, str]) -> None:
+        """A read endpoint: the body parsed from its bytes, ``work(model, body)`` and the
+        answer's JSON on the read pool (:mod:`.reads`)."""
+        def answer(body: Any) -> Response:
+            model = holder.model  # one model to the end, whatever a reload swaps in meanwhile
+            with library_errors(fields):
+                return reads.ranking(model, work(model, body))
+
+        async def endpoint(request: Request) -> Response:
+            return await pool.run(answer, await reads.parse(request, body_model))
+
+        endpoint.__doc__ = work.__doc__
+        app.post(path, response_model=Recommendations, tags=["read"], name=work.__name__,
+                 openapi_extra=reads.documented(body_model))(endpoint)
+
+    def recommend(model: Any, body: RecommendRequest) -> Any:
         """Top-k for a known user: `query` shifts the ranking toward a request in words,
         `diversity` re-ranks (MMR), `allow` restricts to given items."""
-        model = holder.model
-        with library_errors(_READ_FIELDS):
-            result = model.recommend(body.user_id, k=body.k, exclude_seen=body.exclude_seen,
-                                     query=body.query, diversity=body.diversity, allow=body.allow,
-                                     scenario=body.scenario)
-            return _results(model, result)
+        return model.recommend(body.user_id, k=body.k, exclude_seen=body.exclude_seen,
+                               query=body.query, diversity=body.diversity, allow=body.allow,
+                               scenario=body.scenario)
 
-    @app.post("/recommend/history", response_model=Recommendations, tags=["read"])
-    def recommend_history(body: HistoryRequest) -> Response:
+    def recommend_history(model: Any, body: HistoryRequest) -> Any:
         """Top-k for a visitor from their clicks (oldest first); nothing is stored. An
         empty history is ranked by `query`, or without one gives the most popular items."""
-        model = holder.model
-        with library_errors(_READ_FIELDS):
-            result = model.recommend_for_history(body.items, k=body.k, query=body.query,
-                                                 exclude_seen=body.exclude_seen,
-                                                 diversity=body.diversity, scenario=body.scenario)
-            return _results(model, result)
+        return model.recommend_for_history(body.items, k=body.k, query=body.query,
+                                           exclude_seen=body.exclude_seen,
+                                           diversity=body.diversity, scenario=body.scenario)
 
-    @app.post("/search", response_model=Recommendations, tags=["read"])
-    def search(body: SearchRequest) -> Response:
+    def search(model: Any, body: SearchRequest) -> Any:
         """Items matching a request in words (blended with `user_id`'s taste when given)."""
-        model = holder.model
-        with library_errors(_READ_FIELDS):
-            return _results(model, model.search(body.query, k=body.k, user_id=body.user_id))
+        return model.search(body.query, k=body.k, user_id=body.user_id)
 
-    @app.post("/similar", response_model=Recommendations, tags=["read"])
-    def similar(body: SimilarRequest) -> Response:
+    def similar(model: Any, body: SimilarRequest) -> Any:
         """Items most like `item_id`."""
-        model = holder.model
-        with library_errors({**_READ_FIELDS, "item_ids": "item_id"}):
-            return _results(model, model.similar_items(body.item_id, k=body.k))
+        return model.similar_items(body.item_id, k=body.k)
+
+    read("/recommend", RecommendRequest, recommend, _READ_FIELDS)
+    read("/recommend/history", HistoryRequest, recommend_history, _READ_FIELDS)
+    read("/search", SearchRequest, search, _READ_FIELDS)
+    read("/similar", SimilarRequest, similar, {**_READ_FIELDS, "item_ids": "item_id"})
 
     @app.post("/explain", response_model=Explanation, tags=["read"])
     def explain(body: ExplainRequest) -> dict[str, Any]:

@@ -19,14 +19,14 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = error_response(413, f"the request body is over {self.max_bytes} bytes", "body")
-        length = dict(scope["headers"]).get(b"content-length")
+        too_large = f"the request body is over {self.max_bytes} bytes"
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if length is not None:
             if not length.isdigit():
                 await error_response(400, "invalid Content-Length", "Content-Length")(scope, receive, send)
                 return
             if int(length) > self.max_bytes:
-                await too_large(scope, receive, send)
+                await error_response(413, too_large, "body")(scope, receive, send)
                 return
         chunks, size = [], 0
         while True:
@@ -36,7 +36,7 @@ class BodyLimit:
                 return
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await too_large(scope, receive, send)
+                await error_response(413, too_large, "body")(scope, receive, send)
                 return
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):

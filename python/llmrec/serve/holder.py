@@ -11,9 +11,7 @@ log replays exactly.
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from llmrec.serve.journal import Journal
+from llmrec.serve.memory import return_freed_memory
 
 log = logging.getLogger("llmrec.serve")
 
@@ -55,17 +54,6 @@ def _items_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
     if any(i.get("title") for i in items):  # labels: the title where given, else the text
         frame["title"] = [i.get("title") or i["text"] for i in items]
     return frame
-
-
-def _return_freed_memory() -> None:
-    """Give the pages of the model a reload replaced back to the system (glibc keeps
-    freed arenas otherwise: resident memory would step up with the first reloads)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 class ModelHolder:
@@ -114,7 +102,7 @@ class ModelHolder:
                 raise
             if old is not None:
                 old.close()
-            _return_freed_memory()
+            return_freed_memory()
             report = {"version": self.version, "replayed": journal.records - skipped,
                       "skipped": skipped, "seconds": round(time.perf_counter() - start, 3)}
             log.info("model %s loaded: %s", self.directory, report)

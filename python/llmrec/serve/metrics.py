@@ -3,7 +3,8 @@ latency histograms by endpoint, and the model's version, items and users.
 
 Each server has its own registry (several apps in one process, as in the tests, do not
 share counters). Endpoint labels are the route paths, or "other" for paths the server
-does not have (a scan of random URLs adds no label values).
+does not have, and methods the standard ones or "other" (a scan of random URLs or
+methods adds no label values).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -45,12 +47,15 @@ class MetricsMiddleware:
 
     def __init__(self, app: Any, *, metrics: Metrics, paths: Iterable[str]) -> None:
         self.app, self.metrics, self.paths = app, metrics, frozenset(paths)
+        self._counts: dict[tuple[str, str, int], Any] = {}  # labelled children: a lookup
+        self._latency: dict[str, Any] = {}                  # each costs microseconds
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         endpoint = scope["path"] if scope["path"] in self.paths else "other"
+        method = scope["method"] if scope["method"] in METHODS else "other"
         status = [500]
 
         async def send_status(message: dict) -> None:
@@ -62,8 +67,16 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(endpoint, scope["method"], str(status[0])).inc()
+            elapsed = time.perf_counter() - start
+            latency = self._latency.get(endpoint)
+            if latency is None:
+                latency = self._latency[endpoint] = self.metrics.latency.labels(endpoint)
+            latency.observe(elapsed)
+            key = (endpoint, method, status[0])
+            count = self._counts.get(key)
+            if count is None:
+                count = self._counts[key] = self.metrics.requests.labels(endpoint, method, str(status[0]))
+            count.inc()
 
 
-__all__ = ["LATENCY_BUCKETS", "Metrics", "MetricsMiddleware"]
+__all__ = ["LATENCY_BUCKETS", "METHODS", "Metrics", "MetricsMiddleware"]
