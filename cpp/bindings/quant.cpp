@@ -433,8 +433,12 @@ py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, con
                    "that scores are finite in float32");
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
-    llmrec::quant::rerank_exact(vectors.data(), n, d, queries.data(), nq, candidates.data(),
-                                candidates.shape(1), k_out, threads, ids_out, scores_out);
+    llmrec::topk::RescoreTerm exact;
+    exact.matrix = vectors.data();
+    exact.d = d;
+    exact.queries = queries.data();
+    llmrec::topk::rescore(candidates.data(), nq, candidates.shape(1), n, &exact, 1, nullptr, k_out, threads,
+                          ids_out, scores_out);
   });
 }
 

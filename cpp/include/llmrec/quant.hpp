@@ -146,15 +146,6 @@ void search(const IndexView& index, const float* queries, std::size_t nq, std::s
             const topk::Filter& filter, std::size_t rerank, std::size_t num_threads,
             int64_t* out_ids, float* out_scores);
 
-// Exact re-scoring: for each query, the candidates in row q of an nq x n_candidates id
-// matrix (-1 = none; other ids in [0, n)) are scored against vectors (n x d) and the
-// best k written as by topk::search. Repeated ids count once; `unique` promises there
-// are none (a codec's top-k rows), which skips that check.
-void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const float* queries,
-                  std::size_t nq, const int64_t* candidates, std::size_t n_candidates,
-                  std::size_t k, std::size_t num_threads, int64_t* out_ids, float* out_scores,
-                  bool unique = false);
-
 // The sq8 kernel in use: "scalar", "avx2" or "avx512vnni" (follows the SIMD level).
 const char* sq8_kernel_name();
 // Whether the AVX-512 VNNI kernel may be used where the CPU has it (tests turn it off
