@@ -28,8 +28,8 @@ _SQ8_ROWS_PER_BASE = 32  # training rows per coarse centroid
 _SQ8_ITERATIONS = 5
 _IVF_L2_ITERATIONS = 10  # list k-means: L2 Lloyd iterations, then ...
 _IVF_IP_ROUNDS = 10  # ... Lloyd rounds assigning by inner product (see _train_lists)
-_SQ8_BLOCK = 16
-_PQ4_BLOCK = 32
+_SQ8_BLOCK = int(_core.SQ8_BLOCK)  # items per code block: the native layout's
+_PQ4_BLOCK = int(_core.PQ4_BLOCK)
 _PQ4_ITERATIONS = 20
 _PQ4_TRAIN_ROWS = 32_768  # rows of the training sample used for the codebooks (2,048 per centroid)
 _FP16_MAX = 65504.0
@@ -45,7 +45,8 @@ class _Lists(NamedTuple):
 
 
 class _State(NamedTuple):
-    """One consistent snapshot of the searchable rows; replaced, never mutated, by add."""
+    """One consistent snapshot of the searchable rows; replaced, never mutated, by add.
+    Each one gets its native view (``_core.QuantizedView``), checked once when it is set."""
 
     n: int
     codes: np.ndarray          # sq8 / pq4: (blocks, block_bytes) uint8; fp16: (rows, d) uint16
@@ -186,18 +187,34 @@ class QuantizedIndex(IndexBase):
             sample_lists = self._nearest_lists(sample)
             if self._codec == "sq8":
                 self._mid, self._step = _core.sq8_train(sample - self._centroids[sample_lists])
-            self._state = _State(0, self._empty_codes(), None,
-                                 _Lists(np.zeros(self._partitions, np.int64),
+            self._set_state(_State(0, self._empty_codes(), None,
+                                   _Lists(np.zeros(self._partitions, np.int64),
                                         np.zeros(self._partitions, np.int64),
-                                        np.zeros(0, np.int64), np.zeros(0, np.int32)))
+                                          np.zeros(0, np.int64), np.zeros(0, np.int32))))
         else:
             if self._codec == "sq8":
                 self._train_bases(sample, items.shape[0], rng)
-            self._state = _State(0, self._empty_codes(), None)
+            self._set_state(_State(0, self._empty_codes(), None))
         self._append(items, initial=True, ids=first_ids)
 
     def _n_rows(self) -> int:
         return self._state.n
+
+    def _set_state(self, state: _State) -> None:
+        """Make ``state`` the searchable rows (the write lock held, or during construction):
+        its native view checks the storage once here, so searches check only their own
+        arguments."""
+        view = self._make_view(state)
+        self._state, self._view = state, view
+
+    def _make_view(self, state: _State) -> Any:
+        lists = state.lists
+        return _core.QuantizedView(
+            self._codec, state.n, self._d, state.codes, self._mid, self._step, state.vectors,
+            None if lists is None else self._centroids, None if lists is None else lists.starts,
+            None if lists is None else lists.sizes, None if lists is None else lists.slot_ids,
+            self._codebooks, state.item_scales, state.item_bases,
+            self._bases if state.item_bases is not None else None)
 
     def _train_bases(self, sample: np.ndarray, n: int, rng: np.random.Generator) -> None:
         """Coarse centroids for flat residual sq8, and the ranges of the residuals."""
@@ -244,11 +261,13 @@ class QuantizedIndex(IndexBase):
             state = self.__dict__.copy()
         state.pop("_lock", None)
         state.pop("_rw", None)
+        state.pop("_view", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._rw = ReadWriteLock()
+        self._set_state(self._state)
         if "_row_ids" not in state:  # pickled before caller ids existed
             self._row_ids = RowIds()
             self._row_ids.append(0, self._state.n, None)
@@ -364,7 +383,7 @@ class QuantizedIndex(IndexBase):
             old_slots, old_items = old_slots[kept], old_items[kept]
         scales = None
         if self._codec == "sq8":
-            codes = np.full((total // _SQ8_BLOCK, self._block_bytes()), 0x80, np.uint8)
+            codes = np.full((total // _SQ8_BLOCK, self._block_bytes()), _core.SQ8_ZERO_BYTE, np.uint8)
             _core.sq8_copy_slots(state.codes, old_slots, codes, slot_of[old_items], self._d)
             residual = {}
             if self._residual:
@@ -395,7 +414,8 @@ class QuantizedIndex(IndexBase):
             elif self._codec == "sq8":
                 used_blocks = -(-n // _SQ8_BLOCK)
                 blocks = -(-(n + m) // _SQ8_BLOCK)
-                codes = _grow(state.codes, used_blocks, blocks, (self._block_bytes(),), np.uint8, fill=0x80)
+                codes = _grow(state.codes, used_blocks, blocks, (self._block_bytes(),), np.uint8,
+                              fill=_core.SQ8_ZERO_BYTE)
                 residual = {}
                 if self._residual:
                     # Per-slot arrays cover whole blocks: the kernels read them 16 at a time.
@@ -420,7 +440,7 @@ class QuantizedIndex(IndexBase):
                 else:
                     vectors = _grow(state.vectors, n, n + m, (self._d,), np.float32)
                     vectors[n:n + m] = rows
-            self._state = _State(n + m, codes, vectors, lists, scales, bases)
+            self._set_state(_State(n + m, codes, vectors, lists, scales, bases))
             self._row_ids.append(n, m, new_ids)
         return np.arange(n, n + m, dtype=np.int64) if new_ids is None else new_ids
 
@@ -469,7 +489,7 @@ class QuantizedIndex(IndexBase):
                 targets = self._nearest_lists(rows)
                 if not (targets == lists.assignment[at]).all():  # a row moves: new lists
                     codes, lists, scales = self._relayout(state, rows, at)
-                    self._state = _State(state.n, codes, vectors, lists, scales)
+                    self._set_state(_State(state.n, codes, vectors, lists, scales))
                     return
                 # Every row stays in its list: re-encode it in its slot, in place.
                 slots = np.array([lists.starts[p] + int(np.flatnonzero(
@@ -480,7 +500,7 @@ class QuantizedIndex(IndexBase):
                 if self._residual:
                     residual = dict(bases=self._centroids, base_of=targets, item_scales=scales)
                 self._encode_in_place(rows, codes, slots, residual)
-                self._state = _State(state.n, codes, vectors, lists, scales)
+                self._set_state(_State(state.n, codes, vectors, lists, scales))
                 return
             codes, scales, bases = own(state.codes), own(state.item_scales), own(state.item_bases)
             residual = {}
@@ -489,7 +509,7 @@ class QuantizedIndex(IndexBase):
                 bases[at] = nearest
                 residual = dict(bases=self._bases, base_of=nearest, item_scales=scales)
             self._encode_in_place(rows, codes, at, residual)
-            self._state = _State(state.n, codes, vectors, None, scales, bases)
+            self._set_state(_State(state.n, codes, vectors, None, scales, bases))
 
     def _encode_in_place(self, rows: np.ndarray, codes: np.ndarray, slots: np.ndarray,
                          residual: dict[str, Any]) -> None:
@@ -516,7 +536,7 @@ class QuantizedIndex(IndexBase):
             keep = np.flatnonzero(self._row_ids.deleted[:n] == 0)
             ids = self._row_ids.live_ids(n)
             next_id = self._row_ids.next_id
-            self._state = self._compacted(state, keep)
+            self._set_state(self._compacted(state, keep))
             self._row_ids = RowIds()
             self._row_ids.append(0, len(keep), ids)
             self._row_ids.next_id = max(self._row_ids.next_id, next_id)
@@ -543,7 +563,7 @@ class QuantizedIndex(IndexBase):
             new_lists = None
         scales = bases = None
         if self._codec == "sq8":
-            codes = np.full((total // _SQ8_BLOCK, self._block_bytes()), 0x80, np.uint8)
+            codes = np.full((total // _SQ8_BLOCK, self._block_bytes()), _core.SQ8_ZERO_BYTE, np.uint8)
             _core.sq8_copy_slots(state.codes, src, codes, new_slot, self._d)
             if state.item_scales is not None:
                 scales = np.zeros(codes.shape[0] * _SQ8_BLOCK, np.float32)
@@ -658,18 +678,12 @@ class QuantizedIndex(IndexBase):
         if self._metric == "cosine":
             matrix = self._normalized_copy(matrix)
         excluded, allow_mask, allow_ids = self._filters(exclude, allow, matrix.shape[0], state.n, single)
-        lists = state.lists
-        # Positional: matching two dozen keyword names cost ~5 us of a ~60 us IVF search.
-        ids, scores = _core.search_quantized(
-            self._codec, state.n, self._d, state.codes, self._mid, self._step,
-            state.vectors if rerank else None, matrix, k,
-            None if excluded is None else excluded[0], None if excluded is None else excluded[1],
-            allow_mask, allow_ids, rerank, self._num_threads,
-            None if lists is None else self._centroids, None if lists is None else lists.starts,
-            None if lists is None else lists.sizes, None if lists is None else lists.slot_ids,
-            1 if lists is None else probes, self._codebooks, state.item_scales, state.item_bases,
-            self._bases if state.item_bases is not None else None,
-            self._row_ids.deleted_mask(state.n))
+        view = self._view if self._state is state else self._make_view(state)
+        # Positional: matching keyword names costs microseconds of a few-list search.
+        ids, scores = view.search(
+            matrix, k, None if excluded is None else excluded[0], None if excluded is None else excluded[1],
+            allow_mask, allow_ids, self._row_ids.deleted_mask(state.n),
+            1 if state.lists is None else probes, rerank, self._num_threads)
         ids, scores = self._caller_results(ids, scores)
         return (ids[0], scores[0]) if single else (ids, scores)
 
@@ -781,7 +795,10 @@ class QuantizedIndex(IndexBase):
         if index._keep_vectors:
             vectors = array(arrays, "vectors", path, dtype=np.float32, shape=(n, d), finite=payload)
         index._rw = ReadWriteLock()
-        index._state = _State(n, codes, vectors, lists, scales, bases)
+        try:
+            index._set_state(_State(n, codes, vectors, lists, scales, bases))
+        except ValueError as e:  # the native view's checks, as a FormatError naming the file
+            raise fail(path, str(e)) from None
         row_ids = array(arrays, "row_ids", path, dtype=np.int64, shape=(n,), required=False)
         deleted = array(arrays, "deleted", path, dtype=np.uint8, shape=(n,), required=False)
         index._row_ids = RowIds.from_arrays(row_ids, deleted, n, lambda message: fail(path, message))

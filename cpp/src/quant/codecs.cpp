@@ -331,25 +331,6 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
 
 namespace detail {
 
-// The item ids of the slots a search will read are untrusted (they come from files and
-// from direct calls): each probed list's ids are checked once per call, before any is
-// used as an index (filters, re-ranking) or returned. Checking only the probed lists
-// keeps a few-probe search from paying for a pass over every slot.
-void check_probed_slot_ids(const IndexView& index, const int64_t* probe_ids, std::size_t count) {
-  std::vector<uint8_t> checked(index.partitions, 0);
-  bool ok = true;
-  for (std::size_t j = 0; j < count; ++j) {
-    const int64_t p = probe_ids[j];
-    if (p < 0 || checked[p]) continue;
-    checked[p] = 1;
-    const int64_t* ids = index.slot_ids + index.list_starts[p];
-    const int64_t size = index.list_sizes[p];
-    // One unsigned compare per id: negative ids wrap to huge values.
-    for (int64_t s = 0; s < size; ++s) ok &= static_cast<uint64_t>(ids[s]) < index.n;
-  }
-  if (!ok) throw std::invalid_argument("slot ids out of range: every slot of a list must hold an item id in [0, n)");
-}
-
 void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
                 int64_t* probe_ids, float* probe_scores) {
   const std::size_t probes = std::min(index.probes, index.partitions);
@@ -367,7 +348,6 @@ void rank_lists(const IndexView& index, const float* queries, std::size_t nq, st
   // (QuantizedIndex assigns with the batch-invariant search_exact), ties included.
   topk::search(index.centroids, index.partitions, index.d, queries, nq, probes, filter, false, threads,
                probe_ids, probe_scores, /*batch_invariant=*/true);
-  check_probed_slot_ids(index, probe_ids, nq * probes);
 }
 
 void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,

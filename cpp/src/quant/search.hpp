@@ -30,7 +30,7 @@ void probe_lists(const IndexView& index, const float* queries, std::size_t nq, s
                  const std::function<void(std::size_t, const ProbedList&, const topk::detail::ScanTask&)>& scan_list);
 
 // The `probes` best non-empty lists of each query (exact, batch-invariant q . c, best
-// first; -1 padded), their slot ids checked, as nq x probes ids and scores.
+// first; -1 padded), as nq x probes ids and scores.
 void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
                 int64_t* probe_ids, float* probe_scores);
 
