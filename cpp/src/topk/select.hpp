@@ -19,8 +19,11 @@ inline bool ranks_below(float sa, int64_t ia, float sb, int64_t ib) {
   return sa < sb || (sa == sb && ia > ib);
 }
 
-// The result order: better score first, then smaller id.
-inline bool ranks_before(const Hit& a, const Hit& b) { return ranks_below(b.first, b.second, a.first, a.second); }
+// The result order: better score first, then smaller id. A function object rather than
+// a function, so that the sorts below inline it (a function pointer would not be).
+inline constexpr auto ranks_before = [](const Hit& a, const Hit& b) {
+  return ranks_below(b.first, b.second, a.first, a.second);
+};
 
 // Puts the best min(k, hits.size()) hits first, in result order; returns that count.
 inline std::size_t select_best(std::vector<Hit>& hits, std::size_t k) {
