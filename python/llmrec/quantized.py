@@ -180,7 +180,7 @@ class QuantizedIndex(IndexBase):
                 self._coder.train(sample - self._centroids[sample_lists])
             self._set_state(_State(0, self._coder.empty(0), None,
                                    _Lists(np.zeros(self._partitions, np.int64),
-                                        np.zeros(self._partitions, np.int64),
+                                          np.zeros(self._partitions, np.int64),
                                           np.zeros(0, np.int64), np.zeros(0, np.int32))))
         else:
             if isinstance(self._coder, Sq8):
@@ -217,7 +217,7 @@ class QuantizedIndex(IndexBase):
             return Pq4(self._d, self._pq_m)
         return Fp16(self._d)
 
-    # The codec's trained parameters (native views and tests read them here).
+    # The codec's trained parameters, by their former names (tests read them here).
     @property
     def _mid(self) -> np.ndarray | None:
         return getattr(self._coder, "mid", None)
