@@ -264,7 +264,7 @@ CASES: dict[str, tuple[str, str, str]] = {
         from fuzz.targets_core import collect_seeds
         from fuzz.worker import run_one
         collect_seeds()
-        for target, seed in (("core.sq8_encode", 660818276829), ("core.search_quantized", 660818276911),
+        for target, seed in (("core.sq8_encode", 660818276829), ("core.QuantizedView.search", 660818276911),
                              ("core.pq4_tables", 1077720992637)):
             run_one(target, seed)   # the fuzzer's cases; the sanitizer aborts on the bad conversion
     """),

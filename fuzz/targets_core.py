@@ -36,18 +36,42 @@ IN_PLACE = {
 }
 
 
+# Methods of bound classes that take untrusted arguments: each is a target of its own.
+METHODS = ("QuantizedView.search",)
+
+
 def core_functions() -> list[str]:
     from llmrec import _core
 
-    return sorted(n for n in dir(_core) if not n.startswith("__") and callable(getattr(_core, n)))
+    names = [n for n in dir(_core) if not n.startswith("__") and callable(getattr(_core, n))]
+    return sorted(names + [m for m in METHODS if m.split(".")[0] in names])
+
+
+def _keep_seed(name: str, args: tuple, kwargs: dict) -> None:
+    seeds = _SEEDS.setdefault(name, [])
+    if len(seeds) < _MAX_SEEDS:
+        seeds.append((copy.deepcopy(args), copy.deepcopy(kwargs)))
+
+
+class _RecordedView:
+    """A QuantizedView built by the scenario: its searches are kept as seeds of
+    ``QuantizedView.search`` whose first argument is the storage the view was built on."""
+
+    def __init__(self, cls: Any, args: tuple, kwargs: dict) -> None:
+        self._view = cls(*args, **kwargs)
+        self._storage = (copy.deepcopy(args), copy.deepcopy(kwargs))
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        _keep_seed("QuantizedView.search", (self._storage, *args), kwargs)
+        return self._view.search(*args, **kwargs)
 
 
 def _record(name: str, fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        seeds = _SEEDS.setdefault(name, [])
-        if len(seeds) < _MAX_SEEDS:
-            seeds.append((copy.deepcopy(args), copy.deepcopy(kwargs)))
+        _keep_seed(name, args, kwargs)
+        if name == "QuantizedView":
+            return _RecordedView(fn, args, kwargs)
         return fn(*args, **kwargs)
     return wrapper
 
@@ -131,7 +155,7 @@ def collect_seeds(path: str | None = None) -> dict[str, list[tuple[tuple, dict]]
         return _SEEDS
     from llmrec import _core
 
-    originals = {n: getattr(_core, n) for n in core_functions()}
+    originals = {n: getattr(_core, n) for n in core_functions() if "." not in n}
     try:
         for n, fn in originals.items():
             setattr(_core, n, _record(n, fn))
@@ -159,7 +183,15 @@ def param_names(name: str) -> tuple[str, ...]:
     """Parameter names of _core.<name>, from pybind11's signature line."""
     from llmrec import _core
 
-    doc = (getattr(_core, name).__doc__ or "").split("\n", 1)[0]
+    if name == "QuantizedView.search":  # the seeds' first argument: the view's storage
+        return ("storage",) + _signature_names(_core.QuantizedView.search.__doc__)[1:]
+    if name == "QuantizedView":
+        return _signature_names(_core.QuantizedView.__init__.__doc__)[1:]
+    return _signature_names(getattr(_core, name).__doc__)
+
+
+def _signature_names(docstring: str | None) -> tuple[str, ...]:
+    doc = (docstring or "").split("\n", 1)[0]
     inner = doc[doc.find("(") + 1:doc.rfind(") ->")]
     names, depth, current = [], 0, ""
     for ch in inner + ",":
@@ -282,7 +314,7 @@ def check_result(name: str, args: tuple, kwargs: dict, result: Any, mutated: boo
                     f"{'' if not isinstance(out, np.ndarray) else dict(C=out.flags.c_contiguous, W=out.flags.writeable, A=out.flags.aligned)}")
             raise checks.Garbage(f"{name}: in-place output {key!r} accepted as {desc}: the result went "
                                  f"to a temporary copy and the caller's array is unchanged")
-    if name in ("search_exact", "search_quantized", "rerank_exact"):
+    if name in ("search_exact", "QuantizedView", "QuantizedView.search", "rerank_exact"):
         ids, scores = result
         if name == "search_exact":
             items, queries, k = args[0], args[1], args[2]
@@ -292,11 +324,14 @@ def check_result(name: str, args: tuple, kwargs: dict, result: Any, mutated: boo
             finite = checks.finite(items) and checks.finite(queries) and \
                 np.abs(np.asarray(items, np.float64)).max(initial=0) < 1e15 and \
                 np.abs(np.asarray(queries, np.float64)).max(initial=0) < 1e15
-        elif name == "search_quantized":
-            n = args[1] if len(args) > 1 else kwargs.get("n")
-            k = args[8] if len(args) > 8 else kwargs.get("k")
-            ex = (_arg(args, kwargs, 9, "exclude_indptr"), _arg(args, kwargs, 10, "exclude_ids"))
-            am, ai = _arg(args, kwargs, 11, "allow_mask"), _arg(args, kwargs, 12, "allow_ids")
+        elif name == "QuantizedView":  # the built view's search of a plain query (run_case)
+            n = _arg(args, kwargs, 1, "n")
+            ex, am, ai, finite = (None, None), None, None, False
+        elif name == "QuantizedView.search":
+            storage_args, storage_kwargs = args[0]
+            n = _arg(storage_args, storage_kwargs, 1, "n")
+            ex = (_arg(args, kwargs, 3, "exclude_indptr"), _arg(args, kwargs, 4, "exclude_ids"))
+            am, ai = _arg(args, kwargs, 5, "allow_mask"), _arg(args, kwargs, 6, "allow_ids")
             finite = False
         else:
             vectors, k = args[0], args[3]
@@ -341,6 +376,13 @@ def run_case(name: str, g: G) -> Any:
     from llmrec import _core
 
     args, kwargs = make_case(name, g)
-    result = getattr(_core, name)(*args, **kwargs)
+    if name == "QuantizedView.search":
+        storage_args, storage_kwargs = args[0]
+        result = _core.QuantizedView(*storage_args, **storage_kwargs).search(*args[1:], **kwargs)
+    elif name == "QuantizedView":  # a view that passed its checks must search safely
+        view = _core.QuantizedView(*args, **kwargs)
+        result = view.search(np.ones((2, view.d), np.float32), 5)
+    else:
+        result = getattr(_core, name)(*args, **kwargs)
     check_result(name, args, kwargs, result, mutated=bool(g.log))
     return result

@@ -18,6 +18,7 @@ from llmrec import ALS, ExactIndex, QuantizedIndex, _core
 from llmrec._checks import MAX_THREADS, check_sparse_structure, check_threads
 
 from isolated import assert_raises_isolated
+from quantized_view import search_quantized
 
 _PRELUDE = """
 import numpy as np, scipy.sparse as sp
@@ -64,10 +65,16 @@ CRASHES = {
     "sq8_decode first wraps": (
         "b = np.zeros((1, _core.sq8_block_bytes(8)), np.uint8); "
         "_core.sq8_decode(b, 2**64 - 1, 1, np.zeros(8, np.float32), np.ones(8, np.float32))", "ValueError", "first"),
-    "search_quantized n wraps the block count": (
+    "QuantizedView n wraps the block count": (
         "b = np.zeros((1, _core.sq8_block_bytes(8)), np.uint8); "
-        "_core.search_quantized('sq8', 2**64 - 1, 8, b, np.zeros(8, np.float32), np.ones(8, np.float32), None, "
-        "np.ones((1, 8), np.float32), 3)", "ValueError", "sq8 codes"),
+        "_core.QuantizedView('sq8', 2**64 - 1, 8, b, np.zeros(8, np.float32), np.ones(8, np.float32))",
+        "ValueError", "sq8 codes"),
+    # Fuzz: a view of no items over storage with base numbers read past an empty copy.
+    "QuantizedView of no items with item_bases": (
+        "x = rng.standard_normal((300, 16)).astype(np.float32); i = QuantizedIndex(x, random_state=0); "
+        "s = i._state; v = _core.QuantizedView('sq8', 0, 16, s.codes, i._mid, i._step, "
+        "item_scales=s.item_scales, item_bases=s.item_bases, bases=i._bases); v.search(x[:1], 2**20)",
+        "ValueError", "at most"),
 }
 
 
@@ -98,7 +105,7 @@ def test_search_quantized_checks_slot_ids(rng, codec, bad_id, with_allow):
     if with_allow:
         args[11] = np.ones(300, np.uint8)
     with pytest.raises(ValueError, match="slot ids out of range"):
-        _core.search_quantized(*args)
+        search_quantized(*args)
 
 
 @pytest.mark.parametrize("codec", ["sq8", "fp16", "pq4"])
@@ -114,29 +121,49 @@ def test_search_quantized_never_repeats_an_id(rng, codec, where):
     else:  # list 1 read from list 0's slots: may also read padding (out of range)
         starts[1] = starts[0]
         args[16] = starts
-    try:
-        ids, _ = _core.search_quantized(*args)
-    except ValueError as e:
-        assert re.search("slot ids (repeated|out of range)", str(e)), e
-        return
-    assert where == "overlapping lists", f"{where}: no error"
-    for row in ids:
-        real = row[row >= 0]
-        assert len(np.unique(real)) == len(real), row
+    # Checked once, when the view of the storage is built: an error, whatever the queries.
+    with pytest.raises(ValueError, match="slot ids (repeated|out of range)"):
+        search_quantized(*args)
+
+
+@pytest.mark.parametrize("codec", ["sq8", "fp16", "pq4"])
+def test_quantized_view_ignores_writes_after_its_checks(rng, codec):
+    # The view copies what it indexes with (list layout, slot ids, base numbers): writing
+    # hostile values into the caller's arrays afterwards must not reach the search.
+    x, args = _quantized_lists(rng, codec)
+    view = _core.QuantizedView(*args[:4], args[4], args[5], None, *args[15:19], args[20], args[21])
+    before = view.search(x[:2], 5, probes=4)
+    args[16][:] = 2**62
+    args[17][:] = 2**62
+    args[18][:] = -(10**9)
+    after = view.search(x[:2], 5, probes=4)
+    np.testing.assert_array_equal(before[0], after[0])
+    assert ((after[0] >= 0) & (after[0] < 300)).all()
+    flat = QuantizedIndex(x, codec="sq8", random_state=0)
+    state = flat._state
+    bases = state.item_bases.copy()
+    view = _core.QuantizedView("sq8", state.n, 16, state.codes, flat._mid, flat._step,
+                               item_scales=state.item_scales, item_bases=bases, bases=flat._bases)
+    before = view.search(x[:2], 5)
+    bases[:] = 60000  # far past the bases
+    np.testing.assert_array_equal(view.search(x[:2], 5)[0], before[0])
 
 
 @pytest.mark.parametrize("codec", ["sq8", "fp16", "pq4"])
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
-def test_search_quantized_rerank_refuses_unbounded_rows(rng, codec, bad):
-    # Fuzz finding: inf rows in `vectors` re-scored to [inf, nan, inf, ...].
+def test_search_quantized_rerank_leaves_out_unbounded_rows(rng, codec, bad):
+    # Fuzz finding F31: inf rows in `vectors` re-scored to [inf, nan, inf, ...]. The exact
+    # re-scoring leaves out candidates whose score is not finite (topk::rescore's contract).
     x, args = _quantized_lists(rng, codec)
     vectors = x.copy()
-    vectors[:, 0] = bad  # every row: whichever the shortlist holds
+    vectors[::2, 0] = bad  # every other row
     args[6], args[13] = vectors, 4
-    with pytest.raises(ValueError, match="non-finite score"):
-        _core.search_quantized(*args)
+    ids, scores = search_quantized(*args)
+    real = ids >= 0
+    assert real.any() and np.isfinite(scores[real]).all() and (ids[real] % 2 == 1).all()
+    assert (np.diff(np.where(real, scores, -np.inf), axis=1) <= 0).all()
     args[6] = x  # the same call with bounded rows re-scores exactly
-    ids, scores = _core.search_quantized(*args)
+    ids, scores = search_quantized(*args)
     q, rows = x[:2].astype(np.float64), x.astype(np.float64)
     expected = np.take_along_axis(q @ rows.T, ids, axis=1)
     # float32 sums of d products: |error| <= d * eps * sum |q_i x_i|
@@ -151,7 +178,7 @@ def test_search_quantized_checks_list_ranges_without_wrapping(rng):
     args[16][1] = 2**62
     args[17][1] = 2**62  # start + size would wrap past int64
     with pytest.raises(ValueError, match="list starts and sizes"):
-        _core.search_quantized(*args)
+        search_quantized(*args)
 
 
 def test_search_quantized_checks_item_bases(rng):
@@ -161,7 +188,7 @@ def test_search_quantized_checks_item_bases(rng):
     bases = state.item_bases.copy()
     bases[7] = index._bases.shape[0]  # one past the last base
     with pytest.raises(ValueError, match="item_bases out of range"):
-        _core.search_quantized("sq8", state.n, 16, state.codes, index._mid, index._step, None, x[:1], 3,
+        search_quantized("sq8", state.n, 16, state.codes, index._mid, index._step, None, x[:1], 3,
                                None, None, np.ones(500, np.uint8), None, 0, 1, None, None, None, None, 1,
                                None, state.item_scales, bases, index._bases)
 

@@ -21,6 +21,7 @@ from llmrec.diversity import intra_list_diversity, mmr_rerank
 from llmrec.evaluation import auc, evaluate, leave_last_k, ranking_metrics
 
 from isolated import assert_raises_isolated, run_isolated
+from quantized_view import search_quantized
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
@@ -33,10 +34,10 @@ x = rng.standard_normal((300, 16)).astype(np.float32)
 ids, scores = _core.search_exact(x, x[:2], 20)
 sq8 = QuantizedIndex(x, codec="sq8", random_state=0)
 def sq8_search(k=5, step=None, threads=0, query=x[:2]):
-    return _core.search_quantized("sq8", sq8._state.n, 16, sq8._state.codes, sq8._mid,
-                                  sq8._step if step is None else step, None, query, k,
-                                  num_threads=threads, item_scales=sq8._state.item_scales,
-                                  item_bases=sq8._state.item_bases, bases=sq8._bases)
+    view = _core.QuantizedView("sq8", sq8._state.n, 16, sq8._state.codes, sq8._mid,
+                               sq8._step if step is None else step, item_scales=sq8._state.item_scales,
+                               item_bases=sq8._state.item_bases, bases=sq8._bases)
+    return view.search(query, k, num_threads=threads)
 """
 
 # name -> (code that must raise, exception, pattern in its message)
@@ -183,7 +184,7 @@ def test_misaligned_fp16_codes_are_refused(rng):
     x = rng.standard_normal((64, 8)).astype(np.float32)
     codes = _misaligned(_core.fp16_encode(x))
     with pytest.raises(ValueError, match="aligned"):
-        _core.search_quantized("fp16", 64, 8, codes, None, None, None, x[:1], 3)
+        search_quantized("fp16", 64, 8, codes, None, None, None, x[:1], 3)
 
 
 def test_as_float_matrix_returns_an_aligned_array(rng):

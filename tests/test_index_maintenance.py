@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from llmrec import ExactIndex, FormatError, QuantizedIndex, UnknownIdError
+from quantized_view import search_quantized
 from reference import assert_topk_matches, reference_scores
 from tolerances import score_tolerance
 
@@ -317,7 +318,7 @@ def test_native_deleted_mask_is_checked(rng):
     index = QuantizedIndex(X, codec="fp16")
     state = index._state
     with pytest.raises(ValueError, match="deleted mask"):
-        _core.search_quantized("fp16", 40, X.shape[1], state.codes, None, None, None, X[:2], 3,
+        search_quantized("fp16", 40, X.shape[1], state.codes, None, None, None, X[:2], 3,
                                deleted_mask=np.zeros(41, np.uint8))
     # non-zero bytes other than 1 mean removed too; every row removed: padding only
     ids, scores = _core.search_exact(X, X[:2], 3, deleted_mask=np.full(40, 7, np.uint8))
@@ -338,7 +339,7 @@ def test_pq4_dense_allow_ids_keep_k_results(rng, k):
     deleted = np.zeros(640, np.uint8)
     deleted[allowed[:20]] = 1
     for mask in (None, deleted):
-        ids, _ = _core.search_quantized("pq4", 640, 16, state.codes, None, None, None, X[:3], k,
+        ids, _ = search_quantized("pq4", 640, 16, state.codes, None, None, None, X[:3], k,
                                         allow_ids=allowed, codebooks=index._codebooks,
                                         deleted_mask=mask)
         assert (ids >= 0).all() and np.isin(ids, allowed).all()

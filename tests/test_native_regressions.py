@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from llmrec import ExactIndex, QuantizedIndex, _core
+from quantized_view import search_quantized
 
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -147,7 +148,7 @@ def test_exclusions_in_any_order(rng, simd_level):
         assert (np.diff(scores64[q, kept]) <= 16 * 16 * EPS32 * np.abs(scores64[q]).max()).all()
     index = QuantizedIndex(items, codec="sq8", random_state=0)
     state = index._state
-    got_q, _ = _core.search_quantized("sq8", state.n, 16, state.codes, index._mid, index._step, items,
+    got_q, _ = search_quantized("sq8", state.n, 16, state.codes, index._mid, index._step, items,
                                       queries, 300, indptr, ids, None, None, 4, 1, None, None, None, None, 1,
                                       None, state.item_scales, state.item_bases, index._bases)
     for q, row in enumerate(rows):

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import llmrec
 from llmrec import ExactIndex, QuantizedIndex, _core
 from llmrec._fileformat import FormatError
+from quantized_view import search_quantized
 from reference import assert_topk_matches, reference_scores, reference_topk
 from tolerances import assert_within, gamma, score_tolerance
 
@@ -351,7 +352,7 @@ def test_add_matches_encoding_everything_at_once(rng, codec):
         grown = QuantizedIndex.__new__(QuantizedIndex)
         grown.__dict__.update(whole.__dict__)
         grown._lock = threading.Lock()
-        grown._state = type(whole._state)(0, whole._empty_codes(), None)
+        grown._state = type(whole._state)(0, whole._coder.empty(0), None)
         grown._append(items[:333], initial=True)
     for part in (items[333:334], items[334:800], items[800:800], items[800:]):
         new_ids = grown.add(part)
@@ -555,13 +556,13 @@ def test_native_residual_arguments_are_checked(rng):
     state = index._state
     common = dict(mid=index._mid, step=index._step, queries=queries, k=3)
     with pytest.raises(ValueError, match="go together"):
-        _core.search_quantized("sq8", 300, 8, state.codes, item_scales=state.item_scales,
+        search_quantized("sq8", 300, 8, state.codes, item_scales=state.item_scales,
                                item_bases=state.item_bases, **common)
     with pytest.raises(ValueError, match="item_bases needs"):
-        _core.search_quantized("sq8", 300, 8, state.codes, item_scales=state.item_scales,
+        search_quantized("sq8", 300, 8, state.codes, item_scales=state.item_scales,
                                item_bases=state.item_bases[:5], bases=index._bases, **common)
     with pytest.raises(ValueError, match="bases must be"):
-        _core.search_quantized("sq8", 300, 8, state.codes, item_scales=state.item_scales,
+        search_quantized("sq8", 300, 8, state.codes, item_scales=state.item_scales,
                                item_bases=state.item_bases, bases=index._bases[:, :3], **common)
     codes = np.full_like(state.codes, 0x80)
     with pytest.raises(ValueError, match="base_of out of range"):

@@ -7,6 +7,7 @@ import pytest
 
 from llmrec import ExactIndex, QuantizedIndex, _core
 from llmrec._fileformat import FormatError
+from quantized_view import search_quantized
 from reference import assert_topk_matches, reference_scores, reference_topk
 from test_quantized import all_sq8_kernels, clustered, recall, sq8_model
 from tolerances import assert_within, dot_tolerance, gamma, score_tolerance
@@ -208,14 +209,14 @@ def test_native_search_checks_list_arrays(rng):
     base = dict(mid=index._mid, step=index._step, k=3, item_scales=state.item_scales,
                 centroids=index._centroids, list_sizes=state.lists.sizes, slot_ids=state.lists.slot_ids,
                 probes=2)
-    ids, _ = _core.search_quantized("sq8", 500, 8, state.codes, queries=queries,
+    ids, _ = search_quantized("sq8", 500, 8, state.codes, queries=queries,
                                     list_starts=state.lists.starts, **base)
     np.testing.assert_array_equal(ids, index.search(queries, k=3, probes=2)[0])
     for bad in (state.lists.starts + 1,  # not a block boundary
                 state.lists.starts + len(state.lists.slot_ids),  # past the slots
                 state.lists.starts - 10**6):
         with pytest.raises(ValueError, match="list starts and sizes out of range"):
-            _core.search_quantized("sq8", 500, 8, state.codes, queries=queries, list_starts=bad, **base)
+            search_quantized("sq8", 500, 8, state.codes, queries=queries, list_starts=bad, **base)
     with pytest.raises(ValueError, match="item_scales"):
-        _core.search_quantized("sq8", 500, 8, state.codes, queries=queries, list_starts=state.lists.starts,
+        search_quantized("sq8", 500, 8, state.codes, queries=queries, list_starts=state.lists.starts,
                                **dict(base, item_scales=state.item_scales[:10]))

@@ -7,6 +7,7 @@ void register_runtime(py::module_& m);
 void register_topk(py::module_& m);
 void register_als(py::module_& m);
 void register_quant(py::module_& m);
+void register_quant_view(py::module_& m);
 void register_diversity(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -15,5 +16,6 @@ PYBIND11_MODULE(_core, m) {
   register_topk(m);
   register_als(m);
   register_quant(m);
+  register_quant_view(m);
   register_diversity(m);
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common.hpp"
+#include "quant_checks.hpp"
 #include "llmrec/kmeans.hpp"
 #include "llmrec/quant.hpp"
 #include "llmrec/thread_pool.hpp"
@@ -26,40 +27,18 @@ using llmrec::bindings::require;
 using llmrec::bindings::require_bounded_rows;
 using llmrec::bindings::require_finite;
 using llmrec::bindings::topk_result;
+using llmrec::bindings::require_sq8_params;
+using llmrec::bindings::pq4_m_of;
+using llmrec::bindings::require_bounded_codebooks;
+using llmrec::bindings::pq4_capacity;
+using llmrec::bindings::checked_slots;
+using llmrec::bindings::slot_range_fits;
 
 // Lloyd iterations beyond this are a mistake (or an attack) rather than a request: the
 // clustering has long converged, and the call would not return for hours.
 constexpr std::size_t kMaxIterations = 100000;
 
-// True when slots first .. first + n lie within `capacity` slots (no wrap-around).
-bool slot_range_fits(std::size_t first, std::size_t n, std::size_t capacity) {
-  return first <= capacity && n <= capacity - first;
-}
 using HalfArray = llmrec::bindings::InputArray<uint16_t>;
-
-// True when no row of an (nq, k) result repeats an id (-1 padding aside).
-bool rows_distinct(const int64_t* ids, std::size_t nq, std::size_t k) {
-  std::vector<int64_t> row;
-  for (std::size_t q = 0; q < nq; ++q) {
-    row.assign(ids + q * k, ids + (q + 1) * k);
-    row.erase(std::remove(row.begin(), row.end(), int64_t{-1}), row.end());
-    std::sort(row.begin(), row.end());
-    if (std::adjacent_find(row.begin(), row.end()) != row.end()) return false;
-  }
-  return true;
-}
-
-// The sq8 parameters the codecs multiply with and divide by: mid finite; step finite and
-// either 0 (a constant dimension) or at least the smallest normal float, so that 1 / step
-// is a finite float (a denormal step would turn codes and query levels into inf and NaN).
-void require_sq8_params(const float* mid, const float* step, std::size_t d) {
-  require_finite(mid, d, "mid");
-  require_finite(step, d, "step");
-  bool ok = true;
-  for (std::size_t i = 0; i < d; ++i) ok &= step[i] == 0.f || step[i] >= std::numeric_limits<float>::min();
-  require(ok, "step must be 0 or at least 1.1754944e-38 (the smallest normal float32) in every dimension, "
-              "so that 1 / step is finite");
-}
 
 py::tuple sq8_train(const FloatArray& x) {
   require(x.ndim() == 2 && x.shape(0) > 0 && x.shape(1) > 0, "training vectors must be a non-empty 2-D array");
@@ -76,7 +55,6 @@ py::tuple sq8_train(const FloatArray& x) {
 }
 
 using IntArray = py::array_t<int32_t, llmrec::bindings::kInputFlags | py::array::forcecast>;
-using U16Array = llmrec::bindings::InputArray<uint16_t>;
 
 void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& step, const py::object& blocks_arg,
                 std::size_t first_slot, long num_threads, const std::optional<IdArray>& slots,
@@ -94,17 +72,7 @@ void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& st
   require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d),
           "blocks must be (n_blocks, sq8_block_bytes(d))");
   const std::size_t capacity = checked_product(blocks.shape(0), llmrec::quant::kSq8Block, "blocks");
-  const int64_t* slot_ptr = nullptr;
-  if (slots) {
-    require(slots->ndim() == 1 && static_cast<std::size_t>(slots->size()) == n, "slots must have one entry per row");
-    slot_ptr = slots->data();
-    bool in_range = true;
-    for (std::size_t r = 0; r < n; ++r) in_range &= slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < capacity;
-    require(in_range, "slots out of range: each must be in [0, 16 * n_blocks)");
-  } else {
-    require(slot_range_fits(first_slot, n, capacity),
-            "first_slot + n exceeds the slots of blocks (16 per block)");
-  }
+  const int64_t* slot_ptr = checked_slots(slots, n, first_slot, capacity, "16");
   require(bases.has_value() == base_of.has_value(), "bases and base_of go together");
   const float* base_ptr = nullptr;
   const int32_t* base_of_ptr = nullptr;
@@ -186,29 +154,6 @@ FloatArray pq4_train(const FloatArray& x, std::size_t m, std::size_t iterations,
   return codebooks;
 }
 
-std::size_t pq4_m_of(const FloatArray& codebooks, std::size_t d) {
-  require(codebooks.ndim() == 3 && codebooks.shape(1) == 16 && codebooks.shape(0) > 0 && codebooks.shape(0) <= 256 &&
-              d > 0 && static_cast<std::size_t>(codebooks.shape(0)) * static_cast<std::size_t>(codebooks.shape(2)) == d,
-          "codebooks must be (m <= 256, 16, d / m)");
-  return codebooks.shape(0);
-}
-
-// Every centroid finite with L2 norm <= kMaxVectorNorm, as item vectors and queries.
-void require_bounded_codebooks(const FloatArray& codebooks, std::size_t m, std::size_t d) {
-  require_bounded_rows(codebooks.data(), m * 16, d / m, "codebooks");
-}
-
-// The number of slots (32 per block) of a pq4 blocks array of the right width.
-std::size_t pq4_capacity(const ByteArray& blocks, std::size_t m) {
-  require(blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::pq4_block_bytes(m),
-          "pq4 blocks must be (n_blocks, pq4_block_bytes(m))");
-  return checked_product(blocks.shape(0), llmrec::quant::kPq4Block, "blocks");
-}
-
-void check_pq4_blocks(const ByteArray& blocks, std::size_t m, std::size_t slots) {
-  require(slots <= pq4_capacity(blocks, m), "pq4 blocks array too small");
-}
-
 void pq4_encode(const FloatArray& x, const FloatArray& codebooks, const py::object& blocks_arg, std::size_t first_slot,
                 long num_threads, const std::optional<IdArray>& slots) {
   auto blocks = output_array<uint8_t>(blocks_arg, "blocks");
@@ -217,16 +162,7 @@ void pq4_encode(const FloatArray& x, const FloatArray& codebooks, const py::obje
   require_finite(x.data(), n * d, "vectors");
   require_finite(codebooks.data(), codebooks.size(), "codebooks");
   const std::size_t capacity = pq4_capacity(blocks, m);
-  const int64_t* slot_ptr = nullptr;
-  if (slots) {
-    require(slots->ndim() == 1 && static_cast<std::size_t>(slots->size()) == n, "slots must have one entry per row");
-    slot_ptr = slots->data();
-    bool in_range = true;
-    for (std::size_t r = 0; r < n; ++r) in_range &= slot_ptr[r] >= 0 && static_cast<std::size_t>(slot_ptr[r]) < capacity;
-    require(in_range, "slots out of range: each must be in [0, 32 * n_blocks)");
-  } else {
-    require(slot_range_fits(first_slot, n, capacity), "first_slot + n exceeds the slots of blocks (32 per block)");
-  }
+  const int64_t* slot_ptr = checked_slots(slots, n, first_slot, capacity, "32");
   uint8_t* out = blocks.mutable_data();
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   py::gil_scoped_release release;
@@ -264,149 +200,6 @@ py::tuple pq4_tables(const FloatArray& queries, const FloatArray& codebooks) {
   return py::make_tuple(luts, bias, inverse_scale);
 }
 
-py::tuple search_quantized(const std::string& codec, std::size_t n, std::size_t d, const py::array& codes,
-                           const std::optional<FloatArray>& mid, const std::optional<FloatArray>& step,
-                           const std::optional<FloatArray>& vectors, const FloatArray& queries, long k,
-                           const std::optional<IdArray>& exclude_indptr, const std::optional<IdArray>& exclude_ids,
-                           const std::optional<ByteArray>& allow_mask, const std::optional<IdArray>& allow_ids,
-                           long rerank, long num_threads, const std::optional<FloatArray>& centroids,
-                           const std::optional<IdArray>& list_starts, const std::optional<IdArray>& list_sizes,
-                           const std::optional<IdArray>& slot_ids, long probes,
-                           const std::optional<FloatArray>& codebooks,
-                           const std::optional<FloatArray>& item_scales,
-                           const std::optional<U16Array>& item_bases,
-                           const std::optional<FloatArray>& bases,
-                           const std::optional<ByteArray>& deleted_mask) {
-  require(d > 0 && queries.ndim() == 2 && static_cast<std::size_t>(queries.shape(1)) == d,
-          "queries must be 2-D with the index's dimension");
-  const std::size_t k_out = llmrec::bindings::checked_k(k, n, "n");
-  require(rerank >= 0, "rerank must be >= 0");
-  const std::size_t nq = queries.shape(0);
-  // Checked here rather than by numpy in the facade: ~2 us of a one-query IVF search there.
-  require_finite(queries.data(), nq * d, "queries");
-  require_bounded_rows(queries.data(), nq, d, "queries");
-  llmrec::quant::IndexView view;
-  view.n = n;
-  view.d = d;
-  std::size_t slots = n;
-  if (centroids) {
-    require(list_starts && list_sizes && slot_ids, "partitions need list starts, sizes and slot ids");
-    require(centroids->ndim() == 2 && static_cast<std::size_t>(centroids->shape(1)) == d && centroids->shape(0) > 0,
-            "centroids must be (partitions, d)");
-    const std::size_t p = centroids->shape(0);
-    require(static_cast<std::size_t>(list_starts->size()) == p && static_cast<std::size_t>(list_sizes->size()) == p,
-            "list starts and sizes need one entry per partition");
-    require(probes >= 1, "probes must be >= 1");
-    require(slot_ids->ndim() == 1, "slot_ids must be 1-D");
-    slots = slot_ids->size();
-    const int64_t* st = list_starts->data();
-    const int64_t* sz = list_sizes->data();
-    const int64_t* ids = slot_ids->data();
-    // One check after the loop: require() builds its message string on every call, which
-    // cost more than a few-probe search over thousands of lists.
-    const int64_t align = codec == "sq8" ? static_cast<int64_t>(llmrec::quant::kSq8Block)
-                          : codec == "pq4" ? static_cast<int64_t>(llmrec::quant::kPq4Block) : 1;
-    std::size_t total = 0;
-    bool lists_ok = true;
-    for (std::size_t j = 0; j < p; ++j) {
-      // start <= slots and size <= slots - start: no int64 sum that could wrap.
-      lists_ok &= st[j] >= 0 && sz[j] >= 0 && static_cast<std::size_t>(st[j]) <= slots &&
-                  static_cast<std::size_t>(sz[j]) <= slots - static_cast<std::size_t>(st[j]) &&
-                  (st[j] & (align - 1)) == 0;  // align: a power of two (no division per list)
-      total += lists_ok ? static_cast<std::size_t>(sz[j]) : 0;
-    }
-    require(lists_ok, "list starts and sizes out of range");
-    // The slot ids of the lists a query probes are checked by the search itself, once per
-    // call (quant::detail::rank_lists): a pass over every slot would cost more than a
-    // search over a few lists.
-    require(total == n, "lists must hold every item once");
-    view.partitions = p;
-    view.slots = slots;
-    view.centroids = centroids->data();
-    view.list_starts = st;
-    view.list_sizes = sz;
-    view.slot_ids = ids;
-    view.probes = static_cast<std::size_t>(probes);
-  }
-  if (codec == "sq8") {
-    auto blocks = ByteArray::ensure(codes);
-    require(blocks && blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
-                slots <= checked_product(blocks.shape(0), llmrec::quant::kSq8Block, "codes") &&
-                blocks.data() == static_cast<const uint8_t*>(codes.data()),
-            "sq8 codes must be a C-contiguous uint8 array of at least sq8_blocks(n) blocks");
-    require(mid && step && static_cast<std::size_t>(mid->size()) == d && static_cast<std::size_t>(step->size()) == d,
-            "sq8 needs mid and step of d entries");
-    require_sq8_params(mid->data(), step->data(), d);
-    view.codec = llmrec::quant::Codec::sq8;
-    view.sq8_blocks = static_cast<const uint8_t*>(codes.data());
-    view.sq8_mid = mid->data();
-    view.sq8_step = step->data();
-    const std::size_t slot_room = llmrec::quant::sq8_blocks(slots) * llmrec::quant::kSq8Block;
-    if (item_scales) {
-      require(static_cast<std::size_t>(item_scales->size()) >= slot_room,
-              "item_scales needs one entry per slot (whole blocks)");
-      view.sq8_item_scales = item_scales->data();
-    }
-    require(item_bases.has_value() == bases.has_value(), "item_bases and bases go together");
-    if (bases) {
-      require(item_scales.has_value() && !centroids, "bases apply to a flat residual sq8 index");
-      require(bases->ndim() == 2 && static_cast<std::size_t>(bases->shape(1)) == d && bases->shape(0) > 0 &&
-                  bases->shape(0) <= 65536,
-              "bases must be (n_bases <= 65536, d)");
-      require(static_cast<std::size_t>(item_bases->size()) >= slot_room,
-              "item_bases needs one entry per slot (whole blocks)");
-      // A flat scan reads every slot's base number, so one pass over them costs little.
-      const uint16_t* base_numbers = item_bases->data();
-      uint16_t largest = 0;
-      for (std::size_t s = 0; s < slot_room; ++s) largest = std::max(largest, base_numbers[s]);
-      require(largest < static_cast<std::size_t>(bases->shape(0)), "item_bases out of range: each must be < n_bases");
-      view.sq8_item_bases = item_bases->data();
-      view.sq8_bases = bases->data();
-      view.sq8_n_bases = bases->shape(0);
-    }
-  } else if (codec == "fp16") {
-    require(codes.dtype().equal(py::dtype::of<uint16_t>()) && (codes.flags() & py::array::c_style) &&
-                reinterpret_cast<std::uintptr_t>(codes.data()) % alignof(uint16_t) == 0 && codes.ndim() == 2 && static_cast<std::size_t>(codes.shape(0)) >= slots &&
-                static_cast<std::size_t>(codes.shape(1)) == d,
-            "fp16 codes must be a C-contiguous, aligned uint16 (n, d) array");
-    view.codec = llmrec::quant::Codec::fp16;
-    view.fp16_rows = static_cast<const uint16_t*>(codes.data());
-  } else if (codec == "pq4") {
-    require(codebooks.has_value(), "pq4 needs codebooks");
-    const std::size_t m = pq4_m_of(*codebooks, d);
-    require_bounded_codebooks(*codebooks, m, d);
-    auto blocks = ByteArray::ensure(codes);
-    require(blocks && blocks.data() == static_cast<const uint8_t*>(codes.data()),
-            "pq4 codes must be a C-contiguous uint8 array");
-    check_pq4_blocks(blocks, m, slots);
-    view.codec = llmrec::quant::Codec::pq4;
-    view.pq4_blocks = blocks.data();
-    view.pq4_codebooks = codebooks->data();
-    view.pq4_m = m;
-  } else {
-    throw py::value_error("codec must be 'sq8', 'fp16' or 'pq4', got '" + codec + "'");
-  }
-  if (vectors) {
-    require(vectors->ndim() == 2 && static_cast<std::size_t>(vectors->shape(0)) >= n &&
-                static_cast<std::size_t>(vectors->shape(1)) == d,
-            "vectors must be (n, d)");
-    view.vectors = vectors->data();
-  }
-  std::vector<int64_t> sorted_exclusions;
-  const llmrec::topk::Filter filter =
-      make_filter(n, nq, exclude_indptr, exclude_ids, allow_mask, allow_ids, sorted_exclusions, deleted_mask);
-  const std::size_t threads = llmrec::resolve_threads(num_threads);
-  return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
-    llmrec::quant::search(view, queries.data(), nq, k_out, filter,
-                          static_cast<std::size_t>(rerank), threads, ids_out, scores_out);
-    // Lists are checked for ids in range per call, not for repeats (a pass over the probed
-    // slots with a bit per item cost more than the search): a repeated slot id, or lists
-    // that overlap, is caught where it would do harm, as an id twice in a result row.
-    if (centroids && !rows_distinct(ids_out, nq, k_out))
-      throw std::invalid_argument("slot ids repeated: the probed lists hold an item id more than once");
-  });
-}
-
 py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, const IdArray& candidates, long k,
                        long num_threads) {
   require(vectors.ndim() == 2 && queries.ndim() == 2 && candidates.ndim() == 2, "arrays must be 2-D");
@@ -433,8 +226,12 @@ py::tuple rerank_exact(const FloatArray& vectors, const FloatArray& queries, con
                    "that scores are finite in float32");
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
-    llmrec::quant::rerank_exact(vectors.data(), n, d, queries.data(), nq, candidates.data(),
-                                candidates.shape(1), k_out, threads, ids_out, scores_out);
+    llmrec::topk::RescoreTerm exact;
+    exact.matrix = vectors.data();
+    exact.d = d;
+    exact.queries = queries.data();
+    llmrec::topk::rescore(candidates.data(), nq, candidates.shape(1), n, &exact, 1, nullptr, k_out, threads,
+                          ids_out, scores_out);
   });
 }
 
@@ -525,17 +322,6 @@ void register_quant(py::module_& m) {
         "Reconstructs rows first .. first + n from sq8 blocks (mid + a * s * step; residual bases not added).");
   m.def("fp16_encode", &fp16_encode, py::arg("x"), "float32 -> IEEE half bits (uint16), round to nearest even.");
   m.def("fp16_decode", &fp16_decode, py::arg("h"), "IEEE half bits (uint16) -> float32.");
-  m.def("search_quantized", &search_quantized, py::arg("codec"), py::arg("n"), py::arg("d"), py::arg("codes"),
-        py::arg("mid") = py::none(), py::arg("step") = py::none(), py::arg("vectors") = py::none(),
-        py::arg("queries"), py::arg("k"), py::arg("exclude_indptr") = py::none(),
-        py::arg("exclude_ids") = py::none(), py::arg("allow_mask") = py::none(),
-        py::arg("allow_ids") = py::none(), py::arg("rerank") = 0, py::arg("num_threads") = 0,
-        py::arg("centroids") = py::none(), py::arg("list_starts") = py::none(),
-        py::arg("list_sizes") = py::none(), py::arg("slot_ids") = py::none(), py::arg("probes") = 1, py::arg("codebooks") = py::none(),
-        py::arg("item_scales") = py::none(), py::arg("item_bases") = py::none(), py::arg("bases") = py::none(),
-        py::arg("deleted_mask") = py::none(),
-        "Top-k over fp16, sq8 or pq4 codes, optionally re-ranked exactly from vectors; k at most max(n, 1024). "
-        "Items whose deleted_mask byte is non-zero are never returned.");
   m.def("rerank_exact", &rerank_exact, py::arg("vectors"), py::arg("queries"), py::arg("candidates"),
         py::arg("k"), py::arg("num_threads") = 0, "Exact top-k among each query's candidate ids (-1 = none; a repeated id counts once); "
         "k at most max(n_items, 1024).");

@@ -70,24 +70,53 @@ def sq8_decode(
 ) -> npt.NDArray[np.float32]: ...
 def fp16_encode(x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]: ...
 def fp16_decode(h: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]: ...
-def search_quantized(
-    codec: str,
-    n: int,
-    d: int,
-    codes: npt.NDArray[np.generic],
-    mid: npt.NDArray[np.float32] | None = None,
-    step: npt.NDArray[np.float32] | None = None,
-    vectors: npt.NDArray[np.float32] | None = None,
-    *,
-    queries: npt.NDArray[np.float32],
-    k: int,
-    exclude_indptr: npt.NDArray[np.int64] | None = None,
-    exclude_ids: npt.NDArray[np.int64] | None = None,
-    allow_mask: npt.NDArray[np.uint8] | None = None,
-    allow_ids: npt.NDArray[np.int64] | None = None,
-    rerank: int = 0,
-    num_threads: int = 0,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+SQ8_BLOCK: int
+PQ4_BLOCK: int
+SQ8_ZERO_BYTE: int
+
+class QuantizedView:
+    """One quantized index's storage, checked once, searched many times."""
+
+    def __init__(
+        self,
+        codec: str,
+        n: int,
+        d: int,
+        codes: npt.NDArray[np.generic],
+        mid: npt.NDArray[np.float32] | None = None,
+        step: npt.NDArray[np.float32] | None = None,
+        vectors: npt.NDArray[np.float32] | None = None,
+        centroids: npt.NDArray[np.float32] | None = None,
+        list_starts: npt.NDArray[np.int64] | None = None,
+        list_sizes: npt.NDArray[np.int64] | None = None,
+        slot_ids: npt.NDArray[np.int64] | None = None,
+        codebooks: npt.NDArray[np.float32] | None = None,
+        item_scales: npt.NDArray[np.float32] | None = None,
+        item_bases: npt.NDArray[np.uint16] | None = None,
+        bases: npt.NDArray[np.float32] | None = None,
+    ) -> None: ...
+    def search(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        exclude_indptr: npt.NDArray[np.int64] | None = None,
+        exclude_ids: npt.NDArray[np.int64] | None = None,
+        allow_mask: npt.NDArray[np.uint8] | None = None,
+        allow_ids: npt.NDArray[np.int64] | None = None,
+        deleted_mask: npt.NDArray[np.uint8] | None = None,
+        probes: int = 1,
+        rerank: int = 0,
+        num_threads: int = 0,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    @property
+    def codec(self) -> str: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def d(self) -> int: ...
+    @property
+    def partitions(self) -> int: ...
+
 def rerank_exact(
     vectors: npt.NDArray[np.float32],
     queries: npt.NDArray[np.float32],

@@ -9,7 +9,8 @@ import numpy as np
 
 from llmrec import _core
 from llmrec._checks import (as_float_matrix, as_queries, check_choice, check_int, check_k,
-                            check_threads, check_vector_norms, plain)
+                            check_threads, check_vector_norms)
+from llmrec._codecs import Codec, Fp16, Pq4, Sq8
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._index_base import IndexBase
 from llmrec._row_ids import RowIds
@@ -28,11 +29,7 @@ _SQ8_ROWS_PER_BASE = 32  # training rows per coarse centroid
 _SQ8_ITERATIONS = 5
 _IVF_L2_ITERATIONS = 10  # list k-means: L2 Lloyd iterations, then ...
 _IVF_IP_ROUNDS = 10  # ... Lloyd rounds assigning by inner product (see _train_lists)
-_SQ8_BLOCK = 16
-_PQ4_BLOCK = 32
-_PQ4_ITERATIONS = 20
-_PQ4_TRAIN_ROWS = 32_768  # rows of the training sample used for the codebooks (2,048 per centroid)
-_FP16_MAX = 65504.0
+_SQ8_BLOCK = Sq8.block  # residual sq8's per-slot arrays cover whole blocks
 
 
 class _Lists(NamedTuple):
@@ -45,7 +42,8 @@ class _Lists(NamedTuple):
 
 
 class _State(NamedTuple):
-    """One consistent snapshot of the searchable rows; replaced, never mutated, by add."""
+    """One consistent snapshot of the searchable rows; replaced, never mutated, by add.
+    Each one gets its native view (``_core.QuantizedView``), checked once when it is set."""
 
     n: int
     codes: np.ndarray          # sq8 / pq4: (blocks, block_bytes) uint8; fp16: (rows, d) uint16
@@ -154,25 +152,19 @@ class QuantizedIndex(IndexBase):
         items = as_float_matrix(vectors, "vectors")
         if self._metric == "cosine":
             items = self._normalized_copy(items)
-        self._check_range(items, "vectors")
         self._d = int(items.shape[1])
-        self._mid = self._step = self._centroids = self._codebooks = self._bases = None
+        self._centroids = self._bases = None
         self._residual = self._codec == "sq8"
         if self._codec == "pq4":
             self._pq_m = self._subspaces(pq_subspaces)
+        self._coder = self._new_coder()
+        self._check_range(items, "vectors")
         rng = np.random.default_rng(random_state)
         sample = items
         if items.shape[0] > train_size:
             sample = items[np.sort(rng.choice(items.shape[0], train_size, replace=False))]
-        if self._codec == "pq4":
-            if sample.shape[0] < 16:
-                raise ValueError(f"codec='pq4' needs at least 16 training vectors (16 centroids "
-                                 f"per subspace), got {sample.shape[0]}")
-            pq_sample = sample
-            if sample.shape[0] > _PQ4_TRAIN_ROWS:  # 16 centroids per subspace need no more
-                pq_sample = sample[np.sort(rng.choice(sample.shape[0], _PQ4_TRAIN_ROWS, replace=False))]
-            self._codebooks = _core.pq4_train(pq_sample, self._pq_m, _PQ4_ITERATIONS,
-                                              int(rng.integers(0, 2**63 - 1)), self._num_threads)
+        if isinstance(self._coder, Pq4):
+            self._coder.train(sample, rng, self._num_threads)
         self._rw = ReadWriteLock()
         self._row_ids = RowIds()
         first_ids = self._row_ids.new_ids(ids, items.shape[0], 0)
@@ -184,20 +176,59 @@ class QuantizedIndex(IndexBase):
             seed = int(rng.integers(0, 2**63 - 1))
             self._train_lists(sample, seed)
             sample_lists = self._nearest_lists(sample)
-            if self._codec == "sq8":
-                self._mid, self._step = _core.sq8_train(sample - self._centroids[sample_lists])
-            self._state = _State(0, self._empty_codes(), None,
-                                 _Lists(np.zeros(self._partitions, np.int64),
-                                        np.zeros(self._partitions, np.int64),
-                                        np.zeros(0, np.int64), np.zeros(0, np.int32)))
+            if isinstance(self._coder, Sq8):
+                self._coder.train(sample - self._centroids[sample_lists])
+            self._set_state(_State(0, self._coder.empty(0), None,
+                                   _Lists(np.zeros(self._partitions, np.int64),
+                                          np.zeros(self._partitions, np.int64),
+                                          np.zeros(0, np.int64), np.zeros(0, np.int32))))
         else:
-            if self._codec == "sq8":
+            if isinstance(self._coder, Sq8):
                 self._train_bases(sample, items.shape[0], rng)
-            self._state = _State(0, self._empty_codes(), None)
+            self._set_state(_State(0, self._coder.empty(0), None))
         self._append(items, initial=True, ids=first_ids)
 
     def _n_rows(self) -> int:
         return self._state.n
+
+    def _set_state(self, state: _State) -> None:
+        """Make ``state`` the searchable rows (the write lock held, or during construction):
+        its native view checks the storage once here, so searches check only their own
+        arguments."""
+        view = self._make_view(state)
+        self._state, self._view = state, view
+
+    def _make_view(self, state: _State) -> Any:
+        lists = state.lists
+        return _core.QuantizedView(
+            self._codec, state.n, self._d, state.codes, vectors=state.vectors,
+            centroids=None if lists is None else self._centroids,
+            list_starts=None if lists is None else lists.starts,
+            list_sizes=None if lists is None else lists.sizes,
+            slot_ids=None if lists is None else lists.slot_ids, item_scales=state.item_scales,
+            item_bases=state.item_bases, bases=self._bases if state.item_bases is not None else None,
+            **self._coder.view_args())
+
+    def _new_coder(self) -> Codec:
+        """The codec object of this index's codec (untrained)."""
+        if self._codec == "sq8":
+            return Sq8(self._d)
+        if self._codec == "pq4":
+            return Pq4(self._d, self._pq_m)
+        return Fp16(self._d)
+
+    # The codec's trained parameters, by their former names (tests read them here).
+    @property
+    def _mid(self) -> np.ndarray | None:
+        return getattr(self._coder, "mid", None)
+
+    @property
+    def _step(self) -> np.ndarray | None:
+        return getattr(self._coder, "step", None)
+
+    @property
+    def _codebooks(self) -> np.ndarray | None:
+        return getattr(self._coder, "codebooks", None)
 
     def _train_bases(self, sample: np.ndarray, n: int, rng: np.random.Generator) -> None:
         """Coarse centroids for flat residual sq8, and the ranges of the residuals."""
@@ -210,7 +241,7 @@ class QuantizedIndex(IndexBase):
             rows = sample[np.sort(rng.choice(sample.shape[0], count * _SQ8_ROWS_PER_BASE, replace=False))]
         self._bases, nearest = _core.kmeans_train(rows, count, _SQ8_ITERATIONS,
                                                   int(rng.integers(0, 2**63 - 1)), self._num_threads)
-        self._mid, self._step = _core.sq8_train(rows - self._bases[nearest])
+        self._coder.train(rows - self._bases[nearest])
 
     # ---------------------------------------------------------------- properties
     @property
@@ -244,11 +275,19 @@ class QuantizedIndex(IndexBase):
             state = self.__dict__.copy()
         state.pop("_lock", None)
         state.pop("_rw", None)
+        state.pop("_view", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        legacy = {key: state.pop(key, None) for key in ("_mid", "_step", "_codebooks")}
         self.__dict__.update(state)
         self._rw = ReadWriteLock()
+        if "_coder" not in state:  # pickled before the codec objects: its parameters were fields
+            self._coder = self._new_coder()
+            for key, value in legacy.items():
+                if value is not None:
+                    setattr(self._coder, key[1:], value)
+        self._set_state(self._state)
         if "_row_ids" not in state:  # pickled before caller ids existed
             self._row_ids = RowIds()
             self._row_ids.append(0, self._state.n, None)
@@ -261,9 +300,7 @@ class QuantizedIndex(IndexBase):
     def _check_range(self, rows: np.ndarray, name: str) -> None:
         if self._metric == "ip":  # cosine rows are unit length by now
             check_vector_norms(rows, name)
-        if self._codec == "fp16" and rows.size and float(np.abs(rows).max()) > _FP16_MAX:
-            raise ValueError(f"{name} holds values beyond +-{_FP16_MAX:g}, which fp16 cannot "
-                             "represent: scale the vectors or use codec='sq8'")
+        self._coder.check_rows(rows, name)
 
     def _subspaces(self, value: Any) -> int:
         d = self._d
@@ -309,20 +346,6 @@ class QuantizedIndex(IndexBase):
                                     num_threads=self._num_threads, batch_invariant=True)
         return ids[:, 0].astype(np.int32)
 
-    def _block(self) -> int:
-        """Items per code block (slot granularity): 16 for sq8, 32 for pq4, 1 for fp16."""
-        return {"sq8": _SQ8_BLOCK, "pq4": _PQ4_BLOCK}.get(self._codec, 1)
-
-    def _block_bytes(self) -> int:
-        if self._codec == "pq4":
-            return int(_core.pq4_block_bytes(self._pq_m))
-        return int(_core.sq8_block_bytes(self._d))
-
-    def _empty_codes(self) -> np.ndarray:
-        if self._codec in ("sq8", "pq4"):
-            return np.zeros((0, self._block_bytes()), dtype=np.uint8)
-        return np.zeros((0, self._d), dtype=np.uint16)
-
     def _slot_layout(self, assignment: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The block-aligned list layout of items assigned to lists: (list starts, list
@@ -330,7 +353,7 @@ class QuantizedIndex(IndexBase):
         list in their order."""
         n = len(assignment)
         sizes = np.bincount(assignment, minlength=self._partitions).astype(np.int64)
-        block = self._block()
+        block = self._coder.block
         room = -(-sizes // block) * block
         starts = np.zeros(self._partitions, np.int64)
         np.cumsum(room[:-1], out=starts[1:])
@@ -362,26 +385,16 @@ class QuantizedIndex(IndexBase):
         if m == 0:  # an update: the rewritten items are encoded afresh
             kept = ~np.isin(old_items, at)
             old_slots, old_items = old_slots[kept], old_items[kept]
+        codes = self._coder.empty(total)
+        self._coder.copy_slots(state.codes, old_slots, codes, slot_of[old_items])
         scales = None
-        if self._codec == "sq8":
-            codes = np.full((total // _SQ8_BLOCK, self._block_bytes()), 0x80, np.uint8)
-            _core.sq8_copy_slots(state.codes, old_slots, codes, slot_of[old_items], self._d)
-            residual = {}
-            if self._residual:
-                scales = np.zeros(total, np.float32)
-                if state.item_scales is not None:
-                    scales[slot_of[old_items]] = state.item_scales[old_slots]
-                residual = dict(bases=self._centroids, base_of=new_assignment, item_scales=scales)
-            _core.sq8_encode(rows, self._mid, self._step, codes, 0, self._num_threads,
-                             slots=slot_of[at], **residual)
-        elif self._codec == "pq4":
-            codes = np.zeros((total // _PQ4_BLOCK, self._block_bytes()), np.uint8)
-            _core.pq4_copy_slots(state.codes, old_slots, codes, slot_of[old_items], self._pq_m)
-            _core.pq4_encode(rows, self._codebooks, codes, 0, self._num_threads, slots=slot_of[at])
-        else:
-            codes = np.zeros((total, self._d), np.uint16)
-            codes[slot_of[old_items]] = state.codes[old_slots]
-            codes[slot_of[at]] = _core.fp16_encode(rows)
+        residual = {}
+        if self._residual:
+            scales = np.zeros(total, np.float32)
+            if state.item_scales is not None:
+                scales[slot_of[old_items]] = state.item_scales[old_slots]
+            residual = dict(bases=self._centroids, base_of=new_assignment, item_scales=scales)
+        self._coder.encode(rows, codes, slot_of[at], 0, self._num_threads, **residual)
         return codes, _Lists(starts, sizes, slot_ids, assignment.astype(np.int32)), scales
 
     def _append(self, rows: np.ndarray, *, initial: bool = False, ids: Any = None) -> np.ndarray:
@@ -392,27 +405,20 @@ class QuantizedIndex(IndexBase):
             lists = scales = bases = None
             if self._partitions is not None:
                 codes, lists, scales = self._relayout(state, rows)
-            elif self._codec == "sq8":
-                used_blocks = -(-n // _SQ8_BLOCK)
-                blocks = -(-(n + m) // _SQ8_BLOCK)
-                codes = _grow(state.codes, used_blocks, blocks, (self._block_bytes(),), np.uint8, fill=0x80)
+            else:
+                coder = self._coder
+                codes = _grow(state.codes, coder.code_rows(n), coder.code_rows(n + m), coder.row_shape(),
+                              coder.dtype(), fill=coder.fill())
                 residual = {}
                 if self._residual:
                     # Per-slot arrays cover whole blocks: the kernels read them 16 at a time.
-                    slots = codes.shape[0] * _SQ8_BLOCK
+                    slots = codes.shape[0] * coder.block
                     scales = _grow(state.item_scales, n, slots, (), np.float32)
                     bases = _grow(state.item_bases, n, slots, (), np.uint16)
                     nearest = _core.kmeans_assign(rows, self._bases, self._num_threads)
                     bases[n:n + m] = nearest
                     residual = dict(bases=self._bases, base_of=nearest, item_scales=scales)
-                _core.sq8_encode(rows, self._mid, self._step, codes, n, self._num_threads, **residual)
-            elif self._codec == "pq4":
-                codes = _grow(state.codes, -(-n // _PQ4_BLOCK), -(-(n + m) // _PQ4_BLOCK),
-                              (self._block_bytes(),), np.uint8)
-                _core.pq4_encode(rows, self._codebooks, codes, n, self._num_threads)
-            else:
-                codes = _grow(state.codes, n, n + m, (self._d,), np.uint16)
-                codes[n:n + m] = _core.fp16_encode(rows)
+                coder.encode(rows, codes, None, n, self._num_threads, **residual)
             vectors = None
             if self._keep_vectors:
                 if initial:
@@ -420,7 +426,7 @@ class QuantizedIndex(IndexBase):
                 else:
                     vectors = _grow(state.vectors, n, n + m, (self._d,), np.float32)
                     vectors[n:n + m] = rows
-            self._state = _State(n + m, codes, vectors, lists, scales, bases)
+            self._set_state(_State(n + m, codes, vectors, lists, scales, bases))
             self._row_ids.append(n, m, new_ids)
         return np.arange(n, n + m, dtype=np.int64) if new_ids is None else new_ids
 
@@ -469,7 +475,7 @@ class QuantizedIndex(IndexBase):
                 targets = self._nearest_lists(rows)
                 if not (targets == lists.assignment[at]).all():  # a row moves: new lists
                     codes, lists, scales = self._relayout(state, rows, at)
-                    self._state = _State(state.n, codes, vectors, lists, scales)
+                    self._set_state(_State(state.n, codes, vectors, lists, scales))
                     return
                 # Every row stays in its list: re-encode it in its slot, in place.
                 slots = np.array([lists.starts[p] + int(np.flatnonzero(
@@ -480,28 +486,23 @@ class QuantizedIndex(IndexBase):
                 if self._residual:
                     residual = dict(bases=self._centroids, base_of=targets, item_scales=scales)
                 self._encode_in_place(rows, codes, slots, residual)
-                self._state = _State(state.n, codes, vectors, lists, scales)
+                self._set_state(_State(state.n, codes, vectors, lists, scales))
                 return
             codes, scales, bases = own(state.codes), own(state.item_scales), own(state.item_bases)
             residual = {}
-            if self._codec == "sq8" and self._residual:
+            if self._residual:
                 nearest = _core.kmeans_assign(rows, self._bases, self._num_threads)
                 bases[at] = nearest
                 residual = dict(bases=self._bases, base_of=nearest, item_scales=scales)
             self._encode_in_place(rows, codes, at, residual)
-            self._state = _State(state.n, codes, vectors, None, scales, bases)
+            self._set_state(_State(state.n, codes, vectors, None, scales, bases))
 
     def _encode_in_place(self, rows: np.ndarray, codes: np.ndarray, slots: np.ndarray,
                          residual: dict[str, Any]) -> None:
         """Encode ``rows`` into ``slots`` of ``codes`` (the write lock held). One thread:
         pq4 slots share bytes (two 4-bit codes), which parallel encoders of neighbouring
         slots would both rewrite."""
-        if self._codec == "sq8":
-            _core.sq8_encode(rows, self._mid, self._step, codes, 0, 1, slots=slots, **residual)
-        elif self._codec == "pq4":
-            _core.pq4_encode(rows, self._codebooks, codes, 0, 1, slots=slots)
-        else:
-            codes[slots] = _core.fp16_encode(rows)
+        self._coder.encode(rows, codes, slots, 0, 1, **residual)
 
     def compact(self) -> None:
         """Drop the codes (and kept vectors) of removed items. The survivors' codes are
@@ -516,7 +517,7 @@ class QuantizedIndex(IndexBase):
             keep = np.flatnonzero(self._row_ids.deleted[:n] == 0)
             ids = self._row_ids.live_ids(n)
             next_id = self._row_ids.next_id
-            self._state = self._compacted(state, keep)
+            self._set_state(self._compacted(state, keep))
             self._row_ids = RowIds()
             self._row_ids.append(0, len(keep), ids)
             self._row_ids.next_id = max(self._row_ids.next_id, next_id)
@@ -539,38 +540,28 @@ class QuantizedIndex(IndexBase):
             new_lists = _Lists(starts, sizes, slot_ids, assignment)
         else:
             src, new_slot = keep, np.arange(m, dtype=np.int64)
-            total = -(-m // self._block()) * self._block() if self._codec != "fp16" else m
+            total = m
             new_lists = None
+        codes = self._coder.empty(total)
+        self._coder.copy_slots(state.codes, src, codes, new_slot)
         scales = bases = None
-        if self._codec == "sq8":
-            codes = np.full((total // _SQ8_BLOCK, self._block_bytes()), 0x80, np.uint8)
-            _core.sq8_copy_slots(state.codes, src, codes, new_slot, self._d)
-            if state.item_scales is not None:
-                scales = np.zeros(codes.shape[0] * _SQ8_BLOCK, np.float32)
-                scales[new_slot] = state.item_scales[src]
-            if state.item_bases is not None:
-                bases = np.zeros(codes.shape[0] * _SQ8_BLOCK, np.uint16)
-                bases[new_slot] = state.item_bases[src]
-        elif self._codec == "pq4":
-            codes = np.zeros((total // _PQ4_BLOCK, self._block_bytes()), np.uint8)
-            _core.pq4_copy_slots(state.codes, src, codes, new_slot, self._pq_m)
-        else:
-            codes = np.zeros((total, self._d), np.uint16)
-            codes[new_slot] = state.codes[src]
+        if state.item_scales is not None:
+            scales = np.zeros(codes.shape[0] * _SQ8_BLOCK, np.float32)
+            scales[new_slot] = state.item_scales[src]
+        if state.item_bases is not None:
+            bases = np.zeros(codes.shape[0] * _SQ8_BLOCK, np.uint16)
+            bases[new_slot] = state.item_bases[src]
         return _State(m, codes, vectors, new_lists, scales, bases)
 
     def memory_bytes(self) -> int:
         """Bytes held for the items: codes, codec parameters and any kept vectors."""
         state = self._state
-        params = sum(a.nbytes for a in (self._mid, self._step, self._codebooks, self._bases)
-                     if a is not None)
-        if self._codec in ("sq8", "pq4"):
-            total = -(-state.n // self._block()) * self._block_bytes() + params
-            for per_slot in (state.item_scales, state.item_bases):
-                if per_slot is not None and state.lists is None:
-                    total += -(-state.n // self._block()) * self._block() * per_slot.itemsize
-        else:
-            total = state.n * self._d * 2
+        coder = self._coder
+        params = coder.nbytes() + (self._bases.nbytes if self._bases is not None else 0)
+        total = coder.code_rows(state.n) * coder.row_bytes() + params
+        for per_slot in (state.item_scales, state.item_bases):
+            if per_slot is not None and state.lists is None:
+                total += coder.code_rows(state.n) * coder.block * per_slot.itemsize
         if state.lists is not None:
             total = state.codes.nbytes + params
             total += self._centroids.nbytes + state.lists.slot_ids.nbytes + state.lists.assignment.nbytes
@@ -593,14 +584,7 @@ class QuantizedIndex(IndexBase):
             used = np.flatnonzero(state.lists.slot_ids >= 0)
             slot_of[state.lists.slot_ids[used]] = used
             slots = slot_of[ids]
-        if self._codec == "fp16":
-            return _core.fp16_decode(np.ascontiguousarray(state.codes[slots]))
-        if self._codec == "pq4":
-            return _core.pq4_decode(state.codes, np.ascontiguousarray(slots, np.int64), self._codebooks)
-        out = np.empty((len(ids), self._d), dtype=np.float32)
-        for j, i in enumerate(slots):
-            out[j] = _core.sq8_decode(state.codes, int(i), 1, self._mid, self._step,
-                                      item_scales=state.item_scales)[0]
+        out = self._coder.decode(state.codes, slots, state.item_scales)
         if state.item_bases is not None:
             out += self._bases[state.item_bases[slots]]
         elif self._residual and state.lists is not None:
@@ -658,18 +642,12 @@ class QuantizedIndex(IndexBase):
         if self._metric == "cosine":
             matrix = self._normalized_copy(matrix)
         excluded, allow_mask, allow_ids = self._filters(exclude, allow, matrix.shape[0], state.n, single)
-        lists = state.lists
-        # Positional: matching two dozen keyword names cost ~5 us of a ~60 us IVF search.
-        ids, scores = _core.search_quantized(
-            self._codec, state.n, self._d, state.codes, self._mid, self._step,
-            state.vectors if rerank else None, matrix, k,
-            None if excluded is None else excluded[0], None if excluded is None else excluded[1],
-            allow_mask, allow_ids, rerank, self._num_threads,
-            None if lists is None else self._centroids, None if lists is None else lists.starts,
-            None if lists is None else lists.sizes, None if lists is None else lists.slot_ids,
-            1 if lists is None else probes, self._codebooks, state.item_scales, state.item_bases,
-            self._bases if state.item_bases is not None else None,
-            self._row_ids.deleted_mask(state.n))
+        view = self._view if self._state is state else self._make_view(state)
+        # Positional: matching keyword names costs microseconds of a few-list search.
+        ids, scores = view.search(
+            matrix, k, None if excluded is None else excluded[0], None if excluded is None else excluded[1],
+            allow_mask, allow_ids, self._row_ids.deleted_mask(state.n),
+            1 if state.lists is None else probes, rerank, self._num_threads)
         ids, scores = self._caller_results(ids, scores)
         return (ids[0], scores[0]) if single else (ids, scores)
 
@@ -696,13 +674,9 @@ class QuantizedIndex(IndexBase):
             arrays.update(centroids=self._centroids, list_starts=state.lists.starts,
                           list_sizes=state.lists.sizes, slot_ids=state.lists.slot_ids,
                           assignment=state.lists.assignment)
-        elif self._codec in ("sq8", "pq4"):
-            arrays["codes"] = np.asarray(state.codes[:-(-state.n // self._block())])
         else:
-            arrays["codes"] = np.asarray(state.codes[:state.n])
-        if self._codec == "sq8":
-            arrays["mid"] = self._mid
-            arrays["step"] = self._step
+            arrays["codes"] = np.asarray(state.codes[:self._coder.code_rows(state.n)])
+        arrays.update(self._coder.file_arrays())
         if state.item_scales is not None:
             slots = len(state.lists.slot_ids) if state.lists is not None else \
                 -(-state.n // _SQ8_BLOCK) * _SQ8_BLOCK
@@ -710,8 +684,6 @@ class QuantizedIndex(IndexBase):
             if state.item_bases is not None:
                 arrays["item_bases"] = np.asarray(state.item_bases[:slots])
                 arrays["bases"] = self._bases
-        if self._codec == "pq4":
-            arrays["codebooks"] = self._codebooks
         if state.vectors is not None:
             arrays["vectors"] = np.asarray(state.vectors[:state.n])
         meta = {"codec": self._codec, "metric": self._metric, "n": state.n, "dim": self._d,
@@ -756,7 +728,8 @@ class QuantizedIndex(IndexBase):
             raise fail(path, "residual codes are an sq8 feature")
         index._num_threads = num_threads
         index._d = d
-        index._mid = index._step = index._centroids = index._codebooks = index._bases = None
+        index._centroids = index._bases = None
+        index._coder = index._new_coder()  # its block size checks the lists; trained below
         lists = None
         slots = n
         if index._partitions is not None:
@@ -781,7 +754,10 @@ class QuantizedIndex(IndexBase):
         if index._keep_vectors:
             vectors = array(arrays, "vectors", path, dtype=np.float32, shape=(n, d), finite=payload)
         index._rw = ReadWriteLock()
-        index._state = _State(n, codes, vectors, lists, scales, bases)
+        try:
+            index._set_state(_State(n, codes, vectors, lists, scales, bases))
+        except ValueError as e:  # the native view's checks, as a FormatError naming the file
+            raise fail(path, str(e)) from None
         row_ids = array(arrays, "row_ids", path, dtype=np.int64, shape=(n,), required=False)
         deleted = array(arrays, "deleted", path, dtype=np.uint8, shape=(n,), required=False)
         index._row_ids = RowIds.from_arrays(row_ids, deleted, n, lambda message: fail(path, message))
@@ -789,28 +765,13 @@ class QuantizedIndex(IndexBase):
 
     def _load_codec(self, path: Any, arrays: dict[str, np.ndarray], slots: int,
                     check_values: bool) -> np.ndarray:
-        """Check and return the codes for ``slots`` slots, and set the codec's parameters."""
-        d = self._d
+        """Read the codec's parameters into ``self._coder``; check and return the codes for
+        ``slots`` slots."""
         if self._codec == "sq8":
-            self._mid = array(arrays, "mid", path, dtype=np.float32, shape=(d,), finite=True)
-            self._step = array(arrays, "step", path, dtype=np.float32, shape=(d,), finite=True)
-            # 0 (a constant dimension) or a normal float: 1 / step must be finite.
-            tiny = (self._step != 0) & ~(self._step >= np.finfo(np.float32).tiny)
-            if tiny.any():
-                raise fail(path, f"array 'step' holds {plain(self._step[tiny][0])!r}: each step must be 0 or "
-                                 f"at least {np.finfo(np.float32).tiny} (the smallest normal float32)")
-            return array(arrays, "codes", path, dtype=np.uint8,
-                         shape=(-(-slots // _SQ8_BLOCK), int(_core.sq8_block_bytes(d))))
-        if self._codec == "pq4":
-            m = self._pq_m
-            self._codebooks = array(arrays, "codebooks", path, dtype=np.float32,
-                                    shape=(m, 16, d // m), finite=True)
-            return array(arrays, "codes", path, dtype=np.uint8,
-                         shape=(-(-slots // _PQ4_BLOCK), int(_core.pq4_block_bytes(m))))
-        codes = array(arrays, "codes", path, dtype=np.uint16, shape=(slots, d))
-        if check_values and codes.size and ((codes & 0x7C00) == 0x7C00).any():  # exponent all ones: inf/NaN
-            raise fail(path, "array 'codes' holds half-precision NaN or infinite values")
-        return codes
+            self._coder = Sq8.load(arrays, path, self._d)
+        elif self._codec == "pq4":
+            self._coder = Pq4.load(arrays, path, self._d, self._pq_m)
+        return self._coder.load_codes(arrays, path, slots, check_values)
 
     def _load_lists(self, path: Any, arrays: dict[str, np.ndarray], n: int, d: int) -> _Lists:
         """Read and check the inverted file's arrays (ids must index memory safely)."""
@@ -821,11 +782,11 @@ class QuantizedIndex(IndexBase):
                        array(arrays, "slot_ids", path, dtype=np.int64, ndim=1),
                        array(arrays, "assignment", path, dtype=np.int32, shape=(n,)))
         slots = len(lists.slot_ids)
-        if slots % self._block():
-            raise fail(path, f"array 'slot_ids' holds {slots} slots, not whole blocks of {self._block()}")
+        if slots % self._coder.block:
+            raise fail(path, f"array 'slot_ids' holds {slots} slots, not whole blocks of {self._coder.block}")
         if int(lists.sizes.sum()) != n:
             raise fail(path, f"the inverted lists hold {int(lists.sizes.sum())} items, expected {n}")
-        occupied = check_list_ranges(path, lists.starts, lists.sizes, slots, self._block())
+        occupied = check_list_ranges(path, lists.starts, lists.sizes, slots, self._coder.block)
         check_range(path, "slot_ids", lists.slot_ids, -1, n)
         check_range(path, "assignment", lists.assignment, 0, p)
         ids = lists.slot_ids[occupied]

@@ -126,7 +126,9 @@ struct IndexView {
 
   // Partitions (an inverted file): codes are stored list by list in slots; list p holds
   // slots list_starts[p] .. list_starts[p] + list_sizes[p] (sq8: starts are multiples of
-  // kSq8Block, pq4: of kPq4Block), and slot_ids gives each slot's item id. Without partitions slot = id.
+  // kSq8Block, pq4: of kPq4Block), and slot_ids gives each slot's item id: every slot of a
+  // list holds an id in [0, n), each id once (the search trusts this; the bindings'
+  // QuantizedView checks it when the storage changes). Without partitions slot = id.
   std::size_t partitions = 0;
   std::size_t slots = 0;                // total slots (codes arrays are sized by slots)
   const float* centroids = nullptr;     // partitions x d
@@ -137,23 +139,13 @@ struct IndexView {
 };
 
 // Top-k by codec scores (over the `probes` best non-empty lists when partitioned, ranked
-// by the batch-invariant exact search, see topk::search; the slot ids of the probed lists
-// are checked, std::invalid_argument if one is outside [0, n); there, equal
-// scores from different lists are ordered by id for pq4 without filters, and are not
-// guaranteed to be otherwise); with rerank > 0 (and vectors), the best rerank * k
-// candidates per query are re-scored exactly and the returned scores are exact inner products.
+// by the batch-invariant exact search, see topk::search; there, equal scores from
+// different lists are ordered by id for pq4 without filters, and are not guaranteed to be
+// otherwise); with rerank > 0 (and vectors), the best rerank * k candidates per query are
+// re-scored exactly (topk::rescore) and the returned scores are exact inner products.
 void search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
             const topk::Filter& filter, std::size_t rerank, std::size_t num_threads,
             int64_t* out_ids, float* out_scores);
-
-// Exact re-scoring: for each query, the candidates in row q of an nq x n_candidates id
-// matrix (-1 = none; other ids in [0, n)) are scored against vectors (n x d) and the
-// best k written as by topk::search. Repeated ids count once; `unique` promises there
-// are none (a codec's top-k rows), which skips that check.
-void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const float* queries,
-                  std::size_t nq, const int64_t* candidates, std::size_t n_candidates,
-                  std::size_t k, std::size_t num_threads, int64_t* out_ids, float* out_scores,
-                  bool unique = false);
 
 // The sq8 kernel in use: "scalar", "avx2" or "avx512vnni" (follows the SIMD level).
 const char* sq8_kernel_name();

@@ -52,7 +52,8 @@ struct RescoreTerm {
 };
 
 // Exact scores of given candidates and the best k of them per query: candidate j of
-// query q is candidates[q*c + j] (id -1 = empty) and scores Σ_t term_t − offset[q]. Writes
+// query q is candidates[q*c + j] (id -1 = empty) and scores Σ_t term_t − offset[q] (offset
+// optional: 0 without it). Writes
 // nq x k ids and scores sorted by score descending, ties by smaller id, padded with -1 /
 // -inf; candidates whose score is not finite are dropped, and an id repeated within a
 // row is returned once. Ids must be in [-1, n).

@@ -6,30 +6,26 @@
 #include <stdexcept>
 #include <vector>
 
+#include "../simd/select.hpp"
 #include "kernels.hpp"
 #include "llmrec/als.hpp"
-#include "llmrec/simd.hpp"
 #include "llmrec/thread_pool.hpp"
 
 namespace llmrec::als {
 namespace detail {
 
 Kernels active_kernels() {
-  switch (simd::active_level()) {
-#ifdef LLMREC_HAVE_AVX512
-    case simd::Level::avx512:
-      return {dot_f32_avx512, gather_apply_f32_avx512, rank_update_f32_avx512,
-              symv_f32_avx512, symv_rows_f32_avx512};
-#endif
-#ifdef LLMREC_HAVE_AVX2
-    case simd::Level::avx2:
-      return {dot_f32_avx2, gather_apply_f32_avx2, rank_update_f32_avx2,
-              symv_f32_avx2, symv_rows_f32_avx2};
-#endif
-    default:
-      return {dot_f32_scalar, gather_apply_f32_scalar, rank_update_f32_scalar,
-              symv_f32_scalar, symv_rows_f32_scalar};
-  }
+  static constexpr simd::Variant<Kernels> kVariants[] = {
+      {simd::Level::scalar, "scalar",
+       {dot_f32_scalar, gather_apply_f32_scalar, rank_update_f32_scalar, symv_f32_scalar, symv_rows_f32_scalar}},
+      LLMREC_IF_AVX2({simd::Level::avx2, "avx2",
+                      {dot_f32_avx2, gather_apply_f32_avx2, rank_update_f32_avx2, symv_f32_avx2,
+                       symv_rows_f32_avx2}})
+      LLMREC_IF_AVX512({simd::Level::avx512, "avx512",
+                        {dot_f32_avx512, gather_apply_f32_avx512, rank_update_f32_avx512, symv_f32_avx512,
+                         symv_rows_f32_avx512}})
+  };
+  return simd::select(kVariants).kernels;
 }
 
 }  // namespace detail

@@ -1,7 +1,6 @@
 // sq8 and fp16: training, encoding, decoding, query preparation, and search through the
 // shared top-k driver, plus exact re-ranking through topk::search.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -10,66 +9,24 @@
 #include <utility>
 #include <vector>
 
-#include "../topk/driver.hpp"
 #include "../topk/scan.hpp"
-#include "kernels.hpp"
+#include "search.hpp"
 #include "llmrec/quant.hpp"
-#include "llmrec/simd.hpp"
 #include "llmrec/thread_pool.hpp"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <cpuid.h>
-#endif
 
 namespace llmrec::quant {
 namespace {
 
 using topk::detail::ScanTask;
 
-std::atomic<bool>& vnni_enabled_flag() {
-  static std::atomic<bool> enabled{true};
-  return enabled;
-}
-
-bool cpu_has_vnni() {
-#if defined(__x86_64__) || defined(_M_X64)
-  unsigned a, b, c, d;
-  if (__get_cpuid_max(0, nullptr) < 7) return false;
-  __cpuid_count(7, 0, a, b, c, d);
-  return c & (1u << 11);
-#else
-  return false;
-#endif
-}
-
-bool cpu_has_f16c() {
-#if defined(__x86_64__) || defined(_M_X64)
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-  return c & (1u << 29);
-#else
-  return false;
-#endif
-}
-
-detail::Sq8Fn active_sq8(const char** name = nullptr) {
-  const simd::Level level = simd::active_level();
-  (void)level;
-#if defined(LLMREC_HAVE_AVX512VNNI)
-  static const bool vnni = cpu_has_vnni();
-  if (level == simd::Level::avx512 && vnni && vnni_enabled_flag().load()) {
-    if (name) *name = "avx512vnni";
-    return detail::sq8_scan_avx512vnni;
-  }
-#endif
-#if defined(LLMREC_HAVE_AVX2)
-  if (level >= simd::Level::avx2) {
-    if (name) *name = "avx2";
-    return detail::sq8_scan_avx2;
-  }
-#endif
-  if (name) *name = "scalar";
-  return detail::sq8_scan_scalar;
+const simd::Variant<detail::Sq8Fn>& active_sq8() {
+  static constexpr simd::Variant<detail::Sq8Fn> kVariants[] = {
+      {simd::Level::scalar, "scalar", detail::sq8_scan_scalar},
+      LLMREC_IF_AVX2({simd::Level::avx2, "avx2", detail::sq8_scan_avx2})
+      LLMREC_IF_AVX512VNNI({simd::Level::avx512, "avx512vnni", detail::sq8_scan_avx512vnni, simd::Feature::vnni})
+  };
+  return simd::select(kVariants);
 }
 
 uint16_t half_from_float(float value) {
@@ -104,20 +61,15 @@ float float_from_half(uint16_t h) {
 }
 
 void fp16_decode_active(const uint16_t* h, std::size_t count, float* out) {
-  std::size_t done = 0;
-  switch (simd::active_level()) {
-#ifdef LLMREC_HAVE_AVX512
-    case simd::Level::avx512: done = detail::fp16_decode_avx512(h, count, out); break;
-#endif
-#ifdef LLMREC_HAVE_AVX2
-    case simd::Level::avx2: {
-      static const bool f16c = cpu_has_f16c();
-      if (f16c) done = detail::fp16_decode_avx2(h, count, out);
-      break;
-    }
-#endif
-    default: break;
-  }
+  // Each SIMD kernel converts whole vectors and returns how many halves it did.
+  using DecodeFn = std::size_t (*)(const uint16_t*, std::size_t, float*);
+  static constexpr simd::Variant<DecodeFn> kVariants[] = {
+      {simd::Level::scalar, "scalar", nullptr},
+      LLMREC_IF_AVX2({simd::Level::avx2, "avx2", detail::fp16_decode_avx2, simd::Feature::f16c})
+      LLMREC_IF_AVX512({simd::Level::avx512, "avx512", detail::fp16_decode_avx512})
+  };
+  const DecodeFn kernel = simd::select(kVariants).kernels;
+  const std::size_t done = kernel ? kernel(h, count, out) : 0;
   for (std::size_t i = done; i < count; ++i) out[i] = float_from_half(h[i]);
 }
 
@@ -227,7 +179,7 @@ void sq8_search(const IndexView& index, const float* queries, std::size_t nq, st
   const bool with_bases = index.sq8_item_bases && index.sq8_bases && index.sq8_n_bases > 0;
   const std::vector<float> bscores =
       with_bases ? base_scores(queries, nq, d, index.sq8_bases, index.sq8_n_bases, threads) : std::vector<float>();
-  const detail::Sq8Fn kernel = active_sq8();
+  const detail::Sq8Fn kernel = active_sq8().kernels;
   auto options = drive_options(index.n, nq, k, threads, 4 * groups);
   options.split_align = kSq8Block;
   options.min_items_per_split = 8192;
@@ -331,7 +283,7 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
   if (index.codec == Codec::sq8) {
     const std::size_t groups = sq8_groups(d), block_bytes = sq8_block_bytes(d);
     const Sq8Queries prepared = prepare_sq8_queries(queries, nq, d, index.sq8_mid, index.sq8_step);
-    const detail::Sq8Fn kernel = active_sq8();
+    const detail::Sq8Fn kernel = active_sq8().kernels;
     // Residual codes are relative to their list's centroid: q . c is the probe's score.
     const bool residual = index.sq8_item_scales != nullptr;
     detail::probe_lists(index, queries, nq, k, filter, threads, out_ids, out_scores,
@@ -379,25 +331,6 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
 
 namespace detail {
 
-// The item ids of the slots a search will read are untrusted (they come from files and
-// from direct calls): each probed list's ids are checked once per call, before any is
-// used as an index (filters, re-ranking) or returned. Checking only the probed lists
-// keeps a few-probe search from paying for a pass over every slot.
-void check_probed_slot_ids(const IndexView& index, const int64_t* probe_ids, std::size_t count) {
-  std::vector<uint8_t> checked(index.partitions, 0);
-  bool ok = true;
-  for (std::size_t j = 0; j < count; ++j) {
-    const int64_t p = probe_ids[j];
-    if (p < 0 || checked[p]) continue;
-    checked[p] = 1;
-    const int64_t* ids = index.slot_ids + index.list_starts[p];
-    const int64_t size = index.list_sizes[p];
-    // One unsigned compare per id: negative ids wrap to huge values.
-    for (int64_t s = 0; s < size; ++s) ok &= static_cast<uint64_t>(ids[s]) < index.n;
-  }
-  if (!ok) throw std::invalid_argument("slot ids out of range: every slot of a list must hold an item id in [0, n)");
-}
-
 void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
                 int64_t* probe_ids, float* probe_scores) {
   const std::size_t probes = std::min(index.probes, index.partitions);
@@ -415,7 +348,6 @@ void rank_lists(const IndexView& index, const float* queries, std::size_t nq, st
   // (QuantizedIndex assigns with the batch-invariant search_exact), ties included.
   topk::search(index.centroids, index.partitions, index.d, queries, nq, probes, filter, false, threads,
                probe_ids, probe_scores, /*batch_invariant=*/true);
-  check_probed_slot_ids(index, probe_ids, nq * probes);
 }
 
 void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
@@ -550,64 +482,6 @@ void fp16_encode(const float* x, std::size_t count, uint16_t* out) {
 
 void fp16_decode(const uint16_t* h, std::size_t count, float* out) { fp16_decode_active(h, count, out); }
 
-void rerank_exact(const float* vectors, std::size_t n, std::size_t d, const float* queries,
-                  std::size_t nq, const int64_t* candidates, std::size_t n_candidates,
-                  std::size_t k, std::size_t num_threads, int64_t* out_ids, float* out_scores, bool unique) {
-  // Shortlists are small: each candidate's row is scored directly (eight partial sums,
-  // which the compiler keeps in vector registers) and the best k picked by sorting.
-  const std::size_t per_task = 16;
-  std::atomic<bool> finite{true};
-  parallel_for((nq + per_task - 1) / per_task, std::max<std::size_t>(1, num_threads), [&](std::size_t t) {
-    std::vector<int64_t> ids;
-    std::vector<std::pair<float, int64_t>> scored;
-    for (std::size_t q = t * per_task; q < std::min(nq, (t + 1) * per_task); ++q) {
-      ids.clear();
-      for (std::size_t j = 0; j < n_candidates; ++j) {
-        const int64_t id = candidates[q * n_candidates + j];
-        if (id >= 0 && static_cast<std::size_t>(id) < n) ids.push_back(id);
-      }
-      if (!unique) {
-        std::sort(ids.begin(), ids.end());
-        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-      }
-      scored.clear();
-      const float* query = queries + q * d;
-      constexpr std::size_t kAhead = 8;  // rows are scattered: fetch a few candidates ahead
-      auto prefetch_row = [&](std::size_t j) {
-        const char* p = reinterpret_cast<const char*>(vectors + static_cast<std::size_t>(ids[j]) * d);
-        for (std::size_t off = 0; off < d * sizeof(float); off += 64) __builtin_prefetch(p + off);
-      };
-      for (std::size_t j = 0; j < std::min(kAhead, ids.size()); ++j) prefetch_row(j);
-      for (std::size_t c = 0; c < ids.size(); ++c) {
-        if (c + kAhead < ids.size()) prefetch_row(c + kAhead);
-        const int64_t id = ids[c];
-        const float* row = vectors + static_cast<std::size_t>(id) * d;
-        float partial[8] = {};
-        std::size_t i = 0;
-        for (; i + 8 <= d; i += 8)
-          for (std::size_t j = 0; j < 8; ++j) partial[j] += query[i + j] * row[i + j];
-        float tail = 0.f;
-        for (; i < d; ++i) tail += query[i] * row[i];
-        const float score = ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
-                            ((partial[2] + partial[6]) + (partial[3] + partial[7])) + tail;
-        // Bounded queries and rows give finite scores; a NaN would break the ordering.
-        if (!std::isfinite(score)) finite.store(false, std::memory_order_relaxed);
-        scored.emplace_back(score, id);
-      }
-      const std::size_t keep = std::min(k, scored.size());
-      std::partial_sort(scored.begin(), scored.begin() + keep, scored.end(),
-                        [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-      for (std::size_t j = 0; j < k; ++j) {
-        out_ids[q * k + j] = j < keep ? scored[j].second : int64_t{-1};
-        out_scores[q * k + j] = j < keep ? scored[j].first : -std::numeric_limits<float>::infinity();
-      }
-    }
-  });
-  if (!finite.load())
-    throw std::invalid_argument("vectors: a re-scored row gives a non-finite score: rows must be finite with "
-                                "L2 norm at most 2**63 (~9.2e18)");
-}
-
 void search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
             const topk::Filter& filter, std::size_t rerank, std::size_t num_threads,
             int64_t* out_ids, float* out_scores) {
@@ -625,21 +499,21 @@ void search(const IndexView& index, const float* queries, std::size_t nq, std::s
   std::vector<float> candidate_scores(nq * shortlist);
   codec_search(index, queries, nq, shortlist, filter, num_threads, candidate_ids.data(),
                candidate_scores.data(), /*sorted_rows=*/false);
-  rerank_exact(index.vectors, index.n, index.d, queries, nq, candidate_ids.data(), shortlist, k,
-               num_threads, out_ids, out_scores, /*unique=*/true);
+  topk::RescoreTerm exact;
+  exact.matrix = index.vectors;
+  exact.d = index.d;
+  exact.queries = queries;
+  topk::rescore(candidate_ids.data(), nq, shortlist, index.n, &exact, 1, nullptr, k, num_threads, out_ids,
+                out_scores);
 }
 
-const char* sq8_kernel_name() {
-  const char* name = "scalar";
-  active_sq8(&name);
-  return name;
-}
+const char* sq8_kernel_name() { return active_sq8().name; }
 
-void set_vnni_enabled(bool enabled) { vnni_enabled_flag().store(enabled); }
+void set_vnni_enabled(bool enabled) { simd::set_feature_enabled(simd::Feature::vnni, enabled); }
 
 bool vnni_supported() {
 #if defined(LLMREC_HAVE_AVX512VNNI)
-  return cpu_has_vnni() && simd::is_supported(simd::Level::avx512);
+  return simd::cpu_capabilities().vnni && simd::is_supported(simd::Level::avx512);
 #else
   return false;
 #endif

@@ -5,9 +5,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../topk/hit.hpp"
+
 namespace llmrec::quant::detail {
 
-using HitFn = void (*)(void* context, std::size_t query, int64_t item, float score);
+using topk::detail::HitFn;
 
 // Scores blocks of sq8 codes against quantized queries. For query q and item x the
 // kernel computes dot = sum_i s_i(x) * t_i(q) exactly in int32 (s = code byte ^ 0x80 as
@@ -148,56 +150,12 @@ void pq4_scan_scalar(const Pq4Job& job);
 void pq4_scan_avx2(const Pq4Job& job);
 void pq4_scan_avx512(const Pq4Job& job);
 
-// pq4_tables with AVX-512 (the same bytes, bias and scale); pq4_tables calls it when active.
+// pq4_tables' baseline and AVX-512 versions (the same bytes, bias and scale); pq4_tables
+// calls the active one.
+void pq4_tables_scalar(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
+                       uint8_t* luts, float* bias, float* inverse_scale);
 void pq4_tables_avx512(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
                        uint8_t* luts, float* bias, float* inverse_scale);
-
-// The pq4 scan kernel and reservoir cut for the active SIMD level (pq4.cpp).
-Pq4Fn pq4_active_scan(const char** name = nullptr);
-Pq4CompactFn pq4_active_compact();
-
-}  // namespace llmrec::quant::detail
-
-#include <functional>
-
-#include "../topk/driver.hpp"
-#include "llmrec/quant.hpp"
-
-namespace llmrec::quant::detail {
-
-// One probed inverted list: its number, first slot, item count and q . centroid.
-struct ProbedList {
-  std::size_t list, start, size;
-  float score;
-};
-
-// The partitioned search loop shared by the codecs (in codecs.cpp): ranks the centroids
-// for all queries at once (exact top-probes), then for each query calls
-// scan_list(query, list, sink) on its probed non-empty lists, best first, all feeding
-// that query's heap (filters applied by the sink).
-void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
-                 const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores,
-                 const std::function<void(std::size_t, const ProbedList&, const topk::detail::ScanTask&)>& scan_list);
-
-// The `probes` best non-empty lists of each query (exact, batch-invariant q . c, best
-// first; -1 padded), their slot ids checked, as nq x
-// probes ids and scores.
-void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
-                int64_t* probe_ids, float* probe_scores);
-
-// pq4 search (flat or partitioned), in pq4.cpp. With sorted_rows false, a row's results
-// may come in any order (the valid ones first, then the -1 padding): the exact re-ranking
-// reorders its candidates anyway.
-void pq4_search(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
-                const topk::Filter& filter, std::size_t threads, int64_t* out_ids, float* out_scores,
-                bool sorted_rows = true);
-
-// Unfiltered partitioned pq4 search (pq4_partitions.cpp): each query's probed lists feed
-// one integer reservoir; only its k survivors get float scores. Same results as the
-// filtered path's heap: codec score descending, smaller id first. Needs slots < 2^32.
-void pq4_search_lists(const IndexView& index, const float* queries, const uint8_t* luts, const float* bias,
-                      const float* inverse_scale, std::size_t nq, std::size_t k, std::size_t threads,
-                      bool sorted_rows, int64_t* out_ids, float* out_scores);
 
 // Converts the first count / W * W halves to floats (W = 8 or 16); returns how many it
 // converted, leaving the tail to the caller.

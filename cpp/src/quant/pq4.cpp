@@ -11,38 +11,29 @@
 #include <utility>
 #include <vector>
 
-#include "../topk/driver.hpp"
-#include "kernels.hpp"
+#include "search.hpp"
 #include "llmrec/kmeans.hpp"
 #include "llmrec/quant.hpp"
-#include "llmrec/simd.hpp"
 #include "llmrec/thread_pool.hpp"
 
 namespace llmrec::quant {
 namespace detail {
 
-Pq4Fn pq4_active_scan(const char** name) {
-#if defined(LLMREC_HAVE_AVX512)
-  if (simd::active_level() == simd::Level::avx512) {
-    if (name) *name = "avx512";
-    return pq4_scan_avx512;
-  }
-#endif
-#if defined(LLMREC_HAVE_AVX2)
-  if (simd::active_level() >= simd::Level::avx2) {
-    if (name) *name = "avx2";
-    return pq4_scan_avx2;
-  }
-#endif
-  if (name) *name = "scalar";
-  return pq4_scan_scalar;
+const simd::Variant<Pq4Fn>& pq4_active_scan() {
+  static constexpr simd::Variant<Pq4Fn> kVariants[] = {
+      {simd::Level::scalar, "scalar", pq4_scan_scalar},
+      LLMREC_IF_AVX2({simd::Level::avx2, "avx2", pq4_scan_avx2})
+      LLMREC_IF_AVX512({simd::Level::avx512, "avx512", pq4_scan_avx512})
+  };
+  return simd::select(kVariants);
 }
 
 Pq4CompactFn pq4_active_compact() {
-#if defined(LLMREC_HAVE_AVX512)
-  if (simd::active_level() == simd::Level::avx512) return pq4_compact_avx512;
-#endif
-  return pq4_compact;
+  static constexpr simd::Variant<Pq4CompactFn> kVariants[] = {
+      {simd::Level::scalar, "scalar", pq4_compact},
+      LLMREC_IF_AVX512({simd::Level::avx512, "avx512", pq4_compact_avx512})
+  };
+  return simd::select(kVariants).kernels;
 }
 
 }  // namespace detail
@@ -195,14 +186,10 @@ void pq4_decode(const uint8_t* blocks, std::size_t first, std::size_t n, std::si
     }
 }
 
-void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
-                uint8_t* luts, float* bias, float* inverse_scale) {
-#if defined(LLMREC_HAVE_AVX512)
-  if (simd::active_level() == simd::Level::avx512) {
-    detail::pq4_tables_avx512(queries, nq, d, m, codebooks, luts, bias, inverse_scale);
-    return;
-  }
-#endif
+namespace detail {
+
+void pq4_tables_scalar(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
+                       uint8_t* luts, float* bias, float* inverse_scale) {
   const std::size_t dsub = d / m, padded = pq4_padded(m);
   std::vector<float> table(m * 16);
   for (std::size_t q = 0; q < nq; ++q) {
@@ -246,11 +233,19 @@ void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t
   }
 }
 
-const char* pq4_kernel_name() {
-  const char* name = "scalar";
-  detail::pq4_active_scan(&name);
-  return name;
+}  // namespace detail
+
+void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t m, const float* codebooks,
+                uint8_t* luts, float* bias, float* inverse_scale) {
+  using TablesFn = decltype(&detail::pq4_tables_scalar);
+  static constexpr simd::Variant<TablesFn> kVariants[] = {
+      {simd::Level::scalar, "scalar", detail::pq4_tables_scalar},
+      LLMREC_IF_AVX512({simd::Level::avx512, "avx512", detail::pq4_tables_avx512})
+  };
+  simd::select(kVariants).kernels(queries, nq, d, m, codebooks, luts, bias, inverse_scale);
 }
+
+const char* pq4_kernel_name() { return detail::pq4_active_scan().name; }
 
 namespace detail {
 
@@ -259,7 +254,7 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
                 bool sorted_rows) {
   const std::size_t d = index.d, m = index.pq4_m, padded = pq4_padded(m), block_bytes = pq4_block_bytes(m);
   const Pq4Tables tables = make_tables(queries, nq, d, m, index.pq4_codebooks);
-  const Pq4Fn kernel = pq4_active_scan();
+  const Pq4Fn kernel = pq4_active_scan().kernels;
   const bool filtered = filter.exclude_indptr || filter.allow_mask || filter.allow_ids || filter.deleted;
   // Filters are applied per hit by the driver's sink, and a filtered item must not raise a
   // reservoir's floor: filtered searches keep the heap.

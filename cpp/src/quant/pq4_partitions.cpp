@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <utility>
 #include <vector>
 
-#include "kernels.hpp"
+#include "../topk/select.hpp"
+#include "search.hpp"
 #include "llmrec/quant.hpp"
 #include "llmrec/thread_pool.hpp"
 
@@ -23,7 +23,7 @@ void pq4_search_lists(const IndexView& index, const float* queries, const uint8_
   std::vector<int64_t> probe_ids(nq * probes);
   std::vector<float> probe_scores(nq * probes);
   rank_lists(index, queries, nq, threads, probe_ids.data(), probe_scores.data());
-  const Pq4Fn kernel = pq4_active_scan();
+  const Pq4Fn kernel = pq4_active_scan().kernels;
   const Pq4CompactFn compact = pq4_active_compact();
   // Room for 2k hits between cuts (as the flat scan's reservoirs), at least 64 so that a
   // small k is not cut every few hits.
@@ -32,7 +32,7 @@ void pq4_search_lists(const IndexView& index, const float* queries, const uint8_
   parallel_for((nq + kQueriesPerTask - 1) / kQueriesPerTask, std::max<std::size_t>(1, threads), [&](std::size_t t) {
     std::vector<uint16_t> sums(capacity);
     std::vector<uint32_t> slots(capacity);
-    std::vector<std::pair<float, int64_t>> found;
+    std::vector<topk::detail::Hit> found;
     for (std::size_t q = t * kQueriesPerTask; q < std::min(nq, (t + 1) * kQueriesPerTask); ++q) {
       uint32_t size = 0, floor = 0;
       Pq4Reservoirs reservoir{k, capacity, sums.data(), slots.data(), &size, &floor, bias + q, inverse_scale + q, compact};
@@ -60,14 +60,9 @@ void pq4_search_lists(const IndexView& index, const float* queries, const uint8_
       found.clear();
       for (std::size_t j = 0; j < size; ++j)
         found.emplace_back(pq4_score(sums[j], inverse_scale[q], bias[q]), index.slot_ids[slots[j]]);
-      if (sorted_rows)
-        std::sort(found.begin(), found.end(), [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-          return a.first > b.first || (a.first == b.first && a.second < b.second);
-        });
-      for (std::size_t j = 0; j < k; ++j) {
-        out_ids[q * k + j] = j < found.size() ? found[j].second : int64_t{-1};
-        out_scores[q * k + j] = j < found.size() ? found[j].first : -std::numeric_limits<float>::infinity();
-      }
+      // Unsorted rows keep the survivors in reservoir order (at most k of them).
+      const std::size_t keep = sorted_rows ? topk::detail::select_best(found, k) : std::min(k, found.size());
+      topk::detail::write_row(found.data(), keep, k, out_ids + q * k, out_scores + q * k);
     }
   });
 }

@@ -20,25 +20,43 @@ unsigned long long read_xcr0() {
 }
 
 // What the CPU advertises and the OS has enabled (register state saved on switches).
-Level detect_cpu_level() {
+Capabilities probe() {
+  Capabilities caps;
   unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return Level::scalar;
-  const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12);
-  if (!osxsave || !avx || !fma) return Level::scalar;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return caps;
+  const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12), f16c = c & (1u << 29);
+  if (!osxsave || !avx) return caps;
   const unsigned long long xcr0 = read_xcr0();
-  if ((xcr0 & 0x6) != 0x6) return Level::scalar;  // SSE and AVX state
-  if (__get_cpuid_max(0, nullptr) < 7) return Level::scalar;
+  if ((xcr0 & 0x6) != 0x6) return caps;  // SSE and AVX state
+  caps.f16c = f16c;
+  if (__get_cpuid_max(0, nullptr) < 7) return caps;
   __cpuid_count(7, 0, a, b, c, d);
-  const bool avx2 = b & (1u << 5);
-  if (!avx2) return Level::scalar;
+  const unsigned max_subleaf = a;
+  caps.avx2 = fma && (b & (1u << 5));
   const bool avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) &&
                       (b & (1u << 31));  // F, DQ, BW, VL
   const bool zmm_state = (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM_Hi256, Hi16_ZMM
-  return avx512 && zmm_state ? Level::avx512 : Level::avx2;
+  caps.avx512 = caps.avx2 && avx512 && zmm_state;
+  caps.vnni = caps.avx512 && (c & (1u << 11));
+  if (caps.avx512 && max_subleaf >= 1) {
+    __cpuid_count(7, 1, a, b, c, d);
+    caps.bf16 = a & (1u << 5);
+  }
+  return caps;
 }
 #else
-Level detect_cpu_level() { return Level::scalar; }
+Capabilities probe() { return {}; }
 #endif
+
+Level detect_cpu_level() {
+  const Capabilities& caps = cpu_capabilities();
+  return caps.avx512 ? Level::avx512 : caps.avx2 ? Level::avx2 : Level::scalar;
+}
+
+std::atomic<unsigned>& disabled_features() {
+  static std::atomic<unsigned> bits{0};
+  return bits;
+}
 
 bool is_compiled(Level level) {
   switch (level) {
@@ -66,6 +84,31 @@ std::atomic<int>& active_storage() {
 }
 
 }  // namespace
+
+const Capabilities& cpu_capabilities() {
+  static const Capabilities caps = probe();
+  return caps;
+}
+
+bool feature_usable(Feature feature) {
+  const Capabilities& caps = cpu_capabilities();
+  bool has = true;
+  switch (feature) {
+    case Feature::none: return true;
+    case Feature::vnni: has = caps.vnni; break;
+    case Feature::f16c: has = caps.f16c; break;
+    case Feature::bf16: has = caps.bf16; break;
+  }
+  return has && !(disabled_features().load(std::memory_order_relaxed) & (1u << static_cast<int>(feature)));
+}
+
+void set_feature_enabled(Feature feature, bool enabled) {
+  const unsigned bit = 1u << static_cast<int>(feature);
+  if (enabled)
+    disabled_features().fetch_and(~bit, std::memory_order_relaxed);
+  else
+    disabled_features().fetch_or(bit, std::memory_order_relaxed);
+}
 
 const char* level_name(Level level) {
   switch (level) {

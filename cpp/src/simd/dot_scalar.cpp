@@ -2,7 +2,7 @@
 // between levels.
 #include "dot.hpp"
 
-#include "llmrec/simd.hpp"
+#include "select.hpp"
 
 namespace llmrec::simd {
 
@@ -25,15 +25,12 @@ void max_dot_f32_scalar(const float* rows, std::size_t m, std::size_t d, const f
 }
 
 DotKernels dot_kernels() {
-  switch (active_level()) {
-#ifdef LLMREC_HAVE_AVX512
-    case Level::avx512: return {dot_f32_avx512, max_dot_f32_avx512};
-#endif
-#ifdef LLMREC_HAVE_AVX2
-    case Level::avx2: return {dot_f32_avx2, max_dot_f32_avx2};
-#endif
-    default: return {dot_f32_scalar, max_dot_f32_scalar};
-  }
+  static constexpr Variant<DotKernels> kVariants[] = {
+      {Level::scalar, "scalar", {dot_f32_scalar, max_dot_f32_scalar}},
+      LLMREC_IF_AVX2({Level::avx2, "avx2", {dot_f32_avx2, max_dot_f32_avx2}})
+      LLMREC_IF_AVX512({Level::avx512, "avx512", {dot_f32_avx512, max_dot_f32_avx512}})
+  };
+  return select(kVariants).kernels;
 }
 
 }  // namespace llmrec::simd

@@ -1,18 +1,15 @@
-#include "llmrec/simd.hpp"
+#include "../simd/select.hpp"
 #include "scan.hpp"
 
 namespace llmrec::topk::detail {
 
 ScanFn active_scan() {
-  switch (simd::active_level()) {
-#ifdef LLMREC_HAVE_AVX512
-    case simd::Level::avx512: return scan_avx512;
-#endif
-#ifdef LLMREC_HAVE_AVX2
-    case simd::Level::avx2: return scan_avx2;
-#endif
-    default: return scan_scalar;
-  }
+  static constexpr simd::Variant<ScanFn> kVariants[] = {
+      {simd::Level::scalar, "scalar", scan_scalar},
+      LLMREC_IF_AVX2({simd::Level::avx2, "avx2", scan_avx2})
+      LLMREC_IF_AVX512({simd::Level::avx512, "avx512", scan_avx512})
+  };
+  return simd::select(kVariants).kernels;
 }
 
 }  // namespace llmrec::topk::detail

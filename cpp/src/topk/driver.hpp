@@ -10,12 +10,10 @@
 #include <cstdint>
 #include <functional>
 
+#include "hit.hpp"
 #include "llmrec/topk.hpp"
 
 namespace llmrec::topk::detail {
-
-// Receives a score for (query, item) strictly above thresholds[query]; may raise it.
-using HitFn = void (*)(void* context, std::size_t query, int64_t item, float score);
 
 // One unit of work for a scorer.
 struct ScanTask {

@@ -2,29 +2,37 @@
 // and cut to the best k.
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <utility>
 #include <vector>
 
 #include "../simd/dot.hpp"
 #include "llmrec/thread_pool.hpp"
 #include "llmrec/topk.hpp"
+#include "select.hpp"
 
 namespace llmrec::topk {
 namespace {
 
 void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* terms,
                    std::size_t n_terms, std::size_t q, float offset, std::size_t k,
-                   simd::DotF32Fn dot, std::vector<std::pair<float, int64_t>>& kept,
+                   simd::DotF32Fn dot, std::vector<detail::Hit>& kept,
                    int64_t* out_ids, float* out_scores) {
+  // Candidates are scattered rows, which defeat the hardware prefetcher: every term's
+  // row is fetched whole a few candidates ahead.
+  constexpr std::size_t kAhead = 8;
+  const auto prefetch = [&](std::size_t j) {
+    if (candidates[j] < 0) return;
+    const std::size_t item = static_cast<std::size_t>(candidates[j]);
+    for (std::size_t t = 0; t < n_terms; ++t) {
+      const char* row = reinterpret_cast<const char*>(terms[t].matrix + item * terms[t].d);
+      for (std::size_t at = 0; at < terms[t].d * sizeof(float); at += 64) __builtin_prefetch(row + at);
+    }
+  };
+  for (std::size_t j = 0; j < std::min(kAhead, c); ++j) prefetch(j);
   kept.clear();
   for (std::size_t j = 0; j < c; ++j) {
+    if (j + kAhead < c) prefetch(j + kAhead);
     const int64_t item = candidates[j];
     if (item < 0) continue;
-    if (j + 1 < c && candidates[j + 1] >= 0) {  // gathers defeat the hardware prefetcher
-      const std::size_t next = static_cast<std::size_t>(candidates[j + 1]);
-      for (std::size_t t = 0; t < n_terms; ++t) __builtin_prefetch(terms[t].matrix + next * terms[t].d);
-    }
     double score = -static_cast<double>(offset);
     for (std::size_t t = 0; t < n_terms; ++t) {
       const RescoreTerm& term = terms[t];
@@ -37,27 +45,18 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
     const float value = static_cast<float>(score);
     if (std::isfinite(value)) kept.emplace_back(value, item);
   }
-  const auto better = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  std::size_t m = std::min(k, kept.size());
-  std::partial_sort(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(m), kept.end(), better);
+  std::size_t m = detail::select_best(kept, k);
   // A repeated candidate id scores the same each time, so its copies sort next to each
   // other. Only when the best m hold such a pair (rare: callers pass distinct ids) is the
   // whole list sorted and thinned to one entry per id.
-  const auto same = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-    return a.second == b.second;
-  };
-  if (m > 1 && std::adjacent_find(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(m), same) !=
-                   kept.begin() + static_cast<std::ptrdiff_t>(m)) {
-    std::sort(kept.begin(), kept.end(), better);
+  const auto same = [](const detail::Hit& a, const detail::Hit& b) { return a.second == b.second; };
+  const auto best_end = kept.begin() + static_cast<std::ptrdiff_t>(m);
+  if (m > 1 && std::adjacent_find(kept.begin(), best_end, same) != best_end) {
+    std::sort(kept.begin(), kept.end(), detail::ranks_before);
     kept.erase(std::unique(kept.begin(), kept.end(), same), kept.end());
     m = std::min(k, kept.size());
   }
-  for (std::size_t r = 0; r < k; ++r) {
-    out_ids[r] = r < m ? kept[r].second : -1;
-    out_scores[r] = r < m ? kept[r].first : -std::numeric_limits<float>::infinity();
-  }
+  detail::write_row(kept.data(), m, k, out_ids, out_scores);
 }
 
 }  // namespace
@@ -69,11 +68,11 @@ void rescore(const int64_t* candidates, std::size_t nq, std::size_t c, std::size
   constexpr std::size_t kQueriesPerTask = 16;  // a task is ~16 x c row gathers
   const std::size_t n_tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
   parallel_for(n_tasks, num_threads, [&](std::size_t task) {
-    std::vector<std::pair<float, int64_t>> kept;
+    std::vector<detail::Hit> kept;
     kept.reserve(c);
     const std::size_t end = std::min(nq, (task + 1) * kQueriesPerTask);
     for (std::size_t q = task * kQueriesPerTask; q < end; ++q)
-      rescore_query(candidates + q * c, c, terms, n_terms, q, offset[q], k, dot, kept, out_ids + q * k,
+      rescore_query(candidates + q * c, c, terms, n_terms, q, offset ? offset[q] : 0.f, k, dot, kept, out_ids + q * k,
                     out_scores + q * k);
   });
 }

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "hit.hpp"
+
 namespace llmrec::topk::detail {
 
 // One scan of a range of items against a block of queries. The kernel computes each
@@ -20,7 +22,7 @@ struct ScanJob {
   std::size_t begin;
   std::size_t end;
   float* thresholds;         // nq running thresholds, -inf until a query's heap is full
-  void (*on_hit)(void* context, std::size_t query, int64_t item, float score);
+  HitFn on_hit;
   void* context;
   // Room for the kernel's transposed copy of the queries: at least
   // scratch_floats(nq, d) floats, 64-byte aligned. Owned by the caller so that kernels

@@ -10,6 +10,7 @@
 #include "llmrec/topk.hpp"
 #include "driver.hpp"
 #include "scan.hpp"
+#include "select.hpp"
 
 namespace llmrec::topk {
 namespace detail {
@@ -23,11 +24,6 @@ constexpr std::size_t kQueryBlockBytes = 256 * 1024;
 // Cap on heap memory per wave, so that huge k or nq never allocates without bound.
 constexpr std::size_t kTasksPerThread = 4;
 constexpr std::size_t kHeapBudgetBytes = 128u << 20;
-
-// True when candidate a ranks below candidate b: lower score, or equal score, larger id.
-inline bool ranks_below(float sa, int64_t ia, float sb, int64_t ib) {
-  return sa < sb || (sa == sb && ia > ib);
-}
 
 // A fixed-capacity heap whose root is the worst candidate kept so far.
 struct HeapView {
@@ -146,28 +142,6 @@ void normalize_row(float* row, std::size_t d) {
   }
 }
 
-// Sorts one query's merged candidates best-first into its output row, padding the rest.
-void write_row(std::vector<std::pair<float, int64_t>>& found, std::size_t k, int64_t* ids,
-               float* scores) {
-  const auto better = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-    return ranks_below(b.first, b.second, a.first, a.second);
-  };
-  const std::size_t keep = std::min(k, found.size());
-  // A full sort when every candidate is kept: partial_sort would heap-sort them all.
-  if (keep == found.size())
-    std::sort(found.begin(), found.end(), better);
-  else
-    std::partial_sort(found.begin(), found.begin() + keep, found.end(), better);
-  for (std::size_t j = 0; j < keep; ++j) {
-    scores[j] = found[j].first;
-    ids[j] = found[j].second;
-  }
-  for (std::size_t j = keep; j < k; ++j) {
-    scores[j] = kNegInf;
-    ids[j] = -1;
-  }
-}
-
 }  // namespace
 
 void drive(const Filter& filter, const DriveOptions& options,
@@ -233,7 +207,7 @@ void drive(const Filter& filter, const DriveOptions& options,
 
     const std::size_t merge_block = 64;
     parallel_for((wq + merge_block - 1) / merge_block, num_threads, [&](std::size_t mb) {
-      std::vector<std::pair<float, int64_t>> found;
+      std::vector<Hit> found;
       for (std::size_t q = mb * merge_block; q < std::min(wq, (mb + 1) * merge_block); ++q) {
         found.clear();
         for (std::size_t s = 0; s < item_splits; ++s) {
@@ -241,7 +215,7 @@ void drive(const Filter& filter, const DriveOptions& options,
           for (std::size_t j = 0; j < heap_sizes[slot]; ++j)
             found.emplace_back(heap_scores[slot * k_eff + j], heap_ids[slot * k_eff + j]);
         }
-        write_row(found, k, out_ids + (w0 + q) * k, out_scores + (w0 + q) * k);
+        write_best(found, k, out_ids + (w0 + q) * k, out_scores + (w0 + q) * k);
       }
     });
   }
@@ -265,7 +239,7 @@ void drive_per_query(const Filter& filter, const DriveOptions& options,
                [&](std::size_t t) {
     std::vector<float> heap_scores(k);
     std::vector<int64_t> heap_ids(k);
-    std::vector<std::pair<float, int64_t>> found;
+    std::vector<Hit> found;
     for (std::size_t q = t * per_task; q < std::min(nq, (t + 1) * per_task); ++q) {
       std::size_t size = 0;
       float threshold = kNegInf;
@@ -274,7 +248,7 @@ void drive_per_query(const Filter& filter, const DriveOptions& options,
       scan_query(q, task);
       found.clear();
       for (std::size_t j = 0; j < size; ++j) found.emplace_back(heap_scores[j], heap_ids[j]);
-      write_row(found, k, out_ids + q * k, out_scores + q * k);
+      write_best(found, k, out_ids + q * k, out_scores + q * k);
     }
   });
 }

@@ -48,7 +48,7 @@ struct Isa {
   }
 };
 
-#include "kernels_simd.inl"
+#include "sq8_scan_simd.inl"
 
 }  // namespace
 
