@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from llmrec import _atomic
+from llmrec.exceptions import FormatError
 
 MAGIC = b"\x89LLMREC\n"
 FORMAT_VERSION = 1
@@ -45,10 +46,6 @@ _ALIGN = 64
 _PREFIX = struct.Struct("<8sII")
 _CRC = struct.Struct("<I")
 _CRC_CHUNK = 1 << 26
-
-
-class FormatError(ValueError):
-    """A file is not an llmrec file, is of another kind or version, or is damaged."""
 
 
 def _bytes(array: np.ndarray) -> memoryview:

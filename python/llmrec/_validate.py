@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from llmrec._checks import plain
-from llmrec._fileformat import FormatError
+from llmrec.exceptions import FormatError
 
 _ANY = object()  # marks an optional metadata value that may be absent
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._fileformat import FormatError, load_arrays, save_arrays
+from llmrec._fileformat import load_arrays, save_arrays
+from llmrec.exceptions import FormatError
 
 KIND = "SequenceTowers"
 KIND_VERSION = 1
