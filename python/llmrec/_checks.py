@@ -8,6 +8,7 @@ most one conversion (none when it already is one).
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,8 @@ def plain(value: Any) -> Any:
 def check_int(value: Any, name: str, *, minimum: int, maximum: int | None = None) -> int:
     """Return ``value`` as an int, requiring an integer (not bool) >= ``minimum`` and,
     when given, <= ``maximum``."""
+    if type(value) is int and value >= minimum and (maximum is None or value <= maximum):
+        return value  # the fast path: a plain int needs no ABC checks (microseconds a call)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:
@@ -45,6 +48,45 @@ def check_int(value: Any, name: str, *, minimum: int, maximum: int | None = None
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return int(value)
+
+
+def check_real(value: Any, name: str, *, low: float = -math.inf, high: float = math.inf,
+               low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``value`` as a float, requiring a finite real number (not bool) in the
+    interval from ``low`` to ``high``, each finite end closed unless ``low_open``/``high_open``.
+
+    TypeError for anything but a real number, ValueError for NaN, inf or a value outside
+    the interval; the message names ``name`` and the interval.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (math.isfinite(value) and above and below):  # NaN fails every comparison
+        raise ValueError(f"{name} must be {_interval(low, high, low_open, high_open)}, got {value:g}")
+    return value
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    # "in [0, 1]" where both ends are finite, "finite and >= 0" where one is.
+    if math.isfinite(low) and math.isfinite(high):
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    bounds = ([f"{'>' if low_open else '>='} {low:g}"] if math.isfinite(low) else []) + \
+             ([f"{'<' if high_open else '<='} {high:g}"] if math.isfinite(high) else [])
+    return " and ".join(["finite", *bounds])
+
+
+def as_generator(random_state: Any) -> np.random.Generator:
+    """``random_state`` (None, an int or a ``numpy.random.Generator``) as a Generator;
+    a Generator is returned as is (its state is shared), anything else is a TypeError."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or (isinstance(random_state, numbers.Integral)
+                                and not isinstance(random_state, (bool, np.bool_))):
+        return np.random.default_rng(random_state)
+    raise TypeError("random_state must be None, an int or a numpy.random.Generator, "
+                    f"got {type(random_state).__name__}")
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:

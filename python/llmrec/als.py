@@ -41,7 +41,6 @@ exactly (in float64). Both use the Gramian trick (YᵀY computed once per half-s
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import time
 from collections.abc import Callable
@@ -53,7 +52,7 @@ import scipy.sparse as sp
 
 from llmrec import _core
 from llmrec._arrays import grow_rows
-from llmrec._checks import (MAX_THREADS, as_float_matrix, check_choice, check_int, check_k,
+from llmrec._checks import (MAX_THREADS, as_float_matrix, check_choice, check_int, check_k, check_real,
                             check_sparse_structure, check_threads)
 from llmrec._estimator import Estimator
 from llmrec._fileformat import load_arrays, save_arrays
@@ -84,18 +83,6 @@ MAX_PRIOR_STRENGTH = 1e6
 MAX_REG_EXPONENT = 2.0
 # partial_fit_users/items: ids may leave at most this many unused rows beyond the new ones.
 MAX_ID_GAP = 1024
-
-
-def _check_real(value: Any, name: str, *, minimum: float, strict: bool = False,
-                maximum: float = np.inf) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value) or value < minimum or (strict and value == minimum) or value > maximum:
-        relation = ">" if strict else ">="
-        upper = f" and <= {maximum:g}" if np.isfinite(maximum) else ""
-        raise ValueError(f"{name} must be finite, {relation} {minimum:g}{upper}, got {value:g}")
-    return value
 
 
 def _as_interactions(matrix: Any, name: str, *, n_cols: int | None = None,
@@ -292,24 +279,24 @@ class ALS(Estimator):
         exponent = self.regularization_exponent
         if exponent is None:
             exponent = 0.0 if feedback == "implicit" else 1.0
-        if feedback == "explicit" and _check_real(self.regularization, "regularization", minimum=0.0) == 0:
+        if feedback == "explicit" and check_real(self.regularization, "regularization", low=0.0) == 0:
             raise ValueError("explicit feedback needs regularization > 0: with 0, a user or item "
                              "with fewer ratings than factors has a singular least-squares system "
                              "(no unique solution; the solvers would return NaN or huge factors)")
         return {
             "factors": check_int(self.factors, "factors", minimum=1),
-            "regularization": _check_real(self.regularization, "regularization", minimum=0.0,
-                                          maximum=MAX_REGULARIZATION),
-            "alpha": _check_real(self.alpha, "alpha", minimum=0.0, strict=feedback == "implicit",
-                                 maximum=MAX_ALPHA),
+            "regularization": check_real(self.regularization, "regularization", low=0.0,
+                                         high=MAX_REGULARIZATION),
+            "alpha": check_real(self.alpha, "alpha", low=0.0, low_open=feedback == "implicit",
+                                high=MAX_ALPHA),
             "iterations": check_int(self.iterations, "iterations", minimum=0),
             "implicit": feedback == "implicit",
             "cholesky": check_choice(self.solver, "solver", ("cg", "cholesky")) == "cholesky",
             "cg_steps": check_int(self.cg_steps, "cg_steps", minimum=1),
-            "prior_strength": _check_real(self.prior_strength, "prior_strength", minimum=0.0,
-                                          maximum=MAX_PRIOR_STRENGTH),
-            "reg_exponent": _check_real(exponent, "regularization_exponent", minimum=0.0,
-                                        maximum=MAX_REG_EXPONENT),
+            "prior_strength": check_real(self.prior_strength, "prior_strength", low=0.0,
+                                         high=MAX_PRIOR_STRENGTH),
+            "reg_exponent": check_real(exponent, "regularization_exponent", low=0.0,
+                                       high=MAX_REG_EXPONENT),
             "num_threads": check_threads(self.num_threads),
         }
 

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmrec import _core
-from llmrec._checks import as_float32, check_int, check_k, check_threads
+from llmrec._checks import as_float32, check_int, check_k, check_real, check_threads
 
 __all__ = ["mmr_rerank", "intra_list_diversity"]
 
@@ -87,7 +87,7 @@ def mmr_rerank(candidates: Any, relevance: Any, item_vectors: Any, k: int, lambd
     >>> ids, rel = mmr_rerank(cand, scores, vectors, k=10, lambda_=0.3)
     """
     check_int(k, "k", minimum=1)
-    lambda_ = _check_lambda(lambda_)
+    lambda_ = check_real(lambda_, "lambda_", low=0.0, high=1.0)
     num_threads = check_threads(num_threads)
     vectors = _as_vectors(item_vectors)
     k = check_k(k, vectors.shape[0])
@@ -131,14 +131,6 @@ def intra_list_diversity(ids: Any, item_vectors: Any) -> np.ndarray | float:
         raise ValueError("item_vectors contains NaN or infinite values in rows used by ids")
     result = _list_diversity(lists, vectors)
     return float(result[0]) if single else result
-
-
-def _check_lambda(value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"lambda_ must be a real number in [0, 1], got {type(value).__name__}")
-    if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
-        raise ValueError(f"lambda_ must be in [0, 1], got {value}")
-    return float(value)
 
 
 def _as_vectors(values: Any) -> np.ndarray:

@@ -13,7 +13,6 @@ Every metric is computed with whole-array numpy operations (no Python loop per u
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from llmrec._checks import INT64_MAX, check_int, check_k, check_sparse_structure
+from llmrec._checks import INT64_MAX, as_generator, check_int, check_k, check_real, check_sparse_structure
 
 __all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split",
            "ranking_metrics", "auc", "sampled_auc", "evaluate", "ImplicitAdapter",
@@ -33,25 +32,6 @@ METRIC_KEYS = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit_rate", "c
 
 
 # --------------------------------------------------------------------------- helpers
-def _as_generator(random_state: Any) -> np.random.Generator:
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or (isinstance(random_state, numbers.Integral)
-                                and not isinstance(random_state, (bool, np.bool_))):
-        return np.random.default_rng(random_state)
-    raise TypeError("random_state must be None, an int or a numpy.random.Generator, "
-                    f"got {type(random_state).__name__}")
-
-
-def _check_frac(frac: Any) -> float:
-    if isinstance(frac, (bool, np.bool_)) or not isinstance(frac, numbers.Real):
-        raise TypeError(f"frac must be a real number, got {type(frac).__name__}")
-    frac = float(frac)
-    if not 0.0 < frac < 1.0:
-        raise ValueError(f"frac must be in (0, 1), got {frac}")
-    return frac
-
-
 def _check_frame(interactions: Any, *, timestamp: bool = False) -> pd.DataFrame:
     if not isinstance(interactions, pd.DataFrame):
         raise TypeError("interactions must be a pandas DataFrame with columns user_id, item_id"
@@ -108,8 +88,8 @@ def random_split(interactions: pd.DataFrame, frac: float = 0.2, *,
     train, test : DataFrames, the rows of ``interactions`` (original index and order).
     """
     frame = _check_frame(interactions)
-    frac = _check_frac(frac)
-    rng = _as_generator(random_state)
+    frac = check_real(frac, "frac", low=0.0, high=1.0, low_open=True, high_open=True)
+    rng = as_generator(random_state)
     users = pd.factorize(frame["user_id"])[0]
     counts = np.bincount(users)
     mask = _tail_per_user(users, rng.random(len(frame)), _n_test(counts, frac))
@@ -129,7 +109,7 @@ def temporal_split(interactions: pd.DataFrame, frac: float = 0.2
     train, test : DataFrames, the rows of ``interactions`` (original index and order).
     """
     frame = _check_frame(interactions, timestamp=True)
-    frac = _check_frac(frac)
+    frac = check_real(frac, "frac", low=0.0, high=1.0, low_open=True, high_open=True)
     users = pd.factorize(frame["user_id"])[0]
     counts = np.bincount(users)
     mask = _tail_per_user(users, frame["timestamp"].to_numpy(), _n_test(counts, frac))
@@ -168,8 +148,8 @@ def cold_item_split(interactions: pd.DataFrame, frac: float = 0.2, *,
     train, test : DataFrames, the rows of ``interactions`` (original index and order).
     """
     frame = _check_frame(interactions)
-    frac = _check_frac(frac)
-    rng = _as_generator(random_state)
+    frac = check_real(frac, "frac", low=0.0, high=1.0, low_open=True, high_open=True)
+    rng = as_generator(random_state)
     items, unique_items = pd.factorize(frame["item_id"])
     n_cold = int(np.floor(frac * len(unique_items) + 0.5))
     cold = np.zeros(len(unique_items), dtype=bool)
@@ -520,7 +500,7 @@ def sampled_auc(score_pairs: Callable[[np.ndarray, np.ndarray], Any], train: Any
     train = _as_csr(train, "train", test.shape)
     if test.nnz == 0:
         raise ValueError("test holds no interactions: nothing to evaluate")
-    rng = _as_generator(random_state)
+    rng = as_generator(random_state)
     n_items = test.shape[1]
     rows, cols, owner, positive = [], [], [], []
     users = np.flatnonzero(np.diff(test.indptr) > 0)

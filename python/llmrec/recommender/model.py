@@ -76,7 +76,6 @@ writes; requests go on meanwhile.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 import pickle
 import threading
@@ -86,7 +85,7 @@ from typing import Any
 import numpy as np
 
 from llmrec._arrays import grow_rows
-from llmrec._checks import check_choice, check_int, check_k, plain
+from llmrec._checks import check_choice, check_int, check_k, check_real, plain
 from llmrec._estimator import Estimator
 from llmrec._log import stage
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
@@ -126,15 +125,6 @@ log = logging.getLogger(__name__)
 
 MAX_RECENCY = 1e3
 MAX_TEXT_WEIGHT = 1e6
-
-
-def _real(value: Any, name: str, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (np.isfinite(value) or high == math.inf and value == math.inf) or not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value:g}")
-    return value
 
 
 class Recommender(PairScores, Estimator):
@@ -271,15 +261,15 @@ class Recommender(PairScores, Estimator):
         s: dict[str, Any] = {
             "factors": check_int(self.factors, "factors", minimum=1),
             "index": check_choice(self.index, "index", _INDEXES),
-            "diversity": _real(self.diversity, "diversity", 0.0, 1.0),
+            "diversity": check_real(self.diversity, "diversity", low=0.0, high=1.0),
             "num_threads": check_int(self.num_threads, "num_threads", minimum=0),
-            "alpha": _real(self.alpha, "alpha", 0.0, MAX_ALPHA),
+            "alpha": check_real(self.alpha, "alpha", low=0.0, high=MAX_ALPHA),
             "iterations": check_int(self.iterations, "iterations", minimum=1),
-            "prior_strength": _real(self.prior_strength, "prior_strength", 0.0, MAX_PRIOR_STRENGTH),
-            "recency": _real(self.recency, "recency", 0.0, MAX_RECENCY),
-            "sequence_decay": _real(self.sequence_decay, "sequence_decay", 0.0, 1.0),
+            "prior_strength": check_real(self.prior_strength, "prior_strength", low=0.0, high=MAX_PRIOR_STRENGTH),
+            "recency": check_real(self.recency, "recency", low=0.0, high=MAX_RECENCY),
+            "sequence_decay": check_real(self.sequence_decay, "sequence_decay", low=0.0, high=1.0),
             "candidates": check_int(self.candidates, "candidates", minimum=1),
-            "validation": _real(self.validation, "validation", 0.0, 0.5),
+            "validation": check_real(self.validation, "validation", low=0.0, high=0.5),
         }
         s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
         if self.cluster is not None:  # absent from the settings of local fits (and older files)
@@ -290,9 +280,9 @@ class Recommender(PairScores, Estimator):
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
-            s["text_weight"] = _real(self.text_weight, "text_weight", 0.0, MAX_TEXT_WEIGHT)
+            s["text_weight"] = check_real(self.text_weight, "text_weight", low=0.0, high=MAX_TEXT_WEIGHT)
         if self.regularization != "auto":
-            s["regularization"] = _real(self.regularization, "regularization", 0.0, MAX_REGULARIZATION)
+            s["regularization"] = check_real(self.regularization, "regularization", low=0.0, high=MAX_REGULARIZATION)
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             raise TypeError(f"random_state must be an int or None, got {type(self.random_state).__name__}")
         return s
@@ -666,7 +656,7 @@ class Recommender(PairScores, Estimator):
     def _diversity(self, diversity: Any) -> float:
         if diversity is None:
             return self._settings_used["diversity"]
-        return _real(diversity, "diversity", 0.0, 1.0)
+        return check_real(diversity, "diversity", low=0.0, high=1.0)
 
     # ------------------------------------------------------------------ public API
     def recommend(self, user_ids: Any, k: int = 10, *, exclude_seen: bool = True, query: Any = None,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from llmrec._checks import check_int
 from llmrec._log import stage
 from llmrec.text._deps import require_text_deps
 from llmrec.text.batching import pad_batch, plan_batches, token_lengths
@@ -167,10 +168,7 @@ class TextEncoder:
         if max_batch_tokens is not None:
             checked.append(("max_batch_tokens", max_batch_tokens, 1))
         for name, value, minimum in checked:
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-            if value < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+            check_int(value, name, minimum=minimum)
         if not isinstance(device, str):
             raise TypeError(f"device must be a str such as 'auto', 'cpu' or 'cuda', "
                             f"got {type(device).__name__}")
