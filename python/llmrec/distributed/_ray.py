@@ -7,6 +7,8 @@ import contextlib
 import time
 from typing import Any, Iterable, Iterator
 
+from llmrec._checks import check_real
+
 #: Seconds a single wait on the cluster may take unless the caller says otherwise.
 DEFAULT_TIMEOUT = 600.0
 
@@ -26,11 +28,7 @@ def require_ray():
 
 def check_timeout(timeout: float | None) -> float | None:
     """Validate a caller's timeout: None (wait forever) or a positive finite number of seconds."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < float("inf")):
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    return float(timeout)
+    return None if timeout is None else check_real(timeout, "timeout", low=0.0, low_open=True)
 
 
 def get(refs: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
