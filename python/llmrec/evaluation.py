@@ -14,7 +14,7 @@ Every metric is computed with whole-array numpy operations (no Python loop per u
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -22,8 +22,11 @@ import scipy.sparse as sp
 
 from llmrec._checks import INT64_MAX, as_generator, check_int, check_k, check_real, check_sparse_structure
 
+if TYPE_CHECKING:
+    from llmrec.recommender import Recommender
+
 __all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split",
-           "ranking_metrics", "auc", "sampled_auc", "evaluate", "ImplicitAdapter",
+           "ranking_metrics", "auc", "sampled_auc", "evaluate", "RowRecommender", "ImplicitAdapter",
            "RecommenderAdapter"]
 
 AUC_NEGATIVES = 100  # negatives drawn per user for the sampled AUC of evaluate()
@@ -544,23 +547,52 @@ def sampled_auc(score_pairs: Callable[[np.ndarray, np.ndarray], Any], train: Any
     return total / len(kept)
 
 
-def evaluate(model: Any, train: Any, test: Any, k: int = 10, *, batch_size: int = 1000,
-             item_features: Any = None, show_progress: bool = False,
+@runtime_checkable
+class RowRecommender(Protocol):
+    """The one interface :func:`evaluate` asks of a model: it ranks the columns of a
+    user × item matrix for some of its rows.
+
+    ``recommend(user_ids, user_items, k, *, exclude_seen=True)`` is given ``user_ids``
+    (int64 row numbers), ``user_items`` (those users' rows of the training matrix, CSR,
+    one row per entry of ``user_ids`` in that order) and ``k``, and returns ``(ids,
+    scores)``: int64 column numbers and float32 scores of shape (len(user_ids), k), best
+    first, ties broken by the smaller column, padded with -1 / -inf; with
+    ``exclude_seen`` the columns of ``user_items`` are left out.
+
+    :class:`llmrec.ALS` has it as is. A :class:`llmrec.Recommender` works in the
+    caller's ids and keeps its own history (``Recommender.recommend(user_ids, k)``
+    returns ``Recommendations(ids, scores)`` of item ids): :class:`RecommenderAdapter`
+    maps it onto matrix rows and columns, and :func:`evaluate` applies it by itself
+    when given a Recommender with ``user_index`` and ``item_index``.
+    :class:`ImplicitAdapter` gives it to the ``implicit`` library's models.
+    """
+
+    def recommend(self, user_ids: np.ndarray, user_items: sp.csr_matrix, k: int = 10, *,
+                  exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k columns and scores of the rows ``user_ids`` (see the class docstring)."""
+        ...
+
+
+def evaluate(model: RowRecommender | Recommender, train: Any, test: Any, k: int = 10, *,
+             batch_size: int = 1000, item_features: Any = None, show_progress: bool = False,
              callback: Callable[[int, int], Any] | None = None,
-             auc_negatives: int = AUC_NEGATIVES, random_state: Any = 0) -> dict[str, float]:
+             auc_negatives: int = AUC_NEGATIVES, random_state: Any = 0,
+             user_index: Any = None, item_index: Any = None) -> dict[str, float]:
     """Evaluate any recommender on held-out items with :func:`ranking_metrics`.
 
-    ``model`` needs one method, ``recommend(user_ids, user_items, k, exclude_seen=True)``
-    returning ``(ids, scores)`` arrays of shape (len(user_ids), k) — llmrec's models, or
-    implicit's through :class:`ImplicitAdapter`. It is asked, in batches, for the top k
-    of every user with test items, given that user's rows of ``train`` as
-    ``user_items`` and ``exclude_seen=True``. Training items that slip through are
-    removed before scoring (``ranking_metrics(..., train=train)``), so a model that
-    ignores ``exclude_seen`` gets shorter lists rather than free hits.
+    ``model`` is a :class:`RowRecommender`: one method, ``recommend(user_ids,
+    user_items, k, exclude_seen=True)`` returning ``(ids, scores)`` arrays of shape
+    (len(user_ids), k) — :class:`llmrec.ALS`, implicit's models through
+    :class:`ImplicitAdapter` — or a fitted :class:`llmrec.Recommender` together with
+    ``user_index`` and ``item_index`` (then seen through :class:`RecommenderAdapter`).
+    It is asked, in batches, for the top k of every user with test items, given that
+    user's rows of ``train`` as ``user_items`` and ``exclude_seen=True``. Training items
+    that slip through are removed before scoring (``ranking_metrics(..., train=train)``),
+    so a model that ignores ``exclude_seen`` gets shorter lists rather than free hits.
 
     Parameters
     ----------
-    model : object with ``recommend`` as above.
+    model : a :class:`RowRecommender`, or a :class:`llmrec.Recommender`.
     train, test : scipy sparse matrices (n_users, n_items), same shape.
     k : int ≥ 1
     batch_size : int ≥ 1, users per ``recommend`` call.
@@ -572,11 +604,15 @@ def evaluate(model: Any, train: Any, test: Any, k: int = 10, *, batch_size: int 
         (``predict_pairs(rows, cols)``, e.g. a Recommender through
         :class:`RecommenderAdapter`): negatives drawn per user for :func:`sampled_auc`.
 
+    user_index, item_index : for a Recommender only: the caller ids of the rows and
+        columns of ``train`` and ``test`` (as :func:`llmrec.datasets.to_csr` returns them).
+
     Returns
     -------
     The dict of :func:`ranking_metrics`; with ``predict_pairs``, also "auc" (sampled)
     and "auc_negatives" (the negatives drawn per user).
     """
+    model = _as_row_recommender(model, user_index, item_index)
     if not callable(getattr(model, "recommend", None)):
         raise TypeError("model must have a method recommend(user_ids, user_items, k, "
                         f"exclude_seen=True); {type(model).__name__} has none")
@@ -623,6 +659,20 @@ def evaluate(model: Any, train: Any, test: Any, k: int = 10, *, batch_size: int 
                                      random_state=random_state)
         metrics["auc_negatives"] = int(auc_negatives)
     return metrics
+
+
+def _as_row_recommender(model: Any, user_index: Any, item_index: Any) -> Any:
+    from llmrec.recommender import Recommender
+
+    if isinstance(model, Recommender):
+        if user_index is None or item_index is None:
+            raise TypeError("evaluate(Recommender, ...) needs user_index and item_index: the caller "
+                            "ids of the rows and columns of train and test (datasets.to_csr)")
+        return RecommenderAdapter(model, user_index, item_index)
+    if user_index is not None or item_index is not None:
+        raise TypeError("user_index and item_index are for a Recommender; "
+                        f"{type(model).__name__} ranks matrix rows and columns itself")
+    return model
 
 
 class RecommenderAdapter:
