@@ -393,7 +393,7 @@ class ALS(Estimator):
             from tqdm.auto import tqdm
             bar = tqdm(total=s["iterations"], desc="ALS", unit="it")
         start = time.perf_counter()
-        gram = (lambda Z: _core.als_gramian(Z, s["num_threads"])) if s["implicit"] else (lambda Z: None)
+        gram = (lambda Z: _core.als_gramian(Z, s["num_threads"])) if s["implicit"] else (lambda _: None)
         try:
             for iteration in range(s["iterations"]):
                 if user_prior is not None:

@@ -531,9 +531,10 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     drifts towards one more topic over time: an interaction at relative time p ∈ [0, 1]
     comes from the late topic with probability ``drift · p``, and with probability
     ``exploration`` from a topic drawn uniformly. Each interaction picks a topic this
-    way, then an item of that topic with probability proportional to popularity. Activity per user is log-normal (at least
-    ``min(5, n_items)`` interactions), timestamps grow with p over each user's own
-    window, and ratings (1–5) are higher for the user's preferred topics.
+    way, then an item of that topic with probability proportional to popularity.
+    Activity per user is log-normal (at least ``min(5, n_items)`` interactions),
+    timestamps grow with p over each user's own window, and ratings (1–5) are higher
+    for the user's preferred topics.
 
     The work is vectorised (a few sorts over int64 keys), so 1,000,000 users × 100,000
     items at density 5e-4 (50 M interactions) is a matter of a minute or so and a

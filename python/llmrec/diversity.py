@@ -9,7 +9,6 @@ the mean pairwise cosine distance within each list.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np

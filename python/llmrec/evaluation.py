@@ -695,10 +695,11 @@ class RecommenderAdapter:
         self._columns = pd.Index(np.asarray(item_index))
         self.recommender._item_map.rows(list(self.item_ids), "item_index")  # UnknownIdError
 
-    def recommend(self, user_ids: Any, user_items: Any = None, k: int = 10, *,
+    def recommend(self, user_ids: Any, user_items: Any = None, k: int = 10, *,  # noqa: ARG002
                   exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-k columns and scores of the users at rows ``user_ids`` (the
-        Recommender excludes what it saw itself; ``user_items`` is not read)."""
+        Recommender excludes what it saw itself; ``user_items``, part of the
+        :class:`RowRecommender` protocol, is not read)."""
         rows = np.asarray(user_ids, dtype=np.int64).reshape(-1)
         out = self.recommender.recommend(list(self.user_ids[rows]), k, exclude_seen=exclude_seen)
         ids = np.asarray(out.ids, dtype=object).reshape(len(rows), -1)
@@ -730,7 +731,7 @@ class ImplicitAdapter:
             raise TypeError(f"model must be an implicit recommender, got {type(model).__name__}")
         self.model = model
 
-    def fit(self, user_items: Any, **kwargs: Any) -> "ImplicitAdapter":
+    def fit(self, user_items: Any, **kwargs: Any) -> ImplicitAdapter:
         """Fit the wrapped model on a CSR user × item matrix; returns self."""
         kwargs.setdefault("show_progress", False)
         self.model.fit(sp.csr_matrix(user_items, dtype=np.float32), **kwargs)

@@ -665,8 +665,9 @@ class Recommender(PairScores, Estimator):
 
         ``user_ids``: one caller id (1-D results) or a sequence (results (n, k)).
         ``exclude_seen`` drops every item the model knows each user interacted with,
-        updates included; disliked items are dropped whatever it says. ``query``: a free-text request (one, or one per user) that
-        shifts the ranking toward it while staying personal. ``diversity``: MMR
+        updates included; disliked items are dropped whatever it says. ``query``: a
+        free-text request (one, or one per user) that shifts the ranking toward it while
+        staying personal. ``diversity``: MMR
         trade-off in [0, 1] (None: the constructor's). ``allow``: caller item ids the
         results are restricted to. ``scenario``: a blend name from ``scenarios_``
         (None: "home"). Unknown ids raise :class:`llmrec.exceptions.UnknownIdError`.

@@ -82,7 +82,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
     metrics = Metrics(lambda: (holder.version, *introspect.sizes(holder.model)))
     page = resources.files("llmrec.serve").joinpath("page.html").read_text(encoding="utf-8")
 
-    async def lifespan(app: FastAPI):
+    async def lifespan(_app: FastAPI):
         if threads is not None:
             anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         yield

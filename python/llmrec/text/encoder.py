@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import numbers
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
