@@ -30,7 +30,41 @@ def generate() -> str:
         subprocess.run([sys.executable, "-m", "pybind11_stubgen", "llmrec._core", "--output-dir", out,
                         "--numpy-array-use-type-var", "--exit-code"],
                        check=True, stdout=subprocess.DEVNULL)
-        return (Path(out) / "llmrec" / "_core.pyi").read_text(encoding="utf-8")
+        text = (Path(out) / "llmrec" / "_core.pyi").read_text(encoding="utf-8")
+    return "".join(_valid_def(line) for line in text.splitlines(keepends=True))
+
+
+def _valid_def(line: str) -> str:
+    """``line`` with the defaults dropped from parameters that precede a required one.
+
+    pybind11 accepts a required argument after defaulted ones (``search_quantized``'s
+    ``queries`` after ``vectors=None``), which Python cannot write: such a function is
+    only callable by passing those earlier arguments, so the stub requires them.
+    """
+    if not line.startswith("def ") or "(" not in line:
+        return line
+    head, rest = line.split("(", 1)
+    params, depth, start = [], 0, 0
+    for i, char in enumerate(rest):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:  # the parameter list's closing parenthesis
+                params.append(rest[start:i])
+                tail = rest[i:]
+                break
+            depth -= 1
+        elif char == "," and depth == 0:
+            params.append(rest[start:i])
+            start = i + 1
+    else:
+        return line
+    positional = params[:params.index(" *")] if " *" in params else params
+    required = [i for i, p in enumerate(positional) if "=" not in p]
+    if not required or all("=" not in p for p in positional[:required[-1]]):
+        return line
+    fixed = [p.split(" = ", 1)[0] if i < required[-1] else p for i, p in enumerate(params)]
+    return head + "(" + ",".join(fixed) + tail
 
 
 def difference() -> str:
