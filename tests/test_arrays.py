@@ -1,10 +1,10 @@
-"""grow_rows and reserve_rows: amortised row growth that never changes what earlier views see."""
+"""The array primitives: row growth that never changes what earlier views see, and the order of results."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from llmrec._arrays import grow_rows, reserve_rows
+from llmrec._arrays import grow_rows, reserve_rows, result_order
 
 
 def test_growth_keeps_rows_zeroes_new_ones_and_reuses_capacity(rng):
@@ -48,3 +48,18 @@ def test_reserve_rows_reuses_own_storage_and_copies_anything_else(rng):
     assert reserve_rows(read_only, read_only[:5], 6) is not read_only
     codes = reserve_rows(None, np.zeros((0, 4), np.uint8), 3, fill=0x80)
     assert codes.dtype == np.uint8 and codes.shape == (16, 4) and (codes == 0x80).all()
+
+
+def test_result_order_is_score_descending_then_smaller_id(rng):
+    n_rows, width = 50, 12
+    scores = rng.integers(-3, 3, size=(n_rows, width)).astype(np.float32)  # many ties
+    scores[rng.random((n_rows, width)) < 0.1] = -np.inf  # padding
+    scores[0, :2] = (-0.0, 0.0)  # equal scores of different signs still tie
+    ids = np.stack([rng.permutation(1000)[:width] for _ in range(n_rows)]).astype(np.int64)
+    ids[scores == -np.inf] = -1
+    order = result_order(ids, scores)
+    for row in range(n_rows):  # the reference: Python's sort on (-score, id)
+        expected = sorted(range(width), key=lambda j: (-float(scores[row, j]), int(ids[row, j])))
+        np.testing.assert_array_equal(ids[row, order[row]], ids[row, expected])
+    one = result_order(ids[0], scores[0])  # a single row
+    np.testing.assert_array_equal(one, order[0])

@@ -10,6 +10,7 @@ interactions and :class:`TextEncoder` turns text into vectors.
 from __future__ import annotations
 
 import logging as _logging
+from typing import Any as _Any
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError, version as _version
 
 from llmrec._runtime import build_info
@@ -31,7 +32,7 @@ __all__ = ["ALS", "ExactIndex", "FormatError", "NotFittedError", "QuantizedIndex
 __all__ += ["datasets", "diversity", "evaluation"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> _Any:
     # Text encoders load lazily: `import llmrec` never imports torch or transformers.
     if name in ("datasets", "diversity", "evaluation"):  # loaded on first use, not at import
         import importlib

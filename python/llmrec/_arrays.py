@@ -1,5 +1,6 @@
-"""Arrays that grow by rows in amortised O(1): the factor, item and id arrays that
-``partial_fit_*``, ``add_items`` and ``update`` extend one call at a time."""
+"""Array primitives shared by the indexes and models: rows that grow in amortised O(1)
+(the factor, item and id arrays that ``partial_fit_*``, ``add``, ``add_items`` and
+``update`` extend one call at a time), and the order of results."""
 
 from __future__ import annotations
 
@@ -54,3 +55,15 @@ def marked(mask: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
         out[:min(len(mask), n)] = mask[:n]
     out[rows] = 1
     return out
+
+
+def result_order(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Indices that sort each row (last axis) as results are sorted: score descending,
+    ties broken by the smaller id (ARCHITECTURE.md's Results convention).
+
+    Padding (score -inf) sorts after every finite score. Scores are compared in float64,
+    where negation is exact and -0.0 equals 0.0, so ties stay ties. The native searches
+    order their own results; this is the one Python copy of the rule, for results whose
+    ids were mapped or merged after the native call.
+    """
+    return np.lexsort((ids, -np.asarray(scores, dtype=np.float64)), axis=-1)

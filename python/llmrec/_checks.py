@@ -43,11 +43,12 @@ def check_int(value: Any, name: str, *, minimum: int, maximum: int | None = None
         return value  # the fast path: a plain int needs no ABC checks (microseconds a call)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum}, got {value}")
-    return int(value)
+    return value
 
 
 def check_real(value: Any, name: str, *, low: float = -math.inf, high: float = math.inf,
@@ -84,7 +85,7 @@ def as_generator(random_state: Any) -> np.random.Generator:
         return random_state
     if random_state is None or (isinstance(random_state, numbers.Integral)
                                 and not isinstance(random_state, (bool, np.bool_))):
-        return np.random.default_rng(random_state)
+        return np.random.default_rng(None if random_state is None else int(random_state))
     raise TypeError("random_state must be None, an int or a numpy.random.Generator, "
                     f"got {type(random_state).__name__}")
 
@@ -163,11 +164,21 @@ def as_ids(values: Any, name: str, n: int) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must hold integer item ids, got dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.int64)
-    low, high = int(array.min()), int(array.max())
-    if low < 0 or high >= n:
-        bad = low if low < 0 else high
-        raise ValueError(f"{name} holds item id {bad}, outside [0, {n})")
+    check_id_range(array, name, n)
     return array
+
+
+def check_id_range(array: np.ndarray, name: str, n: int, *, padded: bool = False,
+                   what: str = "item id") -> None:
+    """Require every entry of an integer array to be in [0, n) — or -1, an empty slot,
+    with ``padded`` (ValueError naming ``name`` and the first bad extreme otherwise)."""
+    if array.size:
+        lowest = -1 if padded else 0
+        low, high = int(array.min()), int(array.max())
+        if low < lowest or high >= n:
+            bad = low if low < lowest else high
+            raise ValueError(f"{name} holds {what} {bad}, outside [0, {n})"
+                             + (" (-1 marks an empty slot)" if padded else ""))
 
 
 def exclude_to_csr(exclude: Any, nq: int, n: int, *, single_query: bool

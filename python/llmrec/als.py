@@ -51,9 +51,9 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from llmrec import _core
-from llmrec._arrays import grow_rows
-from llmrec._checks import (MAX_THREADS, as_float_matrix, check_choice, check_int, check_k, check_real,
-                            check_sparse_structure, check_threads)
+from llmrec._arrays import grow_rows, result_order
+from llmrec._checks import (MAX_THREADS, as_float_matrix, check_choice, check_id_range, check_int, check_k,
+                            check_real, check_sparse_structure, check_threads)
 from llmrec._estimator import Estimator
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._validate import array, check_csr, fail, is_int, meta_int, meta_real, meta_value
@@ -160,9 +160,7 @@ def _as_user_ids(values: Any, name: str, n: int) -> tuple[np.ndarray, bool]:
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must hold integer ids, got dtype {array.dtype}")
     array = array.astype(np.int64, copy=False)
-    if array.size and (array.min() < 0 or array.max() >= n):
-        bad = int(array.min()) if array.min() < 0 else int(array.max())
-        raise ValueError(f"{name} holds id {bad}, outside [0, {n})")
+    check_id_range(array, name, n, what="id")
     return array, single
 
 
@@ -769,7 +767,7 @@ class ALS(Estimator):
         score = float(contributions.sum())
         if prior is not None:
             score += float(s["prior_strength"] * prior @ z)
-        order = np.lexsort((idx, -contributions))[:k]
+        order = result_order(idx, contributions)[:k]
         return score, idx[order].astype(np.int64), contributions[order].astype(np.float32)
 
     def loss(self, user_items: Any = None) -> float:
@@ -795,6 +793,7 @@ class ALS(Estimator):
                  s.get("item_prior_penalty"))):
             if priors is None:
                 continue
+            assert W is not None  # fitted with the priors
             fitted = counts > 0
             diff = factors[fitted].astype(np.float64) - priors[fitted]
             total += s["prior_strength"] * float((diff * diff).sum())

@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -64,7 +64,7 @@ def _line_error(path: Path, line: int, message: str) -> DataFormatError:
 
 # --------------------------------------------------------------------------- reading
 def _read_table(path: Path, *, sep: str, names: Sequence[str], dtypes: dict[str, str],
-                header: bool, encoding: str = "utf-8", quoting: int = csv.QUOTE_NONE
+                header: bool, encoding: str = "utf-8", quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE
                 ) -> pd.DataFrame:
     """Read a delimited file fast with pandas; on any problem, find and name the line.
 
@@ -100,7 +100,7 @@ def _read_table(path: Path, *, sep: str, names: Sequence[str], dtypes: dict[str,
 
 
 def _locate_bad_line(path: Path, *, sep: str, names: Sequence[str], dtypes: dict[str, str],
-                     header: bool, encoding: str, quoting: int) -> None:
+                     header: bool, encoding: str, quoting: Literal[0, 1, 2, 3]) -> None:
     """Scan ``path`` line by line and raise for the first malformed line found."""
     with open(path, "rb") as raw:
         data = raw.read()
@@ -632,7 +632,7 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
             for begin in range(0, users.shape[0], block):
                 out[begin:begin + block] = draw(users[begin:begin + block], block)
             return out
-        m = users.shape[0]
+        m = int(users.shape[0])
         when = rng.random(m)
         pick = rng.random(m)
         slot = np.minimum((pick[:, None] > cum_weights[users]).sum(axis=1), topics_per_user - 1) \
@@ -710,7 +710,7 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
         in_preferred |= preferred[users_col, slot] == topic_of_item
     in_preferred |= late_topic[users_col] == topic_of_item
     del topic_of_item
-    noise = rng.normal(0.0, 0.9, size=users_col.shape[0]).astype(np.float32)
+    noise = rng.normal(0.0, 0.9, size=int(users_col.shape[0])).astype(np.float32)
     ratings = np.clip(np.rint(2.6 + 1.2 * in_preferred + noise), 1, 5).astype(np.float32)
     del noise, in_preferred
 
@@ -757,7 +757,7 @@ def _pick_slot(cum_weights: np.ndarray, users: np.ndarray, pick: np.ndarray) -> 
 def _synthetic_items(item_topic: np.ndarray, popularity: np.ndarray,
                      vocabulary: list[tuple[str, list[str]]],
                      rng: np.random.Generator) -> pd.DataFrame:
-    n_items = item_topic.shape[0]
+    n_items = int(item_topic.shape[0])
     n_words = len(vocabulary[0][1])
     word_a = rng.integers(0, n_words, size=n_items)
     word_b = (word_a + rng.integers(1, n_words, size=n_items)) % n_words

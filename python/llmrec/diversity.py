@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmrec import _core
-from llmrec._checks import as_float32, check_int, check_k, check_real, check_threads
+from llmrec._checks import as_float32, check_id_range, check_int, check_k, check_real, check_threads
 
 __all__ = ["mmr_rerank", "intra_list_diversity"]
 
@@ -154,12 +154,7 @@ def _as_candidates(values: Any, n_items: int, name: str = "candidates") -> tuple
         raise ValueError(f"{name} must have shape (C,) or (n_queries, C), got shape {array.shape}")
     single = array.ndim == 1
     array = np.ascontiguousarray(array[None, :] if single else array, dtype=np.int64)
-    if array.size:
-        low, high = int(array.min()), int(array.max())
-        if low < -1 or high >= n_items:
-            bad = low if low < -1 else high
-            raise ValueError(f"{name} holds item id {bad}, outside [0, {n_items}) "
-                             "(-1 marks an empty slot)")
+    check_id_range(array, name, n_items, padded=True)
     return array, single
 
 

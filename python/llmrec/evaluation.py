@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from llmrec._checks import INT64_MAX, as_generator, check_int, check_k, check_real, check_sparse_structure
+from llmrec._checks import (INT64_MAX, as_generator, check_id_range, check_int, check_k, check_real,
+                            check_sparse_structure)
 
 if TYPE_CHECKING:
     from llmrec.recommender import Recommender
@@ -228,7 +229,7 @@ def _member(entries: tuple[np.ndarray, np.ndarray, np.ndarray], shape: tuple[int
     return member.reshape(shape)
 
 
-def _compact(keep: np.ndarray, width: int, *arrays: np.ndarray, fill: tuple) -> list[np.ndarray]:
+def _compact(keep: np.ndarray, width: int, *arrays: np.ndarray, fill: tuple[Any, ...]) -> list[np.ndarray]:
     """Per row, move the entries marked in ``keep`` left (order kept) into ``width``
     columns; the rest of each output row takes the matching ``fill`` value."""
     column = np.cumsum(keep, axis=1) - 1
@@ -251,12 +252,7 @@ def _check_recommended(recommended: Any, n_items: int) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"recommended must be a 2-D array (n_users, k), got shape {array.shape}")
     array = array.astype(np.int64, copy=False)
-    if array.size:
-        low, high = int(array.min()), int(array.max())
-        if low < -1 or high >= n_items:
-            bad = low if low < -1 else high
-            raise ValueError(f"recommended holds item index {bad}, outside [0, {n_items}) "
-                             "(-1 marks an empty slot)")
+    check_id_range(array, "recommended", n_items, padded=True, what="item index")
     return array
 
 
@@ -505,9 +501,12 @@ def sampled_auc(score_pairs: Callable[[np.ndarray, np.ndarray], Any], train: Any
         raise ValueError("test holds no interactions: nothing to evaluate")
     rng = as_generator(random_state)
     n_items = test.shape[1]
-    rows, cols, owner, positive = [], [], [], []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    owner: list[np.ndarray] = []
+    positive: list[np.ndarray] = []
     users = np.flatnonzero(np.diff(test.indptr) > 0)
-    kept = []
+    kept: list[int] = []
     for u in users:
         pos = np.unique(test.indices[test.indptr[u]:test.indptr[u + 1]])
         blocked = np.union1d(pos, train.indices[train.indptr[u]:train.indptr[u + 1]])
@@ -523,7 +522,7 @@ def sampled_auc(score_pairs: Callable[[np.ndarray, np.ndarray], Any], train: Any
                 neg = np.unique(np.concatenate([neg, draw[~np.isin(draw, blocked)]]))
             neg = rng.permutation(neg)[:negatives]
         slot = len(kept)
-        kept.append(u)
+        kept.append(int(u))
         for values, flag in ((pos, True), (neg, False)):
             rows.append(np.full(len(values), u))
             cols.append(values)
@@ -612,10 +611,10 @@ def evaluate(model: RowRecommender | Recommender, train: Any, test: Any, k: int 
     The dict of :func:`ranking_metrics`; with ``predict_pairs``, also "auc" (sampled)
     and "auc_negatives" (the negatives drawn per user).
     """
-    model = _as_row_recommender(model, user_index, item_index)
-    if not callable(getattr(model, "recommend", None)):
+    ranker = _as_row_recommender(model, user_index, item_index)
+    if not callable(getattr(ranker, "recommend", None)):
         raise TypeError("model must have a method recommend(user_ids, user_items, k, "
-                        f"exclude_seen=True); {type(model).__name__} has none")
+                        f"exclude_seen=True); {type(ranker).__name__} has none")
     check_int(k, "k", minimum=1)
     batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=INT64_MAX)
     test = _as_csr(test, "test")
@@ -636,7 +635,7 @@ def evaluate(model: RowRecommender | Recommender, train: Any, test: Any, k: int 
     try:
         for begin in batches:
             rows = users[begin:begin + batch_size]
-            ids, _ = model.recommend(rows, train[rows], k, exclude_seen=True)
+            ids, _ = ranker.recommend(rows, train[rows], k, exclude_seen=True)
             ids = np.asarray(ids)
             if ids.ndim != 2 or ids.shape[0] != rows.shape[0]:
                 raise ValueError(f"model.recommend returned ids of shape {ids.shape}; expected "
@@ -654,14 +653,15 @@ def evaluate(model: RowRecommender | Recommender, train: Any, test: Any, k: int 
         if bar is not None:
             bar.close()
     metrics = ranking_metrics(recommended, test, k, train=train, item_features=item_features)
-    if callable(getattr(model, "predict_pairs", None)):
-        metrics["auc"] = sampled_auc(model.predict_pairs, train, test, negatives=auc_negatives,
+    predict_pairs = getattr(ranker, "predict_pairs", None)
+    if callable(predict_pairs):
+        metrics["auc"] = sampled_auc(predict_pairs, train, test, negatives=auc_negatives,
                                      random_state=random_state)
         metrics["auc_negatives"] = int(auc_negatives)
     return metrics
 
 
-def _as_row_recommender(model: Any, user_index: Any, item_index: Any) -> Any:
+def _as_row_recommender(model: Any, user_index: Any, item_index: Any) -> RowRecommender:
     from llmrec.recommender import Recommender
 
     if isinstance(model, Recommender):

@@ -164,7 +164,9 @@ class ExactIndex(IndexBase):
             if not self._row_ids.n_removed(n):
                 return
             ids = self._row_ids.live_ids(n)
-            keep = np.flatnonzero(self._row_ids.deleted[:n] == 0)
+            deleted = self._row_ids.deleted_mask(n)
+            assert deleted is not None  # some row is removed
+            keep = np.flatnonzero(deleted == 0)
             next_id = self._row_ids.next_id
             self._items = self._buffer = np.ascontiguousarray(self._items[keep])
             self._row_ids = RowIds()

@@ -14,7 +14,7 @@ from llmrec._checks import check_real
 DEFAULT_TIMEOUT = 600.0
 
 
-def require_ray():
+def require_ray() -> Any:
     """Return the ``ray`` module, connected; raise a clear error where it cannot be used."""
     try:
         import ray
@@ -53,7 +53,7 @@ def kill(actors: Iterable[Any]) -> None:
 
 
 @contextlib.contextmanager
-def killed_on_error(actors: list) -> Iterator[list]:
+def killed_on_error(actors: list[Any]) -> Iterator[list[Any]]:
     """Yield ``actors`` (a list the body may append to); kill them all if the body raises."""
     try:
         yield actors
@@ -62,7 +62,7 @@ def killed_on_error(actors: list) -> Iterator[list]:
         raise
 
 
-def get_each(refs: list, timeout: float | None, names: list[str]) -> list:
+def get_each(refs: list[Any], timeout: float | None, names: list[str]) -> list[Any]:
     """``ray.get`` of each ref in turn, all within one ``timeout``; a task that raised
     re-raises its exception's type with ``names[i]`` in front of the message (Ray's own
     actor errors pass through unchanged, for callers that recover from them)."""
@@ -90,7 +90,7 @@ def get_each(refs: list, timeout: float | None, names: list[str]) -> list:
 
 def resolve_timeout(timeout: float | None) -> float:
     """A caller's timeout where None means :data:`DEFAULT_TIMEOUT` (so no wait is unbounded)."""
-    return DEFAULT_TIMEOUT if timeout is None else check_timeout(timeout)
+    return DEFAULT_TIMEOUT if timeout is None else check_real(timeout, "timeout", low=0.0, low_open=True)
 
 
 def actor_died_message(exc: BaseException) -> str:

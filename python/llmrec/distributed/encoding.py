@@ -35,7 +35,7 @@ class EncoderWorker:
         if encoder is None:
             from llmrec.text.encoder import TextEncoder
 
-            encoder = TextEncoder(model)
+            encoder = TextEncoder(model)  # type: ignore[arg-type]  # model is set when encoder is not
         self._encoder = encoder
         # Any object with dim and encode(texts, kind=...) encodes; only a TextEncoder
         # (fingerprint, prefixes) can key the on-disk cache.
@@ -131,7 +131,7 @@ def encode(texts: Any, *, encoder: Any = "default", num_actors: int | None = Non
 
             cache = VectorCache(cache_dir, dim=dim)
         try:
-            vectors_of = {}
+            vectors_of: dict[str, np.ndarray] = {}
             todo = unique
             if cache is not None:
                 todo = _lookup(cache, fingerprint, prefix, unique, vectors_of)

@@ -80,13 +80,14 @@ import numbers
 import pickle
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmrec._arrays import grow_rows
 from llmrec._checks import check_choice, check_int, check_k, check_real, plain
 from llmrec._estimator import Estimator
+from llmrec._types import Id, IdList, Ids, Numbers, PathArg, Texts
 from llmrec._log import stage
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
 from llmrec.diversity import mmr_rerank
@@ -121,6 +122,11 @@ _INDEXES = INDEXES
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
 # alpha in each confidence 1 + alpha·(1 + recency·p²); the text weight is relative to the
 # other signals' weights, which vanish in float32 beside one 1e6 times larger.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from llmrec.text import TextEncoder
+
 log = logging.getLogger(__name__)
 
 MAX_RECENCY = 1e3
@@ -325,8 +331,8 @@ class Recommender(PairScores, Estimator):
         return scoring.unit_rows(np.asarray(vectors, dtype=np.float32))
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, interactions: Any, *, items: Any = None, users: Any = None,
-            show_progress: bool = False) -> Recommender:
+    def fit(self, interactions: pd.DataFrame, *, items: pd.DataFrame | None = None,
+            users: pd.DataFrame | None = None, show_progress: bool = False) -> Recommender:
         """Learn from ``interactions`` (DataFrame: ``user_id``, ``item_id``, optional
         ``rating``/``weight``/``event``, ``timestamp``) and optional ``items``
         (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`) and
@@ -659,8 +665,9 @@ class Recommender(PairScores, Estimator):
         return check_real(diversity, "diversity", low=0.0, high=1.0)
 
     # ------------------------------------------------------------------ public API
-    def recommend(self, user_ids: Any, k: int = 10, *, exclude_seen: bool = True, query: Any = None,
-                  diversity: Any = None, allow: Any = None, scenario: Any = None) -> Recommendations:
+    def recommend(self, user_ids: Ids, k: int = 10, *, exclude_seen: bool = True, query: Texts | None = None,
+                  diversity: float | None = None, allow: IdList | None = None,
+                  scenario: str | None = None) -> Recommendations:
         """Top-k items for known users.
 
         ``user_ids``: one caller id (1-D results) or a sequence (results (n, k)).
@@ -705,9 +712,9 @@ class Recommender(PairScores, Estimator):
             return Recommendations(out[0], scores[0], None if user_ids is None else user_ids[0])
         return Recommendations(out, scores, user_ids)
 
-    def recommend_for_history(self, item_ids: Any, k: int = 10, *, query: Any = None,
-                              exclude_seen: bool = True, diversity: Any = None,
-                              scenario: Any = None) -> Recommendations:
+    def recommend_for_history(self, item_ids: IdList, k: int = 10, *, query: str | None = None,
+                              exclude_seen: bool = True, diversity: float | None = None,
+                              scenario: str | None = None) -> Recommendations:
         """Top-k for a visitor not in the model, from the items they interacted with
         (oldest first); nothing is stored. Returns 1-D results.
 
@@ -761,7 +768,7 @@ class Recommender(PairScores, Estimator):
             out["towers"] = towers_user_vectors(snap.towers, histories)
         return out
 
-    def search(self, query: str, k: int = 10, *, user_id: Any = None) -> Recommendations:
+    def search(self, query: str, k: int = 10, *, user_id: Id | None = None) -> Recommendations:
         """Items matching a free-text request; with ``user_id``, blended with that
         user's taste (scenario "search"). Nothing is excluded. Returns 1-D results. An
         empty or whitespace-only ``query`` raises ``ValueError`` (it names no items)."""
@@ -781,7 +788,7 @@ class Recommender(PairScores, Estimator):
                                      query_vectors)
         return self._result(ids, scores, True)
 
-    def similar_items(self, item_ids: Any, k: int = 10) -> Recommendations:
+    def similar_items(self, item_ids: Ids, k: int = 10) -> Recommendations:
         """Items most like each given item (scenario "similar": factor cosine plus text
         cosine), the item itself excluded. One id gives 1-D results."""
         self._check_fitted()
@@ -805,8 +812,8 @@ class Recommender(PairScores, Estimator):
         self.scenarios_ = {**self.scenarios_, name: check_weights(weights, "weights")}
         return self
 
-    def update(self, user_id: Any, item_ids: Any, *, weights: Any = None, event: Any = None,
-               ratings: Any = None) -> Recommender:
+    def update(self, user_id: Id, item_ids: Ids, *, weights: Numbers | None = None,
+               event: Texts | None = None, ratings: Numbers | None = None) -> Recommender:
         """Record new interactions (oldest first); they take effect at once (fold-in).
         An unknown ``user_id`` becomes a new user. Items that had no interactions at fit
         time (added later, or never seen) are re-solved from their clicks so far.
@@ -917,7 +924,7 @@ class Recommender(PairScores, Estimator):
             self._grams[name] = rows.T @ rows
         return self._grams[name]
 
-    def add_items(self, items: Any) -> np.ndarray:
+    def add_items(self, items: pd.DataFrame) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
         they are recommendable at once: their factors are the text map F·W of the ALS
         priors (zero without an encoder). Concurrent requests see the catalogue before
@@ -980,7 +987,7 @@ class Recommender(PairScores, Estimator):
         grown[len(current):] = rows
         return grown
 
-    def explain(self, user_id: Any, item_id: Any) -> Explanation:
+    def explain(self, user_id: Id, item_id: Id) -> Explanation:
         """Why ``item_id`` scores as it does for ``user_id``: the history items and the
         text evidence behind the score, in words (``str(explanation)``) and numbers."""
         self._check_fitted()
@@ -993,7 +1000,7 @@ class Recommender(PairScores, Estimator):
             return explain_score(self, snap, vectors, cited[cited >= 0], item, record)
 
     # ------------------------------------------------------------------ a living catalogue
-    def remove_items(self, item_ids: Any) -> Recommender:
+    def remove_items(self, item_ids: Ids) -> Recommender:
         """Take items out of the catalogue: from the next call on no method recommends,
         returns or cites them (recommend, recommend_for_history, search, similar_items,
         explain), and their ids are unknown (:class:`llmrec.UnknownIdError`), also after
@@ -1005,7 +1012,7 @@ class Recommender(PairScores, Estimator):
         catalogue.remove_items(self, item_ids)
         return self
 
-    def forget_user(self, user_id: Any) -> Recommender:
+    def forget_user(self, user_id: Id) -> Recommender:
         """Erase a user at once: history, signal vectors, profile text vector, ALS
         factors and interactions, tower vector and the id itself (overwritten, not only
         unindexed), and the late items' click counts are rebuilt without them. A model
@@ -1036,7 +1043,7 @@ class Recommender(PairScores, Estimator):
         self._check_fitted()
         return _live_ids(self._user_map, self._publisher.current.n_users)
 
-    def history(self, user_id: Any) -> Any:
+    def history(self, user_id: Id) -> pd.DataFrame:
         """What the model knows about ``user_id``: a DataFrame of its interactions,
         oldest first, the latest of each item only — ``item_id``, ``weight`` (the
         confidence multiplier: weight × event weight × the rating's confidence),
@@ -1082,7 +1089,7 @@ class Recommender(PairScores, Estimator):
                 self._publisher.current = snap._replace(items=snap.items._replace(E=shared))
 
     # ------------------------------------------------------------------ files
-    def save(self, directory: Any) -> None:
+    def save(self, directory: PathArg) -> None:
         """Write the model to ``directory``, switched into place atomically: a crash or a
         kill leaves the previous model or the new one, never a mix. ``directory`` must
         not exist, or be empty, or hold an llmrec model: anything else raises
@@ -1095,7 +1102,7 @@ class Recommender(PairScores, Estimator):
             save(self, directory)
 
     @classmethod
-    def load(cls, directory: Any, *, encoder: Any = "saved") -> Recommender:
+    def load(cls, directory: PathArg, *, encoder: TextEncoder | str | None = "saved") -> Recommender:
         """Read a model written by :meth:`save`. ``encoder``: "saved" re-creates the
         saved encoder spec lazily (a model name or path), or give a TextEncoder / None."""
         from llmrec.recommender.persistence import load

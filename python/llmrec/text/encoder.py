@@ -150,7 +150,7 @@ class TextEncoder:
         self._pad_id = _pad_token_id(self._tokenizer)
         # BERT-family models on CPU run unpadded (same vectors, less work); GPUs keep
         # the padded HF forward, which suits their large batches.
-        self._packed = packed_encoder_for(self._model) if self._device.type == "cpu" else None
+        self._packed: Any = packed_encoder_for(self._model) if self._device.type == "cpu" else None
         self._cache = VectorCache(cache_dir, dim=self.dim) if cache_dir is not None else None
         log.info("TextEncoder: loaded %s (%d dims) on %s: %.2f s", self.model_name, self.dim,
                  self._device, time.perf_counter() - started)

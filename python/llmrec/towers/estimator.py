@@ -139,8 +139,8 @@ class SequenceTowers(Estimator):
     def _settings(self) -> dict[str, Any]:
         if self.text not in TEXT_MODES:
             raise ValueError(f"text must be one of {list(TEXT_MODES)}, got {self.text!r}")
-        s = {name: check_int(getattr(self, name), name, minimum=low, maximum=high)
-             for name, (low, high) in LIMITS.items()}
+        s: dict[str, Any] = {name: check_int(getattr(self, name), name, minimum=low, maximum=high)
+                             for name, (low, high) in LIMITS.items()}
         if s["dim"] % s["heads"]:
             raise ValueError(f"dim ({s['dim']}) must be a multiple of heads ({s['heads']})")
         s["id_dropout"] = check_real(self.id_dropout, "id_dropout", low=0.0, high=1.0, high_open=True)
@@ -320,9 +320,9 @@ class SequenceTowers(Estimator):
     # ------------------------------------------------------------------ serving
 
     def _touch(self) -> None:
-        self._item_matrix_cache = None
-        self._numpy_tower = None
-        self._item_matrix_np = None
+        self._item_matrix_cache: Any = None
+        self._numpy_tower: Any = None
+        self._item_matrix_np: Any = None
 
     def _item_matrix(self) -> Any:
         """g for every known item (torch float32 (n_items_, dim)), cached."""
@@ -396,7 +396,7 @@ class SequenceTowers(Estimator):
         W = int(self.module_.user.max_history)
         if len(H) == 1:
             return self._one_user_vector(H[0], None if ts is None else ts[0],
-                                         None if has is None or not has[0] else R[0])
+                                         None if R is None or has is None or not has[0] else R[0])
         out = np.empty((len(H), self.module_.user.norm.normalized_shape[0]), dtype=np.float32)
         G = self._item_matrix()
         with torch_threads(self._threads()), torch.inference_mode():
@@ -410,7 +410,7 @@ class SequenceTowers(Estimator):
                             for u in range(start, stop)]
                 packed = pack(prefixes, gaps)
                 req = has_req = None
-                if has is not None and has[start:stop].any():
+                if R is not None and has is not None and has[start:stop].any():
                     req = torch.from_numpy(R[start:stop])
                     has_req = torch.from_numpy(has[start:stop])
                 out[start:stop] = interest(self.module_, G, packed, req, has_req).numpy()
@@ -422,10 +422,10 @@ class SequenceTowers(Estimator):
         from llmrec.towers._numpy_forward import NumpyUserTower
         from llmrec.towers.training import gap_buckets
 
-        if getattr(self, "_numpy_tower", None) is None:
-            self._numpy_tower = NumpyUserTower(self.module_)
+        tower: NumpyUserTower | None = getattr(self, "_numpy_tower", None)
+        if tower is None:
+            tower = self._numpy_tower = NumpyUserTower(self.module_)
             self._item_matrix_np = self._item_matrix().numpy()
-        tower = self._numpy_tower
         h = history[-tower.max_history:]
         gaps = None
         if self.uses_timestamps_ and timestamps is not None:
@@ -572,14 +572,17 @@ def _split_validation(H: list[np.ndarray], ts: list[np.ndarray] | None, n_items:
     val_users = np.sort(rng.choice(eligible, size=n_val, replace=False)) if n_val else eligible[:0]
     sequences = list(H)
     train_gaps = list(gaps) if gaps is not None else None
-    prefixes, val_gaps, targets, seen = [], [] if gaps is not None else None, [], []
+    prefixes: list[np.ndarray] = []
+    targets: list[int] = []
+    seen: list[np.ndarray] = []
+    val_gaps: list[np.ndarray] | None = [] if gaps is not None else None
     for u in val_users:
         h = H[u]
         sequences[u] = h[:-1]
-        if train_gaps is not None:
+        if gaps is not None and train_gaps is not None:
             train_gaps[u] = gaps[u][:-1]
         prefixes.append(h[:-1])
-        if val_gaps is not None:
+        if gaps is not None and val_gaps is not None:
             val_gaps.append(gaps[u][:-1])
         targets.append(h[-1])
         seen.append(np.setdiff1d(h[:-1], h[-1:]))
