@@ -8,7 +8,9 @@ really have. After changing a binding (cpp/bindings/), run from the repository r
     python tools/core_stub.py --check  # exit 1 with a diff when it is out of date
 
 It imports the installed ``llmrec._core`` (an editable install rebuilds it first) and
-needs ``pybind11-stubgen`` (the ``dev`` extra). tests/test_core_stub.py runs the check.
+needs ``pybind11-stubgen`` (the ``dev`` extra pins its version: another version, or
+another pybind11, may write the same signatures differently; regenerate then).
+tests/test_core_stub.py runs the check.
 """
 
 from __future__ import annotations
