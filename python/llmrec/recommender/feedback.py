@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from llmrec._checks import check_real
+from llmrec._checks import check_choice, check_real
 
 RATING_RULES = ("threshold", "ignore")
 AUTO_EVENT_EXPONENTS = (0.0, 0.5, 1.0)
@@ -79,9 +79,7 @@ MAX_EVENT_NAMES = 1024
 def check_rule(s: dict[str, Any], rating_rule: Any, rating_scale: Any, dislike_threshold: Any,
                like_threshold: Any, event_weights: Any) -> None:
     """Validate the feedback parameters into ``s`` (the Recommender's settings)."""
-    if not isinstance(rating_rule, str) or rating_rule not in RATING_RULES:
-        raise ValueError(f"rating_rule must be one of {list(RATING_RULES)}, got {rating_rule!r}")
-    s["rating_rule"] = rating_rule
+    s["rating_rule"] = check_choice(rating_rule, "rating_rule", RATING_RULES)
     if not isinstance(rating_scale, (tuple, list)) or len(rating_scale) != 2:
         raise TypeError(f"rating_scale must be a pair (low, high), got {rating_scale!r}")
     low, high = (check_real(v, "rating_scale") for v in rating_scale)

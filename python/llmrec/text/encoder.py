@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._checks import check_int
+from llmrec._checks import check_choice, check_int
 from llmrec._log import stage
 from llmrec.text._deps import require_text_deps
 from llmrec.text.batching import pad_batch, plan_batches, token_lengths
@@ -159,8 +159,7 @@ class TextEncoder:
     def _check_settings(pooling: Any, normalize: Any, max_length: Any, batch_size: Any,
                         device: Any, dtype: Any, query_prefix: Any, document_prefix: Any,
                         cache_dir: Any, max_batch_tokens: Any) -> None:
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+        check_choice(pooling, "pooling", POOLINGS)
         if not isinstance(normalize, (bool, np.bool_)):
             raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
         checked = [("max_length", max_length, 2), ("batch_size", batch_size, 1)]
@@ -171,8 +170,7 @@ class TextEncoder:
         if not isinstance(device, str):
             raise TypeError(f"device must be a str such as 'auto', 'cpu' or 'cuda', "
                             f"got {type(device).__name__}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        check_choice(dtype, "dtype", DTYPES)
         for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, got {type(value).__name__}")
@@ -218,8 +216,7 @@ class TextEncoder:
         ValueError
             ``kind`` is not ``"document"`` or ``"query"``.
         """
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+        check_choice(kind, "kind", KINDS)
         texts = _as_text_list(texts)
         prefix = self.query_prefix if kind == "query" else self.document_prefix
         out = np.empty((len(texts), self.dim), dtype=np.float32)
