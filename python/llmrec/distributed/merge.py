@@ -6,8 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from llmrec._arrays import result_order
-
 
 def merge_topk(ids: Sequence[np.ndarray], scores: Sequence[np.ndarray], k: int
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -19,9 +17,11 @@ def merge_topk(ids: Sequence[np.ndarray], scores: Sequence[np.ndarray], k: int
     (nq, k) int64 ids and float32 scores with the same contract, padded where fewer
     than k items qualify in all shards together.
 
-    The concatenated rows are ordered by :func:`llmrec._arrays.result_order` (score,
-    then id); padding scores are -inf, and real scores are finite (the indexes
-    guarantee it), so padding sorts last.
+    A stable sort of the concatenated rows by score is enough for ties: among equal
+    scores it keeps the concatenation order, which is shard order (increasing id ranges)
+    then each shard's own order (increasing ids). Padding scores are -inf, and real
+    scores are finite (the indexes guarantee it), so padding sorts last. (The same order
+    as :func:`llmrec._arrays.result_order`, which sorts on the ids too: 2-3x slower here.)
     """
     if len(ids) != len(scores) or not ids:
         raise ValueError("merge_topk needs one (ids, scores) pair per shard, at least one")
@@ -33,7 +33,8 @@ def merge_topk(ids: Sequence[np.ndarray], scores: Sequence[np.ndarray], k: int
     out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
     if width == 0 or nq == 0:
         return out_ids, out_scores
-    order = result_order(all_ids, all_scores)[:, :k]
+    # -x is exact in float32, and -0.0 and 0.0 compare equal, so ties stay ties.
+    order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
     taken = min(k, width)
     out_ids[:, :taken] = np.take_along_axis(all_ids, order, axis=1)
     out_scores[:, :taken] = np.take_along_axis(all_scores, order, axis=1)
