@@ -22,7 +22,6 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_quantized import clustered  # noqa: E402

@@ -139,7 +139,7 @@ def scale_one(args: argparse.Namespace) -> None:
         print("remove_items: not in this Recommender (the catalogue branch adds it)", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         rec.save(Path(folder) / "model")
-        del rec, interactions, items
+        rec = interactions = items = None  # freed before the served process is measured
         served = subprocess.run([sys.executable, str(HERE / "bench_recommender.py"), "scale-serve",
                                  str(Path(folder) / "model")], check=True, capture_output=True, text=True)
         grown = json.loads(served.stdout.strip().splitlines()[-1])

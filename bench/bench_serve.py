@@ -338,7 +338,7 @@ class _Server:
         self.process = subprocess.Popen([*command, "--port", str(self.port)],
                                         preexec_fn=lambda: os.sched_setaffinity(0, cores))
 
-    def __enter__(self) -> "_Server":
+    def __enter__(self) -> _Server:
         try:
             _wait_healthy(self.url, self.process)
         except BaseException:

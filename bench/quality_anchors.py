@@ -44,7 +44,7 @@ K = 10
 class Popularity:
     """Rank items by how many users interacted with them in training."""
 
-    def fit(self, user_items: sp.csr_matrix) -> "Popularity":
+    def fit(self, user_items: sp.csr_matrix) -> Popularity:
         counts = np.asarray((user_items != 0).sum(axis=0), dtype=np.float32).ravel()
         self.index_ = ExactIndex(counts[:, None])
         return self
@@ -64,7 +64,7 @@ class EASE:
     def __init__(self, *, regularization: float = 300.0) -> None:
         self.regularization = regularization
 
-    def fit(self, user_items: sp.csr_matrix) -> "EASE":
+    def fit(self, user_items: sp.csr_matrix) -> EASE:
         binary = (user_items != 0).astype(np.float64)
         gram = (binary.T @ binary).toarray()
         gram[np.diag_indices_from(gram)] += self.regularization

@@ -3,7 +3,7 @@ for the public classes and functions, ``files.*`` for the loaders."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from fuzz.gen import G
 

@@ -384,7 +384,6 @@ def _events(g: G, n_users=30, n_items=40, n=300):
 
 
 def evaluation(g: G) -> None:
-    import scipy.sparse as sp
 
     from llmrec import evaluation as ev
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import copy
 import functools
 import os
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -178,7 +179,7 @@ def check_coverage() -> list[str]:
 WORK_ARGS = {"iterations", "cg_steps", "n_tasks"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def param_names(name: str) -> tuple[str, ...]:
     """Parameter names of _core.<name>, from pybind11's signature line."""
     from llmrec import _core
@@ -317,7 +318,7 @@ def check_result(name: str, args: tuple, kwargs: dict, result: Any, mutated: boo
     if name in ("search_exact", "QuantizedView", "QuantizedView.search", "rerank_exact"):
         ids, scores = result
         if name == "search_exact":
-            items, queries, k = args[0], args[1], args[2]
+            items, queries = args[0], args[1]
             n = items.shape[0] if isinstance(items, np.ndarray) and items.ndim == 2 else None
             ex = (_arg(args, kwargs, 3, "exclude_indptr"), _arg(args, kwargs, 4, "exclude_ids"))
             am, ai = _arg(args, kwargs, 5, "allow_mask"), _arg(args, kwargs, 6, "allow_ids")
@@ -334,7 +335,7 @@ def check_result(name: str, args: tuple, kwargs: dict, result: Any, mutated: boo
             am, ai = _arg(args, kwargs, 5, "allow_mask"), _arg(args, kwargs, 6, "allow_ids")
             finite = False
         else:
-            vectors, k = args[0], args[3]
+            vectors = args[0]
             n = vectors.shape[0] if isinstance(vectors, np.ndarray) and vectors.ndim == 2 else None
             ex, am, ai, finite = (None, None), None, None, False
             cand = args[2]

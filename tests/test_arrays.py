@@ -1,10 +1,10 @@
-"""grow_rows: amortised row growth that never changes what earlier views see."""
+"""The array primitives: row growth that never changes what earlier views see, and the order of results."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from llmrec._arrays import grow_rows
+from llmrec._arrays import grow_rows, reserve_rows, result_order
 
 
 def test_growth_keeps_rows_zeroes_new_ones_and_reuses_capacity(rng):
@@ -29,3 +29,37 @@ def test_one_dimensional_object_and_read_only_arrays(rng):
     frozen.base.flags.writeable = False
     out = grow_rows(frozen, 3)  # a read-only buffer is never written: copied instead
     assert not np.shares_memory(out, frozen) and out.shape == (3, 2)
+
+
+def test_reserve_rows_reuses_own_storage_and_copies_anything_else(rng):
+    rows = rng.standard_normal((5, 3)).astype(np.float32)
+    before = rows.copy()
+    grown = reserve_rows(None, rows, 7)  # not storage of ours: a copy, rows untouched
+    assert grown.shape[0] >= 16 and not np.shares_memory(grown, rows)
+    np.testing.assert_array_equal(grown[:5], before)
+    np.testing.assert_array_equal(grown[5:], 0)
+    np.testing.assert_array_equal(rows, before)
+    assert reserve_rows(grown, grown[:5], 16) is grown  # fits: the same buffer
+    bigger = reserve_rows(grown, grown[:16], 17)  # full: at least twice as tall
+    assert bigger.shape[0] == 32 and not np.shares_memory(bigger, grown)
+    np.testing.assert_array_equal(bigger[:5], before)
+    read_only = grown.copy()
+    read_only.flags.writeable = False
+    assert reserve_rows(read_only, read_only[:5], 6) is not read_only
+    codes = reserve_rows(None, np.zeros((0, 4), np.uint8), 3, fill=0x80)
+    assert codes.dtype == np.uint8 and codes.shape == (16, 4) and (codes == 0x80).all()
+
+
+def test_result_order_is_score_descending_then_smaller_id(rng):
+    n_rows, width = 50, 12
+    scores = rng.integers(-3, 3, size=(n_rows, width)).astype(np.float32)  # many ties
+    scores[rng.random((n_rows, width)) < 0.1] = -np.inf  # padding
+    scores[0, :2] = (-0.0, 0.0)  # equal scores of different signs still tie
+    ids = np.stack([rng.permutation(1000)[:width] for _ in range(n_rows)]).astype(np.int64)
+    ids[scores == -np.inf] = -1
+    order = result_order(ids, scores)
+    for row in range(n_rows):  # the reference: Python's sort on (-score, id)
+        expected = sorted(range(width), key=lambda j: (-float(scores[row, j]), int(ids[row, j])))
+        np.testing.assert_array_equal(ids[row, order[row]], ids[row, expected])
+    one = result_order(ids[0], scores[0])  # a single row
+    np.testing.assert_array_equal(one, order[0])

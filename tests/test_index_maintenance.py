@@ -330,7 +330,6 @@ def test_pq4_dense_allow_ids_keep_k_results(rng, k):
     """Dense allow ids (applied as a mask) and removed rows are per-hit filters, so the
     pq4 scan keeps its heap instead of the unfiltered reservoirs (k >= 32), which a
     filtered item could fill: k allowed items come back whenever k qualify."""
-    from llmrec import _core
 
     X = _data(rng, 640, 16)
     index = QuantizedIndex(X, codec="pq4", random_state=0)

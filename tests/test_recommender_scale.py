@@ -11,9 +11,9 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from llmrec import NotFittedError, Recommender, UnknownIdError
+from llmrec import ALS, NotFittedError, Recommender, UnknownIdError
 from llmrec.datasets import to_csr
-from llmrec.evaluation import RecommenderAdapter, auc, evaluate, sampled_auc, temporal_split
+from llmrec.evaluation import RecommenderAdapter, RowRecommender, auc, evaluate, sampled_auc, temporal_split
 from llmrec.recommender.calibration import fit_platt
 from llmrec.recommender.partitioned import (AUTO_FLAT_ITEMS, AUTO_IVF_ITEMS, _columns,
                                             default_partitions, default_probes, resolve_index)
@@ -276,6 +276,14 @@ def test_evaluate_reports_auc_for_the_recommender(data):
     np.testing.assert_array_equal(item_index[cols[0]], rec.recommend(users[first], 10).ids)
     with pytest.raises(UnknownIdError):
         RecommenderAdapter(rec, users, list(item_index) + [10**9])
+    # the Recommender itself, with its row and column ids: the same protocol, same figures
+    direct = evaluate(rec, train, test, k=10, auc_negatives=30, user_index=users, item_index=item_index)
+    assert direct == metrics
+    assert isinstance(adapter, RowRecommender) and isinstance(ALS(), RowRecommender)
+    with pytest.raises(TypeError, match="user_index and item_index"):
+        evaluate(rec, train, test, k=10)
+    with pytest.raises(TypeError, match="are for a Recommender"):
+        evaluate(adapter, train, test, k=10, user_index=users, item_index=item_index)
 
 
 # ----------------------------------------------------------------- scenarios

@@ -362,12 +362,12 @@ def test_estimator_conventions(world):
 
 @pytest.mark.parametrize("params, error, match", [
     ({"dim": 0}, ValueError, "dim must be >= 2"),
-    ({"dim": 5000}, ValueError, "dim must be <= 4096"),
+    ({"dim": 5000}, ValueError, "dim must be at most 4096"),
     ({"dim": 15, "heads": 2}, ValueError, "multiple of heads"),
     ({"layers": 0}, ValueError, "layers must be >= 1"),
     ({"layers": 2.0}, TypeError, "layers must be an integer"),
     ({"max_history": 0}, ValueError, "max_history must be >= 1"),
-    ({"max_history": 10**6}, ValueError, "max_history must be <= 4096"),
+    ({"max_history": 10**6}, ValueError, "max_history must be at most 4096"),
     ({"text": "bogus"}, ValueError, "text must be one of"),
     ({"id_dropout": 1.0}, ValueError, "id_dropout must be in"),
     ({"lr": 0.0}, ValueError, "lr must be in"),

@@ -10,12 +10,12 @@ interactions and :class:`TextEncoder` turns text into vectors.
 from __future__ import annotations
 
 import logging as _logging
-from importlib.metadata import PackageNotFoundError, version as _version
+from typing import Any as _Any
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError, version as _version
 
-from llmrec._fileformat import FormatError
 from llmrec._runtime import build_info
 from llmrec.als import ALS
-from llmrec.exceptions import NotFittedError, UnknownIdError
+from llmrec.exceptions import FormatError, NotFittedError, UnknownIdError
 from llmrec.index import ExactIndex
 from llmrec.quantized import QuantizedIndex
 
@@ -24,7 +24,7 @@ _logging.getLogger("llmrec").addHandler(_logging.NullHandler())
 
 try:
     __version__ = _version("llmrec")
-except PackageNotFoundError:  # running from a source tree without installing
+except _PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
 __all__ = ["ALS", "ExactIndex", "FormatError", "NotFittedError", "QuantizedIndex", "Recommendations", "Recommender",
@@ -32,7 +32,7 @@ __all__ = ["ALS", "ExactIndex", "FormatError", "NotFittedError", "QuantizedIndex
 __all__ += ["datasets", "diversity", "evaluation"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> _Any:
     # Text encoders load lazily: `import llmrec` never imports torch or transformers.
     if name in ("datasets", "diversity", "evaluation"):  # loaded on first use, not at import
         import importlib

@@ -1,5 +1,6 @@
-"""Arrays that grow by rows in amortised O(1): the factor, item and id arrays that
-``partial_fit_*``, ``add_items`` and ``update`` extend one call at a time."""
+"""Array primitives shared by the indexes and models: rows that grow in amortised O(1)
+(the factor, item and id arrays that ``partial_fit_*``, ``add``, ``add_items`` and
+``update`` extend one call at a time), and the order of results."""
 
 from __future__ import annotations
 
@@ -18,15 +19,32 @@ def grow_rows(array: np.ndarray, n_rows: int) -> np.ndarray:
     if n_rows <= n:
         return array
     base = array.base
-    if (isinstance(base, np.ndarray) and base.dtype == array.dtype and base.shape[1:] == array.shape[1:]
-            and base.shape[0] >= n_rows and base.flags.c_contiguous and base.flags.writeable
-            and array.ctypes.data == base.ctypes.data):
-        grown = base[:n_rows]
-        grown[n:] = 0
-        return grown
-    buffer = np.zeros((max(n_rows, 2 * n),) + array.shape[1:], dtype=array.dtype)
-    buffer[:n] = array
-    return buffer[:n_rows]
+    own = base if (isinstance(base, np.ndarray) and base.dtype == array.dtype
+                   and base.shape[1:] == array.shape[1:] and base.flags.c_contiguous
+                   and array.ctypes.data == base.ctypes.data) else None
+    buffer = reserve_rows(own, array, n_rows)
+    grown = buffer[:n_rows]
+    if buffer is own:
+        grown[n:] = 0  # spare rows an older result may have written
+    return grown
+
+
+def reserve_rows(buffer: np.ndarray | None, rows: np.ndarray, needed: int, *, fill: int = 0
+                 ) -> np.ndarray:
+    """Storage for ``needed`` rows that starts with ``rows``: ``buffer`` itself when it is
+    writeable and tall enough, else a new buffer with geometric headroom (at least
+    twice ``len(rows)``, at least 16 rows) holding a copy of ``rows``, the rest ``fill``.
+
+    ``buffer`` must be storage its caller allocated here (or None), whose first
+    ``len(rows)`` rows are ``rows``: arrays passed in by a user or loaded from a file
+    have no spare rows of theirs to hand out, so they are never written past their end.
+    """
+    if buffer is not None and buffer.flags.writeable and needed <= buffer.shape[0]:
+        return buffer
+    shape = (max(needed, 2 * len(rows), 16), *rows.shape[1:])
+    grown = np.zeros(shape, dtype=rows.dtype) if fill == 0 else np.full(shape, fill, dtype=rows.dtype)
+    grown[:len(rows)] = rows
+    return grown
 
 
 def marked(mask: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
@@ -37,3 +55,15 @@ def marked(mask: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
         out[:min(len(mask), n)] = mask[:n]
     out[rows] = 1
     return out
+
+
+def result_order(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Indices that sort each row (last axis) as results are sorted: score descending,
+    ties broken by the smaller id (ARCHITECTURE.md's Results convention).
+
+    Padding (score -inf) sorts after every finite score. Scores are compared in float64,
+    where negation is exact and -0.0 equals 0.0, so ties stay ties. The native searches
+    order their own results; this is the one Python copy of the rule, for results whose
+    ids were mapped or merged after the native call.
+    """
+    return np.lexsort((ids, -np.asarray(scores, dtype=np.float64)), axis=-1)

@@ -97,7 +97,7 @@ def clean_stale(target: Path, kinds: tuple[str, ...] = ("tmp", "old")) -> list[P
     kind = "|".join(kinds)
     ours = re.compile(rf"\.{name}\.llmrec-(\d+)-[0-9a-f]+\.({kind})")
     legacy = re.compile(rf"\.{name}\.[A-Za-z0-9_]{{8}}\.({kind})")
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(target.parent.iterdir())
     except OSError:

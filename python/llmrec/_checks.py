@@ -8,6 +8,7 @@ most one conversion (none when it already is one).
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -38,13 +39,55 @@ def plain(value: Any) -> Any:
 def check_int(value: Any, name: str, *, minimum: int, maximum: int | None = None) -> int:
     """Return ``value`` as an int, requiring an integer (not bool) >= ``minimum`` and,
     when given, <= ``maximum``."""
+    if type(value) is int and value >= minimum and (maximum is None or value <= maximum):
+        return value  # the fast path: a plain int needs no ABC checks (microseconds a call)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum}, got {value}")
-    return int(value)
+    return value
+
+
+def check_real(value: Any, name: str, *, low: float = -math.inf, high: float = math.inf,
+               low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``value`` as a float, requiring a finite real number (not bool) in the
+    interval from ``low`` to ``high``, each finite end closed unless ``low_open``/``high_open``.
+
+    TypeError for anything but a real number, ValueError for NaN, inf or a value outside
+    the interval; the message names ``name`` and the interval.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (math.isfinite(value) and above and below):  # NaN fails every comparison
+        raise ValueError(f"{name} must be {_interval(low, high, low_open, high_open)}, got {value:g}")
+    return value
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    # "in [0, 1]" where both ends are finite, "finite and >= 0" where one is.
+    if math.isfinite(low) and math.isfinite(high):
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    bounds = ([f"{'>' if low_open else '>='} {low:g}"] if math.isfinite(low) else []) + \
+             ([f"{'<' if high_open else '<='} {high:g}"] if math.isfinite(high) else [])
+    return " and ".join(["finite", *bounds])
+
+
+def as_generator(random_state: Any) -> np.random.Generator:
+    """``random_state`` (None, an int or a ``numpy.random.Generator``) as a Generator;
+    a Generator is returned as is (its state is shared), anything else is a TypeError."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or (isinstance(random_state, numbers.Integral)
+                                and not isinstance(random_state, (bool, np.bool_))):
+        return np.random.default_rng(None if random_state is None else int(random_state))
+    raise TypeError("random_state must be None, an int or a numpy.random.Generator, "
+                    f"got {type(random_state).__name__}")
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
@@ -121,11 +164,21 @@ def as_ids(values: Any, name: str, n: int) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must hold integer item ids, got dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.int64)
-    low, high = int(array.min()), int(array.max())
-    if low < 0 or high >= n:
-        bad = low if low < 0 else high
-        raise ValueError(f"{name} holds item id {bad}, outside [0, {n})")
+    check_id_range(array, name, n)
     return array
+
+
+def check_id_range(array: np.ndarray, name: str, n: int, *, padded: bool = False,
+                   what: str = "item id") -> None:
+    """Require every entry of an integer array to be in [0, n) — or -1, an empty slot,
+    with ``padded`` (ValueError naming ``name`` and the first bad extreme otherwise)."""
+    if array.size:
+        lowest = -1 if padded else 0
+        low, high = int(array.min()), int(array.max())
+        if low < lowest or high >= n:
+            bad = low if low < lowest else high
+            raise ValueError(f"{name} holds {what} {bad}, outside [0, {n})"
+                             + (" (-1 marks an empty slot)" if padded else ""))
 
 
 def exclude_to_csr(exclude: Any, nq: int, n: int, *, single_query: bool

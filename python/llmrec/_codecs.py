@@ -10,7 +10,8 @@ switches on its name. Adding a codec is one class here and one in the native cor
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +105,12 @@ class Sq8(Codec):
     def train(self, rows: np.ndarray) -> None:
         self.mid, self.step = _core.sq8_train(rows)
 
+    def _params(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mid, step), which exist once trained or loaded."""
+        if self.mid is None or self.step is None:
+            raise RuntimeError("the sq8 codec is used before it was trained")
+        return self.mid, self.step
+
     def row_shape(self) -> tuple[int, ...]:
         return (int(_core.sq8_block_bytes(self.d)),)
 
@@ -112,7 +119,7 @@ class Sq8(Codec):
 
     def encode(self, rows: np.ndarray, codes: np.ndarray, slots: np.ndarray | None, first_slot: int,
                num_threads: int, **residual: Any) -> None:
-        _core.sq8_encode(rows, self.mid, self.step, codes, first_slot, num_threads, slots=slots, **residual)
+        _core.sq8_encode(rows, *self._params(), codes, first_slot, num_threads, slots=slots, **residual)
 
     def copy_slots(self, src: np.ndarray, src_slots: np.ndarray, dst: np.ndarray,
                    dst_slots: np.ndarray) -> None:
@@ -121,14 +128,15 @@ class Sq8(Codec):
     def decode(self, codes: np.ndarray, slots: np.ndarray, item_scales: np.ndarray | None) -> np.ndarray:
         out = np.empty((len(slots), self.d), dtype=np.float32)
         for j, slot in enumerate(slots):
-            out[j] = _core.sq8_decode(codes, int(slot), 1, self.mid, self.step, item_scales=item_scales)[0]
+            out[j] = _core.sq8_decode(codes, int(slot), 1, *self._params(), item_scales=item_scales)[0]
         return out
 
     def view_args(self) -> dict[str, np.ndarray | None]:
         return {"mid": self.mid, "step": self.step}
 
     def file_arrays(self) -> dict[str, np.ndarray]:
-        return {"mid": self.mid, "step": self.step}
+        mid, step = self._params()
+        return {"mid": mid, "step": step}
 
     @classmethod
     def load(cls, arrays: Mapping[str, np.ndarray], path: Any, d: int) -> Sq8:
@@ -197,25 +205,31 @@ class Pq4(Codec):
         self.codebooks = _core.pq4_train(sample, self.m, _PQ4_ITERATIONS, int(rng.integers(0, 2**63 - 1)),
                                          num_threads)
 
+    def _books(self) -> np.ndarray:
+        """The codebooks, which exist once trained or loaded."""
+        if self.codebooks is None:
+            raise RuntimeError("the pq4 codec is used before it was trained")
+        return self.codebooks
+
     def row_shape(self) -> tuple[int, ...]:
         return (int(_core.pq4_block_bytes(self.m)),)
 
     def encode(self, rows: np.ndarray, codes: np.ndarray, slots: np.ndarray | None, first_slot: int,
                num_threads: int, **residual: Any) -> None:
-        _core.pq4_encode(rows, self.codebooks, codes, first_slot, num_threads, slots=slots)
+        _core.pq4_encode(rows, self._books(), codes, first_slot, num_threads, slots=slots)
 
     def copy_slots(self, src: np.ndarray, src_slots: np.ndarray, dst: np.ndarray,
                    dst_slots: np.ndarray) -> None:
         _core.pq4_copy_slots(src, src_slots, dst, dst_slots, self.m)
 
     def decode(self, codes: np.ndarray, slots: np.ndarray, item_scales: np.ndarray | None) -> np.ndarray:
-        return _core.pq4_decode(codes, np.ascontiguousarray(slots, np.int64), self.codebooks)
+        return _core.pq4_decode(codes, np.ascontiguousarray(slots, np.int64), self._books())
 
     def view_args(self) -> dict[str, np.ndarray | None]:
         return {"codebooks": self.codebooks}
 
     def file_arrays(self) -> dict[str, np.ndarray]:
-        return {"codebooks": self.codebooks}
+        return {"codebooks": self._books()}
 
     @classmethod
     def load(cls, arrays: Mapping[str, np.ndarray], path: Any, d: int, m: int) -> Pq4:

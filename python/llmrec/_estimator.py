@@ -11,8 +11,9 @@ class Estimator:
 
     _param_names: tuple[str, ...] = ()
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor arguments, as given."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:  # noqa: ARG002 (scikit-learn's signature)
+        """The constructor arguments, as given (``deep`` is scikit-learn's: no parameter
+        here is an estimator whose own parameters could be listed)."""
         return {name: getattr(self, name) for name in self._param_names}
 
     def set_params(self, **params: Any) -> Any:

@@ -38,6 +38,8 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+from llmrec._checks import check_real
+
 log = logging.getLogger("llmrec.datasets")
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -249,8 +251,7 @@ def fetch(directory: str | os.PathLike[str] | None = None, *, timeout: float = 3
     """Place MovieLens-100K in ``directory`` (see :func:`llmrec.datasets.fetch_movielens`)."""
     if directory is not None and not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"dir must be a str, os.PathLike or None, got {type(directory).__name__}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
-        raise ValueError(f"timeout must be a number of seconds in (0, 3600], got {timeout!r}")
+    timeout = check_real(timeout, "timeout", low=0.0, high=3600.0, low_open=True)
     target = default_movielens_dir() if directory is None else Path(directory).expanduser()
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"dir {str(target)!r} exists and is not a directory")

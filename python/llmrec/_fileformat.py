@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from llmrec import _atomic
+from llmrec.exceptions import FormatError
 
 MAGIC = b"\x89LLMREC\n"
 FORMAT_VERSION = 1
@@ -47,12 +48,8 @@ _CRC = struct.Struct("<I")
 _CRC_CHUNK = 1 << 26
 
 
-class FormatError(ValueError):
-    """A file is not an llmrec file, is of another kind or version, or is damaged."""
-
-
 def _bytes(array: np.ndarray) -> memoryview:
-    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 
 
 def _crc32(array: np.ndarray) -> int:
@@ -79,7 +76,7 @@ def save_arrays(path: str | os.PathLike[str], kind: str, kind_version: int,
     for name, a in arrays.items():
         if a.dtype.hasobject:
             raise TypeError(f"array {name!r} has dtype object, which cannot be saved")
-    entries = [{"name": name, "dtype": a.dtype.str, "shape": list(a.shape),
+    entries: list[dict[str, Any]] = [{"name": name, "dtype": a.dtype.str, "shape": list(a.shape),
                 "nbytes": int(a.nbytes), "crc32": _crc32(a)} for name, a in arrays.items()]
     # Offsets depend on the header length, which depends on the offsets' digits: settle
     # it by fixing the header size to a generous upper bound first.
@@ -263,6 +260,7 @@ def load_arrays(path: str | os.PathLike[str], kind: str, *, max_kind_version: in
         entries = _check_entries(header, path, data_start, size)
         arrays: dict[str, np.ndarray] = {}
         for name, dtype, shape, offset, nbytes, crc in entries:
+            a: np.ndarray
             if mmap and nbytes > 0:
                 a = np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
             else:

@@ -9,14 +9,24 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmrec import _core
+from llmrec._arrays import result_order
 from llmrec._checks import allow_to_native, check_sparse_structure, exclude_lists, exclude_to_csr
+from llmrec._row_ids import RowIds
+from llmrec._rwlock import ReadWriteLock
 
 
 class IndexBase:
-    """Mixin for the native indexes; subclasses set ``_metric`` and ``_num_threads``."""
+    """Mixin for the native indexes; subclasses set ``_metric``, ``_num_threads``,
+    ``_row_ids`` and ``_rw``, and define ``_n_rows``."""
 
     _metric: str
     _num_threads: int
+    _row_ids: RowIds
+    _rw: ReadWriteLock
+
+    def _n_rows(self) -> int:
+        """Rows stored, removed ones included."""
+        raise NotImplementedError
 
     @property
     def metric(self) -> str:
@@ -35,8 +45,6 @@ class IndexBase:
         return rows
 
     # ------------------------------------------------------------ caller ids and removals
-    # Subclasses set ``_row_ids`` (a RowIds) and ``_rw`` (a ReadWriteLock).
-
     def _filters(self, exclude: Any, allow: Any, nq: int, n_rows: int, single: bool
                  ) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
         """(exclude as CSR arrays or None, allow mask, allow ids) in rows, from caller ids."""
@@ -52,18 +60,18 @@ class IndexBase:
                 check_sparse_structure(exclude, "exclude")
                 csr = sp.csr_matrix(exclude)
                 csr.eliminate_zeros()
-                get = row_ids.id_rows.get
+                get = row_ids.id_map().get
                 rows = np.fromiter((get(i, -1) for i in csr.indices.tolist()), dtype=np.int64,
                                    count=len(csr.indices))
                 keep = (rows >= 0) & (rows < n_rows)
                 kept_before = np.concatenate([[0], np.cumsum(keep)])
                 excluded = (kept_before[csr.indptr].astype(np.int64), rows[keep])
             else:
-                rows = [row_ids.translate(_caller_ids(e, f"exclude[{i}]"), n_rows)
-                        for i, e in enumerate(exclude_lists(exclude, nq, single_query=single))]
+                lists = [row_ids.translate(_caller_ids(e, f"exclude[{i}]"), n_rows)
+                         for i, e in enumerate(exclude_lists(exclude, nq, single_query=single))]
                 indptr = np.zeros(nq + 1, dtype=np.int64)
-                np.cumsum([len(r) for r in rows], out=indptr[1:])
-                excluded = (indptr, np.concatenate(rows) if rows else np.zeros(0, np.int64))
+                np.cumsum([len(r) for r in lists], out=indptr[1:])
+                excluded = (indptr, np.concatenate(lists) if lists else np.zeros(0, np.int64))
         if allow is None:
             return excluded, None, None
         if sp.issparse(allow) or np.asarray(allow).dtype == np.bool_:
@@ -81,7 +89,7 @@ class IndexBase:
         if self._row_ids.identity:
             return rows, scores
         ids = self._row_ids.to_ids(rows)
-        order = np.lexsort((ids, -scores.astype(np.float64)), axis=-1)  # padding (-inf) stays last
+        order = result_order(ids, scores)
         return np.take_along_axis(ids, order, -1), np.take_along_axis(scores, order, -1)
 
     @property

@@ -56,6 +56,16 @@ class RowIds:
         """Whether every row's id is its row number."""
         return self.row_ids is None
 
+    def row_map(self) -> np.ndarray:
+        """Row -> caller id, once ids are not row numbers (``identity`` is False)."""
+        assert self.row_ids is not None, "rows are their own ids: no row -> id array"
+        return self.row_ids
+
+    def id_map(self) -> dict[int, int]:
+        """Live caller id -> row, once ids are not row numbers (``identity`` is False)."""
+        assert self.id_rows is not None, "rows are their own ids: no id -> row dict"
+        return self.id_rows
+
     # ------------------------------------------------------------ writers
     def new_ids(self, ids: Any, m: int, n_rows: int) -> np.ndarray | None:
         """Checked ids for ``m`` rows about to be appended after ``n_rows``: the caller's
@@ -88,10 +98,11 @@ class RowIds:
             self.row_ids = np.arange(n_rows, dtype=np.int64)
             live = np.arange(n_rows) if self.deleted is None else np.flatnonzero(self.deleted[:n_rows] == 0)
             self.id_rows = dict(zip(live.tolist(), live.tolist()))
-        row_ids = grow_rows(self.row_ids[:n_rows], n_rows + m)
+        assert ids is not None, "new_ids() gives ids once they are not row numbers"
+        row_ids = grow_rows(self.row_map()[:n_rows], n_rows + m)
         row_ids[n_rows:] = ids
         self.row_ids = row_ids
-        self.id_rows.update(zip(ids.tolist(), range(n_rows, n_rows + m)))
+        self.id_map().update(zip(ids.tolist(), range(n_rows, n_rows + m)))
         if len(ids):
             self.next_id = max(self.next_id, int(ids.max()) + 1)
 
@@ -101,14 +112,14 @@ class RowIds:
             self.deleted = grow_rows(base, n_rows)
         self.deleted[rows] = 1
         if self.id_rows is not None:
-            for i in self.row_ids[rows].tolist():
+            for i in self.row_map()[rows].tolist():
                 self.id_rows.pop(i, None)
 
     # ------------------------------------------------------------ readers
     def contains(self, caller_id: int, n_rows: int) -> bool:
         if self.identity:
             return 0 <= caller_id < n_rows and not self.is_removed(caller_id)
-        row = self.id_rows.get(caller_id)
+        row = self.id_map().get(caller_id)
         return row is not None and row < n_rows
 
     def is_removed(self, row: int) -> bool:
@@ -128,8 +139,9 @@ class RowIds:
                                      "(never added, or removed)", int(ids[bad][0]))
             return ids
         rows = np.empty(len(ids), dtype=np.int64)
+        id_rows = self.id_map()
         for j, i in enumerate(ids.tolist()):
-            row = self.id_rows.get(i)
+            row = id_rows.get(i)
             if row is None or row >= n_rows:
                 raise UnknownIdError(f"unknown id {i} in {name}: not in the index (never added, "
                                      "or removed)", i)
@@ -141,9 +153,8 @@ class RowIds:
         ``n_rows`` rows; the others are dropped (a filter naming an absent item is moot)."""
         if len(ids) == 0:
             return np.zeros(0, dtype=np.int64)
-        get = self.id_rows.get
-        rows = [get(i, -1) for i in ids.tolist()]
-        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        get = self.id_map().get
+        rows = np.unique(np.asarray([get(i, -1) for i in ids.tolist()], dtype=np.int64))
         return rows[(rows >= 0) & (rows < n_rows)]
 
     def deleted_mask(self, n_rows: int) -> np.ndarray | None:
@@ -159,19 +170,19 @@ class RowIds:
         """Caller ids of result rows; -1 (padding) stays -1."""
         if self.identity:
             return rows
-        return np.where(rows >= 0, self.row_ids[np.maximum(rows, 0)], -1)
+        return np.where(rows >= 0, self.row_map()[np.maximum(rows, 0)], -1)
 
     def live_ids(self, n_rows: int) -> np.ndarray:
         """The caller ids of the rows not removed, in row order."""
         rows = np.arange(n_rows) if self.deleted is None else np.flatnonzero(self.deleted[:n_rows] == 0)
-        return rows.astype(np.int64) if self.identity else self.row_ids[rows].copy()
+        return rows.astype(np.int64) if self.identity else self.row_map()[rows].copy()
 
     # ------------------------------------------------------------ files
     def arrays(self, n_rows: int) -> dict[str, np.ndarray]:
         """What a file must keep: ``row_ids`` with caller ids, ``deleted`` with removals."""
         out = {}
         if not self.identity:
-            out["row_ids"] = np.ascontiguousarray(self.row_ids[:n_rows])
+            out["row_ids"] = np.ascontiguousarray(self.row_map()[:n_rows])
         if self.deleted is not None and self.deleted[:n_rows].any():
             out["deleted"] = np.ascontiguousarray(self.deleted[:n_rows])
         return out

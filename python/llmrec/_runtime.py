@@ -13,20 +13,16 @@ def build_info() -> dict[str, Any]:
     Returns a dict with ``version``, ``simd_compiled`` (levels built into the wheel),
     ``simd_supported`` (those this CPU can run), ``simd_active`` (the level in use,
     which ``LLMREC_SIMD=scalar|avx2|avx512`` can force lower), ``default_threads``
-    (what ``num_threads=0`` means), ``cuda_compiled`` and ``cuda_available``.
+    (what ``num_threads=0`` means), ``cuda_compiled`` and ``cuda_available`` (both
+    False: llmrec builds no CUDA module; the keys stay so that callers can test them).
     """
     from llmrec import __version__
-
-    try:
-        from llmrec import _cuda  # type: ignore[attr-defined]  # optional module
-    except ImportError:
-        _cuda = None
     return {
         "version": __version__,
         "simd_compiled": list(_core.compiled_simd_levels()),
         "simd_supported": list(_core.supported_simd_levels()),
         "simd_active": _core.active_simd_level(),
         "default_threads": int(_core.hardware_threads()),
-        "cuda_compiled": _cuda is not None,
-        "cuda_available": bool(_cuda is not None and _cuda.device_count() > 0),
+        "cuda_compiled": False,
+        "cuda_available": False,
     }

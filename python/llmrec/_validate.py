@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from llmrec._checks import plain
-from llmrec._fileformat import FormatError
+from llmrec.exceptions import FormatError
 
 _ANY = object()  # marks an optional metadata value that may be absent
 
@@ -29,6 +29,18 @@ def fail(where: Any, message: str) -> FormatError:
 
 
 # ----------------------------------------------------------------------------- arrays
+
+@overload
+def array(arrays: Mapping[str, np.ndarray], name: str, where: Any, *, dtype: Any,
+          shape: Sequence[int | None] | None = None, ndim: int | None = None,
+          required: Literal[True] = True, finite: bool = False) -> np.ndarray: ...
+
+
+@overload
+def array(arrays: Mapping[str, np.ndarray], name: str, where: Any, *, dtype: Any,
+          shape: Sequence[int | None] | None = None, ndim: int | None = None,
+          required: bool, finite: bool = False) -> np.ndarray | None: ...
+
 
 def array(arrays: Mapping[str, np.ndarray], name: str, where: Any, *, dtype: Any,
           shape: Sequence[int | None] | None = None, ndim: int | None = None,
@@ -140,6 +152,16 @@ def meta_value(meta: Mapping[str, Any], key: str, where: Any, *, types: type | t
     if not isinstance(value, types):
         raise fail(where, f"metadata field {key!r} must be {_names(types)}, got {type(value).__name__}")
     return value
+
+
+@overload
+def meta_int(meta: Mapping[str, Any], key: str, where: Any, *, minimum: int,
+             maximum: int = 2**48, optional: Literal[False] = False) -> int: ...
+
+
+@overload
+def meta_int(meta: Mapping[str, Any], key: str, where: Any, *, minimum: int,
+             maximum: int = 2**48, optional: bool) -> int | None: ...
 
 
 def meta_int(meta: Mapping[str, Any], key: str, where: Any, *, minimum: int,

@@ -41,7 +41,6 @@ exactly (in float64). Both use the Gramian trick (YᵀY computed once per half-s
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import time
 from collections.abc import Callable
@@ -52,9 +51,9 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from llmrec import _core
-from llmrec._arrays import grow_rows
-from llmrec._checks import (MAX_THREADS, as_float_matrix, check_choice, check_int, check_k,
-                            check_sparse_structure, check_threads)
+from llmrec._arrays import grow_rows, result_order
+from llmrec._checks import (MAX_THREADS, as_float_matrix, check_choice, check_id_range, check_int, check_k,
+                            check_real, check_sparse_structure, check_threads)
 from llmrec._estimator import Estimator
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._validate import array, check_csr, fail, is_int, meta_int, meta_real, meta_value
@@ -84,18 +83,6 @@ MAX_PRIOR_STRENGTH = 1e6
 MAX_REG_EXPONENT = 2.0
 # partial_fit_users/items: ids may leave at most this many unused rows beyond the new ones.
 MAX_ID_GAP = 1024
-
-
-def _check_real(value: Any, name: str, *, minimum: float, strict: bool = False,
-                maximum: float = np.inf) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value) or value < minimum or (strict and value == minimum) or value > maximum:
-        relation = ">" if strict else ">="
-        upper = f" and <= {maximum:g}" if np.isfinite(maximum) else ""
-        raise ValueError(f"{name} must be finite, {relation} {minimum:g}{upper}, got {value:g}")
-    return value
 
 
 def _as_interactions(matrix: Any, name: str, *, n_cols: int | None = None,
@@ -173,9 +160,7 @@ def _as_user_ids(values: Any, name: str, n: int) -> tuple[np.ndarray, bool]:
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must hold integer ids, got dtype {array.dtype}")
     array = array.astype(np.int64, copy=False)
-    if array.size and (array.min() < 0 or array.max() >= n):
-        bad = int(array.min()) if array.min() < 0 else int(array.max())
-        raise ValueError(f"{name} holds id {bad}, outside [0, {n})")
+    check_id_range(array, name, n, what="id")
     return array, single
 
 
@@ -292,24 +277,24 @@ class ALS(Estimator):
         exponent = self.regularization_exponent
         if exponent is None:
             exponent = 0.0 if feedback == "implicit" else 1.0
-        if feedback == "explicit" and _check_real(self.regularization, "regularization", minimum=0.0) == 0:
+        if feedback == "explicit" and check_real(self.regularization, "regularization", low=0.0) == 0:
             raise ValueError("explicit feedback needs regularization > 0: with 0, a user or item "
                              "with fewer ratings than factors has a singular least-squares system "
                              "(no unique solution; the solvers would return NaN or huge factors)")
         return {
             "factors": check_int(self.factors, "factors", minimum=1),
-            "regularization": _check_real(self.regularization, "regularization", minimum=0.0,
-                                          maximum=MAX_REGULARIZATION),
-            "alpha": _check_real(self.alpha, "alpha", minimum=0.0, strict=feedback == "implicit",
-                                 maximum=MAX_ALPHA),
+            "regularization": check_real(self.regularization, "regularization", low=0.0,
+                                         high=MAX_REGULARIZATION),
+            "alpha": check_real(self.alpha, "alpha", low=0.0, low_open=feedback == "implicit",
+                                high=MAX_ALPHA),
             "iterations": check_int(self.iterations, "iterations", minimum=0),
             "implicit": feedback == "implicit",
             "cholesky": check_choice(self.solver, "solver", ("cg", "cholesky")) == "cholesky",
             "cg_steps": check_int(self.cg_steps, "cg_steps", minimum=1),
-            "prior_strength": _check_real(self.prior_strength, "prior_strength", minimum=0.0,
-                                          maximum=MAX_PRIOR_STRENGTH),
-            "reg_exponent": _check_real(exponent, "regularization_exponent", minimum=0.0,
-                                        maximum=MAX_REG_EXPONENT),
+            "prior_strength": check_real(self.prior_strength, "prior_strength", low=0.0,
+                                         high=MAX_PRIOR_STRENGTH),
+            "reg_exponent": check_real(exponent, "regularization_exponent", low=0.0,
+                                       high=MAX_REG_EXPONENT),
             "num_threads": check_threads(self.num_threads),
         }
 
@@ -406,7 +391,7 @@ class ALS(Estimator):
             from tqdm.auto import tqdm
             bar = tqdm(total=s["iterations"], desc="ALS", unit="it")
         start = time.perf_counter()
-        gram = (lambda Z: _core.als_gramian(Z, s["num_threads"])) if s["implicit"] else (lambda Z: None)
+        gram = (lambda Z: _core.als_gramian(Z, s["num_threads"])) if s["implicit"] else (lambda _: None)
         try:
             for iteration in range(s["iterations"]):
                 if user_prior is not None:
@@ -782,7 +767,7 @@ class ALS(Estimator):
         score = float(contributions.sum())
         if prior is not None:
             score += float(s["prior_strength"] * prior @ z)
-        order = np.lexsort((idx, -contributions))[:k]
+        order = result_order(idx, contributions)[:k]
         return score, idx[order].astype(np.int64), contributions[order].astype(np.float32)
 
     def loss(self, user_items: Any = None) -> float:
@@ -808,6 +793,7 @@ class ALS(Estimator):
                  s.get("item_prior_penalty"))):
             if priors is None:
                 continue
+            assert W is not None  # fitted with the priors
             fitted = counts > 0
             diff = factors[fitted].astype(np.float64) - priors[fitted]
             total += s["prior_strength"] * float((diff * diff).sum())

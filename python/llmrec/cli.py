@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ def fetch_data(dataset: str, directory: str | None, timeout: float) -> int:
     return 0
 
 
-def _encoder_at(model: str):
+def _encoder_at(model: str) -> Any:
     from .text import TextEncoder
 
     return TextEncoder(model)

@@ -14,6 +14,7 @@ Models compared:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -101,7 +102,7 @@ def compare_lists(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame, 
 
     kept: dict[str, np.ndarray] = {}
 
-    def score(name: str, make_lists) -> dict:
+    def score(name: str, make_lists: Callable[[], np.ndarray]) -> dict[str, Any]:
         start = time.perf_counter()
         lists = np.full((len(user_index), k), -1, dtype=np.int64)
         lists[rows] = make_lists()

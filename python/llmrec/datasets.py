@@ -25,14 +25,15 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from llmrec._checks import plain
+from llmrec._checks import as_generator, check_int, check_real, plain
 from llmrec._fetch import DataUnavailableError, default_data_dir, default_movielens_dir
+from llmrec.exceptions import FormatError
 
 __all__ = ["DataUnavailableError", "default_data_dir", "default_movielens_dir", "fetch_movielens",
            "load_movielens", "synthetic", "to_csr"]
@@ -51,8 +52,10 @@ _TITLE_YEAR = re.compile(r"^(.*?)\s*\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
 
 
 # --------------------------------------------------------------------------- errors
-class DataFormatError(ValueError):
-    """A data file is malformed; the message names the file and the line."""
+class DataFormatError(FormatError):
+    """A data file is malformed; the message names the file and the line.
+
+    A :class:`llmrec.FormatError` (so a ``ValueError``), like every loader's error."""
 
 
 def _line_error(path: Path, line: int, message: str) -> DataFormatError:
@@ -61,7 +64,7 @@ def _line_error(path: Path, line: int, message: str) -> DataFormatError:
 
 # --------------------------------------------------------------------------- reading
 def _read_table(path: Path, *, sep: str, names: Sequence[str], dtypes: dict[str, str],
-                header: bool, encoding: str = "utf-8", quoting: int = csv.QUOTE_NONE
+                header: bool, encoding: str = "utf-8", quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE
                 ) -> pd.DataFrame:
     """Read a delimited file fast with pandas; on any problem, find and name the line.
 
@@ -97,7 +100,7 @@ def _read_table(path: Path, *, sep: str, names: Sequence[str], dtypes: dict[str,
 
 
 def _locate_bad_line(path: Path, *, sep: str, names: Sequence[str], dtypes: dict[str, str],
-                     header: bool, encoding: str, quoting: int) -> None:
+                     header: bool, encoding: str, quoting: Literal[0, 1, 2, 3]) -> None:
     """Scan ``path`` line by line and raise for the first malformed line found."""
     with open(path, "rb") as raw:
         data = raw.read()
@@ -404,7 +407,7 @@ def load_movielens(path: str | os.PathLike[str] | None = None
     ------
     FileNotFoundError
         ``path`` holds none of the files above (the message lists those looked for).
-    DataFormatError (a ValueError)
+    DataFormatError (a llmrec.FormatError, so a ValueError)
         A file is malformed; the message names the file and the line.
     """
     if path is None:
@@ -514,34 +517,6 @@ def _topic_vocabulary(n_topics: int, rng: np.random.Generator) -> list[tuple[str
     return topics
 
 
-def _as_generator(random_state: Any) -> np.random.Generator:
-    if random_state is None or isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return np.random.default_rng(random_state)
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    raise TypeError("random_state must be None, an int or a numpy.random.Generator, "
-                    f"got {type(random_state).__name__}")
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _check_real(value: Any, name: str, low: float, high: float, *,
-                low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value) or value < low or value > high or (low_open and value == low):
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value}")
-    return value
-
-
 def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float = 0.01,
               topics_per_user: int = 3, popularity_exponent: float = 0.9,
               drift: float = 0.5, exploration: float = 0.1, random_state: Any = None
@@ -556,9 +531,10 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     drifts towards one more topic over time: an interaction at relative time p ∈ [0, 1]
     comes from the late topic with probability ``drift · p``, and with probability
     ``exploration`` from a topic drawn uniformly. Each interaction picks a topic this
-    way, then an item of that topic with probability proportional to popularity. Activity per user is log-normal (at least
-    ``min(5, n_items)`` interactions), timestamps grow with p over each user's own
-    window, and ratings (1–5) are higher for the user's preferred topics.
+    way, then an item of that topic with probability proportional to popularity.
+    Activity per user is log-normal (at least ``min(5, n_items)`` interactions),
+    timestamps grow with p over each user's own window, and ratings (1–5) are higher
+    for the user's preferred topics.
 
     The work is vectorised (a few sorts over int64 keys), so 1,000,000 users × 100,000
     items at density 5e-4 (50 M interactions) is a matter of a minute or so and a
@@ -589,15 +565,15 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
     users : DataFrame ``user_id``, ``topic`` (the user's strongest topic),
         ``late_topic`` (the topic they drift to).
     """
-    n_users = _check_positive_int(n_users, "n_users")
-    n_items = _check_positive_int(n_items, "n_items")
-    n_topics = _check_positive_int(n_topics, "n_topics")
-    topics_per_user = _check_positive_int(topics_per_user, "topics_per_user")
-    density = _check_real(density, "density", 0.0, 1.0, low_open=True)
-    popularity_exponent = _check_real(popularity_exponent, "popularity_exponent", 0.0, 4.0)
-    drift = _check_real(drift, "drift", 0.0, 1.0)
-    exploration = _check_real(exploration, "exploration", 0.0, 1.0)
-    rng = _as_generator(random_state)
+    n_users = check_int(n_users, "n_users", minimum=1)
+    n_items = check_int(n_items, "n_items", minimum=1)
+    n_topics = check_int(n_topics, "n_topics", minimum=1)
+    topics_per_user = check_int(topics_per_user, "topics_per_user", minimum=1)
+    density = check_real(density, "density", low=0.0, high=1.0, low_open=True)
+    popularity_exponent = check_real(popularity_exponent, "popularity_exponent", low=0.0, high=4.0)
+    drift = check_real(drift, "drift", low=0.0, high=1.0)
+    exploration = check_real(exploration, "exploration", low=0.0, high=1.0)
+    rng = as_generator(random_state)
     n_topics = min(n_topics, n_items)  # every topic holds at least one item
     topics_per_user = min(topics_per_user, n_topics)
     if n_users * n_items >= 2 ** 62:
@@ -656,7 +632,7 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
             for begin in range(0, users.shape[0], block):
                 out[begin:begin + block] = draw(users[begin:begin + block], block)
             return out
-        m = users.shape[0]
+        m = int(users.shape[0])
         when = rng.random(m)
         pick = rng.random(m)
         slot = np.minimum((pick[:, None] > cum_weights[users]).sum(axis=1), topics_per_user - 1) \
@@ -734,7 +710,7 @@ def synthetic(n_users: int, n_items: int, *, n_topics: int = 20, density: float 
         in_preferred |= preferred[users_col, slot] == topic_of_item
     in_preferred |= late_topic[users_col] == topic_of_item
     del topic_of_item
-    noise = rng.normal(0.0, 0.9, size=users_col.shape[0]).astype(np.float32)
+    noise = rng.normal(0.0, 0.9, size=int(users_col.shape[0])).astype(np.float32)
     ratings = np.clip(np.rint(2.6 + 1.2 * in_preferred + noise), 1, 5).astype(np.float32)
     del noise, in_preferred
 
@@ -781,7 +757,7 @@ def _pick_slot(cum_weights: np.ndarray, users: np.ndarray, pick: np.ndarray) -> 
 def _synthetic_items(item_topic: np.ndarray, popularity: np.ndarray,
                      vocabulary: list[tuple[str, list[str]]],
                      rng: np.random.Generator) -> pd.DataFrame:
-    n_items = item_topic.shape[0]
+    n_items = int(item_topic.shape[0])
     n_words = len(vocabulary[0][1])
     word_a = rng.integers(0, n_words, size=n_items)
     word_b = (word_a + rng.integers(1, n_words, size=n_items)) % n_words

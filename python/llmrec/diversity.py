@@ -9,14 +9,13 @@ the mean pairwise cosine distance within each list.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from llmrec import _core
-from llmrec._checks import as_float32, check_int, check_k, check_threads
+from llmrec._checks import as_float32, check_id_range, check_int, check_k, check_real, check_threads
 
 __all__ = ["mmr_rerank", "intra_list_diversity"]
 
@@ -87,7 +86,7 @@ def mmr_rerank(candidates: Any, relevance: Any, item_vectors: Any, k: int, lambd
     >>> ids, rel = mmr_rerank(cand, scores, vectors, k=10, lambda_=0.3)
     """
     check_int(k, "k", minimum=1)
-    lambda_ = _check_lambda(lambda_)
+    lambda_ = check_real(lambda_, "lambda_", low=0.0, high=1.0)
     num_threads = check_threads(num_threads)
     vectors = _as_vectors(item_vectors)
     k = check_k(k, vectors.shape[0])
@@ -133,14 +132,6 @@ def intra_list_diversity(ids: Any, item_vectors: Any) -> np.ndarray | float:
     return float(result[0]) if single else result
 
 
-def _check_lambda(value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"lambda_ must be a real number in [0, 1], got {type(value).__name__}")
-    if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
-        raise ValueError(f"lambda_ must be in [0, 1], got {value}")
-    return float(value)
-
-
 def _as_vectors(values: Any) -> np.ndarray:
     # Finiteness is checked on the rows actually read, not on the whole catalogue:
     # scanning 100,000 x 64 floats per call would cost more than the re-ranking.
@@ -163,12 +154,7 @@ def _as_candidates(values: Any, n_items: int, name: str = "candidates") -> tuple
         raise ValueError(f"{name} must have shape (C,) or (n_queries, C), got shape {array.shape}")
     single = array.ndim == 1
     array = np.ascontiguousarray(array[None, :] if single else array, dtype=np.int64)
-    if array.size:
-        low, high = int(array.min()), int(array.max())
-        if low < -1 or high >= n_items:
-            bad = low if low < -1 else high
-            raise ValueError(f"{name} holds item id {bad}, outside [0, {n_items}) "
-                             "(-1 marks an empty slot)")
+    check_id_range(array, name, n_items, padded=True)
     return array, single
 
 

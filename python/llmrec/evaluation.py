@@ -13,18 +13,21 @@ Every metric is computed with whole-array numpy operations (no Python loop per u
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from llmrec._checks import INT64_MAX, check_int, check_k, check_sparse_structure
+from llmrec._checks import (INT64_MAX, as_generator, check_id_range, check_int, check_k, check_real,
+                            check_sparse_structure)
+
+if TYPE_CHECKING:
+    from llmrec.recommender import Recommender
 
 __all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split",
-           "ranking_metrics", "auc", "sampled_auc", "evaluate", "ImplicitAdapter",
+           "ranking_metrics", "auc", "sampled_auc", "evaluate", "RowRecommender", "ImplicitAdapter",
            "RecommenderAdapter"]
 
 AUC_NEGATIVES = 100  # negatives drawn per user for the sampled AUC of evaluate()
@@ -33,25 +36,6 @@ METRIC_KEYS = ("precision", "recall", "f1", "ndcg", "map", "mrr", "hit_rate", "c
 
 
 # --------------------------------------------------------------------------- helpers
-def _as_generator(random_state: Any) -> np.random.Generator:
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or (isinstance(random_state, numbers.Integral)
-                                and not isinstance(random_state, (bool, np.bool_))):
-        return np.random.default_rng(random_state)
-    raise TypeError("random_state must be None, an int or a numpy.random.Generator, "
-                    f"got {type(random_state).__name__}")
-
-
-def _check_frac(frac: Any) -> float:
-    if isinstance(frac, (bool, np.bool_)) or not isinstance(frac, numbers.Real):
-        raise TypeError(f"frac must be a real number, got {type(frac).__name__}")
-    frac = float(frac)
-    if not 0.0 < frac < 1.0:
-        raise ValueError(f"frac must be in (0, 1), got {frac}")
-    return frac
-
-
 def _check_frame(interactions: Any, *, timestamp: bool = False) -> pd.DataFrame:
     if not isinstance(interactions, pd.DataFrame):
         raise TypeError("interactions must be a pandas DataFrame with columns user_id, item_id"
@@ -108,8 +92,8 @@ def random_split(interactions: pd.DataFrame, frac: float = 0.2, *,
     train, test : DataFrames, the rows of ``interactions`` (original index and order).
     """
     frame = _check_frame(interactions)
-    frac = _check_frac(frac)
-    rng = _as_generator(random_state)
+    frac = check_real(frac, "frac", low=0.0, high=1.0, low_open=True, high_open=True)
+    rng = as_generator(random_state)
     users = pd.factorize(frame["user_id"])[0]
     counts = np.bincount(users)
     mask = _tail_per_user(users, rng.random(len(frame)), _n_test(counts, frac))
@@ -129,7 +113,7 @@ def temporal_split(interactions: pd.DataFrame, frac: float = 0.2
     train, test : DataFrames, the rows of ``interactions`` (original index and order).
     """
     frame = _check_frame(interactions, timestamp=True)
-    frac = _check_frac(frac)
+    frac = check_real(frac, "frac", low=0.0, high=1.0, low_open=True, high_open=True)
     users = pd.factorize(frame["user_id"])[0]
     counts = np.bincount(users)
     mask = _tail_per_user(users, frame["timestamp"].to_numpy(), _n_test(counts, frac))
@@ -168,8 +152,8 @@ def cold_item_split(interactions: pd.DataFrame, frac: float = 0.2, *,
     train, test : DataFrames, the rows of ``interactions`` (original index and order).
     """
     frame = _check_frame(interactions)
-    frac = _check_frac(frac)
-    rng = _as_generator(random_state)
+    frac = check_real(frac, "frac", low=0.0, high=1.0, low_open=True, high_open=True)
+    rng = as_generator(random_state)
     items, unique_items = pd.factorize(frame["item_id"])
     n_cold = int(np.floor(frac * len(unique_items) + 0.5))
     cold = np.zeros(len(unique_items), dtype=bool)
@@ -245,7 +229,7 @@ def _member(entries: tuple[np.ndarray, np.ndarray, np.ndarray], shape: tuple[int
     return member.reshape(shape)
 
 
-def _compact(keep: np.ndarray, width: int, *arrays: np.ndarray, fill: tuple) -> list[np.ndarray]:
+def _compact(keep: np.ndarray, width: int, *arrays: np.ndarray, fill: tuple[Any, ...]) -> list[np.ndarray]:
     """Per row, move the entries marked in ``keep`` left (order kept) into ``width``
     columns; the rest of each output row takes the matching ``fill`` value."""
     column = np.cumsum(keep, axis=1) - 1
@@ -268,12 +252,7 @@ def _check_recommended(recommended: Any, n_items: int) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"recommended must be a 2-D array (n_users, k), got shape {array.shape}")
     array = array.astype(np.int64, copy=False)
-    if array.size:
-        low, high = int(array.min()), int(array.max())
-        if low < -1 or high >= n_items:
-            bad = low if low < -1 else high
-            raise ValueError(f"recommended holds item index {bad}, outside [0, {n_items}) "
-                             "(-1 marks an empty slot)")
+    check_id_range(array, "recommended", n_items, padded=True, what="item index")
     return array
 
 
@@ -520,11 +499,14 @@ def sampled_auc(score_pairs: Callable[[np.ndarray, np.ndarray], Any], train: Any
     train = _as_csr(train, "train", test.shape)
     if test.nnz == 0:
         raise ValueError("test holds no interactions: nothing to evaluate")
-    rng = _as_generator(random_state)
+    rng = as_generator(random_state)
     n_items = test.shape[1]
-    rows, cols, owner, positive = [], [], [], []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    owner: list[np.ndarray] = []
+    positive: list[np.ndarray] = []
     users = np.flatnonzero(np.diff(test.indptr) > 0)
-    kept = []
+    kept: list[int] = []
     for u in users:
         pos = np.unique(test.indices[test.indptr[u]:test.indptr[u + 1]])
         blocked = np.union1d(pos, train.indices[train.indptr[u]:train.indptr[u + 1]])
@@ -540,7 +522,7 @@ def sampled_auc(score_pairs: Callable[[np.ndarray, np.ndarray], Any], train: Any
                 neg = np.unique(np.concatenate([neg, draw[~np.isin(draw, blocked)]]))
             neg = rng.permutation(neg)[:negatives]
         slot = len(kept)
-        kept.append(u)
+        kept.append(int(u))
         for values, flag in ((pos, True), (neg, False)):
             rows.append(np.full(len(values), u))
             cols.append(values)
@@ -564,23 +546,52 @@ def sampled_auc(score_pairs: Callable[[np.ndarray, np.ndarray], Any], train: Any
     return total / len(kept)
 
 
-def evaluate(model: Any, train: Any, test: Any, k: int = 10, *, batch_size: int = 1000,
-             item_features: Any = None, show_progress: bool = False,
+@runtime_checkable
+class RowRecommender(Protocol):
+    """The one interface :func:`evaluate` asks of a model: it ranks the columns of a
+    user × item matrix for some of its rows.
+
+    ``recommend(user_ids, user_items, k, *, exclude_seen=True)`` is given ``user_ids``
+    (int64 row numbers), ``user_items`` (those users' rows of the training matrix, CSR,
+    one row per entry of ``user_ids`` in that order) and ``k``, and returns ``(ids,
+    scores)``: int64 column numbers and float32 scores of shape (len(user_ids), k), best
+    first, ties broken by the smaller column, padded with -1 / -inf; with
+    ``exclude_seen`` the columns of ``user_items`` are left out.
+
+    :class:`llmrec.ALS` has it as is. A :class:`llmrec.Recommender` works in the
+    caller's ids and keeps its own history (``Recommender.recommend(user_ids, k)``
+    returns ``Recommendations(ids, scores)`` of item ids): :class:`RecommenderAdapter`
+    maps it onto matrix rows and columns, and :func:`evaluate` applies it by itself
+    when given a Recommender with ``user_index`` and ``item_index``.
+    :class:`ImplicitAdapter` gives it to the ``implicit`` library's models.
+    """
+
+    def recommend(self, user_ids: np.ndarray, user_items: sp.csr_matrix, k: int = 10, *,
+                  exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k columns and scores of the rows ``user_ids`` (see the class docstring)."""
+        ...
+
+
+def evaluate(model: RowRecommender | Recommender, train: Any, test: Any, k: int = 10, *,
+             batch_size: int = 1000, item_features: Any = None, show_progress: bool = False,
              callback: Callable[[int, int], Any] | None = None,
-             auc_negatives: int = AUC_NEGATIVES, random_state: Any = 0) -> dict[str, float]:
+             auc_negatives: int = AUC_NEGATIVES, random_state: Any = 0,
+             user_index: Any = None, item_index: Any = None) -> dict[str, float]:
     """Evaluate any recommender on held-out items with :func:`ranking_metrics`.
 
-    ``model`` needs one method, ``recommend(user_ids, user_items, k, exclude_seen=True)``
-    returning ``(ids, scores)`` arrays of shape (len(user_ids), k) — llmrec's models, or
-    implicit's through :class:`ImplicitAdapter`. It is asked, in batches, for the top k
-    of every user with test items, given that user's rows of ``train`` as
-    ``user_items`` and ``exclude_seen=True``. Training items that slip through are
-    removed before scoring (``ranking_metrics(..., train=train)``), so a model that
-    ignores ``exclude_seen`` gets shorter lists rather than free hits.
+    ``model`` is a :class:`RowRecommender`: one method, ``recommend(user_ids,
+    user_items, k, exclude_seen=True)`` returning ``(ids, scores)`` arrays of shape
+    (len(user_ids), k) — :class:`llmrec.ALS`, implicit's models through
+    :class:`ImplicitAdapter` — or a fitted :class:`llmrec.Recommender` together with
+    ``user_index`` and ``item_index`` (then seen through :class:`RecommenderAdapter`).
+    It is asked, in batches, for the top k of every user with test items, given that
+    user's rows of ``train`` as ``user_items`` and ``exclude_seen=True``. Training items
+    that slip through are removed before scoring (``ranking_metrics(..., train=train)``),
+    so a model that ignores ``exclude_seen`` gets shorter lists rather than free hits.
 
     Parameters
     ----------
-    model : object with ``recommend`` as above.
+    model : a :class:`RowRecommender`, or a :class:`llmrec.Recommender`.
     train, test : scipy sparse matrices (n_users, n_items), same shape.
     k : int ≥ 1
     batch_size : int ≥ 1, users per ``recommend`` call.
@@ -592,14 +603,18 @@ def evaluate(model: Any, train: Any, test: Any, k: int = 10, *, batch_size: int 
         (``predict_pairs(rows, cols)``, e.g. a Recommender through
         :class:`RecommenderAdapter`): negatives drawn per user for :func:`sampled_auc`.
 
+    user_index, item_index : for a Recommender only: the caller ids of the rows and
+        columns of ``train`` and ``test`` (as :func:`llmrec.datasets.to_csr` returns them).
+
     Returns
     -------
     The dict of :func:`ranking_metrics`; with ``predict_pairs``, also "auc" (sampled)
     and "auc_negatives" (the negatives drawn per user).
     """
-    if not callable(getattr(model, "recommend", None)):
+    ranker = _as_row_recommender(model, user_index, item_index)
+    if not callable(getattr(ranker, "recommend", None)):
         raise TypeError("model must have a method recommend(user_ids, user_items, k, "
-                        f"exclude_seen=True); {type(model).__name__} has none")
+                        f"exclude_seen=True); {type(ranker).__name__} has none")
     check_int(k, "k", minimum=1)
     batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=INT64_MAX)
     test = _as_csr(test, "test")
@@ -620,7 +635,7 @@ def evaluate(model: Any, train: Any, test: Any, k: int = 10, *, batch_size: int 
     try:
         for begin in batches:
             rows = users[begin:begin + batch_size]
-            ids, _ = model.recommend(rows, train[rows], k, exclude_seen=True)
+            ids, _ = ranker.recommend(rows, train[rows], k, exclude_seen=True)
             ids = np.asarray(ids)
             if ids.ndim != 2 or ids.shape[0] != rows.shape[0]:
                 raise ValueError(f"model.recommend returned ids of shape {ids.shape}; expected "
@@ -638,11 +653,26 @@ def evaluate(model: Any, train: Any, test: Any, k: int = 10, *, batch_size: int 
         if bar is not None:
             bar.close()
     metrics = ranking_metrics(recommended, test, k, train=train, item_features=item_features)
-    if callable(getattr(model, "predict_pairs", None)):
-        metrics["auc"] = sampled_auc(model.predict_pairs, train, test, negatives=auc_negatives,
+    predict_pairs = getattr(ranker, "predict_pairs", None)
+    if callable(predict_pairs):
+        metrics["auc"] = sampled_auc(predict_pairs, train, test, negatives=auc_negatives,
                                      random_state=random_state)
         metrics["auc_negatives"] = int(auc_negatives)
     return metrics
+
+
+def _as_row_recommender(model: Any, user_index: Any, item_index: Any) -> RowRecommender:
+    from llmrec.recommender import Recommender
+
+    if isinstance(model, Recommender):
+        if user_index is None or item_index is None:
+            raise TypeError("evaluate(Recommender, ...) needs user_index and item_index: the caller "
+                            "ids of the rows and columns of train and test (datasets.to_csr)")
+        return RecommenderAdapter(model, user_index, item_index)
+    if user_index is not None or item_index is not None:
+        raise TypeError("user_index and item_index are for a Recommender; "
+                        f"{type(model).__name__} ranks matrix rows and columns itself")
+    return model
 
 
 class RecommenderAdapter:
@@ -665,10 +695,11 @@ class RecommenderAdapter:
         self._columns = pd.Index(np.asarray(item_index))
         self.recommender._item_map.rows(list(self.item_ids), "item_index")  # UnknownIdError
 
-    def recommend(self, user_ids: Any, user_items: Any = None, k: int = 10, *,
+    def recommend(self, user_ids: Any, user_items: Any = None, k: int = 10, *,  # noqa: ARG002
                   exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-k columns and scores of the users at rows ``user_ids`` (the
-        Recommender excludes what it saw itself; ``user_items`` is not read)."""
+        Recommender excludes what it saw itself; ``user_items``, part of the
+        :class:`RowRecommender` protocol, is not read)."""
         rows = np.asarray(user_ids, dtype=np.int64).reshape(-1)
         out = self.recommender.recommend(list(self.user_ids[rows]), k, exclude_seen=exclude_seen)
         ids = np.asarray(out.ids, dtype=object).reshape(len(rows), -1)
@@ -700,7 +731,7 @@ class ImplicitAdapter:
             raise TypeError(f"model must be an implicit recommender, got {type(model).__name__}")
         self.model = model
 
-    def fit(self, user_items: Any, **kwargs: Any) -> "ImplicitAdapter":
+    def fit(self, user_items: Any, **kwargs: Any) -> ImplicitAdapter:
         """Fit the wrapped model on a CSR user × item matrix; returns self."""
         kwargs.setdefault("show_progress", False)
         self.model.fit(sp.csr_matrix(user_items, dtype=np.float32), **kwargs)

@@ -1,6 +1,22 @@
-"""Exceptions shared across llmrec's estimators."""
+"""The exceptions llmrec raises beyond Python's own (all importable from ``llmrec``).
+
+- :class:`FormatError` (a ``ValueError``): a file given to any ``load`` (``ExactIndex``,
+  ``QuantizedIndex``, ``ALS``, ``SequenceTowers``, ``Recommender``,
+  ``datasets.load_movielens``) is not an llmrec file, is of another kind or version, is
+  truncated, corrupted or inconsistent.
+- :class:`NotFittedError` (a ``ValueError`` and ``AttributeError``): an estimator used
+  before ``fit``.
+- :class:`UnknownIdError` (a ``KeyError``): a user or item id the model does not know.
+
+Bad arguments raise ``TypeError`` (wrong type) or ``ValueError`` (wrong value), with a
+message that names the argument and what was expected.
+"""
 
 from __future__ import annotations
+
+
+class FormatError(ValueError):
+    """A file is not an llmrec file, is of another kind or version, or is damaged."""
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -29,4 +45,4 @@ class UnknownIdError(KeyError):
         return self.message
 
 
-__all__ = ["NotFittedError", "UnknownIdError"]
+__all__ = ["FormatError", "NotFittedError", "UnknownIdError"]

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from llmrec import _core
+from llmrec._arrays import reserve_rows
 from llmrec._checks import (as_float_matrix, as_queries, check_choice, check_int, check_k,
                             check_threads, check_vector_norms)
 from llmrec._fileformat import load_arrays, save_arrays
@@ -118,10 +119,9 @@ class ExactIndex(IndexBase):
         with self._rw.write():
             n, m = self._n_rows(), rows.shape[0]
             new_ids = self._row_ids.new_ids(ids, m, n)
-            buffer = self._buffer
-            if buffer is self._items or not buffer.flags.writeable or n + m > buffer.shape[0]:
-                buffer = np.empty((max(n + m, 2 * n, 16), self.dim), dtype=np.float32)
-                buffer[:n] = self._items
+            # self._buffer is the index's own storage once add() made it; until then it
+            # is the caller's (or the file's) array, which is never written past its end.
+            buffer = reserve_rows(None if self._buffer is self._items else self._buffer, self._items, n + m)
             buffer[n:n + m] = rows
             self._buffer = buffer
             self._items = buffer[:n + m]
@@ -164,7 +164,9 @@ class ExactIndex(IndexBase):
             if not self._row_ids.n_removed(n):
                 return
             ids = self._row_ids.live_ids(n)
-            keep = np.flatnonzero(self._row_ids.deleted[:n] == 0)
+            deleted = self._row_ids.deleted_mask(n)
+            assert deleted is not None  # some row is removed
+            keep = np.flatnonzero(deleted == 0)
             next_id = self._row_ids.next_id
             self._items = self._buffer = np.ascontiguousarray(self._items[keep])
             self._row_ids = RowIds()

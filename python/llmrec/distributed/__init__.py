@@ -10,6 +10,7 @@ The submodules load on first use, so ``import llmrec.distributed`` never imports
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 # public name -> submodule that defines it
 _EXPORTS = {
@@ -22,7 +23,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'llmrec.distributed' has no attribute {name!r}")

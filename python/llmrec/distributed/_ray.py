@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any
+from collections.abc import Iterable, Iterator
+
+from llmrec._checks import check_real
 
 #: Seconds a single wait on the cluster may take unless the caller says otherwise.
 DEFAULT_TIMEOUT = 600.0
 
 
-def require_ray():
+def require_ray() -> Any:
     """Return the ``ray`` module, connected; raise a clear error where it cannot be used."""
     try:
         import ray
@@ -26,11 +29,7 @@ def require_ray():
 
 def check_timeout(timeout: float | None) -> float | None:
     """Validate a caller's timeout: None (wait forever) or a positive finite number of seconds."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < float("inf")):
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    return float(timeout)
+    return None if timeout is None else check_real(timeout, "timeout", low=0.0, low_open=True)
 
 
 def get(refs: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
@@ -54,7 +53,7 @@ def kill(actors: Iterable[Any]) -> None:
 
 
 @contextlib.contextmanager
-def killed_on_error(actors: list) -> Iterator[list]:
+def killed_on_error(actors: list[Any]) -> Iterator[list[Any]]:
     """Yield ``actors`` (a list the body may append to); kill them all if the body raises."""
     try:
         yield actors
@@ -63,7 +62,7 @@ def killed_on_error(actors: list) -> Iterator[list]:
         raise
 
 
-def get_each(refs: list, timeout: float | None, names: list[str]) -> list:
+def get_each(refs: list[Any], timeout: float | None, names: list[str]) -> list[Any]:
     """``ray.get`` of each ref in turn, all within one ``timeout``; a task that raised
     re-raises its exception's type with ``names[i]`` in front of the message (Ray's own
     actor errors pass through unchanged, for callers that recover from them)."""
@@ -91,7 +90,7 @@ def get_each(refs: list, timeout: float | None, names: list[str]) -> list:
 
 def resolve_timeout(timeout: float | None) -> float:
     """A caller's timeout where None means :data:`DEFAULT_TIMEOUT` (so no wait is unbounded)."""
-    return DEFAULT_TIMEOUT if timeout is None else check_timeout(timeout)
+    return DEFAULT_TIMEOUT if timeout is None else check_real(timeout, "timeout", low=0.0, low_open=True)
 
 
 def actor_died_message(exc: BaseException) -> str:

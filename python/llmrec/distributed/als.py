@@ -71,7 +71,7 @@ class BlockLost(RuntimeError):
 class _Block:
     """One actor: a block of user rows and a block of item rows, their factors, the solver."""
 
-    def __init__(self, user_rows: tuple, item_rows: tuple, settings: dict[str, Any]) -> None:
+    def __init__(self, user_rows: tuple[Any, ...], item_rows: tuple[Any, ...], settings: dict[str, Any]) -> None:
         self.rows = {"user": user_rows, "item": item_rows}
         self.settings = settings
         self.factors: dict[str, np.ndarray | None] = {"user": None, "item": None}
@@ -137,7 +137,7 @@ def _boundaries(indptr: np.ndarray, num_blocks: int, f: int) -> np.ndarray:
     return np.concatenate([[0], cuts, [n]]).astype(np.int64)
 
 
-def _rows(R: sp.csr_matrix, begin: int, end: int) -> tuple:
+def _rows(R: sp.csr_matrix, begin: int, end: int) -> tuple[Any, ...]:
     block = R[begin:end]
     return (np.ascontiguousarray(block.indptr, dtype=np.int64),
             np.ascontiguousarray(block.indices, dtype=np.int32),
@@ -342,8 +342,8 @@ class ALS(Estimator):
                 priors: dict[str, Any]) -> None:
         """The end of :meth:`llmrec.ALS.fit`: final priors, and rows without interactions
         get them exactly."""
-        W = {"user": None, "item": None}
-        P = {"user": None, "item": None}
+        W: dict[str, Any] = {"user": None, "item": None}
+        P: dict[str, Any] = {"user": None, "item": None}
         for side, Z in (("user", X), ("item", Y)):
             prior = priors[side]
             if prior is not None:
@@ -394,7 +394,7 @@ class ALS(Estimator):
         meta = dict(self._checkpoint_meta(fingerprint), iterations_done=done)
         save_arrays(path, _CHECKPOINT_KIND, 1, meta, {"user_factors": X, "item_factors": Y})
 
-    def _read_checkpoint(self, path: Path, fingerprint: str, x_shape: tuple, y_shape: tuple
+    def _read_checkpoint(self, path: Path, fingerprint: str, x_shape: tuple[int, ...], y_shape: tuple[int, ...]
                          ) -> tuple[int, np.ndarray, np.ndarray] | None:
         """(iterations done, X, Y) from a checkpoint of this very fit, else None."""
         if not path.exists():
@@ -425,9 +425,9 @@ class _Run:
     def __init__(self, ray: Any, s: dict[str, Any], bounds: dict[str, np.ndarray],
                  timeout: float | None, priors: dict[str, Any]) -> None:
         self.ray, self.s, self.bounds, self.timeout, self.priors = ray, s, bounds, timeout, priors
-        self.actors: list = []
+        self.actors: list[Any] = []
         self.records: list[dict[str, Any]] = []  # one per half-step run: bytes and seconds
-        self.rows_refs: list = []  # held for the fit: restarted actors read their rows back
+        self.rows_refs: list[Any] = []  # held for the fit: restarted actors read their rows back
 
     def start(self, R: sp.csr_matrix, Rt: sp.csr_matrix, max_restarts: int) -> None:
         ray = self.ray
@@ -443,7 +443,7 @@ class _Run:
             self.actors.append(remote.remote(user_rows, item_rows, self.s))
         self.wait([a.pid.remote() for a in self.actors], "start")
 
-    def wait(self, refs: list, what: str) -> list:
+    def wait(self, refs: list[Any], what: str) -> list[Any]:
         return _ray.get_each(refs, self.timeout, [f"ALS block {b} ({what})" for b in range(len(refs))])
 
     def load(self, X: np.ndarray, Y: np.ndarray) -> None:

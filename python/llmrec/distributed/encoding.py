@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._checks import check_int
+from llmrec._checks import check_choice, check_int
 from llmrec.distributed import _ray
 from llmrec.text.encoder import KINDS, _as_text_list
 
@@ -35,7 +35,7 @@ class EncoderWorker:
         if encoder is None:
             from llmrec.text.encoder import TextEncoder
 
-            encoder = TextEncoder(model)
+            encoder = TextEncoder(model)  # type: ignore[arg-type]  # model is set when encoder is not
         self._encoder = encoder
         # Any object with dim and encode(texts, kind=...) encodes; only a TextEncoder
         # (fingerprint, prefixes) can key the on-disk cache.
@@ -100,8 +100,7 @@ def encode(texts: Any, *, encoder: Any = "default", num_actors: int | None = Non
     """
     ray = _ray.require_ray()
     texts = _as_text_list(texts)
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    check_choice(kind, "kind", KINDS)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     if num_actors is not None:
         num_actors = check_int(num_actors, "num_actors", minimum=1)
@@ -131,7 +130,7 @@ def encode(texts: Any, *, encoder: Any = "default", num_actors: int | None = Non
 
             cache = VectorCache(cache_dir, dim=dim)
         try:
-            vectors_of = {}
+            vectors_of: dict[str, np.ndarray] = {}
             todo = unique
             if cache is not None:
                 todo = _lookup(cache, fingerprint, prefix, unique, vectors_of)

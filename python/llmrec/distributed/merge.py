@@ -20,7 +20,8 @@ def merge_topk(ids: Sequence[np.ndarray], scores: Sequence[np.ndarray], k: int
     A stable sort of the concatenated rows by score is enough for ties: among equal
     scores it keeps the concatenation order, which is shard order (increasing id ranges)
     then each shard's own order (increasing ids). Padding scores are -inf, and real
-    scores are finite (the indexes guarantee it), so padding sorts last.
+    scores are finite (the indexes guarantee it), so padding sorts last. (The same order
+    as :func:`llmrec._arrays.result_order`, which sorts on the ids too: 2-3x slower here.)
     """
     if len(ids) != len(scores) or not ids:
         raise ValueError("merge_topk needs one (ids, scores) pair per shard, at least one")

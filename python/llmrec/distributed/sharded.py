@@ -263,7 +263,7 @@ class ShardedIndex:
                                "failed): build a new one")
         return self._actors
 
-    def _wait(self, refs: list[Any], what: str, keep_on: tuple[type, ...] = ()) -> list[Any]:
+    def _wait(self, refs: list[Any], what: str, keep_on: tuple[type[BaseException], ...] = ()) -> list[Any]:
         """All results of ``refs``, within the timeout; on any failure except ``keep_on``
         (errors in the caller's input, which leave the shards as they were) every actor
         is killed and the error re-raised, named."""
@@ -395,7 +395,7 @@ def _score_all(ray: Any, index: ShardedIndex, U: np.ndarray,
     if show_progress:
         from tqdm.auto import tqdm
         progress = tqdm(total=n_users, unit="user", desc="recommend_all")
-    pending: collections.deque = collections.deque()
+    pending: collections.deque[Any] = collections.deque()
     try:
         for start in range(0, n_users, batch_size):
             stop = min(start + batch_size, n_users)

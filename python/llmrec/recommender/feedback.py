@@ -62,6 +62,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from llmrec._checks import check_choice, check_real
+
 RATING_RULES = ("threshold", "ignore")
 AUTO_EVENT_EXPONENTS = (0.0, 0.5, 1.0)
 LIKE_SLOPE = 0.5
@@ -77,31 +79,23 @@ MAX_EVENT_NAMES = 1024
 def check_rule(s: dict[str, Any], rating_rule: Any, rating_scale: Any, dislike_threshold: Any,
                like_threshold: Any, event_weights: Any) -> None:
     """Validate the feedback parameters into ``s`` (the Recommender's settings)."""
-    if not isinstance(rating_rule, str) or rating_rule not in RATING_RULES:
-        raise ValueError(f"rating_rule must be one of {list(RATING_RULES)}, got {rating_rule!r}")
-    s["rating_rule"] = rating_rule
+    s["rating_rule"] = check_choice(rating_rule, "rating_rule", RATING_RULES)
     if not isinstance(rating_scale, (tuple, list)) or len(rating_scale) != 2:
         raise TypeError(f"rating_scale must be a pair (low, high), got {rating_scale!r}")
-    low, high = (_finite(v, "rating_scale") for v in rating_scale)
+    low, high = (check_real(v, "rating_scale") for v in rating_scale)
     if not low < high:
         raise ValueError(f"rating_scale must have low < high, got ({low:g}, {high:g})")
     s["rating_scale"] = [low, high]
-    t = _finite(dislike_threshold, "dislike_threshold")
+    t = check_real(dislike_threshold, "dislike_threshold")
     if not low <= t < high:
         raise ValueError(f"dislike_threshold must lie in [{low:g}, {high:g}) (rating_scale), got {t:g}")
     s["dislike_threshold"] = t
-    like = _finite(like_threshold, "like_threshold")
+    like = check_real(like_threshold, "like_threshold")
     if not t < like <= high:
         raise ValueError(f"like_threshold must lie in (dislike_threshold, {high:g}] = ({t:g}, {high:g}], "
                          f"got {like:g}")
     s["like_threshold"] = like
     s["event_weights"] = check_event_weights(event_weights)
-
-
-def _finite(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
-        raise ValueError(f"{name} must hold finite real numbers, got {value!r}")
-    return float(value)
 
 
 def check_event_weights(event_weights: Any) -> Any:
@@ -117,12 +111,8 @@ def check_event_weights(event_weights: Any) -> Any:
     for name, value in event_weights.items():
         if not isinstance(name, str) or not name:
             raise TypeError(f"event_weights keys must be non-empty event names (str), got {name!r}")
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"event_weights[{name!r}] must be a real number, got {type(value).__name__}")
-        value = float(value)
-        if not (np.isfinite(value) and 0 < value <= MAX_CONFIDENCE):
-            raise ValueError(f"event_weights[{name!r}] must be in (0, {MAX_CONFIDENCE:g}], got {value:g}")
-        out[name] = value
+        out[name] = check_real(value, f"event_weights[{name!r}]", low=0.0, high=MAX_CONFIDENCE,
+                               low_open=True)
     return out
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from llmrec._checks import check_real
+
 SIGNALS = ("behaviour", "sequence", "transition", "text", "query", "towers")
 # "towers" appears only in the blends of a Recommender with towers (it starts at 1 there
 # and is fitted); blends without it are exactly those of a Recommender without towers.
@@ -37,11 +39,7 @@ def check_weights(weights: Mapping[str, Any], name: str) -> dict[str, float]:
     for key, value in weights.items():
         if key not in SIGNALS:
             raise ValueError(f"{name} has unknown signal {key!r}; signals are {list(SIGNALS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name}[{key!r}] must be a real number, got {type(value).__name__}")
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name}[{key!r}] must be finite and >= 0, got {value}")
-        out[key] = float(value)
+        out[key] = check_real(value, f"{name}[{key!r}]", low=0.0)
     return out
 
 

@@ -76,18 +76,18 @@ writes; requests go on meanwhile.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 import pickle
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmrec._arrays import grow_rows
-from llmrec._checks import check_choice, check_int, check_k, plain
+from llmrec._checks import check_choice, check_int, check_k, check_real, plain
 from llmrec._estimator import Estimator
+from llmrec._types import Id, IdList, Ids, Numbers, PathArg, Texts
 from llmrec._log import stage
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
 from llmrec.diversity import mmr_rerank
@@ -122,6 +122,11 @@ _INDEXES = INDEXES
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
 # alpha in each confidence 1 + alpha·(1 + recency·p²); the text weight is relative to the
 # other signals' weights, which vanish in float32 beside one 1e6 times larger.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from llmrec.text import TextEncoder
+
 log = logging.getLogger(__name__)
 
 MAX_RECENCY = 1e3
@@ -131,15 +136,6 @@ MAX_TEXT_WEIGHT = 1e6
 # (tens of ms and MB per update at 100k items, what a server under load would pay on
 # every update).
 IN_PLACE_WAIT_S = 0.05
-
-
-def _real(value: Any, name: str, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (np.isfinite(value) or high == math.inf and value == math.inf) or not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value:g}")
-    return value
 
 
 class Recommender(PairScores, Estimator):
@@ -276,15 +272,15 @@ class Recommender(PairScores, Estimator):
         s: dict[str, Any] = {
             "factors": check_int(self.factors, "factors", minimum=1),
             "index": check_choice(self.index, "index", _INDEXES),
-            "diversity": _real(self.diversity, "diversity", 0.0, 1.0),
+            "diversity": check_real(self.diversity, "diversity", low=0.0, high=1.0),
             "num_threads": check_int(self.num_threads, "num_threads", minimum=0),
-            "alpha": _real(self.alpha, "alpha", 0.0, MAX_ALPHA),
+            "alpha": check_real(self.alpha, "alpha", low=0.0, high=MAX_ALPHA),
             "iterations": check_int(self.iterations, "iterations", minimum=1),
-            "prior_strength": _real(self.prior_strength, "prior_strength", 0.0, MAX_PRIOR_STRENGTH),
-            "recency": _real(self.recency, "recency", 0.0, MAX_RECENCY),
-            "sequence_decay": _real(self.sequence_decay, "sequence_decay", 0.0, 1.0),
+            "prior_strength": check_real(self.prior_strength, "prior_strength", low=0.0, high=MAX_PRIOR_STRENGTH),
+            "recency": check_real(self.recency, "recency", low=0.0, high=MAX_RECENCY),
+            "sequence_decay": check_real(self.sequence_decay, "sequence_decay", low=0.0, high=1.0),
             "candidates": check_int(self.candidates, "candidates", minimum=1),
-            "validation": _real(self.validation, "validation", 0.0, 0.5),
+            "validation": check_real(self.validation, "validation", low=0.0, high=0.5),
         }
         s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
         if self.cluster is not None:  # absent from the settings of local fits (and older files)
@@ -295,9 +291,9 @@ class Recommender(PairScores, Estimator):
         if s["alpha"] <= 0:
             raise ValueError(f"alpha must be > 0, got {s['alpha']}")
         if self.text_weight != "auto":
-            s["text_weight"] = _real(self.text_weight, "text_weight", 0.0, MAX_TEXT_WEIGHT)
+            s["text_weight"] = check_real(self.text_weight, "text_weight", low=0.0, high=MAX_TEXT_WEIGHT)
         if self.regularization != "auto":
-            s["regularization"] = _real(self.regularization, "regularization", 0.0, MAX_REGULARIZATION)
+            s["regularization"] = check_real(self.regularization, "regularization", low=0.0, high=MAX_REGULARIZATION)
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             raise TypeError(f"random_state must be an int or None, got {type(self.random_state).__name__}")
         return s
@@ -340,8 +336,8 @@ class Recommender(PairScores, Estimator):
         return scoring.unit_rows(np.asarray(vectors, dtype=np.float32))
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, interactions: Any, *, items: Any = None, users: Any = None,
-            show_progress: bool = False) -> Recommender:
+    def fit(self, interactions: pd.DataFrame, *, items: pd.DataFrame | None = None,
+            users: pd.DataFrame | None = None, show_progress: bool = False) -> Recommender:
         """Learn from ``interactions`` (DataFrame: ``user_id``, ``item_id``, optional
         ``rating``/``weight``/``event``, ``timestamp``) and optional ``items``
         (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`) and
@@ -671,17 +667,19 @@ class Recommender(PairScores, Estimator):
     def _diversity(self, diversity: Any) -> float:
         if diversity is None:
             return self._settings_used["diversity"]
-        return _real(diversity, "diversity", 0.0, 1.0)
+        return check_real(diversity, "diversity", low=0.0, high=1.0)
 
     # ------------------------------------------------------------------ public API
-    def recommend(self, user_ids: Any, k: int = 10, *, exclude_seen: bool = True, query: Any = None,
-                  diversity: Any = None, allow: Any = None, scenario: Any = None) -> Recommendations:
+    def recommend(self, user_ids: Ids, k: int = 10, *, exclude_seen: bool = True, query: Texts | None = None,
+                  diversity: float | None = None, allow: IdList | None = None,
+                  scenario: str | None = None) -> Recommendations:
         """Top-k items for known users.
 
         ``user_ids``: one caller id (1-D results) or a sequence (results (n, k)).
         ``exclude_seen`` drops every item the model knows each user interacted with,
-        updates included; disliked items are dropped whatever it says. ``query``: a free-text request (one, or one per user) that
-        shifts the ranking toward it while staying personal. ``diversity``: MMR
+        updates included; disliked items are dropped whatever it says. ``query``: a
+        free-text request (one, or one per user) that shifts the ranking toward it while
+        staying personal. ``diversity``: MMR
         trade-off in [0, 1] (None: the constructor's). ``allow``: caller item ids the
         results are restricted to. ``scenario``: a blend name from ``scenarios_``
         (None: "home"). Unknown ids raise :class:`llmrec.exceptions.UnknownIdError`.
@@ -719,9 +717,9 @@ class Recommender(PairScores, Estimator):
             return Recommendations(out[0], scores[0], None if user_ids is None else user_ids[0])
         return Recommendations(out, scores, user_ids)
 
-    def recommend_for_history(self, item_ids: Any, k: int = 10, *, query: Any = None,
-                              exclude_seen: bool = True, diversity: Any = None,
-                              scenario: Any = None) -> Recommendations:
+    def recommend_for_history(self, item_ids: IdList, k: int = 10, *, query: str | None = None,
+                              exclude_seen: bool = True, diversity: float | None = None,
+                              scenario: str | None = None) -> Recommendations:
         """Top-k for a visitor not in the model, from the items they interacted with
         (oldest first); nothing is stored. Returns 1-D results.
 
@@ -775,7 +773,7 @@ class Recommender(PairScores, Estimator):
             out["towers"] = towers_user_vectors(snap.towers, histories)
         return out
 
-    def search(self, query: str, k: int = 10, *, user_id: Any = None) -> Recommendations:
+    def search(self, query: str, k: int = 10, *, user_id: Id | None = None) -> Recommendations:
         """Items matching a free-text request; with ``user_id``, blended with that
         user's taste (scenario "search"). Nothing is excluded. Returns 1-D results. An
         empty or whitespace-only ``query`` raises ``ValueError`` (it names no items)."""
@@ -795,7 +793,7 @@ class Recommender(PairScores, Estimator):
                                      query_vectors)
         return self._result(ids, scores, True)
 
-    def similar_items(self, item_ids: Any, k: int = 10) -> Recommendations:
+    def similar_items(self, item_ids: Ids, k: int = 10) -> Recommendations:
         """Items most like each given item (scenario "similar": factor cosine plus text
         cosine), the item itself excluded. One id gives 1-D results."""
         self._check_fitted()
@@ -819,8 +817,8 @@ class Recommender(PairScores, Estimator):
         self.scenarios_ = {**self.scenarios_, name: check_weights(weights, "weights")}
         return self
 
-    def update(self, user_id: Any, item_ids: Any, *, weights: Any = None, event: Any = None,
-               ratings: Any = None) -> Recommender:
+    def update(self, user_id: Id, item_ids: Ids, *, weights: Numbers | None = None,
+               event: Texts | None = None, ratings: Numbers | None = None) -> Recommender:
         """Record new interactions (oldest first); they take effect at once (fold-in).
         An unknown ``user_id`` becomes a new user. Items that had no interactions at fit
         time (added later, or never seen) are re-solved from their clicks so far.
@@ -933,7 +931,7 @@ class Recommender(PairScores, Estimator):
             self._grams[name] = rows.T @ rows
         return self._grams[name]
 
-    def add_items(self, items: Any) -> np.ndarray:
+    def add_items(self, items: pd.DataFrame) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
         they are recommendable at once: their factors are the text map F·W of the ALS
         priors (zero without an encoder). Concurrent requests see the catalogue before
@@ -996,7 +994,7 @@ class Recommender(PairScores, Estimator):
         grown[len(current):] = rows
         return grown
 
-    def explain(self, user_id: Any, item_id: Any) -> Explanation:
+    def explain(self, user_id: Id, item_id: Id) -> Explanation:
         """Why ``item_id`` scores as it does for ``user_id``: the history items and the
         text evidence behind the score, in words (``str(explanation)``) and numbers."""
         self._check_fitted()
@@ -1009,7 +1007,7 @@ class Recommender(PairScores, Estimator):
             return explain_score(self, snap, vectors, cited[cited >= 0], item, record)
 
     # ------------------------------------------------------------------ a living catalogue
-    def remove_items(self, item_ids: Any) -> Recommender:
+    def remove_items(self, item_ids: Ids) -> Recommender:
         """Take items out of the catalogue: from the next call on no method recommends,
         returns or cites them (recommend, recommend_for_history, search, similar_items,
         explain), and their ids are unknown (:class:`llmrec.UnknownIdError`), also after
@@ -1021,7 +1019,7 @@ class Recommender(PairScores, Estimator):
         catalogue.remove_items(self, item_ids)
         return self
 
-    def forget_user(self, user_id: Any) -> Recommender:
+    def forget_user(self, user_id: Id) -> Recommender:
         """Erase a user at once: history, signal vectors, profile text vector, ALS
         factors and interactions, tower vector and the id itself (overwritten, not only
         unindexed), and the late items' click counts are rebuilt without them. A model
@@ -1052,7 +1050,7 @@ class Recommender(PairScores, Estimator):
         self._check_fitted()
         return _live_ids(self._user_map, self._publisher.current.n_users)
 
-    def history(self, user_id: Any) -> Any:
+    def history(self, user_id: Id) -> pd.DataFrame:
         """What the model knows about ``user_id``: a DataFrame of its interactions,
         oldest first, the latest of each item only — ``item_id``, ``weight`` (the
         confidence multiplier: weight × event weight × the rating's confidence),
@@ -1098,7 +1096,7 @@ class Recommender(PairScores, Estimator):
                 self._publisher.current = snap._replace(items=snap.items._replace(E=shared))
 
     # ------------------------------------------------------------------ files
-    def save(self, directory: Any) -> None:
+    def save(self, directory: PathArg) -> None:
         """Write the model to ``directory``, switched into place atomically: a crash or a
         kill leaves the previous model or the new one, never a mix. ``directory`` must
         not exist, or be empty, or hold an llmrec model: anything else raises
@@ -1111,7 +1109,7 @@ class Recommender(PairScores, Estimator):
             save(self, directory)
 
     @classmethod
-    def load(cls, directory: Any, *, encoder: Any = "saved") -> Recommender:
+    def load(cls, directory: PathArg, *, encoder: TextEncoder | str | None = "saved") -> Recommender:
         """Read a model written by :meth:`save`. ``encoder``: "saved" re-creates the
         saved encoder spec lazily (a model name or path), or give a TextEncoder / None."""
         from llmrec.recommender.persistence import load

@@ -357,12 +357,11 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
         gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
         if gone is not None and ((gone != 0) & (gone != 1)).any():
             raise fail(path, f"array {name!r} must hold 0 or 1 per row")
-    _checked_feedback(arrays, path, out, n_users, n_items)
+    _checked_feedback(arrays, path, out, n_items)
     return out
 
 
-def _checked_feedback(arrays: dict[str, np.ndarray], path: Any, out: dict[str, Any], n_users: int,
-                      n_items: int) -> None:
+def _checked_feedback(arrays: dict[str, np.ndarray], path: Any, out: dict[str, Any], n_items: int) -> None:
     """The feedback arrays (kind version 3), all or none, consistent with the histories:
     each user's likes, in order, are exactly the user's history."""
     names = ("fb_indptr", "fb_items", "fb_weight", "fb_disliked", "fb_rating", "fb_event")

@@ -71,7 +71,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
     metrics = Metrics(lambda: (holder.version, *introspect.sizes(holder.model)))
     page = resources.files("llmrec.serve").joinpath("page.html").read_text(encoding="utf-8")
 
-    async def lifespan(app: FastAPI):
+    async def lifespan(_app: FastAPI):
         yield
         pool.close()
         holder.close()

@@ -68,11 +68,11 @@ def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
     @app.exception_handler(ApiError)
-    async def _api(request: Request, error: ApiError) -> JSONResponse:
+    async def _api(_request: Request, error: ApiError) -> JSONResponse:
         return error_response(error.status, error.message, error.field, error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [{"field": _location(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
                     for e in error.errors()]
         first = problems[0] if problems else {"field": None, "message": "invalid request"}
@@ -85,7 +85,7 @@ def install(app: FastAPI) -> None:
                               errors=problems[:20])
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         return error_response(error.status_code, str(error.detail), None, error.headers)
 
     @app.exception_handler(Exception)

@@ -8,7 +8,7 @@ items qualify (JSON has no -inf), so ``items`` may be shorter than ``k``.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, Union
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
@@ -18,7 +18,7 @@ from llmrec.serve.limits import (INT64_MAX, INT64_MIN, MAX_ID_CHARS, MAX_IDS, MA
 
 IntId = Annotated[int, Strict(), Field(ge=INT64_MIN, le=INT64_MAX)]
 StrId = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_ID_CHARS)]
-Id = Union[IntId, StrId]
+Id = IntId | StrId
 IdList = Annotated[list[Id], Field(max_length=MAX_IDS)]
 K = Annotated[int, Strict(), Field(ge=1, le=MAX_K, description=f"results wanted, 1 to {MAX_K}")]
 Query = Annotated[str, Strict(), Field(max_length=MAX_QUERY_CHARS,
@@ -37,11 +37,11 @@ class RecommendRequest(_Body):
 
     user_id: Id
     k: K = 10
-    query: Optional[Query] = None
-    diversity: Optional[Diversity] = None
-    allow: Optional[IdList] = Field(None, description=f"only these item ids (at most {MAX_IDS})")
+    query: Query | None = None
+    diversity: Diversity | None = None
+    allow: IdList | None = Field(None, description=f"only these item ids (at most {MAX_IDS})")
     exclude_seen: bool = True
-    scenario: Optional[Scenario] = None
+    scenario: Scenario | None = None
 
 
 class HistoryRequest(_Body):
@@ -50,10 +50,10 @@ class HistoryRequest(_Body):
 
     items: IdList
     k: K = 10
-    query: Optional[Query] = None
-    diversity: Optional[Diversity] = None
+    query: Query | None = None
+    diversity: Diversity | None = None
     exclude_seen: bool = True
-    scenario: Optional[Scenario] = None
+    scenario: Scenario | None = None
 
 
 class SearchRequest(_Body):
@@ -61,7 +61,7 @@ class SearchRequest(_Body):
 
     query: Query
     k: K = 10
-    user_id: Optional[Id] = None
+    user_id: Id | None = None
 
 
 class SimilarRequest(_Body):
@@ -91,7 +91,7 @@ class NewItem(_Body):
 
     item_id: Id
     text: Annotated[str, Strict(), Field(min_length=1, max_length=MAX_TEXT_CHARS)]
-    title: Optional[Annotated[str, Strict(), Field(max_length=MAX_TITLE_CHARS)]] = None
+    title: Annotated[str, Strict(), Field(max_length=MAX_TITLE_CHARS)] | None = None
 
 
 class AddItemsRequest(_Body):
@@ -109,9 +109,9 @@ class RemoveItemsRequest(_Body):
 class Recommendations(BaseModel):
     """Best first. ``labels``: each item's title (or text) when the model has them."""
 
-    items: list[Union[int, str]]
+    items: list[int | str]
     scores: list[float]
-    labels: Optional[list[str]] = None
+    labels: list[str] | None = None
 
 
 class Explanation(BaseModel):
@@ -121,7 +121,7 @@ class Explanation(BaseModel):
     text: str
     score: float
     signals: dict[str, float]
-    history: list[dict[str, Union[int, str, float]]]
+    history: list[dict[str, int | str | float]]
 
 
 class WriteResult(BaseModel):

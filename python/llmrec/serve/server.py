@@ -40,7 +40,7 @@ def run(model_dir: Any, *, host: str = "127.0.0.1", port: int = 8000, workers: i
     app = create_app(Path(model_dir), api_key=api_key, encoder=encoder, threads=workers)
     holder = app.state.holder
 
-    def reload_in_background(signum: int, frame: Any) -> None:
+    def reload_in_background(_signum: int, _frame: Any) -> None:
         def reload() -> None:
             try:
                 holder.reload()

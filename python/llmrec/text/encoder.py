@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import numbers
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from llmrec._checks import check_choice, check_int
 from llmrec._log import stage
 from llmrec.text._deps import require_text_deps
 from llmrec.text.batching import pad_batch, plan_batches, token_lengths
@@ -150,7 +150,7 @@ class TextEncoder:
         self._pad_id = _pad_token_id(self._tokenizer)
         # BERT-family models on CPU run unpadded (same vectors, less work); GPUs keep
         # the padded HF forward, which suits their large batches.
-        self._packed = packed_encoder_for(self._model) if self._device.type == "cpu" else None
+        self._packed: Any = packed_encoder_for(self._model) if self._device.type == "cpu" else None
         self._cache = VectorCache(cache_dir, dim=self.dim) if cache_dir is not None else None
         log.info("TextEncoder: loaded %s (%d dims) on %s: %.2f s", self.model_name, self.dim,
                  self._device, time.perf_counter() - started)
@@ -159,23 +159,18 @@ class TextEncoder:
     def _check_settings(pooling: Any, normalize: Any, max_length: Any, batch_size: Any,
                         device: Any, dtype: Any, query_prefix: Any, document_prefix: Any,
                         cache_dir: Any, max_batch_tokens: Any) -> None:
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+        check_choice(pooling, "pooling", POOLINGS)
         if not isinstance(normalize, (bool, np.bool_)):
             raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
         checked = [("max_length", max_length, 2), ("batch_size", batch_size, 1)]
         if max_batch_tokens is not None:
             checked.append(("max_batch_tokens", max_batch_tokens, 1))
         for name, value, minimum in checked:
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-            if value < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+            check_int(value, name, minimum=minimum)
         if not isinstance(device, str):
             raise TypeError(f"device must be a str such as 'auto', 'cpu' or 'cuda', "
                             f"got {type(device).__name__}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        check_choice(dtype, "dtype", DTYPES)
         for name, value in (("query_prefix", query_prefix), ("document_prefix", document_prefix)):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, got {type(value).__name__}")
@@ -221,8 +216,7 @@ class TextEncoder:
         ValueError
             ``kind`` is not ``"document"`` or ``"query"``.
         """
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+        check_choice(kind, "kind", KINDS)
         texts = _as_text_list(texts)
         prefix = self.query_prefix if kind == "query" else self.document_prefix
         out = np.empty((len(texts), self.dim), dtype=np.float32)

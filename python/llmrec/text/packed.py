@@ -104,7 +104,9 @@ class _PaddedAttention:
         self.longest = int(lengths.max())
         self.heads, self.head_dim = num_heads, head_dim
         self.uniform = bool((lengths == self.longest).all())
-        self.rows = self.mask = self.buffer = None
+        self.rows: Any = None
+        self.mask: Any = None
+        self.buffer: Any = None
         if not self.uniform:
             rows = _positions(lengths) + np.repeat(np.arange(lengths.size) * self.longest, lengths)
             self.rows = torch.from_numpy(rows).to(device)

@@ -14,6 +14,8 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, overload
 
+from llmrec._checks import check_int
+
 DEFAULT_ITEM_TEMPLATE = "{title} ({year}). Genres: {genres}"
 
 _EMPTY_BRACKETS = re.compile(r"\(\s*\)|\[\s*\]|\{\s*\}")
@@ -167,11 +169,8 @@ def history_text(item_texts: Sequence[str], *, max_items: int = 20, max_chars: i
     """
     if isinstance(item_texts, (str, bytes)) or not isinstance(item_texts, Iterable):
         raise TypeError(f"item_texts must be a sequence of str, got {type(item_texts).__name__}")
-    for name, value in (("max_items", max_items), ("max_chars", max_chars)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+    check_int(max_items, "max_items", minimum=1)
+    check_int(max_chars, "max_chars", minimum=1)
     if not isinstance(prefix, str) or not isinstance(separator, str):
         raise TypeError("prefix and separator must be str")
     texts = list(item_texts)

@@ -51,7 +51,7 @@ class NumpyUserTower:
                 "ffn0": (np.ascontiguousarray(p[q + "ffn.0.weight"].T), p[q + "ffn.0.bias"]),
                 "ffn2": (np.ascontiguousarray(p[q + "ffn.2.weight"].T), p[q + "ffn.2.bias"]),
             })
-        self.text_mlp = None
+        self.text_mlp: tuple[np.ndarray, ...] | None = None
         if "item.text_mlp.0.weight" in p:
             self.text_mlp = (np.ascontiguousarray(p["item.text_mlp.0.weight"].T),
                              p["item.text_mlp.0.bias"],
@@ -71,6 +71,7 @@ class NumpyUserTower:
             x[0] += self.gaps[0]
             x[1:] += self.gaps[gaps] if gaps is not None else self.gaps[0]
         if request_text is not None:
+            assert self.text_mlp is not None  # requests are text: the tower has its text MLP
             W1, b1, W2, b2 = self.text_mlp
             req = _gelu(request_text @ W1 + b1) @ W2 + b2 + self.request_type
             x = np.vstack([x, req[None, :]])

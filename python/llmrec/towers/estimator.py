@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._checks import as_ids, check_int
+from llmrec._checks import as_ids, check_int, check_real
 from llmrec._estimator import Estimator
 from llmrec.exceptions import NotFittedError
 from llmrec.towers._inputs import (as_histories, as_requests, as_text_vectors, as_texts,
@@ -24,27 +24,6 @@ _LEARNED = ("module_", "n_items_", "text_dim_", "item_text_vectors_", "has_id_",
 TEXT_MODES = ("frozen", "finetune", None)
 MAX_EPOCHS_AUTO = 200
 LIMITS = {"dim": (2, 4096), "layers": (1, 32), "heads": (1, 64), "max_history": (1, 4096)}
-
-
-def _check_range(value: Any, name: str) -> int:
-    low, high = LIMITS[name]
-    value = check_int(value, name, minimum=low)
-    if value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
-    return value
-
-
-def _check_real(value: Any, name: str, low: float, high: float, *, high_open: bool = False,
-                low_open: bool = False) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    bad = (not np.isfinite(value) or value < low or value > high
-           or (high_open and value == high) or (low_open and value == low))
-    if bad:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value}")
-    return value
 
 
 class SequenceTowers(Estimator):
@@ -160,17 +139,18 @@ class SequenceTowers(Estimator):
     def _settings(self) -> dict[str, Any]:
         if self.text not in TEXT_MODES:
             raise ValueError(f"text must be one of {list(TEXT_MODES)}, got {self.text!r}")
-        s = {name: _check_range(getattr(self, name), name) for name in LIMITS}
+        s: dict[str, Any] = {name: check_int(getattr(self, name), name, minimum=low, maximum=high)
+                             for name, (low, high) in LIMITS.items()}
         if s["dim"] % s["heads"]:
             raise ValueError(f"dim ({s['dim']}) must be a multiple of heads ({s['heads']})")
-        s["id_dropout"] = _check_real(self.id_dropout, "id_dropout", 0.0, 1.0, high_open=True)
-        s["dropout"] = _check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
+        s["id_dropout"] = check_real(self.id_dropout, "id_dropout", low=0.0, high=1.0, high_open=True)
+        s["dropout"] = check_real(self.dropout, "dropout", low=0.0, high=1.0, high_open=True)
         s["hidden"] = 2 * s["dim"] if self.hidden is None else check_int(self.hidden, "hidden", minimum=1)
-        s["lr"] = _check_real(self.lr, "lr", 0.0, 10.0, low_open=True)
-        s["weight_decay"] = _check_real(self.weight_decay, "weight_decay", 0.0, 1e3)
+        s["lr"] = check_real(self.lr, "lr", low=0.0, high=10.0, low_open=True)
+        s["weight_decay"] = check_real(self.weight_decay, "weight_decay", low=0.0, high=1e3)
         s["batch_size"] = check_int(self.batch_size, "batch_size", minimum=1)
         s["patience"] = check_int(self.patience, "patience", minimum=1)
-        s["request_rate"] = _check_real(self.request_rate, "request_rate", 0.0, 1.0)
+        s["request_rate"] = check_real(self.request_rate, "request_rate", low=0.0, high=1.0)
         s["full_softmax_max_items"] = check_int(self.full_softmax_max_items,
                                                 "full_softmax_max_items", minimum=1)
         s["n_negatives"] = check_int(self.n_negatives, "n_negatives", minimum=1)
@@ -239,7 +219,7 @@ class SequenceTowers(Estimator):
             raise NotImplementedError(
                 "text='finetune' (fine-tuning the encoder's top layers) is not implemented "
                 "yet; use text='frozen' (frozen encoder vectors) or text=None (ids only)")
-        validation = _check_real(validation, "validation", 0.0, 1.0, high_open=True)
+        validation = check_real(validation, "validation", low=0.0, high=1.0, high_open=True)
         if isinstance(epochs, str):
             if epochs != "auto":
                 raise ValueError(f"epochs must be a positive int or 'auto', got {epochs!r}")
@@ -340,9 +320,9 @@ class SequenceTowers(Estimator):
     # ------------------------------------------------------------------ serving
 
     def _touch(self) -> None:
-        self._item_matrix_cache = None
-        self._numpy_tower = None
-        self._item_matrix_np = None
+        self._item_matrix_cache: Any = None
+        self._numpy_tower: Any = None
+        self._item_matrix_np: Any = None
 
     def _item_matrix(self) -> Any:
         """g for every known item (torch float32 (n_items_, dim)), cached."""
@@ -416,7 +396,7 @@ class SequenceTowers(Estimator):
         W = int(self.module_.user.max_history)
         if len(H) == 1:
             return self._one_user_vector(H[0], None if ts is None else ts[0],
-                                         None if has is None or not has[0] else R[0])
+                                         None if R is None or has is None or not has[0] else R[0])
         out = np.empty((len(H), self.module_.user.norm.normalized_shape[0]), dtype=np.float32)
         G = self._item_matrix()
         with torch_threads(self._threads()), torch.inference_mode():
@@ -430,7 +410,7 @@ class SequenceTowers(Estimator):
                             for u in range(start, stop)]
                 packed = pack(prefixes, gaps)
                 req = has_req = None
-                if has is not None and has[start:stop].any():
+                if R is not None and has is not None and has[start:stop].any():
                     req = torch.from_numpy(R[start:stop])
                     has_req = torch.from_numpy(has[start:stop])
                 out[start:stop] = interest(self.module_, G, packed, req, has_req).numpy()
@@ -442,10 +422,10 @@ class SequenceTowers(Estimator):
         from llmrec.towers._numpy_forward import NumpyUserTower
         from llmrec.towers.training import gap_buckets
 
-        if getattr(self, "_numpy_tower", None) is None:
-            self._numpy_tower = NumpyUserTower(self.module_)
+        tower: NumpyUserTower | None = getattr(self, "_numpy_tower", None)
+        if tower is None:
+            tower = self._numpy_tower = NumpyUserTower(self.module_)
             self._item_matrix_np = self._item_matrix().numpy()
-        tower = self._numpy_tower
         h = history[-tower.max_history:]
         gaps = None
         if self.uses_timestamps_ and timestamps is not None:
@@ -592,14 +572,17 @@ def _split_validation(H: list[np.ndarray], ts: list[np.ndarray] | None, n_items:
     val_users = np.sort(rng.choice(eligible, size=n_val, replace=False)) if n_val else eligible[:0]
     sequences = list(H)
     train_gaps = list(gaps) if gaps is not None else None
-    prefixes, val_gaps, targets, seen = [], [] if gaps is not None else None, [], []
+    prefixes: list[np.ndarray] = []
+    targets: list[int] = []
+    seen: list[np.ndarray] = []
+    val_gaps: list[np.ndarray] | None = [] if gaps is not None else None
     for u in val_users:
         h = H[u]
         sequences[u] = h[:-1]
-        if train_gaps is not None:
+        if gaps is not None and train_gaps is not None:
             train_gaps[u] = gaps[u][:-1]
         prefixes.append(h[:-1])
-        if val_gaps is not None:
+        if gaps is not None and val_gaps is not None:
             val_gaps.append(gaps[u][:-1])
         targets.append(h[-1])
         seen.append(np.setdiff1d(h[:-1], h[-1:]))

@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._fileformat import FormatError, load_arrays, save_arrays
+from llmrec._fileformat import load_arrays, save_arrays
+from llmrec._validate import meta_int
+from llmrec.exceptions import FormatError
 
 KIND = "SequenceTowers"
 KIND_VERSION = 1
@@ -56,13 +58,6 @@ def towers_to_arrays(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]
     return meta, arrays
 
 
-def _meta_int(meta: dict[str, Any], key: str, path: Any, minimum: int = 0) -> int:
-    value = meta.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise FormatError(f"{path}: meta field {key!r} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def load_towers(cls: type, path: str | os.PathLike[str], *, encoder: Any, verify: bool) -> Any:
     """Read a model written by :func:`save_towers`."""
     meta, arrays, _ = load_arrays(path, KIND, max_kind_version=KIND_VERSION, verify=verify)
@@ -84,9 +79,9 @@ def towers_from_arrays(cls: type, meta: dict[str, Any], arrays: dict[str, np.nda
         s = model._settings()
     except (KeyError, TypeError, ValueError) as exc:
         raise FormatError(f"{path}: invalid parameters in the file ({exc})") from exc
-    n_items = _meta_int(meta, "n_items", path, 1)
-    n_id_rows = _meta_int(meta, "n_id_rows", path, 0)
-    text_dim = _meta_int(meta, "text_dim", path, 0)
+    n_items = meta_int(meta, "n_items", path, minimum=1)
+    n_id_rows = meta_int(meta, "n_id_rows", path, minimum=0)
+    text_dim = meta_int(meta, "text_dim", path, minimum=0)
     if n_id_rows > n_items:
         raise FormatError(f"{path}: n_id_rows {n_id_rows} > n_items {n_items}")
     has_id = arrays.get("has_id")

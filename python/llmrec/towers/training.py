@@ -77,7 +77,7 @@ def pack(prefixes: Sequence[np.ndarray], gaps: Sequence[np.ndarray] | None) -> P
         if m:
             items[r, s - m:] = p
         valid[r, s - m - 1:] = True
-        if gap is not None and m:
+        if gaps is not None and gap is not None and m:
             gap[r, s - m:] = gaps[r]
     return Packed(torch.from_numpy(items), torch.from_numpy(valid),
                   None if gap is None else torch.from_numpy(gap))
@@ -149,13 +149,15 @@ def _training_rows(data: TrainData, users: np.ndarray, s: Settings, rng: np.rand
                    ) -> tuple[Packed, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Packed inputs, targets (b, slots) with -1 where none, request ids and mask."""
     W = s.max_history
-    prefixes, gaps, targets = [], [] if data.gaps is not None else None, []
+    prefixes: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    gaps: list[np.ndarray] | None = [] if data.gaps is not None else None
     for u in users:
         seq = data.sequences[u]
         start = max(0, len(seq) - (W + 1))
         prefixes.append(seq[start:-1])
         targets.append(seq[start:])
-        if gaps is not None:
+        if gaps is not None and data.gaps is not None:
             gaps.append(data.gaps[u][start:len(seq) - 1])
     packed = pack(prefixes, gaps)
     slots = packed.items.shape[1]
@@ -179,7 +181,7 @@ def _loss(net: Towers, data: TrainData, s: Settings, packed: Packed, target: tor
     keep = data.has_id.float()
     if s.id_dropout > 0:
         keep = keep * (torch.rand(data.n_items) >= s.id_dropout).float()
-    request_text = data.text[request] if request is not None else None
+    request_text = data.text[request] if request is not None and data.text is not None else None
     rows = target >= 0
     if sample_q is None:
         G = _item_vectors(net, data, None, keep)
