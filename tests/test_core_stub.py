@@ -33,5 +33,6 @@ def test_the_stub_names_every_bound_function():
 
     stub = (TOOL.parent.parent / "python" / "llmrec" / "_core.pyi").read_text(encoding="utf-8")
     public = [name for name in dir(_core) if not name.startswith("__")]
-    missing = [name for name in public if f"def {name}(" not in stub and f"{name}: " not in stub]
+    missing = [name for name in public
+               if f"def {name}(" not in stub and f"{name}: " not in stub and f"class {name}" not in stub]
     assert not missing, f"bound names missing from the stub: {missing}"
