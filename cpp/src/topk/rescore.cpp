@@ -13,6 +13,23 @@
 namespace llmrec::topk {
 namespace {
 
+// int8 row · float32 query: a few hundred candidates per request, so a plain loop with
+// independent accumulators (vectorised by the compiler) is enough.
+float dot_int8(const int8_t* row, const float* query, std::size_t d) {
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  std::size_t j = 0;
+  for (; j + 4 <= d; j += 4)
+    for (std::size_t l = 0; l < 4; ++l) acc[l] += static_cast<float>(row[j + l]) * query[j + l];
+  for (; j < d; ++j) acc[0] += static_cast<float>(row[j]) * query[j];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+float term_dot(const RescoreTerm& term, std::size_t item, std::size_t q, simd::DotF32Fn dot) {
+  const float value = term.codes ? dot_int8(term.codes + item * term.d, term.queries + q * term.d, term.d)
+                                 : dot(term.matrix + item * term.d, term.queries + q * term.d, term.d);
+  return term.row_scale ? value * term.row_scale[item] : value;
+}
+
 void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* terms,
                    std::size_t n_terms, std::size_t q, float offset, std::size_t k,
                    simd::DotF32Fn dot, std::vector<std::pair<float, int64_t>>& kept,
@@ -23,7 +40,9 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
     if (item < 0) continue;
     if (j + 1 < c && candidates[j + 1] >= 0) {  // gathers defeat the hardware prefetcher
       const std::size_t next = static_cast<std::size_t>(candidates[j + 1]);
-      for (std::size_t t = 0; t < n_terms; ++t) __builtin_prefetch(terms[t].matrix + next * terms[t].d);
+      for (std::size_t t = 0; t < n_terms; ++t)
+        __builtin_prefetch(terms[t].codes ? static_cast<const void*>(terms[t].codes + next * terms[t].d)
+                                          : static_cast<const void*>(terms[t].matrix + next * terms[t].d));
     }
     double score = -static_cast<double>(offset);
     for (std::size_t t = 0; t < n_terms; ++t) {
@@ -31,7 +50,7 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
       if (term.applies && !term.applies[item]) {
         score += term.fallback[q];
       } else {
-        score += dot(term.matrix + static_cast<std::size_t>(item) * term.d, term.queries + q * term.d, term.d);
+        score += term_dot(term, static_cast<std::size_t>(item), q, dot);
       }
     }
     const float value = static_cast<float>(score);
