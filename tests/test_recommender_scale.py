@@ -137,8 +137,8 @@ def test_scale_benchmark_recall_check_small_catalogue():
 def test_memory_per_item_accounts_the_arrays(model):
     memory = model.memory_per_item()
     f = model._items.V.shape[1]
-    assert memory["V"] == 4 * f and memory["Vn"] == 4 * f
-    assert memory["E"] == 4 * model._items.E.shape[1]
+    assert memory["V"] == 4 * f and memory["inv_norm"] == 4  # unit factors: derived
+    assert memory["E"] == 4 * model._items.E.shape[1]  # float32 text below 50,000 items
     assert memory["total"] == pytest.approx(sum(v for k, v in memory.items() if k != "total"))
 
 
