@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import subprocess
 import sys
@@ -76,11 +77,38 @@ def scale(args: argparse.Namespace) -> None:
                   f"{_available_mb() / 1024:.1f} GiB available (--force to run)", flush=True)
             continue
         command = [sys.executable, str(HERE / "bench_recommender.py"), "scale-one", "--items", str(n),
-                   "--index", args.index, "--repeats", str(args.repeats), "--per-user", str(args.per_user),
-                   "--recall-users", str(args.recall_users), "--candidates", str(args.candidates)]
-        if args.probes:
-            command += ["--probes", str(args.probes)]
+                   *_shared_arguments(args)]
         subprocess.run(command, check=True)
+
+
+def _shared_arguments(args: argparse.Namespace) -> list[str]:
+    out = ["--index", args.index, "--repeats", str(args.repeats), "--per-user", str(args.per_user),
+           "--recall-users", str(args.recall_users), "--candidates", str(args.candidates),
+           "--validation", str(args.validation), "--iterations", str(args.iterations),
+           "--text-storage", args.text_storage]
+    if args.probes:
+        out += ["--probes", str(args.probes)]
+    if args.probes_sweep:
+        out += ["--probes-sweep", *map(str, args.probes_sweep)]
+    return out
+
+
+def _set_probes(rec, probes: int) -> None:
+    """Probes of every partitioned stage-1 channel (a benchmark knob: ``probes=`` at fit)."""
+    for channel in rec._items.index.channels():
+        if hasattr(channel, "probes"):
+            channel.probes = min(probes, channel.partitions)
+
+
+def _probes_sweep(rec, users, args) -> None:
+    """recommend p50 / p99 and recall@10 at each probe count (same users)."""
+    from llmrec.recommender.recall import staged_recall
+
+    for probes in args.probes_sweep:
+        _set_probes(rec, probes)
+        times = [_timed(lambda: rec.recommend(u, 10)) for u in users][5:]
+        recall = staged_recall(rec, users[:args.recall_users], 10)
+        print(f"  probes {probes}: recommend {_percentiles(times)}, recall@10 {recall:.4f}", flush=True)
 
 
 def scale_one(args: argparse.Namespace) -> None:
@@ -101,8 +129,14 @@ def scale_one(args: argparse.Namespace) -> None:
     rss0 = _rss_mb()
     start = time.perf_counter()
     rec = llmrec.Recommender(encoder=StandInEncoder(), random_state=0, num_threads=2, index=args.index,
-                             candidates=args.candidates, probes=args.probes or None)
+                             candidates=args.candidates, probes=args.probes or None,
+                             validation=args.validation, iterations=args.iterations,
+                             text_storage=args.text_storage,
+                             **({"regularization": 20.0} if args.validation == 0 else {}))
+    logging.basicConfig(level=logging.WARNING, format="  [log] %(message)s", stream=sys.stdout)
+    logging.getLogger("llmrec").setLevel(logging.INFO)  # where fit time goes, stage by stage
     rec.fit(interactions, items=items)
+    logging.getLogger("llmrec").setLevel(logging.WARNING)
     fit_s = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"fit {fit_s:.0f} s, peak RSS {peak / 1024:.2f} GiB (process; {rss0 / 1024:.2f} GiB before fit); "
@@ -123,6 +157,11 @@ def scale_one(args: argparse.Namespace) -> None:
     recall = staged_recall(rec, users[:args.recall_users], 10)
     print(f"recall@10 two-stage vs exact full ranking ({args.recall_users} users): {recall:.4f} "
           f"(target ≥ 0.95)", flush=True)
+    if args.probes_sweep:
+        default = rec._items.index.behaviour.probes if hasattr(rec._items.index.behaviour, "probes") else None
+        _probes_sweep(rec, users, args)
+        if default is not None:
+            _set_probes(rec, default)
     item_ids = rec._item_map.ids
     updates = [_timed(lambda: rec.update(u, item_ids[rng.integers(0, n, 2)].tolist())) for u in users[:200]]
     print(f"update(user, 2 items): {_percentiles(updates[5:])}", flush=True)
@@ -176,6 +215,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--recall-users", type=int, default=100)
         p.add_argument("--candidates", type=int, default=256)
         p.add_argument("--probes", type=int, default=0)
+        p.add_argument("--probes-sweep", type=int, nargs="*", default=[])
+        p.add_argument("--validation", type=float, default=0.2)
+        p.add_argument("--iterations", type=int, default=15)
+        p.add_argument("--text-storage", default="auto")
     serve = sub.add_parser("scale-serve")
     serve.add_argument("model")
 

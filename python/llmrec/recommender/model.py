@@ -397,7 +397,8 @@ class Recommender(PairScores, Estimator):
 
         feedback, histories = build(event_choices[0])
 
-        E = self._encode_for_fit(texts, s, show_progress) if use_text else None
+        with stage(log, "Recommender.fit: encode item texts", items=len(texts) if use_text else 0):
+            E = self._encode_for_fit(texts, s, show_progress) if use_text else None
         profile = None
         if profiles is not None and use_text:
             profile = np.zeros((n_users, E.shape[1]), dtype=np.float32)
@@ -448,9 +449,11 @@ class Recommender(PairScores, Estimator):
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
-        built = self._build_items(s, als, E, P, Q, towers)
-        users = self._user_vectors(built, als, all_histories, profile, towers=towers,
-                                   weights=all_weights, dislikes=all_dislikes)
+        with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
+            built = self._build_items(s, als, E, P, Q, towers)
+        with stage(log, "Recommender.fit: user vectors", users=n_users):
+            users = self._user_vectors(built, als, all_histories, profile, towers=towers,
+                                       weights=all_weights, dislikes=all_dislikes)
         self._install(built, als, users, labels,
                       LateItems(np.flatnonzero(built.warm == 0), TRANSITION_WINDOW), towers)
         home = dict(weights)
@@ -623,8 +626,8 @@ class Recommender(PairScores, Estimator):
         signals = scoring.make_signals(weights, self._geometry, query=query, **vectors)
         pool = k if diversity == 0 else max(5 * k, 50)
         C = min(max(s["candidates"], 4 * pool), n_items)
-        removed = catalogue.removed_mask(snap, n_items)
         if C >= n_items and allow_rows is None:
+            removed = catalogue.removed_mask(snap, n_items)
             candidates = np.broadcast_to(np.arange(n_items), (n, n_items)).copy()
             if isinstance(exclude, list):
                 for row, ids in enumerate(exclude):
@@ -639,7 +642,7 @@ class Recommender(PairScores, Estimator):
             # by their current rows (update rewrites them in the index).
             candidates = items.index.search(signals, self._geometry, C, exclude, allow_rows)
             candidates = np.where(candidates < n_items, candidates, -1)
-            candidates = catalogue.drop_removed(candidates, removed)
+            candidates = catalogue.drop_removed(candidates, snap.removed)
         ids, top = scoring.rescore(items, signals, candidates, pool, self._geometry.mean_E,
                                    s["num_threads"], self._geometry.mean_G)
         if diversity == 0:
@@ -859,9 +862,8 @@ class Recommender(PairScores, Estimator):
             history, like_weights = record["items"][liked], record["weight"][liked]
             dislikes = (record["items"][~liked], record["weight"][~liked])
             touched = self._late_items.record(user, rows[~disliked], previous)
-            removed = catalogue.removed_mask(snap, snap.n_items)
-            if removed is not None and len(touched):  # removed items are not re-solved
-                touched = touched[removed[touched] == 0]
+            if len(touched):  # removed items are not re-solved
+                touched = touched[catalogue.drop_removed(touched, snap.removed) >= 0]
             patch = self._refresh_items(touched, snap, {user: history}) if len(touched) else None
             if patch is not None:  # stage 1 searches their new rows from now on
                 snap.items.index.update_behaviour(patch["rows"], patch["V"], patch["Q"])
@@ -1014,7 +1016,7 @@ class Recommender(PairScores, Estimator):
                                self._feedback.get(int(users[0])))
         with self._publisher.pin(gather) as (snap, ((vectors, history), record)):
             item = int(self._item_rows(snap, [item_id], "item_id")[0])
-            cited = catalogue.drop_removed(history[0], catalogue.removed_mask(snap, snap.n_items))
+            cited = catalogue.drop_removed(history[0], snap.removed)
             return explain_score(self, snap, vectors, cited[cited >= 0], item, record)
 
     # ------------------------------------------------------------------ a living catalogue

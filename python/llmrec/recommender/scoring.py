@@ -30,11 +30,20 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
+COVARIANCE_ROWS = 65_536  # rows converted to float64 at a time (not the whole matrix)
+
+
 def covariance(matrix: np.ndarray) -> np.ndarray:
-    """Covariance of the rows (float64, d × d)."""
-    X = matrix.astype(np.float64)
-    mean = X.mean(axis=0)
-    return (X.T @ X) / max(len(X), 1) - np.outer(mean, mean)
+    """Covariance of the rows (float64, d × d), accumulated over blocks of rows: a float64
+    copy of 1M × 384 text vectors would be 3 GB of peak memory at fit."""
+    n, d = matrix.shape
+    gram, total = np.zeros((d, d)), np.zeros(d)
+    for start in range(0, n, COVARIANCE_ROWS):
+        X = np.asarray(matrix[start:start + COVARIANCE_ROWS], dtype=np.float64)
+        gram += X.T @ X
+        total += X.sum(axis=0)
+    mean = total / max(n, 1)
+    return gram / max(n, 1) - np.outer(mean, mean)
 
 
 class Items(NamedTuple):
