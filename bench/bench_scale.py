@@ -90,6 +90,8 @@ def _shared_arguments(args: argparse.Namespace) -> list[str]:
         out += ["--probes", str(args.probes)]
     if args.probes_sweep:
         out += ["--probes-sweep", *map(str, args.probes_sweep)]
+    if args.model:
+        out += ["--model", args.model]
     return out
 
 
@@ -114,7 +116,6 @@ def _probes_sweep(rec, users, args) -> None:
 def scale_one(args: argparse.Namespace) -> None:
     import llmrec
     from llmrec.datasets import synthetic
-    from llmrec.recommender.recall import staged_recall
 
     sys.path.insert(0, str(HERE))
     from bench_recommender import StandInEncoder
@@ -128,6 +129,33 @@ def scale_one(args: argparse.Namespace) -> None:
           f"(data {time.perf_counter() - start:.0f} s); 2 threads; stand-in 384-d text", flush=True)
     rss0 = _rss_mb()
     start = time.perf_counter()
+    saved = Path(args.model) if args.model else None
+    if saved is not None and saved.exists():  # serving figures of a model fitted earlier
+        rec = llmrec.Recommender.load(saved, encoder=StandInEncoder())
+        print(f"loaded {saved} (not fitted here): {time.perf_counter() - start:.0f} s", flush=True)
+    else:
+        rec = _fit(args, interactions, items, rss0, start)
+        if saved is not None:
+            rec.save(saved)
+    _serve(args, rec, n)
+    with tempfile.TemporaryDirectory() as folder:
+        if saved is None:
+            saved = Path(folder) / "model"
+            rec.save(saved)
+        del rec, interactions, items
+        served = subprocess.run([sys.executable, str(HERE / "bench_recommender.py"), "scale-serve",
+                                 str(saved)], check=True, capture_output=True, text=True)
+        grown = json.loads(served.stdout.strip().splitlines()[-1])
+        print(f"served model: {grown['mb'] / 1024:.2f} GiB resident after load + one request, "
+              f"{grown['mb'] * 2**20 / n:.0f} bytes per item (load {grown['load_s']:.0f} s)"
+              f"{'  (target ≤ 1024 at 10M)' if n >= 10_000_000 else ''}", flush=True)
+
+
+def _fit(args: argparse.Namespace, interactions, items, rss0: float, start: float):
+    import llmrec
+
+    from bench_recommender import StandInEncoder
+
     rec = llmrec.Recommender(encoder=StandInEncoder(), random_state=0, num_threads=2, index=args.index,
                              candidates=args.candidates, probes=args.probes or None,
                              validation=args.validation, iterations=args.iterations,
@@ -142,6 +170,13 @@ def scale_one(args: argparse.Namespace) -> None:
     print(f"fit {fit_s:.0f} s, peak RSS {peak / 1024:.2f} GiB (process; {rss0 / 1024:.2f} GiB before fit); "
           f"validation: {rec.validation_.get('users', 0)} users, "
           f"{rec.validation_.get('grid', 'full catalogue')}", flush=True)
+    return rec
+
+
+def _serve(args: argparse.Namespace, rec, n: int) -> None:
+    """The serving figures of a fitted (or loaded) model; it is changed by the writes."""
+    from llmrec.recommender.recall import staged_recall
+
     print(f"{rec.index_info_}", flush=True)
     memory = rec.memory_per_item()
     print("memory per item (bytes): " + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()), flush=True)
@@ -176,15 +211,6 @@ def scale_one(args: argparse.Namespace) -> None:
         print(f"remove_items(1 item): {_percentiles(removes[5:])}", flush=True)
     else:
         print("remove_items: not in this Recommender (the catalogue branch adds it)", flush=True)
-    with tempfile.TemporaryDirectory() as folder:
-        rec.save(Path(folder) / "model")
-        del rec, interactions, items
-        served = subprocess.run([sys.executable, str(HERE / "bench_recommender.py"), "scale-serve",
-                                 str(Path(folder) / "model")], check=True, capture_output=True, text=True)
-        grown = json.loads(served.stdout.strip().splitlines()[-1])
-        print(f"served model: {grown['mb'] / 1024:.2f} GiB resident after load + one request, "
-              f"{grown['mb'] * 2**20 / n:.0f} bytes per item (load {grown['load_s']:.0f} s)"
-              f"{'  (target ≤ 1024 at 10M)' if n >= 10_000_000 else ''}", flush=True)
 
 
 def scale_serve(args: argparse.Namespace) -> None:
@@ -219,6 +245,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--validation", type=float, default=0.2)
         p.add_argument("--iterations", type=int, default=15)
         p.add_argument("--text-storage", default="auto")
+        p.add_argument("--model", default="", help="a directory: load the model there if it exists, "
+                       "else fit and save it there (serving runs without refitting)")
     serve = sub.add_parser("scale-serve")
     serve.add_argument("model")
 
