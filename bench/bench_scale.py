@@ -19,7 +19,11 @@ MiniLM), ``num_threads=2``. Reported:
   runs one request; its RSS growth over an import-only baseline, per item.
 
 A size whose estimated peak exceeds the memory available now (``MemAvailable``) is
-skipped with a note (``--force`` runs it anyway).
+skipped with a note (``--force`` runs it anyway). ``--model DIR`` saves the fitted model
+there, or loads it when DIR exists (the serving figures without refitting: said so in
+the output). ``--probes-sweep`` reports latency and recall at other probe counts; the
+fit logs its stages (where fit time goes). ``--validation 0 --iterations 3`` makes a
+cheaper fit (reported as such).
 """
 
 from __future__ import annotations
