@@ -13,8 +13,10 @@ factors, whose norms span four orders of magnitude (200k synthetic items: 1e-4 t
 median 0.006): every small row lifts to nearly the same direction, and one list held
 68 % of the items, so a request scanned most of the catalogue (41 ms at 1M items).
 Rows are therefore split into norm bands (norms within a factor BAND_RATIO of the band's
-largest), each with its own lists and M; probes are shared among the bands in
-proportion to their lists, and their candidates merged by their (approximate) scores.
+largest), each with its own lists and M, searched from the largest norms down until a
+band's bound |q|·M cannot beat the k-th best score found (Cauchy–Schwarz), their
+candidates merged by their (approximate) scores. 200k synthetic items, 5 bands: recall@10
+0.99, p50 0.87 ms (loaded); one lift: one list held 68 % of the items.
 
 Writes: items added after the build and rows re-solved by ``update`` go to a small exact
 side index ("delta", keyed by item row) searched with the bands; a re-solved row's old
@@ -130,8 +132,8 @@ class PartitionedChannel:
     codec : "sq8" or "pq4".
     partitions, probes : int or None. Lists per band: ``partitions`` split among the
         bands by size (None: :func:`default_partitions` of each band). ``probes``: lists
-        scanned per search over all bands, shared in proportion to their lists (None:
-        :func:`default_probes` of the total); probes ≥ partitions scans every list.
+        scanned in each band searched (None: :func:`default_probes` of its lists); probes
+        ≥ partitions scans every list.
     """
 
     def __init__(self, rows: np.ndarray, codec: str, num_threads: int, random_state: Any,
@@ -154,7 +156,7 @@ class PartitionedChannel:
                                    random_state=random_state, num_threads=num_threads)
             self.bands.append(_Band(band_rows, index, lift))
         self.partitions = sum(band.index.partitions for band in self.bands)
-        self.probes = default_probes(self.partitions) if probes is None else int(probes)
+        self.probes = probes
         self.n_main = n
         self.n_rows = n
         self.delta: ExactIndex | None = None
@@ -165,12 +167,17 @@ class PartitionedChannel:
         return self._probes
 
     @probes.setter
-    def probes(self, value: int) -> None:
-        """Total lists probed; each band gets its share of its lists (at least one)."""
-        self._probes = min(int(value), self.partitions)
-        share = self._probes / self.partitions
-        self._band_probes = [max(1, min(b.index.partitions, round(share * b.index.partitions)))
-                             for b in self.bands]
+    def probes(self, value: int | None) -> None:
+        """Lists probed in each band searched (at most its lists); None: each band's
+        :func:`default_probes`. Bands below the k-th best score are not searched at all
+        (see :meth:`search`), so the top bands, which hold the best scores, get full
+        probes (proportional shares left them 9 of 283 lists at 200k items: recall 0.83)."""
+        if value is None:
+            self._band_probes = [default_probes(b.index.partitions) for b in self.bands]
+            self._probes = max(self._band_probes)
+        else:
+            self._probes = min(int(value), self.partitions)
+            self._band_probes = [min(b.index.partitions, int(value)) for b in self.bands]
 
     @property
     def dim(self) -> int:
@@ -226,6 +233,15 @@ class PartitionedChannel:
             if len(local):
                 band.index.remove(local)
 
+    def _search_delta(self, queries: np.ndarray, k: int, exclude: Any, allow: Any, ids: list,
+                      scores: list) -> None:
+        delta_allow = None if allow is None else np.asarray(allow, dtype=np.int64)
+        if delta_allow is None or len(delta_allow):
+            found, score = self.delta.search(queries, min(k, len(self.delta)), exclude=exclude,
+                                             allow=delta_allow)
+            ids.append(found)
+            scores.append(score)
+
     def compact(self) -> None:
         """Reclaim the storage of removed rows (rows keep their ids: the bands' positions)."""
         for band in self.bands:
@@ -249,7 +265,14 @@ class PartitionedChannel:
         ids, scores = [], []
         lifted = np.zeros((nq, queries.shape[1] + 1), dtype=np.float32)
         lifted[:, :-1] = queries
+        # Bands from the largest norms down: a band whose rows cannot beat the k-th best
+        # score found so far (|q|·M_b ≤ it, Cauchy–Schwarz) is skipped with every band below.
+        reach = np.linalg.norm(queries.astype(np.float64), axis=1)
+        if self.delta is not None and len(self.delta):
+            self._search_delta(queries, k, exclude, allow, ids, scores)
         for band, probes in zip(self.bands, self._band_probes):
+            if ids and bool((_kth(np.hstack(scores), k) >= reach * band.lift).all()):
+                break
             band_allow = None if allow is None else band.local(np.asarray(allow, dtype=np.int64))
             if band_allow is not None and not len(band_allow):
                 continue
@@ -258,16 +281,16 @@ class PartitionedChannel:
                                              allow=band_allow, probes=probes)
             ids.append(np.where(found >= 0, band.rows[np.maximum(found, 0)], -1))
             scores.append(score)
-        if self.delta is not None and len(self.delta):
-            delta_allow = None if allow is None else np.asarray(allow, dtype=np.int64)
-            if delta_allow is None or len(delta_allow):
-                found, score = self.delta.search(queries, min(k, len(self.delta)), exclude=exclude,
-                                                 allow=delta_allow)
-                ids.append(found)
-                scores.append(score)
         if not ids:
             return np.full((nq, 1), -1, dtype=np.int64), None
         return _best(np.hstack(ids), np.hstack(scores), k), None
+
+
+def _kth(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k-th best score (-inf when it has fewer than k)."""
+    if scores.shape[1] < k:
+        return np.full(len(scores), -np.inf)
+    return -np.partition(-np.where(np.isfinite(scores), scores, -np.inf), k - 1, axis=1)[:, k - 1]
 
 
 def _as_lists(exclude: Any, nq: int) -> list[np.ndarray] | None:
