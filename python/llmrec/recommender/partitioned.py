@@ -326,7 +326,8 @@ def describe(kind: str, requested: str, n_items: int, channel: Any) -> str:
     """One line saying what stage 1 uses, for the log and ``Recommender.index_info_``."""
     what = f"stage-1 index {kind!r} for {n_items:,} items"
     if isinstance(channel, PartitionedChannel):
-        what += f" ({channel.partitions} lists, {channel.probes} probed)"
+        what += (f" ({channel.partitions} lists in {len(channel.bands)} norm bands, up to "
+                 f"{channel.probes} probed per band searched)")
     if requested == "auto":
         what += (f" (index='auto': exact below {AUTO_FLAT_ITEMS:,} items, flat sq8 below "
                  f"{AUTO_IVF_ITEMS:,}, inverted lists above)")

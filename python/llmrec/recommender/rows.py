@@ -82,11 +82,6 @@ class Int8Rows:
         scales[self.n:] = new.scales
         return Int8Rows(codes, scales)
 
-    def score_error(self, rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        """The largest possible |x·q − x̂·q| of rows against queries (nq, d): (s/2)·‖q‖₁,
-        (nq, len(rows))."""
-        return 0.5 * np.abs(np.asarray(queries, np.float64)).sum(axis=1)[:, None] * self.scales[rows][None, :]
-
 
 class UnitRows:
     """V / ‖V‖ row by row (0 where ``inv_norm`` is 0), derived on access; see the module
