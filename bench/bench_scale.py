@@ -19,13 +19,18 @@ MiniLM), ``num_threads=2``. Reported:
   runs one request; its RSS growth over an import-only baseline, per item.
 
 A size whose estimated peak exceeds the memory available now (``MemAvailable``) is
-skipped with a note (``--force`` runs it anyway).
+skipped with a note (``--force`` runs it anyway). ``--model DIR`` saves the fitted model
+there, or loads it when DIR exists (the serving figures without refitting: said so in
+the output). ``--probes-sweep`` reports latency and recall at other probe counts; the
+fit logs its stages (where fit time goes). ``--validation 0 --iterations 3`` makes a
+cheaper fit (reported as such).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import subprocess
 import sys
@@ -76,17 +81,45 @@ def scale(args: argparse.Namespace) -> None:
                   f"{_available_mb() / 1024:.1f} GiB available (--force to run)", flush=True)
             continue
         command = [sys.executable, str(HERE / "bench_recommender.py"), "scale-one", "--items", str(n),
-                   "--index", args.index, "--repeats", str(args.repeats), "--per-user", str(args.per_user),
-                   "--recall-users", str(args.recall_users), "--candidates", str(args.candidates)]
-        if args.probes:
-            command += ["--probes", str(args.probes)]
+                   *_shared_arguments(args)]
         subprocess.run(command, check=True)
+
+
+def _shared_arguments(args: argparse.Namespace) -> list[str]:
+    out = ["--index", args.index, "--repeats", str(args.repeats), "--per-user", str(args.per_user),
+           "--recall-users", str(args.recall_users), "--candidates", str(args.candidates),
+           "--validation", str(args.validation), "--iterations", str(args.iterations),
+           "--text-storage", args.text_storage]
+    if args.probes:
+        out += ["--probes", str(args.probes)]
+    if args.probes_sweep:
+        out += ["--probes-sweep", *map(str, args.probes_sweep)]
+    if args.model:
+        out += ["--model", args.model]
+    return out
+
+
+def _set_probes(rec, probes: int) -> None:
+    """Probes of every partitioned stage-1 channel (a benchmark knob: ``probes=`` at fit)."""
+    for channel in rec._items.index.channels():
+        if hasattr(channel, "probes"):
+            channel.probes = min(probes, channel.partitions)
+
+
+def _probes_sweep(rec, users, args) -> None:
+    """recommend p50 / p99 and recall@10 at each probe count (same users)."""
+    from llmrec.recommender.recall import staged_recall
+
+    for probes in args.probes_sweep:
+        _set_probes(rec, probes)
+        times = [_timed(lambda: rec.recommend(u, 10)) for u in users][5:]
+        recall = staged_recall(rec, users[:args.recall_users], 10)
+        print(f"  probes {probes}: recommend {_percentiles(times)}, recall@10 {recall:.4f}", flush=True)
 
 
 def scale_one(args: argparse.Namespace) -> None:
     import llmrec
     from llmrec.datasets import synthetic
-    from llmrec.recommender.recall import staged_recall
 
     sys.path.insert(0, str(HERE))
     from bench_recommender import StandInEncoder
@@ -100,14 +133,54 @@ def scale_one(args: argparse.Namespace) -> None:
           f"(data {time.perf_counter() - start:.0f} s); 2 threads; stand-in 384-d text", flush=True)
     rss0 = _rss_mb()
     start = time.perf_counter()
+    saved = Path(args.model) if args.model else None
+    if saved is not None and saved.exists():  # serving figures of a model fitted earlier
+        rec = llmrec.Recommender.load(saved, encoder=StandInEncoder())
+        print(f"loaded {saved} (not fitted here): {time.perf_counter() - start:.0f} s", flush=True)
+    else:
+        rec = _fit(args, interactions, items, rss0, start)
+        if saved is not None:
+            rec.save(saved)
+    _serve(args, rec, n)
+    with tempfile.TemporaryDirectory() as folder:
+        if saved is None:
+            saved = Path(folder) / "model"
+            rec.save(saved)
+        del rec, interactions, items
+        served = subprocess.run([sys.executable, str(HERE / "bench_recommender.py"), "scale-serve",
+                                 str(saved)], check=True, capture_output=True, text=True)
+        grown = json.loads(served.stdout.strip().splitlines()[-1])
+        print(f"served model: {grown['mb'] / 1024:.2f} GiB resident after load + one request, "
+              f"{grown['mb'] * 2**20 / n:.0f} bytes per item (load {grown['load_s']:.0f} s)"
+              f"{'  (target ≤ 1024 at 10M)' if n >= 10_000_000 else ''}", flush=True)
+
+
+def _fit(args: argparse.Namespace, interactions, items, rss0: float, start: float):
+    import llmrec
+
+    from bench_recommender import StandInEncoder
+
     rec = llmrec.Recommender(encoder=StandInEncoder(), random_state=0, num_threads=2, index=args.index,
-                             candidates=args.candidates, probes=args.probes or None)
+                             candidates=args.candidates, probes=args.probes or None,
+                             validation=args.validation, iterations=args.iterations,
+                             text_storage=args.text_storage,
+                             **({"regularization": 20.0} if args.validation == 0 else {}))
+    logging.basicConfig(level=logging.WARNING, format="  [log] %(message)s", stream=sys.stdout)
+    logging.getLogger("llmrec").setLevel(logging.INFO)  # where fit time goes, stage by stage
     rec.fit(interactions, items=items)
+    logging.getLogger("llmrec").setLevel(logging.WARNING)
     fit_s = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"fit {fit_s:.0f} s, peak RSS {peak / 1024:.2f} GiB (process; {rss0 / 1024:.2f} GiB before fit); "
           f"validation: {rec.validation_.get('users', 0)} users, "
           f"{rec.validation_.get('grid', 'full catalogue')}", flush=True)
+    return rec
+
+
+def _serve(args: argparse.Namespace, rec, n: int) -> None:
+    """The serving figures of a fitted (or loaded) model; it is changed by the writes."""
+    from llmrec.recommender.recall import staged_recall
+
     print(f"{rec.index_info_}", flush=True)
     memory = rec.memory_per_item()
     print("memory per item (bytes): " + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()), flush=True)
@@ -123,6 +196,11 @@ def scale_one(args: argparse.Namespace) -> None:
     recall = staged_recall(rec, users[:args.recall_users], 10)
     print(f"recall@10 two-stage vs exact full ranking ({args.recall_users} users): {recall:.4f} "
           f"(target ≥ 0.95)", flush=True)
+    if args.probes_sweep:
+        default = rec._items.index.behaviour.probes if hasattr(rec._items.index.behaviour, "probes") else None
+        _probes_sweep(rec, users, args)
+        if default is not None:
+            _set_probes(rec, default)
     item_ids = rec._item_map.ids
     updates = [_timed(lambda: rec.update(u, item_ids[rng.integers(0, n, 2)].tolist())) for u in users[:200]]
     print(f"update(user, 2 items): {_percentiles(updates[5:])}", flush=True)
@@ -137,15 +215,6 @@ def scale_one(args: argparse.Namespace) -> None:
         print(f"remove_items(1 item): {_percentiles(removes[5:])}", flush=True)
     else:
         print("remove_items: not in this Recommender (the catalogue branch adds it)", flush=True)
-    with tempfile.TemporaryDirectory() as folder:
-        rec.save(Path(folder) / "model")
-        rec = interactions = items = None  # freed before the served process is measured
-        served = subprocess.run([sys.executable, str(HERE / "bench_recommender.py"), "scale-serve",
-                                 str(Path(folder) / "model")], check=True, capture_output=True, text=True)
-        grown = json.loads(served.stdout.strip().splitlines()[-1])
-        print(f"served model: {grown['mb'] / 1024:.2f} GiB resident after load + one request, "
-              f"{grown['mb'] * 2**20 / n:.0f} bytes per item (load {grown['load_s']:.0f} s)"
-              f"{'  (target ≤ 1024 at 10M)' if n >= 10_000_000 else ''}", flush=True)
 
 
 def scale_serve(args: argparse.Namespace) -> None:
@@ -176,6 +245,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--recall-users", type=int, default=100)
         p.add_argument("--candidates", type=int, default=256)
         p.add_argument("--probes", type=int, default=0)
+        p.add_argument("--probes-sweep", type=int, nargs="*", default=[])
+        p.add_argument("--validation", type=float, default=0.2)
+        p.add_argument("--iterations", type=int, default=15)
+        p.add_argument("--text-storage", default="auto")
+        p.add_argument("--model", default="", help="a directory: load the model there if it exists, "
+                       "else fit and save it there (serving runs without refitting)")
     serve = sub.add_parser("scale-serve")
     serve.add_argument("model")
 

@@ -107,7 +107,7 @@ def test_a_pinned_snapshot_is_never_changed_by_writers(data):
     rec = _fit(data)
     rec.add_items(_new_item(90_000))  # a late item: re-solved by every update that clicks it
     row = int(rec._item_map.rows([90_000], "i")[0])
-    names = ("V", "Vn", "P", "Q", "warm")
+    names = ("V", "inv_norm", "P", "Q", "warm")
     with rec._publisher.pin() as (snap, _):
         before = {name: getattr(snap.items, name).copy() for name in names}
         n, als_items, n_users = snap.n_items, snap.als.n_items_, snap.n_users
@@ -146,9 +146,9 @@ def test_item_rows_never_change_under_a_running_request(data):
     def read() -> None:
         while not done.is_set() and checks[0] < 200_000:
             with rec._publisher.pin() as (snap, _):
-                first = [getattr(snap.items, n)[rows].copy() for n in ("V", "Vn", "P", "Q")]
+                first = [getattr(snap.items, n)[rows].copy() for n in ("V", "inv_norm", "P", "Q")]
                 time.sleep(0)
-                second = [getattr(snap.items, n)[rows] for n in ("V", "Vn", "P", "Q")]
+                second = [getattr(snap.items, n)[rows] for n in ("V", "inv_norm", "P", "Q")]
                 if not all(np.array_equal(a, b) for a, b in zip(first, second)):
                     errors.append("a pinned item row changed")
             checks[0] += 1
@@ -322,7 +322,7 @@ def _state(rec: Recommender) -> dict:
     items = rec._items
     state = {"user_ids": rec._user_map.ids.copy(), "item_ids": rec._item_map.ids.copy(),
              "indptr": indptr.copy(), "hist": hist.copy()}
-    state.update({name: getattr(items, name).copy() for name in ("V", "Vn", "P", "Q", "E", "warm")})
+    state.update({name: getattr(items, name).copy() for name in ("V", "inv_norm", "P", "Q", "E", "warm")})
     state.update({f"user_{k}": v[:n].copy() for k, v in rec._users.items() if v is not None})
     r = rec.recommend(list(rec._user_map.ids), 10)
     state.update(ids=r.ids, scores=r.scores)

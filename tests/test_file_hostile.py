@@ -646,6 +646,17 @@ RECOMMENDER_ATTACKS = {
     "event names not strings": _rec_meta("event_names", value=[3]),
     "fitted event weights negative": _rec_meta("event_weights_fitted", value={"view": -1}),
     "settings rating rule": _rec_meta("settings", "rating_rule", value="stars"),
+    "settings text storage": _rec_meta("settings", "text_storage", value="int4"),
+    "inverse norms negative": _rec_array("inv_norm", lambda a: -np.abs(a) - 1),
+    "inverse norms rows": _rec_array("inv_norm", lambda a: a[:-1]),
+    "inverse norms and unit factors": lambda m, a: a.update(Vn=np.zeros((len(a["V"]), a["V"].shape[1]), np.float32)),
+    "neither inverse norms nor unit factors": lambda m, a: a.pop("inv_norm"),
+    "text codes and float text": lambda m, a: a.update(E_codes=np.zeros(a["E"].shape, np.int8),
+                                                        E_scales=np.zeros(len(a["E"]), np.float32)),
+    "text codes without scales": lambda m, a: a.update(E_codes=np.zeros(a.pop("E").shape, np.int8)),
+    "text scales negative": lambda m, a: a.update(E_codes=np.zeros(a.pop("E").shape, np.int8),
+                                                   E_scales=np.full(len(a["V"]), -1.0, np.float32)),
+    "text codes float": lambda m, a: a.update(E_codes=a.pop("E"), E_scales=np.ones(len(a["V"]), np.float32)),
 }
 
 
@@ -653,7 +664,7 @@ RECOMMENDER_ATTACKS = {
 def test_crafted_recommender_files_are_refused(tmp_path, saved_recommender, case):
     from llmrec import Recommender
     directory = _copy_model(saved_recommender, tmp_path / "model")
-    _rewrite(directory / "recommender.llmrec", "Recommender", RECOMMENDER_ATTACKS[case], max_kind_version=3)
+    _rewrite(directory / "recommender.llmrec", "Recommender", RECOMMENDER_ATTACKS[case], max_kind_version=5)
     with pytest.raises(FormatError):
         Recommender.load(directory, encoder=None)
 

@@ -117,11 +117,11 @@ def _reference_and_bound(model, user: int):
         x = model._users[name][user].astype(np.float64)
         sigma = np.sqrt(x @ cov @ x)
         if w[name] > 0 and sigma > 1e-12:
-            M = matrix.astype(np.float64)
+            M = np.asarray(matrix, dtype=np.float64)
             term = w[name] * (M @ x - M.mean(axis=0) @ x) / sigma
             size = w[name] * (np.abs(M) @ np.abs(x) + np.abs(M.mean(axis=0)) @ np.abs(x)) / sigma
             if name == "text":  # items without interactions take no part in text interest
-                term[~np.any(items.Vn != 0, axis=1)] = 0.0
+                term[items.warm == 0] = 0.0
             total += term
             magnitude += size
             d_max = max(d_max, M.shape[1])

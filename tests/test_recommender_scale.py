@@ -15,8 +15,10 @@ from llmrec import ALS, NotFittedError, Recommender, UnknownIdError
 from llmrec.datasets import to_csr
 from llmrec.evaluation import RecommenderAdapter, RowRecommender, auc, evaluate, sampled_auc, temporal_split
 from llmrec.recommender.calibration import fit_platt
-from llmrec.recommender.partitioned import (AUTO_FLAT_ITEMS, AUTO_IVF_ITEMS, _columns,
-                                            default_partitions, default_probes, resolve_index)
+from llmrec.recommender import partitioned
+from llmrec.recommender.partitioned import (AUTO_FLAT_ITEMS, AUTO_IVF_ITEMS, BAND_RATIO, _as_lists, _best,
+                                            default_partitions, default_probes, norm_bands,
+                                            resolve_index)
 from llmrec.recommender.recall import exact_top_k, staged_recall
 
 from recommender_helpers import WordEncoder, small_data
@@ -79,15 +81,81 @@ def test_ivf_added_items_are_searched(data):
     assert len(rec._items.index.behaviour) == len(items) + 5
 
 
-def test_partitioned_exclude_split_matches_numpy(rng):
+def test_partitioned_exclude_lists_match_numpy(rng):
     dense = rng.random((4, 30)) < 0.3
-    matrix = sp.csr_matrix(dense.astype(np.float32))
-    for start, stop in ((0, 20), (20, 30), (5, 25)):
-        np.testing.assert_array_equal(_columns(matrix, start, stop).toarray() != 0, dense[:, start:stop])
-        lists = [np.flatnonzero(row) for row in dense]
-        for got, row in zip(_columns(lists, start, stop), dense):
-            np.testing.assert_array_equal(got, np.flatnonzero(row[start:stop]))
-    assert _columns(None, 0, 3) is None
+    for given in (sp.csr_matrix(dense.astype(np.float32)), [np.flatnonzero(r)[::-1] for r in dense]):
+        for got, row in zip(_as_lists(given, 4), dense):
+            np.testing.assert_array_equal(got, np.flatnonzero(row))
+    assert _as_lists(None, 4) is None
+
+
+def test_best_keeps_each_id_once_by_score():
+    ids = np.array([[3, 5, -1, 5, 7], [1, 2, 3, 4, 5]])
+    scores = np.array([[0.1, 0.9, 5.0, 0.9, 0.5], [1, 2, 3, 4, 5]], dtype=np.float32)
+    np.testing.assert_array_equal(_best(ids, scores, 3), [[5, 7, 3], [5, 4, 3]])
+    np.testing.assert_array_equal(_best(ids[:1], scores[:1], 5), [[5, 7, 3, -1, -1]])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_norm_bands_cover_every_row_once_within_the_ratio(monkeypatch, seed):
+    monkeypatch.setattr(partitioned, "MIN_BAND_ROWS", 50)
+    norms = np.exp(np.random.default_rng(seed).normal(-4, 2.5, 5000))
+    norms[:7] = 0.0
+    bands = norm_bands(norms)
+    every = np.sort(np.concatenate(bands))
+    np.testing.assert_array_equal(every, np.arange(len(norms)))
+    assert 3 <= len(bands) <= partitioned.MAX_BANDS
+    for band in bands[:-1]:  # the last one takes every smaller norm
+        assert len(band) >= 50
+    tops = [norms[b].max() for b in bands]
+    assert tops == sorted(tops, reverse=True)
+    # a band holds the norms within BAND_RATIO of its largest, or MIN_BAND_ROWS rows
+    for band in bands[:-1]:
+        within = int((norms[band] > norms[band].max() / BAND_RATIO).sum())
+        assert within == len(band) or len(band) == 50
+
+
+@pytest.fixture
+def banded(monkeypatch):
+    """Norm bands small enough that a test catalogue has several."""
+    monkeypatch.setattr(partitioned, "MIN_BAND_ROWS", 60)
+
+
+@pytest.mark.parametrize("index", ["ivf-sq8", "ivf-pq4"])
+def test_ivf_bands_probing_every_list_equal_exact_ranking(data, banded, index):
+    rec = fresh(data, index=index, probes=100_000, candidates=256)
+    channel = rec._items.index.behaviour
+    assert len(channel.bands) >= 2 and channel.probes == channel.partitions
+    users = list(rec._user_map.ids[:60])
+    exact_ids, exact_scores = exact_top_k(rec, users, 10)
+    got = rec.recommend(users, 10)
+    rows = np.array([rec._item_map.rows(list(r), "ids") for r in got.ids])
+    np.testing.assert_array_equal(rows, exact_ids)
+    np.testing.assert_array_equal(got.scores, exact_scores)
+
+
+def test_ivf_update_remove_and_compact(data, banded):
+    """Items re-solved by update (their new rows in the delta, the old codes still in
+    their band), added and removed: every list still equals the exact full ranking,
+    removed items never come back, also after compact."""
+    interactions, items, _ = data
+    rec = fresh(data, index="ivf-sq8", probes=100_000, candidates=600)
+    added = rec.add_items(items.iloc[:6].assign(item_id=items["item_id"].iloc[:6] + 10_000))
+    users = list(rec._user_map.ids[:40])
+    for j, user in enumerate(users[:12]):  # clicks on the new (late) items: re-solved
+        rec.update(user, [added[j % 6], added[(j + 1) % 6]])
+    channel = rec._items.index.behaviour
+    assert channel.delta is not None and len(channel.delta) == 6
+    gone = [added[0], rec._item_map.ids[3], rec._item_map.ids[10]]
+    rec.remove_items(gone)
+    for step in range(2):
+        exact_ids, exact_scores = exact_top_k(rec, users, 10)
+        got = rec.recommend(users, 10)
+        assert not np.isin(got.ids, gone).any()
+        rows = np.array([rec._item_map.rows(list(r), "ids") for r in got.ids])
+        np.testing.assert_array_equal(rows, exact_ids)
+        np.testing.assert_array_equal(got.scores, exact_scores)
+        rec.compact()
 
 
 def test_auto_picks_by_size_and_says_so(data, caplog):
@@ -137,8 +205,8 @@ def test_scale_benchmark_recall_check_small_catalogue():
 def test_memory_per_item_accounts_the_arrays(model):
     memory = model.memory_per_item()
     f = model._items.V.shape[1]
-    assert memory["V"] == 4 * f and memory["Vn"] == 4 * f
-    assert memory["E"] == 4 * model._items.E.shape[1]
+    assert memory["V"] == 4 * f and memory["inv_norm"] == 4  # unit factors: derived
+    assert memory["E"] == 4 * model._items.E.shape[1]  # float32 text below 50,000 items
     assert memory["total"] == pytest.approx(sum(v for k, v in memory.items() if k != "total"))
 
 

@@ -62,35 +62,66 @@ void normalize_rows(const py::object& rows_arg, long num_threads) {
   llmrec::topk::normalize_rows(data, n, d, threads);
 }
 
-py::tuple rescore_candidates(const IdArray& candidates, const std::vector<FloatArray>& matrices,
+using Int8Array = llmrec::bindings::InputArray<int8_t>;
+
+py::tuple rescore_candidates(const IdArray& candidates, const std::vector<py::array>& matrices,
                              const std::vector<FloatArray>& queries,
                              const std::vector<std::optional<ByteArray>>& applies,
                              const std::vector<std::optional<FloatArray>>& fallbacks,
-                             const FloatArray& offset, long k, long num_threads) {
+                             const FloatArray& offset, long k, long num_threads,
+                             const std::vector<std::optional<FloatArray>>& row_scales) {
   require(candidates.ndim() == 2, "candidates must be 2-D");
   const std::size_t nq = candidates.shape(0), c = candidates.shape(1);
   const std::size_t terms = matrices.size();
   require(queries.size() == terms && applies.size() == terms && fallbacks.size() == terms,
           "one query array, applies and fallback per matrix");
+  require(row_scales.empty() || row_scales.size() == terms, "row_scales must be empty or one per matrix");
   require(terms > 0, "at least one term");
   require(offset.ndim() == 1 && static_cast<std::size_t>(offset.shape(0)) == nq, "offset must have one value per row");
-  const std::size_t n = matrices[0].ndim() == 2 ? matrices[0].shape(0) : 0;
+  // float32 matrices are used as given (or converted once); int8 ones are codes.
+  std::vector<std::optional<FloatArray>> floats(terms);
+  std::vector<std::optional<Int8Array>> codes(terms);
+  for (std::size_t t = 0; t < terms; ++t) {
+    if (matrices[t].dtype().equal(py::dtype::of<int8_t>())) {
+      codes[t] = Int8Array::ensure(matrices[t]);
+      require(static_cast<bool>(*codes[t]), "int8 matrices must be convertible to C-contiguous arrays");
+    } else {
+      auto converted = FloatArray::ensure(matrices[t]);
+      if (!converted) throw py::type_error("matrices must be float32 (or int8) arrays");
+      floats[t] = std::move(converted);
+    }
+  }
+  const auto rows_of = [&](std::size_t t) -> const py::array& {
+    return codes[t] ? static_cast<const py::array&>(*codes[t]) : static_cast<const py::array&>(*floats[t]);
+  };
+  const std::size_t n = rows_of(0).ndim() == 2 ? rows_of(0).shape(0) : 0;
   const std::size_t k_out = llmrec::bindings::checked_k(k, n, "n_items");
   std::vector<llmrec::topk::RescoreTerm> specs(terms);
   for (std::size_t t = 0; t < terms; ++t) {
-    const FloatArray& m = matrices[t];
+    const py::array& m = rows_of(t);
     require(m.ndim() == 2 && static_cast<std::size_t>(m.shape(0)) == n, "matrices must be 2-D with the same rows");
     const std::size_t d = m.shape(1);
     require(queries[t].ndim() == 2 && static_cast<std::size_t>(queries[t].shape(0)) == nq &&
                 static_cast<std::size_t>(queries[t].shape(1)) == d,
             "each query array must be (rows, the matrix's columns)");
-    specs[t] = {m.data(), d, queries[t].data(), nullptr, nullptr};
+    specs[t].d = d;
+    specs[t].queries = queries[t].data();
+    if (codes[t])
+      specs[t].codes = codes[t]->data();
+    else
+      specs[t].matrix = floats[t]->data();
     if (applies[t]) {
       require(applies[t]->ndim() == 1 && static_cast<std::size_t>(applies[t]->shape(0)) == n, "applies must have one byte per item");
       require(fallbacks[t] && fallbacks[t]->ndim() == 1 && static_cast<std::size_t>(fallbacks[t]->shape(0)) == nq,
               "a term with applies needs a fallback per row");
       specs[t].applies = applies[t]->data();
       specs[t].fallback = fallbacks[t]->data();
+    }
+    if (!row_scales.empty() && row_scales[t]) {
+      require(row_scales[t]->ndim() == 1 && static_cast<std::size_t>(row_scales[t]->shape(0)) == n,
+              "row_scales must have one value per item");
+      require_finite(row_scales[t]->data(), n, "row_scales");
+      specs[t].row_scale = row_scales[t]->data();
     }
   }
   const int64_t* ids = candidates.data();
@@ -109,9 +140,11 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<FloatA
 void register_topk(py::module_& m) {
   m.def("rescore_candidates", &rescore_candidates, py::arg("candidates"), py::arg("matrices"),
         py::arg("queries"), py::arg("applies"), py::arg("fallbacks"), py::arg("offset"), py::arg("k"),
-        py::arg("num_threads") = 0,
+        py::arg("num_threads") = 0, py::arg("row_scales") = std::vector<std::optional<FloatArray>>(),
         "Scores of candidate ids (-1 = none) as a sum of gathered row dot products minus offset, "
-        "and the best k per row: (ids int64 (nq, k), scores float32 (nq, k)). An id repeated within "
+        "and the best k per row: (ids int64 (nq, k), scores float32 (nq, k)). A matrix is float32 "
+        "rows or int8 codes; row_scales (optional, one per matrix, each None or one float per item) "
+        "multiplies each row's dot product. An id repeated within "
         "a row is returned once; k must be at most max(n_items, 1024).");
   m.def("search_exact", &search_exact, py::arg("items"), py::arg("queries"), py::arg("k"),
         py::arg("exclude_indptr") = py::none(), py::arg("exclude_ids") = py::none(),

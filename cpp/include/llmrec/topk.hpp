@@ -41,14 +41,18 @@ void search(const float* items, std::size_t n, std::size_t d, const float* queri
             bool batch_invariant = false);
 
 // One term of a candidate re-scoring: for query q and candidate item i it adds
-// matrix[i]·queries[q] (rows of length d), or fallback[q] where applies[i] is 0 (both
-// optional: without `applies` the term holds for every item).
+// row_scale[i]·(row i · queries[q]) (rows of length d; without row_scale the factor is
+// 1), or fallback[q] where applies[i] is 0 (both optional: without `applies` the term
+// holds for every item). Row i is matrix[i] (float32) or, when `codes` is set, the int8
+// codes[i] (then row_scale turns the codes back into the stored vector's scale).
 struct RescoreTerm {
-  const float* matrix = nullptr;   // n x d item rows
+  const float* matrix = nullptr;   // n x d item rows (float32), or
+  const int8_t* codes = nullptr;   // n x d item rows (int8)
   std::size_t d = 0;
   const float* queries = nullptr;  // nq x d
   const uint8_t* applies = nullptr;
   const float* fallback = nullptr;
+  const float* row_scale = nullptr;  // n factors, optional
 };
 
 // Exact scores of given candidates and the best k of them per query: candidate j of

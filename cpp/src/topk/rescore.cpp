@@ -12,6 +12,23 @@
 namespace llmrec::topk {
 namespace {
 
+// int8 row · float32 query: a few hundred candidates per request, so a plain loop with
+// independent accumulators (vectorised by the compiler) is enough.
+float dot_int8(const int8_t* row, const float* query, std::size_t d) {
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  std::size_t j = 0;
+  for (; j + 4 <= d; j += 4)
+    for (std::size_t l = 0; l < 4; ++l) acc[l] += static_cast<float>(row[j + l]) * query[j + l];
+  for (; j < d; ++j) acc[0] += static_cast<float>(row[j]) * query[j];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+float term_dot(const RescoreTerm& term, std::size_t item, std::size_t q, simd::DotF32Fn dot) {
+  const float value = term.codes ? dot_int8(term.codes + item * term.d, term.queries + q * term.d, term.d)
+                                 : dot(term.matrix + item * term.d, term.queries + q * term.d, term.d);
+  return term.row_scale ? value * term.row_scale[item] : value;
+}
+
 void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* terms,
                    std::size_t n_terms, std::size_t q, float offset, std::size_t k,
                    simd::DotF32Fn dot, std::vector<detail::Hit>& kept,
@@ -23,8 +40,11 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
     if (candidates[j] < 0) return;
     const std::size_t item = static_cast<std::size_t>(candidates[j]);
     for (std::size_t t = 0; t < n_terms; ++t) {
-      const char* row = reinterpret_cast<const char*>(terms[t].matrix + item * terms[t].d);
-      for (std::size_t at = 0; at < terms[t].d * sizeof(float); at += 64) __builtin_prefetch(row + at);
+      const RescoreTerm& term = terms[t];
+      const char* row = term.codes ? reinterpret_cast<const char*>(term.codes + item * term.d)
+                                   : reinterpret_cast<const char*>(term.matrix + item * term.d);
+      const std::size_t bytes = term.d * (term.codes ? sizeof(int8_t) : sizeof(float));
+      for (std::size_t at = 0; at < bytes; at += 64) __builtin_prefetch(row + at);
     }
   };
   for (std::size_t j = 0; j < std::min(kAhead, c); ++j) prefetch(j);
@@ -39,7 +59,7 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
       if (term.applies && !term.applies[item]) {
         score += term.fallback[q];
       } else {
-        score += dot(term.matrix + static_cast<std::size_t>(item) * term.d, term.queries + q * term.d, term.d);
+        score += term_dot(term, static_cast<std::size_t>(item), q, dot);
       }
     }
     const float value = static_cast<float>(score);

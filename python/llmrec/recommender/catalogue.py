@@ -40,10 +40,13 @@ def removed_mask(snap: Any, n_items: int) -> np.ndarray | None:
 
 
 def drop_removed(candidates: np.ndarray, removed: np.ndarray | None) -> np.ndarray:
-    """``candidates`` (rows, -1 = none) with removed rows set to -1."""
+    """``candidates`` (rows, -1 = none) with removed rows set to -1. ``removed`` may be
+    shorter than the catalogue (a snapshot's mask from before items were added: rows past
+    it are not removed), so requests never build an O(catalogue) mask."""
     if removed is None:
         return candidates
-    hit = (candidates >= 0) & (removed[np.maximum(candidates, 0)] != 0)
+    hit = (candidates >= 0) & (candidates < len(removed))
+    hit[hit] = removed[candidates[hit]] != 0
     return np.where(hit, -1, candidates)
 
 

@@ -333,16 +333,17 @@ def fold_in(als: Any, likes: sp.csr_matrix, dislikes: list[tuple[np.ndarray, np.
     rows = [u for u, (items, _) in enumerate(dislikes) if len(items)]
     if not rows:
         return X
-    Y = als.item_factors_  # float32: _system casts only the rows it reads (not 100k × f)
     G = als._item_gram().astype(np.float64)
     for u in rows:
-        A, b = _system(als, Y, G, likes, u, *dislikes[u])
+        A, b = _system(als, G, likes, u, *dislikes[u])
         X[u] = np.linalg.solve(A, b).astype(np.float32)
     return X
 
 
-def _system(als: Any, Y: np.ndarray, G: np.ndarray, likes: sp.csr_matrix, u: int,
+def _system(als: Any, G: np.ndarray, likes: sp.csr_matrix, u: int,
             bad: np.ndarray, bad_r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The f × f system of row ``u``; only its items' factor rows are read (float64), never
+    the whole catalogue's: this runs in ``update``."""
     s = als._settings_used
     span = slice(likes.indptr[u], likes.indptr[u + 1])
     good, good_r = likes.indices[span], likes.data[span].astype(np.float64)
@@ -351,9 +352,9 @@ def _system(als: Any, Y: np.ndarray, G: np.ndarray, likes: sp.csr_matrix, u: int
     target = np.concatenate((np.ones(len(good)), np.full(len(bad), DISLIKE_TARGET)))
     n = len(good)  # the native solver's row count: the likes
     reg = s["regularization"] * (float(n) ** s["reg_exponent"]) if n else s["regularization"]
-    rows = Y[idx].astype(np.float64)
-    A = G + (rows.T * extra) @ rows + reg * np.eye(Y.shape[1])
-    b = ((1.0 + extra) * target) @ rows
+    Y = np.asarray(als.item_factors_[idx], dtype=np.float64)
+    A = G + (Y.T * extra) @ Y + reg * np.eye(Y.shape[1])
+    b = ((1.0 + extra) * target) @ Y
     return A, b
 
 
@@ -362,12 +363,12 @@ def behaviour_terms(als: Any, likes: np.ndarray, like_r: np.ndarray, bad: np.nda
     """The fold-in score u·y_i split into one term per history item (Hu, Koren & Volinsky
     §5): c_j·p_j·y_iᵀA⁻¹y_j for the likes and for the dislikes. Returns (like terms,
     dislike terms), float64, in the order given."""
-    Y = als.item_factors_  # float32; the rows read are cast
+    Y = als.item_factors_
     G = als._item_gram().astype(np.float64)
     order = np.argsort(likes, kind="stable")
     row = sp.csr_matrix((np.asarray(like_r, dtype=np.float32)[order], likes[order],
                          np.array([0, len(likes)])), shape=(1, len(Y)))
-    A, _ = _system(als, Y, G, row, 0, bad, bad_r)
+    A, _ = _system(als, G, row, 0, bad, bad_r)
     z = np.linalg.solve(A, Y[item].astype(np.float64))
     s = als._settings_used
     like_terms = (1.0 + s["alpha"] * np.asarray(like_r, dtype=np.float64)) * (Y[likes].astype(np.float64) @ z)

@@ -103,9 +103,10 @@ from llmrec.recommender.inputs import event_order, interactions_frame, item_text
 from llmrec.recommender.grid_sample import sample_for_grid, to_full
 from llmrec.recommender.late_items import LateItems, solve_late_factors
 from llmrec.recommender.pairs import PairScores
-from llmrec.recommender.partitioned import INDEXES, log_index
+from llmrec.recommender.partitioned import AUTO_FLAT_ITEMS, INDEXES, log_index
 from llmrec.recommender.scenarios import fit_extras, scenario_lookup
 from llmrec.recommender.results import Recommendations
+from llmrec.recommender.rows import TEXT_STORAGES, Int8Rows, inverse_norms, resolve_text_storage
 from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
 from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
 from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
@@ -116,7 +117,8 @@ from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_v
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
            "sequence_decay", "candidates", "validation", "towers", "cluster", "probes",
-           "rating_rule", "rating_scale", "dislike_threshold", "like_threshold", "event_weights")
+           "rating_rule", "rating_scale", "dislike_threshold", "like_threshold", "event_weights",
+           "text_storage")
 _INDEXES = INDEXES
 # Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
@@ -218,6 +220,12 @@ class Recommender(PairScores, Estimator):
         ValueError); "auto" fits them on the validation slice (``event_weights_``);
         None: events are recorded but weigh alike. The ``weight`` column (> 0)
         multiplies too.
+    text_storage : {"auto", "float32", "int8"}
+        How the items' text vectors are kept for re-scoring and the users' text
+        interest: float32 (4·d bytes per item), or int8 codes with one scale per item
+        (d + 4 bytes; :class:`llmrec.recommender.rows.Int8Rows`: each text score moves
+        by at most half a code step times the query's L1 norm). "auto": int8 from
+        50,000 items on (as ``index="auto"`` leaves the exact scan there).
 
     Attributes
     ----------
@@ -243,7 +251,8 @@ class Recommender(PairScores, Estimator):
                  validation: float = 0.2, towers: Any = None, cluster: str | None = None,
                  probes: Any = None, rating_rule: str = "threshold",
                  rating_scale: Any = (1.0, 5.0), dislike_threshold: float = 1.0,
-                 like_threshold: float = 4.0, event_weights: Any = None) -> None:
+                 like_threshold: float = 4.0, event_weights: Any = None,
+                 text_storage: str = "auto") -> None:
         self.encoder = encoder
         self.factors = factors
         self.index = index
@@ -267,6 +276,7 @@ class Recommender(PairScores, Estimator):
         self.dislike_threshold = dislike_threshold
         self.like_threshold = like_threshold
         self.event_weights = event_weights
+        self.text_storage = text_storage
 
     def _settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -281,6 +291,7 @@ class Recommender(PairScores, Estimator):
             "sequence_decay": check_real(self.sequence_decay, "sequence_decay", low=0.0, high=1.0),
             "candidates": check_int(self.candidates, "candidates", minimum=1),
             "validation": check_real(self.validation, "validation", low=0.0, high=0.5),
+            "text_storage": check_choice(self.text_storage, "text_storage", TEXT_STORAGES),
         }
         s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
         if self.cluster is not None:  # absent from the settings of local fits (and older files)
@@ -387,7 +398,8 @@ class Recommender(PairScores, Estimator):
 
         feedback, histories = build(event_choices[0])
 
-        E = self._encode_for_fit(texts, s, show_progress) if use_text else None
+        with stage(log, "Recommender.fit: encode item texts", items=len(texts) if use_text else 0):
+            E = self._encode_for_fit(texts, s, show_progress) if use_text else None
         profile = None
         if profiles is not None and use_text:
             profile = np.zeros((n_users, E.shape[1]), dtype=np.float32)
@@ -438,9 +450,11 @@ class Recommender(PairScores, Estimator):
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
-        built = self._build_items(s, als, E, P, Q, towers)
-        users = self._user_vectors(built, als, all_histories, profile, towers=towers,
-                                   weights=all_weights, dislikes=all_dislikes)
+        with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
+            built = self._build_items(s, als, E, P, Q, towers)
+        with stage(log, "Recommender.fit: user vectors", users=n_users):
+            users = self._user_vectors(built, als, all_histories, profile, towers=towers,
+                                       weights=all_weights, dislikes=all_dislikes)
         self._install(built, als, users, labels,
                       LateItems(np.flatnonzero(built.warm == 0), TRANSITION_WINDOW), towers)
         home = dict(weights)
@@ -512,7 +526,10 @@ class Recommender(PairScores, Estimator):
         index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state,
                                s.get("probes"))
         log_index(index, len(V))
-        return scoring.make_items(V, Vn, E, T, P, Q, index, G=G)
+        warm = np.any(Vn != 0, axis=1)
+        storage = resolve_text_storage(s.get("text_storage", "float32"), len(V), AUTO_FLAT_ITEMS)
+        return scoring.make_items(V, inverse_norms(V, warm), scoring.stored_text(E, storage), P, Q,
+                                  index, G=G)
 
     def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],
                       profile: np.ndarray | None, patch: dict[str, np.ndarray] | None = None,
@@ -610,8 +627,8 @@ class Recommender(PairScores, Estimator):
         signals = scoring.make_signals(weights, self._geometry, query=query, **vectors)
         pool = k if diversity == 0 else max(5 * k, 50)
         C = min(max(s["candidates"], 4 * pool), n_items)
-        removed = catalogue.removed_mask(snap, n_items)
         if C >= n_items and allow_rows is None:
+            removed = catalogue.removed_mask(snap, n_items)
             candidates = np.broadcast_to(np.arange(n_items), (n, n_items)).copy()
             if isinstance(exclude, list):
                 for row, ids in enumerate(exclude):
@@ -626,7 +643,7 @@ class Recommender(PairScores, Estimator):
             # by their current rows (update rewrites them in the index).
             candidates = items.index.search(signals, self._geometry, C, exclude, allow_rows)
             candidates = np.where(candidates < n_items, candidates, -1)
-            candidates = catalogue.drop_removed(candidates, removed)
+            candidates = catalogue.drop_removed(candidates, snap.removed)
         ids, top = scoring.rescore(items, signals, candidates, pool, self._geometry.mean_E,
                                    s["num_threads"], self._geometry.mean_G)
         if diversity == 0:
@@ -848,9 +865,8 @@ class Recommender(PairScores, Estimator):
             history, like_weights = record["items"][liked], record["weight"][liked]
             dislikes = (record["items"][~liked], record["weight"][~liked])
             touched = self._late_items.record(user, rows[~disliked], previous)
-            removed = catalogue.removed_mask(snap, snap.n_items)
-            if removed is not None and len(touched):  # removed items are not re-solved
-                touched = touched[removed[touched] == 0]
+            if len(touched):  # removed items are not re-solved
+                touched = touched[catalogue.drop_removed(touched, snap.removed) >= 0]
             patch = self._refresh_items(touched, snap, {user: history}) if len(touched) else None
             if patch is not None:  # stage 1 searches their new rows from now on
                 snap.items.index.update_behaviour(patch["rows"], patch["V"], patch["Q"])
@@ -921,7 +937,7 @@ class Recommender(PairScores, Estimator):
             old = getattr(items, name)[rows].astype(np.float64)
             self._grams[name] += new.astype(np.float64).T @ new - old.T @ old
         # update() rewrites their stage-1 rows too (Stage1.update_behaviour).
-        return {"rows": rows, "V": V, "Vn": scoring.unit_rows(V), "P": P, "Q": Q}
+        return {"rows": rows, "V": V, "inv_norm": inverse_norms(V, np.ones(len(V))), "P": P, "Q": Q}
 
     def _gram(self, items: scoring.Items, name: str) -> np.ndarray:
         """PᵀP or QᵀQ over all items (float64), computed once and kept current as late
@@ -955,16 +971,16 @@ class Recommender(PairScores, Estimator):
             T_new = scoring.text_coordinates(E_new, self._geometry)
             no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
             index = current.index.added(V_new, T_new, E_new, no_transitions)
-            new_rows = {"V": V_new, "Vn": np.zeros_like(V_new), "E": E_new, "T": T_new,
+            new_rows = {"V": V_new, "inv_norm": np.zeros(len(ids), dtype=np.float32), "E": E_new,
                         "P": no_transitions, "Q": no_transitions}
             towers = snap.towers
             if towers is not None:  # text-only tower vectors (zero without text), at once
                 towers, new_rows["G"] = new_item_vectors(towers, E_new, len(ids))
-            shared = index.text_vectors()
+            shared = index.text_vectors() if isinstance(current.E, np.ndarray) else None
             grown = {name: (shared if name == "E" and shared is not None
                             else self._append_item_rows(getattr(current, name), rows_))
                      for name, rows_ in new_rows.items()}
-            # New items have no interactions (zero Vn): not warm.
+            # New items have no interactions (zero inverse norm): not warm.
             # Appended in spare capacity, as the matrices: a copy of O(catalogue) per call
             # was most of add_items(1) at 300k items.
             warm = self._append_item_rows(current.warm, np.zeros(len(ids), dtype=np.uint8))
@@ -990,6 +1006,8 @@ class Recommender(PairScores, Estimator):
         :func:`grow_rows`); earlier snapshots keep seeing their own rows only."""
         if current is None:
             return None
+        if isinstance(current, Int8Rows):
+            return current.appended(rows)
         grown = grow_rows(current, len(current) + len(rows))
         grown[len(current):] = rows
         return grown
@@ -1003,7 +1021,7 @@ class Recommender(PairScores, Estimator):
                                self._feedback.get(int(users[0])))
         with self._publisher.pin(gather) as (snap, ((vectors, history), record)):
             item = int(self._item_rows(snap, [item_id], "item_id")[0])
-            cited = catalogue.drop_removed(history[0], catalogue.removed_mask(snap, snap.n_items))
+            cited = catalogue.drop_removed(history[0], snap.removed)
             return explain_score(self, snap, vectors, cited[cited >= 0], item, record)
 
     # ------------------------------------------------------------------ a living catalogue
@@ -1092,7 +1110,8 @@ class Recommender(PairScores, Estimator):
                 self._encoder_obj = None
             snap = self._publisher.current
             shared = snap.items.index.text_vectors()  # E and the request channel: one copy again
-            if shared is not None and snap.items.E is not None and shared.shape == snap.items.E.shape:
+            if (shared is not None and isinstance(snap.items.E, np.ndarray)
+                    and shared.shape == snap.items.E.shape):
                 self._publisher.current = snap._replace(items=snap.items._replace(E=shared))
 
     # ------------------------------------------------------------------ files
@@ -1148,6 +1167,6 @@ def _patched_rows(items: scoring.Items, patch: dict[str, np.ndarray], hist: list
     at = np.searchsorted(used, rows)
     hit = at < len(used)
     hit[hit] = used[at[hit]] == rows[hit]
-    Vn[at[hit]] = patch["Vn"][hit]
+    Vn[at[hit]] = patch["V"][hit] * patch["inv_norm"][hit][:, None]
     P[at[hit]] = patch["P"][hit]
     return Vn, P, [np.searchsorted(used, h) for h in hist]

@@ -89,19 +89,20 @@ class PairScores:
 
     def memory_per_item(self) -> dict[str, float]:
         """Bytes held per catalogue item, by part ("total" their sum): the item matrices
-        served from (factors, unit factors, next-item factors, text vectors and their
-        PCA coordinates, tower vectors), each stage-1 channel's index, the ALS model's
-        item factors (fold-in reads them) and the item ids. Spare capacity kept for
-        ``add_items`` is not counted; per-user and per-interaction memory is not either."""
+        served from (factors, the inverse norms that give the unit factors, next-item
+        factors, text vectors — 4·d bytes, or d + 4 with ``text_storage="int8"`` —, tower
+        vectors), each stage-1 channel's index, the ALS model's item factors (fold-in
+        reads them) and the item ids. Spare capacity kept for ``add_items`` is not
+        counted; per-user and per-interaction memory is not either."""
         self._check_fitted()
         snap = self._publisher.current
         items, n = snap.items, max(snap.n_items, 1)
         out: dict[str, float] = {}
-        shared = items.index.text_vectors()
-        for name in ("V", "Vn", "E", "T", "P", "Q", "warm", "G"):
+        shared = items.index.text_vectors() if isinstance(items.E, np.ndarray) else None
+        for name in ("V", "inv_norm", "E", "P", "Q", "warm", "G"):
             matrix = getattr(items, name)
             if matrix is not None:
-                out[name] = matrix[:snap.n_items].nbytes / n
+                out[name] = (matrix[:snap.n_items] if isinstance(matrix, np.ndarray) else matrix).nbytes / n
         for name in ("behaviour", "interest", "request"):
             channel = getattr(items.index, name)
             if channel is None:

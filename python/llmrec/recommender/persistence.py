@@ -20,10 +20,13 @@ interaction meant, :mod:`.feedback`: the arrays ``fb_indptr``, ``fb_items``,
 ``event_names`` and ``event_weights_fitted``, and the settings ``rating_rule``,
 ``rating_scale``, ``dislike_threshold``, ``like_threshold``, ``event_weights``), 4 (3
 plus ``item_gone`` / ``user_gone``: uint8 per row, 1 for items removed by
-``remove_items`` and users erased by ``forget_user``, whose rows stay as gaps). A model
-is written as version 3, or 4 once something was removed or forgotten (an older llmrec
-must not load it and bring those rows back); versions 1 and 2 still load (every
-interaction a like of weight 1, ``rating_rule="ignore"`` as they were fitted).
+``remove_items`` and users erased by ``forget_user``, whose rows stay as gaps), 5 (the
+compact item rows, :mod:`.rows`: ``inv_norm``, one float32 per item, 1/‖V_i‖ or 0,
+replaces the unit factors ``Vn``; with ``text_storage`` "int8" the text vectors are
+``E_codes`` (int8, n × d) and ``E_scales`` (float32 per item) instead of ``E``; the
+setting ``text_storage``). A model is written as version 5; versions 1 to 4 still load
+(``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
+like of weight 1, ``rating_rule="ignore"`` as they were fitted).
 
 The directory is built beside the target under a temporary name
 (``.NAME.llmrec-<pid>-<token>.tmp``) and switched into place in one atomic step where
@@ -60,13 +63,15 @@ from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.late_items import LateItems
+from llmrec.recommender.rows import Int8Rows, inverse_norms
 
 _KIND = "Recommender"
-_KIND_VERSION = 4
+_KIND_VERSION = 5
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
                       "like_threshold": 4.0, "event_weights": None}
+_STORAGE_DEFAULT = "float32"  # kind versions 1 to 4: text vectors in float32
 
 
 def _id_array(ids: IdMap) -> np.ndarray:
@@ -99,13 +104,16 @@ def save(model: Any, directory: Any) -> None:
     snap = model._publisher.current
     items, users = snap.items, snap.users
     indptr, hist = model._histories.arrays()
-    arrays = {"V": items.V, "Vn": items.Vn, "P": items.P, "Q": items.Q, "user_ids": _id_array(model._user_map),
-              "item_ids": _id_array(model._item_map), "hist_indptr": indptr, "hist_items": hist}
+    arrays = {"V": items.V, "inv_norm": items.inv_norm, "P": items.P, "Q": items.Q,
+              "user_ids": _id_array(model._user_map), "item_ids": _id_array(model._item_map),
+              "hist_indptr": indptr, "hist_items": hist}
     n_users = len(model._user_map)
     for name, value in users.items():
         if value is not None:
             arrays[f"user_{name}"] = value[:n_users]
-    if items.E is not None:
+    if isinstance(items.E, Int8Rows):
+        arrays.update({"E_codes": items.E.codes, "E_scales": items.E.scales})
+    elif items.E is not None:
         arrays["E"] = items.E
     if items.G is not None:
         arrays["G"] = items.G
@@ -139,8 +147,7 @@ def save(model: Any, directory: Any) -> None:
         meta["calibration"] = calibration.to_json()
 
     def write(folder: Path) -> None:
-        version = 4 if "item_gone" in arrays or "user_gone" in arrays else 3
-        save_arrays(folder / "recommender.llmrec", _KIND, version, meta, arrays)
+        save_arrays(folder / "recommender.llmrec", _KIND, _KIND_VERSION, meta, arrays)
         snap.als.save(folder / "als.llmrec")
         if snap.towers is not None:
             from llmrec.towers.persistence import save_towers
@@ -237,6 +244,8 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
     settings = dict(meta_value(meta, "settings", path, types=dict))
     settings.setdefault("towers", None)  # kind version 1: no towers
     settings.setdefault("probes", None)  # saved before the partitioned indexes
+    settings.setdefault("text_storage", _STORAGE_DEFAULT)
+    params.setdefault("text_storage", _STORAGE_DEFAULT)
     for key, value in _FEEDBACK_DEFAULTS.items():  # kind versions 1, 2: ratings unread
         settings.setdefault(key, value)
     # The settings are what _settings() made of the parameters at fit: checking them with
@@ -306,12 +315,11 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
     V = array(arrays, "V", path, dtype=np.float32, shape=(n_items, None), finite=True)
     f = V.shape[1]
     out["V"] = V
-    out["Vn"] = array(arrays, "Vn", path, dtype=np.float32, shape=(n_items, f), finite=True)
+    out["inv_norm"] = _inverse_norms(arrays, path, V)
     out["P"] = array(arrays, "P", path, dtype=np.float32, shape=(n_items, None), finite=True)
     ft = out["P"].shape[1]
     out["Q"] = array(arrays, "Q", path, dtype=np.float32, shape=(n_items, ft), finite=True)
-    E = out["E"] = array(arrays, "E", path, dtype=np.float32, shape=(n_items, None), required=False,
-                         finite=True)
+    E = out["E"] = _text_rows(arrays, path, n_items)
     d = None if E is None else E.shape[1]
     text = E is not None
     for name, width, needed in (("behaviour", f, True), ("sequence", f, True),
@@ -436,17 +444,18 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     labels = arrays["labels"].astype(object) if arrays["labels"] is not None else None
     V = np.ascontiguousarray(arrays["V"])
     E = arrays["E"]
-    Vn = np.ascontiguousarray(arrays["Vn"])
     model._geometry = scoring.Geometry(arrays["cov_V"], arrays["cov_Vn"], arrays["cov_E"],
                                        float(arrays["norm_V"][0]), arrays["mean_V"], arrays["mean_Vn"],
                                        arrays["mean_E"], arrays["text_mean"],
                                        arrays["text_basis"], arrays["cov_Q"], arrays["mean_Q"],
                                        arrays["cov_G"], arrays["mean_G"])
     P, Q = np.ascontiguousarray(arrays["P"]), np.ascontiguousarray(arrays["Q"])
-    T = scoring.text_coordinates(E, model._geometry)
+    E_float = E[:] if isinstance(E, Int8Rows) else E  # stage 1 is built from float rows
+    T = scoring.text_coordinates(E_float, model._geometry)
     s = model._settings_used
-    index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], model.random_state,
+    index = scoring.Stage1(V, T, E_float, Q, s["index"], s["num_threads"], model.random_state,
                            s.get("probes"))
+    del E_float, T
     users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
     G = arrays["G"]
     if G is not None:
@@ -455,7 +464,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     removed = model._item_map.gone
     if removed is not None:
         index.remove(np.flatnonzero(removed))
-    model._install(scoring.make_items(V, Vn, E, T, P, Q, index, G=G), als, users, labels, late_items,
+    model._install(scoring.make_items(V, arrays["inv_norm"], E, P, Q, index, G=G), als, users, labels, late_items,
                    towers, removed)
     model.scenarios_ = meta["scenarios"]
     model.weights_ = model.scenarios_["home"]
@@ -465,6 +474,36 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(model._user_map),
              len(model._item_map), time.perf_counter() - started)
     return model
+
+
+def _inverse_norms(arrays: dict[str, np.ndarray], path: Any, V: np.ndarray) -> np.ndarray:
+    """``inv_norm`` (kind version 5), or derived from the unit factors ``Vn`` of older
+    files (non-zero rows: the items with interactions). Exactly one of them is saved."""
+    n, f = V.shape
+    if ("inv_norm" in arrays) == ("Vn" in arrays):
+        raise fail(path, "exactly one of the arrays 'inv_norm' and 'Vn' must be saved")
+    if "Vn" in arrays:
+        Vn = array(arrays, "Vn", path, dtype=np.float32, shape=(n, f), finite=True)
+        return inverse_norms(V, np.any(Vn != 0, axis=1))
+    inv_norm = array(arrays, "inv_norm", path, dtype=np.float32, shape=(n,), finite=True)
+    if len(inv_norm) and inv_norm.min() < 0:
+        raise fail(path, "array 'inv_norm' must hold inverse norms >= 0")
+    return np.ascontiguousarray(inv_norm)
+
+
+def _text_rows(arrays: dict[str, np.ndarray], path: Any, n: int) -> Any:
+    """The text vectors: float32 ``E``, or int8 ``E_codes`` with ``E_scales`` (kind
+    version 5), or None; never both forms."""
+    coded = "E_codes" in arrays or "E_scales" in arrays
+    if coded and "E" in arrays:
+        raise fail(path, "arrays 'E' and 'E_codes'/'E_scales' must not both be saved")
+    if not coded:
+        return array(arrays, "E", path, dtype=np.float32, shape=(n, None), required=False, finite=True)
+    codes = array(arrays, "E_codes", path, dtype=np.int8, shape=(n, None))
+    scales = array(arrays, "E_scales", path, dtype=np.float32, shape=(n,), finite=True)
+    if len(scales) and scales.min() < 0:
+        raise fail(path, "array 'E_scales' must hold scales >= 0")
+    return Int8Rows(np.ascontiguousarray(codes), np.ascontiguousarray(scales))
 
 
 def _feedback(arrays: dict[str, Any], names: list[str], path: Any) -> Any:

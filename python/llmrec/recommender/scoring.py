@@ -20,6 +20,7 @@ import numpy as np
 
 from llmrec import _core
 from llmrec.index import ExactIndex
+from llmrec.recommender.rows import Int8Rows, UnitRows
 
 TEXT_PCA_DIMS = 32
 
@@ -29,34 +30,55 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
+COVARIANCE_ROWS = 65_536  # rows converted to float64 at a time (not the whole matrix)
+
+
 def covariance(matrix: np.ndarray) -> np.ndarray:
-    """Covariance of the rows (float64, d × d)."""
-    X = matrix.astype(np.float64)
-    mean = X.mean(axis=0)
-    return (X.T @ X) / max(len(X), 1) - np.outer(mean, mean)
+    """Covariance of the rows (float64, d × d), accumulated over blocks of rows: a float64
+    copy of 1M × 384 text vectors would be 3 GB of peak memory at fit."""
+    n, d = matrix.shape
+    gram, total = np.zeros((d, d)), np.zeros(d)
+    for start in range(0, n, COVARIANCE_ROWS):
+        X = np.asarray(matrix[start:start + COVARIANCE_ROWS], dtype=np.float64)
+        gram += X.T @ X
+        total += X.sum(axis=0)
+    mean = total / max(n, 1)
+    return gram / max(n, 1) - np.outer(mean, mean)
 
 
 class Items(NamedTuple):
     """Everything the ranker reads about items; replaced as a whole when items are added."""
 
     V: np.ndarray                 # ALS factors (n, f)
-    Vn: np.ndarray                # unit-length factors (n, f)
-    E: np.ndarray | None          # unit text vectors (n, d)
-    T: np.ndarray | None          # PCA text coordinates (n, p)
+    inv_norm: np.ndarray          # (n,) 1/‖V_i‖ for items with interactions, else 0 (see Vn)
+    E: Any                        # unit text vectors (n, d): float32, an Int8Rows, or None
     P: np.ndarray                 # next-item "from" factors (n, ft): a history item's side
     Q: np.ndarray                 # next-item "to" factors (n, ft): a candidate's side
     index: Any                    # stage 1: a Stage1 (behaviour, interest and request channels)
     warm: np.ndarray              # (n,) uint8: 1 for items with interactions (non-zero Vn)
     G: np.ndarray | None = None   # item tower vectors (n, dim) (towers on), else None
 
+    @property
+    def Vn(self) -> UnitRows:
+        """Unit-length factors (0 for items without interactions), derived row by row
+        from V and ``inv_norm`` (:class:`.rows.UnitRows`): no second factor matrix."""
+        return UnitRows(self.V, self.inv_norm)
 
-def make_items(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None, T: np.ndarray | None,
-               P: np.ndarray, Q: np.ndarray, index: Any, warm: np.ndarray | None = None,
-               G: np.ndarray | None = None) -> Items:
-    """Items; ``warm`` is derived from Vn when not given."""
+
+def make_items(V: np.ndarray, inv_norm: np.ndarray, E: Any, P: np.ndarray, Q: np.ndarray, index: Any,
+               warm: np.ndarray | None = None, G: np.ndarray | None = None) -> Items:
+    """Items; ``warm`` is derived from ``inv_norm`` when not given."""
     if warm is None:
-        warm = np.any(Vn != 0, axis=1).astype(np.uint8)
-    return Items(V, Vn, E, T, P, Q, index, warm, G)
+        warm = (inv_norm != 0).astype(np.uint8)
+    return Items(V, inv_norm, E, P, Q, index, warm, G)
+
+
+def stored_text(E: np.ndarray | None, storage: str) -> Any:
+    """How the items keep their unit text vectors: as given ("float32") or as
+    :class:`.rows.Int8Rows` ("int8")."""
+    if E is None or storage == "float32":
+        return E
+    return Int8Rows.encode(E)
 
 
 class Geometry(NamedTuple):
@@ -294,20 +316,27 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
             ) -> tuple[np.ndarray, np.ndarray]:
     """Blended scores of the candidate ids (n, C; -1 = none) computed exactly, natively, and
     the best k per row: descending score, ties by smaller id, -1/-inf padding."""
-    matrices, queries, applies, fallbacks = [], [], [], []
-    for vectors, matrix in ((signals.behaviour, items.V), (signals.sequence, items.Vn),
-                            (signals.request, items.E), (signals.transition, items.Q)):
+    matrices, queries, applies, fallbacks, row_scales = [], [], [], [], []
+    # Sequence: Vn·q = (V·q)/‖V‖, from V and the inverse norms; text from E's int8 codes
+    # and their row scales when it is kept in 8 bits.
+    text, text_scale = (items.E.codes, items.E.scales) if isinstance(items.E, Int8Rows) else (items.E, None)
+    for vectors, matrix, scale in ((signals.behaviour, items.V, None),
+                                   (signals.sequence, items.V, items.inv_norm),
+                                   (signals.request, text, text_scale),
+                                   (signals.transition, items.Q, None)):
         if vectors is not None and matrix is not None:
             matrices.append(matrix)
             queries.append(np.ascontiguousarray(vectors, dtype=np.float32))
             applies.append(None)
             fallbacks.append(None)
+            row_scales.append(scale)
     if signals.text is not None and items.E is not None:
         interest = np.ascontiguousarray(signals.text, dtype=np.float32)
-        matrices.append(items.E)
+        matrices.append(text)
         queries.append(interest)
         applies.append(items.warm)  # see interest_scores: items without interactions are neutral
         fallbacks.append((interest.astype(np.float64) @ mean_E).astype(np.float32))
+        row_scales.append(text_scale)
     if signals.towers is not None and items.G is not None:
         # Like the text interest, neutral for items without interactions: their text-only
         # tower vectors blurred the cold-item ranking (MovieLens cold_item_split(0.2), seed
@@ -317,13 +346,14 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         queries.append(towers)
         applies.append(items.warm)
         fallbacks.append((towers.astype(np.float64) @ mean_G).astype(np.float32))
+        row_scales.append(None)
     n = len(candidates)
     if not matrices:  # no signal at all: every candidate scores 0 − offset
         matrices, queries = [items.V], [np.zeros((n, items.V.shape[1]), dtype=np.float32)]
-        applies, fallbacks = [None], [None]
+        applies, fallbacks, row_scales = [None], [None], [None]
     return _core.rescore_candidates(np.ascontiguousarray(candidates, dtype=np.int64), matrices, queries,
                                     applies, fallbacks, np.ascontiguousarray(signals.offset, dtype=np.float32),
-                                    k, num_threads)
+                                    k, num_threads, row_scales)
 
 
 def interest_scores(items: Items, interest: np.ndarray, ids: np.ndarray,

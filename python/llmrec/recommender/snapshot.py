@@ -119,16 +119,16 @@ def fork(obj: Any) -> Any:
 
 
 def write_rows(items: Any, patch: dict[str, np.ndarray]) -> None:
-    """Write re-solved item rows (``patch``: "rows" and new "V", "Vn", "P", "Q") in place."""
+    """Write re-solved item rows (``patch``: "rows" and new "V", "inv_norm", "P", "Q") in place."""
     rows = patch["rows"]
-    for name in ("V", "Vn", "P", "Q"):
+    for name in ("V", "inv_norm", "P", "Q"):
         getattr(items, name)[rows] = patch[name]
     items.warm[rows] = 1
 
 
 def with_rows(items: Any, patch: dict[str, np.ndarray]) -> Any:
     """``items`` with re-solved rows written into copies of the matrices they change."""
-    copies = {name: getattr(items, name).copy() for name in ("V", "Vn", "P", "Q", "warm")}
+    copies = {name: getattr(items, name).copy() for name in ("V", "inv_norm", "P", "Q", "warm")}
     updated = items._replace(**copies)
     write_rows(updated, patch)
     return updated
