@@ -401,7 +401,7 @@ def test_an_update_during_a_long_request_copies_and_that_request_keeps_its_rows(
     rec.add_items(_new_item(90_000))  # no clicks yet: an update clicking it re-solves its rows
     copies = _count_copies(monkeypatch)
     with rec._publisher.pin() as (snap, _):  # a request running past the wait
-        before = {name: getattr(snap.items, name).copy() for name in ("V", "Vn", "P", "Q")}
+        before = {name: np.array(getattr(snap.items, name)) for name in ("V", "Vn", "P", "Q")}
         rec.update(0, [90_000])
         for name, rows in before.items():
             assert np.array_equal(getattr(snap.items, name), rows), name
