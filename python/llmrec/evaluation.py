@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from llmrec._checks import INT64_MAX, check_int, check_k, check_sparse_structure
 
-__all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split",
+__all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split", "cold_user_split",
            "ranking_metrics", "auc", "sampled_auc", "evaluate", "ImplicitAdapter",
            "RecommenderAdapter"]
 
@@ -180,6 +180,44 @@ def cold_item_split(interactions: pd.DataFrame, frac: float = 0.2, *,
     train = frame[~in_test]
     test = frame[in_test & has_train[users]]
     return train, test
+
+
+def cold_user_split(interactions: pd.DataFrame, frac: float = 0.2, n_known: int = 1, *,
+                    random_state: Any = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Hold out a random ``frac`` of the users entirely (cold-start users), each known
+    only by their first ``n_known`` interactions.
+
+    round(frac · n_users) distinct users with more than ``n_known`` interactions are
+    drawn uniformly (users with fewer stay in train). None of their rows is in train;
+    their ``n_known`` earliest rows (by ``timestamp``, ties in row order) are what a
+    model may read of them (e.g. ``Recommender.recommend_for_history``) and the rest
+    is what it must rank. Where every user has more than ``n_known`` interactions, the
+    held-out users depend on ``random_state`` only, so n_known = 1, 3, 5 compare one
+    group of users.
+
+    Returns
+    -------
+    train, known, test : DataFrames, the rows of ``interactions`` (original index and
+    order).
+    """
+    frame = _check_frame(interactions, timestamp=True)
+    frac = _check_frac(frac)
+    n_known = check_int(n_known, "n_known", minimum=1)
+    rng = _as_generator(random_state)
+    users = pd.factorize(frame["user_id"])[0]
+    counts = np.bincount(users)
+    order = rng.permutation(len(counts))  # drawn before filtering: same users for any n_known
+    eligible = order[counts[order] > n_known]
+    n_cold = int(np.floor(frac * len(counts) + 0.5))
+    if n_cold > len(eligible):
+        raise ValueError(f"frac={frac} asks for {n_cold} cold users but only {len(eligible)} "
+                         f"have more than n_known={n_known} interactions")
+    cold = np.zeros(len(counts), dtype=bool)
+    cold[eligible[:n_cold]] = True
+    held = cold[users]
+    later = _tail_per_user(users, frame["timestamp"].to_numpy(), counts - n_known)
+    return frame[~held], frame[held & ~later], frame[held & later]
 
 
 # --------------------------------------------------------------------------- matrices
