@@ -105,9 +105,9 @@ def warm(args: argparse.Namespace) -> None:
     for text in args.text:
         for seed in args.seeds:
             model = _towers(text, seed, args)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             _fit(model, H, E, args, T)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             U = model.user_vectors(H) if T is None else model.user_vectors(H, timestamps=T)
             S = U @ model.item_vectors().T
             S[train.nonzero()] = -np.inf
@@ -119,7 +119,7 @@ def warm(args: argparse.Namespace) -> None:
             print(f"  text={text:<6} seed {seed}: ndcg@10 {m['ndcg']:.4f} recall@10 "
                   f"{m['recall']:.4f} AUC {a:.4f} (sampled, 100 negatives: {sa:.4f}) | best epoch {model.best_epoch_} of "
                   f"{len(model.history_)}, validation ndcg {model.validation_ndcg_:.4f}, fit "
-                  f"{seconds:.1f} s, peak RSS {_peak_mb():.0f} MB", flush=True)
+                  f"{seconds:.1f} s (CPU {cpu:.1f} s), peak RSS {_peak_mb():.0f} MB", flush=True)
 
 
 def cold(args: argparse.Namespace) -> None:
