@@ -117,7 +117,8 @@ def warm(args: argparse.Namespace) -> None:
             a = auc(S, test, train)
             sa = sampled_auc(lambda r, c: S[r, c], train, test)
             print(f"  text={text:<6} seed {seed}: ndcg@10 {m['ndcg']:.4f} recall@10 "
-                  f"{m['recall']:.4f} AUC {a:.4f} (sampled, 100 negatives: {sa:.4f}) | best epoch {model.best_epoch_} of "
+                  f"{m['recall']:.4f} AUC {a:.4f} (sampled, 100 negatives: {sa:.4f}) | best epoch "
+                  f"{model.best_epoch_} of "
                   f"{len(model.history_)}, validation ndcg {model.validation_ndcg_:.4f}, fit "
                   f"{seconds:.1f} s (CPU {cpu:.1f} s), peak RSS {_peak_mb():.0f} MB", flush=True)
 
