@@ -2,7 +2,7 @@
 
 Splits work on interaction frames (``user_id``, ``item_id``, ``timestamp`` columns, as
 :mod:`llmrec.datasets` returns them) and return ``(train, test)`` frames that keep the
-original index. Metrics work on matrices: a CSR user × item matrix of held-out items
+original index (:func:`cold_user_split` returns ``(train, known, test)``). Metrics work on matrices: a CSR user × item matrix of held-out items
 and an (n_users, k) array of recommended item indices — map frames to matrices with
 :func:`llmrec.datasets.to_csr`, passing the same ``user_index``/``item_index`` for train
 and test so that rows and columns line up.
