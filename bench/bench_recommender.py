@@ -197,8 +197,9 @@ def cold(args: argparse.Namespace) -> None:
 
 def towers(args: argparse.Namespace) -> None:
     """The Recommender with and without its towers signal (``towers="auto"``): warm
-    ndcg@10 on temporal_split(0.2) with text and with encoder=None, and cold items
-    (cold_item_split(0.2), ranked among cold items), per seed."""
+    ndcg@10 on temporal_split(0.2) with text and with encoder=None, cold items
+    (cold_item_split(0.2), ranked among cold items) and cold users (see _cold_users),
+    per seed."""
     interactions, items, _ = load_movielens(args.data)
     encoder = _encoder()
     # torch at one thread: on a small, shared machine oversubscribed OpenMP spins.
