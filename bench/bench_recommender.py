@@ -16,6 +16,12 @@ encoding 100k texts with MiniLM takes most of an hour on 2 cores).
     python bench/bench_recommender.py scale [--items 100000 1000000 10000000]  (bench_scale.py)
     python bench/bench_recommender.py calibration [--data data/ml-100k] [--png FILE]  (bench_scores.py)
     python bench/bench_recommender.py ratings [--seeds 0 1 2] [--encoder none|minilm]
+    python bench/bench_recommender.py towers [--parts warm cold cold-users] [--seeds 0 1 2]
+
+Cold users (``towers --parts cold-users``): ``cold_user_split(0.2, n)`` holds 20 % of the
+users out of the fit; each is known by their first n = 1, 3, 5 interactions
+(``recommend_for_history``) and the rest of their interactions is ranked over the whole
+catalogue, against popularity (training counts), with and without the towers signal.
 
 Ratings: the same Recommender fitted on the training frame with its ``rating`` column
 read (``rating_rule="threshold"``: 1/5 a dislike, likes weighted by the rating) and
@@ -44,8 +50,8 @@ from quality_anchors import EASE, Popularity, recency_weights  # noqa: E402
 
 import llmrec  # noqa: E402
 from llmrec.datasets import load_movielens, synthetic, to_csr  # noqa: E402
-from llmrec.evaluation import (ImplicitAdapter, cold_item_split, evaluate,  # noqa: E402
-                               ranking_metrics, temporal_split)
+from llmrec.evaluation import (ImplicitAdapter, cold_item_split,  # noqa: E402
+                               cold_user_split, evaluate, ranking_metrics, temporal_split)
 
 REPO = Path(__file__).resolve().parents[1]
 K = 10
@@ -191,8 +197,9 @@ def cold(args: argparse.Namespace) -> None:
 
 def towers(args: argparse.Namespace) -> None:
     """The Recommender with and without its towers signal (``towers="auto"``): warm
-    ndcg@10 on temporal_split(0.2) with text and with encoder=None, and cold items
-    (cold_item_split(0.2), ranked among cold items), per seed."""
+    ndcg@10 on temporal_split(0.2) with text and with encoder=None, cold items
+    (cold_item_split(0.2), ranked among cold items) and cold users (see _cold_users),
+    per seed."""
     interactions, items, _ = load_movielens(args.data)
     encoder = _encoder()
     # torch at one thread: on a small, shared machine oversubscribed OpenMP spins.
@@ -214,6 +221,8 @@ def towers(args: argparse.Namespace) -> None:
                 print(f"warm seed {seed} encoder={'MiniLM' if enc else None} towers={spec}: ndcg@10 "
                       f"{m['ndcg']:.4f} recall@10 {m['recall']:.4f} (fit {fit_s:.0f} s; weights "
                       f"{ {k: round(v, 3) for k, v in rec.weights_.items()} })", flush=True)
+        if "cold-users" in args.parts:
+            _cold_users(interactions, items, encoder, towers_spec, seed)
         if "cold" not in args.parts:
             continue
         c_train, c_test = cold_item_split(interactions, 0.2, random_state=seed)
@@ -229,6 +238,41 @@ def towers(args: argparse.Namespace) -> None:
             m = ranking_metrics(cold_index.get_indexer(out.ravel()).reshape(out.shape), c_csr, K)
             print(f"cold_item_split(0.2, {seed}) towers={spec}: ndcg@10 {m['ndcg']:.4f} "
                   f"(weights { {k: round(v, 3) for k, v in rec.weights_.items()} })", flush=True)
+
+
+def _cold_users(interactions: pd.DataFrame, items: pd.DataFrame, encoder, towers_spec: dict,
+                seed: int, known_counts: tuple[int, ...] = (1, 3, 5)) -> None:
+    """Cold users: ``cold_user_split(0.2, n, random_state=seed)`` holds out 20 % of the
+    users entirely (the same users for every n on MovieLens, where everyone has >= 20
+    interactions); each is known by their first n items (``recommend_for_history``) and
+    the rest of their interactions are ranked over the whole catalogue, known items
+    excluded. Against popularity (training counts)."""
+    item_index = pd.Index(items["item_id"])
+    train_df = cold_user_split(interactions, 0.2, max(known_counts), random_state=seed)[0]
+    counts = np.bincount(item_index.get_indexer(train_df["item_id"]), minlength=len(item_index))
+    models = {}
+    for name, spec in (("Recommender", None), ("Recommender + towers", towers_spec)):
+        start = time.perf_counter()
+        models[name] = llmrec.Recommender(encoder=encoder, random_state=seed, towers=spec).fit(
+            train_df, items=items)
+        print(f"cold users seed {seed}: {name} fit {time.perf_counter() - start:.0f} s", flush=True)
+    for n in known_counts:
+        _, known, rest = cold_user_split(interactions, 0.2, n, random_state=seed)
+        assert set(_["user_id"]) == set(train_df["user_id"])
+        users = np.sort(known["user_id"].unique())
+        ordered = known.sort_values("timestamp", kind="stable")
+        histories = ordered.groupby("user_id")["item_id"].agg(list)
+        test, _, _ = to_csr(rest, user_index=users, item_index=item_index)
+        seen, _, _ = to_csr(known, user_index=users, item_index=item_index)
+        popular = np.argsort(-counts, kind="stable")
+        lists = {"popularity": np.stack([popular[~np.isin(popular, seen[r].indices)][:K]
+                                         for r in range(len(users))])}
+        for name, rec in models.items():
+            out = np.stack([rec.recommend_for_history(histories[u], K).ids for u in users])
+            lists[name] = item_index.get_indexer(out.ravel()).reshape(out.shape)
+        line = ", ".join(f"{name} {ranking_metrics(top, test, K)['ndcg']:.4f}" for name, top in lists.items())
+        print(f"cold users seed {seed}, {len(users)} users known by their first {n}: ndcg@10 {line}",
+              flush=True)
 
 
 def cold_feed(args: argparse.Namespace) -> None:
@@ -418,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("towers")
     t.add_argument("--data", default=data)
     t.add_argument("--seeds", type=int, nargs="+", default=[0])
-    t.add_argument("--parts", nargs="+", default=["warm", "cold"], choices=["warm", "cold"])
+    t.add_argument("--parts", nargs="+", default=["warm", "cold"], choices=["warm", "cold", "cold-users"])
     t.add_argument("--encoders", nargs="+", default=["minilm", "none"], choices=["minilm", "none"])
     t.add_argument("--epochs", type=int, default=0, help="towers epochs (0: auto, early stopping)")
     lat = sub.add_parser("latency")

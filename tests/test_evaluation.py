@@ -18,7 +18,7 @@ from tolerances import metric_tolerance
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmrec.evaluation import (ImplicitAdapter, auc, cold_item_split, evaluate, leave_last_k,
+from llmrec.evaluation import (ImplicitAdapter, auc, cold_item_split, cold_user_split, evaluate, leave_last_k,
                                random_split, ranking_metrics, temporal_split)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -353,6 +353,38 @@ def test_cold_item_split_properties(frame, frac):
     assert not set(dropped["user_id"]) & set(train["user_id"])
 
 
+@settings(max_examples=60, deadline=None)
+@given(interaction_frames(), st.floats(0.05, 0.5), st.integers(1, 3))
+def test_cold_user_split_properties(frame, frac, n_known):
+    counts = frame.groupby("user_id").size()
+    n_cold = int(np.floor(frac * len(counts) + 0.5))
+    if n_cold > int((counts > n_known).sum()):
+        with pytest.raises(ValueError, match="n_known"):
+            cold_user_split(frame, frac, n_known, random_state=3)
+        return
+    train, known, test = cold_user_split(frame, frac, n_known, random_state=3)
+    parts = [set(train.index), set(known.index), set(test.index)]
+    assert sum(map(len, parts)) == len(frame) and len(set.union(*parts)) == len(frame)
+    cold = set(known["user_id"])
+    assert len(cold) == n_cold and set(test["user_id"]) == cold
+    assert cold.isdisjoint(train["user_id"])
+    assert (known.groupby("user_id").size() == n_known).all()
+    # known rows are each cold user's earliest (numpy reference: stable sort by time)
+    for user in cold:
+        rows = frame[frame["user_id"] == user]
+        first = rows.index.to_numpy()[np.argsort(rows["timestamp"].to_numpy(), kind="stable")][:n_known]
+        assert set(first) == set(known.index[known["user_id"] == user])
+
+
+def test_cold_user_split_same_users_for_every_n_known_and_seeded():
+    frame = _frame_from_seed(4)
+    frame = frame[frame.groupby("user_id")["item_id"].transform("size") > 3]
+    groups = [set(cold_user_split(frame, 0.3, n, random_state=7)[1]["user_id"]) for n in (1, 2, 3)]
+    assert groups[0] == groups[1] == groups[2]
+    assert {tuple(sorted(cold_user_split(frame, 0.3, 1, random_state=s)[1]["user_id"]))
+            for s in range(5)}.__len__() > 1
+
+
 def test_temporal_split_ties_keep_row_order_and_latest_go_to_test():
     frame = pd.DataFrame({"user_id": [1, 1, 1, 1, 1], "item_id": [10, 11, 12, 13, 14],
                           "timestamp": [50, 10, 50, 30, 20]})
@@ -377,6 +409,10 @@ def test_random_split_is_seeded():
     (lambda f: temporal_split(f, "0.2"), TypeError, "frac"),
     (lambda f: leave_last_k(f, 0), ValueError, "k"),
     (lambda f: cold_item_split(f, 0.2, random_state="x"), TypeError, "random_state"),
+    (lambda f: cold_user_split(f, 0.2, 0), ValueError, "n_known"),
+    (lambda f: cold_user_split(f, 0.2, 1.5), TypeError, "n_known"),
+    (lambda f: cold_user_split(f, 0.99, 10**6), ValueError, "n_known"),
+    (lambda f: cold_user_split(f.drop(columns="timestamp")), ValueError, "timestamp"),
     (lambda f: temporal_split(f.drop(columns="timestamp")), ValueError, "timestamp"),
     (lambda f: random_split(f.iloc[:0]), ValueError, "empty"),
     (lambda f: random_split(f.to_numpy()), TypeError, "DataFrame"),

@@ -2,10 +2,11 @@
 
 Splits work on interaction frames (``user_id``, ``item_id``, ``timestamp`` columns, as
 :mod:`llmrec.datasets` returns them) and return ``(train, test)`` frames that keep the
-original index. Metrics work on matrices: a CSR user × item matrix of held-out items
-and an (n_users, k) array of recommended item indices — map frames to matrices with
-:func:`llmrec.datasets.to_csr`, passing the same ``user_index``/``item_index`` for train
-and test so that rows and columns line up.
+original index (:func:`cold_user_split` returns ``(train, known, test)``). Metrics work
+on matrices: a CSR user × item matrix of held-out items and an (n_users, k) array of
+recommended item indices — map frames to matrices with :func:`llmrec.datasets.to_csr`,
+passing the same ``user_index``/``item_index`` for train and test so that rows and
+columns line up.
 
 Every metric is computed with whole-array numpy operations (no Python loop per user):
 100,000 users at k = 10 take 0.1–0.2 s on two cores.
@@ -26,7 +27,7 @@ from llmrec._checks import (INT64_MAX, as_generator, check_id_range, check_int, 
 if TYPE_CHECKING:
     from llmrec.recommender import Recommender
 
-__all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split",
+__all__ = ["random_split", "temporal_split", "leave_last_k", "cold_item_split", "cold_user_split",
            "ranking_metrics", "auc", "sampled_auc", "evaluate", "RowRecommender", "ImplicitAdapter",
            "RecommenderAdapter"]
 
@@ -164,6 +165,44 @@ def cold_item_split(interactions: pd.DataFrame, frac: float = 0.2, *,
     train = frame[~in_test]
     test = frame[in_test & has_train[users]]
     return train, test
+
+
+def cold_user_split(interactions: pd.DataFrame, frac: float = 0.2, n_known: int = 1, *,
+                    random_state: Any = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Hold out a random ``frac`` of the users entirely (cold-start users), each known
+    only by their first ``n_known`` interactions.
+
+    round(frac · n_users) distinct users with more than ``n_known`` interactions are
+    drawn uniformly (users with fewer stay in train). None of their rows is in train;
+    their ``n_known`` earliest rows (by ``timestamp``, ties in row order) are what a
+    model may read of them (e.g. ``Recommender.recommend_for_history``) and the rest
+    is what it must rank. Where every user has more than ``n_known`` interactions, the
+    held-out users depend on ``random_state`` only, so n_known = 1, 3, 5 compare one
+    group of users.
+
+    Returns
+    -------
+    train, known, test : DataFrames, the rows of ``interactions`` (original index and
+    order).
+    """
+    frame = _check_frame(interactions, timestamp=True)
+    frac = check_real(frac, "frac", low=0.0, high=1.0, low_open=True, high_open=True)
+    n_known = check_int(n_known, "n_known", minimum=1)
+    rng = as_generator(random_state)
+    users = pd.factorize(frame["user_id"])[0]
+    counts = np.bincount(users)
+    order = rng.permutation(len(counts))  # drawn before filtering: same users for any n_known
+    eligible = order[counts[order] > n_known]
+    n_cold = int(np.floor(frac * len(counts) + 0.5))
+    if n_cold > len(eligible):
+        raise ValueError(f"frac={frac} asks for {n_cold} cold users but only {len(eligible)} "
+                         f"have more than n_known={n_known} interactions")
+    cold = np.zeros(len(counts), dtype=bool)
+    cold[eligible[:n_cold]] = True
+    held = cold[users]
+    later = _tail_per_user(users, frame["timestamp"].to_numpy(), counts - n_known)
+    return frame[~held], frame[held & ~later], frame[held & later]
 
 
 # --------------------------------------------------------------------------- matrices
