@@ -17,14 +17,14 @@ namespace py = pybind11;
 namespace {
 
 using llmrec::bindings::FloatArray;
-using Int64Array = llmrec::bindings::IdArray;
-using Int32Array = llmrec::bindings::InputArray<int32_t>;
+using llmrec::bindings::IdArray;
+using llmrec::bindings::Int32Array;
 
 using llmrec::bindings::output_array;
 using llmrec::bindings::require;
 
 // Checks a CSR matrix's structure against n_rows and n_cols; O(nnz).
-llmrec::als::Csr as_csr(const Int64Array& indptr, const Int32Array& indices,
+llmrec::als::Csr as_csr(const IdArray& indptr, const Int32Array& indices,
                         const FloatArray& values, std::size_t n_rows, std::size_t n_cols) {
   require(indptr.ndim() == 1 && static_cast<std::size_t>(indptr.size()) == n_rows + 1,
           "indptr must have n_rows + 1 entries");
@@ -79,7 +79,7 @@ FloatArray gramian(const FloatArray& Y, long num_threads) {
   return G;
 }
 
-void solve(const Int64Array& indptr, const Int32Array& indices, const FloatArray& values,
+void solve(const IdArray& indptr, const Int32Array& indices, const FloatArray& values,
            const FloatArray& Y, const py::object& X_arg, const std::optional<FloatArray>& gramian,
            bool implicit, bool cholesky, int cg_steps, float regularization, float alpha,
            float reg_exponent, float prior_strength, const std::optional<FloatArray>& priors,
@@ -105,7 +105,7 @@ void solve(const Int64Array& indptr, const Int32Array& indices, const FloatArray
   llmrec::als::solve(R, Y.data(), n_y, f, G, o, threads, out);
 }
 
-double loss(const Int64Array& indptr, const Int32Array& indices, const FloatArray& values,
+double loss(const IdArray& indptr, const Int32Array& indices, const FloatArray& values,
             const FloatArray& X, const FloatArray& Y, const std::optional<FloatArray>& gramian,
             bool implicit, float regularization, float alpha, float reg_exponent,
             long num_threads) {

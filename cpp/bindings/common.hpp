@@ -36,6 +36,8 @@ using InputArray = py::array_t<T, kInputFlags>;
 using FloatArray = InputArray<float>;
 using IdArray = InputArray<int64_t>;
 using ByteArray = InputArray<uint8_t>;
+using HalfArray = InputArray<uint16_t>;  // fp16 codes and sq8 base numbers
+using Int32Array = InputArray<int32_t>;
 
 // The const char* overload keeps checks inside loops free of string construction.
 inline void require(bool ok, const char* message) {

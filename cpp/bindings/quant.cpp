@@ -38,7 +38,7 @@ using llmrec::bindings::slot_range_fits;
 // clustering has long converged, and the call would not return for hours.
 constexpr std::size_t kMaxIterations = 100000;
 
-using HalfArray = llmrec::bindings::InputArray<uint16_t>;
+using llmrec::bindings::HalfArray;
 
 py::tuple sq8_train(const FloatArray& x) {
   require(x.ndim() == 2 && x.shape(0) > 0 && x.shape(1) > 0, "training vectors must be a non-empty 2-D array");

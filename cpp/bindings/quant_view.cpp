@@ -34,7 +34,7 @@ using llmrec::quant::Codec;
 using OptFloats = std::optional<FloatArray>;
 using OptIds = std::optional<IdArray>;
 using OptBytes = std::optional<ByteArray>;
-using U16Array = llmrec::bindings::InputArray<uint16_t>;
+using llmrec::bindings::HalfArray;
 
 template <class T>
 std::vector<T> copy_of(const llmrec::bindings::InputArray<T>& a) {
@@ -46,7 +46,7 @@ class QuantizedView {
   QuantizedView(const std::string& codec, std::size_t n, std::size_t d, const py::array& codes, const OptFloats& mid,
                 const OptFloats& step, const OptFloats& vectors, const OptFloats& centroids, const OptIds& list_starts,
                 const OptIds& list_sizes, const OptIds& slot_ids, const OptFloats& codebooks,
-                const OptFloats& item_scales, const std::optional<U16Array>& item_bases, const OptFloats& bases)
+                const OptFloats& item_scales, const std::optional<HalfArray>& item_bases, const OptFloats& bases)
       : codec_name_(codec) {
     require(codec == "sq8" || codec == "fp16" || codec == "pq4",
             "codec must be 'sq8', 'fp16' or 'pq4', got '" + codec + "'");
@@ -164,7 +164,7 @@ class QuantizedView {
   }
 
   void set_sq8(const py::array& codes, const OptFloats& mid, const OptFloats& step, const OptFloats& item_scales,
-               const std::optional<U16Array>& item_bases, const OptFloats& bases, bool partitioned) {
+               const std::optional<HalfArray>& item_bases, const OptFloats& bases, bool partitioned) {
     const std::size_t d = view_.d, slots = view_.slots;
     auto blocks = ByteArray::ensure(codes);
     require(blocks && blocks.ndim() == 2 && static_cast<std::size_t>(blocks.shape(1)) == llmrec::quant::sq8_block_bytes(d) &&
@@ -248,7 +248,7 @@ void register_quant_view(py::module_& m) {
                             "One quantized index's storage, checked once, searched many times.")
       .def(py::init<const std::string&, std::size_t, std::size_t, const py::array&, const OptFloats&,
                     const OptFloats&, const OptFloats&, const OptFloats&, const OptIds&, const OptIds&,
-                    const OptIds&, const OptFloats&, const OptFloats&, const std::optional<U16Array>&,
+                    const OptIds&, const OptFloats&, const OptFloats&, const std::optional<HalfArray>&,
                     const OptFloats&>(),
            py::arg("codec"), py::arg("n"), py::arg("d"), py::arg("codes"), py::arg("mid") = py::none(),
            py::arg("step") = py::none(), py::arg("vectors") = py::none(), py::arg("centroids") = py::none(),

@@ -17,8 +17,6 @@ namespace detail {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-// Below this many items per thread, splitting the item range costs more than it saves.
-constexpr std::size_t kMinItemsPerSplit = 16384;
 // Query rows scanned together should stay in L2 while item panels stream past them.
 constexpr std::size_t kQueryBlockBytes = 256 * 1024;
 // Cap on heap memory per wave, so that huge k or nq never allocates without bound.
