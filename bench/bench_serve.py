@@ -22,7 +22,9 @@ its threads) or of the in-process run, and of the load generator: unlike through
 these hold on a machine busy with other work ("CPU ratio": in-process over served CPU
 per request, what the throughput ratio is when both get the same share of the cores).
 The in-process baseline runs before and after the served phases; the ratios are taken
-against the faster of the two runs and the lower of their CPU times per request.
+against the faster of the two runs and the lower of their CPU times per request. A third
+in-process run adds the served phases' update stream (same users, clicks and pace,
+through ``Recommender.update``): the update phases are also compared with it, like with like.
 
     python bench/bench_serve.py                                   # full: 100k items, 60 s per phase
     python bench/bench_serve.py --items 20000 --users 5000 --duration 10   # quick
@@ -152,8 +154,11 @@ def floor_role(port: int, threads: int) -> int:
     return 0
 
 
-def inprocess_role(model_dir: str, threads: int, duration: float, max_requests: int, n_users: int) -> int:
-    """``threads`` threads calling recommend on the loaded model; prints JSON."""
+def inprocess_role(model_dir: str, threads: int, duration: float, max_requests: int, n_users: int,
+                   n_items: int, with_updates: bool) -> int:
+    """``threads`` threads calling recommend on the loaded model (and, ``with_updates``,
+    one more thread making the served phases' stream of updates: the same users, clicks
+    and pace, through ``Recommender.update``); prints JSON."""
     import llmrec
 
     rec = llmrec.Recommender.load(model_dir, encoder=StandInEncoder())
@@ -178,15 +183,27 @@ def inprocess_role(model_dir: str, threads: int, duration: float, max_requests: 
         with lock:
             latencies.extend(local)
 
+    updates = [0]
+
+    def update() -> None:  # the pace of _updates' writer: back to back, 10 ms apart
+        rng = np.random.default_rng(4)
+        while time.perf_counter() < deadline and updates[0] < max_requests:
+            rec.update(int(rng.integers(0, n_users)), rng.integers(0, n_items, 2).tolist())
+            updates[0] += 1
+            time.sleep(0.01)
+
     start, cpu = time.perf_counter(), time.process_time()
     workers = [threading.Thread(target=work) for _ in range(threads)]
+    if with_updates:
+        workers.append(threading.Thread(target=update))
     for t in workers:
         t.start()
     for t in workers:
         t.join()
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     p50, p99 = _percentiles(latencies)
-    print(json.dumps({"requests": len(latencies), "seconds": elapsed, "p50": p50, "p99": p99, "cpu": cpu}))
+    print(json.dumps({"requests": len(latencies), "seconds": elapsed, "p50": p50, "p99": p99, "cpu": cpu,
+                      "updates": updates[0]}))
     return 0
 
 
@@ -384,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per phase at most")
     parser.add_argument("--model-dir", default=None, help="reuse (or keep) the fitted model here")
     parser.add_argument("--role", choices=("serve", "inprocess", "floor"), help=argparse.SUPPRESS)
+    parser.add_argument("--with-updates", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -392,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "floor":
         return floor_role(args.port, args.threads)
     if args.role == "inprocess":
-        return inprocess_role(args.model_dir, args.threads, args.duration, args.max_requests, args.users)
+        return inprocess_role(args.model_dir, args.threads, args.duration, args.max_requests, args.users,
+                              args.items, args.with_updates)
     if shutil.which("wrk") is None:
         raise SystemExit("the load generator is wrk: install it (Debian: apt-get install wrk)")
 
@@ -416,9 +435,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{client_cores}; {threads} reader threads; {args.clients} connections, "
               f"{args.duration:g} s or {args.max_requests:,} requests per phase", flush=True)
 
-        def in_process() -> dict:
+        def in_process(with_updates: bool = False) -> dict:
             out = subprocess.run([*role, "--role", "inprocess", "--duration", str(args.duration),
-                                  "--max-requests", str(args.max_requests)], capture_output=True,
+                                  "--max-requests", str(args.max_requests),
+                                  *(["--with-updates"] if with_updates else [])], capture_output=True,
                                  text=True, preexec_fn=lambda: os.sched_setaffinity(0, server_cores),
                                  timeout=args.duration + 900)
             if out.returncode != 0:
@@ -438,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
             results["served + updates + 1 reload"] = _phase(server, script, args, client_cores,
                                                             updates=True, reload_at=args.duration / 2)
         after = in_process()
+        (model_dir / "writes.jsonl").unlink(missing_ok=True)
+        with_updates = in_process(with_updates=True)  # the served update phases' baseline
     # The baseline: the faster of the runs before and after the served ones (on a busy
     # machine the load drifts), and its CPU per request the lower of the two.
     inproc = max(before, after, key=lambda r: r["requests"] / r["seconds"])
@@ -449,12 +471,19 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     print(_line(f"in-process recommend, {threads} threads, before", before, None))
     print(_line(f"in-process recommend, {threads} threads, after", after, None))
+    print(_line(f"in-process recommend, {threads} threads + the update stream", with_updates, None))
     for name, r in results.items():
         print(_line(f"{name}, {args.clients} connections", r, inproc))
     for name in ("served + updates", "served + updates + 1 reload"):
         r = results[name]
         print(f"{name}: {r['writes']['ok']} updates acknowledged, {r['writes']['failed']} failed"
               + (f"; reload: {r['reload']}" if r["reload"] else ""))
+    print(f"in-process + the update stream: {with_updates['updates']} updates")
+    matched = with_updates["requests"] / with_updates["seconds"]
+    for name in ("served + updates", "served + updates + 1 reload"):
+        r = results[name]
+        print(f"{name}: throughput {r['requests'] / r['seconds'] / matched:.2f}× in-process with the same "
+              f"update stream ({'met' if r['requests'] / r['seconds'] >= 0.7 * matched else 'MISSED'}, ≥ 0.7×)")
 
     served = {name: r for name, r in results.items() if name.startswith("served")}
     base = inproc["requests"] / inproc["seconds"]
