@@ -5,6 +5,7 @@ reload finishes on the model it started with."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -152,3 +153,24 @@ def test_a_failed_reload_keeps_the_model(app, tmp_path):
         assert "Traceback" not in got.text
         assert httpx.get(f"{url}/health").json()["version"] == 1
         assert 'llmrec_reloads_total{outcome="failed"} 1.0' in httpx.get(f"{url}/metrics").text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_a_reload_loads_on_a_background_thread_of_lower_priority():
+    """The load and replay run on a fresh thread whose nice value is raised (Linux), so
+    requests come first; its result and its exceptions reach the caller, whose own
+    priority is unchanged."""
+    import os
+
+    from llmrec.serve.holder import BACKGROUND_NICENESS, in_background
+
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = priority()
+    name, theirs = in_background(lambda: (threading.current_thread().name, priority()))
+    assert name != threading.current_thread().name
+    assert theirs == min(19, mine + BACKGROUND_NICENESS)
+    assert priority() == mine
+    with pytest.raises(KeyError, match="missing"):
+        in_background(lambda: {}["missing"])

@@ -12,6 +12,7 @@ log replays exactly.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -57,6 +58,35 @@ def _items_frame(items: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+BACKGROUND_NICENESS = 10  # added to a background thread's nice value (Linux: per thread)
+
+
+def in_background(work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)`` on a thread of its own at a lower CPU priority (Linux: the nice
+    value is per thread, and a thread may lower its own priority but not raise it back,
+    hence a fresh thread); its result, or its exception raised here."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            if hasattr(os, "setpriority"):
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICENESS)
+        except OSError:  # not permitted here: run at the normal priority
+            pass
+        try:
+            out["result"] = work(*args)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            out["error"] = error
+
+    thread = threading.Thread(target=run, name="llmrec-background", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
 class ModelHolder:
     """The model of ``directory`` and its write log.
 
@@ -82,11 +112,11 @@ class ModelHolder:
         the current model still served, when the directory or its log cannot be read."""
         with self._reload_lock:
             start = time.perf_counter()
-            model = self._loader(self.directory, self.encoder)
             journal = Journal(self.directory)
             try:
-                records, offset = journal.read()  # appends may go on meanwhile
-                skipped = self._replay(model, records)
+                # The load and the replay of the log so far share the cores with requests:
+                # run at a lower CPU priority, so that requests come first.
+                model, offset, skipped, records = in_background(self._load_and_replay, journal)
                 with self._write_lock:
                     cut = journal.cut_torn_tail()  # no writer now: only a kill leaves one
                     if cut:
@@ -108,6 +138,13 @@ class ModelHolder:
                       "skipped": skipped, "seconds": round(time.perf_counter() - start, 3)}
             log.info("model %s loaded: %s", self.directory, report)
             return report
+
+    def _load_and_replay(self, journal: Journal) -> tuple[Any, int, int, list[dict[str, Any]]]:
+        """The directory's model with the log read so far replayed: (model, the log offset
+        read up to, records skipped, records)."""
+        model = self._loader(self.directory, self.encoder)
+        records, offset = journal.read()  # appends may go on meanwhile
+        return model, offset, self._replay(model, records), records
 
     @staticmethod
     def _replay(model: Any, records: list[dict[str, Any]]) -> int:
