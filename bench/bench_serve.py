@@ -135,10 +135,10 @@ def floor_role(port: int, threads: int) -> int:
     from fastapi import FastAPI
     from fastapi.responses import Response
 
-    from llmrec.serve.reads import ReadPool
+    from llmrec.serve.reads import WorkPool
 
     answer = json.dumps({"items": list(range(10)), "scores": [1.0] * 10, "labels": None}).encode()
-    pool, app = ReadPool(threads), FastAPI()
+    pool, app = WorkPool(threads), FastAPI()
 
     @app.post("/recommend")
     async def nothing(request: Request) -> Response:
