@@ -451,14 +451,18 @@ def main(argv: list[str] | None = None) -> int:
         with _Server([*role, "--role", "floor"], server_cores) as floor:
             _wrk(f"{floor.url}/recommend", script, args.clients, 2, client_cores)  # warm up
             results["floor: an endpoint doing nothing"] = _phase(floor, script, args, client_cores)
-        with _Server([*role, "--role", "serve", "--key-file", str(key_file)], server_cores) as server:
+        # The server works on a copy: its writes and checkpoints stay out of the saved model
+        # that the in-process runs (and later runs of this bench) load.
+        served_dir = Path(tmp) / "served"
+        shutil.copytree(model_dir, served_dir)
+        with _Server([*role, "--model-dir", str(served_dir), "--role", "serve", "--key-file", str(key_file)],
+                     server_cores) as server:
             _wrk(f"{server.url}/recommend", script, args.clients, min(5.0, args.duration), client_cores)
             results["served"] = _phase(server, script, args, client_cores)
             results["served + updates"] = _phase(server, script, args, client_cores, updates=True)
             results["served + updates + 1 reload"] = _phase(server, script, args, client_cores,
                                                             updates=True, reload_at=args.duration / 2)
         after = in_process()
-        (model_dir / "writes.jsonl").unlink(missing_ok=True)
         with_updates = in_process(with_updates=True)  # the served update phases' baseline
     # The baseline: the faster of the runs before and after the served ones (on a busy
     # machine the load drifts), and its CPU per request the lower of the two.

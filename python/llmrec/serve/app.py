@@ -28,7 +28,7 @@ from llmrec.serve.auth import KeyGuard, bearer
 from llmrec.serve.body_limit import BodyLimit
 from llmrec.serve.errors import ApiError, install as install_errors, library_errors
 from llmrec.serve.fast import FastRoutes, Handler, fastapi_endpoint
-from llmrec.serve.holder import ModelHolder
+from llmrec.serve.holder import CHECKPOINT_EVERY, ModelHolder
 from llmrec.serve.journal import DirectoryReplaced
 from llmrec.serve.metrics import Metrics, MetricsMiddleware
 from llmrec.serve.schemas import (AddItemsRequest, EventsRequest, ExplainRequest, Explanation,
@@ -65,15 +65,18 @@ def _protected(method: str, path: str) -> bool:
 
 
 def create_app(directory: Any = None, *, api_key: str | None = None, encoder: Any = "saved",
-               threads: int | None = None, holder: ModelHolder | None = None) -> FastAPI:
+               threads: int | None = None, holder: ModelHolder | None = None,
+               checkpoint_every: int | None = CHECKPOINT_EVERY) -> FastAPI:
     """The application serving the model saved in ``directory`` (loaded now, its write
     log replayed), or ``holder``'s. ``api_key``: the key writes and admin need (None:
     they are refused). ``threads``: reads served at once, on that many threads (None:
-    two per core this process may run on); writes and admin have threads of their own."""
+    two per core this process may run on); writes and admin have threads of their own.
+    ``checkpoint_every``: log records after which the model is saved into ``directory``
+    with an empty log (None: never; see :class:`.holder.ModelHolder`)."""
     pool = reads.WorkPool(reads.default_threads() if threads is None else threads)
     writer = reads.WorkPool(1, "llmrec-write")
     if holder is None:
-        holder = ModelHolder(Path(directory), encoder=encoder)
+        holder = ModelHolder(Path(directory), encoder=encoder, checkpoint_every=checkpoint_every)
         holder.reload()
     metrics = Metrics(lambda: (holder.version, *introspect.sizes(holder.model)))
     page = resources.files("llmrec.serve").joinpath("page.html").read_text(encoding="utf-8")
