@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -81,7 +82,8 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
     metrics = Metrics(lambda: (holder.version, *introspect.sizes(holder.model)))
     page = resources.files("llmrec.serve").joinpath("page.html").read_text(encoding="utf-8")
 
-    async def lifespan(_app: FastAPI):
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         pool.close()
         writer.close()

@@ -116,9 +116,16 @@ class ModelHolder:
         self._write_lock = threading.Lock()   # writes, log appends, the swap
         self._reload_lock = threading.Lock()  # one reload at a time
         self.model: Any = None
-        self.journal: Journal | None = None
+        self._journal: Journal | None = None
         self.version = 0
         self.loaded_at = 0.0
+
+    @property
+    def journal(self) -> Journal:
+        """The write log of the served model (from the first :meth:`reload` on)."""
+        if self._journal is None:
+            raise RuntimeError("no model loaded yet: call reload() first")
+        return self._journal
 
     def reload(self) -> dict[str, Any]:
         """Load the directory again, replay its log and swap the result in. Writes wait
@@ -139,7 +146,7 @@ class ModelHolder:
                     rest, _ = journal.read(offset)
                     skipped += self._replay(model, rest)
                     journal.records = len(records) + len(rest)
-                    old, self.journal = self.journal, journal
+                    old, self._journal = self._journal, journal
                     self.model = model
                     self.version += 1
                     self.loaded_at = time.time()
@@ -202,7 +209,7 @@ class ModelHolder:
         with self._reload_lock, self._write_lock:
             self.journal.check_in_place()
             self.model.save(self.directory)
-            old, self.journal = self.journal, Journal(self.directory)
+            old, self._journal = self.journal, Journal(self.directory)
             old.close()
             return {"version": self.version, "log_records": 0}
 
@@ -225,8 +232,8 @@ class ModelHolder:
             log.exception("reload of %s failed", self.directory)
 
     def close(self) -> None:
-        if self.journal is not None:
-            self.journal.close()
+        if self._journal is not None:
+            self._journal.close()
 
 
 __all__ = ["ModelHolder", "apply_write"]

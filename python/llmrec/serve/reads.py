@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from llmrec.serve import introspect
 
 Body = TypeVar("Body", bound=BaseModel)
+Result = TypeVar("Result")
 
 
 def default_threads() -> int:
@@ -50,7 +51,7 @@ class WorkPool:
             raise ValueError(f"threads must be a positive int, got {threads!r}")
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
 
-    async def run(self, work: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, work: Callable[..., Result], *args: Any) -> Result:
         """``work(*args)`` on a reader thread; its result or its exception."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
 
