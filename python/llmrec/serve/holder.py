@@ -217,6 +217,8 @@ class ModelHolder:
         """:meth:`save`, at the normal CPU priority (it holds the write lock: a lower one
         would keep writes waiting behind the reads)."""
         try:
+            if self.checkpoint_every is None or self.journal.records < self.checkpoint_every:
+                return  # a reload or a save came first and left a short log
             start = time.perf_counter()
             self.save()
             log.info("checkpoint of %s saved in %.2f s", self.directory, time.perf_counter() - start)
