@@ -93,7 +93,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
     app.state.holder, app.state.metrics = holder, metrics
     install_errors(app)
 
-    def openapi() -> dict[str, Any]:  # the read bodies, which FastAPI does not parse, too
+    def openapi() -> dict[str, Any]:  # with the fast routes' bodies, which FastAPI does not parse
         if app.openapi_schema is None:
             app.openapi_schema = reads.add_schemas(
                 get_openapi(title=app.title, version=app.version, description=app.description,
