@@ -1,8 +1,9 @@
 """``llmrec serve`` under load: throughput, p50/p99 latency, errors and resident memory of
 POST /recommend on a 100,000-item model, alone and with a concurrent stream of updates
 plus one live reload, against the in-process ``Recommender.recommend`` throughput of the
-same model on the same cores with the same threads; and the floor: what uvicorn, FastAPI
-and the hop to a reader thread cost for an endpoint that does nothing.
+same model on the same cores with the same threads; and the floor: what the server's
+request path (uvicorn, its middlewares, the hop to a reader thread) costs for an endpoint
+that does nothing.
 
 Everything runs on 127.0.0.1 (run it inside ``unshare -n sh -c 'ip link set lo up && …'``).
 The server is a subprocess pinned to the server cores (half the machine's, at least one),
@@ -46,7 +47,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fastapi import Request  # the floor endpoint's annotation (resolved from this module)
 
 KEY = "bench-key-0123456789abcdef"
 
@@ -129,28 +129,39 @@ def serve_role(model_dir: str, port: int, key_file: str, threads: int) -> int:
 
 
 def floor_role(port: int, threads: int) -> int:
-    """An endpoint that does nothing (a fixed ten-item answer, made on a reader thread)
-    behind uvicorn and FastAPI as the server runs them: the HTTP path's own cost."""
+    """An endpoint that does nothing (its body parsed, a fixed ten-item answer made on a
+    reader thread) on the server's own request path: uvicorn, FastAPI, the metrics, key
+    and body-size middlewares and the fast path (``llmrec.serve.fast``). The HTTP path's
+    own cost."""
     import uvicorn
     from fastapi import FastAPI
     from fastapi.responses import Response
 
-    from llmrec.serve.reads import ReadPool
+    from llmrec.serve import limits
+    from llmrec.serve.auth import KeyGuard
+    from llmrec.serve.body_limit import BodyLimit
+    from llmrec.serve.fast import FastRoutes
+    from llmrec.serve.metrics import Metrics, MetricsMiddleware
+    from llmrec.serve.reads import WorkPool, parse
+    from llmrec.serve.schemas import RecommendRequest
 
     answer = json.dumps({"items": list(range(10)), "scores": [1.0] * 10, "labels": None}).encode()
-    pool, app = ReadPool(threads), FastAPI()
+    pool, app = WorkPool(threads), FastAPI()
 
-    @app.post("/recommend")
-    async def nothing(request: Request) -> Response:
-        await request.body()
+    async def nothing(content_type: str | None, body: bytes) -> Response:
+        parse(content_type, body, RecommendRequest)
         return Response(await pool.run(lambda: answer), media_type="application/json")
 
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok"}
 
+    app.add_middleware(FastRoutes, routes={("POST", "/recommend"): nothing})
+    app.add_middleware(BodyLimit, max_bytes=limits.MAX_BODY_BYTES)
+    app.add_middleware(KeyGuard, key=None, protected=lambda method, path: False)
+    app.add_middleware(MetricsMiddleware, metrics=Metrics(lambda: (1, 0, 0)), paths=("/recommend", "/health"))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                server_header=False)
+                server_header=False, proxy_headers=False)
     return 0
 
 
@@ -451,14 +462,18 @@ def main(argv: list[str] | None = None) -> int:
         with _Server([*role, "--role", "floor"], server_cores) as floor:
             _wrk(f"{floor.url}/recommend", script, args.clients, 2, client_cores)  # warm up
             results["floor: an endpoint doing nothing"] = _phase(floor, script, args, client_cores)
-        with _Server([*role, "--role", "serve", "--key-file", str(key_file)], server_cores) as server:
+        # The server works on a copy: its writes and checkpoints stay out of the saved model
+        # that the in-process runs (and later runs of this bench) load.
+        served_dir = Path(tmp) / "served"
+        shutil.copytree(model_dir, served_dir)
+        with _Server([*role, "--model-dir", str(served_dir), "--role", "serve", "--key-file", str(key_file)],
+                     server_cores) as server:
             _wrk(f"{server.url}/recommend", script, args.clients, min(5.0, args.duration), client_cores)
             results["served"] = _phase(server, script, args, client_cores)
             results["served + updates"] = _phase(server, script, args, client_cores, updates=True)
             results["served + updates + 1 reload"] = _phase(server, script, args, client_cores,
                                                             updates=True, reload_at=args.duration / 2)
         after = in_process()
-        (model_dir / "writes.jsonl").unlink(missing_ok=True)
         with_updates = in_process(with_updates=True)  # the served update phases' baseline
     # The baseline: the faster of the runs before and after the served ones (on a busy
     # machine the load drifts), and its CPU per request the lower of the two.

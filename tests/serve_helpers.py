@@ -81,15 +81,17 @@ def wait_healthy(url: str, process: subprocess.Popen | None = None) -> dict:
     raise AssertionError(f"the server at {url} did not answer in {START_TIMEOUT_S} s ({last})")
 
 
-def start_cli_server(model_dir: Path, key_file: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """``python -m llmrec serve`` on a free port of 127.0.0.1; returns (process, url)."""
+def start_cli_server(model_dir: Path, key_file: Path, log_path: Path,
+                     *options: str) -> tuple[subprocess.Popen, str]:
+    """``python -m llmrec serve`` (with ``options``) on a free port of 127.0.0.1; returns
+    (process, url)."""
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()  # the server binds it again at once (a clash fails the start, not the test's checks)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "llmrec", "serve", str(model_dir), "--port",
-                                    str(port), "--api-key-file", str(key_file)], stdout=out,
+                                    str(port), "--api-key-file", str(key_file), *options], stdout=out,
                                    stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -263,6 +263,33 @@ def test_save_compacts_the_log_and_an_outside_save_needs_a_reload(client, fitted
     assert client.post("/events", json={"user_id": users[2], "items": items[:1]}, headers=AUTH).status_code == 200
 
 
+def test_a_checkpoint_saves_the_writes_and_a_reload_replays_only_the_rest(model_dir, fitted):
+    users, items = _users_items(fitted)
+    app = create_app(model_dir, api_key=KEY, encoder=WordEncoder(), checkpoint_every=5)
+    new_users = [10_000 + n for n in range(8)]
+    with TestClient(app) as c:
+        holder = app.state.holder
+        for n, user in enumerate(new_users):
+            assert c.post("/events", json={"user_id": user, "items": items[n:n + 2]},
+                          headers=AUTH).status_code == 200
+        deadline = time.monotonic() + 60
+        while holder._checkpointing.is_set() or holder.journal.records >= 5:
+            assert time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.05)
+        tail = holder.journal.records
+        assert tail < 5 and len((model_dir / "writes.jsonl").read_bytes().splitlines()) == tail
+        saved = Recommender.load(model_dir, encoder=WordEncoder())  # the saved model alone
+        assert saved._user_map.contains(new_users[:len(new_users) - tail]).all()
+        assert not saved._user_map.contains(new_users[len(new_users) - tail:]).any()
+        report = c.post("/admin/reload", headers=AUTH).json()
+        assert report["replayed"] == tail and report["skipped"] == 0
+        for n, user in enumerate(new_users):
+            row = int(holder.model._user_map.rows([user], "user")[0])
+            assert holder.model._item_map.to_ids(holder.model._histories.get(row)).tolist() == items[n:n + 2]
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        create_app(model_dir, encoder=WordEncoder(), checkpoint_every=0)
+
+
 def test_remove_items(client, fitted):
     if not hasattr(Recommender, "remove_items"):
         pytest.skip("Recommender.remove_items is not in this llmrec yet (issue 16, branch catalogue)")

@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--api-key-file", default=None,
                          help="file holding the key that writes and /admin need (Authorization: "
                               "Bearer KEY); without it writes are refused")
+    p_serve.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                         help="save the model (with every write) into MODEL_DIR once its write log "
+                              "holds N records, so a restart replays few (default 2000; 0: never)")
     return parser
 
 
@@ -247,11 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from .serve import run as serve
 
+        from .serve.holder import CHECKPOINT_EVERY
+
         if args.workers is not None and args.workers < 1:
             parser.error("--workers must be at least 1")
+        if args.checkpoint_every is not None and args.checkpoint_every < 0:
+            parser.error("--checkpoint-every must be 0 (never) or more")
+        every = CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every or None
         try:
             return serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
-                         api_key_file=args.api_key_file)
+                         api_key_file=args.api_key_file, checkpoint_every=every)
         except (OSError, ValueError) as error:  # no model there, a damaged one, a bad key file
             parser.exit(2, f"llmrec serve: {error}\n")
     if args.command == "evaluate":

@@ -1,7 +1,8 @@
 """The HTTP application: JSON endpoints over a saved Recommender, its page and metrics.
 
-The reads run on the read pool (:mod:`.reads`: ``threads`` threads), the other endpoints
-are plain (sync) functions that FastAPI runs on its own thread pool; on both, the native
+The reads run on the read pool (:mod:`.reads`: ``threads`` threads) and the writes on a
+thread of their own, both answered on the fast path (:mod:`.fast`); the other endpoints
+are plain (sync) functions that FastAPI runs on its own thread pool. The native
 work (candidate search, re-scoring, MMR) runs with the GIL released, so requests run in
 parallel on threads in one process, which is what lets writes and reloads stay
 consistent for every request.
@@ -12,18 +13,23 @@ from __future__ import annotations
 import logging
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+import orjson
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
 
 from llmrec.serve import introspect, limits, reads
 from llmrec.serve.auth import KeyGuard, bearer
 from llmrec.serve.body_limit import BodyLimit
 from llmrec.serve.errors import ApiError, install as install_errors, library_errors
-from llmrec.serve.holder import ModelHolder
+from llmrec.serve.fast import FastRoutes, Handler, fastapi_endpoint
+from llmrec.serve.holder import CHECKPOINT_EVERY, ModelHolder
 from llmrec.serve.journal import DirectoryReplaced
 from llmrec.serve.metrics import Metrics, MetricsMiddleware
 from llmrec.serve.schemas import (AddItemsRequest, EventsRequest, ExplainRequest, Explanation,
@@ -31,6 +37,7 @@ from llmrec.serve.schemas import (AddItemsRequest, EventsRequest, ExplainRequest
                                   RemoveItemsRequest, SearchRequest, SimilarRequest, WriteResult)
 
 log = logging.getLogger("llmrec.serve")
+Body = TypeVar("Body", bound=BaseModel)
 
 WRITE_PATHS = frozenset({"/events", "/items"})
 ADMIN_PATHS = frozenset({"/admin/reload", "/admin/save"})
@@ -59,38 +66,58 @@ def _protected(method: str, path: str) -> bool:
 
 
 def create_app(directory: Any = None, *, api_key: str | None = None, encoder: Any = "saved",
-               threads: int | None = None, holder: ModelHolder | None = None) -> FastAPI:
+               threads: int | None = None, holder: ModelHolder | None = None,
+               checkpoint_every: int | None = CHECKPOINT_EVERY) -> FastAPI:
     """The application serving the model saved in ``directory`` (loaded now, its write
     log replayed), or ``holder``'s. ``api_key``: the key writes and admin need (None:
     they are refused). ``threads``: reads served at once, on that many threads (None:
-    two per core this process may run on); writes and admin have threads of their own."""
-    pool = reads.ReadPool(reads.default_threads() if threads is None else threads)
+    two per core this process may run on); writes and admin have threads of their own.
+    ``checkpoint_every``: log records after which the model is saved into ``directory``
+    with an empty log (None: never; see :class:`.holder.ModelHolder`)."""
+    pool = reads.WorkPool(reads.default_threads() if threads is None else threads)
+    writer = reads.WorkPool(1, "llmrec-write")
     if holder is None:
-        holder = ModelHolder(Path(directory), encoder=encoder)
+        holder = ModelHolder(Path(directory), encoder=encoder, checkpoint_every=checkpoint_every)
         holder.reload()
     metrics = Metrics(lambda: (holder.version, *introspect.sizes(holder.model)))
     page = resources.files("llmrec.serve").joinpath("page.html").read_text(encoding="utf-8")
 
-    async def lifespan(_app: FastAPI):
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         pool.close()
+        writer.close()
         holder.close()
 
     app = FastAPI(title="llmrec", description=DESCRIPTION, lifespan=lifespan)
     app.state.holder, app.state.metrics = holder, metrics
     install_errors(app)
 
-    def openapi() -> dict[str, Any]:  # the read bodies, which FastAPI does not parse, too
+    def openapi() -> dict[str, Any]:  # with the fast routes' bodies, which FastAPI does not parse
         if app.openapi_schema is None:
             app.openapi_schema = reads.add_schemas(
                 get_openapi(title=app.title, version=app.version, description=app.description,
                             routes=app.routes),
-                [RecommendRequest, HistoryRequest, SearchRequest, SimilarRequest])
+                [RecommendRequest, HistoryRequest, SearchRequest, SimilarRequest, EventsRequest,
+                 AddItemsRequest, RemoveItemsRequest])
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    def read(path: str, body_model: type, work: Any, fields: dict[str, str]) -> None:
+    routes: dict[tuple[str, str], Handler] = {}
+    secured = [Depends(bearer)]
+
+    def route(method: str, path: str, handler: Handler, body_model: type[BaseModel], doc: str | None,
+              **declared: Any) -> None:
+        """``handler`` answers ``method path`` on the fast path (:mod:`.fast`); FastAPI
+        declares it (docs, 405) with ``declared``."""
+        routes[(method, path)] = handler
+        endpoint = fastapi_endpoint(handler)
+        endpoint.__doc__ = doc
+        app.add_api_route(path, endpoint, methods=[method], openapi_extra=reads.documented(body_model),
+                          **declared)
+
+    def read(path: str, body_model: type[BaseModel], work: Any, fields: dict[str, str]) -> None:
         """A read endpoint: the body parsed from its bytes, ``work(model, body)`` and the
         answer's JSON on the read pool (:mod:`.reads`)."""
         def answer(body: Any) -> Response:
@@ -98,12 +125,11 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
             with library_errors(fields):
                 return reads.ranking(model, work(model, body))
 
-        async def endpoint(request: Request) -> Response:
-            return await pool.run(answer, await reads.parse(request, body_model))
+        async def handle(content_type: str | None, body: bytes) -> Response:
+            return await pool.run(answer, reads.parse(content_type, body, body_model))
 
-        endpoint.__doc__ = work.__doc__
-        app.post(path, response_model=Recommendations, tags=["read"], name=work.__name__,
-                 openapi_extra=reads.documented(body_model))(endpoint)
+        route("POST", path, handle, body_model, work.__doc__, response_model=Recommendations,
+              tags=["read"], name=work.__name__)
 
     def recommend(model: Any, body: RecommendRequest) -> Any:
         """Top-k for a known user: `query` shifts the ranking toward a request in words,
@@ -144,7 +170,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
                 "signals": {str(k): float(v) for k, v in e.signals.items() if np.isfinite(v)},
                 "history": history}
 
-    def write(record: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
+    def write(record: dict[str, Any], fields: dict[str, str]) -> Response:
         try:
             with library_errors(fields):
                 count = holder.write(record)
@@ -156,28 +182,36 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
             raise ApiError(503, f"the write could not be logged ({error.strerror or error}) and is "
                            "being undone; try again later") from None
         metrics.writes.labels(record["op"]).inc()
-        return {"applied": record["op"], "count": count, "log_records": holder.journal.records}
+        result = WriteResult(applied=record["op"], count=count, log_records=holder.journal.records)
+        return Response(orjson.dumps(result.model_dump()), media_type="application/json")
 
-    secured = [Depends(bearer)]
+    def write_route(method: str, path: str, body_model: type[Body], to_record: Callable[[Body], dict[str, Any]],
+                    fields: dict[str, str]) -> None:
+        """A write endpoint: the body parsed from its bytes, then ``to_record(body)``
+        applied and logged on the writes' thread (one at a time, as the log has them)."""
+        async def handle(content_type: str | None, body: bytes) -> Response:
+            return await writer.run(write, to_record(reads.parse(content_type, body, body_model)), fields)
 
-    @app.post("/events", response_model=WriteResult, dependencies=secured, tags=["write"])
+        route(method, path, handle, body_model, to_record.__doc__, response_model=WriteResult,
+              tags=["write"], name=to_record.__name__, dependencies=secured)
+
     def events(body: EventsRequest) -> dict[str, Any]:
         """New interactions of `user_id` (a new user if unknown), effective at once."""
-        return write({"op": "events", "user_id": body.user_id, "items": body.items},
-                     {"user_id": "user_id", "item_ids": "items"})
+        return {"op": "events", "user_id": body.user_id, "items": body.items}
 
-    @app.post("/items", response_model=WriteResult, dependencies=secured, tags=["write"])
     def add_items(body: AddItemsRequest) -> dict[str, Any]:
         """New items (`item_id`, `text`, optional `title`), recommendable at once."""
-        items = [item.model_dump(exclude_none=True) for item in body.items]
-        return write({"op": "add_items", "items": items},
-                     {"item id": "items", "item_id": "items", "items": "items"})
+        return {"op": "add_items", "items": [item.model_dump(exclude_none=True) for item in body.items]}
 
-    @app.delete("/items", response_model=WriteResult, dependencies=secured, tags=["write"])
     def remove_items(body: RemoveItemsRequest) -> dict[str, Any]:
         """Items never recommended again (`Recommender.remove_items`)."""
-        return write({"op": "remove_items", "items": body.items},
-                     {"item_ids": "items", "ids": "items", "items": "items"})
+        return {"op": "remove_items", "items": body.items}
+
+    write_route("POST", "/events", EventsRequest, events, {"user_id": "user_id", "item_ids": "items"})
+    write_route("POST", "/items", AddItemsRequest, add_items,
+                {"item id": "items", "item_id": "items", "items": "items"})
+    write_route("DELETE", "/items", RemoveItemsRequest, remove_items,
+                {"item_ids": "items", "ids": "items", "items": "items"})
 
     @app.post("/admin/reload", dependencies=secured, tags=["admin"])
     def reload() -> dict[str, Any]:
@@ -224,6 +258,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
         return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_POLICY,
                                            "X-Content-Type-Options": "nosniff"})
 
+    app.add_middleware(FastRoutes, routes=routes)
     app.add_middleware(BodyLimit, max_bytes=limits.MAX_BODY_BYTES)
     app.add_middleware(KeyGuard, key=api_key, protected=_protected)
     app.add_middleware(MetricsMiddleware, metrics=metrics, paths=PATHS)  # outermost: counts all

@@ -31,7 +31,7 @@ def load_api_key(path: Any) -> str:
     path = Path(path)
     if path.stat().st_size > MAX_KEY_CHARS * 4:
         raise ValueError(f"api key file {path} is too large to hold a key")
-    key = path.read_text(encoding="utf-8").strip()
+    key: str = path.read_text(encoding="utf-8").strip()
     if not MIN_KEY_CHARS <= len(key) <= MAX_KEY_CHARS:
         raise ValueError(f"the api key in {path} must be {MIN_KEY_CHARS} to {MAX_KEY_CHARS} "
                          f"characters, got {len(key)}")
@@ -61,7 +61,7 @@ class KeyGuard:
     def __init__(self, app: Any, *, key: str | None, protected: Any) -> None:
         self.app, self.key, self.protected = app, key, protected
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self.protected(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return

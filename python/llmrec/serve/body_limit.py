@@ -15,7 +15,7 @@ class BodyLimit:
     def __init__(self, app: Any, *, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -45,14 +45,15 @@ class BodyLimit:
                                         "more_body": False}], receive), send)
 
 
-def _replay(messages: list[dict], receive: Any) -> Any:
+def _replay(messages: list[dict[str, Any]], receive: Any) -> Any:
     """``messages`` first, then the connection's own messages (its disconnect)."""
     pending = list(messages)
 
-    async def replay() -> dict:
+    async def replay() -> dict[str, Any]:
         if pending:
             return pending.pop(0)
-        return await receive()
+        message: dict[str, Any] = await receive()
+        return message
 
     return replay
 

@@ -64,25 +64,36 @@ def _location(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or ("body" if loc and loc[0] == "body" else None)
 
 
+def api_response(error: ApiError) -> JSONResponse:
+    """The answer to an :class:`ApiError`."""
+    return error_response(error.status, error.message, error.field, error.headers)
+
+
+def validation_response(error: RequestValidationError) -> JSONResponse:
+    """The 422 answer to a body that does not fit its schema: the first field named in
+    ``error`` and ``message``, every problem (up to 20) in ``errors``."""
+    problems = [{"field": _location(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+                for e in error.errors()]
+    first = problems[0] if problems else {"field": None, "message": "invalid request"}
+    if any(e.get("type") == "json_invalid" for e in error.errors()):
+        first = {"field": "body", "message": "the body is not valid JSON"}
+    elif any(tuple(e.get("loc", ())) == ("body",) and isinstance(e.get("input"), (bytes, str))
+             for e in error.errors()):
+        first = {"field": "body", "message": "send a JSON object with Content-Type: application/json"}
+    return error_response(422, f"{first['field']}: {first['message']}", first["field"],
+                          errors=problems[:20])
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
     @app.exception_handler(ApiError)
     async def _api(_request: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.message, error.field, error.headers)
+        return api_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [{"field": _location(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
-                    for e in error.errors()]
-        first = problems[0] if problems else {"field": None, "message": "invalid request"}
-        if any(e.get("type") == "json_invalid" for e in error.errors()):
-            first = {"field": "body", "message": "the body is not valid JSON"}
-        elif any(tuple(e.get("loc", ())) == ("body",) and isinstance(e.get("input"), (bytes, str))
-                 for e in error.errors()):
-            first = {"field": "body", "message": "send a JSON object with Content-Type: application/json"}
-        return error_response(422, f"{first['field']}: {first['message']}", first["field"],
-                              errors=problems[:20])
+        return validation_response(error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -94,4 +105,5 @@ def install(app: FastAPI) -> None:
         return error_response(500, "internal server error (see the server log)")
 
 
-__all__ = ["ApiError", "error_response", "install", "library_errors"]
+__all__ = ["ApiError", "api_response", "error_response", "install", "library_errors",
+           "validation_response"]

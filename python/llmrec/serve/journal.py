@@ -15,7 +15,8 @@ JSON object per line: ``{"seq": n, "op": "events" | "add_items" | "remove_items"
 * **Saving again.** The log holds the writes since the model in the directory was
   saved. ``Recommender.save`` into the directory replaces the model and the log in one
   atomic switch (the log is not carried into the new directory): ``POST /admin/save``
-  does this with every logged write already in the saved model (a compaction). A model
+  does this with every logged write already in the saved model (a compaction), and so
+  does the server itself every ``checkpoint_every`` records (:mod:`.holder`). A model
   saved there by another program replaces the served model's writes too: until the
   server reloads, writes are refused with 409 (the log they would go to is gone).
 """

@@ -36,10 +36,14 @@ class Metrics:
         for name, doc, i in (("llmrec_model_version", "served model version (1 at start, +1 per reload)", 0),
                              ("llmrec_items", "items in the served catalogue", 1),
                              ("llmrec_users", "users known to the served model", 2)):
-            Gauge(name, doc, registry=self.registry).set_function(lambda i=i: state()[i])
+            Gauge(name, doc, registry=self.registry).set_function(_field(state, i))
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _field(state: Callable[[], tuple[int, int, int]], i: int) -> Callable[[], float]:
+    return lambda: float(state()[i])
 
 
 class MetricsMiddleware:
@@ -50,7 +54,7 @@ class MetricsMiddleware:
         self._counts: dict[tuple[str, str, int], Any] = {}  # labelled children: a lookup
         self._latency: dict[str, Any] = {}                  # each costs microseconds
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -58,7 +62,7 @@ class MetricsMiddleware:
         method = scope["method"] if scope["method"] in METHODS else "other"
         status = [500]
 
-        async def send_status(message: dict) -> None:
+        async def send_status(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)

@@ -6,7 +6,7 @@ What a request costs beyond the model's own work is kept to the HTTP stack's (ab
 from the bytes by its pydantic model (pydantic-core: the same model documents it in
 OpenAPI, and a bad body gets the same 422 naming the field as on every other endpoint),
 then the model's work and the answer's JSON (orjson) run on
-:class:`ReadPool`'s fixed set of threads, where the native work releases the GIL. A pool
+a :class:`WorkPool`'s fixed set of threads, where the native work releases the GIL. A pool
 about the size of the machine, not one thread per waiting request, serves the requests in
 the order they came (a steady p99) and leaves the writes and ``/admin`` their own threads,
 so an update or a reload never waits behind a queue of reads.
@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import orjson
-from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from llmrec.serve import introspect
 
 Body = TypeVar("Body", bound=BaseModel)
+Result = TypeVar("Result")
 
 
 def default_threads() -> int:
@@ -42,15 +42,16 @@ def default_threads() -> int:
     return 2 * cores
 
 
-class ReadPool:
-    """``threads`` threads running the read endpoints' work, first come first served."""
+class WorkPool:
+    """``threads`` threads (named ``name``-0, …) running work, first come first served:
+    the reads' pool, and the writes' one thread."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, name: str = "llmrec-read") -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive int, got {threads!r}")
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="llmrec-read")
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
 
-    async def run(self, work: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, work: Callable[..., Result], *args: Any) -> Result:
         """``work(*args)`` on a reader thread; its result or its exception."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
 
@@ -64,12 +65,10 @@ def _is_json(content_type: str) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-async def parse(request: Request, model: type[Body]) -> Body:
-    """The request's body as ``model``, or RequestValidationError (answered 422 naming
-    the field, as FastAPI answers its own bodies). Like FastAPI, a body is read as JSON
-    only when its Content-Type says so."""
-    body = await request.body()
-    content_type = request.headers.get("content-type")
+def parse(content_type: str | None, body: bytes, model: type[Body]) -> Body:
+    """A request's body as ``model``, or RequestValidationError (answered 422 naming the
+    field, as FastAPI answers its own bodies). Like FastAPI, a body is read as JSON only
+    when its Content-Type says so."""
     if content_type is None or not _is_json(content_type):
         raise RequestValidationError([{"type": "model_attributes_type", "loc": ("body",),
                                        "msg": "not a JSON body", "input": body}])
@@ -107,4 +106,4 @@ def add_schemas(schema: dict[str, Any], models: list[type[BaseModel]]) -> dict[s
     return schema
 
 
-__all__ = ["ReadPool", "add_schemas", "default_threads", "documented", "parse", "ranking"]
+__all__ = ["WorkPool", "add_schemas", "default_threads", "documented", "parse", "ranking"]

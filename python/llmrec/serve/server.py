@@ -13,18 +13,21 @@ import uvicorn
 
 from llmrec.serve.app import create_app
 from llmrec.serve.auth import load_api_key, readable_by_others
+from llmrec.serve.holder import CHECKPOINT_EVERY
 from llmrec.serve.memory import map_large_blocks
 
 log = logging.getLogger("llmrec.serve")
 
 
 def run(model_dir: Any, *, host: str = "127.0.0.1", port: int = 8000, workers: int | None = None,
-        api_key_file: Any = None, encoder: Any = "saved", log_level: str = "info") -> int:
+        api_key_file: Any = None, encoder: Any = "saved", log_level: str = "info",
+        checkpoint_every: int | None = CHECKPOINT_EVERY) -> int:
     """Serve the model saved in ``model_dir`` until interrupted. ``workers``: reads
     served at once, on threads of this one process (None: two per core; the native work
     releases the GIL, and one process keeps one model, one write log and one write
     order). uvicorn runs on uvloop and httptools where they are installed (the ``serve``
-    extra installs them). Returns 0."""
+    extra installs them). ``checkpoint_every``: write-log records after which the model is
+    saved into ``model_dir`` with an empty log (None: never). Returns 0."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     api_key = None
@@ -37,7 +40,8 @@ def run(model_dir: Any, *, host: str = "127.0.0.1", port: int = 8000, workers: i
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: reachable beyond this machine", host)
     map_large_blocks()  # before the model is loaded: resident memory flat over reloads
-    app = create_app(Path(model_dir), api_key=api_key, encoder=encoder, threads=workers)
+    app = create_app(Path(model_dir), api_key=api_key, encoder=encoder, threads=workers,
+                     checkpoint_every=checkpoint_every)
     holder = app.state.holder
 
     def reload_in_background(_signum: int, _frame: Any) -> None:
@@ -53,8 +57,10 @@ def run(model_dir: Any, *, host: str = "127.0.0.1", port: int = 8000, workers: i
 
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, reload_in_background)
+    # No proxy headers: the server does not use the client's address, and reading
+    # X-Forwarded-* on every request costs CPU for nothing.
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            server_header=False)
+                            server_header=False, proxy_headers=False)
     uvicorn.Server(config).run()
     return 0
 
