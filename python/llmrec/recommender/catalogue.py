@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from llmrec._arrays import marked
 from llmrec.exceptions import UnknownIdError
@@ -109,25 +108,10 @@ def forget_user(model: Any, user_id: Any) -> None:
 
 
 def _forget_in_als(als: Any, row: int) -> Any:
-    """A fork of ``als`` without the user's factors, prior and interactions."""
-    from llmrec.als import _replace_rows
-
+    """A fork of ``als`` without the user's factors, prior and interactions (users who
+    came after the fit have none there)."""
     twin = fork(als)
-    if row < twin.user_factors_.shape[0]:
-        factors = twin.user_factors_.copy()
-        factors[row] = 0
-        twin.user_factors_ = factors
-    if getattr(twin, "_user_priors", None) is not None and row < twin._user_priors.shape[0]:
-        priors = twin._user_priors.copy()
-        priors[row] = 0
-        twin._user_priors = priors
-    R = twin._user_items
-    if row < R.shape[0]:
-        empty = sp.csr_matrix((1, R.shape[1]), dtype=np.float32)
-        twin._user_items = _replace_rows(R, np.array([row]), empty, R.shape[0])
-    for key in ("user_gram", "user_cosine"):
-        twin._cache.pop(key, None)
-    return twin
+    return twin.forget_user(row) if row < twin.n_users_ else twin
 
 
 def _without_row(indptr: np.ndarray, items: np.ndarray, row: int) -> tuple[np.ndarray, np.ndarray]:

@@ -437,7 +437,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     model._feedback = _feedback(arrays, meta["event_names"], path)
     model.event_weights_ = meta["event_weights_fitted"]
     # Items the ALS fitted without interactions are the late ones (see LateItems).
-    late = np.flatnonzero(np.diff(als._user_items.tocsc().indptr) == 0)
+    late = np.flatnonzero(np.diff(als.user_items_.tocsc().indptr) == 0)
     late_items = LateItems.from_histories(late, arrays["hist_indptr"], arrays["hist_items"],
                                           TRANSITION_WINDOW)
     model._profile = arrays["profile"]

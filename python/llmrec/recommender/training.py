@@ -82,7 +82,7 @@ def unit_factors(als: ALS) -> np.ndarray:
     """Unit-length item factors; zero for items without interactions (their
     text-predicted direction is too noisy for the sequence cosine)."""
     Vn = scoring.unit_rows(als.item_factors_)
-    Vn[np.diff(als._user_items.tocsc().indptr) == 0] = 0.0
+    Vn[np.diff(als.user_items_.tocsc().indptr) == 0] = 0.0
     return Vn
 
 
