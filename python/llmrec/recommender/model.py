@@ -80,6 +80,7 @@ import numbers
 import pickle
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,22 +98,22 @@ from llmrec.recommender import catalogue
 from llmrec.recommender.explain import Explanation, explain_score
 from llmrec.recommender import feedback as fb
 from llmrec.recommender.fusion import check_weights
-from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix, weighted_rows
+from llmrec.recommender.history import Histories, seen_matrix, weighted_rows
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.grid_sample import sample_for_grid, to_full
-from llmrec.recommender.late_items import LateItems, solve_late_factors
+from llmrec.recommender.late_items import solve_late_factors
 from llmrec.recommender.pairs import PairScores
 from llmrec.recommender.partitioned import AUTO_FLAT_ITEMS, INDEXES, log_index
 from llmrec.recommender.scenarios import fit_extras, scenario_lookup
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.rows import TEXT_STORAGES, Int8Rows, inverse_norms, resolve_text_storage
-from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
+from llmrec.recommender.snapshot import Snapshot, fork, with_rows, write_rows
+from llmrec.recommender.state import Fitted, Learned, build_items, build_state
 from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
-from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
 from llmrec.recommender.training import (fit_als, fit_blend, fit_transitions, item_side_rows,
                                          unit_factors)
-from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
+from llmrec.recommender.users import signal_vectors
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
@@ -315,10 +316,16 @@ class Recommender(PairScores, Estimator):
         raise AttributeError(f"'Recommender' object has no attribute {name!r}")
 
     def _check_fitted(self) -> None:
-        if "_publisher" not in self.__dict__:
+        if "_state" not in self.__dict__:
             raise NotFittedError("this Recommender is not fitted yet: call fit(interactions) first")
 
     # ------------------------------------------------------------------ encoder
+    def _start_encoder(self) -> None:
+        """The encoder's lock, and the encoder itself when given as an object (a name is
+        built on first use, :meth:`_text_encoder`)."""
+        self._encoder_lock = threading.Lock()
+        self._encoder_obj = None if isinstance(self.encoder, str) or self.encoder is None else self.encoder
+
     def _text_encoder(self) -> Any:
         """The encoder object (built lazily from "default" or a saved model path)."""
         with self._encoder_lock:
@@ -360,8 +367,7 @@ class Recommender(PairScores, Estimator):
         s = self._settings()
         started = time.perf_counter()
         frame = interactions_frame(interactions)
-        self._encoder_lock = threading.Lock()
-        self._encoder_obj = None if isinstance(self.encoder, str) or self.encoder is None else self.encoder
+        self._start_encoder()
         if self.encoder is not None and not isinstance(self.encoder, str) and not callable(
                 getattr(self.encoder, "encode", None)):
             raise TypeError(f"encoder must be 'default', a TextEncoder or None, got {type(self.encoder).__name__}")
@@ -409,9 +415,6 @@ class Recommender(PairScores, Estimator):
                 profile[rows[has]] = self._encode_for_fit([t for t, h in zip(profiles[1], has) if h],
                                                           s, show_progress)
 
-        self._user_map, self._item_map = user_map, item_map
-        self._settings_used = s
-        self._profile = profile
         labels = None
         if items is not None:
             frame_items = items if hasattr(items, "columns") else None
@@ -433,13 +436,12 @@ class Recommender(PairScores, Estimator):
                 value = max(result[2].get("ndcg", {}).values(), default=-1.0)
                 if chosen is None or value > chosen[0]:
                     chosen = (value, event_weights, feedback, histories, result, kept, sample, grid_line)
-        (_, self.event_weights_, feedback, histories, (weights, regularization, report), kept, sample,
+        (_, event_weights, feedback, histories, (weights, regularization, report), kept, sample,
          grid_line) = chosen
         report["grid"] = grid_line
         to_full(kept, sample, n_items)
         if len(event_choices) > 1:
-            report["event_weights"] = dict(self.event_weights_)
-        self._histories, self._feedback = histories, feedback
+            report["event_weights"] = dict(event_weights)
         all_histories = [histories.get(u) for u in range(n_users)]
         all_weights = [feedback.likes(u)[1] for u in range(n_users)]
         all_dislikes = [feedback.dislikes(u) for u in range(n_users)]
@@ -451,19 +453,19 @@ class Recommender(PairScores, Estimator):
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
-            built = self._build_items(s, als, E, P, Q, towers)
+            geometry, items_built = self._build_items(s, als, E, P, Q, towers)
         with stage(log, "Recommender.fit: user vectors", users=n_users):
-            users = self._user_vectors(built, als, all_histories, profile, towers=towers,
-                                       weights=all_weights, dislikes=all_dislikes)
-        self._install(built, als, users, labels,
-                      LateItems(np.flatnonzero(built.warm == 0), TRANSITION_WINDOW), towers)
+            users = signal_vectors(s, items_built, als, towers, all_histories, profile,
+                                   weights=all_weights, dislikes=all_dislikes)
+        fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
+                       histories=histories, feedback=feedback, profile=profile, items=items_built,
+                       als=als, users=users, labels=labels, towers=towers)
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.
         personal = sum(v for k, v in home.items() if k != "query")
         home["query"] = 0.5 * personal
-        self.weights_ = home
-        self.scenarios_ = {
+        scenarios = {
             "home": home,
             # search(query, user_id): the request first, the user's taste at half its weight
             "search": {**{k: 0.5 * v / max(personal, 1e-12) for k, v in home.items()}, "query": 1.0},
@@ -472,86 +474,59 @@ class Recommender(PairScores, Estimator):
         }
         extras = fit_extras(kept, lookup, home, self.random_state)
         del kept
-        self.scenarios_.update(extras.scenarios)
-        self.weights_ = self.scenarios_["home"]
+        scenarios.update(extras.scenarios)
         if extras.report:
             report["scenarios"] = extras.report
-        self.calibration_ = extras.calibration
-        self.regularization_ = regularization
-        self.validation_ = report
+        self._install(fitted, Learned(scenarios, regularization, report, extras.calibration, event_weights))
         log.info("Recommender.fit: %d users, %d items, %d interactions, text %s: %.2f s",
                  n_users, n_items, len(frame), "yes" if E is not None else "no",
                  time.perf_counter() - started)
         return self
 
-    def _install(self, items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
-                 labels: np.ndarray | None, late_items: LateItems, towers: Any = None,
-                 removed: np.ndarray | None = None) -> None:
-        """Publish the first snapshot of a fitted or loaded model and create its locks
-        (the id maps, histories, profile, settings and geometry are set already)."""
-        self._late_items = late_items
-        self._grams: dict[str, np.ndarray] = {}
+    def _install(self, fitted: Fitted, learned: Learned) -> None:
+        """Make ``fitted`` (from :func:`.state.build_state`) this model's state, with a new
+        writer lock and the learned attributes."""
+        self._state = fitted
         self._lock = threading.Lock()  # one writer at a time (update, add_items, save)
-        self._publisher = Publisher(Snapshot(items, als, np.zeros(0, dtype=np.int64), labels, users,
-                                             len(self._user_map), towers, removed))
+        self.scenarios_ = learned.scenarios
+        self.weights_ = learned.scenarios["home"]
+        self.regularization_ = learned.regularization
+        self.validation_ = learned.validation
+        self.calibration_ = learned.calibration
+        self.event_weights_ = learned.event_weights
 
-    # Read-only views of the current snapshot, for tests, benchmarks and debugging;
-    # requests pin one snapshot instead (see :mod:`.snapshot`).
-    @property
-    def _items(self) -> scoring.Items:
-        return self._publisher.current.items
-
-    @property
-    def _als(self) -> Any:
-        return self._publisher.current.als
-
-    @property
-    def _users(self) -> dict[str, np.ndarray | None]:
-        return self._publisher.current.users
-
-    @property
-    def _labels(self) -> np.ndarray | None:
-        return self._publisher.current.labels
+    # Read-only views of the state and of the current snapshot, for tests, benchmarks,
+    # the server's introspection and debugging; requests pin one snapshot instead (see
+    # :mod:`.snapshot`).
+    _publisher = property(lambda self: self._state.publisher)
+    _settings_used = property(lambda self: self._state.settings)
+    _geometry = property(lambda self: self._state.geometry)
+    _user_map = property(lambda self: self._state.user_map)
+    _item_map = property(lambda self: self._state.item_map)
+    _histories = property(lambda self: self._state.histories)
+    _feedback = property(lambda self: self._state.feedback)
+    _profile = property(lambda self: self._state.profile)
+    _late_items = property(lambda self: self._state.late_items)
+    _items = property(lambda self: self._state.publisher.current.items)
+    _als = property(lambda self: self._state.publisher.current.als)
+    _users = property(lambda self: self._state.publisher.current.users)
+    _labels = property(lambda self: self._state.publisher.current.labels)
 
     def _build_items(self, s: dict[str, Any], als: Any, E: np.ndarray | None, P: np.ndarray,
-                     Q: np.ndarray, towers: Any = None) -> scoring.Items:
+                     Q: np.ndarray, towers: Any = None) -> tuple[scoring.Geometry, scoring.Items]:
+        """The catalogue's geometry and the items of a fit, from its ALS models."""
         V = np.array(als.item_factors_, dtype=np.float32)  # a copy: ALS grows its own rows
         # Items without interactions have only a text-predicted position: its direction is
         # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
         # on MovieLens with it), so they get none (neutral, the catalogue's average).
         Vn = unit_factors(als)
         G = None if towers is None else np.ascontiguousarray(towers.item_vectors(), dtype=np.float32)
-        self._geometry = scoring.make_geometry(V, Vn, E, Q, G)
-        T = scoring.text_coordinates(E, self._geometry)
-        index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state,
-                               s.get("probes"))
-        log_index(index, len(V))
-        warm = np.any(Vn != 0, axis=1)
+        geometry = scoring.make_geometry(V, Vn, E, Q, G)
         storage = resolve_text_storage(s.get("text_storage", "float32"), len(V), AUTO_FLAT_ITEMS)
-        return scoring.make_items(V, inverse_norms(V, warm), scoring.stored_text(E, storage), P, Q,
-                                  index, G=G)
-
-    def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],
-                      profile: np.ndarray | None, patch: dict[str, np.ndarray] | None = None,
-                      towers: Any = None, weights: list[np.ndarray] | None = None,
-                      dislikes: list[tuple[np.ndarray, np.ndarray]] | None = None
-                      ) -> dict[str, np.ndarray | None]:
-        """The signal vectors of users with histories ``hist`` (liked items; their
-        multipliers ``weights``, their ``dislikes``) and profile rows. With ``patch``
-        (re-solved item rows not yet published) the history items' unit and next-item
-        factors are read from it where it has them."""
-        s = self._settings_used
-        Vn, P, local = items.Vn, items.P, hist
-        if patch is not None:
-            Vn, P, local = _patched_rows(items, patch, hist)
-        out = {"behaviour": behaviour_vectors(als, hist, len(items.V), s["recency"], weights=weights,
-                                              dislikes=dislikes),
-               "sequence": sequence_vectors(Vn, local, s["sequence_decay"]),
-               "transition": sequence_vectors(P, local, s["sequence_decay"]),
-               "text": text_vectors(items.E, hist, s["recency"], profile)}
-        if towers is not None:  # one forward per user (numpy for a single history)
-            out["towers"] = towers_user_vectors(towers, hist)
-        return out
+        items = build_items(s, self.random_state, geometry, V, inverse_norms(V, np.any(Vn != 0, axis=1)),
+                            scoring.stored_text(E, storage), P, Q, G, search_text=E)
+        log_index(items.index, len(V))
+        return geometry, items
 
     # ------------------------------------------------------------------ ranking
     def _weights(self, scenario: Any) -> dict[str, float]:
@@ -575,7 +550,7 @@ class Recommender(PairScores, Estimator):
                 where = "query" if isinstance(query, str) else f"query[{i}]"
                 raise ValueError(f"{where} is empty or whitespace only: give a request in words "
                                  "(or query=None)")
-        if self._publisher.current.items.E is None:  # fixed at fit
+        if self._state.publisher.current.items.E is None:  # fixed at fit
             raise ValueError("this Recommender was fitted without item text, so it cannot "
                              "match a free-text query")
         vectors = self._encode(queries, kind="query")
@@ -585,8 +560,8 @@ class Recommender(PairScores, Estimator):
     def _item_rows(self, snap: Snapshot, ids: Any, name: str) -> np.ndarray:
         """Rows of caller item ids in ``snap``'s catalogue: an id that ``add_items`` is
         adding right now (its row beyond the snapshot) is unknown to this request."""
-        rows = self._item_map.rows(ids, name)
-        _check_known(rows, snap.n_items, self._item_map, name)
+        rows = self._state.item_map.rows(ids, name)
+        _check_known(rows, snap.n_items, self._state.item_map, name)
         return rows
 
     def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool,
@@ -594,18 +569,18 @@ class Recommender(PairScores, Estimator):
         """The users' signal rows (and histories: liked items, plus the disliked ones
         with ``dislikes``) as of ``snap``; called under the publish lock, under which
         ``update`` rewrites them."""
-        _check_known(users, snap.n_users, self._user_map, name)
+        _check_known(users, snap.n_users, self._state.user_map, name)
         vectors = {n: (None if v is None else v[users]) for n, v in snap.users.items()}
         if not histories:
             return vectors, None
         if dislikes:
-            return vectors, [np.union1d(self._histories.get(u), self._feedback.dislikes(u)[0])
+            return vectors, [np.union1d(self._state.histories.get(u), self._state.feedback.dislikes(u)[0])
                              for u in users]
-        return vectors, [self._histories.get(u) for u in users]
+        return vectors, [self._state.histories.get(u) for u in users]
 
     def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
         """The users' signal vectors, all taken from one published state."""
-        with self._publisher.pin(lambda snap: self._users_of(snap, users, "users", False)) as (_, got):
+        with self._state.publisher.pin(lambda snap: self._users_of(snap, users, "users", False)) as (_, got):
             return got[0]
 
     def _allow_rows(self, snap: Snapshot, allow: Any) -> np.ndarray | None:
@@ -620,11 +595,11 @@ class Recommender(PairScores, Estimator):
               query: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Two-stage ranking over ``snap``; ``exclude``: a CSR (n, n_items) or n id arrays
         never returned."""
-        s = self._settings_used
+        s = self._state.settings
         items = snap.items
         n_items = len(items.V)
         n = next(len(v) for v in (*vectors.values(), query) if v is not None)
-        signals = scoring.make_signals(weights, self._geometry, query=query, **vectors)
+        signals = scoring.make_signals(weights, self._state.geometry, query=query, **vectors)
         pool = k if diversity == 0 else max(5 * k, 50)
         C = min(max(s["candidates"], 4 * pool), n_items)
         if C >= n_items and allow_rows is None:
@@ -641,11 +616,11 @@ class Recommender(PairScores, Estimator):
         else:
             # Stage 1 skips removed items inside its scans; re-solved items are searched
             # by their current rows (update rewrites them in the index).
-            candidates = items.index.search(signals, self._geometry, C, exclude, allow_rows)
+            candidates = items.index.search(signals, self._state.geometry, C, exclude, allow_rows)
             candidates = np.where(candidates < n_items, candidates, -1)
             candidates = catalogue.drop_removed(candidates, snap.removed)
-        ids, top = scoring.rescore(items, signals, candidates, pool, self._geometry.mean_E,
-                                   s["num_threads"], self._geometry.mean_G)
+        ids, top = scoring.rescore(items, signals, candidates, pool, self._state.geometry.mean_E,
+                                   s["num_threads"], self._state.geometry.mean_G)
         if diversity == 0:
             return ids, top
         return self._diversify(items, ids, top, k, diversity)
@@ -679,11 +654,11 @@ class Recommender(PairScores, Estimator):
     def _check_k(self, k: Any) -> int:
         """k in [1, max(n_items, 1024)]: results keep width k (padded with -1/-inf), but a
         k beyond both the catalogue and 1024 could only allocate padding (ValueError)."""
-        return check_k(k, self._publisher.current.n_items)
+        return check_k(k, self._state.publisher.current.n_items)
 
     def _diversity(self, diversity: Any) -> float:
         if diversity is None:
-            return self._settings_used["diversity"]
+            return self._state.settings["diversity"]
         return check_real(diversity, "diversity", low=0.0, high=1.0)
 
     # ------------------------------------------------------------------ public API
@@ -708,14 +683,14 @@ class Recommender(PairScores, Estimator):
         self._check_fitted()
         k = self._check_k(k)
         single = np.ndim(user_ids) == 0
-        users = self._user_map.rows(user_ids if not single else [user_ids], "user_ids")
+        users = self._state.user_map.rows(user_ids if not single else [user_ids], "user_ids")
         weights = self._weights(scenario)
         diversity = self._diversity(diversity)
         query_vectors = self._query_vectors(query, len(users))
         gather = lambda snap: (self._users_of(snap, users, "user_ids", exclude_seen, True)  # noqa: E731
                                if exclude_seen else self._users_of(snap, users, "user_ids", False) +
-                               ([self._feedback.dislikes(u)[0] for u in users],))
-        with self._publisher.pin(gather) as (snap, got):
+                               ([self._state.feedback.dislikes(u)[0] for u in users],))
+        with self._state.publisher.pin(gather) as (snap, got):
             vectors, seen = got[0], got[1]
             if not exclude_seen and any(len(d) for d in got[2]):
                 seen = got[2]  # dislikes are never recommended back
@@ -726,10 +701,10 @@ class Recommender(PairScores, Estimator):
                            else seen_matrix(seen, snap.n_items))
             ids, scores = self._rank(snap, vectors, weights, k, exclude, allow_rows, diversity,
                                      query_vectors)
-        return self._result(ids, scores, single, self._user_map.ids[users])
+        return self._result(ids, scores, single, self._state.user_map.ids[users])
 
     def _result(self, ids: np.ndarray, scores: np.ndarray, single: bool, user_ids: Any = None) -> Recommendations:
-        out = self._item_map.to_ids(ids)
+        out = self._state.item_map.to_ids(ids)
         if single:
             return Recommendations(out[0], scores[0], None if user_ids is None else user_ids[0])
         return Recommendations(out, scores, user_ids)
@@ -750,7 +725,7 @@ class Recommender(PairScores, Estimator):
         k = self._check_k(k)
         weights, diversity = self._weights(scenario), self._diversity(diversity)
         query_vectors = self._query_vectors(query, 1)
-        with self._publisher.pin() as (snap, _):
+        with self._state.publisher.pin() as (snap, _):
             rows = self._item_rows(snap, list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
             if len(rows) == 0:
                 if query_vectors is None:
@@ -763,7 +738,7 @@ class Recommender(PairScores, Estimator):
                 return self._result(ids, scores, True)
             _, first_from_end = np.unique(rows[::-1], return_index=True)
             history = rows[np.sort(len(rows) - 1 - first_from_end)]
-            vectors = self._vectors_for(snap, [history])
+            vectors = signal_vectors(self._state.settings, snap.items, snap.als, snap.towers, [history])
             exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None
             ids, scores = self._rank(snap, vectors, weights, k, exclude, None, diversity, query_vectors)
         return self._result(ids, scores, True)
@@ -771,24 +746,13 @@ class Recommender(PairScores, Estimator):
     def _popular(self, snap: Snapshot, k: int) -> Recommendations:
         """The k items most users have taken (liked: dislikes do not count; see
         recommend_for_history)."""
-        counts = self._histories.item_counts(snap.n_items)
+        counts = self._state.histories.item_counts(snap.n_items)
         order = np.argsort(-counts, kind="stable")[:k]
         ids = np.full((1, k), -1, dtype=np.int64)
         scores = np.full((1, k), -np.inf, dtype=np.float32)
         ids[0, :len(order)] = order
         scores[0, :len(order)] = counts[order]
         return self._result(ids, scores, True)
-
-    def _vectors_for(self, snap: Snapshot, histories: list[np.ndarray]) -> dict[str, np.ndarray | None]:
-        s = self._settings_used
-        items = snap.items
-        out = {"behaviour": behaviour_vectors(snap.als, histories, len(items.V), s["recency"]),
-               "sequence": sequence_vectors(items.Vn, histories, s["sequence_decay"]),
-               "transition": sequence_vectors(items.P, histories, s["sequence_decay"]),
-               "text": text_vectors(items.E, histories, s["recency"])}
-        if snap.towers is not None:
-            out["towers"] = towers_user_vectors(snap.towers, histories)
-        return out
 
     def search(self, query: str, k: int = 10, *, user_id: Id | None = None) -> Recommendations:
         """Items matching a free-text request; with ``user_id``, blended with that
@@ -801,9 +765,9 @@ class Recommender(PairScores, Estimator):
         query_vectors = self._query_vectors(query, 1)
         gather = None
         if user_id is not None:
-            users = self._user_map.rows([user_id], "user_id")
+            users = self._state.user_map.rows([user_id], "user_id")
             gather = lambda snap: self._users_of(snap, users, "user_id", False)[0]  # noqa: E731
-        with self._publisher.pin(gather) as (snap, vectors):
+        with self._state.publisher.pin(gather) as (snap, vectors):
             if vectors is None:
                 vectors = {"behaviour": None, "sequence": None, "transition": None, "text": None}
             ids, scores = self._rank(snap, vectors, self._weights("search"), k, None, None, 0.0,
@@ -816,7 +780,7 @@ class Recommender(PairScores, Estimator):
         self._check_fitted()
         k = self._check_k(k)
         single = np.ndim(item_ids) == 0
-        with self._publisher.pin() as (snap, _):
+        with self._state.publisher.pin() as (snap, _):
             rows = self._item_rows(snap, item_ids if not single else [item_ids], "item_ids")
             items = snap.items
             vectors = {"behaviour": None, "sequence": items.Vn[rows], "transition": items.P[rows],
@@ -848,23 +812,23 @@ class Recommender(PairScores, Estimator):
         self._check_fitted()
         if np.ndim(user_id) != 0:
             raise TypeError("user_id must be a single id")
-        rows = self._item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
-        m, disliked, rated, events = fb.update_feedback(len(rows), self._settings_used,
+        rows = self._state.item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
+        m, disliked, rated, events = fb.update_feedback(len(rows), self._state.settings,
                                                          self.event_weights_, weights, event, ratings)
         with self._lock:
-            snap = self._publisher.current
-            _check_known(rows, snap.n_items, self._item_map, "item_ids")
-            new_user = not self._user_map.contains([user_id])[0]
-            user = snap.n_users if new_user else int(self._user_map.rows([user_id], "user_id")[0])
-            previous = self._histories.get(user)
-            record = fb.Feedback.merged(self._feedback.get(user), {
+            snap = self._state.publisher.current
+            _check_known(rows, snap.n_items, self._state.item_map, "item_ids")
+            new_user = not self._state.user_map.contains([user_id])[0]
+            user = snap.n_users if new_user else int(self._state.user_map.rows([user_id], "user_id")[0])
+            previous = self._state.histories.get(user)
+            record = fb.Feedback.merged(self._state.feedback.get(user), {
                 "items": rows, "weight": m.astype(np.float32), "disliked": disliked,
                 "rating": rated.astype(np.float32),
-                "event": np.array([self._feedback.code(e) for e in events], dtype=np.int32)})
+                "event": np.array([self._state.feedback.code(e) for e in events], dtype=np.int32)})
             liked = ~record["disliked"]
             history, like_weights = record["items"][liked], record["weight"][liked]
             dislikes = (record["items"][~liked], record["weight"][~liked])
-            touched = self._late_items.record(user, rows[~disliked], previous)
+            touched = self._state.late_items.record(user, rows[~disliked], previous)
             if len(touched):  # removed items are not re-solved
                 touched = touched[catalogue.drop_removed(touched, snap.removed) >= 0]
             patch = self._refresh_items(touched, snap, {user: history}) if len(touched) else None
@@ -873,33 +837,33 @@ class Recommender(PairScores, Estimator):
             users, n_users = snap.users, max(snap.n_users, user + 1)
             if n_users > snap.n_users:  # room first (past every published row): no reader sees it
                 users = {name: None if v is None else grow_rows(v, n_users) for name, v in users.items()}
-                if self._profile is not None:
-                    self._profile = grow_rows(self._profile, n_users)
-            profile = None if self._profile is None else self._profile[[user]]
-            fresh = self._user_vectors(snap.items, snap.als, [history], profile, patch, snap.towers,
-                                       weights=[like_weights], dislikes=[dislikes])
+                if self._state.profile is not None:
+                    self._state = replace(self._state, profile=grow_rows(self._state.profile, n_users))
+            profile = None if self._state.profile is None else self._state.profile[[user]]
+            fresh = signal_vectors(self._state.settings, snap.items, snap.als, snap.towers, [history],
+                                   profile, patch, weights=[like_weights], dislikes=[dislikes])
             if new_user:
-                added = int(self._user_map.add([user_id], "user_id")[0])
+                added = int(self._state.user_map.add([user_id], "user_id")[0])
                 assert added == user, "the user map and the published users disagree"
 
             def publish(items: scoring.Items) -> None:  # under the publish lock
-                self._histories.set(user, history)
-                self._feedback.set(user, record)
+                self._state.histories.set(user, history)
+                self._state.feedback.set(user, record)
                 for name, v in fresh.items():
                     if v is not None:
                         users[name][user] = v[0]
-                self._publisher.current = snap._replace(items=items, users=users, n_users=n_users)
+                self._state.publisher.current = snap._replace(items=items, users=users, n_users=n_users)
 
-            with self._publisher.lock:
+            with self._state.publisher.lock:
                 # A few rows change: rather than copy whole item matrices under load, let
                 # the running requests finish (a request's time, new ones held back meanwhile).
-                if patch is None or self._publisher.drain(IN_PLACE_WAIT_S):
+                if patch is None or self._state.publisher.drain(IN_PLACE_WAIT_S):
                     if patch is not None:  # no request is reading any item row: in place
                         write_rows(snap.items, patch)
                     publish(snap.items)
                     return self
             items = with_rows(snap.items, patch)  # requests still running keep the old rows
-            with self._publisher.lock:
+            with self._state.publisher.lock:
                 publish(items)
         return self
 
@@ -911,13 +875,13 @@ class Recommender(PairScores, Estimator):
         next-item factors from what their clickers took just before and after them.
         Returns the new rows (nothing is written: :meth:`update` publishes them);
         ``pending``: histories of this update, not yet published."""
-        clicks, users = self._late_items.interactions(rows)
+        clicks, users = self._state.late_items.interactions(rows)
         als, items = snap.als, snap.items
         vectors = np.empty((len(users), als.item_factors_.shape[1]), dtype=np.float32)
         fitted = users < als.n_users_
         vectors[fitted] = als.user_factors_[users[fitted]]
         if not fitted.all():
-            later = weighted_rows([pending.get(int(u), self._histories.get(u)) for u in users[~fitted]],
+            later = weighted_rows([pending.get(int(u), self._state.histories.get(u)) for u in users[~fitted]],
                                   len(items.V), 0.0)
             vectors[~fitted] = als.fold_in(later)
         priors = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
@@ -927,7 +891,7 @@ class Recommender(PairScores, Estimator):
                                shrinkage=als.regularization + als.prior_strength)
         # Next-item factors from what the clickers took just before ("to" side, against
         # the "from" factors) and just after ("from" side), as the transition fit does.
-        before, after = self._late_items.transitions(rows, len(items.V))
+        before, after = self._state.late_items.transitions(rows, len(items.V))
         none = np.zeros((len(rows), items.Q.shape[1]), dtype=np.float32)
         Q = solve_late_factors(before, items.P, none, alpha=als.alpha,
                                shrinkage=als.regularization, gram=self._gram(items, "P"))
@@ -935,17 +899,17 @@ class Recommender(PairScores, Estimator):
                                shrinkage=als.regularization, gram=self._gram(items, "Q"))
         for name, new in (("P", P), ("Q", Q)):
             old = getattr(items, name)[rows].astype(np.float64)
-            self._grams[name] += new.astype(np.float64).T @ new - old.T @ old
+            self._state.grams[name] += new.astype(np.float64).T @ new - old.T @ old
         # update() rewrites their stage-1 rows too (Stage1.update_behaviour).
         return {"rows": rows, "V": V, "inv_norm": inverse_norms(V, np.ones(len(V))), "P": P, "Q": Q}
 
     def _gram(self, items: scoring.Items, name: str) -> np.ndarray:
         """PᵀP or QᵀQ over all items (float64), computed once and kept current as late
         items' rows change (writers only)."""
-        if name not in self._grams:
+        if name not in self._state.grams:
             rows = getattr(items, name).astype(np.float64)
-            self._grams[name] = rows.T @ rows
-        return self._grams[name]
+            self._state.grams[name] = rows.T @ rows
+        return self._state.grams[name]
 
     def add_items(self, items: pd.DataFrame) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
@@ -955,11 +919,11 @@ class Recommender(PairScores, Estimator):
         self._check_fitted()
         ids, texts = item_texts(items)
         self._check_new_items(ids)
-        has_text = self._publisher.current.items.E is not None  # fixed at fit
+        has_text = self._state.publisher.current.items.E is not None  # fixed at fit
         E_new = self._encode(texts) if has_text else None  # outside the lock: it may be slow
         with self._lock:
             self._check_new_items(ids)
-            snap = self._publisher.current
+            snap = self._state.publisher.current
             current = snap.items
             rows = np.arange(snap.n_items, snap.n_items + len(ids))
             als = fork(snap.als)  # requests holding snap keep its ALS as it is
@@ -968,7 +932,7 @@ class Recommender(PairScores, Estimator):
             else:
                 als.partial_fit_items(rows)
             V_new = np.ascontiguousarray(als.item_factors_[rows], dtype=np.float32)
-            T_new = scoring.text_coordinates(E_new, self._geometry)
+            T_new = scoring.text_coordinates(E_new, self._state.geometry)
             no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
             index = current.index.added(V_new, T_new, E_new, no_transitions)
             new_rows = {"V": V_new, "inv_norm": np.zeros(len(ids), dtype=np.float32), "E": E_new,
@@ -989,14 +953,14 @@ class Recommender(PairScores, Estimator):
                 frame = items if hasattr(items, "columns") else None
                 titles = frame["title"] if frame is not None and "title" in frame.columns else texts
                 labels = self._append_item_rows(labels, np.array([str(t) for t in titles], dtype=object))
-            self._late_items.add(rows)
-            self._item_map.add(ids, "items.item_id")  # found before published: unknown until then
-            self._publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),
+            self._state.late_items.add(rows)
+            self._state.item_map.add(ids, "items.item_id")  # found before published: unknown until then
+            self._state.publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),
                                                   als=als, labels=labels, towers=towers))
-        return self._item_map.to_ids(rows)
+        return self._state.item_map.to_ids(rows)
 
     def _check_new_items(self, ids: Any) -> None:
-        known = self._item_map.contains(ids)
+        known = self._state.item_map.contains(ids)
         if known.any():
             raise ValueError(f"item id {plain(ids[np.flatnonzero(known)[0]])!r} already exists")
 
@@ -1016,13 +980,14 @@ class Recommender(PairScores, Estimator):
         """Why ``item_id`` scores as it does for ``user_id``: the history items and the
         text evidence behind the score, in words (``str(explanation)``) and numbers."""
         self._check_fitted()
-        users = self._user_map.rows([user_id], "user_id")
+        users = self._state.user_map.rows([user_id], "user_id")
         gather = lambda snap: (self._users_of(snap, users, "user_id", True),  # noqa: E731
-                               self._feedback.get(int(users[0])))
-        with self._publisher.pin(gather) as (snap, ((vectors, history), record)):
+                               self._state.feedback.get(int(users[0])))
+        with self._state.publisher.pin(gather) as (snap, ((vectors, history), record)):
             item = int(self._item_rows(snap, [item_id], "item_id")[0])
             cited = catalogue.drop_removed(history[0], snap.removed)
-            return explain_score(self, snap, vectors, cited[cited >= 0], item, record)
+            return explain_score(self._state, self.scenarios_["home"], snap, vectors, cited[cited >= 0],
+                                 item, record)
 
     # ------------------------------------------------------------------ a living catalogue
     def remove_items(self, item_ids: Ids) -> Recommender:
@@ -1059,14 +1024,14 @@ class Recommender(PairScores, Estimator):
         """The model's item ids in its row order (a read-only array; items added by
         ``add_items`` included, items taken out by ``remove_items`` left out)."""
         self._check_fitted()
-        return _live_ids(self._item_map, self._publisher.current.n_items)
+        return _live_ids(self._state.item_map, self._state.publisher.current.n_items)
 
     @property
     def user_ids_(self) -> np.ndarray:
         """The model's user ids in its row order (a read-only array; users added by
         ``update`` included, users erased by ``forget_user`` left out)."""
         self._check_fitted()
-        return _live_ids(self._user_map, self._publisher.current.n_users)
+        return _live_ids(self._state.user_map, self._state.publisher.current.n_users)
 
     def history(self, user_id: Id) -> pd.DataFrame:
         """What the model knows about ``user_id``: a DataFrame of its interactions,
@@ -1077,12 +1042,12 @@ class Recommender(PairScores, Estimator):
         self._check_fitted()
         if np.ndim(user_id) != 0:
             raise TypeError("user_id must be a single id")
-        user = int(self._user_map.rows([user_id], "user_id")[0])
-        with self._publisher.pin(lambda snap: (_check_known(np.array([user]), snap.n_users,
-                                                            self._user_map, "user_id"),
-                                               self._feedback.get(user))) as (_, (_, record)):
-            return fb.history_frame(record, self._item_map.to_ids(record["items"]),
-                                    self._feedback.event_names)
+        user = int(self._state.user_map.rows([user_id], "user_id")[0])
+        with self._state.publisher.pin(lambda snap: (_check_known(np.array([user]), snap.n_users,
+                                                            self._state.user_map, "user_id"),
+                                               self._state.feedback.get(user))) as (_, (_, record)):
+            return fb.history_frame(record, self._state.item_map.to_ids(record["items"]),
+                                    self._state.feedback.event_names)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -1103,16 +1068,16 @@ class Recommender(PairScores, Estimator):
         if "pickled" in state:
             state = pickle.loads(state["pickled"])
         self.__dict__.update(state)
-        if "_publisher" in state:
+        if "_state" in state:
             self._lock = threading.Lock()
             self._encoder_lock = threading.Lock()
             if "_encoder_obj" not in state:
                 self._encoder_obj = None
-            snap = self._publisher.current
+            snap = self._state.publisher.current
             shared = snap.items.index.text_vectors()  # E and the request channel: one copy again
             if (shared is not None and isinstance(snap.items.E, np.ndarray)
                     and shared.shape == snap.items.E.shape):
-                self._publisher.current = snap._replace(items=snap.items._replace(E=shared))
+                self._state.publisher.current = snap._replace(items=snap.items._replace(E=shared))
 
     # ------------------------------------------------------------------ files
     def save(self, directory: PathArg) -> None:
@@ -1155,18 +1120,3 @@ def _check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
     if len(rows) and int(rows.max()) >= n:
         bad = plain(ids.ids[int(rows.max())])
         raise UnknownIdError(f"unknown {ids.what} id {bad!r} in {name}", bad)
-
-
-def _patched_rows(items: scoring.Items, patch: dict[str, np.ndarray], hist: list[np.ndarray]
-                  ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """The unit and next-item factor rows of the history items, with re-solved rows from
-    ``patch``, and the histories renumbered into them."""
-    used = np.unique(np.concatenate(hist)) if hist else np.zeros(0, dtype=np.int64)
-    Vn, P = items.Vn[used], items.P[used]
-    rows = patch["rows"]
-    at = np.searchsorted(used, rows)
-    hit = at < len(used)
-    hit[hit] = used[at[hit]] == rows[hit]
-    Vn[at[hit]] = patch["V"][hit] * patch["inv_norm"][hit][:, None]
-    P[at[hit]] = patch["P"][hit]
-    return Vn, P, [np.searchsorted(used, h) for h in hist]
