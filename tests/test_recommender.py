@@ -14,7 +14,7 @@ import pytest
 import llmrec
 from llmrec import NotFittedError, Recommender, Recommendations, UnknownIdError
 from llmrec.evaluation import cold_item_split, ranking_metrics
-from llmrec.recommender import model as writer  # the module whose update() computes user vectors
+from llmrec.recommender import updates as writer  # the module whose update() computes user vectors
 
 from recommender_helpers import WordEncoder, small_data
 from tolerances import (UNIT32, UNIT64, als_row_system, assert_within, dot_tolerance, gamma,

@@ -80,37 +80,35 @@ import numbers
 import pickle
 import threading
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmrec._arrays import grow_rows
 from llmrec._checks import check_choice, check_int, check_k, check_real, plain
 from llmrec._estimator import Estimator
 from llmrec._types import Id, IdList, Ids, Numbers, PathArg, Texts
 from llmrec._log import stage
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
 from llmrec.diversity import mmr_rerank
-from llmrec.exceptions import NotFittedError, UnknownIdError
+from llmrec.exceptions import NotFittedError
 from llmrec.recommender import scoring
 from llmrec.recommender import catalogue
 from llmrec.recommender.explain import Explanation, explain_score
 from llmrec.recommender import feedback as fb
+from llmrec.recommender import updates
 from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import Histories, seen_matrix, weighted_rows
-from llmrec.recommender.ids import IdMap
+from llmrec.recommender.ids import IdMap, check_known
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.grid_sample import sample_for_grid, to_full
-from llmrec.recommender.late_items import solve_late_factors
 from llmrec.recommender.pairs import PairScores
 from llmrec.recommender.partitioned import AUTO_FLAT_ITEMS, INDEXES, log_index
 from llmrec.recommender.scenarios import fit_extras, scenario_lookup
 from llmrec.recommender.results import Recommendations
-from llmrec.recommender.rows import TEXT_STORAGES, Int8Rows, inverse_norms, resolve_text_storage
-from llmrec.recommender.snapshot import Snapshot, fork, with_rows, write_rows
+from llmrec.recommender.rows import TEXT_STORAGES, inverse_norms, resolve_text_storage
+from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_items, build_state
-from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
+from llmrec.recommender.towers_signal import check_towers, fit_towers
 from llmrec.recommender.training import (fit_als, fit_blend, fit_transitions, item_side_rows,
                                          unit_factors)
 from llmrec.recommender.users import signal_vectors
@@ -134,11 +132,6 @@ log = logging.getLogger(__name__)
 
 MAX_RECENCY = 1e3
 MAX_TEXT_WEIGHT = 1e6
-# How long an update that re-solves items waits for the running requests to finish (new
-# ones held back) so as to write the rows in place; past it, it copies the item matrices
-# (tens of ms and MB per update at 100k items, what a server under load would pay on
-# every update).
-IN_PLACE_WAIT_S = 0.05
 
 
 class Recommender(PairScores, Estimator):
@@ -561,7 +554,7 @@ class Recommender(PairScores, Estimator):
         """Rows of caller item ids in ``snap``'s catalogue: an id that ``add_items`` is
         adding right now (its row beyond the snapshot) is unknown to this request."""
         rows = self._state.item_map.rows(ids, name)
-        _check_known(rows, snap.n_items, self._state.item_map, name)
+        check_known(rows, snap.n_items, self._state.item_map, name)
         return rows
 
     def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool,
@@ -569,7 +562,7 @@ class Recommender(PairScores, Estimator):
         """The users' signal rows (and histories: liked items, plus the disliked ones
         with ``dislikes``) as of ``snap``; called under the publish lock, under which
         ``update`` rewrites them."""
-        _check_known(users, snap.n_users, self._state.user_map, name)
+        check_known(users, snap.n_users, self._state.user_map, name)
         vectors = {n: (None if v is None else v[users]) for n, v in snap.users.items()}
         if not histories:
             return vectors, None
@@ -809,172 +802,15 @@ class Recommender(PairScores, Estimator):
         back and pushes the user's vector away from the item. An item's latest
         interaction replaces earlier ones (a like rated 1/5 later becomes a dislike).
         Concurrent requests see the update whole or not at all. Returns self."""
-        self._check_fitted()
-        if np.ndim(user_id) != 0:
-            raise TypeError("user_id must be a single id")
-        rows = self._state.item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
-        m, disliked, rated, events = fb.update_feedback(len(rows), self._state.settings,
-                                                         self.event_weights_, weights, event, ratings)
-        with self._lock:
-            snap = self._state.publisher.current
-            _check_known(rows, snap.n_items, self._state.item_map, "item_ids")
-            new_user = not self._state.user_map.contains([user_id])[0]
-            user = snap.n_users if new_user else int(self._state.user_map.rows([user_id], "user_id")[0])
-            previous = self._state.histories.get(user)
-            record = fb.Feedback.merged(self._state.feedback.get(user), {
-                "items": rows, "weight": m.astype(np.float32), "disliked": disliked,
-                "rating": rated.astype(np.float32),
-                "event": np.array([self._state.feedback.code(e) for e in events], dtype=np.int32)})
-            liked = ~record["disliked"]
-            history, like_weights = record["items"][liked], record["weight"][liked]
-            dislikes = (record["items"][~liked], record["weight"][~liked])
-            touched = self._state.late_items.record(user, rows[~disliked], previous)
-            if len(touched):  # removed items are not re-solved
-                touched = touched[catalogue.drop_removed(touched, snap.removed) >= 0]
-            patch = self._refresh_items(touched, snap, {user: history}) if len(touched) else None
-            if patch is not None:  # stage 1 searches their new rows from now on
-                snap.items.index.update_behaviour(patch["rows"], patch["V"], patch["Q"])
-            users, n_users = snap.users, max(snap.n_users, user + 1)
-            if n_users > snap.n_users:  # room first (past every published row): no reader sees it
-                users = {name: None if v is None else grow_rows(v, n_users) for name, v in users.items()}
-                if self._state.profile is not None:
-                    self._state = replace(self._state, profile=grow_rows(self._state.profile, n_users))
-            profile = None if self._state.profile is None else self._state.profile[[user]]
-            fresh = signal_vectors(self._state.settings, snap.items, snap.als, snap.towers, [history],
-                                   profile, patch, weights=[like_weights], dislikes=[dislikes])
-            if new_user:
-                added = int(self._state.user_map.add([user_id], "user_id")[0])
-                assert added == user, "the user map and the published users disagree"
-
-            def publish(items: scoring.Items) -> None:  # under the publish lock
-                self._state.histories.set(user, history)
-                self._state.feedback.set(user, record)
-                for name, v in fresh.items():
-                    if v is not None:
-                        users[name][user] = v[0]
-                self._state.publisher.current = snap._replace(items=items, users=users, n_users=n_users)
-
-            with self._state.publisher.lock:
-                # A few rows change: rather than copy whole item matrices under load, let
-                # the running requests finish (a request's time, new ones held back meanwhile).
-                if patch is None or self._state.publisher.drain(IN_PLACE_WAIT_S):
-                    if patch is not None:  # no request is reading any item row: in place
-                        write_rows(snap.items, patch)
-                    publish(snap.items)
-                    return self
-            items = with_rows(snap.items, patch)  # requests still running keep the old rows
-            with self._state.publisher.lock:
-                publish(items)
+        updates.update(self, user_id, item_ids, weights, event, ratings)
         return self
-
-    def _refresh_items(self, rows: np.ndarray, snap: Snapshot,
-                       pending: dict[int, np.ndarray]) -> dict[str, np.ndarray] | None:
-        """Re-solve late items (see :class:`LateItems`): their factors from the clicks
-        they received since the fit, against those users' ALS vectors (a plain fold-in
-        for users who arrived after the fit), shrunk toward the text prior; their
-        next-item factors from what their clickers took just before and after them.
-        Returns the new rows (nothing is written: :meth:`update` publishes them);
-        ``pending``: histories of this update, not yet published."""
-        clicks, users = self._state.late_items.interactions(rows)
-        als, items = snap.als, snap.items
-        vectors = np.empty((len(users), als.item_factors_.shape[1]), dtype=np.float32)
-        fitted = users < als.n_users_
-        vectors[fitted] = als.user_factors_[users[fitted]]
-        if not fitted.all():
-            later = weighted_rows([pending.get(int(u), self._state.histories.get(u)) for u in users[~fitted]],
-                                  len(items.V), 0.0)
-            vectors[~fitted] = als.fold_in(later)
-        priors = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
-        if items.E is not None and als.item_prior_weights_ is not None:
-            priors = items.E[rows] @ als.item_prior_weights_
-        V = solve_late_factors(clicks, vectors, priors, alpha=als.alpha,
-                               shrinkage=als.regularization + als.prior_strength)
-        # Next-item factors from what the clickers took just before ("to" side, against
-        # the "from" factors) and just after ("from" side), as the transition fit does.
-        before, after = self._state.late_items.transitions(rows, len(items.V))
-        none = np.zeros((len(rows), items.Q.shape[1]), dtype=np.float32)
-        Q = solve_late_factors(before, items.P, none, alpha=als.alpha,
-                               shrinkage=als.regularization, gram=self._gram(items, "P"))
-        P = solve_late_factors(after, items.Q, none, alpha=als.alpha,
-                               shrinkage=als.regularization, gram=self._gram(items, "Q"))
-        for name, new in (("P", P), ("Q", Q)):
-            old = getattr(items, name)[rows].astype(np.float64)
-            self._state.grams[name] += new.astype(np.float64).T @ new - old.T @ old
-        # update() rewrites their stage-1 rows too (Stage1.update_behaviour).
-        return {"rows": rows, "V": V, "inv_norm": inverse_norms(V, np.ones(len(V))), "P": P, "Q": Q}
-
-    def _gram(self, items: scoring.Items, name: str) -> np.ndarray:
-        """PᵀP or QᵀQ over all items (float64), computed once and kept current as late
-        items' rows change (writers only)."""
-        if name not in self._state.grams:
-            rows = getattr(items, name).astype(np.float64)
-            self._state.grams[name] = rows.T @ rows
-        return self._state.grams[name]
 
     def add_items(self, items: pd.DataFrame) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
         they are recommendable at once: their factors are the text map F·W of the ALS
         priors (zero without an encoder). Concurrent requests see the catalogue before
         or after the addition, never a mix. Returns their caller ids."""
-        self._check_fitted()
-        ids, texts = item_texts(items)
-        self._check_new_items(ids)
-        has_text = self._state.publisher.current.items.E is not None  # fixed at fit
-        E_new = self._encode(texts) if has_text else None  # outside the lock: it may be slow
-        with self._lock:
-            self._check_new_items(ids)
-            snap = self._state.publisher.current
-            current = snap.items
-            rows = np.arange(snap.n_items, snap.n_items + len(ids))
-            als = fork(snap.als)  # requests holding snap keep its ALS as it is
-            if E_new is not None and als.item_prior_weights_ is not None:
-                als.partial_fit_items(rows, item_features=E_new)
-            else:
-                als.partial_fit_items(rows)
-            V_new = np.ascontiguousarray(als.item_factors_[rows], dtype=np.float32)
-            T_new = scoring.text_coordinates(E_new, self._state.geometry)
-            no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
-            index = current.index.added(V_new, T_new, E_new, no_transitions)
-            new_rows = {"V": V_new, "inv_norm": np.zeros(len(ids), dtype=np.float32), "E": E_new,
-                        "P": no_transitions, "Q": no_transitions}
-            towers = snap.towers
-            if towers is not None:  # text-only tower vectors (zero without text), at once
-                towers, new_rows["G"] = new_item_vectors(towers, E_new, len(ids))
-            shared = index.text_vectors() if isinstance(current.E, np.ndarray) else None
-            grown = {name: (shared if name == "E" and shared is not None
-                            else self._append_item_rows(getattr(current, name), rows_))
-                     for name, rows_ in new_rows.items()}
-            # New items have no interactions (zero inverse norm): not warm.
-            # Appended in spare capacity, as the matrices: a copy of O(catalogue) per call
-            # was most of add_items(1) at 300k items.
-            warm = self._append_item_rows(current.warm, np.zeros(len(ids), dtype=np.uint8))
-            labels = snap.labels
-            if labels is not None:
-                frame = items if hasattr(items, "columns") else None
-                titles = frame["title"] if frame is not None and "title" in frame.columns else texts
-                labels = self._append_item_rows(labels, np.array([str(t) for t in titles], dtype=object))
-            self._state.late_items.add(rows)
-            self._state.item_map.add(ids, "items.item_id")  # found before published: unknown until then
-            self._state.publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),
-                                                  als=als, labels=labels, towers=towers))
-        return self._state.item_map.to_ids(rows)
-
-    def _check_new_items(self, ids: Any) -> None:
-        known = self._state.item_map.contains(ids)
-        if known.any():
-            raise ValueError(f"item id {plain(ids[np.flatnonzero(known)[0]])!r} already exists")
-
-    @staticmethod
-    def _append_item_rows(current: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray | None:
-        """``current`` with ``rows`` appended, in spare capacity when there is some (see
-        :func:`grow_rows`); earlier snapshots keep seeing their own rows only."""
-        if current is None:
-            return None
-        if isinstance(current, Int8Rows):
-            return current.appended(rows)
-        grown = grow_rows(current, len(current) + len(rows))
-        grown[len(current):] = rows
-        return grown
+        return updates.add_items(self, items)
 
     def explain(self, user_id: Id, item_id: Id) -> Explanation:
         """Why ``item_id`` scores as it does for ``user_id``: the history items and the
@@ -1043,7 +879,7 @@ class Recommender(PairScores, Estimator):
         if np.ndim(user_id) != 0:
             raise TypeError("user_id must be a single id")
         user = int(self._state.user_map.rows([user_id], "user_id")[0])
-        with self._state.publisher.pin(lambda snap: (_check_known(np.array([user]), snap.n_users,
+        with self._state.publisher.pin(lambda snap: (check_known(np.array([user]), snap.n_users,
                                                             self._state.user_map, "user_id"),
                                                self._state.feedback.get(user))) as (_, (_, record)):
             return fb.history_frame(record, self._state.item_map.to_ids(record["items"]),
@@ -1113,10 +949,3 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     out = values.view()
     out.flags.writeable = False
     return out
-
-
-def _check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
-    """Rows at or past ``n`` belong to ids added after the snapshot was taken."""
-    if len(rows) and int(rows.max()) >= n:
-        bad = plain(ids.ids[int(rows.max())])
-        raise UnknownIdError(f"unknown {ids.what} id {bad!r} in {name}", bad)
