@@ -89,10 +89,9 @@ from llmrec._estimator import Estimator
 from llmrec._types import Id, IdList, Ids, Numbers, PathArg, Texts
 from llmrec._log import stage
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
-from llmrec.diversity import mmr_rerank
 from llmrec.exceptions import NotFittedError
 from llmrec.recommender import scoring
-from llmrec.recommender import catalogue
+from llmrec.recommender import catalogue, ranking
 from llmrec.recommender.explain import Explanation, explain_score
 from llmrec.recommender import feedback as fb
 from llmrec.recommender import updates
@@ -583,67 +582,6 @@ class Recommender(PairScores, Estimator):
             raise TypeError("allow must hold item ids (the caller's), not a boolean mask")
         return np.unique(self._item_rows(snap, list(np.atleast_1d(np.asarray(allow, dtype=object))), "allow"))
 
-    def _rank(self, snap: Snapshot, vectors: dict[str, np.ndarray | None], weights: dict[str, float],
-              k: int, exclude: Any, allow_rows: np.ndarray | None, diversity: float,
-              query: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Two-stage ranking over ``snap``; ``exclude``: a CSR (n, n_items) or n id arrays
-        never returned."""
-        s = self._state.settings
-        items = snap.items
-        n_items = len(items.V)
-        n = next(len(v) for v in (*vectors.values(), query) if v is not None)
-        signals = scoring.make_signals(weights, self._state.geometry, query=query, **vectors)
-        pool = k if diversity == 0 else max(5 * k, 50)
-        C = min(max(s["candidates"], 4 * pool), n_items)
-        if C >= n_items and allow_rows is None:
-            removed = catalogue.removed_mask(snap, n_items)
-            candidates = np.broadcast_to(np.arange(n_items), (n, n_items)).copy()
-            if isinstance(exclude, list):
-                for row, ids in enumerate(exclude):
-                    candidates[row, ids] = -1
-            elif exclude is not None:
-                dense = exclude.tocoo()
-                candidates[dense.row, dense.col] = -1
-            if removed is not None:
-                candidates[:, removed != 0] = -1
-        else:
-            # Stage 1 skips removed items inside its scans; re-solved items are searched
-            # by their current rows (update rewrites them in the index).
-            candidates = items.index.search(signals, self._state.geometry, C, exclude, allow_rows)
-            candidates = np.where(candidates < n_items, candidates, -1)
-            candidates = catalogue.drop_removed(candidates, snap.removed)
-        ids, top = scoring.rescore(items, signals, candidates, pool, self._state.geometry.mean_E,
-                                   s["num_threads"], self._state.geometry.mean_G)
-        if diversity == 0:
-            return ids, top
-        return self._diversify(items, ids, top, k, diversity)
-
-    def _diversify(self, items: scoring.Items, ids: np.ndarray, scores: np.ndarray, k: int,
-                   diversity: float) -> tuple[np.ndarray, np.ndarray]:
-        """MMR over each row's top candidates: relevance min-max scaled to [0, 1] per row
-        (so λ trades it against cosine on a like scale); similarity is the cosine of
-        [unit factors ; unit text vectors] (factors alone without text)."""
-        valid = ids >= 0
-        if not valid.any():
-            return ids[:, :k], scores[:, :k]
-        low = np.where(valid, scores, np.inf).min(axis=1, keepdims=True)
-        high = np.where(valid, scores, -np.inf).max(axis=1, keepdims=True)
-        span = np.where(high > low, high - low, 1.0)
-        relevance = np.where(valid, (scores - low) / span, -np.inf).astype(np.float32)
-        union = np.unique(ids[valid])
-        local = np.where(valid, np.searchsorted(union, ids), -1).astype(np.int64)
-        vectors = items.Vn[union] if items.E is None else np.hstack([items.Vn[union], items.E[union]])
-        picked, _ = mmr_rerank(local, relevance, vectors, k, diversity)
-        out_ids = np.where(picked >= 0, union[np.maximum(picked, 0)], -1).astype(np.int64)
-        # Each chosen id's score: find (row, id) among the candidates' (row, id) keys.
-        span = int(union[-1]) + 2
-        rows = np.arange(len(ids))[:, None] * span
-        keys = (rows + ids + 1).ravel()
-        sorter = np.argsort(keys, kind="stable")
-        found = sorter[np.searchsorted(keys, (rows + out_ids + 1).ravel(), sorter=sorter)]
-        out_scores = np.where(out_ids >= 0, scores.ravel()[found].reshape(out_ids.shape), -np.inf)
-        return out_ids, out_scores.astype(np.float32)
-
     def _check_k(self, k: Any) -> int:
         """k in [1, max(n_items, 1024)]: results keep width k (padded with -1/-inf), but a
         k beyond both the catalogue and 1024 could only allocate padding (ValueError)."""
@@ -692,7 +630,7 @@ class Recommender(PairScores, Estimator):
             if seen is not None:  # id lists for a few users skip building a sparse matrix
                 exclude = ([np.sort(h) for h in seen] if len(users) <= 16
                            else seen_matrix(seen, snap.n_items))
-            ids, scores = self._rank(snap, vectors, weights, k, exclude, allow_rows, diversity,
+            ids, scores = ranking.rank(self._state, snap, vectors, weights, k, exclude, allow_rows, diversity,
                                      query_vectors)
         return self._result(ids, scores, single, self._state.user_map.ids[users])
 
@@ -722,29 +660,18 @@ class Recommender(PairScores, Estimator):
             rows = self._item_rows(snap, list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
             if len(rows) == 0:
                 if query_vectors is None:
-                    return self._popular(snap, k)
+                    return self._result(*ranking.popular(self._state.histories, snap.n_items, k), True)
                 if weights.get("query", 0.0) <= 0:
                     raise ValueError(f"item_ids is empty and scenario {scenario or 'home'!r} gives the "
                                      "query no weight: nothing to rank by")
                 vectors = dict.fromkeys(("behaviour", "sequence", "transition", "text"))
-                ids, scores = self._rank(snap, vectors, weights, k, None, None, diversity, query_vectors)
+                ids, scores = ranking.rank(self._state, snap, vectors, weights, k, None, None, diversity, query_vectors)
                 return self._result(ids, scores, True)
             _, first_from_end = np.unique(rows[::-1], return_index=True)
             history = rows[np.sort(len(rows) - 1 - first_from_end)]
             vectors = signal_vectors(self._state.settings, snap.items, snap.als, snap.towers, [history])
             exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None
-            ids, scores = self._rank(snap, vectors, weights, k, exclude, None, diversity, query_vectors)
-        return self._result(ids, scores, True)
-
-    def _popular(self, snap: Snapshot, k: int) -> Recommendations:
-        """The k items most users have taken (liked: dislikes do not count; see
-        recommend_for_history)."""
-        counts = self._state.histories.item_counts(snap.n_items)
-        order = np.argsort(-counts, kind="stable")[:k]
-        ids = np.full((1, k), -1, dtype=np.int64)
-        scores = np.full((1, k), -np.inf, dtype=np.float32)
-        ids[0, :len(order)] = order
-        scores[0, :len(order)] = counts[order]
+            ids, scores = ranking.rank(self._state, snap, vectors, weights, k, exclude, None, diversity, query_vectors)
         return self._result(ids, scores, True)
 
     def search(self, query: str, k: int = 10, *, user_id: Id | None = None) -> Recommendations:
@@ -763,7 +690,7 @@ class Recommender(PairScores, Estimator):
         with self._state.publisher.pin(gather) as (snap, vectors):
             if vectors is None:
                 vectors = {"behaviour": None, "sequence": None, "transition": None, "text": None}
-            ids, scores = self._rank(snap, vectors, self._weights("search"), k, None, None, 0.0,
+            ids, scores = ranking.rank(self._state, snap, vectors, self._weights("search"), k, None, None, 0.0,
                                      query_vectors)
         return self._result(ids, scores, True)
 
@@ -779,7 +706,8 @@ class Recommender(PairScores, Estimator):
             vectors = {"behaviour": None, "sequence": items.Vn[rows], "transition": items.P[rows],
                        "text": None if items.E is None else items.E[rows]}
             exclude = weighted_rows([np.array([r]) for r in rows], snap.n_items, 0.0)
-            ids, scores = self._rank(snap, vectors, self._weights("similar"), k, exclude, None, 0.0, None)
+            ids, scores = ranking.rank(self._state, snap, vectors, self._weights("similar"), k, exclude, None,
+                                       0.0, None)
         return self._result(ids, scores, single)
 
     def set_scenario(self, name: str, weights: dict[str, float]) -> Recommender:
