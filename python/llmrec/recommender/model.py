@@ -1,55 +1,46 @@
 """The Recommender: behaviour and language in one model, served by the native ranker.
 
-How it scores (measured on MovieLens-100K, ``temporal_split(0.2)``, full ranking @10;
-see bench/RESULTS.md, "Recommender", for the whole ablation; final blend 0.271):
+Figures for every claim below (MovieLens-100K, ``temporal_split(0.2)``, full ranking
+@10: the ablation of the signals, cold items, late items, towers, latency) are in
+bench/RESULTS.md, "Recommender" and the sections after it; this docstring keeps the
+design only.
 
-* **behaviour** — implicit ALS (native) on binary interactions, item factors pulled
-  toward a ridge map of the items' text vectors (text priors: a new item with a
-  description gets F·W at once). The user's vector is not the one fitted by ALS but a
-  fold-in of the history with confidences 1 + alpha·(1 + 9p²), p the interaction's
-  relative position in the history (0 oldest, 1 newest): recent interactions count up
-  to 10× more. This split rewards knowing what a user did last (plain ALS 0.206 →
-  recency fold-in 0.236).
+How it scores:
+
+* **behaviour** — implicit ALS (native) on the interactions, item factors pulled toward
+  a ridge map of the items' text vectors (text priors: a new item with a description
+  gets F·W at once). The user's vector is not the one fitted by ALS but a fold-in of
+  the history with confidences 1 + alpha·(1 + 9p²), p the interaction's relative
+  position in the history (0 oldest, 1 newest): recent interactions count up to 10×
+  more, which rewards knowing what a user did last.
 * **sequence** — the short-term signal: cosine, in ALS factor space, between a
-  candidate and the user's latest items, weighted decay^r (r = 0 for the newest, decay
-  0.6). Alone 0.214; with behaviour 0.261.
+  candidate and the user's latest items, weighted decay^r (r = 0 for the newest).
 * **transition** — "what people take next": a second ALS, of the item → later-item
   matrix (pairs at distance j ≤ 3 in a history count 1/j), f/2 factors; the user's
   vector is the decay-weighted sum of the "from" factors of the latest items, against
-  the items' "to" factors. Alone 0.232; on top of behaviour + sequence +0.011.
+  the items' "to" factors.
 * **text** — the user's interest vector (recency-weighted mean of the history's text
   vectors, plus the encoded profile text when ``users`` has one) against item text
-  vectors. Weak on warm MovieLens items (0.028 alone; the encoder-free model scores
-  0.276 against 0.271); its weight is fitted and may be 0. Text earns its place
-  through the rest: new items' factors (cold-item ndcg@10 0.31–0.32 among cold items,
-  random 0.06–0.07), ``query``, ``search``, and users known only by a profile text
-  (ranked by it). Encoding the history *as text* at request time would cost a
-  transformer forward per request, so the hot path uses cached item vectors; the
-  encoder runs for free-text requests and new items.
+  vectors. Weak on warm items (its weight is fitted and may be 0); text earns its place
+  through the rest: new items' factors, ``query``, ``search``, and users known only by
+  a profile text (ranked by it). The hot path uses cached item vectors; the encoder
+  runs for free-text requests and new items only.
 * **query** — an encoded request, against item text vectors, weighted half the sum of
   the personal weights (scenario "home"), or first (scenario "search").
 * **towers** (opt-in, ``towers=``) — f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
   (causal transformer over the history; item tower = id embedding + MLP over the text
-  vectors) trained on the histories at fit. User vectors are cached per user (one
-  numpy forward, recomputed by ``update``), item vectors kept with the items (new items:
-  text-only vectors at once, used once the item has clicks: like the text interest, the
-  term is neutral for items without interactions, whose text-only vectors blurred the
-  cold-item ranking, 0.308 → 0.245). Stage 1 has no towers channel: the towers term
-  re-scores the other channels' candidates exactly (on MovieLens the staged ranking
-  equals the exact full one, and a channel over g would add a 64-dim search per
-  request). Its weight is fitted on the validation slice by towers trained without the
-  held-out items. On MovieLens-100K it lifts the blend (bench/RESULTS.md, "Recommender
-  with towers") at the cost of two towers fits (minutes on 2 cores); ``query=`` does
-  not use the towers' request token (the encoded request stays a signal of its own).
+  vectors) trained on the histories at fit (:mod:`.towers_signal`). User vectors are
+  cached per user (recomputed by ``update``), item vectors kept with the items. Stage 1
+  has no towers channel: the term re-scores the other channels' candidates exactly.
+  Its weight is fitted on the validation slice by towers trained without the held-out
+  items; ``query=`` does not use the towers' request token.
 
 Items without interactions (added with :meth:`Recommender.add_items`) take part in the
 behaviour and query signals only: the direction of their text-predicted factors is
-noise for the sequence cosine (cold-item ndcg@10 0.31 → 0.21 with it), and the text
-interest blurred the ranking their text-based factors already make (0.31 → 0.23).
-Once such an item is clicked, every :meth:`Recommender.update` that touches it re-solves
-its factors and next-item factors from its clicks so far (:class:`.late_items.LateItems`;
-MovieLens new items ranked among themselves with the first 5 % of their clicks fed:
-ndcg@10 0.30–0.31 frozen → 0.42–0.52; neutral over the whole catalogue), and it joins
+noise for the sequence cosine, and the text interest (and the towers term) blurred the
+ranking their text-based factors already make. Once such an item is clicked, every
+:meth:`Recommender.update` that touches it re-solves its factors and next-item factors
+from its clicks so far (:mod:`.updates`, :class:`.late_items.LateItems`), and it joins
 the sequence and text signals like any item with interactions; fitted items keep their
 factors until the next fit.
 
@@ -58,19 +49,19 @@ the items' covariance), and the blend s = Σ w_k·signal_k/σ_k (minus the catal
 mean) is fitted by coordinate ascent on a validation slice — the latest
 ``validation`` share of each user's training interactions — together with ALS's λ (a
 small grid); the model is then refit on everything (:mod:`.training`). Serving is
-two-stage (:mod:`.scoring`): native candidate searches in a behaviour channel (64
-factors + 32 next-item factors per item) and, when the request has a text part, a
-text channel (32 text PCA dims), the union of their candidates; then one native exact
-re-scoring of those few hundred candidates with every signal (on MovieLens the same
-ndcg as a full exact ranking), optionally MMR re-ranking (``diversity``). Latency on a
-100,000-item catalogue: bench/RESULTS.md, "Latency".
+two-stage (:mod:`.ranking` over :mod:`.scoring`): native candidate searches in a
+behaviour channel (factors + next-item factors per item) and, when the request has a
+text part, a text channel (text PCA coordinates, or the full text vectors for a
+request), the union of their candidates; then one native exact re-scoring of those few
+hundred candidates with every signal, optionally MMR re-ranking (``diversity``).
 
-Threads: requests pin one published snapshot of the model at their start and read only
-it; ``update``, ``add_items``, ``remove_items`` and ``forget_user`` (one at a time)
-publish new ones without changing what a running request reads (:mod:`.snapshot`; the
-stage-1 indexes are shared and rewritten under their own readers-writer lock, see
-:mod:`.catalogue`). ``save`` holds the writer lock while it
-writes; requests go on meanwhile.
+State: what fit learns (or load reads) is one :class:`.state.Fitted`, built by
+:func:`.state.build_state` for both. Threads: requests pin one published snapshot of
+the model at their start and read only it; ``update``, ``add_items``, ``remove_items``
+and ``forget_user`` (one at a time) publish new ones without changing what a running
+request reads (:mod:`.snapshot`; the stage-1 indexes are shared and rewritten under
+their own readers-writer lock, see :mod:`.catalogue`). ``save`` holds the writer lock
+while it writes; requests go on meanwhile.
 """
 
 from __future__ import annotations
