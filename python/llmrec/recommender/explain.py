@@ -22,7 +22,7 @@ class Explanation(NamedTuple):
 
     text: str
     score: float
-    signals: dict
+    signals: dict[str, float]
     history: pd.DataFrame
 
     def __str__(self) -> str:
@@ -34,8 +34,8 @@ def _name(state: Fitted, labels: Any, row: int) -> str:
     return f"{labels[row]!s}" if labels is not None and row < len(labels) else f"item {plain(item_id)!r}"
 
 
-def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: dict, history: np.ndarray,
-                  item: int, record: dict | None = None) -> Explanation:
+def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: dict[str, np.ndarray | None],
+                  history: np.ndarray, item: int, record: dict[str, np.ndarray] | None = None) -> Explanation:
     """Explain ``item``'s score under the blend ``weights`` for the user whose signal
     ``vectors`` (one row each) and ``history`` (liked items) were taken from the pinned
     snapshot ``snap`` of the model's ``state``; ``record``:
@@ -53,7 +53,7 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
         parts["sequence"] = float(signals.sequence[0] @ items.Vn[item])
     if signals.transition is not None:
         parts["transition"] = float(signals.transition[0] @ items.Q[item])
-    if signals.text is not None and items.E is not None:
+    if signals.text is not None and items.E is not None and g.mean_E is not None:
         parts["text"] = float(scoring.interest_scores(items, signals.text, np.array([[item]]),
                                                       g.mean_E)[0, 0])
     if signals.towers is not None and items.G is not None:
@@ -64,13 +64,13 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
     # Each signal relative to its catalogue mean (in units of its spread, weighted):
     # these terms add up to the score.
     relative = dict(parts)
-    for key, vectors, mean in (("behaviour", signals.behaviour, g.mean_V),
-                               ("sequence", signals.sequence, g.mean_Vn),
-                               ("transition", signals.transition, g.mean_Q),
-                               ("text", signals.text, g.mean_E),
-                               ("towers", signals.towers, g.mean_G)):
-        if vectors is not None and mean is not None and key in parts:
-            relative[key] -= float(vectors[0].astype(np.float64) @ mean)
+    for key, signal, mean in (("behaviour", signals.behaviour, g.mean_V),
+                              ("sequence", signals.sequence, g.mean_Vn),
+                              ("transition", signals.transition, g.mean_Q),
+                              ("text", signals.text, g.mean_E),
+                              ("towers", signals.towers, g.mean_G)):
+        if signal is not None and mean is not None and key in parts:
+            relative[key] -= float(signal[0].astype(np.float64) @ mean)
 
     n = len(history)
     table = pd.DataFrame({"item_id": state.item_map.to_ids(history), "row": history})
@@ -123,8 +123,8 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
     return Explanation("\n".join(lines), float(score), relative, table.drop(columns="row"))
 
 
-def _behaviour_terms(s: dict[str, Any], snap: Any, history: np.ndarray, item: int, record: dict | None
-                     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def _behaviour_terms(s: dict[str, Any], snap: Any, history: np.ndarray, item: int,
+                     record: dict[str, np.ndarray] | None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """The behaviour score's terms of the liked ``history`` items, and (disliked items,
     their terms) — the fold-in split per item, with the multipliers of ``record``."""
     from llmrec.recommender.feedback import behaviour_terms

@@ -357,7 +357,7 @@ class Recommender(PairScores, Estimator):
         use_text = self.encoder is not None and items is not None
 
         # ids: the catalogue is the items frame's ids (when given), then any others seen.
-        texts = None
+        texts: list[str] = []
         if items is not None:
             item_ids, texts = item_texts(items)
             item_map = IdMap(item_ids, "item")
@@ -390,7 +390,7 @@ class Recommender(PairScores, Estimator):
         with stage(log, "Recommender.fit: encode item texts", items=len(texts) if use_text else 0):
             E = self._encode_for_fit(texts, s, show_progress) if use_text else None
         profile = None
-        if profiles is not None and use_text:
+        if profiles is not None and E is not None:
             profile = np.zeros((n_users, E.shape[1]), dtype=np.float32)
             rows = user_map.rows(profiles[0], "users.user_id")
             has = np.array([bool(t.strip()) for t in profiles[1]])
@@ -402,9 +402,9 @@ class Recommender(PairScores, Estimator):
         if items is not None:
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
-            labels = np.array([str(t) for t in titles], dtype=object)
+            labels = np.array([str(t) for t in titles], dtype=np.object_)
         lookup = scenario_lookup(frame, u_rows, i_rows, order, n_items)
-        chosen = None
+        chosen: tuple[Any, ...] | None = None
         with stage(log, "Recommender.fit: blend and regularization on the validation slice",
                    users=n_users, items=n_items, validation=s["validation"]):
             for event_weights in event_choices:  # one, or the "auto" candidates
@@ -413,12 +413,14 @@ class Recommender(PairScores, Estimator):
                 kept: dict[str, Any] = {}
                 sample, grid_line = sample_for_grid(histories, n_items, E, profile, self.random_state)
                 # A sampled grid (large catalogues) sees the sampled users' likes only.
-                grid = (histories, n_items, E, profile) if sample is None else sample[:4]
-                result = fit_blend(s, *grid, self.random_state, keep=kept,
-                                   feedback=feedback if sample is None else None)
+                grid_histories, grid_items, grid_E, grid_profile = (
+                    (histories, n_items, E, profile) if sample is None else sample[:4])
+                result = fit_blend(s, grid_histories, grid_items, grid_E, grid_profile, self.random_state,
+                                   keep=kept, feedback=feedback if sample is None else None)
                 value = max(result[2].get("ndcg", {}).values(), default=-1.0)
                 if chosen is None or value > chosen[0]:
                     chosen = (value, event_weights, feedback, histories, result, kept, sample, grid_line)
+        assert chosen is not None  # event_choices is never empty
         (_, event_weights, feedback, histories, (weights, regularization, report), kept, sample,
          grid_line) = chosen
         report["grid"] = grid_line
@@ -604,7 +606,7 @@ class Recommender(PairScores, Estimator):
         """
         self._check_fitted()
         k = self._check_k(k)
-        single = np.ndim(user_ids) == 0
+        single = _one_id(user_ids)
         users = self._state.user_map.rows(user_ids if not single else [user_ids], "user_ids")
         weights = self._weights(scenario)
         diversity = self._diversity(diversity)
@@ -690,7 +692,7 @@ class Recommender(PairScores, Estimator):
         cosine), the item itself excluded. One id gives 1-D results."""
         self._check_fitted()
         k = self._check_k(k)
-        single = np.ndim(item_ids) == 0
+        single = _one_id(item_ids)
         with self._state.publisher.pin() as (snap, _):
             rows = self._item_rows(snap, item_ids if not single else [item_ids], "item_ids")
             items = snap.items
@@ -798,9 +800,11 @@ class Recommender(PairScores, Estimator):
         if np.ndim(user_id) != 0:
             raise TypeError("user_id must be a single id")
         user = int(self._state.user_map.rows([user_id], "user_id")[0])
-        with self._state.publisher.pin(lambda snap: (check_known(np.array([user]), snap.n_users,
-                                                            self._state.user_map, "user_id"),
-                                               self._state.feedback.get(user))) as (_, (_, record)):
+        def gather(snap: Snapshot) -> dict[str, np.ndarray]:
+            check_known(np.array([user]), snap.n_users, self._state.user_map, "user_id")
+            return self._state.feedback.get(user)
+
+        with self._state.publisher.pin(gather) as (_, record):
             return fb.history_frame(record, self._state.item_map.to_ids(record["items"]),
                                     self._state.feedback.event_names)
 
@@ -868,3 +872,8 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     out = values.view()
     out.flags.writeable = False
     return out
+
+
+def _one_id(ids: Any) -> bool:
+    """Whether ``ids`` is one caller id (1-D results) rather than a sequence of them."""
+    return bool(np.ndim(ids) == 0)

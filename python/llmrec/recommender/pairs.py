@@ -4,12 +4,16 @@ that read a fitted model without ranking the catalogue (a mixin)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmrec.recommender import scoring
 from llmrec.recommender.partitioned import describe
+
+if TYPE_CHECKING:
+    from llmrec.recommender.snapshot import Snapshot
+    from llmrec.recommender.state import Fitted
 
 
 def _ids(values: Any, name: str) -> tuple[list[Any], bool]:
@@ -27,6 +31,18 @@ def _ids(values: Any, name: str) -> tuple[list[Any], bool]:
 class PairScores:
     """Mixed into the Recommender: ``predict``, ``predict_proba``, ``memory_per_item``,
     ``index_info_``."""
+
+    if TYPE_CHECKING:  # provided by the Recommender
+        _state: Fitted
+
+        def _check_fitted(self) -> None: ...
+
+        def _weights(self, scenario: Any) -> dict[str, float]: ...
+
+        def _item_rows(self, snap: Snapshot, ids: Any, name: str) -> np.ndarray: ...
+
+        def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool,
+                      dislikes: bool = False) -> tuple[dict[str, np.ndarray | None], list[np.ndarray] | None]: ...
 
     def predict(self, user_ids: Any, item_ids: Any, *, scenario: Any = None) -> Any:
         """The blended score of each (user, item) pair — exactly the score
@@ -54,8 +70,7 @@ class PairScores:
             items = self._item_rows(snap, items_in, "item_ids")
             signals = scoring.make_signals(weights, self._state.geometry, **vectors)
             pick = np.broadcast_to(inverse.reshape(-1), (n,)) if len(rows) == n else np.zeros(n, np.int64)
-            signals = scoring.Signals(*[None if v is None else np.ascontiguousarray(v[pick])
-                                        for v in signals])
+            signals = scoring.Signals._make(None if v is None else np.ascontiguousarray(v[pick]) for v in signals)
             candidates = np.broadcast_to(items.reshape(-1), (n,)).reshape(n, 1).astype(np.int64)
             _, scores = scoring.rescore(snap.items, signals, candidates, 1, self._state.geometry.mean_E,
                                         self._state.settings["num_threads"], self._state.geometry.mean_G)

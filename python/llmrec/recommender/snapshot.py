@@ -103,7 +103,7 @@ class Publisher:
         return {"current": self.current}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["current"])
+        Publisher.__init__(self, state["current"])
 
 
 def fork(obj: Any) -> Any:

@@ -141,10 +141,12 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
                 hist_bad.append((before["items"][before["disliked"]], before["weight"][before["disliked"]]))
     val_users = np.array(sorted(held))
     hist = [train_h[u] for u in val_users]
-    weights_all = None
+    weights_all: list[np.ndarray] | None = None
     als_h = train_h
+    like_w: list[np.ndarray] | None = hist_w
+    dislikes: list[tuple[np.ndarray, np.ndarray]] | None = hist_bad
     if feedback is None:
-        hist_w = hist_bad = None
+        like_w = dislikes = None
         blocked_h = hist
     else:
         als_h, weights_all = [r[0] for r in item_side], [r[1] for r in item_side]
@@ -164,8 +166,9 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         als = fit_als(s, regularization, als_h, n_items, E, random_state, weights=weights_all)
         V, Vn = als.item_factors_, unit_factors(als)
         P, Q = fit_transitions(s, regularization, als_h, n_items, random_state)
-        raw = {"behaviour": (behaviour_vectors(als, hist, n_items, s["recency"], weights=hist_w,
-                                               dislikes=hist_bad), V),
+        raw: dict[str, tuple[Any, np.ndarray]] = {
+               "behaviour": (behaviour_vectors(als, hist, n_items, s["recency"], weights=like_w,
+                                               dislikes=dislikes), V),
                "sequence": (sequence_vectors(Vn, hist, s["sequence_decay"]), Vn),
                "transition": (sequence_vectors(P, hist, s["sequence_decay"]), Q)}
         if E is not None:

@@ -83,8 +83,9 @@ def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event:
             state.histories.set(user, history)
             state.feedback.set(user, record)
             for name, v in fresh.items():
-                if v is not None:
-                    users[name][user] = v[0]
+                rows = users[name]
+                if v is not None and rows is not None:
+                    rows[user] = v[0]
             state.publisher.current = snap._replace(items=items, users=users, n_users=n_users)
 
         with state.publisher.lock:
