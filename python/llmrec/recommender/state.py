@@ -77,7 +77,6 @@ def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_ma
     from the histories."""
     late = np.flatnonzero(np.diff(als.user_items_.tocsc().indptr) == 0)
     indptr, hist = histories.arrays()
-    snapshot = Snapshot(items, als, np.zeros(0, dtype=np.int64), labels, users, len(user_map), towers,
-                        item_map.gone)
+    snapshot = Snapshot(items, als, labels, users, len(user_map), towers, item_map.gone)
     return Fitted(settings, geometry, user_map, item_map, histories, feedback, profile,
                   LateItems.from_histories(late, indptr, hist, TRANSITION_WINDOW), Publisher(snapshot))
