@@ -92,15 +92,14 @@ from llmrec.recommender.ids import IdMap, check_known
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.grid_sample import sample_for_grid, to_full
 from llmrec.recommender.pairs import PairScores
-from llmrec.recommender.partitioned import AUTO_FLAT_ITEMS, INDEXES, log_index
+from llmrec.recommender.partitioned import INDEXES
 from llmrec.recommender.scenarios import fit_extras, scenario_lookup
 from llmrec.recommender.results import Recommendations
-from llmrec.recommender.rows import TEXT_STORAGES, inverse_norms, resolve_text_storage
+from llmrec.recommender.rows import TEXT_STORAGES
 from llmrec.recommender.snapshot import Snapshot
-from llmrec.recommender.state import Fitted, Learned, build_items, build_state
+from llmrec.recommender.state import Fitted, Learned, build_state
 from llmrec.recommender.towers_signal import check_towers, fit_towers
-from llmrec.recommender.training import (fit_als, fit_blend, fit_transitions, item_side_rows,
-                                         unit_factors)
+from llmrec.recommender.training import fit_als, fit_blend, fit_items, fit_transitions, item_side_rows
 from llmrec.recommender.users import signal_vectors
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
@@ -438,7 +437,7 @@ class Recommender(PairScores, Estimator):
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
-            geometry, items_built = self._build_items(s, als, E, P, Q, towers)
+            geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers)
         with stage(log, "Recommender.fit: user vectors", users=n_users):
             users = signal_vectors(s, items_built, als, towers, all_histories, profile,
                                    weights=all_weights, dislikes=all_dislikes)
@@ -496,22 +495,6 @@ class Recommender(PairScores, Estimator):
     _als = property(lambda self: self._state.publisher.current.als)
     _users = property(lambda self: self._state.publisher.current.users)
     _labels = property(lambda self: self._state.publisher.current.labels)
-
-    def _build_items(self, s: dict[str, Any], als: Any, E: np.ndarray | None, P: np.ndarray,
-                     Q: np.ndarray, towers: Any = None) -> tuple[scoring.Geometry, scoring.Items]:
-        """The catalogue's geometry and the items of a fit, from its ALS models."""
-        V = np.array(als.item_factors_, dtype=np.float32)  # a copy: ALS grows its own rows
-        # Items without interactions have only a text-predicted position: its direction is
-        # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
-        # on MovieLens with it), so they get none (neutral, the catalogue's average).
-        Vn = unit_factors(als)
-        G = None if towers is None else np.ascontiguousarray(towers.item_vectors(), dtype=np.float32)
-        geometry = scoring.make_geometry(V, Vn, E, Q, G)
-        storage = resolve_text_storage(s.get("text_storage", "float32"), len(V), AUTO_FLAT_ITEMS)
-        items = build_items(s, self.random_state, geometry, V, inverse_norms(V, np.any(Vn != 0, axis=1)),
-                            scoring.stored_text(E, storage), P, Q, G, search_text=E)
-        log_index(items.index, len(V))
-        return geometry, items
 
     # ------------------------------------------------------------------ ranking
     def _weights(self, scenario: Any) -> dict[str, float]:
