@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from llmrec.recommender.history import recency_weights, weighted_rows
+from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
 
 SEQUENCE_ITEMS = 20  # decay^20 is negligible for the decays that work (≤ 0.8)
 
@@ -65,8 +66,6 @@ def signal_vectors(settings: dict[str, Any], items: Any, als: Any, towers: Any,
     ``dislikes``) and ``profile`` rows: the users of a fit, of an update, or a visitor.
     With ``patch`` (re-solved item rows not yet published) the history items' unit and
     next-item factors are read from it where it has them."""
-    from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
-
     Vn, P, local = items.Vn, items.P, histories
     if patch is not None:
         Vn, P, local = _patched_rows(items, patch, histories)
