@@ -250,6 +250,9 @@ class ALS(Estimator):
     item_factors_ : float32 (n_items, f)
     user_prior_weights_, item_prior_weights_ : float32 (m, f) or None
         W of the text priors, when features were given.
+    user_items_ : scipy.sparse.csr_matrix (n_users_, n_items_)
+        The interactions the model keeps (a read-only view; used when ``user_items`` is
+        not given to :meth:`recommend` and saved by :meth:`save`).
     n_users_, n_items_ : int
     """
 
