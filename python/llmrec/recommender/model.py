@@ -442,8 +442,8 @@ class Recommender(PairScores, Estimator):
             users = signal_vectors(s, items_built, als, towers, all_histories, profile,
                                    weights=all_weights, dislikes=all_dislikes)
         fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
-                       histories=histories, feedback=feedback, profile=profile, items=items_built,
-                       als=als, users=users, labels=labels, towers=towers)
+                             histories=histories, feedback=feedback, profile=profile, items=items_built,
+                             als=als, users=users, labels=labels, towers=towers)
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.

@@ -447,9 +447,9 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
         users["towers"] = arrays["user_towers"]
     labels = arrays["labels"].astype(object) if arrays["labels"] is not None else None
     fitted = build_state(settings=settings, geometry=geometry, user_map=user_map, item_map=item_map,
-                   histories=Histories(arrays["hist_indptr"], arrays["hist_items"]),
-                   feedback=feedback, profile=arrays["profile"],
-                   items=items, als=als, users=users, labels=labels, towers=towers)
+                         histories=Histories(arrays["hist_indptr"], arrays["hist_items"]),
+                         feedback=feedback, profile=arrays["profile"],
+                         items=items, als=als, users=users, labels=labels, towers=towers)
     model._install(fitted, Learned(meta["scenarios"], meta["regularization"], meta["validation"],
                                    meta["calibration"], meta["event_weights_fitted"]))
     log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(user_map),
