@@ -34,12 +34,14 @@ checked to hold no item the user rated <= 2 in training).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -50,6 +52,7 @@ from quality_anchors import EASE, Popularity, recency_weights  # noqa: E402
 
 import llmrec  # noqa: E402
 from llmrec.datasets import load_movielens, synthetic, to_csr  # noqa: E402
+from llmrec.recommender import updates  # noqa: E402
 from llmrec.evaluation import (ImplicitAdapter, cold_item_split,  # noqa: E402
                                cold_user_split, evaluate, ranking_metrics, temporal_split)
 
@@ -311,11 +314,12 @@ def cold_feed(args: argparse.Namespace) -> None:
                 line = []
                 for frozen in (True, False):
                     rec = llmrec.Recommender.load(saved, encoder=encoder)
-                    if frozen:
-                        rec._refresh_items = lambda *args: None
                     start = time.perf_counter()
-                    for user, item in zip(fed["user_id"].tolist(), fed["item_id"].tolist()):
-                        rec.update(user, [item])
+                    # frozen: late items are not re-solved (their text-prior factors stay)
+                    with mock.patch.object(updates, "refresh_items", lambda *args: None) if frozen \
+                            else contextlib.nullcontext():
+                        for user, item in zip(fed["user_id"].tolist(), fed["item_id"].tolist()):
+                            rec.update(user, [item])
                     per_update = (time.perf_counter() - start) / max(len(fed), 1) * 1e3
                     allow = list(ranked) if protocol == "shelf" else None
                     out = rec.recommend(list(users), K, allow=allow).ids

@@ -307,8 +307,36 @@ def test_partial_fit_items_with_interactions(rng):
                             alpha=1.0, reg=0.01)
     assert_within(model.item_factors_[n], y,
                   normal_equations_tolerance(system[0], y, *system[2:]))
-    assert model._user_items.shape == (R.shape[0], n + 1)
+    assert model.user_items_.shape == (R.shape[0], n + 1)
     assert expected is not None
+
+
+def test_user_items_view_is_read_only_and_forget_user_erases_one_user(rng):
+    """``user_items_`` shows the interactions (as fitted) without letting them be written;
+    ``forget_user`` zeroes one user's factors, prior and interactions in new arrays, so a
+    shallow copy taken before keeps its own; a bad id raises."""
+    R = low_rank_counts(rng)
+    F = rng.standard_normal((R.shape[0], 3)).astype(np.float32)
+    model = ALS(factors=4, iterations=2, random_state=0).fit(R, user_features=F)
+    view = model.user_items_
+    assert (view != R.astype(np.float32)).nnz == 0
+    for part in (view.data, view.indices, view.indptr):
+        with pytest.raises(ValueError):
+            part[:1] = 0
+    before = {key: value for key, value in model.__dict__.items()}
+    user = int(np.argmax(np.diff(R.indptr)))
+    assert model.forget_user(user) is model
+    assert not model.user_factors_[user].any() and not model._user_priors[user].any()
+    assert model.user_items_[user].nnz == 0 and model.user_items_.shape == R.shape
+    others = np.arange(R.shape[0]) != user
+    assert np.array_equal(model.user_factors_[others], before["user_factors_"][others])
+    assert (model.user_items_[others] != view[others]).nnz == 0
+    assert before["user_factors_"][user].any() and before["_user_items"][user].nnz > 0
+    for bad in (-1, R.shape[0]):
+        with pytest.raises(ValueError):
+            model.forget_user(bad)
+    with pytest.raises(NotFittedError):
+        ALS().user_items_
 
 
 def test_fold_in_items_equals_the_item_normal_equations(rng):
@@ -372,7 +400,7 @@ def test_growing_one_row_at_a_time_keeps_earlier_views_and_fresh_caches(rng):
     assert before.shape[0] == n_items and model.item_factors_.shape[0] == n_items + 5
     np.testing.assert_array_equal(model.item_factors_[:n_items], snapshot)
     np.testing.assert_array_equal(model.item_factors_[n_items:], 0)
-    assert model._user_items.shape == (n_users, n_items + 5)
+    assert model.user_items_.shape == (n_users, n_items + 5)
     # the cached item Gramian (fold-in reads it) followed the new rows
     assert "item_gram64" in model._cache  # updated in place of a recomputation
     Y = model.item_factors_.astype(np.float64)

@@ -131,7 +131,7 @@ def test_forget_user_leaves_no_bytes_behind(data, tmp_path, kind):
     history = rec._histories.get(row)
     assert len(history) >= 4
     vector = rec._users["behaviour"][row].copy()
-    fitted_row = rec._als._user_items[row].indices  # the interactions ALS keeps (and saves)
+    fitted_row = rec._als.user_items_[row].indices  # the interactions ALS keeps (and saves)
     patterns = [history.astype("<i8").tobytes(), fitted_row.astype("<i4").tobytes(),
                 vector.tobytes(), rec._als.user_factors_[row].tobytes()]
     names = _encodings(secret)

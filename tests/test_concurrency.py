@@ -389,7 +389,7 @@ def test_drain_gives_up_after_its_timeout_and_holds_nothing_back():
 
 
 def _count_copies(monkeypatch) -> list[int]:
-    import llmrec.recommender.model as model
+    import llmrec.recommender.updates as model
 
     copies, copy = [], model.with_rows
     monkeypatch.setattr(model, "with_rows", lambda *a: copies.append(1) or copy(*a))

@@ -100,3 +100,39 @@ def test_solve_late_factors_with_a_gram_is_the_implicit_als_step(rng):
     y = np.abs(Y)
     assert_within(got[0], x, float64_solve_bound(A.T @ A, x, (y.T * c) @ y + 0.7 * np.eye(f),
                                                   (c * p) @ y, m + 3))
+
+
+def test_fit_and_load_build_the_same_state(tmp_path):
+    """state.build_state is the one builder of fit and load: the late items are the
+    catalogue items without interactions (those the ALS model has none for, i.e. the
+    items that are not warm), with no clicks yet; a saved and loaded model holds the same
+    state field by field."""
+    import pandas as pd
+
+    from llmrec import Recommender
+    from recommender_helpers import WordEncoder, small_data
+
+    interactions, items, _ = small_data(120, 150, seed=3)
+    unseen = pd.DataFrame({"item_id": [10_001, 10_002], "text": ["quiet words", "other words"]})
+    items = pd.concat([items, unseen], ignore_index=True)
+    rec = Recommender(encoder=WordEncoder(), random_state=0, factors=8, iterations=3).fit(
+        interactions, items=items)
+    state = rec._state
+    never = np.flatnonzero(np.diff(rec._als.user_items_.tocsc().indptr) == 0)
+    assert set(state.item_map.rows([10_001, 10_002], "i").tolist()) <= set(never.tolist())
+    assert state.late_items._late == set(never.tolist()) == set(np.flatnonzero(rec._items.warm == 0).tolist())
+    assert not any(state.late_items.interactions(never)[0].getnnz(axis=1))
+    rec.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m", encoder=WordEncoder())._state
+    assert back.late_items._late == state.late_items._late
+    assert back.settings == state.settings and back.grams == {} and back.profile is None
+    for name in state.geometry._fields:
+        a, b = getattr(state.geometry, name), getattr(back.geometry, name)
+        assert (a is None and b is None) or np.array_equal(a, b), name
+    assert np.array_equal(back.item_map.ids, state.item_map.ids)
+    assert np.array_equal(back.user_map.ids, state.user_map.ids)
+    assert all(np.array_equal(a, b) for a, b in zip(back.histories.arrays(), state.histories.arrays()))
+    now, then = back.publisher.current, state.publisher.current
+    assert now.n_users == then.n_users and now.removed is None and then.removed is None
+    for name in ("V", "inv_norm", "P", "Q", "warm", "E"):
+        assert np.array_equal(getattr(now.items, name), getattr(then.items, name)), name

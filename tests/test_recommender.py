@@ -14,6 +14,7 @@ import pytest
 import llmrec
 from llmrec import NotFittedError, Recommender, Recommendations, UnknownIdError
 from llmrec.evaluation import cold_item_split, ranking_metrics
+from llmrec.recommender import updates as writer  # the module whose update() computes user vectors
 
 from recommender_helpers import WordEncoder, small_data
 from tolerances import (UNIT32, UNIT64, als_row_system, assert_within, dot_tolerance, gamma,
@@ -731,14 +732,14 @@ def test_update_is_seen_whole_by_concurrent_readers(data, monkeypatch):
     user = 3
     row = rec._user_map.rows([user], "user")
     published = [rec._user_rows(row)]
-    compute = rec._user_vectors
+    compute = writer.signal_vectors
 
     def recording(*args, **kwargs) -> dict:
         fresh_rows = compute(*args, **kwargs)
         published.append(fresh_rows)
         return fresh_rows
 
-    monkeypatch.setattr(rec, "_user_vectors", recording)
+    monkeypatch.setattr(writer, "signal_vectors", recording)
     seen: list[dict] = []
     stop = threading.Event()
 

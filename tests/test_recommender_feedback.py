@@ -69,7 +69,7 @@ def test_weights_events_ratings_scale_als_confidence(data, rng):
     cols = rec._item_map.rows(last["item_id"].to_numpy(), "i")
     expected = np.zeros((len(rec.user_ids_), len(rec.item_ids_)))
     expected[users, cols] = values
-    got = rec._als._user_items.toarray()
+    got = rec._als.user_items_.toarray()
     # m is a product of three factors rounded to float32 (once in float64 each: γ_3 of
     # float64, then one float32 rounding)
     assert_within(got, expected, (UNIT32 + gamma(3, UNIT64)) * np.abs(expected))

@@ -68,7 +68,7 @@ _PARAM_NAMES = ("factors", "regularization", "alpha", "iterations", "feedback", 
                 "cg_steps", "prior_strength", "regularization_exponent", "random_state",
                 "num_threads")
 _ROW_FORMS = ("per_user", "all_users")
-_LEARNED = ("user_factors_", "item_factors_", "user_prior_weights_", "item_prior_weights_")
+_LEARNED = ("user_factors_", "item_factors_", "user_prior_weights_", "item_prior_weights_", "user_items_")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -250,6 +250,9 @@ class ALS(Estimator):
     item_factors_ : float32 (n_items, f)
     user_prior_weights_, item_prior_weights_ : float32 (m, f) or None
         W of the text priors, when features were given.
+    user_items_ : scipy.sparse.csr_matrix (n_users_, n_items_)
+        The interactions the model keeps (a read-only view; used when ``user_items`` is
+        not given to :meth:`recommend` and saved by :meth:`save`).
     n_users_, n_items_ : int
     """
 
@@ -414,20 +417,59 @@ class ALS(Estimator):
         if item_prior is not None:
             Wi, Pi = item_prior.fit(Y)
             Y[~item_prior.fitted] = Pi[~item_prior.fitted]
-        self.user_factors_ = X
-        self.item_factors_ = Y
-        self.user_prior_weights_ = Wu
-        self.item_prior_weights_ = Wi
-        self._user_priors = Pu
-        self._item_priors = Pi
-        self._user_items = R
-        self._settings_used = dict(
-            s, user_prior_penalty=None if user_prior is None else user_prior.penalty,
-            item_prior_penalty=None if item_prior is None else item_prior.penalty)
-        self._touch()
+        self._set_fitted(dict(s, user_prior_penalty=None if user_prior is None else user_prior.penalty,
+                              item_prior_penalty=None if item_prior is None else item_prior.penalty),
+                         X, Y, Wu, Wi, Pu, Pi, R)
         log.info("ALS.fit: %d users, %d items, %d interactions, %d factors, %d iterations: %.2f s",
                  R.shape[0], R.shape[1], R.nnz, s["factors"], s["iterations"],
                  time.perf_counter() - start)
+        return self
+
+    def _set_fitted(self, settings: dict[str, Any], user_factors: np.ndarray, item_factors: np.ndarray,
+                    user_prior_weights: np.ndarray | None, item_prior_weights: np.ndarray | None,
+                    user_priors: np.ndarray | None, item_priors: np.ndarray | None,
+                    user_items: sp.csr_matrix) -> None:
+        """Install the learned state (the one place :meth:`fit`, :meth:`load` and
+        :meth:`llmrec.distributed.ALS.to_local` set it), caches forgotten."""
+        self._settings_used = settings
+        self.user_factors_, self.item_factors_ = user_factors, item_factors
+        self.user_prior_weights_, self.item_prior_weights_ = user_prior_weights, item_prior_weights
+        self._user_priors, self._item_priors = user_priors, item_priors
+        self._user_items = user_items
+        self._touch()
+
+    @property
+    def user_items_(self) -> sp.csr_matrix:
+        """The interactions the model keeps (n_users_, n_items_; the training matrix, as
+        changed by the partial fits and :meth:`forget_user`), as a read-only view: a CSR
+        over the stored arrays, which cannot be written through it."""
+        self._check_fitted()
+        R = self._user_items
+        parts = []
+        for part in (R.data, R.indices, R.indptr):
+            view = part.view()
+            view.flags.writeable = False
+            parts.append(view)
+        return sp.csr_matrix(tuple(parts), shape=R.shape, copy=False)
+
+    def forget_user(self, user_id: int) -> ALS:
+        """Erase a user: factors, text prior and interactions become zero (the row stays,
+        empty). New arrays are bound, never written in place, so a shallow copy taken
+        before keeps what it had. Returns self."""
+        self._check_fitted()
+        row = int(_as_user_ids(user_id, "user_id", self.n_users_)[0][0])
+        factors = self.user_factors_.copy()
+        factors[row] = 0
+        self.user_factors_ = factors
+        if self._user_priors is not None:
+            priors = self._user_priors.copy()
+            priors[row] = 0
+            self._user_priors = priors
+        R = self._user_items
+        self._user_items = _replace_rows(R, np.array([row]), sp.csr_matrix((1, R.shape[1]), dtype=np.float32),
+                                         R.shape[0])
+        for key in ("user_gram", "user_cosine"):
+            self._cache.pop(key, None)
         return self
 
     @property
@@ -846,13 +888,11 @@ class ALS(Estimator):
         except (TypeError, ValueError) as error:
             raise fail(path, f"invalid ALS parameters ({error})") from None
         s = _load_settings(meta_value(meta, "settings", path, types=dict), path)
-        model._settings_used = s
         f = s["factors"]
         U = array(arrays, "user_factors", path, dtype=np.float32, shape=(None, f), finite=True)
         V = array(arrays, "item_factors", path, dtype=np.float32, shape=(None, f), finite=True)
         n_users, n_items = U.shape[0], V.shape[0]
-        model.user_factors_ = np.ascontiguousarray(U)
-        model.item_factors_ = np.ascontiguousarray(V)
+        priors: dict[str, Any] = {}
         for side, n in (("user", n_users), ("item", n_items)):
             W = array(arrays, f"{side}_prior_weights", path, dtype=np.float32, shape=(None, f),
                       required=False, finite=True)
@@ -860,10 +900,9 @@ class ALS(Estimator):
                       required=False, finite=True)
             if (W is None) != (P is None):
                 raise fail(path, f"{side} prior weights and {side} priors must be saved together")
-            setattr(model, f"{side}_prior_weights_", W)
-            setattr(model, f"_{side}_priors", P)
-        model._user_items = _load_interactions(arrays, path, n_users, n_items)
-        model._touch()
+            priors[f"{side}_prior_weights"], priors[f"{side}_priors"] = W, P
+        model._set_fitted(s, np.ascontiguousarray(U), np.ascontiguousarray(V),
+                          user_items=_load_interactions(arrays, path, n_users, n_items), **priors)
         return model
 
 

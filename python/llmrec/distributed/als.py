@@ -364,15 +364,9 @@ class ALS(Estimator):
         if "user_factors_" not in self.__dict__:
             raise NotFittedError("this distributed ALS is not fitted yet: call fit(user_items) first")
         model = self._local()
-        model.user_factors_ = self.user_factors_.copy()
-        model.item_factors_ = self.item_factors_.copy()
-        model.user_prior_weights_ = self.user_prior_weights_
-        model.item_prior_weights_ = self.item_prior_weights_
-        model._user_priors = self._user_priors
-        model._item_priors = self._item_priors
-        model._user_items = self._user_items
-        model._settings_used = dict(self._settings_used)
-        model._touch()
+        model._set_fitted(dict(self._settings_used), self.user_factors_.copy(), self.item_factors_.copy(),
+                          self.user_prior_weights_, self.item_prior_weights_, self._user_priors,
+                          self._item_priors, self._user_items)
         return model
 
     def __getstate__(self) -> dict[str, Any]:

@@ -15,10 +15,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from llmrec._arrays import marked
 from llmrec.exceptions import UnknownIdError
@@ -59,16 +59,17 @@ def remove_items(model: Any, item_ids: Any) -> None:
     model._check_fitted()
     values = _ids_list(item_ids)
     with model._lock:
-        snap = model._publisher.current
-        rows = model._item_map.rows(values, "item_ids")
+        state = model._state
+        snap = state.publisher.current
+        rows = state.item_map.rows(values, "item_ids")
         if len(np.unique(rows)) != len(rows):
             raise ValueError("item_ids names an item more than once")
         if len(rows) == 0:
             return
         removed = marked(snap.removed, snap.n_items, rows)
         snap.items.index.remove(rows)  # stage 1 (shared with pinned snapshots): skipped in the scan
-        model._item_map.forget(rows)
-        model._publisher.publish(snap._replace(removed=removed))
+        state.item_map.forget(rows)
+        state.publisher.publish(snap._replace(removed=removed))
 
 
 def forget_user(model: Any, user_id: Any) -> None:
@@ -77,8 +78,9 @@ def forget_user(model: Any, user_id: Any) -> None:
     if np.ndim(user_id) != 0:
         raise TypeError("user_id must be a single id")
     with model._lock:
-        snap = model._publisher.current
-        row = int(model._user_map.rows([user_id], "user_id")[0])
+        state = model._state
+        snap = state.publisher.current
+        row = int(state.user_map.rows([user_id], "user_id")[0])
         if row >= snap.n_users:
             raise UnknownIdError(f"unknown user id {user_id!r} in user_id", user_id)
         als = _forget_in_als(snap.als, row)
@@ -88,46 +90,28 @@ def forget_user(model: Any, user_id: Any) -> None:
                 rows = rows.copy()  # pinned requests keep the rows they read
                 rows[row] = 0
             users[name] = rows
-        indptr, items = model._histories.arrays()
+        indptr, items = state.histories.arrays()
         indptr, items = _without_row(indptr, items, row)
-        histories = Histories(indptr, items)
-        late = LateItems.from_histories(np.array(sorted(model._late_items._late), dtype=np.int64),
+        late = LateItems.from_histories(np.array(sorted(state.late_items._late), dtype=np.int64),
                                         indptr, items, TRANSITION_WINDOW)
-        profile = model._profile
+        profile = state.profile
         if profile is not None:
             profile = profile.copy()
             profile[row] = 0
-        record = model._feedback.get(row)
-        with model._publisher.lock:
-            model._feedback.set(row, {k: v[:0] for k, v in record.items()})  # ratings, events too
-            model._histories = histories
-            model._late_items = late
-            model._profile = profile
-            model._grams.clear()  # recomputed from the item rows when next needed
-            model._user_map.forget(np.array([row]), erase=True)
-            model._publisher.current = snap._replace(als=als, users=users)
+        record = state.feedback.get(row)
+        with state.publisher.lock:
+            state.feedback.set(row, {k: v[:0] for k, v in record.items()})  # ratings, events too
+            state.grams.clear()  # recomputed from the item rows when next needed
+            state.user_map.forget(np.array([row]), erase=True)
+            model._state = replace(state, histories=Histories(indptr, items), late_items=late, profile=profile)
+            state.publisher.current = snap._replace(als=als, users=users)
 
 
 def _forget_in_als(als: Any, row: int) -> Any:
-    """A fork of ``als`` without the user's factors, prior and interactions."""
-    from llmrec.als import _replace_rows
-
+    """A fork of ``als`` without the user's factors, prior and interactions (users who
+    came after the fit have none there)."""
     twin = fork(als)
-    if row < twin.user_factors_.shape[0]:
-        factors = twin.user_factors_.copy()
-        factors[row] = 0
-        twin.user_factors_ = factors
-    if getattr(twin, "_user_priors", None) is not None and row < twin._user_priors.shape[0]:
-        priors = twin._user_priors.copy()
-        priors[row] = 0
-        twin._user_priors = priors
-    R = twin._user_items
-    if row < R.shape[0]:
-        empty = sp.csr_matrix((1, R.shape[1]), dtype=np.float32)
-        twin._user_items = _replace_rows(R, np.array([row]), empty, R.shape[0])
-    for key in ("user_gram", "user_cosine"):
-        twin._cache.pop(key, None)
-    return twin
+    return twin.forget_user(row) if row < twin.n_users_ else twin
 
 
 def _without_row(indptr: np.ndarray, items: np.ndarray, row: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,4 +129,4 @@ def compact(model: Any) -> None:
     """See :meth:`Recommender.compact`."""
     model._check_fitted()
     with model._lock:
-        model._publisher.current.items.index.compact()
+        model._state.publisher.current.items.index.compact()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from llmrec._checks import plain
 from llmrec.recommender import scoring
+
+if TYPE_CHECKING:
+    from llmrec.recommender.state import Fitted
 
 
 class Explanation(NamedTuple):
@@ -19,29 +22,30 @@ class Explanation(NamedTuple):
 
     text: str
     score: float
-    signals: dict
+    signals: dict[str, float]
     history: pd.DataFrame
 
     def __str__(self) -> str:
         return self.text
 
 
-def _name(model: Any, labels: Any, row: int) -> str:
-    item_id = model._item_map.ids[row]
+def _name(state: Fitted, labels: Any, row: int) -> str:
+    item_id = state.item_map.ids[row]
     return f"{labels[row]!s}" if labels is not None and row < len(labels) else f"item {plain(item_id)!r}"
 
 
-def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, item: int,
-                  record: dict | None = None) -> Explanation:
-    """Explain ``item``'s score for the user whose signal ``vectors`` (one row each) and
-    ``history`` (liked items) were taken from the pinned snapshot ``snap``; ``record``:
+def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: dict[str, np.ndarray | None],
+                  history: np.ndarray, item: int, record: dict[str, np.ndarray] | None = None) -> Explanation:
+    """Explain ``item``'s score under the blend ``weights`` for the user whose signal
+    ``vectors`` (one row each) and ``history`` (liked items) were taken from the pinned
+    snapshot ``snap`` of the model's ``state``; ``record``:
     the user's :class:`.feedback.Feedback` record (multipliers and dislikes). Disliked
     items are never among the history items that make the score; those that weigh
     against it are named as such."""
-    s = model._settings_used
+    s = state.settings
+    g = state.geometry
     items = snap.items
-    weights = model.scenarios_["home"]
-    signals = scoring.make_signals(weights, model._geometry, **vectors)
+    signals = scoring.make_signals(weights, g, **vectors)
     parts = {"behaviour": 0.0, "sequence": 0.0, "transition": 0.0, "text": 0.0}
     if signals.behaviour is not None:
         parts["behaviour"] = float(signals.behaviour[0] @ items.V[item])
@@ -49,32 +53,31 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
         parts["sequence"] = float(signals.sequence[0] @ items.Vn[item])
     if signals.transition is not None:
         parts["transition"] = float(signals.transition[0] @ items.Q[item])
-    if signals.text is not None and items.E is not None:
+    if signals.text is not None and items.E is not None and g.mean_E is not None:
         parts["text"] = float(scoring.interest_scores(items, signals.text, np.array([[item]]),
-                                                      model._geometry.mean_E)[0, 0])
+                                                      g.mean_E)[0, 0])
     if signals.towers is not None and items.G is not None:
         # neutral (the catalogue mean) for items without interactions, as when ranking
-        g = items.G[item] if items.warm[item] else model._geometry.mean_G
-        parts["towers"] = float(signals.towers[0].astype(np.float64) @ g)
+        towers = items.G[item] if items.warm[item] else g.mean_G
+        parts["towers"] = float(signals.towers[0].astype(np.float64) @ towers)
     score = sum(parts.values()) - float(signals.offset[0])
     # Each signal relative to its catalogue mean (in units of its spread, weighted):
     # these terms add up to the score.
-    g = model._geometry
     relative = dict(parts)
-    for key, vectors, mean in (("behaviour", signals.behaviour, g.mean_V),
-                               ("sequence", signals.sequence, g.mean_Vn),
-                               ("transition", signals.transition, g.mean_Q),
-                               ("text", signals.text, g.mean_E),
-                               ("towers", signals.towers, g.mean_G)):
-        if vectors is not None and mean is not None and key in parts:
-            relative[key] -= float(vectors[0].astype(np.float64) @ mean)
+    for key, signal, mean in (("behaviour", signals.behaviour, g.mean_V),
+                              ("sequence", signals.sequence, g.mean_Vn),
+                              ("transition", signals.transition, g.mean_Q),
+                              ("text", signals.text, g.mean_E),
+                              ("towers", signals.towers, g.mean_G)):
+        if signal is not None and mean is not None and key in parts:
+            relative[key] -= float(signal[0].astype(np.float64) @ mean)
 
     n = len(history)
-    table = pd.DataFrame({"item_id": model._item_map.to_ids(history), "row": history})
+    table = pd.DataFrame({"item_id": state.item_map.to_ids(history), "row": history})
     if n:
         # Behaviour: the fold-in is linear in the history, u = A⁻¹ Σ_j c_j v_j, so the
         # score splits into one term per history item (Hu, Koren & Volinsky, §5).
-        contributions, against = _behaviour_terms(model, snap, history, item, record)
+        contributions, against = _behaviour_terms(s, snap, history, item, record)
         total = contributions.sum() + against[1].sum()
         scale = parts["behaviour"] / total if total else 0.0
         table["behaviour"] = contributions * scale
@@ -91,7 +94,7 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
         table["total"] = table["behaviour"] + table["sequence"] + table["transition"]
         table = table.sort_values("total", ascending=False, kind="stable").reset_index(drop=True)
 
-    lines = [f"Score {score:.3f} for {_name(model, snap.labels, item)} (weighted standard deviations above "
+    lines = [f"Score {score:.3f} for {_name(state, snap.labels, item)} (weighted standard deviations above "
              "the catalogue's average, per signal):"]
     labels = {"behaviour": "people with a history like yours chose it",
               "sequence": "it is close to what you interacted with most recently",
@@ -103,11 +106,11 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
             lines.append(f"  {relative[key]:+.3f} {key}: {labels[key]}")
     if n:
         top = table.head(3)
-        names = ", ".join(_name(model, snap.labels, int(r)) for r in top["row"])
+        names = ", ".join(_name(state, snap.labels, int(r)) for r in top["row"])
         lines.append(f"  history items that weigh most: {names}")
         if "text_similarity" in table:
             best = table.loc[table["text_similarity"].idxmax()]
-            lines.append(f"  closest in text: {_name(model, snap.labels, int(best['row']))} "
+            lines.append(f"  closest in text: {_name(state, snap.labels, int(best['row']))} "
                          f"(cosine {best['text_similarity']:.2f})")
     else:
         lines.append("  no history: the score comes from the text of the request or profile only")
@@ -115,19 +118,18 @@ def explain_score(model: Any, snap: Any, vectors: dict, history: np.ndarray, ite
         worst = np.argsort(against[1], kind="stable")[:3]
         worst = worst[against[1][worst] * scale < 0]
         if len(worst):
-            names = ", ".join(_name(model, snap.labels, int(against[0][j])) for j in worst)
+            names = ", ".join(_name(state, snap.labels, int(against[0][j])) for j in worst)
             lines.append(f"  items you disliked that weigh against it: {names}")
     return Explanation("\n".join(lines), float(score), relative, table.drop(columns="row"))
 
 
-def _behaviour_terms(model: Any, snap: Any, history: np.ndarray, item: int, record: dict | None
-                     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def _behaviour_terms(s: dict[str, Any], snap: Any, history: np.ndarray, item: int,
+                     record: dict[str, np.ndarray] | None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """The behaviour score's terms of the liked ``history`` items, and (disliked items,
     their terms) — the fold-in split per item, with the multipliers of ``record``."""
     from llmrec.recommender.feedback import behaviour_terms
     from llmrec.recommender.history import recency_weights
 
-    s = model._settings_used
     none = (np.zeros(0, dtype=np.int64), np.zeros(0))
     if record is not None:
         liked = ~record["disliked"]
@@ -137,17 +139,13 @@ def _behaviour_terms(model: Any, snap: Any, history: np.ndarray, item: int, reco
             like_r = recency_weights(len(history), s["recency"]) * weights
             terms, against = behaviour_terms(snap.als, history, like_r, bad, bad_w, item)
             return terms, (bad, against)
-    return _plain_terms(model, snap, history, item), none
+    return _plain_terms(s, snap, history, item), none
 
 
-def _plain_terms(model: Any, snap: Any, history: np.ndarray, item: int) -> np.ndarray:
+def _plain_terms(s: dict[str, Any], snap: Any, history: np.ndarray, item: int) -> np.ndarray:
     from llmrec.recommender.history import weighted_rows
 
-    s = model._settings_used
     row = weighted_rows([history], len(snap.items.V), s["recency"])
-    order = np.argsort(history)  # weighted_rows sorts columns; map back to history order
     score, ids, contributions = snap.als.explain(0, row, item, k=len(history))
     by_id = dict(zip(ids.tolist(), contributions.tolist()))
-    terms = np.array([by_id.get(int(h), 0.0) for h in history])
-    del order
-    return terms
+    return np.array([by_id.get(int(h), 0.0) for h in history])

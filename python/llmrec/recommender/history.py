@@ -72,11 +72,12 @@ class Histories:
         items beyond the histories count 0). The counts of the arrays built at fit or
         load are computed once; users changed since are corrected one by one, so the
         cost grows with the updates, not with the data."""
-        if getattr(self, "_base_counts", None) is None:  # (absent from older pickles)
-            self._base_counts = np.bincount(self._items, minlength=0)
-        size = max(n_items, len(self._base_counts))
+        base = getattr(self, "_base_counts", None)
+        if base is None:  # (absent from older pickles)
+            base = self._base_counts = np.bincount(self._items, minlength=0)
+        size = max(n_items, len(base))
         counts = np.zeros(size, dtype=np.int64)
-        counts[:len(self._base_counts)] = self._base_counts
+        counts[:len(base)] = base
         for user, history in list(self._changed.items()):  # a copy: writers may add users
             if user < len(self._indptr) - 1:
                 np.subtract.at(counts, self._items[self._indptr[user]:self._indptr[user + 1]], 1)

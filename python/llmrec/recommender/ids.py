@@ -200,4 +200,14 @@ class IdMap:
         return out
 
 
-__all__ = ["IdMap"]
+
+
+def check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
+    """Raise :class:`~llmrec.UnknownIdError` for rows at or past ``n``: they belong to ids
+    added after the snapshot of ``n`` rows was taken."""
+    if len(rows) and int(rows.max()) >= n:
+        bad = plain(ids.ids[int(rows.max())])
+        raise UnknownIdError(f"unknown {ids.what} id {bad!r} in {name}", bad)
+
+
+__all__ = ["IdMap", "check_known"]

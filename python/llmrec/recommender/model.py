@@ -1,55 +1,46 @@
 """The Recommender: behaviour and language in one model, served by the native ranker.
 
-How it scores (measured on MovieLens-100K, ``temporal_split(0.2)``, full ranking @10;
-see bench/RESULTS.md, "Recommender", for the whole ablation; final blend 0.271):
+Figures for every claim below (MovieLens-100K, ``temporal_split(0.2)``, full ranking
+@10: the ablation of the signals, cold items, late items, towers, latency) are in
+bench/RESULTS.md, "Recommender" and the sections after it; this docstring keeps the
+design only.
 
-* **behaviour** — implicit ALS (native) on binary interactions, item factors pulled
-  toward a ridge map of the items' text vectors (text priors: a new item with a
-  description gets F·W at once). The user's vector is not the one fitted by ALS but a
-  fold-in of the history with confidences 1 + alpha·(1 + 9p²), p the interaction's
-  relative position in the history (0 oldest, 1 newest): recent interactions count up
-  to 10× more. This split rewards knowing what a user did last (plain ALS 0.206 →
-  recency fold-in 0.236).
+How it scores:
+
+* **behaviour** — implicit ALS (native) on the interactions, item factors pulled toward
+  a ridge map of the items' text vectors (text priors: a new item with a description
+  gets F·W at once). The user's vector is not the one fitted by ALS but a fold-in of
+  the history with confidences 1 + alpha·(1 + 9p²), p the interaction's relative
+  position in the history (0 oldest, 1 newest): recent interactions count up to 10×
+  more, which rewards knowing what a user did last.
 * **sequence** — the short-term signal: cosine, in ALS factor space, between a
-  candidate and the user's latest items, weighted decay^r (r = 0 for the newest, decay
-  0.6). Alone 0.214; with behaviour 0.261.
+  candidate and the user's latest items, weighted decay^r (r = 0 for the newest).
 * **transition** — "what people take next": a second ALS, of the item → later-item
   matrix (pairs at distance j ≤ 3 in a history count 1/j), f/2 factors; the user's
   vector is the decay-weighted sum of the "from" factors of the latest items, against
-  the items' "to" factors. Alone 0.232; on top of behaviour + sequence +0.011.
+  the items' "to" factors.
 * **text** — the user's interest vector (recency-weighted mean of the history's text
   vectors, plus the encoded profile text when ``users`` has one) against item text
-  vectors. Weak on warm MovieLens items (0.028 alone; the encoder-free model scores
-  0.276 against 0.271); its weight is fitted and may be 0. Text earns its place
-  through the rest: new items' factors (cold-item ndcg@10 0.31–0.32 among cold items,
-  random 0.06–0.07), ``query``, ``search``, and users known only by a profile text
-  (ranked by it). Encoding the history *as text* at request time would cost a
-  transformer forward per request, so the hot path uses cached item vectors; the
-  encoder runs for free-text requests and new items.
+  vectors. Weak on warm items (its weight is fitted and may be 0); text earns its place
+  through the rest: new items' factors, ``query``, ``search``, and users known only by
+  a profile text (ranked by it). The hot path uses cached item vectors; the encoder
+  runs for free-text requests and new items only.
 * **query** — an encoded request, against item text vectors, weighted half the sum of
   the personal weights (scenario "home"), or first (scenario "search").
 * **towers** (opt-in, ``towers=``) — f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
   (causal transformer over the history; item tower = id embedding + MLP over the text
-  vectors) trained on the histories at fit. User vectors are cached per user (one
-  numpy forward, recomputed by ``update``), item vectors kept with the items (new items:
-  text-only vectors at once, used once the item has clicks: like the text interest, the
-  term is neutral for items without interactions, whose text-only vectors blurred the
-  cold-item ranking, 0.308 → 0.245). Stage 1 has no towers channel: the towers term
-  re-scores the other channels' candidates exactly (on MovieLens the staged ranking
-  equals the exact full one, and a channel over g would add a 64-dim search per
-  request). Its weight is fitted on the validation slice by towers trained without the
-  held-out items. On MovieLens-100K it lifts the blend (bench/RESULTS.md, "Recommender
-  with towers") at the cost of two towers fits (minutes on 2 cores); ``query=`` does
-  not use the towers' request token (the encoded request stays a signal of its own).
+  vectors) trained on the histories at fit (:mod:`.towers_signal`). User vectors are
+  cached per user (recomputed by ``update``), item vectors kept with the items. Stage 1
+  has no towers channel: the term re-scores the other channels' candidates exactly.
+  Its weight is fitted on the validation slice by towers trained without the held-out
+  items; ``query=`` does not use the towers' request token.
 
 Items without interactions (added with :meth:`Recommender.add_items`) take part in the
 behaviour and query signals only: the direction of their text-predicted factors is
-noise for the sequence cosine (cold-item ndcg@10 0.31 → 0.21 with it), and the text
-interest blurred the ranking their text-based factors already make (0.31 → 0.23).
-Once such an item is clicked, every :meth:`Recommender.update` that touches it re-solves
-its factors and next-item factors from its clicks so far (:class:`.late_items.LateItems`;
-MovieLens new items ranked among themselves with the first 5 % of their clicks fed:
-ndcg@10 0.30–0.31 frozen → 0.42–0.52; neutral over the whole catalogue), and it joins
+noise for the sequence cosine, and the text interest (and the towers term) blurred the
+ranking their text-based factors already make. Once such an item is clicked, every
+:meth:`Recommender.update` that touches it re-solves its factors and next-item factors
+from its clicks so far (:mod:`.updates`, :class:`.late_items.LateItems`), and it joins
 the sequence and text signals like any item with interactions; fitted items keep their
 factors until the next fit.
 
@@ -58,19 +49,19 @@ the items' covariance), and the blend s = Σ w_k·signal_k/σ_k (minus the catal
 mean) is fitted by coordinate ascent on a validation slice — the latest
 ``validation`` share of each user's training interactions — together with ALS's λ (a
 small grid); the model is then refit on everything (:mod:`.training`). Serving is
-two-stage (:mod:`.scoring`): native candidate searches in a behaviour channel (64
-factors + 32 next-item factors per item) and, when the request has a text part, a
-text channel (32 text PCA dims), the union of their candidates; then one native exact
-re-scoring of those few hundred candidates with every signal (on MovieLens the same
-ndcg as a full exact ranking), optionally MMR re-ranking (``diversity``). Latency on a
-100,000-item catalogue: bench/RESULTS.md, "Latency".
+two-stage (:mod:`.ranking` over :mod:`.scoring`): native candidate searches in a
+behaviour channel (factors + next-item factors per item) and, when the request has a
+text part, a text channel (text PCA coordinates, or the full text vectors for a
+request), the union of their candidates; then one native exact re-scoring of those few
+hundred candidates with every signal, optionally MMR re-ranking (``diversity``).
 
-Threads: requests pin one published snapshot of the model at their start and read only
-it; ``update``, ``add_items``, ``remove_items`` and ``forget_user`` (one at a time)
-publish new ones without changing what a running request reads (:mod:`.snapshot`; the
-stage-1 indexes are shared and rewritten under their own readers-writer lock, see
-:mod:`.catalogue`). ``save`` holds the writer lock while it
-writes; requests go on meanwhile.
+State: what fit learns (or load reads) is one :class:`.state.Fitted`, built by
+:func:`.state.build_state` for both. Threads: requests pin one published snapshot of
+the model at their start and read only it; ``update``, ``add_items``, ``remove_items``
+and ``forget_user`` (one at a time) publish new ones without changing what a running
+request reads (:mod:`.snapshot`; the stage-1 indexes are shared and rewritten under
+their own readers-writer lock, see :mod:`.catalogue`). ``save`` holds the writer lock
+while it writes; requests go on meanwhile.
 """
 
 from __future__ import annotations
@@ -84,35 +75,32 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmrec._arrays import grow_rows
 from llmrec._checks import check_choice, check_int, check_k, check_real, plain
 from llmrec._estimator import Estimator
 from llmrec._types import Id, IdList, Ids, Numbers, PathArg, Texts
 from llmrec._log import stage
 from llmrec.als import MAX_ALPHA, MAX_PRIOR_STRENGTH, MAX_REGULARIZATION
-from llmrec.diversity import mmr_rerank
-from llmrec.exceptions import NotFittedError, UnknownIdError
+from llmrec.exceptions import NotFittedError
 from llmrec.recommender import scoring
-from llmrec.recommender import catalogue
+from llmrec.recommender import catalogue, ranking
 from llmrec.recommender.explain import Explanation, explain_score
 from llmrec.recommender import feedback as fb
+from llmrec.recommender import updates
 from llmrec.recommender.fusion import check_weights
-from llmrec.recommender.history import TRANSITION_WINDOW, Histories, seen_matrix, weighted_rows
-from llmrec.recommender.ids import IdMap
+from llmrec.recommender.history import Histories, seen_matrix, weighted_rows
+from llmrec.recommender.ids import IdMap, check_known
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.grid_sample import sample_for_grid, to_full
-from llmrec.recommender.late_items import LateItems, solve_late_factors
 from llmrec.recommender.pairs import PairScores
-from llmrec.recommender.partitioned import AUTO_FLAT_ITEMS, INDEXES, log_index
+from llmrec.recommender.partitioned import INDEXES
 from llmrec.recommender.scenarios import fit_extras, scenario_lookup
 from llmrec.recommender.results import Recommendations
-from llmrec.recommender.rows import TEXT_STORAGES, Int8Rows, inverse_norms, resolve_text_storage
-from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
-from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
-from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
-from llmrec.recommender.training import (fit_als, fit_blend, fit_transitions, item_side_rows,
-                                         unit_factors)
-from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
+from llmrec.recommender.rows import TEXT_STORAGES
+from llmrec.recommender.snapshot import Snapshot
+from llmrec.recommender.state import Fitted, Learned, build_state
+from llmrec.recommender.towers_signal import check_towers, fit_towers
+from llmrec.recommender.training import fit_als, fit_blend, fit_items, fit_transitions, item_side_rows
+from llmrec.recommender.users import signal_vectors
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
@@ -133,11 +121,6 @@ log = logging.getLogger(__name__)
 
 MAX_RECENCY = 1e3
 MAX_TEXT_WEIGHT = 1e6
-# How long an update that re-solves items waits for the running requests to finish (new
-# ones held back) so as to write the rows in place; past it, it copies the item matrices
-# (tens of ms and MB per update at 100k items, what a server under load would pay on
-# every update).
-IN_PLACE_WAIT_S = 0.05
 
 
 class Recommender(PairScores, Estimator):
@@ -315,10 +298,16 @@ class Recommender(PairScores, Estimator):
         raise AttributeError(f"'Recommender' object has no attribute {name!r}")
 
     def _check_fitted(self) -> None:
-        if "_publisher" not in self.__dict__:
+        if "_state" not in self.__dict__:
             raise NotFittedError("this Recommender is not fitted yet: call fit(interactions) first")
 
     # ------------------------------------------------------------------ encoder
+    def _start_encoder(self) -> None:
+        """The encoder's lock, and the encoder itself when given as an object (a name is
+        built on first use, :meth:`_text_encoder`)."""
+        self._encoder_lock = threading.Lock()
+        self._encoder_obj = None if isinstance(self.encoder, str) or self.encoder is None else self.encoder
+
     def _text_encoder(self) -> Any:
         """The encoder object (built lazily from "default" or a saved model path)."""
         with self._encoder_lock:
@@ -360,15 +349,14 @@ class Recommender(PairScores, Estimator):
         s = self._settings()
         started = time.perf_counter()
         frame = interactions_frame(interactions)
-        self._encoder_lock = threading.Lock()
-        self._encoder_obj = None if isinstance(self.encoder, str) or self.encoder is None else self.encoder
+        self._start_encoder()
         if self.encoder is not None and not isinstance(self.encoder, str) and not callable(
                 getattr(self.encoder, "encode", None)):
             raise TypeError(f"encoder must be 'default', a TextEncoder or None, got {type(self.encoder).__name__}")
         use_text = self.encoder is not None and items is not None
 
         # ids: the catalogue is the items frame's ids (when given), then any others seen.
-        texts = None
+        texts: list[str] = []
         if items is not None:
             item_ids, texts = item_texts(items)
             item_map = IdMap(item_ids, "item")
@@ -401,7 +389,7 @@ class Recommender(PairScores, Estimator):
         with stage(log, "Recommender.fit: encode item texts", items=len(texts) if use_text else 0):
             E = self._encode_for_fit(texts, s, show_progress) if use_text else None
         profile = None
-        if profiles is not None and use_text:
+        if profiles is not None and E is not None:
             profile = np.zeros((n_users, E.shape[1]), dtype=np.float32)
             rows = user_map.rows(profiles[0], "users.user_id")
             has = np.array([bool(t.strip()) for t in profiles[1]])
@@ -409,16 +397,13 @@ class Recommender(PairScores, Estimator):
                 profile[rows[has]] = self._encode_for_fit([t for t, h in zip(profiles[1], has) if h],
                                                           s, show_progress)
 
-        self._user_map, self._item_map = user_map, item_map
-        self._settings_used = s
-        self._profile = profile
         labels = None
         if items is not None:
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
-            labels = np.array([str(t) for t in titles], dtype=object)
+            labels = np.array([str(t) for t in titles], dtype=np.object_)
         lookup = scenario_lookup(frame, u_rows, i_rows, order, n_items)
-        chosen = None
+        chosen: tuple[Any, ...] | None = None
         with stage(log, "Recommender.fit: blend and regularization on the validation slice",
                    users=n_users, items=n_items, validation=s["validation"]):
             for event_weights in event_choices:  # one, or the "auto" candidates
@@ -427,19 +412,20 @@ class Recommender(PairScores, Estimator):
                 kept: dict[str, Any] = {}
                 sample, grid_line = sample_for_grid(histories, n_items, E, profile, self.random_state)
                 # A sampled grid (large catalogues) sees the sampled users' likes only.
-                grid = (histories, n_items, E, profile) if sample is None else sample[:4]
-                result = fit_blend(s, *grid, self.random_state, keep=kept,
-                                   feedback=feedback if sample is None else None)
+                grid_histories, grid_items, grid_E, grid_profile = (
+                    (histories, n_items, E, profile) if sample is None else sample[:4])
+                result = fit_blend(s, grid_histories, grid_items, grid_E, grid_profile, self.random_state,
+                                   keep=kept, feedback=feedback if sample is None else None)
                 value = max(result[2].get("ndcg", {}).values(), default=-1.0)
                 if chosen is None or value > chosen[0]:
                     chosen = (value, event_weights, feedback, histories, result, kept, sample, grid_line)
-        (_, self.event_weights_, feedback, histories, (weights, regularization, report), kept, sample,
+        assert chosen is not None  # event_choices is never empty
+        (_, event_weights, feedback, histories, (weights, regularization, report), kept, sample,
          grid_line) = chosen
         report["grid"] = grid_line
         to_full(kept, sample, n_items)
         if len(event_choices) > 1:
-            report["event_weights"] = dict(self.event_weights_)
-        self._histories, self._feedback = histories, feedback
+            report["event_weights"] = dict(event_weights)
         all_histories = [histories.get(u) for u in range(n_users)]
         all_weights = [feedback.likes(u)[1] for u in range(n_users)]
         all_dislikes = [feedback.dislikes(u) for u in range(n_users)]
@@ -451,19 +437,19 @@ class Recommender(PairScores, Estimator):
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
-            built = self._build_items(s, als, E, P, Q, towers)
+            geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers)
         with stage(log, "Recommender.fit: user vectors", users=n_users):
-            users = self._user_vectors(built, als, all_histories, profile, towers=towers,
-                                       weights=all_weights, dislikes=all_dislikes)
-        self._install(built, als, users, labels,
-                      LateItems(np.flatnonzero(built.warm == 0), TRANSITION_WINDOW), towers)
+            users = signal_vectors(s, items_built, als, towers, all_histories, profile,
+                                   weights=all_weights, dislikes=all_dislikes)
+        fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
+                             histories=histories, feedback=feedback, profile=profile, items=items_built,
+                             als=als, users=users, labels=labels, towers=towers)
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.
         personal = sum(v for k, v in home.items() if k != "query")
         home["query"] = 0.5 * personal
-        self.weights_ = home
-        self.scenarios_ = {
+        scenarios = {
             "home": home,
             # search(query, user_id): the request first, the user's taste at half its weight
             "search": {**{k: 0.5 * v / max(personal, 1e-12) for k, v in home.items()}, "query": 1.0},
@@ -472,86 +458,43 @@ class Recommender(PairScores, Estimator):
         }
         extras = fit_extras(kept, lookup, home, self.random_state)
         del kept
-        self.scenarios_.update(extras.scenarios)
-        self.weights_ = self.scenarios_["home"]
+        scenarios.update(extras.scenarios)
         if extras.report:
             report["scenarios"] = extras.report
-        self.calibration_ = extras.calibration
-        self.regularization_ = regularization
-        self.validation_ = report
+        self._install(fitted, Learned(scenarios, regularization, report, extras.calibration, event_weights))
         log.info("Recommender.fit: %d users, %d items, %d interactions, text %s: %.2f s",
                  n_users, n_items, len(frame), "yes" if E is not None else "no",
                  time.perf_counter() - started)
         return self
 
-    def _install(self, items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
-                 labels: np.ndarray | None, late_items: LateItems, towers: Any = None,
-                 removed: np.ndarray | None = None) -> None:
-        """Publish the first snapshot of a fitted or loaded model and create its locks
-        (the id maps, histories, profile, settings and geometry are set already)."""
-        self._late_items = late_items
-        self._grams: dict[str, np.ndarray] = {}
+    def _install(self, fitted: Fitted, learned: Learned) -> None:
+        """Make ``fitted`` (from :func:`.state.build_state`) this model's state, with a new
+        writer lock and the learned attributes."""
+        self._state = fitted
         self._lock = threading.Lock()  # one writer at a time (update, add_items, save)
-        self._publisher = Publisher(Snapshot(items, als, np.zeros(0, dtype=np.int64), labels, users,
-                                             len(self._user_map), towers, removed))
+        self.scenarios_ = learned.scenarios
+        self.weights_ = learned.scenarios["home"]
+        self.regularization_ = learned.regularization
+        self.validation_ = learned.validation
+        self.calibration_ = learned.calibration
+        self.event_weights_ = learned.event_weights
 
-    # Read-only views of the current snapshot, for tests, benchmarks and debugging;
-    # requests pin one snapshot instead (see :mod:`.snapshot`).
-    @property
-    def _items(self) -> scoring.Items:
-        return self._publisher.current.items
-
-    @property
-    def _als(self) -> Any:
-        return self._publisher.current.als
-
-    @property
-    def _users(self) -> dict[str, np.ndarray | None]:
-        return self._publisher.current.users
-
-    @property
-    def _labels(self) -> np.ndarray | None:
-        return self._publisher.current.labels
-
-    def _build_items(self, s: dict[str, Any], als: Any, E: np.ndarray | None, P: np.ndarray,
-                     Q: np.ndarray, towers: Any = None) -> scoring.Items:
-        V = np.array(als.item_factors_, dtype=np.float32)  # a copy: ALS grows its own rows
-        # Items without interactions have only a text-predicted position: its direction is
-        # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
-        # on MovieLens with it), so they get none (neutral, the catalogue's average).
-        Vn = unit_factors(als)
-        G = None if towers is None else np.ascontiguousarray(towers.item_vectors(), dtype=np.float32)
-        self._geometry = scoring.make_geometry(V, Vn, E, Q, G)
-        T = scoring.text_coordinates(E, self._geometry)
-        index = scoring.Stage1(V, T, E, Q, s["index"], s["num_threads"], self.random_state,
-                               s.get("probes"))
-        log_index(index, len(V))
-        warm = np.any(Vn != 0, axis=1)
-        storage = resolve_text_storage(s.get("text_storage", "float32"), len(V), AUTO_FLAT_ITEMS)
-        return scoring.make_items(V, inverse_norms(V, warm), scoring.stored_text(E, storage), P, Q,
-                                  index, G=G)
-
-    def _user_vectors(self, items: scoring.Items, als: Any, hist: list[np.ndarray],
-                      profile: np.ndarray | None, patch: dict[str, np.ndarray] | None = None,
-                      towers: Any = None, weights: list[np.ndarray] | None = None,
-                      dislikes: list[tuple[np.ndarray, np.ndarray]] | None = None
-                      ) -> dict[str, np.ndarray | None]:
-        """The signal vectors of users with histories ``hist`` (liked items; their
-        multipliers ``weights``, their ``dislikes``) and profile rows. With ``patch``
-        (re-solved item rows not yet published) the history items' unit and next-item
-        factors are read from it where it has them."""
-        s = self._settings_used
-        Vn, P, local = items.Vn, items.P, hist
-        if patch is not None:
-            Vn, P, local = _patched_rows(items, patch, hist)
-        out = {"behaviour": behaviour_vectors(als, hist, len(items.V), s["recency"], weights=weights,
-                                              dislikes=dislikes),
-               "sequence": sequence_vectors(Vn, local, s["sequence_decay"]),
-               "transition": sequence_vectors(P, local, s["sequence_decay"]),
-               "text": text_vectors(items.E, hist, s["recency"], profile)}
-        if towers is not None:  # one forward per user (numpy for a single history)
-            out["towers"] = towers_user_vectors(towers, hist)
-        return out
+    # Read-only views of the state and of the current snapshot, for tests, benchmarks,
+    # the server's introspection and debugging; requests pin one snapshot instead (see
+    # :mod:`.snapshot`).
+    _publisher = property(lambda self: self._state.publisher)
+    _settings_used = property(lambda self: self._state.settings)
+    _geometry = property(lambda self: self._state.geometry)
+    _user_map = property(lambda self: self._state.user_map)
+    _item_map = property(lambda self: self._state.item_map)
+    _histories = property(lambda self: self._state.histories)
+    _feedback = property(lambda self: self._state.feedback)
+    _profile = property(lambda self: self._state.profile)
+    _late_items = property(lambda self: self._state.late_items)
+    _items = property(lambda self: self._state.publisher.current.items)
+    _als = property(lambda self: self._state.publisher.current.als)
+    _users = property(lambda self: self._state.publisher.current.users)
+    _labels = property(lambda self: self._state.publisher.current.labels)
 
     # ------------------------------------------------------------------ ranking
     def _weights(self, scenario: Any) -> dict[str, float]:
@@ -575,7 +518,7 @@ class Recommender(PairScores, Estimator):
                 where = "query" if isinstance(query, str) else f"query[{i}]"
                 raise ValueError(f"{where} is empty or whitespace only: give a request in words "
                                  "(or query=None)")
-        if self._publisher.current.items.E is None:  # fixed at fit
+        if self._state.publisher.current.items.E is None:  # fixed at fit
             raise ValueError("this Recommender was fitted without item text, so it cannot "
                              "match a free-text query")
         vectors = self._encode(queries, kind="query")
@@ -585,8 +528,8 @@ class Recommender(PairScores, Estimator):
     def _item_rows(self, snap: Snapshot, ids: Any, name: str) -> np.ndarray:
         """Rows of caller item ids in ``snap``'s catalogue: an id that ``add_items`` is
         adding right now (its row beyond the snapshot) is unknown to this request."""
-        rows = self._item_map.rows(ids, name)
-        _check_known(rows, snap.n_items, self._item_map, name)
+        rows = self._state.item_map.rows(ids, name)
+        check_known(rows, snap.n_items, self._state.item_map, name)
         return rows
 
     def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool,
@@ -594,18 +537,18 @@ class Recommender(PairScores, Estimator):
         """The users' signal rows (and histories: liked items, plus the disliked ones
         with ``dislikes``) as of ``snap``; called under the publish lock, under which
         ``update`` rewrites them."""
-        _check_known(users, snap.n_users, self._user_map, name)
+        check_known(users, snap.n_users, self._state.user_map, name)
         vectors = {n: (None if v is None else v[users]) for n, v in snap.users.items()}
         if not histories:
             return vectors, None
         if dislikes:
-            return vectors, [np.union1d(self._histories.get(u), self._feedback.dislikes(u)[0])
+            return vectors, [np.union1d(self._state.histories.get(u), self._state.feedback.dislikes(u)[0])
                              for u in users]
-        return vectors, [self._histories.get(u) for u in users]
+        return vectors, [self._state.histories.get(u) for u in users]
 
     def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
         """The users' signal vectors, all taken from one published state."""
-        with self._publisher.pin(lambda snap: self._users_of(snap, users, "users", False)) as (_, got):
+        with self._state.publisher.pin(lambda snap: self._users_of(snap, users, "users", False)) as (_, got):
             return got[0]
 
     def _allow_rows(self, snap: Snapshot, allow: Any) -> np.ndarray | None:
@@ -615,75 +558,14 @@ class Recommender(PairScores, Estimator):
             raise TypeError("allow must hold item ids (the caller's), not a boolean mask")
         return np.unique(self._item_rows(snap, list(np.atleast_1d(np.asarray(allow, dtype=object))), "allow"))
 
-    def _rank(self, snap: Snapshot, vectors: dict[str, np.ndarray | None], weights: dict[str, float],
-              k: int, exclude: Any, allow_rows: np.ndarray | None, diversity: float,
-              query: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Two-stage ranking over ``snap``; ``exclude``: a CSR (n, n_items) or n id arrays
-        never returned."""
-        s = self._settings_used
-        items = snap.items
-        n_items = len(items.V)
-        n = next(len(v) for v in (*vectors.values(), query) if v is not None)
-        signals = scoring.make_signals(weights, self._geometry, query=query, **vectors)
-        pool = k if diversity == 0 else max(5 * k, 50)
-        C = min(max(s["candidates"], 4 * pool), n_items)
-        if C >= n_items and allow_rows is None:
-            removed = catalogue.removed_mask(snap, n_items)
-            candidates = np.broadcast_to(np.arange(n_items), (n, n_items)).copy()
-            if isinstance(exclude, list):
-                for row, ids in enumerate(exclude):
-                    candidates[row, ids] = -1
-            elif exclude is not None:
-                dense = exclude.tocoo()
-                candidates[dense.row, dense.col] = -1
-            if removed is not None:
-                candidates[:, removed != 0] = -1
-        else:
-            # Stage 1 skips removed items inside its scans; re-solved items are searched
-            # by their current rows (update rewrites them in the index).
-            candidates = items.index.search(signals, self._geometry, C, exclude, allow_rows)
-            candidates = np.where(candidates < n_items, candidates, -1)
-            candidates = catalogue.drop_removed(candidates, snap.removed)
-        ids, top = scoring.rescore(items, signals, candidates, pool, self._geometry.mean_E,
-                                   s["num_threads"], self._geometry.mean_G)
-        if diversity == 0:
-            return ids, top
-        return self._diversify(items, ids, top, k, diversity)
-
-    def _diversify(self, items: scoring.Items, ids: np.ndarray, scores: np.ndarray, k: int,
-                   diversity: float) -> tuple[np.ndarray, np.ndarray]:
-        """MMR over each row's top candidates: relevance min-max scaled to [0, 1] per row
-        (so λ trades it against cosine on a like scale); similarity is the cosine of
-        [unit factors ; unit text vectors] (factors alone without text)."""
-        valid = ids >= 0
-        if not valid.any():
-            return ids[:, :k], scores[:, :k]
-        low = np.where(valid, scores, np.inf).min(axis=1, keepdims=True)
-        high = np.where(valid, scores, -np.inf).max(axis=1, keepdims=True)
-        span = np.where(high > low, high - low, 1.0)
-        relevance = np.where(valid, (scores - low) / span, -np.inf).astype(np.float32)
-        union = np.unique(ids[valid])
-        local = np.where(valid, np.searchsorted(union, ids), -1).astype(np.int64)
-        vectors = items.Vn[union] if items.E is None else np.hstack([items.Vn[union], items.E[union]])
-        picked, _ = mmr_rerank(local, relevance, vectors, k, diversity)
-        out_ids = np.where(picked >= 0, union[np.maximum(picked, 0)], -1).astype(np.int64)
-        # Each chosen id's score: find (row, id) among the candidates' (row, id) keys.
-        span = int(union[-1]) + 2
-        rows = np.arange(len(ids))[:, None] * span
-        keys = (rows + ids + 1).ravel()
-        sorter = np.argsort(keys, kind="stable")
-        found = sorter[np.searchsorted(keys, (rows + out_ids + 1).ravel(), sorter=sorter)]
-        out_scores = np.where(out_ids >= 0, scores.ravel()[found].reshape(out_ids.shape), -np.inf)
-        return out_ids, out_scores.astype(np.float32)
-
     def _check_k(self, k: Any) -> int:
         """k in [1, max(n_items, 1024)]: results keep width k (padded with -1/-inf), but a
         k beyond both the catalogue and 1024 could only allocate padding (ValueError)."""
-        return check_k(k, self._publisher.current.n_items)
+        return check_k(k, self._state.publisher.current.n_items)
 
     def _diversity(self, diversity: Any) -> float:
         if diversity is None:
-            return self._settings_used["diversity"]
+            return self._state.settings["diversity"]
         return check_real(diversity, "diversity", low=0.0, high=1.0)
 
     # ------------------------------------------------------------------ public API
@@ -707,15 +589,15 @@ class Recommender(PairScores, Estimator):
         """
         self._check_fitted()
         k = self._check_k(k)
-        single = np.ndim(user_ids) == 0
-        users = self._user_map.rows(user_ids if not single else [user_ids], "user_ids")
+        single = _one_id(user_ids)
+        users = self._state.user_map.rows(user_ids if not single else [user_ids], "user_ids")
         weights = self._weights(scenario)
         diversity = self._diversity(diversity)
         query_vectors = self._query_vectors(query, len(users))
         gather = lambda snap: (self._users_of(snap, users, "user_ids", exclude_seen, True)  # noqa: E731
                                if exclude_seen else self._users_of(snap, users, "user_ids", False) +
-                               ([self._feedback.dislikes(u)[0] for u in users],))
-        with self._publisher.pin(gather) as (snap, got):
+                               ([self._state.feedback.dislikes(u)[0] for u in users],))
+        with self._state.publisher.pin(gather) as (snap, got):
             vectors, seen = got[0], got[1]
             if not exclude_seen and any(len(d) for d in got[2]):
                 seen = got[2]  # dislikes are never recommended back
@@ -724,12 +606,12 @@ class Recommender(PairScores, Estimator):
             if seen is not None:  # id lists for a few users skip building a sparse matrix
                 exclude = ([np.sort(h) for h in seen] if len(users) <= 16
                            else seen_matrix(seen, snap.n_items))
-            ids, scores = self._rank(snap, vectors, weights, k, exclude, allow_rows, diversity,
+            ids, scores = ranking.rank(self._state, snap, vectors, weights, k, exclude, allow_rows, diversity,
                                      query_vectors)
-        return self._result(ids, scores, single, self._user_map.ids[users])
+        return self._result(ids, scores, single, self._state.user_map.ids[users])
 
     def _result(self, ids: np.ndarray, scores: np.ndarray, single: bool, user_ids: Any = None) -> Recommendations:
-        out = self._item_map.to_ids(ids)
+        out = self._state.item_map.to_ids(ids)
         if single:
             return Recommendations(out[0], scores[0], None if user_ids is None else user_ids[0])
         return Recommendations(out, scores, user_ids)
@@ -750,45 +632,23 @@ class Recommender(PairScores, Estimator):
         k = self._check_k(k)
         weights, diversity = self._weights(scenario), self._diversity(diversity)
         query_vectors = self._query_vectors(query, 1)
-        with self._publisher.pin() as (snap, _):
+        with self._state.publisher.pin() as (snap, _):
             rows = self._item_rows(snap, list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
             if len(rows) == 0:
                 if query_vectors is None:
-                    return self._popular(snap, k)
+                    return self._result(*ranking.popular(self._state.histories, snap.n_items, k), True)
                 if weights.get("query", 0.0) <= 0:
                     raise ValueError(f"item_ids is empty and scenario {scenario or 'home'!r} gives the "
                                      "query no weight: nothing to rank by")
                 vectors = dict.fromkeys(("behaviour", "sequence", "transition", "text"))
-                ids, scores = self._rank(snap, vectors, weights, k, None, None, diversity, query_vectors)
+                ids, scores = ranking.rank(self._state, snap, vectors, weights, k, None, None, diversity, query_vectors)
                 return self._result(ids, scores, True)
             _, first_from_end = np.unique(rows[::-1], return_index=True)
             history = rows[np.sort(len(rows) - 1 - first_from_end)]
-            vectors = self._vectors_for(snap, [history])
+            vectors = signal_vectors(self._state.settings, snap.items, snap.als, snap.towers, [history])
             exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None
-            ids, scores = self._rank(snap, vectors, weights, k, exclude, None, diversity, query_vectors)
+            ids, scores = ranking.rank(self._state, snap, vectors, weights, k, exclude, None, diversity, query_vectors)
         return self._result(ids, scores, True)
-
-    def _popular(self, snap: Snapshot, k: int) -> Recommendations:
-        """The k items most users have taken (liked: dislikes do not count; see
-        recommend_for_history)."""
-        counts = self._histories.item_counts(snap.n_items)
-        order = np.argsort(-counts, kind="stable")[:k]
-        ids = np.full((1, k), -1, dtype=np.int64)
-        scores = np.full((1, k), -np.inf, dtype=np.float32)
-        ids[0, :len(order)] = order
-        scores[0, :len(order)] = counts[order]
-        return self._result(ids, scores, True)
-
-    def _vectors_for(self, snap: Snapshot, histories: list[np.ndarray]) -> dict[str, np.ndarray | None]:
-        s = self._settings_used
-        items = snap.items
-        out = {"behaviour": behaviour_vectors(snap.als, histories, len(items.V), s["recency"]),
-               "sequence": sequence_vectors(items.Vn, histories, s["sequence_decay"]),
-               "transition": sequence_vectors(items.P, histories, s["sequence_decay"]),
-               "text": text_vectors(items.E, histories, s["recency"])}
-        if snap.towers is not None:
-            out["towers"] = towers_user_vectors(snap.towers, histories)
-        return out
 
     def search(self, query: str, k: int = 10, *, user_id: Id | None = None) -> Recommendations:
         """Items matching a free-text request; with ``user_id``, blended with that
@@ -801,12 +661,12 @@ class Recommender(PairScores, Estimator):
         query_vectors = self._query_vectors(query, 1)
         gather = None
         if user_id is not None:
-            users = self._user_map.rows([user_id], "user_id")
+            users = self._state.user_map.rows([user_id], "user_id")
             gather = lambda snap: self._users_of(snap, users, "user_id", False)[0]  # noqa: E731
-        with self._publisher.pin(gather) as (snap, vectors):
+        with self._state.publisher.pin(gather) as (snap, vectors):
             if vectors is None:
                 vectors = {"behaviour": None, "sequence": None, "transition": None, "text": None}
-            ids, scores = self._rank(snap, vectors, self._weights("search"), k, None, None, 0.0,
+            ids, scores = ranking.rank(self._state, snap, vectors, self._weights("search"), k, None, None, 0.0,
                                      query_vectors)
         return self._result(ids, scores, True)
 
@@ -815,14 +675,15 @@ class Recommender(PairScores, Estimator):
         cosine), the item itself excluded. One id gives 1-D results."""
         self._check_fitted()
         k = self._check_k(k)
-        single = np.ndim(item_ids) == 0
-        with self._publisher.pin() as (snap, _):
+        single = _one_id(item_ids)
+        with self._state.publisher.pin() as (snap, _):
             rows = self._item_rows(snap, item_ids if not single else [item_ids], "item_ids")
             items = snap.items
             vectors = {"behaviour": None, "sequence": items.Vn[rows], "transition": items.P[rows],
                        "text": None if items.E is None else items.E[rows]}
             exclude = weighted_rows([np.array([r]) for r in rows], snap.n_items, 0.0)
-            ids, scores = self._rank(snap, vectors, self._weights("similar"), k, exclude, None, 0.0, None)
+            ids, scores = ranking.rank(self._state, snap, vectors, self._weights("similar"), k, exclude, None,
+                                       0.0, None)
         return self._result(ids, scores, single)
 
     def set_scenario(self, name: str, weights: dict[str, float]) -> Recommender:
@@ -845,184 +706,28 @@ class Recommender(PairScores, Estimator):
         back and pushes the user's vector away from the item. An item's latest
         interaction replaces earlier ones (a like rated 1/5 later becomes a dislike).
         Concurrent requests see the update whole or not at all. Returns self."""
-        self._check_fitted()
-        if np.ndim(user_id) != 0:
-            raise TypeError("user_id must be a single id")
-        rows = self._item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
-        m, disliked, rated, events = fb.update_feedback(len(rows), self._settings_used,
-                                                         self.event_weights_, weights, event, ratings)
-        with self._lock:
-            snap = self._publisher.current
-            _check_known(rows, snap.n_items, self._item_map, "item_ids")
-            new_user = not self._user_map.contains([user_id])[0]
-            user = snap.n_users if new_user else int(self._user_map.rows([user_id], "user_id")[0])
-            previous = self._histories.get(user)
-            record = fb.Feedback.merged(self._feedback.get(user), {
-                "items": rows, "weight": m.astype(np.float32), "disliked": disliked,
-                "rating": rated.astype(np.float32),
-                "event": np.array([self._feedback.code(e) for e in events], dtype=np.int32)})
-            liked = ~record["disliked"]
-            history, like_weights = record["items"][liked], record["weight"][liked]
-            dislikes = (record["items"][~liked], record["weight"][~liked])
-            touched = self._late_items.record(user, rows[~disliked], previous)
-            if len(touched):  # removed items are not re-solved
-                touched = touched[catalogue.drop_removed(touched, snap.removed) >= 0]
-            patch = self._refresh_items(touched, snap, {user: history}) if len(touched) else None
-            if patch is not None:  # stage 1 searches their new rows from now on
-                snap.items.index.update_behaviour(patch["rows"], patch["V"], patch["Q"])
-            users, n_users = snap.users, max(snap.n_users, user + 1)
-            if n_users > snap.n_users:  # room first (past every published row): no reader sees it
-                users = {name: None if v is None else grow_rows(v, n_users) for name, v in users.items()}
-                if self._profile is not None:
-                    self._profile = grow_rows(self._profile, n_users)
-            profile = None if self._profile is None else self._profile[[user]]
-            fresh = self._user_vectors(snap.items, snap.als, [history], profile, patch, snap.towers,
-                                       weights=[like_weights], dislikes=[dislikes])
-            if new_user:
-                added = int(self._user_map.add([user_id], "user_id")[0])
-                assert added == user, "the user map and the published users disagree"
-
-            def publish(items: scoring.Items) -> None:  # under the publish lock
-                self._histories.set(user, history)
-                self._feedback.set(user, record)
-                for name, v in fresh.items():
-                    if v is not None:
-                        users[name][user] = v[0]
-                self._publisher.current = snap._replace(items=items, users=users, n_users=n_users)
-
-            with self._publisher.lock:
-                # A few rows change: rather than copy whole item matrices under load, let
-                # the running requests finish (a request's time, new ones held back meanwhile).
-                if patch is None or self._publisher.drain(IN_PLACE_WAIT_S):
-                    if patch is not None:  # no request is reading any item row: in place
-                        write_rows(snap.items, patch)
-                    publish(snap.items)
-                    return self
-            items = with_rows(snap.items, patch)  # requests still running keep the old rows
-            with self._publisher.lock:
-                publish(items)
+        updates.update(self, user_id, item_ids, weights, event, ratings)
         return self
-
-    def _refresh_items(self, rows: np.ndarray, snap: Snapshot,
-                       pending: dict[int, np.ndarray]) -> dict[str, np.ndarray] | None:
-        """Re-solve late items (see :class:`LateItems`): their factors from the clicks
-        they received since the fit, against those users' ALS vectors (a plain fold-in
-        for users who arrived after the fit), shrunk toward the text prior; their
-        next-item factors from what their clickers took just before and after them.
-        Returns the new rows (nothing is written: :meth:`update` publishes them);
-        ``pending``: histories of this update, not yet published."""
-        clicks, users = self._late_items.interactions(rows)
-        als, items = snap.als, snap.items
-        vectors = np.empty((len(users), als.item_factors_.shape[1]), dtype=np.float32)
-        fitted = users < als.n_users_
-        vectors[fitted] = als.user_factors_[users[fitted]]
-        if not fitted.all():
-            later = weighted_rows([pending.get(int(u), self._histories.get(u)) for u in users[~fitted]],
-                                  len(items.V), 0.0)
-            vectors[~fitted] = als.fold_in(later)
-        priors = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
-        if items.E is not None and als.item_prior_weights_ is not None:
-            priors = items.E[rows] @ als.item_prior_weights_
-        V = solve_late_factors(clicks, vectors, priors, alpha=als.alpha,
-                               shrinkage=als.regularization + als.prior_strength)
-        # Next-item factors from what the clickers took just before ("to" side, against
-        # the "from" factors) and just after ("from" side), as the transition fit does.
-        before, after = self._late_items.transitions(rows, len(items.V))
-        none = np.zeros((len(rows), items.Q.shape[1]), dtype=np.float32)
-        Q = solve_late_factors(before, items.P, none, alpha=als.alpha,
-                               shrinkage=als.regularization, gram=self._gram(items, "P"))
-        P = solve_late_factors(after, items.Q, none, alpha=als.alpha,
-                               shrinkage=als.regularization, gram=self._gram(items, "Q"))
-        for name, new in (("P", P), ("Q", Q)):
-            old = getattr(items, name)[rows].astype(np.float64)
-            self._grams[name] += new.astype(np.float64).T @ new - old.T @ old
-        # update() rewrites their stage-1 rows too (Stage1.update_behaviour).
-        return {"rows": rows, "V": V, "inv_norm": inverse_norms(V, np.ones(len(V))), "P": P, "Q": Q}
-
-    def _gram(self, items: scoring.Items, name: str) -> np.ndarray:
-        """PᵀP or QᵀQ over all items (float64), computed once and kept current as late
-        items' rows change (writers only)."""
-        if name not in self._grams:
-            rows = getattr(items, name).astype(np.float64)
-            self._grams[name] = rows.T @ rows
-        return self._grams[name]
 
     def add_items(self, items: pd.DataFrame) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
         they are recommendable at once: their factors are the text map F·W of the ALS
         priors (zero without an encoder). Concurrent requests see the catalogue before
         or after the addition, never a mix. Returns their caller ids."""
-        self._check_fitted()
-        ids, texts = item_texts(items)
-        self._check_new_items(ids)
-        has_text = self._publisher.current.items.E is not None  # fixed at fit
-        E_new = self._encode(texts) if has_text else None  # outside the lock: it may be slow
-        with self._lock:
-            self._check_new_items(ids)
-            snap = self._publisher.current
-            current = snap.items
-            rows = np.arange(snap.n_items, snap.n_items + len(ids))
-            als = fork(snap.als)  # requests holding snap keep its ALS as it is
-            if E_new is not None and als.item_prior_weights_ is not None:
-                als.partial_fit_items(rows, item_features=E_new)
-            else:
-                als.partial_fit_items(rows)
-            V_new = np.ascontiguousarray(als.item_factors_[rows], dtype=np.float32)
-            T_new = scoring.text_coordinates(E_new, self._geometry)
-            no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
-            index = current.index.added(V_new, T_new, E_new, no_transitions)
-            new_rows = {"V": V_new, "inv_norm": np.zeros(len(ids), dtype=np.float32), "E": E_new,
-                        "P": no_transitions, "Q": no_transitions}
-            towers = snap.towers
-            if towers is not None:  # text-only tower vectors (zero without text), at once
-                towers, new_rows["G"] = new_item_vectors(towers, E_new, len(ids))
-            shared = index.text_vectors() if isinstance(current.E, np.ndarray) else None
-            grown = {name: (shared if name == "E" and shared is not None
-                            else self._append_item_rows(getattr(current, name), rows_))
-                     for name, rows_ in new_rows.items()}
-            # New items have no interactions (zero inverse norm): not warm.
-            # Appended in spare capacity, as the matrices: a copy of O(catalogue) per call
-            # was most of add_items(1) at 300k items.
-            warm = self._append_item_rows(current.warm, np.zeros(len(ids), dtype=np.uint8))
-            labels = snap.labels
-            if labels is not None:
-                frame = items if hasattr(items, "columns") else None
-                titles = frame["title"] if frame is not None and "title" in frame.columns else texts
-                labels = self._append_item_rows(labels, np.array([str(t) for t in titles], dtype=object))
-            self._late_items.add(rows)
-            self._item_map.add(ids, "items.item_id")  # found before published: unknown until then
-            self._publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),
-                                                  als=als, labels=labels, towers=towers))
-        return self._item_map.to_ids(rows)
-
-    def _check_new_items(self, ids: Any) -> None:
-        known = self._item_map.contains(ids)
-        if known.any():
-            raise ValueError(f"item id {plain(ids[np.flatnonzero(known)[0]])!r} already exists")
-
-    @staticmethod
-    def _append_item_rows(current: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray | None:
-        """``current`` with ``rows`` appended, in spare capacity when there is some (see
-        :func:`grow_rows`); earlier snapshots keep seeing their own rows only."""
-        if current is None:
-            return None
-        if isinstance(current, Int8Rows):
-            return current.appended(rows)
-        grown = grow_rows(current, len(current) + len(rows))
-        grown[len(current):] = rows
-        return grown
+        return updates.add_items(self, items)
 
     def explain(self, user_id: Id, item_id: Id) -> Explanation:
         """Why ``item_id`` scores as it does for ``user_id``: the history items and the
         text evidence behind the score, in words (``str(explanation)``) and numbers."""
         self._check_fitted()
-        users = self._user_map.rows([user_id], "user_id")
+        users = self._state.user_map.rows([user_id], "user_id")
         gather = lambda snap: (self._users_of(snap, users, "user_id", True),  # noqa: E731
-                               self._feedback.get(int(users[0])))
-        with self._publisher.pin(gather) as (snap, ((vectors, history), record)):
+                               self._state.feedback.get(int(users[0])))
+        with self._state.publisher.pin(gather) as (snap, ((vectors, history), record)):
             item = int(self._item_rows(snap, [item_id], "item_id")[0])
             cited = catalogue.drop_removed(history[0], snap.removed)
-            return explain_score(self, snap, vectors, cited[cited >= 0], item, record)
+            return explain_score(self._state, self.scenarios_["home"], snap, vectors, cited[cited >= 0],
+                                 item, record)
 
     # ------------------------------------------------------------------ a living catalogue
     def remove_items(self, item_ids: Ids) -> Recommender:
@@ -1059,14 +764,14 @@ class Recommender(PairScores, Estimator):
         """The model's item ids in its row order (a read-only array; items added by
         ``add_items`` included, items taken out by ``remove_items`` left out)."""
         self._check_fitted()
-        return _live_ids(self._item_map, self._publisher.current.n_items)
+        return _live_ids(self._state.item_map, self._state.publisher.current.n_items)
 
     @property
     def user_ids_(self) -> np.ndarray:
         """The model's user ids in its row order (a read-only array; users added by
         ``update`` included, users erased by ``forget_user`` left out)."""
         self._check_fitted()
-        return _live_ids(self._user_map, self._publisher.current.n_users)
+        return _live_ids(self._state.user_map, self._state.publisher.current.n_users)
 
     def history(self, user_id: Id) -> pd.DataFrame:
         """What the model knows about ``user_id``: a DataFrame of its interactions,
@@ -1077,12 +782,14 @@ class Recommender(PairScores, Estimator):
         self._check_fitted()
         if np.ndim(user_id) != 0:
             raise TypeError("user_id must be a single id")
-        user = int(self._user_map.rows([user_id], "user_id")[0])
-        with self._publisher.pin(lambda snap: (_check_known(np.array([user]), snap.n_users,
-                                                            self._user_map, "user_id"),
-                                               self._feedback.get(user))) as (_, (_, record)):
-            return fb.history_frame(record, self._item_map.to_ids(record["items"]),
-                                    self._feedback.event_names)
+        user = int(self._state.user_map.rows([user_id], "user_id")[0])
+        def gather(snap: Snapshot) -> dict[str, np.ndarray]:
+            check_known(np.array([user]), snap.n_users, self._state.user_map, "user_id")
+            return self._state.feedback.get(user)
+
+        with self._state.publisher.pin(gather) as (_, record):
+            return fb.history_frame(record, self._state.item_map.to_ids(record["items"]),
+                                    self._state.feedback.event_names)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -1103,16 +810,16 @@ class Recommender(PairScores, Estimator):
         if "pickled" in state:
             state = pickle.loads(state["pickled"])
         self.__dict__.update(state)
-        if "_publisher" in state:
+        if "_state" in state:
             self._lock = threading.Lock()
             self._encoder_lock = threading.Lock()
             if "_encoder_obj" not in state:
                 self._encoder_obj = None
-            snap = self._publisher.current
+            snap = self._state.publisher.current
             shared = snap.items.index.text_vectors()  # E and the request channel: one copy again
             if (shared is not None and isinstance(snap.items.E, np.ndarray)
                     and shared.shape == snap.items.E.shape):
-                self._publisher.current = snap._replace(items=snap.items._replace(E=shared))
+                self._state.publisher.current = snap._replace(items=snap.items._replace(E=shared))
 
     # ------------------------------------------------------------------ files
     def save(self, directory: PathArg) -> None:
@@ -1150,23 +857,6 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
-    """Rows at or past ``n`` belong to ids added after the snapshot was taken."""
-    if len(rows) and int(rows.max()) >= n:
-        bad = plain(ids.ids[int(rows.max())])
-        raise UnknownIdError(f"unknown {ids.what} id {bad!r} in {name}", bad)
-
-
-def _patched_rows(items: scoring.Items, patch: dict[str, np.ndarray], hist: list[np.ndarray]
-                  ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """The unit and next-item factor rows of the history items, with re-solved rows from
-    ``patch``, and the histories renumbered into them."""
-    used = np.unique(np.concatenate(hist)) if hist else np.zeros(0, dtype=np.int64)
-    Vn, P = items.Vn[used], items.P[used]
-    rows = patch["rows"]
-    at = np.searchsorted(used, rows)
-    hit = at < len(used)
-    hit[hit] = used[at[hit]] == rows[hit]
-    Vn[at[hit]] = patch["V"][hit] * patch["inv_norm"][hit][:, None]
-    P[at[hit]] = patch["P"][hit]
-    return Vn, P, [np.searchsorted(used, h) for h in hist]
+def _one_id(ids: Any) -> bool:
+    """Whether ``ids`` is one caller id (1-D results) rather than a sequence of them."""
+    return bool(np.ndim(ids) == 0)

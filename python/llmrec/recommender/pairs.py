@@ -4,12 +4,16 @@ that read a fitted model without ranking the catalogue (a mixin)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmrec.recommender import scoring
 from llmrec.recommender.partitioned import describe
+
+if TYPE_CHECKING:
+    from llmrec.recommender.snapshot import Snapshot
+    from llmrec.recommender.state import Fitted
 
 
 def _ids(values: Any, name: str) -> tuple[list[Any], bool]:
@@ -27,6 +31,18 @@ def _ids(values: Any, name: str) -> tuple[list[Any], bool]:
 class PairScores:
     """Mixed into the Recommender: ``predict``, ``predict_proba``, ``memory_per_item``,
     ``index_info_``."""
+
+    if TYPE_CHECKING:  # provided by the Recommender
+        _state: Fitted
+
+        def _check_fitted(self) -> None: ...
+
+        def _weights(self, scenario: Any) -> dict[str, float]: ...
+
+        def _item_rows(self, snap: Snapshot, ids: Any, name: str) -> np.ndarray: ...
+
+        def _users_of(self, snap: Snapshot, users: np.ndarray, name: str, histories: bool,
+                      dislikes: bool = False) -> tuple[dict[str, np.ndarray | None], list[np.ndarray] | None]: ...
 
     def predict(self, user_ids: Any, item_ids: Any, *, scenario: Any = None) -> Any:
         """The blended score of each (user, item) pair — exactly the score
@@ -47,18 +63,17 @@ class PairScores:
                              f"single id), got {len(users_in)} and {len(items_in)}")
         n = max(len(users_in), len(items_in))
         weights = self._weights(scenario)
-        rows = self._user_map.rows(users_in, "user_ids")
+        rows = self._state.user_map.rows(users_in, "user_ids")
         unique, inverse = np.unique(rows, return_inverse=True)
         gather = lambda snap: self._users_of(snap, unique, "user_ids", False)  # noqa: E731
-        with self._publisher.pin(gather) as (snap, (vectors, _)):
+        with self._state.publisher.pin(gather) as (snap, (vectors, _)):
             items = self._item_rows(snap, items_in, "item_ids")
-            signals = scoring.make_signals(weights, self._geometry, **vectors)
+            signals = scoring.make_signals(weights, self._state.geometry, **vectors)
             pick = np.broadcast_to(inverse.reshape(-1), (n,)) if len(rows) == n else np.zeros(n, np.int64)
-            signals = scoring.Signals(*[None if v is None else np.ascontiguousarray(v[pick])
-                                        for v in signals])
+            signals = scoring.Signals._make(None if v is None else np.ascontiguousarray(v[pick]) for v in signals)
             candidates = np.broadcast_to(items.reshape(-1), (n,)).reshape(n, 1).astype(np.int64)
-            _, scores = scoring.rescore(snap.items, signals, candidates, 1, self._geometry.mean_E,
-                                        self._settings_used["num_threads"], self._geometry.mean_G)
+            _, scores = scoring.rescore(snap.items, signals, candidates, 1, self._state.geometry.mean_E,
+                                        self._state.settings["num_threads"], self._state.geometry.mean_G)
         scores = scores[:, 0]
         return float(scores[0]) if one_user and one_item else scores
 
@@ -82,7 +97,7 @@ class PairScores:
     def index_info_(self) -> str:
         """What stage 1 searches (the index picked, with ``index="auto"`` too)."""
         self._check_fitted()
-        snap = self._publisher.current
+        snap = self._state.publisher.current
         stage1 = snap.items.index
         return describe(stage1.kind, getattr(stage1, "requested", stage1.kind), snap.n_items,
                         stage1.behaviour)
@@ -95,7 +110,7 @@ class PairScores:
         reads them) and the item ids. Spare capacity kept for ``add_items`` is not
         counted; per-user and per-interaction memory is not either."""
         self._check_fitted()
-        snap = self._publisher.current
+        snap = self._state.publisher.current
         items, n = snap.items, max(snap.n_items, 1)
         out: dict[str, float] = {}
         shared = items.index.text_vectors() if isinstance(items.E, np.ndarray) else None
@@ -114,7 +129,7 @@ class PairScores:
             else:
                 out["stage1." + name] = len(channel) * channel.dim * 4 / n
         out["als.item_factors"] = snap.als.item_factors_[:snap.n_items].nbytes / n
-        out["item_ids"] = np.asarray(self._item_map.ids).nbytes / n
+        out["item_ids"] = np.asarray(self._state.item_map.ids).nbytes / n
         out["total"] = sum(out.values())
         return out
 

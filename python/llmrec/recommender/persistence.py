@@ -44,7 +44,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 import shutil
 import time
 from collections.abc import Callable
@@ -60,10 +59,10 @@ from llmrec._validate import array, check_csr, fail, meta_int, meta_real, meta_v
 from llmrec.als import ALS
 from llmrec.recommender import scoring
 from llmrec.recommender.fusion import check_weights
-from llmrec.recommender.history import TRANSITION_WINDOW, Histories
+from llmrec.recommender.history import Histories
 from llmrec.recommender.ids import IdMap
-from llmrec.recommender.late_items import LateItems
 from llmrec.recommender.rows import Int8Rows, inverse_norms
+from llmrec.recommender.state import Learned, build_items, build_state
 
 _KIND = "Recommender"
 _KIND_VERSION = 5
@@ -101,13 +100,14 @@ def save(model: Any, directory: Any) -> None:
     target = Path(directory)
     if target.is_symlink():  # save where the link points, keep the link
         target = Path(os.path.realpath(target))
-    snap = model._publisher.current
+    state = model._state
+    snap = state.publisher.current
     items, users = snap.items, snap.users
-    indptr, hist = model._histories.arrays()
+    indptr, hist = state.histories.arrays()
     arrays = {"V": items.V, "inv_norm": items.inv_norm, "P": items.P, "Q": items.Q,
-              "user_ids": _id_array(model._user_map), "item_ids": _id_array(model._item_map),
+              "user_ids": _id_array(state.user_map), "item_ids": _id_array(state.item_map),
               "hist_indptr": indptr, "hist_items": hist}
-    n_users = len(model._user_map)
+    n_users = len(state.user_map)
     for name, value in users.items():
         if value is not None:
             arrays[f"user_{name}"] = value[:n_users]
@@ -117,9 +117,9 @@ def save(model: Any, directory: Any) -> None:
         arrays["E"] = items.E
     if items.G is not None:
         arrays["G"] = items.G
-    if model._profile is not None:
-        arrays["profile"] = model._profile[:n_users]
-    g = model._geometry
+    if state.profile is not None:
+        arrays["profile"] = state.profile[:n_users]
+    g = state.geometry
     arrays.update({"cov_V": g.cov_V, "cov_Vn": g.cov_Vn, "norm_V": np.array([g.norm_V]),
                    "mean_V": g.mean_V, "mean_Vn": g.mean_Vn, "cov_Q": g.cov_Q, "mean_Q": g.mean_Q})
     if g.cov_G is not None:
@@ -129,19 +129,19 @@ def save(model: Any, directory: Any) -> None:
                        "text_basis": g.text_basis})
     if snap.labels is not None:
         arrays["labels"] = np.asarray(snap.labels).astype(str)
-    for name, ids in (("item_gone", model._item_map), ("user_gone", model._user_map)):
+    for name, ids in (("item_gone", state.item_map), ("user_gone", state.user_map)):
         if ids.gone is not None:
             arrays[name] = ids.gone
-    fb_indptr, fb_columns = model._feedback.arrays()
+    fb_indptr, fb_columns = state.feedback.arrays()
     arrays.update({"fb_indptr": fb_indptr, "fb_items": fb_columns["items"],
                    "fb_weight": fb_columns["weight"],
                    "fb_disliked": fb_columns["disliked"].astype(np.uint8),
                    "fb_rating": fb_columns["rating"], "fb_event": fb_columns["event"]})
     params = {k: v for k, v in model.get_params().items() if k != "encoder"}
-    meta = {"params": params, "encoder": _encoder_spec(model), "settings": model._settings_used,
+    meta = {"params": params, "encoder": _encoder_spec(model), "settings": state.settings,
             "scenarios": model.scenarios_, "regularization": model.regularization_,
-            "validation": _jsonable(model.validation_), "id_kinds": [model._user_map.kind, model._item_map.kind],
-            "event_names": list(model._feedback.event_names), "event_weights_fitted": model.event_weights_}
+            "validation": _jsonable(model.validation_), "id_kinds": [state.user_map.kind, state.item_map.kind],
+            "event_names": list(state.feedback.event_names), "event_weights_fitted": model.event_weights_}
     calibration = model.__dict__.get("calibration_")
     if calibration is not None:
         meta["calibration"] = calibration.to_json()
@@ -427,52 +427,33 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     towers = _load_towers(directory, meta["settings"], arrays, n_items)
     spec = meta["encoder"] if isinstance(encoder, str) and encoder == "saved" else encoder
     model = cls(encoder=spec, **meta["params"])
-    model._settings_used = meta["settings"]
-    model._encoder_lock = threading.Lock()
-    model._encoder_obj = None if isinstance(spec, str) or spec is None else spec
+    model._start_encoder()
+    settings = meta["settings"]
     user_kind, item_kind = meta["id_kinds"]
-    model._user_map = _id_map(arrays["user_ids"], user_kind, "user", path, arrays["user_gone"])
-    model._item_map = _id_map(arrays["item_ids"], item_kind, "item", path, arrays["item_gone"])
-    model._histories = Histories(arrays["hist_indptr"], arrays["hist_items"])
-    model._feedback = _feedback(arrays, meta["event_names"], path)
-    model.event_weights_ = meta["event_weights_fitted"]
-    # Items the ALS fitted without interactions are the late ones (see LateItems).
-    late = np.flatnonzero(np.diff(als._user_items.tocsc().indptr) == 0)
-    late_items = LateItems.from_histories(late, arrays["hist_indptr"], arrays["hist_items"],
-                                          TRANSITION_WINDOW)
-    model._profile = arrays["profile"]
-    labels = arrays["labels"].astype(object) if arrays["labels"] is not None else None
-    V = np.ascontiguousarray(arrays["V"])
-    E = arrays["E"]
-    model._geometry = scoring.Geometry(arrays["cov_V"], arrays["cov_Vn"], arrays["cov_E"],
-                                       float(arrays["norm_V"][0]), arrays["mean_V"], arrays["mean_Vn"],
-                                       arrays["mean_E"], arrays["text_mean"],
-                                       arrays["text_basis"], arrays["cov_Q"], arrays["mean_Q"],
-                                       arrays["cov_G"], arrays["mean_G"])
-    P, Q = np.ascontiguousarray(arrays["P"]), np.ascontiguousarray(arrays["Q"])
-    E_float = E[:] if isinstance(E, Int8Rows) else E  # stage 1 is built from float rows
-    T = scoring.text_coordinates(E_float, model._geometry)
-    s = model._settings_used
-    index = scoring.Stage1(V, T, E_float, Q, s["index"], s["num_threads"], model.random_state,
-                           s.get("probes"))
-    del E_float, T
-    users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
+    user_map = _id_map(arrays["user_ids"], user_kind, "user", path, arrays["user_gone"])
+    item_map = _id_map(arrays["item_ids"], item_kind, "item", path, arrays["item_gone"])
+    feedback = _feedback(arrays, meta["event_names"], path)
+    geometry = scoring.Geometry(arrays["cov_V"], arrays["cov_Vn"], arrays["cov_E"], float(arrays["norm_V"][0]),
+                                arrays["mean_V"], arrays["mean_Vn"], arrays["mean_E"], arrays["text_mean"],
+                                arrays["text_basis"], arrays["cov_Q"], arrays["mean_Q"], arrays["cov_G"],
+                                arrays["mean_G"])
     G = arrays["G"]
+    items = build_items(settings, model.random_state, geometry, np.ascontiguousarray(arrays["V"]),
+                        arrays["inv_norm"], arrays["E"], np.ascontiguousarray(arrays["P"]),
+                        np.ascontiguousarray(arrays["Q"]), None if G is None else np.ascontiguousarray(G),
+                        item_map.gone)
+    users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
     if G is not None:
         users["towers"] = arrays["user_towers"]
-        G = np.ascontiguousarray(G)
-    removed = model._item_map.gone
-    if removed is not None:
-        index.remove(np.flatnonzero(removed))
-    model._install(scoring.make_items(V, arrays["inv_norm"], E, P, Q, index, G=G), als, users, labels, late_items,
-                   towers, removed)
-    model.scenarios_ = meta["scenarios"]
-    model.weights_ = model.scenarios_["home"]
-    model.regularization_ = meta["regularization"]
-    model.validation_ = meta["validation"]
-    model.calibration_ = meta["calibration"]
-    log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(model._user_map),
-             len(model._item_map), time.perf_counter() - started)
+    labels = arrays["labels"].astype(object) if arrays["labels"] is not None else None
+    fitted = build_state(settings=settings, geometry=geometry, user_map=user_map, item_map=item_map,
+                         histories=Histories(arrays["hist_indptr"], arrays["hist_items"]),
+                         feedback=feedback, profile=arrays["profile"],
+                         items=items, als=als, users=users, labels=labels, towers=towers)
+    model._install(fitted, Learned(meta["scenarios"], meta["regularization"], meta["validation"],
+                                   meta["calibration"], meta["event_weights_fitted"]))
+    log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(user_map),
+             len(item_map), time.perf_counter() - started)
     return model
 
 

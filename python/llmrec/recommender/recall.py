@@ -21,11 +21,11 @@ def exact_top_k(rec: Any, user_ids: Any, k: int = 10, *, scenario: Any = None
     known users, items they interacted with (disliked ones too) and removed items
     excluded, as ``recommend`` does. One user at a time: memory is O(n_items) per call."""
     rec._check_fitted()
-    users = rec._user_map.rows(list(np.atleast_1d(np.asarray(user_ids, dtype=object))), "user_ids")
+    users = rec._state.user_map.rows(list(np.atleast_1d(np.asarray(user_ids, dtype=object))), "user_ids")
     weights = rec._weights(scenario)
     gather = lambda snap: rec._users_of(snap, users, "user_ids", True, dislikes=True)  # noqa: E731
-    with rec._publisher.pin(gather) as (snap, (vectors, seen)):
-        signals = scoring.make_signals(weights, rec._geometry, **vectors)
+    with rec._state.publisher.pin(gather) as (snap, (vectors, seen)):
+        signals = scoring.make_signals(weights, rec._state.geometry, **vectors)
         out_ids = np.full((len(users), k), -1, dtype=np.int64)
         out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
         every = np.arange(snap.n_items, dtype=np.int64)
@@ -35,10 +35,9 @@ def exact_top_k(rec: Any, user_ids: Any, k: int = 10, *, scenario: Any = None
         for row in range(len(users)):
             candidates = every.copy()
             candidates[seen[row][seen[row] < snap.n_items]] = -1
-            one = scoring.Signals(*[None if v is None else np.ascontiguousarray(v[row:row + 1])
-                                    for v in signals])
-            ids, scores = scoring.rescore(snap.items, one, candidates[None, :], k, rec._geometry.mean_E,
-                                          rec._settings_used["num_threads"], rec._geometry.mean_G)
+            one = scoring.Signals._make(None if v is None else np.ascontiguousarray(v[row:row + 1]) for v in signals)
+            ids, scores = scoring.rescore(snap.items, one, candidates[None, :], k, rec._state.geometry.mean_E,
+                                          rec._state.settings["num_threads"], rec._state.geometry.mean_G)
             out_ids[row], out_scores[row] = ids[0], scores[0]
     return out_ids, out_scores
 
@@ -60,7 +59,7 @@ def _rows(rec: Any, ids: np.ndarray) -> np.ndarray:
     valid = np.array([v is not None and not (isinstance(v, (int, np.integer)) and v == -1) for v in flat],
                      dtype=bool)
     if valid.any():
-        out[valid] = rec._item_map.rows(list(flat[valid]), "ids")
+        out[valid] = rec._state.item_map.rows(list(flat[valid]), "ids")
     return out.reshape(np.shape(ids))
 
 

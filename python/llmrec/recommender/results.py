@@ -24,6 +24,8 @@ class Recommendations(_Pair):
     history, a text search).
     """
 
+    user_ids: Any
+
     def __new__(cls, ids: np.ndarray, scores: np.ndarray, user_ids: Any = None) -> Recommendations:
         self = super().__new__(cls, ids, scores)
         self.user_ids = user_ids

@@ -71,8 +71,8 @@ def fit_extras(keep: dict[str, Any], lookup: pd.Series | None, home: dict[str, f
     from the validation data ``keep`` left by :func:`.training.fit_blend` (empty when
     the validation was skipped: no calibration, no scenario fitted)."""
     if not keep:
-        report = {} if lookup is None else {"skipped": "no validation slice (validation=0 or too few users)"}
-        return Extras({}, report, None)
+        skipped = {} if lookup is None else {"skipped": "no validation slice (validation=0 or too few users)"}
+        return Extras({}, skipped, None)
     def calibrate(blend: dict[str, float]) -> Calibration:  # of the blend predict_proba reads
         return fit_calibration(keep["raw"], blend, keep["hist"], keep["held"], keep["n_items"],
                                keep["cold"], random_state, catalogue=keep["full_n_items"])

@@ -38,7 +38,6 @@ class Snapshot(NamedTuple):
 
     items: Any                    # scoring.Items: item matrices and the stage-1 index
     als: Any                      # the ALS model whose item factors match ``items``
-    fresh: np.ndarray             # unused, empty: re-solved items are rewritten in stage 1
     labels: np.ndarray | None     # item titles (explanations)
     users: dict[str, np.ndarray | None]  # per-user signal rows (n_users or more rows)
     n_users: int                  # users known to this snapshot (rows beyond are not theirs)
@@ -103,7 +102,7 @@ class Publisher:
         return {"current": self.current}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["current"])
+        Publisher.__init__(self, state["current"])
 
 
 def fork(obj: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Per-user signal vectors from histories: behaviour, sequence and text interest."""
+"""Per-user signal vectors from histories: behaviour, sequence, next-item, text interest, towers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from llmrec.recommender.history import recency_weights, weighted_rows
+from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
 
 SEQUENCE_ITEMS = 20  # decay^20 is negligible for the decays that work (≤ 0.8)
 
@@ -52,3 +53,42 @@ def text_vectors(E: np.ndarray | None, histories: list[np.ndarray], recency: flo
     if profile is not None:
         out += profile
     return out
+
+
+def signal_vectors(settings: dict[str, Any], items: Any, als: Any, towers: Any,
+                   histories: list[np.ndarray], profile: np.ndarray | None = None,
+                   patch: dict[str, np.ndarray] | None = None,
+                   weights: list[np.ndarray] | None = None,
+                   dislikes: list[tuple[np.ndarray, np.ndarray]] | None = None
+                   ) -> dict[str, np.ndarray | None]:
+    """Every signal's vectors for users with ``histories`` (liked item rows of
+    ``items``, a :class:`.scoring.Items`; their multipliers ``weights``, their
+    ``dislikes``) and ``profile`` rows: the users of a fit, of an update, or a visitor.
+    With ``patch`` (re-solved item rows not yet published) the history items' unit and
+    next-item factors are read from it where it has them."""
+    Vn, P, local = items.Vn, items.P, histories
+    if patch is not None:
+        Vn, P, local = _patched_rows(items, patch, histories)
+    out = {"behaviour": behaviour_vectors(als, histories, len(items.V), settings["recency"],
+                                          weights=weights, dislikes=dislikes),
+           "sequence": sequence_vectors(Vn, local, settings["sequence_decay"]),
+           "transition": sequence_vectors(P, local, settings["sequence_decay"]),
+           "text": text_vectors(items.E, histories, settings["recency"], profile)}
+    if towers is not None:  # one forward per user (numpy for a single history)
+        out["towers"] = towers_user_vectors(towers, histories)
+    return out
+
+
+def _patched_rows(items: Any, patch: dict[str, np.ndarray], histories: list[np.ndarray]
+                  ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The unit and next-item factor rows of the history items, with re-solved rows from
+    ``patch``, and the histories renumbered into them."""
+    used = np.unique(np.concatenate(histories)) if histories else np.zeros(0, dtype=np.int64)
+    Vn, P = items.Vn[used], items.P[used]
+    rows = patch["rows"]
+    at = np.searchsorted(used, rows)
+    hit = at < len(used)
+    hit[hit] = used[at[hit]] == rows[hit]
+    Vn[at[hit]] = patch["V"][hit] * patch["inv_norm"][hit][:, None]
+    P[at[hit]] = patch["P"][hit]
+    return Vn, P, [np.searchsorted(used, h) for h in histories]

@@ -1,0 +1,82 @@
+"""The fitted state of a Recommender: what :meth:`~.model.Recommender.fit` learns and
+:func:`.persistence.load` reads, built in one place (:func:`build_state`) for both.
+
+:class:`Fitted` holds the model's parts that outlive one request; what requests read is
+the published :class:`.snapshot.Snapshot` inside its ``publisher``. The id maps,
+histories, feedback and late items change in place under the writer lock (``update``,
+``add_items``, ``remove_items``); a writer that replaces a part (``forget_user``, a
+profile grown by a new user) publishes a new :class:`Fitted` (``dataclasses.replace``).
+:class:`Learned` is what becomes the estimator's public attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from llmrec.recommender import scoring
+from llmrec.recommender.feedback import Feedback
+from llmrec.recommender.history import TRANSITION_WINDOW, Histories
+from llmrec.recommender.ids import IdMap
+from llmrec.recommender.late_items import LateItems
+from llmrec.recommender.rows import Int8Rows
+from llmrec.recommender.snapshot import Publisher, Snapshot
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Everything a fitted Recommender holds besides its parameters and locks."""
+
+    settings: dict[str, Any]       # the checked parameters fit used (saved with the model)
+    geometry: scoring.Geometry     # catalogue statistics fixed at fit
+    user_map: IdMap                # caller ids ↔ rows (update adds, forget_user erases)
+    item_map: IdMap                # (add_items adds, remove_items forgets)
+    histories: Histories           # liked item rows per user, oldest first
+    feedback: Feedback             # every interaction's multiplier, dislike, rating, event
+    profile: np.ndarray | None     # encoded profile text per user (fit with users' text)
+    late_items: LateItems          # items fitted without interactions: their clicks since
+    publisher: Publisher           # the current Snapshot, which requests pin
+    grams: dict[str, np.ndarray] = field(default_factory=dict)  # PᵀP, QᵀQ for late items' solves
+
+
+class Learned(NamedTuple):
+    """What fit learned besides the state: the estimator's public attributes."""
+
+    scenarios: dict[str, dict[str, float]]  # scenarios_ ("home" is weights_)
+    regularization: float                   # regularization_
+    validation: dict[str, Any]              # validation_
+    calibration: Any                        # calibration_
+    event_weights: dict[str, float] | None  # event_weights_
+
+
+def build_items(settings: dict[str, Any], random_state: Any, geometry: scoring.Geometry,
+                V: np.ndarray, inv_norm: np.ndarray, E: Any, P: np.ndarray, Q: np.ndarray,
+                G: np.ndarray | None, removed: np.ndarray | None = None,
+                search_text: np.ndarray | None = None) -> scoring.Items:
+    """The item matrices and their stage-1 indexes. ``E``: the text vectors as kept
+    (float32, :class:`.rows.Int8Rows` or None); stage 1 indexes ``search_text`` (float
+    rows; default: ``E`` decoded). Items ``removed`` (uint8 per row) are skipped there."""
+    if search_text is None:
+        search_text = E[:] if isinstance(E, Int8Rows) else E
+    T = scoring.text_coordinates(search_text, geometry)
+    index = scoring.Stage1(V, T, search_text, Q, settings["index"], settings["num_threads"],
+                           random_state, settings.get("probes"))
+    if removed is not None:
+        index.remove(np.flatnonzero(removed))
+    return scoring.make_items(V, inv_norm, E, P, Q, index, G=G)
+
+
+def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_map: IdMap,
+          item_map: IdMap, histories: Histories, feedback: Feedback, profile: np.ndarray | None,
+          items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
+          labels: np.ndarray | None, towers: Any) -> Fitted:
+    """The state of a fitted or loaded model, its first snapshot published. The late
+    items are those the ALS model has no interactions for; their clicks since are read
+    from the histories."""
+    late = np.flatnonzero(np.diff(als.user_items_.tocsc().indptr) == 0)
+    indptr, hist = histories.arrays()
+    snapshot = Snapshot(items, als, labels, users, len(user_map), towers, item_map.gone)
+    return Fitted(settings, geometry, user_map, item_map, histories, feedback, profile,
+                  LateItems.from_histories(late, indptr, hist, TRANSITION_WINDOW), Publisher(snapshot))
