@@ -131,7 +131,7 @@ struct IndexView {
   // QuantizedView checks it when the storage changes). Without partitions slot = id.
   std::size_t partitions = 0;
   std::size_t slots = 0;                // total slots (codes arrays are sized by slots)
-  const float* centroids = nullptr;     // partitions x d
+  const topk::PackedItems* centroids = nullptr;  // partitions x d, packed for topk::search_packed
   const int64_t* list_starts = nullptr;
   const int64_t* list_sizes = nullptr;
   const int64_t* slot_ids = nullptr;
@@ -139,7 +139,7 @@ struct IndexView {
 };
 
 // Top-k by codec scores (over the `probes` best non-empty lists when partitioned, ranked
-// by the batch-invariant exact search, see topk::search; there, equal scores from
+// by the batch-invariant exact search, topk::search_packed; there, equal scores from
 // different lists are ordered by id for pq4 without filters, and are not guaranteed to be
 // otherwise); with rerank > 0 (and vectors), the best rerank * k candidates per query are
 // re-scored exactly (topk::rescore) and the returned scores are exact inner products.

@@ -346,8 +346,7 @@ void rank_lists(const IndexView& index, const float* queries, std::size_t nq, st
   }
   // Batch-invariant scores: the same as those that assigned the items to their lists
   // (QuantizedIndex assigns with the batch-invariant search_exact), ties included.
-  topk::search(index.centroids, index.partitions, index.d, queries, nq, probes, filter, false, threads,
-               probe_ids, probe_scores, /*batch_invariant=*/true);
+  topk::search_packed(*index.centroids, queries, nq, probes, filter, threads, probe_ids, probe_scores);
 }
 
 void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,

@@ -21,4 +21,21 @@ void scan_scalar(const ScanJob& job) {
   }
 }
 
+void scan_packed_scalar(const PackedScanJob& job) {
+  constexpr std::size_t G = PackedScanJob::kGroup;
+  const std::size_t d = job.d;
+  for (std::size_t first = job.begin; first < job.end; first += G) {
+    const float* group = job.packed + first / G * d * G;
+    const std::size_t count = job.end - first < G ? job.end - first : G;
+    for (std::size_t q = 0; q < job.nq; ++q) {
+      const float* v = job.queries + q * d;
+      float acc[G] = {};
+      for (std::size_t i = 0; i < d; ++i)
+        for (std::size_t l = 0; l < G; ++l) acc[l] += v[i] * group[i * G + l];
+      for (std::size_t l = 0; l < count; ++l)
+        if (acc[l] > job.thresholds[q]) job.on_hit(job.context, q, static_cast<int64_t>(first + l), acc[l]);
+    }
+  }
+}
+
 }  // namespace llmrec::topk::detail
