@@ -329,24 +329,26 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
 
 }  // namespace
 
+ListRanking::ListRanking(const float* centroids, const int64_t* list_sizes, std::size_t partitions,
+                         std::size_t d) {
+  std::vector<float> rows;
+  for (std::size_t p = 0; p < partitions; ++p) {
+    if (list_sizes[p] == 0) continue;
+    lists.push_back(static_cast<int64_t>(p));
+    rows.insert(rows.end(), centroids + p * d, centroids + (p + 1) * d);
+  }
+  this->centroids = topk::PackedItems(rows.data(), lists.size(), d);
+}
+
 namespace detail {
 
 void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
                 int64_t* probe_ids, float* probe_scores) {
+  const ListRanking& ranking = *index.ranking;
   const std::size_t probes = std::min(index.probes, index.partitions);
-  // Only non-empty lists are ranked, so `probes` lists that hold items are scanned even
-  // when empty lists tie with them (identical data leaves most lists empty).
-  std::vector<int64_t> non_empty;
-  topk::Filter filter;
-  if (std::count(index.list_sizes, index.list_sizes + index.partitions, int64_t{0}) > 0) {
-    for (std::size_t p = 0; p < index.partitions; ++p)
-      if (index.list_sizes[p] > 0) non_empty.push_back(static_cast<int64_t>(p));
-    filter.allow_ids = non_empty.data();
-    filter.n_allow_ids = non_empty.size();
-  }
-  // Batch-invariant scores: the same as those that assigned the items to their lists
-  // (QuantizedIndex assigns with the batch-invariant search_exact), ties included.
-  topk::search_packed(*index.centroids, queries, nq, probes, filter, threads, probe_ids, probe_scores);
+  topk::search_packed(ranking.centroids, queries, nq, probes, topk::Filter{}, threads, probe_ids, probe_scores);
+  for (std::size_t j = 0; j < nq * probes; ++j)
+    if (probe_ids[j] >= 0) probe_ids[j] = ranking.lists[static_cast<std::size_t>(probe_ids[j])];
 }
 
 void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
