@@ -136,17 +136,6 @@ Sq8Queries prepare_sq8_queries(const float* queries, std::size_t nq, std::size_t
   return p;
 }
 
-topk::detail::DriveOptions drive_options(std::size_t n, std::size_t nq, std::size_t k,
-                                         std::size_t threads, std::size_t query_bytes) {
-  topk::detail::DriveOptions o;
-  o.n_items = n;
-  o.nq = nq;
-  o.k = k;
-  o.num_threads = threads;
-  o.query_bytes = query_bytes;
-  return o;
-}
-
 // q . b for every query and residual base, row-major (nq x n_bases).
 std::vector<float> base_scores(const float* queries, std::size_t nq, std::size_t d, const float* bases,
                                std::size_t n_bases, std::size_t threads) {
@@ -180,7 +169,7 @@ void sq8_search(const IndexView& index, const float* queries, std::size_t nq, st
   const std::vector<float> bscores =
       with_bases ? base_scores(queries, nq, d, index.sq8_bases, index.sq8_n_bases, threads) : std::vector<float>();
   const detail::Sq8Fn kernel = active_sq8().kernels;
-  auto options = drive_options(index.n, nq, k, threads, 4 * groups);
+  auto options = topk::detail::drive_options(index.n, nq, k, threads, 4 * groups);
   options.split_align = kSq8Block;
   options.min_items_per_split = 8192;
   topk::detail::drive(filter, options, [&](const ScanTask& task) {
@@ -253,7 +242,7 @@ void fp16_search(const IndexView& index, const float* queries, std::size_t nq, s
   const topk::detail::ScanFn scan = topk::detail::active_scan();
   // Rows are decoded a chunk at a time into L2 and scored there by the exact kernel.
   const std::size_t rows = std::max<std::size_t>(16, (64 * 1024) / (d * sizeof(float)));
-  topk::detail::drive(filter, drive_options(index.n, nq, k, threads, d * sizeof(float)),
+  topk::detail::drive(filter, topk::detail::drive_options(index.n, nq, k, threads, d * sizeof(float)),
                       [&](const ScanTask& task) {
     std::vector<float> decoded(rows * d);
     std::vector<float> scratch(topk::detail::scratch_floats(task.nq, d));
@@ -358,13 +347,7 @@ void probe_lists(const IndexView& index, const float* queries, std::size_t nq, s
   std::vector<int64_t> probe_ids(nq * probes);
   std::vector<float> probe_scores(nq * probes);
   rank_lists(index, queries, nq, threads, probe_ids.data(), probe_scores.data());
-  topk::detail::DriveOptions options;
-  options.n_items = index.n;
-  options.nq = nq;
-  options.k = k;
-  options.num_threads = threads;
-  options.query_bytes = d * sizeof(float);
-  topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
+  topk::detail::drive_per_query(filter, topk::detail::drive_options(index.n, nq, k, threads, d * sizeof(float)), [&](std::size_t q, const ScanTask& sink) {
     for (std::size_t j = 0; j < probes; ++j) {
       const int64_t p = probe_ids[q * probes + j];
       if (p < 0 || index.list_sizes[p] == 0) continue;

@@ -280,14 +280,8 @@ void search(const float* items, std::size_t n, std::size_t d, const float* queri
     search_packed(PackedItems(items, n, d), queries, nq, k, filter, num_threads, out_ids, out_scores);
     return;
   }
-  detail::DriveOptions options;
-  options.n_items = n;
-  options.nq = nq;
-  options.k = k;
-  options.num_threads = num_threads;
-  options.query_bytes = d * sizeof(float);
   const detail::ScanFn scan = detail::active_scan();
-  detail::drive(filter, options, [&](const detail::ScanTask& task) {
+  detail::drive(filter, detail::drive_options(n, nq, k, num_threads, d * sizeof(float)), [&](const detail::ScanTask& task) {
     std::vector<float> scratch(detail::scratch_floats(task.nq, d));
     detail::ScanJob job{queries + task.first_query * d, task.nq, d, items, task.positions,
                         task.begin, task.end, task.thresholds, task.on_hit, task.context,
@@ -322,12 +316,7 @@ void search_packed(const PackedItems& items, const float* queries, std::size_t n
   if (d == 0) throw std::invalid_argument("dimension must be positive");
   if (k == 0) throw std::invalid_argument("k must be positive");
   if (nq == 0) return;
-  detail::DriveOptions options;
-  options.n_items = items.n();
-  options.nq = nq;
-  options.k = k;
-  options.num_threads = std::max<std::size_t>(1, num_threads);
-  options.query_bytes = d * sizeof(float);
+  auto options = detail::drive_options(items.n(), nq, k, std::max<std::size_t>(1, num_threads), d * sizeof(float));
   options.split_align = PackedItems::kGroup;  // item ranges start on a group
   options.gather_sparse_allow = false;        // groups are scanned whole: filters by mask
   const detail::PackedScanFn scan = detail::active_packed_scan();
