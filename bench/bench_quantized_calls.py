@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_quantized import clustered  # noqa: E402
 
 import llmrec  # noqa: E402
-from llmrec import _core  # noqa: E402
+from llmrec import _core, quantized  # noqa: E402
 
 
 def load_core(path: str) -> Any:
@@ -42,12 +42,22 @@ def load_core(path: str) -> Any:
     return module
 
 
+def view_of(index: llmrec.QuantizedIndex, core: Any) -> Any:
+    """The index's storage as a QuantizedView of another build's ``core``."""
+    saved = quantized._core
+    quantized._core = core  # _make_view builds the view of the module's _core
+    try:
+        return index._make_view(index._state)
+    finally:
+        quantized._core = saved
+
+
 def native_search(index: llmrec.QuantizedIndex, core: Any = _core):
     """search(queries, k, probes, rerank) straight into the native module ``core``."""
     state = index._state
     lists = state.lists
     if hasattr(core, "QuantizedView"):
-        view = index._view
+        view = index._view if core is _core else view_of(index, core)
         return lambda q, k, probes, rerank: view.search(q, k, None, None, None, None, None,
                                                        probes, rerank, index.num_threads)
     bases = index._bases if state.item_bases is not None else None
@@ -59,17 +69,17 @@ def native_search(index: llmrec.QuantizedIndex, core: Any = _core):
         probes, index._codebooks, state.item_scales, state.item_bases, bases)
 
 
-def side_by_side_us(fns: list, calls: int, repeats: int) -> list[float]:
+def side_by_side_us(fns: list, calls: int, repeats: int, clock: Any = time.perf_counter) -> list[float]:
     """Best over repeats of the mean time of `calls` calls of each fn, interleaved."""
     for fn in fns:
         fn()
     best = [float("inf")] * len(fns)
     for _ in range(repeats):
         for i, fn in enumerate(fns):
-            start = time.perf_counter()
+            start = clock()
             for _ in range(calls):
                 fn()
-            best[i] = min(best[i], (time.perf_counter() - start) / calls * 1e6)
+            best[i] = min(best[i], (clock() - start) / calls * 1e6)
     return best
 
 
@@ -95,6 +105,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--against", help="another build's _core extension file: timed side by side, natively")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="with --against and --threads 1: time the calling thread's CPU time (the native "
+                             "search runs on it), which a loaded machine's waits do not inflate")
     args = parser.parse_args()
     if args.against:
         against(args)
@@ -140,9 +153,12 @@ def against(args: argparse.Namespace) -> None:
     ivf = llmrec.QuantizedIndex(items, codec="sq8", partitions=args.partitions, random_state=0,
                                 num_threads=args.threads)
     flat = llmrec.QuantizedIndex(items, codec="sq8", random_state=0, num_threads=args.threads)
+    if args.cpu_time and args.threads != 1:
+        raise SystemExit("--cpu-time needs --threads 1 (other threads' work is not on the caller's clock)")
+    clock = time.thread_time if args.cpu_time else time.perf_counter
     print(f"this build: {os.path.dirname(llmrec.__file__)}; against: {args.against}; simd "
           f"{_core.active_simd_level()}; {args.n} x {args.d}, {args.partitions} lists, {args.threads} threads; "
-          f"best of {args.repeats}, interleaved")
+          f"best of {args.repeats}, interleaved, {'thread CPU time' if args.cpu_time else 'wall time'}")
     rows = {}
     for name, index, probe_sets in (("ivf", ivf, args.probes), ("flat", flat, (1,))):
         mine, theirs = native_search(index), native_search(index, other)
@@ -152,7 +168,7 @@ def against(args: argparse.Namespace) -> None:
                     q = queries[:nq]
                     calls = (2000 if nq == 1 else 20) if name == "ivf" else (50 if nq == 1 else 2)
                     a, b = side_by_side_us([lambda: theirs(q, 10, probes, rerank),
-                                            lambda: mine(q, 10, probes, rerank)], calls, args.repeats)
+                                            lambda: mine(q, 10, probes, rerank)], calls, args.repeats, clock)
                     label = f"{name} sq8 probes={probes} rerank={rerank} nq={nq}"
                     rows[label] = {"against_us": a, "this_us": b, "ratio": b / a}
                     print(f"{label:<40} against {a:10.1f} us   this {b:10.1f} us   x{b / a:.2f}")

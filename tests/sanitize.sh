@@ -80,7 +80,7 @@ tests=(test_exact_index.py test_quantized.py test_quantized_partitions.py test_q
        test_arrays.py test_index_files.py test_index_maintenance.py test_catalogue.py
        # regression tests of issue 13 (each is skipped here if absent)
        test_core_hostile.py test_native_regressions.py test_file_hostile.py test_wrong_answers.py
-       test_fuzz_known.py)
+       test_fuzz_known.py test_batch_invariance.py)
 paths=()
 for t in "${tests[@]}"; do [[ -f $root/tests/$t ]] && paths+=("$root/tests/$t"); done
 start=$(date +%s)

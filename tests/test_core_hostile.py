@@ -252,6 +252,21 @@ def test_in_place_blocks_must_be_the_callers_array():
     assert good.any()
 
 
+def test_base_numbers_are_not_cast_down():
+    """An int64 base number 2**32 + 1 was cast to the int32 1 (in range: silently the
+    wrong base); only int32 base numbers are taken."""
+    d = 8
+    x = np.ones((1, d), np.float32)
+    blocks = np.zeros((1, _core.sq8_block_bytes(d)), np.uint8)
+    args = (x, np.zeros(d, np.float32), np.ones(d, np.float32), blocks, 0, 1)
+    bases = np.zeros((2, d), np.float32)
+    with pytest.raises(TypeError):
+        _core.sq8_encode(*args, bases=bases, base_of=np.array([2**32 + 1], np.int64),
+                         item_scales=np.zeros(16, np.float32))
+    _core.sq8_encode(*args, bases=bases, base_of=np.array([1], np.int32), item_scales=np.zeros(16, np.float32))
+    assert blocks.any()
+
+
 def test_thread_counts_are_capped(rng):
     assert check_threads(MAX_THREADS) == MAX_THREADS
     for bad in (-1, MAX_THREADS + 1, 2**62):

@@ -54,16 +54,6 @@ def test_identical_vectors_find_items_through_lists(simd_level):
         assert (ids >= 0).all(), codec
 
 
-def test_batch_invariant_scores_do_not_depend_on_the_batch(rng, simd_level):
-    items = rng.standard_normal((257, 37)).astype(np.float32)
-    queries = rng.standard_normal((70, 37)).astype(np.float32)
-    batch_ids, batch_scores = _core.search_exact(items, queries, 257, batch_invariant=True)
-    for q in range(0, 70, 3):
-        ids, scores = _core.search_exact(items, queries[q:q + 1], 257, batch_invariant=True)
-        np.testing.assert_array_equal(ids[0], batch_ids[q])
-        np.testing.assert_array_equal(scores[0], batch_scores[q])  # bit for bit
-
-
 @pytest.mark.parametrize("codec", ["fp16", "sq8", "pq4"])
 def test_each_item_probes_its_own_list_first(rng, simd_level, codec):
     """Items drawn from a few distinct vectors tie with each other; a query equal to an

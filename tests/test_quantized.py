@@ -352,7 +352,7 @@ def test_add_matches_encoding_everything_at_once(rng, codec):
         grown = QuantizedIndex.__new__(QuantizedIndex)
         grown.__dict__.update(whole.__dict__)
         grown._lock = threading.Lock()
-        grown._state = type(whole._state)(0, whole._coder.empty(0), None)
+        grown._state = grown._empty_state()
         grown._append(items[:333], initial=True)
     for part in (items[333:334], items[334:800], items[800:800], items[800:]):
         new_ids = grown.add(part)

@@ -20,6 +20,7 @@ namespace {
 using llmrec::bindings::ByteArray;
 using llmrec::bindings::FloatArray;
 using llmrec::bindings::IdArray;
+using llmrec::bindings::Int32Array;
 using llmrec::bindings::make_filter;
 using llmrec::bindings::checked_product;
 using llmrec::bindings::output_array;
@@ -54,11 +55,9 @@ py::tuple sq8_train(const FloatArray& x) {
   return py::make_tuple(mid, step);
 }
 
-using IntArray = py::array_t<int32_t, llmrec::bindings::kInputFlags | py::array::forcecast>;
-
 void sq8_encode(const FloatArray& x, const FloatArray& mid, const FloatArray& step, const py::object& blocks_arg,
                 std::size_t first_slot, long num_threads, const std::optional<IdArray>& slots,
-                const std::optional<FloatArray>& bases, const std::optional<IntArray>& base_of,
+                const std::optional<FloatArray>& bases, const std::optional<Int32Array>& base_of,
                 const std::optional<py::object>& item_scales_arg) {
   auto blocks = output_array<uint8_t>(blocks_arg, "blocks");
   require(x.ndim() == 2, "vectors must be 2-D");

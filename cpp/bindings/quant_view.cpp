@@ -151,13 +151,13 @@ class QuantizedView {
       }
     require(in_range, "slot ids out of range: every slot of a list must hold an item id in [0, n)");
     require(distinct, "slot ids repeated: the lists hold an item id more than once");
-    centroids_ = copy_of(centroids);
+    ranking_ = llmrec::quant::ListRanking(centroids.data(), list_sizes->data(), p, d);
     list_starts_ = copy_of(*list_starts);
     list_sizes_ = copy_of(*list_sizes);
     slot_ids_ = copy_of(*slot_ids);
     view_.partitions = p;
     view_.slots = slots;
-    view_.centroids = centroids_.data();
+    view_.ranking = &ranking_;
     view_.list_starts = list_starts_.data();
     view_.list_sizes = list_sizes_.data();
     view_.slot_ids = slot_ids_.data();
@@ -232,7 +232,8 @@ class QuantizedView {
 
   std::string codec_name_;
   py::object codes_, item_scales_, vectors_;  // the storage, read in place and kept alive
-  std::vector<float> mid_, step_, centroids_, codebooks_, bases_;
+  std::vector<float> mid_, step_, codebooks_, bases_;
+  llmrec::quant::ListRanking ranking_;  // the centroids of non-empty lists, packed once
   std::vector<int64_t> list_starts_, list_sizes_, slot_ids_;
   std::vector<uint16_t> item_bases_;
   llmrec::quant::IndexView view_;

@@ -154,16 +154,29 @@ def as_float32(values: Any, name: str) -> np.ndarray:
     return array if array.flags.aligned else array.copy()
 
 
-def as_ids(values: Any, name: str, n: int) -> np.ndarray:
-    """Convert ``values`` to a 1-D int64 array of ids in [0, n)."""
+def as_id_array(values: Any, name: str, *, what: str = "ids", allow_scalar: bool = False) -> np.ndarray:
+    """``values`` as a C-contiguous 1-D int64 array of ids, not range-checked: a 1-D
+    integer sequence (with ``allow_scalar``, one id too); an empty one of any dtype gives
+    no ids. ValueError for another shape or a uint64 id beyond int64, TypeError for a
+    dtype that is not an integer one (bool included); ``what`` names the ids."""
     array = np.asarray(values)
+    if allow_scalar:
+        array = np.atleast_1d(array)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence of item ids, got shape {array.shape}")
+        one = "an id or " if allow_scalar else ""
+        raise ValueError(f"{name} must be {one}a 1-D sequence of {what}, got shape {array.shape}")
     if array.size == 0:
         return np.zeros(0, dtype=np.int64)
     if not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer item ids, got dtype {array.dtype}")
-    array = np.ascontiguousarray(array, dtype=np.int64)
+        raise TypeError(f"{name} must hold integer {what}, got dtype {array.dtype}")
+    if array.dtype == np.uint64 and int(array.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} holds id {int(array.max())}, beyond int64")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def as_ids(values: Any, name: str, n: int) -> np.ndarray:
+    """Convert ``values`` to a 1-D int64 array of ids in [0, n)."""
+    array = as_id_array(values, name, what="item ids")
     check_id_range(array, name, n)
     return array
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from llmrec import _core
 from llmrec._arrays import result_order
-from llmrec._checks import allow_to_native, check_sparse_structure, exclude_lists, exclude_to_csr
+from llmrec._checks import allow_to_native, as_id_array, check_sparse_structure, exclude_lists, exclude_to_csr
 from llmrec._row_ids import RowIds
 from llmrec._rwlock import ReadWriteLock
 
@@ -67,7 +67,7 @@ class IndexBase:
                 kept_before = np.concatenate([[0], np.cumsum(keep)])
                 excluded = (kept_before[csr.indptr].astype(np.int64), rows[keep])
             else:
-                lists = [row_ids.translate(_caller_ids(e, f"exclude[{i}]"), n_rows)
+                lists = [row_ids.translate(as_id_array(e, f"exclude[{i}]", allow_scalar=True), n_rows)
                          for i, e in enumerate(exclude_lists(exclude, nq, single_query=single))]
                 indptr = np.zeros(nq + 1, dtype=np.int64)
                 np.cumsum([len(r) for r in lists], out=indptr[1:])
@@ -77,7 +77,7 @@ class IndexBase:
         if sp.issparse(allow) or np.asarray(allow).dtype == np.bool_:
             raise TypeError("allow must be an array of item ids when the index has caller ids "
                             "(a boolean mask has no ids)")
-        rows = row_ids.translate(_caller_ids(allow, "allow"), n_rows)
+        rows = row_ids.translate(as_id_array(allow, "allow", allow_scalar=True), n_rows)
         if rows.size * 8 > n_rows:  # dense lists scan faster as a mask than as gathered rows
             mask = np.zeros(n_rows, dtype=np.uint8)
             mask[rows] = 1
@@ -114,10 +114,4 @@ class IndexBase:
             self._row_ids.mark_removed(rows, n)
 
 
-def _caller_ids(values: Any, name: str) -> np.ndarray:
-    array = np.atleast_1d(np.asarray(values))
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence of ids, got shape {array.shape}")
-    if array.size and (array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer)):
-        raise TypeError(f"{name} must hold integer ids, got dtype {array.dtype}")
-    return array.astype(np.int64, copy=False)
+

@@ -18,20 +18,8 @@ from typing import Any
 import numpy as np
 
 from llmrec._arrays import grow_rows
+from llmrec._checks import as_id_array
 from llmrec.exceptions import UnknownIdError
-
-
-def _id_array(values: Any, name: str) -> np.ndarray:
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence of int64 ids, got shape {array.shape}")
-    if array.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer ids, got dtype {array.dtype}")
-    if array.dtype == np.uint64 and int(array.max()) > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} holds id {int(array.max())}, beyond int64")
-    return np.ascontiguousarray(array, dtype=np.int64)
 
 
 def _no_duplicates(ids: np.ndarray, name: str) -> None:
@@ -75,7 +63,7 @@ class RowIds:
             if self.identity:
                 return None
             return np.arange(self.next_id, self.next_id + m, dtype=np.int64)
-        ids = _id_array(ids, "ids")
+        ids = as_id_array(ids, "ids")
         if len(ids) != m:
             raise ValueError(f"ids must hold one id per vector ({m}), got {len(ids)}")
         if len(ids) and int(ids.min()) < 0:
@@ -96,7 +84,7 @@ class RowIds:
             return
         if self.identity:  # switch to an explicit map
             self.row_ids = np.arange(n_rows, dtype=np.int64)
-            live = np.arange(n_rows) if self.deleted is None else np.flatnonzero(self.deleted[:n_rows] == 0)
+            live = self.live_rows(n_rows)
             self.id_rows = dict(zip(live.tolist(), live.tolist()))
         assert ids is not None, "new_ids() gives ids once they are not row numbers"
         row_ids = grow_rows(self.row_map()[:n_rows], n_rows + m)
@@ -128,7 +116,7 @@ class RowIds:
     def rows_of(self, ids: Any, n_rows: int, name: str = "ids") -> np.ndarray:
         """Rows of live caller ids; ``UnknownIdError`` for an id not in the index (or
         removed), ``ValueError`` for an id given twice."""
-        ids = _id_array(ids, name)
+        ids = as_id_array(ids, name)
         _no_duplicates(ids, name)
         if self.identity:
             bad = (ids < 0) | (ids >= n_rows)
@@ -172,9 +160,13 @@ class RowIds:
             return rows
         return np.where(rows >= 0, self.row_map()[np.maximum(rows, 0)], -1)
 
+    def live_rows(self, n_rows: int) -> np.ndarray:
+        """The rows not removed, in order."""
+        return np.arange(n_rows) if self.deleted is None else np.flatnonzero(self.deleted[:n_rows] == 0)
+
     def live_ids(self, n_rows: int) -> np.ndarray:
         """The caller ids of the rows not removed, in row order."""
-        rows = np.arange(n_rows) if self.deleted is None else np.flatnonzero(self.deleted[:n_rows] == 0)
+        rows = self.live_rows(n_rows)
         return rows.astype(np.int64) if self.identity else self.row_map()[rows].copy()
 
     # ------------------------------------------------------------ files

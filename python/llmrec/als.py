@@ -52,7 +52,7 @@ import scipy.sparse as sp
 
 from llmrec import _core
 from llmrec._arrays import grow_rows, result_order
-from llmrec._checks import (MAX_THREADS, as_float_matrix, check_choice, check_id_range, check_int, check_k,
+from llmrec._checks import (MAX_THREADS, as_float_matrix, as_id_array, check_choice, check_id_range, check_int, check_k,
                             check_real, check_sparse_structure, check_threads)
 from llmrec._estimator import Estimator
 from llmrec._fileformat import load_arrays, save_arrays
@@ -154,12 +154,7 @@ def _native(csr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _as_user_ids(values: Any, name: str, n: int) -> tuple[np.ndarray, bool]:
     single = np.ndim(values) == 0
-    array = np.atleast_1d(np.asarray(values))
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be an id or a 1-D sequence of ids, got shape {array.shape}")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer ids, got dtype {array.dtype}")
-    array = array.astype(np.int64, copy=False)
+    array = as_id_array(values, name, allow_scalar=True)
     check_id_range(array, name, n, what="id")
     return array, single
 
@@ -652,12 +647,7 @@ class ALS(Estimator):
         """Distinct ids >= 0 for a partial fit of a side that has ``n`` rows. Ids >= n grow
         it, but by at most len(ids) + MAX_ID_GAP rows: a stray id such as 10**9 would
         otherwise allocate its factor rows (15 GiB at f = 4)."""
-        array = np.atleast_1d(np.asarray(values))
-        if array.ndim != 1:
-            raise ValueError(f"{name} must be a 1-D sequence of ids, got shape {array.shape}")
-        if array.size and not np.issubdtype(array.dtype, np.integer):
-            raise TypeError(f"{name} must hold integer ids, got dtype {array.dtype}")
-        array = array.astype(np.int64, copy=False)
+        array = as_id_array(values, name, allow_scalar=True)
         if array.size and array.min() < 0:
             raise ValueError(f"{name} holds negative id {int(array.min())}")
         if len(np.unique(array)) != len(array):

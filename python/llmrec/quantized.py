@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
 from llmrec import _core
+from llmrec._arrays import reserve_rows
 from llmrec._checks import (as_float_matrix, as_queries, check_choice, check_int, check_k,
                             check_threads, check_vector_norms)
 from llmrec._codecs import Codec, Fp16, Pq4, Sq8
@@ -40,6 +41,13 @@ class _Lists(NamedTuple):
     slot_ids: np.ndarray    # (slots,) int64 item id of each slot, -1 for padding
     assignment: np.ndarray  # (n,) int32 list of each item, in id order
 
+    def slot_of(self, n: int) -> np.ndarray:
+        """(n,) int64 the slot of each item."""
+        slots = np.empty(n, np.int64)
+        used = np.flatnonzero(self.slot_ids >= 0)
+        slots[self.slot_ids[used]] = used
+        return slots
+
 
 class _State(NamedTuple):
     """One consistent snapshot of the searchable rows; replaced, never mutated, by add.
@@ -53,19 +61,13 @@ class _State(NamedTuple):
     item_bases: np.ndarray | None = None   # flat residual sq8: (slots,) uint16 base of each slot
 
 
-def _grow(buffer: np.ndarray | None, used: int, needed: int, row_shape: tuple[int, ...],
-          dtype: Any, fill: int = 0) -> np.ndarray:
-    """Return ``buffer`` if it can take ``needed`` rows in place, else a larger copy.
-
-    Arrays passed in by the user or loaded from files have no spare rows, so only
-    storage allocated here (with geometric headroom) is ever written past ``used``.
-    """
-    if buffer is not None and buffer.flags.writeable and needed <= buffer.shape[0]:
-        return buffer
-    grown = np.full((max(needed, 2 * used, 16), *row_shape), fill, dtype=dtype)
-    if buffer is not None and used:
-        grown[:used] = buffer[:used]
-    return grown
+@overload
+def _writeable(array: np.ndarray) -> np.ndarray: ...
+@overload
+def _writeable(array: None) -> None: ...
+def _writeable(array: np.ndarray | None) -> np.ndarray | None:
+    """``array`` if it may be written in place, else a copy (None stays None)."""
+    return array if array is None or array.flags.writeable else array.copy()
 
 
 def _int_arg(value: Any, name: str, minimum: int) -> int:
@@ -134,6 +136,22 @@ class QuantizedIndex(IndexBase):
     >>> ids, scores = index.search(np.random.rand(64), k=5)
     """
 
+    _codec: str
+    _metric: str
+    _d: int
+    _pq_m: int | None
+    _partitions: int | None
+    _keep_vectors: bool
+    _residual: bool
+    _num_threads: int
+    _coder: Codec
+    _centroids: np.ndarray | None  # (partitions, d) list centroids, with partitions
+    _bases: np.ndarray | None      # flat residual sq8: (n_bases, d) coarse centroids
+    _state: _State
+    _view: _core.QuantizedView     # the native view of _state
+    _rw: ReadWriteLock
+    _row_ids: RowIds
+
     def __init__(self, vectors: Any, *, codec: str = "sq8", metric: str = "ip",
                  partitions: int | None = None, pq_subspaces: int | None = None,
                  keep_vectors: bool = True, train_size: int = 200_000,
@@ -177,19 +195,44 @@ class QuantizedIndex(IndexBase):
             self._train_lists(sample, seed)
             sample_lists = self._nearest_lists(sample)
             if isinstance(self._coder, Sq8):
-                self._coder.train(sample - self._centroids[sample_lists])
-            self._set_state(_State(0, self._coder.empty(0), None,
-                                   _Lists(np.zeros(self._partitions, np.int64),
-                                          np.zeros(self._partitions, np.int64),
-                                          np.zeros(0, np.int64), np.zeros(0, np.int32))))
-        else:
-            if isinstance(self._coder, Sq8):
-                self._train_bases(sample, items.shape[0], rng)
-            self._set_state(_State(0, self._coder.empty(0), None))
+                self._coder.train(sample - self._list_centroids[sample_lists])
+        elif isinstance(self._coder, Sq8):
+            self._train_bases(sample, items.shape[0], rng)
+        self._set_state(self._empty_state())
         self._append(items, initial=True, ids=first_ids)
+
+    def _empty_state(self) -> _State:
+        """No rows yet: empty codes, and empty lists (with partitions) or per-slot scales and
+        base numbers (flat residual sq8)."""
+        codes = self._coder.empty(0)
+        if self._partitions is not None:
+            empty_lists = np.zeros(self._partitions, np.int64)
+            return _State(0, codes, None, _Lists(empty_lists, empty_lists.copy(), np.zeros(0, np.int64),
+                                                 np.zeros(0, np.int32)))
+        if self._residual:
+            return _State(0, codes, None, item_scales=np.zeros(0, np.float32), item_bases=np.zeros(0, np.uint16))
+        return _State(0, codes, None)
 
     def _n_rows(self) -> int:
         return self._state.n
+
+    @property
+    def _n_lists(self) -> int:
+        """The number of inverted lists (an index with partitions only)."""
+        assert self._partitions is not None, "an index with partitions"
+        return self._partitions
+
+    @property
+    def _list_centroids(self) -> np.ndarray:
+        """The inverted lists' centroids (an index with partitions only)."""
+        assert self._centroids is not None, "an index with partitions"
+        return self._centroids
+
+    @property
+    def _base_rows(self) -> np.ndarray:
+        """The coarse centroids of flat residual sq8."""
+        assert self._bases is not None, "a flat residual sq8 index"
+        return self._bases
 
     def _set_state(self, state: _State) -> None:
         """Make ``state`` the searchable rows (the write lock held, or during construction):
@@ -198,7 +241,7 @@ class QuantizedIndex(IndexBase):
         view = self._make_view(state)
         self._state, self._view = state, view
 
-    def _make_view(self, state: _State) -> Any:
+    def _make_view(self, state: _State) -> _core.QuantizedView:
         lists = state.lists
         return _core.QuantizedView(
             self._codec, state.n, self._d, state.codes, vectors=state.vectors,
@@ -214,10 +257,16 @@ class QuantizedIndex(IndexBase):
         if self._codec == "sq8":
             return Sq8(self._d)
         if self._codec == "pq4":
-            return Pq4(self._d, self._pq_m)
+            return Pq4(self._d, self._subspace_count)
         return Fp16(self._d)
 
     # The codec's trained parameters, by their former names (tests read them here).
+    @property
+    def _subspace_count(self) -> int:
+        """pq4's number of subspaces."""
+        assert self._pq_m is not None, "a pq4 index"
+        return self._pq_m
+
     @property
     def _mid(self) -> np.ndarray | None:
         return getattr(self._coder, "mid", None)
@@ -239,9 +288,11 @@ class QuantizedIndex(IndexBase):
         rows = sample
         if sample.shape[0] > count * _SQ8_ROWS_PER_BASE:
             rows = sample[np.sort(rng.choice(sample.shape[0], count * _SQ8_ROWS_PER_BASE, replace=False))]
-        self._bases, nearest = _core.kmeans_train(rows, count, _SQ8_ITERATIONS,
-                                                  int(rng.integers(0, 2**63 - 1)), self._num_threads)
-        self._coder.train(rows - self._bases[nearest])
+        bases, nearest = _core.kmeans_train(rows, count, _SQ8_ITERATIONS, int(rng.integers(0, 2**63 - 1)),
+                                            self._num_threads)
+        self._bases = bases
+        assert isinstance(self._coder, Sq8)
+        self._coder.train(rows - bases[nearest])
 
     # ---------------------------------------------------------------- properties
     @property
@@ -322,16 +373,16 @@ class QuantizedIndex(IndexBase):
         clusters merged clusters behind short centroids that the probe ranks low (200k
         clustered, 100 lists, sq8, 1 probe: recall@10 0.375 L2 lists, 0.808 assigned by
         inner product, 0.949 after 10 inner-product rounds)."""
-        self._centroids, _ = _core.kmeans_train(sample, self._partitions, _IVF_L2_ITERATIONS, seed,
-                                                self._num_threads)
+        centroids, _ = _core.kmeans_train(sample, self._n_lists, _IVF_L2_ITERATIONS, seed, self._num_threads)
+        self._centroids = centroids
         for _ in range(_IVF_IP_ROUNDS):
             lists = self._nearest_lists(sample)
             order = np.argsort(lists, kind="stable")
-            counts = np.bincount(lists, minlength=self._partitions)
+            counts = np.bincount(lists, minlength=self._n_lists)
             used = np.flatnonzero(counts)
             starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[used]
             sums = np.add.reduceat(sample[order].astype(np.float64), starts, axis=0)
-            self._centroids[used] = (sums / counts[used, None]).astype(np.float32)  # empty lists stay
+            centroids[used] = (sums / counts[used, None]).astype(np.float32)  # empty lists stay
 
     def _nearest_lists(self, rows: np.ndarray) -> np.ndarray:
         """Each row's list: the centroid with the largest inner product, the rule that
@@ -341,7 +392,7 @@ class QuantizedIndex(IndexBase):
         centroids, which the inner-product probe ranks low; recall@10 0.42 – 0.74.)"""
         # batch_invariant: the scores that rank a query's lists at search time (one query
         # or many), so an item's own vector always probes the list it was put in first.
-        ids, _ = _core.search_exact(self._centroids, rows, 1, exclude_indptr=None, exclude_ids=None,
+        ids, _ = _core.search_exact(self._list_centroids, rows, 1, exclude_indptr=None, exclude_ids=None,
                                     allow_mask=None, allow_ids=None, normalize_queries=False,
                                     num_threads=self._num_threads, batch_invariant=True)
         return ids[:, 0].astype(np.int32)
@@ -352,10 +403,10 @@ class QuantizedIndex(IndexBase):
         sizes, slot_ids (item per slot, -1 padding), the slot of each item), items of a
         list in their order."""
         n = len(assignment)
-        sizes = np.bincount(assignment, minlength=self._partitions).astype(np.int64)
+        sizes = np.bincount(assignment, minlength=self._n_lists).astype(np.int64)
         block = self._coder.block
         room = -(-sizes // block) * block
-        starts = np.zeros(self._partitions, np.int64)
+        starts = np.zeros(self._n_lists, np.int64)
         np.cumsum(room[:-1], out=starts[1:])
         order = np.argsort(assignment, kind="stable")
         rank = np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)
@@ -370,6 +421,7 @@ class QuantizedIndex(IndexBase):
         """Codes, lists (and residual sq8 scales) for the old items plus ``rows``, by nearest
         centroid; with ``at``, ``rows`` replace those items instead (each to its new list)."""
         n, lists = state.n, state.lists
+        assert lists is not None, "an index with partitions"
         new_assignment = self._nearest_lists(rows)
         if at is None:
             at = np.arange(n, n + rows.shape[0])
@@ -407,24 +459,26 @@ class QuantizedIndex(IndexBase):
                 codes, lists, scales = self._relayout(state, rows)
             else:
                 coder = self._coder
-                codes = _grow(state.codes, coder.code_rows(n), coder.code_rows(n + m), coder.row_shape(),
-                              coder.dtype(), fill=coder.fill())
+                codes = reserve_rows(state.codes, state.codes[:coder.code_rows(n)], coder.code_rows(n + m),
+                                     fill=coder.fill())
                 residual = {}
                 if self._residual:
                     # Per-slot arrays cover whole blocks: the kernels read them 16 at a time.
+                    assert state.item_scales is not None and state.item_bases is not None, "flat residual sq8"
                     slots = codes.shape[0] * coder.block
-                    scales = _grow(state.item_scales, n, slots, (), np.float32)
-                    bases = _grow(state.item_bases, n, slots, (), np.uint16)
-                    nearest = _core.kmeans_assign(rows, self._bases, self._num_threads)
+                    scales = reserve_rows(state.item_scales, state.item_scales[:n], slots)
+                    bases = reserve_rows(state.item_bases, state.item_bases[:n], slots)
+                    nearest = _core.kmeans_assign(rows, self._base_rows, self._num_threads)
                     bases[n:n + m] = nearest
-                    residual = dict(bases=self._bases, base_of=nearest, item_scales=scales)
+                    residual = dict(bases=self._base_rows, base_of=nearest, item_scales=scales)
                 coder.encode(rows, codes, None, n, self._num_threads, **residual)
             vectors = None
             if self._keep_vectors:
                 if initial:
                     vectors = rows  # float32 C-contiguous input is kept without a copy
                 else:
-                    vectors = _grow(state.vectors, n, n + m, (self._d,), np.float32)
+                    assert state.vectors is not None, "kept vectors"
+                    vectors = reserve_rows(state.vectors, state.vectors[:n], n + m)
                     vectors[n:n + m] = rows
             self._set_state(_State(n + m, codes, vectors, lists, scales, bases))
             self._row_ids.append(n, m, new_ids)
@@ -469,7 +523,6 @@ class QuantizedIndex(IndexBase):
                     vectors = np.array(vectors[:state.n], dtype=np.float32, order="C")
                     self._owns_vectors = True
                 vectors[at] = rows
-            own = lambda a: None if a is None else (a if a.flags.writeable else a.copy())  # noqa: E731
             if state.lists is not None:
                 lists = state.lists
                 targets = self._nearest_lists(rows)
@@ -481,19 +534,20 @@ class QuantizedIndex(IndexBase):
                 slots = np.array([lists.starts[p] + int(np.flatnonzero(
                     lists.slot_ids[lists.starts[p]:lists.starts[p] + lists.sizes[p]] == i)[0])
                     for i, p in zip(at.tolist(), targets.tolist())], dtype=np.int64)
-                codes, scales = own(state.codes), own(state.item_scales)
+                codes, scales = _writeable(state.codes), _writeable(state.item_scales)
                 residual = {}
                 if self._residual:
-                    residual = dict(bases=self._centroids, base_of=targets, item_scales=scales)
+                    residual = dict(bases=self._list_centroids, base_of=targets, item_scales=scales)
                 self._encode_in_place(rows, codes, slots, residual)
                 self._set_state(_State(state.n, codes, vectors, lists, scales))
                 return
-            codes, scales, bases = own(state.codes), own(state.item_scales), own(state.item_bases)
+            codes, scales, bases = _writeable(state.codes), _writeable(state.item_scales), _writeable(state.item_bases)
             residual = {}
             if self._residual:
-                nearest = _core.kmeans_assign(rows, self._bases, self._num_threads)
+                assert bases is not None, "flat residual sq8"
+                nearest = _core.kmeans_assign(rows, self._base_rows, self._num_threads)
                 bases[at] = nearest
-                residual = dict(bases=self._bases, base_of=nearest, item_scales=scales)
+                residual = dict(bases=self._base_rows, base_of=nearest, item_scales=scales)
             self._encode_in_place(rows, codes, at, residual)
             self._set_state(_State(state.n, codes, vectors, None, scales, bases))
 
@@ -514,7 +568,7 @@ class QuantizedIndex(IndexBase):
             n = state.n
             if not self._row_ids.n_removed(n):
                 return
-            keep = np.flatnonzero(self._row_ids.deleted[:n] == 0)
+            keep = self._row_ids.live_rows(n)
             ids = self._row_ids.live_ids(n)
             next_id = self._row_ids.next_id
             self._set_state(self._compacted(state, keep))
@@ -527,16 +581,11 @@ class QuantizedIndex(IndexBase):
         """``state`` holding only the items ``keep`` (renumbered 0 .. len(keep) - 1)."""
         m = len(keep)
         vectors = None if state.vectors is None else np.ascontiguousarray(state.vectors[keep])
-        renumber = np.full(state.n, -1, np.int64)
-        renumber[keep] = np.arange(m)
         if state.lists is not None:
             lists = state.lists
             assignment = lists.assignment[keep]
             starts, sizes, slot_ids, new_slot = self._slot_layout(assignment)
-            old_slot = np.empty(state.n, np.int64)
-            used = np.flatnonzero(lists.slot_ids >= 0)
-            old_slot[lists.slot_ids[used]] = used
-            src, total = old_slot[keep], len(slot_ids)
+            src, total = lists.slot_of(state.n)[keep], len(slot_ids)
             new_lists = _Lists(starts, sizes, slot_ids, assignment)
         else:
             src, new_slot = keep, np.arange(m, dtype=np.int64)
@@ -564,7 +613,7 @@ class QuantizedIndex(IndexBase):
                 total += coder.code_rows(state.n) * coder.block * per_slot.itemsize
         if state.lists is not None:
             total = state.codes.nbytes + params
-            total += self._centroids.nbytes + state.lists.slot_ids.nbytes + state.lists.assignment.nbytes
+            total += self._list_centroids.nbytes + state.lists.slot_ids.nbytes + state.lists.assignment.nbytes
             total += state.lists.starts.nbytes + state.lists.sizes.nbytes
             if state.item_scales is not None:
                 total += state.item_scales.nbytes
@@ -580,15 +629,12 @@ class QuantizedIndex(IndexBase):
     def _reconstruct(self, state: _State, ids: np.ndarray) -> np.ndarray:
         slots = ids
         if state.lists is not None:
-            slot_of = np.empty(state.n, np.int64)
-            used = np.flatnonzero(state.lists.slot_ids >= 0)
-            slot_of[state.lists.slot_ids[used]] = used
-            slots = slot_of[ids]
+            slots = state.lists.slot_of(state.n)[ids]
         out = self._coder.decode(state.codes, slots, state.item_scales)
         if state.item_bases is not None:
-            out += self._bases[state.item_bases[slots]]
+            out += self._base_rows[state.item_bases[slots]]
         elif self._residual and state.lists is not None:
-            out += self._centroids[state.lists.assignment[ids]]
+            out += self._list_centroids[state.lists.assignment[ids]]
         return out
 
     # ---------------------------------------------------------------- search
@@ -671,7 +717,7 @@ class QuantizedIndex(IndexBase):
         version = _KIND_VERSION if arrays else 2  # 2 where nothing needs 3: earlier llmrec reads it
         if state.lists is not None:
             arrays["codes"] = state.codes
-            arrays.update(centroids=self._centroids, list_starts=state.lists.starts,
+            arrays.update(centroids=self._list_centroids, list_starts=state.lists.starts,
                           list_sizes=state.lists.sizes, slot_ids=state.lists.slot_ids,
                           assignment=state.lists.assignment)
         else:
@@ -683,7 +729,7 @@ class QuantizedIndex(IndexBase):
             arrays["item_scales"] = np.asarray(state.item_scales[:slots])
             if state.item_bases is not None:
                 arrays["item_bases"] = np.asarray(state.item_bases[:slots])
-                arrays["bases"] = self._bases
+                arrays["bases"] = self._base_rows
         if state.vectors is not None:
             arrays["vectors"] = np.asarray(state.vectors[:state.n])
         meta = {"codec": self._codec, "metric": self._metric, "n": state.n, "dim": self._d,
@@ -770,12 +816,12 @@ class QuantizedIndex(IndexBase):
         if self._codec == "sq8":
             self._coder = Sq8.load(arrays, path, self._d)
         elif self._codec == "pq4":
-            self._coder = Pq4.load(arrays, path, self._d, self._pq_m)
+            self._coder = Pq4.load(arrays, path, self._d, self._subspace_count)
         return self._coder.load_codes(arrays, path, slots, check_values)
 
     def _load_lists(self, path: Any, arrays: dict[str, np.ndarray], n: int, d: int) -> _Lists:
         """Read and check the inverted file's arrays (ids must index memory safely)."""
-        p = self._partitions
+        p = self._n_lists
         self._centroids = array(arrays, "centroids", path, dtype=np.float32, shape=(p, d), finite=True)
         lists = _Lists(array(arrays, "list_starts", path, dtype=np.int64, shape=(p,)),
                        array(arrays, "list_sizes", path, dtype=np.int64, shape=(p,)),

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "llmrec/topk.hpp"
 
@@ -104,6 +105,18 @@ void pq4_tables(const float* queries, std::size_t nq, std::size_t d, std::size_t
 // ---- search --------------------------------------------------------------------------
 enum class Codec { fp16, sq8, pq4 };
 
+// What ranks a query's inverted lists, built once per list layout: the centroids of the
+// non-empty lists (only those are probed, so `probes` lists that hold items are scanned
+// even where empty lists tie with them), packed for the batch-invariant topk::search_packed,
+// and their list numbers in ascending order (so equal scores still rank the smaller list
+// number first). A centroid's score is the one that assigned the items to its list.
+struct ListRanking {
+  ListRanking() = default;
+  ListRanking(const float* centroids, const int64_t* list_sizes, std::size_t partitions, std::size_t d);
+  topk::PackedItems centroids;
+  std::vector<int64_t> lists;
+};
+
 // A read-only view of one index's arrays.
 struct IndexView {
   Codec codec = Codec::sq8;
@@ -131,7 +144,7 @@ struct IndexView {
   // QuantizedView checks it when the storage changes). Without partitions slot = id.
   std::size_t partitions = 0;
   std::size_t slots = 0;                // total slots (codes arrays are sized by slots)
-  const float* centroids = nullptr;     // partitions x d
+  const ListRanking* ranking = nullptr;  // built from the partitions x d centroids and list sizes
   const int64_t* list_starts = nullptr;
   const int64_t* list_sizes = nullptr;
   const int64_t* slot_ids = nullptr;
@@ -139,7 +152,7 @@ struct IndexView {
 };
 
 // Top-k by codec scores (over the `probes` best non-empty lists when partitioned, ranked
-// by the batch-invariant exact search, see topk::search; there, equal scores from
+// by the batch-invariant exact search, topk::search_packed; there, equal scores from
 // different lists are ordered by id for pq4 without filters, and are not guaranteed to be
 // otherwise); with rerank > 0 (and vectors), the best rerank * k candidates per query are
 // re-scored exactly (topk::rescore) and the returned scores are exact inner products.

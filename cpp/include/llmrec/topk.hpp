@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace llmrec::topk {
 
@@ -30,15 +31,42 @@ struct Filter {
 // qualifying items are padded with id -1 and score -inf.
 // With normalize_queries, each query is scaled to unit length first (zero stays zero),
 // which together with unit-length items gives cosine similarity.
-// With batch_invariant, the score of each (query, item) pair is bit-for-bit the same
-// whatever the number of queries searched together (at a given SIMD level): the kernels
-// keep their one-query arithmetic instead of switching to the faster many-query layout.
-// Inverted lists need this: an item assigned to a list in a batch must rank that list
-// the same way when it is later searched alone, or exact ties send the query elsewhere.
+// With batch_invariant, the items are packed (PackedItems) and searched by search_packed:
+// the score of each (query, item) pair is then bit-for-bit the same whatever the number
+// of queries searched together (at a given SIMD level).
 void search(const float* items, std::size_t n, std::size_t d, const float* queries,
             std::size_t nq, std::size_t k, const Filter& filter, bool normalize_queries,
             std::size_t num_threads, int64_t* out_ids, float* out_scores,
             bool batch_invariant = false);
+
+// Item rows packed for the batch-invariant search, built once and searched many times
+// (an inverted file's centroids). Groups of kGroup items are stored as d rows of kGroup
+// floats ([group][dimension][item], zero past n, 64-byte aligned), so that SIMD lanes run
+// across items and every score is one multiply-add chain over the dimensions in order.
+class PackedItems {
+ public:
+  static constexpr std::size_t kGroup = 16;
+
+  PackedItems() = default;
+  PackedItems(const float* items, std::size_t n, std::size_t d);
+  std::size_t n() const { return n_; }
+  std::size_t d() const { return d_; }
+  const float* data() const { return values_.get(); }
+
+ private:
+  std::size_t n_ = 0, d_ = 0;
+  std::shared_ptr<const float> values_;  // shared: copies of a view share one packing
+};
+
+// Exact top-k by inner product over packed items, with search's contract. Each
+// (query, item) score is computed the same way whatever the number of queries, their
+// position in the batch and the thread count: one fused multiply-add per dimension in
+// order from zero (separate multiply and add at the scalar level), so it is bit-for-bit
+// the same at a given SIMD level. Inverted lists need this: an item assigned to a list
+// in a batch must rank that list the same way when it is later searched alone, or exact
+// ties send the query elsewhere.
+void search_packed(const PackedItems& items, const float* queries, std::size_t nq, std::size_t k,
+                   const Filter& filter, std::size_t num_threads, int64_t* out_ids, float* out_scores);
 
 // One term of a candidate re-scoring: for query q and candidate item i it adds
 // row_scale[i]·(row i · queries[q]) (rows of length d; without row_scale the factor is

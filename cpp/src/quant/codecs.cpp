@@ -136,17 +136,6 @@ Sq8Queries prepare_sq8_queries(const float* queries, std::size_t nq, std::size_t
   return p;
 }
 
-topk::detail::DriveOptions drive_options(std::size_t n, std::size_t nq, std::size_t k,
-                                         std::size_t threads, std::size_t query_bytes) {
-  topk::detail::DriveOptions o;
-  o.n_items = n;
-  o.nq = nq;
-  o.k = k;
-  o.num_threads = threads;
-  o.query_bytes = query_bytes;
-  return o;
-}
-
 // q . b for every query and residual base, row-major (nq x n_bases).
 std::vector<float> base_scores(const float* queries, std::size_t nq, std::size_t d, const float* bases,
                                std::size_t n_bases, std::size_t threads) {
@@ -180,7 +169,7 @@ void sq8_search(const IndexView& index, const float* queries, std::size_t nq, st
   const std::vector<float> bscores =
       with_bases ? base_scores(queries, nq, d, index.sq8_bases, index.sq8_n_bases, threads) : std::vector<float>();
   const detail::Sq8Fn kernel = active_sq8().kernels;
-  auto options = drive_options(index.n, nq, k, threads, 4 * groups);
+  auto options = topk::detail::drive_options(index.n, nq, k, threads, 4 * groups);
   options.split_align = kSq8Block;
   options.min_items_per_split = 8192;
   topk::detail::drive(filter, options, [&](const ScanTask& task) {
@@ -253,7 +242,7 @@ void fp16_search(const IndexView& index, const float* queries, std::size_t nq, s
   const topk::detail::ScanFn scan = topk::detail::active_scan();
   // Rows are decoded a chunk at a time into L2 and scored there by the exact kernel.
   const std::size_t rows = std::max<std::size_t>(16, (64 * 1024) / (d * sizeof(float)));
-  topk::detail::drive(filter, drive_options(index.n, nq, k, threads, d * sizeof(float)),
+  topk::detail::drive(filter, topk::detail::drive_options(index.n, nq, k, threads, d * sizeof(float)),
                       [&](const ScanTask& task) {
     std::vector<float> decoded(rows * d);
     std::vector<float> scratch(topk::detail::scratch_floats(task.nq, d));
@@ -329,25 +318,26 @@ void partitioned_search(const IndexView& index, const float* queries, std::size_
 
 }  // namespace
 
+ListRanking::ListRanking(const float* centroids, const int64_t* list_sizes, std::size_t partitions,
+                         std::size_t d) {
+  std::vector<float> rows;
+  for (std::size_t p = 0; p < partitions; ++p) {
+    if (list_sizes[p] == 0) continue;
+    lists.push_back(static_cast<int64_t>(p));
+    rows.insert(rows.end(), centroids + p * d, centroids + (p + 1) * d);
+  }
+  this->centroids = topk::PackedItems(rows.data(), lists.size(), d);
+}
+
 namespace detail {
 
 void rank_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t threads,
                 int64_t* probe_ids, float* probe_scores) {
+  const ListRanking& ranking = *index.ranking;
   const std::size_t probes = std::min(index.probes, index.partitions);
-  // Only non-empty lists are ranked, so `probes` lists that hold items are scanned even
-  // when empty lists tie with them (identical data leaves most lists empty).
-  std::vector<int64_t> non_empty;
-  topk::Filter filter;
-  if (std::count(index.list_sizes, index.list_sizes + index.partitions, int64_t{0}) > 0) {
-    for (std::size_t p = 0; p < index.partitions; ++p)
-      if (index.list_sizes[p] > 0) non_empty.push_back(static_cast<int64_t>(p));
-    filter.allow_ids = non_empty.data();
-    filter.n_allow_ids = non_empty.size();
-  }
-  // Batch-invariant scores: the same as those that assigned the items to their lists
-  // (QuantizedIndex assigns with the batch-invariant search_exact), ties included.
-  topk::search(index.centroids, index.partitions, index.d, queries, nq, probes, filter, false, threads,
-               probe_ids, probe_scores, /*batch_invariant=*/true);
+  topk::search_packed(ranking.centroids, queries, nq, probes, topk::Filter{}, threads, probe_ids, probe_scores);
+  for (std::size_t j = 0; j < nq * probes; ++j)
+    if (probe_ids[j] >= 0) probe_ids[j] = ranking.lists[static_cast<std::size_t>(probe_ids[j])];
 }
 
 void probe_lists(const IndexView& index, const float* queries, std::size_t nq, std::size_t k,
@@ -357,13 +347,7 @@ void probe_lists(const IndexView& index, const float* queries, std::size_t nq, s
   std::vector<int64_t> probe_ids(nq * probes);
   std::vector<float> probe_scores(nq * probes);
   rank_lists(index, queries, nq, threads, probe_ids.data(), probe_scores.data());
-  topk::detail::DriveOptions options;
-  options.n_items = index.n;
-  options.nq = nq;
-  options.k = k;
-  options.num_threads = threads;
-  options.query_bytes = d * sizeof(float);
-  topk::detail::drive_per_query(filter, options, [&](std::size_t q, const ScanTask& sink) {
+  topk::detail::drive_per_query(filter, topk::detail::drive_options(index.n, nq, k, threads, d * sizeof(float)), [&](std::size_t q, const ScanTask& sink) {
     for (std::size_t j = 0; j < probes; ++j) {
       const int64_t p = probe_ids[q * probes + j];
       if (p < 0 || index.list_sizes[p] == 0) continue;

@@ -263,12 +263,7 @@ void pq4_search(const IndexView& index, const float* queries, std::size_t nq, st
                      threads, sorted_rows, out_ids, out_scores);
     return;
   }
-  topk::detail::DriveOptions options;
-  options.n_items = index.n;
-  options.nq = nq;
-  options.k = k;
-  options.num_threads = threads;
-  options.query_bytes = 16 * padded;
+  auto options = topk::detail::drive_options(index.n, nq, k, threads, 16 * padded);
   if (index.partitions > 0) {
     probe_lists(index, queries, nq, k, filter, threads, out_ids, out_scores,
                 [&](std::size_t q, const ProbedList& list, const ScanTask& sink) {

@@ -38,6 +38,18 @@ struct DriveOptions {
   bool gather_sparse_allow = true;     // scan a sparse allow-list as positions
 };
 
+// The options every search sets; the rest keep their defaults.
+inline DriveOptions drive_options(std::size_t n_items, std::size_t nq, std::size_t k, std::size_t num_threads,
+                                  std::size_t query_bytes) {
+  DriveOptions o;
+  o.n_items = n_items;
+  o.nq = nq;
+  o.k = k;
+  o.num_threads = num_threads;
+  o.query_bytes = query_bytes;
+  return o;
+}
+
 // Runs `scan` over every task and writes nq x k ids and scores (sorted, ties by smaller
 // id, padded with -1 / -inf). Within one task the scorer must visit each query's items
 // in ascending id order (a strict threshold test then keeps smaller ids on ties), or

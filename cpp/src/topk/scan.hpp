@@ -28,9 +28,6 @@ struct ScanJob {
   // scratch_floats(nq, d) floats, 64-byte aligned. Owned by the caller so that kernels
   // compiled for one ISA never instantiate library code shared with other files.
   float* scratch;
-  // Score every (query, item) pair with the one-query arithmetic, whatever nq (see
-  // topk::search's batch_invariant).
-  bool batch_invariant = false;
 };
 
 // Scratch a ScanJob over nq queries of dimension d must provide.
@@ -44,5 +41,31 @@ void scan_avx512(const ScanJob& job);
 
 // The kernel for the active SIMD level.
 ScanFn active_scan();
+
+// One scan of items begin .. end, packed in groups of kGroup (topk::PackedItems),
+// against a block of queries, with ScanJob's reporting contract. Every score is one
+// multiply-add chain over the dimensions in order, whatever nq and the kernel's tiling
+// (see topk::search_packed), and items are visited in ascending id order per query.
+struct PackedScanJob {
+  static constexpr std::size_t kGroup = 16;  // = PackedItems::kGroup (ISA files include no <memory>)
+  const float* queries;  // nq x d, row-major
+  std::size_t nq;
+  std::size_t d;
+  const float* packed;   // the packed items ([group][d][kGroup]), 64-byte aligned
+  std::size_t begin;     // a multiple of kGroup
+  std::size_t end;
+  float* thresholds;
+  HitFn on_hit;
+  void* context;
+};
+
+using PackedScanFn = void (*)(const PackedScanJob&);
+
+void scan_packed_scalar(const PackedScanJob& job);
+void scan_packed_avx2(const PackedScanJob& job);
+void scan_packed_avx512(const PackedScanJob& job);
+
+// The packed-items kernel for the active SIMD level.
+PackedScanFn active_packed_scan();
 
 }  // namespace llmrec::topk::detail

@@ -17,5 +17,6 @@ using Isa = llmrec::simd::F32Avx2;
 }  // namespace
 
 void scan_avx2(const ScanJob& job) { scan_dispatch<3, 6, 12>(job); }
+void scan_packed_avx2(const PackedScanJob& job) { scan_packed_dispatch<4, 2, 6, 1>(job); }
 
 }  // namespace llmrec::topk::detail

@@ -17,5 +17,6 @@ using Isa = llmrec::simd::F32Avx512;
 }  // namespace
 
 void scan_avx512(const ScanJob& job) { scan_dispatch<4, 12, 24>(job); }
+void scan_packed_avx512(const PackedScanJob& job) { scan_packed_dispatch<8, 4, 8, 2>(job); }
 
 }  // namespace llmrec::topk::detail

@@ -14,7 +14,8 @@
 //   NR items x QV vectors of scores with no reduction, compared in one instruction per
 //   vector against the panel's thresholds.
 // Items are read in place in both, so gathered rows (allow-lists) cost the same as
-// contiguous ones.
+// contiguous ones. A third layout, for items packed once (topk::search_packed), is at
+// the end: lanes across items, the same arithmetic for every pair whatever the batch.
 
 #define LLMREC_UNROLL _Pragma("GCC unroll 32")
 
@@ -162,13 +163,9 @@ void scan_panels(const ScanJob& job) {
 
 // Picks the layout for the number of queries. MR: query rows per tile when few;
 // NR2 / NR1: items per tile for panels of two vectors / one vector of queries.
-// The row layouts share one per-pair arithmetic (same accumulators, same reduction tree
-// whatever MR and NR), so batch-invariant scans use them for any number of queries.
 template <std::size_t MR, std::size_t NR2, std::size_t NR1>
 void scan_dispatch(const ScanJob& job) {
-  if (job.batch_invariant && job.nq > 2)
-    scan_rows<MR, 4>(job);
-  else if (job.nq == 1)
+  if (job.nq == 1)
     scan_rows<1, 8>(job);
   else if (job.nq == 2)
     scan_rows<2, 4>(job);
@@ -178,4 +175,70 @@ void scan_dispatch(const ScanJob& job) {
     scan_panels<NR1, 1>(job);
   else
     scan_panels<NR2, 2>(job);
+}
+
+// Packed items (topk::search_packed): lanes run across the kGroup items of a group, each
+// query value is broadcast, and a tile is MR queries x NG groups of accumulators, so
+// every score is the same fma chain over the dimensions in order, whatever the tile (and
+// hence whatever the number of queries). Edge tiles repeat their last query or group
+// and ignore the duplicate scores.
+template <std::size_t MR, std::size_t NG>
+void scan_packed_tiles(const PackedScanJob& job) {
+  constexpr std::size_t G = PackedScanJob::kGroup, VG = G / Isa::W, NV = NG * VG;
+  static_assert(G % Isa::W == 0 && G <= 32, "a group is whole vectors, one mask word");
+  const std::size_t d = job.d;
+  const float* group[NG];
+  const float* q[MR];
+  alignas(64) float scores[G];
+  for (std::size_t g0 = job.begin; g0 < job.end; g0 += NG * G) {
+    const std::size_t n_groups = min_size(NG, (job.end - g0 + G - 1) / G);
+    for (std::size_t j = 0; j < NG; ++j) group[j] = job.packed + (g0 / G + min_size(j, n_groups - 1)) * d * G;
+    for (std::size_t q0 = 0; q0 < job.nq; q0 += MR) {
+      const std::size_t n_queries = min_size(MR, job.nq - q0);
+      for (std::size_t r = 0; r < MR; ++r) q[r] = job.queries + (q0 + min_size(r, n_queries - 1)) * d;
+      typename Isa::V acc[MR][NV];
+      LLMREC_UNROLL for (std::size_t r = 0; r < MR; ++r)
+        LLMREC_UNROLL for (std::size_t u = 0; u < NV; ++u) acc[r][u] = Isa::zero();
+      for (std::size_t i = 0; i < d; ++i) {
+        typename Isa::V c[NV];
+        LLMREC_UNROLL for (std::size_t u = 0; u < NV; ++u) c[u] = Isa::load(group[u / VG] + i * G + (u % VG) * Isa::W);
+        LLMREC_UNROLL for (std::size_t r = 0; r < MR; ++r) {
+          const typename Isa::V b = Isa::broadcast(q[r] + i);
+          LLMREC_UNROLL for (std::size_t u = 0; u < NV; ++u) acc[r][u] = Isa::fma(b, c[u], acc[r][u]);
+        }
+      }
+      LLMREC_UNROLL for (std::size_t r = 0; r < MR; ++r) {
+        if (r >= n_queries) break;
+        float* threshold = job.thresholds + q0 + r;
+        const typename Isa::V t = Isa::set1(*threshold);
+        LLMREC_UNROLL for (std::size_t j = 0; j < NG; ++j) {
+          if (j >= n_groups) break;
+          const std::size_t first = g0 + j * G, count = min_size(G, job.end - first);
+          unsigned hits = 0;
+          LLMREC_UNROLL for (std::size_t v = 0; v < VG; ++v)
+            hits |= Isa::greater(acc[r][j * VG + v], t) << (v * Isa::W);
+          if (count < G) hits &= (1u << count) - 1;
+          if (!hits) continue;
+          LLMREC_UNROLL for (std::size_t v = 0; v < VG; ++v) Isa::store(scores + v * Isa::W, acc[r][j * VG + v]);
+          for (; hits; hits &= hits - 1) {  // ascending ids; the threshold may rise on the way
+            const std::size_t lane = static_cast<std::size_t>(__builtin_ctz(hits));
+            if (scores[lane] > *threshold)
+              job.on_hit(job.context, q0 + r, static_cast<int64_t>(first + lane), scores[lane]);
+          }
+        }
+      }
+    }
+  }
+}
+
+// One query reads each group once: NG1 groups per tile keep enough fma chains in flight;
+// a few queries take two rows of NG2 groups, many take MR rows of NG groups.
+template <std::size_t NG1, std::size_t NG2, std::size_t MR, std::size_t NG>
+void scan_packed_dispatch(const PackedScanJob& job) {
+  if (job.nq == 1)
+    scan_packed_tiles<1, NG1>(job);
+  else if (job.nq < MR)
+    scan_packed_tiles<2, NG2>(job);
+  else
+    scan_packed_tiles<MR, NG>(job);
 }

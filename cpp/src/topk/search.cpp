@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <new>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -274,19 +276,53 @@ void search(const float* items, std::size_t n, std::size_t d, const float* queri
     normalize_rows(normalized.data(), nq, d, num_threads);
     queries = normalized.data();
   }
-  detail::DriveOptions options;
-  options.n_items = n;
-  options.nq = nq;
-  options.k = k;
-  options.num_threads = num_threads;
-  options.query_bytes = d * sizeof(float);
+  if (batch_invariant) {
+    search_packed(PackedItems(items, n, d), queries, nq, k, filter, num_threads, out_ids, out_scores);
+    return;
+  }
   const detail::ScanFn scan = detail::active_scan();
-  detail::drive(filter, options, [&](const detail::ScanTask& task) {
+  detail::drive(filter, detail::drive_options(n, nq, k, num_threads, d * sizeof(float)), [&](const detail::ScanTask& task) {
     std::vector<float> scratch(detail::scratch_floats(task.nq, d));
     detail::ScanJob job{queries + task.first_query * d, task.nq, d, items, task.positions,
                         task.begin, task.end, task.thresholds, task.on_hit, task.context,
-                        scratch.data(), batch_invariant};
+                        scratch.data()};
     scan(job);
+  }, out_ids, out_scores);
+}
+
+static_assert(PackedItems::kGroup == detail::PackedScanJob::kGroup, "one group size");
+
+PackedItems::PackedItems(const float* items, std::size_t n, std::size_t d) : n_(n), d_(d) {
+  if (d == 0) throw std::invalid_argument("dimension must be positive");
+  constexpr std::size_t G = kGroup;
+  constexpr std::align_val_t kAlign{64};
+  const std::size_t groups = (n + G - 1) / G;
+  float* values = static_cast<float*>(::operator new(std::max<std::size_t>(1, groups * d * G) * sizeof(float), kAlign));
+  values_ = std::shared_ptr<const float>(values, [kAlign](const float* p) {
+    ::operator delete(const_cast<float*>(p), kAlign);
+  });
+  for (std::size_t g = 0; g < groups; ++g) {
+    float* group = values + g * d * G;
+    for (std::size_t l = 0; l < G; ++l) {
+      const std::size_t item = g * G + l;
+      for (std::size_t i = 0; i < d; ++i) group[i * G + l] = item < n ? items[item * d + i] : 0.f;
+    }
+  }
+}
+
+void search_packed(const PackedItems& items, const float* queries, std::size_t nq, std::size_t k,
+                   const Filter& filter, std::size_t num_threads, int64_t* out_ids, float* out_scores) {
+  const std::size_t d = items.d();
+  if (d == 0) throw std::invalid_argument("dimension must be positive");
+  if (k == 0) throw std::invalid_argument("k must be positive");
+  if (nq == 0) return;
+  auto options = detail::drive_options(items.n(), nq, k, std::max<std::size_t>(1, num_threads), d * sizeof(float));
+  options.split_align = PackedItems::kGroup;  // item ranges start on a group
+  options.gather_sparse_allow = false;        // groups are scanned whole: filters by mask
+  const detail::PackedScanFn scan = detail::active_packed_scan();
+  detail::drive(filter, options, [&](const detail::ScanTask& task) {
+    scan(detail::PackedScanJob{queries + task.first_query * d, task.nq, d, items.data(), task.begin, task.end,
+                               task.thresholds, task.on_hit, task.context});
   }, out_ids, out_scores);
 }
 
