@@ -217,7 +217,7 @@ def test_a_version_4_file_still_loads(data, tmp_path):
                       regularization=10.0).fit(interactions, items=items)
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=5)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=6)
     arrays = {name: np.array(a) for name, a in arrays.items()}
     arrays["Vn"] = np.asarray(rec._items.Vn, dtype=np.float32)
     del arrays["inv_norm"]
