@@ -105,6 +105,9 @@ def test_native_rescore_refuses_bad_row_scales():
         _core.rescore_candidates(*base, [np.array([1, np.nan, 1, 1], np.float32)])
     with pytest.raises(ValueError, match="row_scales"):
         _core.rescore_candidates(*base, [None, None])
+    # Only the candidates' scales are read (and checked): O(candidates) per request.
+    _, scores = _core.rescore_candidates(*base, [np.array([1, 2, 1, np.nan], np.float32)])
+    np.testing.assert_array_equal(np.sort(scores[0]), [3, 6])
     with pytest.raises(TypeError, match="matrices"):
         _core.rescore_candidates(base[0], [x.astype(np.float64)], *base[2:])
     with pytest.raises(ValueError, match="same rows"):
