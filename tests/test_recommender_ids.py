@@ -84,3 +84,17 @@ def test_removals_additions_and_readditions_match_a_dict(rng, kind):
     np.testing.assert_array_equal(ids.gone, mask)
     absent = [make(v) for v in start if make(v) not in live][:50]
     assert not ids.contains(absent).any()
+
+
+def test_pickles_round_trip_with_pending_removals():
+    import pickle
+
+    ids = IdMap(np.arange(100) * 3, "item")
+    ids.forget(np.array([4, 7]))
+    back = pickle.loads(pickle.dumps(ids))
+    assert back.contains([12, 21, 24]).tolist() == [False, False, True]
+    older = IdMap(np.arange(100) * 3, "item").__dict__.copy()
+    older["_tables"] = older["_tables"][:3]  # the state an earlier llmrec pickled
+    revived = IdMap.__new__(IdMap)
+    revived.__setstate__(older)
+    np.testing.assert_array_equal(revived.rows(list(np.arange(100) * 3), "p"), np.arange(100))

@@ -62,6 +62,11 @@ class IdMap:
         self._ids = normal if live is not None else index.to_numpy()  # all ids in row order (grow_rows: spare capacity)
         self._n = len(self._ids)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if len(self._tables) == 3:  # pickled before forgotten rows were masked
+            self._tables = (*self._tables, _NONE)
+
     def _normalise(self, values: np.ndarray) -> np.ndarray:
         if self.kind == "int":
             return values.astype(np.int64)
