@@ -88,6 +88,17 @@ def test_saved_stage1_after_writes(banded_model, tmp_path, no_rebuild):
     assert gone not in back.recommend(users, 50).ids
 
 
+def test_flat_stage1_after_removals_and_compact(data, tmp_path, monkeypatch):
+    rec = fresh(data, index="sq8", candidates=40)
+    rec.add_items(data[1].iloc[:3].assign(item_id=data[1]["item_id"].iloc[:3] + 10_000))
+    rec.remove_items(list(rec._item_map.ids[[2, 5, 600]]))
+    rec.compact()
+    rec.save(tmp_path / "m")
+    monkeypatch.setattr(scoring.Stage1, "__init__", lambda *a, **k: pytest.fail("stage 1 was rebuilt"))
+    back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    _same_rankings(rec, back, list(rec._user_map.ids[:40]))
+
+
 def test_directories_without_saved_stage1_rebuild_it(data, tmp_path):
     """A version-5 file (before stage 1 was saved) and an exact stage 1 (never saved)
     load by building stage 1 from the item rows, as before."""

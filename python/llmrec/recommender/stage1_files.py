@@ -79,7 +79,7 @@ def save_stage1(stage1: Any, folder: Path) -> str | None:
                               "n_rows": channel.n_rows}
         else:
             channel.save(_band_file(folder, name, 0))
-            channels[name] = {"layout": "flat", "n_rows": channel._n_rows()}
+            channels[name] = {"layout": "flat"}
     meta = {"token": token, "kind": stage1.kind, "requested": stage1.requested, "channels": channels}
     save_arrays(folder / MANIFEST, _KIND, _KIND_VERSION, meta, arrays)
     return token
@@ -118,9 +118,7 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
         layout = meta_choice(spec, "layout", path, ("bands", "flat"))
         if (layout == "bands") != kind.startswith("ivf-"):
             raise fail(path, f"channel {name!r}: layout {layout!r} does not match index {kind!r}")
-        if layout == "flat":
-            if meta_int(spec, "n_rows", path, minimum=n_items, maximum=n_items) != n_items:
-                raise fail(path, f"channel {name!r} must hold {n_items} rows")
+        if layout == "flat":  # its ids are item rows (compact() keeps them)
             index = _index(QuantizedIndex, _band_file(folder, name, 0), kind, width, n_items, num_threads)
             built[name] = index
             continue
