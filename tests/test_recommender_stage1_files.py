@@ -5,6 +5,7 @@ files are refused with FormatError."""
 
 from __future__ import annotations
 
+import pickle
 import shutil
 
 import numpy as np
@@ -80,6 +81,7 @@ def test_saved_stage1_after_writes(banded_model, tmp_path, no_rebuild):
     back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     users = list(rec._user_map.ids[:40])
     _same_rankings(rec, back, users)
+    _same_rankings(back, pickle.loads(pickle.dumps(back)), users)  # objects travel
     got = back.recommend(users, 10, exclude_seen=False).ids
     assert not np.isin(got, back._item_map.ids[[3, 10]]).any()
     gone = back._item_map.ids[20]
