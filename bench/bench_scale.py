@@ -24,6 +24,12 @@ there, or loads it when DIR exists (the serving figures without refitting: said 
 the output). ``--probes-sweep`` reports latency and recall at other probe counts; the
 fit logs its stages (where fit time goes). ``--validation 0 --iterations 3`` makes a
 cheaper fit (reported as such).
+
+    python bench/bench_recommender.py scale-stage1 MODEL [--rows 100000 1000000 3000000]
+
+times stage 1 alone (the behaviour channel) on catalogues grown from a saved model's
+rows (see :func:`scale_stage1`): the latency trend where a full model does not fit in
+memory.
 """
 
 from __future__ import annotations
@@ -232,6 +238,62 @@ def scale_serve(args: argparse.Namespace) -> None:
     print(json.dumps({"mb": _rss_mb() - base, "load_s": load_s}))
 
 
+def scale_stage1(args: argparse.Namespace) -> None:
+    """Stage 1 alone as the catalogue grows (the behaviour channel, ivf-sq8 with norm
+    bands), from a saved scale model: its [V ; Q] rows, subsampled below its size and
+    repeated with 5 % multiplicative noise per coordinate above it (the same spread of
+    norms), searched with the behaviour queries of real requests (k = candidates).
+    Reports build time, search p50 / p99 and the recall@10 of the candidates against
+    the exact inner-product top 10 over the same rows."""
+    import llmrec
+    from llmrec.recommender import partitioned, scoring
+
+    sys.path.insert(0, str(HERE))
+    from bench_recommender import StandInEncoder
+
+    rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    base = scoring._behaviour_rows(rec._items.V, rec._items.Q)
+    queries = []
+    search = partitioned.PartitionedChannel.search
+    behaviour = rec._items.index.behaviour
+
+    def capture(channel, q, k, **kwargs):
+        if channel is behaviour:
+            queries.append(np.array(q[0]))
+        return search(channel, q, k, **kwargs)
+
+    partitioned.PartitionedChannel.search = capture
+    rng = np.random.default_rng(3)
+    for user in rec._user_map.ids[rng.integers(0, len(rec._user_map.ids), args.queries)]:
+        rec.recommend(user, 10)
+    partitioned.PartitionedChannel.search = search
+    del rec
+    queries = np.array(queries, dtype=np.float32)
+    for n in args.rows:
+        if n <= len(base):
+            rows = base[np.sort(rng.choice(len(base), n, replace=False))]
+        else:
+            rows = np.empty((n, base.shape[1]), dtype=np.float32)
+            for start in range(0, n, len(base)):
+                stop = min(n, start + len(base))
+                noise = rng.normal(1.0, 0.05, (stop - start, base.shape[1])).astype(np.float32)
+                rows[start:stop] = base[:stop - start] * noise
+        start = time.perf_counter()
+        channel = partitioned.PartitionedChannel(rows, "sq8", 2, 0)
+        built = time.perf_counter() - start
+        times, hits = [], 0
+        for q in queries:
+            t = time.perf_counter()
+            found, _ = channel.search(q[None, :], args.candidates)
+            times.append((time.perf_counter() - t) * 1e3)
+            best = np.argpartition(-(rows @ q), 10)[:10]
+            hits += np.isin(best, found[0]).sum()
+        print(f"{n:>10,} rows: build {built:.0f} s, {channel.partitions} lists in {len(channel.bands)} bands; "
+              f"search {_percentiles(times[5:])}; recall@10 of the {args.candidates} candidates "
+              f"{hits / (10 * len(queries)):.4f}", flush=True)
+        del rows, channel
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("scale", help="100k / 1M / 10M-item catalogues (see bench_scale.py)")
     s.add_argument("--items", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
@@ -253,6 +315,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "else fit and save it there (serving runs without refitting)")
     serve = sub.add_parser("scale-serve")
     serve.add_argument("model")
+    trend = sub.add_parser("scale-stage1", help="stage 1 alone on 100k..3M+ rows from a saved model")
+    trend.add_argument("model")
+    trend.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 3_000_000])
+    trend.add_argument("--queries", type=int, default=105)
+    trend.add_argument("--candidates", type=int, default=256)
 
 
-COMMANDS = {"scale": scale, "scale-one": scale_one, "scale-serve": scale_serve}
+COMMANDS = {"scale": scale, "scale-one": scale_one, "scale-serve": scale_serve, "scale-stage1": scale_stage1}

@@ -105,6 +105,9 @@ def test_native_rescore_refuses_bad_row_scales():
         _core.rescore_candidates(*base, [np.array([1, np.nan, 1, 1], np.float32)])
     with pytest.raises(ValueError, match="row_scales"):
         _core.rescore_candidates(*base, [None, None])
+    # Only the candidates' scales are read (and checked): O(candidates) per request.
+    _, scores = _core.rescore_candidates(*base, [np.array([1, 2, 1, np.nan], np.float32)])
+    np.testing.assert_array_equal(np.sort(scores[0]), [3, 6])
     with pytest.raises(TypeError, match="matrices"):
         _core.rescore_candidates(base[0], [x.astype(np.float64)], *base[2:])
     with pytest.raises(ValueError, match="same rows"):
@@ -217,7 +220,7 @@ def test_a_version_4_file_still_loads(data, tmp_path):
                       regularization=10.0).fit(interactions, items=items)
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=5)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=6)
     arrays = {name: np.array(a) for name, a in arrays.items()}
     arrays["Vn"] = np.asarray(rec._items.Vn, dtype=np.float32)
     del arrays["inv_norm"]

@@ -46,3 +46,55 @@ def test_bad_additions_are_rejected():
     ids.add([5], "items")
     with pytest.raises(UnknownIdError, match="42"):
         ids.rows([42], "x")
+
+
+@pytest.mark.parametrize("kind", ["int", "str"])
+def test_removals_additions_and_readditions_match_a_dict(rng, kind):
+    """forget() masks rows without rebuilding the hash index until many are pending:
+    every lookup (one id, many ids, contains, gone) agrees with a dict reference while
+    rows are forgotten one at a time (across the merge threshold), new ids are added,
+    and forgotten ids come back as new rows."""
+    make = (lambda v: int(v)) if kind == "int" else (lambda v: f"id{v}")
+    start = rng.choice(10**6, 9000, replace=False)
+    ids = IdMap(np.array([make(v) for v in start], dtype=object if kind == "str" else np.int64), "item")
+    live = {make(v): row for row, v in enumerate(start)}
+    gone: set[int] = set()
+    n = len(start)
+    for step in range(1500):  # 1,500 removals > the 1,024 pending that trigger a merge
+        key = list(live)[int(rng.integers(len(live)))]
+        row = live.pop(key)
+        ids.forget(np.array([row]))
+        gone.add(row)
+        if step % 5 == 0:  # the removed id comes back: a new row
+            live[key] = int(ids.add([key], "items")[0])
+            n += 1
+        with pytest.raises(UnknownIdError):
+            ids.rows([make(2 * 10**6 + step)], "p")
+        probe = list(live)[int(rng.integers(len(live)))]
+        assert ids.rows([probe], "p").tolist() == [live[probe]]  # one-id path
+        if key not in live:
+            with pytest.raises(UnknownIdError):
+                ids.rows([key], "p")
+            with pytest.raises(UnknownIdError):
+                ids.rows([probe, key], "p")
+    everything = list(live)
+    np.testing.assert_array_equal(ids.rows(everything, "all"), [live[k] for k in everything])
+    mask = np.zeros(n, np.uint8)
+    mask[sorted(gone)] = 1
+    np.testing.assert_array_equal(ids.gone, mask)
+    absent = [make(v) for v in start if make(v) not in live][:50]
+    assert not ids.contains(absent).any()
+
+
+def test_pickles_round_trip_with_pending_removals():
+    import pickle
+
+    ids = IdMap(np.arange(100) * 3, "item")
+    ids.forget(np.array([4, 7]))
+    back = pickle.loads(pickle.dumps(ids))
+    assert back.contains([12, 21, 24]).tolist() == [False, False, True]
+    older = IdMap(np.arange(100) * 3, "item").__dict__.copy()
+    older["_tables"] = older["_tables"][:3]  # the state an earlier llmrec pickled
+    revived = IdMap.__new__(IdMap)
+    revived.__setstate__(older)
+    np.testing.assert_array_equal(revived.rows(list(np.arange(100) * 3), "p"), np.arange(100))

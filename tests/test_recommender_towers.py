@@ -261,8 +261,8 @@ def test_file_kind_versions(served, data, tmp_path):
     from llmrec._fileformat import load_arrays
 
     served.save(tmp_path / "on")
-    # kind version 5 since the compact item rows (issue 16), towers on or off
-    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=5)[2] == 5
+    # kind version 6 since the saved stage-1 indexes (issue 16), towers on or off
+    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=6)[2] == 6
     off = _fit(data, validation=0.0, regularization=10.0)
     off.save(tmp_path / "off")
-    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=5)[2] == 5
+    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=6)[2] == 6

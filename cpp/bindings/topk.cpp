@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -120,7 +121,6 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<py::ar
     if (!row_scales.empty() && row_scales[t]) {
       require(row_scales[t]->ndim() == 1 && static_cast<std::size_t>(row_scales[t]->shape(0)) == n,
               "row_scales must have one value per item");
-      require_finite(row_scales[t]->data(), n, "row_scales");
       specs[t].row_scale = row_scales[t]->data();
     }
   }
@@ -128,6 +128,15 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<py::ar
   bool in_range = true;
   for (std::size_t i = 0; i < nq * c; ++i) in_range &= ids[i] >= -1 && ids[i] < static_cast<int64_t>(n);
   require(in_range, "candidate ids must be -1 or in [0, n_items)");
+  // Only the candidates' row scales are read: checking those, not all n, keeps a request
+  // O(candidates) (the whole check was 2.4 ms per scaled term at 1M items).
+  for (std::size_t t = 0; t < terms; ++t) {
+    if (specs[t].row_scale == nullptr) continue;
+    bool finite = true;
+    for (std::size_t i = 0; i < nq * c; ++i)
+      if (ids[i] >= 0) finite &= std::isfinite(specs[t].row_scale[ids[i]]);
+    require(finite, "row_scales must be finite");
+  }
   const std::size_t threads = llmrec::resolve_threads(num_threads);
   return topk_result(nq, k_out, [&](int64_t* ids_out, float* scores_out) {
     llmrec::topk::rescore(ids, nq, c, n, specs.data(), terms, offset.data(), k_out,

@@ -45,6 +45,9 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
                                    : reinterpret_cast<const char*>(term.matrix + item * term.d);
       const std::size_t bytes = term.d * (term.codes ? sizeof(int8_t) : sizeof(float));
       for (std::size_t at = 0; at < bytes; at += 64) __builtin_prefetch(row + at);
+      // and the per-item scale and flag: one more scattered line each
+      if (term.row_scale) __builtin_prefetch(term.row_scale + item);
+      if (term.applies) __builtin_prefetch(term.applies + item);
     }
   };
   for (std::size_t j = 0; j < std::min(kAhead, c); ++j) prefetch(j);

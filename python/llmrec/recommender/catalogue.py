@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._arrays import marked
+from llmrec._arrays import grow_rows, marked
 from llmrec.exceptions import UnknownIdError
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories
 from llmrec.recommender.late_items import LateItems
 from llmrec.recommender.snapshot import fork
+from llmrec.recommender.updates import IN_PLACE_WAIT_S
 
 
 def removed_mask(snap: Any, n_items: int) -> np.ndarray | None:
@@ -66,10 +67,25 @@ def remove_items(model: Any, item_ids: Any) -> None:
             raise ValueError("item_ids names an item more than once")
         if len(rows) == 0:
             return
-        removed = marked(snap.removed, snap.n_items, rows)
         snap.items.index.remove(rows)  # stage 1 (shared with pinned snapshots): skipped in the scan
         state.item_map.forget(rows)
-        state.publisher.publish(snap._replace(removed=removed))
+        _publish_removed(state.publisher, snap, rows)
+
+
+def _publish_removed(publisher: Any, snap: Any, rows: np.ndarray) -> None:
+    """Publish ``snap`` with ``rows`` marked removed: in place in its mask when no
+    request is running (O(rows); the mask grows in spare capacity), else in a copy that
+    the running requests do not see (O(catalogue), as ``update`` copies item rows)."""
+    mask = snap.removed
+    with publisher.lock:
+        if mask is not None and publisher.drain(IN_PLACE_WAIT_S):
+            mask = grow_rows(mask, snap.n_items)
+            mask[rows] = 1
+            publisher.current = snap._replace(removed=mask)
+            return
+    removed = marked(mask, snap.n_items, rows)
+    with publisher.lock:
+        publisher.current = snap._replace(removed=removed)
 
 
 def forget_user(model: Any, user_id: Any) -> None:

@@ -162,6 +162,24 @@ class PartitionedChannel:
         self.delta: ExactIndex | None = None
         self._num_threads = num_threads
 
+    @classmethod
+    def restored(cls, bands: list[_Band], codec: str, dim: int, n_main: int, n_rows: int,
+                 delta_rows: np.ndarray, delta_vectors: np.ndarray, num_threads: int,
+                 probes: int | None) -> PartitionedChannel:
+        """A channel from saved bands (:mod:`.stage1_files`), its delta rebuilt from the
+        items' current rows ``delta_vectors`` of item rows ``delta_rows``."""
+        channel = cls.__new__(cls)
+        channel.codec, channel._dim, channel.bands = codec, dim, bands
+        channel.partitions = sum(band.index.partitions for band in bands)
+        channel.probes = probes
+        channel.n_main, channel.n_rows = n_main, n_rows
+        channel._num_threads = num_threads
+        channel.delta = None
+        if len(delta_rows):
+            channel.delta = ExactIndex(np.ascontiguousarray(delta_vectors, dtype=np.float32),
+                                       num_threads=num_threads, ids=np.asarray(delta_rows, dtype=np.int64))
+        return channel
+
     @property
     def probes(self) -> int:
         return self._probes

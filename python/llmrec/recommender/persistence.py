@@ -6,6 +6,8 @@ Layout of ``directory``::
                          user vectors, histories, ids, text vectors; JSON metadata holds
                          the parameters, blend weights, scenarios and encoder spec
     als.llmrec           the ALS model (:meth:`llmrec.ALS.save`)
+    stage1*.llmrec       the stage-1 indexes (not for ``index="exact"``), see
+                         :mod:`.stage1_files`
     towers.llmrec        only with ``towers`` on: the SequenceTowers (kind "SequenceTowers",
                          :mod:`llmrec.towers.persistence`); its item vectors ``G`` and the
                          users' interest vectors ``user_towers`` are in recommender.llmrec
@@ -24,7 +26,10 @@ plus ``item_gone`` / ``user_gone``: uint8 per row, 1 for items removed by
 compact item rows, :mod:`.rows`: ``inv_norm``, one float32 per item, 1/‖V_i‖ or 0,
 replaces the unit factors ``Vn``; with ``text_storage`` "int8" the text vectors are
 ``E_codes`` (int8, n × d) and ``E_scales`` (float32 per item) instead of ``E``; the
-setting ``text_storage``). A model is written as version 5; versions 1 to 4 still load
+setting ``text_storage``), 6 (the stage-1 indexes saved beside it, :mod:`.stage1_files`:
+the metadata ``stage1`` holds the token of ``stage1.llmrec``, or null for an exact stage
+1, which is not saved). A model is written as version 6; versions 1 to 5 still load, their
+stage 1 rebuilt from the item rows as before
 (``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
 like of weight 1, ``rating_rule="ignore"`` as they were fitted).
 
@@ -57,7 +62,7 @@ from llmrec._checks import MAX_THREADS
 from llmrec._fileformat import MAGIC, load_arrays, save_arrays
 from llmrec._validate import array, check_csr, fail, meta_int, meta_real, meta_value
 from llmrec.als import ALS
-from llmrec.recommender import scoring
+from llmrec.recommender import scoring, stage1_files
 from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import Histories
 from llmrec.recommender.ids import IdMap
@@ -65,7 +70,7 @@ from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
 
 _KIND = "Recommender"
-_KIND_VERSION = 5
+_KIND_VERSION = 6
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
@@ -147,6 +152,7 @@ def save(model: Any, directory: Any) -> None:
         meta["calibration"] = calibration.to_json()
 
     def write(folder: Path) -> None:
+        meta["stage1"] = stage1_files.save_stage1(snap.items.index, folder)  # its token, or None
         save_arrays(folder / "recommender.llmrec", _KIND, _KIND_VERSION, meta, arrays)
         snap.als.save(folder / "als.llmrec")
         if snap.towers is not None:
@@ -166,8 +172,10 @@ def _check_target(target: Path) -> None:
         raise FileExistsError(f"{target} exists and is not a directory: refusing to replace it "
                               "with a saved Recommender")
     for entry in target.iterdir():
-        ours = (entry.name in _FILES and entry.is_file() and _starts_with_magic(entry)) or (
-            _FILE_TEMPORARY.fullmatch(entry.name) is not None and entry.is_file()) or (
+        ours = ((entry.name in _FILES or stage1_files.FILE.fullmatch(entry.name) is not None)
+                and entry.is_file() and _starts_with_magic(entry)) or (
+            (_FILE_TEMPORARY.fullmatch(entry.name) is not None
+             or stage1_files.TEMPORARY.fullmatch(entry.name) is not None) and entry.is_file()) or (
             entry.name == WRITE_LOG and entry.is_file())
         if not ours:
             raise FileExistsError(f"{target} is not empty and not an llmrec model directory (it holds "
@@ -415,7 +423,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a saved Recommender directory")
     path = directory / "recommender.llmrec"
-    raw_meta, raw_arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION)
+    raw_meta, raw_arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION)
     meta = _checked_meta(cls, raw_meta, path)
     arrays = _checked_arrays(raw_arrays, path, meta["id_kinds"])
     als = ALS.load(directory / "als.llmrec")
@@ -438,10 +446,11 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
                                 arrays["text_basis"], arrays["cov_Q"], arrays["mean_Q"], arrays["cov_G"],
                                 arrays["mean_G"])
     G = arrays["G"]
-    items = build_items(settings, model.random_state, geometry, np.ascontiguousarray(arrays["V"]),
-                        arrays["inv_norm"], arrays["E"], np.ascontiguousarray(arrays["P"]),
-                        np.ascontiguousarray(arrays["Q"]), None if G is None else np.ascontiguousarray(G),
-                        item_map.gone)
+    V, Q = np.ascontiguousarray(arrays["V"]), np.ascontiguousarray(arrays["Q"])
+    saved = _saved_stage1(directory, raw_meta if version >= 6 else {}, geometry, V, arrays["E"], Q, settings)
+    items = build_items(settings, model.random_state, geometry, V, arrays["inv_norm"], arrays["E"],
+                        np.ascontiguousarray(arrays["P"]), Q, None if G is None else np.ascontiguousarray(G),
+                        item_map.gone, index=saved)
     users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
     if G is not None:
         users["towers"] = arrays["user_towers"]
@@ -455,6 +464,22 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(user_map),
              len(item_map), time.perf_counter() - started)
     return model
+
+
+def _saved_stage1(directory: Path, meta: dict[str, Any], geometry: scoring.Geometry, V: np.ndarray, E: Any,
+                  Q: np.ndarray, s: dict[str, Any]) -> Any:
+    """Stage 1 read from its files (:mod:`.stage1_files`, removed items marked there), or
+    None where the model directory has none (older ones included): it is rebuilt."""
+    from llmrec.recommender.partitioned import resolve_index
+
+    kind = resolve_index(s["index"], len(V))
+    rows: dict[str, Any] = {"behaviour": (lambda r: scoring._behaviour_rows(V[r], Q[r]), V.shape[1] + Q.shape[1])}
+    if E is not None:
+        rows["interest"] = (lambda r: scoring.text_coordinates(np.asarray(E[r], np.float32), geometry),
+                            geometry.text_basis.shape[1])
+        rows["request"] = (lambda r: np.asarray(E[r], np.float32), E.shape[1])
+    token = meta_value(meta, "stage1", directory / "recommender.llmrec", types=(str, type(None)), default=None)
+    return stage1_files.load_stage1(directory, token, kind, rows, len(V), s["num_threads"], s.get("probes"))
 
 
 def _inverse_norms(arrays: dict[str, np.ndarray], path: Any, V: np.ndarray) -> np.ndarray:

@@ -169,6 +169,14 @@ class Stage1:
         self.interest = None if T is None else make_index(T, kind, num_threads, random_state, probes)
         self.request = None if E is None else make_index(E, kind, num_threads, random_state, probes)
 
+    @classmethod
+    def restored(cls, kind: str, requested: str, behaviour: Any, interest: Any, request: Any) -> Stage1:
+        """A Stage1 from saved channels (:mod:`.stage1_files`)."""
+        stage1 = cls.__new__(cls)
+        stage1.kind, stage1.requested = kind, requested
+        stage1.behaviour, stage1.interest, stage1.request = behaviour, interest, request
+        return stage1
+
     def added(self, V: np.ndarray, T: np.ndarray | None, E: np.ndarray | None,
               Q: np.ndarray) -> Stage1:
         """A Stage1 with item rows appended to every channel; this one is left as it was

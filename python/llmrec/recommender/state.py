@@ -54,17 +54,20 @@ class Learned(NamedTuple):
 def build_items(settings: dict[str, Any], random_state: Any, geometry: scoring.Geometry,
                 V: np.ndarray, inv_norm: np.ndarray, E: Any, P: np.ndarray, Q: np.ndarray,
                 G: np.ndarray | None, removed: np.ndarray | None = None,
-                search_text: np.ndarray | None = None) -> scoring.Items:
+                search_text: np.ndarray | None = None, index: scoring.Stage1 | None = None) -> scoring.Items:
     """The item matrices and their stage-1 indexes. ``E``: the text vectors as kept
     (float32, :class:`.rows.Int8Rows` or None); stage 1 indexes ``search_text`` (float
-    rows; default: ``E`` decoded). Items ``removed`` (uint8 per row) are skipped there."""
-    if search_text is None:
-        search_text = E[:] if isinstance(E, Int8Rows) else E
-    T = scoring.text_coordinates(search_text, geometry)
-    index = scoring.Stage1(V, T, search_text, Q, settings["index"], settings["num_threads"],
-                           random_state, settings.get("probes"))
-    if removed is not None:
-        index.remove(np.flatnonzero(removed))
+    rows; default: ``E`` decoded). Items ``removed`` (uint8 per row) are skipped there.
+    ``index``: a stage 1 read from a saved model (its removed items already marked),
+    used instead of building one."""
+    if index is None:
+        if search_text is None:
+            search_text = E[:] if isinstance(E, Int8Rows) else E
+        T = scoring.text_coordinates(search_text, geometry)
+        index = scoring.Stage1(V, T, search_text, Q, settings["index"], settings["num_threads"],
+                               random_state, settings.get("probes"))
+        if removed is not None:
+            index.remove(np.flatnonzero(removed))
     return scoring.make_items(V, inv_norm, E, P, Q, index, G=G)
 
 
