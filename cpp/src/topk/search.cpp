@@ -164,8 +164,14 @@ void drive(const Filter& filter, const DriveOptions& options,
   // few queries over many items; query blocks give it to many queries over few items.
   // With several threads, a few tasks per thread let the pool balance the load when one
   // thread is slowed (a busy core, a page fault) instead of everyone waiting for it.
+  // Item ranges cost each query one partial heap per range (its threshold warms up in
+  // each, then the heaps are merged): at k = 100 over 100k items, six ranges made two
+  // threads slower than one. So items are split only when the queries are too few to
+  // give every thread a block of their own.
   const std::size_t max_tasks = num_threads == 1 ? 1 : num_threads * kTasksPerThread;
-  const std::size_t item_splits = std::clamp<std::size_t>(
+  const std::size_t l2_block = std::max<std::size_t>(1, kQueryBlockBytes / std::max<std::size_t>(1, options.query_bytes));
+  const bool queries_fill_threads = (nq + l2_block - 1) / l2_block >= num_threads;
+  const std::size_t item_splits = queries_fill_threads ? 1 : std::clamp<std::size_t>(
       candidates.count / std::max<std::size_t>(1, options.min_items_per_split), 1, max_tasks);
   const std::size_t align = candidates.positions ? 1 : std::max<std::size_t>(1, options.split_align);
   const auto split_point = [&](std::size_t s) {
@@ -173,8 +179,7 @@ void drive(const Filter& filter, const DriveOptions& options,
     return candidates.count * s / item_splits / align * align;
   };
   const std::size_t bytes_per_query_heap = k_eff * (sizeof(float) + sizeof(int64_t));
-  std::size_t block = std::max<std::size_t>(1, kQueryBlockBytes / std::max<std::size_t>(1, options.query_bytes));
-  block = std::min(block, std::max<std::size_t>(1, kHeapBudgetBytes / (bytes_per_query_heap * item_splits)));
+  std::size_t block = std::min(l2_block, std::max<std::size_t>(1, kHeapBudgetBytes / (bytes_per_query_heap * item_splits)));
   const std::size_t blocks_per_wave = std::max<std::size_t>(1, max_tasks / item_splits);
   if (item_splits == 1 && nq < block * blocks_per_wave)  // spread few queries over the threads
     block = std::max<std::size_t>(1, (nq + blocks_per_wave - 1) / blocks_per_wave);
