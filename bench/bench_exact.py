@@ -88,6 +88,8 @@ def run(n: int, d: int, nq: int, k: int, threads: int, repeats: int, seed: int) 
     top = sp.csr_matrix((np.ones(top_ids.size, np.float32), top_ids.ravel(), np.arange(0, top_ids.size + 1, 200)),
                         shape=(nq, n))
     r["llmrec_batch_exclude_top_s"] = best_time(lambda: index.search(queries, k, exclude=top), repeats)
+    one_thread = llmrec.ExactIndex(items, num_threads=1)
+    r["llmrec_batch_1thread_s"] = best_time(lambda: one_thread.search(queries, k), max(1, repeats // 2))
     r["faiss_batch_s"] = best_time(lambda: flat.search(queries, k), max(1, repeats // 2))
     r["numpy_matmul_GFLOPs"] = flops / r["numpy_matmul_s"] / 1e9
     r["llmrec_batch_GFLOPs"] = flops / r["llmrec_batch_s"] / 1e9
@@ -120,6 +122,8 @@ def report(r: dict) -> str:
         f"{nq/r['numpy_topk_s']:.0f} QPS | {r['numpy_topk_s']/r['llmrec_batch_s']:.2f} x numpy QPS |",
         f"| {nq} queries GFLOP/s vs numpy matmul alone | {r['llmrec_batch_GFLOPs']:.0f} | "
         f"{r['numpy_matmul_GFLOPs']:.0f} | {r['llmrec_batch_GFLOPs']/r['numpy_matmul_GFLOPs']*100:.0f} % of numpy |",
+        f"| {nq} queries, {r['threads']} threads vs 1 | {r['llmrec_batch_s']*1e3:.1f} ms | "
+        f"{r['llmrec_batch_1thread_s']*1e3:.1f} ms | {r['llmrec_batch_1thread_s']/r['llmrec_batch_s']:.2f} x speed-up |",
         f"| {nq} queries, exclude 200 seen each | {r['llmrec_batch_exclude_s']*1e3:.1f} ms | "
         f"{r['llmrec_batch_s']*1e3:.1f} ms unfiltered | +{(r['llmrec_batch_exclude_s']/r['llmrec_batch_s']-1)*100:.1f} % |",
         f"| {nq} queries, exclude each query's own top 200 | {r['llmrec_batch_exclude_top_s']*1e3:.1f} ms | "
