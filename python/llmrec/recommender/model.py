@@ -108,7 +108,7 @@ from llmrec.recommender.scenarios import fit_extras, scenario_lookup
 from llmrec.recommender.results import Recommendations
 from llmrec.recommender.rows import TEXT_STORAGES, Int8Rows, inverse_norms, resolve_text_storage
 from llmrec.recommender.snapshot import Publisher, Snapshot, fork, with_rows, write_rows
-from llmrec.recommender.towers_signal import check_towers, fit_towers, new_item_vectors
+from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers, new_item_vectors
 from llmrec.recommender.towers_signal import user_vectors as towers_user_vectors
 from llmrec.recommender.training import (fit_als, fit_blend, fit_transitions, item_side_rows,
                                          unit_factors)
@@ -332,6 +332,10 @@ class Recommender(PairScores, Estimator):
                 self._encoder_obj = spec if not isinstance(spec, str) else TextEncoder(spec)
             return self._encoder_obj
 
+    def _towers_text(self, texts: list[str]) -> TowersText:
+        """What towers with fine-tuned text read: ``texts`` and this model's encoder."""
+        return TowersText(list(texts), self._text_encoder())
+
     def _encode(self, texts: list[str], kind: str = "document", show_progress: bool = False) -> np.ndarray:
         vectors = self._text_encoder().encode(texts, kind=kind, show_progress=show_progress)
         return scoring.unit_rows(np.asarray(vectors, dtype=np.float32))
@@ -429,7 +433,9 @@ class Recommender(PairScores, Estimator):
                 # A sampled grid (large catalogues) sees the sampled users' likes only.
                 grid = (histories, n_items, E, profile) if sample is None else sample[:4]
                 result = fit_blend(s, *grid, self.random_state, keep=kept,
-                                   feedback=feedback if sample is None else None)
+                                   feedback=feedback if sample is None else None,
+                                   towers_text=None if not use_text else self._towers_text(
+                                       texts if sample is None else [texts[i] for i in sample.items]))
                 value = max(result[2].get("ndcg", {}).values(), default=-1.0)
                 if chosen is None or value > chosen[0]:
                     chosen = (value, event_weights, feedback, histories, result, kept, sample, grid_line)
@@ -449,7 +455,8 @@ class Recommender(PairScores, Estimator):
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
-            towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
+            towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress,
+                                text=self._towers_text(texts) if use_text else None)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
             built = self._build_items(s, als, E, P, Q, towers)
         with stage(log, "Recommender.fit: user vectors", users=n_users):
@@ -975,7 +982,8 @@ class Recommender(PairScores, Estimator):
                         "P": no_transitions, "Q": no_transitions}
             towers = snap.towers
             if towers is not None:  # text-only tower vectors (zero without text), at once
-                towers, new_rows["G"] = new_item_vectors(towers, E_new, len(ids))
+                towers, new_rows["G"] = new_item_vectors(
+                    towers, E_new, len(ids), self._towers_text(texts) if has_text else None)
             shared = index.text_vectors() if isinstance(current.E, np.ndarray) else None
             grown = {name: (shared if name == "E" and shared is not None
                             else self._append_item_rows(getattr(current, name), rows_))

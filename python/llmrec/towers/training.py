@@ -15,7 +15,7 @@ vector toward what a request describes.
 
 With ``text="finetune"`` (a :class:`~llmrec.towers.finetune.FineTuner` in the data),
 training runs in two phases: first with the encoder's top layers frozen, until early
-stopping (or, without validation, for half the epochs); then, from the best epoch's
+stopping or half the epochs, whichever comes first; then, from the best epoch's
 weights, with the top layers trained too (their own learning rate ``encoder_lr``),
 until early stopping again. The head learns on a towers model that already fits, so
 its first steps are not driven by random towers.
@@ -302,7 +302,7 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
             if stop is True:
                 break
             if tuner is not None and not tuning and (
-                    (validate and stale >= s.patience) or (not validate and 2 * (epoch + 1) >= s.max_epochs)):
+                    (validate and stale >= s.patience) or 2 * (epoch + 1) >= s.max_epochs):
                 # Second phase: the top layers of the encoder train too, from the best weights.
                 tuning, stale = True, 0
                 if best_state is not None:
