@@ -89,7 +89,7 @@ def _fit(model: SequenceTowers, H: list[np.ndarray], E: np.ndarray | None, args,
     epochs = args.epochs if args.epochs == "auto" else int(args.epochs)
 
     def progress(epoch: int, record: dict) -> bool:
-        if epoch % 10 == 0:
+        if epoch % 10 == 0 or record.get("tuning"):
             print(f"    epoch {epoch}: loss {record['loss']:.4f} validation ndcg@10 "
                   f"{record['validation_ndcg']:.4f} ({record['elapsed']:.0f} s)", flush=True)
         return record["elapsed"] > args.budget  # keep every run bounded in time

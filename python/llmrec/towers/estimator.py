@@ -321,8 +321,9 @@ class SequenceTowers(Estimator):
         self._encoder_spec = encoder_spec
         self._encoder_fingerprint = getattr(encoder_obj, "fingerprint", None) if tuner else None
         self.history_ = records
-        valid = [r for r in records if np.isfinite(r["validation_ndcg"])]
-        best = max(valid, key=lambda r: r["validation_ndcg"]) if valid else records[-1]
+        kept = [r for r in records if r["tuning"]] or records  # the weights are of a tuned epoch
+        valid = [r for r in kept if np.isfinite(r["validation_ndcg"])]
+        best = max(valid, key=lambda r: r["validation_ndcg"]) if valid else kept[-1]
         self.best_epoch_ = int(best["epoch"])
         self.validation_ndcg_ = float(best["validation_ndcg"])
         self.uses_timestamps_ = ts is not None

@@ -16,9 +16,11 @@ vector toward what a request describes.
 With ``text="finetune"`` (a :class:`~llmrec.towers.finetune.FineTuner` in the data),
 training runs in two phases: first with the encoder's top layers frozen, until early
 stopping or half the epochs, whichever comes first; then, from the best epoch's
-weights, with the top layers trained too (their own learning rate ``encoder_lr``),
-until early stopping again. The head learns on a towers model that already fits, so
-its first steps are not driven by random towers.
+weights, with the top layers trained too (their own learning rate ``encoder_lr``)
+and the towers at ``TUNING_TOWERS_LR_SCALE`` of theirs, until early stopping again;
+the best epoch of this second phase is kept.
+The head learns on a towers model that already fits, so its first steps are not
+driven by random towers.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from torch.nn import functional as F
 from llmrec.towers.model import N_GAP_BUCKETS, Towers
 
 NDCG_K = 10
+# In the fine-tuning phase the towers' own learning rate is scaled by this: they start
+# from their best epoch, and at the full rate they go on overfitting as they did then.
+TUNING_TOWERS_LR_SCALE = 0.1
 
 
 def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
@@ -307,6 +312,9 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
                 tuning, stale = True, 0
                 if best_state is not None:
                     net.load_state_dict(best_state)
+                best = -math.inf  # keep the best fine-tuned epoch
+                for group in optimizer.param_groups:  # the towers already fit: small steps
+                    group["lr"] = s.lr * TUNING_TOWERS_LR_SCALE
                 optimizer.add_param_group({"params": head_params, "lr": s.encoder_lr,
                                            "weight_decay": s.weight_decay})
                 data.text = tuner.refresh()
