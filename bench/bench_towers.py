@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validation", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--finetune-layers", type=int, default=1)
-    parser.add_argument("--encoder-lr", type=float, default=1e-4)
+    parser.add_argument("--encoder-lr", type=float, default=3e-5)
     parser.add_argument("--budget", type=float, default=300.0,
                         help="stop training after this many seconds (best epoch kept)")
     parser.add_argument("--repeats", type=int, default=200)

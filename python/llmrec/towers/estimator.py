@@ -131,7 +131,7 @@ class SequenceTowers(Estimator):
                  hidden: int | None = None, lr: float = 2e-3, weight_decay: float = 0.01,
                  batch_size: int = 64, patience: int = 10, request_rate: float = 0.1,
                  full_softmax_max_items: int = 50_000, n_negatives: int = 2048,
-                 finetune_layers: int = 1, encoder_lr: float = 1e-4,
+                 finetune_layers: int = 1, encoder_lr: float = 3e-5,
                  random_state: int | None = 0, num_threads: int = 0) -> None:
         self.dim = dim
         self.layers = layers
