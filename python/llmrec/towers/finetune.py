@@ -107,15 +107,25 @@ class TextHead(nn.Module):
         return F.normalize(pooled, p=2.0, dim=1) if self.normalize else pooled
 
 
-def bert_model(encoder: Any) -> Any:
-    """The HF BertModel inside a :class:`~llmrec.TextEncoder`, or a clear error."""
+def _packed_encoder(encoder: Any) -> Any:
+    """The unpadded BERT forward of a :class:`~llmrec.TextEncoder` (its own on CPU), or a
+    clear error for anything else."""
     from llmrec.text.packed import packed_encoder_for
 
+    packed = getattr(encoder, "_packed", None)
     model = getattr(encoder, "_model", None)
-    if model is None or packed_encoder_for(model) is None:
+    if packed is None and model is not None:
+        packed = packed_encoder_for(model)
+    if packed is None:
         raise ValueError("text='finetune' needs a llmrec.TextEncoder over a BERT-family model "
                          f"(such as the default MiniLM); got {type(encoder).__name__}")
-    return model
+    return packed
+
+
+def bert_model(encoder: Any) -> Any:
+    """The HF BertModel inside a :class:`~llmrec.TextEncoder`, or a clear error."""
+    _packed_encoder(encoder)
+    return encoder._model
 
 
 def encoder_layers(encoder: Any) -> int:
@@ -149,11 +159,10 @@ def lower_states(encoder: Any, texts: list[str], kind: str, layers_below: int) -
     """The token states of ``texts`` after the encoder's first ``layers_below`` layers,
     tokenized as :meth:`~llmrec.TextEncoder.encode` does (prefix, truncation)."""
     from llmrec.text.batching import plan_batches, token_lengths
-    from llmrec.text.packed import packed_encoder_for, packed_token_ids
+    from llmrec.text.packed import packed_token_ids
 
-    model = bert_model(encoder)
-    packed = packed_encoder_for(model)
-    assert packed is not None
+    packed = _packed_encoder(encoder)
+    model = encoder._model
     prefix = encoder.query_prefix if kind == "query" else encoder.document_prefix
     token_ids = encoder._tokenizer([prefix + t for t in texts], add_special_tokens=True,
                                    truncation=True, max_length=encoder.max_length, padding=False,
