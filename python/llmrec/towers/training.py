@@ -18,9 +18,8 @@ training runs in two phases: first with the encoder's top layers frozen, until e
 stopping or half the epochs, whichever comes first; then, from the best epoch's
 weights, with the top layers trained too (their own learning rate ``encoder_lr``)
 and the towers at ``TUNING_TOWERS_LR_SCALE`` of theirs, until early stopping again;
-the best epoch of this second phase is kept.
-The head learns on a towers model that already fits, so its first steps are not
-driven by random towers.
+the best epoch of this second phase is kept. The head learns on a towers model that
+already fits, so its first steps are not driven by random towers.
 """
 
 from __future__ import annotations
@@ -249,8 +248,9 @@ def validation_ndcg(net: Towers, data: TrainData, batch_size: int = 512) -> floa
 def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *,
           show_progress: bool, callback: Callable[[int, dict[str, float]], Any] | None
           ) -> list[dict[str, float]]:
-    """Run the loop; leaves ``net`` at the best validation epoch (the last without
-    validation) in eval mode and returns one record per epoch."""
+    """Run the loop; leaves ``net`` at the best validation epoch (of the fine-tuning
+    phase when there is one; the last without validation) in eval mode and returns one
+    record per epoch."""
     tuner = data.tuner
     head_params = [p for n, p in net.named_parameters() if n.startswith("text_head.")]
     towers_params = [p for n, p in net.named_parameters() if not n.startswith("text_head.")]
