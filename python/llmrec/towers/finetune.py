@@ -67,6 +67,7 @@ class TextHead(nn.Module):
                                     for _ in range(layers))
         self.pooling = pooling
         self.normalize = normalize
+        self.hidden = hidden
 
     @classmethod
     def from_encoder(cls, encoder: Any, layers: int) -> TextHead:
@@ -79,6 +80,7 @@ class TextHead(nn.Module):
                    pooling=encoder.pooling, normalize=bool(encoder.normalize))
         with torch.no_grad():
             for block, layer in zip(head.blocks, model.encoder.layer[-layers:]):
+                assert isinstance(block, _BertLayer)
                 attention = layer.attention.self
                 block.qkv.weight.copy_(torch.cat([attention.query.weight, attention.key.weight,
                                                   attention.value.weight]))
@@ -195,7 +197,7 @@ def head_vectors(head: TextHead, tokens: TokenStates, rows: np.ndarray | None = 
         parts.append(head(x, valid))
         where.append(chunk)
     if not torch.is_grad_enabled():
-        out = torch.empty(len(rows), head.settings["hidden"], dtype=torch.float32)
+        out = torch.empty(len(rows), head.hidden, dtype=torch.float32)
         for chunk, part in zip(where, parts):
             out[torch.from_numpy(chunk)] = part
         return out
