@@ -17,6 +17,7 @@ encoding 100k texts with MiniLM takes most of an hour on 2 cores).
     python bench/bench_recommender.py calibration [--data data/ml-100k] [--png FILE]  (bench_scores.py)
     python bench/bench_recommender.py ratings [--seeds 0 1 2] [--encoder none|minilm]
     python bench/bench_recommender.py towers [--parts warm cold cold-users] [--seeds 0 1 2]
+        [--towers-text frozen|finetune] [--towers-only]
 
 Cold users (``towers --parts cold-users``): ``cold_user_split(0.2, n)`` holds 20 % of the
 users out of the fit; each is known by their first n = 1, 3, 5 interactions
@@ -206,14 +207,16 @@ def towers(args: argparse.Namespace) -> None:
     interactions, items, _ = load_movielens(args.data)
     encoder = _encoder()
     # torch at one thread: on a small, shared machine oversubscribed OpenMP spins.
-    towers_spec = {"num_threads": 1, **({"epochs": args.epochs} if args.epochs else {})}
+    towers_spec = {"num_threads": 1, **({"epochs": args.epochs} if args.epochs else {}),
+                   **({"text": "finetune"} if args.towers_text == "finetune" else {})}
+    specs = (towers_spec,) if args.towers_only else (None, towers_spec)
     train_df, test_df, users, item_index, binary, test = _temporal(interactions, items)
     test_users = users[np.diff(test.indptr) > 0]
     rows = np.flatnonzero(np.diff(test.indptr) > 0)
     for seed in args.seeds:
         encoders = [e for name, e in (("minilm", encoder), ("none", None)) if name in args.encoders]
         for enc in (encoders if "warm" in args.parts else []):
-            for spec in (None, towers_spec):
+            for spec in specs:
                 start = time.perf_counter()
                 rec = llmrec.Recommender(encoder=enc, random_state=seed, towers=spec).fit(
                     train_df, items=items)
@@ -234,7 +237,7 @@ def towers(args: argparse.Namespace) -> None:
         c_users = np.sort(c_test["user_id"].unique())
         cold_index = pd.Index(cold_items["item_id"])
         c_csr, _, _ = to_csr(c_test, user_index=c_users, item_index=cold_index)
-        for spec in (None, towers_spec):
+        for spec in specs:
             rec = llmrec.Recommender(encoder=encoder, random_state=0, towers=spec).fit(c_train, items=warm)
             rec.add_items(cold_items)
             out = rec.recommend(list(c_users), K, allow=list(cold_index)).ids
@@ -469,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--parts", nargs="+", default=["warm", "cold"], choices=["warm", "cold", "cold-users"])
     t.add_argument("--encoders", nargs="+", default=["minilm", "none"], choices=["minilm", "none"])
     t.add_argument("--epochs", type=int, default=0, help="towers epochs (0: auto, early stopping)")
+    t.add_argument("--towers-text", default="frozen", choices=["frozen", "finetune"],
+                   help="the towers' text path (finetune: the encoder's top layer trained too)")
+    t.add_argument("--towers-only", action="store_true", help="skip the towers=None runs")
     lat = sub.add_parser("latency")
     lat.add_argument("--items", type=int, default=100_000)
     lat.add_argument("--users", type=int, default=20_000)

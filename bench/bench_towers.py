@@ -49,8 +49,12 @@ CACHE = os.environ.get("LLMREC_BENCH_CACHE", str(Path.home() / ".cache" / "llmre
 DATA = os.environ.get("LLMREC_MOVIELENS_DIR", "data/ml-100k")
 
 
+def _encoder() -> llmrec.TextEncoder:
+    return llmrec.TextEncoder("default", cache_dir=CACHE)
+
+
 def _text_vectors(items: pd.DataFrame) -> np.ndarray:
-    return llmrec.TextEncoder("default", cache_dir=CACHE).encode(items["text"].tolist())
+    return _encoder().encode(items["text"].tolist())
 
 
 def _histories(frame: pd.DataFrame, users: np.ndarray, item_index: pd.Index,
@@ -69,23 +73,28 @@ def _towers(text: str, seed: int, args: argparse.Namespace) -> SequenceTowers:
     return SequenceTowers(dim=args.dim, layers=args.layers, max_history=50,
                           text=None if text == "none" else text, dropout=args.dropout,
                           lr=args.lr, batch_size=args.batch_size, patience=args.patience,
+                          finetune_layers=args.finetune_layers, encoder_lr=args.encoder_lr,
                           random_state=seed, num_threads=args.threads)
 
 
 def _fit(model: SequenceTowers, H: list[np.ndarray], E: np.ndarray | None, args,
-         timestamps: list[np.ndarray] | None = None) -> None:
+         timestamps: list[np.ndarray] | None = None, texts: list[str] | None = None) -> None:
+    """``texts`` (with ``text="finetune"``): the item texts, encoded by the default MiniLM."""
     kwargs = {"item_text_vectors": E} if model.text is not None else {"n_items": args.n_items}
+    encoder = None
+    if model.text == "finetune":
+        kwargs, encoder = {"item_texts": texts}, _encoder()
     if timestamps is not None:
         kwargs["timestamps"] = timestamps
     epochs = args.epochs if args.epochs == "auto" else int(args.epochs)
 
     def progress(epoch: int, record: dict) -> bool:
-        if epoch % 10 == 0:
+        if epoch % 10 == 0 or record.get("tuning"):
             print(f"    epoch {epoch}: loss {record['loss']:.4f} validation ndcg@10 "
                   f"{record['validation_ndcg']:.4f} ({record['elapsed']:.0f} s)", flush=True)
         return record["elapsed"] > args.budget  # keep every run bounded in time
 
-    model.fit(H, encoder=None, epochs=epochs, validation=args.validation, callback=progress,
+    model.fit(H, encoder=encoder, epochs=epochs, validation=args.validation, callback=progress,
               **kwargs)
 
 
@@ -100,13 +109,14 @@ def warm(args: argparse.Namespace) -> None:
     H = _histories(train_df, users, item_index)
     T = _histories(train_df, users, item_index, "timestamp") if args.timestamps else None
     E = _text_vectors(items) if "frozen" in args.text else None
+    texts = items["text"].tolist()
     print(f"MovieLens-100K temporal_split(0.2): {len(users)} users, {len(item_index)} items; "
           f"torch threads {args.threads}", flush=True)
     for text in args.text:
         for seed in args.seeds:
             model = _towers(text, seed, args)
             start, cpu = time.perf_counter(), time.process_time()
-            _fit(model, H, E, args, T)
+            _fit(model, H, E, args, T, texts)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             U = model.user_vectors(H) if T is None else model.user_vectors(H, timestamps=T)
             S = U @ model.item_vectors().T
@@ -119,7 +129,7 @@ def warm(args: argparse.Namespace) -> None:
             print(f"  text={text:<6} seed {seed}: ndcg@10 {m['ndcg']:.4f} recall@10 "
                   f"{m['recall']:.4f} AUC {a:.4f} (sampled, 100 negatives: {sa:.4f}) | best epoch "
                   f"{model.best_epoch_} of "
-                  f"{len(model.history_)}, validation ndcg {model.validation_ndcg_:.4f}, fit "
+                  f"{len(model.history_)}{_phases(model)}, validation ndcg {model.validation_ndcg_:.4f}, fit "
                   f"{seconds:.1f} s (CPU {cpu:.1f} s), peak RSS {_peak_mb():.0f} MB", flush=True)
 
 
@@ -144,10 +154,12 @@ def cold(args: argparse.Namespace) -> None:
         for text in args.text:
             model = _towers(text, 0, args)
             start = time.perf_counter()
-            _fit(model, H_train, E_all[is_warm], args)
+            _fit(model, H_train, E_all[is_warm], args,
+                 texts=items["text"][is_warm].tolist())
             seconds = time.perf_counter() - start
             if model.text is not None:
-                new_ids = model.add_items(text_vectors=E_all[~is_warm])
+                new_ids = (model.add_items(texts=items["text"][~is_warm].tolist())
+                           if text == "finetune" else model.add_items(text_vectors=E_all[~is_warm]))
                 V = model.item_vectors(new_ids)
             else:
                 V = np.zeros((len(cold_index), args.dim), dtype=np.float32)
@@ -181,6 +193,16 @@ def latency(args: argparse.Namespace) -> None:
           f"min {t.min():.3f} ms ({args.repeats} calls)")
 
 
+def _phases(model: SequenceTowers) -> str:
+    """With text="finetune": the best validation ndcg of the frozen phase, for comparison."""
+    if model.text != "finetune":
+        return ""
+    records = model.history_
+    switch = next((i for i in range(1, len(records)) if records[i].get("tuning")), len(records))
+    frozen = max(r["validation_ndcg"] for r in records[:switch])
+    return f" (fine-tuning from epoch {switch}; frozen phase's best validation ndcg {frozen:.4f})"
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -189,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("warm", "cold", "latency"))
     parser.add_argument("--data", default=DATA)
-    parser.add_argument("--text", nargs="+", default=["frozen"], choices=("frozen", "none"))
+    parser.add_argument("--text", nargs="+", default=["frozen"], choices=("frozen", "finetune", "none"))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
@@ -200,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", default="auto")
     parser.add_argument("--validation", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--finetune-layers", type=int, default=1)
+    parser.add_argument("--encoder-lr", type=float, default=3e-5)
     parser.add_argument("--budget", type=float, default=300.0,
                         help="stop training after this many seconds (best epoch kept)")
     parser.add_argument("--repeats", type=int, default=200)

@@ -84,9 +84,9 @@ def test_validation_towers_do_not_see_the_held_out_items(data, monkeypatch):
     seen = []
     real = training.fit_towers
 
-    def spy(params, histories, n_items, E, show_progress=False):
+    def spy(params, histories, n_items, E, show_progress=False, text=None):
         seen.append(sum(len(h) for h in histories))
-        return real(params, histories, n_items, E, show_progress)
+        return real(params, histories, n_items, E, show_progress, text)
 
     monkeypatch.setattr(training, "fit_towers", spy)
     rec = _fit(data, towers=TINY, regularization=10.0)
@@ -266,3 +266,33 @@ def test_file_kind_versions(served, data, tmp_path):
     off = _fit(data, validation=0.0, regularization=10.0)
     off.save(tmp_path / "off")
     assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=6)[2] == 6
+
+
+def test_finetuned_towers_serve_save_and_load(data, tmp_path):
+    pytest.importorskip("transformers")
+    from llmrec.text import TextEncoder
+    from llmrec.text.testing import save_tiny_bert
+
+    encoder = TextEncoder(save_tiny_bert(tmp_path / "bert"))
+    towers = {**TINY, "text": "finetune", "epochs": 2}
+    rec = _fit(data, encoder=encoder, towers=towers, validation=0.0, regularization=10.0)
+    tower = rec._publisher.current.towers
+    assert tower.module_.text_head is not None and tower.history_[-1]["tuning"] == 1.0
+    new_ids = [90_000, 90_001]
+    new_items = data[1].iloc[:2].assign(item_id=new_ids)
+    rec.add_items(new_items)
+    grown = rec._publisher.current.towers
+    rows = rec._item_map.rows(new_ids, "ids")
+    np.testing.assert_allclose(rec._items.G[rows], grown.item_vectors(rows), rtol=0, atol=1e-6)
+    tower.encoder_ = encoder  # the Recommender lends its encoder to the towers when needed
+    np.testing.assert_allclose(rec._items.G[rows], tower.item_vectors(texts=list(new_items["text"])),
+                               rtol=0, atol=1e-5)
+    rec.save(tmp_path / "m")
+    assert rec._publisher.current.towers.encoder_ is None  # lent, not kept: the towers pickle
+    pickle.dumps(rec._publisher.current.towers)
+    for other in (Recommender.load(tmp_path / "m", encoder=encoder),):
+        a, b = rec.recommend([0, 1, 2], 10), other.recommend([0, 1, 2], 10)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        other.add_items(data[1].iloc[2:3].assign(item_id=[80_002]))
+        assert 80_002 in other.recommend(1, 3, allow=[80_002]).ids.tolist()

@@ -380,11 +380,6 @@ def test_bad_parameters(world, params, error, match):
                                                   encoder=None, epochs=1)
 
 
-def test_finetune_is_not_implemented_yet(world):
-    with pytest.raises(NotImplementedError, match="finetune"):
-        SequenceTowers(text="finetune").fit(world.histories, item_text_vectors=world.text)
-
-
 def test_bad_fit_inputs(world):
     model = SequenceTowers(**SMALL)
     fit = lambda H, **kw: model.fit(H, **{"item_text_vectors": world.text, "encoder": None,  # noqa: E731

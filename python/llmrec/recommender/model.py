@@ -98,7 +98,7 @@ from llmrec.recommender.results import Recommendations
 from llmrec.recommender.rows import TEXT_STORAGES
 from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_state
-from llmrec.recommender.towers_signal import check_towers, fit_towers
+from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers
 from llmrec.recommender.training import fit_als, fit_blend, fit_items, fit_transitions, item_side_rows
 from llmrec.recommender.users import signal_vectors
 
@@ -172,8 +172,9 @@ class Recommender(PairScores, Estimator):
         Adds the signal "towers": f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
         (the ``text`` extra, torch) trained on the histories and the item text vectors
         (ids-only without an encoder). "auto" uses its default parameters; a dict
-        overrides some (``random_state`` and ``num_threads`` default to this model's).
-        Trained twice, like ALS: on the validation split (its weight is fitted there,
+        overrides some (``random_state`` and ``num_threads`` default to this model's;
+        ``{"text": "finetune"}`` trains the encoder's top layer on the item texts too,
+        for a BERT-family encoder). Trained twice, like ALS: on the validation split (its weight is fitted there,
         on targets it did not see), then on everything. None (default): off.
     cluster : None or "ray"
         "ray" runs the heavy steps of :meth:`fit` on the connected Ray cluster (extra
@@ -321,6 +322,10 @@ class Recommender(PairScores, Estimator):
                 self._encoder_obj = spec if not isinstance(spec, str) else TextEncoder(spec)
             return self._encoder_obj
 
+    def _towers_text(self, texts: list[str]) -> TowersText:
+        """What towers with fine-tuned text read: ``texts`` and this model's encoder."""
+        return TowersText(list(texts), self._text_encoder())
+
     def _encode(self, texts: list[str], kind: str = "document", show_progress: bool = False) -> np.ndarray:
         vectors = self._text_encoder().encode(texts, kind=kind, show_progress=show_progress)
         return scoring.unit_rows(np.asarray(vectors, dtype=np.float32))
@@ -415,7 +420,9 @@ class Recommender(PairScores, Estimator):
                 grid_histories, grid_items, grid_E, grid_profile = (
                     (histories, n_items, E, profile) if sample is None else sample[:4])
                 result = fit_blend(s, grid_histories, grid_items, grid_E, grid_profile, self.random_state,
-                                   keep=kept, feedback=feedback if sample is None else None)
+                                   keep=kept, feedback=feedback if sample is None else None,
+                                   towers_text=None if not use_text else self._towers_text(
+                                       texts if sample is None else [texts[i] for i in sample.items]))
                 value = max(result[2].get("ndcg", {}).values(), default=-1.0)
                 if chosen is None or value > chosen[0]:
                     chosen = (value, event_weights, feedback, histories, result, kept, sample, grid_line)
@@ -435,7 +442,8 @@ class Recommender(PairScores, Estimator):
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
-            towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress)
+            towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress,
+                                text=self._towers_text(texts) if use_text else None)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
             geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers)
         with stage(log, "Recommender.fit: user vectors", users=n_users):

@@ -475,8 +475,11 @@ def _saved_stage1(directory: Path, meta: dict[str, Any], geometry: scoring.Geome
     kind = resolve_index(s["index"], len(V))
     rows: dict[str, Any] = {"behaviour": (lambda r: scoring._behaviour_rows(V[r], Q[r]), V.shape[1] + Q.shape[1])}
     if E is not None:
+        basis = geometry.text_basis
+        if basis is None:
+            raise fail(directory / "recommender.llmrec", "text vectors are saved without their text basis")
         rows["interest"] = (lambda r: scoring.text_coordinates(np.asarray(E[r], np.float32), geometry),
-                            geometry.text_basis.shape[1])
+                            basis.shape[1])
         rows["request"] = (lambda r: np.asarray(E[r], np.float32), E.shape[1])
     token = meta_value(meta, "stage1", directory / "recommender.llmrec", types=(str, type(None)), default=None)
     return stage1_files.load_stage1(directory, token, kind, rows, len(V), s["num_threads"], s.get("probes"))

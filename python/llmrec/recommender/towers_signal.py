@@ -7,11 +7,17 @@ and one interest vector f_u per user (in the snapshot's users, recomputed by
 added later get their text-only vector at once (zero without text). The towers are
 trained twice, like ALS: on the validation split's training part, so the blend weight
 is fitted on targets the towers never saw, and on everything for serving.
+
+With ``towers={"text": "finetune", …}`` the towers train the encoder's top layers on the
+item texts (:mod:`llmrec.towers.finetune`): they need the texts and the Recommender's
+encoder at fit (``text``: a :class:`TowersText`) and the new items' texts at
+``add_items``; without an encoder or item texts they are ids-only, like the others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,21 +59,36 @@ def check_towers(spec: Any, random_state: Any, num_threads: int) -> dict[str, An
     return params
 
 
+@dataclass
+class TowersText:
+    """The item texts and the encoder that made ``E``: what fine-tuned towers train on."""
+
+    texts: list[str]
+    encoder: Any
+
+
 def fit_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int,
-               E: np.ndarray | None, show_progress: bool = False) -> Any:
+               E: np.ndarray | None, show_progress: bool = False,
+               text: TowersText | None = None) -> Any:
     """SequenceTowers fitted on ``histories``; with text vectors ``E`` unless the
-    parameters say ``text=None`` (without ``E`` the towers are ids-only)."""
+    parameters say ``text=None`` (without ``E`` the towers are ids-only); with
+    ``text="finetune"``, on ``text``'s item texts and encoder."""
     from llmrec.towers import SequenceTowers
 
     params = dict(params)
     epochs = params.pop("epochs", "auto")
-    if E is None:
+    if E is None or (params.get("text") == "finetune" and text is None):
         params["text"] = None
     towers = SequenceTowers(**params)
-    fit = dict(encoder=None, epochs=epochs, show_progress=show_progress)
+    fit = dict(epochs=epochs, show_progress=show_progress)
     if towers.text is None:
-        return towers.fit(histories, n_items=n_items, **fit)
-    return towers.fit(histories, item_text_vectors=E, **fit)
+        return towers.fit(histories, n_items=n_items, encoder=None, **fit)
+    if towers.text == "finetune":
+        assert text is not None
+        towers.fit(histories, item_texts=text.texts, encoder=text.encoder, **fit)
+        towers.encoder_ = None  # lent again by new_item_vectors: the towers stay picklable
+        return towers
+    return towers.fit(histories, item_text_vectors=E, encoder=None, **fit)
 
 
 def user_vectors(towers: Any, histories: list[np.ndarray]) -> np.ndarray:
@@ -84,17 +105,27 @@ def user_vectors(towers: Any, histories: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def new_item_vectors(towers: Any, E_new: np.ndarray | None, count: int) -> tuple[Any, np.ndarray]:
+def new_item_vectors(towers: Any, E_new: np.ndarray | None, count: int,
+                     text: TowersText | None = None) -> tuple[Any, np.ndarray]:
     """(towers that know the new items, their g rows): text-only vectors, or zero rows
-    (and the towers unchanged) without text. The towers given are not modified."""
+    (and the towers unchanged) without text. Fine-tuned towers read ``text`` (the new
+    items' texts and the Recommender's encoder) instead of ``E_new``. The towers given
+    are not modified."""
     from llmrec.recommender.snapshot import fork
 
     dim = int(towers.module_.user.norm.normalized_shape[0])
     if E_new is None or towers.text_dim_ == 0:
         return towers, np.zeros((count, dim), dtype=np.float32)
     grown = fork(towers)  # add_items rebinds its arrays: requests holding the old one go on
-    grown.add_items(text_vectors=E_new)
+    if towers.text == "finetune":
+        if text is None:
+            raise ValueError("towers with fine-tuned text need the new items' texts")
+        grown.encoder_ = text.encoder
+        grown.add_items(texts=text.texts)
+        grown.encoder_ = None  # lent for this call only, as in fit_towers
+    else:
+        grown.add_items(text_vectors=E_new)
     return grown, np.ascontiguousarray(grown.item_vectors(np.arange(grown.n_items_ - count, grown.n_items_)))
 
 
-__all__ = ["check_towers", "fit_towers", "new_item_vectors", "user_vectors"]
+__all__ = ["TowersText", "check_towers", "fit_towers", "new_item_vectors", "user_vectors"]

@@ -109,7 +109,8 @@ def fit_items(s: dict[str, Any], random_state: Any, als: ALS, E: np.ndarray | No
 
 def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarray | None,
               profile: np.ndarray | None, random_state: Any, keep: dict[str, Any] | None = None,
-              feedback: Any = None) -> tuple[dict[str, float], float, dict[str, Any]]:
+              feedback: Any = None, towers_text: Any = None
+              ) -> tuple[dict[str, float], float, dict[str, Any]]:
     """Hold out the latest ``validation`` share of each sampled user's history, and
     for each ALS λ of the grid fit the models on the rest and the blend weights on the
     held-out items (ndcg@10). Returns (weights, λ, report). ``keep`` (a dict, when
@@ -118,7 +119,8 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
 
     With ``feedback`` (:class:`.feedback.Feedback`; ``histories`` are its likes) the
     models see the likes' multipliers and the users' dislikes; the held-out items are
-    the latest likes, and dislikes are never candidates."""
+    the latest likes, and dislikes are never candidates. ``towers_text``: the item
+    texts and encoder for towers with ``text="finetune"`` (a ``TowersText``)."""
     grid = REGULARIZATION_GRID if "regularization" not in s else (s["regularization"],)
     weights = dict(DEFAULT_WEIGHTS)
     if E is None:
@@ -179,7 +181,7 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
     towers_raw = None
     if s.get("towers") is not None:
         # Trained without the held-out items: its weight is fitted on targets it never saw.
-        towers = fit_towers(s["towers"], train_h, n_items, E)
+        towers = fit_towers(s["towers"], train_h, n_items, E, text=towers_text)
         towers_raw = (towers_user_vectors(towers, hist), towers.item_vectors())
         report["towers_best_epoch"] = int(towers.best_epoch_)
     best = (-1.0, weights, fallback)

@@ -173,7 +173,8 @@ def add_items(model: Recommender, items: pd.DataFrame) -> np.ndarray:
                     "P": no_transitions, "Q": no_transitions}
         towers = snap.towers
         if towers is not None:  # text-only tower vectors (zero without text), at once
-            towers, new_rows["G"] = new_item_vectors(towers, E_new, len(ids))
+            towers, new_rows["G"] = new_item_vectors(
+                towers, E_new, len(ids), model._towers_text(texts) if has_text else None)
         shared = index.text_vectors() if isinstance(current.E, np.ndarray) else None
         grown = {name: (shared if name == "E" and shared is not None
                         else _append_item_rows(getattr(current, name), rows_))

@@ -63,11 +63,12 @@ class PackedBertEncoder:
                                 layer.attention.output.LayerNorm, layer.intermediate.dense,
                                 layer.output.dense, layer.output.LayerNorm))
 
-    def __call__(self, token_ids: Any, lengths: np.ndarray) -> Any:
+    def __call__(self, token_ids: Any, lengths: np.ndarray, n_layers: int | None = None) -> Any:
         """Hidden states ``(sum(lengths), hidden)`` for texts packed one after another.
 
         ``token_ids`` is a 1-D int64 tensor of the concatenated token ids and
-        ``lengths`` the token count of each text.
+        ``lengths`` the token count of each text. ``n_layers``: stop after the first
+        ``n_layers`` layers (None: all; 0: the embeddings' output).
         """
         torch = self._torch
         functional = torch.nn.functional
@@ -78,7 +79,8 @@ class PackedBertEncoder:
         x = self.embedding_norm(x)
         attention = _PaddedAttention(torch, lengths, device, self.num_heads, self.head_dim)
         gelu_ = torch.ops.aten.gelu_
-        for qkv_weight, qkv_bias, out_dense, out_norm, inner_dense, inner_out, inner_norm in self.layers:
+        layers = self.layers if n_layers is None else self.layers[:n_layers]
+        for qkv_weight, qkv_bias, out_dense, out_norm, inner_dense, inner_out, inner_norm in layers:
             qkv = functional.linear(attention.pad(x), qkv_weight, qkv_bias)
             context = attention(qkv)
             # x + (c W^T + b) as one GEMM accumulating into x: no bias copy, no temporary

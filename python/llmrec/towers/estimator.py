@@ -18,19 +18,23 @@ from llmrec.towers._inputs import (as_histories, as_requests, as_text_vectors, a
 
 _PARAM_NAMES = ("dim", "layers", "heads", "max_history", "text", "id_dropout", "dropout",
                 "hidden", "lr", "weight_decay", "batch_size", "patience", "request_rate",
-                "full_softmax_max_items", "n_negatives", "random_state", "num_threads")
+                "full_softmax_max_items", "n_negatives", "finetune_layers", "encoder_lr",
+                "random_state", "num_threads")
 _LEARNED = ("module_", "n_items_", "text_dim_", "item_text_vectors_", "has_id_", "encoder_",
             "history_", "best_epoch_", "validation_ndcg_", "uses_timestamps_", "fit_seconds_")
 TEXT_MODES = ("frozen", "finetune", None)
 MAX_EPOCHS_AUTO = 200
-LIMITS = {"dim": (2, 4096), "layers": (1, 32), "heads": (1, 64), "max_history": (1, 4096)}
+LIMITS = {"dim": (2, 4096), "layers": (1, 32), "heads": (1, 64), "max_history": (1, 4096),
+          "finetune_layers": (1, 32)}
 
 
 class SequenceTowers(Estimator):
     """User and item towers trained on interaction sequences with a softmax objective.
 
     **Item tower**: g_i = E[i] + W₂·GELU(W₁·x_i + b₁) + b₂, where E[i] is a learned id
-    embedding and x_i the item's text vector (from a frozen :class:`~llmrec.TextEncoder`).
+    embedding and x_i the item's text vector: from a frozen :class:`~llmrec.TextEncoder`
+    (``text="frozen"``), or with the encoder's top ``finetune_layers`` layers and pooling
+    trained with the towers (``text="finetune"``, :mod:`llmrec.towers.finetune`).
     During training E[i] is dropped (set to 0, not rescaled) with probability
     ``id_dropout`` so the text part learns to stand alone; items without training
     interactions and items added later have no E[i] and are ranked from their text.
@@ -63,8 +67,14 @@ class SequenceTowers(Estimator):
     max_history : int in [1, 4096]
         The user tower reads the latest ``max_history`` items of a history.
     text : "frozen", "finetune" or None
-        Text part of the item tower from frozen encoder vectors, or none (ids only).
-        ``"finetune"`` (fine-tuning the encoder's top layers) is not implemented yet.
+        Text part of the item tower from frozen encoder vectors, from the encoder with
+        its top layers fine-tuned on the interactions, or none (ids only).
+        ``"finetune"`` needs ``item_texts`` and a BERT-family :class:`~llmrec.TextEncoder`
+        at fit (the default MiniLM is one) and the same encoder to encode new texts
+        and requests (only its frozen lower layers are used; precomputed
+        ``text_vectors`` cannot be given then). Training first fits the towers with
+        the encoder frozen, then trains the top layers too (see
+        :mod:`llmrec.towers.training`).
     id_dropout : float in [0, 1)
         Probability of dropping an item's id embedding in a training step (text only).
     dropout : float in [0, 1)
@@ -87,6 +97,11 @@ class SequenceTowers(Estimator):
         CPU's caches and memory (64 × 51 × 50,000 floats ≈ 650 MB).
     n_negatives : int
         Sampled items per step for the sampled softmax.
+    finetune_layers : int in [1, 32]
+        With ``text="finetune"``: how many of the encoder's top layers are trained (at
+        most the encoder's depth); the lower ones run once per text at fit.
+    encoder_lr : float
+        With ``text="finetune"``: AdamW's learning rate of the fine-tuned layers.
     random_state : int >= 0 or None
         Seeds initialisation, batching, dropout and the validation users; training is
         reproducible for a fixed thread count. The global torch RNG is left untouched.
@@ -99,7 +114,8 @@ class SequenceTowers(Estimator):
     module_ : torch.nn.Module (``.item`` and ``.user`` towers), in eval mode
     n_items_ : int, items known (fitted plus added with :meth:`add_items`)
     text_dim_ : int, length of the text vectors (0 with ``text=None``)
-    item_text_vectors_ : float32 (n_items_, text_dim_) or None
+    item_text_vectors_ : float32 (n_items_, text_dim_) or None (with ``text="finetune"``,
+        the fine-tuned layers' vectors)
     has_id_ : bool (n_items_,), items with a trained id embedding
     encoder_ : TextEncoder or None
     history_ : list of dict per epoch (loss, validation_ndcg, elapsed)
@@ -115,6 +131,7 @@ class SequenceTowers(Estimator):
                  hidden: int | None = None, lr: float = 2e-3, weight_decay: float = 0.01,
                  batch_size: int = 64, patience: int = 10, request_rate: float = 0.1,
                  full_softmax_max_items: int = 50_000, n_negatives: int = 2048,
+                 finetune_layers: int = 1, encoder_lr: float = 3e-5,
                  random_state: int | None = 0, num_threads: int = 0) -> None:
         self.dim = dim
         self.layers = layers
@@ -131,6 +148,8 @@ class SequenceTowers(Estimator):
         self.request_rate = request_rate
         self.full_softmax_max_items = full_softmax_max_items
         self.n_negatives = n_negatives
+        self.finetune_layers = finetune_layers
+        self.encoder_lr = encoder_lr
         self.random_state = random_state
         self.num_threads = num_threads
 
@@ -154,6 +173,7 @@ class SequenceTowers(Estimator):
         s["full_softmax_max_items"] = check_int(self.full_softmax_max_items,
                                                 "full_softmax_max_items", minimum=1)
         s["n_negatives"] = check_int(self.n_negatives, "n_negatives", minimum=1)
+        s["encoder_lr"] = check_real(self.encoder_lr, "encoder_lr", low=0.0, high=10.0, low_open=True)
         s["num_threads"] = check_int(self.num_threads, "num_threads", minimum=0)
         if self.random_state is not None:
             check_int(self.random_state, "random_state", minimum=0)
@@ -188,9 +208,11 @@ class SequenceTowers(Estimator):
             users are skipped); at least one user needs an item.
         item_texts : sequence of str, one per item (item j's text), optional
             Encoded with ``encoder``. Needed with ``text="frozen"`` unless
-            ``item_text_vectors`` is given; a missing (non-str) text is an error.
+            ``item_text_vectors`` is given, and always with ``text="finetune"``; a
+            missing (non-str) text is an error.
         item_text_vectors : float array (n_items, text_dim), optional
-            Precomputed text vectors, used instead of encoding ``item_texts``.
+            Precomputed text vectors, used instead of encoding ``item_texts``
+            (``text="frozen"`` only).
         encoder : "default", a TextEncoder, or None
             Encodes ``item_texts`` now and, later, ``texts=`` of :meth:`item_vectors`
             and :meth:`add_items` and the ``requests`` of :meth:`user_vectors`.
@@ -211,14 +233,11 @@ class SequenceTowers(Estimator):
             A tqdm bar over epochs with the loss and validation ndcg@10.
         callback : callable(epoch, record) -> bool or None, optional
             Called after each epoch with ``{"epoch", "loss", "validation_ndcg",
-            "elapsed"}``; returning True stops training.
+            "elapsed", "tuning"}`` (tuning: 1.0 in the epochs that train the encoder's
+            top layers, else 0.0); returning True stops training.
         """
         s = self._settings()
         _require_torch()
-        if self.text == "finetune":
-            raise NotImplementedError(
-                "text='finetune' (fine-tuning the encoder's top layers) is not implemented "
-                "yet; use text='frozen' (frozen encoder vectors) or text=None (ids only)")
         validation = check_real(validation, "validation", low=0.0, high=1.0, high_open=True)
         if isinstance(epochs, str):
             if epochs != "auto":
@@ -231,8 +250,16 @@ class SequenceTowers(Estimator):
             max_epochs = check_int(epochs, "epochs", minimum=1)
         encoder_spec, encoder_obj = _encoder_spec(encoder)
         use_text = self.text is not None
-        T = None
-        if item_text_vectors is not None:
+        T = tuner = None
+        if self.text == "finetune":
+            if item_text_vectors is not None or item_texts is None:
+                raise ValueError("text='finetune' trains the encoder's top layers on the item "
+                                 "texts: give item_texts (and an encoder), not item_text_vectors")
+            enc = encoder_obj if encoder_obj is not None else _make_encoder(encoder_spec)
+            encoder_obj = enc
+            tuner = self._fine_tuner(enc, as_texts(item_texts, "item_texts"), s["finetune_layers"])
+            T = tuner.cache.numpy()
+        elif item_text_vectors is not None:
             T = as_text_vectors(item_text_vectors, "item_text_vectors", dim=None)
             if item_texts is not None:
                 raise ValueError("give item_texts or item_text_vectors, not both")
@@ -272,16 +299,19 @@ class SequenceTowers(Estimator):
                             request_rate=s["request_rate"] if use_text else 0.0,
                             full_softmax_max_items=s["full_softmax_max_items"],
                             n_negatives=s["n_negatives"], max_epochs=max_epochs,
-                            patience=s["patience"])
+                            patience=s["patience"], encoder_lr=s["encoder_lr"])
         start = time.perf_counter()
         with torch_threads(self._threads()), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = Towers(n_id_rows=catalogue, text_dim=0 if T is None else T.shape[1],
                          dim=s["dim"], hidden=s["hidden"], layers=s["layers"], heads=s["heads"],
                          max_history=s["max_history"], dropout=s["dropout"],
-                         use_gaps=ts is not None)
+                         use_gaps=ts is not None, text_head=None if tuner is None else tuner.head)
+            data.tuner = tuner
             records = train(net, data, settings, rng, show_progress=show_progress,
                             callback=callback)
+            if tuner is not None:  # the fine-tuned layers' vectors of the best epoch
+                T = np.ascontiguousarray(data.text.numpy())
         self.module_ = net
         self.n_items_ = catalogue
         self.text_dim_ = 0 if T is None else int(T.shape[1])
@@ -289,15 +319,34 @@ class SequenceTowers(Estimator):
         self.has_id_ = data.has_id.numpy().copy()
         self.encoder_ = encoder_obj
         self._encoder_spec = encoder_spec
+        self._encoder_fingerprint = getattr(encoder_obj, "fingerprint", None) if tuner else None
         self.history_ = records
-        valid = [r for r in records if np.isfinite(r["validation_ndcg"])]
-        best = max(valid, key=lambda r: r["validation_ndcg"]) if valid else records[-1]
+        kept = [r for r in records if r["tuning"]] or records  # the weights are of a tuned epoch
+        valid = [r for r in kept if np.isfinite(r["validation_ndcg"])]
+        best = max(valid, key=lambda r: r["validation_ndcg"]) if valid else kept[-1]
         self.best_epoch_ = int(best["epoch"])
         self.validation_ndcg_ = float(best["validation_ndcg"])
         self.uses_timestamps_ = ts is not None
         self.fit_seconds_ = time.perf_counter() - start
         self._touch()
         return self
+
+    def _fine_tuner(self, encoder: Any, texts: list[str], layers: int) -> Any:
+        """The FineTuner of ``texts``: lower-layer token states run once, a trainable
+        copy of the top ``layers`` layers, and the initial text vectors (refreshed)."""
+        from llmrec.towers.finetune import FineTuner, TextHead, encoder_layers, lower_states
+        from llmrec.towers.training import torch_threads
+
+        depth = encoder_layers(encoder)
+        if layers > depth:
+            raise ValueError(f"finetune_layers ({layers}) exceeds the encoder's {depth} layers")
+        if not texts:
+            raise ValueError("item texts are empty: expected one per item")
+        with torch_threads(self._threads()):
+            tuner = FineTuner(TextHead.from_encoder(encoder, layers),
+                              lower_states(encoder, texts, "document", depth - layers))
+            tuner.refresh()
+        return tuner
 
     def _catalogue_size(self, T: np.ndarray | None, n_items: Any, histories: Any) -> int:
         if n_items is not None:
@@ -351,7 +400,28 @@ class SequenceTowers(Estimator):
         if enc.dim != self.text_dim_:
             raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the model was "
                              f"fitted on {self.text_dim_}-dim text vectors")
-        return enc.encode(texts, kind=kind)
+        head = getattr(self.module_, "text_head", None)
+        if head is None:
+            return enc.encode(texts, kind=kind)
+        return self._fine_tuned_vectors(enc, head, texts, kind)
+
+    def _fine_tuned_vectors(self, encoder: Any, head: Any, texts: list[str], kind: str) -> np.ndarray:
+        """Texts through the encoder's frozen lower layers, then the fine-tuned head."""
+        import torch
+
+        from llmrec.towers.finetune import encoder_layers, head_vectors, lower_states
+        from llmrec.towers.training import torch_threads
+
+        expected = getattr(self, "_encoder_fingerprint", None)
+        if expected is not None and getattr(encoder, "fingerprint", None) != expected:
+            raise ValueError("the encoder differs from the one the text layers were fine-tuned "
+                             f"on (fingerprint {expected!r}); pass that encoder")
+        if not texts:
+            return np.zeros((0, self.text_dim_), dtype=np.float32)
+        depth = encoder_layers(encoder)
+        with torch_threads(self._threads()), torch.inference_mode():
+            tokens = lower_states(encoder, texts, kind, depth - len(head.blocks))
+            return head_vectors(head, tokens).numpy()
 
     def _text_vectors(self, texts: Any, text_vectors: Any) -> np.ndarray:
         if self.text_dim_ == 0:
@@ -360,8 +430,15 @@ class SequenceTowers(Estimator):
         if text_vectors is not None:
             if texts is not None:
                 raise ValueError("give texts or text_vectors, not both")
+            self._no_vectors_when_fine_tuned("text_vectors")
             return as_text_vectors(text_vectors, "text_vectors", dim=self.text_dim_)
         return self._encode(as_texts(texts, "texts"), "document")
+
+    def _no_vectors_when_fine_tuned(self, name: str) -> None:
+        if getattr(self.module_, "text_head", None) is not None:
+            raise ValueError(f"this model was fitted with text='finetune': its text vectors come "
+                             f"from its fine-tuned layers, so {name} cannot be given; give the "
+                             "texts themselves")
 
     def user_vectors(self, histories: Any, *, requests: Any = None, request_vectors: Any = None,
                      timestamps: Any = None, batch_size: int = 1024) -> np.ndarray:
@@ -441,6 +518,7 @@ class SequenceTowers(Estimator):
         if request_vectors is not None:
             if requests is not None:
                 raise ValueError("give requests or request_vectors, not both")
+            self._no_vectors_when_fine_tuned("request_vectors")
             R = as_text_vectors(request_vectors, "request_vectors", dim=self.text_dim_, rows=n)
             return R, np.ones(n, dtype=bool)
         rows, texts = as_requests(requests, n)

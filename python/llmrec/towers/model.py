@@ -139,13 +139,16 @@ class UserTower(nn.Module):
         return self.norm(x)
 
 
-
 class Towers(nn.Module):
-    """Both towers; the score of user u and item i is f_u · g_i."""
+    """Both towers; the score of user u and item i is f_u · g_i. ``text_head`` (with
+    ``text="finetune"``): the encoder's fine-tuned top layers, which make the text
+    vectors the item tower reads (:mod:`llmrec.towers.finetune`)."""
 
     def __init__(self, *, n_id_rows: int, text_dim: int, dim: int, hidden: int, layers: int,
-                 heads: int, max_history: int, dropout: float, use_gaps: bool) -> None:
+                 heads: int, max_history: int, dropout: float, use_gaps: bool,
+                 text_head: nn.Module | None = None) -> None:
         super().__init__()
+        self.text_head = text_head
         self.item = ItemTower(n_id_rows=n_id_rows, text_dim=text_dim, dim=dim, hidden=hidden)
         self.user = UserTower(dim=dim, layers=layers, heads=heads, max_history=max_history,
                               dropout=dropout, use_gaps=use_gaps)

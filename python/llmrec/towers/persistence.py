@@ -1,12 +1,16 @@
 """SequenceTowers files: llmrec's versioned format (:mod:`llmrec._fileformat`), no pickle.
 
-Kind ``"SequenceTowers"``, version 1. Arrays: every tensor of the torch state dict as
-``param/<name>`` (float32), ``has_id`` (bool, one per item) and, with text,
-``item_text_vectors`` (float32 (n_items, text_dim)). Meta: the constructor parameters,
-``n_items``, ``n_id_rows`` (items at fit time), ``text_dim``, ``uses_timestamps``, the
-encoder (``"default"``, ``"custom"`` with its model name, or null) and the training
-record. Loading rebuilds the modules from the parameters and checks every array's
-name, dtype and shape against them before using it.
+Kind ``"SequenceTowers"``, version 1, or 2 for a model with fine-tuned text layers
+(``text="finetune"``). Arrays: every tensor of the torch state dict as
+``param/<name>`` (float32; the fine-tuned layers under ``param/text_head.``), ``has_id``
+(bool, one per item) and, with text, ``item_text_vectors`` (float32 (n_items,
+text_dim)). Meta: the constructor parameters, ``n_items``, ``n_id_rows`` (items at fit
+time), ``text_dim``, ``uses_timestamps``, the encoder (``"default"``, ``"custom"`` with
+its model name, or null) and the training record; version 2 adds ``text_head`` (the
+fine-tuned layers' shape: layers, hidden, heads, intermediate, eps, pooling,
+normalize) and ``encoder_fingerprint`` (the encoder whose lower layers feed them).
+Loading rebuilds the modules from the parameters and checks every array's name, dtype
+and shape against them before using it.
 """
 
 from __future__ import annotations
@@ -22,13 +26,13 @@ from llmrec._validate import meta_int
 from llmrec.exceptions import FormatError
 
 KIND = "SequenceTowers"
-KIND_VERSION = 1
+KIND_VERSION = 2
 
 
 def save_towers(model: Any, path: str | os.PathLike[str]) -> None:
     """Write a fitted model to ``path`` (see the module docstring)."""
     meta, arrays = towers_to_arrays(model)
-    save_arrays(path, KIND, KIND_VERSION, meta, arrays)
+    save_arrays(path, KIND, 2 if meta["text_head"] is not None else 1, meta, arrays)
 
 
 def towers_to_arrays(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -55,6 +59,9 @@ def towers_to_arrays(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]
                             else float(model.validation_ndcg_)),
         "fit_seconds": float(model.fit_seconds_),
     }
+    head = getattr(model.module_, "text_head", None)
+    meta["text_head"] = None if head is None else dict(head.settings)
+    meta["encoder_fingerprint"] = getattr(model, "_encoder_fingerprint", None)
     return meta, arrays
 
 
@@ -96,9 +103,10 @@ def towers_from_arrays(cls: type, meta: dict[str, Any], arrays: dict[str, np.nda
     elif T is not None:
         raise FormatError(f"{path}: item_text_vectors present in a model without text")
     uses_timestamps = bool(meta.get("uses_timestamps", False))
+    head = _text_head(meta, path, text_dim, fine_tuned=model.text == "finetune")
     net = Towers(n_id_rows=n_id_rows, text_dim=text_dim, dim=s["dim"], hidden=s["hidden"],
                  layers=s["layers"], heads=s["heads"], max_history=s["max_history"],
-                 dropout=s["dropout"], use_gaps=uses_timestamps)
+                 dropout=s["dropout"], use_gaps=uses_timestamps, text_head=head)
     expected = net.state_dict()
     given = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     if set(given) != set(expected):
@@ -125,6 +133,10 @@ def towers_from_arrays(cls: type, meta: dict[str, Any], arrays: dict[str, np.nda
     if spec not in ("default", "custom", None):
         raise FormatError(f"{path}: unknown encoder entry {spec!r}")
     model._encoder_spec = spec
+    fingerprint = meta.get("encoder_fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, str):
+        raise FormatError(f"{path}: 'encoder_fingerprint' must be a str or null")
+    model._encoder_fingerprint = fingerprint
     model.encoder_ = encoder
     try:
         model.history_ = [{k: (float("nan") if v is None else v) for k, v in r.items()}
@@ -138,3 +150,31 @@ def towers_from_arrays(cls: type, meta: dict[str, Any], arrays: dict[str, np.nda
     model.uses_timestamps_ = uses_timestamps
     model._touch()
     return model
+
+
+def _text_head(meta: dict[str, Any], path: Any, text_dim: int, *, fine_tuned: bool) -> Any:
+    """The (untrained) TextHead that ``meta['text_head']`` describes, or None; checked
+    against the parameters (present exactly with text="finetune") and ``text_dim``."""
+    from llmrec.towers.finetune import POOLINGS, TextHead
+
+    spec = meta.get("text_head")
+    if spec is None:
+        if fine_tuned:
+            raise FormatError(f"{path}: a text='finetune' model without its 'text_head'")
+        return None
+    if not fine_tuned:
+        raise FormatError(f"{path}: 'text_head' present in a model without text='finetune'")
+    if not isinstance(spec, dict):
+        raise FormatError(f"{path}: 'text_head' must be a mapping")
+    ints = {name: meta_int(spec, name, path, minimum=1, maximum=high)
+            for name, high in (("layers", 32), ("hidden", 1 << 16), ("heads", 256),
+                               ("intermediate", 1 << 18))}
+    if (ints["hidden"] != text_dim or ints["hidden"] % ints["heads"]
+            or ints["intermediate"] > 8 * ints["hidden"]):
+        raise FormatError(f"{path}: invalid 'text_head' shape {ints} for text_dim {text_dim}")
+    eps, pooling, normalize = spec.get("eps"), spec.get("pooling"), spec.get("normalize")
+    if (not isinstance(eps, float) or not 0 < eps < 1 or pooling not in POOLINGS
+            or not isinstance(normalize, bool)):
+        raise FormatError(f"{path}: invalid 'text_head' eps/pooling/normalize "
+                          f"({eps!r}, {pooling!r}, {normalize!r})")
+    return TextHead(eps=eps, pooling=pooling, normalize=normalize, **ints)

@@ -12,6 +12,14 @@ A share ``request_rate`` of the training rows also gets a request token holding 
 vector of the row's last target (a pseudo-request: "this is what I want next"), whose
 output must predict that target: this teaches the user tower to move the interest
 vector toward what a request describes.
+
+With ``text="finetune"`` (a :class:`~llmrec.towers.finetune.FineTuner` in the data),
+training runs in two phases: first with the encoder's top layers frozen, until early
+stopping or half the epochs, whichever comes first; then, from the best epoch's
+weights, with the top layers trained too (their own learning rate ``encoder_lr``)
+and the towers at ``TUNING_TOWERS_LR_SCALE`` of theirs, until early stopping again;
+the best epoch of this second phase is kept. The head learns on a towers model that
+already fits, so its first steps are not driven by random towers.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ from torch.nn import functional as F
 from llmrec.towers.model import N_GAP_BUCKETS, Towers
 
 NDCG_K = 10
+# In the fine-tuning phase the towers' own learning rate is scaled by this: they start
+# from their best epoch, and at the full rate they go on overfitting as they did then.
+TUNING_TOWERS_LR_SCALE = 0.1
 
 
 def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
@@ -118,6 +129,7 @@ class TrainData:
     val_gaps: list[np.ndarray] | None
     val_targets: np.ndarray
     val_seen: list[np.ndarray]
+    tuner: Any = None  # a FineTuner with text="finetune": sets ``text`` as training goes
 
 
 @dataclass
@@ -134,6 +146,7 @@ class Settings:
     n_negatives: int
     max_epochs: int
     patience: int
+    encoder_lr: float = 0.0
 
 
 def _item_vectors(net: Towers, data: TrainData, ids: torch.Tensor | None,
@@ -235,9 +248,16 @@ def validation_ndcg(net: Towers, data: TrainData, batch_size: int = 512) -> floa
 def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *,
           show_progress: bool, callback: Callable[[int, dict[str, float]], Any] | None
           ) -> list[dict[str, float]]:
-    """Run the loop; leaves ``net`` at the best validation epoch (the last without
-    validation) in eval mode and returns one record per epoch."""
-    optimizer = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    """Run the loop; leaves ``net`` at the best validation epoch (of the fine-tuning
+    phase when there is one; the last without validation) in eval mode and returns one
+    record per epoch."""
+    tuner = data.tuner
+    head_params = [p for n, p in net.named_parameters() if n.startswith("text_head.")]
+    towers_params = [p for n, p in net.named_parameters() if not n.startswith("text_head.")]
+    optimizer = torch.optim.AdamW(towers_params, lr=s.lr, weight_decay=s.weight_decay)
+    tuning = False
+    if tuner is not None:
+        data.text = tuner.refresh()
     trainable = np.array([u for u, seq in enumerate(data.sequences) if len(seq) > 0], dtype=np.int64)
     sample_q = None
     if data.n_items > s.full_softmax_max_items:
@@ -259,15 +279,19 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
             total, batches = 0.0, 0
             for b in range(0, len(order), s.batch_size):
                 packed, target, request, has = _training_rows(data, order[b:b + s.batch_size], s, rng)
+                if tuning:
+                    data.text = tuner.step_text(target[target >= 0].numpy(), rng)
                 loss = _loss(net, data, s, packed, target, request, has, sample_q)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach())
                 batches += 1
+            if tuning:
+                data.text = tuner.refresh()
             record = {"epoch": epoch, "loss": total / max(batches, 1),
                       "validation_ndcg": validation_ndcg(net, data) if validate else float("nan"),
-                      "elapsed": time.perf_counter() - start_time}
+                      "elapsed": time.perf_counter() - start_time, "tuning": float(tuning)}
             records.append(record)
             improved = validate and record["validation_ndcg"] > best
             if improved:
@@ -280,7 +304,21 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
                 bar.set_postfix(loss=f"{record['loss']:.3f}",
                                 ndcg=f"{record['validation_ndcg']:.4f}")
             stop = callback(epoch, dict(record)) if callback is not None else None
-            if stop is True or (validate and stale >= s.patience):
+            if stop is True:
+                break
+            if tuner is not None and not tuning and (
+                    (validate and stale >= s.patience) or 2 * (epoch + 1) >= s.max_epochs):
+                # Second phase: the top layers of the encoder train too, from the best weights.
+                tuning, stale = True, 0
+                if best_state is not None:
+                    net.load_state_dict(best_state)
+                best = -math.inf  # keep the best fine-tuned epoch
+                for group in optimizer.param_groups:  # the towers already fit: small steps
+                    group["lr"] = s.lr * TUNING_TOWERS_LR_SCALE
+                optimizer.add_param_group({"params": head_params, "lr": s.encoder_lr,
+                                           "weight_decay": s.weight_decay})
+                data.text = tuner.refresh()
+            elif validate and stale >= s.patience:
                 break
     finally:
         if bar is not None:
@@ -288,4 +326,6 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
+    if tuner is not None:
+        data.text = tuner.refresh()
     return records
