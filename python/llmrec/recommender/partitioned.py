@@ -85,7 +85,8 @@ def norm_bands(norms: np.ndarray) -> list[np.ndarray]:
     docstring); every row in exactly one band."""
     order = np.argsort(-norms, kind="stable")
     top = float(norms[order[0]]) if len(norms) else 0.0
-    bands, start = [], 0
+    bands: list[np.ndarray] = []
+    start = 0
     while start < len(order):
         if len(bands) == MAX_BANDS - 1 or top <= 0:
             stop = len(order)
@@ -234,7 +235,7 @@ class PartitionedChannel:
         rows = np.asarray(rows, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         there = self._in_delta(rows)
-        if there.any():
+        if there.any() and self.delta is not None:  # rows found there: it exists
             self.delta.update(rows[there], vectors[there])
         if (~there).any():
             self._delta_add(vectors[~there], rows[~there], forked=False)
@@ -243,7 +244,7 @@ class PartitionedChannel:
         """Items no search returns any more (skipped inside the scans), in place."""
         rows = np.asarray(rows, dtype=np.int64)
         there = self._in_delta(rows)
-        if there.any():
+        if there.any() and self.delta is not None:
             self.delta.remove(rows[there])
         main = rows[rows < self.n_main]  # a re-solved row is in the delta and in its band
         for band in self.bands:
@@ -251,12 +252,12 @@ class PartitionedChannel:
             if len(local):
                 band.index.remove(local)
 
-    def _search_delta(self, queries: np.ndarray, k: int, exclude: Any, allow: Any, ids: list,
-                      scores: list) -> None:
+    def _search_delta(self, queries: np.ndarray, k: int, exclude: Any, allow: Any,
+                      ids: list[np.ndarray], scores: list[np.ndarray]) -> None:
+        delta = self.delta
         delta_allow = None if allow is None else np.asarray(allow, dtype=np.int64)
-        if delta_allow is None or len(delta_allow):
-            found, score = self.delta.search(queries, min(k, len(self.delta)), exclude=exclude,
-                                             allow=delta_allow)
+        if delta is not None and (delta_allow is None or len(delta_allow)):
+            found, score = delta.search(queries, min(k, len(delta)), exclude=exclude, allow=delta_allow)
             ids.append(found)
             scores.append(score)
 
@@ -280,7 +281,8 @@ class PartitionedChannel:
         re-scores)."""
         nq = len(queries)
         exclude = _as_lists(exclude, nq)
-        ids, scores = [], []
+        ids: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
         lifted = np.zeros((nq, queries.shape[1] + 1), dtype=np.float32)
         lifted[:, :-1] = queries
         # Bands from the largest norms down: a band whose rows cannot beat the k-th best

@@ -289,8 +289,10 @@ class Signals(NamedTuple):
     towers: np.ndarray | None = None  # against G (item tower vectors)
 
 
-def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=None, sequence=None,
-                 text=None, transition=None, query=None, towers=None) -> Signals:
+def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np.ndarray | None = None,
+                 sequence: np.ndarray | None = None, text: np.ndarray | None = None,
+                 transition: np.ndarray | None = None, query: np.ndarray | None = None,
+                 towers: np.ndarray | None = None) -> Signals:
     """Weighted, spread-normalised query vectors from raw signal vectors (None = absent)."""
     text_weight: Any = weights["text"]
     if text is not None:
@@ -303,11 +305,13 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour=Non
     n = next((len(v) for v in (behaviour, sequence, text, transition, query) if v is not None), 0)
     offset = np.zeros(n, dtype=np.float64)
 
-    def term(vectors, weight, cov, mean):
+    def term(vectors: np.ndarray | None, weight: Any, cov: np.ndarray | None,
+             mean: np.ndarray | None) -> np.ndarray | None:
         if vectors is None or cov is None or not (np.asarray(weight) > 0).any():
             return None
         out, centre = scaled(vectors, cov, weight, mean)
-        offset[:] += centre
+        if centre is not None:  # a geometry keeps a signal's mean beside its covariance
+            offset[:] += centre
         return out
 
     b = term(behaviour, weights["behaviour"], geometry.cov_V, geometry.mean_V)
@@ -324,7 +328,11 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
             ) -> tuple[np.ndarray, np.ndarray]:
     """Blended scores of the candidate ids (n, C; -1 = none) computed exactly, natively, and
     the best k per row: descending score, ties by smaller id, -1/-inf padding."""
-    matrices, queries, applies, fallbacks, row_scales = [], [], [], [], []
+    matrices: list[np.ndarray] = []
+    queries: list[np.ndarray] = []
+    applies: list[np.ndarray | None] = []
+    fallbacks: list[np.ndarray | None] = []
+    row_scales: list[np.ndarray | None] = []
     # Sequence: Vn·q = (V·q)/‖V‖, from V and the inverse norms; text from E's int8 codes
     # and their row scales when it is kept in 8 bits.
     text, text_scale = (items.E.codes, items.E.scales) if isinstance(items.E, Int8Rows) else (items.E, None)
@@ -339,6 +347,8 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
             fallbacks.append(None)
             row_scales.append(scale)
     if signals.text is not None and items.E is not None:
+        if mean_E is None:
+            raise ValueError("rescore: a text interest signal needs the catalogue's mean text vector (mean_E)")
         interest = np.ascontiguousarray(signals.text, dtype=np.float32)
         matrices.append(text)
         queries.append(interest)
@@ -346,6 +356,8 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         fallbacks.append((interest.astype(np.float64) @ mean_E).astype(np.float32))
         row_scales.append(text_scale)
     if signals.towers is not None and items.G is not None:
+        if mean_G is None:
+            raise ValueError("rescore: a towers signal needs the catalogue's mean tower vector (mean_G)")
         # Like the text interest, neutral for items without interactions: their text-only
         # tower vectors blurred the cold-item ranking (MovieLens cold_item_split(0.2), seed
         # 0, among cold items: ndcg@10 0.308 → 0.245 with them).
