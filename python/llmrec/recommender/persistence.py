@@ -476,8 +476,7 @@ def _saved_stage1(directory: Path, meta: dict[str, Any], geometry: scoring.Geome
     rows: dict[str, Any] = {"behaviour": (lambda r: scoring._behaviour_rows(V[r], Q[r]), V.shape[1] + Q.shape[1])}
     if E is not None:
         basis = geometry.text_basis
-        if basis is None:
-            raise fail(directory / "recommender.llmrec", "text vectors are saved without their text basis")
+        assert basis is not None  # _checked_arrays requires it wherever 'E' is saved
         rows["interest"] = (lambda r: scoring.text_coordinates(np.asarray(E[r], np.float32), geometry),
                             basis.shape[1])
         rows["request"] = (lambda r: np.asarray(E[r], np.float32), E.shape[1])
