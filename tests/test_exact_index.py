@@ -73,6 +73,27 @@ def test_thread_counts_give_identical_results(rng):
         np.testing.assert_array_equal(scores, serial[1])
 
 
+def test_many_queries_over_many_items_at_every_thread_count(simd_level, rng):
+    # 400 queries of d = 384 give each of two or three threads an L2-sized query block of
+    # their own, so the items are not split into ranges; 3 of them are too few, and their
+    # items are split. Both ways must give the same top-100 (k large: heaps matter).
+    items, queries = _data(rng, 40_000, 384, 400)
+    exclude = sp.random(400, 40_000, density=1e-3, format="csr", random_state=rng)
+    qualifies = exclude.toarray() == 0
+    one_thread = ExactIndex(items, num_threads=1)
+    serial = {n: one_thread.search(queries[:n], k=100, exclude=exclude[:n]) for n in (400, 3)}
+    assert_topk_matches(*serial[400], reference_scores(items, queries), 100, qualifies,
+                        tol=score_tolerance(items, queries))
+    for threads in (2, 3, 8):
+        index = ExactIndex(items, num_threads=threads)
+        for n, (want_ids, want_scores) in serial.items():
+            ids, scores = index.search(queries[:n], k=100, exclude=exclude[:n])
+            # exact by contract for a given batch (the kernel's query tiles follow the
+            # batch, not the threads): every score is one dot product whoever computes it
+            np.testing.assert_array_equal(ids, want_ids)
+            np.testing.assert_array_equal(scores, want_scores)
+
+
 def test_single_query_returns_1d(rng):
     items, queries = _data(rng, 50, 6, 1)
     ids, scores = ExactIndex(items).search(queries[0], k=4)
