@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmrec._arrays import grow_rows, reserve_rows, result_order
+from llmrec._arrays import appended, grow_rows, reserve_rows, result_order
 
 
 def test_growth_keeps_rows_zeroes_new_ones_and_reuses_capacity(rng):
@@ -19,6 +19,18 @@ def test_growth_keeps_rows_zeroes_new_ones_and_reuses_capacity(rng):
     assert b.shape == (6, 3) and np.all(b[5] == 7.0)  # the earlier view is unchanged
     np.testing.assert_array_equal(c[6:], 0)
     assert grow_rows(c, 4) is c
+
+
+def test_appended_rows_follow_and_earlier_arrays_keep_theirs(rng):
+    a = rng.standard_normal((3, 2)).astype(np.float32)
+    new = rng.standard_normal((2, 2)).astype(np.float32)
+    b = appended(a, new)
+    np.testing.assert_array_equal(b, np.vstack([a, new]))
+    c = appended(b, new[:1])  # in b's spare capacity: b itself still shows its 5 rows
+    assert np.shares_memory(b, c) and b.shape == (5, 2) and c.shape == (6, 2)
+    np.testing.assert_array_equal(c, np.vstack([a, new, new[:1]]))
+    ids = appended(np.array(["x"], dtype=object), np.array(["y", "z"], dtype=object))
+    assert ids.dtype == object and ids.tolist() == ["x", "y", "z"]
 
 
 def test_one_dimensional_object_and_read_only_arrays(rng):

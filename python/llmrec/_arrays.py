@@ -29,6 +29,15 @@ def grow_rows(array: np.ndarray, n_rows: int) -> np.ndarray:
     return grown
 
 
+def appended(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array`` with ``rows`` after its rows, grown as :func:`grow_rows` grows it (in spare
+    capacity when there is some: ``array`` itself keeps seeing its own rows only)."""
+    n = len(array)
+    grown = grow_rows(array, n + len(rows))
+    grown[n:] = rows
+    return grown
+
+
 def reserve_rows(buffer: np.ndarray | None, rows: np.ndarray, needed: int, *, fill: int = 0
                  ) -> np.ndarray:
     """Storage for ``needed`` rows that starts with ``rows``: ``buffer`` itself when it is

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._arrays import grow_rows
+from llmrec._arrays import appended, grow_rows
 from llmrec._checks import as_id_array
 from llmrec.exceptions import UnknownIdError
 
@@ -87,9 +87,7 @@ class RowIds:
             live = self.live_rows(n_rows)
             self.id_rows = dict(zip(live.tolist(), live.tolist()))
         assert ids is not None, "new_ids() gives ids once they are not row numbers"
-        row_ids = grow_rows(self.row_map()[:n_rows], n_rows + m)
-        row_ids[n_rows:] = ids
-        self.row_ids = row_ids
+        self.row_ids = appended(self.row_map()[:n_rows], ids)
         self.id_map().update(zip(ids.tolist(), range(n_rows, n_rows + m)))
         if len(ids):
             self.next_id = max(self.next_id, int(ids.max()) + 1)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmrec._arrays import grow_rows, marked
+from llmrec._arrays import appended, grow_rows, marked
 from llmrec._checks import plain
 from llmrec.exceptions import UnknownIdError
 
@@ -161,9 +161,7 @@ class IdMap:
         if known.any():
             raise ValueError(f"{self.what} id {plain(new[np.flatnonzero(known)[0]])!r} in {name} already exists")
         start, stop = self._n, self._n + len(new)
-        ids = grow_rows(self._ids[:start], stop)
-        ids[start:] = new
-        self._ids = ids  # before n rises: ``ids`` reads n first
+        self._ids = appended(self._ids[:start], new)  # before n rises: ``ids`` reads n first
         self._n = stop
         index, recent, _, _ = self._tables
         if len(recent) + len(new) > _merge_at(index):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._arrays import grow_rows
+from llmrec._arrays import appended
 
 TEXT_STORAGES = ("auto", "float32", "int8")
 INT8_LEVELS = 127.0
@@ -76,11 +76,7 @@ class Int8Rows:
         """These rows and ``rows`` (float, encoded here), the new ones written in spare
         capacity past the rows this object sees (it stays as it is)."""
         new = Int8Rows.encode(rows)
-        total = self.n + len(new)
-        codes, scales = grow_rows(self.codes, total), grow_rows(self.scales, total)
-        codes[self.n:] = new.codes
-        scales[self.n:] = new.scales
-        return Int8Rows(codes, scales)
+        return Int8Rows(appended(self.codes[:self.n], new.codes), appended(self.scales[:self.n], new.scales))
 
 
 class UnitRows:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmrec._arrays import grow_rows
+from llmrec._arrays import appended, grow_rows
 from llmrec._checks import plain
 from llmrec.recommender import catalogue, scoring
 from llmrec.recommender import feedback as fb
@@ -209,6 +209,4 @@ def _append_item_rows(current: Any, rows: Any) -> Any:
         return None
     if isinstance(current, Int8Rows):
         return current.appended(rows)
-    grown = grow_rows(current, len(current) + len(rows))
-    grown[len(current):] = rows
-    return grown
+    return appended(current, rows)
