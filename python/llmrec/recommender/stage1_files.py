@@ -39,6 +39,7 @@ import numpy as np
 
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec._validate import array, fail, meta_choice, meta_int, meta_value
+from llmrec.quantized import QuantizedIndex
 
 MANIFEST = "stage1.llmrec"
 _KIND = "Stage1"
@@ -93,7 +94,6 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
     resolve to; ``rows``: per channel present, a function giving the channel's current
     float32 rows for item rows (the delta is rebuilt from them) and the channel's width.
     Raises FormatError for a stage 1 that does not belong to this model."""
-    from llmrec.quantized import QuantizedIndex
     from llmrec.recommender.partitioned import PartitionedChannel, _Band
     from llmrec.recommender.scoring import Stage1
 
@@ -112,14 +112,14 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
     channels = meta_value(meta, "channels", path, types=dict)
     if set(channels) != set(rows):
         raise fail(path, f"stage-1 channels {sorted(channels)} do not match the model's {sorted(rows)}")
-    built = {}
+    built: dict[str, Any] = {}
     for name, (vectors, width) in rows.items():
         spec = meta_value(channels, name, path, types=dict)
         layout = meta_choice(spec, "layout", path, ("bands", "flat"))
         if (layout == "bands") != kind.startswith("ivf-"):
             raise fail(path, f"channel {name!r}: layout {layout!r} does not match index {kind!r}")
         if layout == "flat":  # its ids are item rows (compact() keeps them)
-            index = _index(QuantizedIndex, _band_file(folder, name, 0), kind, width, n_items, num_threads)
+            index = _index(_band_file(folder, name, 0), kind, width, n_items, num_threads)
             built[name] = index
             continue
         n_bands = meta_int(spec, "bands", path, minimum=1, maximum=_MAX_BANDS)
@@ -133,8 +133,7 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
             band_rows = np.ascontiguousarray(array(arrays, f"{name}.rows.{j}", path, dtype=np.int64, ndim=1))
             if len(band_rows) == 0 or np.any(np.diff(band_rows) <= 0):
                 raise fail(path, f"array '{name}.rows.{j}' must hold increasing item rows")
-            index = _index(QuantizedIndex, _band_file(folder, name, j), kind, width + 1, len(band_rows),
-                           num_threads)
+            index = _index(_band_file(folder, name, j), kind, width + 1, len(band_rows), num_threads)
             bands.append(_Band(band_rows, index, float(lifts[j])))
             seen.append(band_rows)
         every = np.sort(np.concatenate(seen))
@@ -152,12 +151,12 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
                            built.get("request"))
 
 
-def _index(cls: Any, path: Path, kind: str, dim: int, n_ids: int, num_threads: int) -> Any:
+def _index(path: Path, kind: str, dim: int, n_ids: int, num_threads: int) -> QuantizedIndex:
     """A saved QuantizedIndex of the codec ``kind`` names, ``dim`` wide, whose live ids
     (what its searches return) all lie in [0, n_ids)."""
     if not path.exists():
         raise fail(path, "stage-1 index file missing")
-    index = cls.load(path, num_threads=num_threads)
+    index = QuantizedIndex.load(path, num_threads=num_threads)
     codec = kind[4:] if kind.startswith("ivf-") else kind
     if index.codec != codec or index.dim != dim or (kind.startswith("ivf-") != (index.partitions is not None)):
         raise fail(path, f"expected a {kind} index of dimension {dim}, got {index.codec} of dimension "
