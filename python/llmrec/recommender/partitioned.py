@@ -143,10 +143,8 @@ class PartitionedChannel:
 
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         n = len(rows)
-        self.codec = codec
-        self._dim = rows.shape[1]
         norms = np.linalg.norm(rows.astype(np.float64), axis=1)
-        self.bands = []
+        bands = []
         for band_rows in norm_bands(norms):
             lift = float(norms[band_rows].max()) or 1.0
             lists = (default_partitions(len(band_rows)) if partitions is None
@@ -155,11 +153,15 @@ class PartitionedChannel:
                                    keep_vectors=False,
                                    train_size=max(lists * TRAIN_ROWS_PER_LIST, 32_768),
                                    random_state=random_state, num_threads=num_threads)
-            self.bands.append(_Band(band_rows, index, lift))
-        self.partitions = sum(band.index.partitions for band in self.bands)
+            bands.append(_Band(band_rows, index, lift))
+        self._set(bands, codec, rows.shape[1], n, n, num_threads, probes)
+
+    def _set(self, bands: list[_Band], codec: str, dim: int, n_main: int, n_rows: int,
+             num_threads: int, probes: int | None) -> None:
+        self.codec, self._dim, self.bands = codec, dim, bands
+        self.partitions = sum(band.index.partitions for band in bands)
         self.probes = probes
-        self.n_main = n
-        self.n_rows = n
+        self.n_main, self.n_rows = n_main, n_rows
         self.delta: ExactIndex | None = None
         self._num_threads = num_threads
 
@@ -170,12 +172,7 @@ class PartitionedChannel:
         """A channel from saved bands (:mod:`.stage1_files`), its delta rebuilt from the
         items' current rows ``delta_vectors`` of item rows ``delta_rows``."""
         channel = cls.__new__(cls)
-        channel.codec, channel._dim, channel.bands = codec, dim, bands
-        channel.partitions = sum(band.index.partitions for band in bands)
-        channel.probes = probes
-        channel.n_main, channel.n_rows = n_main, n_rows
-        channel._num_threads = num_threads
-        channel.delta = None
+        channel._set(bands, codec, dim, n_main, n_rows, num_threads, probes)
         if len(delta_rows):
             channel.delta = ExactIndex(np.ascontiguousarray(delta_vectors, dtype=np.float32),
                                        num_threads=num_threads, ids=np.asarray(delta_rows, dtype=np.int64))
