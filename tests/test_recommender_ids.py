@@ -98,3 +98,31 @@ def test_pickles_round_trip_with_pending_removals():
     revived = IdMap.__new__(IdMap)
     revived.__setstate__(older)
     np.testing.assert_array_equal(revived.rows(list(np.arange(100) * 3), "p"), np.arange(100))
+
+
+@pytest.mark.parametrize("kind", ["int", "str"])
+def test_short_lists_agree_with_the_array_path(rng, kind):
+    """Lists of up to 32 ids are looked up one id at a time (the serving path); every
+    answer and every error agrees with the general path's (the same ids as an array),
+    over live, recently added, forgotten, unknown and wrongly typed ids, with rows
+    masked by forget() both pending and merged."""
+    make = (lambda v: int(v)) if kind == "int" else (lambda v: f"id{v}")
+    start = rng.choice(10**6, 3000, replace=False)
+    ids = IdMap(np.array([make(v) for v in start], dtype=object if kind == "str" else np.int64), "item")
+    added = [make(v) for v in rng.choice(np.arange(10**6, 2 * 10**6), 40, replace=False)]
+    ids.add(added, "items")
+    pool = ([make(v) for v in start] + added + [make(3 * 10**6 + i) for i in range(20)]
+            + [True, 2.5, None] + ([np.int64(start[0]), "7"] if kind == "int" else [7]))
+
+    def answer(lookup):
+        try:
+            return lookup().tolist()
+        except (UnknownIdError, TypeError) as error:
+            return type(error)
+
+    for forgotten in (50, 1100):  # pending in a small array, then merged (row positions)
+        ids.forget(rng.choice(len(start), forgotten, replace=False))
+        for size in list(range(1, 34)) * 20:
+            probe = [pool[i] for i in rng.integers(len(pool), size=size)]
+            expected = answer(lambda: ids.rows(np.array(probe + [None], dtype=object)[:-1], "p"))
+            assert answer(lambda: ids.rows(probe, "p")) == expected, probe

@@ -105,19 +105,10 @@ class IdMap:
 
     def rows(self, ids: Any, name: str) -> np.ndarray:
         """Row numbers (int64) of ``ids``; raises UnknownIdError for an unknown id."""
-        if isinstance(ids, list) and len(ids) == 1 and self._fast_kind(ids[0]):
-            index, recent, positions, dropped = self._tables
-            try:  # one id: a hash lookup, without building arrays (the serving path)
-                row = index.get_loc(ids[0])
-                if isinstance(row, int):
-                    row = row if positions is None else int(positions[row])
-                    if not _holds(dropped, row):
-                        return np.array([row], dtype=np.int64)
-            except (KeyError, TypeError):
-                row = recent.get(ids[0])
-                if row is not None and not _holds(dropped, row):
-                    return np.array([row], dtype=np.int64)
-                # otherwise fall through: the general path raises the right error
+        if isinstance(ids, list) and 0 < len(ids) <= _FEW:
+            found = self._few_rows(ids)
+            if found is not None:
+                return found
         values = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, list) else None))
         if values.ndim != 1:
             raise ValueError(f"{name} must be one id or a 1-D sequence of ids, got shape "
@@ -130,6 +121,32 @@ class IdMap:
             bad = plain(values[np.flatnonzero(rows < 0)[0]])
             raise UnknownIdError(f"unknown {self.what} id {bad!r} in {name}", bad)
         return rows.astype(np.int64)
+
+    def _few_rows(self, ids: list[Any]) -> np.ndarray | None:
+        """Rows of a short list of known ids of the map's kind, one hash lookup each
+        without building arrays (the serving path: a request's items, an update's
+        clicks); None where the general path must decide (another kind, an unknown or
+        forgotten id: it raises the right error)."""
+        index, recent, positions, dropped = self._tables
+        rows = np.empty(len(ids), dtype=np.int64)
+        for j, value in enumerate(ids):
+            if not self._fast_kind(value):
+                return None
+            try:
+                row = index.get_loc(value)
+            except (KeyError, TypeError):
+                row = recent.get(value)
+                if row is None:
+                    return None
+            else:
+                if not isinstance(row, int):
+                    return None
+                if positions is not None:
+                    row = int(positions[row])
+            if len(dropped) and _holds(dropped, row):
+                return None
+            rows[j] = row
+        return rows
 
     def _fast_kind(self, value: Any) -> bool:
         if self.kind == "int":
@@ -231,6 +248,7 @@ def check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
 
 
 _NONE = np.zeros(0, dtype=np.int64)
+_FEW = 32  # ids looked up one by one: below this, cheaper than get_indexer's arrays
 
 
 def _merge_at(index: pd.Index) -> int:
