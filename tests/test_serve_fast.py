@@ -94,9 +94,13 @@ def test_errors_are_json_naming_the_field(error, status, field):
     assert sent[0]["status"] == status and got["status"] == status and got["field"] == field
 
 
-def test_an_unexpected_error_goes_on_to_the_outer_handler():
+def test_an_unexpected_error_is_a_json_500_and_its_traceback_goes_to_the_log(caplog):
     async def handler(content_type, body):
-        raise RuntimeError("boom")
+        raise RuntimeError("boom /secret")
 
-    with pytest.raises(RuntimeError, match="boom"):
-        _call(_app(handler), _scope(), [{"type": "http.request", "body": b"{}"}])
+    with caplog.at_level("ERROR", logger="llmrec.serve"):
+        sent = _call(_app(handler), _scope(), [{"type": "http.request", "body": b"{}"}])
+    assert sent[0]["status"] == 500
+    assert json.loads(sent[1]["body"]) == {"error": "internal server error (see the server log)",
+                                           "field": None, "status": 500}
+    assert "boom /secret" in caplog.text and "POST /echo" in caplog.text

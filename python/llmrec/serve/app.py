@@ -28,7 +28,7 @@ from llmrec.serve import introspect, limits, reads
 from llmrec.serve.auth import KeyGuard, bearer
 from llmrec.serve.body_limit import BodyLimit
 from llmrec.serve.errors import ApiError, install as install_errors, library_errors
-from llmrec.serve.fast import FastRoutes, Handler, fastapi_endpoint
+from llmrec.serve.fast import FastRoutes, FrontedFastAPI, Handler, fastapi_endpoint
 from llmrec.serve.holder import CHECKPOINT_EVERY, ModelHolder
 from llmrec.serve.journal import DirectoryReplaced
 from llmrec.serve.metrics import Metrics, MetricsMiddleware
@@ -89,7 +89,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
         writer.close()
         holder.close()
 
-    app = FastAPI(title="llmrec", description=DESCRIPTION, lifespan=lifespan)
+    app = FrontedFastAPI(title="llmrec", description=DESCRIPTION, lifespan=lifespan)
     app.state.holder, app.state.metrics = holder, metrics
     install_errors(app)
 
@@ -258,10 +258,10 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
         return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_POLICY,
                                            "X-Content-Type-Options": "nosniff"})
 
-    app.add_middleware(FastRoutes, routes=routes)
-    app.add_middleware(BodyLimit, max_bytes=limits.MAX_BODY_BYTES)
-    app.add_middleware(KeyGuard, key=api_key, protected=_protected)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, paths=PATHS)  # outermost: counts all
+    app.put_in_front(lambda inner: MetricsMiddleware(  # outermost: counts every request
+        KeyGuard(BodyLimit(FastRoutes(inner, routes=routes), max_bytes=limits.MAX_BODY_BYTES),
+                 key=api_key, protected=_protected),
+        metrics=metrics, paths=PATHS))
     return app
 
 

@@ -1,16 +1,17 @@
 """The busy endpoints' path: the reads (``/recommend``, …) and the writes (``/events``,
-``/items``) answered straight from ASGI.
+``/items``) answered straight from ASGI, in front of FastAPI.
 
-FastAPI's request path (routing over every route, dependency solving, the request
-object, an anyio thread per sync endpoint, response validation) costs more CPU than a
-read's own Python and about as much as a write's own work (``bench/bench_serve.py``).
-:class:`FastRoutes` sits inside the metrics, key and body-size middlewares (so requests
-are counted, writes need the key and bodies are capped as everywhere) and hands a
-request for one of its routes, with its whole body, to the route's handler; everything
-else goes on to FastAPI. FastAPI still declares these routes, with the same handlers
-(:func:`fastapi_endpoint`): their OpenAPI docs, and 405 for another method. Errors are
-answered as on every endpoint (:mod:`.errors`); an unexpected one goes on to FastAPI's
-outermost handler (a JSON 500, the traceback in the log).
+FastAPI's request path (its error and telemetry layers, routing over every route,
+dependency solving, the request object, an anyio thread per sync endpoint, response
+validation) costs more CPU than a read's own Python and about as much as a write's own
+work (``bench/bench_serve.py``). :class:`FrontedFastAPI` runs a stack of ASGI middleware
+in front of the whole FastAPI application: the metrics, key and body-size middlewares
+(so every request is counted, writes need the key and bodies are capped), then
+:class:`FastRoutes`, which hands a request for one of its routes, with its whole body,
+to the route's handler; everything else goes on to FastAPI. FastAPI still declares
+these routes, with the same handlers (:func:`fastapi_endpoint`): their OpenAPI docs, and
+405 for another method. Errors are answered as on every endpoint (:mod:`.errors`); an
+unexpected one is a JSON 500, its traceback in the log.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from fastapi import Request
+import logging
+
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from llmrec.serve.errors import ApiError, api_response, validation_response
+from llmrec.serve.errors import ApiError, api_response, error_response, validation_response
 
+log = logging.getLogger("llmrec.serve")
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 # A route's handler: (the request's Content-Type or None, its body) -> the answer.
 Handler = Callable[[str | None, bytes], Awaitable[Response]]
 
@@ -55,7 +60,29 @@ class FastRoutes:
             response = api_response(error)
         except RequestValidationError as error:
             response = validation_response(error)
+        except Exception:  # noqa: BLE001 - answered; the traceback goes to the log only
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            response = error_response(500, "internal server error (see the server log)")
         await response(scope, receive, send)
+
+
+class FrontedFastAPI(FastAPI):
+    """A FastAPI application with ASGI middleware in front of all of it (not inside its
+    stack, as ``add_middleware`` puts them): :meth:`put_in_front` builds that stack
+    around the application's own, and every request goes through it."""
+
+    _front: ASGIApp | None = None
+
+    def put_in_front(self, build: Callable[[ASGIApp], ASGIApp]) -> None:
+        """``build(inner)`` (the front stack, given FastAPI's own as ``inner``) answers
+        every request from now on."""
+        self._front = build(self._fastapi)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await (self._front or self._fastapi)(scope, receive, send)
+
+    async def _fastapi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def fastapi_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -67,4 +94,4 @@ def fastapi_endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response
     return endpoint
 
 
-__all__ = ["FastRoutes", "Handler", "fastapi_endpoint"]
+__all__ = ["FastRoutes", "FrontedFastAPI", "Handler", "fastapi_endpoint"]
