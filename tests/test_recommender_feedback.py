@@ -364,3 +364,15 @@ def test_bad_update_arguments(data):
         with pytest.raises(ValueError, match=message):
             rec.update(user, [item], **kwargs)
     pd.testing.assert_frame_equal(rec.history(user), before)  # nothing recorded
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_plain_clicks_of_an_update_read_as_an_empty_frame(n):
+    """update() without weights, events or ratings skips building a frame: the same
+    multipliers, flags, ratings and events as interaction_feedback on no columns."""
+    settings = {"rating_rule": "centred", "like_threshold": 4.0}
+    fast = fb.update_feedback(n, settings, EVENTS, None, None, None)
+    reference = fb.interaction_feedback(pd.DataFrame(index=np.arange(n)), settings, EVENTS)
+    for got, expected in zip(fast, reference, strict=True):
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)

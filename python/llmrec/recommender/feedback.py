@@ -409,6 +409,8 @@ def update_feedback(n: int, s: dict[str, Any], event_weights: Any, weights: Any,
                     raise ValueError(f"{name} must hold finite numbers, got {v!r}")
             values = values.astype(np.float64)
         columns[column] = values
+    if not columns:  # plain clicks (the common update): what interaction_feedback gives them
+        return np.ones(n), np.zeros(n, dtype=bool), np.full(n, np.nan), np.full(n, None, dtype=object)
     frame = pd.DataFrame(columns, index=np.arange(n))
     return interaction_feedback(frame, s, event_weights, prefix="update(): ",
                                 names={"weight": "weights", "rating": "ratings"})

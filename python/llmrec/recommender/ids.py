@@ -155,6 +155,8 @@ class IdMap:
 
     def contains(self, ids: Any) -> np.ndarray:
         """Whether each id is known (bool array)."""
+        if isinstance(ids, list) and 0 < len(ids) <= _FEW and self._few_rows(ids) is not None:
+            return np.ones(len(ids), dtype=bool)
         values = np.atleast_1d(np.asarray(ids, dtype=object if isinstance(ids, list) else None))
         if values.size == 0:
             return np.zeros(0, dtype=bool)
