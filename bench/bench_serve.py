@@ -130,23 +130,22 @@ def serve_role(model_dir: str, port: int, key_file: str, threads: int) -> int:
 
 def floor_role(port: int, threads: int) -> int:
     """An endpoint that does nothing (its body parsed, a fixed ten-item answer made on a
-    reader thread) on the server's own request path: uvicorn, FastAPI, the metrics, key
-    and body-size middlewares and the fast path (``llmrec.serve.fast``). The HTTP path's
-    own cost."""
+    reader thread) on the server's own request path: uvicorn, the metrics, key and
+    body-size middlewares and the fast path in front of FastAPI (``llmrec.serve.fast``).
+    The HTTP path's own cost."""
     import uvicorn
-    from fastapi import FastAPI
     from fastapi.responses import Response
 
     from llmrec.serve import limits
     from llmrec.serve.auth import KeyGuard
     from llmrec.serve.body_limit import BodyLimit
-    from llmrec.serve.fast import FastRoutes
+    from llmrec.serve.fast import FastRoutes, FrontedFastAPI
     from llmrec.serve.metrics import Metrics, MetricsMiddleware
     from llmrec.serve.reads import WorkPool, parse
     from llmrec.serve.schemas import RecommendRequest
 
     answer = json.dumps({"items": list(range(10)), "scores": [1.0] * 10, "labels": None}).encode()
-    pool, app = WorkPool(threads), FastAPI()
+    pool, app = WorkPool(threads), FrontedFastAPI()
 
     async def nothing(content_type: str | None, body: bytes) -> Response:
         parse(content_type, body, RecommendRequest)
@@ -156,10 +155,11 @@ def floor_role(port: int, threads: int) -> int:
     def health() -> dict:
         return {"status": "ok"}
 
-    app.add_middleware(FastRoutes, routes={("POST", "/recommend"): nothing})
-    app.add_middleware(BodyLimit, max_bytes=limits.MAX_BODY_BYTES)
-    app.add_middleware(KeyGuard, key=None, protected=lambda method, path: False)
-    app.add_middleware(MetricsMiddleware, metrics=Metrics(lambda: (1, 0, 0)), paths=("/recommend", "/health"))
+    app.put_in_front(lambda inner: MetricsMiddleware(
+        KeyGuard(BodyLimit(FastRoutes(inner, routes={("POST", "/recommend"): nothing}),
+                           max_bytes=limits.MAX_BODY_BYTES),
+                 key=None, protected=lambda method, path: False),
+        metrics=Metrics(lambda: (1, 0, 0)), paths=("/recommend", "/health")))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                 server_header=False, proxy_headers=False)
     return 0
