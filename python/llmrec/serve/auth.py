@@ -16,6 +16,8 @@ from typing import Any
 
 from fastapi.security import HTTPBearer
 
+from starlette.types import Receive, Scope, Send
+
 from llmrec.serve.errors import error_response
 
 MIN_KEY_CHARS = 16
@@ -61,7 +63,7 @@ class KeyGuard:
     def __init__(self, app: Any, *, key: str | None, protected: Any) -> None:
         self.app, self.key, self.protected = app, key, protected
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.protected(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return

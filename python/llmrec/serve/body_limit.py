@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.types import Message, Receive, Scope, Send
+
 from llmrec.serve.errors import error_response
 
 
@@ -15,7 +17,7 @@ class BodyLimit:
     def __init__(self, app: Any, *, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -45,15 +47,14 @@ class BodyLimit:
                                         "more_body": False}], receive), send)
 
 
-def _replay(messages: list[dict[str, Any]], receive: Any) -> Any:
+def _replay(messages: list[Message], receive: Receive) -> Receive:
     """``messages`` first, then the connection's own messages (its disconnect)."""
     pending = list(messages)
 
-    async def replay() -> dict[str, Any]:
+    async def replay() -> Message:
         if pending:
             return pending.pop(0)
-        message: dict[str, Any] = await receive()
-        return message
+        return await receive()
 
     return replay
 

@@ -24,11 +24,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmrec.serve.errors import ApiError, api_response, error_response, validation_response
 
 log = logging.getLogger("llmrec.serve")
-ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 # A route's handler: (the request's Content-Type or None, its body) -> the answer.
 Handler = Callable[[str | None, bytes], Awaitable[Response]]
 
@@ -39,7 +39,7 @@ class FastRoutes:
     def __init__(self, app: Any, *, routes: Mapping[tuple[str, str], Handler]) -> None:
         self.app, self.routes = app, dict(routes)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         if handler is None:
             await self.app(scope, receive, send)
@@ -78,10 +78,10 @@ class FrontedFastAPI(FastAPI):
         every request from now on."""
         self._front = build(self._fastapi)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await (self._front or self._fastapi)(scope, receive, send)
 
-    async def _fastapi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _fastapi(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
 
 
