@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.security import HTTPBearer
-
 from starlette.types import Receive, Scope, Send
 
 from llmrec.serve.errors import error_response

@@ -16,10 +16,9 @@ unexpected one is a JSON 500, its traceback in the log.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-
-import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from llmrec.serve.errors import ApiError, api_response, error_response, validation_response
 
 log = logging.getLogger("llmrec.serve")
+
 # A route's handler: (the request's Content-Type or None, its body) -> the answer.
 Handler = Callable[[str | None, bytes], Awaitable[Response]]
 
