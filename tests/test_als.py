@@ -477,6 +477,41 @@ def test_save_load_round_trip(tmp_path, rng):
         ALS.load(tmp_path / "short.llmrec")
 
 
+def test_drop_item_priors_keeps_fold_ins_and_partial_fits_and_round_trips(tmp_path, rng):
+    R = low_rank_counts(rng)
+    features = rng.standard_normal((R.shape[1], 4)).astype(np.float32)
+    kept = ALS(factors=6, iterations=3, prior_strength=1.0, random_state=0).fit(R, item_features=features)
+    dropped = ALS(factors=6, iterations=3, prior_strength=1.0, random_state=0).fit(
+        R, item_features=features).drop_item_priors()
+    assert dropped._item_priors is None and dropped.item_prior_weights_ is not None
+    np.testing.assert_array_equal(dropped.fold_in(R[:3]), kept.fold_in(R[:3]))
+    new = rng.standard_normal((2, 4)).astype(np.float32)
+    for model in (kept, dropped):
+        model.partial_fit_items([R.shape[1], R.shape[1] + 1], item_features=new)
+    np.testing.assert_array_equal(dropped.item_factors_, kept.item_factors_)
+    with pytest.raises(ValueError, match="dropped"):
+        dropped.loss()
+    dropped.save(tmp_path / "dropped.llmrec")
+    loaded = ALS.load(tmp_path / "dropped.llmrec")
+    assert loaded._item_priors is None
+    np.testing.assert_array_equal(loaded.item_prior_weights_, kept.item_prior_weights_)
+    kept.save(tmp_path / "kept.llmrec")  # the same arrays through the same code: exact
+    grown = sp.hstack([R[:3], sp.csr_matrix((3, 2))]).tocsr()
+    np.testing.assert_array_equal(loaded.fold_in(grown), ALS.load(tmp_path / "kept.llmrec").fold_in(grown))
+    # a file of version 1 (which always kept the priors beside W) without them is refused
+    from llmrec._fileformat import load_arrays, save_arrays
+
+    meta, arrays, version = load_arrays(tmp_path / "dropped.llmrec", "ALS", max_kind_version=2)
+    assert version == 2
+    save_arrays(tmp_path / "v1.llmrec", "ALS", 1, meta, arrays)
+    with pytest.raises(ValueError, match="saved together"):
+        ALS.load(tmp_path / "v1.llmrec")
+    del meta["item_priors_dropped"]
+    save_arrays(tmp_path / "unmarked.llmrec", "ALS", 2, meta, arrays)
+    with pytest.raises(ValueError, match="saved together"):
+        ALS.load(tmp_path / "unmarked.llmrec")
+
+
 # -------------------------------------------------------------------- bad input
 
 def test_accepts_dense_and_coo(rng):

@@ -63,7 +63,7 @@ from llmrec.index import ExactIndex
 log = logging.getLogger(__name__)
 
 _KIND = "ALS"
-_KIND_VERSION = 1
+_KIND_VERSION = 2  # 2: the item priors may be dropped (drop_item_priors); 1 still loads
 _PARAM_NAMES = ("factors", "regularization", "alpha", "iterations", "feedback", "solver",
                 "cg_steps", "prior_strength", "regularization_exponent", "random_state",
                 "num_threads")
@@ -447,6 +447,17 @@ class ALS(Estimator):
             parts.append(view)
         return sp.csr_matrix(tuple(parts), shape=R.shape, copy=False)
 
+    def drop_item_priors(self) -> ALS:
+        """Forget the stored item priors F·W (n_items × f floats, as much as the item
+        factors); the weights W stay, so fold-ins and partial fits with ``item_features``
+        work as before. Only :meth:`loss` reads the stored priors: it then raises. A
+        Recommender keeps none (it serves millions of items; its priors are E·W).
+        ``save`` writes the model without them. Returns self."""
+        self._check_fitted()
+        if self.item_prior_weights_ is not None:
+            self._item_priors = None
+        return self
+
     def forget_user(self, user_id: int) -> ALS:
         """Erase a user: factors, text prior and interactions become zero (the row stays,
         empty). New arrays are bound, never written in place, so a shallow copy taken
@@ -823,9 +834,11 @@ class ALS(Estimator):
                  s.get("user_prior_penalty")),
                 (self._item_priors, self.item_prior_weights_, self.item_factors_, item_counts,
                  s.get("item_prior_penalty"))):
-            if priors is None:
+            if W is None:
                 continue
-            assert W is not None  # fitted with the priors
+            if priors is None:
+                raise ValueError("loss needs the item priors F·W, which this model dropped "
+                                 "(drop_item_priors)")
             fitted = counts > 0
             diff = factors[fitted].astype(np.float64) - priors[fitted]
             total += s["prior_strength"] * float((diff * diff).sum())
@@ -851,7 +864,8 @@ class ALS(Estimator):
         params = self.get_params()
         if not isinstance(params["random_state"], (int, type(None))):
             params["random_state"] = None
-        meta = {"params": params, "settings": self._settings_used}
+        meta = {"params": params, "settings": self._settings_used,
+                "item_priors_dropped": self.item_prior_weights_ is not None and self._item_priors is None}
         save_arrays(path, _KIND, _KIND_VERSION, meta, arrays)
 
     @classmethod
@@ -865,7 +879,7 @@ class ALS(Estimator):
         indices in range and finite values >= 0. Raises ``llmrec.FormatError`` (a
         ``ValueError``) for a truncated, corrupted, inconsistent or foreign file.
         """
-        meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, verify=verify)
+        meta, arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, verify=verify)
         params = meta_value(meta, "params", path, types=dict)
         unknown = sorted(set(params) - set(_PARAM_NAMES))
         if unknown:
@@ -888,7 +902,8 @@ class ALS(Estimator):
                       required=False, finite=True)
             P = array(arrays, f"{side}_priors", path, dtype=np.float32, shape=(n, f),
                       required=False, finite=True)
-            if (W is None) != (P is None):
+            dropped = side == "item" and version >= 2 and meta.get("item_priors_dropped") is True
+            if (W is None) != (P is None) and not (dropped and P is None):
                 raise fail(path, f"{side} prior weights and {side} priors must be saved together")
             priors[f"{side}_prior_weights"], priors[f"{side}_priors"] = W, P
         model._set_fitted(s, np.ascontiguousarray(U), np.ascontiguousarray(V),

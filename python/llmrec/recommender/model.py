@@ -439,6 +439,7 @@ class Recommender(PairScores, Estimator):
         item_side = [item_side_rows(feedback.get(u)) for u in range(n_users)]
         als = fit_als(s, regularization, [r[0] for r in item_side], n_items, E, self.random_state,
                       show_progress=show_progress, weights=[r[1] for r in item_side])
+        als.drop_item_priors()  # E·W: n × f floats that only ALS.loss reads
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:

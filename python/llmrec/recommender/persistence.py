@@ -426,7 +426,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     raw_meta, raw_arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION)
     meta = _checked_meta(cls, raw_meta, path)
     arrays = _checked_arrays(raw_arrays, path, meta["id_kinds"])
-    als = ALS.load(directory / "als.llmrec")
+    als = ALS.load(directory / "als.llmrec").drop_item_priors()  # older files kept E·W
     n_items, f = arrays["V"].shape
     if als.n_items_ != n_items or als.item_factors_.shape[1] != f or als.n_users_ > len(arrays["user_ids"]):
         raise fail(directory / "als.llmrec", f"the ALS model ({als.n_users_} users, {als.n_items_} items, "
