@@ -447,7 +447,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
                                 arrays["mean_G"])
     G = arrays["G"]
     V, Q = np.ascontiguousarray(arrays["V"]), np.ascontiguousarray(arrays["Q"])
-    saved = _saved_stage1(directory, raw_meta if version >= 6 else {}, geometry, V, arrays["E"], Q, settings)
+    saved = _saved_stage1(directory, raw_meta if version >= 6 else {}, geometry, V, arrays["E"], Q, settings,
+                          item_map.gone)
     items = build_items(settings, model.random_state, geometry, V, arrays["inv_norm"], arrays["E"],
                         np.ascontiguousarray(arrays["P"]), Q, None if G is None else np.ascontiguousarray(G),
                         item_map.gone, index=saved)
@@ -467,9 +468,10 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
 
 
 def _saved_stage1(directory: Path, meta: dict[str, Any], geometry: scoring.Geometry, V: np.ndarray, E: Any,
-                  Q: np.ndarray, s: dict[str, Any]) -> Any:
+                  Q: np.ndarray, s: dict[str, Any], gone: np.ndarray | None) -> Any:
     """Stage 1 read from its files (:mod:`.stage1_files`, removed items marked there), or
-    None where the model directory has none (older ones included): it is rebuilt."""
+    None where the model directory has none (older ones included): it is rebuilt.
+    ``gone``: uint8 per item row, 1 = removed (None: none)."""
     from llmrec.recommender.partitioned import resolve_index
 
     kind = resolve_index(s["index"], len(V))
@@ -481,7 +483,11 @@ def _saved_stage1(directory: Path, meta: dict[str, Any], geometry: scoring.Geome
                             basis.shape[1])
         rows["request"] = (lambda r: np.asarray(E[r], np.float32), E.shape[1])
     token = meta_value(meta, "stage1", directory / "recommender.llmrec", types=(str, type(None)), default=None)
-    return stage1_files.load_stage1(directory, token, kind, rows, len(V), s["num_threads"], s.get("probes"))
+    removed = None
+    if isinstance(E, Int8Rows):  # the request channel reads E's codes (.text_lists)
+        removed = np.zeros(len(V), np.uint8) if gone is None else np.asarray(gone, np.uint8)
+    return stage1_files.load_stage1(directory, token, kind, rows, len(V), s["num_threads"], s.get("probes"),
+                                    removed)
 
 
 def _inverse_norms(arrays: dict[str, np.ndarray], path: Any, V: np.ndarray) -> np.ndarray:

@@ -160,14 +160,21 @@ class Stage1:
     user only the text vectors."""
 
     def __init__(self, V: np.ndarray, T: np.ndarray | None, E: np.ndarray | None, Q: np.ndarray,
-                 kind: str, num_threads: int, random_state: Any, probes: int | None = None) -> None:
+                 kind: str, num_threads: int, random_state: Any, probes: int | None = None,
+                 text_codes: bool = False) -> None:
         from llmrec.recommender.partitioned import resolve_index
 
         self.requested = kind
         self.kind = kind = resolve_index(kind, len(V))  # "auto" picks by catalogue size
         self.behaviour = make_index(_behaviour_rows(V, Q), kind, num_threads, random_state, probes)
         self.interest = None if T is None else make_index(T, kind, num_threads, random_state, probes)
-        self.request = None if E is None else make_index(E, kind, num_threads, random_state, probes)
+        if E is not None and text_codes and kind.startswith("ivf-"):
+            # The items keep E in int8: the request channel scores those codes (no copy).
+            from llmrec.recommender.text_lists import TextLists
+
+            self.request = TextLists.build(E, num_threads, random_state, probes)
+        else:
+            self.request = None if E is None else make_index(E, kind, num_threads, random_state, probes)
 
     @classmethod
     def restored(cls, kind: str, requested: str, behaviour: Any, interest: Any, request: Any) -> Stage1:
@@ -203,6 +210,12 @@ class Stage1:
             return None
         return self.request.vectors
 
+    def _text_codes(self) -> bool:
+        """Whether the request channel scores the items' int8 text codes (:mod:`.text_lists`)."""
+        from llmrec.recommender.text_lists import TextLists
+
+        return isinstance(self.request, TextLists)
+
     def channels(self) -> list[Any]:
         """The channels' indexes (behaviour, then interest and request where present)."""
         return [i for i in (self.behaviour, self.interest, self.request) if i is not None]
@@ -223,8 +236,9 @@ class Stage1:
             index.compact()
 
     def search(self, signals: Signals, geometry: Geometry, C: int, exclude: Any,
-               allow: Any) -> np.ndarray:
-        """Candidate rows (n, ≤ 2C), -1 for none, each id at most once per row."""
+               allow: Any, text_rows: Any = None) -> np.ndarray:
+        """Candidate rows (n, ≤ 2C), -1 for none, each id at most once per row. ``text_rows``:
+        the items' text rows, which a request channel over their int8 codes reads."""
         f = geometry.cov_V.shape[0]
         n = len(signals.offset)
         lists = []
@@ -245,7 +259,8 @@ class Stage1:
                 query[:, f:] = signals.transition
             lists.append(self.behaviour.search(query, C, exclude=exclude, allow=allow)[0])
         if text is not None:
-            lists.append(text[0].search(text[1], C, exclude=exclude, allow=allow)[0])
+            by_codes = {"text": text_rows} if text[0] is self.request and self._text_codes() else {}
+            lists.append(text[0].search(text[1], C, exclude=exclude, allow=allow, **by_codes)[0])
         return lists[0] if len(lists) == 1 else union(lists)
 
 

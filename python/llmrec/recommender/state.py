@@ -65,7 +65,7 @@ def build_items(settings: dict[str, Any], random_state: Any, geometry: scoring.G
             search_text = E[:] if isinstance(E, Int8Rows) else E
         T = scoring.text_coordinates(search_text, geometry)
         index = scoring.Stage1(V, T, search_text, Q, settings["index"], settings["num_threads"],
-                               random_state, settings.get("probes"))
+                               random_state, settings.get("probes"), text_codes=isinstance(E, Int8Rows))
         if removed is not None:
             index.remove(np.flatnonzero(removed))
     return scoring.make_items(V, inv_norm, E, P, Q, index, G=G)
