@@ -121,11 +121,18 @@ def make_geometry(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None, Q: np.nda
                     *transition, *towers)
 
 
-def text_coordinates(E: np.ndarray | None, geometry: Geometry) -> np.ndarray | None:
-    """The PCA coordinates T of unit text vectors (None without text)."""
+def text_coordinates(E: Any, geometry: Geometry) -> np.ndarray | None:
+    """The PCA coordinates T of unit text vectors (float32 rows or an
+    :class:`.rows.Int8Rows`; None without text), over blocks of rows: a float copy of
+    E centred would be 1.5 GB per million items at d = 384."""
     if E is None:
         return None
-    return np.ascontiguousarray((E - geometry.text_mean) @ geometry.text_basis, dtype=np.float32)
+    basis = geometry.text_basis
+    T = np.empty((len(E), basis.shape[1]), dtype=np.float32)
+    for start in range(0, len(E), COVARIANCE_ROWS):
+        block = np.asarray(E[start:start + COVARIANCE_ROWS], dtype=np.float32)
+        T[start:start + len(block)] = (block - geometry.text_mean) @ basis
+    return T
 
 
 def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any,
@@ -174,7 +181,8 @@ class Stage1:
 
             self.request = TextLists.build(E, num_threads, random_state, probes)
         else:
-            self.request = None if E is None else make_index(E, kind, num_threads, random_state, probes)
+            self.request = None if E is None else make_index(np.asarray(E, dtype=np.float32), kind, num_threads,
+                                                             random_state, probes)
 
     @classmethod
     def restored(cls, kind: str, requested: str, behaviour: Any, interest: Any, request: Any) -> Stage1:

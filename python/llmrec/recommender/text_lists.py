@@ -27,6 +27,8 @@ from llmrec.quantized import nearest_lists, probed_lists, train_lists
 from llmrec.recommender.partitioned import (TRAIN_ROWS_PER_LIST, _as_lists, default_partitions,
                                             default_probes)
 
+BUILD_ROWS = 65_536  # rows decoded to float32 at a time while building
+
 
 class TextLists:
     """Inverted lists of item rows over the int8 text codes (see the module docstring).
@@ -46,19 +48,22 @@ class TextLists:
         self.probes = probes
 
     @classmethod
-    def build(cls, rows: np.ndarray, num_threads: int, random_state: Any,
+    def build(cls, rows: Any, num_threads: int, random_state: Any,
               probes: int | None = None) -> TextLists:
-        """Lists of float32 ``rows`` (n, d): ≈ 4·√n centroids trained on a sample (as a
-        partitioned channel's), each row in the list of largest inner product."""
-        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        """Lists of ``rows`` (n, d): float32 or an :class:`.rows.Int8Rows`, read in blocks
+        of BUILD_ROWS (no float copy of all the text). ≈ 4·√n centroids trained on a
+        sample (as a partitioned channel's), each row in the list of largest inner product."""
         n = len(rows)
         lists = default_partitions(n)
         rng = np.random.default_rng(random_state)
         size = min(n, max(lists * TRAIN_ROWS_PER_LIST, 32_768))
-        sample = rows if size == n else rows[np.sort(rng.choice(n, size, replace=False))]
+        picked = np.arange(n) if size == n else np.sort(rng.choice(n, size, replace=False))
+        sample = np.ascontiguousarray(rows[picked], dtype=np.float32)
         centroids = train_lists(sample, lists, int(rng.integers(0, 2**63 - 1)), num_threads)
-        return cls.from_assignment(centroids, np.arange(n), nearest_lists(centroids, rows, num_threads),
-                                   n, n, num_threads, probes)
+        nearest = np.concatenate([
+            nearest_lists(centroids, np.ascontiguousarray(rows[start:start + BUILD_ROWS], dtype=np.float32),
+                          num_threads) for start in range(0, n, BUILD_ROWS)] or [np.zeros(0, np.int32)])
+        return cls.from_assignment(centroids, np.arange(n), nearest, n, n, num_threads, probes)
 
     @classmethod
     def from_assignment(cls, centroids: np.ndarray, rows: np.ndarray, lists: np.ndarray, n_main: int,
