@@ -177,8 +177,9 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
 
 def _text_lists(path: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any], width: int,
                 n_items: int, num_threads: int, probes: int | None) -> Any:
-    """A request channel of layout "rows" (:class:`.text_lists.TextLists`), checked: every
-    item row below ``n_main`` in exactly one list, removed rows distinct and in range."""
+    """A request channel of layout "rows" (:class:`.text_lists.TextLists`), checked: item
+    rows below ``n_main`` in at most one list each (a list can only index E's rows),
+    removed rows increasing and in range."""
     from llmrec.recommender.text_lists import TextLists
 
     n_main = meta_int(spec, "n_main", path, minimum=0, maximum=n_items)
@@ -189,13 +190,12 @@ def _text_lists(path: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
     lists = len(centroids)
     if lists == 0:
         raise fail(path, "array 'request.centroids' must hold at least one list")
+    order = array(arrays, "request.order", path, dtype=np.int32, ndim=1)
+    if len(order) and (order.min() < 0 or order.max() >= n_main or np.any(np.bincount(order) > 1)):
+        raise fail(path, f"array 'request.order' must hold distinct item rows below {n_main}")
     starts = array(arrays, "request.starts", path, dtype=np.int64, shape=(lists + 1,))
-    if starts[0] != 0 or starts[-1] != n_main or np.any(np.diff(starts) < 0):
-        raise fail(path, f"array 'request.starts' must rise from 0 to {n_main}")
-    order = array(arrays, "request.order", path, dtype=np.int32, shape=(n_main,))
-    if n_main and (order.min() < 0 or order.max() >= n_main
-                   or np.any(np.bincount(order, minlength=n_main) != 1)):
-        raise fail(path, f"array 'request.order' must hold each of the {n_main} first item rows once")
+    if starts[0] != 0 or starts[-1] != len(order) or np.any(np.diff(starts) < 0):
+        raise fail(path, f"array 'request.starts' must rise from 0 to {len(order)}")
     removed = array(arrays, "request.removed", path, dtype=np.int64, ndim=1)
     if len(removed) and (removed.min() < 0 or removed.max() >= n_rows or np.any(np.diff(removed) <= 0)):
         raise fail(path, f"array 'request.removed' must hold increasing item rows below {n_rows}")
