@@ -512,6 +512,33 @@ def test_drop_item_priors_keeps_fold_ins_and_partial_fits_and_round_trips(tmp_pa
         ALS.load(tmp_path / "unmarked.llmrec")
 
 
+def test_set_item_rows_keeps_the_gramian_current(rng):
+    R = low_rank_counts(rng)
+    model = ALS(factors=6, iterations=3, random_state=0).fit(R)
+    model.fold_in(R[:2])  # caches the item Gramian
+    ids = np.array([3, 17, 40])
+    new = rng.standard_normal((3, 6)).astype(np.float32)
+    copy = model.item_factors_.copy()
+    twin = ALS(factors=6, iterations=3, random_state=0).fit(R)
+    twin.set_item_rows(ids, new, into=copy)  # a caller's copy becomes the factors
+    assert twin.item_factors_ is copy
+    model.set_item_rows(ids, new)  # in place
+    np.testing.assert_array_equal(model.item_factors_[ids], new)
+    np.testing.assert_array_equal(model.item_factors_, copy)
+    Y = model.item_factors_.astype(np.float64)
+    # the kept Gramian: the float64 update of a float32 Gramian of n·f² products
+    bound = 4 * R.shape[1] * np.finfo(np.float32).eps * (np.abs(Y).T @ np.abs(Y))
+    assert_within(model._cache["item_gram"], Y.T @ Y, bound)
+    with pytest.raises(ValueError, match="outside"):
+        model.set_item_rows([R.shape[1]], new[:1])
+    with pytest.raises(ValueError, match="duplicate"):
+        model.set_item_rows([3, 3], new[:2])
+    with pytest.raises(ValueError, match="one row per"):
+        model.set_item_rows([3, 4], new[:1])
+    with pytest.raises(ValueError, match="into"):
+        model.set_item_rows([3], new[:1], into=np.zeros((2, 6), np.float32))
+
+
 # -------------------------------------------------------------------- bad input
 
 def test_accepts_dense_and_coo(rng):

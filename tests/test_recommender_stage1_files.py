@@ -122,11 +122,11 @@ def test_directories_without_saved_stage1_rebuild_it(data, tmp_path):
 
 
 def _rewrite_manifest(path, change):
-    meta, arrays, _ = load_arrays(path, "Stage1", max_kind_version=1)
+    meta, arrays, version = load_arrays(path, "Stage1", max_kind_version=2)
     arrays = {k: np.array(v) for k, v in arrays.items()}
     change(meta, arrays)
     path.unlink()
-    save_arrays(path, "Stage1", 1, meta, arrays)
+    save_arrays(path, "Stage1", version, meta, arrays)
 
 
 def _swap(a, b):

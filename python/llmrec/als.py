@@ -153,6 +153,7 @@ def _native(csr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _as_user_ids(values: Any, name: str, n: int) -> tuple[np.ndarray, bool]:
+    """Ids in [0, n) (users', or items' with ``name`` saying so), and whether a scalar was given."""
     single = np.ndim(values) == 0
     array = as_id_array(values, name, allow_scalar=True)
     check_id_range(array, name, n, what="id")
@@ -638,6 +639,39 @@ class ALS(Estimator):
         for key in ("item_index", "item_cosine"):
             self._cache.pop(key, None)
         self._grow_item_gram(V if len(ids) == 0 or ids.min() >= n_old else None)
+        return self
+
+    def set_item_rows(self, item_ids: Any, vectors: Any, *, into: np.ndarray | None = None) -> ALS:
+        """Set the factors of existing items ``item_ids`` to ``vectors`` (m, f), keeping
+        the cached Gramian current (+ new·newᵀ − old·oldᵀ in float64, as for added rows:
+        no O(n·f²) recomputation). ``into``: an array of the shape of ``item_factors_``
+        equal to it outside those rows (a copy the caller made, say), which is written
+        and becomes ``item_factors_``; None writes ``item_factors_`` in place (no search
+        may be reading it). A Recommender's served factors are this array (one copy of
+        the item factors), so its re-solved items are its ALS model's too. Returns self."""
+        self._check_fitted()
+        ids, _ = _as_user_ids(item_ids, "item_ids", self.n_items_)
+        ids = np.atleast_1d(ids)
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("item_ids holds duplicate ids")
+        f = self.item_factors_.shape[1]
+        rows = (as_float_matrix(vectors, "vectors", dim=f) if len(ids)
+                else np.asarray(vectors, dtype=np.float32).reshape(0, f))
+        if rows.shape[0] != len(ids):
+            raise ValueError(f"vectors must have one row per item id ({len(ids)}), got {rows.shape[0]}")
+        target = self.item_factors_ if into is None else into
+        if target.shape != self.item_factors_.shape or target.dtype != np.float32:
+            raise ValueError(f"into must be float32 of shape {self.item_factors_.shape}")
+        old = self.item_factors_[ids].astype(np.float64)
+        target[ids] = rows
+        self.item_factors_ = target
+        gram, gram64 = self._cache.get("item_gram"), self._cache.get("item_gram64")
+        for key in ("item_index", "item_cosine", "item_gram", "item_gram64"):
+            self._cache.pop(key, None)
+        if gram is not None:
+            new = rows.astype(np.float64)
+            exact = (gram.astype(np.float64) if gram64 is None else gram64) + new.T @ new - old.T @ old
+            self._cache["item_gram64"], self._cache["item_gram"] = exact, exact.astype(np.float32)
         return self
 
     def _grow_item_gram(self, new_rows: np.ndarray | None) -> None:

@@ -447,6 +447,10 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
                                 arrays["mean_G"])
     G = arrays["G"]
     V, Q = np.ascontiguousarray(arrays["V"]), np.ascontiguousarray(arrays["Q"])
+    # One array of item factors, served and the ALS model's (see updates.update); files
+    # saved before kept the re-solved rows of late items in V only.
+    differ = np.flatnonzero((als.item_factors_ != V).any(axis=1))
+    als.set_item_rows(differ, V[differ], into=V)
     saved = _saved_stage1(directory, raw_meta if version >= 6 else {}, geometry, V, arrays["E"], Q, settings,
                           item_map.gone)
     items = build_items(settings, model.random_state, geometry, V, arrays["inv_norm"], arrays["E"],
