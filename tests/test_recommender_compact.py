@@ -202,6 +202,41 @@ def test_int8_storage_fit_save_load_and_memory(data, tmp_path):
     np.testing.assert_allclose(after.scores, before.scores, rtol=0, atol=1e-5)
 
 
+def test_item_factors_are_held_once(data, tmp_path):
+    """The served factors V are the ALS model's item factors: one array after fit,
+    add_items, re-solved late items (in place, and through a copy while a request runs)
+    and load; the ALS Gramian follows the re-solved rows; each is counted once."""
+    interactions, items, _ = data
+    rec = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,
+                      regularization=10.0).fit(interactions, items=items)
+
+    def held_once(model):
+        snap = model._publisher.current
+        assert np.shares_memory(snap.als.item_factors_, snap.items.V)
+        np.testing.assert_array_equal(snap.als.item_factors_, snap.items.V)
+        assert model.memory_per_item()["als.item_factors"] == 0.0
+
+    held_once(rec)
+    added = rec.add_items(items.iloc[:3].assign(item_id=[10**6, 10**6 + 1, 10**6 + 2]))
+    held_once(rec)
+    rec._als.fold_in(np.zeros((1, len(rec._items.V)), np.float32))  # the Gramian is cached now
+    before = rec._items.V[-3:].copy()
+    for user in rec._user_map.ids[:4]:  # clicks on the new (late) items: they are re-solved
+        rec.update(user, list(added))
+    assert not np.array_equal(rec._items.V[-3:], before)
+    held_once(rec)
+    Y = rec._als.item_factors_.astype(np.float64)
+    bound = 8 * len(Y) * np.finfo(np.float32).eps * (np.abs(Y).T @ np.abs(Y))
+    assert_within(rec._als._cache["item_gram"], Y.T @ Y, bound)
+    served = rec._items.V
+    with rec._publisher.pin():  # a running request: the update copies the rows
+        rec.update(rec._user_map.ids[5], list(added))
+    assert rec._items.V is not served
+    held_once(rec)
+    rec.save(tmp_path / "m")
+    held_once(Recommender.load(tmp_path / "m", encoder=WordEncoder()))
+
+
 def test_text_storage_auto_and_bad_values(data):
     interactions, items, _ = data
     small = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,
