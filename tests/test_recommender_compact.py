@@ -237,6 +237,66 @@ def test_item_factors_are_held_once(data, tmp_path):
     held_once(Recommender.load(tmp_path / "m", encoder=WordEncoder()))
 
 
+def test_int8_user_text_interest_within_its_bound(data, tmp_path, monkeypatch):
+    """With int8 text the users' text interest is int8 too: each coordinate within half
+    its row's code step, each score within w·‖e_i − μ‖·‖x̃/σ(x̃) − x/σ(x)‖ of the float
+    interest's (Cauchy–Schwarz on the text term (w/σ)·x·(e_i − μ)); update, forget_user,
+    save and load keep it, and a float32 one saved before (version 6) is encoded at load."""
+    from llmrec.recommender import model as model_module
+
+    interactions, items, _ = data
+
+    def fit():
+        return Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, text_storage="int8",
+                           text_weight=1.0, validation=0.0, regularization=10.0).fit(interactions, items=items)
+
+    rec = fit()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(model_module, "stored_users", lambda users, items: users)
+        twin = fit()
+    stored, exact = rec._users["text"], twin._users["text"]
+    assert isinstance(stored, Int8Rows) and isinstance(exact, np.ndarray)
+    n = len(exact)
+    assert stored.nbytes == n * (exact.shape[1] + 4)
+    decoded = np.asarray(stored[:n], np.float64)
+    step = stored.scales[:n].astype(np.float64)[:, None]
+    assert (np.abs(decoded - exact) <= step / 2 * (1 + 4 * UNIT32) + 1e-30).all()
+    w, g = rec.scenarios_["home"]["text"], rec._geometry
+    E = np.asarray(rec._items.E, np.float64)
+    reach = np.linalg.norm(E - g.mean_E.astype(np.float64), axis=1) * (rec._items.warm != 0)
+    every = rec._item_map.ids
+    moved = 0.0
+    for user in rec._user_map.ids[:20]:
+        u = rec._user_map.rows([user], "u")[0]
+        x, y = exact[u].astype(np.float64), decoded[u]
+        shift = np.linalg.norm(y / np.sqrt(y @ g.cov_E @ y) - x / np.sqrt(x @ g.cov_E @ x))
+        a = np.asarray(twin.predict(user, every), np.float64)
+        b = np.asarray(rec.predict(user, every), np.float64)
+        _, bound_a = _reference_and_bound(twin, u)
+        _, bound_b = _reference_and_bound(rec, u)
+        assert_within(b, a, w * reach * shift + bound_a + bound_b)
+        moved = max(moved, np.abs(a - b).max())
+    assert moved > 0  # the interest is compressed: the test can fail
+    user = rec._user_map.ids[3]
+    rec.update(user, list(rec._item_map.ids[:2]))
+    assert isinstance(rec._users["text"], Int8Rows)
+    rec.update(10**7, list(rec._item_map.ids[:2]))  # a new user grows the rows
+    assert isinstance(rec._users["text"], Int8Rows) and len(rec._users["text"]) > n
+    row = rec._user_map.rows([user], "u")[0]
+    assert rec._users["text"].scales[row] > 0
+    rec.forget_user(user)
+    assert rec._users["text"].scales[row] == 0 and not rec._users["text"].codes[row].any()
+    rec.save(tmp_path / "m")
+    _, arrays, version = load_arrays(tmp_path / "m" / "recommender.llmrec", "Recommender", max_kind_version=7)
+    assert version == 7 and "user_text_codes" in arrays and "user_text" not in arrays
+    back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    users = list(rec._user_map.ids[:30])
+    np.testing.assert_array_equal(back.recommend(users, 10).ids, rec.recommend(users, 10).ids)
+    twin.save(tmp_path / "float")  # float32 interest beside int8 item text, as version 6 kept it
+    old = Recommender.load(tmp_path / "float", encoder=WordEncoder())
+    np.testing.assert_array_equal(old._users["text"].codes[:n], Int8Rows.encode(exact).codes)
+
+
 def test_text_storage_auto_and_bad_values(data):
     interactions, items, _ = data
     small = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,
@@ -255,7 +315,7 @@ def test_a_version_4_file_still_loads(data, tmp_path):
                       regularization=10.0).fit(interactions, items=items)
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=6)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=7)
     arrays = {name: np.array(a) for name, a in arrays.items()}
     arrays["Vn"] = np.asarray(rec._items.Vn, dtype=np.float32)
     del arrays["inv_norm"]

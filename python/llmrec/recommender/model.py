@@ -100,7 +100,7 @@ from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_state
 from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers
 from llmrec.recommender.training import fit_als, fit_blend, fit_items, fit_transitions, item_side_rows
-from llmrec.recommender.users import signal_vectors
+from llmrec.recommender.users import signal_vectors, stored_users
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
@@ -450,6 +450,7 @@ class Recommender(PairScores, Estimator):
         with stage(log, "Recommender.fit: user vectors", users=n_users):
             users = signal_vectors(s, items_built, als, towers, all_histories, profile,
                                    weights=all_weights, dislikes=all_dislikes)
+            users = stored_users(users, items_built)
         fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
                              histories=histories, feedback=feedback, profile=profile, items=items_built,
                              als=als, users=users, labels=labels, towers=towers)

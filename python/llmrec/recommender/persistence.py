@@ -28,8 +28,11 @@ replaces the unit factors ``Vn``; with ``text_storage`` "int8" the text vectors 
 ``E_codes`` (int8, n × d) and ``E_scales`` (float32 per item) instead of ``E``; the
 setting ``text_storage``), 6 (the stage-1 indexes saved beside it, :mod:`.stage1_files`:
 the metadata ``stage1`` holds the token of ``stage1.llmrec``, or null for an exact stage
-1, which is not saved). A model is written as version 6; versions 1 to 5 still load, their
-stage 1 rebuilt from the item rows as before
+1, which is not saved), 7 (with int8 text, the users' text interest as int8
+``user_text_codes`` and ``user_text_scales`` instead of ``user_text``,
+:func:`.users.stored_users`). A model is written as version 7; versions 1 to 6 still
+load (a float32 ``user_text`` beside int8 item text is encoded at load), versions 1 to
+5 with their stage 1 rebuilt from the item rows as before
 (``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
 like of weight 1, ``rating_rule="ignore"`` as they were fitted).
 
@@ -68,9 +71,10 @@ from llmrec.recommender.history import Histories
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
+from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
-_KIND_VERSION = 6
+_KIND_VERSION = 7
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
@@ -114,7 +118,9 @@ def save(model: Any, directory: Any) -> None:
               "hist_indptr": indptr, "hist_items": hist}
     n_users = len(state.user_map)
     for name, value in users.items():
-        if value is not None:
+        if isinstance(value, Int8Rows):
+            arrays.update({f"user_{name}_codes": value.codes[:n_users], f"user_{name}_scales": value.scales[:n_users]})
+        elif value is not None:
             arrays[f"user_{name}"] = value[:n_users]
     if isinstance(items.E, Int8Rows):
         arrays.update({"E_codes": items.E.codes, "E_scales": items.E.scales})
@@ -330,12 +336,12 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
     E = out["E"] = _text_rows(arrays, path, n_items)
     d = None if E is None else E.shape[1]
     text = E is not None
-    for name, width, needed in (("behaviour", f, True), ("sequence", f, True),
-                                ("transition", ft, True), ("text", d, text)):
+    for name, width in (("behaviour", f), ("sequence", f), ("transition", ft)):
         out[f"user_{name}"] = array(arrays, f"user_{name}", path, dtype=np.float32, shape=(n_users, width),
-                                    required=needed, finite=True)
-    if not text and "user_text" in arrays:
-        raise fail(path, "array 'user_text' given without item text vectors 'E'")
+                                    finite=True)
+    out["user_text"] = _text_rows(arrays, path, n_users, "user_text", d)
+    if text != (out["user_text"] is not None):
+        raise fail(path, "the users' text interest 'user_text' must be saved exactly when item text 'E' is")
     out["profile"] = array(arrays, "profile", path, dtype=np.float32, shape=(n_users, d), required=False,
                            finite=True)
     if out["profile"] is not None and not text:
@@ -459,6 +465,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
     if G is not None:
         users["towers"] = arrays["user_towers"]
+    users = stored_users(users, items)  # files before version 7 kept the text interest in float32
     labels = arrays["labels"].astype(object) if arrays["labels"] is not None else None
     fitted = build_state(settings=settings, geometry=geometry, user_map=user_map, item_map=item_map,
                          histories=Histories(arrays["hist_indptr"], arrays["hist_items"]),
@@ -509,18 +516,19 @@ def _inverse_norms(arrays: dict[str, np.ndarray], path: Any, V: np.ndarray) -> n
     return np.ascontiguousarray(inv_norm)
 
 
-def _text_rows(arrays: dict[str, np.ndarray], path: Any, n: int) -> Any:
-    """The text vectors: float32 ``E``, or int8 ``E_codes`` with ``E_scales`` (kind
-    version 5), or None; never both forms."""
-    coded = "E_codes" in arrays or "E_scales" in arrays
-    if coded and "E" in arrays:
-        raise fail(path, "arrays 'E' and 'E_codes'/'E_scales' must not both be saved")
+def _text_rows(arrays: dict[str, np.ndarray], path: Any, n: int, name: str = "E", width: int | None = None) -> Any:
+    """Text vectors ``name`` (n rows, ``width`` wide where given): float32, or int8
+    ``<name>_codes`` with ``<name>_scales`` (kind version 5 for the items' E, 7 for the
+    users' ``user_text``), or None; never both forms."""
+    coded = f"{name}_codes" in arrays or f"{name}_scales" in arrays
+    if coded and name in arrays:
+        raise fail(path, f"arrays '{name}' and '{name}_codes'/'{name}_scales' must not both be saved")
     if not coded:
-        return array(arrays, "E", path, dtype=np.float32, shape=(n, None), required=False, finite=True)
-    codes = array(arrays, "E_codes", path, dtype=np.int8, shape=(n, None))
-    scales = array(arrays, "E_scales", path, dtype=np.float32, shape=(n,), finite=True)
+        return array(arrays, name, path, dtype=np.float32, shape=(n, width), required=False, finite=True)
+    codes = array(arrays, f"{name}_codes", path, dtype=np.int8, shape=(n, width))
+    scales = array(arrays, f"{name}_scales", path, dtype=np.float32, shape=(n,), finite=True)
     if len(scales) and scales.min() < 0:
-        raise fail(path, "array 'E_scales' must hold scales >= 0")
+        raise fail(path, f"array '{name}_scales' must hold scales >= 0")
     return Int8Rows(np.ascontiguousarray(codes), np.ascontiguousarray(scales))
 
 

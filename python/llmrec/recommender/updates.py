@@ -69,7 +69,8 @@ def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event:
             snap.items.index.update_behaviour(patch["rows"], patch["V"], patch["Q"])
         users, n_users = snap.users, max(snap.n_users, user + 1)
         if n_users > snap.n_users:  # room first (past every published row): no reader sees it
-            users = {name: None if v is None else grow_rows(v, n_users) for name, v in users.items()}
+            users = {name: None if v is None else v.grown(n_users) if isinstance(v, Int8Rows)
+                     else grow_rows(v, n_users) for name, v in users.items()}
             if state.profile is not None:
                 state = model._state = replace(state, profile=grow_rows(state.profile, n_users))
         profile = None if state.profile is None else state.profile[[user]]
