@@ -1,0 +1,77 @@
+"""Free-text requests at scale: the request channel over the items' own int8 text codes
+(:class:`llmrec.recommender.text_lists.TextLists`) against the partitioned channel with
+its own sq8 codes it replaces, on the same lists (issue 16 §3):
+
+    python bench/bench_recommender.py scale-request MODEL [--queries 200]
+
+MODEL: a saved scale model with int8 text. Its request channel is loaded as saved
+(a model saved before TextLists keeps its partitioned channel; otherwise the lists are
+rebuilt as one: the same k-means) and converted in the same process, so both search the
+same probed lists. Queries: item texts of the catalogue (the stand-in encoder), each
+searched by both, interleaved. Reported: ``search(text, 10)`` p50 / p99 of each, the
+overlap of their top 10, each one's recall@10 against the exact ranking of the same
+blend (every item scored), and the channel's bytes per item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def scale_request(args: argparse.Namespace) -> None:
+    import llmrec
+    from llmrec.recommender import stage1_files
+    from llmrec.recommender.partitioned import PartitionedChannel
+    from llmrec.recommender.text_lists import TextLists
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_recommender import StandInEncoder
+
+    load = stage1_files.load_stage1
+    stage1_files.load_stage1 = lambda *a, **k: load(*a[:7], None)  # keep the saved channel as it is
+    rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    stage1_files.load_stage1 = load
+    stage1 = rec._items.index
+    old = stage1.request
+    if not isinstance(old, PartitionedChannel):
+        raise SystemExit("scale-request needs a model saved with a partitioned request channel")
+    new = TextLists.from_channel(old, np.zeros(0, np.int64), 2, None)
+    n = len(rec._items.V)
+    rng = np.random.default_rng(4)
+    labels = rec._state.publisher.current.labels
+    texts = [max(str(labels[int(i)]).split("."), key=len) for i in rng.integers(0, n, args.queries)]
+    times = {"sq8 codes (before)": [], "int8 text by row (TextLists)": []}
+    found = {key: [] for key in times}
+    for text in texts:
+        for key, channel in zip(times, (old, new)):
+            stage1.request = channel
+            start = time.perf_counter()
+            found[key].append(rec.search(text, 10).ids)
+            times[key].append((time.perf_counter() - start) * 1e3)
+    settings = rec._state.settings
+    settings["candidates"], saved = n, settings["candidates"]  # every item scored: the exact ranking
+    exact = [rec.search(text, 10).ids for text in texts[:args.recall_queries]]
+    settings["candidates"] = saved
+    for key, channel in zip(times, (old, new)):
+        t = np.array(times[key][5:])
+        recall = np.mean([np.isin(e, f).mean() for e, f in zip(exact, found[key])])
+        print(f"{key}: search(text, 10) p50 {np.percentile(t, 50):.2f} ms, p99 {np.percentile(t, 99):.2f} ms; "
+              f"recall@10 vs exact {recall:.3f} ({len(exact)} queries); channel "
+              f"{channel.memory_bytes() / n:.1f} bytes per item", flush=True)
+    overlap = np.mean([np.isin(a, b).mean() for a, b in zip(*found.values())])
+    print(f"top-10 overlap of the two: {overlap:.3f} over {len(texts)} queries", flush=True)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("scale-request", help="free-text search: TextLists vs the sq8 request channel")
+    p.add_argument("model")
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--recall-queries", type=int, default=50)
+
+
+COMMANDS = {"scale-request": scale_request}
