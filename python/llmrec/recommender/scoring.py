@@ -160,7 +160,9 @@ class Stage1:
       interest (a weak signal: 32 coordinates are enough to propose candidates);
     * request, over the full unit text vectors E: for a free-text request (plus the
       interest), where a PCA would lose the words asked for (on MovieLens titles, the
-      exact top 10 among a PCA-32 top 2.5 %: 0.80 recall; full vectors: 1.0).
+      exact top 10 among a PCA-32 top 2.5 %: 0.80 recall; full vectors: 1.0). With
+      inverted lists over int8 text it keeps no codes of its own: it scores E's codes
+      (:class:`.text_lists.TextLists`, 4 bytes per item instead of 430 at d = 384).
 
     A request uses the channels its signals touch and the union of their candidates: a
     ranking without text reads f + f/2 floats per item, a free-text search without a
