@@ -297,6 +297,46 @@ def test_int8_user_text_interest_within_its_bound(data, tmp_path, monkeypatch):
     np.testing.assert_array_equal(old._users["text"].codes[:n], Int8Rows.encode(exact).codes)
 
 
+def test_labels_packed_in_utf8():
+    from llmrec.recommender.labels import Labels
+
+    texts = ["Kitchen Days", "", "Café – naïve ☕", 42]
+    labels = Labels.of(texts)
+    assert len(labels) == 4 and labels[0] == "Kitchen Days" and labels[1] == "" and labels[3] == "42"
+    assert labels[2] == "Café – naïve ☕" and labels[-1] == "42"
+    assert labels.nbytes == len("".join(map(str, texts)).encode()) + 5 * 8
+    assert labels[np.array([2, 0])].tolist() == ["Café – naïve ☕", "Kitchen Days"]
+    with pytest.raises(IndexError):
+        labels[4]
+    grown = labels.appended(["new one"])
+    assert len(labels) == 4 and len(grown) == 5 and grown[4] == "new one" and grown[2] == labels[2]
+    again = grown.appended(["another"])  # in spare capacity: earlier views unchanged
+    assert len(grown) == 5 and again[5] == "another" and again[4] == "new one"
+    broken = Labels(np.frombuffer(b"\xff\xfe", np.uint8).copy(), np.array([0, 2]))
+    assert broken[0] == "\ufffd\ufffd"  # bytes a crafted file holds decode, never raise
+
+
+def test_labels_survive_save_load_and_older_files(data, tmp_path):
+    interactions, items, _ = data
+    rec = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,
+                      regularization=10.0).fit(interactions, items=items)
+    rec.add_items(items.iloc[:1].assign(item_id=[10**6], title=["Kitchen Days"]))
+    rec.save(tmp_path / "m")
+    path = tmp_path / "m" / "recommender.llmrec"
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=7)
+    assert "labels" not in arrays and len(arrays["label_offsets"]) == len(rec._items.V) + 1
+    back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    every = np.arange(len(rec._items.V))
+    assert back._labels[every].tolist() == rec._labels[every].tolist() and back._labels[-1] == "Kitchen Days"
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    arrays["labels"] = np.array(rec._labels[every].tolist())  # a unicode array, as version 6 saved
+    del arrays["label_bytes"], arrays["label_offsets"]
+    path.unlink()
+    save_arrays(path, "Recommender", 6, meta, arrays)
+    older = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    assert older._labels[every].tolist() == rec._labels[every].tolist()
+
+
 def test_text_storage_auto_and_bad_values(data):
     interactions, items, _ = data
     small = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,

@@ -100,6 +100,7 @@ from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_state
 from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers
 from llmrec.recommender.training import fit_als, fit_blend, fit_items, fit_transitions, item_side_rows
+from llmrec.recommender.labels import Labels
 from llmrec.recommender.users import signal_vectors, stored_users
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
@@ -406,7 +407,7 @@ class Recommender(PairScores, Estimator):
         if items is not None:
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
-            labels = np.array([str(t) for t in titles], dtype=np.object_)
+            labels = Labels.of(titles)
         lookup = scenario_lookup(frame, u_rows, i_rows, order, n_items)
         chosen: tuple[Any, ...] | None = None
         with stage(log, "Recommender.fit: blend and regularization on the validation slice",

@@ -30,7 +30,8 @@ setting ``text_storage``), 6 (the stage-1 indexes saved beside it, :mod:`.stage1
 the metadata ``stage1`` holds the token of ``stage1.llmrec``, or null for an exact stage
 1, which is not saved), 7 (with int8 text, the users' text interest as int8
 ``user_text_codes`` and ``user_text_scales`` instead of ``user_text``,
-:func:`.users.stored_users`). A model is written as version 7; versions 1 to 6 still
+:func:`.users.stored_users`; the item labels as UTF-8 ``label_bytes`` and
+``label_offsets`` instead of the unicode array ``labels``, :mod:`.labels`). A model is written as version 7; versions 1 to 6 still
 load (a float32 ``user_text`` beside int8 item text is encoded at load), versions 1 to
 5 with their stage 1 rebuilt from the item rows as before
 (``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
@@ -69,6 +70,7 @@ from llmrec.recommender import scoring, stage1_files
 from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import Histories
 from llmrec.recommender.ids import IdMap
+from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
 from llmrec.recommender.users import stored_users
@@ -139,7 +141,9 @@ def save(model: Any, directory: Any) -> None:
         arrays.update({"cov_E": g.cov_E, "mean_E": g.mean_E, "text_mean": g.text_mean,
                        "text_basis": g.text_basis})
     if snap.labels is not None:
-        arrays["labels"] = np.asarray(snap.labels).astype(str)
+        n_items = len(snap.items.V)
+        arrays["label_bytes"] = snap.labels.data[:int(snap.labels.offsets[n_items])]
+        arrays["label_offsets"] = snap.labels.offsets[:n_items + 1]
     for name, ids in (("item_gone", state.item_map), ("user_gone", state.user_map)):
         if ids.gone is not None:
             arrays[name] = ids.gone
@@ -374,7 +378,7 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
                           finite=True)
         if out[name] is not None and G is None:
             raise fail(path, f"array {name!r} given without item tower vectors 'G'")
-    out["labels"] = array(arrays, "labels", path, dtype="U", shape=(n_items,), required=False)
+    out["labels"] = _labels(arrays, path, n_items)
     for name, n in (("item_gone", n_items), ("user_gone", n_users)):
         gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
         if gone is not None and ((gone != 0) & (gone != 1)).any():
@@ -466,7 +470,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     if G is not None:
         users["towers"] = arrays["user_towers"]
     users = stored_users(users, items)  # files before version 7 kept the text interest in float32
-    labels = arrays["labels"].astype(object) if arrays["labels"] is not None else None
+    labels = arrays["labels"]
     fitted = build_state(settings=settings, geometry=geometry, user_map=user_map, item_map=item_map,
                          histories=Histories(arrays["hist_indptr"], arrays["hist_items"]),
                          feedback=feedback, profile=arrays["profile"],
@@ -514,6 +518,22 @@ def _inverse_norms(arrays: dict[str, np.ndarray], path: Any, V: np.ndarray) -> n
     if len(inv_norm) and inv_norm.min() < 0:
         raise fail(path, "array 'inv_norm' must hold inverse norms >= 0")
     return np.ascontiguousarray(inv_norm)
+
+
+def _labels(arrays: dict[str, np.ndarray], path: Any, n: int) -> Labels | None:
+    """The item labels: UTF-8 ``label_bytes`` with ``label_offsets`` (n + 1, rising from
+    0 to their length; kind version 7), or a unicode array ``labels`` (older), or None."""
+    packed = "label_bytes" in arrays or "label_offsets" in arrays
+    if packed and "labels" in arrays:
+        raise fail(path, "arrays 'labels' and 'label_bytes'/'label_offsets' must not both be saved")
+    if not packed:
+        labels = array(arrays, "labels", path, dtype="U", shape=(n,), required=False)
+        return None if labels is None else Labels.of(labels.tolist())
+    data = array(arrays, "label_bytes", path, dtype=np.uint8, ndim=1)
+    offsets = array(arrays, "label_offsets", path, dtype=np.int64, shape=(n + 1,))
+    if offsets[0] != 0 or offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
+        raise fail(path, f"array 'label_offsets' must rise from 0 to {len(data)}")
+    return Labels(np.ascontiguousarray(data), np.ascontiguousarray(offsets))
 
 
 def _text_rows(arrays: dict[str, np.ndarray], path: Any, n: int, name: str = "E", width: int | None = None) -> Any:

@@ -193,7 +193,7 @@ def add_items(model: Recommender, items: pd.DataFrame) -> np.ndarray:
         if labels is not None:
             frame = items if hasattr(items, "columns") else None
             titles = frame["title"] if frame is not None and "title" in frame.columns else texts
-            labels = _append_item_rows(labels, np.array([str(t) for t in titles], dtype=object))
+            labels = labels.appended(titles)
         state.late_items.add(rows)
         state.item_map.add(ids, "items.item_id")  # found before published: unknown until then
         state.publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),
