@@ -11,6 +11,11 @@ same probed lists. Queries: item texts of the catalogue (the stand-in encoder), 
 searched by both, interleaved. Reported: ``search(text, 10)`` p50 / p99 of each, the
 overlap of their top 10, each one's recall@10 against the exact ranking of the same
 blend (every item scored), and the channel's bytes per item.
+
+    python bench/bench_recommender.py scale-interest MODEL [--queries 300]
+
+times ``recommend(user, 10)`` with the users' text interest in int8 against float32
+(see :func:`scale_interest`).
 """
 
 from __future__ import annotations
@@ -67,6 +72,43 @@ def scale_request(args: argparse.Namespace) -> None:
     print(f"top-10 overlap of the two: {overlap:.3f} over {len(texts)} queries", flush=True)
 
 
+def scale_interest(args: argparse.Namespace) -> None:
+    """``recommend(user, 10)`` with the users' text interest in int8 (as loaded) and in
+    float32 (decoded once into a twin snapshot), interleaved user by user in one process:
+    p50 / p99 of each, their ratio, and the top-10 overlap."""
+    import llmrec
+    from llmrec.recommender.rows import Int8Rows
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_recommender import StandInEncoder
+
+    rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    publisher = rec._state.publisher
+    coded = publisher.current
+    if not isinstance(coded.users.get("text"), Int8Rows):
+        raise SystemExit("scale-interest needs a model whose users' text interest is int8")
+    plain = coded._replace(users={**coded.users, "text": np.asarray(coded.users["text"][:coded.n_users])})
+    rng = np.random.default_rng(5)
+    users = rec._user_map.ids[rng.integers(0, len(rec._user_map.ids), args.queries)]
+    times = {"int8 interest": [], "float32 interest": []}
+    found = {key: [] for key in times}
+    for user in users:
+        for key, snap in zip(times, (coded, plain)):
+            publisher.current = snap
+            start = time.perf_counter()
+            found[key].append(rec.recommend(user, 10).ids)
+            times[key].append((time.perf_counter() - start) * 1e3)
+    publisher.current = coded
+    p50 = {}
+    for key in times:
+        t = np.array(times[key][5:])
+        p50[key] = np.percentile(t, 50)
+        print(f"{key}: recommend(user, 10) p50 {p50[key]:.2f} ms, p99 {np.percentile(t, 99):.2f} ms", flush=True)
+    overlap = np.mean([np.isin(a, b).mean() for a, b in zip(*found.values())])
+    print(f"p50 ratio int8 / float32 {p50['int8 interest'] / p50['float32 interest']:.2f}; top-10 overlap "
+          f"{overlap:.3f} over {len(users)} users", flush=True)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scale-request", help="free-text search: TextLists vs the sq8 request channel")
     p.add_argument("model")
@@ -74,4 +116,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recall-queries", type=int, default=50)
 
 
-COMMANDS = {"scale-request": scale_request}
+    q = sub.add_parser("scale-interest", help="recommend with the users' text interest int8 vs float32")
+    q.add_argument("model")
+    q.add_argument("--queries", type=int, default=300)
+
+
+COMMANDS = {"scale-request": scale_request, "scale-interest": scale_interest}
