@@ -66,16 +66,16 @@ def test_unit_rows_equal_normalised_factors():
     assert unit.nbytes == 50 * 4
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_native_rescore_reads_int8_rows_and_row_scales(seed):
+@pytest.mark.parametrize("seed, d", [(0, 96), (1, 99)])
+def test_native_rescore_reads_int8_rows_and_row_scales(seed, d, simd_level):
     """int8 codes with row scales and float rows with row scales, against numpy float64 of
-    the same stored values."""
+    the same stored values, at every SIMD level (d = 99: the int8 kernels' partial tail)."""
     rng = np.random.default_rng(seed)
     n, nq, c, k = 300, 7, 40, 9
-    E = Int8Rows.encode(_unit(rng, n, 96))
+    E = Int8Rows.encode(_unit(rng, n, d))
     V = rng.standard_normal((n, 24)).astype(np.float32)
     inv = rng.random(n).astype(np.float32)
-    qe = rng.standard_normal((nq, 96)).astype(np.float32)
+    qe = rng.standard_normal((nq, d)).astype(np.float32)
     qv = rng.standard_normal((nq, 24)).astype(np.float32)
     offset = rng.standard_normal(nq).astype(np.float32)
     candidates = np.stack([rng.choice(n, c, replace=False) for _ in range(nq)]).astype(np.int64)
@@ -87,7 +87,7 @@ def test_native_rescore_reads_int8_rows_and_row_scales(seed):
     full -= offset[:, None]
     size = (np.abs(Ed) @ np.abs(qe.astype(np.float64)).T).T + (np.abs(V.astype(np.float64) * inv[:, None])
                                                                 @ np.abs(qv.astype(np.float64)).T).T
-    bound = gamma(96 + 8) * (size + np.abs(offset)[:, None])
+    bound = gamma(d + 8) * (size + np.abs(offset)[:, None])
     for q in range(nq):
         valid = candidates[q][candidates[q] >= 0]
         order = valid[np.argsort(-full[q, valid], kind="stable")][:k]
