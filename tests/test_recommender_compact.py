@@ -306,6 +306,7 @@ def test_labels_packed_in_utf8():
     assert labels[2] == "Café – naïve ☕" and labels[-1] == "42"
     assert labels.nbytes == len("".join(map(str, texts)).encode()) + 5 * 8
     assert labels[np.array([2, 0])].tolist() == ["Café – naïve ☕", "Kitchen Days"]
+    assert labels[1:3].tolist() == ["", "Café – naïve ☕"]
     with pytest.raises(IndexError):
         labels[4]
     grown = labels.appended(["new one"])

@@ -43,8 +43,9 @@ class Labels:
         return raw.decode("utf-8", errors="replace")  # a crafted file cannot make a read fail
 
     def __getitem__(self, rows: Any) -> Any:
-        """One label (str) for an integer row; an object array of them for row arrays."""
-        if np.ndim(rows) == 0:
+        """One label (str) for an integer row; an object array of them for row arrays
+        and slices."""
+        if not isinstance(rows, slice) and np.ndim(rows) == 0:
             row = int(rows)
             if not -len(self) <= row < len(self):
                 raise IndexError(f"label row {row} out of range for {len(self)} items")
