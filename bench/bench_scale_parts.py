@@ -1,4 +1,17 @@
-"""Free-text requests at scale: the request channel over the items' own int8 text codes
+"""Parts of a served scale model (issue 16 §3).
+
+    python bench/bench_recommender.py scale-memory MODEL
+
+loads MODEL in this fresh process and prints its resident memory: the process once
+python, numpy, pandas and llmrec are imported (the fixed base, which amortises away at
+10M items; ``bench_recommender`` imports them before this runs), its growth with the
+load and one request, and the bytes per item of every array the model reaches,
+grouped by part (item side, user side), with what the arrays leave unexplained (heap
+fragmentation, Python objects, hash tables).
+
+    python bench/bench_recommender.py scale-request MODEL [--queries 200]
+
+Free-text requests at scale: the request channel over the items' own int8 text codes
 (:class:`llmrec.recommender.text_lists.TextLists`) against the partitioned channel with
 its own sq8 codes it replaces, on the same lists (issue 16 §3):
 
@@ -24,6 +37,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,6 +123,76 @@ def scale_interest(args: argparse.Namespace) -> None:
           f"{overlap:.3f} over {len(users)} users", flush=True)
 
 
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def _arrays(obj: Any, path: str, seen: set[int], buffers: set[int], out: dict[str, int], depth: int = 0) -> None:
+    """Bytes of every numpy buffer reachable from ``obj`` (each once), by attribute path."""
+    if depth > 12 or id(obj) in seen or isinstance(obj, (int, float, str, bytes, bool, type(None), type)):
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        base = obj
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        if base.ctypes.data not in buffers:
+            buffers.add(base.ctypes.data)
+            out[path] = out.get(path, 0) + base.nbytes
+        return
+    if hasattr(obj, "to_numpy") and hasattr(obj, "_engine"):  # a pandas Index
+        _arrays(obj.to_numpy(), path, seen, buffers, out, depth + 1)
+        return
+    if isinstance(obj, dict):
+        children = [(f"[{k}]", v) for k, v in obj.items()]
+    elif isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        children = [(f".{f}", getattr(obj, f)) for f in obj._fields]
+    elif isinstance(obj, (list, tuple, set)):
+        children = [("[*]", v) for v in obj]
+    else:
+        children = [(f".{k}", v) for k, v in getattr(obj, "__dict__", {}).items()]
+    for name, child in children:
+        _arrays(child, path + name, seen, buffers, out, depth + 1)
+
+
+USER_PARTS = ("users[", "user_factors", "user_items", "feedback", "histories", "user_map")
+
+
+def scale_memory(args: argparse.Namespace) -> None:
+    """See the module docstring."""
+    import re
+
+    import llmrec
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_recommender import StandInEncoder
+
+    base = _rss()
+    rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    rec.recommend(rec._user_map.ids[0], 10)
+    grown = _rss() - base
+    n = len(rec._items.V)
+    parts: dict[str, int] = {}
+    _arrays(rec._state, "", set(), set(), parts)
+    grouped: dict[str, int] = {}
+    for path, size in parts.items():
+        name = re.sub(r"\.bands\[\*\]\.index\..*", ".codes and lists", path.replace(".publisher.current", ""))
+        grouped[name] = grouped.get(name, 0) + size
+    print(f"process after imports {base / 2**20:.0f} MiB (the fixed base); "
+          f"load + one request: +{grown / 2**30:.2f} GiB = {grown / n:.0f} bytes per item ({n:,} items, "
+          f"{len(rec._user_map):,} users)", flush=True)
+    sides = {"item": 0, "user": 0}
+    for name, size in sorted(grouped.items(), key=lambda kv: -kv[1]):
+        side = "user" if any(part in name for part in USER_PARTS) else "item"
+        sides[side] += size
+        if size / n >= 0.5:
+            print(f"  {size / n:8.1f}  {side:4}  {name.lstrip('.')}", flush=True)
+    arrays = sum(sides.values())
+    print(f"arrays: item side {sides['item'] / n:.0f}, user side {sides['user'] / n:.0f} bytes per item; "
+          f"not in arrays (heap, Python objects, hash tables) {(grown - arrays) / n:.0f}", flush=True)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scale-request", help="free-text search: TextLists vs the sq8 request channel")
     p.add_argument("model")
@@ -121,4 +205,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--queries", type=int, default=300)
 
 
-COMMANDS = {"scale-request": scale_request, "scale-interest": scale_interest}
+    m = sub.add_parser("scale-memory", help="resident memory of a served model, part by part")
+    m.add_argument("model")
+
+
+COMMANDS = {"scale-request": scale_request, "scale-interest": scale_interest, "scale-memory": scale_memory}
