@@ -49,7 +49,7 @@ def grow(model: Path, out: Path, copies: int) -> None:
     from llmrec.recommender.rows import inverse_norms
 
     rng = np.random.default_rng(0)
-    meta, A, version = load_arrays(model / "recommender.llmrec", "Recommender", max_kind_version=6, mmap=True)
+    meta, A, version = load_arrays(model / "recommender.llmrec", "Recommender", max_kind_version=7, mmap=True)
     ameta, B, aversion = load_arrays(model / "als.llmrec", "ALS", max_kind_version=2, mmap=True)
     n, nu = len(A["item_ids"]), len(A["user_ids"])
     if any(name in A for name in ("item_gone", "user_gone", "G", "profile")):
@@ -66,9 +66,13 @@ def grow(model: Path, out: Path, copies: int) -> None:
     for name in ("hist", "fb"):
         tiled[f"{name}_indptr"] = _indptr(A[f"{name}_indptr"], copies)
         tiled[f"{name}_items"] = np.concatenate([A[f"{name}_items"] + j * n for j in range(copies)])
+    if "label_offsets" in A:  # kind version 7: UTF-8 bytes and offsets
+        tiled["label_bytes"] = np.tile(np.asarray(A["label_bytes"]), copies)
+        tiled["label_offsets"] = _indptr(A["label_offsets"], copies)
     rest = {name: np.tile(np.asarray(A[name]), (copies,) + (1,) * (A[name].ndim - 1))
             for name in ("E_scales", "labels", "user_behaviour", "user_sequence", "user_transition",
-                         "user_text", "fb_weight", "fb_disliked", "fb_rating", "fb_event")}
+                         "user_text", "user_text_codes", "user_text_scales", "fb_weight", "fb_disliked",
+                         "fb_rating", "fb_event") if name in A}
     arrays = {**{k: np.asarray(v) for k, v in A.items()}, **tiled, **rest}
     meta = dict(meta)
     meta.pop("stage1", None)  # built by the first load
