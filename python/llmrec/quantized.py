@@ -585,6 +585,7 @@ class QuantizedIndex(IndexBase):
             raise ValueError("list_of_ids needs an index with partitions")
         with self._rw.read():
             state = self._state
+            assert state.lists is not None  # an index with partitions
             rows = self._row_ids.live_rows(state.n)
             return self._list_centroids, self._row_ids.to_ids(rows).astype(np.int64), state.lists.assignment[rows]
 

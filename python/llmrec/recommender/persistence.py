@@ -31,9 +31,10 @@ the metadata ``stage1`` holds the token of ``stage1.llmrec``, or null for an exa
 1, which is not saved), 7 (with int8 text, the users' text interest as int8
 ``user_text_codes`` and ``user_text_scales`` instead of ``user_text``,
 :func:`.users.stored_users`; the item labels as UTF-8 ``label_bytes`` and
-``label_offsets`` instead of the unicode array ``labels``, :mod:`.labels`). A model is written as version 7; versions 1 to 6 still
-load (a float32 ``user_text`` beside int8 item text is encoded at load), versions 1 to
-5 with their stage 1 rebuilt from the item rows as before
+``label_offsets`` instead of the unicode array ``labels``, :mod:`.labels`). A model is
+written as version 7; versions 1 to 6 still load (a float32 ``user_text`` beside int8
+item text is encoded at load), versions 1 to 5 with their stage 1 rebuilt from the item
+rows as before
 (``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
 like of weight 1, ``rating_rule="ignore"`` as they were fitted).
 

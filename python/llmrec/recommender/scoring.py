@@ -127,11 +127,12 @@ def text_coordinates(E: Any, geometry: Geometry) -> np.ndarray | None:
     E centred would be 1.5 GB per million items at d = 384."""
     if E is None:
         return None
-    basis = geometry.text_basis
+    basis, mean = geometry.text_basis, geometry.text_mean
+    assert basis is not None and mean is not None  # a geometry fitted with text
     T = np.empty((len(E), basis.shape[1]), dtype=np.float32)
     for start in range(0, len(E), COVARIANCE_ROWS):
         block = np.asarray(E[start:start + COVARIANCE_ROWS], dtype=np.float32)
-        T[start:start + len(block)] = (block - geometry.text_mean) @ basis
+        T[start:start + len(block)] = (block - mean) @ basis
     return T
 
 
@@ -177,6 +178,7 @@ class Stage1:
         self.kind = kind = resolve_index(kind, len(V))  # "auto" picks by catalogue size
         self.behaviour = make_index(_behaviour_rows(V, Q), kind, num_threads, random_state, probes)
         self.interest = None if T is None else make_index(T, kind, num_threads, random_state, probes)
+        self.request: Any
         if E is not None and text_codes and kind.startswith("ivf-"):
             # The items keep E in int8: the request channel scores those codes (no copy).
             from llmrec.recommender.text_lists import TextLists

@@ -74,7 +74,7 @@ def build_items(settings: dict[str, Any], random_state: Any, geometry: scoring.G
 def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_map: IdMap,
           item_map: IdMap, histories: Histories, feedback: Feedback, profile: np.ndarray | None,
           items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
-          labels: np.ndarray | None, towers: Any) -> Fitted:
+          labels: Any, towers: Any) -> Fitted:
     """The state of a fitted or loaded model, its first snapshot published. The late
     items are those the ALS model has no interactions for; their clicks since are read
     from the histories."""
