@@ -14,6 +14,8 @@ encoding 100k texts with MiniLM takes most of an hour on 2 cores).
     python bench/bench_recommender.py cold
     python bench/bench_recommender.py latency [--items 100000] [--repeats 200]
     python bench/bench_recommender.py scale [--items 100000 1000000 10000000]  (bench_scale.py)
+    python bench/bench_recommender.py scale-grow MODEL OUT [--copies 3]  (bench_scale_grow.py)
+    python bench/bench_recommender.py scale-request | scale-interest | scale-memory MODEL  (bench_scale_parts.py)
     python bench/bench_recommender.py calibration [--data data/ml-100k] [--png FILE]  (bench_scores.py)
     python bench/bench_recommender.py ratings [--seeds 0 1 2] [--encoder none|minilm]
     python bench/bench_recommender.py towers [--parts warm cold cold-users] [--seeds 0 1 2]
@@ -485,13 +487,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--encoder", default="none", choices=["none", "minilm"])
     import bench_scale
+    import bench_scale_grow
+    import bench_scale_parts
     import bench_scores
 
     bench_scale.add_parsers(sub)
+    bench_scale_grow.add_parsers(sub)
+    bench_scale_parts.add_parsers(sub)
     bench_scores.add_parsers(sub, data)
     args = parser.parse_args(argv)
     {"quality": quality, "cold": cold, "cold-feed": cold_feed, "latency": latency,
-     "towers": towers, "ratings": ratings, **bench_scale.COMMANDS, **bench_scores.COMMANDS}[args.command](args)
+     "towers": towers, "ratings": ratings, **bench_scale.COMMANDS,
+     **bench_scale_grow.COMMANDS, **bench_scale_parts.COMMANDS, **bench_scores.COMMANDS}[args.command](args)
     return 0
 
 

@@ -477,6 +477,68 @@ def test_save_load_round_trip(tmp_path, rng):
         ALS.load(tmp_path / "short.llmrec")
 
 
+def test_drop_item_priors_keeps_fold_ins_and_partial_fits_and_round_trips(tmp_path, rng):
+    R = low_rank_counts(rng)
+    features = rng.standard_normal((R.shape[1], 4)).astype(np.float32)
+    kept = ALS(factors=6, iterations=3, prior_strength=1.0, random_state=0).fit(R, item_features=features)
+    dropped = ALS(factors=6, iterations=3, prior_strength=1.0, random_state=0).fit(
+        R, item_features=features).drop_item_priors()
+    assert dropped._item_priors is None and dropped.item_prior_weights_ is not None
+    np.testing.assert_array_equal(dropped.fold_in(R[:3]), kept.fold_in(R[:3]))
+    new = rng.standard_normal((2, 4)).astype(np.float32)
+    for model in (kept, dropped):
+        model.partial_fit_items([R.shape[1], R.shape[1] + 1], item_features=new)
+    np.testing.assert_array_equal(dropped.item_factors_, kept.item_factors_)
+    with pytest.raises(ValueError, match="dropped"):
+        dropped.loss()
+    dropped.save(tmp_path / "dropped.llmrec")
+    loaded = ALS.load(tmp_path / "dropped.llmrec")
+    assert loaded._item_priors is None
+    np.testing.assert_array_equal(loaded.item_prior_weights_, kept.item_prior_weights_)
+    kept.save(tmp_path / "kept.llmrec")  # the same arrays through the same code: exact
+    grown = sp.hstack([R[:3], sp.csr_matrix((3, 2))]).tocsr()
+    np.testing.assert_array_equal(loaded.fold_in(grown), ALS.load(tmp_path / "kept.llmrec").fold_in(grown))
+    # a file of version 1 (which always kept the priors beside W) without them is refused
+    from llmrec._fileformat import load_arrays, save_arrays
+
+    meta, arrays, version = load_arrays(tmp_path / "dropped.llmrec", "ALS", max_kind_version=2)
+    assert version == 2
+    save_arrays(tmp_path / "v1.llmrec", "ALS", 1, meta, arrays)
+    with pytest.raises(ValueError, match="saved together"):
+        ALS.load(tmp_path / "v1.llmrec")
+    del meta["item_priors_dropped"]
+    save_arrays(tmp_path / "unmarked.llmrec", "ALS", 2, meta, arrays)
+    with pytest.raises(ValueError, match="saved together"):
+        ALS.load(tmp_path / "unmarked.llmrec")
+
+
+def test_set_item_rows_keeps_the_gramian_current(rng):
+    R = low_rank_counts(rng)
+    model = ALS(factors=6, iterations=3, random_state=0).fit(R)
+    model.fold_in(R[:2])  # caches the item Gramian
+    ids = np.array([3, 17, 40])
+    new = rng.standard_normal((3, 6)).astype(np.float32)
+    copy = model.item_factors_.copy()
+    twin = ALS(factors=6, iterations=3, random_state=0).fit(R)
+    twin.set_item_rows(ids, new, into=copy)  # a caller's copy becomes the factors
+    assert twin.item_factors_ is copy
+    model.set_item_rows(ids, new)  # in place
+    np.testing.assert_array_equal(model.item_factors_[ids], new)
+    np.testing.assert_array_equal(model.item_factors_, copy)
+    Y = model.item_factors_.astype(np.float64)
+    # the kept Gramian: the float64 update of a float32 Gramian of n·f² products
+    bound = 4 * R.shape[1] * np.finfo(np.float32).eps * (np.abs(Y).T @ np.abs(Y))
+    assert_within(model._cache["item_gram"], Y.T @ Y, bound)
+    with pytest.raises(ValueError, match="outside"):
+        model.set_item_rows([R.shape[1]], new[:1])
+    with pytest.raises(ValueError, match="duplicate"):
+        model.set_item_rows([3, 3], new[:2])
+    with pytest.raises(ValueError, match="one row per"):
+        model.set_item_rows([3, 4], new[:1])
+    with pytest.raises(ValueError, match="into"):
+        model.set_item_rows([3], new[:1], into=np.zeros((2, 6), np.float32))
+
+
 # -------------------------------------------------------------------- bad input
 
 def test_accepts_dense_and_coo(rng):

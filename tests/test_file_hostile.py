@@ -507,7 +507,7 @@ ALS_ATTACKS = [
 def test_crafted_als_files_are_refused(tmp_path, saved_models, attack):
     path = tmp_path / "a"
     path.write_bytes((saved_models / "als").read_bytes())
-    _rewrite(path, "ALS", ALS_ATTACKS[attack], max_kind_version=1)
+    _rewrite(path, "ALS", ALS_ATTACKS[attack], max_kind_version=2)
     for verify in (True, False):
         with pytest.raises(FormatError):
             ALS.load(path, verify=verify)
@@ -523,7 +523,7 @@ def test_als_bit_flips_without_verify_never_crash(tmp_path, saved_models):
         from llmrec import ALS
         from llmrec._fileformat import FormatError, load_arrays
         original = open({str(saved_models / "als")!r}, "rb").read()
-        _, arrays, _ = load_arrays({str(saved_models / "als")!r}, "ALS", max_kind_version=1)
+        _, arrays, _ = load_arrays({str(saved_models / "als")!r}, "ALS", max_kind_version=2)
         rng = np.random.default_rng(0)
         row = sp.random(1, 40, density=0.3, format="csr", random_state=2, dtype=np.float32)
         refused = loaded = 0
@@ -578,7 +578,7 @@ def test_recommender_als_column_index_no_longer_crashes(tmp_path, saved_recommen
     """The reported crash: als.llmrec with a CSR column index of 10**6 crashed
     Recommender.load (scipy's tocsc trusted it)."""
     directory = _copy_model(saved_recommender, tmp_path / "model")
-    _rewrite(directory / "als.llmrec", "ALS", _set_index("indices", 3, 10**6), max_kind_version=1)
+    _rewrite(directory / "als.llmrec", "ALS", _set_index("indices", 3, 10**6), max_kind_version=2)
     result = _run(f"""
         from llmrec import Recommender
         Recommender.load({str(directory)!r}, encoder=None)
@@ -621,7 +621,10 @@ RECOMMENDER_ATTACKS = {
     "covariance dtype": _rec_array("cov_V", lambda a: a.astype(np.float32)),
     "norm_V zero": _rec_array("norm_V", lambda a: np.zeros_like(a)),
     "duplicate user ids": _rec_array("user_ids", lambda a: np.where(np.arange(len(a)) == 1, a[0], a)),
-    "labels count": _rec_array("labels", lambda a: a[:-1]),
+    "labels count": _rec_array("label_offsets", lambda a: a[:-1]),
+    "label offsets past the bytes": _rec_array("label_offsets", lambda a: a + 1),
+    "label offsets falling": _rec_array("label_offsets", lambda a: a[::-1].copy()),
+    "labels in both forms": lambda m, a: a.update(labels=np.array(["x"] * (len(a["label_offsets"]) - 1))),
     "id kinds": _rec_meta("id_kinds", value=["int", "float"]),
     "id kinds mismatch": _rec_meta("id_kinds", value=["str", "int"]),
     "scenario missing": _rec_meta("scenarios", "home", delete=True),
@@ -664,7 +667,7 @@ RECOMMENDER_ATTACKS = {
 def test_crafted_recommender_files_are_refused(tmp_path, saved_recommender, case):
     from llmrec import Recommender
     directory = _copy_model(saved_recommender, tmp_path / "model")
-    _rewrite(directory / "recommender.llmrec", "Recommender", RECOMMENDER_ATTACKS[case], max_kind_version=6)
+    _rewrite(directory / "recommender.llmrec", "Recommender", RECOMMENDER_ATTACKS[case], max_kind_version=7)
     with pytest.raises(FormatError):
         Recommender.load(directory, encoder=None)
 

@@ -15,6 +15,7 @@ import llmrec
 from llmrec import NotFittedError, Recommender, Recommendations, UnknownIdError
 from llmrec.evaluation import cold_item_split, ranking_metrics
 from llmrec.recommender import updates as writer  # the module whose update() computes user vectors
+from llmrec.recommender.snapshot import fork
 
 from recommender_helpers import WordEncoder, small_data
 from tolerances import (UNIT32, UNIT64, als_row_system, assert_within, dot_tolerance, gamma,
@@ -209,13 +210,17 @@ def test_new_item_learns_from_its_first_interactions(data):
     np.testing.assert_array_equal(lift(), 0.0)
     for user in clickers:
         rec.update(int(user), [80_001])
+    row = rec._item_map.rows([80_001], "item")[0]
+    seen = rec._items.V[row].copy()  # its factors when the next user's vector is folded in
     rec.update(90_000, [1, 2, 80_001])  # a user who arrived after the fit clicks it too
     assert (lift() > 0).mean() > 0.9
 
     als = rec._als
-    row = rec._item_map.rows([80_001], "item")[0]
     U = als.user_factors_.astype(np.float64)
-    late_user = als.fold_in(np.eye(rec._items.V.shape[0], dtype=np.float32)[[1, 2, row]].sum(0, keepdims=True))
+    # The served factors are the ALS model's (one array): the late user was folded in
+    # against the item's re-solved row as it stood then.
+    then = fork(als).set_item_rows([row], seen[None], into=als.item_factors_.copy())
+    late_user = then.fold_in(np.eye(rec._items.V.shape[0], dtype=np.float32)[[1, 2, row]].sum(0, keepdims=True))
     clicked = np.vstack([U[rec._user_map.rows(list(clickers), "u")], late_user.astype(np.float64)])
     prior = rec._items.E[row].astype(np.float64) @ als.item_prior_weights_.astype(np.float64)
     # Clicks only, shrunk toward the text prior: min Σ c (1 − u·v)² + μ‖v − prior‖²

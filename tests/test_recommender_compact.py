@@ -66,16 +66,16 @@ def test_unit_rows_equal_normalised_factors():
     assert unit.nbytes == 50 * 4
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_native_rescore_reads_int8_rows_and_row_scales(seed):
+@pytest.mark.parametrize("seed, d", [(0, 96), (1, 99)])
+def test_native_rescore_reads_int8_rows_and_row_scales(seed, d, simd_level):
     """int8 codes with row scales and float rows with row scales, against numpy float64 of
-    the same stored values."""
+    the same stored values, at every SIMD level (d = 99: the int8 kernels' partial tail)."""
     rng = np.random.default_rng(seed)
     n, nq, c, k = 300, 7, 40, 9
-    E = Int8Rows.encode(_unit(rng, n, 96))
+    E = Int8Rows.encode(_unit(rng, n, d))
     V = rng.standard_normal((n, 24)).astype(np.float32)
     inv = rng.random(n).astype(np.float32)
-    qe = rng.standard_normal((nq, 96)).astype(np.float32)
+    qe = rng.standard_normal((nq, d)).astype(np.float32)
     qv = rng.standard_normal((nq, 24)).astype(np.float32)
     offset = rng.standard_normal(nq).astype(np.float32)
     candidates = np.stack([rng.choice(n, c, replace=False) for _ in range(nq)]).astype(np.int64)
@@ -87,7 +87,7 @@ def test_native_rescore_reads_int8_rows_and_row_scales(seed):
     full -= offset[:, None]
     size = (np.abs(Ed) @ np.abs(qe.astype(np.float64)).T).T + (np.abs(V.astype(np.float64) * inv[:, None])
                                                                 @ np.abs(qv.astype(np.float64)).T).T
-    bound = gamma(96 + 8) * (size + np.abs(offset)[:, None])
+    bound = gamma(d + 8) * (size + np.abs(offset)[:, None])
     for q in range(nq):
         valid = candidates[q][candidates[q] >= 0]
         order = valid[np.argsort(-full[q, valid], kind="stable")][:k]
@@ -202,6 +202,142 @@ def test_int8_storage_fit_save_load_and_memory(data, tmp_path):
     np.testing.assert_allclose(after.scores, before.scores, rtol=0, atol=1e-5)
 
 
+def test_item_factors_are_held_once(data, tmp_path):
+    """The served factors V are the ALS model's item factors: one array after fit,
+    add_items, re-solved late items (in place, and through a copy while a request runs)
+    and load; the ALS Gramian follows the re-solved rows; each is counted once."""
+    interactions, items, _ = data
+    rec = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,
+                      regularization=10.0).fit(interactions, items=items)
+
+    def held_once(model):
+        snap = model._publisher.current
+        assert np.shares_memory(snap.als.item_factors_, snap.items.V)
+        np.testing.assert_array_equal(snap.als.item_factors_, snap.items.V)
+        assert model.memory_per_item()["als.item_factors"] == 0.0
+
+    held_once(rec)
+    added = rec.add_items(items.iloc[:3].assign(item_id=[10**6, 10**6 + 1, 10**6 + 2]))
+    held_once(rec)
+    rec._als.fold_in(np.zeros((1, len(rec._items.V)), np.float32))  # the Gramian is cached now
+    before = rec._items.V[-3:].copy()
+    for user in rec._user_map.ids[:4]:  # clicks on the new (late) items: they are re-solved
+        rec.update(user, list(added))
+    assert not np.array_equal(rec._items.V[-3:], before)
+    held_once(rec)
+    Y = rec._als.item_factors_.astype(np.float64)
+    bound = 8 * len(Y) * np.finfo(np.float32).eps * (np.abs(Y).T @ np.abs(Y))
+    assert_within(rec._als._cache["item_gram"], Y.T @ Y, bound)
+    served = rec._items.V
+    with rec._publisher.pin():  # a running request: the update copies the rows
+        rec.update(rec._user_map.ids[5], list(added))
+    assert rec._items.V is not served
+    held_once(rec)
+    rec.save(tmp_path / "m")
+    held_once(Recommender.load(tmp_path / "m", encoder=WordEncoder()))
+
+
+def test_int8_user_text_interest_within_its_bound(data, tmp_path, monkeypatch):
+    """With int8 text the users' text interest is int8 too: each coordinate within half
+    its row's code step, each score within w·‖e_i − μ‖·‖x̃/σ(x̃) − x/σ(x)‖ of the float
+    interest's (Cauchy–Schwarz on the text term (w/σ)·x·(e_i − μ)); update, forget_user,
+    save and load keep it, and a float32 one saved before (version 6) is encoded at load."""
+    from llmrec.recommender import model as model_module
+
+    interactions, items, _ = data
+
+    def fit():
+        return Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, text_storage="int8",
+                           text_weight=1.0, validation=0.0, regularization=10.0).fit(interactions, items=items)
+
+    rec = fit()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(model_module, "stored_users", lambda users, items: users)
+        twin = fit()
+    stored, exact = rec._users["text"], twin._users["text"]
+    assert isinstance(stored, Int8Rows) and isinstance(exact, np.ndarray)
+    n = len(exact)
+    assert stored.nbytes == n * (exact.shape[1] + 4)
+    decoded = np.asarray(stored[:n], np.float64)
+    step = stored.scales[:n].astype(np.float64)[:, None]
+    assert (np.abs(decoded - exact) <= step / 2 * (1 + 4 * UNIT32) + 1e-30).all()
+    w, g = rec.scenarios_["home"]["text"], rec._geometry
+    E = np.asarray(rec._items.E, np.float64)
+    reach = np.linalg.norm(E - g.mean_E.astype(np.float64), axis=1) * (rec._items.warm != 0)
+    every = rec._item_map.ids
+    moved = 0.0
+    for user in rec._user_map.ids[:20]:
+        u = rec._user_map.rows([user], "u")[0]
+        x, y = exact[u].astype(np.float64), decoded[u]
+        shift = np.linalg.norm(y / np.sqrt(y @ g.cov_E @ y) - x / np.sqrt(x @ g.cov_E @ x))
+        a = np.asarray(twin.predict(user, every), np.float64)
+        b = np.asarray(rec.predict(user, every), np.float64)
+        _, bound_a = _reference_and_bound(twin, u)
+        _, bound_b = _reference_and_bound(rec, u)
+        assert_within(b, a, w * reach * shift + bound_a + bound_b)
+        moved = max(moved, np.abs(a - b).max())
+    assert moved > 0  # the interest is compressed: the test can fail
+    user = rec._user_map.ids[3]
+    rec.update(user, list(rec._item_map.ids[:2]))
+    assert isinstance(rec._users["text"], Int8Rows)
+    rec.update(10**7, list(rec._item_map.ids[:2]))  # a new user grows the rows
+    assert isinstance(rec._users["text"], Int8Rows) and len(rec._users["text"]) > n
+    row = rec._user_map.rows([user], "u")[0]
+    assert rec._users["text"].scales[row] > 0
+    rec.forget_user(user)
+    assert rec._users["text"].scales[row] == 0 and not rec._users["text"].codes[row].any()
+    rec.save(tmp_path / "m")
+    _, arrays, version = load_arrays(tmp_path / "m" / "recommender.llmrec", "Recommender", max_kind_version=7)
+    assert version == 7 and "user_text_codes" in arrays and "user_text" not in arrays
+    back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    users = list(rec._user_map.ids[:30])
+    np.testing.assert_array_equal(back.recommend(users, 10).ids, rec.recommend(users, 10).ids)
+    twin.save(tmp_path / "float")  # float32 interest beside int8 item text, as version 6 kept it
+    old = Recommender.load(tmp_path / "float", encoder=WordEncoder())
+    np.testing.assert_array_equal(old._users["text"].codes[:n], Int8Rows.encode(exact).codes)
+
+
+def test_labels_packed_in_utf8():
+    from llmrec.recommender.labels import Labels
+
+    texts = ["Kitchen Days", "", "Café – naïve ☕", 42]
+    labels = Labels.of(texts)
+    assert len(labels) == 4 and labels[0] == "Kitchen Days" and labels[1] == "" and labels[3] == "42"
+    assert labels[2] == "Café – naïve ☕" and labels[-1] == "42"
+    assert labels.nbytes == len("".join(map(str, texts)).encode()) + 5 * 8
+    assert labels[np.array([2, 0])].tolist() == ["Café – naïve ☕", "Kitchen Days"]
+    assert labels[1:3].tolist() == ["", "Café – naïve ☕"]
+    with pytest.raises(IndexError):
+        labels[4]
+    grown = labels.appended(["new one"])
+    assert len(labels) == 4 and len(grown) == 5 and grown[4] == "new one" and grown[2] == labels[2]
+    again = grown.appended(["another"])  # in spare capacity: earlier views unchanged
+    assert len(grown) == 5 and again[5] == "another" and again[4] == "new one"
+    broken = Labels(np.frombuffer(b"\xff\xfe", np.uint8).copy(), np.array([0, 2]))
+    assert broken[0] == "\ufffd\ufffd"  # bytes a crafted file holds decode, never raise
+
+
+def test_labels_survive_save_load_and_older_files(data, tmp_path):
+    interactions, items, _ = data
+    rec = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,
+                      regularization=10.0).fit(interactions, items=items)
+    rec.add_items(items.iloc[:1].assign(item_id=[10**6], title=["Kitchen Days"]))
+    rec.save(tmp_path / "m")
+    path = tmp_path / "m" / "recommender.llmrec"
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=7)
+    assert "labels" not in arrays and len(arrays["label_offsets"]) == len(rec._items.V) + 1
+    back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    every = np.arange(len(rec._items.V))
+    assert back._labels[every].tolist() == rec._labels[every].tolist() and back._labels[-1] == "Kitchen Days"
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    arrays["labels"] = np.array(rec._labels[every].tolist())  # a unicode array, as version 6 saved
+    del arrays["label_bytes"], arrays["label_offsets"]
+    path.unlink()
+    save_arrays(path, "Recommender", 6, meta, arrays)
+    older = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    assert older._labels[every].tolist() == rec._labels[every].tolist()
+
+
 def test_text_storage_auto_and_bad_values(data):
     interactions, items, _ = data
     small = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,
@@ -220,7 +356,7 @@ def test_a_version_4_file_still_loads(data, tmp_path):
                       regularization=10.0).fit(interactions, items=items)
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=6)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=7)
     arrays = {name: np.array(a) for name, a in arrays.items()}
     arrays["Vn"] = np.asarray(rec._items.Vn, dtype=np.float32)
     del arrays["inv_norm"]

@@ -63,7 +63,7 @@ from llmrec.index import ExactIndex
 log = logging.getLogger(__name__)
 
 _KIND = "ALS"
-_KIND_VERSION = 1
+_KIND_VERSION = 2  # 2: the item priors may be dropped (drop_item_priors); 1 still loads
 _PARAM_NAMES = ("factors", "regularization", "alpha", "iterations", "feedback", "solver",
                 "cg_steps", "prior_strength", "regularization_exponent", "random_state",
                 "num_threads")
@@ -153,6 +153,7 @@ def _native(csr: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _as_user_ids(values: Any, name: str, n: int) -> tuple[np.ndarray, bool]:
+    """Ids in [0, n) (users', or items' with ``name`` saying so), and whether a scalar was given."""
     single = np.ndim(values) == 0
     array = as_id_array(values, name, allow_scalar=True)
     check_id_range(array, name, n, what="id")
@@ -447,6 +448,17 @@ class ALS(Estimator):
             parts.append(view)
         return sp.csr_matrix(tuple(parts), shape=R.shape, copy=False)
 
+    def drop_item_priors(self) -> ALS:
+        """Forget the stored item priors F·W (n_items × f floats, as much as the item
+        factors); the weights W stay, so fold-ins and partial fits with ``item_features``
+        work as before. Only :meth:`loss` reads the stored priors: it then raises. A
+        Recommender keeps none (it serves millions of items; its priors are E·W).
+        ``save`` writes the model without them. Returns self."""
+        self._check_fitted()
+        if self.item_prior_weights_ is not None:
+            self._item_priors = None
+        return self
+
     def forget_user(self, user_id: int) -> ALS:
         """Erase a user: factors, text prior and interactions become zero (the row stays,
         empty). New arrays are bound, never written in place, so a shallow copy taken
@@ -627,6 +639,39 @@ class ALS(Estimator):
         for key in ("item_index", "item_cosine"):
             self._cache.pop(key, None)
         self._grow_item_gram(V if len(ids) == 0 or ids.min() >= n_old else None)
+        return self
+
+    def set_item_rows(self, item_ids: Any, vectors: Any, *, into: np.ndarray | None = None) -> ALS:
+        """Set the factors of existing items ``item_ids`` to ``vectors`` (m, f), keeping
+        the cached Gramian current (+ new·newᵀ − old·oldᵀ in float64, as for added rows:
+        no O(n·f²) recomputation). ``into``: an array of the shape of ``item_factors_``
+        equal to it outside those rows (a copy the caller made, say), which is written
+        and becomes ``item_factors_``; None writes ``item_factors_`` in place (no search
+        may be reading it). A Recommender's served factors are this array (one copy of
+        the item factors), so its re-solved items are its ALS model's too. Returns self."""
+        self._check_fitted()
+        ids, _ = _as_user_ids(item_ids, "item_ids", self.n_items_)
+        ids = np.atleast_1d(ids)
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("item_ids holds duplicate ids")
+        f = self.item_factors_.shape[1]
+        rows = (as_float_matrix(vectors, "vectors", dim=f) if len(ids)
+                else np.asarray(vectors, dtype=np.float32).reshape(0, f))
+        if rows.shape[0] != len(ids):
+            raise ValueError(f"vectors must have one row per item id ({len(ids)}), got {rows.shape[0]}")
+        target = self.item_factors_ if into is None else into
+        if target.shape != self.item_factors_.shape or target.dtype != np.float32:
+            raise ValueError(f"into must be float32 of shape {self.item_factors_.shape}")
+        old = self.item_factors_[ids].astype(np.float64)
+        target[ids] = rows
+        self.item_factors_ = target
+        gram, gram64 = self._cache.get("item_gram"), self._cache.get("item_gram64")
+        for key in ("item_index", "item_cosine", "item_gram", "item_gram64"):
+            self._cache.pop(key, None)
+        if gram is not None:
+            new = rows.astype(np.float64)
+            exact = (gram.astype(np.float64) if gram64 is None else gram64) + new.T @ new - old.T @ old
+            self._cache["item_gram64"], self._cache["item_gram"] = exact, exact.astype(np.float32)
         return self
 
     def _grow_item_gram(self, new_rows: np.ndarray | None) -> None:
@@ -823,9 +868,11 @@ class ALS(Estimator):
                  s.get("user_prior_penalty")),
                 (self._item_priors, self.item_prior_weights_, self.item_factors_, item_counts,
                  s.get("item_prior_penalty"))):
-            if priors is None:
+            if W is None:
                 continue
-            assert W is not None  # fitted with the priors
+            if priors is None:
+                raise ValueError("loss needs the item priors F·W, which this model dropped "
+                                 "(drop_item_priors)")
             fitted = counts > 0
             diff = factors[fitted].astype(np.float64) - priors[fitted]
             total += s["prior_strength"] * float((diff * diff).sum())
@@ -851,7 +898,8 @@ class ALS(Estimator):
         params = self.get_params()
         if not isinstance(params["random_state"], (int, type(None))):
             params["random_state"] = None
-        meta = {"params": params, "settings": self._settings_used}
+        meta = {"params": params, "settings": self._settings_used,
+                "item_priors_dropped": self.item_prior_weights_ is not None and self._item_priors is None}
         save_arrays(path, _KIND, _KIND_VERSION, meta, arrays)
 
     @classmethod
@@ -865,7 +913,7 @@ class ALS(Estimator):
         indices in range and finite values >= 0. Raises ``llmrec.FormatError`` (a
         ``ValueError``) for a truncated, corrupted, inconsistent or foreign file.
         """
-        meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, verify=verify)
+        meta, arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION, verify=verify)
         params = meta_value(meta, "params", path, types=dict)
         unknown = sorted(set(params) - set(_PARAM_NAMES))
         if unknown:
@@ -888,7 +936,8 @@ class ALS(Estimator):
                       required=False, finite=True)
             P = array(arrays, f"{side}_priors", path, dtype=np.float32, shape=(n, f),
                       required=False, finite=True)
-            if (W is None) != (P is None):
+            dropped = side == "item" and version >= 2 and meta.get("item_priors_dropped") is True
+            if (W is None) != (P is None) and not (dropped and P is None):
                 raise fail(path, f"{side} prior weights and {side} priors must be saved together")
             priors[f"{side}_prior_weights"], priors[f"{side}_priors"] = W, P
         model._set_fitted(s, np.ascontiguousarray(U), np.ascontiguousarray(V),

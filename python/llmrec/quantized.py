@@ -367,35 +367,10 @@ class QuantizedIndex(IndexBase):
         return m
 
     def _train_lists(self, sample: np.ndarray, seed: int) -> None:
-        """List centroids: Lloyd k-means (L2, native) as the start, then Lloyd rounds
-        that assign by inner product — the rule lists are probed and filled by — and move
-        each centroid to the mean of its rows. With L2 lists alone, fewer lists than data
-        clusters merged clusters behind short centroids that the probe ranks low (200k
-        clustered, 100 lists, sq8, 1 probe: recall@10 0.375 L2 lists, 0.808 assigned by
-        inner product, 0.949 after 10 inner-product rounds)."""
-        centroids, _ = _core.kmeans_train(sample, self._n_lists, _IVF_L2_ITERATIONS, seed, self._num_threads)
-        self._centroids = centroids
-        for _ in range(_IVF_IP_ROUNDS):
-            lists = self._nearest_lists(sample)
-            order = np.argsort(lists, kind="stable")
-            counts = np.bincount(lists, minlength=self._n_lists)
-            used = np.flatnonzero(counts)
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[used]
-            sums = np.add.reduceat(sample[order].astype(np.float64), starts, axis=0)
-            centroids[used] = (sums / counts[used, None]).astype(np.float32)  # empty lists stay
+        self._centroids = train_lists(sample, self._n_lists, seed, self._num_threads)
 
     def _nearest_lists(self, rows: np.ndarray) -> np.ndarray:
-        """Each row's list: the centroid with the largest inner product, the rule that
-        ranks lists at search time. (Assigning by L2 distance instead put a query's
-        neighbours in the list probed first only 44 % of the time on 1M clustered
-        vectors with 1,000 lists for 4,000 clusters: merged clusters have short
-        centroids, which the inner-product probe ranks low; recall@10 0.42 – 0.74.)"""
-        # batch_invariant: the scores that rank a query's lists at search time (one query
-        # or many), so an item's own vector always probes the list it was put in first.
-        ids, _ = _core.search_exact(self._list_centroids, rows, 1, exclude_indptr=None, exclude_ids=None,
-                                    allow_mask=None, allow_ids=None, normalize_queries=False,
-                                    num_threads=self._num_threads, batch_invariant=True)
-        return ids[:, 0].astype(np.int32)
+        return nearest_lists(self._list_centroids, rows, self._num_threads)
 
     def _slot_layout(self, assignment: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -601,6 +576,18 @@ class QuantizedIndex(IndexBase):
             bases = np.zeros(codes.shape[0] * _SQ8_BLOCK, np.uint16)
             bases[new_slot] = state.item_bases[src]
         return _State(m, codes, vectors, new_lists, scales, bases)
+
+    def list_of_ids(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The inverted lists as they stand, without the codes: (centroids (lists, d)
+        float32, the live ids (int64), the list of each (int32)). An index with
+        partitions only (``ValueError`` otherwise)."""
+        if self._partitions is None:
+            raise ValueError("list_of_ids needs an index with partitions")
+        with self._rw.read():
+            state = self._state
+            assert state.lists is not None  # an index with partitions
+            rows = self._row_ids.live_rows(state.n)
+            return self._list_centroids, self._row_ids.to_ids(rows).astype(np.int64), state.lists.assignment[rows]
 
     def memory_bytes(self) -> int:
         """Bytes held for the items: codes, codec parameters and any kept vectors."""
@@ -845,3 +832,43 @@ class QuantizedIndex(IndexBase):
         if not np.array_equal(lists.assignment[ids], owner):
             raise fail(path, "array 'assignment' disagrees with the lists the items are stored in")
         return lists
+
+
+def train_lists(sample: np.ndarray, lists: int, seed: int, num_threads: int) -> np.ndarray:
+    """Inverted-list centroids (lists, d) float32 of ``sample`` (float32 rows): Lloyd
+    k-means (L2, native) as the start, then Lloyd rounds that assign by inner product —
+    the rule lists are probed and filled by — and move each centroid to the mean of its
+    rows. With L2 lists alone, fewer lists than data clusters merged clusters behind
+    short centroids that the probe ranks low (200k clustered, 100 lists, sq8, 1 probe:
+    recall@10 0.375 L2 lists, 0.808 assigned by inner product, 0.949 after 10
+    inner-product rounds)."""
+    centroids, _ = _core.kmeans_train(sample, lists, _IVF_L2_ITERATIONS, seed, num_threads)
+    for _ in range(_IVF_IP_ROUNDS):
+        nearest = nearest_lists(centroids, sample, num_threads)
+        order = np.argsort(nearest, kind="stable")
+        counts = np.bincount(nearest, minlength=lists)
+        used = np.flatnonzero(counts)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[used]
+        sums = np.add.reduceat(sample[order].astype(np.float64), starts, axis=0)
+        centroids[used] = (sums / counts[used, None]).astype(np.float32)  # empty lists stay
+    return centroids
+
+
+def nearest_lists(centroids: np.ndarray, rows: np.ndarray, num_threads: int) -> np.ndarray:
+    """Each row's list (int32): the centroid with the largest inner product, the rule
+    that ranks lists at search time. (Assigning by L2 distance instead put a query's
+    neighbours in the list probed first only 44 % of the time on 1M clustered vectors
+    with 1,000 lists for 4,000 clusters: merged clusters have short centroids, which the
+    inner-product probe ranks low; recall@10 0.42 – 0.74.)"""
+    return probed_lists(centroids, rows, 1, num_threads)[:, 0].astype(np.int32)
+
+
+def probed_lists(centroids: np.ndarray, queries: np.ndarray, probes: int, num_threads: int) -> np.ndarray:
+    """Each query's ``probes`` lists of largest inner product with their centroid (int64
+    (nq, probes), best first). batch_invariant: the scores do not depend on how many
+    queries are asked together, so an item's own vector always ranks the list it was
+    put in first."""
+    ids, _ = _core.search_exact(centroids, queries, probes, exclude_indptr=None, exclude_ids=None,
+                                allow_mask=None, allow_ids=None, normalize_queries=False,
+                                num_threads=num_threads, batch_invariant=True)
+    return ids

@@ -17,6 +17,8 @@ using Isa = F32Avx2;
 
 float dot_f32_avx2(const float* a, const float* b, std::size_t n) { return dot_impl(a, b, n); }
 
+float dot_i8f32_avx2(const int8_t* a, const float* q, std::size_t n) { return dot_i8_impl(a, q, n); }
+
 void max_dot_f32_avx2(const float* rows, std::size_t m, std::size_t d, const float* v,
                       float* best) {
   max_dot_impl(rows, m, d, v, best);

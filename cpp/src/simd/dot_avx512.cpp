@@ -18,6 +18,8 @@ using Isa = F32Avx512;
 
 float dot_f32_avx512(const float* a, const float* b, std::size_t n) { return dot_impl(a, b, n); }
 
+float dot_i8f32_avx512(const int8_t* a, const float* q, std::size_t n) { return dot_i8_impl(a, q, n); }
+
 void max_dot_f32_avx512(const float* rows, std::size_t m, std::size_t d, const float* v,
                         float* best) {
   max_dot_impl(rows, m, d, v, best);

@@ -3,6 +3,7 @@
 //   using V;  static constexpr std::size_t W;        vector type, float lanes
 //   V zero();  V load(const float*);  V load_first(const float*, std::size_t n);
 //   V fma(V a, V b, V acc);  __m128 sum4(V a, V b, V c, V d)   the four lane sums
+//   V load_i8(const int8_t*);  V load_first_i8(const int8_t*, std::size_t n)   codes as floats
 // No library code is used here (these files get ISA flags).
 
 inline float dot_impl(const float* a, const float* b, std::size_t n) {
@@ -14,6 +15,21 @@ inline float dot_impl(const float* a, const float* b, std::size_t n) {
   }
   for (; i + Isa::W <= n; i += Isa::W) acc0 = Isa::fma(Isa::load(a + i), Isa::load(b + i), acc0);
   if (i < n) acc1 = Isa::fma(Isa::load_first(a + i, n - i), Isa::load_first(b + i, n - i), acc1);
+  const __m128 s = Isa::sum4(acc0, acc1, Isa::zero(), Isa::zero());
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+
+// The int8 twin of dot_impl: a row of codes (each converted exactly to float) · q.
+// Re-scoring reads tens of thousands of int8 text rows per free-text request.
+inline float dot_i8_impl(const int8_t* a, const float* q, std::size_t n) {
+  typename Isa::V acc0 = Isa::zero(), acc1 = Isa::zero();
+  std::size_t i = 0;
+  for (; i + 2 * Isa::W <= n; i += 2 * Isa::W) {
+    acc0 = Isa::fma(Isa::load_i8(a + i), Isa::load(q + i), acc0);
+    acc1 = Isa::fma(Isa::load_i8(a + i + Isa::W), Isa::load(q + i + Isa::W), acc1);
+  }
+  for (; i + Isa::W <= n; i += Isa::W) acc0 = Isa::fma(Isa::load_i8(a + i), Isa::load(q + i), acc0);
+  if (i < n) acc1 = Isa::fma(Isa::load_first_i8(a + i, n - i), Isa::load_first(q + i, n - i), acc1);
   const __m128 s = Isa::sum4(acc0, acc1, Isa::zero(), Isa::zero());
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
 }

@@ -22,6 +22,14 @@ struct F32Avx2 {
         reinterpret_cast<const __m256i*>(ones_then_zeros + 8 - n));
     return _mm256_maskload_ps(p, mask);
   }
+  static V load_i8(const int8_t* p) {  // W int8 codes as floats (exact)
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static V load_first_i8(const int8_t* p, std::size_t n) {  // the first n < W codes, rest 0
+    alignas(16) int8_t first[W] = {};
+    for (std::size_t i = 0; i < n; ++i) first[i] = p[i];
+    return load_i8(first);
+  }
   static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }

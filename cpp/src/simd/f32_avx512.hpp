@@ -17,6 +17,12 @@ struct F32Avx512 {
   static V load_first(const float* p, std::size_t n) {  // the first n < W lanes, rest 0
     return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
   }
+  static V load_i8(const int8_t* p) {  // W int8 codes as floats (exact)
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static V load_first_i8(const int8_t* p, std::size_t n) {  // the first n < W codes, rest 0
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << n) - 1), p)));
+  }
   static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static V set1(float x) { return _mm512_set1_ps(x); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }

@@ -12,26 +12,17 @@
 namespace llmrec::topk {
 namespace {
 
-// int8 row · float32 query: a few hundred candidates per request, so a plain loop with
-// independent accumulators (vectorised by the compiler) is enough.
-float dot_int8(const int8_t* row, const float* query, std::size_t d) {
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  std::size_t j = 0;
-  for (; j + 4 <= d; j += 4)
-    for (std::size_t l = 0; l < 4; ++l) acc[l] += static_cast<float>(row[j + l]) * query[j + l];
-  for (; j < d; ++j) acc[0] += static_cast<float>(row[j]) * query[j];
-  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
-}
-
-float term_dot(const RescoreTerm& term, std::size_t item, std::size_t q, simd::DotF32Fn dot) {
-  const float value = term.codes ? dot_int8(term.codes + item * term.d, term.queries + q * term.d, term.d)
-                                 : dot(term.matrix + item * term.d, term.queries + q * term.d, term.d);
+// int8 rows (the text codes; a free-text request re-scores tens of thousands, see
+// recommender/text_lists.py) and float rows each have their SIMD dot product.
+float term_dot(const RescoreTerm& term, std::size_t item, std::size_t q, const simd::DotKernels& dot) {
+  const float value = term.codes ? dot.dot_i8(term.codes + item * term.d, term.queries + q * term.d, term.d)
+                                 : dot.dot(term.matrix + item * term.d, term.queries + q * term.d, term.d);
   return term.row_scale ? value * term.row_scale[item] : value;
 }
 
 void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* terms,
                    std::size_t n_terms, std::size_t q, float offset, std::size_t k,
-                   simd::DotF32Fn dot, std::vector<detail::Hit>& kept,
+                   const simd::DotKernels& dot, std::vector<detail::Hit>& kept,
                    int64_t* out_ids, float* out_scores) {
   // Candidates are scattered rows, which defeat the hardware prefetcher: every term's
   // row is fetched whole a few candidates ahead.
@@ -87,7 +78,7 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
 void rescore(const int64_t* candidates, std::size_t nq, std::size_t c, std::size_t /*n*/,
              const RescoreTerm* terms, std::size_t n_terms, const float* offset, std::size_t k,
              std::size_t num_threads, int64_t* out_ids, float* out_scores) {
-  const simd::DotF32Fn dot = simd::dot_kernels().dot;
+  const simd::DotKernels dot = simd::dot_kernels();
   constexpr std::size_t kQueriesPerTask = 16;  // a task is ~16 x c row gathers
   const std::size_t n_tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
   parallel_for(n_tasks, num_threads, [&](std::size_t task) {

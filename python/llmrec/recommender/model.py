@@ -100,7 +100,8 @@ from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_state
 from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers
 from llmrec.recommender.training import fit_als, fit_blend, fit_items, fit_transitions, item_side_rows
-from llmrec.recommender.users import signal_vectors
+from llmrec.recommender.labels import Labels
+from llmrec.recommender.users import signal_vectors, stored_users
 
 _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_state",
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
@@ -406,7 +407,7 @@ class Recommender(PairScores, Estimator):
         if items is not None:
             frame_items = items if hasattr(items, "columns") else None
             titles = frame_items["title"] if frame_items is not None and "title" in frame_items.columns else texts
-            labels = np.array([str(t) for t in titles], dtype=np.object_)
+            labels = Labels.of(titles)
         lookup = scenario_lookup(frame, u_rows, i_rows, order, n_items)
         chosen: tuple[Any, ...] | None = None
         with stage(log, "Recommender.fit: blend and regularization on the validation slice",
@@ -439,6 +440,7 @@ class Recommender(PairScores, Estimator):
         item_side = [item_side_rows(feedback.get(u)) for u in range(n_users)]
         als = fit_als(s, regularization, [r[0] for r in item_side], n_items, E, self.random_state,
                       show_progress=show_progress, weights=[r[1] for r in item_side])
+        als.drop_item_priors()  # E·W: n × f floats that only ALS.loss reads
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
@@ -449,6 +451,7 @@ class Recommender(PairScores, Estimator):
         with stage(log, "Recommender.fit: user vectors", users=n_users):
             users = signal_vectors(s, items_built, als, towers, all_histories, profile,
                                    weights=all_weights, dislikes=all_dislikes)
+            users = stored_users(users, items_built)
         fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
                              histories=histories, feedback=feedback, profile=profile, items=items_built,
                              als=als, users=users, labels=labels, towers=towers)

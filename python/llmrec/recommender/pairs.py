@@ -107,8 +107,9 @@ class PairScores:
         served from (factors, the inverse norms that give the unit factors, next-item
         factors, text vectors — 4·d bytes, or d + 4 with ``text_storage="int8"`` —, tower
         vectors), each stage-1 channel's index, the ALS model's item factors (fold-in
-        reads them) and the item ids. Spare capacity kept for ``add_items`` is not
-        counted; per-user and per-interaction memory is not either."""
+        reads them; 0 where they are V's array, as fit and load make them) and the item
+        ids. Spare capacity kept for ``add_items`` is not counted; per-user and
+        per-interaction memory is not either."""
         self._check_fitted()
         snap = self._state.publisher.current
         items, n = snap.items, max(snap.n_items, 1)
@@ -128,7 +129,8 @@ class PairScores:
                 out["stage1." + name] = channel.memory_bytes() / n
             else:
                 out["stage1." + name] = len(channel) * channel.dim * 4 / n
-        out["als.item_factors"] = snap.als.item_factors_[:snap.n_items].nbytes / n
+        factors = snap.als.item_factors_
+        out["als.item_factors"] = 0.0 if np.shares_memory(factors, items.V) else factors[:snap.n_items].nbytes / n
         out["item_ids"] = np.asarray(self._state.item_map.ids).nbytes / n
         out["total"] = sum(out.values())
         return out

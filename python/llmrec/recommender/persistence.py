@@ -28,8 +28,13 @@ replaces the unit factors ``Vn``; with ``text_storage`` "int8" the text vectors 
 ``E_codes`` (int8, n × d) and ``E_scales`` (float32 per item) instead of ``E``; the
 setting ``text_storage``), 6 (the stage-1 indexes saved beside it, :mod:`.stage1_files`:
 the metadata ``stage1`` holds the token of ``stage1.llmrec``, or null for an exact stage
-1, which is not saved). A model is written as version 6; versions 1 to 5 still load, their
-stage 1 rebuilt from the item rows as before
+1, which is not saved), 7 (with int8 text, the users' text interest as int8
+``user_text_codes`` and ``user_text_scales`` instead of ``user_text``,
+:func:`.users.stored_users`; the item labels as UTF-8 ``label_bytes`` and
+``label_offsets`` instead of the unicode array ``labels``, :mod:`.labels`). A model is
+written as version 7; versions 1 to 6 still load (a float32 ``user_text`` beside int8
+item text is encoded at load), versions 1 to 5 with their stage 1 rebuilt from the item
+rows as before
 (``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
 like of weight 1, ``rating_rule="ignore"`` as they were fitted).
 
@@ -66,11 +71,13 @@ from llmrec.recommender import scoring, stage1_files
 from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.history import Histories
 from llmrec.recommender.ids import IdMap
+from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
+from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
-_KIND_VERSION = 6
+_KIND_VERSION = 7
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
@@ -114,7 +121,9 @@ def save(model: Any, directory: Any) -> None:
               "hist_indptr": indptr, "hist_items": hist}
     n_users = len(state.user_map)
     for name, value in users.items():
-        if value is not None:
+        if isinstance(value, Int8Rows):
+            arrays.update({f"user_{name}_codes": value.codes[:n_users], f"user_{name}_scales": value.scales[:n_users]})
+        elif value is not None:
             arrays[f"user_{name}"] = value[:n_users]
     if isinstance(items.E, Int8Rows):
         arrays.update({"E_codes": items.E.codes, "E_scales": items.E.scales})
@@ -133,7 +142,9 @@ def save(model: Any, directory: Any) -> None:
         arrays.update({"cov_E": g.cov_E, "mean_E": g.mean_E, "text_mean": g.text_mean,
                        "text_basis": g.text_basis})
     if snap.labels is not None:
-        arrays["labels"] = np.asarray(snap.labels).astype(str)
+        n_items = len(snap.items.V)
+        arrays["label_bytes"] = snap.labels.data[:int(snap.labels.offsets[n_items])]
+        arrays["label_offsets"] = snap.labels.offsets[:n_items + 1]
     for name, ids in (("item_gone", state.item_map), ("user_gone", state.user_map)):
         if ids.gone is not None:
             arrays[name] = ids.gone
@@ -330,12 +341,12 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
     E = out["E"] = _text_rows(arrays, path, n_items)
     d = None if E is None else E.shape[1]
     text = E is not None
-    for name, width, needed in (("behaviour", f, True), ("sequence", f, True),
-                                ("transition", ft, True), ("text", d, text)):
+    for name, width in (("behaviour", f), ("sequence", f), ("transition", ft)):
         out[f"user_{name}"] = array(arrays, f"user_{name}", path, dtype=np.float32, shape=(n_users, width),
-                                    required=needed, finite=True)
-    if not text and "user_text" in arrays:
-        raise fail(path, "array 'user_text' given without item text vectors 'E'")
+                                    finite=True)
+    out["user_text"] = _text_rows(arrays, path, n_users, "user_text", d)
+    if text != (out["user_text"] is not None):
+        raise fail(path, "the users' text interest 'user_text' must be saved exactly when item text 'E' is")
     out["profile"] = array(arrays, "profile", path, dtype=np.float32, shape=(n_users, d), required=False,
                            finite=True)
     if out["profile"] is not None and not text:
@@ -368,7 +379,7 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
                           finite=True)
         if out[name] is not None and G is None:
             raise fail(path, f"array {name!r} given without item tower vectors 'G'")
-    out["labels"] = array(arrays, "labels", path, dtype="U", shape=(n_items,), required=False)
+    out["labels"] = _labels(arrays, path, n_items)
     for name, n in (("item_gone", n_items), ("user_gone", n_users)):
         gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
         if gone is not None and ((gone != 0) & (gone != 1)).any():
@@ -426,7 +437,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     raw_meta, raw_arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION)
     meta = _checked_meta(cls, raw_meta, path)
     arrays = _checked_arrays(raw_arrays, path, meta["id_kinds"])
-    als = ALS.load(directory / "als.llmrec")
+    als = ALS.load(directory / "als.llmrec").drop_item_priors()  # older files kept E·W
     n_items, f = arrays["V"].shape
     if als.n_items_ != n_items or als.item_factors_.shape[1] != f or als.n_users_ > len(arrays["user_ids"]):
         raise fail(directory / "als.llmrec", f"the ALS model ({als.n_users_} users, {als.n_items_} items, "
@@ -447,14 +458,20 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
                                 arrays["mean_G"])
     G = arrays["G"]
     V, Q = np.ascontiguousarray(arrays["V"]), np.ascontiguousarray(arrays["Q"])
-    saved = _saved_stage1(directory, raw_meta if version >= 6 else {}, geometry, V, arrays["E"], Q, settings)
+    # One array of item factors, served and the ALS model's (see updates.update); files
+    # saved before kept the re-solved rows of late items in V only.
+    differ = np.flatnonzero((als.item_factors_ != V).any(axis=1))
+    als.set_item_rows(differ, V[differ], into=V)
+    saved = _saved_stage1(directory, raw_meta if version >= 6 else {}, geometry, V, arrays["E"], Q, settings,
+                          item_map.gone)
     items = build_items(settings, model.random_state, geometry, V, arrays["inv_norm"], arrays["E"],
                         np.ascontiguousarray(arrays["P"]), Q, None if G is None else np.ascontiguousarray(G),
                         item_map.gone, index=saved)
     users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
     if G is not None:
         users["towers"] = arrays["user_towers"]
-    labels = arrays["labels"].astype(object) if arrays["labels"] is not None else None
+    users = stored_users(users, items)  # files before version 7 kept the text interest in float32
+    labels = arrays["labels"]
     fitted = build_state(settings=settings, geometry=geometry, user_map=user_map, item_map=item_map,
                          histories=Histories(arrays["hist_indptr"], arrays["hist_items"]),
                          feedback=feedback, profile=arrays["profile"],
@@ -467,9 +484,10 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
 
 
 def _saved_stage1(directory: Path, meta: dict[str, Any], geometry: scoring.Geometry, V: np.ndarray, E: Any,
-                  Q: np.ndarray, s: dict[str, Any]) -> Any:
+                  Q: np.ndarray, s: dict[str, Any], gone: np.ndarray | None) -> Any:
     """Stage 1 read from its files (:mod:`.stage1_files`, removed items marked there), or
-    None where the model directory has none (older ones included): it is rebuilt."""
+    None where the model directory has none (older ones included): it is rebuilt.
+    ``gone``: uint8 per item row, 1 = removed (None: none)."""
     from llmrec.recommender.partitioned import resolve_index
 
     kind = resolve_index(s["index"], len(V))
@@ -481,7 +499,11 @@ def _saved_stage1(directory: Path, meta: dict[str, Any], geometry: scoring.Geome
                             basis.shape[1])
         rows["request"] = (lambda r: np.asarray(E[r], np.float32), E.shape[1])
     token = meta_value(meta, "stage1", directory / "recommender.llmrec", types=(str, type(None)), default=None)
-    return stage1_files.load_stage1(directory, token, kind, rows, len(V), s["num_threads"], s.get("probes"))
+    removed = None
+    if isinstance(E, Int8Rows):  # the request channel reads E's codes (.text_lists)
+        removed = np.zeros(len(V), np.uint8) if gone is None else np.asarray(gone, np.uint8)
+    return stage1_files.load_stage1(directory, token, kind, rows, len(V), s["num_threads"], s.get("probes"),
+                                    removed)
 
 
 def _inverse_norms(arrays: dict[str, np.ndarray], path: Any, V: np.ndarray) -> np.ndarray:
@@ -499,18 +521,35 @@ def _inverse_norms(arrays: dict[str, np.ndarray], path: Any, V: np.ndarray) -> n
     return np.ascontiguousarray(inv_norm)
 
 
-def _text_rows(arrays: dict[str, np.ndarray], path: Any, n: int) -> Any:
-    """The text vectors: float32 ``E``, or int8 ``E_codes`` with ``E_scales`` (kind
-    version 5), or None; never both forms."""
-    coded = "E_codes" in arrays or "E_scales" in arrays
-    if coded and "E" in arrays:
-        raise fail(path, "arrays 'E' and 'E_codes'/'E_scales' must not both be saved")
+def _labels(arrays: dict[str, np.ndarray], path: Any, n: int) -> Labels | None:
+    """The item labels: UTF-8 ``label_bytes`` with ``label_offsets`` (n + 1, rising from
+    0 to their length; kind version 7), or a unicode array ``labels`` (older), or None."""
+    packed = "label_bytes" in arrays or "label_offsets" in arrays
+    if packed and "labels" in arrays:
+        raise fail(path, "arrays 'labels' and 'label_bytes'/'label_offsets' must not both be saved")
+    if not packed:
+        labels = array(arrays, "labels", path, dtype="U", shape=(n,), required=False)
+        return None if labels is None else Labels.of(labels.tolist())
+    data = array(arrays, "label_bytes", path, dtype=np.uint8, ndim=1)
+    offsets = array(arrays, "label_offsets", path, dtype=np.int64, shape=(n + 1,))
+    if offsets[0] != 0 or offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
+        raise fail(path, f"array 'label_offsets' must rise from 0 to {len(data)}")
+    return Labels(np.ascontiguousarray(data), np.ascontiguousarray(offsets))
+
+
+def _text_rows(arrays: dict[str, np.ndarray], path: Any, n: int, name: str = "E", width: int | None = None) -> Any:
+    """Text vectors ``name`` (n rows, ``width`` wide where given): float32, or int8
+    ``<name>_codes`` with ``<name>_scales`` (kind version 5 for the items' E, 7 for the
+    users' ``user_text``), or None; never both forms."""
+    coded = f"{name}_codes" in arrays or f"{name}_scales" in arrays
+    if coded and name in arrays:
+        raise fail(path, f"arrays '{name}' and '{name}_codes'/'{name}_scales' must not both be saved")
     if not coded:
-        return array(arrays, "E", path, dtype=np.float32, shape=(n, None), required=False, finite=True)
-    codes = array(arrays, "E_codes", path, dtype=np.int8, shape=(n, None))
-    scales = array(arrays, "E_scales", path, dtype=np.float32, shape=(n,), finite=True)
+        return array(arrays, name, path, dtype=np.float32, shape=(n, width), required=False, finite=True)
+    codes = array(arrays, f"{name}_codes", path, dtype=np.int8, shape=(n, width))
+    scales = array(arrays, f"{name}_scales", path, dtype=np.float32, shape=(n,), finite=True)
     if len(scales) and scales.min() < 0:
-        raise fail(path, "array 'E_scales' must hold scales >= 0")
+        raise fail(path, f"array '{name}_scales' must hold scales >= 0")
     return Int8Rows(np.ascontiguousarray(codes), np.ascontiguousarray(scales))
 
 

@@ -46,7 +46,7 @@ def rank(state: Fitted, snap: Snapshot, vectors: dict[str, np.ndarray | None], w
     else:
         # Stage 1 skips removed items inside its scans; re-solved items are searched
         # by their current rows (update rewrites them in the index).
-        candidates = items.index.search(signals, geometry, C, exclude, allow_rows)
+        candidates = items.index.search(signals, geometry, C, exclude, allow_rows, items.E)
         candidates = np.where(candidates < n_items, candidates, -1)
         candidates = catalogue.drop_removed(candidates, snap.removed)
     ids, top = scoring.rescore(items, signals, candidates, pool, geometry.mean_E, s["num_threads"],

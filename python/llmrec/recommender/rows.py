@@ -1,6 +1,7 @@
 """Item matrices kept compact and read as float32 rows on access.
 
-* :class:`Int8Rows` — the unit text vectors E as int8 codes with one scale per row:
+* :class:`Int8Rows` — the unit text vectors E (and the users' text interest, see
+  :func:`.users.stored_users`) as int8 codes with one scale per row:
   x ≈ s·c with s = max|x|/127 and c = round(x/s) in [−127, 127], 4 + d bytes per row
   (388 at d = 384) instead of 4·d (1,536). Each coordinate is off by at most s/2, so a
   score x·q is off by at most (s/2)·‖q‖₁: the bound the compression test derives its
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._arrays import appended
+from llmrec._arrays import appended, grow_rows
 
 TEXT_STORAGES = ("auto", "float32", "int8")
 INT8_LEVELS = 127.0
@@ -71,6 +72,21 @@ class Int8Rows:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
+
+    def __setitem__(self, rows: Any, values: Any) -> None:
+        """Encode float ``values`` into ``rows`` in place (a user's text interest rewritten
+        by ``update``, zeroed by ``forget_user``)."""
+        shape = self.codes[rows].shape
+        new = Int8Rows.encode(np.broadcast_to(np.asarray(values, dtype=np.float32), shape).reshape(-1, shape[-1]))
+        self.codes[rows] = new.codes.reshape(shape)
+        self.scales[rows] = new.scales.reshape(self.scales[rows].shape)
+
+    def copy(self) -> Int8Rows:
+        return Int8Rows(self.codes.copy(), self.scales.copy())
+
+    def grown(self, n_rows: int) -> Int8Rows:
+        """These rows and zero rows up to ``n_rows``, in spare capacity (:func:`grow_rows`)."""
+        return Int8Rows(grow_rows(self.codes, n_rows), grow_rows(self.scales, n_rows))
 
     def appended(self, rows: np.ndarray) -> Int8Rows:
         """These rows and ``rows`` (float, encoded here), the new ones written in spare

@@ -121,11 +121,19 @@ def make_geometry(V: np.ndarray, Vn: np.ndarray, E: np.ndarray | None, Q: np.nda
                     *transition, *towers)
 
 
-def text_coordinates(E: np.ndarray | None, geometry: Geometry) -> np.ndarray | None:
-    """The PCA coordinates T of unit text vectors (None without text)."""
+def text_coordinates(E: Any, geometry: Geometry) -> np.ndarray | None:
+    """The PCA coordinates T of unit text vectors (float32 rows or an
+    :class:`.rows.Int8Rows`; None without text), over blocks of rows: a float copy of
+    E centred would be 1.5 GB per million items at d = 384."""
     if E is None:
         return None
-    return np.ascontiguousarray((E - geometry.text_mean) @ geometry.text_basis, dtype=np.float32)
+    basis, mean = geometry.text_basis, geometry.text_mean
+    assert basis is not None and mean is not None  # a geometry fitted with text
+    T = np.empty((len(E), basis.shape[1]), dtype=np.float32)
+    for start in range(0, len(E), COVARIANCE_ROWS):
+        block = np.asarray(E[start:start + COVARIANCE_ROWS], dtype=np.float32)
+        T[start:start + len(block)] = (block - mean) @ basis
+    return T
 
 
 def make_index(rows: np.ndarray, kind: str, num_threads: int, random_state: Any,
@@ -153,21 +161,32 @@ class Stage1:
       interest (a weak signal: 32 coordinates are enough to propose candidates);
     * request, over the full unit text vectors E: for a free-text request (plus the
       interest), where a PCA would lose the words asked for (on MovieLens titles, the
-      exact top 10 among a PCA-32 top 2.5 %: 0.80 recall; full vectors: 1.0).
+      exact top 10 among a PCA-32 top 2.5 %: 0.80 recall; full vectors: 1.0). With
+      inverted lists over int8 text it keeps no codes of its own: it scores E's codes
+      (:class:`.text_lists.TextLists`, 4 bytes per item instead of 430 at d = 384).
 
     A request uses the channels its signals touch and the union of their candidates: a
     ranking without text reads f + f/2 floats per item, a free-text search without a
     user only the text vectors."""
 
     def __init__(self, V: np.ndarray, T: np.ndarray | None, E: np.ndarray | None, Q: np.ndarray,
-                 kind: str, num_threads: int, random_state: Any, probes: int | None = None) -> None:
+                 kind: str, num_threads: int, random_state: Any, probes: int | None = None,
+                 text_codes: bool = False) -> None:
         from llmrec.recommender.partitioned import resolve_index
 
         self.requested = kind
         self.kind = kind = resolve_index(kind, len(V))  # "auto" picks by catalogue size
         self.behaviour = make_index(_behaviour_rows(V, Q), kind, num_threads, random_state, probes)
         self.interest = None if T is None else make_index(T, kind, num_threads, random_state, probes)
-        self.request = None if E is None else make_index(E, kind, num_threads, random_state, probes)
+        self.request: Any
+        if E is not None and text_codes and kind.startswith("ivf-"):
+            # The items keep E in int8: the request channel scores those codes (no copy).
+            from llmrec.recommender.text_lists import TextLists
+
+            self.request = TextLists.build(E, num_threads, random_state, probes)
+        else:
+            self.request = None if E is None else make_index(np.asarray(E, dtype=np.float32), kind, num_threads,
+                                                             random_state, probes)
 
     @classmethod
     def restored(cls, kind: str, requested: str, behaviour: Any, interest: Any, request: Any) -> Stage1:
@@ -203,6 +222,12 @@ class Stage1:
             return None
         return self.request.vectors
 
+    def _text_codes(self) -> bool:
+        """Whether the request channel scores the items' int8 text codes (:mod:`.text_lists`)."""
+        from llmrec.recommender.text_lists import TextLists
+
+        return isinstance(self.request, TextLists)
+
     def channels(self) -> list[Any]:
         """The channels' indexes (behaviour, then interest and request where present)."""
         return [i for i in (self.behaviour, self.interest, self.request) if i is not None]
@@ -223,8 +248,9 @@ class Stage1:
             index.compact()
 
     def search(self, signals: Signals, geometry: Geometry, C: int, exclude: Any,
-               allow: Any) -> np.ndarray:
-        """Candidate rows (n, ≤ 2C), -1 for none, each id at most once per row."""
+               allow: Any, text_rows: Any = None) -> np.ndarray:
+        """Candidate rows (n, ≤ 2C), -1 for none, each id at most once per row. ``text_rows``:
+        the items' text rows, which a request channel over their int8 codes reads."""
         f = geometry.cov_V.shape[0]
         n = len(signals.offset)
         lists = []
@@ -245,7 +271,8 @@ class Stage1:
                 query[:, f:] = signals.transition
             lists.append(self.behaviour.search(query, C, exclude=exclude, allow=allow)[0])
         if text is not None:
-            lists.append(text[0].search(text[1], C, exclude=exclude, allow=allow)[0])
+            by_codes = {"text": text_rows} if text[0] is self.request and self._text_codes() else {}
+            lists.append(text[0].search(text[1], C, exclude=exclude, allow=allow, **by_codes)[0])
         return lists[0] if len(lists) == 1 else union(lists)
 
 

@@ -38,7 +38,7 @@ class Snapshot(NamedTuple):
 
     items: Any                    # scoring.Items: item matrices and the stage-1 index
     als: Any                      # the ALS model whose item factors match ``items``
-    labels: np.ndarray | None     # item titles (explanations)
+    labels: Any                   # item titles (explanations): a .labels.Labels, or None
     users: dict[str, np.ndarray | None]  # per-user signal rows (n_users or more rows)
     n_users: int                  # users known to this snapshot (rows beyond are not theirs)
     towers: Any = None            # fitted SequenceTowers knowing this catalogue (towers on)

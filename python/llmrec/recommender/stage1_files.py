@@ -13,6 +13,12 @@ Files, beside ``recommender.llmrec``::
                                or (j = 0) of a flat sq8 / fp16 channel
                                (:meth:`llmrec.QuantizedIndex.save`, its own checks)
 
+A request channel over the items' int8 text codes (:class:`.text_lists.TextLists`, kind
+version 2: layout "rows") has no file of its own: its centroids, list starts, item rows
+in list order and removed rows are arrays of the manifest. A model whose manifest (kind
+version 1) holds a partitioned request channel while its text is int8 gets its lists
+converted at load (:meth:`.text_lists.TextLists.from_channel`; the codes are dropped).
+
 An ``index="exact"`` stage 1 is not saved: it is a copy of the item rows. The delta's
 rows are not saved either: they are the items' current rows, taken from the item
 matrices at load. Removed items stay marked in the band files; every request also
@@ -43,7 +49,7 @@ from llmrec.quantized import QuantizedIndex
 
 MANIFEST = "stage1.llmrec"
 _KIND = "Stage1"
-_KIND_VERSION = 1
+_KIND_VERSION = 2  # 2: layout "rows" (TextLists); 1 still loads
 CHANNELS = ("behaviour", "interest", "request")
 # The band files (and save_arrays' temporaries of them), for the model directory's check.
 _NAME = r"stage1(\.(behaviour|interest|request)\.\d{1,3})?\.llmrec"
@@ -60,6 +66,7 @@ def save_stage1(stage1: Any, folder: Path) -> str | None:
     """Write ``stage1``'s indexes into ``folder``; returns the token to keep in the
     model's metadata (None when nothing is saved: an exact stage 1)."""
     from llmrec.recommender.partitioned import PartitionedChannel
+    from llmrec.recommender.text_lists import TextLists
 
     if stage1.kind == "exact":
         return None
@@ -70,7 +77,11 @@ def save_stage1(stage1: Any, folder: Path) -> str | None:
         channel = getattr(stage1, name)
         if channel is None:
             continue
-        if isinstance(channel, PartitionedChannel):
+        if isinstance(channel, TextLists):
+            for part in ("centroids", "order", "starts", "removed"):
+                arrays[f"{name}.{part}"] = getattr(channel, part)
+            channels[name] = {"layout": "rows", "n_main": channel.n_main, "n_rows": channel.n_rows}
+        elif isinstance(channel, PartitionedChannel):
             for j, band in enumerate(channel.bands):
                 band.index.save(_band_file(folder, name, j))
                 arrays[f"{name}.rows.{j}"] = band.rows
@@ -87,22 +98,25 @@ def save_stage1(stage1: Any, folder: Path) -> str | None:
 
 
 def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_items: int,
-                num_threads: int, probes: int | None) -> Any:
+                num_threads: int, probes: int | None, removed: np.ndarray | None = None) -> Any:
     """The saved stage 1 of the model in ``folder`` (None when none was saved).
 
     ``token``: the model metadata's; ``kind``: the stage-1 index the model's settings
     resolve to; ``rows``: per channel present, a function giving the channel's current
     float32 rows for item rows (the delta is rebuilt from them) and the channel's width.
+    ``removed``: uint8 per item row, 1 = removed, when the items keep their text in int8
+    (the request channel then reads those codes: :mod:`.text_lists`), else None.
     Raises FormatError for a stage 1 that does not belong to this model."""
     from llmrec.recommender.partitioned import PartitionedChannel, _Band
     from llmrec.recommender.scoring import Stage1
+    from llmrec.recommender.text_lists import TextLists
 
     path = folder / MANIFEST
     if not path.exists():
         if token is not None:
             raise fail(folder, f"the model names a saved stage 1 but {MANIFEST} is missing")
         return None
-    meta, arrays, _ = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION)
+    meta, arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION)
     if token is None or meta_value(meta, "token", path, types=str) != token:
         raise fail(path, "this stage 1 was saved with another model (token mismatch)")
     saved_kind = meta_choice(meta, "kind", path, ("sq8", "fp16", "ivf-sq8", "ivf-pq4"))
@@ -115,7 +129,13 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
     built: dict[str, Any] = {}
     for name, (vectors, width) in rows.items():
         spec = meta_value(channels, name, path, types=dict)
-        layout = meta_choice(spec, "layout", path, ("bands", "flat"))
+        by_codes = name == "request" and removed is not None and kind.startswith("ivf-")
+        layout = meta_choice(spec, "layout", path, ("bands", "flat", "rows") if version >= 2 else ("bands", "flat"))
+        if layout == "rows" and not by_codes:
+            raise fail(path, f"channel {name!r}: layout 'rows' needs an ivf index over int8 text")
+        if layout == "rows":
+            built[name] = _text_lists(path, arrays, spec, width, n_items, num_threads, probes)
+            continue
         if (layout == "bands") != kind.startswith("ivf-"):
             raise fail(path, f"channel {name!r}: layout {layout!r} does not match index {kind!r}")
         if layout == "flat":  # its ids are item rows (compact() keeps them)
@@ -147,8 +167,40 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
             raise fail(path, f"channel {name!r} holds {n_rows} items, the model {n_items}")
         built[name] = PartitionedChannel.restored(bands, kind[4:], width, n_main, n_rows,
                                                   delta, vectors(delta), num_threads, probes)
+        if by_codes:  # saved before TextLists: keep the lists, drop the codes
+            assert removed is not None
+            built[name] = TextLists.from_channel(built[name], np.flatnonzero(removed[:n_items]),
+                                                 num_threads, probes)
     return Stage1.restored(kind, requested, built.get("behaviour"), built.get("interest"),
                            built.get("request"))
+
+
+def _text_lists(path: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any], width: int,
+                n_items: int, num_threads: int, probes: int | None) -> Any:
+    """A request channel of layout "rows" (:class:`.text_lists.TextLists`), checked: item
+    rows below ``n_main`` in at most one list each (a list can only index E's rows),
+    removed rows increasing and in range."""
+    from llmrec.recommender.text_lists import TextLists
+
+    n_main = meta_int(spec, "n_main", path, minimum=0, maximum=n_items)
+    n_rows = meta_int(spec, "n_rows", path, minimum=n_main, maximum=n_items)
+    if n_rows != n_items:
+        raise fail(path, f"channel 'request' holds {n_rows} items, the model {n_items}")
+    centroids = array(arrays, "request.centroids", path, dtype=np.float32, shape=(None, width), finite=True)
+    lists = len(centroids)
+    if lists == 0:
+        raise fail(path, "array 'request.centroids' must hold at least one list")
+    order = array(arrays, "request.order", path, dtype=np.int32, ndim=1)
+    if len(order) and (order.min() < 0 or order.max() >= n_main or np.any(np.bincount(order) > 1)):
+        raise fail(path, f"array 'request.order' must hold distinct item rows below {n_main}")
+    starts = array(arrays, "request.starts", path, dtype=np.int64, shape=(lists + 1,))
+    if starts[0] != 0 or starts[-1] != len(order) or np.any(np.diff(starts) < 0):
+        raise fail(path, f"array 'request.starts' must rise from 0 to {len(order)}")
+    removed = array(arrays, "request.removed", path, dtype=np.int64, ndim=1)
+    if len(removed) and (removed.min() < 0 or removed.max() >= n_rows or np.any(np.diff(removed) <= 0)):
+        raise fail(path, f"array 'request.removed' must hold increasing item rows below {n_rows}")
+    return TextLists(np.ascontiguousarray(centroids), np.ascontiguousarray(order), np.ascontiguousarray(starts),
+                     n_main, n_rows, num_threads, probes, np.ascontiguousarray(removed))
 
 
 def _index(path: Path, kind: str, dim: int, n_ids: int, num_threads: int) -> QuantizedIndex:

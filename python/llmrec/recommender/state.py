@@ -57,15 +57,15 @@ def build_items(settings: dict[str, Any], random_state: Any, geometry: scoring.G
                 search_text: np.ndarray | None = None, index: scoring.Stage1 | None = None) -> scoring.Items:
     """The item matrices and their stage-1 indexes. ``E``: the text vectors as kept
     (float32, :class:`.rows.Int8Rows` or None); stage 1 indexes ``search_text`` (float
-    rows; default: ``E`` decoded). Items ``removed`` (uint8 per row) are skipped there.
+    rows; default: ``E``, read in blocks where it is int8). Items ``removed`` (uint8 per row) are skipped there.
     ``index``: a stage 1 read from a saved model (its removed items already marked),
     used instead of building one."""
     if index is None:
         if search_text is None:
-            search_text = E[:] if isinstance(E, Int8Rows) else E
+            search_text = E  # an Int8Rows is read in blocks (no float copy of the text)
         T = scoring.text_coordinates(search_text, geometry)
         index = scoring.Stage1(V, T, search_text, Q, settings["index"], settings["num_threads"],
-                               random_state, settings.get("probes"))
+                               random_state, settings.get("probes"), text_codes=isinstance(E, Int8Rows))
         if removed is not None:
             index.remove(np.flatnonzero(removed))
     return scoring.make_items(V, inv_norm, E, P, Q, index, G=G)
@@ -74,7 +74,7 @@ def build_items(settings: dict[str, Any], random_state: Any, geometry: scoring.G
 def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_map: IdMap,
           item_map: IdMap, histories: Histories, feedback: Feedback, profile: np.ndarray | None,
           items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
-          labels: np.ndarray | None, towers: Any) -> Fitted:
+          labels: Any, towers: Any) -> Fitted:
     """The state of a fitted or loaded model, its first snapshot published. The late
     items are those the ALS model has no interactions for; their clicks since are read
     from the histories."""

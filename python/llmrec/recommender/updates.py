@@ -69,7 +69,8 @@ def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event:
             snap.items.index.update_behaviour(patch["rows"], patch["V"], patch["Q"])
         users, n_users = snap.users, max(snap.n_users, user + 1)
         if n_users > snap.n_users:  # room first (past every published row): no reader sees it
-            users = {name: None if v is None else grow_rows(v, n_users) for name, v in users.items()}
+            users = {name: None if v is None else v.grown(n_users) if isinstance(v, Int8Rows)
+                     else grow_rows(v, n_users) for name, v in users.items()}
             if state.profile is not None:
                 state = model._state = replace(state, profile=grow_rows(state.profile, n_users))
         profile = None if state.profile is None else state.profile[[user]]
@@ -79,26 +80,30 @@ def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event:
             added = int(state.user_map.add([user_id], "user_id")[0])
             assert added == user, "the user map and the published users disagree"
 
-        def publish(items: scoring.Items) -> None:  # under the publish lock
+        def publish(items: scoring.Items, als: Any = snap.als) -> None:  # under the publish lock
             state.histories.set(user, history)
             state.feedback.set(user, record)
             for name, v in fresh.items():
                 rows = users[name]
                 if v is not None and rows is not None:
                     rows[user] = v[0]
-            state.publisher.current = snap._replace(items=items, users=users, n_users=n_users)
+            state.publisher.current = snap._replace(items=items, als=als, users=users, n_users=n_users)
 
+        # The served factors V are the ALS model's item factors (one array): re-solved
+        # rows are its rows too, its Gramian kept current (ALS.set_item_rows).
         with state.publisher.lock:
             # A few rows change: rather than copy whole item matrices under load, let
             # the running requests finish (a request's time, new ones held back meanwhile).
             if patch is None or state.publisher.drain(IN_PLACE_WAIT_S):
                 if patch is not None:  # no request is reading any item row: in place
+                    snap.als.set_item_rows(patch["rows"], patch["V"], into=snap.items.V)
                     write_rows(snap.items, patch)
                 publish(snap.items)
                 return
         items = with_rows(snap.items, patch)  # requests still running keep the old rows
+        als = fork(snap.als).set_item_rows(patch["rows"], patch["V"], into=items.V)
         with state.publisher.lock:
-            publish(items)
+            publish(items, als)
 
 
 def refresh_items(state: Fitted, rows: np.ndarray, snap: Snapshot,
@@ -178,7 +183,8 @@ def add_items(model: Recommender, items: pd.DataFrame) -> np.ndarray:
         shared = index.text_vectors() if isinstance(current.E, np.ndarray) else None
         grown = {name: (shared if name == "E" and shared is not None
                         else _append_item_rows(getattr(current, name), rows_))
-                 for name, rows_ in new_rows.items()}
+                 for name, rows_ in new_rows.items() if name != "V"}
+        grown["V"] = als.item_factors_  # grown by partial_fit_items: one array (see update)
         # New items have no interactions (zero inverse norm): not warm.
         # Appended in spare capacity, as the matrices: a copy of O(catalogue) per call
         # was most of add_items(1) at 300k items.
@@ -187,7 +193,7 @@ def add_items(model: Recommender, items: pd.DataFrame) -> np.ndarray:
         if labels is not None:
             frame = items if hasattr(items, "columns") else None
             titles = frame["title"] if frame is not None and "title" in frame.columns else texts
-            labels = _append_item_rows(labels, np.array([str(t) for t in titles], dtype=object))
+            labels = labels.appended(titles)
         state.late_items.add(rows)
         state.item_map.add(ids, "items.item_id")  # found before published: unknown until then
         state.publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),

@@ -92,3 +92,17 @@ def _patched_rows(items: Any, patch: dict[str, np.ndarray], histories: list[np.n
     Vn[at[hit]] = patch["V"][hit] * patch["inv_norm"][hit][:, None]
     P[at[hit]] = patch["P"][hit]
     return Vn, P, [np.searchsorted(used, h) for h in histories]
+
+
+def stored_users(users: dict[str, Any], items: Any) -> dict[str, Any]:
+    """The per-user rows as kept: the text interest in int8 (:class:`.rows.Int8Rows`,
+    d + 4 bytes per user instead of 4·d) where the items keep their text in int8, the
+    rest as computed. Each coordinate moves by at most half its row's code step, as the
+    items' text does (the bound the compression tests derive their tolerance from)."""
+    from llmrec.recommender.rows import Int8Rows
+
+    text = users.get("text")
+    if isinstance(items.E, Int8Rows) and isinstance(text, np.ndarray):
+        return {**users, "text": Int8Rows.encode(text)}
+    return users
+

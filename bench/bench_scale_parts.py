@@ -1,0 +1,212 @@
+"""Parts of a served scale model (issue 16 §3).
+
+    python bench/bench_recommender.py scale-memory MODEL
+
+loads MODEL in this fresh process and prints its resident memory: the process once
+python, numpy, pandas and llmrec are imported (the fixed base, which amortises away at
+10M items; ``bench_recommender`` imports them before this runs), its growth with the
+load and one request, and the bytes per item of every array the model reaches,
+grouped by part (item side, user side), with what the arrays leave unexplained (heap
+fragmentation, Python objects, hash tables).
+
+    python bench/bench_recommender.py scale-request MODEL [--queries 200]
+
+Free-text requests at scale: the request channel over the items' own int8 text codes
+(:class:`llmrec.recommender.text_lists.TextLists`) against the partitioned channel with
+its own sq8 codes it replaces, on the same lists (issue 16 §3):
+
+    python bench/bench_recommender.py scale-request MODEL [--queries 200]
+
+MODEL: a saved scale model with int8 text. Its request channel is loaded as saved
+(a model saved before TextLists keeps its partitioned channel; otherwise the lists are
+rebuilt as one: the same k-means) and converted in the same process, so both search the
+same probed lists. Queries: item texts of the catalogue (the stand-in encoder), each
+searched by both, interleaved. Reported: ``search(text, 10)`` p50 / p99 of each, the
+overlap of their top 10, each one's recall@10 against the exact ranking of the same
+blend (every item scored), and the channel's bytes per item.
+
+    python bench/bench_recommender.py scale-interest MODEL [--queries 300]
+
+times ``recommend(user, 10)`` with the users' text interest in int8 against float32
+(see :func:`scale_interest`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def scale_request(args: argparse.Namespace) -> None:
+    import llmrec
+    from llmrec.recommender import stage1_files
+    from llmrec.recommender.partitioned import PartitionedChannel
+    from llmrec.recommender.text_lists import TextLists
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_recommender import StandInEncoder
+
+    load = stage1_files.load_stage1
+    stage1_files.load_stage1 = lambda *a, **k: load(*a[:7], None)  # keep the saved channel as it is
+    rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    stage1_files.load_stage1 = load
+    stage1 = rec._items.index
+    old = stage1.request
+    if not isinstance(old, PartitionedChannel):
+        raise SystemExit("scale-request needs a model saved with a partitioned request channel")
+    new = TextLists.from_channel(old, np.zeros(0, np.int64), 2, None)
+    n = len(rec._items.V)
+    rng = np.random.default_rng(4)
+    labels = rec._state.publisher.current.labels
+    texts = [max(str(labels[int(i)]).split("."), key=len) for i in rng.integers(0, n, args.queries)]
+    times = {"sq8 codes (before)": [], "int8 text by row (TextLists)": []}
+    found = {key: [] for key in times}
+    for text in texts:
+        for key, channel in zip(times, (old, new)):
+            stage1.request = channel
+            start = time.perf_counter()
+            found[key].append(rec.search(text, 10).ids)
+            times[key].append((time.perf_counter() - start) * 1e3)
+    settings = rec._state.settings
+    settings["candidates"], saved = n, settings["candidates"]  # every item scored: the exact ranking
+    exact = [rec.search(text, 10).ids for text in texts[:args.recall_queries]]
+    settings["candidates"] = saved
+    for key, channel in zip(times, (old, new)):
+        t = np.array(times[key][5:])
+        recall = np.mean([np.isin(e, f).mean() for e, f in zip(exact, found[key])])
+        print(f"{key}: search(text, 10) p50 {np.percentile(t, 50):.2f} ms, p99 {np.percentile(t, 99):.2f} ms; "
+              f"recall@10 vs exact {recall:.3f} ({len(exact)} queries); channel "
+              f"{channel.memory_bytes() / n:.1f} bytes per item", flush=True)
+    overlap = np.mean([np.isin(a, b).mean() for a, b in zip(*found.values())])
+    print(f"top-10 overlap of the two: {overlap:.3f} over {len(texts)} queries", flush=True)
+
+
+def scale_interest(args: argparse.Namespace) -> None:
+    """``recommend(user, 10)`` with the users' text interest in int8 (as loaded) and in
+    float32 (decoded once into a twin snapshot), interleaved user by user in one process:
+    p50 / p99 of each, their ratio, and the top-10 overlap."""
+    import llmrec
+    from llmrec.recommender.rows import Int8Rows
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_recommender import StandInEncoder
+
+    rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    publisher = rec._state.publisher
+    coded = publisher.current
+    if not isinstance(coded.users.get("text"), Int8Rows):
+        raise SystemExit("scale-interest needs a model whose users' text interest is int8")
+    plain = coded._replace(users={**coded.users, "text": np.asarray(coded.users["text"][:coded.n_users])})
+    rng = np.random.default_rng(5)
+    users = rec._user_map.ids[rng.integers(0, len(rec._user_map.ids), args.queries)]
+    times = {"int8 interest": [], "float32 interest": []}
+    found = {key: [] for key in times}
+    for user in users:
+        for key, snap in zip(times, (coded, plain)):
+            publisher.current = snap
+            start = time.perf_counter()
+            found[key].append(rec.recommend(user, 10).ids)
+            times[key].append((time.perf_counter() - start) * 1e3)
+    publisher.current = coded
+    p50 = {}
+    for key in times:
+        t = np.array(times[key][5:])
+        p50[key] = np.percentile(t, 50)
+        print(f"{key}: recommend(user, 10) p50 {p50[key]:.2f} ms, p99 {np.percentile(t, 99):.2f} ms", flush=True)
+    overlap = np.mean([np.isin(a, b).mean() for a, b in zip(*found.values())])
+    print(f"p50 ratio int8 / float32 {p50['int8 interest'] / p50['float32 interest']:.2f}; top-10 overlap "
+          f"{overlap:.3f} over {len(users)} users", flush=True)
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def _arrays(obj: Any, path: str, seen: set[int], buffers: set[int], out: dict[str, int], depth: int = 0) -> None:
+    """Bytes of every numpy buffer reachable from ``obj`` (each once), by attribute path."""
+    if depth > 12 or id(obj) in seen or isinstance(obj, (int, float, str, bytes, bool, type(None), type)):
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        base = obj
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        if base.ctypes.data not in buffers:
+            buffers.add(base.ctypes.data)
+            out[path] = out.get(path, 0) + base.nbytes
+        return
+    if hasattr(obj, "to_numpy") and hasattr(obj, "_engine"):  # a pandas Index
+        _arrays(obj.to_numpy(), path, seen, buffers, out, depth + 1)
+        return
+    if isinstance(obj, dict):
+        children = [(f"[{k}]", v) for k, v in obj.items()]
+    elif isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        children = [(f".{f}", getattr(obj, f)) for f in obj._fields]
+    elif isinstance(obj, (list, tuple, set)):
+        children = [("[*]", v) for v in obj]
+    else:
+        children = [(f".{k}", v) for k, v in getattr(obj, "__dict__", {}).items()]
+    for name, child in children:
+        _arrays(child, path + name, seen, buffers, out, depth + 1)
+
+
+USER_PARTS = ("users[", "user_factors", "user_items", "feedback", "histories", "user_map")
+
+
+def scale_memory(args: argparse.Namespace) -> None:
+    """See the module docstring."""
+    import re
+
+    import llmrec
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_recommender import StandInEncoder
+
+    base = _rss()
+    rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    rec.recommend(rec._user_map.ids[0], 10)
+    grown = _rss() - base
+    n = len(rec._items.V)
+    parts: dict[str, int] = {}
+    _arrays(rec._state, "", set(), set(), parts)
+    grouped: dict[str, int] = {}
+    for path, size in parts.items():
+        name = re.sub(r"\.bands\[\*\]\.index\..*", ".codes and lists", path.replace(".publisher.current", ""))
+        grouped[name] = grouped.get(name, 0) + size
+    print(f"process after imports {base / 2**20:.0f} MiB (the fixed base); "
+          f"load + one request: +{grown / 2**30:.2f} GiB = {grown / n:.0f} bytes per item ({n:,} items, "
+          f"{len(rec._user_map):,} users)", flush=True)
+    sides = {"item": 0, "user": 0}
+    for name, size in sorted(grouped.items(), key=lambda kv: -kv[1]):
+        side = "user" if any(part in name for part in USER_PARTS) else "item"
+        sides[side] += size
+        if size / n >= 0.5:
+            print(f"  {size / n:8.1f}  {side:4}  {name.lstrip('.')}", flush=True)
+    arrays = sum(sides.values())
+    print(f"arrays: item side {sides['item'] / n:.0f}, user side {sides['user'] / n:.0f} bytes per item; "
+          f"not in arrays (heap, Python objects, hash tables) {(grown - arrays) / n:.0f}", flush=True)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("scale-request", help="free-text search: TextLists vs the sq8 request channel")
+    p.add_argument("model")
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--recall-queries", type=int, default=50)
+
+
+    q = sub.add_parser("scale-interest", help="recommend with the users' text interest int8 vs float32")
+    q.add_argument("model")
+    q.add_argument("--queries", type=int, default=300)
+
+
+    m = sub.add_parser("scale-memory", help="resident memory of a served model, part by part")
+    m.add_argument("model")
+
+
+COMMANDS = {"scale-request": scale_request, "scale-interest": scale_interest, "scale-memory": scale_memory}
