@@ -74,7 +74,7 @@ def _towers(text: str, seed: int, args: argparse.Namespace) -> SequenceTowers:
                           text=None if text == "none" else text, dropout=args.dropout,
                           lr=args.lr, batch_size=args.batch_size, patience=args.patience,
                           finetune_layers=args.finetune_layers, encoder_lr=args.encoder_lr,
-                          random_state=seed, num_threads=args.threads)
+                          average=args.average, random_state=seed, num_threads=args.threads)
 
 
 def _fit(model: SequenceTowers, H: list[np.ndarray], E: np.ndarray | None, args,
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--finetune-layers", type=int, default=1)
     parser.add_argument("--encoder-lr", type=float, default=3e-5)
+    parser.add_argument("--average", type=float, default=0.0,
+                        help="decay of the weights' moving average per step (0: off)")
     parser.add_argument("--budget", type=float, default=300.0,
                         help="stop training after this many seconds (best epoch kept)")
     parser.add_argument("--repeats", type=int, default=200)
