@@ -22,9 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from llmrec._checks import check_real
+
 # Besides SequenceTowers' parameters, the towers dict may give fit's ``epochs`` (int or
-# "auto", the default: early stopping on the towers' own held-out users).
-_FIT_OPTIONS = ("epochs",)
+# "auto", the default: early stopping on the towers' own held-out users) and
+# ``validation`` (the share of users whose last item those are; fit's default).
+_FIT_OPTIONS = ("epochs", "validation")
 
 
 def check_towers(spec: Any, random_state: Any, num_threads: int) -> dict[str, Any] | None:
@@ -52,6 +55,12 @@ def check_towers(spec: Any, random_state: Any, num_threads: int) -> dict[str, An
     epochs = params.get("epochs", "auto")
     if epochs != "auto" and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"towers['epochs'] must be an int >= 1 or 'auto', got {epochs!r}")
+    if "validation" in params:
+        share = check_real(params["validation"], "towers['validation']", low=0.0, high=1.0,
+                           high_open=True)
+        if share == 0 and epochs == "auto":
+            raise ValueError("towers['validation'] = 0 needs towers['epochs'] as an int "
+                             "(epochs='auto' stops early on the validation users)")
     try:
         SequenceTowers(**{k: v for k, v in params.items() if k not in _FIT_OPTIONS})._settings()
     except (TypeError, ValueError) as error:
@@ -76,11 +85,11 @@ def fit_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int
     from llmrec.towers import SequenceTowers
 
     params = dict(params)
-    epochs = params.pop("epochs", "auto")
+    fit_options = {name: params.pop(name) for name in _FIT_OPTIONS if name in params}
     if E is None or (params.get("text") == "finetune" and text is None):
         params["text"] = None
     towers = SequenceTowers(**params)
-    fit = dict(epochs=epochs, show_progress=show_progress)
+    fit = {"epochs": "auto", **fit_options, "show_progress": show_progress}
     if towers.text is None:
         return towers.fit(histories, n_items=n_items, encoder=None, **fit)
     if towers.text == "finetune":
