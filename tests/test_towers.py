@@ -267,7 +267,7 @@ def test_weight_average_matches_a_float64_reference(world):
     from llmrec.towers.model import Towers
 
     params = dict(SMALL, batch_size=len(world.histories))
-    fit = lambda epochs, **kw: SequenceTowers(**params, **kw).fit(  # noqa: E731
+    fit = lambda epochs, average=0.0: SequenceTowers(**params, average=average).fit(  # noqa: E731
         world.histories, item_text_vectors=world.text, encoder=None, epochs=epochs, validation=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SMALL["random_state"])

@@ -103,10 +103,12 @@ class SequenceTowers(Estimator):
     encoder_lr : float
         With ``text="finetune"``: AdamW's learning rate of the fine-tuned layers.
     average : float in [0, 1)
-        Decay per training step of an exponential moving average of the weights (0: off).
-        When on, the averaged weights are the ones validated each epoch and kept (the
-        best epoch's average): they change less from epoch to epoch than the raw
-        weights, so early stopping picks a steadier model.
+        Decay per training step of an exponential moving average of the weights (0: off;
+        the default 0.98 spans ~50 steps, a few epochs). The averaged weights are the
+        ones validated each epoch and kept (the best epoch's average): they change less
+        from epoch to epoch than the raw weights, so early stopping on a small held-out
+        slice picks a steadier, better model (MovieLens-100K, towers alone, seeds 0–2:
+        ndcg@10 0.220 / 0.187 / 0.231 without, 0.241 / 0.217 / 0.231 with; bench/RESULTS.md).
     random_state : int >= 0 or None
         Seeds initialisation, batching, dropout and the validation users; training is
         reproducible for a fixed thread count. The global torch RNG is left untouched.
@@ -136,7 +138,7 @@ class SequenceTowers(Estimator):
                  hidden: int | None = None, lr: float = 2e-3, weight_decay: float = 0.01,
                  batch_size: int = 64, patience: int = 10, request_rate: float = 0.1,
                  full_softmax_max_items: int = 50_000, n_negatives: int = 2048,
-                 finetune_layers: int = 1, encoder_lr: float = 3e-5, average: float = 0.0,
+                 finetune_layers: int = 1, encoder_lr: float = 3e-5, average: float = 0.98,
                  random_state: int | None = 0, num_threads: int = 0) -> None:
         self.dim = dim
         self.layers = layers
