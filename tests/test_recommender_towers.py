@@ -230,6 +230,10 @@ def test_towers_fit_options_reach_the_towers(data):
     tower = rec._publisher.current.towers
     assert len(tower.history_) == 2 and all(np.isnan(r["validation_ndcg"]) for r in tower.history_)
     assert tower.average == 0.9
+    from llmrec.recommender.towers_signal import TOWERS_VALIDATION, check_towers
+
+    assert check_towers("auto", 0, 1)["validation"] == TOWERS_VALIDATION == 0.3
+    assert check_towers({"validation": 0.2}, 0, 1)["validation"] == 0.2
 
 
 @pytest.mark.parametrize("towers, error", [
