@@ -13,6 +13,12 @@ vector of the row's last target (a pseudo-request: "this is what I want next"), 
 output must predict that target: this teaches the user tower to move the interest
 vector toward what a request describes.
 
+With ``average`` > 0 the loop keeps a moving average of the weights (:class:`WeightAverage`,
+updated after every step); the average, not the raw weights, is validated after each
+epoch and the best epoch's average is what the loop leaves in the module. The raw
+weights' validation ndcg swings from epoch to epoch on a small held-out slice, and early
+stopping on such a curve stops at lucky epochs; the average moves slowly.
+
 With ``text="finetune"`` (a :class:`~llmrec.towers.finetune.FineTuner` in the data),
 training runs in two phases: first with the encoder's top layers frozen, until early
 stopping or half the epochs, whichever comes first; then, from the best epoch's
@@ -281,8 +287,8 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
           show_progress: bool, callback: Callable[[int, dict[str, float]], Any] | None
           ) -> list[dict[str, float]]:
     """Run the loop; leaves ``net`` at the best validation epoch (of the fine-tuning
-    phase when there is one; the last without validation) in eval mode and returns one
-    record per epoch."""
+    phase when there is one; the last without validation), with the averaged weights
+    when ``s.average`` > 0, in eval mode, and returns one record per epoch."""
     tuner = data.tuner
     head_params = [p for n, p in net.named_parameters() if n.startswith("text_head.")]
     towers_params = [p for n, p in net.named_parameters() if not n.startswith("text_head.")]
