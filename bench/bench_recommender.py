@@ -19,7 +19,7 @@ encoding 100k texts with MiniLM takes most of an hour on 2 cores).
     python bench/bench_recommender.py calibration [--data data/ml-100k] [--png FILE]  (bench_scores.py)
     python bench/bench_recommender.py ratings [--seeds 0 1 2] [--encoder none|minilm]
     python bench/bench_recommender.py towers [--parts warm cold cold-users] [--seeds 0 1 2]
-        [--towers-text frozen|finetune] [--towers-only]
+        [--towers-text frozen|finetune] [--towers-only] [--towers-set average=0.98 …]
 
 Cold users (``towers --parts cold-users``): ``cold_user_split(0.2, n)`` holds 20 % of the
 users out of the fit; each is known by their first n = 1, 3, 5 interactions
@@ -210,7 +210,8 @@ def towers(args: argparse.Namespace) -> None:
     encoder = _encoder()
     # torch at one thread: on a small, shared machine oversubscribed OpenMP spins.
     towers_spec = {"num_threads": 1, **({"epochs": args.epochs} if args.epochs else {}),
-                   **({"text": "finetune"} if args.towers_text == "finetune" else {})}
+                   **({"text": "finetune"} if args.towers_text == "finetune" else {}),
+                   **_towers_settings(args.towers_set)}
     specs = (towers_spec,) if args.towers_only else (None, towers_spec)
     train_df, test_df, users, item_index, binary, test = _temporal(interactions, items)
     test_users = users[np.diff(test.indptr) > 0]
@@ -246,6 +247,21 @@ def towers(args: argparse.Namespace) -> None:
             m = ranking_metrics(cold_index.get_indexer(out.ravel()).reshape(out.shape), c_csr, K)
             print(f"cold_item_split(0.2, {seed}) towers={spec}: ndcg@10 {m['ndcg']:.4f} "
                   f"(weights { {k: round(v, 3) for k, v in rec.weights_.items()} })", flush=True)
+
+
+def _towers_settings(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings (``--towers-set``) as towers parameters; values read as
+    int, float or str."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        for kind in (int, float, str):
+            try:
+                out[key] = kind(value)
+                break
+            except ValueError:
+                continue
+    return out
 
 
 def _cold_users(interactions: pd.DataFrame, items: pd.DataFrame, encoder, towers_spec: dict,
@@ -477,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--towers-text", default="frozen", choices=["frozen", "finetune"],
                    help="the towers' text path (finetune: the encoder's top layer trained too)")
     t.add_argument("--towers-only", action="store_true", help="skip the towers=None runs")
+    t.add_argument("--towers-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="towers parameters, e.g. average=0.98 validation=0.3")
     lat = sub.add_parser("latency")
     lat.add_argument("--items", type=int, default=100_000)
     lat.add_argument("--users", type=int, default=20_000)

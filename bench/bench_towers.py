@@ -18,7 +18,8 @@ Protocols (from :mod:`llmrec.evaluation`, as in bench_recommender.py):
     python bench/bench_towers.py latency
 
 Defaults of the runs: dim 64, 2 layers, max_history 50, dropout 0.2, AdamW lr 3e-3,
-batch 64, validation 0.2 of the users, patience 20, torch threads 1, and a wall-clock
+batch 64, validation 0.2 of the users, patience 20, weight average 0.98 (``--average``;
+0 was the default before the ninth session), torch threads 1, and a wall-clock
 ``--budget`` (300 s) after which training stops with the best epoch so far: on a shared
 2-core machine every run stays bounded. (Two torch threads on an oversubscribed machine
 were ~30x slower per epoch than one: OpenMP workers spin while waiting for a core.)
@@ -74,7 +75,7 @@ def _towers(text: str, seed: int, args: argparse.Namespace) -> SequenceTowers:
                           text=None if text == "none" else text, dropout=args.dropout,
                           lr=args.lr, batch_size=args.batch_size, patience=args.patience,
                           finetune_layers=args.finetune_layers, encoder_lr=args.encoder_lr,
-                          random_state=seed, num_threads=args.threads)
+                          average=args.average, random_state=seed, num_threads=args.threads)
 
 
 def _fit(model: SequenceTowers, H: list[np.ndarray], E: np.ndarray | None, args,
@@ -224,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--finetune-layers", type=int, default=1)
     parser.add_argument("--encoder-lr", type=float, default=3e-5)
+    parser.add_argument("--average", type=float, default=0.98,
+                        help="decay of the weights' moving average per step (0: off)")
     parser.add_argument("--budget", type=float, default=300.0,
                         help="stop training after this many seconds (best epoch kept)")
     parser.add_argument("--repeats", type=int, default=200)

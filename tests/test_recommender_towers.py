@@ -223,9 +223,24 @@ def test_ids_only_towers_without_encoder(data):
     assert np.isfinite(rec.recommend(0, 10).scores).all()
 
 
+def test_towers_fit_options_reach_the_towers(data):
+    """``validation`` and ``epochs`` in the towers dict are fit's; the rest the towers'."""
+    rec = _fit(data, towers={**TINY, "validation": 0.0, "epochs": 2, "average": 0.9},
+               validation=0.0, regularization=10.0)
+    tower = rec._publisher.current.towers
+    assert len(tower.history_) == 2 and all(np.isnan(r["validation_ndcg"]) for r in tower.history_)
+    assert tower.average == 0.9
+    from llmrec.recommender.towers_signal import TOWERS_VALIDATION, check_towers
+
+    assert check_towers("auto", 0, 1)["validation"] == TOWERS_VALIDATION == 0.3
+    assert check_towers({"validation": 0.2}, 0, 1)["validation"] == 0.2
+
+
 @pytest.mark.parametrize("towers, error", [
     ("yes", ValueError), (5, TypeError), ({"dim": 0}, ValueError), ({"bogus": 1}, ValueError),
     ({"epochs": 0}, ValueError), ({"text": "nope"}, ValueError), ({"dim": 15, "heads": 2}, ValueError),
+    ({"validation": 1.0}, ValueError), ({"validation": "x"}, TypeError), ({"validation": 0.0}, ValueError),
+    ({"average": 1.0}, ValueError),
 ])
 def test_bad_towers_parameter(data, towers, error):
     rec = Recommender(encoder=WordEncoder(), towers=towers)

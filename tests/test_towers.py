@@ -259,6 +259,46 @@ def test_early_stopping_keeps_the_best_epoch_and_callback_can_stop(world):
     assert {"epoch", "loss", "validation_ndcg", "elapsed"} <= set(records[0])
 
 
+def test_weight_average_matches_a_float64_reference(world):
+    """average=d keeps the moving average of the per-step weights, with decay
+    min(d, (1 + t) / (10 + t)) at step t; one step per epoch here (a batch holds every
+    user), so the raw weights after each step are those of raw fits of 1, 2, 3 epochs,
+    and the initial weights those of the seeded module."""
+    from llmrec.towers.model import Towers
+
+    params = dict(SMALL, batch_size=len(world.histories))
+    fit = lambda epochs, average=0.0: SequenceTowers(**params, average=average).fit(  # noqa: E731
+        world.histories, item_text_vectors=world.text, encoder=None, epochs=epochs, validation=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SMALL["random_state"])
+        init = Towers(n_id_rows=N_ITEMS, text_dim=TEXT_DIM, dim=SMALL["dim"], hidden=2 * SMALL["dim"],
+                      layers=SMALL["layers"], heads=SMALL["heads"], max_history=SMALL["max_history"],
+                      dropout=0.2, use_gaps=False)
+    steps = [{k: v.numpy().astype(np.float64) for k, v in init.state_dict().items()}]
+    steps += [{k: v.astype(np.float64) for k, v in _weights(fit(e)).items()} for e in (1, 2, 3)]
+    decay = 0.5
+    expected = dict(steps[0])
+    for t, raw in enumerate(steps[1:]):
+        d = min(decay, (1 + t) / (10 + t))
+        expected = {k: d * expected[k] + (1 - d) * raw[k] for k in expected}
+    averaged = fit(3, average=decay)
+    assert averaged.get_params()["average"] == decay
+    for name, value in _weights(averaged).items():
+        scale = np.abs(expected[name]).max() + 1.0
+        np.testing.assert_allclose(value, expected[name], rtol=0, atol=8 * EPS32 * scale, err_msg=name)
+    assert not np.array_equal(_weights(averaged)["item.text_mlp.0.weight"], steps[-1]["item.text_mlp.0.weight"])
+
+
+def test_averaged_training_learns_and_validates_the_average(world):
+    records = []
+    model = SequenceTowers(**dict(SMALL, average=0.9)).fit(
+        world.histories, item_text_vectors=world.text, encoder=None, epochs=15,
+        callback=lambda e, r: records.append(r))
+    assert _cold_precision(model, world) >= 0.6
+    ndcg = [r["validation_ndcg"] for r in records]
+    assert model.validation_ndcg_ == max(ndcg) and ndcg[model.best_epoch_] == max(ndcg)
+
+
 def test_sampled_softmax_trains_too(world):
     model = SequenceTowers(**dict(SMALL, full_softmax_max_items=50, n_negatives=40)).fit(
         world.histories, item_text_vectors=world.text, encoder=None, epochs=15)
@@ -371,6 +411,8 @@ def test_estimator_conventions(world):
     ({"text": "bogus"}, ValueError, "text must be one of"),
     ({"id_dropout": 1.0}, ValueError, "id_dropout must be in"),
     ({"lr": 0.0}, ValueError, "lr must be in"),
+    ({"average": 1.0}, ValueError, "average must be in"),
+    ({"average": -0.1}, ValueError, "average must be in"),
     ({"num_threads": -1}, ValueError, "num_threads must be >= 0"),
     ({"random_state": "x"}, TypeError, "random_state"),
 ])

@@ -19,7 +19,7 @@ from llmrec.towers._inputs import (as_histories, as_requests, as_text_vectors, a
 _PARAM_NAMES = ("dim", "layers", "heads", "max_history", "text", "id_dropout", "dropout",
                 "hidden", "lr", "weight_decay", "batch_size", "patience", "request_rate",
                 "full_softmax_max_items", "n_negatives", "finetune_layers", "encoder_lr",
-                "random_state", "num_threads")
+                "average", "random_state", "num_threads")
 _LEARNED = ("module_", "n_items_", "text_dim_", "item_text_vectors_", "has_id_", "encoder_",
             "history_", "best_epoch_", "validation_ndcg_", "uses_timestamps_", "fit_seconds_")
 TEXT_MODES = ("frozen", "finetune", None)
@@ -102,6 +102,13 @@ class SequenceTowers(Estimator):
         most the encoder's depth); the lower ones run once per text at fit.
     encoder_lr : float
         With ``text="finetune"``: AdamW's learning rate of the fine-tuned layers.
+    average : float in [0, 1)
+        Decay per training step of an exponential moving average of the weights (0: off;
+        the default 0.98 spans ~50 steps, a few epochs). The averaged weights are the
+        ones validated each epoch and kept (the best epoch's average): they change less
+        from epoch to epoch than the raw weights, so early stopping on a small held-out
+        slice picks a steadier, better model (MovieLens-100K, towers alone, seeds 0–2:
+        ndcg@10 0.220 / 0.187 / 0.231 without, 0.241 / 0.217 / 0.231 with; bench/RESULTS.md).
     random_state : int >= 0 or None
         Seeds initialisation, batching, dropout and the validation users; training is
         reproducible for a fixed thread count. The global torch RNG is left untouched.
@@ -131,7 +138,7 @@ class SequenceTowers(Estimator):
                  hidden: int | None = None, lr: float = 2e-3, weight_decay: float = 0.01,
                  batch_size: int = 64, patience: int = 10, request_rate: float = 0.1,
                  full_softmax_max_items: int = 50_000, n_negatives: int = 2048,
-                 finetune_layers: int = 1, encoder_lr: float = 3e-5,
+                 finetune_layers: int = 1, encoder_lr: float = 3e-5, average: float = 0.98,
                  random_state: int | None = 0, num_threads: int = 0) -> None:
         self.dim = dim
         self.layers = layers
@@ -150,6 +157,7 @@ class SequenceTowers(Estimator):
         self.n_negatives = n_negatives
         self.finetune_layers = finetune_layers
         self.encoder_lr = encoder_lr
+        self.average = average
         self.random_state = random_state
         self.num_threads = num_threads
 
@@ -174,6 +182,7 @@ class SequenceTowers(Estimator):
                                                 "full_softmax_max_items", minimum=1)
         s["n_negatives"] = check_int(self.n_negatives, "n_negatives", minimum=1)
         s["encoder_lr"] = check_real(self.encoder_lr, "encoder_lr", low=0.0, high=10.0, low_open=True)
+        s["average"] = check_real(self.average, "average", low=0.0, high=1.0, high_open=True)
         s["num_threads"] = check_int(self.num_threads, "num_threads", minimum=0)
         if self.random_state is not None:
             check_int(self.random_state, "random_state", minimum=0)
@@ -299,7 +308,8 @@ class SequenceTowers(Estimator):
                             request_rate=s["request_rate"] if use_text else 0.0,
                             full_softmax_max_items=s["full_softmax_max_items"],
                             n_negatives=s["n_negatives"], max_epochs=max_epochs,
-                            patience=s["patience"], encoder_lr=s["encoder_lr"])
+                            patience=s["patience"], encoder_lr=s["encoder_lr"],
+                            average=s["average"])
         start = time.perf_counter()
         with torch_threads(self._threads()), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -13,6 +13,12 @@ vector of the row's last target (a pseudo-request: "this is what I want next"), 
 output must predict that target: this teaches the user tower to move the interest
 vector toward what a request describes.
 
+With ``average`` > 0 the loop keeps a moving average of the weights (:class:`WeightAverage`,
+updated after every step); the average, not the raw weights, is validated after each
+epoch and the best epoch's average is what the loop leaves in the module. The raw
+weights' validation ndcg swings from epoch to epoch on a small held-out slice, and early
+stopping on such a curve stops at lucky epochs; the average moves slowly.
+
 With ``text="finetune"`` (a :class:`~llmrec.towers.finetune.FineTuner` in the data),
 training runs in two phases: first with the encoder's top layers frozen, until early
 stopping or half the epochs, whichever comes first; then, from the best epoch's
@@ -147,6 +153,7 @@ class Settings:
     max_epochs: int
     patience: int
     encoder_lr: float = 0.0
+    average: float = 0.0
 
 
 def _item_vectors(net: Towers, data: TrainData, ids: torch.Tensor | None,
@@ -245,12 +252,43 @@ def validation_ndcg(net: Towers, data: TrainData, batch_size: int = 512) -> floa
     return total / len(data.val_targets)
 
 
+class WeightAverage:
+    """An exponential moving average of a module's floating-point weights, updated after
+    every optimizer step with decay min(``decay``, (1 + t) / (10 + t)) at step t (so the
+    first steps do not leave the random initial weights in the average for long)."""
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.steps = 0
+        self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    def update(self, net: torch.nn.Module) -> None:
+        d = min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+        self.steps += 1
+        with torch.no_grad():
+            for k, v in net.state_dict().items():
+                if v.is_floating_point():
+                    self.state[k].lerp_(v, 1.0 - d)
+                else:
+                    self.state[k].copy_(v)
+
+    @contextlib.contextmanager
+    def applied(self, net: torch.nn.Module) -> Iterator[None]:
+        """Run the block with the averaged weights in ``net``, then restore its own."""
+        own = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(self.state)
+        try:
+            yield
+        finally:
+            net.load_state_dict(own)
+
+
 def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *,
           show_progress: bool, callback: Callable[[int, dict[str, float]], Any] | None
           ) -> list[dict[str, float]]:
     """Run the loop; leaves ``net`` at the best validation epoch (of the fine-tuning
-    phase when there is one; the last without validation) in eval mode and returns one
-    record per epoch."""
+    phase when there is one; the last without validation), with the averaged weights
+    when ``s.average`` > 0, in eval mode, and returns one record per epoch."""
     tuner = data.tuner
     head_params = [p for n, p in net.named_parameters() if n.startswith("text_head.")]
     towers_params = [p for n, p in net.named_parameters() if not n.startswith("text_head.")]
@@ -266,6 +304,7 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
         q = (counts + 1.0) ** 0.75
         sample_q = torch.from_numpy(q / q.sum())
     validate = len(data.val_targets) > 0
+    average = WeightAverage(net, s.average) if s.average > 0 else None
     best, best_state, stale, records = -math.inf, None, 0, []
     bar = None
     if show_progress:
@@ -285,18 +324,28 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if average is not None:
+                    average.update(net)
                 total += float(loss.detach())
                 batches += 1
             if tuning:
                 data.text = tuner.refresh()
-            record = {"epoch": epoch, "loss": total / max(batches, 1),
-                      "validation_ndcg": validation_ndcg(net, data) if validate else float("nan"),
+            value = validation_ndcg(net, data) if validate and average is None else float("nan")
+            if validate and average is not None:
+                with average.applied(net):  # the averaged weights are the ones validated and kept
+                    if tuning:
+                        data.text = tuner.refresh()
+                    value = validation_ndcg(net, data)
+                if tuning:
+                    data.text = tuner.refresh()
+            record = {"epoch": epoch, "loss": total / max(batches, 1), "validation_ndcg": value,
                       "elapsed": time.perf_counter() - start_time, "tuning": float(tuning)}
             records.append(record)
             improved = validate and record["validation_ndcg"] > best
             if improved:
                 best, stale = record["validation_ndcg"], 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                state = average.state if average is not None else net.state_dict()
+                best_state = {k: v.detach().clone() for k, v in state.items()}
             elif validate:
                 stale += 1
             if bar is not None:
@@ -318,11 +367,15 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
                 optimizer.add_param_group({"params": head_params, "lr": s.encoder_lr,
                                            "weight_decay": s.weight_decay})
                 data.text = tuner.refresh()
+                if average is not None:  # average the fine-tuned weights only
+                    average = WeightAverage(net, s.average)
             elif validate and stale >= s.patience:
                 break
     finally:
         if bar is not None:
             bar.close()
+    if best_state is None and average is not None:  # no validation: the last average
+        best_state = average.state
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
