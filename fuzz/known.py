@@ -301,6 +301,17 @@ CASES: dict[str, tuple[str, str, str]] = {
         bad = sp.csr_matrix((train.data, ind, train.indptr), shape=train.shape)
         assert rejects(ev.auc, r.standard_normal((20, 30)).astype(np.float32), test, bad)
     """),
+    "F32": ("new", "Recommender fitted with item id -1 (or loaded from a file holding one): recommend returns "
+            "id -1 with a finite score, a real item read as padding", """
+        import pandas as pd
+        frame = pd.DataFrame({"user_id": np.repeat(np.arange(20), 3),
+                              "item_id": np.resize([-1, 2, 3, 4, 5], 60)})
+        try:
+            ids, s = llmrec.Recommender(encoder=None, random_state=0).fit(frame).recommend(2, k=10)  # -1 unseen
+            assert np.isneginf(s[ids == -1]).all(), (ids, s)
+        except OK:
+            pass
+    """),
     "F24": ("new (debatable)", "_core.rescore_candidates returns an id twice when a candidate row repeats it", """
         V = r.standard_normal((10, 4)).astype(np.float32)
         cand = np.array([[1, 1, 2, 3]], np.int64)

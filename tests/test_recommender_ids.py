@@ -126,3 +126,44 @@ def test_short_lists_agree_with_the_array_path(rng, kind):
             probe = [pool[i] for i in rng.integers(len(pool), size=size)]
             expected = answer(lambda: ids.rows(np.array(probe + [None], dtype=object)[:-1], "p"))
             assert answer(lambda: ids.rows(probe, "p")) == expected, probe
+
+
+def test_item_id_minus_one_is_refused_it_pads_rankings():
+    """Rankings pad short lists with id -1 (score -inf): an item may not be called -1,
+    at construction, in add() or in a saved file; other negative ids, user id -1 and the
+    string "-1" are ordinary ids."""
+    with pytest.raises(ValueError, match="item id -1 is reserved"):
+        IdMap(np.array([3, -1, 5]), "item")
+    ids = IdMap(np.array([3, -2, 5]), "item")
+    with pytest.raises(ValueError, match="item id -1 in items is reserved"):
+        ids.add([7, -1], "items")
+    assert len(ids) == 3 and not ids.contains([7]).any()  # nothing half-added
+    assert IdMap(np.array([-1, 4]), "user").rows([-1], "u").tolist() == [0]
+    assert IdMap(np.array(["-1", "a"], dtype=object), "item").rows(["-1"], "i").tolist() == [0]
+
+
+def test_a_recommender_refuses_item_id_minus_one_in_fit_add_items_and_files(tmp_path):
+    import pandas as pd
+
+    from llmrec import FormatError, Recommender
+    from llmrec._fileformat import load_arrays, save_arrays
+
+    def interactions(items):
+        users = np.repeat(np.arange(30), 4)
+        return pd.DataFrame({"user_id": users, "item_id": np.resize(items, len(users))})
+
+    with pytest.raises(ValueError, match="item id -1 is reserved"):
+        Recommender(encoder=None, random_state=0).fit(interactions([-1, 2, 3, 4, 5, 6]))
+    rec = Recommender(encoder=None, random_state=0).fit(interactions([1, 2, 3, 4, 5, 6, 7]))
+    with pytest.raises(ValueError, match="item id -1"):
+        rec.add_items(pd.DataFrame({"item_id": [-1], "text": ["x"]}))
+    assert -1 not in rec.item_ids_.tolist()
+    ids, scores = rec.recommend(0, k=20)  # more than the catalogue: padded
+    assert (ids[np.isneginf(scores)] == -1).all() and (ids[np.isfinite(scores)] >= 1).all()
+    rec.save(tmp_path / "m")
+    path = tmp_path / "m" / "recommender.llmrec"
+    meta, arrays, version = load_arrays(path, "Recommender", max_kind_version=99)
+    arrays["item_ids"] = np.where(arrays["item_ids"] == 3, -1, arrays["item_ids"])
+    save_arrays(path, "Recommender", version, meta, arrays)
+    with pytest.raises(FormatError, match="item id -1 is reserved"):
+        Recommender.load(tmp_path / "m")

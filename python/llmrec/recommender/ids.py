@@ -50,6 +50,7 @@ class IdMap:
         # every lookup, kept as rows until the model is compacted or refitted.
         self._gone = None if gone is None or not np.any(gone) else np.array(gone, dtype=np.uint8)
         live = None if self._gone is None else np.flatnonzero(self._gone == 0)
+        _check_not_padding(normal, what, self.kind)
         index = pd.Index(normal if live is None else normal[live])
         if not index.is_unique:
             raise ValueError(f"duplicate {what} id {plain(index[index.duplicated()][0])!r}")
@@ -173,6 +174,7 @@ class IdMap:
         if self._ids.dtype != dtype:
             self._ids = self._ids.astype(dtype)
         new = self._normalise(values)
+        _check_not_padding(new, self.what, self.kind, name)
         index = pd.Index(new)
         if not index.is_unique:
             raise ValueError(f"duplicate {self.what} id {plain(index[index.duplicated()][0])!r} in {name}")
@@ -250,6 +252,7 @@ def check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
 
 
 _NONE = np.zeros(0, dtype=np.int64)
+PADDING_ID = -1  # the id of padding in rankings (ARCHITECTURE.md), never an item's
 _FEW = 32  # ids looked up one by one: below this, cheaper than get_indexer's arrays
 
 
@@ -257,6 +260,15 @@ def _merge_at(index: pd.Index) -> int:
     """Pending additions or removals beyond which the hash index is rebuilt (amortised
     O(1) per id: a rebuild of n ids after n / 8 of them)."""
     return max(1024, len(index) // 8)
+
+
+def _check_not_padding(ids: np.ndarray, what: str, kind: str, name: str | None = None) -> None:
+    """Item ids may be any int but -1: the lists ``recommend`` and the other rankings
+    return are padded with id -1 (score -inf), which must not name an item."""
+    if what == "item" and kind == "int" and (ids == PADDING_ID).any():
+        where = f" in {name}" if name else ""
+        raise ValueError(f"item id {PADDING_ID}{where} is reserved: rankings pad their lists with "
+                         f"id {PADDING_ID}; give that item another id")
 
 
 def _holds(sorted_rows: np.ndarray, row: int) -> bool:
