@@ -13,14 +13,11 @@ fragmentation, Python objects, hash tables).
 
 Free-text requests at scale: the request channel over the items' own int8 text codes
 (:class:`llmrec.recommender.text_lists.TextLists`) against the partitioned channel with
-its own sq8 codes it replaces, on the same lists (issue 16 §3):
+its own sq8 codes it replaces, on the same lists (issue 16 §3).
 
-    python bench/bench_recommender.py scale-request MODEL [--queries 200]
-
-MODEL: a saved scale model with int8 text. Its request channel is loaded as saved
-(a model saved before TextLists keeps its partitioned channel; otherwise the lists are
-rebuilt as one: the same k-means) and converted in the same process, so both search the
-same probed lists. Queries: item texts of the catalogue (the stand-in encoder), each
+MODEL: a scale model with int8 text saved before TextLists (file version ≤ 6), whose
+partitioned request channel is loaded as saved and converted in the same process, so
+both search the same probed lists (a newer model has no codes to compare with: refused). Queries: item texts of the catalogue (the stand-in encoder), each
 searched by both, interleaved. Reported: ``search(text, 10)`` p50 / p99 of each, the
 overlap of their top 10, each one's recall@10 against the exact ranking of the same
 blend (every item scored), and the channel's bytes per item.
@@ -64,26 +61,21 @@ def scale_request(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(4)
     labels = rec._state.publisher.current.labels
     texts = [max(str(labels[int(i)]).split("."), key=len) for i in rng.integers(0, n, args.queries)]
-    times = {"sq8 codes (before)": [], "int8 text by row (TextLists)": []}
-    found = {key: [] for key in times}
-    for text in texts:
-        for key, channel in zip(times, (old, new)):
-            stage1.request = channel
-            start = time.perf_counter()
-            found[key].append(rec.search(text, 10).ids)
-            times[key].append((time.perf_counter() - start) * 1e3)
+    channels = {"sq8 codes (before)": old, "int8 text by row (TextLists)": new}
+    times, found = _interleaved(texts, {key: lambda c=channel: setattr(stage1, "request", c)
+                                        for key, channel in channels.items()},
+                                lambda text: rec.search(text, 10).ids)
     settings = rec._state.settings
     settings["candidates"], saved = n, settings["candidates"]  # every item scored: the exact ranking
     exact = [rec.search(text, 10).ids for text in texts[:args.recall_queries]]
     settings["candidates"] = saved
-    for key, channel in zip(times, (old, new)):
+    for key, channel in channels.items():
         t = np.array(times[key][5:])
         recall = np.mean([np.isin(e, f).mean() for e, f in zip(exact, found[key])])
         print(f"{key}: search(text, 10) p50 {np.percentile(t, 50):.2f} ms, p99 {np.percentile(t, 99):.2f} ms; "
               f"recall@10 vs exact {recall:.3f} ({len(exact)} queries); channel "
               f"{channel.memory_bytes() / n:.1f} bytes per item", flush=True)
-    overlap = np.mean([np.isin(a, b).mean() for a, b in zip(*found.values())])
-    print(f"top-10 overlap of the two: {overlap:.3f} over {len(texts)} queries", flush=True)
+    print(f"top-10 overlap of the two: {_overlap(found):.3f} over {len(texts)} queries", flush=True)
 
 
 def scale_interest(args: argparse.Namespace) -> None:
@@ -104,23 +96,39 @@ def scale_interest(args: argparse.Namespace) -> None:
     plain = coded._replace(users={**coded.users, "text": np.asarray(coded.users["text"][:coded.n_users])})
     rng = np.random.default_rng(5)
     users = rec._user_map.ids[rng.integers(0, len(rec._user_map.ids), args.queries)]
-    times = {"int8 interest": [], "float32 interest": []}
-    found = {key: [] for key in times}
-    for user in users:
-        for key, snap in zip(times, (coded, plain)):
-            publisher.current = snap
-            start = time.perf_counter()
-            found[key].append(rec.recommend(user, 10).ids)
-            times[key].append((time.perf_counter() - start) * 1e3)
+    snapshots = {"int8 interest": coded, "float32 interest": plain}
+    times, found = _interleaved(users, {key: lambda s=snap: setattr(publisher, "current", s)
+                                        for key, snap in snapshots.items()},
+                                lambda user: rec.recommend(user, 10).ids)
     publisher.current = coded
     p50 = {}
     for key in times:
         t = np.array(times[key][5:])
         p50[key] = np.percentile(t, 50)
         print(f"{key}: recommend(user, 10) p50 {p50[key]:.2f} ms, p99 {np.percentile(t, 99):.2f} ms", flush=True)
-    overlap = np.mean([np.isin(a, b).mean() for a, b in zip(*found.values())])
     print(f"p50 ratio int8 / float32 {p50['int8 interest'] / p50['float32 interest']:.2f}; top-10 overlap "
-          f"{overlap:.3f} over {len(users)} users", flush=True)
+          f"{_overlap(found):.3f} over {len(users)} users", flush=True)
+
+
+def _interleaved(inputs: Any, variants: dict[str, Any], call: Any) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
+    """Each input under each variant in turn (``variants``: name → a function switching
+    the model to it), so that both see the same machine load: per variant the times (ms)
+    and the results of ``call(input)``."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    found: dict[str, list[Any]] = {name: [] for name in variants}
+    for x in inputs:
+        for name, switch in variants.items():
+            switch()
+            start = time.perf_counter()
+            found[name].append(call(x))
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return times, found
+
+
+def _overlap(found: dict[str, list[Any]]) -> float:
+    """Mean share of the first variant's top ids that the second also returned."""
+    first, second = found.values()
+    return float(np.mean([np.isin(a, b).mean() for a, b in zip(first, second)]))
 
 
 def _rss() -> int:
