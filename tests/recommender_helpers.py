@@ -1,13 +1,16 @@
 """Shared pieces of the Recommender tests: a word-hashing encoder whose vectors carry
-the synthetic catalogue's topic vocabulary, and small data sets."""
+the synthetic catalogue's topic vocabulary, small data sets, and the crafted-file check."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 
 import numpy as np
+import pytest
 
+from llmrec import FormatError, Recommender
 from llmrec.datasets import synthetic
 
 
@@ -41,3 +44,13 @@ class WordEncoder:
 
 def small_data(n_users: int = 300, n_items: int = 400, seed: int = 0):
     return synthetic(n_users, n_items, n_topics=8, density=0.05, random_state=seed)
+
+
+def assert_crafted_copy_refused(saved, tmp_path, craft, match=None):
+    """Copy the model directory ``saved`` into ``tmp_path``, let ``craft(directory)``
+    damage the copy, and check that loading it raises FormatError (matching ``match``)."""
+    directory = tmp_path / "crafted"
+    shutil.copytree(saved, directory)
+    craft(directory)
+    with pytest.raises(FormatError, match=match):
+        Recommender.load(directory, encoder=WordEncoder())

@@ -8,6 +8,8 @@ import pytest
 from llmrec.exceptions import UnknownIdError
 from llmrec.recommender.ids import IdMap
 
+from recommender_helpers import assert_crafted_copy_refused
+
 
 @pytest.mark.parametrize("kind", ["int", "str"])
 def test_many_small_additions_match_a_dict(rng, kind):
@@ -145,7 +147,7 @@ def test_item_id_minus_one_is_refused_it_pads_rankings():
 def test_a_recommender_refuses_item_id_minus_one_in_fit_add_items_and_files(tmp_path):
     import pandas as pd
 
-    from llmrec import FormatError, Recommender
+    from llmrec import Recommender
     from llmrec._fileformat import load_arrays, save_arrays
 
     def interactions(items):
@@ -161,9 +163,11 @@ def test_a_recommender_refuses_item_id_minus_one_in_fit_add_items_and_files(tmp_
     ids, scores = rec.recommend(0, k=20)  # more than the catalogue: padded
     assert (ids[np.isneginf(scores)] == -1).all() and (ids[np.isfinite(scores)] >= 1).all()
     rec.save(tmp_path / "m")
-    path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, version = load_arrays(path, "Recommender", max_kind_version=99)
-    arrays["item_ids"] = np.where(arrays["item_ids"] == 3, -1, arrays["item_ids"])
-    save_arrays(path, "Recommender", version, meta, arrays)
-    with pytest.raises(FormatError, match="item id -1 is reserved"):
-        Recommender.load(tmp_path / "m")
+
+    def rename_item_3_to_minus_1(directory):
+        path = directory / "recommender.llmrec"
+        meta, arrays, version = load_arrays(path, "Recommender", max_kind_version=99)
+        arrays["item_ids"] = np.where(arrays["item_ids"] == 3, -1, arrays["item_ids"])
+        save_arrays(path, "Recommender", version, meta, arrays)
+
+    assert_crafted_copy_refused(tmp_path / "m", tmp_path, rename_item_3_to_minus_1, match="item id -1 is reserved")

@@ -11,11 +11,11 @@ import shutil
 import numpy as np
 import pytest
 
-from llmrec import FormatError, Recommender
+from llmrec import Recommender
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.recommender import partitioned, scoring
 
-from recommender_helpers import WordEncoder, small_data
+from recommender_helpers import WordEncoder, assert_crafted_copy_refused, small_data
 
 
 @pytest.fixture(scope="module")
@@ -198,24 +198,20 @@ def saved_banded(banded_model, tmp_path_factory):
 
 @pytest.mark.parametrize("case", sorted(ATTACKS))
 def test_crafted_stage1_files_are_refused(saved_banded, tmp_path, case):
-    directory = tmp_path / "m"
-    shutil.copytree(saved_banded, directory)
-    ATTACKS[case](directory)
-    with pytest.raises(FormatError):
-        Recommender.load(directory, encoder=WordEncoder())
+    assert_crafted_copy_refused(saved_banded, tmp_path, ATTACKS[case])
 
 
 def test_stage1_of_another_model_is_refused(data, saved_banded, tmp_path):
     other = fresh(data, index="ivf-sq8", probes=3, candidates=40)
     other.save(tmp_path / "other")
-    directory = tmp_path / "m"
-    shutil.copytree(saved_banded, directory)
-    for name in [p.name for p in directory.glob("stage1*")]:
-        (directory / name).unlink()
-    for path in (tmp_path / "other").glob("stage1*"):
-        shutil.copy(path, directory / path.name)
-    with pytest.raises(FormatError, match="token"):
-        Recommender.load(directory, encoder=WordEncoder())
+
+    def swap_in_the_others(directory):
+        for name in [p.name for p in directory.glob("stage1*")]:
+            (directory / name).unlink()
+        for path in (tmp_path / "other").glob("stage1*"):
+            shutil.copy(path, directory / path.name)
+
+    assert_crafted_copy_refused(saved_banded, tmp_path, swap_in_the_others, match="token")
 
 
 def test_saving_over_a_model_with_stage1_files(banded_model, tmp_path):

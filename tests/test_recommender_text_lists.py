@@ -6,7 +6,6 @@ models saved with the older partitioned request channel, converted at load."""
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from llmrec.recommender.partitioned import PartitionedChannel
 from llmrec.recommender.rows import Int8Rows
 from llmrec.recommender.text_lists import TextLists
 
-from recommender_helpers import WordEncoder, small_data
+from recommender_helpers import WordEncoder, assert_crafted_copy_refused, small_data
 
 
 def clustered_text(rng, n=3000, d=24, clusters=30):
@@ -227,11 +226,7 @@ def saved_rows(data, tmp_path_factory):
 
 @pytest.mark.parametrize("case", sorted(ATTACKS))
 def test_crafted_request_lists_are_refused(saved_rows, tmp_path, case):
-    directory = tmp_path / "m"
-    shutil.copytree(saved_rows, directory)
-    ATTACKS[case](directory)
-    with pytest.raises(FormatError):
-        Recommender.load(directory, encoder=WordEncoder())
+    assert_crafted_copy_refused(saved_rows, tmp_path, ATTACKS[case])
 
 
 def test_layout_rows_on_a_float_text_model_is_refused(data, saved_rows, tmp_path):
