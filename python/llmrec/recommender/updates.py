@@ -69,8 +69,7 @@ def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event:
             snap.items.index.update_behaviour(patch["rows"], patch["V"], patch["Q"])
         users, n_users = snap.users, max(snap.n_users, user + 1)
         if n_users > snap.n_users:  # room first (past every published row): no reader sees it
-            users = {name: None if v is None else v.grown(n_users) if isinstance(v, Int8Rows)
-                     else grow_rows(v, n_users) for name, v in users.items()}
+            users = {name: _grown_rows(v, n_users) for name, v in users.items()}
             if state.profile is not None:
                 state = model._state = replace(state, profile=grow_rows(state.profile, n_users))
         profile = None if state.profile is None else state.profile[[user]]
@@ -205,6 +204,16 @@ def _check_new_items(item_map: IdMap, ids: Any) -> None:
     known = item_map.contains(ids)
     if known.any():
         raise ValueError(f"item id {plain(ids[np.flatnonzero(known)[0]])!r} already exists")
+
+
+def _grown_rows(current: Any, n_rows: int) -> Any:
+    """``current`` (an array, :class:`.rows.Int8Rows` or None) with zero rows up to
+    ``n_rows``, in spare capacity (see :func:`grow_rows`)."""
+    if current is None:
+        return None
+    if isinstance(current, Int8Rows):
+        return current.grown(n_rows)
+    return grow_rows(current, n_rows)
 
 
 def _append_item_rows(current: Any, rows: Any) -> Any:
