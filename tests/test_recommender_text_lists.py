@@ -99,6 +99,20 @@ def test_exclude_allow_removed_and_added_rows(rng):
         twin.search(more[:1], 1, text=text)  # the text must hold the channel's rows
 
 
+def test_a_flat_channel_scores_every_row(rng):
+    E = clustered_text(rng, n=1500)
+    text = Int8Rows.encode(E)
+    channel = TextLists.flat(len(E), E.shape[1], 1)
+    assert channel.partitions == 0 and channel.probes == 0 and len(channel) == len(E)
+    queries = clustered_text(rng, n=6)
+    check_against_reference(channel, text, queries, 10, [np.arange(len(E))] * len(queries))
+    channel.remove(np.arange(0, len(E), 3))
+    kept = np.setdiff1d(np.arange(len(E)), np.arange(0, len(E), 3))
+    found, _ = channel.search(queries, 10, text=text, exclude=[kept[:4]] * len(queries))
+    for q, (ids, _) in enumerate(reference_top(text, queries, [kept[4:]] * len(queries), 10)):
+        assert set(found[q][found[q] >= 0].tolist()) == set(ids.tolist())
+
+
 @pytest.fixture(scope="module")
 def data():
     return small_data(300, 600)
@@ -241,3 +255,23 @@ def test_layout_rows_on_a_float_text_model_is_refused(data, saved_rows, tmp_path
     save_arrays(tmp_path / "f" / "stage1.llmrec", "Stage1", 2, meta, {k: np.asarray(v) for k, v in arrays.items()})
     with pytest.raises(FormatError, match="layout 'rows'"):
         Recommender.load(tmp_path / "f", encoder=WordEncoder())
+
+
+def test_an_exact_stage_1_scans_the_int8_text_without_a_float_copy(data, tmp_path):
+    rec = fresh(data, text_storage="int8", index="exact")
+    channel = rec._items.index.request
+    assert isinstance(channel, TextLists) and channel.partitions == 0
+    assert rec.memory_per_item()["stage1.request"] == channel.memory_bytes() / 600
+    # the free-text search is the exact ranking of the int8 score the items keep
+    text, query = rec._items.E, "a story of the city"
+    q = rec.encoder.encode([query]).astype(np.float64)[0]
+    scores = (text.codes.astype(np.float64) * text.scales.astype(np.float64)[:, None]) @ q
+    got = rec.search(query, 10)
+    ids = rec._item_map.rows(list(got.ids), "ids")
+    bound = 2 * text.codes.shape[1] * np.finfo(np.float32).eps * np.abs(scores).max() + 1e-12
+    assert (scores[ids] >= np.sort(scores)[-10] - bound).all()
+    rec.add_items(data[1].iloc[:4].assign(item_id=data[1]["item_id"].iloc[:4] + 10_000))
+    rec.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    assert isinstance(back._items.index.request, TextLists)
+    _same(rec, back, list(rec._user_map.ids[:30]))

@@ -66,6 +66,14 @@ class TextLists:
         return cls.from_assignment(centroids, np.arange(n), nearest, n, n, num_threads, probes)
 
     @classmethod
+    def flat(cls, n_rows: int, dim: int, num_threads: int) -> TextLists:
+        """No lists: every search scores all ``n_rows`` items from their codes (the
+        request channel of ``index="exact"``, exact on the int8 text stage 2 scores
+        with, reading d + 4 bytes per item instead of a float32 copy's 4·d)."""
+        return cls(np.zeros((0, dim), np.float32), np.zeros(0, np.int32), np.zeros(1, np.int64), 0, n_rows,
+                   num_threads, None)
+
+    @classmethod
     def from_assignment(cls, centroids: np.ndarray, rows: np.ndarray, lists: np.ndarray, n_main: int,
                         n_rows: int, num_threads: int, probes: int | None,
                         removed: np.ndarray | None = None) -> TextLists:
@@ -106,6 +114,9 @@ class TextLists:
     @probes.setter
     def probes(self, value: int | None) -> None:
         """Lists scored per search (None: :func:`.partitioned.default_probes`)."""
+        if not self.partitions:  # flat: nothing to probe
+            self._probes = 0
+            return
         self._probes = default_probes(self.partitions) if value is None else max(1, min(int(value), self.partitions))
 
     @property
@@ -135,7 +146,8 @@ class TextLists:
         """The item rows each query scores (nq, m), -1 padding: the probed lists' rows
         and the rows beyond ``n_main``, less removed and excluded items, within ``allow``."""
         nq = len(queries)
-        lists = probed_lists(self.centroids, queries, self.probes, self._num_threads)
+        lists = (probed_lists(self.centroids, queries, self.probes, self._num_threads) if self.partitions
+                 else np.zeros((nq, 0), np.int64))
         exclude = _as_lists(exclude, nq)
         later = np.arange(self.n_main, self.n_rows, dtype=np.int64)
         allowed = None if allow is None else np.unique(np.asarray(allow, dtype=np.int64))
