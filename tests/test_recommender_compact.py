@@ -5,6 +5,7 @@ rankings with and without the compression on a seeded catalogue within a derived
 from __future__ import annotations
 
 import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -315,6 +316,9 @@ def test_labels_packed_in_utf8():
     assert len(grown) == 5 and again[5] == "another" and again[4] == "new one"
     broken = Labels(np.frombuffer(b"\xff\xfe", np.uint8).copy(), np.array([0, 2]))
     assert broken[0] == "\ufffd\ufffd"  # bytes a crafted file holds decode, never raise
+    assert broken.texts(np.array([0, 0])) == ["\ufffd\ufffd"] * 2
+    rows = np.array([3, 2, 2, 0, 1])
+    assert again.texts(rows) == [again[int(r)] for r in rows] and again.texts(rows[:0]) == []
 
 
 def test_labels_survive_save_load_and_older_files(data, tmp_path):
@@ -336,6 +340,27 @@ def test_labels_survive_save_load_and_older_files(data, tmp_path):
     save_arrays(path, "Recommender", 6, meta, arrays)
     older = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     assert older._labels[every].tolist() == rec._labels[every].tolist()
+
+
+def test_results_carry_the_items_labels(data):
+    interactions, items, _ = data
+    rec = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,
+                      regularization=10.0).fit(interactions, items=items)
+    rec.add_items(items.iloc[:1].assign(item_id=[10**6], title=["Kitchen Days"]))
+    title = dict(zip(items["item_id"], items["title"] if "title" in items else items["text"]))
+    title[10**6] = "Kitchen Days"
+    users = list(rec.user_ids_[:5])
+    many = rec.recommend(users, 1000)  # wider than the catalogue: padded
+    assert many.labels.shape == many.ids.shape
+    assert all(many.labels[i, j] is None if many.ids[i, j] == -1 else many.labels[i, j] == title[many.ids[i, j]]
+               for i in range(len(users)) for j in range(many.ids.shape[1]))
+    for result in (rec.recommend(users[0], 5), rec.search("a story", 5), rec.similar_items(10**6, 5),
+                   rec.recommend_for_history([10**6], 5), rec.recommend_for_history([], 5)):
+        assert result.labels.tolist() == [title[i] for i in result.ids.tolist()]
+    copied = pickle.loads(pickle.dumps(many))  # the decoded labels travel, not the catalogue's
+    assert copied.labels.tolist() == many.labels.tolist() and len(pickle.dumps(many)) < 10 * many.ids.nbytes + 10_000
+    bare = Recommender(random_state=0, num_threads=1, validation=0.0).fit(interactions)
+    assert bare.recommend(users[0], 5).labels is None
 
 
 def test_text_storage_auto_and_bad_values(data):

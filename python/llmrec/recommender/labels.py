@@ -42,6 +42,14 @@ class Labels:
         raw = self.data[self.offsets[row]:self.offsets[row + 1]].tobytes()
         return raw.decode("utf-8", errors="replace")  # a crafted file cannot make a read fail
 
+    def texts(self, rows: np.ndarray) -> list[str]:
+        """The labels of int ``rows`` (each in range), as a list: one offsets gather for
+        all of them (a ranking's labels)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        data = self.data
+        return [data[a:b].tobytes().decode("utf-8", errors="replace")
+                for a, b in zip(self.offsets[rows].tolist(), self.offsets[rows + 1].tolist())]
+
     def __getitem__(self, rows: Any) -> Any:
         """One label (str) for an integer row; an object array of them for row arrays
         and slices."""

@@ -621,13 +621,16 @@ class Recommender(PairScores, Estimator):
                            else seen_matrix(seen, snap.n_items))
             ids, scores = ranking.rank(self._state, snap, vectors, weights, k, exclude, allow_rows, diversity,
                                      query_vectors)
-        return self._result(ids, scores, single, self._state.user_map.ids[users])
+        return self._result(ids, scores, single, self._state.user_map.ids[users], snap.labels)
 
-    def _result(self, ids: np.ndarray, scores: np.ndarray, single: bool, user_ids: Any = None) -> Recommendations:
+    def _result(self, ids: np.ndarray, scores: np.ndarray, single: bool, user_ids: Any = None,
+                labels: Any = None) -> Recommendations:
+        """Results of item rows ``ids``; ``labels``: the snapshot's labels (decoded when read)."""
         out = self._state.item_map.to_ids(ids)
+        source = None if labels is None else (labels, ids[0] if single else ids)
         if single:
-            return Recommendations(out[0], scores[0], None if user_ids is None else user_ids[0])
-        return Recommendations(out, scores, user_ids)
+            return Recommendations(out[0], scores[0], None if user_ids is None else user_ids[0], source)
+        return Recommendations(out, scores, user_ids, source)
 
     def recommend_for_history(self, item_ids: IdList, k: int = 10, *, query: str | None = None,
                               exclude_seen: bool = True, diversity: float | None = None,
@@ -649,19 +652,20 @@ class Recommender(PairScores, Estimator):
             rows = self._item_rows(snap, list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
             if len(rows) == 0:
                 if query_vectors is None:
-                    return self._result(*ranking.popular(self._state.histories, snap.n_items, k), True)
+                    return self._result(*ranking.popular(self._state.histories, snap.n_items, k), True,
+                                        labels=snap.labels)
                 if weights.get("query", 0.0) <= 0:
                     raise ValueError(f"item_ids is empty and scenario {scenario or 'home'!r} gives the "
                                      "query no weight: nothing to rank by")
                 vectors = dict.fromkeys(("behaviour", "sequence", "transition", "text"))
                 ids, scores = ranking.rank(self._state, snap, vectors, weights, k, None, None, diversity, query_vectors)
-                return self._result(ids, scores, True)
+                return self._result(ids, scores, True, labels=snap.labels)
             _, first_from_end = np.unique(rows[::-1], return_index=True)
             history = rows[np.sort(len(rows) - 1 - first_from_end)]
             vectors = signal_vectors(self._state.settings, snap.items, snap.als, snap.towers, [history])
             exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None
             ids, scores = ranking.rank(self._state, snap, vectors, weights, k, exclude, None, diversity, query_vectors)
-        return self._result(ids, scores, True)
+        return self._result(ids, scores, True, labels=snap.labels)
 
     def search(self, query: str, k: int = 10, *, user_id: Id | None = None) -> Recommendations:
         """Items matching a free-text request; with ``user_id``, blended with that
@@ -681,7 +685,7 @@ class Recommender(PairScores, Estimator):
                 vectors = {"behaviour": None, "sequence": None, "transition": None, "text": None}
             ids, scores = ranking.rank(self._state, snap, vectors, self._weights("search"), k, None, None, 0.0,
                                      query_vectors)
-        return self._result(ids, scores, True)
+        return self._result(ids, scores, True, labels=snap.labels)
 
     def similar_items(self, item_ids: Ids, k: int = 10) -> Recommendations:
         """Items most like each given item (scenario "similar": factor cosine plus text
@@ -697,7 +701,7 @@ class Recommender(PairScores, Estimator):
             exclude = weighted_rows([np.array([r]) for r in rows], snap.n_items, 0.0)
             ids, scores = ranking.rank(self._state, snap, vectors, self._weights("similar"), k, exclude, None,
                                        0.0, None)
-        return self._result(ids, scores, single)
+        return self._result(ids, scores, single, labels=snap.labels)
 
     def set_scenario(self, name: str, weights: dict[str, float]) -> Recommender:
         """Add or replace a named blend ({signal: weight} over "behaviour", "sequence",

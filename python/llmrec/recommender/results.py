@@ -21,18 +21,36 @@ class Recommendations(_Pair):
     user or query — best first. Where fewer than k items qualify the rest is id -1 and
     score -inf (ARCHITECTURE.md's padding). ``user_ids`` (not part of the tuple) holds
     the caller's user ids of the rows, or None when rows are not users (a visitor's
-    history, a text search).
+    history, a text search). :attr:`labels` gives the items' labels.
     """
 
     user_ids: Any
 
-    def __new__(cls, ids: np.ndarray, scores: np.ndarray, user_ids: Any = None) -> Recommendations:
+    def __new__(cls, ids: np.ndarray, scores: np.ndarray, user_ids: Any = None,
+                labels: Any = None) -> Recommendations:
         self = super().__new__(cls, ids, scores)
         self.user_ids = user_ids
+        self._labels = labels
         return self
 
     def __getnewargs__(self) -> tuple[Any, ...]:
-        return (self.ids, self.scores, self.user_ids)
+        return (self.ids, self.scores, self.user_ids, self.labels)  # decoded: not the whole store
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """Each item's label (its title, else its text, as given to ``fit`` or
+        ``add_items``) as an object array shaped like ``ids``, None at the padding; None
+        when the model keeps no labels (fitted without item texts). Decoded when first
+        read, from the catalogue the query saw."""
+        if self._labels is None or isinstance(self._labels, np.ndarray):
+            return self._labels
+        store, rows = self._labels
+        out = np.full(rows.shape, None, dtype=object)
+        out[rows >= len(store)] = ""  # not expected: an item without a label
+        valid = (rows >= 0) & (rows < len(store))
+        out[valid] = store.texts(rows[valid])
+        self._labels = out
+        return out
 
     def to_frame(self) -> pd.DataFrame:
         """A long DataFrame with columns ``user_id``, ``rank`` (1 = best), ``item_id``,

@@ -123,7 +123,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
         def answer(body: Any) -> Response:
             model = holder.model  # one model to the end, whatever a reload swaps in meanwhile
             with library_errors(fields):
-                return reads.ranking(model, work(model, body))
+                return reads.ranking(work(model, body))
 
         async def handle(content_type: str | None, body: bytes) -> Response:
             return await pool.run(answer, reads.parse(content_type, body, body_model))

@@ -1,5 +1,5 @@
 """What the server shows about a Recommender beyond its public methods: catalogue and
-user counts, the kind of ids, item labels. Read from the model's current published
+user counts, the kind of ids. Read from the model's current published
 snapshot (the one place here that looks inside a Recommender)."""
 
 from __future__ import annotations
@@ -20,17 +20,6 @@ def id_kinds(model: Any) -> tuple[str, str]:
     return model._user_map.kind, model._item_map.kind
 
 
-def labels(model: Any, item_ids: list[Any]) -> list[str] | None:
-    """Each item's label (its title, else its text, as given at fit or add_items), or
-    None when the model keeps none; items without one get ""."""
-    snap = model._publisher.current
-    if snap.labels is None or not item_ids:
-        return None if snap.labels is None else []
-    rows = model._item_map.rows(list(item_ids), "item_ids")
-    known = snap.labels
-    return [str(known[r]) if r < len(known) else "" for r in rows.tolist()]
-
-
 def plain(value: Any) -> Any:
     """JSON-ready Python values for numpy scalars and arrays (non-finite floats: None)."""
     if isinstance(value, np.ndarray):
@@ -42,4 +31,4 @@ def plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["id_kinds", "labels", "plain", "sizes"]
+__all__ = ["id_kinds", "plain", "sizes"]

@@ -26,7 +26,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from llmrec.serve import introspect
 
 Body = TypeVar("Body", bound=BaseModel)
 Result = TypeVar("Result")
@@ -79,14 +78,14 @@ def parse(content_type: str | None, body: bytes, model: type[Body]) -> Body:
                                       for e in error.errors(include_url=False)]) from None
 
 
-def ranking(model: Any, result: Any) -> Response:
+def ranking(result: Any) -> Response:
     """A ranking's JSON answer (``Recommendations``), without the padding of a result
     shorter than ``k``: made here rather than by FastAPI's response validation."""
     ids, scores = np.asarray(result.ids), np.asarray(result.scores)
     valid = np.isfinite(scores)
-    items = ids[valid].tolist()
-    body = {"items": items, "scores": scores[valid].astype(float).tolist(),
-            "labels": introspect.labels(model, items)}
+    labels = result.labels  # read from the snapshot the ranking saw
+    body = {"items": ids[valid].tolist(), "scores": scores[valid].astype(float).tolist(),
+            "labels": None if labels is None else labels[valid].tolist()}
     return Response(orjson.dumps(body), media_type="application/json")
 
 
