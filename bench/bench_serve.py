@@ -26,6 +26,10 @@ The in-process baseline runs before and after the served phases; the ratios are 
 against the faster of the two runs and the lower of their CPU times per request. A third
 in-process run adds the served phases' update stream (same users, clicks and pace,
 through ``Recommender.update``): the update phases are also compared with it, like with like.
+Under load the server answers waiting /recommend requests together, one call of the model
+for up to ``MAX_BATCH`` users (:mod:`llmrec.serve.batching`): a fourth in-process run
+calls ``recommend`` with that many users per call, so the server is also compared with
+what batching gives in process, and each phase reports its mean batch.
 
     python bench/bench_serve.py                                   # full: 100k items, 60 s per phase
     python bench/bench_serve.py --items 20000 --users 5000 --duration 10   # quick
@@ -53,6 +57,7 @@ KEY = "bench-key-0123456789abcdef"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_recommender import StandInEncoder  # noqa: E402  (384-d hashed text: sizes and paths only)
+from llmrec.serve.batching import MAX_BATCH  # noqa: E402
 
 # wrk's script: random known users, bounded in count, one JSON summary line at the end.
 WRK_SCRIPT = """
@@ -166,10 +171,10 @@ def floor_role(port: int, threads: int) -> int:
 
 
 def inprocess_role(model_dir: str, threads: int, duration: float, max_requests: int, n_users: int,
-                   n_items: int, with_updates: bool) -> int:
-    """``threads`` threads calling recommend on the loaded model (and, ``with_updates``,
-    one more thread making the served phases' stream of updates: the same users, clicks
-    and pace, through ``Recommender.update``); prints JSON."""
+                   n_items: int, with_updates: bool, batch: int = 1) -> int:
+    """``threads`` threads calling recommend on the loaded model, ``batch`` users per call
+    (and, ``with_updates``, one more thread making the served phases' stream of updates:
+    the same users, clicks and pace, through ``Recommender.update``); prints JSON."""
     import llmrec
 
     rec = llmrec.Recommender.load(model_dir, encoder=StandInEncoder())
@@ -185,12 +190,12 @@ def inprocess_role(model_dir: str, threads: int, duration: float, max_requests: 
         local = []
         while time.perf_counter() < deadline:
             with lock:
-                i = next(counter, None)
-            if i is None:
+                picked = [i for i in (next(counter, None) for _ in range(batch)) if i is not None]
+            if not picked:
                 break
             start = time.perf_counter()
-            rec.recommend(int(users[i]), 10)
-            local.append(time.perf_counter() - start)
+            rec.recommend(int(users[picked[0]]), 10) if batch == 1 else rec.recommend(users[picked].tolist(), 10)
+            local.extend([time.perf_counter() - start] * len(picked))
         with lock:
             latencies.extend(local)
 
@@ -388,6 +393,7 @@ def _phase(server: _Server, script: Path, args: argparse.Namespace, client_cores
     """One bounded wrk run against ``server``, with its CPU time and RSS, and optionally
     a stream of updates and one reload from this process."""
     pid = server.process.pid
+    batches = _batches(server.url)
     sampler, cpu, extra = _Sampler(pid), _cpu_seconds(pid), {}
     sampler.start()
     writers = (_updates(server.url, args.duration, args.max_requests, args.users, args.items, reload_at, extra)
@@ -396,7 +402,22 @@ def _phase(server: _Server, script: Path, args: argparse.Namespace, client_cores
     for t in writers:
         t.join(args.duration + 600)
     result.update(extra, cpu=_cpu_seconds(pid) - cpu, rss=sampler.finish())
+    calls, requests = (after - before for after, before in zip(_batches(server.url), batches))
+    result["batch"] = requests / max(calls, 1)
     return result
+
+
+def _batches(url: str) -> tuple[float, float]:
+    """(calls of the model, requests they answered) for /recommend so far, from /metrics
+    (the floor server has no batches: zeros)."""
+    import httpx
+
+    found = {"count": 0.0, "sum": 0.0}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        for part in found:
+            if line.startswith(f'llmrec_read_batch_size_{part}{{endpoint="/recommend"}}'):
+                found[part] = float(line.rsplit(" ", 1)[1])
+    return found["count"], found["sum"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", default=None, help="reuse (or keep) the fitted model here")
     parser.add_argument("--role", choices=("serve", "inprocess", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--with-updates", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -422,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         return floor_role(args.port, args.threads)
     if args.role == "inprocess":
         return inprocess_role(args.model_dir, args.threads, args.duration, args.max_requests, args.users,
-                              args.items, args.with_updates)
+                              args.items, args.with_updates, args.batch)
     if shutil.which("wrk") is None:
         raise SystemExit("the load generator is wrk: install it (Debian: apt-get install wrk)")
 
@@ -446,9 +468,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{client_cores}; {threads} reader threads; {args.clients} connections, "
               f"{args.duration:g} s or {args.max_requests:,} requests per phase", flush=True)
 
-        def in_process(with_updates: bool = False) -> dict:
+        def in_process(with_updates: bool = False, batch: int = 1) -> dict:
             out = subprocess.run([*role, "--role", "inprocess", "--duration", str(args.duration),
-                                  "--max-requests", str(args.max_requests),
+                                  "--max-requests", str(args.max_requests), "--batch", str(batch),
                                   *(["--with-updates"] if with_updates else [])], capture_output=True,
                                  text=True, preexec_fn=lambda: os.sched_setaffinity(0, server_cores),
                                  timeout=args.duration + 900)
@@ -475,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
                                                             updates=True, reload_at=args.duration / 2)
         after = in_process()
         with_updates = in_process(with_updates=True)  # the served update phases' baseline
+        batched = in_process(batch=MAX_BATCH)  # what the server's batching does, in process
     # The baseline: the faster of the runs before and after the served ones (on a busy
     # machine the load drifts), and its CPU per request the lower of the two.
     inproc = max(before, after, key=lambda r: r["requests"] / r["seconds"])
@@ -487,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_line(f"in-process recommend, {threads} threads, before", before, None))
     print(_line(f"in-process recommend, {threads} threads, after", after, None))
     print(_line(f"in-process recommend, {threads} threads + the update stream", with_updates, None))
+    print(_line(f"in-process recommend, {threads} threads, {MAX_BATCH} users per call", batched, None))
     for name, r in results.items():
         print(_line(f"{name}, {args.clients} connections", r, inproc))
     for name in ("served + updates", "served + updates + 1 reload"):
@@ -502,6 +526,11 @@ def main(argv: list[str] | None = None) -> int:
 
     served = {name: r for name, r in results.items() if name.startswith("served")}
     base = inproc["requests"] / inproc["seconds"]
+    print(f"\nthe server answered /recommend in batches (:mod:`llmrec.serve.batching`); against "
+          f"in-process calls of {MAX_BATCH} users each ({batched['requests'] / batched['seconds']:,.0f} req/s):")
+    for name, r in served.items():
+        print(f"  {name}: {r['batch']:.1f} requests per call of the model on average; throughput "
+              f"{r['requests'] / r['seconds'] / (batched['requests'] / batched['seconds']):.2f}× in-process batched")
     print("\nratios against the faster in-process run and the lower in-process CPU per request")
     print("targets (issue 18):")
     for name, r in served.items():

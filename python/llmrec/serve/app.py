@@ -1,6 +1,7 @@
 """The HTTP application: JSON endpoints over a saved Recommender, its page and metrics.
 
-The reads run on the read pool (:mod:`.reads`: ``threads`` threads) and the writes on a
+The reads run on the read pool (:mod:`.reads`: ``threads`` threads; ``/recommend``
+requests waiting for one share calls of the model, :mod:`.batching`) and the writes on a
 thread of their own, both answered on the fast path (:mod:`.fast`); the other endpoints
 are plain (sync) functions that FastAPI runs on its own thread pool. The native
 work (candidate search, re-scoring, MMR) runs with the GIL released, so requests run in
@@ -24,8 +25,10 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
+from llmrec.recommender.results import Recommendations as Ranking
 from llmrec.serve import introspect, limits, reads
 from llmrec.serve.auth import KeyGuard, bearer
+from llmrec.serve.batching import Batcher, answer_or_error
 from llmrec.serve.body_limit import BodyLimit
 from llmrec.serve.errors import ApiError, install as install_errors, library_errors
 from llmrec.serve.fast import FastRoutes, FrontedFastAPI, Handler, fastapi_endpoint
@@ -117,16 +120,45 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
         app.add_api_route(path, endpoint, methods=[method], openapi_extra=reads.documented(body_model),
                           **declared)
 
-    def read(path: str, body_model: type[BaseModel], work: Any, fields: dict[str, str]) -> None:
+    def read(path: str, body_model: type[BaseModel], work: Any, fields: dict[str, str],
+             batch: tuple[Callable[[Any], Any], Callable[..., list[Any]]] | None = None) -> None:
         """A read endpoint: the body parsed from its bytes, ``work(model, body)`` and the
-        answer's JSON on the read pool (:mod:`.reads`)."""
-        def answer(body: Any) -> Response:
-            model = holder.model  # one model to the end, whatever a reload swaps in meanwhile
+        answer's JSON on the read pool (:mod:`.reads`). ``batch``: ``(key, work_all)``
+        where requests of one ``key(body)`` (None: never) can share calls of the model
+        under load (:mod:`.batching`): ``work_all(model, key, bodies)`` gives their
+        results; where that fails, each is answered alone, with its own answer or error."""
+        def answer(model: Any, body: Any) -> Response:
             with library_errors(fields):
                 return reads.ranking(work(model, body))
 
-        async def handle(content_type: str | None, body: bytes) -> Response:
-            return await pool.run(answer, reads.parse(content_type, body, body_model))
+        def answer_alone(body: Any) -> Response:
+            return answer(holder.model, body)  # one model to the end, whatever a reload swaps in
+
+        if batch is None:
+            async def handle(content_type: str | None, body: bytes) -> Response:
+                return await pool.run(answer_alone, reads.parse(content_type, body, body_model))
+        else:
+            key, work_all = batch
+
+            def answer_all(batch_key: Any, bodies: list[Any]) -> list[Any]:
+                model = holder.model  # one model for the whole batch
+                if len(bodies) > 1:
+                    try:
+                        with library_errors(fields):
+                            return [reads.ranking(result) for result in work_all(model, batch_key, bodies)]
+                    except Exception:  # noqa: BLE001 - one of them is bad: each answers for itself
+                        pass
+                return [answer_or_error(answer, model, body) for body in bodies]
+
+            batcher = Batcher(pool, answer_all, slots=pool.threads,
+                              observe=metrics.batch_sizes.labels(path).observe)
+
+            async def handle(content_type: str | None, body: bytes) -> Response:
+                parsed = reads.parse(content_type, body, body_model)
+                batch_key = key(parsed)
+                if batch_key is None:
+                    return await pool.run(answer_alone, parsed)
+                return await batcher.submit(batch_key, parsed)  # type: ignore[no-any-return]
 
         route("POST", path, handle, body_model, work.__doc__, response_model=Recommendations,
               tags=["read"], name=work.__name__)
@@ -153,7 +185,22 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
         """Items most like `item_id`."""
         return model.similar_items(body.item_id, k=body.k)
 
-    read("/recommend", RecommendRequest, recommend, _READ_FIELDS)
+    def recommend_all(model: Any, key: tuple[Any, ...], bodies: list[RecommendRequest]) -> list[Any]:
+        k, exclude_seen, diversity, scenario, asked = key
+        result = model.recommend([b.user_id for b in bodies], k=k, exclude_seen=exclude_seen,
+                                 query=[b.query for b in bodies] if asked else None,
+                                 diversity=diversity, scenario=scenario)
+        labels = result.labels
+        return [Ranking(result.ids[i], result.scores[i], None, None if labels is None else labels[i])
+                for i in range(len(bodies))]
+
+    def recommend_key(body: RecommendRequest) -> tuple[Any, ...] | None:
+        """Requests that one call answers together: all but ``allow`` (one list per call)."""
+        if body.allow is not None:
+            return None
+        return (body.k, body.exclude_seen, body.diversity, body.scenario, body.query is not None)
+
+    read("/recommend", RecommendRequest, recommend, _READ_FIELDS, batch=(recommend_key, recommend_all))
     read("/recommend/history", HistoryRequest, recommend_history, _READ_FIELDS)
     read("/search", SearchRequest, search, _READ_FIELDS)
     read("/similar", SimilarRequest, similar, {**_READ_FIELDS, "item_ids": "item_id"})

@@ -1,5 +1,6 @@
 """Prometheus metrics (``GET /metrics``, text format): requests by endpoint and status,
-latency histograms by endpoint, and the model's version, items and users.
+latency histograms by endpoint, the sizes of the batches reads were answered in
+(:mod:`.batching`), and the model's version, items and users.
 
 Each server has its own registry (several apps in one process, as in the tests, do not
 share counters). Endpoint labels are the route paths, or "other" for paths the server
@@ -18,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Receive, Scope, Send
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -32,6 +34,8 @@ class Metrics:
                                  ("endpoint",), buckets=LATENCY_BUCKETS, registry=self.registry)
         self.reloads = Counter("llmrec_reloads", "model reloads by outcome", ("outcome",),
                                registry=self.registry)
+        self.batch_sizes = Histogram("llmrec_read_batch_size", "requests answered by one call of the model",
+                                     ("endpoint",), buckets=BATCH_BUCKETS, registry=self.registry)
         self.writes = Counter("llmrec_writes", "writes applied and logged, by operation", ("op",),
                               registry=self.registry)
         for name, doc, i in (("llmrec_model_version", "served model version (1 at start, +1 per reload)", 0),
@@ -84,4 +88,4 @@ class MetricsMiddleware:
             count.inc()
 
 
-__all__ = ["LATENCY_BUCKETS", "METHODS", "Metrics", "MetricsMiddleware"]
+__all__ = ["BATCH_BUCKETS", "LATENCY_BUCKETS", "METHODS", "Metrics", "MetricsMiddleware"]

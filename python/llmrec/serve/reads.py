@@ -48,6 +48,7 @@ class WorkPool:
     def __init__(self, threads: int, name: str = "llmrec-read") -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive int, got {threads!r}")
+        self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
 
     async def run(self, work: Callable[..., Result], *args: Any) -> Result:
