@@ -25,6 +25,7 @@ class Recommendations(_Pair):
     """
 
     user_ids: Any
+    _labels: Any  # None, (the catalogue's labels, item rows) until first read, then the decoded array
 
     def __new__(cls, ids: np.ndarray, scores: np.ndarray, user_ids: Any = None,
                 labels: Any = None) -> Recommendations:

@@ -158,7 +158,7 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
                 batch_key = key(parsed)
                 if batch_key is None:
                     return await pool.run(answer_alone, parsed)
-                return await batcher.submit(batch_key, parsed)  # type: ignore[no-any-return]
+                return await batcher.submit(batch_key, parsed)
 
         route("POST", path, handle, body_model, work.__doc__, response_model=Recommendations,
               tags=["read"], name=work.__name__)
