@@ -1,13 +1,15 @@
 """Parts of a served scale model (issue 16 §3).
 
-    python bench/bench_recommender.py scale-memory MODEL
+    python bench/bench_recommender.py scale-memory MODEL [--as-served]
 
 loads MODEL in this fresh process and prints its resident memory: the process once
 python, numpy, pandas and llmrec are imported (the fixed base, which amortises away at
 10M items; ``bench_recommender`` imports them before this runs), its growth with the
 load and one request, and the bytes per item of every array the model reaches,
 grouped by part (item side, user side), with what the arrays leave unexplained (heap
-fragmentation, Python objects, hash tables).
+fragmentation, Python objects, hash tables). ``--as-served`` loads it as ``llmrec
+serve`` does (:mod:`llmrec.serve.memory`: every large block a mapping of its own, the
+heaps trimmed after the load), as ``scale-one``'s "served model" figure does.
 
     python bench/bench_recommender.py scale-request MODEL [--queries 200]
 
@@ -215,12 +217,17 @@ def scale_memory(args: argparse.Namespace) -> None:
     import re
 
     import llmrec
+    from llmrec.serve.memory import map_large_blocks, return_freed_memory
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_recommender import StandInEncoder
 
+    if args.as_served:  # as llmrec serve loads a model (llmrec.serve.memory)
+        map_large_blocks()
     base = _rss()
     rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    if args.as_served:
+        return_freed_memory()
     rec.recommend(rec._user_map.ids[0], 10)
     grown = _rss() - base
     n = len(rec._items.V)
@@ -258,6 +265,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     m = sub.add_parser("scale-memory", help="resident memory of a served model, part by part")
     m.add_argument("model")
+    m.add_argument("--as-served", action="store_true",
+                   help="load as llmrec serve does: large blocks mapped on their own, heaps trimmed after")
 
 
 COMMANDS = {"scale-request": scale_request, "scale-interest": scale_interest, "scale-memory": scale_memory}

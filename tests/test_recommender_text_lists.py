@@ -154,9 +154,10 @@ def test_search_refuses_text_not_laid_out_for_its_lists(rng):
         Int8Rows(np.zeros((3, 2), np.int8), np.ones(3, np.float32), np.arange(3))
 
 
-def test_native_rescore_reads_rows_where_the_row_map_says(rng):
+def test_native_rescore_reads_rows_where_the_row_map_says(rng, simd_level):
     """``row_maps``: item i's int8 row and row scale read at position map[i] (a float64
-    reference of the same stored values); maps out of range or of the wrong length refused."""
+    reference of the same stored values, every SIMD level); maps out of range or of the wrong
+    length refused."""
     n, d, nq, c, k = 400, 40, 5, 60, 7
     plain = Int8Rows.encode(clustered_text(rng, n=n, d=d))
     order = rng.permutation(n)

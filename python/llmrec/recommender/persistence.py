@@ -72,7 +72,7 @@ from llmrec._validate import array, check_csr, fail, meta_int, meta_real, meta_v
 from llmrec.als import ALS
 from llmrec.recommender import scoring, stage1_files
 from llmrec.recommender.fusion import check_weights
-from llmrec.recommender.history import Histories
+from llmrec.recommender.feedback import liked_histories
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
@@ -478,7 +478,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     users = stored_users(users, items)  # files before version 7 kept the text interest in float32
     labels = arrays["labels"]
     fitted = build_state(settings=settings, geometry=geometry, user_map=user_map, item_map=item_map,
-                         histories=Histories(arrays["hist_indptr"], arrays["hist_items"]),
+                         histories=liked_histories(feedback),  # checked equal to the saved histories
                          feedback=feedback, profile=arrays["profile"],
                          items=items, als=als, users=users, labels=labels, towers=towers)
     model._install(fitted, Learned(meta["scenarios"], meta["regularization"], meta["validation"],
