@@ -121,6 +121,16 @@ def scale_request(args: argparse.Namespace) -> None:
     for key in list(found)[1:]:
         print(f"top-10 overlap, {first} vs {key}: {_overlap({k: found[k] for k in (first, key)}):.3f} "
               f"over {len(texts)} queries", flush=True)
+    # recommend (no request text: stage 2 reads E through its slots for the text interest)
+    users = rec._user_map.ids[rng.integers(0, len(rec._user_map.ids), args.queries)]
+    layouts = list(snapshots)[:2]
+    times, found = _interleaved(users, {key: lambda s=snapshots[key]: setattr(publisher, "current", s)
+                                        for key in layouts}, lambda user: rec.recommend(user, 10).ids)
+    for key in layouts:
+        t = np.array(times[key][5:])
+        print(f"{key}: recommend(user, 10) p50 {np.percentile(t, 50):.2f} ms, p99 {np.percentile(t, 99):.2f} ms",
+              flush=True)
+    print(f"top-10 overlap of recommend: {_overlap(found):.3f} over {len(users)} users", flush=True)
 
 
 def scale_interest(args: argparse.Namespace) -> None:
