@@ -224,15 +224,20 @@ def _serve(args: argparse.Namespace, rec, n: int) -> None:
 
 
 def scale_serve(args: argparse.Namespace) -> None:
-    """Load a saved model in this fresh process; print its RSS growth (JSON)."""
+    """Load a saved model in this fresh process as ``llmrec serve`` does (large blocks
+    mapped on their own, the heaps trimmed after the load: :mod:`llmrec.serve.memory`);
+    print its RSS growth (JSON)."""
     import llmrec
+    from llmrec.serve.memory import map_large_blocks, return_freed_memory
 
     sys.path.insert(0, str(HERE))
     from bench_recommender import StandInEncoder
 
+    map_large_blocks()
     base = _rss_mb()
     start = time.perf_counter()
     rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    return_freed_memory()
     load_s = time.perf_counter() - start
     rec.recommend(rec._user_map.ids[0], 10)
     print(json.dumps({"mb": _rss_mb() - base, "load_s": load_s}))

@@ -49,7 +49,7 @@ def grow(model: Path, out: Path, copies: int) -> None:
     from llmrec.recommender.rows import inverse_norms
 
     rng = np.random.default_rng(0)
-    meta, A, version = load_arrays(model / "recommender.llmrec", "Recommender", max_kind_version=7, mmap=True)
+    meta, A, version = load_arrays(model / "recommender.llmrec", "Recommender", max_kind_version=8, mmap=True)
     ameta, B, aversion = load_arrays(model / "als.llmrec", "ALS", max_kind_version=2, mmap=True)
     n, nu = len(A["item_ids"]), len(A["user_ids"])
     if any(name in A for name in ("item_gone", "user_gone", "G", "profile")):
@@ -61,6 +61,8 @@ def grow(model: Path, out: Path, copies: int) -> None:
         tiled[name] = np.concatenate([_noisy(A[name], j, rng) for j in range(copies)])
     tiled["inv_norm"] = inverse_norms(tiled["V"], np.tile(np.asarray(A["inv_norm"]) != 0, copies))
     tiled["E_codes"] = np.concatenate([_shifted(A["E_codes"], j, rng) for j in range(copies)])
+    if "E_slots" in A:  # kind version 8: copy j's rows stored in its own block, in the same order
+        tiled["E_slots"] = np.concatenate([A["E_slots"] + j * n for j in range(copies)]).astype(np.int32)
     tiled["item_ids"] = np.concatenate([A["item_ids"] + j * item_step for j in range(copies)])
     tiled["user_ids"] = np.concatenate([A["user_ids"] + j * user_step for j in range(copies)])
     for name in ("hist", "fb"):

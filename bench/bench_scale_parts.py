@@ -1,24 +1,25 @@
 """Parts of a served scale model (issue 16 §3).
 
-    python bench/bench_recommender.py scale-memory MODEL
+    python bench/bench_recommender.py scale-memory MODEL [--as-served]
 
 loads MODEL in this fresh process and prints its resident memory: the process once
 python, numpy, pandas and llmrec are imported (the fixed base, which amortises away at
 10M items; ``bench_recommender`` imports them before this runs), its growth with the
 load and one request, and the bytes per item of every array the model reaches,
 grouped by part (item side, user side), with what the arrays leave unexplained (heap
-fragmentation, Python objects, hash tables).
+fragmentation, Python objects, hash tables). ``--as-served`` loads it as ``llmrec
+serve`` does (:mod:`llmrec.serve.memory`: every large block a mapping of its own, the
+heaps trimmed after the load), as ``scale-one``'s "served model" figure does.
 
     python bench/bench_recommender.py scale-request MODEL [--queries 200]
 
-Free-text requests at scale: the request channel over the items' own int8 text codes
-(:class:`llmrec.recommender.text_lists.TextLists`) against the partitioned channel with
-its own sq8 codes it replaces, on the same lists (issue 16 §3).
-
-MODEL: a scale model with int8 text saved before TextLists (file version ≤ 6), whose
-partitioned request channel is loaded as saved and converted in the same process, so
-both search the same probed lists (a newer model has no codes to compare with: refused). Queries: item texts of the catalogue (the stand-in encoder), each
-searched by both, interleaved. Reported: ``search(text, 10)`` p50 / p99 of each, the
+Free-text requests at scale, interleaved query by query on the same lists: the request
+channel over the items' own int8 text codes (:class:`llmrec.recommender.text_lists.TextLists`)
+with E laid out list by list (as served), the same channel reading E in item order (as
+it did before the layout: each probed row a scattered read), and, where MODEL was saved
+with one (file version ≤ 6), the partitioned channel with its own sq8 codes that
+TextLists replaced (converted here from the saved one). Queries: item texts of the
+catalogue (the stand-in encoder). Reported: ``search(text, 10)`` p50 / p99 of each, the
 overlap of their top 10, each one's recall@10 against the exact ranking of the same
 blend (every item scored), and the channel's bytes per item.
 
@@ -31,6 +32,7 @@ times ``recommend(user, 10)`` with the users' text interest in int8 against floa
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -43,39 +45,92 @@ def scale_request(args: argparse.Namespace) -> None:
     import llmrec
     from llmrec.recommender import stage1_files
     from llmrec.recommender.partitioned import PartitionedChannel
+    from llmrec.recommender.rows import Int8Rows
     from llmrec.recommender.text_lists import TextLists
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_recommender import StandInEncoder
 
+    class ByRow(TextLists):
+        """TextLists as it searched before E was laid out (the anchor): the probed lists'
+        rows read from E in item order."""
+
+        def search(self, queries: Any, k: int, *, text: Any, exclude: Any = None,
+                   allow: Any = None) -> tuple[Any, None]:
+            rows = self.candidates(queries, exclude, allow)
+            listed = (rows >= 0) & (rows < len(self.order))
+            rows[listed] = self.order[rows[listed]]
+            k = max(1, min(int(k), rows.shape[1]))
+            ids, _ = llmrec._core.rescore_candidates(rows, [text.codes], [queries], [None], [None],
+                                                     np.zeros(len(queries), np.float32), k, self._num_threads,
+                                                     [text.scales])
+            return ids, None
+
     load = stage1_files.load_stage1
-    stage1_files.load_stage1 = lambda *a, **k: load(*a[:7], None)  # keep the saved channel as it is
+
+    def keep_saved(*a: Any) -> Any:
+        """A partitioned request channel kept as saved (not converted); TextLists as usual."""
+        try:
+            return load(*a[:7], None)
+        except llmrec.FormatError:
+            return load(*a)
+
+    stage1_files.load_stage1 = keep_saved
     rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
     stage1_files.load_stage1 = load
-    stage1 = rec._items.index
-    old = stage1.request
-    if not isinstance(old, PartitionedChannel):
-        raise SystemExit("scale-request needs a model saved with a partitioned request channel")
-    new = TextLists.from_channel(old, np.zeros(0, np.int64), 2, None)
-    n = len(rec._items.V)
+    publisher = rec._state.publisher
+    snap = publisher.current
+    items, stage1 = snap.items, snap.items.index
+    if not isinstance(items.E, Int8Rows):
+        raise SystemExit("scale-request needs a model with int8 text")
+    saved = stage1.request
+    n = len(items.V)
+    lists = saved if isinstance(saved, TextLists) else TextLists.from_channel(saved, np.zeros(0, np.int64), 2, None)
+    by_item = items.E if items.E.slots is None else Int8Rows(items.E.codes[items.E.slots], items.E.scales[items.E.slots])
+    by_row = ByRow(lists.centroids, lists.order, lists.starts, lists.n_main, lists.n_rows, 2, lists.probes,
+                   lists.removed)
+    channels = {"TextLists, E list by list (now)": (lists, lists.lay_out(items.E)),
+                "TextLists, E in item order (before)": (by_row, by_item)}
+    if isinstance(saved, PartitionedChannel):
+        channels["sq8 codes (partitioned, before TextLists)"] = (saved, by_item)
+    snapshots = {}
+    for key, (channel, E) in channels.items():
+        index = copy.copy(stage1)
+        index.request = channel
+        snapshots[key] = snap._replace(items=items._replace(E=E, index=index))
+    del items, snap
     rng = np.random.default_rng(4)
-    labels = rec._state.publisher.current.labels
+    labels = publisher.current.labels
     texts = [max(str(labels[int(i)]).split("."), key=len) for i in rng.integers(0, n, args.queries)]
-    channels = {"sq8 codes (before)": old, "int8 text by row (TextLists)": new}
-    times, found = _interleaved(texts, {key: lambda c=channel: setattr(stage1, "request", c)
-                                        for key, channel in channels.items()},
+    times, found = _interleaved(texts, {key: lambda s=snapshot: setattr(publisher, "current", s)
+                                        for key, snapshot in snapshots.items()},
                                 lambda text: rec.search(text, 10).ids)
+    publisher.current = snapshots["TextLists, E list by list (now)"]
     settings = rec._state.settings
-    settings["candidates"], saved = n, settings["candidates"]  # every item scored: the exact ranking
+    settings["candidates"], kept = n, settings["candidates"]  # every item scored: the exact ranking
     exact = [rec.search(text, 10).ids for text in texts[:args.recall_queries]]
-    settings["candidates"] = saved
-    for key, channel in channels.items():
+    settings["candidates"] = kept
+    for key, (channel, E) in channels.items():
         t = np.array(times[key][5:])
         recall = np.mean([np.isin(e, f).mean() for e, f in zip(exact, found[key])])
         print(f"{key}: search(text, 10) p50 {np.percentile(t, 50):.2f} ms, p99 {np.percentile(t, 99):.2f} ms; "
               f"recall@10 vs exact {recall:.3f} ({len(exact)} queries); channel "
-              f"{channel.memory_bytes() / n:.1f} bytes per item", flush=True)
-    print(f"top-10 overlap of the two: {_overlap(found):.3f} over {len(texts)} queries", flush=True)
+              f"{channel.memory_bytes() / n:.1f} + E's slots {0 if E.slots is None else 4} bytes per item",
+              flush=True)
+    first = next(iter(found))
+    for key in list(found)[1:]:
+        print(f"top-10 overlap, {first} vs {key}: {_overlap({k: found[k] for k in (first, key)}):.3f} "
+              f"over {len(texts)} queries", flush=True)
+    # recommend (no request text: stage 2 reads E through its slots for the text interest)
+    users = rec._user_map.ids[rng.integers(0, len(rec._user_map.ids), args.queries)]
+    layouts = list(snapshots)[:2]
+    times, found = _interleaved(users, {key: lambda s=snapshots[key]: setattr(publisher, "current", s)
+                                        for key in layouts}, lambda user: rec.recommend(user, 10).ids)
+    for key in layouts:
+        t = np.array(times[key][5:])
+        print(f"{key}: recommend(user, 10) p50 {np.percentile(t, 50):.2f} ms, p99 {np.percentile(t, 99):.2f} ms",
+              flush=True)
+    print(f"top-10 overlap of recommend: {_overlap(found):.3f} over {len(users)} users", flush=True)
 
 
 def scale_interest(args: argparse.Namespace) -> None:
@@ -172,12 +227,17 @@ def scale_memory(args: argparse.Namespace) -> None:
     import re
 
     import llmrec
+    from llmrec.serve.memory import map_large_blocks, return_freed_memory
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_recommender import StandInEncoder
 
+    if args.as_served:  # as llmrec serve loads a model (llmrec.serve.memory)
+        map_large_blocks()
     base = _rss()
     rec = llmrec.Recommender.load(args.model, encoder=StandInEncoder())
+    if args.as_served:
+        return_freed_memory()
     rec.recommend(rec._user_map.ids[0], 10)
     grown = _rss() - base
     n = len(rec._items.V)
@@ -202,7 +262,7 @@ def scale_memory(args: argparse.Namespace) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scale-request", help="free-text search: TextLists vs the sq8 request channel")
+    p = sub.add_parser("scale-request", help="free-text search: E laid out list by list vs in item order")
     p.add_argument("model")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--recall-queries", type=int, default=50)
@@ -215,6 +275,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     m = sub.add_parser("scale-memory", help="resident memory of a served model, part by part")
     m.add_argument("model")
+    m.add_argument("--as-served", action="store_true",
+                   help="load as llmrec serve does: large blocks mapped on their own, heaps trimmed after")
 
 
 COMMANDS = {"scale-request": scale_request, "scale-interest": scale_interest, "scale-memory": scale_memory}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmrec._arrays import appended, grow_rows, reserve_rows, result_order
+from llmrec._arrays import appended, constant_view, grow_rows, reserve_rows, result_order
 
 
 def test_growth_keeps_rows_zeroes_new_ones_and_reuses_capacity(rng):
@@ -75,3 +75,15 @@ def test_result_order_is_score_descending_then_smaller_id(rng):
         np.testing.assert_array_equal(ids[row, order[row]], ids[row, expected])
     one = result_order(ids[0], scores[0])  # a single row
     np.testing.assert_array_equal(one, order[0])
+
+
+def test_constant_view_holds_one_entry_for_a_column_of_one_value(rng):
+    for values in (np.ones(50, np.float32), np.full(50, np.nan, np.float32), np.full(50, -1, np.int32),
+                   np.zeros(50, bool)):
+        view = constant_view(values)
+        assert view.strides == (0,) and not view.flags.writeable and not np.shares_memory(view, values)
+        np.testing.assert_array_equal(view, values)
+        np.testing.assert_array_equal(view[[3, 7]], values[[3, 7]])
+    for values in (rng.random(50).astype(np.float32), np.array([1.0, np.nan], np.float32),
+                   np.array([np.nan, 1.0], np.float32), np.array([0, 0, 1], np.int32), np.ones(1), np.ones(0)):
+        assert constant_view(values) is values

@@ -271,6 +271,28 @@ def test_save_load_keeps_what_interactions_meant(data, rng, tmp_path):
     assert loaded.history(user)["disliked"].iloc[-1]
 
 
+def test_plain_clicks_keep_one_copy_of_the_interactions(data, rng, tmp_path):
+    """Without ratings, weights, events or dislikes, the columns that say nothing hold one
+    value each and the histories are the feedback's own item rows (fit and load); with
+    them, every value is kept."""
+    interactions, items, _ = data
+    clicks = interactions.drop(columns="rating")
+    for rec in (fit(clicks, items), None):
+        if rec is None:
+            fit(clicks, items).save(tmp_path / "plain")
+            rec = Recommender.load(tmp_path / "plain", encoder=WordEncoder())
+        columns = rec._state.feedback._columns
+        assert all(columns[name].strides == (0,) for name in ("weight", "disliked", "rating", "event"))
+        assert np.shares_memory(rec._state.histories.arrays()[1], columns["items"])
+    rich = fit(with_columns(interactions, rng), items, event_weights=EVENTS)
+    columns = rich._state.feedback._columns
+    assert all(columns[name].strides != (0,) for name in ("weight", "disliked", "rating", "event"))
+    assert not np.shares_memory(rich._state.histories.arrays()[1], columns["items"])
+    user = interactions["user_id"].iloc[1]  # a dislike added online to a plain-click model
+    rec.update(user, items["item_id"].to_numpy()[:2], ratings=1)
+    assert rec.history(user)["disliked"].iloc[-1] and not rec.history(user)["disliked"].iloc[0]
+
+
 def test_old_files_still_load(data, tmp_path):
     """A version-2 file (no feedback arrays, no rating settings) loads as every
     interaction a like of weight 1, ratings unread."""
@@ -278,7 +300,7 @@ def test_old_files_still_load(data, tmp_path):
     rec = fit(interactions, items, rating_rule="ignore")
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=7)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=8)
     arrays = dict(arrays)
     for key in [k for k in arrays if k.startswith("fb_")]:
         del arrays[key]
@@ -307,7 +329,7 @@ def test_damaged_feedback_arrays_raise_format_error(data, tmp_path):
     rec = fit(interactions, items)
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=7)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=8)
     for name, change in (("fb_weight", lambda a: a * 0), ("fb_disliked", lambda a: a + 2),
                          ("fb_event", lambda a: a + 5)):
         bad = {k: np.array(v) for k, v in arrays.items()}

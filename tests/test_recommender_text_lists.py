@@ -1,16 +1,19 @@
 """The request channel over the items' int8 text codes (:mod:`llmrec.recommender.text_lists`,
 issue 16 §3): it returns the top k by the exact int8 score among the rows of the probed
 lists (a float64 reference over the same codes), honours exclude / allow / removals /
-added items, keeps no second copy of the text, and survives save / load — including
-models saved with the older partitioned request channel, converted at load."""
+added items, keeps no second copy of the text, reads E laid out list by list (and stage
+2 finds each item's row there), and survives save / load — including models saved with
+the older partitioned request channel or with E in row order, converted at load."""
 
 from __future__ import annotations
 
+import copy
+import shutil
 
 import numpy as np
 import pytest
 
-from llmrec import FormatError, Recommender
+from llmrec import FormatError, Recommender, _core
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.quantized import probed_lists
 from llmrec.recommender import scoring
@@ -19,6 +22,7 @@ from llmrec.recommender.rows import Int8Rows
 from llmrec.recommender.text_lists import TextLists
 
 from recommender_helpers import WordEncoder, assert_crafted_copy_refused, small_data
+from tolerances import assert_within, gamma
 
 
 def clustered_text(rng, n=3000, d=24, clusters=30):
@@ -27,12 +31,18 @@ def clustered_text(rng, n=3000, d=24, clusters=30):
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
+def decoded(text):
+    """Each item's stored int8 row s_i·c_i in float64, in item order (wherever it is stored)."""
+    at = np.arange(text.n) if text.slots is None else text.slots
+    return text.codes[at].astype(np.float64) * text.scales[at].astype(np.float64)[:, None]
+
+
 def reference_top(text, queries, rows_per_query, k):
     """Per query, the k best of its rows by the int8 score in float64 (ids, scores)."""
-    decoded = text.codes.astype(np.float64) * text.scales.astype(np.float64)[:, None]
+    decoded_rows = decoded(text)
     out = []
     for q, rows in zip(queries.astype(np.float64), rows_per_query):
-        scores = decoded[rows] @ q
+        scores = decoded_rows[rows] @ q
         order = np.lexsort((rows, -scores))[:k]
         out.append((rows[order], scores[order]))
     return out
@@ -40,23 +50,23 @@ def reference_top(text, queries, rows_per_query, k):
 
 def check_against_reference(channel, text, queries, k, rows_per_query):
     found, _ = channel.search(queries, k, text=text)
-    decoded = text.codes.astype(np.float64) * text.scales.astype(np.float64)[:, None]
+    decoded_rows = decoded(text)
     for q, (ids, scores) in enumerate(reference_top(text, queries, rows_per_query, k)):
         got = found[q][found[q] >= 0]
         assert len(got) == len(ids)
         assert len(set(got.tolist())) == len(got)
         assert np.isin(got, rows_per_query[q]).all()
         # each score: a float32 sum of d products of magnitude ≤ |q_j|·s_i·127
-        bound = 2 * 24 * np.finfo(np.float32).eps * (np.abs(decoded[got]) @ np.abs(queries[q])) + 1e-12
-        mine = decoded[got] @ queries[q].astype(np.float64)
+        bound = 2 * 24 * np.finfo(np.float32).eps * (np.abs(decoded_rows[got]) @ np.abs(queries[q])) + 1e-12
+        mine = decoded_rows[got] @ queries[q].astype(np.float64)
         kth = scores[-1]
         assert (mine >= kth - bound).all()  # nothing returned scores below the reference k-th
 
 
 def test_search_is_the_exact_int8_top_k_of_the_probed_lists(rng):
     E = clustered_text(rng)
-    text = Int8Rows.encode(E)
-    channel = TextLists.build(text, 1, 0, probes=4)
+    channel = TextLists.build(Int8Rows.encode(E), 1, 0, probes=4)
+    text = channel.lay_out(Int8Rows.encode(E))
     assert channel.partitions == round(4 * np.sqrt(len(E)))
     assert np.array_equal(np.sort(channel.order), np.arange(len(E)))
     queries = clustered_text(rng, n=12)
@@ -71,8 +81,8 @@ def test_search_is_the_exact_int8_top_k_of_the_probed_lists(rng):
 
 def test_exclude_allow_removed_and_added_rows(rng):
     E = clustered_text(rng, n=2000)
-    text = Int8Rows.encode(E)
-    channel = TextLists.build(text, 1, 0)
+    channel = TextLists.build(Int8Rows.encode(E), 1, 0)
+    text = channel.lay_out(Int8Rows.encode(E))
     channel.probes = channel.partitions
     queries = clustered_text(rng, n=5)
     every = np.arange(len(E))
@@ -111,6 +121,86 @@ def test_a_flat_channel_scores_every_row(rng):
     found, _ = channel.search(queries, 10, text=text, exclude=[kept[:4]] * len(queries))
     for q, (ids, _) in enumerate(reference_top(text, queries, [kept[4:]] * len(queries), 10)):
         assert set(found[q][found[q] >= 0].tolist()) == set(ids.tolist())
+    assert channel.lay_out(text) is text  # E in item order is the flat channel's layout
+
+
+def test_lay_out_stores_each_list_as_one_run(rng):
+    """E laid out list by list: list j's items at positions starts[j] … starts[j+1] − 1,
+    later rows last in row order; every row reads back as before (same codes, same
+    scales), through copies, appends and writes; laying out again is a no-op."""
+    E = clustered_text(rng, n=1500)
+    plain = Int8Rows.encode(E)
+    channel = TextLists.build(plain, 1, 0)
+    channel.add(np.zeros((7, E.shape[1]), np.float32))  # 7 rows appended after the build
+    more = clustered_text(rng, n=7)
+    grown = plain.appended(more)
+    text = channel.lay_out(grown)
+    assert text is not grown and grown.slots is None and text.slots.dtype == np.int32
+    for j in range(channel.partitions):
+        lo, hi = channel.starts[j], channel.starts[j + 1]
+        np.testing.assert_array_equal(text.slots[channel.order[lo:hi]], np.arange(lo, hi))
+    np.testing.assert_array_equal(text.slots[1500:], np.arange(1500, 1507))
+    np.testing.assert_array_equal(decoded(text), decoded(grown))
+    np.testing.assert_array_equal(text[[3, 1504, 0]], grown[[3, 1504, 0]])
+    assert channel.lay_out(text) is text
+    assert text.nbytes == grown.nbytes + 4 * 1507  # the slots: one int32 per item
+    # appended rows are stored last; a write lands on the item's own row
+    longer, plain_longer = text.appended(more[:2]), grown.appended(more[:2])
+    np.testing.assert_array_equal(decoded(longer), decoded(plain_longer))
+    np.testing.assert_array_equal(longer.slots[-2:], [1507, 1508])
+    written, plain_written = longer.copy(), plain_longer.copy()
+    written[[5, 1508]] = more[3:5]
+    plain_written[[5, 1508]] = more[3:5]
+    np.testing.assert_array_equal(decoded(written), decoded(plain_written))
+    np.testing.assert_array_equal(decoded(longer), decoded(plain_longer))  # the copy's only
+    np.testing.assert_array_equal(decoded(text.grown(1510))[-3:], 0.0)
+
+
+def test_search_refuses_text_not_laid_out_for_its_lists(rng):
+    E = clustered_text(rng, n=1200)
+    channel = TextLists.build(Int8Rows.encode(E), 1, 0)
+    other = TextLists.build(Int8Rows.encode(E), 1, 1)  # other lists
+    channel.probes = channel.partitions
+    with pytest.raises(ValueError, match="laid out"):
+        channel.search(E[:2], 5, text=Int8Rows.encode(E))
+    with pytest.raises(ValueError, match="laid out for other lists"):
+        channel.search(E[:2], 5, text=other.lay_out(Int8Rows.encode(E)))
+    with pytest.raises(ValueError, match="int32 slot"):
+        Int8Rows(np.zeros((3, 2), np.int8), np.ones(3, np.float32), np.arange(3))
+
+
+def test_native_rescore_reads_rows_where_the_row_map_says(rng, simd_level):
+    """``row_maps``: item i's int8 row and row scale read at position map[i] (a float64
+    reference of the same stored values, every SIMD level); maps out of range or of the wrong
+    length refused."""
+    n, d, nq, c, k = 400, 40, 5, 60, 7
+    plain = Int8Rows.encode(clustered_text(rng, n=n, d=d))
+    order = rng.permutation(n)
+    text = plain.laid_out(order)
+    V = rng.standard_normal((n, 8)).astype(np.float32)
+    qe, qv = rng.standard_normal((nq, d)).astype(np.float32), rng.standard_normal((nq, 8)).astype(np.float32)
+    candidates = np.stack([rng.choice(n, c, replace=False) for _ in range(nq)]).astype(np.int64)
+    candidates[1, :4] = -1
+    zero = np.zeros(nq, np.float32)
+    ids, scores = _core.rescore_candidates(candidates, [text.codes, V], [qe, qv], [None, None], [None, None],
+                                           zero, k, 2, [text.scales, None], [text.slots, None])
+    full = decoded(plain) @ qe.astype(np.float64).T + V.astype(np.float64) @ qv.astype(np.float64).T
+    size = np.abs(decoded(plain)) @ np.abs(qe.astype(np.float64)).T + np.abs(V) @ np.abs(qv.astype(np.float64)).T
+    bound = gamma(d + 8) * size
+    for q in range(nq):
+        valid = candidates[q][candidates[q] >= 0]
+        assert np.isin(ids[q], valid).all()
+        assert_within(scores[q], full[ids[q], q], bound[ids[q], q])
+        assert full[ids[q], q].min() >= np.sort(full[valid, q])[-k] - 2 * bound[:, q].max()
+    base = (candidates, [text.codes], [qe], [None], [None], zero, k, 1, [text.scales])
+    with pytest.raises(ValueError, match="row_maps"):
+        _core.rescore_candidates(*base, [np.arange(n - 1, dtype=np.int32)])
+    with pytest.raises(ValueError, match="row_maps"):
+        _core.rescore_candidates(*base, [np.full(n, n, np.int32)])
+    with pytest.raises(ValueError, match="row_maps"):
+        _core.rescore_candidates(*base, [np.full(n, -1, np.int32)])
+    with pytest.raises(ValueError, match="row_maps"):
+        _core.rescore_candidates(*base, [None, None])
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +250,90 @@ def test_recommender_request_channel_reads_the_int8_text(data, tmp_path, monkeyp
     assert isinstance(back._items.index.request, TextLists)
     _same(rec, back, list(rec._user_map.ids[:30]))
     assert added[0] not in back.search("a story of the city", 600).ids
+
+
+def _row_ordered(text):
+    """A copy of ``text`` stored in item order (no slots)."""
+    return Int8Rows(text.codes[text.slots], text.scales[text.slots])
+
+
+def test_stage_2_reads_each_item_where_e_stores_it(data):
+    """The fitted model's E is laid out list by list; every score it gives equals, bit for
+    bit, the twin's whose E holds the same codes in item order."""
+    rec = fresh(data, text_storage="int8", text_weight=1.0)
+    E, channel = rec._items.E, rec._items.index.request
+    assert E.slots is not None and channel.lay_out(E) is E
+    assert not np.array_equal(E.slots, np.arange(E.n))
+    twin = copy.deepcopy(rec)
+    snap = twin._publisher.current
+    twin._publisher.current = snap._replace(items=snap.items._replace(E=_row_ordered(E)))
+    every = rec._item_map.ids
+    users = list(rec._user_map.ids[:20])
+    for user in users[:5]:
+        np.testing.assert_array_equal(rec.predict(user, every), twin.predict(user, every))
+    x, y = rec.recommend(users, 10), twin.recommend(users, 10)
+    np.testing.assert_array_equal(x.ids, y.ids)
+    np.testing.assert_array_equal(x.scores, y.scores)
+
+
+def _recommender_file(change, version=8):
+    def apply(directory):
+        path = directory / "recommender.llmrec"
+        meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=8)
+        arrays = {k: np.array(v) for k, v in arrays.items()}
+        change(arrays)
+        path.unlink()
+        save_arrays(path, "Recommender", version, meta, arrays)
+    return apply
+
+
+def _stored_in(order):
+    """Rewrites E's storage so that item row ``order(n)[j]`` is at position j."""
+    def change(arrays):
+        at = arrays.pop("E_slots")
+        codes, scales = arrays["E_codes"], arrays["E_scales"]
+        rows = order(len(at))
+        arrays["E_codes"], arrays["E_scales"] = codes[at[rows]], scales[at[rows]]
+        if not np.array_equal(rows, np.arange(len(at))):
+            arrays["E_slots"] = np.argsort(rows).astype(np.int32)
+    return change
+
+
+def test_e_stored_in_item_order_or_another_order_is_laid_out_at_load(data, tmp_path):
+    """A version-7 file (E in item order, no slots) and a file whose E is stored in some
+    other order both load with E laid out list by list, serving the same lists."""
+    rec = fresh(data, text_storage="int8")
+    rec.save(tmp_path / "m")
+    _, arrays, version = load_arrays(tmp_path / "m" / "recommender.llmrec", "Recommender", max_kind_version=8)
+    assert version == 8 and arrays["E_slots"].dtype == np.int32
+    np.testing.assert_array_equal(arrays["E_slots"], rec._items.E.slots)
+    back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    np.testing.assert_array_equal(back._items.E.slots, rec._items.E.slots)
+    users = list(rec._user_map.ids[:20])
+    for name, craft in (("item order, version 7", _recommender_file(_stored_in(np.arange), version=7)),
+                        ("shuffled", _recommender_file(_stored_in(np.random.default_rng(3).permutation)))):
+        directory = tmp_path / name
+        shutil.copytree(tmp_path / "m", directory)
+        craft(directory)
+        loaded = Recommender.load(directory, encoder=WordEncoder())
+        E = loaded._items.E
+        assert E.slots is not None and loaded._items.index.request.lay_out(E) is E, name
+        np.testing.assert_array_equal(decoded(E), decoded(rec._items.E))
+        _same(rec, loaded, users)
+
+
+E_SLOT_ATTACKS = {
+    "slots repeated": lambda a: a["E_slots"].__setitem__(0, a["E_slots"][1]),
+    "slots beyond the items": lambda a: a["E_slots"].__setitem__(0, len(a["E_slots"])),
+    "slots negative": lambda a: a["E_slots"].__setitem__(0, -1),
+    "slots int64": lambda a: a.update({"E_slots": a["E_slots"].astype(np.int64)}),
+    "slots short": lambda a: a.update({"E_slots": a["E_slots"][:-1]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(E_SLOT_ATTACKS))
+def test_crafted_e_slots_are_refused(saved_rows, tmp_path, case):
+    assert_crafted_copy_refused(saved_rows, tmp_path, _recommender_file(E_SLOT_ATTACKS[case]), match="E_slots")
 
 
 def test_models_saved_with_a_partitioned_request_channel_convert_at_load(data, tmp_path):
@@ -261,6 +435,7 @@ def test_an_exact_stage_1_scans_the_int8_text_without_a_float_copy(data, tmp_pat
     rec = fresh(data, text_storage="int8", index="exact")
     channel = rec._items.index.request
     assert isinstance(channel, TextLists) and channel.partitions == 0
+    assert rec._items.E.slots is None  # item order is the flat channel's: no row map
     assert rec.memory_per_item()["stage1.request"] == channel.memory_bytes() / 600
     # the free-text search is the exact ranking of the int8 score the items keep
     text, query = rec._items.E, "a story of the city"

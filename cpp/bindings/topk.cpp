@@ -64,19 +64,22 @@ void normalize_rows(const py::object& rows_arg, long num_threads) {
 }
 
 using Int8Array = llmrec::bindings::InputArray<int8_t>;
+using RowMapArray = llmrec::bindings::InputArray<int32_t>;
 
 py::tuple rescore_candidates(const IdArray& candidates, const std::vector<py::array>& matrices,
                              const std::vector<FloatArray>& queries,
                              const std::vector<std::optional<ByteArray>>& applies,
                              const std::vector<std::optional<FloatArray>>& fallbacks,
                              const FloatArray& offset, long k, long num_threads,
-                             const std::vector<std::optional<FloatArray>>& row_scales) {
+                             const std::vector<std::optional<FloatArray>>& row_scales,
+                             const std::vector<std::optional<RowMapArray>>& row_maps) {
   require(candidates.ndim() == 2, "candidates must be 2-D");
   const std::size_t nq = candidates.shape(0), c = candidates.shape(1);
   const std::size_t terms = matrices.size();
   require(queries.size() == terms && applies.size() == terms && fallbacks.size() == terms,
           "one query array, applies and fallback per matrix");
   require(row_scales.empty() || row_scales.size() == terms, "row_scales must be empty or one per matrix");
+  require(row_maps.empty() || row_maps.size() == terms, "row_maps must be empty or one per matrix");
   require(terms > 0, "at least one term");
   require(offset.ndim() == 1 && static_cast<std::size_t>(offset.shape(0)) == nq, "offset must have one value per row");
   // float32 matrices are used as given (or converted once); int8 ones are codes.
@@ -123,18 +126,30 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<py::ar
               "row_scales must have one value per item");
       specs[t].row_scale = row_scales[t]->data();
     }
+    if (!row_maps.empty() && row_maps[t]) {
+      require(row_maps[t]->ndim() == 1 && static_cast<std::size_t>(row_maps[t]->shape(0)) == n,
+              "row_maps must have one row per item");
+      specs[t].row_map = row_maps[t]->data();
+    }
   }
   const int64_t* ids = candidates.data();
   bool in_range = true;
   for (std::size_t i = 0; i < nq * c; ++i) in_range &= ids[i] >= -1 && ids[i] < static_cast<int64_t>(n);
   require(in_range, "candidate ids must be -1 or in [0, n_items)");
-  // Only the candidates' row scales are read: checking those, not all n, keeps a request
-  // O(candidates) (the whole check was 2.4 ms per scaled term at 1M items).
+  // Only the candidates' rows and row scales are read: checking those, not all n, keeps a
+  // request O(candidates) (the whole check was 2.4 ms per scaled term at 1M items).
   for (std::size_t t = 0; t < terms; ++t) {
+    const int32_t* map = specs[t].row_map;
+    if (map) {
+      bool mapped = true;
+      for (std::size_t i = 0; i < nq * c; ++i)
+        if (ids[i] >= 0) mapped &= map[ids[i]] >= 0 && static_cast<std::size_t>(map[ids[i]]) < n;
+      require(mapped, "row_maps must map each candidate to a row in [0, n_items)");
+    }
     if (specs[t].row_scale == nullptr) continue;
     bool finite = true;
     for (std::size_t i = 0; i < nq * c; ++i)
-      if (ids[i] >= 0) finite &= std::isfinite(specs[t].row_scale[ids[i]]);
+      if (ids[i] >= 0) finite &= std::isfinite(specs[t].row_scale[map ? map[ids[i]] : ids[i]]);
     require(finite, "row_scales must be finite");
   }
   const std::size_t threads = llmrec::resolve_threads(num_threads);
@@ -150,10 +165,13 @@ void register_topk(py::module_& m) {
   m.def("rescore_candidates", &rescore_candidates, py::arg("candidates"), py::arg("matrices"),
         py::arg("queries"), py::arg("applies"), py::arg("fallbacks"), py::arg("offset"), py::arg("k"),
         py::arg("num_threads") = 0, py::arg("row_scales") = std::vector<std::optional<FloatArray>>(),
+        py::arg("row_maps") = std::vector<std::optional<RowMapArray>>(),
         "Scores of candidate ids (-1 = none) as a sum of gathered row dot products minus offset, "
         "and the best k per row: (ids int64 (nq, k), scores float32 (nq, k)). A matrix is float32 "
         "rows or int8 codes; row_scales (optional, one per matrix, each None or one float per item) "
-        "multiplies each row's dot product. An id repeated within "
+        "multiplies each row's dot product; row_maps (optional, one per matrix, each None or one "
+        "int32 per item) gives the row of the matrix (and of its row scales) that holds each item. "
+        "An id repeated within "
         "a row is returned once; k must be at most max(n_items, 1024).");
   m.def("search_exact", &search_exact, py::arg("items"), py::arg("queries"), py::arg("k"),
         py::arg("exclude_indptr") = py::none(), py::arg("exclude_ids") = py::none(),

@@ -66,6 +66,18 @@ def marked(mask: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def constant_view(values: np.ndarray) -> np.ndarray:
+    """``values`` (1-D) as one stored entry repeated (a read-only view with stride 0: no
+    memory per entry) where every entry equals the first (NaN equal to NaN), else
+    ``values`` itself. For columns that carry no information (every interaction's rating
+    NaN, weight 1, no event, none disliked), which would otherwise cost a value each."""
+    if values.ndim != 1 or len(values) < 2:
+        return values
+    first = values[:1].copy()  # not a view: the full array can then be freed
+    same = values == first[0] if values.dtype.kind != "f" or not np.isnan(first[0]) else np.isnan(values)
+    return np.broadcast_to(first, values.shape) if bool(same.all()) else values
+
+
 def result_order(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Indices that sort each row (last axis) as results are sorted: score descending,
     ties broken by the smaller id (ARCHITECTURE.md's Results convention).

@@ -72,7 +72,10 @@ void search_packed(const PackedItems& items, const float* queries, std::size_t n
 // row_scale[i]·(row i · queries[q]) (rows of length d; without row_scale the factor is
 // 1), or fallback[q] where applies[i] is 0 (both optional: without `applies` the term
 // holds for every item). Row i is matrix[i] (float32) or, when `codes` is set, the int8
-// codes[i] (then row_scale turns the codes back into the stored vector's scale).
+// codes[i] (then row_scale turns the codes back into the stored vector's scale). With
+// row_map, item i's row (and row scale) is stored at row_map[i] instead: rows kept in
+// another order than the items' (the int8 text laid out list by list, so that an
+// inverted list's items are one contiguous run; recommender/text_lists.py).
 struct RescoreTerm {
   const float* matrix = nullptr;   // n x d item rows (float32), or
   const int8_t* codes = nullptr;   // n x d item rows (int8)
@@ -81,6 +84,7 @@ struct RescoreTerm {
   const uint8_t* applies = nullptr;
   const float* fallback = nullptr;
   const float* row_scale = nullptr;  // n factors, optional
+  const int32_t* row_map = nullptr;  // n rows in [0, n), optional
 };
 
 // Exact scores of given candidates and the best k of them per query: candidate j of

@@ -15,9 +15,10 @@ namespace {
 // int8 rows (the text codes; a free-text request re-scores tens of thousands, see
 // recommender/text_lists.py) and float rows each have their SIMD dot product.
 float term_dot(const RescoreTerm& term, std::size_t item, std::size_t q, const simd::DotKernels& dot) {
-  const float value = term.codes ? dot.dot_i8(term.codes + item * term.d, term.queries + q * term.d, term.d)
-                                 : dot.dot(term.matrix + item * term.d, term.queries + q * term.d, term.d);
-  return term.row_scale ? value * term.row_scale[item] : value;
+  const std::size_t row = term.row_map ? static_cast<std::size_t>(term.row_map[item]) : item;
+  const float value = term.codes ? dot.dot_i8(term.codes + row * term.d, term.queries + q * term.d, term.d)
+                                 : dot.dot(term.matrix + row * term.d, term.queries + q * term.d, term.d);
+  return term.row_scale ? value * term.row_scale[row] : value;
 }
 
 void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* terms,
@@ -32,12 +33,13 @@ void rescore_query(const int64_t* candidates, std::size_t c, const RescoreTerm* 
     const std::size_t item = static_cast<std::size_t>(candidates[j]);
     for (std::size_t t = 0; t < n_terms; ++t) {
       const RescoreTerm& term = terms[t];
-      const char* row = term.codes ? reinterpret_cast<const char*>(term.codes + item * term.d)
-                                   : reinterpret_cast<const char*>(term.matrix + item * term.d);
+      const std::size_t row = term.row_map ? static_cast<std::size_t>(term.row_map[item]) : item;
+      const char* row_at = term.codes ? reinterpret_cast<const char*>(term.codes + row * term.d)
+                                      : reinterpret_cast<const char*>(term.matrix + row * term.d);
       const std::size_t bytes = term.d * (term.codes ? sizeof(int8_t) : sizeof(float));
-      for (std::size_t at = 0; at < bytes; at += 64) __builtin_prefetch(row + at);
+      for (std::size_t at = 0; at < bytes; at += 64) __builtin_prefetch(row_at + at);
       // and the per-item scale and flag: one more scattered line each
-      if (term.row_scale) __builtin_prefetch(term.row_scale + item);
+      if (term.row_scale) __builtin_prefetch(term.row_scale + row);
       if (term.applies) __builtin_prefetch(term.applies + item);
     }
   };

@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from llmrec._arrays import constant_view
 from llmrec._checks import check_choice, check_real
 
 RATING_RULES = ("threshold", "ignore")
@@ -203,13 +204,16 @@ class Feedback:
     (NaN: none), event codes (-1: none; names in ``event_names``).
 
     CSR arrays from ``fit`` plus a dict of users changed since; a user's record is
-    replaced whole, never modified, like :class:`.history.Histories`."""
+    replaced whole, never modified, like :class:`.history.Histories`. A column with one
+    value throughout (plain clicks: no rating, no event, weight 1, no dislike) is held
+    as that value repeated, without memory per interaction (:func:`.constant_view`)."""
 
     FIELDS = ("items", "weight", "disliked", "rating", "event")
 
     def __init__(self, indptr: np.ndarray, columns: dict[str, np.ndarray], event_names: list[str]) -> None:
         self._indptr = np.asarray(indptr, dtype=np.int64)
-        self._columns = columns
+        self._columns = {name: values if name == "items" else constant_view(values)
+                         for name, values in columns.items()}
         self.event_names = list(event_names)
         self._codes = {name: i for i, name in enumerate(self.event_names)}
         self._changed: dict[int, dict[str, np.ndarray]] = {}
@@ -304,10 +308,13 @@ class Feedback:
 
 
 def liked_histories(feedback: Feedback) -> Any:
-    """The :class:`.history.Histories` of the likes (what every positive signal reads)."""
+    """The :class:`.history.Histories` of the likes (what every positive signal reads);
+    without dislikes, the feedback's own arrays (no second copy of every interaction)."""
     from llmrec.recommender.history import Histories
 
     indptr, columns = feedback.arrays()
+    if not columns["disliked"].any():
+        return Histories(indptr, columns["items"])
     liked = ~columns["disliked"]
     owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
     counts = np.bincount(owner[liked], minlength=len(indptr) - 1)

@@ -31,10 +31,13 @@ the metadata ``stage1`` holds the token of ``stage1.llmrec``, or null for an exa
 1, which is not saved), 7 (with int8 text, the users' text interest as int8
 ``user_text_codes`` and ``user_text_scales`` instead of ``user_text``,
 :func:`.users.stored_users`; the item labels as UTF-8 ``label_bytes`` and
-``label_offsets`` instead of the unicode array ``labels``, :mod:`.labels`). A model is
-written as version 7; versions 1 to 6 still load (a float32 ``user_text`` beside int8
-item text is encoded at load), versions 1 to 5 with their stage 1 rebuilt from the item
-rows as before
+``label_offsets`` instead of the unicode array ``labels``, :mod:`.labels`), 8 (int8 item
+text stored list by list for the request channel, :mod:`.text_lists`: ``E_codes`` and
+``E_scales`` in that order and ``E_slots``, int32 per item, where each item's row is
+stored — a permutation; without it, as before, row i at i). A model is written as
+version 8; versions 1 to 7 still load (int8 item text is laid out at load, a float32
+``user_text`` beside it is encoded), versions 1 to 5 with their stage 1 rebuilt from
+the item rows as before
 (``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
 like of weight 1, ``rating_rule="ignore"`` as they were fitted).
 
@@ -69,7 +72,7 @@ from llmrec._validate import array, check_csr, fail, meta_int, meta_real, meta_v
 from llmrec.als import ALS
 from llmrec.recommender import scoring, stage1_files
 from llmrec.recommender.fusion import check_weights
-from llmrec.recommender.history import Histories
+from llmrec.recommender.feedback import liked_histories
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
@@ -77,7 +80,7 @@ from llmrec.recommender.state import Learned, build_items, build_state
 from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
-_KIND_VERSION = 7
+_KIND_VERSION = 8
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
@@ -127,6 +130,8 @@ def save(model: Any, directory: Any) -> None:
             arrays[f"user_{name}"] = value[:n_users]
     if isinstance(items.E, Int8Rows):
         arrays.update({"E_codes": items.E.codes, "E_scales": items.E.scales})
+        if items.E.slots is not None:
+            arrays["E_slots"] = items.E.slots
     elif items.E is not None:
         arrays["E"] = items.E
     if items.G is not None:
@@ -473,7 +478,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     users = stored_users(users, items)  # files before version 7 kept the text interest in float32
     labels = arrays["labels"]
     fitted = build_state(settings=settings, geometry=geometry, user_map=user_map, item_map=item_map,
-                         histories=Histories(arrays["hist_indptr"], arrays["hist_items"]),
+                         histories=liked_histories(feedback),  # checked equal to the saved histories
                          feedback=feedback, profile=arrays["profile"],
                          items=items, als=als, users=users, labels=labels, towers=towers)
     model._install(fitted, Learned(meta["scenarios"], meta["regularization"], meta["validation"],
@@ -540,7 +545,8 @@ def _labels(arrays: dict[str, np.ndarray], path: Any, n: int) -> Labels | None:
 def _text_rows(arrays: dict[str, np.ndarray], path: Any, n: int, name: str = "E", width: int | None = None) -> Any:
     """Text vectors ``name`` (n rows, ``width`` wide where given): float32, or int8
     ``<name>_codes`` with ``<name>_scales`` (kind version 5 for the items' E, 7 for the
-    users' ``user_text``), or None; never both forms."""
+    users' ``user_text``) and, for E stored in another order, ``E_slots`` (kind version
+    8, a permutation), or None; never both forms."""
     coded = f"{name}_codes" in arrays or f"{name}_scales" in arrays
     if coded and name in arrays:
         raise fail(path, f"arrays '{name}' and '{name}_codes'/'{name}_scales' must not both be saved")
@@ -550,7 +556,12 @@ def _text_rows(arrays: dict[str, np.ndarray], path: Any, n: int, name: str = "E"
     scales = array(arrays, f"{name}_scales", path, dtype=np.float32, shape=(n,), finite=True)
     if len(scales) and scales.min() < 0:
         raise fail(path, f"array '{name}_scales' must hold scales >= 0")
-    return Int8Rows(np.ascontiguousarray(codes), np.ascontiguousarray(scales))
+    slots = array(arrays, "E_slots", path, dtype=np.int32, shape=(n,), required=False) if name == "E" else None
+    if slots is not None and n and (slots.min() < 0 or slots.max() >= n
+                                    or np.bincount(slots, minlength=n).max() > 1):
+        raise fail(path, f"array 'E_slots' must hold each of the positions 0 to {n - 1} once")
+    return Int8Rows(np.ascontiguousarray(codes), np.ascontiguousarray(scales),
+                    None if slots is None else np.ascontiguousarray(slots))
 
 
 def _feedback(arrays: dict[str, Any], names: list[str], path: Any) -> Any:

@@ -231,6 +231,12 @@ class Stage1:
 
         return isinstance(self.request, TextLists)
 
+    def lay_out_text(self, E: Any) -> Any:
+        """The items' text ``E`` stored as the request channel reads it: list by list
+        where the channel scores E's int8 codes (:meth:`.text_lists.TextLists.lay_out`),
+        else ``E`` itself."""
+        return self.request.lay_out(E) if self._text_codes() else E
+
     def channels(self) -> list[Any]:
         """The channels' indexes (behaviour, then interest and request where present)."""
         return [i for i in (self.behaviour, self.interest, self.request) if i is not None]
@@ -363,19 +369,22 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
     applies: list[np.ndarray | None] = []
     fallbacks: list[np.ndarray | None] = []
     row_scales: list[np.ndarray | None] = []
+    row_maps: list[np.ndarray | None] = []
     # Sequence: Vn·q = (V·q)/‖V‖, from V and the inverse norms; text from E's int8 codes
-    # and their row scales when it is kept in 8 bits.
-    text, text_scale = (items.E.codes, items.E.scales) if isinstance(items.E, Int8Rows) else (items.E, None)
-    for vectors, matrix, scale in ((signals.behaviour, items.V, None),
-                                   (signals.sequence, items.V, items.inv_norm),
-                                   (signals.request, text, text_scale),
-                                   (signals.transition, items.Q, None)):
+    # and their row scales when it is kept in 8 bits (stored where E's slots say).
+    text, text_scale, text_map = ((items.E.codes, items.E.scales, items.E.slots) if isinstance(items.E, Int8Rows)
+                                  else (items.E, None, None))
+    for vectors, matrix, scale, where in ((signals.behaviour, items.V, None, None),
+                                          (signals.sequence, items.V, items.inv_norm, None),
+                                          (signals.request, text, text_scale, text_map),
+                                          (signals.transition, items.Q, None, None)):
         if vectors is not None and matrix is not None:
             matrices.append(matrix)
             queries.append(np.ascontiguousarray(vectors, dtype=np.float32))
             applies.append(None)
             fallbacks.append(None)
             row_scales.append(scale)
+            row_maps.append(where)
     if signals.text is not None and items.E is not None:
         if mean_E is None:
             raise ValueError("rescore: a text interest signal needs the catalogue's mean text vector (mean_E)")
@@ -385,6 +394,7 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         applies.append(items.warm)  # see interest_scores: items without interactions are neutral
         fallbacks.append((interest.astype(np.float64) @ mean_E).astype(np.float32))
         row_scales.append(text_scale)
+        row_maps.append(text_map)
     if signals.towers is not None and items.G is not None:
         if mean_G is None:
             raise ValueError("rescore: a towers signal needs the catalogue's mean tower vector (mean_G)")
@@ -397,13 +407,14 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         applies.append(items.warm)
         fallbacks.append((towers.astype(np.float64) @ mean_G).astype(np.float32))
         row_scales.append(None)
+        row_maps.append(None)
     n = len(candidates)
     if not matrices:  # no signal at all: every candidate scores 0 − offset
         matrices, queries = [items.V], [np.zeros((n, items.V.shape[1]), dtype=np.float32)]
-        applies, fallbacks, row_scales = [None], [None], [None]
+        applies, fallbacks, row_scales, row_maps = [None], [None], [None], [None]
     return _core.rescore_candidates(np.ascontiguousarray(candidates, dtype=np.int64), matrices, queries,
                                     applies, fallbacks, np.ascontiguousarray(signals.offset, dtype=np.float32),
-                                    k, num_threads, row_scales)
+                                    k, num_threads, row_scales, row_maps)
 
 
 def interest_scores(items: Items, interest: np.ndarray, ids: np.ndarray,

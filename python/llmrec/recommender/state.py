@@ -59,7 +59,8 @@ def build_items(settings: dict[str, Any], random_state: Any, geometry: scoring.G
     (float32, :class:`.rows.Int8Rows` or None); stage 1 indexes ``search_text`` (float
     rows; default: ``E``, read in blocks where it is int8). Items ``removed`` (uint8 per row) are skipped there.
     ``index``: a stage 1 read from a saved model (its removed items already marked),
-    used instead of building one."""
+    used instead of building one. An int8 ``E`` comes back laid out as the request
+    channel reads it (:meth:`.scoring.Stage1.lay_out_text`)."""
     if index is None:
         if search_text is None:
             search_text = E  # an Int8Rows is read in blocks (no float copy of the text)
@@ -68,7 +69,7 @@ def build_items(settings: dict[str, Any], random_state: Any, geometry: scoring.G
                                random_state, settings.get("probes"), text_codes=isinstance(E, Int8Rows))
         if removed is not None:
             index.remove(np.flatnonzero(removed))
-    return scoring.make_items(V, inv_norm, E, P, Q, index, G=G)
+    return scoring.make_items(V, inv_norm, index.lay_out_text(E), P, Q, index, G=G)
 
 
 def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_map: IdMap,
