@@ -277,10 +277,10 @@ def test_file_kind_versions(served, data, tmp_path):
 
     served.save(tmp_path / "on")
     # kind version 6 since the saved stage-1 indexes (issue 16), towers on or off
-    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=7)[2] == 7
+    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=8)[2] == 7
     off = _fit(data, validation=0.0, regularization=10.0)
     off.save(tmp_path / "off")
-    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=7)[2] == 7
+    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=8)[2] == 7
 
 
 def test_finetuned_towers_serve_save_and_load(data, tmp_path):

@@ -99,7 +99,8 @@ from llmrec.recommender.rows import TEXT_STORAGES
 from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_state
 from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers
-from llmrec.recommender.training import fit_als, fit_blend, fit_items, fit_transitions, item_side_rows
+from llmrec.recommender.training import (fit_als, fit_blend, fit_items, fit_items_prior, fit_transitions,
+                                         item_side_rows)
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.users import signal_vectors, stored_users
 
@@ -443,6 +444,7 @@ class Recommender(PairScores, Estimator):
         als = fit_als(s, regularization, [r[0] for r in item_side], n_items, E, self.random_state,
                       show_progress=show_progress, weights=[r[1] for r in item_side])
         als.drop_item_priors()  # E·W: n × f floats that only ALS.loss reads
+        text_prior = fit_items_prior(s, als, E)
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
@@ -456,7 +458,7 @@ class Recommender(PairScores, Estimator):
             users = stored_users(users, items_built)
         fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
                              histories=histories, feedback=feedback, profile=profile, items=items_built,
-                             als=als, users=users, labels=labels, towers=towers)
+                             als=als, users=users, labels=labels, towers=towers, text_prior=text_prior)
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.
