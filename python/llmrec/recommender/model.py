@@ -8,11 +8,13 @@ design only.
 How it scores:
 
 * **behaviour** — implicit ALS (native) on the interactions, item factors pulled toward
-  a ridge map of the items' text vectors (text priors: a new item with a description
-  gets F·W at once). The user's vector is not the one fitted by ALS but a fold-in of
-  the history with confidences 1 + alpha·(1 + 9p²), p the interaction's relative
-  position in the history (0 oldest, 1 newest): recent interactions count up to 10×
-  more, which rewards knowing what a user did last.
+  a ridge map of the items' text vectors (text priors). An item without interactions
+  (a new item with a description, at once) gets the factors of a kernel ridge map of its
+  text vector, trained on the fitted items' factors (:mod:`.text_prior`). The user's
+  vector is not the one fitted by ALS but a fold-in of the history with confidences
+  1 + alpha·(1 + 9p²), p the interaction's relative position in the history (0 oldest,
+  1 newest): recent interactions count up to 10× more, which rewards knowing what a
+  user did last.
 * **sequence** — the short-term signal: cosine, in ALS factor space, between a
   candidate and the user's latest items, weighted decay^r (r = 0 for the newest).
 * **transition** — "what people take next": a second ALS, of the item → later-item
@@ -726,8 +728,9 @@ class Recommender(PairScores, Estimator):
 
     def add_items(self, items: pd.DataFrame) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
-        they are recommendable at once: their factors are the text map F·W of the ALS
-        priors (zero without an encoder). Concurrent requests see the catalogue before
+        they are recommendable at once: their factors are predicted from their text
+        (:mod:`.text_prior`; models saved before it: the ALS priors' F·W; zero without an
+        encoder). Concurrent requests see the catalogue before
         or after the addition, never a mix. Returns their caller ids."""
         return updates.add_items(self, items)
 
