@@ -18,7 +18,7 @@ from llmrec.recommender import updates as writer  # the module whose update() co
 from llmrec.recommender.snapshot import fork
 
 from recommender_helpers import WordEncoder, small_data
-from tolerances import (UNIT32, UNIT64, als_row_system, assert_within, dot_tolerance, gamma,
+from tolerances import (UNIT32, UNIT64, als_row_system, assert_within, gamma,
                         normal_equations_tolerance, solve_tolerance)
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import llmrec
-from llmrec import FormatError, Recommender
+from llmrec import Recommender
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.evaluation import cold_item_split, ranking_metrics
 from llmrec.recommender.text_prior import MAX_LANDMARKS, RIDGES, WIDTHS, TextPrior, fit_text_prior

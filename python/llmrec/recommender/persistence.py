@@ -36,7 +36,8 @@ kernel text prior of items without interactions, :mod:`.text_prior`: ``prior_lan
 ``prior_coef``, ``prior_width``; absent without text). A model is written as version 8;
 versions 1 to 7 still load (their items without interactions keep ALS's linear prior
 F·W, as they were fitted; a float32 ``user_text`` beside int8 item text is encoded at
-load), versions 1 to 5 with their stage 1 rebuilt from the item rows as before (``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
+load), versions 1 to 5 with their stage 1 rebuilt from the item rows as before
+(``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
 like of weight 1, ``rating_rule="ignore"`` as they were fitted).
 
 The directory is built beside the target under a temporary name
