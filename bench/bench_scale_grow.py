@@ -49,7 +49,7 @@ def grow(model: Path, out: Path, copies: int) -> None:
     from llmrec.recommender.rows import inverse_norms
 
     rng = np.random.default_rng(0)
-    meta, A, version = load_arrays(model / "recommender.llmrec", "Recommender", max_kind_version=7, mmap=True)
+    meta, A, version = load_arrays(model / "recommender.llmrec", "Recommender", max_kind_version=8, mmap=True)
     ameta, B, aversion = load_arrays(model / "als.llmrec", "ALS", max_kind_version=2, mmap=True)
     n, nu = len(A["item_ids"]), len(A["user_ids"])
     if any(name in A for name in ("item_gone", "user_gone", "G", "profile")):
