@@ -276,11 +276,11 @@ def test_file_kind_versions(served, data, tmp_path):
     from llmrec._fileformat import load_arrays
 
     served.save(tmp_path / "on")
-    # kind version 6 since the saved stage-1 indexes (issue 16), towers on or off
-    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=8)[2] == 7
+    # kind version 8 since the kernel text prior (issue 14), towers on or off
+    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=8)[2] == 8
     off = _fit(data, validation=0.0, regularization=10.0)
     off.save(tmp_path / "off")
-    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=8)[2] == 7
+    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=8)[2] == 8
 
 
 def test_finetuned_towers_serve_save_and_load(data, tmp_path):
