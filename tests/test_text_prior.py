@@ -218,6 +218,9 @@ def test_a_version_7_file_keeps_the_linear_prior(cold_model, tmp_path):
      "prior_landmarks"),
     (lambda a: a.update(prior_width=np.array([0.0])), "prior_width"),
     (lambda a: a.update(prior_width=np.array([np.inf])), "prior_width"),
+    (lambda a: a.update(prior_width=np.array([1e-4])), "prior_width"),
+    (lambda a: a.update(prior_landmarks=10 * a["prior_landmarks"]), "unit text vectors"),
+    (lambda a: a.update(prior_coef=np.full_like(a["prior_coef"], 1e35)), "prior_coef"),
     (lambda a: a.update(prior_coef=np.full_like(a["prior_coef"], np.nan)), "prior_coef"),
     (lambda a: a.update(prior_landmarks=a["prior_landmarks"].astype(np.float64)), "prior_landmarks"),
 ])

@@ -76,7 +76,7 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
-from llmrec.recommender.text_prior import MAX_LANDMARKS, MAX_WIDTH, TextPrior
+from llmrec.recommender.text_prior import MAX_COEF, MAX_LANDMARKS, MAX_WIDTH, MIN_WIDTH, TextPrior
 from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
@@ -409,10 +409,15 @@ def _text_prior(arrays: dict[str, np.ndarray], path: Any, d: int | None, f: int)
     m = len(landmarks)
     if not 2 <= m <= MAX_LANDMARKS:
         raise fail(path, f"array 'prior_landmarks' has {m} rows, expected 2 to {MAX_LANDMARKS}")
+    if float(np.einsum("ij,ij->i", landmarks, landmarks, dtype=np.float64).max()) > (1 + 1e-3) ** 2:
+        raise fail(path, "array 'prior_landmarks' must hold unit text vectors (norm at most 1)")
     coef = array(arrays, "prior_coef", path, dtype=np.float32, shape=(m, f), finite=True)
+    if float(np.abs(coef).max()) > MAX_COEF:
+        raise fail(path, f"array 'prior_coef' holds a value beyond ±{MAX_COEF:g}")
     width = array(arrays, "prior_width", path, dtype=np.float64, shape=(1,), finite=True)
-    if not 0 < float(width[0]) <= MAX_WIDTH:
-        raise fail(path, f"array 'prior_width' must hold a kernel width in (0, {MAX_WIDTH}], got {float(width[0])}")
+    if not MIN_WIDTH <= float(width[0]) <= MAX_WIDTH:
+        raise fail(path, f"array 'prior_width' must hold a kernel width in [{MIN_WIDTH}, {MAX_WIDTH}], "
+                   f"got {float(width[0])}")
     return TextPrior(np.ascontiguousarray(landmarks), np.ascontiguousarray(coef), float(width[0]))
 
 

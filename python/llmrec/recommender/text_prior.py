@@ -34,7 +34,11 @@ from llmrec._checks import as_float_matrix
 MAX_LANDMARKS = 2048  # the eigendecomposition is O(m³): ≈ 1–3 s per width at 2,048 on one core
 WIDTHS = (0.2, 0.3, 0.4, 0.6)  # τ; MovieLens' MiniLM titles chose 0.3–0.4
 RIDGES = (0.1, 0.3, 1.0, 3.0)  # μ
-MAX_WIDTH = 100.0  # a loaded τ beyond it is refused (the kernel would be flat)
+# What a loaded prior may hold, so that its factors stay finite in float32 for unit text
+# rows: landmarks of norm ≤ 1 + 1e-3 and τ ≥ MIN_WIDTH keep each kernel value ≤ e^0.1,
+# and |coef| ≤ MAX_COEF keeps a sum of MAX_LANDMARKS terms far below float32's 3.4e38.
+MIN_WIDTH, MAX_WIDTH = 0.01, 100.0
+MAX_COEF = 1e30
 _BLOCK = 4096  # rows of text per kernel block in factors(): bounded memory
 
 
