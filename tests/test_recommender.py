@@ -18,7 +18,7 @@ from llmrec.recommender import updates as writer  # the module whose update() co
 from llmrec.recommender.snapshot import fork
 
 from recommender_helpers import WordEncoder, small_data
-from tolerances import (UNIT32, UNIT64, als_row_system, assert_within, dot_tolerance, gamma,
+from tolerances import (UNIT32, UNIT64, als_row_system, assert_within, gamma,
                         normal_equations_tolerance, solve_tolerance)
 
 
@@ -222,14 +222,14 @@ def test_new_item_learns_from_its_first_interactions(data):
     then = fork(als).set_item_rows([row], seen[None], into=als.item_factors_.copy())
     late_user = then.fold_in(np.eye(rec._items.V.shape[0], dtype=np.float32)[[1, 2, row]].sum(0, keepdims=True))
     clicked = np.vstack([U[rec._user_map.rows(list(clickers), "u")], late_user.astype(np.float64)])
-    prior = rec._items.E[row].astype(np.float64) @ als.item_prior_weights_.astype(np.float64)
+    # the library's kernel text prior (checked against float64 in test_text_prior.py)
+    prior = _text_prior(rec, row).astype(np.float64)
     # Clicks only, shrunk toward the text prior: min Σ c (1 − u·v)² + μ‖v − prior‖²
     c, mu = 1 + als.alpha, als.regularization + als.prior_strength
     A = c * clicked.T @ clicked + mu * np.eye(U.shape[1])
     expected = np.linalg.solve(A, c * clicked.sum(axis=0) + mu * prior)
-    # the late user's vector is a float32 fold-in, and the library's prior F·W a float32
-    # product: the bound carries both through the solve
-    assert_within(rec._items.V[row], expected, _late_item_bound(rec, row, prior_in_float64=True))
+    # the late user's vector is a float32 fold-in: the bound carries it through the solve
+    assert_within(rec._items.V[row], expected, _late_item_bound(rec, row))
     assert rec._items.warm[row] == 1 and rec._items.warm[row - 1] == 0
     # Next-item factors: the "to" side from what its clickers took just before it; the
     # "from" side once someone takes something after it. The unclicked twin has neither.
@@ -287,14 +287,18 @@ def _fold_in_bound(als, history_rows, weights):
     return normal_equations_tolerance(A, np.linalg.solve(A, b), abs_A, abs_b, n_terms)
 
 
-def _late_item_bound(rec, row, *, prior_in_float64=False):
+def _text_prior(rec, row):
+    """The factors the model's text prior gives item ``row`` (float32)."""
+    return rec._state.text_prior.factors(np.asarray(rec._items.E[[row]], dtype=np.float32))[0]
+
+
+def _late_item_bound(rec, row):
     """How far two re-solves of a late item's factors can lie apart when the vectors of its
     clickers who arrived after the fit are float32 fold-ins (each within its bound t of
     the exact one, so two copies within 2t): the float64 solve of
     A = c·YᵀY + μI, b = c·Σy + μ·prior sees |δA| ≤ c(|δY|ᵀ|Y| + |Y|ᵀ|δY| + |δY|ᵀ|δY|),
     |δb| ≤ c·Σ|δy| (tolerances.solve_tolerance), then each copy rounds to float32.
-    ``prior_in_float64``: the other side computed the prior F·W in float64, so b also
-    differs by μ·γ_m|F||W|."""
+    Both sides read the same text prior (float32)."""
     from llmrec.recommender.history import recency_weights
 
     als, items = rec._als, rec._items
@@ -313,7 +317,7 @@ def _late_item_bound(rec, row, *, prior_in_float64=False):
     c = 1 + als.alpha * clicks.toarray()[0, clicks.indices].astype(np.float64)
     Y, dY = Y[clicks.indices], dY[clicks.indices]
     mu = als.regularization + als.prior_strength
-    prior = items.E[row] @ als.item_prior_weights_
+    prior = _text_prior(rec, row)
     A = (Y.T * c) @ Y + mu * np.eye(Y.shape[1])
     x = np.linalg.solve(A, c @ Y + mu * prior.astype(np.float64))
     aY = np.abs(Y)
@@ -322,8 +326,6 @@ def _late_item_bound(rec, row, *, prior_in_float64=False):
     g = gamma(len(c) + 3, UNIT64)  # the float64 assembly
     dA = dA + g * ((aY.T * c) @ aY + mu * np.eye(Y.shape[1]))
     db = db + g * (c @ aY + mu * np.abs(prior))
-    if prior_in_float64:
-        db = db + mu * dot_tolerance(items.E[row], als.item_prior_weights_)
     return solve_tolerance(A, x, dA, db) + UNIT32 * np.abs(x)  # each copy rounds once
 
 

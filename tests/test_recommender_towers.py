@@ -276,7 +276,7 @@ def test_file_kind_versions(served, data, tmp_path):
     from llmrec._fileformat import load_arrays
 
     served.save(tmp_path / "on")
-    # kind version 6 since the saved stage-1 indexes (issue 16), towers on or off
+    # kind version 8 since E stored list by list (issue 16) and the kernel text prior (issue 14)
     assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=8)[2] == 8
     off = _fit(data, validation=0.0, regularization=10.0)
     off.save(tmp_path / "off")

@@ -8,11 +8,13 @@ design only.
 How it scores:
 
 * **behaviour** — implicit ALS (native) on the interactions, item factors pulled toward
-  a ridge map of the items' text vectors (text priors: a new item with a description
-  gets F·W at once). The user's vector is not the one fitted by ALS but a fold-in of
-  the history with confidences 1 + alpha·(1 + 9p²), p the interaction's relative
-  position in the history (0 oldest, 1 newest): recent interactions count up to 10×
-  more, which rewards knowing what a user did last.
+  a ridge map of the items' text vectors (text priors). An item without interactions
+  (a new item with a description, at once) gets the factors of a kernel ridge map of its
+  text vector, trained on the fitted items' factors (:mod:`.text_prior`). The user's
+  vector is not the one fitted by ALS but a fold-in of the history with confidences
+  1 + alpha·(1 + 9p²), p the interaction's relative position in the history (0 oldest,
+  1 newest): recent interactions count up to 10× more, which rewards knowing what a
+  user did last.
 * **sequence** — the short-term signal: cosine, in ALS factor space, between a
   candidate and the user's latest items, weighted decay^r (r = 0 for the newest).
 * **transition** — "what people take next": a second ALS, of the item → later-item
@@ -99,7 +101,8 @@ from llmrec.recommender.rows import TEXT_STORAGES
 from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_state
 from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers
-from llmrec.recommender.training import fit_als, fit_blend, fit_items, fit_transitions, item_side_rows
+from llmrec.recommender.training import (fit_als, fit_blend, fit_items, fit_items_prior, fit_transitions,
+                                         item_side_rows)
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.users import signal_vectors, stored_users
 
@@ -443,6 +446,7 @@ class Recommender(PairScores, Estimator):
         als = fit_als(s, regularization, [r[0] for r in item_side], n_items, E, self.random_state,
                       show_progress=show_progress, weights=[r[1] for r in item_side])
         als.drop_item_priors()  # E·W: n × f floats that only ALS.loss reads
+        text_prior = fit_items_prior(s, als, E)
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
@@ -456,7 +460,7 @@ class Recommender(PairScores, Estimator):
             users = stored_users(users, items_built)
         fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
                              histories=histories, feedback=feedback, profile=profile, items=items_built,
-                             als=als, users=users, labels=labels, towers=towers)
+                             als=als, users=users, labels=labels, towers=towers, text_prior=text_prior)
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.
@@ -728,8 +732,9 @@ class Recommender(PairScores, Estimator):
 
     def add_items(self, items: pd.DataFrame) -> np.ndarray:
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
-        they are recommendable at once: their factors are the text map F·W of the ALS
-        priors (zero without an encoder). Concurrent requests see the catalogue before
+        they are recommendable at once: their factors are predicted from their text
+        (:mod:`.text_prior`; models saved before it: the ALS priors' F·W; zero without an
+        encoder). Concurrent requests see the catalogue before
         or after the addition, never a mix. Returns their caller ids."""
         return updates.add_items(self, items)
 

@@ -34,10 +34,12 @@ the metadata ``stage1`` holds the token of ``stage1.llmrec``, or null for an exa
 ``label_offsets`` instead of the unicode array ``labels``, :mod:`.labels`), 8 (int8 item
 text stored list by list for the request channel, :mod:`.text_lists`: ``E_codes`` and
 ``E_scales`` in that order and ``E_slots``, int32 per item, where each item's row is
-stored — a permutation; without it, as before, row i at i). A model is written as
-version 8; versions 1 to 7 still load (int8 item text is laid out at load, a float32
-``user_text`` beside it is encoded), versions 1 to 5 with their stage 1 rebuilt from
-the item rows as before
+stored — a permutation; without it, as before, row i at i; and the kernel text prior of
+items without interactions, :mod:`.text_prior`: ``prior_landmarks``, ``prior_coef``,
+``prior_width``, absent without text). A model is written as version 8; versions 1 to 7
+still load (int8 item text is laid out at load; their items without interactions keep
+ALS's linear prior F·W, as they were fitted; a float32 ``user_text`` beside int8 item
+text is encoded), versions 1 to 5 with their stage 1 rebuilt from the item rows as before
 (``Vn`` gives the inverse norms; float32 text; versions 1 and 2: every interaction a
 like of weight 1, ``rating_rule="ignore"`` as they were fitted).
 
@@ -77,6 +79,7 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
+from llmrec.recommender.text_prior import MAX_COEF, MAX_LANDMARKS, MAX_WIDTH, MIN_WIDTH, TextPrior
 from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
@@ -136,6 +139,9 @@ def save(model: Any, directory: Any) -> None:
         arrays["E"] = items.E
     if items.G is not None:
         arrays["G"] = items.G
+    if state.text_prior is not None:
+        arrays.update({"prior_landmarks": state.text_prior.landmarks, "prior_coef": state.text_prior.coef,
+                       "prior_width": np.array([state.text_prior.width])})
     if state.profile is not None:
         arrays["profile"] = state.profile[:n_users]
     g = state.geometry
@@ -385,12 +391,39 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
         if out[name] is not None and G is None:
             raise fail(path, f"array {name!r} given without item tower vectors 'G'")
     out["labels"] = _labels(arrays, path, n_items)
+    out["text_prior"] = _text_prior(arrays, path, d, f)
     for name, n in (("item_gone", n_items), ("user_gone", n_users)):
         gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
         if gone is not None and ((gone != 0) & (gone != 1)).any():
             raise fail(path, f"array {name!r} must hold 0 or 1 per row")
     _checked_feedback(arrays, path, out, n_items)
     return out
+
+
+def _text_prior(arrays: dict[str, np.ndarray], path: Any, d: int | None, f: int) -> TextPrior | None:
+    """The kernel text prior (kind version 8: ``prior_landmarks`` (m, d), ``prior_coef``
+    (m, f), ``prior_width`` (1,)), all or none, only beside item text; None in older
+    files (their items without interactions keep ALS's linear prior F·W)."""
+    names = ("prior_landmarks", "prior_coef", "prior_width")
+    present = [name in arrays for name in names]
+    if not any(present):
+        return None
+    if not all(present) or d is None:
+        raise fail(path, f"arrays {list(names)} must be saved together, and only with item text 'E'")
+    landmarks = array(arrays, "prior_landmarks", path, dtype=np.float32, shape=(None, d), finite=True)
+    m = len(landmarks)
+    if not 2 <= m <= MAX_LANDMARKS:
+        raise fail(path, f"array 'prior_landmarks' has {m} rows, expected 2 to {MAX_LANDMARKS}")
+    if float(np.einsum("ij,ij->i", landmarks, landmarks, dtype=np.float64).max()) > (1 + 1e-3) ** 2:
+        raise fail(path, "array 'prior_landmarks' must hold unit text vectors (norm at most 1)")
+    coef = array(arrays, "prior_coef", path, dtype=np.float32, shape=(m, f), finite=True)
+    if float(np.abs(coef).max()) > MAX_COEF:
+        raise fail(path, f"array 'prior_coef' holds a value beyond ±{MAX_COEF:g}")
+    width = array(arrays, "prior_width", path, dtype=np.float64, shape=(1,), finite=True)
+    if not MIN_WIDTH <= float(width[0]) <= MAX_WIDTH:
+        raise fail(path, f"array 'prior_width' must hold a kernel width in [{MIN_WIDTH}, {MAX_WIDTH}], "
+                   f"got {float(width[0])}")
+    return TextPrior(np.ascontiguousarray(landmarks), np.ascontiguousarray(coef), float(width[0]))
 
 
 def _checked_feedback(arrays: dict[str, np.ndarray], path: Any, out: dict[str, Any], n_items: int) -> None:
@@ -480,7 +513,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     fitted = build_state(settings=settings, geometry=geometry, user_map=user_map, item_map=item_map,
                          histories=liked_histories(feedback),  # checked equal to the saved histories
                          feedback=feedback, profile=arrays["profile"],
-                         items=items, als=als, users=users, labels=labels, towers=towers)
+                         items=items, als=als, users=users, labels=labels, towers=towers,
+                         text_prior=arrays["text_prior"])
     model._install(fitted, Learned(meta["scenarios"], meta["regularization"], meta["validation"],
                                    meta["calibration"], meta["event_weights_fitted"]))
     log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(user_map),

@@ -16,6 +16,7 @@ from llmrec.recommender.history import Histories, transitions, weighted_rows
 from llmrec.recommender.partitioned import AUTO_FLAT_ITEMS, log_index
 from llmrec.recommender.rows import inverse_norms, resolve_text_storage
 from llmrec.recommender.state import build_items
+from llmrec.recommender.text_prior import TextPrior, fit_text_prior
 from llmrec.recommender.towers_signal import fit_towers, user_vectors as towers_user_vectors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
 
@@ -47,6 +48,21 @@ def fit_als(s: dict[str, Any], regularization: float, histories: list[np.ndarray
     with stage(log, "Recommender.fit: ALS", users=rows.shape[0], items=n_items,
                interactions=int(rows.nnz), factors=s["factors"]):
         return _fit(s, params, rows, item_features=E if use_prior else None, show_progress=show_progress)
+
+
+def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None) -> TextPrior | None:
+    """The kernel text prior of items without interactions (:mod:`.text_prior`), fitted
+    on ``als``'s items with interactions, and those without any given its factors (in
+    place of F·W); None without text or priors (``prior_strength`` 0)."""
+    if E is None or s["prior_strength"] <= 0:
+        return None
+    counts = np.diff(als.user_items_.tocsc().indptr)
+    with stage(log, "Recommender.fit: text prior", items=int((counts > 0).sum())):
+        prior = fit_text_prior(E, als.item_factors_, counts, als.user_factors_)
+    unfitted = np.flatnonzero(counts == 0)
+    if prior is not None and len(unfitted):
+        als.set_item_rows(unfitted, prior.factors(E[unfitted]))
+    return prior
 
 
 def _fit(s: dict[str, Any], params: dict[str, Any], matrix: Any, **fit_args: Any) -> ALS:

@@ -123,7 +123,9 @@ def refresh_items(state: Fitted, rows: np.ndarray, snap: Snapshot,
                               len(items.V), 0.0)
         vectors[~fitted] = als.fold_in(later)
     priors = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
-    if items.E is not None and als.item_prior_weights_ is not None:
+    if items.E is not None and state.text_prior is not None:
+        priors = state.text_prior.factors(np.asarray(items.E[rows], dtype=np.float32))
+    elif items.E is not None and als.item_prior_weights_ is not None:  # models saved before it
         priors = items.E[rows] @ als.item_prior_weights_
     V = solve_late_factors(clicks, vectors, priors, alpha=als.alpha,
                            shrinkage=als.regularization + als.prior_strength)
@@ -165,10 +167,12 @@ def add_items(model: Recommender, items: pd.DataFrame) -> np.ndarray:
         current = snap.items
         rows = np.arange(snap.n_items, snap.n_items + len(ids))
         als = fork(snap.als)  # requests holding snap keep its ALS as it is
-        if E_new is not None and als.item_prior_weights_ is not None:
-            als.partial_fit_items(rows, item_features=E_new)
+        if E_new is not None and state.text_prior is None and als.item_prior_weights_ is not None:
+            als.partial_fit_items(rows, item_features=E_new)  # models saved before the kernel prior
         else:
             als.partial_fit_items(rows)
+            if E_new is not None and state.text_prior is not None:
+                als.set_item_rows(rows, state.text_prior.factors(E_new))
         V_new = np.ascontiguousarray(als.item_factors_[rows], dtype=np.float32)
         T_new = scoring.text_coordinates(E_new, state.geometry)
         no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
