@@ -131,20 +131,22 @@ def scale_one(args: argparse.Namespace) -> None:
     from bench_recommender import StandInEncoder
 
     n = args.items
-    n_users = max(n // 10, 10_000)
-    start = time.perf_counter()
-    interactions, items, _ = synthetic(n_users, n, density=args.per_user / n, random_state=0)
-    items = items[["item_id", "text"]] if "text" in items.columns else items
-    print(f"== {n:,} items, {n_users:,} users, {len(interactions):,} interactions "
-          f"(data {time.perf_counter() - start:.0f} s); 2 threads; stand-in 384-d text", flush=True)
-    rss0 = _rss_mb()
-    start = time.perf_counter()
     saved = Path(args.model) if args.model else None
-    if saved is not None and saved.exists():  # serving figures of a model fitted earlier
+    start = time.perf_counter()
+    if saved is not None and saved.exists():  # serving figures of a model fitted earlier: no data made
         rec = llmrec.Recommender.load(saved, encoder=StandInEncoder())
-        print(f"loaded {saved} (not fitted here): {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"== {n:,} items, {len(rec._user_map.ids):,} users: loaded {saved} (not fitted here): "
+              f"{time.perf_counter() - start:.0f} s; 2 threads; stand-in 384-d text", flush=True)
     else:
+        n_users = max(n // 10, 10_000)
+        interactions, items, _ = synthetic(n_users, n, density=args.per_user / n, random_state=0)
+        items = items[["item_id", "text"]] if "text" in items.columns else items
+        print(f"== {n:,} items, {n_users:,} users, {len(interactions):,} interactions "
+              f"(data {time.perf_counter() - start:.0f} s); 2 threads; stand-in 384-d text", flush=True)
+        rss0 = _rss_mb()
+        start = time.perf_counter()
         rec = _fit(args, interactions, items, rss0, start)
+        del interactions, items
         if saved is not None:
             rec.save(saved)
     _serve(args, rec, n)
@@ -152,7 +154,7 @@ def scale_one(args: argparse.Namespace) -> None:
         if saved is None:
             saved = Path(folder) / "model"
             rec.save(saved)
-        del rec, interactions, items
+        del rec
         served = subprocess.run([sys.executable, str(HERE / "bench_recommender.py"), "scale-serve",
                                  str(saved)], check=True, capture_output=True, text=True)
         grown = json.loads(served.stdout.strip().splitlines()[-1])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmrec._arrays import appended, constant_view, grow_rows, reserve_rows, result_order
+import llmrec._arrays as arrays
+from llmrec._arrays import appended, constant_view, grow_rows, reserve_rows, result_order, row_norms
 
 
 def test_growth_keeps_rows_zeroes_new_ones_and_reuses_capacity(rng):
@@ -87,3 +88,15 @@ def test_constant_view_holds_one_entry_for_a_column_of_one_value(rng):
     for values in (rng.random(50).astype(np.float32), np.array([1.0, np.nan], np.float32),
                    np.array([np.nan, 1.0], np.float32), np.array([0, 0, 1], np.int32), np.ones(1), np.ones(0)):
         assert constant_view(values) is values
+
+
+def test_row_norms_are_float64_norms_in_blocks(rng, monkeypatch):
+    monkeypatch.setattr(arrays, "NORM_BLOCK_ROWS", 7)  # several blocks and a short last one
+    rows = (rng.standard_normal((30, 5)) * rng.uniform(1e-4, 1e4, (30, 1))).astype(np.float32)
+    rows[3] = 0.0
+    expected = np.sqrt((rows.astype(np.float64) ** 2).sum(axis=1))
+    got = row_norms(rows)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=4 * np.finfo(np.float64).eps * 5)
+    np.testing.assert_array_equal(got, np.linalg.norm(rows.astype(np.float64), axis=1))  # to the bit
+    assert row_norms(rows[:0]).shape == (0,)

@@ -220,3 +220,25 @@ def test_native_search_checks_list_arrays(rng):
     with pytest.raises(ValueError, match="item_scales"):
         search_quantized("sq8", 500, 8, state.codes, queries=queries, list_starts=state.lists.starts,
                                **dict(base, item_scales=state.item_scales[:10]))
+
+
+def test_list_rounds_move_each_centroid_to_its_rows_float64_mean(rng, monkeypatch):
+    """train_lists' inner-product rounds against a float64 reference: each row to the
+    centroid of largest inner product, each used centroid to its rows' mean, an unused
+    one left where it is. Clusters far apart, so no near-tie decides a row's list."""
+    from llmrec import quantized
+
+    centres = rng.standard_normal((6, 8)) * 20
+    sample = (np.repeat(centres, 40, axis=0) + rng.standard_normal((240, 8))).astype(np.float32)
+    monkeypatch.setattr(quantized, "_IVF_IP_ROUNDS", 0)
+    start = quantized.train_lists(sample, 7, 5, 2)  # the L2 k-means start alone
+    monkeypatch.setattr(quantized, "_IVF_IP_ROUNDS", 3)
+    got = quantized.train_lists(sample, 7, 5, 2)
+    expected = start.astype(np.float64)
+    x = sample.astype(np.float64)
+    for _ in range(3):
+        nearest = np.argmax(x @ expected.T, axis=1)
+        for j in np.unique(nearest):
+            expected[j] = x[nearest == j].mean(axis=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    assert got.dtype == np.float32

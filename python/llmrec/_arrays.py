@@ -78,6 +78,20 @@ def constant_view(values: np.ndarray) -> np.ndarray:
     return np.broadcast_to(first, values.shape) if bool(same.all()) else values
 
 
+NORM_BLOCK_ROWS = 65_536  # rows converted to float64 at a time by row_norms
+
+
+def row_norms(rows: np.ndarray) -> np.ndarray:
+    """L2 norm of each row in float64, ``np.linalg.norm(rows.astype(float64), axis=1)``
+    to the bit, converted a block of rows at a time: a float64 copy of all the rows
+    (768 bytes per 96-d row) would double a large catalogue's peak memory."""
+    out = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), NORM_BLOCK_ROWS):
+        block = np.asarray(rows[start:start + NORM_BLOCK_ROWS], dtype=np.float64)
+        out[start:start + len(block)] = np.linalg.norm(block, axis=1)
+    return out
+
+
 def result_order(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Indices that sort each row (last axis) as results are sorted: score descending,
     ties broken by the smaller id (ARCHITECTURE.md's Results convention).

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from llmrec._arrays import NORM_BLOCK_ROWS, row_norms
 from llmrec.index import ExactIndex
 
 LOG = logging.getLogger("llmrec.recommender")
@@ -116,10 +117,13 @@ class _Band(NamedTuple):
         return at[hit]
 
 
-def _lifted(rows: np.ndarray, lift: float) -> np.ndarray:
-    norms = np.linalg.norm(rows.astype(np.float64), axis=1)
-    out = np.empty((len(rows), rows.shape[1] + 1), dtype=np.float32)
-    out[:, :-1] = rows
+def _lifted(rows: np.ndarray, picked: np.ndarray, norms: np.ndarray, lift: float) -> np.ndarray:
+    """Rows ``picked`` of ``rows`` (norms ``norms`` of all rows) with the lifting
+    coordinate √(M² − |x|²) appended, gathered straight into the lifted array."""
+    norms = norms[picked]
+    out = np.empty((len(picked), rows.shape[1] + 1), dtype=np.float32)
+    for start in range(0, len(picked), NORM_BLOCK_ROWS):  # no gathered copy of the band
+        out[start:start + NORM_BLOCK_ROWS, :-1] = rows[picked[start:start + NORM_BLOCK_ROWS]]
     out[:, -1] = np.sqrt(np.maximum(lift ** 2 - norms ** 2, 0.0))
     return out
 
@@ -143,13 +147,13 @@ class PartitionedChannel:
 
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         n = len(rows)
-        norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+        norms = row_norms(rows)
         bands = []
         for band_rows in norm_bands(norms):
             lift = float(norms[band_rows].max()) or 1.0
             lists = (default_partitions(len(band_rows)) if partitions is None
                      else max(1, min(len(band_rows), round(int(partitions) * len(band_rows) / max(n, 1)))))
-            index = QuantizedIndex(_lifted(rows[band_rows], lift), codec=codec, partitions=lists,
+            index = QuantizedIndex(_lifted(rows, band_rows, norms, lift), codec=codec, partitions=lists,
                                    keep_vectors=False,
                                    train_size=max(lists * TRAIN_ROWS_PER_LIST, 32_768),
                                    random_state=random_state, num_threads=num_threads)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._arrays import appended, grow_rows
+from llmrec._arrays import appended, grow_rows, row_norms
 
 TEXT_STORAGES = ("auto", "float32", "int8")
 INT8_LEVELS = 127.0
@@ -156,7 +156,7 @@ class UnitRows:
 
 def inverse_norms(V: np.ndarray, warm: np.ndarray) -> np.ndarray:
     """1/‖V_i‖ for warm items with a non-zero row, else 0 (float32, (n,))."""
-    norms = np.linalg.norm(np.asarray(V, dtype=np.float64), axis=1)
+    norms = row_norms(V)
     keep = (np.asarray(warm) != 0) & (norms > 0)
     return np.where(keep, 1.0 / np.where(keep, norms, 1.0), 0.0).astype(np.float32)
 
