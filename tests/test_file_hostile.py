@@ -86,6 +86,28 @@ def test_hand_written_file_loads(tmp_path, rng):
     assert len(ExactIndex.load(tmp_path / "ok")) == 4
 
 
+def test_arrays_read_with_spare_rows_grow_in_place(tmp_path, rng):
+    from llmrec._arrays import grow_rows, spare_rows
+
+    saved = {"rows": rng.standard_normal((5, 3)).astype(np.float32), "ids": np.arange(7),
+             "empty": np.zeros((0, 2), np.int8), "text": np.array(["a", "bé"])}
+    save_arrays(tmp_path / "f", "Test", 1, {}, saved)
+    _, arrays, _ = load_arrays(tmp_path / "f", "Test", max_kind_version=1, spare_rows=("rows", "empty", "text"))
+    for name, want in saved.items():
+        np.testing.assert_array_equal(arrays[name], want)
+        assert arrays[name].flags.writeable and arrays[name].dtype == want.dtype
+    grown = grow_rows(arrays["rows"], 9)  # into the spare rows: no copy
+    assert np.shares_memory(grown, arrays["rows"]) and not grown[5:].any()
+    assert spare_rows(arrays["rows"]) is arrays["rows"]
+    assert not np.shares_memory(grow_rows(arrays["ids"], 8), arrays["ids"])  # read as it is: copied
+    roomy = spare_rows(arrays["ids"])
+    assert np.shares_memory(grow_rows(roomy, 14), roomy) and np.array_equal(roomy, saved["ids"])
+    data = (tmp_path / "f").read_bytes()
+    (tmp_path / "short").write_bytes(data[:-3])
+    with pytest.raises(FormatError, match="truncated"):
+        load_arrays(tmp_path / "short", "Test", max_kind_version=1, spare_rows=("rows",))
+
+
 @pytest.mark.parametrize("version", [0, 2, 2**32 - 1])
 def test_unsupported_format_versions_are_refused(tmp_path, rng, version):
     path = tmp_path / "v"

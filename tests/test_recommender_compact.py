@@ -393,3 +393,31 @@ def test_a_version_4_file_still_loads(data, tmp_path):
     users = list(rec._user_map.ids[:30])
     np.testing.assert_array_equal(loaded.recommend(users, 10).ids, rec.recommend(users, 10).ids)
     assert_within(loaded._items.inv_norm, rec._items.inv_norm, 4 * UNIT32 * rec._items.inv_norm)
+
+
+def test_the_first_add_after_fit_or_load_appends_in_place(data, tmp_path):
+    """The item arrays live in storage with spare rows from the fit or the load on: the
+    first add_items writes past the rows of the arrays it had (no copy of the catalogue),
+    V stays the ALS model's own array, and what is served is what a copy would give."""
+    interactions, items, _ = data
+    rec = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, validation=0.0,
+                      regularization=10.0, text_storage="int8").fit(interactions, items=items)
+    rec.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    new = items.iloc[:2].assign(item_id=items["item_id"].iloc[:2] + 10**6)
+    users = list(rec.user_ids_[:20])
+    for model in (rec, back):
+        before = model._items
+        arrays = {"V": before.V, "P": before.P, "Q": before.Q, "inv_norm": before.inv_norm,
+                  "codes": before.E.codes, "scales": before.E.scales, "labels": model._labels.data}
+        model.add_items(new)
+        after = model._items
+        assert model._state.publisher.current.als.item_factors_ is after.V
+        grown = {"V": after.V, "P": after.P, "Q": after.Q, "inv_norm": after.inv_norm,
+                 "codes": after.E.codes, "scales": after.E.scales, "labels": model._labels.data}
+        for name, old in arrays.items():
+            assert np.shares_memory(grown[name], old), f"{name} was copied"
+            assert len(grown[name]) > len(old) and np.array_equal(grown[name][:len(old)], old)
+    np.testing.assert_array_equal(rec.recommend(users, 10).ids, back.recommend(users, 10).ids)
+    assert rec.recommend_for_history(list(new["item_id"][:1]), 5).labels.tolist() == \
+        back.recommend_for_history(list(new["item_id"][:1]), 5).labels.tolist()

@@ -18,10 +18,7 @@ def grow_rows(array: np.ndarray, n_rows: int) -> np.ndarray:
     n = array.shape[0]
     if n_rows <= n:
         return array
-    base = array.base
-    own = base if (isinstance(base, np.ndarray) and base.dtype == array.dtype
-                   and base.shape[1:] == array.shape[1:] and base.flags.c_contiguous
-                   and array.ctypes.data == base.ctypes.data) else None
+    own = _buffer(array)
     buffer = reserve_rows(own, array, n_rows)
     grown = buffer[:n_rows]
     if buffer is own:
@@ -36,6 +33,27 @@ def appended(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     grown = grow_rows(array, n + len(rows))
     grown[n:] = rows
     return grown
+
+
+def _buffer(array: np.ndarray) -> np.ndarray | None:
+    """The buffer whose first rows ``array`` is (its spare rows past them), or None."""
+    base = array.base
+    return base if (isinstance(base, np.ndarray) and base.dtype == array.dtype
+                    and base.shape[1:] == array.shape[1:] and base.flags.c_contiguous
+                    and array.ctypes.data == base.ctypes.data) else None
+
+
+def spare_rows(array: np.ndarray) -> np.ndarray:
+    """``array`` (its rows) in storage with room for as many rows again (see
+    :func:`reserve_rows`), so that the next rows :func:`grow_rows` appends go in place
+    instead of a copy of every row: itself where it already has that room (as
+    ``llmrec._fileformat.load_arrays`` reads the arrays it is told to), else a copy. The
+    spare rows are zero pages that the system maps only once written (large blocks):
+    address space, not memory."""
+    buffer = _buffer(array)
+    if buffer is not None and buffer.shape[0] >= 2 * len(array):
+        return array
+    return reserve_rows(None, array, len(array))[:len(array)]
 
 
 def reserve_rows(buffer: np.ndarray | None, rows: np.ndarray, needed: int, *, fill: int = 0

@@ -32,6 +32,7 @@ import os
 import stat
 import struct
 import zlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -204,13 +205,36 @@ def _check_entries(header: dict[str, Any], path: Path, data_start: int, size: in
     return out
 
 
+def _read_array(f: Any, offset: int, nbytes: int, dtype: np.dtype, shape: tuple[int, ...],
+                spare: bool) -> np.ndarray | None:
+    """The array stored at ``offset``, read straight into its own writeable storage (with
+    ``spare``, the first rows of a buffer twice as tall); None when the file ends first."""
+    if spare and shape:
+        a = np.zeros((max(2 * shape[0], 16), *shape[1:]), dtype=dtype)[:shape[0]]
+    else:
+        a = np.empty(shape, dtype=dtype)
+    if a.nbytes != nbytes:
+        return None
+    f.seek(offset)
+    view = a.reshape(-1).view(np.uint8).data if nbytes else memoryview(bytearray())
+    got = 0
+    while got < nbytes:
+        read = f.readinto(view[got:])
+        if not read:
+            return None
+        got += read
+    return a
+
+
 def load_arrays(path: str | os.PathLike[str], kind: str, *, max_kind_version: int,
-                mmap: bool = False, verify: bool = True
+                mmap: bool = False, verify: bool = True, spare_rows: Collection[str] = ()
                 ) -> tuple[dict[str, Any], dict[str, np.ndarray], int]:
     """Read a file written by :func:`save_arrays`.
 
     Returns ``(meta, arrays, kind_version)``. With ``mmap`` the arrays are read-only
-    memory maps. Raises :class:`FormatError` for anything but a regular file, a file of
+    memory maps. The arrays named in ``spare_rows`` are read into storage with room for
+    as many rows again (:func:`llmrec._arrays.spare_rows`: rows appended to them later
+    go in place). Raises :class:`FormatError` for anything but a regular file, a file of
     another kind, an unsupported version, a truncated file, a checksum mismatch or a
     header that does not describe the file (its schema, dtypes, sizes and offsets are
     checked before any array is read), and ``FileNotFoundError`` when the path does not
@@ -264,11 +288,10 @@ def load_arrays(path: str | os.PathLike[str], kind: str, *, max_kind_version: in
             if mmap and nbytes > 0:
                 a = np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
             else:
-                f.seek(offset)
-                a = np.frombuffer(bytearray(f.read(nbytes)), dtype=dtype)
-                if a.nbytes != nbytes:
+                read = _read_array(f, offset, nbytes, np.dtype(dtype), shape, name in spare_rows)
+                if read is None:
                     raise FormatError(f"{path} is truncated (array {name!r} incomplete)")
-                a = a.reshape(shape)
+                a = read
             if verify and _crc32(a) != crc:
                 raise FormatError(f"{path} is corrupted (checksum mismatch in array {name!r})")
             arrays[name] = a

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._arrays import appended
+from llmrec._arrays import appended, spare_rows
 
 
 class Labels:
@@ -62,6 +62,10 @@ class Labels:
         out = np.empty(picked.shape, dtype=object)
         out.flat[:] = [self._one(int(r)) for r in picked.flat]
         return out
+
+    def with_spare_rows(self) -> Labels:
+        """These labels in storage with room to append (:func:`llmrec._arrays.spare_rows`)."""
+        return Labels(spare_rows(self.data[:int(self.offsets[-1])]), spare_rows(self.offsets))
 
     def appended(self, texts: Any) -> Labels:
         """These labels and those of ``texts``, written in spare capacity past what this

@@ -461,6 +461,11 @@ def _checked_feedback(arrays: dict[str, np.ndarray], path: Any, out: dict[str, A
                                 "rating": rating, "event": event})
 
 
+# The arrays add_items appends to, read with spare rows: the first add after a load
+# appends in place instead of copying them (about 1.3 s at 1M items; see state.build_state).
+_GROWING = ("V", "P", "Q", "G", "inv_norm", "E_codes", "E_scales", "E_slots", "label_bytes", "label_offsets")
+
+
 def load(cls: Any, directory: Any, encoder: Any) -> Any:
     """Read a model written by :func:`save`. Both files are untrusted input: the ALS
     model is checked by :meth:`ALS.load`, the rest field by field and array by array
@@ -472,7 +477,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a saved Recommender directory")
     path = directory / "recommender.llmrec"
-    raw_meta, raw_arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION)
+    raw_meta, raw_arrays, version = load_arrays(path, _KIND, max_kind_version=_KIND_VERSION,
+                                                spare_rows=_GROWING)
     meta = _checked_meta(cls, raw_meta, path)
     arrays = _checked_arrays(raw_arrays, path, meta["id_kinds"])
     als = ALS.load(directory / "als.llmrec").drop_item_priors()  # older files kept E·W

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._arrays import appended, grow_rows, row_norms
+from llmrec._arrays import appended, grow_rows, row_norms, spare_rows
 
 TEXT_STORAGES = ("auto", "float32", "int8")
 INT8_LEVELS = 127.0
@@ -105,6 +105,11 @@ class Int8Rows:
         slots = np.empty(self.n, np.int32)
         slots[order] = np.arange(self.n, dtype=np.int32)
         return Int8Rows(self.codes[at], self.scales[at], slots)
+
+    def with_spare_rows(self) -> Int8Rows:
+        """These rows in storage with room to append (:func:`llmrec._arrays.spare_rows`)."""
+        return Int8Rows(spare_rows(self.codes), spare_rows(self.scales),
+                        None if self.slots is None else spare_rows(self.slots))
 
     def grown(self, n_rows: int) -> Int8Rows:
         """These rows and zero rows up to ``n_rows``, in spare capacity (:func:`grow_rows`)."""
