@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llmrec import _core
 from llmrec._arrays import appended, grow_rows
 from llmrec._checks import plain
 from llmrec.recommender import catalogue, scoring
@@ -145,11 +146,12 @@ def refresh_items(state: Fitted, rows: np.ndarray, snap: Snapshot,
 
 
 def _gram(state: Fitted, items: scoring.Items, name: str) -> np.ndarray:
-    """PᵀP or QᵀQ over all items (float64), computed once and kept current as late
-    items' rows change (writers only)."""
-    if name not in state.grams:
-        rows = getattr(items, name).astype(np.float64)
-        state.grams[name] = rows.T @ rows
+    """PᵀP or QᵀQ over all items (float64; summed by the native Gramian, float32 within
+    chunks of rows, float64 across them), computed once and kept current as late items'
+    rows change (writers only)."""
+    if name not in state.grams:  # native: no float64 copy of the rows (256 MB at 1M items)
+        rows = np.ascontiguousarray(getattr(items, name), dtype=np.float32)
+        state.grams[name] = _core.als_gramian(rows, state.settings["num_threads"]).astype(np.float64)
     return state.grams[name]
 
 
