@@ -62,8 +62,8 @@ def test_requests_waiting_for_a_slot_share_one_call_by_key():
     assert recorder.batches[0] == ("a", [0])
     a = [i for i in range(1, 11) if i % 3]
     b = [i for i in range(1, 11) if not i % 3]
-    # then the oldest key first, at most max_batch per call, every request once
-    assert recorder.batches[1:] == [("a", a[:4]), ("a", a[4:]), ("b", b)]
+    # then the keys in turn, at most max_batch per call, every request once
+    assert recorder.batches[1:] == [("a", a[:4]), ("b", b), ("a", a[4:])]
 
 
 def test_each_request_gets_its_own_answer_or_error():

@@ -52,13 +52,11 @@ class Batcher:
 
     def _start(self) -> None:
         while self._running < self._slots and self._waiting:
-            key = next(iter(self._waiting))  # the key waiting longest
-            queue = self._waiting[key]
+            key = next(iter(self._waiting))  # keys take turns, each first come first served
+            queue = self._waiting.pop(key)
             batch, rest = queue[:self._max_batch], queue[self._max_batch:]
             if rest:
-                self._waiting[key] = rest
-            else:
-                del self._waiting[key]
+                self._waiting[key] = rest  # behind the other keys waiting
             self._running += 1
             if self._observe is not None:
                 self._observe(len(batch))
@@ -78,7 +76,9 @@ class Batcher:
         for (_, future), answer in zip(batch, answers):
             if future.done():  # its client went away
                 continue
-            if isinstance(answer, BaseException):
+            if isinstance(answer, asyncio.CancelledError):  # the server is shutting down
+                future.cancel()
+            elif isinstance(answer, BaseException):
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
