@@ -450,3 +450,47 @@ def test_an_exact_stage_1_scans_the_int8_text_without_a_float_copy(data, tmp_pat
     back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     assert isinstance(back._items.index.request, TextLists)
     _same(rec, back, list(rec._user_map.ids[:30]))
+
+
+@pytest.mark.parametrize("index", ["sq8", "fp16"])
+def test_a_flat_stage_1_saves_its_text_scan_and_converts_codes_of_its_own(data, tmp_path, monkeypatch, index):
+    rec = fresh(data, text_storage="int8", index=index)
+    channel = rec._items.index.request
+    assert isinstance(channel, TextLists) and channel.partitions == 0
+    assert rec.memory_per_item()["stage1.request"] == channel.memory_bytes() / 600  # no codes of its own
+    rec.remove_items([rec._item_map.ids[7]])
+    rec.save(tmp_path / "m")
+    meta, arrays, _ = load_arrays(tmp_path / "m" / "stage1.llmrec", "Stage1", max_kind_version=2)
+    assert meta["channels"]["request"]["layout"] == "rows" and len(arrays["request.centroids"]) == 0
+    assert not (tmp_path / "m" / "stage1.request.0.llmrec").exists()
+    with monkeypatch.context() as m:
+        m.setattr(scoring.Stage1, "__init__", lambda *a, **k: pytest.fail("stage 1 was rebuilt"))
+        back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    assert isinstance(back._items.index.request, TextLists)
+    _same(rec, back, list(rec._user_map.ids[:30]))
+    assert rec._item_map.ids[7] not in back.search("a story of the city", 600).ids
+    # a model saved when the flat request channel kept codes of its own: they are dropped
+    old = fresh(data, text_storage="int8", index=index)
+    E = old._items.E
+    old._items.index.request = scoring.make_index(np.asarray(E[np.arange(E.n)], np.float32), index, 1, 0)
+    old.remove_items([old._item_map.ids[7]])
+    old.save(tmp_path / "old")
+    assert (tmp_path / "old" / "stage1.request.0.llmrec").exists()
+    converted = Recommender.load(tmp_path / "old", encoder=WordEncoder())
+    assert isinstance(converted._items.index.request, TextLists)
+    _same(back, converted, list(rec._user_map.ids[:30]))
+
+
+def test_crafted_flat_request_lists_are_refused(data, tmp_path):
+    rec = fresh(data, text_storage="int8", index="sq8")
+    rec.save(tmp_path / "m")
+
+    def with_a_list(meta, arrays):
+        arrays["request.centroids"] = np.zeros((1, arrays["request.centroids"].shape[1]), np.float32)
+        arrays["request.starts"] = np.zeros(2, np.int64)
+
+    def with_main_rows(meta, arrays):
+        meta["channels"]["request"]["n_main"] = 5
+
+    for j, change in enumerate((with_a_list, with_main_rows)):
+        assert_crafted_copy_refused(tmp_path / "m", tmp_path / str(j), _rows_attack(change), "flat request channel")
