@@ -163,9 +163,8 @@ class Stage1:
       interest), where a PCA would lose the words asked for (on MovieLens titles, the
       exact top 10 among a PCA-32 top 2.5 %: 0.80 recall; full vectors: 1.0). With
       inverted lists over int8 text it keeps no codes of its own: it scores E's codes
-      (:class:`.text_lists.TextLists`, 4 bytes per item instead of 430 at d = 384); a
-      flat stage 1 (exact, sq8, fp16) over int8 text scans all of E's codes the same way
-      (no copy of its own).
+      (:class:`.text_lists.TextLists`, 4 bytes per item instead of 430 at d = 384); an
+      exact stage 1 over int8 text scans all of E's codes the same way (no float copy).
 
     A request uses the channels its signals touch and the union of their candidates: a
     ranking without text reads f + f/2 floats per item, a free-text search without a
@@ -181,12 +180,12 @@ class Stage1:
         self.behaviour = make_index(_behaviour_rows(V, Q), kind, num_threads, random_state, probes)
         self.interest = None if T is None else make_index(T, kind, num_threads, random_state, probes)
         self.request: Any
-        if E is not None and text_codes:
+        if E is not None and text_codes and (kind == "exact" or kind.startswith("ivf-")):
             # The items keep E in int8: the request channel scores those codes (no copy).
             from llmrec.recommender.text_lists import TextLists
 
-            self.request = (TextLists.build(E, num_threads, random_state, probes) if kind.startswith("ivf-")
-                            else TextLists.flat(len(E), E.shape[1], num_threads))
+            self.request = (TextLists.flat(len(E), E.shape[1], num_threads) if kind == "exact" else
+                            TextLists.build(E, num_threads, random_state, probes))
         else:
             self.request = None if E is None else make_index(np.asarray(E, dtype=np.float32), kind, num_threads,
                                                              random_state, probes)

@@ -15,10 +15,7 @@ Files, beside ``recommender.llmrec``::
 
 A request channel over the items' int8 text codes (:class:`.text_lists.TextLists`, kind
 version 2: layout "rows") has no file of its own: its centroids, list starts, item rows
-in list order and removed rows are arrays of the manifest (none but the removed rows
-for a flat stage 1, sq8 or fp16, whose channel scans every item). A flat sq8 / fp16
-request channel saved with codes of its own over int8 text loads as such a scan of E's
-codes (its file is not read). A model whose manifest (kind
+in list order and removed rows are arrays of the manifest. A model whose manifest (kind
 version 1) holds a partitioned request channel while its text is int8 gets its lists
 converted at load (:meth:`.text_lists.TextLists.from_channel`; the codes are dropped).
 
@@ -132,21 +129,15 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
     built: dict[str, Any] = {}
     for name, (vectors, width) in rows.items():
         spec = meta_value(channels, name, path, types=dict)
-        by_codes = name == "request" and removed is not None
+        by_codes = name == "request" and removed is not None and kind.startswith("ivf-")
         layout = meta_choice(spec, "layout", path, ("bands", "flat", "rows") if version >= 2 else ("bands", "flat"))
         if layout == "rows" and not by_codes:
-            raise fail(path, f"channel {name!r}: layout 'rows' needs int8 text")
+            raise fail(path, f"channel {name!r}: layout 'rows' needs an ivf index over int8 text")
         if layout == "rows":
-            built[name] = _text_lists(path, arrays, spec, width, n_items, num_threads, probes,
-                                      kind.startswith("ivf-"))
+            built[name] = _text_lists(path, arrays, spec, width, n_items, num_threads, probes)
             continue
         if (layout == "bands") != kind.startswith("ivf-"):
             raise fail(path, f"channel {name!r}: layout {layout!r} does not match index {kind!r}")
-        if layout == "flat" and by_codes:  # saved with codes of its own: E's codes replace them
-            assert removed is not None
-            built[name] = TextLists.flat(n_items, width, num_threads)
-            built[name].remove(np.flatnonzero(removed[:n_items]))
-            continue
         if layout == "flat":  # its ids are item rows (compact() keeps them)
             index = _index(_band_file(folder, name, 0), kind, width, n_items, num_threads)
             built[name] = index
@@ -185,11 +176,10 @@ def load_stage1(folder: Path, token: Any, kind: str, rows: dict[str, Any], n_ite
 
 
 def _text_lists(path: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any], width: int,
-                n_items: int, num_threads: int, probes: int | None, partitioned: bool) -> Any:
+                n_items: int, num_threads: int, probes: int | None) -> Any:
     """A request channel of layout "rows" (:class:`.text_lists.TextLists`), checked: item
     rows below ``n_main`` in at most one list each (a list can only index E's rows),
-    removed rows increasing and in range; lists for an ivf index (``partitioned``), none
-    for a flat one."""
+    removed rows increasing and in range."""
     from llmrec.recommender.text_lists import TextLists
 
     n_main = meta_int(spec, "n_main", path, minimum=0, maximum=n_items)
@@ -198,10 +188,8 @@ def _text_lists(path: Path, arrays: dict[str, np.ndarray], spec: dict[str, Any],
         raise fail(path, f"channel 'request' holds {n_rows} items, the model {n_items}")
     centroids = array(arrays, "request.centroids", path, dtype=np.float32, shape=(None, width), finite=True)
     lists = len(centroids)
-    if partitioned and lists == 0:
+    if lists == 0:
         raise fail(path, "array 'request.centroids' must hold at least one list")
-    if not partitioned and (lists or n_main):
-        raise fail(path, "a flat request channel has no lists (array 'request.centroids', 'n_main')")
     order = array(arrays, "request.order", path, dtype=np.int32, ndim=1)
     if len(order) and (order.min() < 0 or order.max() >= n_main or np.any(np.bincount(order) > 1)):
         raise fail(path, f"array 'request.order' must hold distinct item rows below {n_main}")
