@@ -38,15 +38,12 @@ class Labels:
     def nbytes(self) -> int:
         return int(self.offsets[-1]) + self.offsets.nbytes
 
-    def _one(self, row: int) -> str:
-        raw = self.data[self.offsets[row]:self.offsets[row + 1]].tobytes()
-        return raw.decode("utf-8", errors="replace")  # a crafted file cannot make a read fail
-
-    def texts(self, rows: np.ndarray) -> list[str]:
+    def texts(self, rows: Any) -> list[str]:
         """The labels of int ``rows`` (each in range), as a list: one offsets gather for
         all of them (a ranking's labels)."""
         rows = np.asarray(rows, dtype=np.int64)
         data = self.data
+        # errors="replace": bytes a crafted file holds decode, never raise
         return [data[a:b].tobytes().decode("utf-8", errors="replace")
                 for a, b in zip(self.offsets[rows].tolist(), self.offsets[rows + 1].tolist())]
 
@@ -57,10 +54,10 @@ class Labels:
             row = int(rows)
             if not -len(self) <= row < len(self):
                 raise IndexError(f"label row {row} out of range for {len(self)} items")
-            return self._one(row % len(self))
+            return self.texts([row % len(self)])[0]
         picked = np.arange(len(self))[rows]
         out = np.empty(picked.shape, dtype=object)
-        out.flat[:] = [self._one(int(r)) for r in picked.flat]
+        out.flat[:] = self.texts(picked.ravel())
         return out
 
     def with_spare_rows(self) -> Labels:
