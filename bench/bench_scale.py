@@ -15,7 +15,7 @@ MiniLM), ``num_threads=2``. Reported:
   blended score (:func:`llmrec.recommender.recall.staged_recall`), ``--recall-users``;
 * ``update(user, 2 items)`` and ``add_items(1 item)``: p50 / p99 (and the first call apart:
   after a load it grows the item arrays once); ``remove_items``
-  when the Recommender has it (else said);
+  when the Recommender has it (else said); ``forget_user`` of a few users (median, slowest);
 * served resident memory per item: a second fresh process loads the saved model and
   runs one request; its RSS growth over an import-only baseline, per item.
 
@@ -50,6 +50,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 BYTES_PER_ITEM_AT_FIT = 12_000  # rough peak of a fit with 384-d text (arrays, copies, ALS)
+FORGOTTEN_USERS = 10
 TARGETS = {1_000_000: (2.0, 6.0), 10_000_000: (4.0, 10.0)}  # recommend p50, p99 (ms)
 
 
@@ -227,6 +228,9 @@ def _serve(args: argparse.Namespace, rec, n: int) -> None:
         print(f"remove_items(1 item): {_percentiles(removes[5:])}", flush=True)
     else:
         print("remove_items: not in this Recommender (the catalogue branch adds it)", flush=True)
+    forgets = [_timed(lambda: rec.forget_user(u)) for u in np.unique(users[200:])[:FORGOTTEN_USERS]]
+    print(f"forget_user: median {np.median(forgets):.1f} ms, slowest {max(forgets):.1f} ms "
+          f"({len(forgets)} users)", flush=True)
 
 
 def scale_serve(args: argparse.Namespace) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -337,6 +339,27 @@ def test_user_items_view_is_read_only_and_forget_user_erases_one_user(rng):
             model.forget_user(bad)
     with pytest.raises(NotFittedError):
         ALS().user_items_
+
+
+def test_forget_user_in_place_equals_the_copy_and_overwrites_the_stored_arrays(rng):
+    """``in_place=True``: the same factors and interactions as the copying path, written
+    into the arrays the model holds (the user's interactions moved out of them)."""
+    R = low_rank_counts(rng)
+    F = rng.standard_normal((R.shape[0], 3)).astype(np.float32)
+    fitted = ALS(factors=4, iterations=2, random_state=0).fit(R, user_features=F)
+    copied, inplace = pickle.loads(pickle.dumps(fitted)), pickle.loads(pickle.dumps(fitted))
+    for user in (int(np.argmax(np.diff(R.indptr))), 0, R.shape[0] - 1):
+        factors, data = inplace.user_factors_, inplace._user_items.data
+        assert inplace.forget_user(user, in_place=True) is inplace
+        copied.forget_user(user)
+        assert inplace.user_factors_ is factors and np.shares_memory(inplace._user_items.data, data)
+        np.testing.assert_array_equal(inplace.user_factors_, copied.user_factors_)
+        np.testing.assert_array_equal(inplace._user_priors, copied._user_priors)
+        assert inplace.user_items_.shape == copied.user_items_.shape
+        assert (inplace.user_items_ != copied.user_items_).nnz == 0
+        assert inplace.user_items_.nnz == copied.user_items_.nnz
+    # what the model recommends and folds in afterwards is the same too
+    np.testing.assert_array_equal(inplace.recommend(np.arange(5), k=5)[0], copied.recommend(np.arange(5), k=5)[0])
 
 
 def test_fold_in_items_equals_the_item_normal_equations(rng):

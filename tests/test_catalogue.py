@@ -161,6 +161,56 @@ def test_forget_user_leaves_no_bytes_behind(data, tmp_path, kind):
     assert len(rec._histories.get(int(rec._user_map.rows([secret], "u")[0]))) == 1
 
 
+def _late_state(rec: Recommender) -> tuple:
+    late = rec._late_items
+    return ({i: set(c) for i, c in late._users.items()}, late._before, late._after)
+
+
+def test_forget_user_in_place_equals_forgetting_while_requests_run(data, tmp_path, monkeypatch):
+    """With no request running, forget_user overwrites the user's data where it is
+    stored (O(their data)); while requests run it binds copies. Both leave the same
+    model: saved arrays, late items' clickers and next-item counts, item counts, answers."""
+    rec = _fit(data)
+    rec.add_items(pd.DataFrame({"item_id": [80_000, 80_001], "text": ["a chef story", "garden tips"]}))
+    fitted = [int(i) for i in rec._item_map.ids[:40]]
+    target = int(rec._user_map.ids[7])
+    for step, user in enumerate([target, 3, target, 5, 9, target]):  # late items next to others
+        rec.update(user, [fitted[step], 80_000 + step % 2, fitted[step + 10]])
+    # two equal models: a fitted one and its load would round later solves differently
+    start = _saved_dir(rec, tmp_path / "start")
+    rec, copied = (Recommender.load(start, encoder=WordEncoder()) for _ in range(2))
+    clickers = set(u for c in _late_state(rec)[0].values() for u in c)
+    assert int(rec._user_map.rows([target], "u")[0]) in clickers  # so forgetting changes them
+    row = int(rec._user_map.rows([target], "u")[0])
+    span = slice(rec._histories._indptr[row], rec._histories._indptr[row + 1])
+    assert rec._histories._items[span].any()
+    rec.forget_user(target)  # no request running: in place
+    # the stored arrays no longer hold the user's fitted items
+    assert not rec._histories._items[span].any()
+    monkeypatch.setattr(type(copied._state.publisher), "drain", lambda self, timeout: False)
+    copied.forget_user(target)  # as if requests were running: copies
+    assert _late_state(rec) == _late_state(copied)
+    n = rec._items.V.shape[0]
+    np.testing.assert_array_equal(rec._histories.item_counts(n), copied._histories.item_counts(n))
+    users = [u for u in rec._user_map.ids[:20]]
+    np.testing.assert_array_equal(rec.recommend(users, 10).ids, copied.recommend(users, 10).ids)
+    for model in (rec, copied):
+        model.update(3, [80_001, fitted[30]])  # a late item re-solved from its clickers
+    np.testing.assert_array_equal(rec._items.V, copied._items.V)
+    from llmrec._fileformat import load_arrays
+
+    saved = [load_arrays(_saved_dir(m, tmp_path / name) / "recommender.llmrec", "Recommender",
+                         max_kind_version=99)[1] for m, name in ((rec, "a"), (copied, "b"))]
+    assert saved[0].keys() == saved[1].keys()
+    for key in saved[0]:
+        np.testing.assert_array_equal(np.asarray(saved[0][key]), np.asarray(saved[1][key]), err_msg=key)
+
+
+def _saved_dir(rec: Recommender, path):
+    rec.save(path)
+    return path
+
+
 def test_re_solved_items_are_searched_by_their_new_rows(data):
     """No "newest re-solved items join every request" list: update rewrites the stage-1
     behaviour rows of the items it re-solves."""

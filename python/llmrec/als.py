@@ -459,12 +459,30 @@ class ALS(Estimator):
             self._item_priors = None
         return self
 
-    def forget_user(self, user_id: int) -> ALS:
+    def forget_user(self, user_id: int, *, in_place: bool = False) -> ALS:
         """Erase a user: factors, text prior and interactions become zero (the row stays,
         empty). New arrays are bound, never written in place, so a shallow copy taken
-        before keeps what it had. Returns self."""
+        before keeps what it had (O(users + interactions)). With ``in_place``, the stored
+        arrays are overwritten instead: the user's row, and the later interactions moved
+        down over theirs (one memory move; for an owner that knows nothing reads them
+        meanwhile, such as :meth:`llmrec.Recommender.forget_user`). Returns self."""
         self._check_fitted()
         row = int(_as_user_ids(user_id, "user_id", self.n_users_)[0][0])
+        R = self._user_items
+        arrays = (self.user_factors_, self._user_priors, R.data, R.indices, R.indptr)
+        if in_place and all(a is None or a.flags.writeable for a in arrays):
+            self.user_factors_[row] = 0
+            if self._user_priors is not None:
+                self._user_priors[row] = 0
+            start, stop, end = int(R.indptr[row]), int(R.indptr[row + 1]), int(R.indptr[-1])
+            if stop > start:
+                R.data[start:end - (stop - start)] = R.data[stop:end]  # overlapping: numpy buffers it
+                R.indices[start:end - (stop - start)] = R.indices[stop:end]
+                R.data, R.indices = R.data[:end - (stop - start)], R.indices[:end - (stop - start)]
+                R.indptr[row + 1:] -= stop - start
+            for key in ("user_gram", "user_cosine"):
+                self._cache.pop(key, None)
+            return self
         factors = self.user_factors_.copy()
         factors[row] = 0
         self.user_factors_ = factors

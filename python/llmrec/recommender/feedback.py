@@ -292,6 +292,22 @@ class Feedback:
         self._changed[int(user)] = record
         self._n = max(self._n, int(user) + 1)
 
+    def erase(self, user: int) -> None:
+        """Empty the user's record and overwrite its values in the stored columns (no
+        copy of them remains; a column of one value throughout holds nothing of theirs).
+        O(that record); only while no reader holds a stored record (see
+        :meth:`.history.Histories.erase`)."""
+        user = int(user)
+        if user < len(self._indptr) - 1:
+            span = slice(self._indptr[user], self._indptr[user + 1])
+            for name, values in self._columns.items():
+                if values.strides[0] == 0:  # constant_view: one value for everyone
+                    continue
+                if not values.flags.writeable:
+                    values = self._columns[name] = values.copy()
+                values[span] = 0
+        self.set(user, _empty_columns())
+
     def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(indptr, columns) of all users, changes folded in (for saving)."""
         if not self._changed and self._n == len(self._indptr) - 1:

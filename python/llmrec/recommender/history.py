@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -23,6 +25,11 @@ class Histories:
         self._changed: dict[int, np.ndarray] = {}
         self._n = len(self._indptr) - 1
         self._base_counts: np.ndarray | None = None  # item counts of the arrays above
+        self._erased: set[int] = set()  # users whose stored items were overwritten (not counted)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_erased", set())  # (absent from older pickles)
 
     @classmethod
     def from_events(cls, users: np.ndarray, items: np.ndarray, order: np.ndarray,
@@ -67,19 +74,39 @@ class Histories:
         """Add interactions (in the order given, newest last); a new user id grows the store."""
         self.set(user, self.merge(self.get(user), items))
 
+    def erase(self, user: int) -> None:
+        """Empty the user's history and overwrite its items in the stored arrays (no
+        copy of them remains). O(that history); only while no reader holds one of the
+        stored histories (the Recommender drains its requests first)."""
+        user = int(user)
+        if user < len(self._indptr) - 1 and user not in self._erased:
+            span = slice(self._indptr[user], self._indptr[user + 1])
+            np.subtract.at(self._counts_of_arrays(), self._items[span], 1)
+            if not self._items.flags.writeable:  # (arrays shared with a read-only source)
+                self._items = self._items.copy()
+            self._items[span] = 0
+            self._erased.add(user)
+        self.set(user, np.zeros(0, dtype=np.int64))
+
+    def _counts_of_arrays(self) -> np.ndarray:
+        """Item counts of the stored arrays (computed once), erased users left out."""
+        base = getattr(self, "_base_counts", None)
+        if base is None:  # (absent from older pickles)
+            base = self._base_counts = np.bincount(self._items, minlength=0)
+        return base
+
     def item_counts(self, n_items: int) -> np.ndarray:
         """How many users have each item in their history (int64, length ``n_items``;
         items beyond the histories count 0). The counts of the arrays built at fit or
         load are computed once; users changed since are corrected one by one, so the
         cost grows with the updates, not with the data."""
-        base = getattr(self, "_base_counts", None)
-        if base is None:  # (absent from older pickles)
-            base = self._base_counts = np.bincount(self._items, minlength=0)
+        base = self._counts_of_arrays()
         size = max(n_items, len(base))
         counts = np.zeros(size, dtype=np.int64)
         counts[:len(base)] = base
+        erased = self._erased
         for user, history in list(self._changed.items()):  # a copy: writers may add users
-            if user < len(self._indptr) - 1:
+            if user < len(self._indptr) - 1 and user not in erased:
                 np.subtract.at(counts, self._items[self._indptr[user]:self._indptr[user + 1]], 1)
             np.add.at(counts, history, 1)
         return counts[:n_items]

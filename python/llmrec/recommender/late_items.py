@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -99,6 +101,38 @@ class LateItems:
                     touched.update(self._pair(sequence[t - d], item, d))
         return np.array(sorted(touched), dtype=np.int64)
 
+    def forget(self, user: int, history: np.ndarray, histories: Any) -> bool:
+        """Take a forgotten user's clicks out: each late item of ``history`` (the user's
+        items before they were erased) gets its clickers and next-item counts again from
+        its other clickers' ``histories`` (:class:`.history.Histories`, the user's now
+        empty), as :meth:`from_histories` would count them. O(those clickers' histories).
+        Returns False, changing nothing, where such an item has as many clickers as are
+        kept (``CLICKERS``: older ones may be missing): then rebuild with
+        :meth:`from_histories`."""
+        late = [int(i) for i in history if int(i) in self._late]
+        if any(len(self._users.get(item, ())) >= CLICKERS for item in late):
+            return False
+        for item in late:
+            clickers: dict[int, None] = {}
+            before: dict[int, float] = {}
+            after: dict[int, float] = {}
+            for other in self._users.get(item, ()):
+                items = histories.get(other) if other != user else history[:0]
+                at = np.flatnonzero(items == item)
+                if not len(at):
+                    continue
+                clickers[other] = None
+                p = int(at[0])
+                for d in range(1, self._window + 1):
+                    if p - d >= 0:
+                        before[int(items[p - d])] = before.get(int(items[p - d]), 0.0) + 1.0 / d
+                    if p + d < len(items):
+                        after[int(items[p + d])] = after.get(int(items[p + d]), 0.0) + 1.0 / d
+            _put(self._users, item, clickers)
+            _put(self._before, item, before)
+            _put(self._after, item, after)
+        return True
+
     def _pair(self, first: int, then: int, distance: int) -> list[int]:
         """Count ``then`` taken ``distance`` after ``first``; returns the late ones of the two."""
         hit = []
@@ -146,3 +180,11 @@ class LateItems:
 
 
 __all__ = ["CLICKERS", "LateItems", "solve_late_factors"]
+
+
+def _put(table: dict[int, Any], item: int, value: dict[int, Any]) -> None:
+    """``table[item] = value``, or no entry where ``value`` is empty."""
+    if value:
+        table[item] = value
+    else:
+        table.pop(item, None)
