@@ -125,7 +125,9 @@ def test_fit_and_load_build_the_same_state(tmp_path):
     rec.save(tmp_path / "m")
     back = Recommender.load(tmp_path / "m", encoder=WordEncoder())._state
     assert back.late_items._late == state.late_items._late
-    assert back.settings == state.settings and back.grams == {} and back.profile is None
+    assert back.settings == state.settings and back.profile is None
+    assert back.grams.keys() == state.grams.keys() == {"P", "Q"}  # computed at fit and load
+    assert all(np.array_equal(back.grams[k], state.grams[k]) for k in state.grams)
     for name in state.geometry._fields:
         a, b = getattr(state.geometry, name), getattr(back.geometry, name)
         assert (a is None and b is None) or np.array_equal(a, b), name

@@ -138,7 +138,6 @@ def _erase_in_place(state: Any, snap: Any, row: int) -> None:
         state.profile[row] = 0  # read by writers only
     state.histories.erase(row)  # before the feedback: they may share the items array
     state.feedback.erase(row)
-    state.grams.clear()  # recomputed from the item rows when next needed
     state.user_map.forget(np.array([row]), erase=True)
 
 
@@ -173,7 +172,6 @@ def _forget_by_copies(model: Any, snap: Any, row: int) -> None:
     record = state.feedback.get(row)
     with state.publisher.lock:
         state.feedback.set(row, {k: v[:0] for k, v in record.items()})  # ratings, events too
-        state.grams.clear()  # recomputed from the item rows when next needed
         state.user_map.forget(np.array([row]), erase=True)
         model._state = replace(state, histories=Histories(indptr, items), late_items=late, profile=profile)
         state.publisher.current = snap._replace(als=als, users=users)

@@ -495,6 +495,7 @@ class Recommender(PairScores, Estimator):
         self.validation_ = learned.validation
         self.calibration_ = learned.calibration
         self.event_weights_ = learned.event_weights
+        updates.warm_grams(fitted)  # the first update after a fit or load is then not O(n·f²)
 
     # Read-only views of the state and of the current snapshot, for tests, benchmarks,
     # the server's introspection and debugging; requests pin one snapshot instead (see
