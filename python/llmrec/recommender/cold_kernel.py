@@ -132,12 +132,12 @@ def _kernel(X: np.ndarray, Y: np.ndarray, width: float) -> np.ndarray:
 
 def _solve(X: np.ndarray, width: float, ridge: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """((K + μI)⁻¹, z̄, B) over landmarks X (float64): the reference cold items are the
-    landmarks themselves, each z_l with its own entry removed (it is not in its own
-    history when new)."""
+    landmarks themselves, each as if new: z_l of the regression without landmark l,
+    which for A = (K + μI)⁻¹ is −A[l, j]/A[l, l] at j ≠ l (block inversion; 0 at l)."""
     eigenvalues, Q = np.linalg.eigh(_kernel(X, X, width))
     eigenvalues = np.maximum(eigenvalues, 0.0)
     inverse = (Q / (eigenvalues + ridge)) @ Q.T
-    Z = _kernel(X, X, width) @ inverse  # row l: z_l (K symmetric)
+    Z = -inverse / np.diag(inverse)[:, None]
     np.fill_diagonal(Z, 0.0)
     mean = Z.mean(axis=0)
     values, vectors = np.linalg.eigh(np.cov(Z, rowvar=False))

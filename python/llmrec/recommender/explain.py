@@ -102,7 +102,8 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
               "sequence": "it is close to what you interacted with most recently",
               "transition": "people often take it next after your latest items",
               "text": "its description matches the text of your interests",
-              "towers": "the sequence model trained on everyone's histories predicts it next"}
+              "towers": "the sequence model trained on everyone's histories predicts it next",
+              "cold": "it is new, and its description is close to items you took"}
     for key in sorted(relative, key=lambda k: -abs(relative[k])):
         if parts[key] != 0:
             lines.append(f"  {relative[key]:+.3f} {key}: {labels[key]}")
