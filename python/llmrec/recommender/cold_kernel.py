@@ -200,7 +200,7 @@ def fit_cold_kernel(texts: np.ndarray, taken: list[np.ndarray], counts: np.ndarr
     cov = np.cov(V, rowvar=False, bias=True)
     sigma_b = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", b, cov, b), 0.0))
     base = (b @ V[len(warm_ids):].T - (b @ V.mean(axis=0))[:, None]) / np.where(sigma_b > 0, sigma_b, 1.0)[:, None]
-    keep = np.array([len(h) > 0 for h in held])
+    keep = np.array([len(h) > 0 and len(t) > 0 for h, t in zip(held, train)])
     Xw, Xc = X[:len(warm_ids)], X[len(warm_ids):]
     queries = np.zeros((len(users), len(warm_ids)))
     for i, h in enumerate(train):
