@@ -14,7 +14,7 @@ import llmrec
 from llmrec import Recommender
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.evaluation import cold_item_split, ranking_metrics
-from llmrec.recommender.cold_kernel import SPREAD_RANK, ColdRows, make_cold_kernel
+from llmrec.recommender.cold_kernel import HASH_DIMS, SPREAD_RANK, ColdRows, make_cold_kernel
 from recommender_helpers import WordEncoder, assert_crafted_copy_refused
 from tolerances import gamma
 
@@ -42,23 +42,48 @@ def _reference(X, width, ridge, histories, new):
     return (Q @ Z.T) / sigma[:, None], Z
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_scores_match_a_float64_brute_force(seed):
+def _words(texts):
+    """[text vector ; β·words] rows, the words hashed as the module documents it."""
+    import re
+    import zlib
+
+    H = np.zeros((len(texts), HASH_DIMS))
+    for i, text in enumerate(texts):
+        for word in set(re.findall(r"\w+", text.lower())):
+            H[i, zlib.crc32(word.encode()) % HASH_DIMS] = 1.0
+    return H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-300)
+
+
+def _inputs(E, texts, words):
+    if not words:
+        return np.asarray(E, np.float64)
+    X = np.hstack([np.asarray(E, np.float64), words * _words(texts)])
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+VOCABULARY = ["comedy", "drama", "1995", "1996", "war", "space", "love", "crime"]
+
+
+@pytest.mark.parametrize("seed, words", [(0, 0.0), (1, 0.0), (2, 0.5), (3, 1.0)])
+def test_scores_match_a_float64_brute_force(seed, words):
     rng = np.random.default_rng(seed)
     m, d = 24, 10  # m < SPREAD_RANK: the spread factor is exact
     assert m < SPREAD_RANK
-    texts = _unit(rng.standard_normal((m + 5, d))).astype(np.float32)
+    E = _unit(rng.standard_normal((m + 5 + 7, d))).astype(np.float32)
+    texts = [" ".join(rng.choice(VOCABULARY, 3)) for _ in range(len(E))]
     rows = np.sort(rng.choice(m + 5, m, replace=False))
     width, ridge = float(rng.choice([0.3, 0.5])), float(rng.choice([1.0, 3.0]))
-    kernel = make_cold_kernel(texts, rows, width, ridge)
-    new = _unit(rng.standard_normal((7, d))).astype(np.float32)
+    kernel = make_cold_kernel(E, texts, rows, width, ridge, words)
+    new, new_texts = E[m + 5:], texts[m + 5:]
     histories = [rows[rng.choice(m, rng.integers(1, 8), replace=False)] for _ in range(6)]
-    expected, Z = _reference(texts[rows], width, ridge, [np.searchsorted(rows, h) for h in histories], new)
-    Zf = kernel.rows(new)
+    expected, Z = _reference(_inputs(E[rows], [texts[i] for i in rows], words), width, ridge,
+                             [np.searchsorted(rows, h) for h in histories], _inputs(new, new_texts, words))
+    Zf = kernel.rows(new, new_texts)
     got = kernel.queries(histories).astype(np.float64) @ Zf.T.astype(np.float64)
     # float32 kernel, products and sums of length m (and the float32 inverse, whose
     # entries carry the conditioning of K + μI): bound by the absolute terms.
-    cond = np.linalg.cond(np.exp((texts[rows].astype(np.float64) @ texts[rows].T - 1) / width) + ridge * np.eye(m))
+    X = _inputs(E[rows], [texts[i] for i in rows], words)
+    cond = np.linalg.cond(np.exp((X @ X.T - 1) / width) + ridge * np.eye(m))
     scale = (np.abs(Z).sum(axis=1).max() + 1) * np.abs(expected).max()
     assert np.abs(got - expected).max() <= 8 * cond * gamma(m + d) * scale + 1e-12
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
@@ -66,8 +91,8 @@ def test_scores_match_a_float64_brute_force(seed):
 
 def test_items_outside_the_landmarks_and_empty_histories_score_zero():
     rng = np.random.default_rng(3)
-    texts = _unit(rng.standard_normal((30, 8))).astype(np.float32)
-    kernel = make_cold_kernel(texts, np.arange(0, 30, 2), 0.4, 1.0)
+    E = _unit(rng.standard_normal((30, 8))).astype(np.float32)
+    kernel = make_cold_kernel(E, None, np.arange(0, 30, 2), 0.4, 1.0)
     q = kernel.queries([np.array([1, 3, 5]), np.array([], dtype=np.int64), np.array([0, 1])])
     assert not q[:2].any()  # odd rows are not landmarks
     np.testing.assert_array_equal(q[2] != 0, np.eye(1, 15, 0)[0] != 0)
@@ -75,14 +100,20 @@ def test_items_outside_the_landmarks_and_empty_histories_score_zero():
 
 def test_rows_refuse_bad_texts():
     rng = np.random.default_rng(4)
-    kernel = make_cold_kernel(_unit(rng.standard_normal((20, 6))).astype(np.float32), np.arange(20), 0.3, 1.0)
+    E = _unit(rng.standard_normal((20, 6))).astype(np.float32)
+    kernel = make_cold_kernel(E, None, np.arange(20), 0.3, 1.0)
+    with pytest.raises(ValueError, match="E"):
+        kernel.rows(np.ones((2, 5), dtype=np.float32), None)
+    with pytest.raises(ValueError, match="E"):
+        kernel.rows(np.full((1, 6), np.nan), None)
+    with pytest.raises(TypeError, match="E"):
+        kernel.rows([["a"] * 6], None)
+    assert kernel.rows(np.zeros((0, 6), np.float32), None).shape == (0, 20)
+    worded = make_cold_kernel(E, ["drama"] * 20, np.arange(20), 0.3, 1.0, words=0.5)
     with pytest.raises(ValueError, match="texts"):
-        kernel.rows(np.ones((2, 5), dtype=np.float32))
+        worded.rows(E[:2], None)
     with pytest.raises(ValueError, match="texts"):
-        kernel.rows(np.full((1, 6), np.nan))
-    with pytest.raises(TypeError, match="texts"):
-        kernel.rows([["a"] * 6])
-    assert kernel.rows(np.zeros((0, 6), np.float32)).shape == (0, 20)
+        worded.rows(E[:2], ["drama"])
 
 
 def test_stored_rows_are_within_half_a_code_step():
@@ -200,6 +231,8 @@ def test_a_version_8_file_loads_without_it(tastes, tmp_path):
     (lambda a: a.pop("cold_inverse"), "saved together"),
     (lambda a: a.update(cold_inverse=a["cold_inverse"][:, :3].copy()), "cold_inverse"),
     (lambda a: a.update(cold_width=np.array([0.0])), "cold_width"),
+    (lambda a: a.update(cold_words=np.array([-1.0])), "cold_words"),
+    (lambda a: a.update(cold_words=np.array([0.5 if a["cold_words"][0] == 0 else 0.0])), "cold_landmarks"),
     (lambda a: a.update(cold_landmark_rows=a["cold_landmark_rows"][::-1].copy()), "ascending"),
     (lambda a: a.update(cold_landmarks=10 * a["cold_landmarks"]), "unit text vectors"),
     (lambda a: a.update(cold_mean=np.full_like(a["cold_mean"], np.nan)), "cold_mean"),

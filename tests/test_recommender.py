@@ -160,7 +160,8 @@ def test_two_stage_matches_full_scan(data, simd_level, text_weight):
 
 
 def test_validation_fits_weights(model):
-    assert set(model.weights_) == {"behaviour", "sequence", "transition", "text", "query"}
+    # "cold": the signal of items without interactions (a model with text)
+    assert set(model.weights_) == {"behaviour", "sequence", "transition", "text", "query", "cold"}
     assert model.weights_["behaviour"] == 1.0
     assert model.validation_["users"] > 0 and len(model.validation_["ndcg"]) == 4
     assert model.regularization_ in model.validation_["ndcg"]

@@ -2,9 +2,11 @@
 without interactions from the user's own history.
 
 For user u with history items h among the landmarks (the ``MAX_LANDMARKS``
-most-interacted fitted items, unit text vectors X_L), the indicator q_u ∈ {0, 1}^m of
-those items is regressed on their text with the kernel k(x, y) = exp((x·y − 1)/τ), and
-an item c without interactions is scored by the prediction at its text x_c:
+most-interacted fitted items, with kernel inputs X_L: their unit text vectors, or the
+unit rows of [text vector ; β · hashed words of their text], :func:`features`), the
+indicator q_u ∈ {0, 1}^m of those items is regressed on them with the kernel
+k(x, y) = exp((x·y − 1)/τ), and an item c without interactions is scored by the
+prediction at its x_c:
 
     s(u, c) = q_uᵀ (K + μI)⁻¹ k(x_c) = q_u · z_c,   K = k(X_L, X_L)
 
@@ -25,13 +27,18 @@ re-scorer adds w·q_u·(z_c − z̄)/σ(u) for the candidates, σ(u)² = ‖Bᵀ
 of the user's scores over reference cold items (B: a rank-``SPREAD_RANK`` factor of
 their covariance), z̄ their mean. Items with interactions score 0 in it.
 
-τ, μ and the weight w are chosen at fit on a cold-item validation of the training data
-(:func:`fit_cold_kernel`): a fifth of the landmarks held out as if new, ALS refitted on
-the rest, and the held-out items ranked by the behaviour signal plus w times this one.
+β, τ, μ and the weight w are chosen at fit on a cold-item validation of the training
+data (:func:`fit_cold_kernel`): in each of ``FOLDS`` folds a fifth of the landmarks held
+out as if new, ALS refitted on the rest, and the held-out items ranked by the behaviour
+signal plus w times this one. The words carry what a sentence encoder blurs in a short
+catalogue text: on MovieLens ("Title (1995). Genres: Comedy, Drama") the genre names
+and the year, exactly.
 """
 
 from __future__ import annotations
 
+import re
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +51,10 @@ from llmrec.recommender.text_prior import MAX_LANDMARKS
 WIDTHS = (0.2, 0.3, 0.4)          # τ
 RIDGES = (1.0, 3.0, 10.0)         # μ (the signal alone on MovieLens chose 1–3)
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)  # w, against the behaviour signal at 1
+WORDS = (0.0, 0.5, 1.0)           # β: weight of the hashed words beside the text vector
+HASH_DIMS = 1024                  # hashed word features
+MAX_WORDS = 100.0                 # the largest β a saved model may hold
+FOLDS = 3                         # disjoint validation folds of HOLD_OUT landmarks each
 SPREAD_RANK = 32                  # rank of the spread's covariance factor B
 HOLD_OUT = 0.2                    # share of the landmarks held out as cold in the validation
 VALIDATION_USERS = 5000           # users sampled for the validation (bounded cost)
@@ -55,15 +66,22 @@ class ColdKernel:
     """The fitted signal (see the module docstring); build with :func:`fit_cold_kernel`."""
 
     landmark_rows: np.ndarray  # int64 (m,) item rows of the landmarks, ascending
-    landmarks: np.ndarray      # float32 (m, d) their unit text vectors
+    landmarks: np.ndarray      # float32 (m, d or d + HASH_DIMS) their kernel input rows (:func:`features`)
     inverse: np.ndarray        # float32 (m, m) (K + μI)⁻¹
     mean: np.ndarray           # float32 (m,) z̄
     spread: np.ndarray         # float32 (m, r) B
     width: float               # τ
+    words: float = 0.0         # β, the words' weight (0: the text vectors alone)
 
-    def rows(self, texts: Any) -> np.ndarray:
-        """z − z̄ (float32, (n, m)) for items with unit text vectors ``texts`` (n, d)."""
-        X = as_float_matrix(texts, "texts", dim=self.landmarks.shape[1], allow_empty=True)
+    def rows(self, E: Any, texts: list[str] | None) -> np.ndarray:
+        """z − z̄ (float32, (n, m)) for items with unit text vectors ``E`` (n, d) and
+        ``texts`` (n strings; read only where the signal uses words)."""
+        d = self.landmarks.shape[1] - (HASH_DIMS if self.words else 0)
+        X = as_float_matrix(E, "E", dim=d, allow_empty=True)
+        if self.words:
+            if texts is None or len(texts) != len(X):
+                raise ValueError(f"texts must give one text per row of E ({len(X)}): this signal reads words")
+            X = features(X, texts, self.words).astype(np.float32)
         out = np.empty((len(X), len(self.mean)), dtype=np.float32)
         for start in range(0, len(X), _BLOCK):
             K = X[start:start + _BLOCK] @ self.landmarks.T
@@ -130,20 +148,52 @@ def _kernel(X: np.ndarray, Y: np.ndarray, width: float) -> np.ndarray:
     return np.exp((X @ Y.T - 1.0) / width)
 
 
-def _solve(X: np.ndarray, width: float, ridge: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """((K + μI)⁻¹, z̄, B) over landmarks X (float64): the reference cold items are the
-    landmarks themselves, each as if new: z_l of the regression without landmark l,
-    which for A = (K + μI)⁻¹ is −A[l, j]/A[l, l] at j ≠ l (block inversion; 0 at l)."""
-    eigenvalues, Q = np.linalg.eigh(_kernel(X, X, width))
-    eigenvalues = np.maximum(eigenvalues, 0.0)
-    inverse = (Q / (eigenvalues + ridge)) @ Q.T
+def _inverse(eigen: tuple[np.ndarray, np.ndarray], ridge: float) -> np.ndarray:
+    """(K + μI)⁻¹ from K's eigendecomposition (float64)."""
+    eigenvalues, Q = eigen
+    return (Q / (np.maximum(eigenvalues, 0.0) + ridge)) @ Q.T  # K is PSD; round-off may dip below 0
+
+
+def _reference(inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(z̄, B) of the reference cold items, the landmarks themselves, each as if new: z_l
+    of the regression without landmark l, which for A = (K + μI)⁻¹ is −A[l, j]/A[l, l]
+    at j ≠ l (block inversion; 0 at l)."""
     Z = -inverse / np.diag(inverse)[:, None]
     np.fill_diagonal(Z, 0.0)
-    mean = Z.mean(axis=0)
     values, vectors = np.linalg.eigh(np.cov(Z, rowvar=False))
     top = np.argsort(values)[::-1][:SPREAD_RANK]
-    B = vectors[:, top] * np.sqrt(np.maximum(values[top], 0.0))
-    return inverse, mean, B
+    return Z.mean(axis=0), vectors[:, top] * np.sqrt(np.maximum(values[top], 0.0))
+
+
+def word_vectors(texts: list[str]) -> np.ndarray:
+    """The words of each text (lower-cased runs of letters and digits), hashed into
+    ``HASH_DIMS`` binary features (Weinberger et al., "Feature Hashing for Large Scale
+    Multitask Learning", ICML 2009: no vocabulary to keep), unit rows (zero without a
+    word); float64 (n, HASH_DIMS)."""
+    out = np.zeros((len(texts), HASH_DIMS))
+    for row, text in enumerate(texts):
+        for word in set(re.findall(r"\w+", str(text).lower())):
+            out[row, zlib.crc32(word.encode()) % HASH_DIMS] = 1.0
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms > 0, norms, 1.0)
+
+
+def _combine(E: np.ndarray, words: np.ndarray | None, weight: float) -> np.ndarray:
+    """Unit rows of [E ; weight · words] (E alone at weight 0 or without words)."""
+    E = np.asarray(E, dtype=np.float64)
+    if words is None or weight == 0:
+        return E
+    X = np.hstack([E, weight * words])
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def features(E: Any, texts: list[str] | None, words: float) -> np.ndarray:
+    """The kernel's input rows (float64) of items with unit text vectors ``E`` and
+    ``texts`` (their words at weight ``words``; None: no words)."""
+    E = np.asarray(E, dtype=np.float64)
+    if texts is None or words == 0:
+        return E
+    return _combine(E, word_vectors(texts), words)
 
 
 def landmark_rows(counts: np.ndarray) -> np.ndarray:
@@ -153,27 +203,68 @@ def landmark_rows(counts: np.ndarray) -> np.ndarray:
     return np.sort(fitted[np.argsort(-counts[fitted], kind="stable")][:MAX_LANDMARKS])
 
 
-def make_cold_kernel(texts: np.ndarray, rows: np.ndarray, width: float, ridge: float) -> ColdKernel:
-    """The signal over landmark item ``rows`` of ``texts`` (unit rows)."""
-    X = np.asarray(texts[rows], dtype=np.float64)
-    inverse, mean, B = _solve(X, width, ridge)
+def make_cold_kernel(E: np.ndarray, texts: list[str] | None, rows: np.ndarray, width: float, ridge: float,
+                     words: float = 0.0) -> ColdKernel:
+    """The signal over landmark item ``rows`` of ``E`` (unit text vectors) and ``texts``
+    (the items' texts, for their words; None: none)."""
+    X = features(E[rows], None if texts is None else [texts[i] for i in rows], words)
+    inverse = _inverse(np.linalg.eigh(_kernel(X, X, width)), ridge)
+    mean, B = _reference(inverse)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    return ColdKernel(np.asarray(rows, dtype=np.int64), f32(X), f32(inverse), f32(mean), f32(B), float(width))
+    return ColdKernel(np.asarray(rows, dtype=np.int64), f32(X), f32(inverse), f32(mean), f32(B), float(width),
+                      float(words))
 
 
-def fit_cold_kernel(texts: np.ndarray, taken: list[np.ndarray], counts: np.ndarray,
+class _Fold:
+    """One cold-item validation fold: landmarks ``held`` out as new, ALS refitted on the
+    rest; the behaviour signal of the held-out items as served, the users' indicators
+    over the rest, and the held-out items each user took."""
+
+    def __init__(self, held_out: np.ndarray, local: list[np.ndarray], users: np.ndarray, E: np.ndarray,
+                 fit_factors: Any, behaviour: Any) -> None:
+        from llmrec.recommender.fusion import HeldOut
+
+        m = len(E)
+        cold = np.zeros(m, dtype=bool)
+        cold[held_out] = True
+        self.warm_ids, self.cold_ids = np.flatnonzero(~cold), np.flatnonzero(cold)
+        n_warm = len(self.warm_ids)
+        renumber = np.empty(m, dtype=np.int64)
+        renumber[self.warm_ids] = np.arange(n_warm)
+        renumber[self.cold_ids] = n_warm + np.arange(len(self.cold_ids))
+        train = [renumber[local[u]][~cold[local[u]]] for u in users]
+        held = [renumber[local[u]][cold[local[u]]] - n_warm for u in users]
+        order = np.concatenate([self.warm_ids, self.cold_ids])
+        als = fit_factors(train, m, np.ascontiguousarray(E[order], dtype=np.float32))
+        V = np.asarray(als.item_factors_, dtype=np.float64)
+        b = np.asarray(behaviour(als, train), dtype=np.float64)
+        # the behaviour signal as served: (b·v − b·v̄)/σ_b over the catalogue
+        cov = np.cov(V, rowvar=False, bias=True)
+        sigma_b = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", b, cov, b), 0.0))
+        keep = np.flatnonzero([len(h) > 0 and len(t) > 0 for h, t in zip(held, train)])
+        base = (b @ V[n_warm:].T - (b @ V.mean(axis=0))[:, None]) / np.where(sigma_b > 0, sigma_b, 1.0)[:, None]
+        self.base = base[keep]
+        self.queries = np.zeros((len(keep), n_warm))
+        relevant = np.zeros((len(keep), len(self.cold_ids)), dtype=bool)
+        for i, u in enumerate(keep):
+            self.queries[i, train[u]] = 1.0
+            relevant[i, held[u]] = True
+        self.scored = HeldOut(relevant, relevant.sum(axis=1))
+        self.users = len(keep)
+
+
+def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarray], counts: np.ndarray,
                     fit_factors: Any, behaviour: Any, random_state: Any
                     ) -> tuple[ColdKernel, float, dict[str, Any]] | None:
-    """(signal, weight w, report), (τ, μ, w) chosen on a cold-item validation; None with
-    fewer than 10 landmarks or no user with two of them.
+    """(signal, weight w, report), (β, τ, μ, w) chosen on a cold-item validation of
+    ``FOLDS`` disjoint folds (mean ndcg@10 over their users); None with fewer than 10
+    landmarks or no user with two of them.
 
-    ``texts``: unit text vectors per item; ``taken``: every item row each user took;
-    ``counts``: interactions per item; ``fit_factors(histories, n_items, texts)``: item
-    factors (a fitted ALS on those histories, its kernel text prior applied to items
-    without interactions); ``behaviour(als, histories)``: the users' behaviour vectors
-    (the Recommender's fold-in)."""
-    from llmrec.recommender.fusion import HeldOut
-
+    ``E``: unit text vectors per item; ``texts``: the items' texts (None: no word
+    features); ``taken``: every item row each user took; ``counts``: interactions per
+    item; ``fit_factors(histories, n_items, E)``: a fitted ALS on those histories (its
+    kernel text prior applied to items without interactions); ``behaviour(als,
+    histories)``: the users' behaviour vectors (the Recommender's fold-in)."""
     rows = landmark_rows(counts)
     m = len(rows)
     if m < 10:
@@ -184,48 +275,37 @@ def fit_cold_kernel(texts: np.ndarray, taken: list[np.ndarray], counts: np.ndarr
     if len(users) == 0:
         return None
     users = np.sort(rng.choice(users, size=min(len(users), VALIDATION_USERS), replace=False))
-    cold = np.zeros(m, dtype=bool)
-    cold[rng.choice(m, size=max(int(round(HOLD_OUT * m)), 1), replace=False)] = True
-    warm_ids, cold_ids = np.flatnonzero(~cold), np.flatnonzero(cold)
-    renumber = np.full(m, -1)
-    renumber[warm_ids] = np.arange(len(warm_ids))
-    renumber[cold_ids] = len(warm_ids) + np.arange(len(cold_ids))
-    train = [renumber[local[u]][~cold[local[u]]] for u in users]
-    held = [renumber[local[u]][cold[local[u]]] - len(warm_ids) for u in users]
-    X = np.asarray(texts[rows], dtype=np.float64)[np.concatenate([warm_ids, cold_ids])]
-    als = fit_factors(train, m, X.astype(np.float32))
-    V = np.asarray(als.item_factors_, dtype=np.float64)
-    b = np.asarray(behaviour(als, train), dtype=np.float64)
-    # the behaviour signal as served: (b·v − b·v̄)/σ_b over the catalogue
-    cov = np.cov(V, rowvar=False, bias=True)
-    sigma_b = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", b, cov, b), 0.0))
-    base = (b @ V[len(warm_ids):].T - (b @ V.mean(axis=0))[:, None]) / np.where(sigma_b > 0, sigma_b, 1.0)[:, None]
-    keep = np.array([len(h) > 0 and len(t) > 0 for h, t in zip(held, train)])
-    Xw, Xc = X[:len(warm_ids)], X[len(warm_ids):]
-    queries = np.zeros((len(users), len(warm_ids)))
-    for i, h in enumerate(train):
-        queries[i, h] = 1.0
-    relevant = np.zeros((int(keep.sum()), len(cold_ids)), dtype=bool)
-    for i, u in enumerate(np.flatnonzero(keep)):
-        relevant[i, held[u]] = True
-    scored = HeldOut(relevant, relevant.sum(axis=1))
-    best: tuple[float, float, float, float] | None = None
-    report: dict[str, Any] = {"users": int(keep.sum()), "held_out_items": len(cold_ids), "ndcg": {}}
-    for width in WIDTHS:
-        for ridge in RIDGES:
-            inverse, mean, B = _solve(Xw, width, ridge)
-            Z = _kernel(Xc, Xw, width) @ inverse - mean
-            sigma = np.linalg.norm(queries @ B, axis=1)
-            signal = (queries @ Z.T) / np.where(sigma > 1e-12, sigma, np.inf)[:, None]
-            for weight in WEIGHTS:
-                value = scored.ndcg(base[keep] + weight * signal[keep])
-                report["ndcg"][f"{width}/{ridge}/{weight}"] = round(value, 4)
-                if best is None or value > best[0] + 1e-9:
-                    best = (value, width, ridge, weight)
-    assert best is not None
-    value, width, ridge, weight = best
-    report.update(width=width, ridge=ridge, weight=weight, best=round(value, 4))
-    return make_cold_kernel(texts, rows, width, ridge), weight, report
+    size = max(int(round(HOLD_OUT * m)), 1)
+    order = rng.permutation(m)
+    E_L = np.asarray(E[rows], dtype=np.float64)
+    word_rows = None if texts is None else word_vectors([texts[i] for i in rows])
+    folds = [_Fold(order[k * size:(k + 1) * size], local, users, E_L, fit_factors, behaviour) for k in range(FOLDS)]
+    total = sum(fold.users for fold in folds)
+    if total == 0:
+        return None
+    values: dict[tuple[float, float, float, float], float] = {}
+    for fold in folds:
+        for words in (WORDS if word_rows is not None else (0.0,)):
+            X = _combine(E_L, word_rows, words)
+            Xw, Xc = X[fold.warm_ids], X[fold.cold_ids]
+            for width in WIDTHS:
+                eigen = np.linalg.eigh(_kernel(Xw, Xw, width))
+                Kc = _kernel(Xc, Xw, width)
+                for ridge in RIDGES:
+                    inverse = _inverse(eigen, ridge)
+                    mean, B = _reference(inverse)
+                    sigma = np.linalg.norm(fold.queries @ B, axis=1)
+                    signal = (fold.queries @ (Kc @ inverse - mean).T) / np.where(sigma > 1e-12, sigma, np.inf)[:, None]
+                    for weight in WEIGHTS:
+                        key = (words, width, ridge, weight)
+                        values[key] = values.get(key, 0.0) + fold.scored.ndcg(fold.base + weight * signal) * fold.users
+    best = max(values, key=lambda key: (values[key], -key[3]))  # ties: the smaller weight
+    words, width, ridge, weight = best
+    report: dict[str, Any] = {"users": total, "held_out_items": FOLDS * size, "folds": FOLDS,
+                              "words": words, "width": width, "ridge": ridge, "weight": weight,
+                              "best": round(values[best] / total, 4),
+                              "without": round(values[(words, width, ridge, 0.0)] / total, 4)}
+    return make_cold_kernel(E, texts, rows, width, ridge, words), weight, report
 
 
 __all__ = ["ColdKernel", "ColdRows", "fit_cold_kernel", "landmark_rows", "make_cold_kernel"]

@@ -447,7 +447,8 @@ class Recommender(PairScores, Estimator):
                       show_progress=show_progress, weights=[r[1] for r in item_side])
         als.drop_item_priors()  # E·W: n × f floats that only ALS.loss reads
         text_prior = fit_items_prior(s, als, E)
-        cold = fit_cold(s, regularization, [r[0] for r in item_side], als, E, self.random_state)
+        cold = fit_cold(s, regularization, [r[0] for r in item_side], als, E, texts if use_text else None,
+                        self.random_state)
         if cold is not None:
             report["cold"] = cold[2]
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
@@ -457,7 +458,7 @@ class Recommender(PairScores, Estimator):
                                 text=self._towers_text(texts) if use_text else None)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
             geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers,
-                                              None if cold is None else cold[0])
+                                              None if cold is None else cold[0], texts if use_text else None)
         with stage(log, "Recommender.fit: user vectors", users=n_users):
             users = signal_vectors(s, items_built, als, towers, all_histories, profile,
                                    weights=all_weights, dislikes=all_dislikes)

@@ -38,7 +38,7 @@ stored — a permutation; without it, as before, row i at i; and the kernel text
 items without interactions, :mod:`.text_prior`: ``prior_landmarks``, ``prior_coef``,
 ``prior_width``, absent without text), 9 (the "cold" signal of items without interactions,
 :mod:`.cold_kernel`: ``cold_landmark_rows``, ``cold_landmarks``, ``cold_inverse``,
-``cold_mean``, ``cold_spread``, ``cold_width``, and the items' rows ``Z_codes``,
+``cold_mean``, ``cold_spread``, ``cold_width``, ``cold_words``, and the items' rows ``Z_codes``,
 ``Z_scales``, ``Z_slots``; absent without it). A model is written as version 9; versions 1 to 8
 load (without the cold signal); versions 1 to 7
 still load (int8 item text is laid out at load; their items without interactions keep
@@ -83,7 +83,7 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
-from llmrec.recommender.cold_kernel import ColdKernel, ColdRows
+from llmrec.recommender.cold_kernel import HASH_DIMS, MAX_WORDS, ColdKernel, ColdRows
 from llmrec.recommender.text_prior import MAX_COEF, MAX_LANDMARKS, MAX_WIDTH, MIN_WIDTH, TextPrior
 from llmrec.recommender.users import stored_users
 
@@ -151,7 +151,8 @@ def save(model: Any, directory: Any) -> None:
     if kernel is not None and items.Z is not None:
         arrays.update({"cold_landmark_rows": kernel.landmark_rows, "cold_landmarks": kernel.landmarks,
                        "cold_inverse": kernel.inverse, "cold_mean": kernel.mean, "cold_spread": kernel.spread,
-                       "cold_width": np.array([kernel.width]), "Z_codes": items.Z.codes,
+                       "cold_width": np.array([kernel.width]), "cold_words": np.array([kernel.words]),
+                       "Z_codes": items.Z.codes,
                        "Z_scales": items.Z.scales, "Z_slots": items.Z.slots})
     if state.profile is not None:
         arrays["profile"] = state.profile[:n_users]
@@ -439,7 +440,7 @@ def _text_prior(arrays: dict[str, np.ndarray], path: Any, d: int | None, f: int)
 
 
 _COLD = ("cold_landmark_rows", "cold_landmarks", "cold_inverse", "cold_mean", "cold_spread", "cold_width",
-         "Z_codes", "Z_scales", "Z_slots")
+         "cold_words", "Z_codes", "Z_scales", "Z_slots")
 
 
 def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
@@ -456,7 +457,11 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
     if not 2 <= m <= MAX_LANDMARKS or rows.min() < 0 or rows.max() >= n_items or (np.diff(rows) <= 0).any():
         raise fail(path, f"array 'cold_landmark_rows' must hold 2 to {MAX_LANDMARKS} ascending item rows "
                    f"in [0, {n_items})")
-    landmarks = array(arrays, "cold_landmarks", path, dtype=np.float32, shape=(m, d), finite=True)
+    words = array(arrays, "cold_words", path, dtype=np.float64, shape=(1,), finite=True)
+    if not 0 <= float(words[0]) <= MAX_WORDS:
+        raise fail(path, f"array 'cold_words' must hold a weight in [0, {MAX_WORDS}], got {float(words[0])}")
+    landmarks = array(arrays, "cold_landmarks", path, dtype=np.float32,
+                      shape=(m, d + (HASH_DIMS if words[0] else 0)), finite=True)
     if float(np.einsum("ij,ij->i", landmarks, landmarks, dtype=np.float64).max()) > (1 + 1e-3) ** 2:
         raise fail(path, "array 'cold_landmarks' must hold unit text vectors (norm at most 1)")
     parts = {name: array(arrays, name, path, dtype=np.float32, shape=shape, finite=True)
@@ -476,7 +481,7 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
     if slots.size and (slots.min() < 0 or slots.max() >= len(codes)):
         raise fail(path, f"array 'Z_slots' must hold rows in [0, {len(codes)})")
     kernel = ColdKernel(rows, np.ascontiguousarray(landmarks), *(np.ascontiguousarray(v) for v in parts.values()),
-                        float(width[0]))
+                        float(width[0]), float(words[0]))
     return kernel, ColdRows(np.ascontiguousarray(codes), np.ascontiguousarray(scales), np.ascontiguousarray(slots))
 
 

@@ -67,10 +67,12 @@ def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None) -> TextPr
 
 
 def fit_cold(s: dict[str, Any], regularization: float, taken: list[np.ndarray], als: ALS,
-             E: np.ndarray | None, random_state: Any) -> tuple[ColdKernel, float, dict[str, Any]] | None:
+             E: np.ndarray | None, texts: list[str] | None, random_state: Any
+             ) -> tuple[ColdKernel, float, dict[str, Any]] | None:
     """The cold signal (:mod:`.cold_kernel`) and its weight, chosen on a cold-item
     validation with ALS refitted (λ = ``regularization``) on the rest; None without text
-    or priors. ``taken``: every item row each user took (likes and dislikes)."""
+    or priors. ``taken``: every item row each user took (likes and dislikes);
+    ``texts``: the item texts (their words)."""
     if E is None or s["prior_strength"] <= 0:
         return None
 
@@ -85,16 +87,18 @@ def fit_cold(s: dict[str, Any], regularization: float, taken: list[np.ndarray], 
 
     counts = np.diff(als.user_items_.tocsc().indptr)
     with stage(log, "Recommender.fit: cold-item signal", items=int((counts > 0).sum())):
-        return fit_cold_kernel(E, taken, counts, factors, behaviour, random_state)
+        return fit_cold_kernel(E, texts, taken, counts, factors, behaviour, random_state)
 
 
-def cold_rows(kernel: ColdKernel | None, E: np.ndarray | None, counts: np.ndarray) -> ColdRows | None:
+def cold_rows(kernel: ColdKernel | None, E: np.ndarray | None, texts: list[str] | None,
+              counts: np.ndarray) -> ColdRows | None:
     """The cold signal's item rows for a fit's catalogue: items without interactions
     (``counts`` 0) get theirs, the rest the shared zero row."""
     if kernel is None or E is None:
         return None
     cold = np.flatnonzero(np.asarray(counts) == 0)
-    return ColdRows.build(len(counts), len(kernel.mean), cold, kernel.rows(E[cold]))
+    return ColdRows.build(len(counts), len(kernel.mean), cold,
+                          kernel.rows(E[cold], None if texts is None else [texts[i] for i in cold]))
 
 
 def _fit(s: dict[str, Any], params: dict[str, Any], matrix: Any, **fit_args: Any) -> ALS:
@@ -138,10 +142,10 @@ def unit_factors(als: ALS) -> np.ndarray:
 
 
 def fit_items(s: dict[str, Any], random_state: Any, als: ALS, E: np.ndarray | None, P: np.ndarray,
-              Q: np.ndarray, towers: Any = None, cold: ColdKernel | None = None
-              ) -> tuple[scoring.Geometry, scoring.Items]:
+              Q: np.ndarray, towers: Any = None, cold: ColdKernel | None = None,
+              texts: list[str] | None = None) -> tuple[scoring.Geometry, scoring.Items]:
     """The catalogue's geometry and the items (matrices, stage-1 indexes) of a fit, from
-    its ALS models, text vectors ``E``, ``towers`` and the ``cold`` signal."""
+    its ALS models, text vectors ``E`` (of ``texts``), ``towers`` and the ``cold`` signal."""
     V = als.item_factors_  # the ALS model's own array: the factors are held once (see updates)
     # Items without interactions have only a text-predicted position: its direction is
     # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
@@ -153,7 +157,7 @@ def fit_items(s: dict[str, Any], random_state: Any, als: ALS, E: np.ndarray | No
     items = build_items(s, random_state, geometry, V, inverse_norms(V, np.any(Vn != 0, axis=1)),
                         scoring.stored_text(E, storage), P, Q, G, search_text=E)
     log_index(items.index, len(V))
-    return geometry, items._replace(Z=cold_rows(cold, E, np.diff(als.user_items_.tocsc().indptr)))
+    return geometry, items._replace(Z=cold_rows(cold, E, texts, np.diff(als.user_items_.tocsc().indptr)))
 
 
 def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarray | None,

@@ -195,7 +195,7 @@ def add_items(model: Recommender, items: pd.DataFrame) -> np.ndarray:
         # was most of add_items(1) at 300k items.
         warm = _append_item_rows(current.warm, np.zeros(len(ids), dtype=np.uint8))
         if current.Z is not None:  # the cold signal's rows of the new items (text: fixed at fit)
-            grown["Z"] = current.Z.appended(None if E_new is None else state.cold_kernel.rows(E_new), len(ids))
+            grown["Z"] = current.Z.appended(None if E_new is None else state.cold_kernel.rows(E_new, texts), len(ids))
         labels = snap.labels
         if labels is not None:
             frame = items if hasattr(items, "columns") else None
