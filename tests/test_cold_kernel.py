@@ -14,7 +14,7 @@ import llmrec
 from llmrec import Recommender
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.evaluation import cold_item_split, ranking_metrics
-from llmrec.recommender.cold_kernel import HASH_DIMS, SPREAD_RANK, ColdRows, make_cold_kernel
+from llmrec.recommender.cold_kernel import HASH_DIMS, SPREAD_ROWS, ColdRows, make_cold_kernel
 from recommender_helpers import WordEncoder, assert_crafted_copy_refused
 from tolerances import gamma
 
@@ -25,7 +25,7 @@ def _unit(X):
 
 def _reference(X, width, ridge, histories, new):
     """float64, by brute force: each landmark regressed without it for the reference
-    rows; the scores q·(z_c − z̄)/σ(u), σ² = qᵀ cov(reference rows) q."""
+    rows; the scores q·(z_c − z̄)/σ(u), σ² = |q|·v̄, v̄ the reference entries' mean variance."""
     X, new = np.asarray(X, np.float64), np.asarray(new, np.float64)
     m = len(X)
     K = np.exp((X @ X.T - 1.0) / width)
@@ -33,12 +33,13 @@ def _reference(X, width, ridge, histories, new):
     for l in range(m):
         keep = np.arange(m) != l
         ref[l, keep] = np.linalg.solve(K[np.ix_(keep, keep)] + ridge * np.eye(m - 1), K[keep, l])
-    mean, cov = ref.mean(axis=0), np.cov(ref, rowvar=False)
+    mean = ref.mean(axis=0)
+    spread = ((ref - mean) ** 2).mean()
     Z = np.linalg.solve(K + ridge * np.eye(m), np.exp((X @ new.T - 1.0) / width)).T - mean
     Q = np.zeros((len(histories), m))
     for i, h in enumerate(histories):
         Q[i, h] = 1.0
-    sigma = np.sqrt(np.einsum("ij,jk,ik->i", Q, cov, Q))
+    sigma = np.sqrt(Q.sum(axis=1) * spread)
     return (Q @ Z.T) / sigma[:, None], Z
 
 
@@ -67,8 +68,8 @@ VOCABULARY = ["comedy", "drama", "1995", "1996", "war", "space", "love", "crime"
 @pytest.mark.parametrize("seed, words", [(0, 0.0), (1, 0.0), (2, 0.5), (3, 1.0)])
 def test_scores_match_a_float64_brute_force(seed, words):
     rng = np.random.default_rng(seed)
-    m, d = 24, 10  # m < SPREAD_RANK: the spread factor is exact
-    assert m < SPREAD_RANK
+    m, d = 24, 10  # m < SPREAD_ROWS: every reference row estimates the spread
+    assert m < SPREAD_ROWS
     E = _unit(rng.standard_normal((m + 5 + 7, d))).astype(np.float32)
     texts = [" ".join(rng.choice(VOCABULARY, 3)) for _ in range(len(E))]
     rows = np.sort(rng.choice(m + 5, m, replace=False))
@@ -236,6 +237,7 @@ def test_a_version_8_file_loads_without_it(tastes, tmp_path):
     (lambda a: a.update(cold_landmark_rows=a["cold_landmark_rows"][::-1].copy()), "ascending"),
     (lambda a: a.update(cold_landmarks=10 * a["cold_landmarks"]), "unit text vectors"),
     (lambda a: a.update(cold_mean=np.full_like(a["cold_mean"], np.nan)), "cold_mean"),
+    (lambda a: a.update(cold_spread=np.array([0.0])), "cold_spread"),
     (lambda a: a.update(Z_slots=a["Z_slots"] + 10_000), "Z_slots"),
     (lambda a: a.update(Z_scales=-a["Z_scales"] - 1), "Z_scales"),
     (lambda a: a.update(Z_codes=a["Z_codes"].astype(np.float32)), "Z_codes"),

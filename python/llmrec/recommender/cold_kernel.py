@@ -23,9 +23,9 @@ its top 256 eigenvectors lost 0.01 ndcg@10 on MovieLens cold items (bench/RESULT
 Serving: each item without interactions keeps z_c − z̄ (m values, int8 codes and a
 scale, :class:`ColdRows`; items with interactions share one zero row), computed when it
 is added (or at fit); a request builds q_u from the history (O(m)) and the native
-re-scorer adds w·q_u·(z_c − z̄)/σ(u) for the candidates, σ(u)² = ‖Bᵀq_u‖² the spread
-of the user's scores over reference cold items (B: a rank-``SPREAD_RANK`` factor of
-their covariance), z̄ their mean. Items with interactions score 0 in it.
+re-scorer adds w·q_u·(z_c − z̄)/σ(u) for the candidates, σ(u)² = v̄·|q_u| the spread
+of the user's scores over reference cold items (v̄ the mean variance of their z entries,
+z̄ their mean). Items with interactions score 0 in it.
 
 β, τ, μ and the weight w are chosen at fit on a cold-item validation of the training
 data (:func:`fit_cold_kernel`): in each of ``FOLDS`` folds a fifth of the landmarks held
@@ -55,7 +55,7 @@ WORDS = (0.0, 0.5, 1.0)           # β: weight of the hashed words beside the te
 HASH_DIMS = 1024                  # hashed word features
 MAX_WORDS = 100.0                 # the largest β a saved model may hold
 FOLDS = 3                         # disjoint validation folds of HOLD_OUT landmarks each
-SPREAD_RANK = 32                  # rank of the spread's covariance factor B
+SPREAD_ROWS = 128                 # reference rows that estimate v̄
 HOLD_OUT = 0.2                    # share of the landmarks held out as cold in the validation
 VALIDATION_USERS = 5000           # users sampled for the validation (bounded cost)
 _BLOCK = 1024
@@ -69,7 +69,7 @@ class ColdKernel:
     landmarks: np.ndarray      # float32 (m, d or d + HASH_DIMS) their kernel input rows (:func:`features`)
     inverse: np.ndarray        # float32 (m, m) (K + μI)⁻¹
     mean: np.ndarray           # float32 (m,) z̄
-    spread: np.ndarray         # float32 (m, r) B
+    spread: float              # v̄: σ(u)² = v̄ · (the user's landmarks)
     width: float               # τ
     words: float = 0.0         # β, the words' weight (0: the text vectors alone)
 
@@ -99,8 +99,8 @@ class ColdKernel:
             hit = at < len(self.landmark_rows)
             hit[hit] = self.landmark_rows[at[hit]] == h[hit]
             out[row, at[hit]] = 1.0
-        sigma = np.linalg.norm(out.astype(np.float64) @ self.spread, axis=1)
-        out *= (1.0 / np.where(sigma > 1e-12, sigma, np.inf)).astype(np.float32)[:, None]
+        sigma = np.sqrt(out.sum(axis=1, dtype=np.float64) * self.spread)
+        out *= (1.0 / np.where(sigma > 0, sigma, np.inf)).astype(np.float32)[:, None]
         return out
 
 
@@ -154,15 +154,22 @@ def _inverse(eigen: tuple[np.ndarray, np.ndarray], ridge: float) -> np.ndarray:
     return (Q / (np.maximum(eigenvalues, 0.0) + ridge)) @ Q.T  # K is PSD; round-off may dip below 0
 
 
-def _reference(inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(z̄, B) of the reference cold items, the landmarks themselves, each as if new: z_l
+def _reference(eigen: tuple[np.ndarray, np.ndarray], ridge: float) -> tuple[np.ndarray, float]:
+    """(z̄, v̄) of the reference cold items, the landmarks themselves, each as if new: z_l
     of the regression without landmark l, which for A = (K + μI)⁻¹ is −A[l, j]/A[l, l]
-    at j ≠ l (block inversion; 0 at l)."""
-    Z = -inverse / np.diag(inverse)[:, None]
-    np.fill_diagonal(Z, 0.0)
-    values, vectors = np.linalg.eigh(np.cov(Z, rowvar=False))
-    top = np.argsort(values)[::-1][:SPREAD_RANK]
-    return Z.mean(axis=0), vectors[:, top] * np.sqrt(np.maximum(values[top], 0.0))
+    at j ≠ l (block inversion; 0 at l). z̄ is their mean; v̄ the mean over j of the
+    variance of z_l[j], estimated on ``SPREAD_ROWS`` evenly spaced landmarks: σ(u)² ≈
+    v̄·|q_u| is the spread of a user's scores when the terms of q_u·z are uncorrelated.
+    O(m²) from K's eigendecomposition."""
+    eigenvalues, Q = eigen
+    scaled = Q / (np.maximum(eigenvalues, 0.0) + ridge)
+    diagonal = np.einsum("ij,ij->i", scaled, Q)  # A[l, l]
+    m = len(diagonal)
+    mean = (1.0 - scaled @ (Q.T @ (1.0 / diagonal))) / m  # −Σ_l A[l, j]/A[l, l], the −1 at l=j made 0
+    sample = np.unique(np.linspace(0, m - 1, min(SPREAD_ROWS, m)).astype(np.int64))
+    Z = -(scaled[sample] @ Q.T) / diagonal[sample, None]
+    Z[np.arange(len(sample)), sample] = 0.0
+    return mean, float(((Z - mean) ** 2).mean())
 
 
 def word_vectors(texts: list[str]) -> np.ndarray:
@@ -208,11 +215,11 @@ def make_cold_kernel(E: np.ndarray, texts: list[str] | None, rows: np.ndarray, w
     """The signal over landmark item ``rows`` of ``E`` (unit text vectors) and ``texts``
     (the items' texts, for their words; None: none)."""
     X = features(E[rows], None if texts is None else [texts[i] for i in rows], words)
-    inverse = _inverse(np.linalg.eigh(_kernel(X, X, width)), ridge)
-    mean, B = _reference(inverse)
+    eigen = np.linalg.eigh(_kernel(X, X, width))
+    mean, spread = _reference(eigen, ridge)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    return ColdKernel(np.asarray(rows, dtype=np.int64), f32(X), f32(inverse), f32(mean), f32(B), float(width),
-                      float(words))
+    return ColdKernel(np.asarray(rows, dtype=np.int64), f32(X), f32(_inverse(eigen, ridge)), f32(mean), spread,
+                      float(width), float(words))
 
 
 class _Fold:
@@ -290,12 +297,13 @@ def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarr
             Xw, Xc = X[fold.warm_ids], X[fold.cold_ids]
             for width in WIDTHS:
                 eigen = np.linalg.eigh(_kernel(Xw, Xw, width))
-                Kc = _kernel(Xc, Xw, width)
+                # q·(A k_c − z̄) = (qQ) diag(1/(λ + μ)) (k_c Q)ᵀ − q·z̄: no m × m product per μ
+                left, right = fold.queries @ eigen[1], _kernel(Xc, Xw, width) @ eigen[1]
                 for ridge in RIDGES:
-                    inverse = _inverse(eigen, ridge)
-                    mean, B = _reference(inverse)
-                    sigma = np.linalg.norm(fold.queries @ B, axis=1)
-                    signal = (fold.queries @ (Kc @ inverse - mean).T) / np.where(sigma > 1e-12, sigma, np.inf)[:, None]
+                    mean, spread = _reference(eigen, ridge)
+                    shrink = 1.0 / (np.maximum(eigen[0], 0.0) + ridge)
+                    sigma = np.sqrt(fold.queries.sum(axis=1) * spread)
+                    signal = ((left * shrink) @ right.T - (fold.queries @ mean)[:, None]) / sigma[:, None]
                     for weight in WEIGHTS:
                         key = (words, width, ridge, weight)
                         values[key] = values.get(key, 0.0) + fold.scored.ndcg(fold.base + weight * signal) * fold.users

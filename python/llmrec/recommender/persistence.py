@@ -150,7 +150,8 @@ def save(model: Any, directory: Any) -> None:
     kernel = state.cold_kernel
     if kernel is not None and items.Z is not None:
         arrays.update({"cold_landmark_rows": kernel.landmark_rows, "cold_landmarks": kernel.landmarks,
-                       "cold_inverse": kernel.inverse, "cold_mean": kernel.mean, "cold_spread": kernel.spread,
+                       "cold_inverse": kernel.inverse, "cold_mean": kernel.mean,
+                       "cold_spread": np.array([kernel.spread]),
                        "cold_width": np.array([kernel.width]), "cold_words": np.array([kernel.words]),
                        "Z_codes": items.Z.codes,
                        "Z_scales": items.Z.scales, "Z_slots": items.Z.slots})
@@ -465,10 +466,13 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
     if float(np.einsum("ij,ij->i", landmarks, landmarks, dtype=np.float64).max()) > (1 + 1e-3) ** 2:
         raise fail(path, "array 'cold_landmarks' must hold unit text vectors (norm at most 1)")
     parts = {name: array(arrays, name, path, dtype=np.float32, shape=shape, finite=True)
-             for name, shape in (("cold_inverse", (m, m)), ("cold_mean", (m,)), ("cold_spread", (m, None)))}
+             for name, shape in (("cold_inverse", (m, m)), ("cold_mean", (m,)))}
     for name, value in parts.items():
         if value.size and float(np.abs(value).max()) > MAX_COEF:
             raise fail(path, f"array {name!r} holds a value beyond ±{MAX_COEF:g}")
+    spread = array(arrays, "cold_spread", path, dtype=np.float64, shape=(1,), finite=True)
+    if not 0 < float(spread[0]) <= MAX_COEF:
+        raise fail(path, f"array 'cold_spread' must hold a variance in (0, {MAX_COEF:g}], got {float(spread[0])}")
     width = array(arrays, "cold_width", path, dtype=np.float64, shape=(1,), finite=True)
     if not MIN_WIDTH <= float(width[0]) <= MAX_WIDTH:
         raise fail(path, f"array 'cold_width' must hold a kernel width in [{MIN_WIDTH}, {MAX_WIDTH}], "
@@ -481,7 +485,7 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
     if slots.size and (slots.min() < 0 or slots.max() >= len(codes)):
         raise fail(path, f"array 'Z_slots' must hold rows in [0, {len(codes)})")
     kernel = ColdKernel(rows, np.ascontiguousarray(landmarks), *(np.ascontiguousarray(v) for v in parts.values()),
-                        float(width[0]), float(words[0]))
+                        float(spread[0]), float(width[0]), float(words[0]))
     return kernel, ColdRows(np.ascontiguousarray(codes), np.ascontiguousarray(scales), np.ascontiguousarray(slots))
 
 
