@@ -126,6 +126,7 @@ def test_stored_rows_are_within_half_a_code_step():
     assert not stored[np.array([0, 1, 2, 12, 19])].any()  # the shared zero row
     grown = stored.appended(values[:2], 2).appended(None, 1)
     assert len(grown.slots) == 23 and not grown[np.array([22])].any()
+    np.testing.assert_array_equal(grown.applies, grown.slots > 0)  # the re-scorer skips the others
     np.testing.assert_array_equal(grown[np.array([20, 21])], stored[np.array([3, 4])])
     assert len(stored.slots) == 20  # the earlier rows are left as they were
 

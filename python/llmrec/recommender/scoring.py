@@ -422,8 +422,8 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
             applies, fallbacks, row_scales, row_maps = [None], [None], [None], [None]
         matrices.append(items.Z.codes)
         queries.append(np.ascontiguousarray(signals.cold, dtype=np.float32))
-        applies.append(None)
-        fallbacks.append(None)
+        applies.append(items.Z.applies)  # items with interactions: 0, without reading a row
+        fallbacks.append(np.zeros(n, dtype=np.float32))
         row_scales.append(items.Z.scales)
         row_maps.append(items.Z.slots)
     if not matrices:  # no signal at all: every candidate scores 0 − offset
