@@ -29,6 +29,11 @@ How it scores:
   runs for free-text requests and new items only.
 * **query** — an encoded request, against item text vectors, weighted half the sum of
   the personal weights (scenario "home"), or first (scenario "search").
+* **cold** — items without interactions only: per user, a kernel ridge regression of
+  the items they took on their text (text vector and hashed words), read at a new
+  item's text (:mod:`.cold_kernel`). Built at request time from the history; its
+  kernel parameters and weight are chosen at fit on a cold-item validation (landmarks
+  held out as if new), apart from the blend. Items with interactions score 0 in it.
 * **towers** (opt-in, ``towers=``) — f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
   (causal transformer over the history; item tower = id embedding + MLP over the text
   vectors) trained on the histories at fit (:mod:`.towers_signal`). User vectors are
@@ -38,7 +43,7 @@ How it scores:
   items; ``query=`` does not use the towers' request token.
 
 Items without interactions (added with :meth:`Recommender.add_items`) take part in the
-behaviour and query signals only: the direction of their text-predicted factors is
+behaviour, cold and query signals only: the direction of their text-predicted factors is
 noise for the sequence cosine, and the text interest (and the towers term) blurred the
 ranking their text-based factors already make. Once such an item is clicked, every
 :meth:`Recommender.update` that touches it re-solves its factors and next-item factors
