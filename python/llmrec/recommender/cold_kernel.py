@@ -25,7 +25,9 @@ scale, :class:`ColdRows`; items with interactions share one zero row), computed 
 is added (or at fit); a request builds q_u from the history (O(m)) and the native
 re-scorer adds w·q_u·(z_c − z̄)/σ(u) for the candidates, σ(u)² = v̄·|q_u| the spread
 of the user's scores over reference cold items (v̄ the mean variance of their z entries,
-z̄ their mean). Items with interactions score 0 in it.
+z̄ their mean). Items fitted with interactions score 0 in it; an item that had none at
+fit or was added since keeps its row until the next fit, its first clicks included (they
+re-solve its factors, :mod:`.updates`; the text evidence stays valid).
 
 β, τ, μ and the weight w are chosen at fit on a cold-item validation of the training
 data (:func:`fit_cold_kernel`): in each of ``FOLDS`` folds a fifth of the landmarks held

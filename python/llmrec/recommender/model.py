@@ -33,7 +33,8 @@ How it scores:
   the items they took on their text (text vector and hashed words), read at a new
   item's text (:mod:`.cold_kernel`). Built at request time from the history; its
   kernel parameters and weight are chosen at fit on a cold-item validation (landmarks
-  held out as if new), apart from the blend. Items with interactions score 0 in it.
+  held out as if new), apart from the blend. Items fitted with interactions score 0 in
+  it; late items keep it after their first clicks, until the next fit.
 * **towers** (opt-in, ``towers=``) — f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
   (causal transformer over the history; item tower = id embedding + MLP over the text
   vectors) trained on the histories at fit (:mod:`.towers_signal`). User vectors are
