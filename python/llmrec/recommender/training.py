@@ -30,6 +30,7 @@ VALIDATION_USERS = 2000  # users sampled to fit the blend (enough for stable wei
 # every weight alike). Full ranking of 3,000 items for 2,000 users made the weight
 # search cost a minute; the union keeps it to seconds.
 FULL_RANKING_ITEMS = 2048
+MAX_COLD_ITEMS = 100_000  # items without interactions at fit beyond which the cold signal is off
 VALIDATION_CANDIDATES = 200
 
 
@@ -72,8 +73,15 @@ def fit_cold(s: dict[str, Any], regularization: float, taken: list[np.ndarray], 
     """The cold signal (:mod:`.cold_kernel`) and its weight, chosen on a cold-item
     validation with ALS refitted (λ = ``regularization``) on the rest; None without text
     or priors. ``taken``: every item row each user took (likes and dislikes);
-    ``texts``: the item texts (their words)."""
+    ``texts``: the item texts (their words). Off (None) where more than
+    ``MAX_COLD_ITEMS`` items have no interactions at fit: each keeps m + 5 bytes (up to
+    2 KB), and a mostly empty catalogue (a synthetic scale test) would hold gigabytes."""
     if E is None or s["prior_strength"] <= 0:
+        return None
+    counts = np.diff(als.user_items_.tocsc().indptr)
+    if int((counts == 0).sum()) > MAX_COLD_ITEMS:
+        log.info("Recommender.fit: no cold-item signal: %d items without interactions (> %d)",
+                 int((counts == 0).sum()), MAX_COLD_ITEMS)
         return None
 
     def factors(histories: list[np.ndarray], n_items: int, texts: np.ndarray) -> ALS:
@@ -85,7 +93,6 @@ def fit_cold(s: dict[str, Any], regularization: float, taken: list[np.ndarray], 
     def behaviour(model: ALS, histories: list[np.ndarray]) -> np.ndarray:
         return behaviour_vectors(model, histories, model.item_factors_.shape[0], s["recency"])
 
-    counts = np.diff(als.user_items_.tocsc().indptr)
     with stage(log, "Recommender.fit: cold-item signal", items=int((counts > 0).sum())):
         return fit_cold_kernel(E, texts, taken, counts, factors, behaviour, random_state)
 
