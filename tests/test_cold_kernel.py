@@ -255,3 +255,21 @@ def test_a_damaged_signal_is_refused(tastes, tmp_path, craft, match):
         save_arrays(path, "Recommender", version, meta, arrays)
 
     assert_crafted_copy_refused(tmp_path / "m", tmp_path, damage, match=match)
+
+
+def test_off_without_text_or_with_too_many_items_without_interactions(monkeypatch, tmp_path):
+    """No text, or more items without interactions at fit than MAX_COLD_ITEMS: no signal
+    (no weight, no rows); add_items, recommend and save/load go on without it."""
+    from llmrec.recommender import training
+
+    interactions, items = _tastes(n_users=120, n_items=150)
+    plain = Recommender(encoder=None, random_state=0, regularization=1.0).fit(interactions, items=items)
+    monkeypatch.setattr(training, "MAX_COLD_ITEMS", 0)
+    train = interactions[interactions.item_id < 140]
+    capped = Recommender(encoder=WordEncoder(), random_state=0, regularization=1.0).fit(train, items=items)
+    for rec in (plain, capped):
+        assert rec._state.cold_kernel is None and rec._items.Z is None and "cold" not in rec.weights_
+        rec.add_items(pd.DataFrame({"item_id": [10_000], "text": ["wordaa wordab"]}))
+        rec.save(tmp_path / "m")
+        loaded = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+        np.testing.assert_array_equal(loaded.recommend(3, 5).ids, rec.recommend(3, 5).ids)
