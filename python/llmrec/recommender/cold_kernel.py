@@ -238,8 +238,8 @@ class _Fold:
     rest; the behaviour signal of the held-out items as served, the users' indicators
     over the rest, and the held-out items each user took."""
 
-    def __init__(self, held_out: np.ndarray, local: list[np.ndarray], users: np.ndarray, E: np.ndarray,
-                 fit_factors: Any, behaviour: Any) -> None:
+    def __init__(self, held_out: np.ndarray, rows: np.ndarray, n_items: int, local: list[np.ndarray],
+                 users: np.ndarray, E: np.ndarray, fit_factors: Any, behaviour: Any) -> None:
         from llmrec.recommender.fusion import HeldOut
 
         m = len(E)
@@ -253,9 +253,13 @@ class _Fold:
         train = [renumber[local[u]][~cold[local[u]]] for u in users]
         held = [renumber[local[u]][cold[local[u]]] - n_warm for u in users]
         order = np.concatenate([self.warm_ids, self.cold_ids])
-        als = fit_factors(train, m, np.ascontiguousarray(E[order], dtype=np.float32))
+        # item row → row in this fold's fit; the held-out items (rows n_warm..m-1 there) are
+        # in nobody's history: the fit gives them its text prior, as to new items
+        mapping = np.full(n_items, -1, dtype=np.int64)
+        mapping[rows[self.warm_ids]] = np.arange(n_warm)
+        als = fit_factors(mapping, users, m, np.ascontiguousarray(E[order], dtype=np.float32))
         V = np.asarray(als.item_factors_, dtype=np.float64)
-        b = np.asarray(behaviour(als, train), dtype=np.float64)
+        b = np.asarray(behaviour(als, mapping, users), dtype=np.float64)
         # the behaviour signal as served: (b·v − b·v̄)/σ_b over the catalogue
         cov = np.cov(V, rowvar=False, bias=True)
         sigma_b = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", b, cov, b), 0.0))
@@ -280,9 +284,11 @@ def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarr
 
     ``E``: unit text vectors per item; ``texts``: the items' texts (None: no word
     features); ``taken``: every item row each user took; ``counts``: interactions per
-    item; ``fit_factors(histories, n_items, E)``: a fitted ALS on those histories (its
-    kernel text prior applied to items without interactions); ``behaviour(als,
-    histories)``: the users' behaviour vectors (the Recommender's fold-in)."""
+    item; ``fit_factors(mapping, users, n, E)``: ALS fitted on ``users``' interactions
+    with items whose ``mapping`` (item row → row in 0..n-1, or -1: left out) is set,
+    its kernel text prior applied to the n rows without interactions (text ``E``);
+    ``behaviour(als, mapping, users)``: those users' behaviour vectors as served, from
+    their items mapped (the held-out ones are not)."""
     rows = landmark_rows(counts)
     m = len(rows)
     if m < 10:
@@ -297,7 +303,8 @@ def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarr
     order = rng.permutation(m)
     E_L = np.asarray(E[rows], dtype=np.float64)
     word_rows = None if texts is None else word_vectors([texts[i] for i in rows])
-    folds = [_Fold(order[k * size:(k + 1) * size], local, users, E_L, fit_factors, behaviour) for k in range(FOLDS)]
+    folds = [_Fold(order[k * size:(k + 1) * size], rows, len(counts), local, users, E_L, fit_factors, behaviour)
+             for k in range(FOLDS)]
     total = sum(fold.users for fold in folds)
     if total == 0:
         return None

@@ -453,7 +453,7 @@ class Recommender(PairScores, Estimator):
                       show_progress=show_progress, weights=[r[1] for r in item_side])
         als.drop_item_priors()  # E·W: n × f floats that only ALS.loss reads
         text_prior = fit_items_prior(s, als, E)
-        cold = fit_cold(s, regularization, [r[0] for r in item_side], als, E, texts if use_text else None,
+        cold = fit_cold(s, regularization, feedback, als, E, texts if use_text else None,
                         self.random_state)
         if cold is not None:
             report["cold"] = cold[2]

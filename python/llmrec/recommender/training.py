@@ -67,13 +67,15 @@ def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None) -> TextPr
     return prior
 
 
-def fit_cold(s: dict[str, Any], regularization: float, taken: list[np.ndarray], als: ALS,
+def fit_cold(s: dict[str, Any], regularization: float, feedback: Any, als: ALS,
              E: np.ndarray | None, texts: list[str] | None, random_state: Any
              ) -> tuple[ColdKernel, float, dict[str, Any]] | None:
     """The cold signal (:mod:`.cold_kernel`) and its weight, chosen on a cold-item
-    validation with ALS refitted (λ = ``regularization``) on the rest; None without text
-    or priors. ``taken``: every item row each user took (likes and dislikes);
-    ``texts``: the item texts (their words). Off (None) where more than
+    validation with ALS refitted (λ = ``regularization``) on the rest as the fit does
+    (every item taken, at its multiplier) and the behaviour signal as served (likes at
+    their multipliers, dislikes pushing away); None without text or priors.
+    ``feedback``: the users' records (:class:`.feedback.Feedback`); ``texts``: the item
+    texts (their words). Off (None) where more than
     ``MAX_COLD_ITEMS`` items have no interactions at fit: each keeps m + 5 bytes (up to
     2 KB), and a mostly empty catalogue (a synthetic scale test) would hold gigabytes."""
     if E is None or s["prior_strength"] <= 0:
@@ -84,15 +86,30 @@ def fit_cold(s: dict[str, Any], regularization: float, taken: list[np.ndarray], 
                  int((counts == 0).sum()), MAX_COLD_ITEMS)
         return None
 
-    def factors(histories: list[np.ndarray], n_items: int, texts: np.ndarray) -> ALS:
-        model = fit_als(s, regularization, histories, n_items, texts, random_state)
+    records = [feedback.get(u) for u in range(len(feedback))]
+
+    def kept(items: np.ndarray, values: np.ndarray, mapping: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = mapping[items]
+        return rows[rows >= 0], values[rows >= 0]
+
+    def factors(mapping: np.ndarray, users: np.ndarray, n_items: int, texts: np.ndarray) -> ALS:
+        side = [kept(*item_side_rows(records[u]), mapping) for u in users]
+        model = fit_als(s, regularization, [r[0] for r in side], n_items, texts, random_state,
+                        weights=[r[1] for r in side])
         model.drop_item_priors()
         fit_items_prior(s, model, texts)
         return model
 
-    def behaviour(model: ALS, histories: list[np.ndarray]) -> np.ndarray:
-        return behaviour_vectors(model, histories, model.item_factors_.shape[0], s["recency"])
+    def behaviour(model: ALS, mapping: np.ndarray, users: np.ndarray) -> np.ndarray:
+        likes, dislikes = [], []
+        for u in users:
+            r = records[u]
+            likes.append(kept(r["items"][~r["disliked"]], r["weight"][~r["disliked"]], mapping))
+            dislikes.append(kept(r["items"][r["disliked"]], r["weight"][r["disliked"]], mapping))
+        return behaviour_vectors(model, [h for h, _ in likes], model.item_factors_.shape[0], s["recency"],
+                                 weights=[w for _, w in likes], dislikes=dislikes)
 
+    taken = [records[u]["items"] for u in range(len(records))]
     with stage(log, "Recommender.fit: cold-item signal", items=int((counts > 0).sum())):
         return fit_cold_kernel(E, texts, taken, counts, factors, behaviour, random_state)
 
