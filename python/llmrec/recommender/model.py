@@ -454,7 +454,7 @@ class Recommender(PairScores, Estimator):
         als.drop_item_priors()  # E·W: n × f floats that only ALS.loss reads
         text_prior = fit_items_prior(s, als, E)
         cold = fit_cold(s, regularization, feedback, als, E, texts if use_text else None,
-                        self.random_state)
+                        self.random_state, text_prior)
         if cold is not None:
             report["cold"] = cold[2]
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)

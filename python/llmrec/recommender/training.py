@@ -52,15 +52,18 @@ def fit_als(s: dict[str, Any], regularization: float, histories: list[np.ndarray
         return _fit(s, params, rows, item_features=E if use_prior else None, show_progress=show_progress)
 
 
-def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None) -> TextPrior | None:
+def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None,
+                    widths: tuple[float, ...] | None = None) -> TextPrior | None:
     """The kernel text prior of items without interactions (:mod:`.text_prior`), fitted
     on ``als``'s items with interactions, and those without any given its factors (in
-    place of F·W); None without text or priors (``prior_strength`` 0)."""
+    place of F·W); None without text or priors (``prior_strength`` 0). ``widths``: the
+    kernel widths to choose from (default: :data:`.text_prior.WIDTHS`)."""
     if E is None or s["prior_strength"] <= 0:
         return None
     counts = np.diff(als.user_items_.tocsc().indptr)
     with stage(log, "Recommender.fit: text prior", items=int((counts > 0).sum())):
-        prior = fit_text_prior(E, als.item_factors_, counts, als.user_factors_)
+        prior = fit_text_prior(E, als.item_factors_, counts, als.user_factors_,
+                               **({} if widths is None else {"widths": widths}))
     unfitted = np.flatnonzero(counts == 0)
     if prior is not None and len(unfitted):
         als.set_item_rows(unfitted, prior.factors(E[unfitted]))
@@ -68,14 +71,15 @@ def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None) -> TextPr
 
 
 def fit_cold(s: dict[str, Any], regularization: float, feedback: Any, als: ALS,
-             E: np.ndarray | None, texts: list[str] | None, random_state: Any
-             ) -> tuple[ColdKernel, float, dict[str, Any]] | None:
+             E: np.ndarray | None, texts: list[str] | None, random_state: Any,
+             prior: TextPrior | None = None) -> tuple[ColdKernel, float, dict[str, Any]] | None:
     """The cold signal (:mod:`.cold_kernel`) and its weight, chosen on a cold-item
     validation with ALS refitted (λ = ``regularization``) on the rest as the fit does
     (every item taken, at its multiplier) and the behaviour signal as served (likes at
     their multipliers, dislikes pushing away); None without text or priors.
     ``feedback``: the users' records (:class:`.feedback.Feedback`); ``texts``: the item
-    texts (their words). Off (None) where more than
+    texts (their words); ``prior``: the fit's text prior, whose width the folds' priors
+    keep (one eigendecomposition each instead of four). Off (None) where more than
     ``MAX_COLD_ITEMS`` items have no interactions at fit: each keeps m + 5 bytes (up to
     2 KB), and a mostly empty catalogue (a synthetic scale test) would hold gigabytes."""
     if E is None or s["prior_strength"] <= 0:
@@ -97,7 +101,7 @@ def fit_cold(s: dict[str, Any], regularization: float, feedback: Any, als: ALS,
         model = fit_als(s, regularization, [r[0] for r in side], n_items, texts, random_state,
                         weights=[r[1] for r in side])
         model.drop_item_priors()
-        fit_items_prior(s, model, texts)
+        fit_items_prior(s, model, texts, None if prior is None else (prior.width,))
         return model
 
     def behaviour(model: ALS, mapping: np.ndarray, users: np.ndarray) -> np.ndarray:
