@@ -260,11 +260,12 @@ class _Fold:
         als = fit_factors(mapping, users, m, np.ascontiguousarray(E[order], dtype=np.float32))
         V = np.asarray(als.item_factors_, dtype=np.float64)
         b = np.asarray(behaviour(als, mapping, users), dtype=np.float64)
-        # the behaviour signal as served: (b·v − b·v̄)/σ_b over the catalogue
-        cov = np.cov(V, rowvar=False, bias=True)
+        # the behaviour signal as served: (b·v − b·v̄)/σ_b, its spread σ_b over the items
+        # fitted with interactions (the catalogue geometry is fixed at fit, before new items)
+        cov = np.cov(V[:n_warm], rowvar=False, bias=True)
         sigma_b = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", b, cov, b), 0.0))
         keep = np.flatnonzero([len(h) > 0 and len(t) > 0 for h, t in zip(held, train)])
-        base = (b @ V[n_warm:].T - (b @ V.mean(axis=0))[:, None]) / np.where(sigma_b > 0, sigma_b, 1.0)[:, None]
+        base = (b @ V[n_warm:].T - (b @ V[:n_warm].mean(axis=0))[:, None]) / np.where(sigma_b > 0, sigma_b, 1.0)[:, None]
         self.base = base[keep]
         self.queries = np.zeros((len(keep), n_warm))
         relevant = np.zeros((len(keep), len(self.cold_ids)), dtype=bool)
