@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from llmrec._arrays import appended
 from llmrec._checks import as_float_matrix
@@ -267,11 +268,15 @@ class _Fold:
         keep = np.flatnonzero([len(h) > 0 and len(t) > 0 for h, t in zip(held, train)])
         base = (b @ V[n_warm:].T - (b @ V[:n_warm].mean(axis=0))[:, None]) / np.where(sigma_b > 0, sigma_b, 1.0)[:, None]
         self.base = base[keep]
-        self.queries = np.zeros((len(keep), n_warm))
         relevant = np.zeros((len(keep), len(self.cold_ids)), dtype=bool)
         for i, u in enumerate(keep):
-            self.queries[i, train[u]] = 1.0
             relevant[i, held[u]] = True
+        # the users' indicators over the fold's fitted items: sparse (a history is a few
+        # dozen of m), so q·Q costs the history, not m, per user
+        lengths = np.array([len(train[u]) for u in keep], dtype=np.int64)
+        self.queries = sp.csr_matrix((np.ones(int(lengths.sum())), np.concatenate([train[u] for u in keep] or [[]]),
+                                      np.concatenate([[0], np.cumsum(lengths)])), shape=(len(keep), n_warm))
+        self.lengths = lengths
         self.scored = HeldOut(relevant, relevant.sum(axis=1))
         self.users = len(keep)
 
@@ -295,7 +300,7 @@ def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarr
     if m < 10:
         return None
     rng = np.random.default_rng(random_state)
-    local = [np.searchsorted(rows, h[np.isin(h, rows)]) for h in taken]
+    local = [np.searchsorted(rows, np.unique(h[np.isin(h, rows)])) for h in taken]
     users = np.flatnonzero(np.array([len(h) >= 2 for h in local]))
     if len(users) == 0:
         return None
@@ -321,7 +326,7 @@ def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarr
                 for ridge in RIDGES:
                     mean, spread = _reference(eigen, ridge)
                     shrink = 1.0 / (np.maximum(eigen[0], 0.0) + ridge)
-                    sigma = np.sqrt(fold.queries.sum(axis=1) * spread)
+                    sigma = np.sqrt(fold.lengths * spread)
                     signal = ((left * shrink) @ right.T - (fold.queries @ mean)[:, None]) / sigma[:, None]
                     for weight in WEIGHTS:
                         key = (words, width, ridge, weight)
