@@ -206,6 +206,8 @@ def test_save_load_round_trip(tastes, tmp_path):
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.scores, b.scores)
     assert loaded.weights_["cold"] == rec.weights_["cold"]
+    Z, n = loaded._items.Z, len(loaded._items.V)
+    assert loaded.memory_per_item()["Z"] == pytest.approx((Z.codes.nbytes + Z.scales.nbytes + 5 * n) / n)
     extra = pd.DataFrame({"item_id": [90_000], "text": [cold.text.iloc[0]]})
     copy = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     for model in (loaded, copy):
