@@ -114,9 +114,10 @@ class ColdRows:
     ``slots`` > 0) lets the re-scorer skip: a request pays m multiply-adds only for the
     candidates that have a row."""
 
-    def __init__(self, codes: np.ndarray, scales: np.ndarray, slots: np.ndarray) -> None:
+    def __init__(self, codes: np.ndarray, scales: np.ndarray, slots: np.ndarray,
+                 applies: np.ndarray | None = None) -> None:
         self.codes, self.scales, self.slots = codes, scales, slots
-        self.applies = (slots > 0).view(np.uint8)
+        self.applies = (slots > 0).view(np.uint8) if applies is None else applies
 
     @classmethod
     def build(cls, n_items: int, width: int, rows: np.ndarray, values: np.ndarray) -> ColdRows:
@@ -128,20 +129,15 @@ class ColdRows:
 
     def appended(self, values: np.ndarray | None, count: int) -> ColdRows:
         """These rows and ``count`` new items after them, with ``values`` (None: zero
-        rows); in spare capacity (earlier snapshots keep seeing their own rows)."""
-        n_stored = len(self.scales)
+        rows); in spare capacity, O(new items) (earlier snapshots keep seeing their own
+        rows)."""
         if values is None:
-            slots = np.zeros(count, np.int32)
-            grown = ColdRows.__new__(ColdRows)
-            grown.codes, grown.scales, grown.slots = self.codes, self.scales, appended(self.slots, slots)
+            codes, scales, slots = self.codes, self.scales, np.zeros(count, np.int32)
         else:
-            codes, scales = _encode(values)
-            slots = np.arange(n_stored, n_stored + count, dtype=np.int32)
-            grown = ColdRows.__new__(ColdRows)
-            grown.codes, grown.scales = appended(self.codes, codes), appended(self.scales, scales)
-            grown.slots = appended(self.slots, slots)
-        grown.applies = appended(self.applies, (slots > 0).view(np.uint8))  # O(new items), not O(n)
-        return grown
+            new_codes, new_scales = _encode(values)
+            slots = np.arange(len(self.scales), len(self.scales) + count, dtype=np.int32)
+            codes, scales = appended(self.codes, new_codes), appended(self.scales, new_scales)
+        return ColdRows(codes, scales, appended(self.slots, slots), appended(self.applies, (slots > 0).view(np.uint8)))
 
     def __getitem__(self, rows: Any) -> np.ndarray:
         """Decoded rows of items ``rows``."""
@@ -229,9 +225,12 @@ def make_cold_kernel(E: np.ndarray, texts: list[str] | None, rows: np.ndarray, w
     X = features(E[rows], None if texts is None else [texts[i] for i in rows], words)
     eigen = np.linalg.eigh(_kernel(X, X, width))
     mean, spread = _reference(eigen, ridge)
-    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    return ColdKernel(np.asarray(rows, dtype=np.int64), f32(X), f32(_inverse(eigen, ridge)), f32(mean), spread,
+    return ColdKernel(np.asarray(rows, dtype=np.int64), _f32(X), _f32(_inverse(eigen, ridge)), _f32(mean), spread,
                       float(width), float(words))
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class _Fold:
@@ -266,8 +265,8 @@ class _Fold:
         cov = np.cov(V[:n_warm], rowvar=False, bias=True)
         sigma_b = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", b, cov, b), 0.0))
         keep = np.flatnonzero([len(h) > 0 and len(t) > 0 for h, t in zip(held, train)])
-        base = (b @ V[n_warm:].T - (b @ V[:n_warm].mean(axis=0))[:, None]) / np.where(sigma_b > 0, sigma_b, 1.0)[:, None]
-        self.base = base[keep]
+        base = b @ V[n_warm:].T - (b @ V[:n_warm].mean(axis=0))[:, None]
+        self.base = (base / np.where(sigma_b > 0, sigma_b, 1.0)[:, None])[keep]
         relevant = np.zeros((len(keep), len(self.cold_ids)), dtype=bool)
         for i, u in enumerate(keep):
             relevant[i, held[u]] = True

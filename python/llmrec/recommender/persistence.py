@@ -484,8 +484,8 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
         raise fail(path, "arrays 'Z_codes' and 'Z_scales' must hold at least one row, scales in [0, 1e30]")
     if slots.size and (slots.min() < 0 or slots.max() >= len(codes)):
         raise fail(path, f"array 'Z_slots' must hold rows in [0, {len(codes)})")
-    kernel = ColdKernel(rows, np.ascontiguousarray(landmarks), *(np.ascontiguousarray(v) for v in parts.values()),
-                        float(spread[0]), float(width[0]), float(words[0]))
+    kernel = ColdKernel(rows, np.ascontiguousarray(landmarks), np.ascontiguousarray(parts["cold_inverse"]),
+                        np.ascontiguousarray(parts["cold_mean"]), float(spread[0]), float(width[0]), float(words[0]))
     return kernel, ColdRows(np.ascontiguousarray(codes), np.ascontiguousarray(scales), np.ascontiguousarray(slots))
 
 
