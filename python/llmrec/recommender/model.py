@@ -491,6 +491,11 @@ class Recommender(PairScores, Estimator):
         extras = fit_extras(kept, lookup, home, self.random_state)
         del kept
         scenarios.update(extras.scenarios)
+        if cold is not None:  # fitted on its own validation: every personal blend keeps it
+            for name in extras.scenarios:
+                scenarios[name]["cold"] = cold[1]
+            if "weights" in report:  # the blend's report (absent where validation is skipped)
+                report["weights"]["cold"] = cold[1]
         if extras.report:
             report["scenarios"] = extras.report
         self._install(fitted, Learned(scenarios, regularization, report, extras.calibration, event_weights))
