@@ -160,7 +160,8 @@ def test_two_stage_matches_full_scan(data, simd_level, text_weight):
 
 
 def test_validation_fits_weights(model):
-    assert set(model.weights_) == {"behaviour", "sequence", "transition", "text", "query"}
+    # "cold": the signal of items without interactions (a model with text)
+    assert set(model.weights_) == {"behaviour", "sequence", "transition", "text", "query", "cold"}
     assert model.weights_["behaviour"] == 1.0
     assert model.validation_["users"] > 0 and len(model.validation_["ndcg"]) == 4
     assert model.regularization_ in model.validation_["ndcg"]
@@ -766,8 +767,8 @@ def test_update_is_seen_whole_by_concurrent_readers(data, monkeypatch):
     finally:
         sys.setswitchinterval(old_interval)
 
-    def same(a: dict, b: dict) -> bool:
-        return all((a[n] is None and b[n] is None) or np.array_equal(a[n], b[n]) for n in a)
+    def same(a: dict, b: dict) -> bool:  # the published rows (the cold query is built from the history)
+        return all((a[n] is None and b[n] is None) or np.array_equal(a[n], b[n]) for n in b)
 
     assert len(seen) > 40
     mixed = [s for s in seen if not any(same(s, p) for p in published)]

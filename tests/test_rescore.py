@@ -119,3 +119,33 @@ def test_bad_inputs_are_rejected(rng):
     with pytest.raises(ValueError, match="same rows"):
         _core.rescore_candidates(candidates, [matrices[0], matrices[1][:5], matrices[2]], queries,
                                  applies, fallbacks, offset, 5)
+
+
+def test_a_mapped_matrix_may_hold_fewer_rows(rng, simd_level):
+    """A term with a row map reads item i's row at map[i] of a matrix of any height (the
+    cold signal keeps rows only for items without interactions, the others sharing row 0,
+    skipped through ``applies``): the same scores as its rows spread over every item;
+    maps beyond its rows, or row scales not one per stored row, refused."""
+    candidates, matrices, queries, applies, fallbacks, offset = _problem(rng)
+    n = len(matrices[0])
+    stored = rng.standard_normal((6, 9)).astype(np.float32)
+    slots = rng.integers(0, 6, n).astype(np.int32)
+    extra_q = rng.standard_normal((len(offset), 9)).astype(np.float32)
+    extra_applies = (slots > 0).astype(np.uint8)
+    extra_fallback = np.zeros(len(offset), np.float32)
+    k = 10
+    ids, scores = _core.rescore_candidates(candidates, [*matrices, stored], [*queries, extra_q],
+                                           [*applies, extra_applies], [*fallbacks, extra_fallback], offset, k,
+                                           2, [None] * 4, [None, None, None, slots])
+    want_ids, want, bounds, largest = _reference(candidates, [*matrices, stored[slots]], [*queries, extra_q],
+                                                 [*applies, extra_applies], [*fallbacks, extra_fallback], offset, k)
+    assert_within(scores, want, bounds)
+    assert (np.abs(scores - want) <= 2 * largest + 1e-30).all()
+    args = (candidates, [*matrices, stored], [*queries, extra_q], [*applies, extra_applies],
+            [*fallbacks, extra_fallback], offset, k, 1)
+    with pytest.raises(ValueError, match="row_maps"):
+        _core.rescore_candidates(*args, [None] * 4, [None, None, None, np.full(n, 6, np.int32)])
+    with pytest.raises(ValueError, match="row_scales"):
+        _core.rescore_candidates(*args, [None, None, None, np.ones(n, np.float32)], [None, None, None, slots])
+    with pytest.raises(ValueError, match="same rows"):  # without a map, every matrix has n rows
+        _core.rescore_candidates(*args, [None] * 4, [None] * 4)

@@ -101,9 +101,15 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<py::ar
   const std::size_t n = rows_of(0).ndim() == 2 ? rows_of(0).shape(0) : 0;
   const std::size_t k_out = llmrec::bindings::checked_k(k, n, "n_items");
   std::vector<llmrec::topk::RescoreTerm> specs(terms);
+  // A matrix with a row map may hold fewer (or more) rows than n: the map says where
+  // each item's row is (items without one of their own share a row).
+  std::vector<std::size_t> stored(terms, n);
   for (std::size_t t = 0; t < terms; ++t) {
     const py::array& m = rows_of(t);
-    require(m.ndim() == 2 && static_cast<std::size_t>(m.shape(0)) == n, "matrices must be 2-D with the same rows");
+    const bool mapped = !row_maps.empty() && row_maps[t];
+    require(m.ndim() == 2 && (mapped ? m.shape(0) > 0 : static_cast<std::size_t>(m.shape(0)) == n),
+            "matrices must be 2-D with the same rows (or at least one row where a row map is given)");
+    stored[t] = m.shape(0);
     const std::size_t d = m.shape(1);
     require(queries[t].ndim() == 2 && static_cast<std::size_t>(queries[t].shape(0)) == nq &&
                 static_cast<std::size_t>(queries[t].shape(1)) == d,
@@ -122,8 +128,8 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<py::ar
       specs[t].fallback = fallbacks[t]->data();
     }
     if (!row_scales.empty() && row_scales[t]) {
-      require(row_scales[t]->ndim() == 1 && static_cast<std::size_t>(row_scales[t]->shape(0)) == n,
-              "row_scales must have one value per item");
+      require(row_scales[t]->ndim() == 1 && static_cast<std::size_t>(row_scales[t]->shape(0)) == stored[t],
+              "row_scales must have one value per row of their matrix");
       specs[t].row_scale = row_scales[t]->data();
     }
     if (!row_maps.empty() && row_maps[t]) {
@@ -143,8 +149,8 @@ py::tuple rescore_candidates(const IdArray& candidates, const std::vector<py::ar
     if (map) {
       bool mapped = true;
       for (std::size_t i = 0; i < nq * c; ++i)
-        if (ids[i] >= 0) mapped &= map[ids[i]] >= 0 && static_cast<std::size_t>(map[ids[i]]) < n;
-      require(mapped, "row_maps must map each candidate to a row in [0, n_items)");
+        if (ids[i] >= 0) mapped &= map[ids[i]] >= 0 && static_cast<std::size_t>(map[ids[i]]) < stored[t];
+      require(mapped, "row_maps must map each candidate to a row of its matrix");
     }
     if (specs[t].row_scale == nullptr) continue;
     bool finite = true;
@@ -170,7 +176,8 @@ void register_topk(py::module_& m) {
         "and the best k per row: (ids int64 (nq, k), scores float32 (nq, k)). A matrix is float32 "
         "rows or int8 codes; row_scales (optional, one per matrix, each None or one float per item) "
         "multiplies each row's dot product; row_maps (optional, one per matrix, each None or one "
-        "int32 per item) gives the row of the matrix (and of its row scales) that holds each item. "
+        "int32 per item) gives the row of the matrix (and of its row scales) that holds each item; a "
+        "mapped matrix may have any number of rows. "
         "An id repeated within "
         "a row is returned once; k must be at most max(n_items, 1024).");
   m.def("search_exact", &search_exact, py::arg("items"), py::arg("queries"), py::arg("k"),

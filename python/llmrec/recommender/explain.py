@@ -60,6 +60,8 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
         # neutral (the catalogue mean) for items without interactions, as when ranking
         towers = items.G[item] if items.warm[item] else g.mean_G
         parts["towers"] = float(signals.towers[0].astype(np.float64) @ towers)
+    if signals.cold is not None and items.Z is not None:  # 0 for items with interactions
+        parts["cold"] = float(signals.cold[0].astype(np.float64) @ items.Z[item])
     score = sum(parts.values()) - float(signals.offset[0])
     # Each signal relative to its catalogue mean (in units of its spread, weighted):
     # these terms add up to the score.
@@ -100,7 +102,8 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
               "sequence": "it is close to what you interacted with most recently",
               "transition": "people often take it next after your latest items",
               "text": "its description matches the text of your interests",
-              "towers": "the sequence model trained on everyone's histories predicts it next"}
+              "towers": "the sequence model trained on everyone's histories predicts it next",
+              "cold": "it is new, and its description is close to items you took"}
     for key in sorted(relative, key=lambda k: -abs(relative[k])):
         if parts[key] != 0:
             lines.append(f"  {relative[key]:+.3f} {key}: {labels[key]}")

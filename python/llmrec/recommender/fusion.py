@@ -21,9 +21,11 @@ import numpy as np
 
 from llmrec._checks import check_real
 
-SIGNALS = ("behaviour", "sequence", "transition", "text", "query", "towers")
+SIGNALS = ("behaviour", "sequence", "transition", "text", "query", "towers", "cold")
 # "towers" appears only in the blends of a Recommender with towers (it starts at 1 there
 # and is fitted); blends without it are exactly those of a Recommender without towers.
+# "cold" (items without interactions, :mod:`.cold_kernel`) likewise appears only where
+# fit chose it, on a cold-item validation of its own.
 DEFAULT_WEIGHTS = {"behaviour": 1.0, "sequence": 1.0, "transition": 1.0, "text": 0.0, "query": 1.0}
 GRIDS = {"sequence": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0),
          "transition": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
@@ -35,7 +37,7 @@ def check_weights(weights: Mapping[str, Any], name: str) -> dict[str, float]:
     """Validate a {signal: weight} mapping (missing signals weigh 0)."""
     if not isinstance(weights, Mapping):
         raise TypeError(f"{name} must be a mapping of signal -> weight, got {type(weights).__name__}")
-    out = {s: 0.0 for s in SIGNALS if s != "towers"}  # towers: only where given
+    out = {s: 0.0 for s in SIGNALS if s not in ("towers", "cold")}  # those two: only where given
     for key, value in weights.items():
         if key not in SIGNALS:
             raise ValueError(f"{name} has unknown signal {key!r}; signals are {list(SIGNALS)}")

@@ -29,6 +29,12 @@ How it scores:
   runs for free-text requests and new items only.
 * **query** — an encoded request, against item text vectors, weighted half the sum of
   the personal weights (scenario "home"), or first (scenario "search").
+* **cold** — items without interactions only: per user, a kernel ridge regression of
+  the items they took on their text (text vector and hashed words), read at a new
+  item's text (:mod:`.cold_kernel`). Built at request time from the history; its
+  kernel parameters and weight are chosen at fit on a cold-item validation (landmarks
+  held out as if new), apart from the blend. Items fitted with interactions score 0 in
+  it; late items keep it after their first clicks, until the next fit.
 * **towers** (opt-in, ``towers=``) — f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
   (causal transformer over the history; item tower = id embedding + MLP over the text
   vectors) trained on the histories at fit (:mod:`.towers_signal`). User vectors are
@@ -38,7 +44,7 @@ How it scores:
   items; ``query=`` does not use the towers' request token.
 
 Items without interactions (added with :meth:`Recommender.add_items`) take part in the
-behaviour and query signals only: the direction of their text-predicted factors is
+behaviour, cold and query signals only: the direction of their text-predicted factors is
 noise for the sequence cosine, and the text interest (and the towers term) blurred the
 ranking their text-based factors already make. Once such an item is clicked, every
 :meth:`Recommender.update` that touches it re-solves its factors and next-item factors
@@ -101,7 +107,7 @@ from llmrec.recommender.rows import TEXT_STORAGES
 from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_state
 from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers
-from llmrec.recommender.training import (fit_als, fit_blend, fit_items, fit_items_prior, fit_transitions,
+from llmrec.recommender.training import (fit_als, fit_blend, fit_cold, fit_items, fit_items_prior, fit_transitions,
                                          item_side_rows)
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.users import signal_vectors, stored_users
@@ -447,20 +453,26 @@ class Recommender(PairScores, Estimator):
                       show_progress=show_progress, weights=[r[1] for r in item_side])
         als.drop_item_priors()  # E·W: n × f floats that only ALS.loss reads
         text_prior = fit_items_prior(s, als, E)
+        cold = fit_cold(s, regularization, feedback, als, E, texts if use_text else None,
+                        self.random_state, text_prior)
+        if cold is not None:
+            report["cold"] = cold[2]
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress,
                                 text=self._towers_text(texts) if use_text else None)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
-            geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers)
+            geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers,
+                                              None if cold is None else cold[0], texts if use_text else None)
         with stage(log, "Recommender.fit: user vectors", users=n_users):
             users = signal_vectors(s, items_built, als, towers, all_histories, profile,
                                    weights=all_weights, dislikes=all_dislikes)
             users = stored_users(users, items_built)
         fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
                              histories=histories, feedback=feedback, profile=profile, items=items_built,
-                             als=als, users=users, labels=labels, towers=towers, text_prior=text_prior)
+                             als=als, users=users, labels=labels, towers=towers, text_prior=text_prior,
+                             cold_kernel=None if cold is None else cold[0])
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.
@@ -473,9 +485,17 @@ class Recommender(PairScores, Estimator):
             "similar": {"behaviour": 0.0, "sequence": 1.0, "transition": 0.5,
                         "text": 0.5 if E is not None else 0.0, "query": 0.0},
         }
+        if cold is not None:  # only items without interactions: not in the query's share
+            home["cold"] = cold[1]
+            scenarios["search"]["cold"] = 0.5 * cold[1] / max(personal, 1e-12)
         extras = fit_extras(kept, lookup, home, self.random_state)
         del kept
         scenarios.update(extras.scenarios)
+        if cold is not None:  # fitted on its own validation: every personal blend keeps it
+            for name in extras.scenarios:
+                scenarios[name]["cold"] = cold[1]
+            if "weights" in report:  # the blend's report (absent where validation is skipped)
+                report["weights"]["cold"] = cold[1]
         if extras.report:
             report["scenarios"] = extras.report
         self._install(fitted, Learned(scenarios, regularization, report, extras.calibration, event_weights))
@@ -557,6 +577,10 @@ class Recommender(PairScores, Estimator):
         ``update`` rewrites them."""
         check_known(users, snap.n_users, self._state.user_map, name)
         vectors = {n: (None if v is None else v[users]) for n, v in snap.users.items()}
+        kernel = self._state.cold_kernel
+        if kernel is not None:  # from every item taken, at request time (O(landmarks) per user)
+            vectors["cold"] = kernel.queries([np.union1d(self._state.histories.get(u),
+                                                         self._state.feedback.dislikes(u)[0]) for u in users])
         if not histories:
             return vectors, None
         if dislikes:
@@ -668,6 +692,8 @@ class Recommender(PairScores, Estimator):
             _, first_from_end = np.unique(rows[::-1], return_index=True)
             history = rows[np.sort(len(rows) - 1 - first_from_end)]
             vectors = signal_vectors(self._state.settings, snap.items, snap.als, snap.towers, [history])
+            if self._state.cold_kernel is not None:
+                vectors["cold"] = self._state.cold_kernel.queries([history])
             exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None
             ids, scores = ranking.rank(self._state, snap, vectors, weights, k, exclude, None, diversity, query_vectors)
         return self._result(ids, scores, True, labels=snap.labels)

@@ -36,7 +36,11 @@ text stored list by list for the request channel, :mod:`.text_lists`: ``E_codes`
 ``E_scales`` in that order and ``E_slots``, int32 per item, where each item's row is
 stored — a permutation; without it, as before, row i at i; and the kernel text prior of
 items without interactions, :mod:`.text_prior`: ``prior_landmarks``, ``prior_coef``,
-``prior_width``, absent without text). A model is written as version 8; versions 1 to 7
+``prior_width``, absent without text), 9 (the "cold" signal of items without interactions,
+:mod:`.cold_kernel`: ``cold_landmark_rows``, ``cold_landmarks``, ``cold_inverse``,
+``cold_mean``, ``cold_spread``, ``cold_width``, ``cold_words``, and the items' rows ``Z_codes``,
+``Z_scales``, ``Z_slots``; absent without it). A model is written as version 9; versions 1 to 8
+load (without the cold signal); versions 1 to 7
 still load (int8 item text is laid out at load; their items without interactions keep
 ALS's linear prior F·W, as they were fitted; a float32 ``user_text`` beside int8 item
 text is encoded), versions 1 to 5 with their stage 1 rebuilt from the item rows as before
@@ -79,11 +83,12 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
+from llmrec.recommender.cold_kernel import HASH_DIMS, MAX_WORDS, ColdKernel, ColdRows
 from llmrec.recommender.text_prior import MAX_COEF, MAX_LANDMARKS, MAX_WIDTH, MIN_WIDTH, TextPrior
 from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
-_KIND_VERSION = 8
+_KIND_VERSION = 9
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
@@ -142,6 +147,14 @@ def save(model: Any, directory: Any) -> None:
     if state.text_prior is not None:
         arrays.update({"prior_landmarks": state.text_prior.landmarks, "prior_coef": state.text_prior.coef,
                        "prior_width": np.array([state.text_prior.width])})
+    kernel = state.cold_kernel
+    if kernel is not None and items.Z is not None:
+        arrays.update({"cold_landmark_rows": kernel.landmark_rows, "cold_landmarks": kernel.landmarks,
+                       "cold_inverse": kernel.inverse, "cold_mean": kernel.mean,
+                       "cold_spread": np.array([kernel.spread]),
+                       "cold_width": np.array([kernel.width]), "cold_words": np.array([kernel.words]),
+                       "Z_codes": items.Z.codes,
+                       "Z_scales": items.Z.scales, "Z_slots": items.Z.slots})
     if state.profile is not None:
         arrays["profile"] = state.profile[:n_users]
     g = state.geometry
@@ -392,6 +405,7 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
             raise fail(path, f"array {name!r} given without item tower vectors 'G'")
     out["labels"] = _labels(arrays, path, n_items)
     out["text_prior"] = _text_prior(arrays, path, d, f)
+    out["cold"] = _cold(arrays, path, d, n_items)
     for name, n in (("item_gone", n_items), ("user_gone", n_users)):
         gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
         if gone is not None and ((gone != 0) & (gone != 1)).any():
@@ -424,6 +438,55 @@ def _text_prior(arrays: dict[str, np.ndarray], path: Any, d: int | None, f: int)
         raise fail(path, f"array 'prior_width' must hold a kernel width in [{MIN_WIDTH}, {MAX_WIDTH}], "
                    f"got {float(width[0])}")
     return TextPrior(np.ascontiguousarray(landmarks), np.ascontiguousarray(coef), float(width[0]))
+
+
+_COLD = ("cold_landmark_rows", "cold_landmarks", "cold_inverse", "cold_mean", "cold_spread", "cold_width",
+         "cold_words", "Z_codes", "Z_scales", "Z_slots")
+
+
+def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
+          ) -> tuple[ColdKernel, ColdRows] | None:
+    """The cold signal and its item rows (kind version 9; all or none, only beside item
+    text); None in older files (no cold signal)."""
+    present = [name in arrays for name in _COLD]
+    if not any(present):
+        return None
+    if not all(present) or d is None:
+        raise fail(path, f"arrays {list(_COLD)} must be saved together, and only with item text 'E'")
+    rows = array(arrays, "cold_landmark_rows", path, dtype=np.int64, shape=(None,))
+    m = len(rows)
+    if not 2 <= m <= MAX_LANDMARKS or rows.min() < 0 or rows.max() >= n_items or (np.diff(rows) <= 0).any():
+        raise fail(path, f"array 'cold_landmark_rows' must hold 2 to {MAX_LANDMARKS} ascending item rows "
+                   f"in [0, {n_items})")
+    words = array(arrays, "cold_words", path, dtype=np.float64, shape=(1,), finite=True)
+    if not 0 <= float(words[0]) <= MAX_WORDS:
+        raise fail(path, f"array 'cold_words' must hold a weight in [0, {MAX_WORDS}], got {float(words[0])}")
+    landmarks = array(arrays, "cold_landmarks", path, dtype=np.float32,
+                      shape=(m, d + (HASH_DIMS if words[0] else 0)), finite=True)
+    if float(np.einsum("ij,ij->i", landmarks, landmarks, dtype=np.float64).max()) > (1 + 1e-3) ** 2:
+        raise fail(path, "array 'cold_landmarks' must hold unit text vectors (norm at most 1)")
+    parts = {name: array(arrays, name, path, dtype=np.float32, shape=shape, finite=True)
+             for name, shape in (("cold_inverse", (m, m)), ("cold_mean", (m,)))}
+    for name, value in parts.items():
+        if value.size and float(np.abs(value).max()) > MAX_COEF:
+            raise fail(path, f"array {name!r} holds a value beyond ±{MAX_COEF:g}")
+    spread = array(arrays, "cold_spread", path, dtype=np.float64, shape=(1,), finite=True)
+    if not 0 < float(spread[0]) <= MAX_COEF:
+        raise fail(path, f"array 'cold_spread' must hold a variance in (0, {MAX_COEF:g}], got {float(spread[0])}")
+    width = array(arrays, "cold_width", path, dtype=np.float64, shape=(1,), finite=True)
+    if not MIN_WIDTH <= float(width[0]) <= MAX_WIDTH:
+        raise fail(path, f"array 'cold_width' must hold a kernel width in [{MIN_WIDTH}, {MAX_WIDTH}], "
+                   f"got {float(width[0])}")
+    codes = array(arrays, "Z_codes", path, dtype=np.int8, shape=(None, m))
+    scales = array(arrays, "Z_scales", path, dtype=np.float32, shape=(len(codes),), finite=True)
+    slots = array(arrays, "Z_slots", path, dtype=np.int32, shape=(n_items,))
+    if len(codes) == 0 or (scales < 0).any() or float(scales.max()) > MAX_COEF:
+        raise fail(path, "arrays 'Z_codes' and 'Z_scales' must hold at least one row, scales in [0, 1e30]")
+    if slots.size and (slots.min() < 0 or slots.max() >= len(codes)):
+        raise fail(path, f"array 'Z_slots' must hold rows in [0, {len(codes)})")
+    kernel = ColdKernel(rows, np.ascontiguousarray(landmarks), np.ascontiguousarray(parts["cold_inverse"]),
+                        np.ascontiguousarray(parts["cold_mean"]), float(spread[0]), float(width[0]), float(words[0]))
+    return kernel, ColdRows(np.ascontiguousarray(codes), np.ascontiguousarray(scales), np.ascontiguousarray(slots))
 
 
 def _checked_feedback(arrays: dict[str, np.ndarray], path: Any, out: dict[str, Any], n_items: int) -> None:
@@ -511,6 +574,9 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
     items = build_items(settings, model.random_state, geometry, V, arrays["inv_norm"], arrays["E"],
                         np.ascontiguousarray(arrays["P"]), Q, None if G is None else np.ascontiguousarray(G),
                         item_map.gone, index=saved)
+    cold = arrays["cold"]
+    if cold is not None:
+        items = items._replace(Z=cold[1])
     users = {name: arrays.get(f"user_{name}") for name in ("behaviour", "sequence", "transition", "text")}
     if G is not None:
         users["towers"] = arrays["user_towers"]
@@ -520,7 +586,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
                          histories=liked_histories(feedback),  # checked equal to the saved histories
                          feedback=feedback, profile=arrays["profile"],
                          items=items, als=als, users=users, labels=labels, towers=towers,
-                         text_prior=arrays["text_prior"])
+                         text_prior=arrays["text_prior"], cold_kernel=None if cold is None else cold[0])
     model._install(fitted, Learned(meta["scenarios"], meta["regularization"], meta["validation"],
                                    meta["calibration"], meta["event_weights_fitted"]))
     log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(user_map),

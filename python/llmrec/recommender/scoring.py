@@ -57,6 +57,7 @@ class Items(NamedTuple):
     index: Any                    # stage 1: a Stage1 (behaviour, interest and request channels)
     warm: np.ndarray              # (n,) uint8: 1 for items with interactions (non-zero Vn)
     G: np.ndarray | None = None   # item tower vectors (n, dim) (towers on), else None
+    Z: Any = None                 # the cold signal's rows (a .cold_kernel.ColdRows), or None
 
     @property
     def Vn(self) -> UnitRows:
@@ -66,11 +67,11 @@ class Items(NamedTuple):
 
 
 def make_items(V: np.ndarray, inv_norm: np.ndarray, E: Any, P: np.ndarray, Q: np.ndarray, index: Any,
-               warm: np.ndarray | None = None, G: np.ndarray | None = None) -> Items:
+               warm: np.ndarray | None = None, G: np.ndarray | None = None, Z: Any = None) -> Items:
     """Items; ``warm`` is derived from ``inv_norm`` when not given."""
     if warm is None:
         warm = (inv_norm != 0).astype(np.uint8)
-    return Items(V, inv_norm, E, P, Q, index, warm, G)
+    return Items(V, inv_norm, E, P, Q, index, warm, G, Z)
 
 
 def stored_text(E: np.ndarray | None, storage: str) -> Any:
@@ -323,13 +324,16 @@ class Signals(NamedTuple):
     transition: np.ndarray | None  # against Q
     offset: np.ndarray             # (n,) the blend's catalogue mean, subtracted from scores
     towers: np.ndarray | None = None  # against G (item tower vectors)
+    cold: np.ndarray | None = None    # against Z (items without interactions; already scaled)
 
 
 def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np.ndarray | None = None,
                  sequence: np.ndarray | None = None, text: np.ndarray | None = None,
                  transition: np.ndarray | None = None, query: np.ndarray | None = None,
-                 towers: np.ndarray | None = None) -> Signals:
-    """Weighted, spread-normalised query vectors from raw signal vectors (None = absent)."""
+                 towers: np.ndarray | None = None, cold: np.ndarray | None = None) -> Signals:
+    """Weighted, spread-normalised query vectors from raw signal vectors (None = absent);
+    ``cold`` comes spread-normalised (:meth:`.cold_kernel.ColdKernel.queries`) and
+    centred on its items: only its weight is applied."""
     text_weight: Any = weights["text"]
     if text is not None:
         # Rows with no history (a new user known only by a profile text) have no
@@ -356,7 +360,8 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np
     q = term(query, weights["query"], geometry.cov_E, geometry.mean_E)
     r = term(transition, weights.get("transition", 0.0), geometry.cov_Q, geometry.mean_Q)
     g = term(towers, weights.get("towers", 0.0), geometry.cov_G, geometry.mean_G)
-    return Signals(b, s, t, q, r, offset.astype(np.float32), g)
+    c = None if cold is None or weights.get("cold", 0.0) <= 0 else (cold * np.float32(weights["cold"]))
+    return Signals(b, s, t, q, r, offset.astype(np.float32), g, c)
 
 
 def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
@@ -409,6 +414,18 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         row_scales.append(None)
         row_maps.append(None)
     n = len(candidates)
+    if signals.cold is not None and items.Z is not None:
+        # Items with interactions share Z's zero row; the native call reads the number of
+        # items from the first matrix, so V comes first (scored by a zero query) if needed.
+        if not matrices:
+            matrices, queries = [items.V], [np.zeros((n, items.V.shape[1]), dtype=np.float32)]
+            applies, fallbacks, row_scales, row_maps = [None], [None], [None], [None]
+        matrices.append(items.Z.codes)
+        queries.append(np.ascontiguousarray(signals.cold, dtype=np.float32))
+        applies.append(items.Z.applies)  # items with interactions: 0, without reading a row
+        fallbacks.append(np.zeros(n, dtype=np.float32))
+        row_scales.append(items.Z.scales)
+        row_maps.append(items.Z.slots)
     if not matrices:  # no signal at all: every candidate scores 0 − offset
         matrices, queries = [items.V], [np.zeros((n, items.V.shape[1]), dtype=np.float32)]
         applies, fallbacks, row_scales, row_maps = [None], [None], [None], [None]

@@ -24,6 +24,7 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.late_items import LateItems
 from llmrec.recommender.rows import Int8Rows
 from llmrec.recommender.snapshot import Publisher, Snapshot
+from llmrec.recommender.cold_kernel import ColdKernel
 from llmrec.recommender.text_prior import TextPrior
 
 
@@ -42,6 +43,7 @@ class Fitted:
     publisher: Publisher           # the current Snapshot, which requests pin
     grams: dict[str, np.ndarray] = field(default_factory=dict)  # PᵀP, QᵀQ for late items' solves
     text_prior: TextPrior | None = None  # factors of items without interactions (None: F·W)
+    cold_kernel: ColdKernel | None = None  # the "cold" signal's user side (None: off)
 
 
 class Learned(NamedTuple):
@@ -78,18 +80,20 @@ def build_items(settings: dict[str, Any], random_state: Any, geometry: scoring.G
 def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_map: IdMap,
           item_map: IdMap, histories: Histories, feedback: Feedback, profile: np.ndarray | None,
           items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
-          labels: Any, towers: Any, text_prior: TextPrior | None = None) -> Fitted:
+          labels: Any, towers: Any, text_prior: TextPrior | None = None,
+          cold_kernel: ColdKernel | None = None) -> Fitted:
     """The state of a fitted or loaded model, its first snapshot published. The late
     items are those the ALS model has no interactions for; their clicks since are read
     from the histories. ``text_prior``: the map of their text to factors (None: the ALS
-    model's linear prior)."""
+    model's linear prior); ``cold_kernel``: the cold signal (its item rows are the
+    items' Z)."""
     late = np.flatnonzero(np.diff(als.user_items_.tocsc().indptr) == 0)
     items, labels = _with_spare_rows(items, als, labels)
     indptr, hist = histories.arrays()
     snapshot = Snapshot(items, als, labels, users, len(user_map), towers, item_map.gone)
     return Fitted(settings, geometry, user_map, item_map, histories, feedback, profile,
                   LateItems.from_histories(late, indptr, hist, TRANSITION_WINDOW), Publisher(snapshot),
-                  text_prior=text_prior)
+                  text_prior=text_prior, cold_kernel=cold_kernel)
 
 
 def _with_spare_rows(items: scoring.Items, als: Any, labels: Any) -> tuple[scoring.Items, Any]:

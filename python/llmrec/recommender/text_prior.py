@@ -62,10 +62,11 @@ class TextPrior:
 
 
 def fit_text_prior(texts: np.ndarray, factors: np.ndarray, counts: np.ndarray,
-                   user_factors: np.ndarray) -> TextPrior | None:
+                   user_factors: np.ndarray, widths: tuple[float, ...] = WIDTHS) -> TextPrior | None:
     """The map from ``texts`` (n, d unit rows) to ``factors`` (n, f), learned on the
     items with ``counts`` > 0 (interactions per item) and (τ, μ) chosen by leave-one-out
-    error in the score space of ``user_factors``; None with fewer than two such items."""
+    error in the score space of ``user_factors`` (τ among ``widths``); None with fewer
+    than two such items."""
     fitted = np.flatnonzero(np.asarray(counts) > 0)
     if len(fitted) < 2:
         return None
@@ -76,7 +77,7 @@ def fit_text_prior(texts: np.ndarray, factors: np.ndarray, counts: np.ndarray,
     gram = U.T @ U
     cosines = X @ X.T
     best: tuple[float, float, np.ndarray] | None = None
-    for width in WIDTHS:
+    for width in widths:
         eigenvalues, Q = np.linalg.eigh(np.exp((cosines - 1.0) / width))
         eigenvalues = np.maximum(eigenvalues, 0.0)  # K is PSD; round-off may dip below 0
         QV = Q.T @ V

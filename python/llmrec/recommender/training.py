@@ -16,6 +16,7 @@ from llmrec.recommender.history import Histories, transitions, weighted_rows
 from llmrec.recommender.partitioned import AUTO_FLAT_ITEMS, log_index
 from llmrec.recommender.rows import inverse_norms, resolve_text_storage
 from llmrec.recommender.state import build_items
+from llmrec.recommender.cold_kernel import ColdKernel, ColdRows, fit_cold_kernel
 from llmrec.recommender.text_prior import TextPrior, fit_text_prior
 from llmrec.recommender.towers_signal import fit_towers, user_vectors as towers_user_vectors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
@@ -29,6 +30,7 @@ VALIDATION_USERS = 2000  # users sampled to fit the blend (enough for stable wei
 # every weight alike). Full ranking of 3,000 items for 2,000 users made the weight
 # search cost a minute; the union keeps it to seconds.
 FULL_RANKING_ITEMS = 2048
+MAX_COLD_ITEMS = 100_000  # items without interactions at fit beyond which the cold signal is off
 VALIDATION_CANDIDATES = 200
 
 
@@ -50,19 +52,81 @@ def fit_als(s: dict[str, Any], regularization: float, histories: list[np.ndarray
         return _fit(s, params, rows, item_features=E if use_prior else None, show_progress=show_progress)
 
 
-def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None) -> TextPrior | None:
+def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None,
+                    widths: tuple[float, ...] | None = None) -> TextPrior | None:
     """The kernel text prior of items without interactions (:mod:`.text_prior`), fitted
     on ``als``'s items with interactions, and those without any given its factors (in
-    place of F·W); None without text or priors (``prior_strength`` 0)."""
+    place of F·W); None without text or priors (``prior_strength`` 0). ``widths``: the
+    kernel widths to choose from (default: :data:`.text_prior.WIDTHS`)."""
     if E is None or s["prior_strength"] <= 0:
         return None
     counts = np.diff(als.user_items_.tocsc().indptr)
     with stage(log, "Recommender.fit: text prior", items=int((counts > 0).sum())):
-        prior = fit_text_prior(E, als.item_factors_, counts, als.user_factors_)
+        prior = fit_text_prior(E, als.item_factors_, counts, als.user_factors_,
+                               **({} if widths is None else {"widths": widths}))
     unfitted = np.flatnonzero(counts == 0)
     if prior is not None and len(unfitted):
         als.set_item_rows(unfitted, prior.factors(E[unfitted]))
     return prior
+
+
+def fit_cold(s: dict[str, Any], regularization: float, feedback: Any, als: ALS,
+             E: np.ndarray | None, texts: list[str] | None, random_state: Any,
+             prior: TextPrior | None = None) -> tuple[ColdKernel, float, dict[str, Any]] | None:
+    """The cold signal (:mod:`.cold_kernel`) and its weight, chosen on a cold-item
+    validation with ALS refitted (λ = ``regularization``) on the rest as the fit does
+    (every item taken, at its multiplier) and the behaviour signal as served (likes at
+    their multipliers, dislikes pushing away); None without text or priors.
+    ``feedback``: the users' records (:class:`.feedback.Feedback`); ``texts``: the item
+    texts (their words); ``prior``: the fit's text prior, whose width the folds' priors
+    keep (one eigendecomposition each instead of four). Off (None) where more than
+    ``MAX_COLD_ITEMS`` items have no interactions at fit: each keeps m + 5 bytes (up to
+    2 KB), and a mostly empty catalogue (a synthetic scale test) would hold gigabytes."""
+    if E is None or s["prior_strength"] <= 0:
+        return None
+    counts = np.diff(als.user_items_.tocsc().indptr)
+    if int((counts == 0).sum()) > MAX_COLD_ITEMS:
+        log.info("Recommender.fit: no cold-item signal: %d items without interactions (> %d)",
+                 int((counts == 0).sum()), MAX_COLD_ITEMS)
+        return None
+
+    records = [feedback.get(u) for u in range(len(feedback))]
+
+    def kept(items: np.ndarray, values: np.ndarray, mapping: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = mapping[items]
+        return rows[rows >= 0], values[rows >= 0]
+
+    def factors(mapping: np.ndarray, users: np.ndarray, n_items: int, texts: np.ndarray) -> ALS:
+        side = [kept(*item_side_rows(records[u]), mapping) for u in users]
+        model = fit_als(s, regularization, [r[0] for r in side], n_items, texts, random_state,
+                        weights=[r[1] for r in side])
+        model.drop_item_priors()
+        fit_items_prior(s, model, texts, None if prior is None else (prior.width,))
+        return model
+
+    def behaviour(model: ALS, mapping: np.ndarray, users: np.ndarray) -> np.ndarray:
+        likes, dislikes = [], []
+        for u in users:
+            r = records[u]
+            likes.append(kept(r["items"][~r["disliked"]], r["weight"][~r["disliked"]], mapping))
+            dislikes.append(kept(r["items"][r["disliked"]], r["weight"][r["disliked"]], mapping))
+        return behaviour_vectors(model, [h for h, _ in likes], model.item_factors_.shape[0], s["recency"],
+                                 weights=[w for _, w in likes], dislikes=dislikes)
+
+    taken = [records[u]["items"] for u in range(len(records))]
+    with stage(log, "Recommender.fit: cold-item signal", items=int((counts > 0).sum())):
+        return fit_cold_kernel(E, texts, taken, counts, factors, behaviour, random_state)
+
+
+def cold_rows(kernel: ColdKernel | None, E: np.ndarray | None, texts: list[str] | None,
+              counts: np.ndarray) -> ColdRows | None:
+    """The cold signal's item rows for a fit's catalogue: items without interactions
+    (``counts`` 0) get theirs, the rest the shared zero row."""
+    if kernel is None or E is None:
+        return None
+    cold = np.flatnonzero(np.asarray(counts) == 0)
+    return ColdRows.build(len(counts), len(kernel.mean), cold,
+                          kernel.rows(E[cold], None if texts is None else [texts[i] for i in cold]))
 
 
 def _fit(s: dict[str, Any], params: dict[str, Any], matrix: Any, **fit_args: Any) -> ALS:
@@ -106,9 +170,10 @@ def unit_factors(als: ALS) -> np.ndarray:
 
 
 def fit_items(s: dict[str, Any], random_state: Any, als: ALS, E: np.ndarray | None, P: np.ndarray,
-              Q: np.ndarray, towers: Any = None) -> tuple[scoring.Geometry, scoring.Items]:
+              Q: np.ndarray, towers: Any = None, cold: ColdKernel | None = None,
+              texts: list[str] | None = None) -> tuple[scoring.Geometry, scoring.Items]:
     """The catalogue's geometry and the items (matrices, stage-1 indexes) of a fit, from
-    its ALS models, text vectors ``E`` and ``towers``."""
+    its ALS models, text vectors ``E`` (of ``texts``), ``towers`` and the ``cold`` signal."""
     V = als.item_factors_  # the ALS model's own array: the factors are held once (see updates)
     # Items without interactions have only a text-predicted position: its direction is
     # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
@@ -120,7 +185,7 @@ def fit_items(s: dict[str, Any], random_state: Any, als: ALS, E: np.ndarray | No
     items = build_items(s, random_state, geometry, V, inverse_norms(V, np.any(Vn != 0, axis=1)),
                         scoring.stored_text(E, storage), P, Q, G, search_text=E)
     log_index(items.index, len(V))
-    return geometry, items
+    return geometry, items._replace(Z=cold_rows(cold, E, texts, np.diff(als.user_items_.tocsc().indptr)))
 
 
 def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarray | None,

@@ -204,6 +204,9 @@ def add_items(model: Recommender, items: pd.DataFrame) -> np.ndarray:
         # Appended in spare capacity, as the matrices: a copy of O(catalogue) per call
         # was most of add_items(1) at 300k items.
         warm = _append_item_rows(current.warm, np.zeros(len(ids), dtype=np.uint8))
+        kernel = state.cold_kernel
+        if current.Z is not None and kernel is not None:  # the cold signal's rows of the new items
+            grown["Z"] = current.Z.appended(None if E_new is None else kernel.rows(E_new, texts), len(ids))
         labels = snap.labels
         if labels is not None:
             frame = items if hasattr(items, "columns") else None
