@@ -206,6 +206,51 @@ def test_forget_user_in_place_equals_forgetting_while_requests_run(data, tmp_pat
         np.testing.assert_array_equal(np.asarray(saved[0][key]), np.asarray(saved[1][key]), err_msg=key)
 
 
+def test_forget_user_while_threads_recommend(data):
+    """Four threads recommend (and explain) while a writer forgets users, in place when
+    the requests drain in time and by copies when not: everyone else's answers never
+    change, and a forgotten user's request answers as before or raises UnknownIdError."""
+    rec = _fit(data)
+    ids = list(rec._user_map.ids)
+    forgotten, kept = ids[:12], ids[12:40]
+    before = {u: rec.recommend(u, 10).ids for u in forgotten + kept}
+    errors: list[BaseException] = []
+    done = threading.Event()
+    deadline = time.monotonic() + TIME_LIMIT_S
+
+    def read(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            while not done.is_set() and time.monotonic() < deadline:
+                user = forgotten[rng.integers(len(forgotten))] if rng.random() < 0.4 else kept[rng.integers(len(kept))]
+                try:
+                    got = rec.recommend(user, 10).ids
+                except UnknownIdError:
+                    assert user in forgotten
+                    continue
+                np.testing.assert_array_equal(got, before[user])
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=read, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for user in forgotten:
+            time.sleep(0.01)
+            rec.forget_user(user)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors[0]
+    for user in forgotten:
+        with pytest.raises(UnknownIdError):
+            rec.recommend(user, 10)
+    for user in kept:
+        np.testing.assert_array_equal(rec.recommend(user, 10).ids, before[user])
+
+
 def _saved_dir(rec: Recommender, path):
     rec.save(path)
     return path

@@ -223,6 +223,16 @@ class IdMap:
         else:
             self._tables = (index, recent, positions, dropped)
 
+    def first_gone(self, rows: np.ndarray) -> int | None:
+        """The first of ``rows`` whose id was removed or erased, or None: O(len(rows)), for
+        a request that looked its ids up before a writer took them out."""
+        gone = self._gone
+        if gone is None or not len(rows):
+            return None
+        inside = rows[rows < len(gone)]  # rows past the mask came later: not removed
+        hit = inside[gone[inside] != 0]
+        return int(hit[0]) if len(hit) else None
+
     @property
     def gone(self) -> np.ndarray | None:
         """uint8 per row, 1 where the id was removed or erased; None when none was."""
@@ -244,11 +254,16 @@ class IdMap:
 
 
 def check_known(rows: np.ndarray, n: int, ids: IdMap, name: str) -> None:
-    """Raise :class:`~llmrec.UnknownIdError` for rows at or past ``n``: they belong to ids
-    added after the snapshot of ``n`` rows was taken."""
+    """Raise :class:`~llmrec.UnknownIdError` for rows at or past ``n`` (they belong to ids
+    added after the snapshot of ``n`` rows was taken) and for rows whose id was removed or
+    forgotten since the caller looked it up (call under the publish lock)."""
     if len(rows) and int(rows.max()) >= n:
         bad = plain(ids.ids[int(rows.max())])
         raise UnknownIdError(f"unknown {ids.what} id {bad!r} in {name}", bad)
+    row = ids.first_gone(rows)
+    if row is not None:
+        bad = plain(ids.ids[row])  # a forgotten user's id is already overwritten
+        raise UnknownIdError(f"unknown {ids.what} id in {name}: removed or forgotten while this call ran", bad)
 
 
 _NONE = np.zeros(0, dtype=np.int64)
