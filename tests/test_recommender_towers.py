@@ -236,37 +236,29 @@ def test_towers_fit_options_reach_the_towers(data):
     assert check_towers({"validation": 0.2}, 0, 1)["validation"] == 0.2
 
 
-def test_final_best_epoch_trains_the_serving_towers_on_everyone(data, monkeypatch):
-    """``final="best_epoch"``: the serving towers hold out no user and train exactly as
-    many epochs as the validation towers' best; ``validation_items`` reaches both fits."""
-    from llmrec.recommender import training
+def test_validation_items_reach_both_towers_fits(data, monkeypatch):
+    """``validation_items`` in the towers dict is fit's: the validation towers and the
+    serving towers each hold out that many latest items per validation user."""
+    from llmrec.towers import estimator
 
-    first = []
-    real = training.fit_towers
+    held = []
+    real = estimator._split_validation
 
-    def spy(*args, **kwargs):
-        first.append(real(*args, **kwargs))
-        return first[-1]
+    def spy(*args):
+        data_ = real(*args)
+        held.append(len(data_.val_targets) / max(len({id(p) for p in data_.val_prefixes}), 1))
+        return data_
 
-    monkeypatch.setattr(training, "fit_towers", spy)
-    towers = {**TINY, "epochs": "auto", "patience": 2, "validation_items": 2, "final": "best_epoch"}
-    rec = _fit(data, towers=towers, regularization=10.0)
-    (validated,) = first
-    assert len(validated.history_) > validated.best_epoch_ + 1  # stopped on patience
-    serving = rec._publisher.current.towers
-    assert len(serving.history_) == validated.best_epoch_ + 1
-    assert all(np.isnan(r["validation_ndcg"]) for r in serving.history_)
-    assert rec.validation_["towers_best_epoch"] == validated.best_epoch_
-    # the default stops the serving towers early on their own held-out users
-    rec = _fit(data, towers={**towers, "final": "early_stop"}, regularization=10.0)
-    assert np.isfinite(rec._publisher.current.towers.validation_ndcg_)
+    monkeypatch.setattr(estimator, "_split_validation", spy)
+    _fit(data, towers={**TINY, "validation_items": 3}, regularization=10.0)
+    assert held == [3.0, 3.0]
 
 
 @pytest.mark.parametrize("towers, error", [
     ("yes", ValueError), (5, TypeError), ({"dim": 0}, ValueError), ({"bogus": 1}, ValueError),
     ({"epochs": 0}, ValueError), ({"text": "nope"}, ValueError), ({"dim": 15, "heads": 2}, ValueError),
     ({"validation": 1.0}, ValueError), ({"validation": "x"}, TypeError), ({"validation": 0.0}, ValueError),
-    ({"average": 1.0}, ValueError), ({"final": "last"}, ValueError), ({"validation_items": 0}, ValueError),
+    ({"average": 1.0}, ValueError), ({"validation_items": 0}, ValueError),
 ])
 def test_bad_towers_parameter(data, towers, error):
     rec = Recommender(encoder=WordEncoder(), towers=towers)

@@ -451,8 +451,7 @@ class Recommender(PairScores, Estimator):
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress,
-                                text=self._towers_text(texts) if use_text else None,
-                                best_epoch=report.get("towers_best_epoch"))
+                                text=self._towers_text(texts) if use_text else None)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
             geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers)
         with stage(log, "Recommender.fit: user vectors", users=n_users):

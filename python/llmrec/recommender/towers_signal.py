@@ -26,13 +26,9 @@ from llmrec._checks import check_int, check_real
 
 # Besides SequenceTowers' parameters, the towers dict may give fit's ``epochs`` (int or
 # "auto", the default: early stopping on the towers' own held-out users),
-# ``validation`` (the share of users whose last items those are), ``validation_items``
-# (how many of each such user's latest items are held out) and ``final``: how the
-# serving towers (trained on everything) stop — "early_stop" (on their own held-out
-# users, like the first towers) or "best_epoch" (no held-out users: as many epochs as
-# the first towers' best, so every user's latest item trains them).
-_FIT_OPTIONS = ("epochs", "validation", "validation_items", "final")
-FINAL_MODES = ("early_stop", "best_epoch")
+# ``validation`` (the share of users whose last items those are) and
+# ``validation_items`` (how many of each such user's latest items are held out).
+_FIT_OPTIONS = ("epochs", "validation", "validation_items")
 # The towers' held-out share here: early stopping on the last item of 10 % of
 # MovieLens' users (fit's default, ~94) picked noisy epochs; 30 % gave ndcg@10 0.2839 /
 # 0.2869 against 0.2821 / 0.2776 (seeds 0 / 1), 50 % 0.2822 (seed 0). bench/RESULTS.md,
@@ -70,8 +66,6 @@ def check_towers(spec: Any, random_state: Any, num_threads: int) -> dict[str, An
     share = check_real(params["validation"], "towers['validation']", low=0.0, high=1.0, high_open=True)
     if "validation_items" in params:
         check_int(params["validation_items"], "towers['validation_items']", minimum=1)
-    if params.get("final", "early_stop") not in FINAL_MODES:
-        raise ValueError(f"towers['final'] must be one of {list(FINAL_MODES)}, got {params['final']!r}")
     if share == 0 and epochs == "auto":
         raise ValueError("towers['validation'] = 0 needs towers['epochs'] as an int "
                          "(epochs='auto' stops early on the validation users)")
@@ -92,19 +86,14 @@ class TowersText:
 
 def fit_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int,
                E: np.ndarray | None, show_progress: bool = False,
-               text: TowersText | None = None, best_epoch: int | None = None) -> Any:
+               text: TowersText | None = None) -> Any:
     """SequenceTowers fitted on ``histories``; with text vectors ``E`` unless the
     parameters say ``text=None`` (without ``E`` the towers are ids-only); with
-    ``text="finetune"``, on ``text``'s item texts and encoder. ``best_epoch`` (the
-    validation towers' best epoch, 0-based): with ``final="best_epoch"`` and
-    ``epochs="auto"``, train ``best_epoch + 1`` epochs with no held-out users."""
+    ``text="finetune"``, on ``text``'s item texts and encoder."""
     from llmrec.towers import SequenceTowers
 
     params = dict(params)
     fit_options = {name: params.pop(name) for name in _FIT_OPTIONS if name in params}
-    final = fit_options.pop("final", "early_stop")
-    if final == "best_epoch" and best_epoch is not None and fit_options.get("epochs", "auto") == "auto":
-        fit_options.update(epochs=int(best_epoch) + 1, validation=0.0)
     if E is None or (params.get("text") == "finetune" and text is None):
         params["text"] = None
     towers = SequenceTowers(**params)
@@ -156,4 +145,4 @@ def new_item_vectors(towers: Any, E_new: np.ndarray | None, count: int,
     return grown, np.ascontiguousarray(grown.item_vectors(np.arange(grown.n_items_ - count, grown.n_items_)))
 
 
-__all__ = ["FINAL_MODES", "TOWERS_VALIDATION", "TowersText", "check_towers", "fit_towers", "new_item_vectors", "user_vectors"]
+__all__ = ["TOWERS_VALIDATION", "TowersText", "check_towers", "fit_towers", "new_item_vectors", "user_vectors"]
