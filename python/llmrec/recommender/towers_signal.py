@@ -55,7 +55,7 @@ def check_towers(spec: Any, random_state: Any, num_threads: int) -> dict[str, An
     unknown = sorted(set(spec) - set(SequenceTowers._param_names) - set(_FIT_OPTIONS))
     if unknown:
         raise ValueError(f"towers has unknown SequenceTowers parameters {unknown}; "
-                         f"valid: {list(SequenceTowers._param_names)}")
+                         f"valid: {list(SequenceTowers._param_names) + list(_FIT_OPTIONS)}")
     params = dict(spec)
     params.setdefault("random_state", 0 if random_state is None else int(random_state))
     params.setdefault("num_threads", num_threads)
