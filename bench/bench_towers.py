@@ -18,8 +18,9 @@ Protocols (from :mod:`llmrec.evaluation`, as in bench_recommender.py):
     python bench/bench_towers.py latency
 
 Defaults of the runs: dim 64, 2 layers, max_history 50, dropout 0.2, AdamW lr 3e-3,
-batch 64, validation 0.2 of the users, patience 20, weight average 0.98 (``--average``;
-0 was the default before the ninth session), torch threads 1, and a wall-clock
+batch 64, validation 0.2 of the users (their last ``--validation-items`` items, 1),
+patience 20, weight average 0.98 (``--average``; 0 was the default before the ninth
+session), torch threads 1, and a wall-clock
 ``--budget`` (300 s) after which training stops with the best epoch so far: on a shared
 2-core machine every run stays bounded. (Two torch threads on an oversubscribed machine
 were ~30x slower per epoch than one: OpenMP workers spin while waiting for a core.)
@@ -95,8 +96,8 @@ def _fit(model: SequenceTowers, H: list[np.ndarray], E: np.ndarray | None, args,
                   f"{record['validation_ndcg']:.4f} ({record['elapsed']:.0f} s)", flush=True)
         return record["elapsed"] > args.budget  # keep every run bounded in time
 
-    model.fit(H, encoder=encoder, epochs=epochs, validation=args.validation, callback=progress,
-              **kwargs)
+    model.fit(H, encoder=encoder, epochs=epochs, validation=args.validation,
+              validation_items=args.validation_items, callback=progress, **kwargs)
 
 
 def warm(args: argparse.Namespace) -> None:
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patience", type=int, default=20)
     parser.add_argument("--epochs", default="auto")
     parser.add_argument("--validation", type=float, default=0.2)
+    parser.add_argument("--validation-items", type=int, default=1,
+                        help="latest items held out per validation user")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--finetune-layers", type=int, default=1)
     parser.add_argument("--encoder-lr", type=float, default=3e-5)

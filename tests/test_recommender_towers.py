@@ -236,11 +236,29 @@ def test_towers_fit_options_reach_the_towers(data):
     assert check_towers({"validation": 0.2}, 0, 1)["validation"] == 0.2
 
 
+def test_validation_items_reach_both_towers_fits(data, monkeypatch):
+    """``validation_items`` in the towers dict is fit's: the validation towers and the
+    serving towers each hold out that many latest items per validation user."""
+    from llmrec.towers import estimator
+
+    held = []
+    real = estimator._split_validation
+
+    def spy(*args):
+        data_ = real(*args)
+        held.append(len(data_.val_targets) / max(len({id(p) for p in data_.val_prefixes}), 1))
+        return data_
+
+    monkeypatch.setattr(estimator, "_split_validation", spy)
+    _fit(data, towers={**TINY, "validation_items": 3}, regularization=10.0)
+    assert held == [3.0, 3.0]
+
+
 @pytest.mark.parametrize("towers, error", [
     ("yes", ValueError), (5, TypeError), ({"dim": 0}, ValueError), ({"bogus": 1}, ValueError),
     ({"epochs": 0}, ValueError), ({"text": "nope"}, ValueError), ({"dim": 15, "heads": 2}, ValueError),
     ({"validation": 1.0}, ValueError), ({"validation": "x"}, TypeError), ({"validation": 0.0}, ValueError),
-    ({"average": 1.0}, ValueError),
+    ({"average": 1.0}, ValueError), ({"validation_items": 0}, ValueError),
 ])
 def test_bad_towers_parameter(data, towers, error):
     rec = Recommender(encoder=WordEncoder(), towers=towers)

@@ -259,6 +259,39 @@ def test_early_stopping_keeps_the_best_epoch_and_callback_can_stop(world):
     assert {"epoch", "loss", "validation_ndcg", "elapsed"} <= set(records[0])
 
 
+def test_several_held_out_items_per_validation_user(world):
+    """``validation_items=3``: the latest three items of each validation user leave their
+    training sequence and each is one validation row, ranked against the items not in the
+    user's remaining history with the user's other held-out items excluded; the reported
+    validation ndcg matches a float64 recomputation from the kept weights."""
+    from llmrec.towers.estimator import _split_validation
+
+    H = [np.asarray(h, dtype=np.int64) for h in world.histories]
+    data = _split_validation(H, None, N_ITEMS, 0.3, np.random.default_rng(0), 3)
+    val_users = [u for u in range(len(H)) if len(data.sequences[u]) != len(H[u])]
+    assert len(val_users) == round(0.3 * sum(len(h) > 3 for h in H))
+    assert len(data.val_targets) == 3 * len(val_users)
+    for r, u in enumerate(np.repeat(val_users, 3)):
+        h, t = H[u], data.val_targets[r]
+        assert np.array_equal(data.sequences[u], h[:-3]) and np.array_equal(data.val_prefixes[r], h[:-3])
+        assert t == h[-3 + r % 3]
+        assert set(data.val_seen[r].tolist()) == set(h.tolist()) - {t}
+
+    model = SequenceTowers(**SMALL, average=0).fit(
+        H, item_text_vectors=world.text, encoder=None, epochs=1, validation=0.3, validation_items=3)
+    U = model.user_vectors(data.val_prefixes).astype(np.float64)
+    G = model.item_vectors().astype(np.float64)
+    gains = []
+    for r, t in enumerate(data.val_targets):
+        s = U[r] @ G.T
+        s[data.val_seen[r]] = -np.inf
+        rank = int(np.sum(s > s[t]))
+        gains.append(1.0 / np.log2(rank + 2.0) if rank < 10 else 0.0)
+    assert model.validation_ndcg_ == pytest.approx(np.mean(gains), abs=1e-12)
+    with pytest.raises(ValueError, match="validation_items"):
+        model.fit(H, item_text_vectors=world.text, encoder=None, epochs=1, validation_items=0)
+
+
 def test_weight_average_matches_a_float64_reference(world):
     """average=d keeps the moving average of the per-step weights, with decay
     min(d, (1 + t) / (10 + t)) at step t; one step per epoch here (a batch holds every

@@ -184,10 +184,10 @@ class Recommender(PairScores, Estimator):
         (ids-only without an encoder). "auto" uses its default parameters; a dict
         overrides some (``random_state`` and ``num_threads`` default to this model's;
         ``{"text": "finetune"}`` trains the encoder's top layer on the item texts too,
-        for a BERT-family encoder; ``"epochs"`` and ``"validation"``, 0.3 here, are
-        passed to :meth:`~llmrec.towers.SequenceTowers.fit`). Trained twice, like
-        ALS: on the validation split (its weight is fitted there, on targets it did not
-        see), then on everything. None (default): off.
+        for a BERT-family encoder; ``"epochs"``, ``"validation"`` (0.3 here) and
+        ``"validation_items"`` are passed to :meth:`~llmrec.towers.SequenceTowers.fit`).
+        Trained twice, like ALS: on the validation split (its weight is fitted there,
+        on targets it did not see), then on everything. None (default): off.
     cluster : None or "ray"
         "ray" runs the heavy steps of :meth:`fit` on the connected Ray cluster (extra
         ``[ray]``, ``ray.init()`` first): every ALS fit (:class:`llmrec.distributed.ALS`,

@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from llmrec._checks import check_real
+from llmrec._checks import check_int, check_real
 
 # Besides SequenceTowers' parameters, the towers dict may give fit's ``epochs`` (int or
-# "auto", the default: early stopping on the towers' own held-out users) and
-# ``validation`` (the share of users whose last item those are).
-_FIT_OPTIONS = ("epochs", "validation")
+# "auto", the default: early stopping on the towers' own held-out users),
+# ``validation`` (the share of users whose last items those are) and
+# ``validation_items`` (how many of each such user's latest items are held out).
+_FIT_OPTIONS = ("epochs", "validation", "validation_items")
 # The towers' held-out share here: early stopping on the last item of 10 % of
 # MovieLens' users (fit's default, ~94) picked noisy epochs; 30 % gave ndcg@10 0.2839 /
 # 0.2869 against 0.2821 / 0.2776 (seeds 0 / 1), 50 % 0.2822 (seed 0). bench/RESULTS.md,
@@ -54,7 +55,7 @@ def check_towers(spec: Any, random_state: Any, num_threads: int) -> dict[str, An
     unknown = sorted(set(spec) - set(SequenceTowers._param_names) - set(_FIT_OPTIONS))
     if unknown:
         raise ValueError(f"towers has unknown SequenceTowers parameters {unknown}; "
-                         f"valid: {list(SequenceTowers._param_names)}")
+                         f"valid: {list(SequenceTowers._param_names) + list(_FIT_OPTIONS)}")
     params = dict(spec)
     params.setdefault("random_state", 0 if random_state is None else int(random_state))
     params.setdefault("num_threads", num_threads)
@@ -63,6 +64,8 @@ def check_towers(spec: Any, random_state: Any, num_threads: int) -> dict[str, An
     if epochs != "auto" and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"towers['epochs'] must be an int >= 1 or 'auto', got {epochs!r}")
     share = check_real(params["validation"], "towers['validation']", low=0.0, high=1.0, high_open=True)
+    if "validation_items" in params:
+        check_int(params["validation_items"], "towers['validation_items']", minimum=1)
     if share == 0 and epochs == "auto":
         raise ValueError("towers['validation'] = 0 needs towers['epochs'] as an int "
                          "(epochs='auto' stops early on the validation users)")

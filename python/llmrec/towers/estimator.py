@@ -206,7 +206,8 @@ class SequenceTowers(Estimator):
 
     def fit(self, histories: Any, *, item_texts: Any = None, item_text_vectors: Any = None,
             encoder: Any = "default", n_items: int | None = None, timestamps: Any = None,
-            validation: float = 0.1, epochs: int | str = "auto", show_progress: bool = False,
+            validation: float = 0.1, validation_items: int = 1, epochs: int | str = "auto",
+            show_progress: bool = False,
             callback: Callable[[int, dict[str, float]], Any] | None = None) -> SequenceTowers:
         """Train both towers on interaction sequences; returns self.
 
@@ -233,8 +234,15 @@ class SequenceTowers(Estimator):
             Event times (any unit; datetime64 is read in seconds): adds a time-gap
             embedding, log2-bucketed, to each token.
         validation : float in [0, 1)
-            Share of the users with >= 2 items whose last item is held out for early
-            stopping (their other items still train). 0 trains ``epochs`` epochs.
+            Share of the users with more than ``validation_items`` items whose latest
+            ``validation_items`` items are held out for early stopping (their other
+            items still train). 0 trains ``epochs`` epochs.
+        validation_items : int >= 1
+            How many latest items of each validation user are held out (users with
+            more than that many items are eligible); each held-out item is ranked
+            against the items not in the user's remaining history (the user's other
+            held-out items excluded). More items per user steady the early stop's
+            curve, at the cost of those items' training targets.
         epochs : int >= 1 or "auto"
             The most epochs (one pass over the users); "auto" is 200 with early
             stopping and needs ``validation > 0``.
@@ -248,6 +256,7 @@ class SequenceTowers(Estimator):
         s = self._settings()
         _require_torch()
         validation = check_real(validation, "validation", low=0.0, high=1.0, high_open=True)
+        validation_items = check_int(validation_items, "validation_items", minimum=1)
         if isinstance(epochs, str):
             if epochs != "auto":
                 raise ValueError(f"epochs must be a positive int or 'auto', got {epochs!r}")
@@ -300,7 +309,7 @@ class SequenceTowers(Estimator):
         seed = (int(self.random_state) if self.random_state is not None
                 else int(np.random.default_rng().integers(2**31)))
         rng = np.random.default_rng(seed)
-        data = _split_validation(H, ts, catalogue, validation, rng)
+        data = _split_validation(H, ts, catalogue, validation, rng, validation_items)
         data.text = torch.from_numpy(T) if T is not None else None
         settings = Settings(max_history=s["max_history"], batch_size=s["batch_size"], lr=s["lr"],
                             weight_decay=s["weight_decay"],
@@ -646,14 +655,15 @@ def _make_encoder(spec: str | None) -> Any:
 
 
 def _split_validation(H: list[np.ndarray], ts: list[np.ndarray] | None, n_items: int,
-                      validation: float, rng: np.random.Generator) -> Any:
-    """TrainData with the last item of a random share of the users held out."""
+                      validation: float, rng: np.random.Generator, held: int = 1) -> Any:
+    """TrainData with the last ``held`` items of a random share of the users (those with
+    more than ``held`` items) held out: one validation row per held-out item."""
     import torch
 
     from llmrec.towers.training import TrainData, gap_buckets
 
     gaps = [gap_buckets(t) for t in ts] if ts is not None else None
-    eligible = np.array([u for u, h in enumerate(H) if len(h) >= 2], dtype=np.int64)
+    eligible = np.array([u for u, h in enumerate(H) if len(h) > held], dtype=np.int64)
     n_val = int(round(validation * len(eligible)))
     if validation > 0 and len(eligible):
         n_val = max(n_val, 1)
@@ -666,14 +676,16 @@ def _split_validation(H: list[np.ndarray], ts: list[np.ndarray] | None, n_items:
     val_gaps: list[np.ndarray] | None = [] if gaps is not None else None
     for u in val_users:
         h = H[u]
-        sequences[u] = h[:-1]
+        prefix, held_out = h[:-held], h[-held:]
+        sequences[u] = prefix
         if gaps is not None and train_gaps is not None:
-            train_gaps[u] = gaps[u][:-1]
-        prefixes.append(h[:-1])
-        if gaps is not None and val_gaps is not None:
-            val_gaps.append(gaps[u][:-1])
-        targets.append(h[-1])
-        seen.append(np.setdiff1d(h[:-1], h[-1:]))
+            train_gaps[u] = gaps[u][:-held]
+        for target in held_out:
+            prefixes.append(prefix)
+            if gaps is not None and val_gaps is not None:
+                val_gaps.append(gaps[u][:-held])
+            targets.append(target)
+            seen.append(np.setdiff1d(np.union1d(prefix, held_out), [target]))
     counts = np.zeros(n_items, dtype=np.int64)
     for seq in sequences:
         counts += np.bincount(seq, minlength=n_items)
