@@ -54,3 +54,18 @@ def assert_crafted_copy_refused(saved, tmp_path, craft, match=None):
     craft(directory)
     with pytest.raises(FormatError, match=match):
         Recommender.load(directory, encoder=WordEncoder())
+
+
+def assert_crafted_arrays_refused(saved, tmp_path, craft, match=None):
+    """As :func:`assert_crafted_copy_refused`, with ``craft(arrays)`` changing the dict of
+    the copy's Recommender arrays in place (written back with the same meta and version)."""
+    from llmrec._fileformat import load_arrays, save_arrays
+
+    def damage(directory):
+        path = directory / "recommender.llmrec"
+        meta, arrays, version = load_arrays(path, "Recommender", max_kind_version=99)
+        arrays = {name: np.array(a) for name, a in arrays.items()}
+        craft(arrays)
+        save_arrays(path, "Recommender", version, meta, arrays)
+
+    assert_crafted_copy_refused(saved, tmp_path, damage, match=match)

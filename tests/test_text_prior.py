@@ -14,7 +14,7 @@ from llmrec import Recommender
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.evaluation import cold_item_split, ranking_metrics
 from llmrec.recommender.text_prior import MAX_LANDMARKS, RIDGES, WIDTHS, TextPrior, fit_text_prior
-from recommender_helpers import WordEncoder, assert_crafted_copy_refused, small_data
+from recommender_helpers import WordEncoder, assert_crafted_arrays_refused, small_data
 from tolerances import UNIT32, UNIT64, assert_within, gamma
 
 
@@ -226,16 +226,7 @@ def test_a_version_7_file_keeps_the_linear_prior(cold_model, tmp_path):
 ])
 def test_a_damaged_prior_is_refused(cold_model, tmp_path, craft, match):
     rec, _, _ = cold_model
-    saved = _saved(rec, tmp_path / "m")
-
-    def damage(directory):
-        path = directory / "recommender.llmrec"
-        meta, arrays, version = load_arrays(path, "Recommender", max_kind_version=9)
-        arrays = {name: np.array(a) for name, a in arrays.items()}
-        craft(arrays)
-        save_arrays(path, "Recommender", version, meta, arrays)
-
-    assert_crafted_copy_refused(saved, tmp_path, damage, match=match)
+    assert_crafted_arrays_refused(_saved(rec, tmp_path / "m"), tmp_path, craft, match=match)
 
 
 def test_no_prior_without_text_or_without_priors(data):
