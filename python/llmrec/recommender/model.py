@@ -578,14 +578,15 @@ class Recommender(PairScores, Estimator):
         check_known(users, snap.n_users, self._state.user_map, name)
         vectors = {n: (None if v is None else v[users]) for n, v in snap.users.items()}
         kernel = self._state.cold_kernel
+        taken: list[np.ndarray] = []  # every item each user took, liked or not
+        if kernel is not None or (histories and dislikes):
+            taken = [np.union1d(self._state.histories.get(u), self._state.feedback.dislikes(u)[0]) for u in users]
         if kernel is not None:  # from every item taken, at request time (O(landmarks) per user)
-            vectors["cold"] = kernel.queries([np.union1d(self._state.histories.get(u),
-                                                         self._state.feedback.dislikes(u)[0]) for u in users])
+            vectors["cold"] = kernel.queries(taken)
         if not histories:
             return vectors, None
         if dislikes:
-            return vectors, [np.union1d(self._state.histories.get(u), self._state.feedback.dislikes(u)[0])
-                             for u in users]
+            return vectors, taken
         return vectors, [self._state.histories.get(u) for u in users]
 
     def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
