@@ -17,7 +17,7 @@ from llmrec.evaluation import RecommenderAdapter, RowRecommender, auc, evaluate,
 from llmrec.recommender.calibration import fit_platt
 from llmrec.recommender import partitioned
 from llmrec.recommender.partitioned import (AUTO_FLAT_ITEMS, AUTO_IVF_ITEMS, BAND_RATIO, _as_lists, _best,
-                                            default_partitions, default_probes, norm_bands,
+                                            channel_probes, default_partitions, default_probes, norm_bands,
                                             resolve_index)
 from llmrec.recommender.recall import exact_top_k, staged_recall
 
@@ -165,7 +165,7 @@ def test_auto_picks_by_size_and_says_so(data, caplog):
     assert resolve_index("ivf-pq4", 10) == "ivf-pq4"
     for n in (1, 100, 10**6, 10**7):
         p = default_partitions(n)
-        assert 1 <= p <= n and 1 <= default_probes(p) <= p
+        assert 1 <= p <= n and 1 <= default_probes(p) <= p and 1 <= channel_probes(p) <= min(p, 64)
     with caplog.at_level("INFO", logger="llmrec.recommender"):
         rec = fresh(data, index="auto")
     assert "index='auto'" in rec.index_info_ and "'exact'" in rec.index_info_

@@ -49,10 +49,19 @@ AUTO_FLAT_ITEMS = 50_000
 AUTO_IVF_ITEMS = 400_000
 LISTS_PER_SQRT_N = 4        # partitions ≈ 4·√n (faiss's rule of thumb: 4–16·√n)
 MIN_PARTITIONS, MAX_PARTITIONS = 1, 65_536
-# probes: a sixteenth of the lists, within [MIN_PROBES, MAX_PROBES]. A top-256 candidate
-# set spans many lists: 4,000 synthetic items, 253 lists: 16 probes gave a two-stage
-# recall@10 of 0.81, 64 probes 0.99; 100k items, 1,265 lists: 16 probes 0.905, 64 0.992.
+# Probes of the free-text lists (.text_lists): a sixteenth of the lists, within
+# [MIN_PROBES, MAX_PROBES]. A top-256 candidate set spans many lists: 4,000 synthetic
+# items, 253 lists: 16 probes gave a two-stage recall@10 of 0.81, 64 probes 0.99; 100k
+# items, 1,265 lists: 16 probes 0.905, 64 0.992.
 MIN_PROBES, MAX_PROBES = 64, 256
+# A stage-1 channel only has to bring each user's top 10 into its top-C candidates, which
+# the exact re-scoring then orders, so it needs far fewer lists than a search's own top k:
+# at 1M fitted items, 64 lists per band in every channel gave the two-stage recall@10 of
+# the text lists' rule (0.973; the interest channel probed 250), and at 10M items (26,471
+# lists in 8 bands; a catalogue grown from near-copies of the 1M one, bench_scale_grow.py)
+# 64 gave 1.000 against 256's 0.988–0.997 at under half the latency (bench/RESULTS.md,
+# twelfth session). Lists grow as √n: a fixed share of them reads ever more per request.
+CHANNEL_PROBES = 64
 TRAIN_ROWS_PER_LIST = 32    # k-means training rows per list (a sample, not the catalogue)
 
 
@@ -74,6 +83,11 @@ def default_partitions(n_items: int) -> int:
 def default_probes(partitions: int) -> int:
     """Lists probed per search (see MIN_PROBES, MAX_PROBES), at most all."""
     return max(1, min(partitions, max(MIN_PROBES, min(MAX_PROBES, -(-partitions // 16)))))
+
+
+def channel_probes(partitions: int) -> int:
+    """Lists probed per band searched by a stage-1 channel (see CHANNEL_PROBES), at most all."""
+    return max(1, min(partitions, CHANNEL_PROBES))
 
 
 BAND_RATIO = 4.0           # norms within a band: (largest / BAND_RATIO, largest]
@@ -137,7 +151,7 @@ class PartitionedChannel:
     codec : "sq8" or "pq4".
     partitions, probes : int or None. Lists per band: ``partitions`` split among the
         bands by size (None: :func:`default_partitions` of each band). ``probes``: lists
-        scanned in each band searched (None: :func:`default_probes` of its lists); probes
+        scanned in each band searched (None: :func:`channel_probes` of its lists); probes
         ≥ partitions scans every list.
     """
 
@@ -189,11 +203,11 @@ class PartitionedChannel:
     @probes.setter
     def probes(self, value: int | None) -> None:
         """Lists probed in each band searched (at most its lists); None: each band's
-        :func:`default_probes`. Bands below the k-th best score are not searched at all
+        :func:`channel_probes`. Bands below the k-th best score are not searched at all
         (see :meth:`search`), so the top bands, which hold the best scores, get full
         probes (proportional shares left them 9 of 283 lists at 200k items: recall 0.83)."""
         if value is None:
-            self._band_probes = [default_probes(b.index.partitions) for b in self.bands]
+            self._band_probes = [channel_probes(b.index.partitions) for b in self.bands]
             self._probes = max(self._band_probes)
         else:
             self._probes = min(int(value), self.partitions)
@@ -355,8 +369,8 @@ def describe(kind: str, requested: str, n_items: int, channel: Any) -> str:
     return what
 
 
-__all__ = ["INDEXES", "PartitionedChannel", "default_partitions", "default_probes", "describe", "log_index",
-           "resolve_index"]
+__all__ = ["INDEXES", "PartitionedChannel", "channel_probes", "default_partitions", "default_probes", "describe",
+           "log_index", "resolve_index"]
 
 
 def log_index(stage1: Any, n_items: int) -> str:
