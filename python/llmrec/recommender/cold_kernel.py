@@ -68,7 +68,7 @@ WIDTHS = (0.2, 0.4)               # τ (0.3 was never chosen on MovieLens)
 RIDGES = (1.0, 3.0, 10.0)         # μ (the signal alone on MovieLens chose 1–3)
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)  # w, against the behaviour signal at 1
 WORDS = (0.0, 0.5, 1.0)           # β: weight of the hashed words beside the text vector
-FACTORS = (0.0, 1.0)              # α: weight of the text-predicted unit factors (the learned part)
+FACTORS = (0.0, 1.0, 1.5)         # α: weight of the text-predicted unit factors (the learned part)
 MAP_RIDGE = 3.0                   # λ of the ridge map from text rows to unit factors
 MAX_FACTORS = 100.0               # the largest α a saved model may hold
 HASH_DIMS = 1024                  # hashed word features
@@ -392,9 +392,9 @@ def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarr
                               "words": words, "factors": factors, "width": width, "ridge": ridge,
                               "weight": weight, "best": round(values[best] / total, 4),
                               "without": round(values[(words, factors, width, ridge, 0.0)] / total, 4)}
-    if item_factors is not None:  # the best without the learned part, for the record
-        plain = max((key for key in values if key[1] == 0.0), key=lambda key: values[key])
-        report["text_alone"] = round(values[plain] / total, 4)
+    plain = [key for key in values if key[1] == 0.0]
+    if factors > 0 and plain:  # the best without the learned part, for the record
+        report["text_alone"] = round(max(values[key] for key in plain) / total, 4)
     return make_cold_kernel(E, texts, rows, width, ridge, words, factors, item_factors), weight, report
 
 
