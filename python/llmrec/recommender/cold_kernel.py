@@ -398,5 +398,4 @@ def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarr
     return make_cold_kernel(E, texts, rows, width, ridge, words, factors, item_factors), weight, report
 
 
-__all__ = ["ColdKernel", "ColdRows", "fit_cold_kernel", "fit_projection", "landmark_rows", "make_cold_kernel",
-           "with_factors"]
+__all__ = ["ColdKernel", "ColdRows", "fit_cold_kernel", "landmark_rows", "make_cold_kernel"]
