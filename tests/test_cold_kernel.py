@@ -6,6 +6,8 @@ without it), save/load round trips, damaged files."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +16,8 @@ import llmrec
 from llmrec import Recommender
 from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.evaluation import cold_item_split, ranking_metrics
-from llmrec.recommender.cold_kernel import HASH_DIMS, SPREAD_ROWS, ColdRows, make_cold_kernel
+from llmrec.recommender import cold_kernel
+from llmrec.recommender.cold_kernel import HASH_DIMS, MAP_RIDGE, SPREAD_ROWS, ColdRows, make_cold_kernel
 from recommender_helpers import WordEncoder, assert_crafted_arrays_refused
 from tolerances import gamma
 
@@ -62,31 +65,48 @@ def _inputs(E, texts, words):
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
+def _learned(X_L, V_L, X_new, factors):
+    """The kernel inputs with the learned part, by the primal ridge formula
+    W = (X_LᵀX_L + λI)⁻¹X_Lᵀ V̂_L (the module solves the dual): landmarks beside their own
+    unit factors, new items beside their text's prediction."""
+    if not factors:
+        return X_L, X_new
+    V_hat = _unit(np.asarray(V_L, np.float64))
+    W = np.linalg.solve(X_L.T @ X_L + MAP_RIDGE * np.eye(X_L.shape[1]), X_L.T @ V_hat)
+    return (_unit(np.hstack([X_L, factors * V_hat])), _unit(np.hstack([X_new, factors * _unit(X_new @ W)])))
+
+
 VOCABULARY = ["comedy", "drama", "1995", "1996", "war", "space", "love", "crime"]
 
 
-@pytest.mark.parametrize("seed, words", [(0, 0.0), (1, 0.0), (2, 0.5), (3, 1.0)])
-def test_scores_match_a_float64_brute_force(seed, words):
+@pytest.mark.parametrize("seed, words, factors", [(0, 0.0, 0.0), (1, 0.0, 0.0), (2, 0.5, 0.0), (3, 1.0, 0.0),
+                                                   (4, 0.0, 1.0), (5, 1.0, 1.5), (6, 0.5, 0.7)])
+def test_scores_match_a_float64_brute_force(seed, words, factors):
     rng = np.random.default_rng(seed)
-    m, d = 24, 10  # m < SPREAD_ROWS: every reference row estimates the spread
+    m, d, f = 24, 10, 4  # m < SPREAD_ROWS: every reference row estimates the spread
     assert m < SPREAD_ROWS
     E = _unit(rng.standard_normal((m + 5 + 7, d))).astype(np.float32)
+    V = rng.standard_normal((len(E), f)).astype(np.float32)  # the fit's item factors
     texts = [" ".join(rng.choice(VOCABULARY, 3)) for _ in range(len(E))]
     rows = np.sort(rng.choice(m + 5, m, replace=False))
     width, ridge = float(rng.choice([0.3, 0.5])), float(rng.choice([1.0, 3.0]))
-    kernel = make_cold_kernel(E, texts, rows, width, ridge, words)
+    kernel = make_cold_kernel(E, texts, rows, width, ridge, words, factors, V)
+    assert (kernel.projection is None) == (factors == 0)
     new, new_texts = E[m + 5:], texts[m + 5:]
     histories = [rows[rng.choice(m, rng.integers(1, 8), replace=False)] for _ in range(6)]
-    expected, Z = _reference(_inputs(E[rows], [texts[i] for i in rows], words), width, ridge,
-                             [np.searchsorted(rows, h) for h in histories], _inputs(new, new_texts, words))
+    X_text = _inputs(E[rows], [texts[i] for i in rows], words)
+    X, X_new = _learned(X_text, V[rows], _inputs(new, new_texts, words), factors)
+    expected, Z = _reference(X, width, ridge, [np.searchsorted(rows, h) for h in histories], X_new)
     Zf = kernel.rows(new, new_texts)
     got = kernel.queries(histories).astype(np.float64) @ Zf.T.astype(np.float64)
     # float32 kernel, products and sums of length m (and the float32 inverse, whose
-    # entries carry the conditioning of K + μI): bound by the absolute terms.
-    X = _inputs(E[rows], [texts[i] for i in rows], words)
+    # entries carry the conditioning of K + μI; the float32 map's rows, of length
+    # d + words, carry that of X_LX_Lᵀ + λI): bound by the absolute terms.
     cond = np.linalg.cond(np.exp((X @ X.T - 1) / width) + ridge * np.eye(m))
+    if factors:
+        cond *= np.linalg.cond(X_text @ X_text.T + MAP_RIDGE * np.eye(m))
     scale = (np.abs(Z).sum(axis=1).max() + 1) * np.abs(expected).max()
-    assert np.abs(got - expected).max() <= 8 * cond * gamma(m + d) * scale + 1e-12
+    assert np.abs(got - expected).max() <= 8 * cond * gamma(m + X.shape[1]) * scale + 1e-12
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
 
 
@@ -115,6 +135,13 @@ def test_rows_refuse_bad_texts():
         worded.rows(E[:2], None)
     with pytest.raises(ValueError, match="texts"):
         worded.rows(E[:2], ["drama"])
+    with pytest.raises(ValueError, match="item_factors"):
+        make_cold_kernel(E, None, np.arange(20), 0.3, 1.0, factors=1.0)
+    learned = make_cold_kernel(E, None, np.arange(20), 0.3, 1.0, factors=1.0,
+                               item_factors=rng.standard_normal((20, 3)))
+    with pytest.raises(ValueError, match="E"):  # the text's width, not the landmark rows'
+        learned.rows(np.ones((2, 9), dtype=np.float32), None)
+    assert learned.rows(E[:2], None).shape == (2, 20)
 
 
 def test_stored_rows_are_within_half_a_code_step():
@@ -149,16 +176,29 @@ def _tastes(seed=0, n_users=400, n_items=500, n_words=150):
     return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items
 
 
-@pytest.fixture(scope="module")
-def tastes():
+def _fitted(factors=None):
+    """The tastes catalogue's Recommender, the cold items added; ``factors``: the
+    learned part's weights to choose from (None: the module's grid)."""
     interactions, items = _tastes()
     train, test = cold_item_split(interactions, 0.2, random_state=0)
     warm = items[items.item_id.isin(train.item_id.unique())]
     cold = items[~items.item_id.isin(warm.item_id)]
-    rec = Recommender(encoder=WordEncoder(), random_state=0, factors=8, regularization=1.0,
-                      num_threads=1).fit(train, items=warm)
+    with mock.patch.object(cold_kernel, "FACTORS", cold_kernel.FACTORS if factors is None else factors):
+        rec = Recommender(encoder=WordEncoder(), random_state=0, factors=8, regularization=1.0,
+                          num_threads=1).fit(train, items=warm)
     rec.add_items(cold)
     return rec, cold, test
+
+
+@pytest.fixture(scope="module")
+def tastes():
+    return _fitted()
+
+
+@pytest.fixture(scope="module")
+def learned():
+    """The same fit with the learned part on (α = 1 the only choice)."""
+    return _fitted((1.0,))
 
 
 def _cold_ndcg(rec, cold, test, scenario=None):
@@ -196,8 +236,24 @@ def test_visitors_and_predict_read_it(tastes):
                                rtol=1e-6)
 
 
-def test_save_load_round_trip(tastes, tmp_path):
-    rec, cold, test = tastes
+def test_the_learned_part_is_fitted_and_ranks_new_items(learned):
+    rec, cold, test = learned
+    kernel, report = rec._state.cold_kernel, rec.validation_["cold"]
+    assert kernel.factors == 1.0 and report["factors"] == 1.0 and kernel.projection.shape == (
+        kernel.landmarks.shape[1] - 8, 8)  # (text rows, 8 factors)
+    assert rec.weights_["cold"] > 0, report
+    rec.set_scenario("without", {**rec.weights_, "cold": 0.0})
+    assert _cold_ndcg(rec, cold, test) > _cold_ndcg(rec, cold, test, "without") + 0.1
+    # a new item's row is the one make_cold_kernel's map gives its text
+    row = rec._item_map.rows([int(cold.item_id.iloc[0])], "x")
+    E = WordEncoder().encode([cold.text.iloc[0]])
+    step = np.abs(rec._items.Z[row]).max() / 127
+    np.testing.assert_allclose(rec._items.Z[row], kernel.rows(E, [cold.text.iloc[0]]), atol=step)
+
+
+@pytest.mark.parametrize("fitted", ["tastes", "learned"])
+def test_save_load_round_trip(fitted, request, tmp_path):
+    rec, cold, test = request.getfixturevalue(fitted)
     rec.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     users = list(np.sort(test.user_id.unique())[:30])
@@ -206,6 +262,7 @@ def test_save_load_round_trip(tastes, tmp_path):
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.scores, b.scores)
     assert loaded.weights_["cold"] == rec.weights_["cold"]
+    assert loaded._state.cold_kernel.factors == rec._state.cold_kernel.factors
     Z, n = loaded._items.Z, len(loaded._items.V)
     assert loaded.memory_per_item()["Z"] == pytest.approx((Z.codes.nbytes + Z.scales.nbytes + 5 * n) / n)
     extra = pd.DataFrame({"item_id": [90_000], "text": [cold.text.iloc[0]]})
@@ -221,7 +278,7 @@ def test_a_version_8_file_loads_without_it(tastes, tmp_path):
     rec, cold, _ = tastes
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=9)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=10)
     arrays = {n: np.array(a) for n, a in arrays.items() if not n.startswith(("cold_", "Z_"))}
     meta["scenarios"] = {k: {s: w for s, w in v.items() if s != "cold"} for k, v in meta["scenarios"].items()}
     save_arrays(path, "Recommender", 8, meta, arrays)
@@ -229,6 +286,37 @@ def test_a_version_8_file_loads_without_it(tastes, tmp_path):
     assert old._state.cold_kernel is None and old._items.Z is None
     old.add_items(pd.DataFrame({"item_id": [90_001], "text": ["wordaa wordab"]}))
     assert old.recommend(int(cold.index[0] % 50), 5).ids.shape == (5,)
+
+
+def test_a_version_9_file_loads_without_the_learned_part(tastes, tmp_path):
+    rec, cold, test = tastes
+    assert rec._state.cold_kernel.factors == 0.0  # this fit chose the text alone: same rankings
+    rec.save(tmp_path / "m")
+    path = tmp_path / "m" / "recommender.llmrec"
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=10)
+    save_arrays(path, "Recommender", 9, meta, {n: np.array(a) for n, a in arrays.items() if n != "cold_factors"})
+    old = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    assert old._state.cold_kernel.factors == 0.0 and old._state.cold_kernel.projection is None
+    users = list(np.sort(test.user_id.unique())[:30])
+    np.testing.assert_array_equal(old.recommend(users, 10, allow=list(cold.item_id)).ids,
+                                  rec.recommend(users, 10, allow=list(cold.item_id)).ids)
+
+
+@pytest.mark.parametrize("craft, match", [
+    (lambda a: a.pop("cold_projection"), "cold_projection"),
+    (lambda a: a.update(cold_projection=a["cold_projection"][:, :3].copy()), "cold_projection"),
+    (lambda a: a.update(cold_projection=np.full_like(a["cold_projection"], np.inf)), "cold_projection"),
+    (lambda a: a.update(cold_factors=np.array([-1.0])), "cold_factors"),
+    (lambda a: a.update(cold_factors=np.array([np.nan])), "cold_factors"),
+    (lambda a: a.update(cold_factors=np.array([0.0])), "cold_projection"),
+    (lambda a: a.update(cold_landmarks=a["cold_landmarks"][:, :-8].copy()), "cold_landmarks"),
+    (lambda a: [a.pop(n) for n in list(a) if n.startswith(("cold_", "Z_")) and n not in ("cold_factors",)],
+     "without the cold signal"),
+])
+def test_a_damaged_learned_part_is_refused(learned, tmp_path, craft, match):
+    rec, _, _ = learned
+    rec.save(tmp_path / "m")
+    assert_crafted_arrays_refused(tmp_path / "m", tmp_path, craft, match=match)
 
 
 @pytest.mark.parametrize("craft, match", [

@@ -295,10 +295,10 @@ def test_file_kind_versions(served, data, tmp_path):
 
     served.save(tmp_path / "on")
     # kind version 9 since the cold signal (issue 14; 8: E list by list, the kernel text prior)
-    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=9)[2] == 9
+    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=10)[2] == 10
     off = _fit(data, validation=0.0, regularization=10.0)
     off.save(tmp_path / "off")
-    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=9)[2] == 9
+    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=10)[2] == 10
 
 
 def test_finetuned_towers_serve_save_and_load(data, tmp_path):

@@ -39,7 +39,11 @@ items without interactions, :mod:`.text_prior`: ``prior_landmarks``, ``prior_coe
 ``prior_width``, absent without text), 9 (the "cold" signal of items without interactions,
 :mod:`.cold_kernel`: ``cold_landmark_rows``, ``cold_landmarks``, ``cold_inverse``,
 ``cold_mean``, ``cold_spread``, ``cold_width``, ``cold_words``, and the items' rows ``Z_codes``,
-``Z_scales``, ``Z_slots``; absent without it). A model is written as version 9; versions 1 to 8
+``Z_scales``, ``Z_slots``; absent without it), 10 (the cold signal's learned part:
+``cold_factors``, its weight α beside the cold arrays, and where α > 0 ``cold_projection``,
+the map W (float32, (d [+ 1,024 words], f)) from an item's text row to unit factors; the
+landmark rows ``cold_landmarks`` are then f columns wider). A model is written as version
+10; version 9 loads with α = 0 (its landmark rows are text alone); versions 1 to 8
 load (without the cold signal); versions 1 to 7
 still load (int8 item text is laid out at load; their items without interactions keep
 ALS's linear prior F·W, as they were fitted; a float32 ``user_text`` beside int8 item
@@ -83,12 +87,12 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
-from llmrec.recommender.cold_kernel import HASH_DIMS, MAX_WORDS, ColdKernel, ColdRows
+from llmrec.recommender.cold_kernel import HASH_DIMS, MAX_FACTORS, MAX_WORDS, ColdKernel, ColdRows
 from llmrec.recommender.text_prior import MAX_COEF, MAX_LANDMARKS, MAX_WIDTH, MIN_WIDTH, TextPrior
 from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
-_KIND_VERSION = 9
+_KIND_VERSION = 10
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
@@ -149,11 +153,13 @@ def save(model: Any, directory: Any) -> None:
                        "prior_width": np.array([state.text_prior.width])})
     kernel = state.cold_kernel
     if kernel is not None and items.Z is not None:
+        if kernel.projection is not None:
+            arrays["cold_projection"] = kernel.projection
         arrays.update({"cold_landmark_rows": kernel.landmark_rows, "cold_landmarks": kernel.landmarks,
                        "cold_inverse": kernel.inverse, "cold_mean": kernel.mean,
                        "cold_spread": np.array([kernel.spread]),
                        "cold_width": np.array([kernel.width]), "cold_words": np.array([kernel.words]),
-                       "Z_codes": items.Z.codes,
+                       "cold_factors": np.array([kernel.factors]), "Z_codes": items.Z.codes,
                        "Z_scales": items.Z.scales, "Z_slots": items.Z.slots})
     if state.profile is not None:
         arrays["profile"] = state.profile[:n_users]
@@ -405,7 +411,7 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
             raise fail(path, f"array {name!r} given without item tower vectors 'G'")
     out["labels"] = _labels(arrays, path, n_items)
     out["text_prior"] = _text_prior(arrays, path, d, f)
-    out["cold"] = _cold(arrays, path, d, n_items)
+    out["cold"] = _cold(arrays, path, d, n_items, f)
     for name, n in (("item_gone", n_items), ("user_gone", n_users)):
         gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
         if gone is not None and ((gone != 0) & (gone != 1)).any():
@@ -444,12 +450,15 @@ _COLD = ("cold_landmark_rows", "cold_landmarks", "cold_inverse", "cold_mean", "c
          "cold_words", "Z_codes", "Z_scales", "Z_slots")
 
 
-def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
+def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int, f: int
           ) -> tuple[ColdKernel, ColdRows] | None:
     """The cold signal and its item rows (kind version 9; all or none, only beside item
-    text); None in older files (no cold signal)."""
+    text; its learned part, kind version 10: ``cold_factors``, and ``cold_projection``
+    where that weight is > 0, for ``f`` factors); None in older files (no cold signal)."""
     present = [name in arrays for name in _COLD]
     if not any(present):
+        if "cold_factors" in arrays or "cold_projection" in arrays:
+            raise fail(path, "arrays 'cold_factors' and 'cold_projection' given without the cold signal")
         return None
     if not all(present) or d is None:
         raise fail(path, f"arrays {list(_COLD)} must be saved together, and only with item text 'E'")
@@ -461,8 +470,19 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
     words = array(arrays, "cold_words", path, dtype=np.float64, shape=(1,), finite=True)
     if not 0 <= float(words[0]) <= MAX_WORDS:
         raise fail(path, f"array 'cold_words' must hold a weight in [0, {MAX_WORDS}], got {float(words[0])}")
+    factors = array(arrays, "cold_factors", path, dtype=np.float64, shape=(1,), finite=True, required=False)
+    alpha = 0.0 if factors is None else float(factors[0])  # version 9: no learned part
+    if not 0 <= alpha <= MAX_FACTORS:
+        raise fail(path, f"array 'cold_factors' must hold a weight in [0, {MAX_FACTORS}], got {alpha}")
+    rows_in = d + (HASH_DIMS if words[0] else 0)
+    projection = array(arrays, "cold_projection", path, dtype=np.float32, shape=(rows_in, f), finite=True,
+                       required=alpha > 0)
+    if projection is not None and alpha == 0:
+        raise fail(path, "array 'cold_projection' given without a weight > 0 in 'cold_factors'")
+    if projection is not None and float(np.abs(projection).max(initial=0.0)) > MAX_COEF:
+        raise fail(path, f"array 'cold_projection' holds a value beyond ±{MAX_COEF:g}")
     landmarks = array(arrays, "cold_landmarks", path, dtype=np.float32,
-                      shape=(m, d + (HASH_DIMS if words[0] else 0)), finite=True)
+                      shape=(m, rows_in + (f if alpha > 0 else 0)), finite=True)
     if float(np.einsum("ij,ij->i", landmarks, landmarks, dtype=np.float64).max()) > (1 + 1e-3) ** 2:
         raise fail(path, "array 'cold_landmarks' must hold unit text vectors (norm at most 1)")
     parts = {name: array(arrays, name, path, dtype=np.float32, shape=shape, finite=True)
@@ -485,7 +505,8 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int
     if slots.size and (slots.min() < 0 or slots.max() >= len(codes)):
         raise fail(path, f"array 'Z_slots' must hold rows in [0, {len(codes)})")
     kernel = ColdKernel(rows, np.ascontiguousarray(landmarks), np.ascontiguousarray(parts["cold_inverse"]),
-                        np.ascontiguousarray(parts["cold_mean"]), float(spread[0]), float(width[0]), float(words[0]))
+                        np.ascontiguousarray(parts["cold_mean"]), float(spread[0]), float(width[0]), float(words[0]),
+                        alpha, None if projection is None else np.ascontiguousarray(projection))
     return kernel, ColdRows(np.ascontiguousarray(codes), np.ascontiguousarray(scales), np.ascontiguousarray(slots))
 
 

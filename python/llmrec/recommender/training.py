@@ -79,7 +79,8 @@ def fit_cold(s: dict[str, Any], regularization: float, feedback: Any, als: ALS,
     their multipliers, dislikes pushing away); None without text or priors.
     ``feedback``: the users' records (:class:`.feedback.Feedback`); ``texts``: the item
     texts (their words); ``prior``: the fit's text prior, whose width the folds' priors
-    keep (one eigendecomposition each instead of four). Off (None) where more than
+    keep (one eigendecomposition each instead of four). The signal's learned part maps
+    text to ``als``'s item factors (:func:`.cold_kernel.fit_cold_kernel`). Off (None) where more than
     ``MAX_COLD_ITEMS`` items have no interactions at fit: each keeps m + 5 bytes (up to
     2 KB), and a mostly empty catalogue (a synthetic scale test) would hold gigabytes."""
     if E is None or s["prior_strength"] <= 0:
@@ -115,7 +116,7 @@ def fit_cold(s: dict[str, Any], regularization: float, feedback: Any, als: ALS,
 
     taken = [records[u]["items"] for u in range(len(records))]
     with stage(log, "Recommender.fit: cold-item signal", items=int((counts > 0).sum())):
-        return fit_cold_kernel(E, texts, taken, counts, factors, behaviour, random_state)
+        return fit_cold_kernel(E, texts, taken, counts, factors, behaviour, random_state, als.item_factors_)
 
 
 def cold_rows(kernel: ColdKernel | None, E: np.ndarray | None, texts: list[str] | None,
