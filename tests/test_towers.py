@@ -332,6 +332,87 @@ def test_averaged_training_learns_and_validates_the_average(world):
     assert model.validation_ndcg_ == max(ndcg) and ndcg[model.best_epoch_] == max(ndcg)
 
 
+def test_epoch_window_means_the_epochs_centred_on_the_best():
+    """EpochWindow keeps r epochs each side of the best; its means match float64 numpy."""
+    from llmrec.towers.training import EpochWindow
+
+    rng = np.random.default_rng(5)
+    states = [{"w": torch.from_numpy(rng.standard_normal((4, 3)).astype(np.float32)),
+               "n": torch.tensor(e)} for e in range(9)]
+    improved = [True, False, True, True, False, False, False, False, False]  # best: epoch 3
+    window = EpochWindow(2)
+    for state, better in zip(states, improved):
+        copy = window.add(state, better)
+        assert torch.equal(copy["w"], state["w"]) and copy["w"] is not state["w"]
+    means = dict(window.averages())
+    assert sorted(means) == [1, 2]
+    for r, mean in means.items():
+        expected = np.mean([states[e]["w"].numpy().astype(np.float64) for e in range(3 - r, 4 + r)], axis=0)
+        np.testing.assert_allclose(mean["w"].numpy(), expected, rtol=0, atol=4 * EPS32 * 4)
+        assert mean["w"].dtype == torch.float32 and int(mean["n"]) == 3  # non-float: the best's
+    short = EpochWindow(3)  # one epoch before the best, two after: only r = 1
+    for state, better in zip(states[:4], [True, True, False, False]):
+        short.add(state, better)
+    assert [r for r, _ in short.averages()] == [1]
+    assert list(EpochWindow(2).averages()) == []
+
+
+def test_averaged_epochs_are_validated_and_kept(world, monkeypatch, tmp_path):
+    """average_epochs=2: with the validation curve scripted so that the best epoch is 3 and
+    the mean of epochs 2-4 validates best, the fitted weights are exactly that mean of the
+    epochs' (moving-averaged) weights; reproducible with a seed; save/load keeps them."""
+    import llmrec.towers.training as training
+
+    curve = iter([0.1, 0.2, 0.3, 0.5, 0.4, 0.3, 0.2, 0.1, 0.6, 0.55])  # 8 epochs, then r = 1, 2
+    monkeypatch.setattr(training, "validation_ndcg", lambda net, data: next(curve))
+    snapshots = []
+    add = training.EpochWindow.add
+
+    def spy(self, state, improved):
+        copy = add(self, state, improved)
+        snapshots.append({k: v.numpy().astype(np.float64) for k, v in copy.items()})
+        return copy
+
+    monkeypatch.setattr(training.EpochWindow, "add", spy)
+    params = dict(SMALL, patience=4, average=0.9, average_epochs=2)
+    model = SequenceTowers(**params).fit(world.histories, item_text_vectors=world.text,
+                                         encoder=None, epochs=20)
+    assert len(model.history_) == 8 and model.best_epoch_ == 3
+    assert model.averaged_epochs_ == 3 and model.validation_ndcg_ == 0.6
+    for name, value in _weights(model).items():
+        expected = np.mean([snapshots[e][name] for e in (2, 3, 4)], axis=0)
+        np.testing.assert_allclose(value, expected, rtol=0, atol=4 * EPS32 * (np.abs(expected).max() + 1),
+                                   err_msg=name)
+    monkeypatch.undo()
+    a = SequenceTowers(**params).fit(world.histories, item_text_vectors=world.text, encoder=None, epochs=12)
+    b = SequenceTowers(**params).fit(world.histories, item_text_vectors=world.text, encoder=None, epochs=12)
+    assert a.averaged_epochs_ == b.averaged_epochs_ and a.validation_ndcg_ == b.validation_ndcg_
+    for name, value in _weights(a).items():
+        np.testing.assert_array_equal(value, _weights(b)[name])
+    path = tmp_path / "averaged.llmrec"
+    model.save(path)
+    loaded = SequenceTowers.load(path)
+    assert loaded.averaged_epochs_ == 3 and loaded.get_params()["average_epochs"] == 2
+    np.testing.assert_array_equal(loaded.item_vectors(), model.item_vectors())
+    np.testing.assert_array_equal(loaded.user_vectors(world.histories), model.user_vectors(world.histories))
+
+
+def test_a_worse_mean_keeps_the_best_epoch(world, monkeypatch):
+    import llmrec.towers.training as training
+
+    curve = iter([0.1, 0.5, 0.4, 0.3, 0.2, 0.4, 0.45])
+    monkeypatch.setattr(training, "validation_ndcg", lambda net, data: next(curve))
+    single = SequenceTowers(**dict(SMALL, patience=3, average_epochs=0))
+    averaged = SequenceTowers(**dict(SMALL, patience=3, average_epochs=2))
+    averaged.fit(world.histories, item_text_vectors=world.text, encoder=None, epochs=20)
+    assert averaged.averaged_epochs_ == 1 and averaged.validation_ndcg_ == 0.5  # only r = 1 fits
+    curve = iter([0.1, 0.5, 0.4, 0.3, 0.2])
+    single.fit(world.histories, item_text_vectors=world.text, encoder=None, epochs=20)
+    assert single.averaged_epochs_ == 1
+    for name, value in _weights(single).items():
+        np.testing.assert_array_equal(value, _weights(averaged)[name])
+
+
 def test_sampled_softmax_trains_too(world):
     model = SequenceTowers(**dict(SMALL, full_softmax_max_items=50, n_negatives=40)).fit(
         world.histories, item_text_vectors=world.text, encoder=None, epochs=15)
@@ -446,6 +527,9 @@ def test_estimator_conventions(world):
     ({"lr": 0.0}, ValueError, "lr must be in"),
     ({"average": 1.0}, ValueError, "average must be in"),
     ({"average": -0.1}, ValueError, "average must be in"),
+    ({"average_epochs": -1}, ValueError, "average_epochs must be >= 0"),
+    ({"average_epochs": 21}, ValueError, "average_epochs must be at most 20"),
+    ({"average_epochs": 1.5}, TypeError, "average_epochs must be an integer"),
     ({"num_threads": -1}, ValueError, "num_threads must be >= 0"),
     ({"random_state": "x"}, TypeError, "random_state"),
 ])
