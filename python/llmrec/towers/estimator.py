@@ -111,13 +111,13 @@ class SequenceTowers(Estimator):
         slice picks a steadier, better model (MovieLens-100K, towers alone, seeds 0–2:
         ndcg@10 0.220 / 0.187 / 0.231 without, 0.241 / 0.217 / 0.231 with; bench/RESULTS.md).
     average_epochs : int in [0, 20]
-        R > 0: when training ends, the uniform mean of the (averaged) weights of the
-        2r + 1 epochs centred on the best epoch, r = 1 … R (where training ran r epochs
-        past it), is validated too, and the best-validating of these means and the best
-        epoch alone is kept (checkpoint averaging; ``averaged_epochs_`` says which).
-        Costs R extra validations and up to 3R + 1 copies of the weights during
-        training (with the id embeddings: 3R + 1 times n_items × dim floats). Needs
-        validation; 0 keeps the best epoch alone.
+        R > 0: the kept weights are the uniform mean of the (averaged) weights of the
+        epochs best − R … best + R around the best validation epoch (those that ran;
+        checkpoint averaging, see :mod:`llmrec.towers.training`), validated and
+        reported as ``validation_ndcg_``; ``averaged_epochs_`` says how many epochs
+        were averaged. Costs up to 3R + 1 copies of the weights during training (with
+        the id embeddings: 3R + 1 times n_items × dim floats). Needs validation; 0
+        keeps the best epoch alone.
     random_state : int >= 0 or None
         Seeds initialisation, batching, dropout and the validation users; training is
         reproducible for a fixed thread count. The global torch RNG is left untouched.
@@ -137,8 +137,8 @@ class SequenceTowers(Estimator):
     history_ : list of dict per epoch (loss, validation_ndcg, elapsed)
     best_epoch_ : int, validation_ndcg_ : float (nan without validation): the best epoch
         and the kept weights' validation ndcg@10
-    averaged_epochs_ : int, how many epochs' weights the kept model averages (2r + 1,
-        centred on ``best_epoch_``; 1: the best epoch alone)
+    averaged_epochs_ : int, how many epochs' weights (around ``best_epoch_``) the kept
+        model averages; 1: the best epoch alone
     uses_timestamps_ : bool
     fit_seconds_ : float
     """
@@ -340,7 +340,7 @@ class SequenceTowers(Estimator):
                          max_history=s["max_history"], dropout=s["dropout"],
                          use_gaps=ts is not None, text_head=None if tuner is None else tuner.head)
             data.tuner = tuner
-            records, radius, kept_ndcg = train(net, data, settings, rng,
+            records, averaged, kept_ndcg = train(net, data, settings, rng,
                                                show_progress=show_progress, callback=callback)
             if tuner is not None:  # the fine-tuned layers' vectors of the best epoch
                 T = np.ascontiguousarray(data.text.numpy())
@@ -358,7 +358,7 @@ class SequenceTowers(Estimator):
         best = max(valid, key=lambda r: r["validation_ndcg"]) if valid else kept[-1]
         self.best_epoch_ = int(best["epoch"])
         self.validation_ndcg_ = float(kept_ndcg)
-        self.averaged_epochs_ = 2 * radius + 1
+        self.averaged_epochs_ = averaged
         self.uses_timestamps_ = ts is not None
         self.fit_seconds_ = time.perf_counter() - start
         self._touch()

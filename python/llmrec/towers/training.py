@@ -20,19 +20,13 @@ weights' validation ndcg swings from epoch to epoch on a small held-out slice, a
 stopping on such a curve stops at lucky epochs; the average moves slowly.
 
 With ``average_epochs`` = R > 0 the loop also keeps the (validated) weights of the epochs
-around the best one (:class:`EpochWindow`); when training ends, the uniform mean of the
-2r + 1 epochs centred on the best (r = 1 … R, where that many epochs exist on both sides)
-is validated too, and the best-validating of these and the best epoch alone is kept
-(checkpoint averaging, as in stochastic weight averaging: the best epoch is one noisy
-draw from a plateau, and the mean of its neighbours sits nearer the plateau's centre).
-
-With ``text="finetune"`` (a :class:`~llmrec.towers.finetune.FineTuner` in the data),
-training runs in two phases: first with the encoder's top layers frozen, until early
-stopping or half the epochs, whichever comes first; then, from the best epoch's
-weights, with the top layers trained too (their own learning rate ``encoder_lr``)
-and the towers at ``TUNING_TOWERS_LR_SCALE`` of theirs, until early stopping again;
-the best epoch of this second phase is kept. The head learns on a towers model that
-already fits, so its first steps are not driven by random towers.
+around the best one (:class:`EpochWindow`), and what it leaves in the module is the
+uniform mean of the weights of epochs best − R … best + R (those that ran): checkpoint
+averaging, as in stochastic weight averaging. The best epoch is one noisy draw from a
+plateau of the validation curve, and the mean of its neighbours sits nearer the
+plateau's centre. The mean is not chosen against the best epoch on the same validation
+slice: the best epoch's score there is inflated by having been picked on it, so any
+alternative would lose to it (MovieLens-100K: with that choice, the mean was never kept).
 """
 
 from __future__ import annotations
@@ -314,19 +308,15 @@ class EpochWindow:
         self.recent.append(snapshot)
         return snapshot
 
-    def averages(self) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-        """(r, the mean of the 2r + 1 epochs centred on the best) for r = 1 … radius
-        while r epochs exist on both sides; floating weights are averaged in float64
-        (others are the best epoch's)."""
+    def mean(self) -> tuple[dict[str, torch.Tensor], int] | None:
+        """(the mean of the epochs kept around the best, how many), or None before any
+        best; floating weights are averaged in float64 (others are the best epoch's)."""
         if self.best is None:
-            return
-        for r in range(1, self.radius + 1):
-            if len(self.before) < r or len(self.after) < r:
-                return
-            states = self.before[len(self.before) - r:] + [self.best] + self.after[:r]
-            yield r, {k: (torch.stack([st[k].double() for st in states]).mean(0).to(v.dtype)
-                          if v.is_floating_point() else v.clone())
-                      for k, v in self.best.items()}
+            return None
+        states = self.before + [self.best] + self.after
+        return {k: (torch.stack([st[k].double() for st in states]).mean(0).to(v.dtype)
+                    if v.is_floating_point() else v.clone())
+                for k, v in self.best.items()}, len(states)
 
 
 def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *,
@@ -334,10 +324,10 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
           ) -> tuple[list[dict[str, float]], int, float]:
     """Run the loop; leaves ``net`` at the best validation epoch (of the fine-tuning
     phase when there is one; the last without validation), with the averaged weights
-    when ``s.average`` > 0, or at the best-validating mean of the epochs around it
-    (``s.average_epochs``), in eval mode. Returns one record per epoch, the radius r of
-    the kept mean (2r + 1 epochs; 0: the best epoch alone) and the kept weights'
-    validation ndcg (nan without validation)."""
+    when ``s.average`` > 0, or at the mean of the epochs around it (``s.average_epochs``),
+    in eval mode. Returns one record per epoch, how many epochs' weights the kept ones
+    average (1: the best epoch alone) and the kept weights' validation ndcg (nan
+    without validation)."""
     tuner = data.tuner
     head_params = [p for n, p in net.named_parameters() if n.startswith("text_head.")]
     towers_params = [p for n, p in net.named_parameters() if not n.startswith("text_head.")]
@@ -430,19 +420,17 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
             bar.close()
     if best_state is None and average is not None:  # no validation: the last average
         best_state = average.state
-    radius = 0
-    if window is not None:
-        net.eval()
-        for r, mean in window.averages():
-            net.load_state_dict(mean)
-            if tuner is not None:
-                data.text = tuner.refresh()
-            value = validation_ndcg(net, data)
-            if value > best:
-                best, best_state, radius = value, mean, r
+    averaged = 1
+    mean = window.mean() if window is not None else None
+    if mean is not None:
+        best_state, averaged = mean
+        net.load_state_dict(best_state)
+        if tuner is not None:
+            data.text = tuner.refresh()
+        best = validation_ndcg(net, data)  # what is kept is what is reported
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
     if tuner is not None:
         data.text = tuner.refresh()
-    return records, radius, (best if validate and math.isfinite(best) else float("nan"))
+    return records, averaged, (best if validate and math.isfinite(best) else float("nan"))
