@@ -258,12 +258,13 @@ def towers(args: argparse.Namespace) -> None:
 
 
 def _towers_kept(rec: llmrec.Recommender) -> str:
-    """The serving towers' best epoch and how many epochs their weights average."""
+    """The serving towers' best epoch, how many epochs their weights average, fit wall."""
     towers = rec._publisher.current.towers
     if towers is None:
         return "none"
     return (f"best epoch {towers.best_epoch_} of {len(towers.history_)}, "
-            f"{towers.averaged_epochs_} epoch(s) averaged, validation {towers.validation_ndcg_:.4f}")
+            f"{towers.averaged_epochs_} epoch(s) averaged, validation {towers.validation_ndcg_:.4f}, "
+            f"fit {towers.fit_seconds_:.0f} s wall")
 
 
 def _towers_settings(pairs: list[str]) -> dict:
