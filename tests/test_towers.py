@@ -250,7 +250,7 @@ def test_num_threads_is_honoured_and_restored(world):
 
 def test_early_stopping_keeps_the_best_epoch_and_callback_can_stop(world):
     records = []
-    model = SequenceTowers(**dict(SMALL, patience=2)).fit(
+    model = SequenceTowers(**dict(SMALL, patience=2, average_epochs=0)).fit(
         world.histories, item_text_vectors=world.text, encoder=None, epochs=50,
         callback=lambda e, r: records.append(r) or e == 9)
     assert len(model.history_) == len(records) <= 10
@@ -324,7 +324,7 @@ def test_weight_average_matches_a_float64_reference(world):
 
 def test_averaged_training_learns_and_validates_the_average(world):
     records = []
-    model = SequenceTowers(**dict(SMALL, average=0.9)).fit(
+    model = SequenceTowers(**dict(SMALL, average=0.9, average_epochs=0)).fit(
         world.histories, item_text_vectors=world.text, encoder=None, epochs=15,
         callback=lambda e, r: records.append(r))
     assert _cold_precision(model, world) >= 0.6
@@ -399,7 +399,8 @@ def test_averaged_epochs_are_kept_and_reported(world, monkeypatch, tmp_path):
 
 
 def test_without_averaged_epochs_the_best_epoch_is_kept(world):
-    model = SequenceTowers(**dict(SMALL, patience=3)).fit(
+    assert SequenceTowers().average_epochs == 2  # the default
+    model = SequenceTowers(**dict(SMALL, patience=3, average_epochs=0)).fit(
         world.histories, item_text_vectors=world.text, encoder=None, epochs=8)
     ndcg = [r["validation_ndcg"] for r in model.history_]
     assert model.averaged_epochs_ == 1 and model.validation_ndcg_ == max(ndcg)
