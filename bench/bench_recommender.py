@@ -235,7 +235,9 @@ def towers(args: argparse.Namespace) -> None:
                 m = ranking_metrics(recommended, test, K, train=binary)
                 print(f"warm seed {seed} encoder={'MiniLM' if enc else None} towers={spec}: ndcg@10 "
                       f"{m['ndcg']:.4f} recall@10 {m['recall']:.4f} (fit {fit_s:.0f} s; weights "
-                      f"{ {k: round(v, 3) for k, v in rec.weights_.items()} })", flush=True)
+                      f"{ {k: round(v, 3) for k, v in rec.weights_.items()} }; validation towers "
+                      f"{ {k: v for k, v in rec.validation_.items() if k.startswith('towers')} }; "
+                      f"serving towers {_towers_kept(rec)})", flush=True)
         if "cold-users" in args.parts:
             _cold_users(interactions, items, encoder, towers_spec, seed)
         if "cold" not in args.parts:
@@ -253,6 +255,16 @@ def towers(args: argparse.Namespace) -> None:
             m = ranking_metrics(cold_index.get_indexer(out.ravel()).reshape(out.shape), c_csr, K)
             print(f"cold_item_split(0.2, {seed}) towers={spec}: ndcg@10 {m['ndcg']:.4f} "
                   f"(weights { {k: round(v, 3) for k, v in rec.weights_.items()} })", flush=True)
+
+
+def _towers_kept(rec: llmrec.Recommender) -> str:
+    """The serving towers' best epoch, how many epochs their weights average, fit wall."""
+    towers = rec._publisher.current.towers
+    if towers is None:
+        return "none"
+    return (f"best epoch {towers.best_epoch_} of {len(towers.history_)}, "
+            f"{towers.averaged_epochs_} epoch(s) averaged, validation {towers.validation_ndcg_:.4f}, "
+            f"fit {towers.fit_seconds_:.0f} s wall")
 
 
 def _towers_settings(pairs: list[str]) -> dict:

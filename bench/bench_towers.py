@@ -76,7 +76,8 @@ def _towers(text: str, seed: int, args: argparse.Namespace) -> SequenceTowers:
                           text=None if text == "none" else text, dropout=args.dropout,
                           lr=args.lr, batch_size=args.batch_size, patience=args.patience,
                           finetune_layers=args.finetune_layers, encoder_lr=args.encoder_lr,
-                          average=args.average, random_state=seed, num_threads=args.threads)
+                          average=args.average, average_epochs=args.average_epochs,
+                          random_state=seed, num_threads=args.threads)
 
 
 def _fit(model: SequenceTowers, H: list[np.ndarray], E: np.ndarray | None, args,
@@ -131,7 +132,7 @@ def warm(args: argparse.Namespace) -> None:
             print(f"  text={text:<6} seed {seed}: ndcg@10 {m['ndcg']:.4f} recall@10 "
                   f"{m['recall']:.4f} AUC {a:.4f} (sampled, 100 negatives: {sa:.4f}) | best epoch "
                   f"{model.best_epoch_} of "
-                  f"{len(model.history_)}{_phases(model)}, validation ndcg {model.validation_ndcg_:.4f}, fit "
+                  f"{len(model.history_)}{_phases(model)}, {model.averaged_epochs_} epoch(s) averaged, validation ndcg {model.validation_ndcg_:.4f}, fit "
                   f"{seconds:.1f} s (CPU {cpu:.1f} s), peak RSS {_peak_mb():.0f} MB", flush=True)
 
 
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--encoder-lr", type=float, default=3e-5)
     parser.add_argument("--average", type=float, default=0.98,
                         help="decay of the weights' moving average per step (0: off)")
+    parser.add_argument("--average-epochs", type=int, default=0,
+                        help="R: also validate the mean of the 2r+1 epochs around the best, r <= R")
     parser.add_argument("--budget", type=float, default=300.0,
                         help="stop training after this many seconds (best epoch kept)")
     parser.add_argument("--repeats", type=int, default=200)

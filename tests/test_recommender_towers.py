@@ -72,6 +72,7 @@ def test_weight_is_fitted_on_the_validation_slice(model):
     assert np.isfinite(w) and w >= 0
     assert model.validation_["weights"]["towers"] == w
     assert "towers_best_epoch" in model.validation_
+    assert model.validation_["towers_averaged_epochs"] >= 1
     assert model._items.G.shape == (len(model._item_map), TINY["dim"])
     assert model._users["towers"].shape == (len(model._user_map), TINY["dim"])
 

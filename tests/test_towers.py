@@ -250,7 +250,7 @@ def test_num_threads_is_honoured_and_restored(world):
 
 def test_early_stopping_keeps_the_best_epoch_and_callback_can_stop(world):
     records = []
-    model = SequenceTowers(**dict(SMALL, patience=2)).fit(
+    model = SequenceTowers(**dict(SMALL, patience=2, average_epochs=0)).fit(
         world.histories, item_text_vectors=world.text, encoder=None, epochs=50,
         callback=lambda e, r: records.append(r) or e == 9)
     assert len(model.history_) == len(records) <= 10
@@ -324,12 +324,89 @@ def test_weight_average_matches_a_float64_reference(world):
 
 def test_averaged_training_learns_and_validates_the_average(world):
     records = []
-    model = SequenceTowers(**dict(SMALL, average=0.9)).fit(
+    model = SequenceTowers(**dict(SMALL, average=0.9, average_epochs=0)).fit(
         world.histories, item_text_vectors=world.text, encoder=None, epochs=15,
         callback=lambda e, r: records.append(r))
     assert _cold_precision(model, world) >= 0.6
     ndcg = [r["validation_ndcg"] for r in records]
     assert model.validation_ndcg_ == max(ndcg) and ndcg[model.best_epoch_] == max(ndcg)
+
+
+def test_epoch_window_means_the_epochs_centred_on_the_best():
+    """EpochWindow keeps up to r epochs each side of the best; its mean matches float64
+    numpy; a window cut short (training began or stopped near the best) means what ran."""
+    from llmrec.towers.training import EpochWindow
+
+    rng = np.random.default_rng(5)
+    states = [{"w": torch.from_numpy(rng.standard_normal((4, 3)).astype(np.float32)),
+               "n": torch.tensor(e)} for e in range(9)]
+    improved = [True, False, True, True, False, False, False, False, False]  # best: epoch 3
+    for radius, epochs in ((2, range(1, 6)), (3, range(0, 7)), (1, range(2, 5))):
+        window = EpochWindow(radius)
+        assert window.mean() is None
+        for state, better in zip(states, improved):
+            copy = window.add(state, better)
+            assert torch.equal(copy["w"], state["w"]) and copy["w"] is not state["w"]
+        mean, count = window.mean()
+        expected = np.mean([states[e]["w"].numpy().astype(np.float64) for e in epochs], axis=0)
+        np.testing.assert_allclose(mean["w"].numpy(), expected, rtol=0, atol=4 * EPS32 * 4)
+        assert count == len(epochs) and mean["w"].dtype == torch.float32
+        assert int(mean["n"]) == 3  # not floating: the best epoch's
+    short = EpochWindow(3)  # best at epoch 1, one epoch after it
+    for state, better in zip(states[:3], [True, True, False]):
+        short.add(state, better)
+    assert short.mean()[1] == 3
+
+
+def test_averaged_epochs_are_kept_and_reported(world, monkeypatch, tmp_path):
+    """average_epochs=2: with the validation curve scripted so that the best epoch is 3,
+    the fitted weights are the mean of epochs 1-5's (moving-averaged) weights and the
+    reported validation ndcg is the mean's; reproducible with a seed; save/load keeps it."""
+    import llmrec.towers.training as training
+
+    curve = iter([0.1, 0.2, 0.3, 0.5, 0.4, 0.3, 0.2, 0.1, 0.45])  # 8 epochs, then the mean
+    monkeypatch.setattr(training, "validation_ndcg", lambda net, data: next(curve))
+    snapshots = []
+    add = training.EpochWindow.add
+
+    def spy(self, state, improved):
+        copy = add(self, state, improved)
+        snapshots.append({k: v.numpy().astype(np.float64) for k, v in copy.items()})
+        return copy
+
+    monkeypatch.setattr(training.EpochWindow, "add", spy)
+    params = dict(SMALL, patience=4, average=0.9, average_epochs=2)
+    model = SequenceTowers(**params).fit(world.histories, item_text_vectors=world.text,
+                                         encoder=None, epochs=20)
+    assert len(model.history_) == 8 and model.best_epoch_ == 3
+    assert model.averaged_epochs_ == 5 and model.validation_ndcg_ == 0.45
+    for name, value in _weights(model).items():
+        expected = np.mean([snapshots[e][name] for e in range(1, 6)], axis=0)
+        np.testing.assert_allclose(value, expected, rtol=0, atol=4 * EPS32 * (np.abs(expected).max() + 1),
+                                   err_msg=name)
+    monkeypatch.undo()
+    a = SequenceTowers(**params).fit(world.histories, item_text_vectors=world.text, encoder=None, epochs=12)
+    b = SequenceTowers(**params).fit(world.histories, item_text_vectors=world.text, encoder=None, epochs=12)
+    assert a.averaged_epochs_ == b.averaged_epochs_ > 1 and a.validation_ndcg_ == b.validation_ndcg_
+    for name, value in _weights(a).items():
+        np.testing.assert_array_equal(value, _weights(b)[name])
+    path = tmp_path / "averaged.llmrec"
+    model.save(path)
+    loaded = SequenceTowers.load(path)
+    assert loaded.averaged_epochs_ == 5 and loaded.get_params()["average_epochs"] == 2
+    np.testing.assert_array_equal(loaded.item_vectors(), model.item_vectors())
+    np.testing.assert_array_equal(loaded.user_vectors(world.histories), model.user_vectors(world.histories))
+
+
+def test_without_averaged_epochs_the_best_epoch_is_kept(world):
+    assert SequenceTowers().average_epochs == 2  # the default
+    model = SequenceTowers(**dict(SMALL, patience=3, average_epochs=0)).fit(
+        world.histories, item_text_vectors=world.text, encoder=None, epochs=8)
+    ndcg = [r["validation_ndcg"] for r in model.history_]
+    assert model.averaged_epochs_ == 1 and model.validation_ndcg_ == max(ndcg)
+    unvalidated = SequenceTowers(**dict(SMALL, average_epochs=3)).fit(
+        world.histories, item_text_vectors=world.text, encoder=None, epochs=2, validation=0)
+    assert unvalidated.averaged_epochs_ == 1  # nothing to centre a window on
 
 
 def test_sampled_softmax_trains_too(world):
@@ -446,6 +523,9 @@ def test_estimator_conventions(world):
     ({"lr": 0.0}, ValueError, "lr must be in"),
     ({"average": 1.0}, ValueError, "average must be in"),
     ({"average": -0.1}, ValueError, "average must be in"),
+    ({"average_epochs": -1}, ValueError, "average_epochs must be >= 0"),
+    ({"average_epochs": 21}, ValueError, "average_epochs must be at most 20"),
+    ({"average_epochs": 1.5}, TypeError, "average_epochs must be an integer"),
     ({"num_threads": -1}, ValueError, "num_threads must be >= 0"),
     ({"random_state": "x"}, TypeError, "random_state"),
 ])

@@ -266,6 +266,7 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         towers = fit_towers(s["towers"], train_h, n_items, E, text=towers_text)
         towers_raw = (towers_user_vectors(towers, hist), towers.item_vectors())
         report["towers_best_epoch"] = int(towers.best_epoch_)
+        report["towers_averaged_epochs"] = int(towers.averaged_epochs_)
     best = (-1.0, weights, fallback)
     for regularization in grid:
         als = fit_als(s, regularization, als_h, n_items, E, random_state, weights=weights_all)

@@ -55,6 +55,7 @@ def towers_to_arrays(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]
         "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                      for k, v in r.items()} for r in model.history_],
         "best_epoch": int(model.best_epoch_),
+        "averaged_epochs": int(getattr(model, "averaged_epochs_", 1)),
         "validation_ndcg": (None if not math.isfinite(model.validation_ndcg_)
                             else float(model.validation_ndcg_)),
         "fit_seconds": float(model.fit_seconds_),
@@ -142,6 +143,7 @@ def towers_from_arrays(cls: type, meta: dict[str, Any], arrays: dict[str, np.nda
         model.history_ = [{k: (float("nan") if v is None else v) for k, v in r.items()}
                           for r in meta.get("history", [])]
         model.best_epoch_ = int(meta.get("best_epoch", 0))
+        model.averaged_epochs_ = int(meta.get("averaged_epochs", 1))
         ndcg = meta.get("validation_ndcg")
         model.validation_ndcg_ = float("nan") if ndcg is None else float(ndcg)
         model.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
