@@ -19,6 +19,15 @@ epoch and the best epoch's average is what the loop leaves in the module. The ra
 weights' validation ndcg swings from epoch to epoch on a small held-out slice, and early
 stopping on such a curve stops at lucky epochs; the average moves slowly.
 
+With ``text="finetune"`` (a :class:`~llmrec.towers.finetune.FineTuner` in the data),
+training runs in two phases: first with the encoder's top layers frozen, until early
+stopping or half the epochs, whichever comes first; then, from the best epoch's
+weights, with the top layers trained too (their own learning rate ``encoder_lr``)
+and the towers at ``TUNING_TOWERS_LR_SCALE`` of theirs, until early stopping again;
+the best epoch of this second phase is kept (with ``average_epochs``, the epochs around
+it). The head learns on a towers model that already fits, so its first steps are not
+driven by random towers.
+
 With ``average_epochs`` = R > 0 the loop also keeps the (validated) weights of the epochs
 around the best one (:class:`EpochWindow`), and what it leaves in the module is the
 uniform mean of the weights of epochs best − R … best + R (those that ran): checkpoint
