@@ -195,8 +195,9 @@ class Recommender(PairScores, Estimator):
         (:func:`llmrec.distributed.encode`). The fitted model is an ordinary one: it is
         saved, loaded and served on one machine without Ray.
     probes : int or None
-        "ivf-" indexes: lists scanned per request (None: a sixteenth of the lists,
-        within [64, 256]); as many as the lists scans all of them.
+        "ivf-" indexes: lists scanned per band searched by each stage-1 channel (None:
+        64, :data:`.partitioned.CHANNEL_PROBES`) and by the free-text lists (None: a
+        sixteenth of the lists, within [64, 256]); as many as the lists scans all of them.
     rating_rule : {"threshold", "ignore"}
         How the ``rating`` column is read (:mod:`llmrec.recommender.feedback`):
         "threshold" (default) makes ratings at or below ``dislike_threshold`` dislikes
