@@ -18,7 +18,6 @@ from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.evaluation import cold_item_split, ranking_metrics
 from llmrec.recommender import cold_kernel
 from llmrec.recommender.cold_kernel import HASH_DIMS, MAP_RIDGE, SPREAD_ROWS, ColdRows, make_cold_kernel
-from llmrec.recommender.recall import exact_top_k
 from recommender_helpers import WordEncoder, assert_crafted_arrays_refused
 from tolerances import gamma
 
@@ -223,35 +222,6 @@ def test_new_items_ranked_better_with_the_signal(tastes):
     warm = rec._items.warm[rec._item_map.rows(list(rec.item_ids_[:300]), "x")].astype(bool)
     if warm.all():
         np.testing.assert_array_equal(a.ids, b.ids)
-
-
-def test_stage_one_proposes_the_items_it_scores(tastes):
-    """Stage 1's channels do not see the cold signal, so the items it scores join every
-    request's candidates (ranking.with_cold_items): with stage 1 proposing far fewer
-    items than the catalogue, every new item of the exact top 10 is in the served top 10
-    (only items above it in the exact ranking can be above it there), and ``allow``
-    still rules."""
-    rec, cold, test = tastes
-    settings, saved = rec._state.settings, rec._state.settings["candidates"]
-    settings["candidates"] = 1  # stage 1 then proposes 4·k = 40 per channel
-    try:
-        assert len(rec.item_ids_) > 4 * 40
-        users = list(np.sort(test.user_id.unique())[:60])
-        exact, _ = exact_top_k(rec, users, 10)
-        served = rec.recommend(users, 10).ids
-        new = set(rec._item_map.rows(list(cold.item_id), "x").tolist())
-        lifted = 0
-        for want, have in zip(exact, served):
-            rows = set(rec._item_map.rows(list(have), "x").tolist())
-            for item in set(want.tolist()) & new:
-                assert item in rows
-                lifted += 1
-        assert lifted > 0
-        warm = [i for i in rec.item_ids_ if i not in set(cold.item_id)]
-        out = rec.recommend(users[:10], 10, allow=warm).ids
-        assert not set(out.ravel().tolist()) & set(cold.item_id.tolist())
-    finally:
-        settings["candidates"] = saved
 
 
 def test_visitors_and_predict_read_it(tastes):

@@ -166,14 +166,6 @@ class ColdRows:
         at = self.slots[rows]
         return self.codes[at].astype(np.float32) * self.scales[at][..., None]
 
-    def owners(self) -> np.ndarray:
-        """The items that have a row (int64, ascending), found once per object: a request
-        that ranks them all needs them (:func:`.ranking.with_cold_items`)."""
-        found = getattr(self, "_owners", None)
-        if found is None:
-            found = self._owners = np.flatnonzero(self.applies[:len(self.slots)]).astype(np.int64)
-        return found
-
 
 def _encode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     peak = np.abs(values).max(axis=1) if values.size else np.zeros(len(values), np.float32)

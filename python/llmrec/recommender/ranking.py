@@ -17,10 +17,6 @@ from llmrec.recommender.snapshot import Snapshot
 if TYPE_CHECKING:
     from llmrec.recommender.state import Fitted
 
-# Items scored by the cold signal join every request's candidates up to this many (a
-# request then re-scores at most this many more rows; see with_cold_items).
-COLD_CANDIDATES = 1024
-
 
 def rank(state: Fitted, snap: Snapshot, vectors: dict[str, np.ndarray | None], weights: dict[str, float],
          k: int, exclude: Any, allow_rows: np.ndarray | None, diversity: float,
@@ -52,41 +48,12 @@ def rank(state: Fitted, snap: Snapshot, vectors: dict[str, np.ndarray | None], w
         # by their current rows (update rewrites them in the index).
         candidates = items.index.search(signals, geometry, C, exclude, allow_rows, items.E)
         candidates = np.where(candidates < n_items, candidates, -1)
-        candidates = with_cold_items(items, signals, candidates, exclude, allow_rows)
         candidates = catalogue.drop_removed(candidates, snap.removed)
     ids, top = scoring.rescore(items, signals, candidates, pool, geometry.mean_E, s["num_threads"],
                                geometry.mean_G)
     if diversity == 0:
         return ids, top
     return diversify(items, ids, top, k, diversity)
-
-
-def with_cold_items(items: scoring.Items, signals: scoring.Signals, candidates: np.ndarray, exclude: Any,
-                    allow_rows: np.ndarray | None) -> np.ndarray:
-    """``candidates`` (n, C; -1 = none) and, while they are at most ``COLD_CANDIDATES``,
-    every item the cold signal scores (those without interactions at fit or added since),
-    less ``exclude`` and outside ``allow_rows``, each id once per row. Stage 1's channels
-    do not see that signal: without this, an item it would lift into a list was only
-    re-scored where a channel proposed it for other reasons. Beyond the cap such items
-    are found through the channels alone (their text-prior factors and text)."""
-    if signals.cold is None or items.Z is None:
-        return candidates
-    owners = items.Z.owners()
-    if len(owners) == 0 or len(owners) > COLD_CANDIDATES:
-        return candidates
-    extra = np.broadcast_to(owners, (len(candidates), len(owners))).copy()
-    if allow_rows is not None:
-        extra[:, ~np.isin(owners, allow_rows)] = -1
-    if isinstance(exclude, list):
-        for row, ids in enumerate(exclude):
-            extra[row, np.isin(owners, ids)] = -1
-    elif exclude is not None:
-        inside = np.flatnonzero(owners < exclude.shape[1])
-        hit = exclude[:, owners[inside]].tocoo()
-        extra[hit.row, inside[hit.col]] = -1
-    merged = np.sort(np.hstack([candidates, extra]), axis=1)
-    merged[:, 1:][merged[:, 1:] == merged[:, :-1]] = -1
-    return merged
 
 
 def diversify(items: scoring.Items, ids: np.ndarray, scores: np.ndarray, k: int,
