@@ -48,6 +48,16 @@ def fresh(data, **kwargs):
 
 
 # ----------------------------------------------------------------- stage-1 indexes
+def _without_cold(rec):
+    """A scenario of ``rec``'s blend without the cold signal. Stage 1's channels do not
+    see that signal: it re-ranks the candidates they propose, so only the other signals'
+    full ranking is what every probed list must equal. (Adding every item it scores to
+    the candidates made the exact ranking worse on MovieLens: its weight is fitted for
+    ranking new items among themselves; bench/RESULTS.md, twelfth session.)"""
+    rec.set_scenario("without cold", {**rec.weights_, "cold": 0.0})
+    return "without cold"
+
+
 @pytest.mark.parametrize("index", ["ivf-sq8", "ivf-pq4"])
 def test_ivf_probing_every_list_equals_exact_ranking(data, index):
     """With every list probed, the partitioned index proposes the codec's best C of all
@@ -59,8 +69,9 @@ def test_ivf_probing_every_list_equals_exact_ranking(data, index):
     channel = rec._items.index.behaviour
     assert channel.probes == channel.partitions  # probes capped at the lists: all scanned
     users = list(rec._user_map.ids[:60])
-    exact_ids, exact_scores = exact_top_k(rec, users, 10)
-    got = rec.recommend(users, 10)
+    scenario = _without_cold(rec)
+    exact_ids, exact_scores = exact_top_k(rec, users, 10, scenario=scenario)
+    got = rec.recommend(users, 10, scenario=scenario)
     rows = np.array([rec._item_map.rows(list(r), "ids") for r in got.ids])
     np.testing.assert_array_equal(rows, exact_ids)  # exact: ids and the same kernel's scores
     np.testing.assert_array_equal(got.scores, exact_scores)
@@ -127,8 +138,9 @@ def test_ivf_bands_probing_every_list_equal_exact_ranking(data, banded, index):
     channel = rec._items.index.behaviour
     assert len(channel.bands) >= 2 and channel.probes == channel.partitions
     users = list(rec._user_map.ids[:60])
-    exact_ids, exact_scores = exact_top_k(rec, users, 10)
-    got = rec.recommend(users, 10)
+    scenario = _without_cold(rec)
+    exact_ids, exact_scores = exact_top_k(rec, users, 10, scenario=scenario)
+    got = rec.recommend(users, 10, scenario=scenario)
     rows = np.array([rec._item_map.rows(list(r), "ids") for r in got.ids])
     np.testing.assert_array_equal(rows, exact_ids)
     np.testing.assert_array_equal(got.scores, exact_scores)
