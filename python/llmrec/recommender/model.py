@@ -30,8 +30,8 @@ How it scores:
 * **query** — an encoded request, against item text vectors, weighted half the sum of
   the personal weights (scenario "home"), or first (scenario "search").
 * **cold** — items without interactions only: per user, a kernel ridge regression of
-  the items they took on their text (text vector, hashed words and a learned map of
-  the text to unit factors), read at a new item's text (:mod:`.cold_kernel`). Built at
+  the items they took on their text (text vector, hashed words and, where chosen, a
+  learned map of the text to unit factors), read at a new item's text (:mod:`.cold_kernel`). Built at
   request time from the history; its kernel parameters and weight are chosen at fit on a
   cold-item validation (landmarks held out as if new), apart from the blend. Items fitted with interactions score 0 in
   it; late items keep it after their first clicks, until the next fit.
