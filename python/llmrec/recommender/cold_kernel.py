@@ -63,6 +63,7 @@ import scipy.sparse as sp
 
 from llmrec._arrays import appended
 from llmrec._checks import as_float_matrix
+from llmrec.recommender.scoring import unit_rows
 from llmrec.recommender.text_prior import MAX_LANDMARKS
 
 WIDTHS = (0.2, 0.4)               # τ (0.3 was never chosen on MovieLens)
@@ -229,16 +230,11 @@ def _combine(E: np.ndarray, words: np.ndarray | None, weight: float) -> np.ndarr
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def _unit(A: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(A, axis=1, keepdims=True)
-    return A / np.where(norms > 0, norms, 1.0)
-
-
 def with_factors(X: Any, factors: Any, weight: float) -> np.ndarray:
     """Unit rows (float64) of [X ; weight · unit(factors)]: kernel input rows ``X`` with
     the learned part (``factors``: the items' factors, own or text-predicted)."""
     X = np.asarray(X, dtype=np.float64)
-    return _unit(np.hstack([X, weight * _unit(np.asarray(factors, dtype=np.float64))]))
+    return unit_rows(np.hstack([X, weight * unit_rows(np.asarray(factors, dtype=np.float64), np.float64)]), np.float64)
 
 
 def fit_projection(X: np.ndarray, factors: np.ndarray, ridge: float = MAP_RIDGE) -> np.ndarray:
@@ -247,7 +243,7 @@ def fit_projection(X: np.ndarray, factors: np.ndarray, ridge: float = MAP_RIDGE)
     X = np.asarray(X, dtype=np.float64)
     gram = X @ X.T
     gram[np.diag_indices_from(gram)] += ridge
-    return X.T @ np.linalg.solve(gram, _unit(np.asarray(factors, dtype=np.float64)))
+    return X.T @ np.linalg.solve(gram, unit_rows(np.asarray(factors, dtype=np.float64), np.float64))
 
 
 def features(E: Any, texts: list[str] | None, words: float) -> np.ndarray:

@@ -25,9 +25,10 @@ from llmrec.recommender.rows import Int8Rows, UnitRows
 TEXT_PCA_DIMS = 32
 
 
-def unit_rows(matrix: np.ndarray) -> np.ndarray:
+def unit_rows(matrix: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """``matrix``'s rows scaled to unit length (zero rows stay zero), as ``dtype``."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    return (matrix / np.where(norms > 0, norms, 1.0)).astype(dtype, copy=False)
 
 
 COVARIANCE_ROWS = 65_536  # rows converted to float64 at a time (not the whole matrix)
