@@ -66,15 +66,17 @@ def sample_for_grid(histories: Histories, n_items: int, E: np.ndarray | None,
 
 def to_full(keep: dict[str, Any], sample: GridSample | None, n_items: int) -> None:
     """Add the validation data's ids in the full model's rows to ``keep`` (for the
-    per-scenario weights): "full_users", "full_held", "full_candidates", "full_n_items"."""
+    per-scenario weights and the cold items' shift): "full_users", "full_hist", "full_held",
+    "full_candidates", "full_n_items"."""
     if not keep:
         return
     if sample is None:
-        keep.update(full_users=keep["users"], full_held=keep["held"], full_candidates=keep["candidates"],
-                    full_n_items=n_items)
+        keep.update(full_users=keep["users"], full_hist=keep["hist"], full_held=keep["held"],
+                    full_candidates=keep["candidates"], full_n_items=n_items)
         return
     candidates = keep["candidates"]
     keep.update(full_users=sample.users[keep["users"]],
+                full_hist=[sample.items[h] for h in keep["hist"]],
                 full_held=[sample.items[h] for h in keep["held"]],
                 full_candidates=np.where(candidates >= 0, sample.items[np.maximum(candidates, 0)], -1),
                 full_n_items=n_items)

@@ -107,6 +107,7 @@ from llmrec.recommender.rows import TEXT_STORAGES
 from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_state
 from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers
+from llmrec.recommender.cold_shift import fit_shift
 from llmrec.recommender.training import (fit_als, fit_blend, fit_cold, fit_items, fit_items_prior, fit_transitions,
                                          item_side_rows)
 from llmrec.recommender.labels import Labels
@@ -456,8 +457,12 @@ class Recommender(PairScores, Estimator):
         text_prior = fit_items_prior(s, als, E)
         cold = fit_cold(s, regularization, feedback, als, E, texts if use_text else None,
                         self.random_state, text_prior)
+        cold_shift = 0.0
         if cold is not None:
             report["cold"] = cold[2]
+            assert E is not None  # the cold signal needs text
+            cold_shift, report["cold"]["new_items"] = fit_shift(cold[0], cold[1], weights, kept, E,
+                                                                texts if use_text else None)
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
         towers = None
         if s["towers"] is not None:
@@ -465,7 +470,8 @@ class Recommender(PairScores, Estimator):
                                 text=self._towers_text(texts) if use_text else None)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
             geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers,
-                                              None if cold is None else cold[0], texts if use_text else None)
+                                              None if cold is None else cold[0], texts if use_text else None,
+                                              cold_shift)
         with stage(log, "Recommender.fit: user vectors", users=n_users):
             users = signal_vectors(s, items_built, als, towers, all_histories, profile,
                                    weights=all_weights, dislikes=all_dislikes)

@@ -70,7 +70,7 @@ class PairScores:
             items = self._item_rows(snap, items_in, "item_ids")
             signals = scoring.make_signals(weights, self._state.geometry, **vectors)
             pick = np.broadcast_to(inverse.reshape(-1), (n,)) if len(rows) == n else np.zeros(n, np.int64)
-            signals = scoring.Signals._make(None if v is None else np.ascontiguousarray(v[pick]) for v in signals)
+            signals = signals.rows(pick)
             candidates = np.broadcast_to(items.reshape(-1), (n,)).reshape(n, 1).astype(np.int64)
             _, scores = scoring.rescore(snap.items, signals, candidates, 1, self._state.geometry.mean_E,
                                         self._state.settings["num_threads"], self._state.geometry.mean_G)

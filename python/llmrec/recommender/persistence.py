@@ -42,8 +42,9 @@ items without interactions, :mod:`.text_prior`: ``prior_landmarks``, ``prior_coe
 ``Z_scales``, ``Z_slots``; absent without it), 10 (the cold signal's learned part:
 ``cold_factors``, its weight α beside the cold arrays, and where α > 0 ``cold_projection``,
 the map W (float32, (d [+ 1,024 words], f)) from an item's text row to unit factors; the
-landmark rows ``cold_landmarks`` are then f columns wider). A model is written as version
-10; version 9 loads with α = 0 (its landmark rows are text alone); versions 1 to 8
+landmark rows ``cold_landmarks`` are then f columns wider), 11 (``cold_shift``: δ of the
+items with a cold row, :mod:`.cold_shift`). A model is written as version 11; versions 9
+and 10 load with δ = 0; version 9 with α = 0 (its landmark rows are text alone); versions 1 to 8
 load (without the cold signal); versions 1 to 7
 still load (int8 item text is laid out at load; their items without interactions keep
 ALS's linear prior F·W, as they were fitted; a float32 ``user_text`` beside int8 item
@@ -87,12 +88,12 @@ from llmrec.recommender.ids import IdMap
 from llmrec.recommender.labels import Labels
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
-from llmrec.recommender.cold_kernel import HASH_DIMS, MAX_FACTORS, MAX_WORDS, ColdKernel, ColdRows
+from llmrec.recommender.cold_kernel import HASH_DIMS, MAX_FACTORS, MAX_SHIFT, MAX_WORDS, ColdKernel, ColdRows
 from llmrec.recommender.text_prior import MAX_COEF, MAX_LANDMARKS, MAX_WIDTH, MIN_WIDTH, TextPrior
 from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
-_KIND_VERSION = 10
+_KIND_VERSION = 11
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
@@ -159,7 +160,8 @@ def save(model: Any, directory: Any) -> None:
                        "cold_inverse": kernel.inverse, "cold_mean": kernel.mean,
                        "cold_spread": np.array([kernel.spread]),
                        "cold_width": np.array([kernel.width]), "cold_words": np.array([kernel.words]),
-                       "cold_factors": np.array([kernel.factors]), "Z_codes": items.Z.codes,
+                       "cold_factors": np.array([kernel.factors]), "cold_shift": np.array([items.Z.shift]),
+                       "Z_codes": items.Z.codes,
                        "Z_scales": items.Z.scales, "Z_slots": items.Z.slots})
     if state.profile is not None:
         arrays["profile"] = state.profile[:n_users]
@@ -454,11 +456,12 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int,
           ) -> tuple[ColdKernel, ColdRows] | None:
     """The cold signal and its item rows (kind version 9; all or none, only beside item
     text; its learned part, kind version 10: ``cold_factors``, and ``cold_projection``
-    where that weight is > 0, for ``f`` factors); None in older files (no cold signal)."""
+    where that weight is > 0, for ``f`` factors; kind version 11: ``cold_shift``, the new
+    items' δ); None in older files (no cold signal)."""
     present = [name in arrays for name in _COLD]
     if not any(present):
-        if "cold_factors" in arrays or "cold_projection" in arrays:
-            raise fail(path, "arrays 'cold_factors' and 'cold_projection' given without the cold signal")
+        if "cold_factors" in arrays or "cold_projection" in arrays or "cold_shift" in arrays:
+            raise fail(path, "arrays 'cold_factors', 'cold_projection' and 'cold_shift' given without the cold signal")
         return None
     if not all(present) or d is None:
         raise fail(path, f"arrays {list(_COLD)} must be saved together, and only with item text 'E'")
@@ -497,6 +500,10 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int,
     if not MIN_WIDTH <= float(width[0]) <= MAX_WIDTH:
         raise fail(path, f"array 'cold_width' must hold a kernel width in [{MIN_WIDTH}, {MAX_WIDTH}], "
                    f"got {float(width[0])}")
+    shift = array(arrays, "cold_shift", path, dtype=np.float64, shape=(1,), finite=True, required=False)
+    delta = 0.0 if shift is None else float(shift[0])  # versions 9, 10: new items unshifted
+    if not abs(delta) <= MAX_SHIFT:
+        raise fail(path, f"array 'cold_shift' must hold a shift in [-{MAX_SHIFT:g}, {MAX_SHIFT:g}], got {delta}")
     codes = array(arrays, "Z_codes", path, dtype=np.int8, shape=(None, m))
     scales = array(arrays, "Z_scales", path, dtype=np.float32, shape=(len(codes),), finite=True)
     slots = array(arrays, "Z_slots", path, dtype=np.int32, shape=(n_items,))
@@ -507,7 +514,8 @@ def _cold(arrays: dict[str, np.ndarray], path: Any, d: int | None, n_items: int,
     kernel = ColdKernel(rows, np.ascontiguousarray(landmarks), np.ascontiguousarray(parts["cold_inverse"]),
                         np.ascontiguousarray(parts["cold_mean"]), float(spread[0]), float(width[0]), float(words[0]),
                         alpha, None if projection is None else np.ascontiguousarray(projection))
-    return kernel, ColdRows(np.ascontiguousarray(codes), np.ascontiguousarray(scales), np.ascontiguousarray(slots))
+    return kernel, ColdRows(np.ascontiguousarray(codes), np.ascontiguousarray(scales), np.ascontiguousarray(slots),
+                            shift=delta)
 
 
 def _checked_feedback(arrays: dict[str, np.ndarray], path: Any, out: dict[str, Any], n_items: int) -> None:

@@ -35,7 +35,7 @@ def exact_top_k(rec: Any, user_ids: Any, k: int = 10, *, scenario: Any = None
         for row in range(len(users)):
             candidates = every.copy()
             candidates[seen[row][seen[row] < snap.n_items]] = -1
-            one = scoring.Signals._make(None if v is None else np.ascontiguousarray(v[row:row + 1]) for v in signals)
+            one = signals.rows(slice(row, row + 1))
             ids, scores = scoring.rescore(snap.items, one, candidates[None, :], k, rec._state.geometry.mean_E,
                                           rec._state.settings["num_threads"], rec._state.geometry.mean_G)
             out_ids[row], out_scores[row] = ids[0], scores[0]

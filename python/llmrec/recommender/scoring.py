@@ -326,6 +326,12 @@ class Signals(NamedTuple):
     offset: np.ndarray             # (n,) the blend's catalogue mean, subtracted from scores
     towers: np.ndarray | None = None  # against G (item tower vectors)
     cold: np.ndarray | None = None    # against Z (items without interactions; already scaled)
+    cold_weight: float = 0.0          # the weight that scaled ``cold`` (its items' shift is w·Z.shift)
+
+    def rows(self, pick: Any) -> Signals:
+        """These signals for the request rows ``pick`` (an index or a slice)."""
+        return self._replace(**{name: np.ascontiguousarray(value[pick])
+                                for name, value in zip(self._fields, self) if isinstance(value, np.ndarray)})
 
 
 def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np.ndarray | None = None,
@@ -362,7 +368,7 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np
     r = term(transition, weights.get("transition", 0.0), geometry.cov_Q, geometry.mean_Q)
     g = term(towers, weights.get("towers", 0.0), geometry.cov_G, geometry.mean_G)
     c = None if cold is None or weights.get("cold", 0.0) <= 0 else (cold * np.float32(weights["cold"]))
-    return Signals(b, s, t, q, r, offset.astype(np.float32), g, c)
+    return Signals(b, s, t, q, r, offset.astype(np.float32), g, c, 0.0 if c is None else float(weights["cold"]))
 
 
 def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
@@ -415,6 +421,7 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         row_scales.append(None)
         row_maps.append(None)
     n = len(candidates)
+    offset = np.ascontiguousarray(signals.offset, dtype=np.float32)
     if signals.cold is not None and items.Z is not None:
         # Items with interactions share Z's zero row; the native call reads the number of
         # items from the first matrix, so V comes first (scored by a zero query) if needed.
@@ -423,16 +430,19 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
             applies, fallbacks, row_scales, row_maps = [None], [None], [None], [None]
         matrices.append(items.Z.codes)
         queries.append(np.ascontiguousarray(signals.cold, dtype=np.float32))
-        applies.append(items.Z.applies)  # items with interactions: 0, without reading a row
-        fallbacks.append(np.zeros(n, dtype=np.float32))
+        applies.append(items.Z.applies)  # items with interactions: the fallback, without reading a row
+        # The items with a row gain w·shift: the others get −w·shift and the offset takes
+        # it back from every candidate (the native call has no per-item constant).
+        against = np.float32(-signals.cold_weight * items.Z.shift)
+        fallbacks.append(np.full(n, against, dtype=np.float32))
+        offset = offset + against
         row_scales.append(items.Z.scales)
         row_maps.append(items.Z.slots)
     if not matrices:  # no signal at all: every candidate scores 0 − offset
         matrices, queries = [items.V], [np.zeros((n, items.V.shape[1]), dtype=np.float32)]
         applies, fallbacks, row_scales, row_maps = [None], [None], [None], [None]
     return _core.rescore_candidates(np.ascontiguousarray(candidates, dtype=np.int64), matrices, queries,
-                                    applies, fallbacks, np.ascontiguousarray(signals.offset, dtype=np.float32),
-                                    k, num_threads, row_scales, row_maps)
+                                    applies, fallbacks, offset, k, num_threads, row_scales, row_maps)
 
 
 def interest_scores(items: Items, interest: np.ndarray, ids: np.ndarray,

@@ -120,14 +120,15 @@ def fit_cold(s: dict[str, Any], regularization: float, feedback: Any, als: ALS,
 
 
 def cold_rows(kernel: ColdKernel | None, E: np.ndarray | None, texts: list[str] | None,
-              counts: np.ndarray) -> ColdRows | None:
+              counts: np.ndarray, shift: float = 0.0) -> ColdRows | None:
     """The cold signal's item rows for a fit's catalogue: items without interactions
-    (``counts`` 0) get theirs, the rest the shared zero row."""
+    (``counts`` 0) get theirs, the rest the shared zero row; ``shift``: their δ
+    (:mod:`.cold_shift`)."""
     if kernel is None or E is None:
         return None
     cold = np.flatnonzero(np.asarray(counts) == 0)
     return ColdRows.build(len(counts), len(kernel.mean), cold,
-                          kernel.rows(E[cold], None if texts is None else [texts[i] for i in cold]))
+                          kernel.rows(E[cold], None if texts is None else [texts[i] for i in cold]), shift)
 
 
 def _fit(s: dict[str, Any], params: dict[str, Any], matrix: Any, **fit_args: Any) -> ALS:
@@ -172,9 +173,10 @@ def unit_factors(als: ALS) -> np.ndarray:
 
 def fit_items(s: dict[str, Any], random_state: Any, als: ALS, E: np.ndarray | None, P: np.ndarray,
               Q: np.ndarray, towers: Any = None, cold: ColdKernel | None = None,
-              texts: list[str] | None = None) -> tuple[scoring.Geometry, scoring.Items]:
+              texts: list[str] | None = None, cold_shift: float = 0.0) -> tuple[scoring.Geometry, scoring.Items]:
     """The catalogue's geometry and the items (matrices, stage-1 indexes) of a fit, from
-    its ALS models, text vectors ``E`` (of ``texts``), ``towers`` and the ``cold`` signal."""
+    its ALS models, text vectors ``E`` (of ``texts``), ``towers`` and the ``cold`` signal
+    (its items shifted by ``cold_shift``, :mod:`.cold_shift`)."""
     V = als.item_factors_  # the ALS model's own array: the factors are held once (see updates)
     # Items without interactions have only a text-predicted position: its direction is
     # too noisy for the cosine of the sequence signal (cold-item ndcg@10 0.31 → 0.21
@@ -186,7 +188,7 @@ def fit_items(s: dict[str, Any], random_state: Any, als: ALS, E: np.ndarray | No
     items = build_items(s, random_state, geometry, V, inverse_norms(V, np.any(Vn != 0, axis=1)),
                         scoring.stored_text(E, storage), P, Q, G, search_text=E)
     log_index(items.index, len(V))
-    return geometry, items._replace(Z=cold_rows(cold, E, texts, np.diff(als.user_items_.tocsc().indptr)))
+    return geometry, items._replace(Z=cold_rows(cold, E, texts, np.diff(als.user_items_.tocsc().indptr), cold_shift))
 
 
 def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarray | None,
