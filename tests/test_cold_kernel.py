@@ -264,7 +264,7 @@ def test_save_load_round_trip(fitted, request, tmp_path):
     assert loaded.weights_["cold"] == rec.weights_["cold"]
     assert loaded._state.cold_kernel.factors == rec._state.cold_kernel.factors
     Z, n = loaded._items.Z, len(loaded._items.V)
-    assert loaded.memory_per_item()["Z"] == pytest.approx((Z.codes.nbytes + Z.scales.nbytes + 5 * n) / n)
+    assert loaded.memory_per_item()["Z"] == pytest.approx((Z.codes.nbytes + Z.scales.nbytes + Z.fresh.nbytes + 5 * n) / n)
     extra = pd.DataFrame({"item_id": [90_000], "text": [cold.text.iloc[0]]})
     copy = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     for model in (loaded, copy):

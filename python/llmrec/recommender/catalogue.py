@@ -27,7 +27,7 @@ import numpy as np
 from llmrec._arrays import grow_rows, marked
 from llmrec.exceptions import UnknownIdError
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories
-from llmrec.recommender.late_items import LateItems
+from llmrec.recommender.late_items import LateItems, mark_fresh
 from llmrec.recommender.snapshot import fork
 from llmrec.recommender.updates import IN_PLACE_WAIT_S
 
@@ -115,7 +115,9 @@ def forget_user(model: Any, user_id: Any) -> None:
             # Read by writers only (this lock): no request sees them change.
             if row < snap.als.n_users_:  # users who came after the fit have nothing there
                 snap.als.forget_user(row, in_place=True)
-            if not state.late_items.forget(row, history, state.histories):
+            if state.late_items.forget(row, history, state.histories):
+                mark_fresh(snap.items, state.late_items, history)
+            else:
                 _rebuild_late_items(model)
             return
         _forget_by_copies(model, snap, row)
@@ -144,11 +146,12 @@ def _erase_in_place(state: Any, snap: Any, row: int) -> None:
 def _rebuild_late_items(model: Any) -> None:
     """The late items' click counts rebuilt from every remaining history."""
     model._state = replace(model._state, late_items=_late_items(model._state, *model._state.histories.arrays()))
+    mark_fresh(model._state.publisher.current.items, model._state.late_items)
 
 
 def _late_items(state: Any, indptr: np.ndarray, items: np.ndarray) -> LateItems:
     """The late items' click counts from the histories (``indptr``, ``items``)."""
-    return LateItems.from_histories(np.array(sorted(state.late_items._late), dtype=np.int64),
+    return LateItems.from_histories(state.late_items.late(),
                                     indptr, items, TRANSITION_WINDOW)
 
 
@@ -175,6 +178,7 @@ def _forget_by_copies(model: Any, snap: Any, row: int) -> None:
         state.user_map.forget(np.array([row]), erase=True)
         model._state = replace(state, histories=Histories(indptr, items), late_items=late, profile=profile)
         state.publisher.current = snap._replace(als=als, users=users)
+        mark_fresh(snap.items, late)
 
 
 def _forget_in_als(als: Any, row: int) -> Any:

@@ -27,7 +27,9 @@ re-scorer adds w·q_u·(z_c − z̄)/σ(u) for the candidates, σ(u)² = v̄·|q
 of the user's scores over reference cold items (v̄ the mean variance of their z entries,
 z̄ their mean). Items fitted with interactions score 0 in it; an item that had none at
 fit or was added since keeps its row until the next fit, its first clicks included (they
-re-solve its factors, :mod:`.updates`; the text evidence stays valid).
+re-solve its factors, :mod:`.updates`; the text evidence stays valid). Where those items
+stand against the others in a full ranking is one more fitted constant, w·δ on each
+(:mod:`.cold_shift`).
 
 β, τ, μ and the weight w are chosen at fit on a cold-item validation of the training
 data (:func:`fit_cold_kernel`): in each of ``FOLDS`` folds a fifth of the landmarks held
@@ -141,13 +143,19 @@ class ColdRows:
     stored where ``slots`` (int32 per item) says; row 0 is zero and shared by every item
     with interactions (and items without text), which ``applies`` (uint8 per item,
     ``slots`` > 0) lets the re-scorer skip: a request pays m multiply-adds only for the
-    candidates that have a row. ``shift``: what the items with a row add to the signal
-    (δ of :mod:`.cold_shift`, in the signal's units: w·δ in a blend of weight w)."""
+    candidates that have a row. ``shift``: what the items with a row and no interactions
+    yet add to the signal (δ of :mod:`.cold_shift`, in the signal's units: w·δ in a blend
+    of weight w); ``fresh`` (float32 (rows, 1)) says which rows those are: 1 until the
+    item's first clicks (:meth:`mark_fresh`), 0 for the shared zero row."""
 
     def __init__(self, codes: np.ndarray, scales: np.ndarray, slots: np.ndarray,
-                 applies: np.ndarray | None = None, shift: float = 0.0) -> None:
+                 applies: np.ndarray | None = None, shift: float = 0.0, fresh: np.ndarray | None = None) -> None:
         self.codes, self.scales, self.slots, self.shift = codes, scales, slots, float(shift)
         self.applies = (slots > 0).view(np.uint8) if applies is None else applies
+        if fresh is None:
+            fresh = np.ones((len(scales), 1), dtype=np.float32)
+            fresh[0] = 0.0
+        self.fresh = fresh
 
     @classmethod
     def build(cls, n_items: int, width: int, rows: np.ndarray, values: np.ndarray, shift: float = 0.0) -> ColdRows:
@@ -157,18 +165,26 @@ class ColdRows:
         slots[rows] = np.arange(1, len(rows) + 1, dtype=np.int32)
         return cls(codes, scales, slots, shift=shift)
 
+    def mark_fresh(self, rows: np.ndarray, fresh: np.ndarray) -> None:
+        """Items ``rows`` have no interactions (``fresh`` True) or have some, in place: a
+        request reading a row meanwhile sees the old value or the new, one float each."""
+        at = self.slots[np.asarray(rows, dtype=np.int64)]
+        keep = at > 0
+        self.fresh[at[keep], 0] = np.asarray(fresh, dtype=bool)[keep]
+
     def appended(self, values: np.ndarray | None, count: int) -> ColdRows:
         """These rows and ``count`` new items after them, with ``values`` (None: zero
         rows); in spare capacity, O(new items) (earlier snapshots keep seeing their own
         rows)."""
         if values is None:
-            codes, scales, slots = self.codes, self.scales, np.zeros(count, np.int32)
+            codes, scales, fresh, slots = self.codes, self.scales, self.fresh, np.zeros(count, np.int32)
         else:
             new_codes, new_scales = _encode(values)
             slots = np.arange(len(self.scales), len(self.scales) + count, dtype=np.int32)
             codes, scales = appended(self.codes, new_codes), appended(self.scales, new_scales)
+            fresh = appended(self.fresh, np.ones((count, 1), dtype=np.float32))
         return ColdRows(codes, scales, appended(self.slots, slots), appended(self.applies, (slots > 0).view(np.uint8)),
-                        self.shift)
+                        self.shift, fresh)
 
     def __getitem__(self, rows: Any) -> np.ndarray:
         """Decoded rows of items ``rows``."""

@@ -61,7 +61,7 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
         towers = items.G[item] if items.warm[item] else g.mean_G
         parts["towers"] = float(signals.towers[0].astype(np.float64) @ towers)
     if signals.cold is not None and items.Z is not None:  # 0 for items with interactions
-        shift = signals.cold_weight * items.Z.shift if items.Z.applies[item] else 0.0
+        shift = signals.cold_weight * items.Z.shift * float(items.Z.fresh[items.Z.slots[item], 0])
         parts["cold"] = float(signals.cold[0].astype(np.float64) @ items.Z[item]) + shift
     score = sum(parts.values()) - float(signals.offset[0])
     # Each signal relative to its catalogue mean (in units of its spread, weighted):

@@ -153,6 +153,14 @@ class LateItems:
         if len(clickers) > CLICKERS:
             del clickers[next(iter(clickers))]
 
+    def clicked(self, rows: np.ndarray) -> np.ndarray:
+        """Per item of ``rows``: whether it has clickers since the fit (bool)."""
+        return np.array([bool(self._users.get(int(i))) for i in rows], dtype=bool)
+
+    def late(self) -> np.ndarray:
+        """The late items' rows, ascending (int64)."""
+        return np.array(sorted(self._late), dtype=np.int64)
+
     def transitions(self, rows: np.ndarray, n_items: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """What was taken just before and just after each item: two (len(rows),
         n_items) matrices of Σ 1/distance."""
@@ -179,7 +187,15 @@ class LateItems:
         return matrix, users
 
 
-__all__ = ["CLICKERS", "LateItems", "solve_late_factors"]
+def mark_fresh(items: Any, late: LateItems, rows: np.ndarray | None = None) -> None:
+    """Tell the cold signal's rows (``items.Z``, if any) which late items of ``rows``
+    (default: all) have no clicks since the fit: the new items' shift applies to those."""
+    if items.Z is not None:
+        rows = late.late() if rows is None else np.asarray(rows, dtype=np.int64)
+        items.Z.mark_fresh(rows, ~late.clicked(rows))
+
+
+__all__ = ["CLICKERS", "LateItems", "mark_fresh", "solve_late_factors"]
 
 
 def _put(table: dict[int, Any], item: int, value: dict[int, Any]) -> None:

@@ -421,7 +421,6 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         row_scales.append(None)
         row_maps.append(None)
     n = len(candidates)
-    offset = np.ascontiguousarray(signals.offset, dtype=np.float32)
     if signals.cold is not None and items.Z is not None:
         # Items with interactions share Z's zero row; the native call reads the number of
         # items from the first matrix, so V comes first (scored by a zero query) if needed.
@@ -430,19 +429,23 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
             applies, fallbacks, row_scales, row_maps = [None], [None], [None], [None]
         matrices.append(items.Z.codes)
         queries.append(np.ascontiguousarray(signals.cold, dtype=np.float32))
-        applies.append(items.Z.applies)  # items with interactions: the fallback, without reading a row
-        # The items with a row gain w·shift: the others get −w·shift and the offset takes
-        # it back from every candidate (the native call has no per-item constant).
-        against = np.float32(-signals.cold_weight * items.Z.shift)
-        fallbacks.append(np.full(n, against, dtype=np.float32))
-        offset = offset + against
+        applies.append(items.Z.applies)  # items with interactions: 0, without reading a row
+        fallbacks.append(np.zeros(n, dtype=np.float32))
         row_scales.append(items.Z.scales)
         row_maps.append(items.Z.slots)
+        if items.Z.shift:  # w·δ on the rows of items with no interactions yet (one float each)
+            matrices.append(items.Z.fresh)
+            queries.append(np.full((n, 1), signals.cold_weight * items.Z.shift, dtype=np.float32))
+            applies.append(items.Z.applies)
+            fallbacks.append(np.zeros(n, dtype=np.float32))
+            row_scales.append(None)
+            row_maps.append(items.Z.slots)
     if not matrices:  # no signal at all: every candidate scores 0 − offset
         matrices, queries = [items.V], [np.zeros((n, items.V.shape[1]), dtype=np.float32)]
         applies, fallbacks, row_scales, row_maps = [None], [None], [None], [None]
     return _core.rescore_candidates(np.ascontiguousarray(candidates, dtype=np.int64), matrices, queries,
-                                    applies, fallbacks, offset, k, num_threads, row_scales, row_maps)
+                                    applies, fallbacks, np.ascontiguousarray(signals.offset, dtype=np.float32),
+                                    k, num_threads, row_scales, row_maps)
 
 
 def interest_scores(items: Items, interest: np.ndarray, ids: np.ndarray,

@@ -21,7 +21,7 @@ from llmrec.recommender import scoring
 from llmrec.recommender.feedback import Feedback
 from llmrec.recommender.history import TRANSITION_WINDOW, Histories
 from llmrec.recommender.ids import IdMap
-from llmrec.recommender.late_items import LateItems
+from llmrec.recommender.late_items import LateItems, mark_fresh
 from llmrec.recommender.rows import Int8Rows
 from llmrec.recommender.snapshot import Publisher, Snapshot
 from llmrec.recommender.cold_kernel import ColdKernel
@@ -91,9 +91,10 @@ def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_ma
     items, labels = _with_spare_rows(items, als, labels)
     indptr, hist = histories.arrays()
     snapshot = Snapshot(items, als, labels, users, len(user_map), towers, item_map.gone)
+    late_items = LateItems.from_histories(late, indptr, hist, TRANSITION_WINDOW)
+    mark_fresh(items, late_items)
     return Fitted(settings, geometry, user_map, item_map, histories, feedback, profile,
-                  LateItems.from_histories(late, indptr, hist, TRANSITION_WINDOW), Publisher(snapshot),
-                  text_prior=text_prior, cold_kernel=cold_kernel)
+                  late_items, Publisher(snapshot), text_prior=text_prior, cold_kernel=cold_kernel)
 
 
 def _with_spare_rows(items: scoring.Items, als: Any, labels: Any) -> tuple[scoring.Items, Any]:

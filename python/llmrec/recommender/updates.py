@@ -21,7 +21,7 @@ from llmrec.recommender import feedback as fb
 from llmrec.recommender.history import weighted_rows
 from llmrec.recommender.ids import IdMap, check_known
 from llmrec.recommender.inputs import item_texts
-from llmrec.recommender.late_items import solve_late_factors
+from llmrec.recommender.late_items import mark_fresh, solve_late_factors
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.snapshot import Snapshot, fork, with_rows, write_rows
 from llmrec.recommender.towers_signal import new_item_vectors
@@ -83,6 +83,7 @@ def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event:
         def publish(items: scoring.Items, als: Any = snap.als) -> None:  # under the publish lock
             state.histories.set(user, history)
             state.feedback.set(user, record)
+            mark_fresh(items, state.late_items, touched)  # clicked: no longer shifted as new
             for name, v in fresh.items():
                 rows = users[name]
                 if v is not None and rows is not None:
