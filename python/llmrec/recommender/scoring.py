@@ -330,8 +330,12 @@ class Signals(NamedTuple):
 
     def rows(self, pick: Any) -> Signals:
         """These signals for the request rows ``pick`` (an index or a slice)."""
-        return self._replace(**{name: np.ascontiguousarray(value[pick])
-                                for name, value in zip(self._fields, self) if isinstance(value, np.ndarray)})
+        def part(value: np.ndarray | None) -> np.ndarray | None:
+            return None if value is None else np.ascontiguousarray(value[pick])
+
+        return Signals(part(self.behaviour), part(self.sequence), part(self.text), part(self.request),
+                       part(self.transition), np.ascontiguousarray(self.offset[pick]), part(self.towers),
+                       part(self.cold), self.cold_weight)
 
 
 def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np.ndarray | None = None,
