@@ -689,7 +689,7 @@ RECOMMENDER_ATTACKS = {
 def test_crafted_recommender_files_are_refused(tmp_path, saved_recommender, case):
     from llmrec import Recommender
     directory = _copy_model(saved_recommender, tmp_path / "model")
-    _rewrite(directory / "recommender.llmrec", "Recommender", RECOMMENDER_ATTACKS[case], max_kind_version=10)
+    _rewrite(directory / "recommender.llmrec", "Recommender", RECOMMENDER_ATTACKS[case], max_kind_version=99)
     with pytest.raises(FormatError):
         Recommender.load(directory, encoder=None)
 

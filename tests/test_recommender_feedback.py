@@ -300,7 +300,7 @@ def test_old_files_still_load(data, tmp_path):
     rec = fit(interactions, items, rating_rule="ignore")
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=10)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=99)
     arrays = dict(arrays)
     for key in [k for k in arrays if k.startswith("fb_")]:
         del arrays[key]
@@ -329,7 +329,7 @@ def test_damaged_feedback_arrays_raise_format_error(data, tmp_path):
     rec = fit(interactions, items)
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=10)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=99)
     for name, change in (("fb_weight", lambda a: a * 0), ("fb_disliked", lambda a: a + 2),
                          ("fb_event", lambda a: a + 5)):
         bad = {k: np.array(v) for k, v in arrays.items()}

@@ -107,7 +107,7 @@ def test_directories_without_saved_stage1_rebuild_it(data, tmp_path):
     rec = fresh(data, index="ivf-sq8", probes=3, candidates=40)
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=10)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=99)
     meta.pop("stage1")
     for extra in (tmp_path / "m").glob("stage1*"):
         extra.unlink()
@@ -183,7 +183,7 @@ ATTACKS = {
 
 def _rewrite_model_token(directory):
     path = directory / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=10)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=99)
     meta["stage1"] = "f" * 32
     path.unlink()
     save_arrays(path, "Recommender", 6, meta, {k: np.asarray(v) for k, v in arrays.items()})
