@@ -386,32 +386,42 @@ def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarr
     if total == 0:
         return None
     values: dict[tuple[float, float, float, float, float], float] = {}
-    grid = [(words, factors) for words in (WORDS if word_rows is not None else (0.0,))
-            for factors in (FACTORS if item_factors is not None else (0.0,))]
-    for fold in folds:
-        for words, factors in grid:
-            X = _combine(E_L, word_rows, words)
-            Xw, Xc = X[fold.warm_ids], X[fold.cold_ids]
-            if factors > 0:  # the map is fitted on the fold's fitted items only
-                Xw, Xc = (with_factors(Xw, fold.factors, factors),
-                          with_factors(Xc, Xc @ fit_projection(Xw, fold.factors), factors))
-            for width in WIDTHS:
-                eigen = np.linalg.eigh(_kernel(Xw, Xw, width))
-                # q·(A k_c − z̄) = (qQ) diag(1/(λ + μ)) (k_c Q)ᵀ − q·z̄: no m × m product per μ
-                left, right = fold.queries @ eigen[1], _kernel(Xc, Xw, width) @ eigen[1]
-                for ridge in RIDGES:
-                    mean, spread = _reference(eigen, ridge)
-                    shrink = 1.0 / (np.maximum(eigen[0], 0.0) + ridge)
-                    sigma = np.sqrt(fold.lengths * spread)
-                    signal = ((left * shrink) @ right.T - (fold.queries @ mean)[:, None]) / sigma[:, None]
-                    for weight in WEIGHTS:
-                        key = (words, factors, width, ridge, weight)
-                        values[key] = values.get(key, 0.0) + fold.scored.ndcg(fold.base + weight * signal) * fold.users
-    best = max(values, key=lambda key: (values[key], -key[4], -key[1]))  # ties: the smaller weights
-    words, factors, width, ridge, weight = best
+
+    def evaluate(grid: list[tuple[float, float]]) -> None:
+        """Add every (β, α) of ``grid``, with each τ, μ and w, to ``values``."""
+        for fold in folds:
+            for words, factors in grid:
+                X = _combine(E_L, word_rows, words)
+                Xw, Xc = X[fold.warm_ids], X[fold.cold_ids]
+                if factors > 0:  # the map is fitted on the fold's fitted items only
+                    Xw, Xc = (with_factors(Xw, fold.factors, factors),
+                              with_factors(Xc, Xc @ fit_projection(Xw, fold.factors), factors))
+                for width in WIDTHS:
+                    eigen = np.linalg.eigh(_kernel(Xw, Xw, width))
+                    # q·(A k_c − z̄) = (qQ) diag(1/(λ + μ)) (k_c Q)ᵀ − q·z̄: no m × m product per μ
+                    left, right = fold.queries @ eigen[1], _kernel(Xc, Xw, width) @ eigen[1]
+                    for ridge in RIDGES:
+                        mean, spread = _reference(eigen, ridge)
+                        shrink = 1.0 / (np.maximum(eigen[0], 0.0) + ridge)
+                        sigma = np.sqrt(fold.lengths * spread)
+                        signal = ((left * shrink) @ right.T - (fold.queries @ mean)[:, None]) / sigma[:, None]
+                        for weight in WEIGHTS:
+                            key = (words, factors, width, ridge, weight)
+                            score = fold.scored.ndcg(fold.base + weight * signal) * fold.users
+                            values[key] = values.get(key, 0.0) + score
+
+    def best() -> tuple[float, float, float, float, float]:
+        return max(values, key=lambda key: (values[key], -key[4], -key[1]))  # ties: the smaller weights
+
+    # β first, the text alone; then α at that β (one eigendecomposition per fold, α and
+    # τ instead of one per fold, β, α and τ: a fit's cost stays near the text alone's)
+    evaluate([(words, 0.0) for words in (WORDS if word_rows is not None else (0.0,))])
+    if item_factors is not None:
+        evaluate([(best()[0], factors) for factors in FACTORS if factors > 0])
+    words, factors, width, ridge, weight = best()
     report: dict[str, Any] = {"users": total, "held_out_items": FOLDS * size, "folds": FOLDS,
                               "words": words, "factors": factors, "width": width, "ridge": ridge,
-                              "weight": weight, "best": round(values[best] / total, 4),
+                              "weight": weight, "best": round(values[words, factors, width, ridge, weight] / total, 4),
                               "without": round(values[(words, factors, width, ridge, 0.0)] / total, 4)}
     plain = [key for key in values if key[1] == 0.0]
     if factors > 0 and plain:  # the best without the learned part, for the record
