@@ -295,11 +295,11 @@ def test_file_kind_versions(served, data, tmp_path):
     from llmrec._fileformat import load_arrays
 
     served.save(tmp_path / "on")
-    # kind version 9 since the cold signal (issue 14; 8: E list by list, the kernel text prior)
-    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=10)[2] == 10
+    # kind version 11 since the new items' shift (10: the learned cold part; 9: the cold signal)
+    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=11)[2] == 11
     off = _fit(data, validation=0.0, regularization=10.0)
     off.save(tmp_path / "off")
-    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=10)[2] == 10
+    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=11)[2] == 11
 
 
 def test_finetuned_towers_serve_save_and_load(data, tmp_path):

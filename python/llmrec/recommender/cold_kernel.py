@@ -413,11 +413,11 @@ def fit_cold_kernel(E: np.ndarray, texts: list[str] | None, taken: list[np.ndarr
     def best() -> tuple[float, float, float, float, float]:
         return max(values, key=lambda key: (values[key], -key[4], -key[1]))  # ties: the smaller weights
 
-    # β first, the text alone; then α at that β (one eigendecomposition per fold, α and
-    # τ instead of one per fold, β, α and τ: a fit's cost stays near the text alone's)
-    evaluate([(words, 0.0) for words in (WORDS if word_rows is not None else (0.0,))])
-    if item_factors is not None:
-        evaluate([(best()[0], factors) for factors in FACTORS if factors > 0])
+    # β first, at the first α (0 by default: the text alone); then the other α at that β
+    # (eigendecompositions per fold for β and τ, then α and τ, instead of β × α × τ)
+    factors_grid = FACTORS if item_factors is not None else (0.0,)
+    evaluate([(words, factors_grid[0]) for words in (WORDS if word_rows is not None else (0.0,))])
+    evaluate([(best()[0], factors) for factors in factors_grid[1:]])
     words, factors, width, ridge, weight = best()
     report: dict[str, Any] = {"users": total, "held_out_items": FOLDS * size, "folds": FOLDS,
                               "words": words, "factors": factors, "width": width, "ridge": ridge,
