@@ -97,6 +97,14 @@ def shifted():
     return _fitted()
 
 
+def _rounding(rec, scores, shift):
+    """Bound on the float32 difference of two scorings that differ by a shift of at most
+    ``shift`` (signal units): the same terms, a few roundings more (the shift's channel),
+    a few ulps of the partial sums, bounded by the scores, w·shift and 1 for the offset
+    (a mean of unit-spread signals)."""
+    return float(64 * EPS32 * (1 + np.abs(scores).max() + rec.weights_["cold"] * shift))
+
+
 def _with_shift(rec, shift):
     Z = rec._items.Z
     old, Z.shift = Z.shift, shift
@@ -113,11 +121,7 @@ def test_the_shift_moves_new_items_only(shifted):
     old = _with_shift(rec, rec._items.Z.shift + 2.5)
     try:
         after_new, after_old = rec.predict(user, new), rec.predict(user, old_items)
-        # the same float32 terms, a few roundings more (the shift, the offset taking it
-        # back): a few ulps of the partial sums, bounded by the scores, the shift and 1
-        # for the offset (a mean of unit-spread signals)
-        tol = float(64 * EPS32 * (1 + np.abs(np.concatenate([before_new, before_old])).max()
-                                  + rec.weights_["cold"] * (abs(old) + 2.5)))
+        tol = _rounding(rec, np.concatenate([before_new, before_old]), abs(old) + 2.5)
         np.testing.assert_allclose(after_new - before_new, 2.5 * rec.weights_["cold"], atol=tol)
         np.testing.assert_allclose(after_old, before_old, atol=tol)
         # explain's parts add up to the score, the shift in the cold part
@@ -130,7 +134,7 @@ def test_the_shift_moves_new_items_only(shifted):
     finally:
         _with_shift(rec, old)
     still = rec.recommend(users, 10, allow=list(cold.item_id))
-    tol = float(64 * EPS32 * (1 + np.abs(still.scores).max() + rec.weights_["cold"] * (abs(old) + 2.5)))
+    tol = _rounding(rec, still.scores, abs(old) + 2.5)
     np.testing.assert_allclose(moved.scores - 2.5 * rec.weights_["cold"], still.scores, atol=tol)
     gaps = np.diff(still.scores, axis=1) < -2 * tol  # between places j and j + 1
     ones, zeros = np.ones((len(gaps), 1), bool), np.zeros((len(gaps), 1), bool)
@@ -176,7 +180,7 @@ def _moves(rec, user, item):
         after = rec.predict(user, [item])[0]
     finally:
         _with_shift(rec, old)
-    tol = 64 * EPS32 * (1 + max(abs(before), abs(after)) + rec.weights_["cold"] * (abs(old) + 1))
+    tol = _rounding(rec, np.array([before, after]), abs(old) + 1)
     w = rec.weights_["cold"]
     moved = float(after - before)
     assert abs(moved) <= tol or abs(moved - w) <= tol, (moved, w, tol)
