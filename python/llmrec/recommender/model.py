@@ -463,7 +463,7 @@ class Recommender(PairScores, Estimator):
             assert E is not None  # the cold signal needs text
             cold_shift, report["cold"]["new_items"] = fit_shift(cold[0], cold[1], weights, kept, E,
                                                                 texts if use_text else None)
-        P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state)
+        P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state, E)
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress,
