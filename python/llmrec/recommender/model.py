@@ -20,7 +20,8 @@ How it scores:
 * **transition** — "what people take next": a second ALS, of the item → later-item
   matrix (pairs at distance j ≤ 3 in a history count 1/j), f/2 factors; the user's
   vector is the decay-weighted sum of the "from" factors of the latest items, against
-  the items' "to" factors.
+  the items' "to" factors. With item text both sides carry ALS's text prior, as the
+  item factors do: an item's next-item pairs are far sparser than its interactions.
 * **text** — the user's interest vector (recency-weighted mean of the history's text
   vectors, plus the encoded profile text when ``users`` has one) against item text
   vectors. Weak on warm items (its weight is fitted and may be 0); text earns its place
