@@ -1,6 +1,6 @@
 """The next-item factors' text prior (:func:`llmrec.recommender.training.fit_transitions`
-with ``E``): off without text or priors, zero rows for items without interactions, and
-a sparse item pulled toward its text twin."""
+with ``E``): off without text or priors, the text's guess for items without pairs, and
+a sparse item pulled toward what its text says."""
 
 from __future__ import annotations
 
@@ -41,15 +41,21 @@ def test_off_without_text_or_prior():
     assert not np.allclose(plain[1], with_prior[1])  # the prior does something
 
 
-@pytest.mark.parametrize("use_text", [False, True])
-def test_items_without_interactions_have_zero_rows(use_text):
+def test_items_without_pairs_get_the_texts_guess():
+    """Without text an item never taken has zero rows; with text, rows that depend on
+    its text alone (two such items with the same text get the same rows)."""
     rng = np.random.default_rng(1)
-    histories, E = _histories(rng, 41), _text(rng, 41)
-    P, Q = fit_transitions(SETTINGS, 5.0, histories, 41, 0, E if use_text else None)
+    n_items = 42
+    histories, E = _histories(rng, n_items - 1), _text(rng, n_items)
+    E[41] = E[40]
     taken = np.unique(np.concatenate(histories))
-    untaken = np.setdiff1d(np.arange(41), taken)
-    assert 40 in untaken
-    assert not P[untaken].any() and not Q[untaken].any()
+    assert 40 not in taken and 41 not in taken
+    P, Q = fit_transitions(SETTINGS, 5.0, histories, n_items, 0)
+    assert not P[40:].any() and not Q[40:].any()
+    P, Q = fit_transitions(SETTINGS, 5.0, histories, n_items, 0, E)
+    assert np.abs(Q[40]).sum() > 0 and np.abs(P[40]).sum() > 0
+    np.testing.assert_allclose(P[40], P[41], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(Q[40], Q[41], rtol=1e-5, atol=1e-7)
     assert np.abs(Q[taken]).sum(axis=1).min() > 0
     assert P.dtype == Q.dtype == np.float32 and P.flags.c_contiguous and Q.flags.c_contiguous
 

@@ -158,9 +158,8 @@ def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np
     sparser than its interactions, so its text says more about them (MovieLens warm
     ndcg@10 0.2832 / 0.2883 / 0.2846 → 0.2894 / 0.2884 / 0.2871, seeds 0–2; the text
     gain over ``encoder=None`` +0.0007 / +0.0070 / +0.0008 → +0.0069 / +0.0071 /
-    +0.0033; bench/RESULTS.md, "Fourteenth session"). Items without any interaction
-    keep zero rows either way: their direction would be the text's guess alone, and new
-    items have a signal of their own (:mod:`.cold_kernel`)."""
+    +0.0033; bench/RESULTS.md, "Fourteenth session"). Items without any pair get the
+    map's guess from their text, as their item factors do (zero rows without text)."""
     ft = max(s["factors"] // 2, 1)
     matrix = transitions(histories, n_items)
     if matrix.nnz == 0:
@@ -175,15 +174,8 @@ def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np
     with stage(log, "Recommender.fit: next-item ALS", items=n_items, pairs=int(matrix.nnz),
                factors=ft, text_prior=bool(features)):
         als = _fit(s, params, matrix, **features)
-    P = np.ascontiguousarray(als.user_factors_, dtype=np.float32)
-    Q = np.ascontiguousarray(als.item_factors_, dtype=np.float32)
-    if features:
-        unseen = np.ones(n_items, dtype=bool)
-        for history in histories:
-            unseen[history] = False
-        P[unseen] = 0.0
-        Q[unseen] = 0.0
-    return P, Q
+    return (np.ascontiguousarray(als.user_factors_, dtype=np.float32),
+            np.ascontiguousarray(als.item_factors_, dtype=np.float32))
 
 
 def unit_factors(als: ALS) -> np.ndarray:
