@@ -5,7 +5,6 @@ a sparse item pulled toward what its text says."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from llmrec.recommender.training import fit_transitions
 
