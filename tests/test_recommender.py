@@ -252,7 +252,9 @@ def test_clicked_new_items_reach_the_candidates_of_a_short_stage_one(data):
         for user in topic_users[::2]:
             rec.update(int(user), [80_001])
     short, full = (rec.recommend(list(topic_users[1::2]), 25) for rec in models)
-    assert (full.ids == 80_001).any(axis=1).sum() >= 3  # it belongs in some top 25s
+    # it belongs in some top 25s (2 of these 20 lists, 3 before the next-item text prior
+    # moved one to 26th), so the equality below covers a proposed new item
+    assert (full.ids == 80_001).any(axis=1).sum() >= 2
     # exact: one fitted state, and each candidate is scored on its own by the same kernel
     np.testing.assert_array_equal(short.ids, full.ids)
     np.testing.assert_array_equal(short.scores, full.scores)
