@@ -34,6 +34,12 @@ MAX_COLD_ITEMS = 100_000  # items without interactions at fit beyond which the c
 VALIDATION_CANDIDATES = 200
 
 
+def prior_features(s: dict[str, Any], E: np.ndarray | None) -> np.ndarray | None:
+    """The features the factor models are pulled toward: the text vectors ``E`` where
+    there are some and ``prior_strength`` > 0, else None (no text priors)."""
+    return E if E is not None and s["prior_strength"] > 0 else None
+
+
 def fit_als(s: dict[str, Any], regularization: float, histories: list[np.ndarray], n_items: int,
             E: np.ndarray | None, random_state: Any, show_progress: bool = False,
             weights: list[np.ndarray] | None = None) -> ALS:
@@ -46,10 +52,9 @@ def fit_als(s: dict[str, Any], regularization: float, histories: list[np.ndarray
     params = dict(factors=s["factors"], regularization=regularization, alpha=s["alpha"],
                   iterations=s["iterations"], prior_strength=max(s["prior_strength"], 1e-12),
                   random_state=random_state)
-    use_prior = E is not None and s["prior_strength"] > 0
     with stage(log, "Recommender.fit: ALS", users=rows.shape[0], items=n_items,
                interactions=int(rows.nnz), factors=s["factors"]):
-        return _fit(s, params, rows, item_features=E if use_prior else None, show_progress=show_progress)
+        return _fit(s, params, rows, item_features=prior_features(s, E), show_progress=show_progress)
 
 
 def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None,
@@ -58,7 +63,8 @@ def fit_items_prior(s: dict[str, Any], als: ALS, E: np.ndarray | None,
     on ``als``'s items with interactions, and those without any given its factors (in
     place of F·W); None without text or priors (``prior_strength`` 0). ``widths``: the
     kernel widths to choose from (default: :data:`.text_prior.WIDTHS`)."""
-    if E is None or s["prior_strength"] <= 0:
+    E = prior_features(s, E)
+    if E is None:
         return None
     counts = np.diff(als.user_items_.tocsc().indptr)
     with stage(log, "Recommender.fit: text prior", items=int((counts > 0).sum())):
@@ -83,7 +89,8 @@ def fit_cold(s: dict[str, Any], regularization: float, feedback: Any, als: ALS,
     text to ``als``'s item factors (:func:`.cold_kernel.fit_cold_kernel`). Off (None) where more than
     ``MAX_COLD_ITEMS`` items have no interactions at fit: each keeps m + 5 bytes (up to
     2 KB), and a mostly empty catalogue (a synthetic scale test) would hold gigabytes."""
-    if E is None or s["prior_strength"] <= 0:
+    E = prior_features(s, E)
+    if E is None:
         return None
     counts = np.diff(als.user_items_.tocsc().indptr)
     if int((counts == 0).sum()) > MAX_COLD_ITEMS:
@@ -167,13 +174,12 @@ def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np
         return zeros, zeros.copy()
     params = dict(factors=ft, regularization=regularization, alpha=s["alpha"],
                   iterations=s["iterations"], random_state=random_state)
-    features: dict[str, Any] = {}
-    if E is not None and s["prior_strength"] > 0:
+    features = prior_features(s, E)
+    if features is not None:
         params["prior_strength"] = s["prior_strength"]
-        features = {"item_features": E, "user_features": E}
     with stage(log, "Recommender.fit: next-item ALS", items=n_items, pairs=int(matrix.nnz),
-               factors=ft, text_prior=bool(features)):
-        als = _fit(s, params, matrix, **features)
+               factors=ft, text_prior=features is not None):
+        als = _fit(s, params, matrix, item_features=features, user_features=features)
     return (np.ascontiguousarray(als.user_factors_, dtype=np.float32),
             np.ascontiguousarray(als.item_factors_, dtype=np.float32))
 
