@@ -44,16 +44,14 @@ How it scores:
   Its weight is fitted on the validation slice by towers trained without the held-out
   items; ``query=`` does not use the towers' request token.
 
-Items without interactions (added with :meth:`Recommender.add_items`, or in the
-catalogue at fit) take part in the behaviour, transition, cold and query signals only,
-with their text's guesses of factors and next-item factors: the direction of their
-text-predicted factors is noise for the sequence cosine, and the text interest (and the
-towers term) blurred the ranking their text-based factors already make. Once such an
-item is clicked, every :meth:`Recommender.update` that touches it re-solves its factors
-and next-item factors from its clicks so far, each shrunk toward its text's guess
-(:mod:`.updates`, :class:`.late_items.LateItems`), and it joins the sequence and text
-signals like any item with interactions; fitted items keep their factors until the next
-fit.
+Items without interactions (added with :meth:`Recommender.add_items`) take part in the
+behaviour, cold and query signals only: the direction of their text-predicted factors is
+noise for the sequence cosine, and the text interest (and the towers term) blurred the
+ranking their text-based factors already make. Once such an item is clicked, every
+:meth:`Recommender.update` that touches it re-solves its factors and next-item factors
+from its clicks so far (:mod:`.updates`, :class:`.late_items.LateItems`), and it joins
+the sequence and text signals like any item with interactions; fitted items keep their
+factors until the next fit.
 
 Each signal is divided by its spread over the catalogue for that user (exactly, from
 the items' covariance), and the blend s = Σ w_k·signal_k/σ_k (minus the catalogue
@@ -774,9 +772,8 @@ class Recommender(PairScores, Estimator):
         """Add items (``item_id`` + ``text``, or fields for :func:`llmrec.text.item_text`);
         they are recommendable at once: their factors are predicted from their text
         (:mod:`.text_prior`; models saved before it: the ALS priors' F·W; zero without an
-        encoder), and their next-item factors by the fit's text maps (zero without text
-        priors, or in models saved before the maps were kept). Concurrent requests see the
-        catalogue before or after the addition, never a mix. Returns their caller ids."""
+        encoder). Concurrent requests see the catalogue before
+        or after the addition, never a mix. Returns their caller ids."""
         return updates.add_items(self, items)
 
     def explain(self, user_id: Id, item_id: Id) -> Explanation:
