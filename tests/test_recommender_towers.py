@@ -295,11 +295,11 @@ def test_file_kind_versions(served, data, tmp_path):
     from llmrec._fileformat import load_arrays
 
     served.save(tmp_path / "on")
-    # kind version 12 since the next-item text maps (11: the new items' shift; 10: the learned cold part)
-    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=12)[2] == 12
+    # kind version 11 since the new items' shift (10: the learned cold part; 9: the cold signal)
+    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=11)[2] == 11
     off = _fit(data, validation=0.0, regularization=10.0)
     off.save(tmp_path / "off")
-    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=12)[2] == 12
+    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=11)[2] == 11
 
 
 def test_finetuned_towers_serve_save_and_load(data, tmp_path):

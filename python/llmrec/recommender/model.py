@@ -464,14 +464,13 @@ class Recommender(PairScores, Estimator):
             assert E is not None  # the cold signal needs text
             cold_shift, report["cold"]["new_items"] = fit_shift(cold[0], cold[1], weights, kept, E,
                                                                 texts if use_text else None)
-        next_item = fit_transitions(s, regularization, [r[0] for r in item_side], n_items,
-                                    self.random_state, E)
+        P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state, E)
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress,
                                 text=self._towers_text(texts) if use_text else None)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
-            geometry, items_built = fit_items(s, self.random_state, als, E, next_item.P, next_item.Q, towers,
+            geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers,
                                               None if cold is None else cold[0], texts if use_text else None,
                                               cold_shift)
         with stage(log, "Recommender.fit: user vectors", users=n_users):
@@ -481,8 +480,7 @@ class Recommender(PairScores, Estimator):
         fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
                              histories=histories, feedback=feedback, profile=profile, items=items_built,
                              als=als, users=users, labels=labels, towers=towers, text_prior=text_prior,
-                             cold_kernel=None if cold is None else cold[0],
-                             transition_maps=next_item.text_maps)
+                             cold_kernel=None if cold is None else cold[0])
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.

@@ -43,11 +43,7 @@ items without interactions, :mod:`.text_prior`: ``prior_landmarks``, ``prior_coe
 ``cold_factors``, its weight α beside the cold arrays, and where α > 0 ``cold_projection``,
 the map W (float32, (d [+ 1,024 words], f)) from an item's text row to unit factors; the
 landmark rows ``cold_landmarks`` are then f columns wider), 11 (``cold_shift``: δ of the
-items with a cold row, :mod:`.cold_shift`), 12 (``transition_map_from`` and
-``transition_map_to``: float32 (d, ft), the text maps of the next-item factors,
-:class:`.training.NextItem`; absent without text priors). A model is written as version
-12; version 11 and older load without the maps (items added later start with zero
-next-item rows, as they did); versions 9
+items with a cold row, :mod:`.cold_shift`). A model is written as version 11; versions 9
 and 10 load with δ = 0; version 9 with α = 0 (its landmark rows are text alone); versions 1 to 8
 load (without the cold signal); versions 1 to 7
 still load (int8 item text is laid out at load; their items without interactions keep
@@ -97,9 +93,7 @@ from llmrec.recommender.text_prior import MAX_COEF, MAX_LANDMARKS, MAX_WIDTH, MI
 from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
-_KIND_VERSION = 12
-# beyond this a text map's values are damage, not a fit (and E·W could overflow float32)
-MAX_MAP_VALUE = 1e6
+_KIND_VERSION = 11
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
@@ -155,8 +149,6 @@ def save(model: Any, directory: Any) -> None:
         arrays["E"] = items.E
     if items.G is not None:
         arrays["G"] = items.G
-    if state.transition_maps is not None:
-        arrays.update(zip(_TRANSITION_MAPS, state.transition_maps))
     if state.text_prior is not None:
         arrays.update({"prior_landmarks": state.text_prior.landmarks, "prior_coef": state.text_prior.coef,
                        "prior_width": np.array([state.text_prior.width])})
@@ -421,7 +413,6 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
             raise fail(path, f"array {name!r} given without item tower vectors 'G'")
     out["labels"] = _labels(arrays, path, n_items)
     out["text_prior"] = _text_prior(arrays, path, d, f)
-    out["transition_maps"] = _transition_maps(arrays, path, d, ft)
     out["cold"] = _cold(arrays, path, d, n_items, f)
     for name, n in (("item_gone", n_items), ("user_gone", n_users)):
         gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
@@ -429,28 +420,6 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
             raise fail(path, f"array {name!r} must hold 0 or 1 per row")
     _checked_feedback(arrays, path, out, n_items)
     return out
-
-
-_TRANSITION_MAPS = ("transition_map_from", "transition_map_to")
-
-
-def _transition_maps(arrays: dict[str, np.ndarray], path: Any, d: int | None, ft: int
-                     ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The next-item factors' text maps (kind version 12: ``transition_map_from`` and
-    ``transition_map_to``, float32 (d, ft)), both or none, only beside item text; None
-    in older files."""
-    present = [name in arrays for name in _TRANSITION_MAPS]
-    if not any(present):
-        return None
-    if not all(present) or d is None:
-        raise fail(path, f"arrays {list(_TRANSITION_MAPS)} must be saved together, and only with item text 'E'")
-    maps = []
-    for name in _TRANSITION_MAPS:
-        W = array(arrays, name, path, dtype=np.float32, shape=(d, ft), finite=True)
-        if W.size and float(np.abs(W).max()) > MAX_MAP_VALUE:
-            raise fail(path, f"array {name!r} holds a value beyond ±{MAX_MAP_VALUE:g}")
-        maps.append(np.ascontiguousarray(W))
-    return maps[0], maps[1]
 
 
 def _text_prior(arrays: dict[str, np.ndarray], path: Any, d: int | None, f: int) -> TextPrior | None:
@@ -646,8 +615,7 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
                          histories=liked_histories(feedback),  # checked equal to the saved histories
                          feedback=feedback, profile=arrays["profile"],
                          items=items, als=als, users=users, labels=labels, towers=towers,
-                         text_prior=arrays["text_prior"], cold_kernel=None if cold is None else cold[0],
-                         transition_maps=arrays["transition_maps"])
+                         text_prior=arrays["text_prior"], cold_kernel=None if cold is None else cold[0])
     model._install(fitted, Learned(meta["scenarios"], meta["regularization"], meta["validation"],
                                    meta["calibration"], meta["event_weights_fitted"]))
     log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(user_map),

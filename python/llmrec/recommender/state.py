@@ -44,8 +44,6 @@ class Fitted:
     grams: dict[str, np.ndarray] = field(default_factory=dict)  # PᵀP, QᵀQ for late items' solves
     text_prior: TextPrior | None = None  # factors of items without interactions (None: F·W)
     cold_kernel: ColdKernel | None = None  # the "cold" signal's user side (None: off)
-    # (W_from, W_to): text vector → next-item rows of items without pairs (None: zero rows)
-    transition_maps: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class Learned(NamedTuple):
@@ -83,14 +81,12 @@ def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_ma
           item_map: IdMap, histories: Histories, feedback: Feedback, profile: np.ndarray | None,
           items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
           labels: Any, towers: Any, text_prior: TextPrior | None = None,
-          cold_kernel: ColdKernel | None = None,
-          transition_maps: tuple[np.ndarray, np.ndarray] | None = None) -> Fitted:
+          cold_kernel: ColdKernel | None = None) -> Fitted:
     """The state of a fitted or loaded model, its first snapshot published. The late
     items are those the ALS model has no interactions for; their clicks since are read
     from the histories. ``text_prior``: the map of their text to factors (None: the ALS
     model's linear prior); ``cold_kernel``: the cold signal (its item rows are the
-    items' Z); ``transition_maps``: the text maps of the next-item factors
-    (:class:`.training.NextItem`)."""
+    items' Z)."""
     late = np.flatnonzero(np.diff(als.user_items_.tocsc().indptr) == 0)
     items, labels = _with_spare_rows(items, als, labels)
     indptr, hist = histories.arrays()
@@ -98,8 +94,7 @@ def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_ma
     late_items = LateItems.from_histories(late, indptr, hist, TRANSITION_WINDOW)
     mark_fresh(items, late_items)
     return Fitted(settings, geometry, user_map, item_map, histories, feedback, profile,
-                  late_items, Publisher(snapshot), text_prior=text_prior, cold_kernel=cold_kernel,
-                  transition_maps=transition_maps)
+                  late_items, Publisher(snapshot), text_prior=text_prior, cold_kernel=cold_kernel)
 
 
 def _with_spare_rows(items: scoring.Items, als: Any, labels: Any) -> tuple[scoring.Items, Any]:

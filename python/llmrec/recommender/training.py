@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -152,21 +152,12 @@ def _fit(s: dict[str, Any], params: dict[str, Any], matrix: Any, **fit_args: Any
     return model
 
 
-class NextItem(NamedTuple):
-    """The next-item factors of every item, and the text maps that guess them."""
-
-    P: np.ndarray  # (n, f/2) float32: an item's "from" side (a history item)
-    Q: np.ndarray  # (n, f/2) float32: its "to" side (a candidate)
-    # (W_from, W_to), float32 (d, f/2): a text vector → its P and Q rows, the rows of
-    # items without pairs; None without text priors
-    text_maps: tuple[np.ndarray, np.ndarray] | None
-
-
 def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np.ndarray],
-                    n_items: int, random_state: Any, E: np.ndarray | None = None) -> NextItem:
+                    n_items: int, random_state: Any, E: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Next-item factors: implicit ALS of the item → later-item matrix
-    (:func:`~llmrec.recommender.history.transitions`), f/2 dims: a history item's
-    "from" side P and a candidate's "to" side Q.
+    (:func:`~llmrec.recommender.history.transitions`), f/2 dims. Returns (P, Q): a
+    history item's "from" side and a candidate's "to" side.
 
     With text vectors ``E`` (and ``prior_strength`` > 0) both sides are pulled toward
     a ridge map of the items' text, as the item factors are (:class:`~llmrec.als.ALS`
@@ -175,13 +166,12 @@ def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np
     ndcg@10 0.2832 / 0.2883 / 0.2846 → 0.2894 / 0.2884 / 0.2871, seeds 0–2; the text
     gain over ``encoder=None`` +0.0007 / +0.0070 / +0.0008 → +0.0069 / +0.0071 /
     +0.0033; bench/RESULTS.md, "Fourteenth session"). Items without any pair get the
-    map's guess from their text, as their item factors do (zero rows without text), and
-    the maps are kept for items that come later (:mod:`.updates`)."""
+    map's guess from their text, as their item factors do (zero rows without text)."""
     ft = max(s["factors"] // 2, 1)
     matrix = transitions(histories, n_items)
     if matrix.nnz == 0:
         zeros = np.zeros((n_items, ft), dtype=np.float32)
-        return NextItem(zeros, zeros.copy(), None)
+        return zeros, zeros.copy()
     params = dict(factors=ft, regularization=regularization, alpha=s["alpha"],
                   iterations=s["iterations"], random_state=random_state)
     features = prior_features(s, E)
@@ -190,11 +180,8 @@ def fit_transitions(s: dict[str, Any], regularization: float, histories: list[np
     with stage(log, "Recommender.fit: next-item ALS", items=n_items, pairs=int(matrix.nnz),
                factors=ft, text_prior=features is not None):
         als = _fit(s, params, matrix, item_features=features, user_features=features)
-    maps = None if features is None else (
-        np.ascontiguousarray(als.user_prior_weights_, dtype=np.float32),
-        np.ascontiguousarray(als.item_prior_weights_, dtype=np.float32))
-    return NextItem(np.ascontiguousarray(als.user_factors_, dtype=np.float32),
-                    np.ascontiguousarray(als.item_factors_, dtype=np.float32), maps)
+    return (np.ascontiguousarray(als.user_factors_, dtype=np.float32),
+            np.ascontiguousarray(als.item_factors_, dtype=np.float32))
 
 
 def unit_factors(als: ALS) -> np.ndarray:
@@ -307,7 +294,7 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
     for regularization in grid:
         als = fit_als(s, regularization, als_h, n_items, E, random_state, weights=weights_all)
         V, Vn = als.item_factors_, unit_factors(als)
-        P, Q, _ = fit_transitions(s, regularization, als_h, n_items, random_state, E)
+        P, Q = fit_transitions(s, regularization, als_h, n_items, random_state, E)
         raw: dict[str, tuple[Any, np.ndarray]] = {
                "behaviour": (behaviour_vectors(als, hist, n_items, s["recency"], weights=like_w,
                                                dislikes=dislikes), V),

@@ -132,34 +132,18 @@ def refresh_items(state: Fitted, rows: np.ndarray, snap: Snapshot,
     V = solve_late_factors(clicks, vectors, priors, alpha=als.alpha,
                            shrinkage=als.regularization + als.prior_strength)
     # Next-item factors from what the clickers took just before ("to" side, against
-    # the "from" factors) and just after ("from" side), as the transition fit does;
-    # shrunk toward their text guess as V is toward its prior.
+    # the "from" factors) and just after ("from" side), as the transition fit does.
     before, after = state.late_items.transitions(rows, len(items.V))
-    guess_P, guess_Q = next_item_guess(state, None if items.E is None else items.E[rows], len(rows),
-                                       items.Q.shape[1])
-    shrinkage = als.regularization + (als.prior_strength if state.transition_maps is not None else 0.0)
-    Q = solve_late_factors(before, items.P, guess_Q, alpha=als.alpha,
-                           shrinkage=shrinkage, gram=_gram(state, items, "P"))
-    P = solve_late_factors(after, items.Q, guess_P, alpha=als.alpha,
-                           shrinkage=shrinkage, gram=_gram(state, items, "Q"))
+    none = np.zeros((len(rows), items.Q.shape[1]), dtype=np.float32)
+    Q = solve_late_factors(before, items.P, none, alpha=als.alpha,
+                           shrinkage=als.regularization, gram=_gram(state, items, "P"))
+    P = solve_late_factors(after, items.Q, none, alpha=als.alpha,
+                           shrinkage=als.regularization, gram=_gram(state, items, "Q"))
     for name, new in (("P", P), ("Q", Q)):
         old = getattr(items, name)[rows].astype(np.float64)
         state.grams[name] += new.astype(np.float64).T @ new - old.T @ old
     # update() rewrites their stage-1 rows too (Stage1.update_behaviour).
     return {"rows": rows, "V": V, "inv_norm": inverse_norms(V, np.ones(len(V))), "P": P, "Q": Q}
-
-
-def next_item_guess(state: Fitted, E_rows: Any, count: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The next-item rows (P, Q), float32 (count, width), that the text vectors
-    ``E_rows`` (float rows or :class:`.rows.Int8Rows` rows; None: no text) give through
-    the fit's maps: those of an item fitted without any pair. Zero rows without text
-    or maps (a model fitted without text priors, or saved before the maps were kept)."""
-    if E_rows is None or state.transition_maps is None:
-        zeros = np.zeros((count, width), dtype=np.float32)
-        return zeros, zeros.copy()
-    E_rows = np.asarray(E_rows, dtype=np.float32)
-    W_from, W_to = state.transition_maps
-    return E_rows @ W_from, E_rows @ W_to
 
 
 def warm_grams(state: Fitted) -> None:
@@ -204,10 +188,10 @@ def add_items(model: Recommender, items: pd.DataFrame) -> np.ndarray:
                 als.set_item_rows(rows, state.text_prior.factors(E_new))
         V_new = np.ascontiguousarray(als.item_factors_[rows], dtype=np.float32)
         T_new = scoring.text_coordinates(E_new, state.geometry)
-        P_new, Q_new = next_item_guess(state, E_new, len(ids), current.Q.shape[1])
-        index = current.index.added(V_new, T_new, E_new, Q_new)
+        no_transitions = np.zeros((len(ids), current.Q.shape[1]), dtype=np.float32)
+        index = current.index.added(V_new, T_new, E_new, no_transitions)
         new_rows = {"V": V_new, "inv_norm": np.zeros(len(ids), dtype=np.float32), "E": E_new,
-                    "P": P_new, "Q": Q_new}
+                    "P": no_transitions, "Q": no_transitions}
         towers = snap.towers
         if towers is not None:  # text-only tower vectors (zero without text), at once
             towers, new_rows["G"] = new_item_vectors(
@@ -229,9 +213,6 @@ def add_items(model: Recommender, items: pd.DataFrame) -> np.ndarray:
             frame = items if hasattr(items, "columns") else None
             titles = frame["title"] if frame is not None and "title" in frame.columns else texts
             labels = labels.appended(titles)
-        for name, new in (("P", P_new), ("Q", Q_new)):
-            if name in state.grams:  # kept current for the late items' solves
-                state.grams[name] += new.astype(np.float64).T @ new
         state.late_items.add(rows)
         state.item_map.add(ids, "items.item_id")  # found before published: unknown until then
         state.publisher.publish(snap._replace(items=scoring.make_items(index=index, warm=warm, **grown),
