@@ -236,6 +236,40 @@ def test_visitors_and_predict_read_it(tastes):
                                rtol=1e-6)
 
 
+def test_a_clicked_new_item_leaves_the_signal_until_its_clicks_are_forgotten(tastes, tmp_path):
+    """From its first click a new item is ranked by its re-solved factors: its cold row
+    (and shift) no longer count, in the served score as in explain's parts; forgetting
+    its only clicker brings both back; a saved and loaded model agrees."""
+    rec, cold, test = tastes
+    rec.save(tmp_path / "m")
+    rec = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    user = int(test.user_id.iloc[0])
+    item = int(rec.recommend(user, 1, allow=list(cold.item_id)).ids[0])  # its best new item
+    clicker = int(test.user_id[test.user_id != user].iloc[0])
+    Z, row = rec._items.Z, rec._item_map.rows([item], "i")[0]
+
+    def cold_part() -> float:
+        why = rec.explain(user, item)
+        np.testing.assert_allclose(why.score, rec.predict(user, [item])[0], rtol=1e-5, atol=1e-5)
+        return why.signals["cold"]
+
+    before = cold_part()
+    assert before != 0.0 and Z.live_scales[Z.slots[row]] == Z.scales[Z.slots[row]] > 0
+    rec.update(clicker, [item])
+    Z = rec._items.Z
+    assert Z.live_scales[Z.slots[row]] == 0.0 and Z.scales[Z.slots[row]] > 0  # kept for a forget
+    assert not Z[np.array([row])].any()
+    assert cold_part() == 0.0  # neither its row nor the shift: the score is the other parts'
+    rec.save(tmp_path / "clicked")
+    back = Recommender.load(tmp_path / "clicked", encoder=WordEncoder())
+    assert back._items.Z.live_scales[back._items.Z.slots[row]] == 0.0
+    np.testing.assert_allclose(back.predict(user, [item]), rec.predict(user, [item]), rtol=1e-6)
+    rec.forget_user(clicker)
+    Z = rec._items.Z
+    assert Z.live_scales[Z.slots[row]] == Z.scales[Z.slots[row]] > 0
+    assert cold_part() == pytest.approx(before, rel=1e-5)
+
+
 def test_the_learned_part_is_fitted_and_ranks_new_items(learned):
     rec, cold, test = learned
     kernel, report = rec._state.cold_kernel, rec.validation_["cold"]
@@ -264,7 +298,8 @@ def test_save_load_round_trip(fitted, request, tmp_path):
     assert loaded.weights_["cold"] == rec.weights_["cold"]
     assert loaded._state.cold_kernel.factors == rec._state.cold_kernel.factors
     Z, n = loaded._items.Z, len(loaded._items.V)
-    assert loaded.memory_per_item()["Z"] == pytest.approx((Z.codes.nbytes + Z.scales.nbytes + Z.fresh.nbytes + 5 * n) / n)
+    assert loaded.memory_per_item()["Z"] == pytest.approx((Z.codes.nbytes + Z.scales.nbytes + Z.live_scales.nbytes
+                                                             + Z.fresh.nbytes + 5 * n) / n)
     extra = pd.DataFrame({"item_id": [90_000], "text": [cold.text.iloc[0]]})
     copy = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     for model in (loaded, copy):

@@ -32,10 +32,11 @@ How it scores:
   the personal weights (scenario "home"), or first (scenario "search").
 * **cold** — items without interactions only: per user, a kernel ridge regression of
   the items they took on their text (text vector, hashed words and, where chosen, a
-  learned map of the text to unit factors), read at a new item's text (:mod:`.cold_kernel`). Built at
-  request time from the history; its kernel parameters and weight are chosen at fit on a
-  cold-item validation (landmarks held out as if new), apart from the blend. Items fitted with interactions score 0 in
-  it; late items keep it after their first clicks, until the next fit.
+  learned map of the text to unit factors), read at a new item's text
+  (:mod:`.cold_kernel`). Built at request time from the history; its kernel parameters
+  and weight are chosen at fit on a cold-item validation (landmarks held out as if new),
+  apart from the blend. Items fitted with interactions score 0 in it, and so do late
+  items from their first clicks on (their re-solved factors rank them from then).
 * **towers** (opt-in, ``towers=``) — f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
   (causal transformer over the history; item tower = id embedding + MLP over the text
   vectors) trained on the histories at fit (:mod:`.towers_signal`). User vectors are

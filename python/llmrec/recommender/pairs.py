@@ -106,10 +106,10 @@ class PairScores:
         """Bytes held per catalogue item, by part ("total" their sum): the item matrices
         served from (factors, the inverse norms that give the unit factors, next-item
         factors, text vectors — 4·d bytes, or d + 4 with ``text_storage="int8"`` —, tower
-        vectors, the cold signal's rows — 5 bytes per item plus m + 4 per item without
-        interactions, "Z"), each stage-1 channel's index, the ALS model's item factors (fold-in
-        reads them; 0 where they are V's array, as fit and load make them) and the item
-        ids. Spare capacity kept for ``add_items`` is not counted; per-user and
+        vectors, the cold signal's rows — 5 bytes per item plus m + 12 per item without
+        interactions (codes, scale, live scale, freshness), "Z"), each stage-1 channel's
+        index, the ALS model's item factors (fold-in reads them; 0 where they are V's
+        array, as fit and load make them) and the item ids. Spare capacity kept for ``add_items`` is not counted; per-user and
         per-interaction memory is not either."""
         self._check_fitted()
         snap = self._state.publisher.current
@@ -131,7 +131,7 @@ class PairScores:
             else:
                 out["stage1." + name] = len(channel) * channel.dim * 4 / n
         if items.Z is not None:
-            out["Z"] = (items.Z.codes.nbytes + items.Z.scales.nbytes + items.Z.fresh.nbytes + 5 * snap.n_items) / n
+            out["Z"] = (items.Z.codes.nbytes + 2 * items.Z.scales.nbytes + items.Z.fresh.nbytes + 5 * snap.n_items) / n
         factors = snap.als.item_factors_
         out["als.item_factors"] = 0.0 if np.shares_memory(factors, items.V) else factors[:snap.n_items].nbytes / n
         out["item_ids"] = np.asarray(self._state.item_map.ids).nbytes / n

@@ -435,7 +435,7 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         queries.append(np.ascontiguousarray(signals.cold, dtype=np.float32))
         applies.append(items.Z.applies)  # items with interactions: 0, without reading a row
         fallbacks.append(np.zeros(n, dtype=np.float32))
-        row_scales.append(items.Z.scales)
+        row_scales.append(items.Z.live_scales)  # 0 for clicked items: their factors rank them
         row_maps.append(items.Z.slots)
         if items.Z.shift:  # w·δ on the rows of items with no interactions yet (one float each)
             matrices.append(items.Z.fresh)
