@@ -109,8 +109,8 @@ class PairScores:
         vectors, the cold signal's rows — 5 bytes per item plus m + 12 per item without
         interactions (codes, scale, live scale, freshness), "Z"), each stage-1 channel's
         index, the ALS model's item factors (fold-in reads them; 0 where they are V's
-        array, as fit and load make them) and the item ids. Spare capacity kept for ``add_items`` is not counted; per-user and
-        per-interaction memory is not either."""
+        array, as fit and load make them) and the item ids. Spare capacity kept for
+        ``add_items`` is not counted; per-user and per-interaction memory is not either."""
         self._check_fitted()
         snap = self._state.publisher.current
         items, n = snap.items, max(snap.n_items, 1)
