@@ -10,19 +10,9 @@ So the items that have a row of the signal get one more term in every blend, w·
 interactions of each sampled user, the models refitted without them), where the items
 without interactions are those the slice's models never saw: the blend the slice chose,
 plus w times the cold signal and w·δ on those items, ranks the held-out interactions at
-each δ of the grid. The lowest δ whose ndcg@10 lies within one standard error of the
-best one's is kept (the standard error of the users' paired differences: the
-"one-standard-error rule" of Breiman et al., "Classification and Regression Trees",
-1984, §3.4.3): where the slice cannot tell them apart, items that nobody has taken yet
-go below those that people have. A constant on the new items changes no ranking among
-them, so the cold-item ranking that chose w is untouched.
-
-Where a new item's first clicks arrive, it leaves the signal and the shift (its re-solved
-factors rank it, :mod:`.cold_kernel`), so δ also places the items nobody has clicked
-against the clicked ones: on a "new arrivals" shelf (MovieLens, a cold split, 1 % of the
-test clicks fed) the nearest-0 choice of the earlier rule (w·δ −0.25 and +0.5 on seeds 0
-and 2, the slice indifferent within 0.0002) ranked the unclicked ones first, ndcg@10
-0.318 / 0.289; w·δ = −4 gives 0.384 / 0.414 (bench/RESULTS.md, "Fifteenth session").
+each δ of the grid and the best is kept (ties: the δ nearest 0). A constant on the new
+items changes no ranking among them, so the cold-item ranking that chose w is untouched.
+An item leaves the shift, and the signal, at its first click (:mod:`.cold_kernel`).
 """
 
 from __future__ import annotations
@@ -65,25 +55,15 @@ def fit_shift(kernel: ColdKernel, weight: float, weights: dict[str, float], keep
                for name, signal in keep["signals"].items())
     base[is_cold] += weight * cold
     held = HeldOut(keep["relevant"], keep["n_relevant"])
-    per_user = {}
+    values = {}
     for shift in SHIFTS:
         scores = base.copy()
         scores[is_cold] += shift
-        per_user[shift] = held.per_row(scores)
-    values = {shift: float(v.mean()) for shift, v in per_user.items()}
-    best = max(SHIFTS, key=lambda shift: (values[shift], -abs(shift)))
-    chosen = min(shift for shift in SHIFTS if values[best] - values[shift] <= standard_error(
-        per_user[best] - per_user[shift]))
-    report = {"cold_candidates": int(len(rows)), "shift": chosen, "ndcg": round(values[chosen], 4),
-              "ndcg_best": round(values[best], 4), "ndcg_unshifted": round(values[0.0], 4)}
-    return chosen / weight, report
+        values[shift] = held.ndcg(scores)
+    best = max(SHIFTS, key=lambda shift: (values[shift], -abs(shift)))  # ties: nearest 0
+    report = {"cold_candidates": int(len(rows)), "shift": best, "ndcg": round(values[best], 4),
+              "ndcg_unshifted": round(values[0.0], 4)}
+    return best / weight, report
 
 
-def standard_error(differences: np.ndarray) -> float:
-    """The standard error of the mean of paired per-user ``differences`` (0 for fewer
-    than two users)."""
-    n = len(differences)
-    return float(np.std(differences, ddof=1) / np.sqrt(n)) if n > 1 else 0.0
-
-
-__all__ = ["SHIFTS", "fit_shift", "standard_error"]
+__all__ = ["SHIFTS", "fit_shift"]

@@ -60,10 +60,6 @@ class HeldOut:
 
     def ndcg(self, scores: np.ndarray) -> float:
         """Mean ndcg@k of the rows of ``scores`` (n, C)."""
-        return float(np.mean(self.per_row(scores)))
-
-    def per_row(self, scores: np.ndarray) -> np.ndarray:
-        """ndcg@k of each row of ``scores`` (n, C), float64 (n,)."""
         k, C = self.k, scores.shape[1]
         # A held-out item's rank is the number of the row's k best scores above it
         # (ranks >= k miss): one value partition per row instead of a sorted top k.
@@ -71,7 +67,7 @@ class HeldOut:
         rank = (best[self.rows] > scores[self.rows, self.cols][:, None]).sum(axis=1)
         gains = np.where(rank < k, self.discount[np.minimum(rank, k - 1)], 0.0)
         dcg = np.bincount(self.rows, weights=gains, minlength=self.n)
-        return np.asarray(dcg / self.idcg, dtype=np.float64)
+        return float(np.mean(dcg / self.idcg))
 
 
 def fit_weights(signals: Mapping[str, np.ndarray], relevant: np.ndarray, n_relevant: np.ndarray,
