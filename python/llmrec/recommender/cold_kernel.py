@@ -187,9 +187,9 @@ class ColdRows:
         floats (the shift's flag and the row's live scale)."""
         at = self.slots[np.asarray(rows, dtype=np.int64)]
         keep = at > 0
-        fresh = np.asarray(fresh, dtype=bool)[keep]
-        self.fresh[at[keep], 0] = fresh
-        self.live_scales[at[keep]] = np.where(fresh, self.scales[at[keep]], 0.0)
+        at, fresh = at[keep], np.asarray(fresh, dtype=bool)[keep]
+        self.fresh[at, 0] = fresh
+        self.live_scales[at] = np.where(fresh, self.scales[at], 0.0)
 
     def appended(self, values: np.ndarray | None, count: int) -> ColdRows:
         """These rows and ``count`` new items after them, with ``values`` (None: zero

@@ -131,7 +131,8 @@ class PairScores:
             else:
                 out["stage1." + name] = len(channel) * channel.dim * 4 / n
         if items.Z is not None:
-            out["Z"] = (items.Z.codes.nbytes + 2 * items.Z.scales.nbytes + items.Z.fresh.nbytes + 5 * snap.n_items) / n
+            out["Z"] = (items.Z.codes.nbytes + items.Z.scales.nbytes + items.Z.live_scales.nbytes
+                        + items.Z.fresh.nbytes + 5 * snap.n_items) / n
         factors = snap.als.item_factors_
         out["als.item_factors"] = 0.0 if np.shares_memory(factors, items.V) else factors[:snap.n_items].nbytes / n
         out["item_ids"] = np.asarray(self._state.item_map.ids).nbytes / n
