@@ -105,6 +105,7 @@ def test_recbole_atomic(tmp_path):
     assert users.set_index("user_id").loc[196, "occupation"] == "writer"
     assert users.set_index("user_id").loc[186, "zip_code"] == "00000"  # leading zeros kept
     assert users["age"].tolist() == [39, 49]
+    assert users["text"].tolist() == ["A 39-year-old female executive.", "A 49-year-old male writer."]
 
 
 def test_recbole_string_ids_stay_strings(tmp_path):
@@ -129,8 +130,9 @@ def test_original_ml100k(tmp_path):
     assert by_id.loc[302, "genres"] == ["Crime", "Film-Noir"]
     assert pd.isna(by_id.loc[267, "year"]) and by_id.loc[267, "genres"] == ["unknown"]
     assert by_id.loc[242, "release_date"] == "24-Jan-1997"
-    assert list(users.columns) == ["user_id", "age", "gender", "occupation", "zip_code"]
+    assert list(users.columns) == ["user_id", "age", "gender", "occupation", "zip_code", "text"]
     assert users["age"].dtype == np.int64 and users["zip_code"].tolist()[1] == "00000"
+    assert users["text"].tolist()[1] == "A 39-year-old female executive."
 
 
 def test_ml_latest_csv(tmp_path):
@@ -224,7 +226,8 @@ def test_real_movielens_100k():
     assert items.set_index("item_id").loc[1, "text"] == \
         "Toy Story (1995). Genres: Animation, Children's, Comedy"
     assert items["text"].str.len().min() > 0
-    assert set(users.columns) == {"user_id", "age", "gender", "occupation", "zip_code"}
+    assert set(users.columns) == {"user_id", "age", "gender", "occupation", "zip_code", "text"}
+    assert users.set_index("user_id").loc[1, "text"] == "A 24-year-old male technician."
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -374,3 +377,16 @@ def test_to_csr_on_movielens():
     # exact: integer ratings, and every partial sum stays below 2**24 (float32 integers)
     assert interactions["rating"].sum() < 2 ** 24
     assert matrix.sum() == interactions["rating"].sum()
+
+
+def test_profile_texts_use_the_columns_there_are():
+    from llmrec.datasets import _profile_texts
+
+    frame = pd.DataFrame({"user_id": [1, 2, 3], "gender": ["F", "X", None],
+                          "occupation": ["nurse", "", "artist"]})
+    assert _profile_texts(frame) == ["A female nurse.", "A X.", "An artist."]
+    ages = pd.DataFrame({"user_id": [1, 2, 3, 4], "age": [18, 81, 7, 11]})
+    assert _profile_texts(ages) == ["An 18-year-old.", "An 81-year-old.", "A 7-year-old.",
+                                    "An 11-year-old."]
+    assert _profile_texts(pd.DataFrame({"user_id": [1], "zip_code": ["00000"]})) is None
+    assert _profile_texts(pd.DataFrame({"user_id": [1], "age": [None]})) == [""]

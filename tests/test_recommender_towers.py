@@ -330,3 +330,59 @@ def test_finetuned_towers_serve_save_and_load(data, tmp_path):
         np.testing.assert_array_equal(a.scores, b.scores)
         other.add_items(data[1].iloc[2:3].assign(item_id=[80_002]))
         assert 80_002 in other.recommend(1, 3, allow=[80_002]).ids.tolist()
+
+
+def test_profiles_reach_the_towers_at_fit_update_and_load(data, tmp_path):
+    """With a users frame of profile texts, the towers are fitted with them and every
+    stored towers vector is the forward of the history and the user's profile vector."""
+    import pandas as pd
+
+    interactions, items, _ = data
+    ids = np.sort(interactions["user_id"].unique())
+    users = pd.DataFrame({"user_id": ids, "text": [f"user {u} likes {'ab'[u % 2]}" if u % 3 else ""
+                                                   for u in ids]})
+    rec = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, towers=TINY,
+                      validation=0.0, regularization=10.0, rating_rule="ignore").fit(
+        interactions, items=items, users=users)
+    tower = rec._publisher.current.towers
+    assert tower.uses_profiles_
+
+    def check(model, user):
+        row = int(model._user_map.rows([user], "u")[0])
+        profile = model._profile[row:row + 1]
+        expected = model._publisher.current.towers.user_vectors(
+            [model._histories.get(row)], profile_vectors=profile)[0]
+        np.testing.assert_allclose(model._users["towers"][row], expected, rtol=1e-5, atol=1e-5)
+        return profile
+
+    for user in ids[:6]:  # with and without a profile (every third has none: a zero row)
+        profile = check(rec, int(user))
+        assert (np.any(profile != 0)) == bool(int(user) % 3)
+    with_profile = int(ids[1])
+    row = int(rec._user_map.rows([with_profile], "u")[0])
+    bare = tower.user_vectors([rec._histories.get(row)])[0]
+    assert not np.allclose(rec._users["towers"][row], bare)  # the profile moved it
+    # a visitor with the same history and profile text is ranked as the fitted user
+    history = list(rec._item_map.to_ids(rec._histories.get(row)))
+    text = users.set_index("user_id").loc[with_profile, "text"]
+    a, b = rec.recommend(with_profile, 10), rec.recommend_for_history(history, 10, profile=text)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-4)
+    assert not np.array_equal(rec.recommend_for_history(history, 10).scores, b.scores)
+    np.testing.assert_array_equal(rec.recommend_for_history(history, 10, profile="  ").scores,
+                                  rec.recommend_for_history(history, 10).scores)
+    with pytest.raises(TypeError, match="profile must be a str or None"):
+        rec.recommend_for_history(history, 10, profile=3)
+    rec.update(with_profile, [11, 12])
+    check(rec, with_profile)
+    rec.save(tmp_path / "m")
+    again = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    assert again._publisher.current.towers.uses_profiles_
+    np.testing.assert_array_equal(again.recommend(with_profile, 10).ids, rec.recommend(with_profile, 10).ids)
+    check(again, with_profile)
+
+
+def test_a_profile_needs_a_model_with_text(data):
+    rec = _fit(data, encoder=None, towers=None, validation=0.0, regularization=10.0)
+    with pytest.raises(ValueError, match="cannot read a profile text"):
+        rec.recommend_for_history([1, 2], 5, profile="A 30-year-old nurse.")

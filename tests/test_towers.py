@@ -156,13 +156,15 @@ def _reference_item_vectors(model: SequenceTowers) -> np.ndarray:
     return G
 
 
-def _reference_user_vector(model: SequenceTowers, history: np.ndarray) -> np.ndarray:
-    """The user tower for one history in float64 numpy, from the weights."""
+def _reference_user_vector(model: SequenceTowers, history: np.ndarray,
+                           profile: np.ndarray | None = None) -> np.ndarray:
+    """The user tower for one history (and profile vector) in float64 numpy, from the weights."""
     p = {k: v.double().numpy() for k, v in model.module_.state_dict().items()}
     G = _reference_item_vectors(model)
     W, heads = model.max_history, model.heads
     h = history[-W:]
-    x = np.vstack([p["user.bos"], G[h]])
+    bos = p["user.bos"] if profile is None else p["user.bos"] + p["user.profile.weight"] @ profile
+    x = np.vstack([bos, G[h]])
     x = x + p["user.positions.weight"][np.arange(len(h), -1, -1)]
     s, d = x.shape
     for b in range(model.layers):
@@ -626,3 +628,125 @@ def test_vectors_feed_an_exact_index(world, text_towers):
                                atol=_tolerance(text_towers, np.abs(S).max()), rtol=0)
     assert (np.take_along_axis(S, ids, axis=1)[:, -1:] >= np.sort(S, axis=1)[:, -5:-4]
             - _tolerance(text_towers, np.abs(S).max())).all()
+
+
+# ------------------------------------------------------------------ profiles
+
+def _profile_world(world: World, seed: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Profiles that name each user's topic (noisy one-hots in the text space, a tenth of
+    the users without one: zero rows), and histories whose first item is from a random
+    topic: only a profile tells what a user starts with."""
+    rng = np.random.default_rng(seed)
+    P = (np.eye(N_TOPICS, TEXT_DIM)[world.user_topic]
+         + 0.1 * rng.standard_normal((N_USERS, TEXT_DIM))).astype(np.float32)
+    P[rng.random(N_USERS) < 0.1] = 0.0
+    return P, world.histories
+
+
+@pytest.fixture(scope="module")
+def profile_towers(world: World) -> SequenceTowers:
+    P, H = _profile_world(world)
+    return SequenceTowers(**SMALL).fit(H, item_text_vectors=world.text, encoder=None,
+                                       profile_vectors=P, epochs=25)
+
+
+def _topic_share(model: SequenceTowers, world: World, topics: np.ndarray, **kwargs) -> float:
+    U = model.user_vectors([np.array([], dtype=np.int64)] * len(topics), **kwargs)
+    top = np.argsort(-(U @ model.item_vectors().T), axis=1)[:, :10]
+    return float((world.topic[top] == topics[:, None]).mean())
+
+
+def test_a_profile_ranks_a_user_without_history_toward_their_topic(world, text_towers, profile_towers):
+    assert profile_towers.uses_profiles_ and not text_towers.uses_profiles_
+    topics = np.repeat(np.arange(N_TOPICS), 4)
+    rng = np.random.default_rng(7)
+    P = (np.eye(N_TOPICS, TEXT_DIM)[topics] + 0.1 * rng.standard_normal((len(topics), TEXT_DIM))
+         ).astype(np.float32)
+    with_profile = _topic_share(profile_towers, world, topics, profile_vectors=P)
+    # Without a profile every empty history gets the same vector: one topic's share at most.
+    without = _topic_share(profile_towers, world, topics)
+    ignored = _topic_share(text_towers, world, topics, profile_vectors=P)  # not fitted with them
+    assert with_profile >= 0.6 and without <= 0.35 and ignored <= 0.35, (with_profile, without, ignored)
+    np.testing.assert_array_equal(text_towers.user_vectors(world.histories[:5], profile_vectors=P[:5]),
+                                  text_towers.user_vectors(world.histories[:5]))
+
+
+def test_profile_forward_matches_a_float64_reference_batch_and_single(world, profile_towers, rng):
+    histories = [rng.choice(N_ITEMS, size=n) for n in (0, 1, 4, 10, 17)]
+    P = rng.standard_normal((len(histories), TEXT_DIM)).astype(np.float32)
+    P[2] = 0.0  # no profile: BOS alone
+    ref = np.array([_reference_user_vector(profile_towers, h, p.astype(np.float64))
+                    for h, p in zip(histories, P)])
+    tol = _tolerance(profile_towers, np.abs(ref).max())
+    np.testing.assert_allclose(profile_towers.user_vectors(histories, profile_vectors=P), ref,
+                               atol=tol, rtol=0)
+    single = np.vstack([profile_towers.user_vectors([h], profile_vectors=P[i:i + 1])
+                        for i, h in enumerate(histories)])
+    np.testing.assert_allclose(single, ref, atol=tol, rtol=0)
+    np.testing.assert_array_equal(profile_towers.user_vectors(histories[2:3], profile_vectors=P[2:3]),
+                                  profile_towers.user_vectors(histories[2:3]))
+
+
+class _TopicEncoder:
+    """A stand-in encoder: a text "topic k" is the one-hot of k; anything else is ones."""
+
+    dim = TEXT_DIM
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], str]] = []
+
+    def encode(self, texts, *, kind="document", show_progress=False):
+        self.calls.append((list(texts), kind))
+        out = np.ones((len(texts), TEXT_DIM), dtype=np.float32)
+        for i, t in enumerate(texts):
+            if t.startswith("topic "):
+                out[i] = np.eye(TEXT_DIM, dtype=np.float32)[int(t.split()[1])]
+        return out
+
+
+def test_profile_texts_are_encoded_and_blank_ones_are_no_profile(world, tmp_path):
+    encoder = _TopicEncoder()
+    texts = [f"topic {t}" if u % 10 else None for u, t in enumerate(world.user_topic)]
+    texts[1] = "   "
+    model = SequenceTowers(**SMALL).fit(world.histories, item_text_vectors=world.text,
+                                        encoder=encoder, profiles=texts, epochs=2)
+    fitted_texts = encoder.calls[-1][0]
+    assert len(fitted_texts) == sum(1 for t in texts if t and t.strip())  # blank ones not encoded
+    asked = ["topic 2", None, ""]
+    vectors = np.zeros((3, TEXT_DIM), dtype=np.float32)
+    vectors[0, 2] = 1.0
+    H = world.histories[:3]
+    np.testing.assert_array_equal(model.user_vectors(H, profiles=asked),
+                                  model.user_vectors(H, profile_vectors=vectors))
+    path = tmp_path / "p.llmrec"
+    model.save(path)
+    again = SequenceTowers.load(path, encoder=encoder)
+    assert again.uses_profiles_
+    np.testing.assert_array_equal(again.user_vectors(H, profiles=asked),
+                                  model.user_vectors(H, profiles=asked))
+
+
+def test_bad_profiles(world, text_towers, profile_towers, ids_towers):
+    P, H = _profile_world(world)
+    fit = lambda **kw: SequenceTowers(**SMALL).fit(H, **{"item_text_vectors": world.text,  # noqa: E731
+                                                         "encoder": None, "epochs": 1, **kw})
+    with pytest.raises(ValueError, match="profile_vectors must have 300 rows"):
+        fit(profile_vectors=P[:-1])
+    with pytest.raises(ValueError, match="dimension 16"):
+        fit(profile_vectors=P[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        fit(profile_vectors=np.full_like(P, np.nan))
+    with pytest.raises(ValueError, match="not both"):
+        fit(profile_vectors=P, profiles=["a"] * N_USERS)
+    with pytest.raises(ValueError, match="pass an encoder"):
+        fit(profiles=["a"] * N_USERS)
+    with pytest.raises(ValueError, match="profiles must hold one entry per history"):
+        fit(profiles=["a"] * 3, encoder=_TopicEncoder())
+    with pytest.raises(TypeError, match=r"profiles\[1\] must be a str or None"):
+        fit(profiles=["a", 3] + ["a"] * (N_USERS - 2), encoder=_TopicEncoder())
+    with pytest.raises(ValueError, match="need a model with text"):
+        SequenceTowers(**SMALL, text=None).fit(H, n_items=N_ITEMS, profile_vectors=P, epochs=1)
+    with pytest.raises(ValueError, match="profile_vectors must have 2 rows"):
+        profile_towers.user_vectors(H[:2], profile_vectors=P[:3])
+    with pytest.raises(ValueError, match="no encoder"):
+        profile_towers.user_vectors(H[:2], profiles=["a", "b"])

@@ -10,7 +10,9 @@ Every loader returns the same three pandas frames:
     (a list of strings per row) and ``text``, a ready description for a text encoder
     such as ``"Toy Story (1995). Genres: Animation, Children's, Comedy"``.
 ``users``
-    one row per user: ``user_id`` and whatever else the files carry (age, gender, …).
+    one row per user: ``user_id`` and whatever else the files carry (age, gender, …),
+    with a ``text`` profile made of those (``"A 24-year-old male technician."``) where
+    the file has any of age, gender and occupation.
 
 :func:`to_csr` turns an interaction frame into the scipy CSR user × item matrix the
 rest of llmrec consumes, and gives back the ids of its rows and columns.
@@ -157,6 +159,38 @@ def _item_text(title: str, year: Any, genres: Sequence[str]) -> str:
     if genres:
         text = f"{text} Genres: {', '.join(genres)}"
     return text
+
+
+def _profile_texts(users: pd.DataFrame) -> list[str] | None:
+    """"A 24-year-old male technician." per user, from the age, gender and occupation
+    columns there are (None without any): what ``Recommender.fit(users=…)`` reads."""
+    columns = [c for c in ("age", "gender", "occupation") if c in users.columns]
+    if not columns:
+        return None
+    texts = []
+    for row in users[columns].itertuples(index=False):
+        words = []
+        for name, value in zip(columns, row):
+            if value is None or pd.isna(value) or not str(value).strip():
+                continue
+            if name == "age":
+                words.append(f"{value}-year-old")
+            elif name == "gender":
+                words.append({"M": "male", "F": "female"}.get(str(value), str(value)))
+            else:
+                words.append(str(value))
+        texts.append(f"{_article(words[0])} {' '.join(words)}." if words else "")
+    return texts
+
+
+def _article(word: str) -> str:
+    """"An" before a vowel sound ("an 18-year-old", "an artist"), else "A"."""
+    number = word.split("-")[0]
+    if number.isdigit():
+        vowel = number in ("8", "11", "18") or number.startswith("8")
+    else:
+        vowel = word[:1].lower() in "aeiou"
+    return "An" if vowel else "A"
 
 
 def _make_items(item_ids: Sequence[Any], titles: Sequence[str], years: Sequence[Any],
@@ -401,7 +435,10 @@ def load_movielens(path: str | os.PathLike[str] | None = None
         (``"Toy Story (1995). Genres: Animation, Children's, Comedy"``), plus any other
         column of the item file.
     users : DataFrame with ``user_id`` and what the user file carries (age, gender,
-        occupation, zip_code); the distinct interaction users where there is no file.
+        occupation, zip_code), plus a profile ``text`` made of the age, gender and
+        occupation (``"A 24-year-old male technician."``; ``Recommender.fit(users=…)``
+        reads it) where the file has any of them; the distinct interaction users where
+        there is no file.
 
     Raises
     ------
@@ -425,6 +462,9 @@ def load_movielens(path: str | os.PathLike[str] | None = None
         raise FileNotFoundError(f"path {str(directory)!r} is not a directory")
     start = time.perf_counter()
     frames = _load_directory(directory)
+    texts = _profile_texts(frames[2]) if "text" not in frames[2].columns else None
+    if texts is not None:
+        frames = (frames[0], frames[1], frames[2].assign(text=texts))
     log.info("load_movielens: %s: %d interactions, %d items, %d users in %.2f s", directory,
              len(frames[0]), len(frames[1]), len(frames[2]), time.perf_counter() - start)
     return frames

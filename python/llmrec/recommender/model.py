@@ -469,7 +469,7 @@ class Recommender(PairScores, Estimator):
         towers = None
         if s["towers"] is not None:
             towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress,
-                                text=self._towers_text(texts) if use_text else None)
+                                text=self._towers_text(texts) if use_text else None, profile=profile)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
             geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers,
                                               None if cold is None else cold[0], texts if use_text else None,
@@ -570,6 +570,19 @@ class Recommender(PairScores, Estimator):
                              "match a free-text query")
         vectors = self._encode(queries, kind="query")
         return np.repeat(vectors, n, axis=0) if len(queries) == 1 and n != 1 else vectors
+
+    def _profile_vector(self, profile: Any) -> np.ndarray | None:
+        """A visitor's profile text as the (1, d) row fit would store (None for none)."""
+        if profile is None:
+            return None
+        if not isinstance(profile, str):
+            raise TypeError(f"profile must be a str or None, got {type(profile).__name__}")
+        if self._state.publisher.current.items.E is None:  # fixed at fit
+            raise ValueError("this Recommender was fitted without item text, so it cannot "
+                             "read a profile text")
+        if not profile.strip():
+            return None  # a blank profile is no profile, as in fit's users frame
+        return self._encode([profile])
 
     # ------------------------------------------------------------------ snapshots
     def _item_rows(self, snap: Snapshot, ids: Any, name: str) -> np.ndarray:
@@ -672,10 +685,15 @@ class Recommender(PairScores, Estimator):
         return Recommendations(out, scores, user_ids, source)
 
     def recommend_for_history(self, item_ids: IdList, k: int = 10, *, query: str | None = None,
-                              exclude_seen: bool = True, diversity: float | None = None,
+                              profile: str | None = None, exclude_seen: bool = True,
+                              diversity: float | None = None,
                               scenario: str | None = None) -> Recommendations:
         """Top-k for a visitor not in the model, from the items they interacted with
         (oldest first); nothing is stored. Returns 1-D results.
+
+        ``profile``: the visitor's profile text, read as a fitted user's ``users`` text
+        is (by the text signal and by towers fitted with profiles); it needs a model
+        fitted with item text, and at least one item (an empty history ranks as below).
 
         An empty history has no signal of its own: with ``query`` the ranking is the
         request's alone (as :meth:`search`, under ``scenario``'s query weight); without
@@ -687,6 +705,7 @@ class Recommender(PairScores, Estimator):
         k = self._check_k(k)
         weights, diversity = self._weights(scenario), self._diversity(diversity)
         query_vectors = self._query_vectors(query, 1)
+        profile_vector = self._profile_vector(profile)
         with self._state.publisher.pin() as (snap, _):
             rows = self._item_rows(snap, list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
             if len(rows) == 0:
@@ -701,7 +720,8 @@ class Recommender(PairScores, Estimator):
                 return self._result(ids, scores, True, labels=snap.labels)
             _, first_from_end = np.unique(rows[::-1], return_index=True)
             history = rows[np.sort(len(rows) - 1 - first_from_end)]
-            vectors = signal_vectors(self._state.settings, snap.items, snap.als, snap.towers, [history])
+            vectors = signal_vectors(self._state.settings, snap.items, snap.als, snap.towers, [history],
+                                     profile_vector)
             if self._state.cold_kernel is not None:
                 vectors["cold"] = self._state.cold_kernel.queries([history])
             exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None

@@ -86,10 +86,12 @@ class TowersText:
 
 def fit_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int,
                E: np.ndarray | None, show_progress: bool = False,
-               text: TowersText | None = None) -> Any:
+               text: TowersText | None = None, profile: np.ndarray | None = None) -> Any:
     """SequenceTowers fitted on ``histories``; with text vectors ``E`` unless the
     parameters say ``text=None`` (without ``E`` the towers are ids-only); with
-    ``text="finetune"``, on ``text``'s item texts and encoder."""
+    ``text="finetune"``, on ``text``'s item texts and encoder. ``profile``: the users'
+    profile text vectors (zero rows: none), read by towers with text when some user
+    has one."""
     from llmrec.towers import SequenceTowers
 
     params = dict(params)
@@ -98,6 +100,8 @@ def fit_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int
         params["text"] = None
     towers = SequenceTowers(**params)
     fit = {"epochs": "auto", **fit_options, "show_progress": show_progress}
+    if towers.text is not None and profile is not None and profile.any():
+        fit["profile_vectors"] = profile
     if towers.text is None:
         return towers.fit(histories, n_items=n_items, encoder=None, **fit)
     if towers.text == "finetune":
@@ -108,17 +112,21 @@ def fit_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int
     return towers.fit(histories, item_text_vectors=E, encoder=None, **fit)
 
 
-def user_vectors(towers: Any, histories: list[np.ndarray]) -> np.ndarray:
+def user_vectors(towers: Any, histories: list[np.ndarray], profile: np.ndarray | None = None
+                 ) -> np.ndarray:
     """f_u per history (float32); zero for an empty history (no signal, as the other
     personal signals). Items the towers do not know (added without text to an ids-only
-    model) are skipped."""
+    model) are skipped. ``profile`` rows (one per history) are read by towers fitted
+    with profiles."""
     dim = int(towers.module_.user.norm.normalized_shape[0])
     out = np.zeros((len(histories), dim), dtype=np.float32)
     known = [np.asarray(h, dtype=np.int64) for h in histories]
     known = [h[h < towers.n_items_] for h in known]
     rows = [r for r, h in enumerate(known) if len(h)]
     if rows:
-        out[rows] = towers.user_vectors([known[r] for r in rows])
+        given = profile is not None and towers.uses_profiles_
+        out[rows] = towers.user_vectors([known[r] for r in rows],
+                                        profile_vectors=profile[rows] if given else None)
     return out
 
 

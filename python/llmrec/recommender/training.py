@@ -286,8 +286,9 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
     towers_raw = None
     if s.get("towers") is not None:
         # Trained without the held-out items: its weight is fitted on targets it never saw.
-        towers = fit_towers(s["towers"], train_h, n_items, E, text=towers_text)
-        towers_raw = (towers_user_vectors(towers, hist), towers.item_vectors())
+        towers = fit_towers(s["towers"], train_h, n_items, E, text=towers_text, profile=profile)
+        towers_raw = (towers_user_vectors(towers, hist, None if profile is None else profile[val_users]),
+                      towers.item_vectors())
         report["towers_best_epoch"] = int(towers.best_epoch_)
         report["towers_averaged_epochs"] = int(towers.averaged_epochs_)
     best = (-1.0, weights, fallback)

@@ -75,7 +75,7 @@ def signal_vectors(settings: dict[str, Any], items: Any, als: Any, towers: Any,
            "transition": sequence_vectors(P, local, settings["sequence_decay"]),
            "text": text_vectors(items.E, histories, settings["recency"], profile)}
     if towers is not None:  # one forward per user (numpy for a single history)
-        out["towers"] = towers_user_vectors(towers, histories)
+        out["towers"] = towers_user_vectors(towers, histories, profile)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Validation of the towers' inputs: histories, timestamps, texts, requests."""
+"""Validation of the towers' inputs: histories, timestamps, texts, requests, profiles."""
 
 from __future__ import annotations
 
@@ -81,26 +81,44 @@ def as_texts(texts: Any, name: str) -> list[str]:
     return texts
 
 
-def as_requests(requests: Any, n: int) -> tuple[list[int], list[str]]:
-    """(rows with a request, their texts) from None, one str for all, or n str-or-None."""
+def as_requests(requests: Any, n: int, name: str = "requests") -> tuple[list[int], list[str]]:
+    """(rows with a text, their texts) from None, one str for all, or n str-or-None
+    (requests, profiles)."""
     if requests is None:
         return [], []
     if isinstance(requests, str):
         return list(range(n)), [requests] * n
     if not _is_sequence(requests):
-        raise TypeError(f"requests must be None, a str or a sequence of str or None (one per "
+        raise TypeError(f"{name} must be None, a str or a sequence of str or None (one per "
                         f"history), got {type(requests).__name__}")
     if len(requests) != n:
-        raise ValueError(f"requests must hold one entry per history ({n}), got {len(requests)}")
+        raise ValueError(f"{name} must hold one entry per history ({n}), got {len(requests)}")
     rows, texts = [], []
     for i, r in enumerate(requests):
         if r is None:
             continue
         if not isinstance(r, str):
-            raise TypeError(f"requests[{i}] must be a str or None, got {type(r).__name__}")
+            raise TypeError(f"{name}[{i}] must be a str or None, got {type(r).__name__}")
         rows.append(i)
         texts.append(r)
     return rows, texts
+
+
+def profile_matrix(profiles: Any, profile_vectors: Any, n: int, text_dim: int,
+                   encode: Any) -> np.ndarray:
+    """Profile text vectors, float32 (n, text_dim): ``profile_vectors`` checked, or the
+    ``profiles`` texts through ``encode`` (a callable list[str] → array); users without
+    a profile (None or a blank text) get a zero row."""
+    if profile_vectors is not None:
+        if profiles is not None:
+            raise ValueError("give profiles or profile_vectors, not both")
+        return as_text_vectors(profile_vectors, "profile_vectors", dim=text_dim, rows=n)
+    rows, texts = as_requests(profiles, n, "profiles")
+    kept = [(r, t) for r, t in zip(rows, texts) if t.strip()]
+    P = np.zeros((n, text_dim), dtype=np.float32)
+    if kept:
+        P[[r for r, _ in kept]] = encode([t for _, t in kept])
+    return P
 
 
 def as_text_vectors(values: Any, name: str, *, dim: int | None, rows: int | None = None

@@ -37,6 +37,8 @@ class NumpyUserTower:
         self.heads = net.user.blocks[0].heads
         self.bos = p["user.bos"]
         self.request_type = p["user.request_type"]
+        profile = p.get("user.profile.weight")
+        self.profile = None if profile is None else np.ascontiguousarray(profile.T)
         self.positions = p["user.positions.weight"]
         self.gaps = p.get("user.gaps.weight")
         self.norm = (p["user.norm.weight"], p["user.norm.bias"])
@@ -59,12 +61,15 @@ class NumpyUserTower:
                              p["item.text_mlp.2.bias"])
 
     def __call__(self, tokens: np.ndarray, gaps: np.ndarray | None,
-                 request_text: np.ndarray | None) -> np.ndarray:
+                 request_text: np.ndarray | None, profile: np.ndarray | None = None) -> np.ndarray:
         """tokens (m, dim): item vectors of the latest m ≤ max_history items; gaps (m,)
-        buckets or None; request_text (text_dim,) or None → f_u (dim,) float32."""
+        buckets or None; request_text and profile (text_dim,) or None → f_u (dim,)
+        float32 (the profile is read by a tower fitted with profiles)."""
         m = tokens.shape[0]
         x = np.empty((m + 1, tokens.shape[1]), dtype=np.float32)
         x[0] = self.bos
+        if self.profile is not None and profile is not None:
+            x[0] += profile @ self.profile
         x[1:] = tokens
         x += self.positions[np.minimum(np.arange(m, -1, -1), self.max_history)]
         if self.gaps is not None:

@@ -14,7 +14,7 @@ from llmrec._checks import as_ids, check_int, check_real
 from llmrec._estimator import Estimator
 from llmrec.exceptions import NotFittedError
 from llmrec.towers._inputs import (as_histories, as_requests, as_text_vectors, as_texts,
-                                   as_timestamps)
+                                   as_timestamps, profile_matrix)
 
 _PARAM_NAMES = ("dim", "layers", "heads", "max_history", "text", "id_dropout", "dropout",
                 "hidden", "lr", "weight_decay", "batch_size", "patience", "request_rate",
@@ -22,7 +22,7 @@ _PARAM_NAMES = ("dim", "layers", "heads", "max_history", "text", "id_dropout", "
                 "average", "average_epochs", "random_state", "num_threads")
 _LEARNED = ("module_", "n_items_", "text_dim_", "item_text_vectors_", "has_id_", "encoder_",
             "history_", "best_epoch_", "validation_ndcg_", "averaged_epochs_", "uses_timestamps_",
-            "fit_seconds_")
+            "uses_profiles_", "fit_seconds_")
 TEXT_MODES = ("frozen", "finetune", None)
 MAX_EPOCHS_AUTO = 200
 LIMITS = {"dim": (2, 4096), "layers": (1, 32), "heads": (1, 64), "max_history": (1, 4096),
@@ -45,7 +45,9 @@ class SequenceTowers(Estimator):
     **User tower**: a causal pre-norm transformer (SASRec-style) over
     ``[BOS, g(h_1)+p_1, …, g(h_m)+p_m]``, the user's latest ``max_history`` items with
     learned position embeddings (plus a time-gap embedding when ``fit`` got timestamps);
-    an optional request token (a free-text request's vector through the item text MLP
+    when ``fit`` got user profiles (a free text per user), BOS also carries the
+    profile's text vector through a learned linear map, so the interest vector reads who
+    the user is as well as what they took; an optional request token (a free-text request's vector through the item text MLP
     plus a learned type vector) comes last. The interest vector f_u is the output of the
     last token, and the score of item i is f_u · g_i: put :meth:`item_vectors` in an
     :class:`~llmrec.ExactIndex` and search it with :meth:`user_vectors`.
@@ -144,6 +146,7 @@ class SequenceTowers(Estimator):
     averaged_epochs_ : int, how many epochs' weights (around ``best_epoch_``) the kept
         model averages; 1: the best epoch alone
     uses_timestamps_ : bool
+    uses_profiles_ : bool, the user tower reads profiles (fitted with them)
     fit_seconds_ : float
     """
 
@@ -223,7 +226,7 @@ class SequenceTowers(Estimator):
 
     def fit(self, histories: Any, *, item_texts: Any = None, item_text_vectors: Any = None,
             encoder: Any = "default", n_items: int | None = None, timestamps: Any = None,
-            validation: float = 0.1, validation_items: int = 1, epochs: int | str = "auto",
+            profiles: Any = None, profile_vectors: Any = None, validation: float = 0.1, validation_items: int = 1, epochs: int | str = "auto",
             show_progress: bool = False,
             callback: Callable[[int, dict[str, float]], Any] | None = None) -> SequenceTowers:
         """Train both towers on interaction sequences; returns self.
@@ -250,6 +253,13 @@ class SequenceTowers(Estimator):
         timestamps : sequence of real arrays parallel to ``histories``, optional
             Event times (any unit; datetime64 is read in seconds): adds a time-gap
             embedding, log2-bucketed, to each token.
+        profiles : sequence of str or None, one per history, optional
+            A free text about each user (age, occupation, stated tastes; None or '' for
+            a user without one), encoded with ``encoder`` (its plain vectors, also with
+            ``text="finetune"``): the user tower learns to read it (see the class
+            docstring), and :meth:`user_vectors` then takes profiles too. Needs text.
+        profile_vectors : float array (n_histories, text_dim), optional
+            Precomputed profile vectors instead of ``profiles`` (zero rows: no profile).
         validation : float in [0, 1)
             Share of the users with more than ``validation_items`` items whose latest
             ``validation_items`` items are held out for early stopping (their other
@@ -317,6 +327,18 @@ class SequenceTowers(Estimator):
         ts = as_timestamps(timestamps, H, "timestamps")
         if not use_text:
             T = None
+        P = None
+        if profiles is not None or profile_vectors is not None:
+            if T is None:
+                raise ValueError("profiles are text: they need a model with text (text='frozen' "
+                                 "or 'finetune'), not text=None")
+            if profiles is not None and profile_vectors is None and encoder_obj is None:
+                if encoder_spec is None:
+                    raise ValueError("profiles are texts to encode: pass an encoder, or give "
+                                     "profile_vectors")
+                encoder_obj = _make_encoder(encoder_spec)
+            P = profile_matrix(profiles, profile_vectors, len(H), T.shape[1],
+                               lambda texts: _plain_vectors(encoder_obj, texts, T.shape[1]))
 
         import torch
 
@@ -328,6 +350,7 @@ class SequenceTowers(Estimator):
         rng = np.random.default_rng(seed)
         data = _split_validation(H, ts, catalogue, validation, rng, validation_items)
         data.text = torch.from_numpy(T) if T is not None else None
+        data.profiles = torch.from_numpy(P) if P is not None else None
         settings = Settings(max_history=s["max_history"], batch_size=s["batch_size"], lr=s["lr"],
                             weight_decay=s["weight_decay"],
                             id_dropout=s["id_dropout"] if use_text else 0.0,
@@ -342,7 +365,8 @@ class SequenceTowers(Estimator):
             net = Towers(n_id_rows=catalogue, text_dim=0 if T is None else T.shape[1],
                          dim=s["dim"], hidden=s["hidden"], layers=s["layers"], heads=s["heads"],
                          max_history=s["max_history"], dropout=s["dropout"],
-                         use_gaps=ts is not None, text_head=None if tuner is None else tuner.head)
+                         use_gaps=ts is not None, text_head=None if tuner is None else tuner.head,
+                         use_profiles=P is not None)
             data.tuner = tuner
             records, averaged, kept_ndcg = train(net, data, settings, rng,
                                                show_progress=show_progress, callback=callback)
@@ -364,6 +388,7 @@ class SequenceTowers(Estimator):
         self.validation_ndcg_ = float(kept_ndcg)
         self.averaged_epochs_ = averaged
         self.uses_timestamps_ = ts is not None
+        self.uses_profiles_ = P is not None
         self.fit_seconds_ = time.perf_counter() - start
         self._touch()
         return self
@@ -424,7 +449,8 @@ class SequenceTowers(Estimator):
                 self._item_matrix_cache = self.module_.item(ids, text, keep).contiguous()
         return self._item_matrix_cache
 
-    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
+    def _encoder(self) -> Any:
+        """The encoder that reads texts now (the default one loaded when first needed)."""
         if self.text_dim_ == 0:
             raise ValueError("this model was fitted with text=None: it cannot use texts")
         enc = self.encoder_
@@ -434,6 +460,10 @@ class SequenceTowers(Estimator):
                                  "item_text_vectors with encoder=None; give precomputed "
                                  "vectors instead, or set encoder_ to a TextEncoder")
             enc = self.encoder_ = _make_encoder("default")
+        return enc
+
+    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
+        enc = self._encoder()
         if enc.dim != self.text_dim_:
             raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the model was "
                              f"fitted on {self.text_dim_}-dim text vectors")
@@ -478,6 +508,7 @@ class SequenceTowers(Estimator):
                              "texts themselves")
 
     def user_vectors(self, histories: Any, *, requests: Any = None, request_vectors: Any = None,
+                     profiles: Any = None, profile_vectors: Any = None,
                      timestamps: Any = None, batch_size: int = 1024) -> np.ndarray:
         """Interest vectors f_u, float32 (n, dim), one per history.
 
@@ -492,6 +523,12 @@ class SequenceTowers(Estimator):
             every history.
         request_vectors : float array (n, text_dim_), optional
             Precomputed request vectors, one per history (instead of ``requests``).
+        profiles : sequence of str or None (one per history), optional
+            The users' profile texts, read when the model was fitted with profiles
+            (otherwise ignored, as a user without one): encoded with the encoder's
+            plain vectors, as at fit.
+        profile_vectors : float array (n, text_dim_), optional
+            Precomputed profile vectors instead of ``profiles`` (zero rows: none).
         timestamps : sequence of arrays parallel to histories, optional
             Used when the model was fitted with timestamps (otherwise ignored); without
             them the time gaps read as unknown.
@@ -503,6 +540,10 @@ class SequenceTowers(Estimator):
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         ts = as_timestamps(timestamps, H, "timestamps") if self.uses_timestamps_ else None
         R, has = self._requests(requests, request_vectors, len(H))
+        P = None
+        if self.uses_profiles_ and (profiles is not None or profile_vectors is not None):
+            P = profile_matrix(profiles, profile_vectors, len(H), self.text_dim_,
+                               lambda texts: _plain_vectors(self._encoder(), texts, self.text_dim_))
         import torch
 
         from llmrec.towers.training import gap_buckets, interest, pack, torch_threads
@@ -510,7 +551,8 @@ class SequenceTowers(Estimator):
         W = int(self.module_.user.max_history)
         if len(H) == 1:
             return self._one_user_vector(H[0], None if ts is None else ts[0],
-                                         None if R is None or has is None or not has[0] else R[0])
+                                         None if R is None or has is None or not has[0] else R[0],
+                                         None if P is None else P[0])
         out = np.empty((len(H), self.module_.user.norm.normalized_shape[0]), dtype=np.float32)
         G = self._item_matrix()
         with torch_threads(self._threads()), torch.inference_mode():
@@ -527,11 +569,12 @@ class SequenceTowers(Estimator):
                 if R is not None and has is not None and has[start:stop].any():
                     req = torch.from_numpy(R[start:stop])
                     has_req = torch.from_numpy(has[start:stop])
-                out[start:stop] = interest(self.module_, G, packed, req, has_req).numpy()
+                profile = None if P is None else torch.from_numpy(P[start:stop])
+                out[start:stop] = interest(self.module_, G, packed, req, has_req, profile).numpy()
         return out
 
     def _one_user_vector(self, history: np.ndarray, timestamps: np.ndarray | None,
-                         request: np.ndarray | None) -> np.ndarray:
+                         request: np.ndarray | None, profile: np.ndarray | None = None) -> np.ndarray:
         """One history through the numpy forward (cheaper per call than torch's)."""
         from llmrec.towers._numpy_forward import NumpyUserTower
         from llmrec.towers.training import gap_buckets
@@ -544,7 +587,7 @@ class SequenceTowers(Estimator):
         gaps = None
         if self.uses_timestamps_ and timestamps is not None:
             gaps = gap_buckets(timestamps)[-tower.max_history:]
-        return tower(self._item_matrix_np[h], gaps, request)[None, :]
+        return tower(self._item_matrix_np[h], gaps, request, profile)[None, :]
 
     def _requests(self, requests: Any, request_vectors: Any, n: int
                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -663,6 +706,15 @@ def _encoder_spec(encoder: Any) -> tuple[str | None, Any]:
     return "custom", encoder
 
 
+def _plain_vectors(encoder: Any, texts: list[str], text_dim: int) -> np.ndarray:
+    """``texts`` through ``encoder`` itself (never a fine-tuned head), checked to be
+    ``text_dim`` long: what profiles are read as."""
+    if encoder.dim != text_dim:
+        raise ValueError(f"the encoder makes {encoder.dim}-dim vectors but the model's text "
+                         f"vectors are {text_dim}-dim")
+    return np.asarray(encoder.encode(texts, kind="document"), dtype=np.float32)
+
+
 def _make_encoder(spec: str | None) -> Any:
     if spec is None:
         raise ValueError("item_texts need an encoder: pass encoder='default' or a TextEncoder, "
@@ -690,6 +742,7 @@ def _split_validation(H: list[np.ndarray], ts: list[np.ndarray] | None, n_items:
     train_gaps = list(gaps) if gaps is not None else None
     prefixes: list[np.ndarray] = []
     targets: list[int] = []
+    owners: list[int] = []
     seen: list[np.ndarray] = []
     val_gaps: list[np.ndarray] | None = [] if gaps is not None else None
     for u in val_users:
@@ -703,6 +756,7 @@ def _split_validation(H: list[np.ndarray], ts: list[np.ndarray] | None, n_items:
             if gaps is not None and val_gaps is not None:
                 val_gaps.append(gaps[u][:-held])
             targets.append(target)
+            owners.append(int(u))
             seen.append(np.setdiff1d(np.union1d(prefix, held_out), [target]))
     counts = np.zeros(n_items, dtype=np.int64)
     for seq in sequences:
@@ -710,4 +764,5 @@ def _split_validation(H: list[np.ndarray], ts: list[np.ndarray] | None, n_items:
     return TrainData(sequences=sequences, gaps=train_gaps, text=None,
                      has_id=torch.from_numpy(counts > 0), n_items=n_items,
                      val_prefixes=prefixes, val_gaps=val_gaps,
-                     val_targets=np.array(targets, dtype=np.int64), val_seen=seen)
+                     val_targets=np.array(targets, dtype=np.int64), val_seen=seen,
+                     val_users=np.array(owners, dtype=np.int64))

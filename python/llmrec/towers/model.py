@@ -3,14 +3,17 @@ causal transformer user tower over a history of item vectors.
 
 Sequence layout seen by :class:`UserTower` (one row per user, right-aligned)::
 
-    [pad … pad] [BOS] [g(h_1) … g(h_m)] [REQ]?
+    [pad … pad] [BOS (+ profile)] [g(h_1) … g(h_m)] [REQ]?
 
 Every token but the request carries a position embedding indexed by its distance from
 the last history token (the last item is 0, BOS of a full window is ``max_history``),
 so a row's positions do not depend on how much padding the batch needs. ``BOS`` is a
 learned token always present: a user with no history still has one token to attend to
 (its output is the learned "no history" interest vector), and in training its output
-predicts the first item of the window. ``REQ`` is an optional request: the request's
+predicts the first item of the window. A user's profile (the text vector of a free
+text about the user: age, occupation, tastes) is added to BOS through its own linear
+map without bias, so every history token reads it and a user without a profile (a zero
+vector) has BOS alone; the map exists only in models fitted with profiles. ``REQ`` is an optional request: the request's
 text vector through the item text MLP (a request reads as an imagined item) plus a
 learned type vector; the causal mask keeps it invisible to the history tokens.
 """
@@ -92,7 +95,7 @@ class UserTower(nn.Module):
     """A causal transformer over [BOS, item tokens…, REQ?]; returns every slot's output."""
 
     def __init__(self, *, dim: int, layers: int, heads: int, max_history: int, dropout: float,
-                 use_gaps: bool) -> None:
+                 use_gaps: bool, profile_dim: int = 0) -> None:
         super().__init__()
         self.max_history = max_history
         self.bos = nn.Parameter(torch.randn(dim) * dim ** -0.5)
@@ -105,20 +108,32 @@ class UserTower(nn.Module):
         self.blocks = nn.ModuleList(_Block(dim, heads, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.dropout = dropout
+        # Zero at first, like the gaps: training starts from the profile-free tower. Made
+        # last and without drawing random numbers, so the other weights start as without it.
+        self.profile = None
+        if profile_dim:
+            self.profile = nn.Linear(profile_dim, dim, bias=False, device="meta").to_empty(device="cpu")
+            nn.init.zeros_(self.profile.weight)
 
     def forward(self, tokens: torch.Tensor, valid: torch.Tensor, gaps: torch.Tensor | None,
-                request: torch.Tensor | None, has_request: torch.Tensor | None) -> torch.Tensor:
+                request: torch.Tensor | None, has_request: torch.Tensor | None,
+                profile: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (b, s, dim): item vectors, slot 0 of each row a placeholder for BOS and
         left padding before it; valid (b, s) bool marks BOS and items; gaps (b, s) int64
         buckets or None; request (b, dim) the request tokens' text part (or None),
-        has_request (b,) bool. Returns (b, s + [1 if request]) × dim outputs."""
+        has_request (b,) bool; profile (b, profile_dim) text vectors (zero rows: none),
+        read only by a tower with a profile map. Returns (b, s + [1 if request]) × dim
+        outputs."""
         b, s, d = tokens.shape
         n_items = valid.sum(1, keepdim=True) - 1            # items per row, BOS excluded
         slot = torch.arange(s, device=tokens.device).unsqueeze(0)
         first = s - 1 - n_items                              # BOS slot per row
         is_bos = slot == first
         distance = (s - 1 - slot).clamp(0, self.max_history)
-        x = torch.where(is_bos.unsqueeze(-1), self.bos.expand(b, s, d), tokens)
+        bos = self.bos.expand(b, d)
+        if self.profile is not None and profile is not None:
+            bos = bos + self.profile(profile)
+        x = torch.where(is_bos.unsqueeze(-1), bos.unsqueeze(1).expand(b, s, d), tokens)
         x = x + self.positions(distance)
         if self.gaps is not None and gaps is not None:
             x = x + self.gaps(gaps)
@@ -146,9 +161,10 @@ class Towers(nn.Module):
 
     def __init__(self, *, n_id_rows: int, text_dim: int, dim: int, hidden: int, layers: int,
                  heads: int, max_history: int, dropout: float, use_gaps: bool,
-                 text_head: nn.Module | None = None) -> None:
+                 text_head: nn.Module | None = None, use_profiles: bool = False) -> None:
         super().__init__()
         self.text_head = text_head
         self.item = ItemTower(n_id_rows=n_id_rows, text_dim=text_dim, dim=dim, hidden=hidden)
         self.user = UserTower(dim=dim, layers=layers, heads=heads, max_history=max_history,
-                              dropout=dropout, use_gaps=use_gaps)
+                              dropout=dropout, use_gaps=use_gaps,
+                              profile_dim=text_dim if use_profiles else 0)

@@ -5,7 +5,8 @@ Kind ``"SequenceTowers"``, version 1, or 2 for a model with fine-tuned text laye
 ``param/<name>`` (float32; the fine-tuned layers under ``param/text_head.``), ``has_id``
 (bool, one per item) and, with text, ``item_text_vectors`` (float32 (n_items,
 text_dim)). Meta: the constructor parameters, ``n_items``, ``n_id_rows`` (items at fit
-time), ``text_dim``, ``uses_timestamps``, the encoder (``"default"``, ``"custom"`` with
+time), ``text_dim``, ``uses_timestamps``, ``uses_profiles`` (absent in files written
+before profiles: false), the encoder (``"default"``, ``"custom"`` with
 its model name, or null) and the training record; version 2 adds ``text_head`` (the
 fine-tuned layers' shape: layers, hidden, heads, intermediate, eps, pooling,
 normalize) and ``encoder_fingerprint`` (the encoder whose lower layers feed them).
@@ -50,6 +51,7 @@ def towers_to_arrays(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]
         "n_id_rows": int(model.module_.item.n_id_rows),
         "text_dim": int(model.text_dim_),
         "uses_timestamps": bool(model.uses_timestamps_),
+        "uses_profiles": bool(getattr(model, "uses_profiles_", False)),
         "encoder": spec,
         "encoder_name": getattr(model.encoder_, "model_name", None) if spec == "custom" else None,
         "history": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -104,10 +106,14 @@ def towers_from_arrays(cls: type, meta: dict[str, Any], arrays: dict[str, np.nda
     elif T is not None:
         raise FormatError(f"{path}: item_text_vectors present in a model without text")
     uses_timestamps = bool(meta.get("uses_timestamps", False))
+    uses_profiles = meta.get("uses_profiles", False)
+    if not isinstance(uses_profiles, bool) or (uses_profiles and not text_dim):
+        raise FormatError(f"{path}: 'uses_profiles' must be a bool, and true only with text")
     head = _text_head(meta, path, text_dim, fine_tuned=model.text == "finetune")
     net = Towers(n_id_rows=n_id_rows, text_dim=text_dim, dim=s["dim"], hidden=s["hidden"],
                  layers=s["layers"], heads=s["heads"], max_history=s["max_history"],
-                 dropout=s["dropout"], use_gaps=uses_timestamps, text_head=head)
+                 dropout=s["dropout"], use_gaps=uses_timestamps, text_head=head,
+                 use_profiles=uses_profiles)
     expected = net.state_dict()
     given = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     if set(given) != set(expected):
@@ -150,6 +156,7 @@ def towers_from_arrays(cls: type, meta: dict[str, Any], arrays: dict[str, np.nda
     except (AttributeError, TypeError, ValueError) as exc:
         raise FormatError(f"{path}: invalid training record in the metadata ({exc})") from exc
     model.uses_timestamps_ = uses_timestamps
+    model.uses_profiles_ = uses_profiles
     model._touch()
     return model
 

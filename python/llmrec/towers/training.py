@@ -13,6 +13,10 @@ vector of the row's last target (a pseudo-request: "this is what I want next"), 
 output must predict that target: this teaches the user tower to move the interest
 vector toward what a request describes.
 
+With profiles (``TrainData.profiles``: one text vector per user, zero rows for users
+without one), every row's BOS token carries its user's profile, in training and in
+validation alike.
+
 With ``average`` > 0 the loop keeps a moving average of the weights (:class:`WeightAverage`,
 updated after every step); the average, not the raw weights, is validated after each
 epoch and the best epoch's average is what the loop leaves in the module. The raw
@@ -112,20 +116,21 @@ def pack(prefixes: Sequence[np.ndarray], gaps: Sequence[np.ndarray] | None) -> P
 
 
 def user_outputs(net: Towers, G: torch.Tensor, packed: Packed,
-                 request_text: torch.Tensor | None, has_request: torch.Tensor | None
-                 ) -> torch.Tensor:
-    """All slot outputs (b, s [+1], dim) of the user tower, tokens gathered from G."""
+                 request_text: torch.Tensor | None, has_request: torch.Tensor | None,
+                 profile: torch.Tensor | None = None) -> torch.Tensor:
+    """All slot outputs (b, s [+1], dim) of the user tower, tokens gathered from G;
+    ``profile``: the rows' profile text vectors (b, text_dim) or None."""
     tokens = G[packed.items]
     request = None
     if request_text is not None:
         request = net.item.text_part(request_text)
-    return net.user(tokens, packed.valid, packed.gaps, request, has_request)
+    return net.user(tokens, packed.valid, packed.gaps, request, has_request, profile)
 
 
 def interest(net: Towers, G: torch.Tensor, packed: Packed, request_text: torch.Tensor | None,
-             has_request: torch.Tensor | None) -> torch.Tensor:
+             has_request: torch.Tensor | None, profile: torch.Tensor | None = None) -> torch.Tensor:
     """f_u (b, dim): the request slot's output where a row has a request, else the last slot's."""
-    out = user_outputs(net, G, packed, request_text, has_request)
+    out = user_outputs(net, G, packed, request_text, has_request, profile)
     if request_text is None:
         return out[:, -1]
     assert has_request is not None
@@ -135,7 +140,8 @@ def interest(net: Towers, G: torch.Tensor, packed: Packed, request_text: torch.T
 @dataclass
 class TrainData:
     """What the loop trains on: per-user training sequences (and gap buckets), the item
-    text vectors (or None), which items keep an id embedding, and validation rows."""
+    text vectors (or None), which items keep an id embedding, validation rows (and the
+    user of each), and the users' profile text vectors (or None)."""
 
     sequences: list[np.ndarray]
     gaps: list[np.ndarray] | None
@@ -147,6 +153,8 @@ class TrainData:
     val_targets: np.ndarray
     val_seen: list[np.ndarray]
     tuner: Any = None  # a FineTuner with text="finetune": sets ``text`` as training goes
+    val_users: np.ndarray | None = None
+    profiles: torch.Tensor | None = None
 
 
 @dataclass
@@ -179,7 +187,8 @@ def _item_vectors(net: Towers, data: TrainData, ids: torch.Tensor | None,
 
 def _training_rows(data: TrainData, users: np.ndarray, s: Settings, rng: np.random.Generator
                    ) -> tuple[Packed, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Packed inputs, targets (b, slots) with -1 where none, request ids and mask."""
+    """Packed inputs, targets (b, slots) with -1 where none, request ids and mask (the
+    rows' profiles are ``data.profiles[users]``)."""
     W = s.max_history
     prefixes: list[np.ndarray] = []
     targets: list[np.ndarray] = []
@@ -209,7 +218,7 @@ def _training_rows(data: TrainData, users: np.ndarray, s: Settings, rng: np.rand
 
 def _loss(net: Towers, data: TrainData, s: Settings, packed: Packed, target: torch.Tensor,
           request: torch.Tensor | None, has: torch.Tensor | None,
-          sample_q: torch.Tensor | None) -> torch.Tensor:
+          sample_q: torch.Tensor | None, profile: torch.Tensor | None = None) -> torch.Tensor:
     keep = data.has_id.float()
     if s.id_dropout > 0:
         keep = keep * (torch.rand(data.n_items) >= s.id_dropout).float()
@@ -217,7 +226,7 @@ def _loss(net: Towers, data: TrainData, s: Settings, packed: Packed, target: tor
     rows = target >= 0
     if sample_q is None:
         G = _item_vectors(net, data, None, keep)
-        out = user_outputs(net, G, packed, request_text, has)[rows]
+        out = user_outputs(net, G, packed, request_text, has, profile)[rows]
         return F.cross_entropy(out @ G.T, target[rows])
     # Sampled softmax: only the items in the batch and the sampled negatives are built.
     negatives = torch.multinomial(sample_q, s.n_negatives, replacement=True)
@@ -225,7 +234,7 @@ def _loss(net: Towers, data: TrainData, s: Settings, packed: Packed, target: tor
     G_needed = _item_vectors(net, data, needed, keep)
     G = torch.zeros(data.n_items, G_needed.shape[1], dtype=G_needed.dtype)
     G = G.index_copy(0, needed, G_needed)
-    out = user_outputs(net, G, packed, request_text, has)[rows]
+    out = user_outputs(net, G, packed, request_text, has, profile)[rows]
     positives = target[rows]
     log_q = torch.log(sample_q * s.n_negatives)
     pos = (out * G[positives]).sum(1) - log_q[positives]
@@ -250,7 +259,10 @@ def validation_ndcg(net: Towers, data: TrainData, batch_size: int = 512) -> floa
             W = net.user.max_history
             gaps = [g[-W:] for g in data.val_gaps[start:stop]] if data.val_gaps is not None else None
             packed = pack([p[-W:] for p in data.val_prefixes[start:stop]], gaps)
-            scores = interest(net, G, packed, None, None) @ G.T
+            profile = None
+            if data.profiles is not None and data.val_users is not None:
+                profile = data.profiles[torch.from_numpy(data.val_users[start:stop])]
+            scores = interest(net, G, packed, None, None, profile) @ G.T
             for r in range(stop - start):
                 seen = data.val_seen[start + r]
                 scores[r, torch.from_numpy(seen)] = float("-inf")
@@ -366,10 +378,12 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
             order = rng.permutation(trainable)
             total, batches = 0.0, 0
             for b in range(0, len(order), s.batch_size):
-                packed, target, request, has = _training_rows(data, order[b:b + s.batch_size], s, rng)
+                batch = order[b:b + s.batch_size]
+                packed, target, request, has = _training_rows(data, batch, s, rng)
                 if tuning:
                     data.text = tuner.step_text(target[target >= 0].numpy(), rng)
-                loss = _loss(net, data, s, packed, target, request, has, sample_q)
+                profile = data.profiles[torch.from_numpy(batch)] if data.profiles is not None else None
+                loss = _loss(net, data, s, packed, target, request, has, sample_q, profile)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
