@@ -20,11 +20,17 @@ encoding 100k texts with MiniLM takes most of an hour on 2 cores).
     python bench/bench_recommender.py ratings [--seeds 0 1 2] [--encoder none|minilm]
     python bench/bench_recommender.py towers [--parts warm cold cold-users] [--seeds 0 1 2]
         [--towers-text frozen|finetune] [--towers-only] [--towers-set average=0.98 …]
+        [--profiles on|off]
+
+Towers (``towers``): the fits get the users' profile texts (MovieLens-100K's age, gender
+and occupation, ``"A 24-year-old male technician."``, from ``load_movielens``) unless
+``--profiles off``; encoder=None cannot read them.
 
 Cold users (``towers --parts cold-users``): ``cold_user_split(0.2, n)`` holds 20 % of the
 users out of the fit; each is known by their first n = 1, 3, 5 interactions
-(``recommend_for_history``) and the rest of their interactions is ranked over the whole
-catalogue, against popularity (training counts), with and without the towers signal.
+(``recommend_for_history``, with the user's profile text unless ``--profiles off``) and
+the rest of their interactions is ranked over the whole catalogue, against popularity
+(training counts), with and without the towers signal.
 
 Ratings: the same Recommender fitted on the training frame with its ``rating`` column
 read (``rating_rule="threshold"``: 1/5 a dislike, likes weighted by the rating) and
@@ -212,7 +218,8 @@ def towers(args: argparse.Namespace) -> None:
     ndcg@10 on temporal_split(0.2) with text and with encoder=None, cold items
     (cold_item_split(0.2), ranked among cold items) and cold users (see _cold_users),
     per seed."""
-    interactions, items, _ = load_movielens(args.data)
+    interactions, items, users_frame = load_movielens(args.data)
+    profiles = users_frame if args.profiles == "on" else None
     encoder = _encoder()
     # torch at one thread: on a small, shared machine oversubscribed OpenMP spins.
     towers_spec = {"num_threads": 1, **({"epochs": args.epochs} if args.epochs else {}),
@@ -228,7 +235,7 @@ def towers(args: argparse.Namespace) -> None:
             for spec in specs:
                 start = time.perf_counter()
                 rec = llmrec.Recommender(encoder=enc, random_state=seed, towers=spec).fit(
-                    train_df, items=items)
+                    train_df, items=items, users=profiles)
                 fit_s = time.perf_counter() - start
                 recommended = np.full((len(users), K), -1, dtype=np.int64)
                 recommended[rows] = _lists(rec, test_users, item_index)
@@ -239,7 +246,7 @@ def towers(args: argparse.Namespace) -> None:
                       f"{ {k: v for k, v in rec.validation_.items() if k.startswith('towers')} }; "
                       f"serving towers {_towers_kept(rec)})", flush=True)
         if "cold-users" in args.parts:
-            _cold_users(interactions, items, encoder, towers_spec, seed)
+            _cold_users(interactions, items, profiles, encoder, towers_spec, seed)
         if "cold" not in args.parts:
             continue
         c_train, c_test = cold_item_split(interactions, 0.2, random_state=seed)
@@ -282,21 +289,24 @@ def _towers_settings(pairs: list[str]) -> dict:
     return out
 
 
-def _cold_users(interactions: pd.DataFrame, items: pd.DataFrame, encoder, towers_spec: dict,
-                seed: int, known_counts: tuple[int, ...] = (1, 3, 5)) -> None:
+def _cold_users(interactions: pd.DataFrame, items: pd.DataFrame, profiles: pd.DataFrame | None,
+                encoder, towers_spec: dict, seed: int, known_counts: tuple[int, ...] = (1, 3, 5)
+                ) -> None:
     """Cold users: ``cold_user_split(0.2, n, random_state=seed)`` holds out 20 % of the
     users entirely (the same users for every n on MovieLens, where everyone has >= 20
-    interactions); each is known by their first n items (``recommend_for_history``) and
-    the rest of their interactions are ranked over the whole catalogue, known items
-    excluded. Against popularity (training counts)."""
+    interactions); each is known by their first n items (``recommend_for_history``, with
+    the user's profile text from ``profiles`` when given; the fit reads the training
+    users' ones) and the rest of their interactions are ranked over the whole catalogue,
+    known items excluded. Against popularity (training counts)."""
     item_index = pd.Index(items["item_id"])
     train_df = cold_user_split(interactions, 0.2, max(known_counts), random_state=seed)[0]
     counts = np.bincount(item_index.get_indexer(train_df["item_id"]), minlength=len(item_index))
+    known_users = None if profiles is None else profiles[profiles["user_id"].isin(train_df["user_id"])]
     models = {}
     for name, spec in (("Recommender", None), ("Recommender + towers", towers_spec)):
         start = time.perf_counter()
         models[name] = llmrec.Recommender(encoder=encoder, random_state=seed, towers=spec).fit(
-            train_df, items=items)
+            train_df, items=items, users=known_users)
         print(f"cold users seed {seed}: {name} fit {time.perf_counter() - start:.0f} s", flush=True)
     for n in known_counts:
         _, known, rest = cold_user_split(interactions, 0.2, n, random_state=seed)
@@ -309,8 +319,10 @@ def _cold_users(interactions: pd.DataFrame, items: pd.DataFrame, encoder, towers
         popular = np.argsort(-counts, kind="stable")
         lists = {"popularity": np.stack([popular[~np.isin(popular, seen[r].indices)][:K]
                                          for r in range(len(users))])}
+        text = profiles.set_index("user_id")["text"] if profiles is not None else None
         for name, rec in models.items():
-            out = np.stack([rec.recommend_for_history(histories[u], K).ids for u in users])
+            out = np.stack([rec.recommend_for_history(histories[u], K, profile=None if text is None else text[u]).ids
+                            for u in users])
             lists[name] = item_index.get_indexer(out.ravel()).reshape(out.shape)
         line = ", ".join(f"{name} {ranking_metrics(top, test, K)['ndcg']:.4f}" for name, top in lists.items())
         print(f"cold users seed {seed}, {len(users)} users known by their first {n}: ndcg@10 {line}",
@@ -549,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--towers-only", action="store_true", help="skip the towers=None runs")
     t.add_argument("--towers-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="towers parameters, e.g. average=0.98 validation=0.3")
+    t.add_argument("--profiles", default="on", choices=["on", "off"],
+                   help="the users' profile texts given to the fits and to cold users")
     lat = sub.add_parser("latency")
     lat.add_argument("--items", type=int, default=100_000)
     lat.add_argument("--users", type=int, default=20_000)

@@ -42,7 +42,11 @@ def sequence_vectors(Vn: np.ndarray, histories: list[np.ndarray], decay: float) 
 
 def text_vectors(E: np.ndarray | None, histories: list[np.ndarray], recency: float,
                  profile: np.ndarray | None = None) -> np.ndarray | None:
-    """Recency-weighted mean of the history's unit text vectors (+ the profile text's vector)."""
+    """Recency-weighted mean of the history's unit text vectors, in which a profile
+    text's vector counts as one more item (n items and a profile: n/(n+1) of the mean
+    plus 1/(n+1) of the profile; the profile alone without history). A profile says
+    less about a user the more they have taken: added whole, it outweighed a long
+    history (MovieLens-100K, bench/RESULTS.md, "Sixteenth session")."""
     if E is None:
         return None
     out = np.zeros((len(histories), E.shape[1]), dtype=np.float32)
@@ -51,7 +55,8 @@ def text_vectors(E: np.ndarray | None, histories: list[np.ndarray], recency: flo
             w = recency_weights(len(history), recency)
             out[row] = (w @ E[history]) / w.sum()
     if profile is not None:
-        out += profile
+        n = np.array([len(h) for h in histories], dtype=np.float32)[:, None]
+        out = (n * out + profile) / (n + 1.0)
     return out
 
 

@@ -16,7 +16,7 @@ from llmrec.exceptions import NotFittedError
 from llmrec.towers._inputs import (as_histories, as_requests, as_text_vectors, as_texts,
                                    as_timestamps, profile_matrix)
 
-_PARAM_NAMES = ("dim", "layers", "heads", "max_history", "text", "id_dropout", "dropout",
+_PARAM_NAMES = ("dim", "layers", "heads", "max_history", "text", "id_dropout", "profile_dropout", "dropout",
                 "hidden", "lr", "weight_decay", "batch_size", "patience", "request_rate",
                 "full_softmax_max_items", "n_negatives", "finetune_layers", "encoder_lr",
                 "average", "average_epochs", "random_state", "num_threads")
@@ -80,6 +80,9 @@ class SequenceTowers(Estimator):
         :mod:`llmrec.towers.training`).
     id_dropout : float in [0, 1)
         Probability of dropping an item's id embedding in a training step (text only).
+    profile_dropout : float in [0, 1)
+        With profiles: probability that a training row's profile is left out (as for a
+        user without one), so the tower does not lean on it as on a user id.
     dropout : float in [0, 1)
         Dropout of the user tower (tokens, attention, residual branches).
     hidden : int or None
@@ -153,7 +156,8 @@ class SequenceTowers(Estimator):
     _param_names = _PARAM_NAMES
 
     def __init__(self, *, dim: int = 64, layers: int = 2, heads: int = 2, max_history: int = 50,
-                 text: str | None = "frozen", id_dropout: float = 0.5, dropout: float = 0.2,
+                 text: str | None = "frozen", id_dropout: float = 0.5, profile_dropout: float = 0.5,
+                 dropout: float = 0.2,
                  hidden: int | None = None, lr: float = 2e-3, weight_decay: float = 0.01,
                  batch_size: int = 64, patience: int = 10, request_rate: float = 0.1,
                  full_softmax_max_items: int = 50_000, n_negatives: int = 2048,
@@ -165,6 +169,7 @@ class SequenceTowers(Estimator):
         self.max_history = max_history
         self.text = text
         self.id_dropout = id_dropout
+        self.profile_dropout = profile_dropout
         self.dropout = dropout
         self.hidden = hidden
         self.lr = lr
@@ -191,6 +196,8 @@ class SequenceTowers(Estimator):
         if s["dim"] % s["heads"]:
             raise ValueError(f"dim ({s['dim']}) must be a multiple of heads ({s['heads']})")
         s["id_dropout"] = check_real(self.id_dropout, "id_dropout", low=0.0, high=1.0, high_open=True)
+        s["profile_dropout"] = check_real(self.profile_dropout, "profile_dropout", low=0.0, high=1.0,
+                                          high_open=True)
         s["dropout"] = check_real(self.dropout, "dropout", low=0.0, high=1.0, high_open=True)
         s["hidden"] = 2 * s["dim"] if self.hidden is None else check_int(self.hidden, "hidden", minimum=1)
         s["lr"] = check_real(self.lr, "lr", low=0.0, high=10.0, low_open=True)
@@ -354,6 +361,7 @@ class SequenceTowers(Estimator):
         settings = Settings(max_history=s["max_history"], batch_size=s["batch_size"], lr=s["lr"],
                             weight_decay=s["weight_decay"],
                             id_dropout=s["id_dropout"] if use_text else 0.0,
+                            profile_dropout=s["profile_dropout"],
                             request_rate=s["request_rate"] if use_text else 0.0,
                             full_softmax_max_items=s["full_softmax_max_items"],
                             n_negatives=s["n_negatives"], max_epochs=max_epochs,

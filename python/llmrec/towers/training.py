@@ -15,7 +15,7 @@ vector toward what a request describes.
 
 With profiles (``TrainData.profiles``: one text vector per user, zero rows for users
 without one), every row's BOS token carries its user's profile, in training and in
-validation alike.
+validation alike; in training a share ``profile_dropout`` of the rows goes without.
 
 With ``average`` > 0 the loop keeps a moving average of the weights (:class:`WeightAverage`,
 updated after every step); the average, not the raw weights, is validated after each
@@ -174,6 +174,7 @@ class Settings:
     encoder_lr: float = 0.0
     average: float = 0.0
     average_epochs: int = 0
+    profile_dropout: float = 0.0
 
 
 def _item_vectors(net: Towers, data: TrainData, ids: torch.Tensor | None,
@@ -382,7 +383,12 @@ def train(net: Towers, data: TrainData, s: Settings, rng: np.random.Generator, *
                 packed, target, request, has = _training_rows(data, batch, s, rng)
                 if tuning:
                     data.text = tuner.step_text(target[target >= 0].numpy(), rng)
-                profile = data.profiles[torch.from_numpy(batch)] if data.profiles is not None else None
+                profile = None
+                if data.profiles is not None:
+                    profile = data.profiles[torch.from_numpy(batch)]
+                    if s.profile_dropout > 0:  # drawn only with profiles: other fits are unchanged
+                        kept = rng.random(len(batch)) >= s.profile_dropout
+                        profile = profile * torch.from_numpy(kept).unsqueeze(1)
                 loss = _loss(net, data, s, packed, target, request, has, sample_q, profile)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
