@@ -20,15 +20,15 @@ encoding 100k texts with MiniLM takes most of an hour on 2 cores).
     python bench/bench_recommender.py ratings [--seeds 0 1 2] [--encoder none|minilm]
     python bench/bench_recommender.py towers [--parts warm cold cold-users] [--seeds 0 1 2]
         [--towers-text frozen|finetune] [--towers-only] [--towers-set average=0.98 …]
-        [--profiles on|off]
+        [--profiles off|on]
 
-Towers (``towers``): the fits get the users' profile texts (MovieLens-100K's age, gender
-and occupation, ``"A 24-year-old male technician."``, from ``load_movielens``) unless
-``--profiles off``; encoder=None cannot read them.
+Towers (``towers``): with ``--profiles on`` the fits get the users' profile texts
+(MovieLens-100K's age, gender and occupation, ``"A 24-year-old male technician."``, from
+``load_movielens``; encoder=None cannot read them), and so do the cold users below.
 
 Cold users (``towers --parts cold-users``): ``cold_user_split(0.2, n)`` holds 20 % of the
 users out of the fit; each is known by their first n = 1, 3, 5 interactions
-(``recommend_for_history``, with the user's profile text unless ``--profiles off``) and
+(``recommend_for_history``, with the user's profile text with ``--profiles on``) and
 the rest of their interactions is ranked over the whole catalogue, against popularity
 (training counts), with and without the towers signal.
 
@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--towers-only", action="store_true", help="skip the towers=None runs")
     t.add_argument("--towers-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="towers parameters, e.g. average=0.98 validation=0.3")
-    t.add_argument("--profiles", default="on", choices=["on", "off"],
+    t.add_argument("--profiles", default="off", choices=["off", "on"],
                    help="the users' profile texts given to the fits and to cold users")
     lat = sub.add_parser("latency")
     lat.add_argument("--items", type=int, default=100_000)

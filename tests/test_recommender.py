@@ -697,6 +697,30 @@ def test_user_profiles_and_users_without_interactions(data):
     assert np.mean([topic_of[i] == "Cooking" for i in r.ids]) >= 0.5
 
 
+def test_a_profile_counts_as_one_more_item_in_the_text_interest():
+    from llmrec.recommender.users import text_vectors
+
+    rng = np.random.default_rng()
+    E = rng.standard_normal((30, 8)).astype(np.float32)
+    histories = [rng.integers(30, size=n) for n in (0, 1, 5, 12)]
+    profile = rng.standard_normal((4, 8)).astype(np.float32)
+    profile[1] = 0.0  # no profile: the history's mean, shrunk by n/(n+1)
+    recency = 2.0
+    expected = np.zeros((4, 8))
+    for row, h in enumerate(histories):
+        n = len(h)
+        mean = 0.0
+        if n:
+            p = np.arange(n) / max(n - 1, 1)
+            w = 1.0 + recency * p * p
+            mean = (w @ E[h].astype(np.float64)) / w.sum()
+        expected[row] = (n * mean + profile[row]) / (n + 1)
+    got = text_vectors(E, histories, recency, profile)
+    # float32 sums of <= 12 terms of size O(1): a few eps per term
+    np.testing.assert_allclose(got, expected, rtol=0, atol=16 * 12 * np.finfo(np.float32).eps * np.abs(E).max())
+    np.testing.assert_array_equal(got[0], profile[0])  # no history: the profile alone
+
+
 def test_many_small_updates_and_additions(data, tmp_path):
     rec = fresh(data)
     for j in range(40):

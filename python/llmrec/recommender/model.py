@@ -23,8 +23,8 @@ How it scores:
   the items' "to" factors. With item text both sides carry ALS's text prior, as the
   item factors do: an item's next-item pairs are far sparser than its interactions.
 * **text** — the user's interest vector (recency-weighted mean of the history's text
-  vectors, plus the encoded profile text when ``users`` has one) against item text
-  vectors. Weak on warm items (its weight is fitted and may be 0); text earns its place
+  vectors, with the encoded profile text counted as one more item when ``users`` has
+  one) against item text vectors. Weak on warm items (its weight is fitted and may be 0); text earns its place
   through the rest: new items' factors, ``query``, ``search``, and users known only by
   a profile text (ranked by it). The hot path uses cached item vectors; the encoder
   runs for free-text requests and new items only.
@@ -39,7 +39,8 @@ How it scores:
   items from their first clicks on (their re-solved factors rank them from then).
 * **towers** (opt-in, ``towers=``) — f_u·g_i of a :class:`llmrec.towers.SequenceTowers`
   (causal transformer over the history; item tower = id embedding + MLP over the text
-  vectors) trained on the histories at fit (:mod:`.towers_signal`). User vectors are
+  vectors; with profile texts in ``users``, the user tower reads each user's profile
+  too) trained on the histories at fit (:mod:`.towers_signal`). User vectors are
   cached per user (recomputed by ``update``), item vectors kept with the items. Stage 1
   has no towers channel: the term re-scores the other channels' candidates exactly.
   Its weight is fitted on the validation slice by towers trained without the held-out
