@@ -499,7 +499,9 @@ def recommender(g: G) -> None:
                     out.scores, where="Recommender.recommend", sorted_scores=not rec.diversity)
     elif what == "recommend_for_history":
         hist = [pick(items, "item_id") for _ in range(g.int_between(0, 6))]
-        rec.recommend_for_history(hist, k=k)
+        profile = g.choice([None, "A 30-year-old nurse.", "", "\x00" * 3, "x" * 2000, 7, b"bytes"])
+        g.note(f"profile={profile!r:.40}")
+        rec.recommend_for_history(hist, k=k, profile=profile)
     elif what == "search":
         rec.search(g.choice(["a film", "", " ", "x" * 2000]), k=k,
                    user_id=None if g.chance(0.5) else pick(users, "user_id"))

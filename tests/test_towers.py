@@ -750,3 +750,21 @@ def test_bad_profiles(world, text_towers, profile_towers, ids_towers):
         profile_towers.user_vectors(H[:2], profile_vectors=P[:3])
     with pytest.raises(ValueError, match="no encoder"):
         profile_towers.user_vectors(H[:2], profiles=["a", "b"])
+
+
+def test_profile_flags_in_files_are_checked(world, text_towers, profile_towers):
+    from llmrec.towers.persistence import towers_from_arrays, towers_to_arrays
+
+    meta, arrays = towers_to_arrays(profile_towers)
+    assert meta["uses_profiles"] is True and "param/user.profile.weight" in arrays
+    with pytest.raises(FormatError, match="uses_profiles"):
+        towers_from_arrays(SequenceTowers, {**meta, "uses_profiles": "yes"}, arrays)
+    # a flag without its weights, or weights without the flag
+    bare_meta, bare_arrays = towers_to_arrays(text_towers)
+    with pytest.raises(FormatError, match="missing"):
+        towers_from_arrays(SequenceTowers, {**bare_meta, "uses_profiles": True}, bare_arrays)
+    with pytest.raises(FormatError, match="unexpected"):
+        towers_from_arrays(SequenceTowers, {**meta, "uses_profiles": False}, arrays)
+    # a file written before profiles (no flag) loads as a model without them
+    old = {k: v for k, v in bare_meta.items() if k != "uses_profiles"}
+    assert not towers_from_arrays(SequenceTowers, old, bare_arrays).uses_profiles_

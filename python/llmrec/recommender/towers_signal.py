@@ -124,9 +124,8 @@ def user_vectors(towers: Any, histories: list[np.ndarray], profile: np.ndarray |
     known = [h[h < towers.n_items_] for h in known]
     rows = [r for r, h in enumerate(known) if len(h)]
     if rows:
-        given = profile is not None and towers.uses_profiles_
-        out[rows] = towers.user_vectors([known[r] for r in rows],
-                                        profile_vectors=profile[rows] if given else None)
+        read = profile[rows] if profile is not None and towers.uses_profiles_ else None
+        out[rows] = towers.user_vectors([known[r] for r in rows], profile_vectors=read)
     return out
 
 

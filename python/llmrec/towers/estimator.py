@@ -47,10 +47,11 @@ class SequenceTowers(Estimator):
     learned position embeddings (plus a time-gap embedding when ``fit`` got timestamps);
     when ``fit`` got user profiles (a free text per user), BOS also carries the
     profile's text vector through a learned linear map, so the interest vector reads who
-    the user is as well as what they took; an optional request token (a free-text request's vector through the item text MLP
-    plus a learned type vector) comes last. The interest vector f_u is the output of the
-    last token, and the score of item i is f_u · g_i: put :meth:`item_vectors` in an
-    :class:`~llmrec.ExactIndex` and search it with :meth:`user_vectors`.
+    the user is as well as what they took; an optional request token (a free-text
+    request's vector through the item text MLP plus a learned type vector) comes last.
+    The interest vector f_u is the output of the last token, and the score of item i is
+    f_u · g_i: put :meth:`item_vectors` in an :class:`~llmrec.ExactIndex` and search it
+    with :meth:`user_vectors`.
 
     **Training**: next-item cross-entropy over the whole catalogue at every position of
     each user's latest window (sampled softmax with log-Q correction when the catalogue
@@ -233,8 +234,8 @@ class SequenceTowers(Estimator):
 
     def fit(self, histories: Any, *, item_texts: Any = None, item_text_vectors: Any = None,
             encoder: Any = "default", n_items: int | None = None, timestamps: Any = None,
-            profiles: Any = None, profile_vectors: Any = None, validation: float = 0.1, validation_items: int = 1, epochs: int | str = "auto",
-            show_progress: bool = False,
+            profiles: Any = None, profile_vectors: Any = None, validation: float = 0.1,
+            validation_items: int = 1, epochs: int | str = "auto", show_progress: bool = False,
             callback: Callable[[int, dict[str, float]], Any] | None = None) -> SequenceTowers:
         """Train both towers on interaction sequences; returns self.
 

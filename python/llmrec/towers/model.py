@@ -13,9 +13,10 @@ learned token always present: a user with no history still has one token to atte
 predicts the first item of the window. A user's profile (the text vector of a free
 text about the user: age, occupation, tastes) is added to BOS through its own linear
 map without bias, so every history token reads it and a user without a profile (a zero
-vector) has BOS alone; the map exists only in models fitted with profiles. ``REQ`` is an optional request: the request's
-text vector through the item text MLP (a request reads as an imagined item) plus a
-learned type vector; the causal mask keeps it invisible to the history tokens.
+vector) has BOS alone; the map exists only in models fitted with profiles. ``REQ`` is
+an optional request: the request's text vector through the item text MLP (a request
+reads as an imagined item) plus a learned type vector; the causal mask keeps it
+invisible to the history tokens.
 """
 
 from __future__ import annotations
