@@ -476,6 +476,13 @@ def _known(values) -> list:
     return list(dict.fromkeys(values.tolist()))
 
 
+def _profile(g: G) -> object:
+    """A user profile text, often hostile (empty, control characters, long, not a str)."""
+    profile = g.choice([None, "A 30-year-old nurse.", "", "\x00" * 3, "x" * 2000, 7, b"bytes"])
+    g.note(f"profile={profile!r:.40}")
+    return profile
+
+
 def recommender(g: G) -> None:
     rec, events = _fitted_recommender(g)
     users, items = _known(events["user_id"]), _known(events["item_id"])
@@ -499,9 +506,7 @@ def recommender(g: G) -> None:
                     out.scores, where="Recommender.recommend", sorted_scores=not rec.diversity)
     elif what == "recommend_for_history":
         hist = [pick(items, "item_id") for _ in range(g.int_between(0, 6))]
-        profile = g.choice([None, "A 30-year-old nurse.", "", "\x00" * 3, "x" * 2000, 7, b"bytes"])
-        g.note(f"profile={profile!r:.40}")
-        rec.recommend_for_history(hist, k=k, profile=profile)
+        rec.recommend_for_history(hist, k=k, profile=_profile(g))
     elif what == "search":
         rec.search(g.choice(["a film", "", " ", "x" * 2000]), k=k,
                    user_id=None if g.chance(0.5) else pick(users, "user_id"))
@@ -509,7 +514,7 @@ def recommender(g: G) -> None:
         rec.similar_items([pick(items, "item_id") for _ in range(g.int_between(1, 3))], k=k)
     elif what == "update":
         rec.update(pick(users, "user_id") if g.chance(0.8) else "new-user",
-                   [pick(items, "item_id") for _ in range(g.int_between(0, 5))])
+                   [pick(items, "item_id") for _ in range(g.int_between(0, 5))], profile=_profile(g))
         rec.recommend(users[:1] or [0], k=3)
     elif what == "add_items":
         new = [g.choice([10**6 + i, f"new{i}", -5 - i, 2**63 - 1 - i]) for i in range(g.int_between(1, 4))]

@@ -375,6 +375,16 @@ def test_profiles_reach_the_towers_at_fit_update_and_load(data, tmp_path):
         rec.recommend_for_history(history, 10, profile=3)
     rec.update(with_profile, [11, 12])
     check(rec, with_profile)
+    # a new user signing up with a profile is ranked as a visitor with it
+    text = "user 5 likes b"
+    rec.update(777_777, [3, 4], profile=text)
+    check(rec, 777_777)
+    a, b = rec.recommend(777_777, 10), rec.recommend_for_history([3, 4], 10, profile=text)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-4)
+    with pytest.raises(TypeError, match="profile must be a str or None"):
+        rec.update(888_888, [3], profile=["a"])
+    assert not rec._user_map.contains([888_888])[0]  # refused before any change
     rec.save(tmp_path / "m")
     again = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     assert again._publisher.current.towers.uses_profiles_
@@ -386,3 +396,23 @@ def test_a_profile_needs_a_model_with_text(data):
     rec = _fit(data, encoder=None, towers=None, validation=0.0, regularization=10.0)
     with pytest.raises(ValueError, match="cannot read a profile text"):
         rec.recommend_for_history([1, 2], 5, profile="A 30-year-old nurse.")
+    with pytest.raises(ValueError, match="cannot read a profile text"):
+        rec.update(5, [1], profile="A 30-year-old nurse.")
+
+
+def test_update_gives_a_profile_to_a_model_fitted_without_any(data, tmp_path):
+    rec = _fit(data, towers=None, validation=0.0, regularization=10.0)
+    assert rec._profile is None
+    text = "cooking chef recipes"
+    rec.update(0, [], profile=text)
+    row = int(rec._user_map.rows([0], "u")[0])
+    np.testing.assert_allclose(rec._profile[row], rec._encode([text])[0], rtol=0, atol=0)
+    assert not rec._profile[:row].any() and not rec._profile[row + 1:].any()
+    history = list(rec._item_map.to_ids(rec._histories.get(row)))
+    np.testing.assert_array_equal(rec.recommend(0, 10).ids,
+                                  rec.recommend_for_history(history, 10, profile=text).ids)
+    rec.save(tmp_path / "m")
+    again = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    np.testing.assert_array_equal(again._profile, rec._profile)
+    rec.update(0, [], profile=" ")  # a blank profile removes it
+    assert not rec._profile[row].any()

@@ -775,7 +775,8 @@ class Recommender(PairScores, Estimator):
         return self
 
     def update(self, user_id: Id, item_ids: Ids, *, weights: Numbers | None = None,
-               event: Texts | None = None, ratings: Numbers | None = None) -> Recommender:
+               event: Texts | None = None, ratings: Numbers | None = None,
+               profile: str | None = None) -> Recommender:
         """Record new interactions (oldest first); they take effect at once (fold-in).
         An unknown ``user_id`` becomes a new user. Items that had no interactions at fit
         time (added later, or never seen) are re-solved from their clicks so far.
@@ -784,8 +785,11 @@ class Recommender(PairScores, Estimator):
         ``event_weights_``): a low rating records a dislike, which is never recommended
         back and pushes the user's vector away from the item. An item's latest
         interaction replaces earlier ones (a like rated 1/5 later becomes a dislike).
-        Concurrent requests see the update whole or not at all. Returns self."""
-        updates.update(self, user_id, item_ids, weights, event, ratings)
+        ``profile``: the user's profile text, as in fit's ``users`` frame (a model fitted
+        with item text; a blank text removes it; None keeps the stored one); it is read
+        from this update on. Concurrent requests see the update whole or not at all.
+        Returns self."""
+        updates.update(self, user_id, item_ids, weights, event, ratings, profile)
         return self
 
     def add_items(self, items: pd.DataFrame) -> np.ndarray:

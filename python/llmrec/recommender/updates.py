@@ -40,9 +40,11 @@ if TYPE_CHECKING:
 IN_PLACE_WAIT_S = 0.05
 
 
-def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event: Any, ratings: Any) -> None:
+def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event: Any, ratings: Any,
+           profile: Any = None) -> None:
     """See :meth:`Recommender.update`."""
     model._check_fitted()
+    new_profile = None if profile is None else model._profile_vector(profile)  # None: blank
     if np.ndim(user_id) != 0:
         raise TypeError("user_id must be a single id")
     rows = model._state.item_map.rows(list(np.atleast_1d(np.asarray(item_ids, dtype=object))), "item_ids")
@@ -73,8 +75,14 @@ def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event:
             users = {name: _grown_rows(v, n_users) for name, v in users.items()}
             if state.profile is not None:
                 state = model._state = replace(state, profile=grow_rows(state.profile, n_users))
-        profile = None if state.profile is None else state.profile[[user]]
-        fresh = signal_vectors(state.settings, snap.items, snap.als, snap.towers, [history], profile, patch,
+        if profile is not None:  # the given profile, a zero row for a blank one
+            d = snap.items.E.shape[1]
+            stored = grow_rows(state.profile if state.profile is not None
+                               else np.zeros((0, d), dtype=np.float32), n_users)
+            stored[user] = 0.0 if new_profile is None else new_profile[0]  # read by writers only
+            state = model._state = replace(state, profile=stored)
+        profile_row = None if state.profile is None else state.profile[[user]]
+        fresh = signal_vectors(state.settings, snap.items, snap.als, snap.towers, [history], profile_row, patch,
                                weights=[like_weights], dislikes=[dislikes])
         if new_user:
             added = int(state.user_map.add([user_id], "user_id")[0])
