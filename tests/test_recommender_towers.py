@@ -85,9 +85,9 @@ def test_validation_towers_do_not_see_the_held_out_items(data, monkeypatch):
     seen = []
     real = training.fit_towers
 
-    def spy(params, histories, n_items, E, show_progress=False, text=None):
+    def spy(params, histories, n_items, E, show_progress=False, text=None, profile=None):
         seen.append(sum(len(h) for h in histories))
-        return real(params, histories, n_items, E, show_progress, text)
+        return real(params, histories, n_items, E, show_progress, text, profile)
 
     monkeypatch.setattr(training, "fit_towers", spy)
     rec = _fit(data, towers=TINY, regularization=10.0)
