@@ -246,6 +246,27 @@ def test_writes_apply_at_once_and_are_logged(client, fitted):
     assert client.get("/health").json()["items"] == len(items) + 1
 
 
+def test_profiles_reach_the_visitor_read_and_the_logged_events(client, fitted):
+    rec, _ = fitted
+    users, items = _users_items(fitted)
+    holder = client.app.state.holder
+    text = "a chef who loves kitchen recipes"
+    got = client.post("/recommend/history", json={"items": items[:2], "k": 6, "profile": text}).json()
+    assert got["items"] == _unpadded(rec.recommend_for_history(items[:2], k=6, profile=text))[0]
+    got = client.post("/events", json={"user_id": 555_555, "items": items[:2], "profile": text}, headers=AUTH)
+    assert got.status_code == 200, got.text
+    expected = holder.model.recommend(555_555, k=6).ids.tolist()
+    assert expected == _unpadded(holder.model.recommend_for_history(items[:2], k=6, profile=text))[0]
+    assert json.loads(holder.journal.path.read_text().splitlines()[-1])["profile"] == text
+    assert client.post("/admin/reload", headers=AUTH).json()["replayed"] == 1  # the profile too
+    assert holder.model.recommend(555_555, k=6).ids.tolist() == expected
+    for path, body in (("/recommend/history", {"items": items[:1], "profile": 7}),
+                       ("/recommend/history", {"items": items[:1], "profile": "x" * (limits.MAX_TEXT_CHARS + 1)}),
+                       ("/events", {"user_id": 1, "items": items[:1], "profile": ["a"]})):
+        got = client.post(path, json=body, headers=AUTH)
+        assert got.status_code == 422 and got.json()["field"] == "profile", got.text
+
+
 def test_save_compacts_the_log_and_an_outside_save_needs_a_reload(client, fitted, model_dir):
     rec, _ = fitted
     users, items = _users_items(fitted)

@@ -48,7 +48,8 @@ PATHS = ("/", "/recommend", "/recommend/history", "/search", "/similar", "/expla
          "/items", "/admin/reload", "/admin/save", "/health", "/metrics", "/docs",
          "/openapi.json")
 _READ_FIELDS = {"user_ids": "user_id", "user_id": "user_id", "item_ids": "items", "allow": "allow",
-                "query": "query", "diversity": "diversity", "scenario": "scenario", "k": "k"}
+                "query": "query", "diversity": "diversity", "scenario": "scenario", "k": "k",
+                "profile": "profile"}
 
 DESCRIPTION = f"""
 Recommendations from a saved `llmrec.Recommender`. Ids are the model's own (JSON integers
@@ -171,10 +172,11 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
                                scenario=body.scenario)
 
     def recommend_history(model: Any, body: HistoryRequest) -> Any:
-        """Top-k for a visitor from their clicks (oldest first); nothing is stored. An
-        empty history is ranked by `query`, or without one gives the most popular items."""
+        """Top-k for a visitor from their clicks (oldest first) and optional `profile`
+        text; nothing is stored. An empty history is ranked by `query`, or without one
+        gives the most popular items."""
         return model.recommend_for_history(body.items, k=body.k, query=body.query,
-                                           exclude_seen=body.exclude_seen,
+                                           profile=body.profile, exclude_seen=body.exclude_seen,
                                            diversity=body.diversity, scenario=body.scenario)
 
     def search(model: Any, body: SearchRequest) -> Any:
@@ -243,8 +245,10 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
               tags=["write"], name=to_record.__name__, dependencies=secured)
 
     def events(body: EventsRequest) -> dict[str, Any]:
-        """New interactions of `user_id` (a new user if unknown), effective at once."""
-        return {"op": "events", "user_id": body.user_id, "items": body.items}
+        """New interactions of `user_id` (a new user if unknown), effective at once;
+        `profile` sets the user's profile text."""
+        record = {"op": "events", "user_id": body.user_id, "items": body.items}
+        return record if body.profile is None else {**record, "profile": body.profile}
 
     def add_items(body: AddItemsRequest) -> dict[str, Any]:
         """New items (`item_id`, `text`, optional `title`), recommendable at once."""
@@ -254,7 +258,8 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
         """Items never recommended again (`Recommender.remove_items`)."""
         return {"op": "remove_items", "items": body.items}
 
-    write_route("POST", "/events", EventsRequest, events, {"user_id": "user_id", "item_ids": "items"})
+    write_route("POST", "/events", EventsRequest, events,
+                {"user_id": "user_id", "item_ids": "items", "profile": "profile"})
     write_route("POST", "/items", AddItemsRequest, add_items,
                 {"item id": "items", "item_id": "items", "items": "items"})
     write_route("DELETE", "/items", RemoveItemsRequest, remove_items,

@@ -39,7 +39,7 @@ def apply_write(model: Any, record: dict[str, Any]) -> int:
     """Apply one write record to ``model``; returns how many ids or items it carried."""
     op = record["op"]
     if op == "events":
-        model.update(record["user_id"], record["items"])
+        model.update(record["user_id"], record["items"], profile=record.get("profile"))
         return len(record["items"])
     if op == "add_items":
         model.add_items(_items_frame(record["items"]))

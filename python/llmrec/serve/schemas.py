@@ -26,6 +26,8 @@ Query = Annotated[str, Strict(), Field(max_length=MAX_QUERY_CHARS,
 Diversity = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False,
                                    description="MMR trade-off in [0, 1]; null: the model's default")]
 Scenario = Annotated[str, Strict(), Field(min_length=1, max_length=MAX_SCENARIO_CHARS)]
+Profile = Annotated[str, Strict(), Field(max_length=MAX_TEXT_CHARS, description=(
+    f"the user's profile text (age, occupation, tastes…), at most {MAX_TEXT_CHARS} characters"))]
 
 
 class _Body(BaseModel):
@@ -51,6 +53,7 @@ class HistoryRequest(_Body):
     items: IdList
     k: K = 10
     query: Query | None = None
+    profile: Profile | None = None
     diversity: Diversity | None = None
     exclude_seen: bool = True
     scenario: Scenario | None = None
@@ -80,10 +83,12 @@ class ExplainRequest(_Body):
 
 class EventsRequest(_Body):
     """New interactions of one user, oldest first (``Recommender.update``); an unknown
-    user becomes a new one."""
+    user becomes a new one. ``profile`` sets the user's profile text (a blank one
+    removes it)."""
 
     user_id: Id
     items: Annotated[list[Id], Field(min_length=1, max_length=MAX_IDS)]
+    profile: Profile | None = None
 
 
 class NewItem(_Body):
