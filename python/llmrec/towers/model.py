@@ -131,10 +131,11 @@ class UserTower(nn.Module):
         first = s - 1 - n_items                              # BOS slot per row
         is_bos = slot == first
         distance = (s - 1 - slot).clamp(0, self.max_history)
-        bos = self.bos.expand(b, d)
         if self.profile is not None and profile is not None:
-            bos = bos + self.profile(profile)
-        x = torch.where(is_bos.unsqueeze(-1), bos.unsqueeze(1).expand(b, s, d), tokens)
+            bos = (self.bos + self.profile(profile)).unsqueeze(1).expand(b, s, d)
+        else:  # as before profiles existed: the same gradient sums, bit for bit
+            bos = self.bos.expand(b, s, d)
+        x = torch.where(is_bos.unsqueeze(-1), bos, tokens)
         x = x + self.positions(distance)
         if self.gaps is not None and gaps is not None:
             x = x + self.gaps(gaps)
