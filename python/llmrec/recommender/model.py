@@ -24,10 +24,10 @@ How it scores:
   item factors do: an item's next-item pairs are far sparser than its interactions.
 * **text** — the user's interest vector (recency-weighted mean of the history's text
   vectors, with the encoded profile text counted as one more item when ``users`` has
-  one) against item text vectors. Weak on warm items (its weight is fitted and may be 0); text earns its place
-  through the rest: new items' factors, ``query``, ``search``, and users known only by
-  a profile text (ranked by it). The hot path uses cached item vectors; the encoder
-  runs for free-text requests and new items only.
+  one) against item text vectors. Weak on warm items (its weight is fitted and may be
+  0); text earns its place through the rest: new items' factors, ``query``,
+  ``search``, and users known only by a profile text (ranked by it). The hot path uses
+  cached item vectors; the encoder runs for free-text requests and new items only.
 * **query** — an encoded request, against item text vectors, weighted half the sum of
   the personal weights (scenario "home"), or first (scenario "search").
 * **cold** — items without interactions only: per user, a kernel ridge regression of
@@ -699,9 +699,10 @@ class Recommender(PairScores, Estimator):
 
         An empty history without a profile has no signal of its own: with ``query`` the
         ranking is the request's alone (as :meth:`search`, under ``scenario``'s query
-        weight); without one it is the most popular items — those most users have in their histories
-        (updates included; dislikes do not count), ties broken by catalogue order — with
-        each item's number of users as its score (``diversity`` does not apply to this list).
+        weight); without one it is the most popular items — those most users have in
+        their histories (updates included; dislikes do not count), ties broken by
+        catalogue order — with each item's number of users as its score (``diversity``
+        does not apply to this list).
         """
         self._check_fitted()
         k = self._check_k(k)
