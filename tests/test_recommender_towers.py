@@ -341,6 +341,7 @@ def test_profiles_reach_the_towers_at_fit_update_and_load(data, tmp_path):
     ids = np.sort(interactions["user_id"].unique())
     users = pd.DataFrame({"user_id": ids, "text": [f"user {u} likes {'ab'[u % 2]}" if u % 3 else ""
                                                    for u in ids]})
+    users.loc[len(users)] = [900_000, "user 900000 likes a"]  # a profile without interactions
     rec = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, towers=TINY,
                       validation=0.0, regularization=10.0, rating_rule="ignore").fit(
         interactions, items=items, users=users)
@@ -358,6 +359,10 @@ def test_profiles_reach_the_towers_at_fit_update_and_load(data, tmp_path):
     for user in ids[:6]:  # with and without a profile (every third has none: a zero row)
         profile = check(rec, int(user))
         assert (np.any(profile != 0)) == bool(int(user) % 3)
+    check(rec, 900_000)  # the towers' vector of the profile alone
+    assert np.any(rec._users["towers"][int(rec._user_map.rows([900_000], "u")[0])] != 0)
+    np.testing.assert_array_equal(rec.recommend_for_history([], 10, profile="user 900000 likes a").ids,
+                                  rec.recommend(900_000, 10).ids)
     with_profile = int(ids[1])
     row = int(rec._user_map.rows([with_profile], "u")[0])
     bare = tower.user_vectors([rec._histories.get(row)])[0]

@@ -114,18 +114,19 @@ def fit_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int
 
 def user_vectors(towers: Any, histories: list[np.ndarray], profile: np.ndarray | None = None
                  ) -> np.ndarray:
-    """f_u per history (float32); zero for an empty history (no signal, as the other
-    personal signals). Items the towers do not know (added without text to an ids-only
-    model) are skipped. ``profile`` rows (one per history) are read by towers fitted
-    with profiles."""
+    """f_u per history (float32). ``profile`` rows (one per history) are read by towers
+    fitted with profiles. An empty history without a profile gets zero (no signal, as
+    the other personal signals); with one, the towers' vector of that profile alone.
+    Items the towers do not know (added without text to an ids-only model) are skipped."""
     dim = int(towers.module_.user.norm.normalized_shape[0])
     out = np.zeros((len(histories), dim), dtype=np.float32)
     known = [np.asarray(h, dtype=np.int64) for h in histories]
     known = [h[h < towers.n_items_] for h in known]
-    rows = [r for r, h in enumerate(known) if len(h)]
+    read = profile if profile is not None and towers.uses_profiles_ else None
+    rows = [r for r, h in enumerate(known) if len(h) or (read is not None and read[r].any())]
     if rows:
-        read = profile[rows] if profile is not None and towers.uses_profiles_ else None
-        out[rows] = towers.user_vectors([known[r] for r in rows], profile_vectors=read)
+        out[rows] = towers.user_vectors([known[r] for r in rows],
+                                        profile_vectors=None if read is None else read[rows])
     return out
 
 
