@@ -695,7 +695,8 @@ class Recommender(PairScores, Estimator):
         ``profile``: the visitor's profile text, read as a fitted user's ``users`` text
         is (by the text signal and by towers fitted with profiles); it needs a model
         fitted with item text. With an empty history the visitor is ranked as a fitted
-        user without interactions and with that profile: by the profile's text.
+        user without interactions and with that profile: by the profile (its text, and
+        the towers' reading of it when they were fitted with profiles).
 
         An empty history without a profile has no signal of its own: with ``query`` the
         ranking is the request's alone (as :meth:`search`, under ``scenario``'s query
