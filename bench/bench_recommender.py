@@ -297,8 +297,7 @@ def _cold_users(interactions: pd.DataFrame, items: pd.DataFrame, profiles: pd.Da
     interactions); each is known by their first n items (``recommend_for_history``, with
     the user's profile text from ``profiles`` when given; the fit reads the training
     users' ones) and the rest of their interactions are ranked over the whole catalogue,
-    known items excluded. With profiles, also n = 0: known by the profile text alone.
-    Against popularity (training counts)."""
+    known items excluded. Against popularity (training counts)."""
     item_index = pd.Index(items["item_id"])
     train_df = cold_user_split(interactions, 0.2, max(known_counts), random_state=seed)[0]
     counts = np.bincount(item_index.get_indexer(train_df["item_id"]), minlength=len(item_index))
@@ -309,17 +308,12 @@ def _cold_users(interactions: pd.DataFrame, items: pd.DataFrame, profiles: pd.Da
         models[name] = llmrec.Recommender(encoder=encoder, random_state=seed, towers=spec).fit(
             train_df, items=items, users=known_users)
         print(f"cold users seed {seed}: {name} fit {time.perf_counter() - start:.0f} s", flush=True)
-    # n = 0 (with profiles): the same users known by their profile text alone; all their
-    # interactions are ranked.
-    for n in ((0,) if profiles is not None else ()) + tuple(known_counts):
-        _, known, rest = cold_user_split(interactions, 0.2, max(n, 1), random_state=seed)
+    for n in known_counts:
+        _, known, rest = cold_user_split(interactions, 0.2, n, random_state=seed)
         assert set(_["user_id"]) == set(train_df["user_id"])
-        if n == 0:
-            known, rest = known.iloc[:0], pd.concat([known, rest])
-        users = np.sort(rest["user_id"].unique())
+        users = np.sort(known["user_id"].unique())
         ordered = known.sort_values("timestamp", kind="stable")
-        histories = ordered.groupby("user_id")["item_id"].agg(list).reindex(users)
-        histories = histories.apply(lambda h: h if isinstance(h, list) else [])
+        histories = ordered.groupby("user_id")["item_id"].agg(list)
         test, _, _ = to_csr(rest, user_index=users, item_index=item_index)
         seen, _, _ = to_csr(known, user_index=users, item_index=item_index)
         popular = np.argsort(-counts, kind="stable")
@@ -331,8 +325,8 @@ def _cold_users(interactions: pd.DataFrame, items: pd.DataFrame, profiles: pd.Da
                             for u in users])
             lists[name] = item_index.get_indexer(out.ravel()).reshape(out.shape)
         line = ", ".join(f"{name} {ranking_metrics(top, test, K)['ndcg']:.4f}" for name, top in lists.items())
-        known_by = f"their first {n}" if n else "their profile alone"
-        print(f"cold users seed {seed}, {len(users)} users known by {known_by}: ndcg@10 {line}", flush=True)
+        print(f"cold users seed {seed}, {len(users)} users known by their first {n}: ndcg@10 {line}",
+              flush=True)
 
 
 def cold_feed(args: argparse.Namespace) -> None:

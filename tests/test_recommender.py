@@ -695,10 +695,9 @@ def test_user_profiles_and_users_without_interactions(data):
     assert (r.ids >= 0).all()
     topic_of = dict(zip(items.item_id, items.genres.map(lambda g: g[0])))
     assert np.mean([topic_of[i] == "Cooking" for i in r.ids]) >= 0.5
-    # so is a visitor without history who gives the same profile text
+    # a visitor without history is given the most popular items, profile or not
     visitor = rec.recommend_for_history([], 10, profile="chef kitchen recipe spice oven")
-    np.testing.assert_array_equal(visitor.ids, r.ids)
-    np.testing.assert_allclose(visitor.scores, r.scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(visitor.ids, rec.recommend_for_history([], 10).ids)
 
 
 def test_a_profile_counts_as_one_more_item_in_the_text_interest():

@@ -173,8 +173,8 @@ def create_app(directory: Any = None, *, api_key: str | None = None, encoder: An
 
     def recommend_history(model: Any, body: HistoryRequest) -> Any:
         """Top-k for a visitor from their clicks (oldest first) and optional `profile`
-        text; nothing is stored. An empty history is ranked by the profile, else by
-        `query`, else gives the most popular items."""
+        text (read with at least one item); nothing is stored. An empty history is
+        ranked by `query`, or without one gives the most popular items."""
         return model.recommend_for_history(body.items, k=body.k, query=body.query,
                                            profile=body.profile, exclude_seen=body.exclude_seen,
                                            diversity=body.diversity, scenario=body.scenario)
