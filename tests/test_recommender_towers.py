@@ -391,6 +391,9 @@ def test_profiles_reach_the_towers_at_fit_update_and_load(data, tmp_path):
     rec.save(tmp_path / "m")
     again = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     assert again._publisher.current.towers.uses_profiles_
+    assert again._publisher.current.towers._numpy_tower is None
+    again.warm_up()  # the single-user forward built before the first request
+    assert again._publisher.current.towers._numpy_tower is not None
     np.testing.assert_array_equal(again.recommend(with_profile, 10).ids, rec.recommend(with_profile, 10).ids)
     check(again, with_profile)
 

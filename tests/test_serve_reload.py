@@ -174,3 +174,34 @@ def test_a_reload_loads_on_a_background_thread_of_lower_priority():
     assert priority() == mine
     with pytest.raises(KeyError, match="missing"):
         in_background(lambda: {}["missing"])
+
+
+def test_every_load_warms_the_model_up_and_a_model_that_cannot_is_still_served(fitted, tmp_path, caplog):
+    """The text encoder a saved model names is built during the (background) load, not
+    by the first request that needs it; an encoder that cannot be built leaves the
+    model served for what needs no text."""
+    pytest.importorskip("transformers")
+    from llmrec import Recommender, TextEncoder
+    from llmrec.serve.holder import ModelHolder
+    from llmrec.text.testing import save_tiny_bert
+
+    _, (interactions, items, _) = fitted
+    bert = save_tiny_bert(tmp_path / "bert")
+    Recommender(encoder=TextEncoder(str(bert)), random_state=0, validation=0.0, regularization=10.0,
+                factors=8, iterations=2, num_threads=1).fit(interactions, items=items).save(tmp_path / "m")
+    cold = Recommender.load(tmp_path / "m")  # the saved encoder spec: built on first use
+    assert cold._encoder_obj is None
+    assert cold.warm_up() is cold and cold._encoder_obj is not None
+    holder = ModelHolder(tmp_path / "m")
+    holder.reload()
+    assert holder.model._encoder_obj is not None  # warmed before it was served
+    import shutil
+    shutil.rmtree(bert)  # the encoder can no longer be built
+    with caplog.at_level("WARNING", logger="llmrec.serve"):
+        holder.reload()
+    assert "could not be warmed up" in caplog.text and holder.version == 2
+    user = interactions["user_id"].iloc[0]
+    assert len(holder.model.recommend(user, 5).ids) == 5
+    with pytest.raises(OSError):
+        holder.model.search("anything", 5)
+    holder.close()

@@ -909,6 +909,20 @@ class Recommender(PairScores, Estimator):
                 self._state.publisher.current = snap._replace(items=snap.items._replace(E=shared))
 
     # ------------------------------------------------------------------ files
+    def warm_up(self) -> Recommender:
+        """Build now what the first requests would otherwise build on their own time: the
+        text encoder named by the model (``"default"`` or a saved path: seconds, the
+        model's weights loaded) and the towers' single-user forward. A server calls it
+        on a freshly loaded model before serving it (``llmrec serve`` does, on every
+        load). Returns self."""
+        self._check_fitted()
+        snap = self._state.publisher.current
+        if self.encoder is not None and snap.items.E is not None:
+            self._text_encoder()
+        if snap.towers is not None and snap.towers.n_items_:
+            snap.towers.user_vectors([np.zeros(1, dtype=np.int64)])
+        return self
+
     def save(self, directory: PathArg) -> None:
         """Write the model to ``directory``, switched into place atomically: a crash or a
         kill leaves the previous model or the new one, never a mix. ``directory`` must

@@ -165,6 +165,13 @@ class ModelHolder:
         """The directory's model with the log read so far replayed: (model, the log offset
         read up to, records skipped, records)."""
         model = self._loader(self.directory, self.encoder)
+        if callable(getattr(model, "warm_up", None)):  # the first requests then need no build
+            try:
+                model.warm_up()
+            except (OSError, ValueError, ImportError, RuntimeError) as error:
+                # Served all the same: requests that need no text still work, and those
+                # that do report this error, as they did before warm-ups.
+                log.warning("the model of %s could not be warmed up: %s", self.directory, error)
         records, offset = journal.read()  # appends may go on meanwhile
         return model, offset, self._replay(model, records), records
 
