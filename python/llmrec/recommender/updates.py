@@ -73,14 +73,15 @@ def update(model: Recommender, user_id: Any, item_ids: Any, weights: Any, event:
         users, n_users = snap.users, max(snap.n_users, user + 1)
         if n_users > snap.n_users:  # room first (past every published row): no reader sees it
             users = {name: _grown_rows(v, n_users) for name, v in users.items()}
-            if state.profile is not None:
-                state = model._state = replace(state, profile=grow_rows(state.profile, n_users))
-        if profile is not None:  # the given profile, a zero row for a blank one
-            d = snap.items.E.shape[1]
-            stored = grow_rows(state.profile if state.profile is not None
-                               else np.zeros((0, d), dtype=np.float32), n_users)
-            stored[user] = 0.0 if new_profile is None else new_profile[0]  # read by writers only
-            state = model._state = replace(state, profile=stored)
+        stored = state.profile
+        if stored is None and profile is not None:  # the first profile of a model without any
+            stored = np.zeros((0, snap.items.E.shape[1]), dtype=np.float32)
+        if stored is not None:  # profiles are read by writers only: written in place
+            stored = grow_rows(stored, n_users)
+            if profile is not None:  # the given profile, a zero row for a blank one
+                stored[user] = 0.0 if new_profile is None else new_profile[0]
+            if stored is not state.profile:
+                state = model._state = replace(state, profile=stored)
         profile_row = None if state.profile is None else state.profile[[user]]
         fresh = signal_vectors(state.settings, snap.items, snap.als, snap.towers, [history], profile_row, patch,
                                weights=[like_weights], dislikes=[dislikes])
