@@ -244,7 +244,7 @@ def towers(args: argparse.Namespace) -> None:
                       f"{m['ndcg']:.4f} recall@10 {m['recall']:.4f} (fit {fit_s:.0f} s; weights "
                       f"{ {k: round(v, 3) for k, v in rec.weights_.items()} }; validation towers "
                       f"{ {k: v for k, v in rec.validation_.items() if k.startswith('towers')} }; "
-                      f"serving towers {_towers_kept(rec)})", flush=True)
+                      f"serving towers {_towers_kept(rec)}; popularity prior {_prior(rec)})", flush=True)
         if "cold-users" in args.parts:
             _cold_users(interactions, items, profiles, encoder, towers_spec, seed)
         if "cold" not in args.parts:
@@ -272,6 +272,14 @@ def _towers_kept(rec: llmrec.Recommender) -> str:
     return (f"best epoch {towers.best_epoch_} of {len(towers.history_)}, "
             f"{towers.averaged_epochs_} epoch(s) averaged, validation {towers.validation_ndcg_:.4f}, "
             f"fit {towers.fit_seconds_:.0f} s wall")
+
+
+def _prior(rec: llmrec.Recommender) -> str:
+    """The popularity prior's fitted weights by history length (or "off")."""
+    v = rec.validation_
+    if "popularity_lengths" not in v:
+        return "off"
+    return ", ".join(f"w({n}) = {w:g}" for n, w in zip(v["popularity_lengths"], v["popularity_weights"]))
 
 
 def _towers_settings(pairs: list[str]) -> dict:
@@ -307,7 +315,8 @@ def _cold_users(interactions: pd.DataFrame, items: pd.DataFrame, profiles: pd.Da
         start = time.perf_counter()
         models[name] = llmrec.Recommender(encoder=encoder, random_state=seed, towers=spec).fit(
             train_df, items=items, users=known_users)
-        print(f"cold users seed {seed}: {name} fit {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"cold users seed {seed}: {name} fit {time.perf_counter() - start:.0f} s; popularity prior "
+              f"{_prior(models[name])}", flush=True)
     for n in known_counts:
         _, known, rest = cold_user_split(interactions, 0.2, n, random_state=seed)
         assert set(_["user_id"]) == set(train_df["user_id"])

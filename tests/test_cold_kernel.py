@@ -316,8 +316,8 @@ def test_a_version_8_file_loads_without_it(tastes, tmp_path):
     rec, cold, _ = tastes
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=11)
-    arrays = {n: np.array(a) for n, a in arrays.items() if not n.startswith(("cold_", "Z_"))}
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=12)
+    arrays = {n: np.array(a) for n, a in arrays.items() if not n.startswith(("cold_", "Z_", "popularity_"))}
     meta["scenarios"] = {k: {s: w for s, w in v.items() if s != "cold"} for k, v in meta["scenarios"].items()}
     save_arrays(path, "Recommender", 8, meta, arrays)
     old = Recommender.load(tmp_path / "m", encoder=WordEncoder())
@@ -331,9 +331,9 @@ def test_a_version_9_file_loads_without_the_learned_part(tastes, tmp_path):
     assert rec._state.cold_kernel.factors == 0.0  # this fit chose the text alone: same rankings
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=11)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=12)
     save_arrays(path, "Recommender", 9, meta, {n: np.array(a) for n, a in arrays.items()
-                                               if n not in ("cold_factors", "cold_shift")})
+                                               if n not in ("cold_factors", "cold_shift") and not n.startswith("popularity_")})
     old = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     assert old._state.cold_kernel.factors == 0.0 and old._state.cold_kernel.projection is None
     users = list(np.sort(test.user_id.unique())[:30])

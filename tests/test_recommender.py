@@ -127,6 +127,15 @@ def _reference_and_bound(model, user: int):
             total += term
             magnitude += size
             d_max = max(d_max, M.shape[1])
+    prior = model._state.popularity
+    if prior is not None:  # w(n)·w_b·(ū·v_i − ū·μ_V)/σ(ū), ū the mean fitted user factor
+        u = np.asarray(model._publisher.current.als.user_factors_, dtype=np.float64).mean(axis=0)
+        V = np.asarray(items.V, dtype=np.float64)
+        n = max(len(model._histories.get(user)), 1)
+        weight = w["behaviour"] * np.interp(np.log(n), np.log(prior.lengths), prior.weights)
+        scale = weight / np.sqrt(u @ g.cov_V @ u)
+        total += scale * (V @ u - V.mean(axis=0) @ u)
+        magnitude += scale * (np.abs(V) @ np.abs(u) + np.abs(V.mean(axis=0)) @ np.abs(u))
     return total, gamma(d_max + 8) * magnitude
 
 

@@ -10,9 +10,10 @@ of ``model``, which pin a ``snapshot`` and rank through ``ranking`` over ``scori
   steps, request parsing, the public methods (which delegate below);
 * inputs, ids, feedback, history — reading the DataFrames, caller ids ↔ rows, what
   each interaction means, the liked histories;
-* training, grid_sample, fusion, scenarios, calibration, towers_signal — fitting the
-  parts: ALS and next-item ALS, the blend and λ on a validation slice, per-scenario
-  blends, Platt scaling, the optional towers;
+* training, grid_sample, fusion, scenarios, calibration, towers_signal, popularity —
+  fitting the parts: ALS and next-item ALS, the blend and λ on a validation slice,
+  per-scenario blends, Platt scaling, the optional towers, the popularity prior of
+  short histories;
 * state — the fitted state (:class:`~.state.Fitted`), built by one function for fit
   and load;
 * users — every signal's user vectors from histories (fit, update, visitors);

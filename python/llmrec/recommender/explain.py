@@ -47,8 +47,11 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
     items = snap.items
     signals = scoring.make_signals(weights, g, **vectors)
     parts = {"behaviour": 0.0, "sequence": 0.0, "transition": 0.0, "text": 0.0}
-    if signals.behaviour is not None:
-        parts["behaviour"] = float(signals.behaviour[0] @ items.V[item])
+    if signals.behaviour is not None:  # the popularity prior travels in the behaviour query
+        popularity = 0.0 if signals.popularity is None else signals.popularity[0]
+        parts["behaviour"] = float((signals.behaviour[0] - popularity) @ items.V[item])
+        if signals.popularity is not None:
+            parts["popularity"] = float(signals.popularity[0] @ items.V[item])
     if signals.sequence is not None:
         parts["sequence"] = float(signals.sequence[0] @ items.Vn[item])
     if signals.transition is not None:
@@ -67,7 +70,11 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
     # Each signal relative to its catalogue mean (in units of its spread, weighted):
     # these terms add up to the score.
     relative = dict(parts)
-    for key, signal, mean in (("behaviour", signals.behaviour, g.mean_V),
+    behaviour = signals.behaviour
+    if behaviour is not None and signals.popularity is not None:
+        behaviour = behaviour - signals.popularity
+    for key, signal, mean in (("behaviour", behaviour, g.mean_V),
+                              ("popularity", signals.popularity, g.mean_V),
                               ("sequence", signals.sequence, g.mean_Vn),
                               ("transition", signals.transition, g.mean_Q),
                               ("text", signals.text, g.mean_E),
@@ -104,7 +111,8 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
               "transition": "people often take it next after your latest items",
               "text": "its description matches the text of your interests",
               "towers": "the sequence model trained on everyone's histories predicts it next",
-              "cold": "it is new, and its description is close to items you took"}
+              "cold": "it is new, and its description is close to items you took",
+              "popularity": "many people take it, and your history is still short"}
     for key in sorted(relative, key=lambda k: -abs(relative[k])):
         if parts[key] != 0:
             lines.append(f"  {relative[key]:+.3f} {key}: {labels[key]}")
@@ -117,7 +125,8 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
             lines.append(f"  closest in text: {_name(state, snap.labels, int(best['row']))} "
                          f"(cosine {best['text_similarity']:.2f})")
     else:
-        lines.append("  no history: the score comes from the text of the request or profile only")
+        source = "its popularity and " if parts.get("popularity") else ""
+        lines.append(f"  no history: the score comes from {source}the text of the request or profile only")
     if n and len(against[0]):
         worst = np.argsort(against[1], kind="stable")[:3]
         worst = worst[against[1][worst] * scale < 0]

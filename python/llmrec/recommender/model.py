@@ -103,6 +103,7 @@ from llmrec.recommender.ids import IdMap, check_known
 from llmrec.recommender.inputs import event_order, interactions_frame, item_texts, user_texts
 from llmrec.recommender.grid_sample import sample_for_grid, to_full
 from llmrec.recommender.pairs import PairScores
+from llmrec.recommender.popularity import prior_for
 from llmrec.recommender.partitioned import INDEXES
 from llmrec.recommender.scenarios import fit_extras, scenario_lookup
 from llmrec.recommender.results import Recommendations
@@ -120,7 +121,7 @@ _PARAMS = ("encoder", "factors", "index", "text_weight", "diversity", "random_st
            "num_threads", "regularization", "alpha", "iterations", "prior_strength", "recency",
            "sequence_decay", "candidates", "validation", "towers", "cluster", "probes",
            "rating_rule", "rating_scale", "dislike_threshold", "like_threshold", "event_weights",
-           "text_storage")
+           "text_storage", "popularity_prior")
 _INDEXES = INDEXES
 # Hyperparameter ceilings (see llmrec.als for alpha, λ and the prior strength: beyond them
 # the float32 solvers overflow or lose the unobserved items). The recency weight multiplies
@@ -227,6 +228,12 @@ class Recommender(PairScores, Estimator):
         (d + 4 bytes; :class:`llmrec.recommender.rows.Int8Rows`: each text score moves
         by at most half a code step times the query's L1 norm). "auto": int8 from
         50,000 items on (as ``index="auto"`` leaves the exact scan there).
+    popularity_prior : bool
+        Adds the catalogue's popularity to the blend of users with short histories,
+        with a weight per history length fitted on the validation slice (users cut to
+        their first 1, 2, 4, … liked items; :mod:`llmrec.recommender.popularity`). The
+        table is ``validation_["popularity_weights"]`` at
+        ``validation_["popularity_lengths"]``. False (or ``validation=0``): off.
 
     Attributes
     ----------
@@ -253,7 +260,7 @@ class Recommender(PairScores, Estimator):
                  probes: Any = None, rating_rule: str = "threshold",
                  rating_scale: Any = (1.0, 5.0), dislike_threshold: float = 1.0,
                  like_threshold: float = 4.0, event_weights: Any = None,
-                 text_storage: str = "auto") -> None:
+                 text_storage: str = "auto", popularity_prior: bool = True) -> None:
         self.encoder = encoder
         self.factors = factors
         self.index = index
@@ -278,6 +285,7 @@ class Recommender(PairScores, Estimator):
         self.like_threshold = like_threshold
         self.event_weights = event_weights
         self.text_storage = text_storage
+        self.popularity_prior = popularity_prior
 
     def _settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -294,6 +302,9 @@ class Recommender(PairScores, Estimator):
             "validation": check_real(self.validation, "validation", low=0.0, high=0.5),
             "text_storage": check_choice(self.text_storage, "text_storage", TEXT_STORAGES),
         }
+        if not isinstance(self.popularity_prior, (bool, np.bool_)):
+            raise TypeError(f"popularity_prior must be True or False, got {type(self.popularity_prior).__name__}")
+        s["popularity_prior"] = bool(self.popularity_prior)
         s["towers"] = check_towers(self.towers, self.random_state, s["num_threads"])
         if self.cluster is not None:  # absent from the settings of local fits (and older files)
             s["cluster"] = check_choice(self.cluster, "cluster", ("ray",))
@@ -479,10 +490,12 @@ class Recommender(PairScores, Estimator):
             users = signal_vectors(s, items_built, als, towers, all_histories, profile,
                                    weights=all_weights, dislikes=all_dislikes)
             users = stored_users(users, items_built)
+        popularity = (None if "popularity_lengths" not in report else
+                      prior_for(als, geometry.cov_V, report["popularity_lengths"], report["popularity_weights"]))
         fitted = build_state(settings=s, geometry=geometry, user_map=user_map, item_map=item_map,
                              histories=histories, feedback=feedback, profile=profile, items=items_built,
                              als=als, users=users, labels=labels, towers=towers, text_prior=text_prior,
-                             cold_kernel=None if cold is None else cold[0])
+                             cold_kernel=None if cold is None else cold[0], popularity=popularity)
         home = dict(weights)
         # A request weighs half as much as the personal signals together: it moves the
         # ranking toward what was asked while staying personal, whatever their count.
@@ -606,6 +619,9 @@ class Recommender(PairScores, Estimator):
             taken = [np.union1d(self._state.histories.get(u), self._state.feedback.dislikes(u)[0]) for u in users]
         if kernel is not None:  # from every item taken, at request time (O(landmarks) per user)
             vectors["cold"] = kernel.queries(taken)
+        prior = self._state.popularity
+        if prior is not None:  # by the length of each history now (updates included)
+            vectors["popularity"] = prior.queries([len(self._state.histories.get(u)) for u in users])
         if not histories:
             return vectors, None
         if dislikes:
@@ -728,6 +744,8 @@ class Recommender(PairScores, Estimator):
                                      profile_vector)
             if self._state.cold_kernel is not None:
                 vectors["cold"] = self._state.cold_kernel.queries([history])
+            if self._state.popularity is not None:
+                vectors["popularity"] = self._state.popularity.queries([len(history)])
             exclude = weighted_rows([history], snap.n_items, 0.0) if exclude_seen else None
             ids, scores = ranking.rank(self._state, snap, vectors, weights, k, exclude, None, diversity, query_vectors)
         return self._result(ids, scores, True, labels=snap.labels)

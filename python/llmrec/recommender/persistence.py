@@ -43,7 +43,10 @@ items without interactions, :mod:`.text_prior`: ``prior_landmarks``, ``prior_coe
 ``cold_factors``, its weight α beside the cold arrays, and where α > 0 ``cold_projection``,
 the map W (float32, (d [+ 1,024 words], f)) from an item's text row to unit factors; the
 landmark rows ``cold_landmarks`` are then f columns wider), 11 (``cold_shift``: δ of the
-items with a cold row, :mod:`.cold_shift`). A model is written as version 11; versions 9
+items with a cold row, :mod:`.cold_shift`), 12 (the popularity prior of short histories,
+:mod:`.popularity`: ``popularity_direction`` (f,), ``popularity_lengths`` and
+``popularity_weights``; absent where it is off). A model is written as version 12;
+versions 1 to 11 load without the popularity prior, as they were fitted; versions 9
 and 10 load with δ = 0; version 9 with α = 0 (its landmark rows are text alone); versions 1 to 8
 load (without the cold signal); versions 1 to 7
 still load (int8 item text is laid out at load; their items without interactions keep
@@ -86,6 +89,7 @@ from llmrec.recommender.fusion import check_weights
 from llmrec.recommender.feedback import liked_histories
 from llmrec.recommender.ids import IdMap
 from llmrec.recommender.labels import Labels
+from llmrec.recommender.popularity import MAX_LENGTHS, MAX_WEIGHT, PopularityPrior
 from llmrec.recommender.rows import Int8Rows, inverse_norms
 from llmrec.recommender.state import Learned, build_items, build_state
 from llmrec.recommender.cold_kernel import HASH_DIMS, MAX_FACTORS, MAX_SHIFT, MAX_WORDS, ColdKernel, ColdRows
@@ -93,7 +97,7 @@ from llmrec.recommender.text_prior import MAX_COEF, MAX_LANDMARKS, MAX_WIDTH, MI
 from llmrec.recommender.users import stored_users
 
 _KIND = "Recommender"
-_KIND_VERSION = 11
+_KIND_VERSION = 12
 
 log = logging.getLogger(__name__)
 _FEEDBACK_DEFAULTS = {"rating_rule": "ignore", "rating_scale": [1.0, 5.0], "dislike_threshold": 1.0,
@@ -165,6 +169,10 @@ def save(model: Any, directory: Any) -> None:
                        "Z_scales": items.Z.scales, "Z_slots": items.Z.slots})
     if state.profile is not None:
         arrays["profile"] = state.profile[:n_users]
+    if state.popularity is not None:
+        arrays.update({"popularity_direction": state.popularity.direction,
+                       "popularity_lengths": state.popularity.lengths,
+                       "popularity_weights": state.popularity.weights})
     g = state.geometry
     arrays.update({"cov_V": g.cov_V, "cov_Vn": g.cov_Vn, "norm_V": np.array([g.norm_V]),
                    "mean_V": g.mean_V, "mean_Vn": g.mean_Vn, "cov_Q": g.cov_Q, "mean_Q": g.mean_Q})
@@ -297,6 +305,7 @@ def _checked_meta(cls: Any, meta: dict[str, Any], path: Any) -> dict[str, Any]:
     settings.setdefault("probes", None)  # saved before the partitioned indexes
     settings.setdefault("text_storage", _STORAGE_DEFAULT)
     params.setdefault("text_storage", _STORAGE_DEFAULT)
+    settings.setdefault("popularity_prior", False)  # kind versions 1 to 11: fitted without it
     for key, value in _FEEDBACK_DEFAULTS.items():  # kind versions 1, 2: ratings unread
         settings.setdefault(key, value)
     # The settings are what _settings() made of the parameters at fit: checking them with
@@ -414,12 +423,37 @@ def _checked_arrays(arrays: dict[str, np.ndarray], path: Any, kinds: list[str]) 
     out["labels"] = _labels(arrays, path, n_items)
     out["text_prior"] = _text_prior(arrays, path, d, f)
     out["cold"] = _cold(arrays, path, d, n_items, f)
+    out["popularity"] = _popularity(arrays, path, f)
     for name, n in (("item_gone", n_items), ("user_gone", n_users)):
         gone = out[name] = array(arrays, name, path, dtype=np.uint8, shape=(n,), required=False)
         if gone is not None and ((gone != 0) & (gone != 1)).any():
             raise fail(path, f"array {name!r} must hold 0 or 1 per row")
     _checked_feedback(arrays, path, out, n_items)
     return out
+
+
+def _popularity(arrays: dict[str, np.ndarray], path: Any, f: int) -> PopularityPrior | None:
+    """The popularity prior (kind version 12; all three arrays or none): ``direction``
+    (f,) finite, ``lengths`` 1 to :data:`.popularity.MAX_LENGTHS` ascending counts ≥ 1,
+    ``weights`` as many, each in [0, :data:`.popularity.MAX_WEIGHT`]; None in older files
+    and where the prior is off."""
+    names = ("popularity_direction", "popularity_lengths", "popularity_weights")
+    present = [name in arrays for name in names]
+    if not any(present):
+        return None
+    if not all(present):
+        raise fail(path, f"arrays {list(names)} must be saved together")
+    direction = array(arrays, "popularity_direction", path, dtype=np.float32, shape=(f,), finite=True)
+    lengths = array(arrays, "popularity_lengths", path, dtype=np.float64, shape=(None,), finite=True)
+    weights = array(arrays, "popularity_weights", path, dtype=np.float64, shape=(len(lengths),), finite=True)
+    if (not 1 <= len(lengths) <= MAX_LENGTHS or lengths[0] < 1 or (np.diff(lengths) <= 0).any()
+            or (lengths != np.round(lengths)).any()):
+        raise fail(path, f"array 'popularity_lengths' must hold 1 to {MAX_LENGTHS} ascending whole counts >= 1")
+    if (weights < 0).any() or (weights > MAX_WEIGHT).any():
+        raise fail(path, f"array 'popularity_weights' must hold weights in [0, {MAX_WEIGHT:g}]")
+    if float(np.abs(direction).max(initial=0.0)) > MAX_COEF:
+        raise fail(path, f"array 'popularity_direction' holds a value beyond ±{MAX_COEF:g}")
+    return PopularityPrior(direction, lengths, weights)
 
 
 def _text_prior(arrays: dict[str, np.ndarray], path: Any, d: int | None, f: int) -> TextPrior | None:
@@ -615,7 +649,8 @@ def load(cls: Any, directory: Any, encoder: Any) -> Any:
                          histories=liked_histories(feedback),  # checked equal to the saved histories
                          feedback=feedback, profile=arrays["profile"],
                          items=items, als=als, users=users, labels=labels, towers=towers,
-                         text_prior=arrays["text_prior"], cold_kernel=None if cold is None else cold[0])
+                         text_prior=arrays["text_prior"], cold_kernel=None if cold is None else cold[0],
+                         popularity=arrays["popularity"])
     model._install(fitted, Learned(meta["scenarios"], meta["regularization"], meta["validation"],
                                    meta["calibration"], meta["event_weights_fitted"]))
     log.info("Recommender.load: %s: %d users, %d items: %.2f s", directory, len(user_map),

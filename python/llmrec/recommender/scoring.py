@@ -327,6 +327,7 @@ class Signals(NamedTuple):
     towers: np.ndarray | None = None  # against G (item tower vectors)
     cold: np.ndarray | None = None    # against Z (items without interactions; already scaled)
     cold_weight: float = 0.0          # the weight that scaled ``cold`` (its items' shift is w·Z.shift)
+    popularity: np.ndarray | None = None  # the popularity prior's part of ``behaviour`` (for explain)
 
     def rows(self, pick: Any) -> Signals:
         """These signals for the request rows ``pick`` (an index or a slice)."""
@@ -335,16 +336,20 @@ class Signals(NamedTuple):
 
         return Signals(part(self.behaviour), part(self.sequence), part(self.text), part(self.request),
                        part(self.transition), np.ascontiguousarray(self.offset[pick]), part(self.towers),
-                       part(self.cold), self.cold_weight)
+                       part(self.cold), self.cold_weight, part(self.popularity))
 
 
 def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np.ndarray | None = None,
                  sequence: np.ndarray | None = None, text: np.ndarray | None = None,
                  transition: np.ndarray | None = None, query: np.ndarray | None = None,
-                 towers: np.ndarray | None = None, cold: np.ndarray | None = None) -> Signals:
+                 towers: np.ndarray | None = None, cold: np.ndarray | None = None,
+                 popularity: np.ndarray | None = None) -> Signals:
     """Weighted, spread-normalised query vectors from raw signal vectors (None = absent);
     ``cold`` comes spread-normalised (:meth:`.cold_kernel.ColdKernel.queries`) and
-    centred on its items: only its weight is applied."""
+    centred on its items: only its weight is applied. ``popularity``: the popularity
+    prior's queries against V (:meth:`.popularity.PopularityPrior.queries`, already
+    spread-normalised and weighted by history length), in units of the behaviour weight:
+    they join the behaviour query, and are kept apart too for :mod:`.explain`."""
     text_weight: Any = weights["text"]
     if text is not None:
         # Rows with no history (a new user known only by a profile text) have no
@@ -353,7 +358,7 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np
         empty = ~(np.hstack(present) != 0).any(axis=1) if present else np.ones(len(text), bool)
         if empty.any():
             text_weight = np.where(empty, max(text_weight, 1.0), text_weight)
-    n = next((len(v) for v in (behaviour, sequence, text, transition, query) if v is not None), 0)
+    n = next((len(v) for v in (behaviour, sequence, text, transition, query, popularity) if v is not None), 0)
     offset = np.zeros(n, dtype=np.float64)
 
     def term(vectors: np.ndarray | None, weight: Any, cov: np.ndarray | None,
@@ -366,13 +371,18 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np
         return out
 
     b = term(behaviour, weights["behaviour"], geometry.cov_V, geometry.mean_V)
+    p = None
+    if popularity is not None and weights["behaviour"] > 0 and (popularity != 0).any():
+        p = (popularity * np.float32(weights["behaviour"])).astype(np.float32)
+        offset[:] += p.astype(np.float64) @ geometry.mean_V.astype(np.float64)
+        b = p.copy() if b is None else b + p
     s = term(sequence, weights["sequence"], geometry.cov_Vn, geometry.mean_Vn)
     t = term(text, text_weight, geometry.cov_E, geometry.mean_E)
     q = term(query, weights["query"], geometry.cov_E, geometry.mean_E)
     r = term(transition, weights.get("transition", 0.0), geometry.cov_Q, geometry.mean_Q)
     g = term(towers, weights.get("towers", 0.0), geometry.cov_G, geometry.mean_G)
     c = None if cold is None or weights.get("cold", 0.0) <= 0 else (cold * np.float32(weights["cold"]))
-    return Signals(b, s, t, q, r, offset.astype(np.float32), g, c, 0.0 if c is None else float(weights["cold"]))
+    return Signals(b, s, t, q, r, offset.astype(np.float32), g, c, 0.0 if c is None else float(weights["cold"]), p)
 
 
 def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,

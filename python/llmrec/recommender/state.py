@@ -25,6 +25,7 @@ from llmrec.recommender.late_items import LateItems, mark_fresh
 from llmrec.recommender.rows import Int8Rows
 from llmrec.recommender.snapshot import Publisher, Snapshot
 from llmrec.recommender.cold_kernel import ColdKernel
+from llmrec.recommender.popularity import PopularityPrior
 from llmrec.recommender.text_prior import TextPrior
 
 
@@ -44,6 +45,7 @@ class Fitted:
     grams: dict[str, np.ndarray] = field(default_factory=dict)  # PᵀP, QᵀQ for late items' solves
     text_prior: TextPrior | None = None  # factors of items without interactions (None: F·W)
     cold_kernel: ColdKernel | None = None  # the "cold" signal's user side (None: off)
+    popularity: PopularityPrior | None = None  # the popularity prior of short histories (None: off)
 
 
 class Learned(NamedTuple):
@@ -81,12 +83,12 @@ def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_ma
           item_map: IdMap, histories: Histories, feedback: Feedback, profile: np.ndarray | None,
           items: scoring.Items, als: Any, users: dict[str, np.ndarray | None],
           labels: Any, towers: Any, text_prior: TextPrior | None = None,
-          cold_kernel: ColdKernel | None = None) -> Fitted:
+          cold_kernel: ColdKernel | None = None, popularity: PopularityPrior | None = None) -> Fitted:
     """The state of a fitted or loaded model, its first snapshot published. The late
     items are those the ALS model has no interactions for; their clicks since are read
     from the histories. ``text_prior``: the map of their text to factors (None: the ALS
     model's linear prior); ``cold_kernel``: the cold signal (its item rows are the
-    items' Z)."""
+    items' Z); ``popularity``: the popularity prior of short histories."""
     late = np.flatnonzero(np.diff(als.user_items_.tocsc().indptr) == 0)
     items, labels = _with_spare_rows(items, als, labels)
     indptr, hist = histories.arrays()
@@ -94,7 +96,8 @@ def build_state(*, settings: dict[str, Any], geometry: scoring.Geometry, user_ma
     late_items = LateItems.from_histories(late, indptr, hist, TRANSITION_WINDOW)
     mark_fresh(items, late_items)
     return Fitted(settings, geometry, user_map, item_map, histories, feedback, profile,
-                  late_items, Publisher(snapshot), text_prior=text_prior, cold_kernel=cold_kernel)
+                  late_items, Publisher(snapshot), text_prior=text_prior, cold_kernel=cold_kernel,
+                  popularity=popularity)
 
 
 def _with_spare_rows(items: scoring.Items, als: Any, labels: Any) -> tuple[scoring.Items, Any]:

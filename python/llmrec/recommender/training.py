@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from llmrec.recommender.partitioned import AUTO_FLAT_ITEMS, log_index
 from llmrec.recommender.rows import inverse_norms, resolve_text_storage
 from llmrec.recommender.state import build_items
 from llmrec.recommender.cold_kernel import ColdKernel, ColdRows, fit_cold_kernel
+from llmrec.recommender.popularity import MIN_USERS, fit_table, mean_user
 from llmrec.recommender.text_prior import TextPrior, fit_text_prior
 from llmrec.recommender.towers_signal import fit_towers, user_vectors as towers_user_vectors
 from llmrec.recommender.users import behaviour_vectors, sequence_vectors, text_vectors
@@ -283,7 +285,7 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
     if "text_weight" in s or E is None:
         fixed["text"] = weights["text"]
     report: dict[str, Any] = {"users": len(val_users), "ndcg": {}}
-    towers_raw = None
+    towers = towers_raw = None
     if s.get("towers") is not None:
         # Trained without the held-out items: its weight is fitted on targets it never saw.
         towers = fit_towers(s["towers"], train_h, n_items, E, text=towers_text, profile=profile)
@@ -292,6 +294,7 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         report["towers_best_epoch"] = int(towers.best_epoch_)
         report["towers_averaged_epochs"] = int(towers.averaged_epochs_)
     best = (-1.0, weights, fallback)
+    best_models: tuple[ALS, np.ndarray, np.ndarray, np.ndarray] | None = None
     for regularization in grid:
         als = fit_als(s, regularization, als_h, n_items, E, random_state, weights=weights_all)
         V, Vn = als.item_factors_, unit_factors(als)
@@ -314,6 +317,7 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
         report["ndcg"][regularization] = value
         if value > best[0]:
             best = (value, w, regularization)
+            best_models = (als, Vn, P, Q)
             if keep is not None:
                 keep.update(raw=raw, hist=hist, held=[held[u] for u in val_users], users=val_users,
                             signals=signals, relevant=relevant, n_relevant=n_relevant,
@@ -321,7 +325,48 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
                             candidates=chosen["candidates"])
     weights.update(best[1])
     report["weights"] = dict(weights)
+    if s.get("popularity_prior", True) and best_models is not None:
+        first_items = partial(first_items_matrices, s, best_models, hist, like_w, blocked_h,
+                              [held[u] for u in val_users], n_items, E,
+                              None if profile is None else profile[val_users],
+                              None if towers is None or towers_raw is None else (towers, towers_raw[1]))
+        fitted_lengths, table, report["popularity"] = fit_table(
+            first_items, {k: v for k, v in weights.items() if k != "query"})
+        report["popularity_lengths"], report["popularity_weights"] = fitted_lengths, table
     return weights, best[2], report
+
+
+def first_items_matrices(s: dict[str, Any], models: tuple[ALS, np.ndarray, np.ndarray, np.ndarray],
+                         hist: list[np.ndarray], like_w: list[np.ndarray] | None, blocked: list[np.ndarray],
+                         held: list[np.ndarray], n_items: int, E: np.ndarray | None, profile: np.ndarray | None,
+                         towers: tuple[Any, np.ndarray] | None, n: int
+                         ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray] | None:
+    """The validation matrices (:func:`validation_matrices`) of the validation users known
+    by their first ``n`` liked items, with a "popularity" signal (ū against V,
+    :mod:`.popularity`); None with fewer than ``MIN_USERS`` users having ``n``. Their
+    held-out items stay the targets; the rest of ``blocked`` (their whole training
+    history and dislikes) is neither target nor candidate. ``models``: the validation's
+    (ALS, unit factors, next-item P, Q); ``hist``, ``like_w``, ``profile``: the users'
+    training likes, multipliers and profile rows; ``towers``: (model, item vectors)."""
+    als, Vn, P, Q = models
+    who = [j for j, h in enumerate(hist) if len(h) >= n]
+    if len(who) < MIN_USERS:
+        return None
+    cut = [hist[j][:n] for j in who]
+    rows = None if profile is None else profile[who]
+    raw: dict[str, tuple[Any, np.ndarray]] = {
+        "behaviour": (behaviour_vectors(als, cut, n_items, s["recency"],
+                                        weights=None if like_w is None else [like_w[j][:n] for j in who]),
+                      als.item_factors_),
+        "sequence": (sequence_vectors(Vn, cut, s["sequence_decay"]), Vn),
+        "transition": (sequence_vectors(P, cut, s["sequence_decay"]), Q),
+        "popularity": (np.tile(mean_user(als), (len(who), 1)), als.item_factors_)}
+    if E is not None:
+        raw["text"] = (text_vectors(E, cut, s["recency"], rows), E)
+    if towers is not None:
+        raw["towers"] = (towers_user_vectors(towers[0], cut, rows), towers[1])
+    return validation_matrices(raw, [blocked[j] for j in who], [held[j] for j in who], n_items,
+                               s["num_threads"], cold=~np.any(Vn != 0, axis=1))
 
 
 def feedback_strong(record: dict[str, np.ndarray], s: dict[str, Any]) -> np.ndarray:
