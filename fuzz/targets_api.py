@@ -463,7 +463,8 @@ def _fitted_recommender(g: G):
         regularization=g.choice(["auto", 1.0]) if not g.chance() else g.float_(1.0, "regularization"),
         alpha=g.float_(1.0, "alpha"), iterations=g.size(2, "iterations"),
         candidates=g.size(g.choice([4, 64]), "candidates"),
-        validation=g.choice([0.0, 0.2]) if not g.chance() else g.float_(0.2, "validation"))
+        validation=g.choice([0.0, 0.2]) if not g.chance() else g.float_(0.2, "validation"),
+        popularity_prior=g.choice([True, True, False]) if not g.chance() else g.choice(["yes", 1, None]))
     items = None
     if encoder is not None and "item_id" in events:
         ids = sorted(set(events["item_id"].dropna().tolist()), key=str) if g.chance(0.8) else [0, 1]

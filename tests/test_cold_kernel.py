@@ -333,7 +333,7 @@ def test_a_version_9_file_loads_without_the_learned_part(tastes, tmp_path):
     path = tmp_path / "m" / "recommender.llmrec"
     meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=12)
     save_arrays(path, "Recommender", 9, meta, {n: np.array(a) for n, a in arrays.items()
-                                               if n not in ("cold_factors", "cold_shift") and not n.startswith("popularity_")})
+                                               if n not in ("cold_factors", "cold_shift")})
     old = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     assert old._state.cold_kernel.factors == 0.0 and old._state.cold_kernel.projection is None
     users = list(np.sort(test.user_id.unique())[:30])

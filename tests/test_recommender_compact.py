@@ -288,8 +288,8 @@ def test_int8_user_text_interest_within_its_bound(data, tmp_path, monkeypatch):
     rec.forget_user(user)
     assert rec._users["text"].scales[row] == 0 and not rec._users["text"].codes[row].any()
     rec.save(tmp_path / "m")
-    _, arrays, version = load_arrays(tmp_path / "m" / "recommender.llmrec", "Recommender", max_kind_version=11)
-    assert version == 11 and "user_text_codes" in arrays and "user_text" not in arrays
+    _, arrays, version = load_arrays(tmp_path / "m" / "recommender.llmrec", "Recommender", max_kind_version=12)
+    assert version == 12 and "user_text_codes" in arrays and "user_text" not in arrays
     back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     users = list(rec._user_map.ids[:30])
     np.testing.assert_array_equal(back.recommend(users, 10).ids, rec.recommend(users, 10).ids)
@@ -328,7 +328,7 @@ def test_labels_survive_save_load_and_older_files(data, tmp_path):
     rec.add_items(items.iloc[:1].assign(item_id=[10**6], title=["Kitchen Days"]))
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=11)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=12)
     assert "labels" not in arrays and len(arrays["label_offsets"]) == len(rec._items.V) + 1
     back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     every = np.arange(len(rec._items.V))
@@ -381,7 +381,7 @@ def test_a_version_4_file_still_loads(data, tmp_path):
                       regularization=10.0).fit(interactions, items=items)
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
-    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=11)
+    meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=12)
     arrays = {name: np.array(a) for name, a in arrays.items()}
     arrays["Vn"] = np.asarray(rec._items.Vn, dtype=np.float32)
     del arrays["inv_norm"]

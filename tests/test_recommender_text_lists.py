@@ -279,7 +279,7 @@ def test_stage_2_reads_each_item_where_e_stores_it(data):
 def _recommender_file(change, version=8):
     def apply(directory):
         path = directory / "recommender.llmrec"
-        meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=11)
+        meta, arrays, _ = load_arrays(path, "Recommender", max_kind_version=12)
         arrays = {k: np.array(v) for k, v in arrays.items()}
         change(arrays)
         path.unlink()
@@ -304,8 +304,8 @@ def test_e_stored_in_item_order_or_another_order_is_laid_out_at_load(data, tmp_p
     other order both load with E laid out list by list, serving the same lists."""
     rec = fresh(data, text_storage="int8")
     rec.save(tmp_path / "m")
-    _, arrays, version = load_arrays(tmp_path / "m" / "recommender.llmrec", "Recommender", max_kind_version=11)
-    assert version == 11 and arrays["E_slots"].dtype == np.int32
+    _, arrays, version = load_arrays(tmp_path / "m" / "recommender.llmrec", "Recommender", max_kind_version=12)
+    assert version == 12 and arrays["E_slots"].dtype == np.int32
     np.testing.assert_array_equal(arrays["E_slots"], rec._items.E.slots)
     back = Recommender.load(tmp_path / "m", encoder=WordEncoder())
     np.testing.assert_array_equal(back._items.E.slots, rec._items.E.slots)

@@ -296,10 +296,10 @@ def test_file_kind_versions(served, data, tmp_path):
 
     served.save(tmp_path / "on")
     # kind version 11 since the new items' shift (10: the learned cold part; 9: the cold signal)
-    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=11)[2] == 11
+    assert load_arrays(tmp_path / "on" / "recommender.llmrec", "Recommender", max_kind_version=12)[2] == 12
     off = _fit(data, validation=0.0, regularization=10.0)
     off.save(tmp_path / "off")
-    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=11)[2] == 11
+    assert load_arrays(tmp_path / "off" / "recommender.llmrec", "Recommender", max_kind_version=12)[2] == 12
 
 
 def test_finetuned_towers_serve_save_and_load(data, tmp_path):

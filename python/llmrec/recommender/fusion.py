@@ -32,7 +32,7 @@ GRIDS = {"sequence": (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0),
          "text": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2),
          "towers": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0),
          # the popularity prior of short histories (:mod:`.popularity`), fitted per length
-         "popularity": (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)}
+         "popularity": (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0)}
 
 
 def check_weights(weights: Mapping[str, Any], name: str) -> dict[str, float]:

@@ -330,8 +330,9 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
                               [held[u] for u in val_users], n_items, E,
                               None if profile is None else profile[val_users],
                               None if towers is None or towers_raw is None else (towers, towers_raw[1]))
-        fitted_lengths, table, report["popularity"] = fit_table(
-            first_items, {k: v for k, v in weights.items() if k != "query"})
+        with stage(log, "Recommender.fit: popularity prior", users=len(val_users)):
+            fitted_lengths, table, report["popularity"] = fit_table(
+                first_items, {k: v for k, v in weights.items() if k != "query"})
         report["popularity_lengths"], report["popularity_weights"] = fitted_lengths, table
     return weights, best[2], report
 
