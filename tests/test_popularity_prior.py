@@ -190,3 +190,33 @@ def test_popularity_prior_must_be_a_bool(value):
     interactions, items = mixed_tastes(n_users=40, length=6)
     with pytest.raises(TypeError, match="popularity_prior"):
         Recommender(popularity_prior=value).fit(interactions, items=items)
+
+
+def test_short_histories_have_their_own_calibration(fitted, tmp_path):
+    """New users known by their first n items (n ≤ 2, where the prior weighs most):
+    over their latest fifth (the positives, as the validation holds out) and every item
+    they did not take, the probabilities add up to about the positives' count with the
+    short histories' Platt pairs, and far beyond it with the warm pair alone."""
+    rec, _, _ = fitted
+    short = rec.calibration_.short
+    assert [row[0] for row in short] == sorted(row[0] for row in short)
+    assert short[-1] == (float(rec._state.popularity.lengths[-1]), rec.calibration_.a, rec.calibration_.b)
+    rec.save(tmp_path / "m")
+    model = Recommender.load(tmp_path / "m", encoder=WordEncoder())
+    assert model.calibration_ == rec.calibration_
+    newcomers, _ = mixed_tastes(n_users=120, seed=1)
+    n_items = N_POPULAR + N_TOPICS * PER_TOPIC
+    users, items, labels = [], [], []
+    for user, frame in newcomers.groupby("user_id"):
+        taken = frame.sort_values("timestamp").item_id.to_numpy()
+        model.update(50_000 + user, list(taken[:1 + user % 2]))
+        latest = taken[-len(taken) // 5:]
+        others = np.setdiff1d(np.arange(n_items), taken)
+        users += [50_000 + user] * (len(latest) + len(others))
+        items += list(latest) + list(others)
+        labels += [1] * len(latest) + [0] * len(others)
+    p = model.predict_proba(users, items)
+    warm = model.calibration_._replace(short=()).probability(model.predict(users, items))
+    positives = float(np.sum(labels))
+    assert abs(p.sum() / positives - 1) < 0.5, p.sum() / positives
+    assert warm.sum() / positives > 2 * p.sum() / positives

@@ -270,7 +270,10 @@ def test_predict_shapes_and_bad_input(model):
 def test_predict_proba_is_the_platt_map_of_predict(model, tmp_path):
     cal = model.calibration_
     assert cal.a > 0 and cal.positives > 0 and cal.negatives > 0
-    u, items = model._user_map.ids[3], model._item_map.ids[:40]
+    # a user beyond the popularity prior's table: the warm pair (short ones: test_popularity_prior)
+    end = cal.short[-1][0] if cal.short else 0
+    row = next(r for r in range(len(model._user_map.ids)) if len(model._histories.get(r)) >= end)
+    u, items = model._user_map.ids[row], model._item_map.ids[:40]
     s = model.predict(u, items).astype(np.float64)
     p = model.predict_proba(u, items)
     z = cal.a * s + cal.b

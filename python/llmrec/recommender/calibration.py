@@ -16,6 +16,15 @@ trained without each sampled user's latest interactions):
 Scores are read exactly as served (text interest and towers neutral for items without
 interactions), so the final model's scores, on the same standardised scale, are
 mapped by the same (a, b).
+
+Short histories carry the popularity prior (:mod:`.popularity`), whose term (up to 24
+spreads) moves their scores far beyond a warm user's: mapped by the warm (a, b), a
+user known by one item would get probabilities near 1 for every popular item. So each
+length n of the prior's table gets its own (a, b), fitted the same way on the
+validation users cut to their first n items (their held-out items the positives, the
+negatives drawn outside their whole training history), and a user of n items is mapped
+by (a, b) linear in log n between the table's lengths, the warm pair from the length
+where the prior ends.
 """
 
 from __future__ import annotations
@@ -28,27 +37,38 @@ from scipy.special import expit
 from llmrec.recommender import scoring
 
 NEGATIVES_PER_USER = 50
-_NEWTON_STEPS = 50
+_NEWTON_STEPS = 100
 _RIDGE = 1e-6  # damps the 2×2 Newton system (invertible when the classes separate);
 # the gradient has no such term, so the fixed point is the plain weighted optimum
 
 
 class Calibration(NamedTuple):
-    """P = 1 / (1 + exp(−(a·s + b))); counts of the pairs it was fitted on."""
+    """P = 1 / (1 + exp(−(a·s + b))); counts of the pairs it was fitted on. ``short``:
+    ((n, a_n, b_n), …) for history lengths n ascending under the popularity prior, the
+    last with the warm (a, b) where the prior ends (empty: one pair for every user)."""
 
     a: float
     b: float
     positives: int
     negatives: int
+    short: tuple[tuple[float, float, float], ...] = ()
 
-    def probability(self, scores: np.ndarray) -> np.ndarray:
-        """P(interaction) of blended scores: σ(a·score + b), float64."""
-        return expit(self.a * np.asarray(scores, dtype=np.float64) + self.b)
+    def probability(self, scores: np.ndarray, lengths: Any = None) -> np.ndarray:
+        """P(interaction) of blended scores: σ(a·score + b), float64; ``lengths`` (one
+        per score: the user's liked items) picks (a, b) along ``short``."""
+        s = np.asarray(scores, dtype=np.float64)
+        if not self.short or lengths is None:
+            return expit(self.a * s + self.b)
+        table = np.asarray(self.short, dtype=np.float64)
+        n = np.log(np.maximum(np.asarray(lengths, dtype=np.float64), 1.0))
+        a = np.interp(n, np.log(table[:, 0]), table[:, 1], right=self.a)
+        b = np.interp(n, np.log(table[:, 0]), table[:, 2], right=self.b)
+        return expit(a * s + b)
 
     def to_json(self) -> dict[str, Any]:
         """The record saved in the model's metadata."""
         return {"method": "platt", "a": self.a, "b": self.b, "positives": self.positives,
-                "negatives": self.negatives}
+                "negatives": self.negatives, "short": [list(row) for row in self.short]}
 
     @classmethod
     def from_json(cls, value: Any) -> Calibration:
@@ -59,7 +79,14 @@ class Calibration(NamedTuple):
         counts = int(value["positives"]), int(value["negatives"])
         if not (np.isfinite(a) and np.isfinite(b)) or min(counts) < 0:
             raise ValueError(f"calibration holds invalid values {value!r}")
-        return cls(a, b, *counts)
+        short = value.get("short", [])  # absent before the popularity prior
+        if not isinstance(short, list) or not all(isinstance(r, list) and len(r) == 3 for r in short):
+            raise ValueError(f"calibration 'short' must list [length, a, b] rows, got {short!r}")
+        rows = tuple((float(n), float(sa), float(sb)) for n, sa, sb in short)
+        if rows and (not np.isfinite(np.array(rows)).all() or rows[0][0] < 1
+                     or any(later[0] <= row[0] for row, later in zip(rows, rows[1:]))):
+            raise ValueError(f"calibration 'short' must hold finite rows of ascending lengths >= 1, got {short!r}")
+        return cls(a, b, *counts, rows)
 
 
 def pair_scores(raw: dict[str, tuple[np.ndarray, np.ndarray]], weights: dict[str, float],
@@ -111,22 +138,40 @@ def validation_pairs(raw: dict[str, tuple[np.ndarray, np.ndarray]], weights: dic
     return scores, np.concatenate(labels), np.concatenate(sample_weights)
 
 
-def fit_platt(scores: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray | None = None
-              ) -> tuple[float, float]:
-    """(a, b) minimising the weighted logistic loss of P = σ(a·s + b) (Newton's method)."""
+def fit_platt(scores: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray | None = None,
+              smooth: bool = False) -> tuple[float, float]:
+    """(a, b) minimising the weighted logistic loss of P = σ(a·s + b) (Newton's method).
+    ``smooth``: Platt's targets instead of 1 and 0 — (N₊ + 1)/(N₊ + 2) for the positives
+    and 1/(N₋ + 2) for the negatives, N the classes' weights —, whose optimum is finite
+    even where the scores separate the classes (hard labels then send a to infinity)."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     w = np.ones_like(s) if sample_weights is None else np.asarray(sample_weights, dtype=np.float64)
+    if smooth:
+        positive = y > 0.5
+        n_pos, n_neg = w[positive].sum(), w[~positive].sum()
+        y = np.where(positive, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
     X = np.column_stack([s, np.ones_like(s)])
     prior = np.average(y, weights=w)
     theta = np.array([0.0, np.log(prior / (1 - prior)) if 0 < prior < 1 else 0.0])
+    def loss(t: np.ndarray) -> float:
+        z = X @ t
+        return float(w @ (np.logaddexp(0.0, z) - y * z))
+
+    current = loss(theta)
     for _ in range(_NEWTON_STEPS):
         p = expit(X @ theta)
         gradient = X.T @ (w * (p - y))
         hessian = (X * (w * p * (1 - p))[:, None]).T @ X + _RIDGE * w.sum() * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        theta -= step
-        if np.abs(step).max() < 1e-10:
+        # Backtracking (Armijo): a full Newton step overshoots where the scores span tens
+        # of units (the popularity prior's short histories) and the logistic saturates.
+        size = 1.0
+        while size > 1e-8 and loss(theta - size * step) > current - 1e-4 * size * float(gradient @ step):
+            size /= 2
+        theta = theta - size * step
+        current = loss(theta)
+        if np.abs(size * step).max() < 1e-10:
             break
     return float(theta[0]), float(theta[1])
 
@@ -135,11 +180,12 @@ def fit_calibration(raw: dict[str, tuple[np.ndarray, np.ndarray]], weights: dict
                     hist: list[np.ndarray], held: list[np.ndarray], n_items: int, cold: np.ndarray,
                     random_state: Any, catalogue: int | None = None) -> Calibration:
     """Platt scaling of the blend ``weights`` on the validation users (see the module;
-    ``catalogue`` as in :func:`validation_pairs`)."""
+    ``catalogue`` as in :func:`validation_pairs`), with Platt's smoothed targets: the
+    short histories' scores can separate their classes (:func:`fit_platt`)."""
     rng = np.random.default_rng(None if random_state is None else [int(random_state), 7])
     scores, labels, sample_weights = validation_pairs(raw, weights, hist, held, n_items, cold, rng,
                                                       catalogue=catalogue)
-    a, b = fit_platt(scores, labels, sample_weights)
+    a, b = fit_platt(scores, labels, sample_weights, smooth=True)
     return Calibration(a, b, int(labels.sum()), int(len(labels) - labels.sum()))
 
 

@@ -452,7 +452,7 @@ class Recommender(PairScores, Estimator):
                 grid_histories, grid_items, grid_E, grid_profile = (
                     (histories, n_items, E, profile) if sample is None else sample[:4])
                 result = fit_blend(s, grid_histories, grid_items, grid_E, grid_profile, self.random_state,
-                                   keep=kept, feedback=feedback if sample is None else None,
+                                   keep=kept, feedback=feedback if sample is None else None, catalogue=n_items,
                                    towers_text=None if not use_text else self._towers_text(
                                        texts if sample is None else [texts[i] for i in sample.items]))
                 value = max(result[2].get("ndcg", {}).values(), default=-1.0)
@@ -517,6 +517,12 @@ class Recommender(PairScores, Estimator):
             scenarios["search"]["cold"] = 0.5 * cold[1] / max(personal, 1e-12)
         extras = fit_extras(kept, lookup, home, self.random_state)
         del kept
+        calibration = extras.calibration
+        if calibration is not None and popularity is not None and report.get("popularity_calibration"):
+            # short histories: their own Platt pairs, the warm one where the prior ends
+            end = ((float(popularity.lengths[-1]), calibration.a, calibration.b),)
+            short = tuple((float(n), float(a), float(b)) for n, a, b in report["popularity_calibration"])
+            calibration = calibration._replace(short=short + end)
         scenarios.update(extras.scenarios)
         if cold is not None:  # fitted on its own validation: every personal blend keeps it
             for name in extras.scenarios:
@@ -525,7 +531,7 @@ class Recommender(PairScores, Estimator):
                 report["weights"]["cold"] = cold[1]
         if extras.report:
             report["scenarios"] = extras.report
-        self._install(fitted, Learned(scenarios, regularization, report, extras.calibration, event_weights))
+        self._install(fitted, Learned(scenarios, regularization, report, calibration, event_weights))
         log.info("Recommender.fit: %d users, %d items, %d interactions, text %s: %.2f s",
                  n_users, n_items, len(frame), "yes" if E is not None else "no",
                  time.perf_counter() - started)

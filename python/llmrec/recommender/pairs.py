@@ -81,7 +81,8 @@ class PairScores:
         """P(the user interacts with the item) for each pair: the "home" score of
         :meth:`predict` through Platt scaling fitted on the validation slice at ``fit``
         (:mod:`.calibration`: held-out interactions against uniformly sampled unseen
-        items, weighted to the true base rate). Same arguments and shapes as
+        items, weighted to the true base rate; users with short histories, whose scores
+        carry the popularity prior, by the scaling fitted for their history length). Same arguments and shapes as
         :meth:`predict`. A model fitted with ``validation=0`` has no calibration
         (``ValueError``)."""
         self._check_fitted()
@@ -90,7 +91,12 @@ class PairScores:
             raise ValueError("this Recommender has no calibration: it is fitted on the validation "
                              "slice, so fit with validation > 0 (and enough users)")
         scores = self.predict(user_ids, item_ids)
-        p = calibration.probability(scores)
+        lengths = None
+        if calibration.short:  # short histories have their own pairs (the popularity prior)
+            rows = self._state.user_map.rows(_ids(user_ids, "user_ids")[0], "user_ids")
+            counts = np.array([len(self._state.histories.get(r)) for r in rows])
+            lengths = counts.reshape(()) if np.ndim(scores) == 0 else np.broadcast_to(counts, np.shape(scores))
+        p = calibration.probability(scores, lengths)
         return float(p) if np.ndim(scores) == 0 else p.astype(np.float64)
 
     @property

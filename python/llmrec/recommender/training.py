@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from llmrec.recommender.history import Histories, transitions, weighted_rows
 from llmrec.recommender.partitioned import AUTO_FLAT_ITEMS, log_index
 from llmrec.recommender.rows import inverse_norms, resolve_text_storage
 from llmrec.recommender.state import build_items
+from llmrec.recommender.calibration import fit_calibration
 from llmrec.recommender.cold_kernel import ColdKernel, ColdRows, fit_cold_kernel
 from llmrec.recommender.popularity import MIN_USERS, fit_table, mean_user
 from llmrec.recommender.text_prior import TextPrior, fit_text_prior
@@ -216,7 +217,7 @@ def fit_items(s: dict[str, Any], random_state: Any, als: ALS, E: np.ndarray | No
 
 def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarray | None,
               profile: np.ndarray | None, random_state: Any, keep: dict[str, Any] | None = None,
-              feedback: Any = None, towers_text: Any = None
+              feedback: Any = None, towers_text: Any = None, catalogue: int | None = None
               ) -> tuple[dict[str, float], float, dict[str, Any]]:
     """Hold out the latest ``validation`` share of each sampled user's history, and
     for each ALS λ of the grid fit the models on the rest and the blend weights on the
@@ -227,7 +228,9 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
     With ``feedback`` (:class:`.feedback.Feedback`; ``histories`` are its likes) the
     models see the likes' multipliers and the users' dislikes; the held-out items are
     the latest likes, and dislikes are never candidates. ``towers_text``: the item
-    texts and encoder for towers with ``text="finetune"`` (a ``TowersText``)."""
+    texts and encoder for towers with ``text="finetune"`` (a ``TowersText``).
+    ``catalogue``: the full catalogue's size when ``n_items`` is a sample's (the
+    popularity prior's calibrations stand for all of its items)."""
     grid = REGULARIZATION_GRID if "regularization" not in s else (s["regularization"],)
     weights = dict(DEFAULT_WEIGHTS)
     if E is None:
@@ -326,26 +329,42 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
     weights.update(best[1])
     report["weights"] = dict(weights)
     if s.get("popularity_prior", True) and best_models is not None:
-        first_items = partial(first_items_matrices, s, best_models, hist, like_w, blocked_h,
-                              [held[u] for u in val_users], n_items, E,
-                              None if profile is None else profile[val_users],
-                              None if towers is None or towers_raw is None else (towers, towers_raw[1]))
+        cut = cache(partial(first_items, s, best_models, hist, like_w, blocked_h, [held[u] for u in val_users],
+                            n_items, E, None if profile is None else profile[val_users],
+                            None if towers is None or towers_raw is None else (towers, towers_raw[1])))
+        cold = ~np.any(best_models[1] != 0, axis=1)
+
+        def matrices(n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray] | None:
+            users = cut(n)
+            if users is None:
+                return None
+            signals, seen, targets = users
+            return validation_matrices(signals, seen, targets, n_items, s["num_threads"], cold=cold)
+
         with stage(log, "Recommender.fit: popularity prior", users=len(val_users)):
-            fitted_lengths, table, report["popularity"] = fit_table(
-                first_items, {k: v for k, v in weights.items() if k != "query"})
+            blend = {k: v for k, v in weights.items() if k != "query"}
+            fitted_lengths, table, report["popularity"] = fit_table(matrices, blend)
+            report["popularity_calibration"] = []  # Platt (a, b) per length (see .calibration)
+            for n, weight in zip(fitted_lengths, table):
+                users = cut(n)
+                if weight > 0 and users is not None:
+                    signals, seen, targets = users
+                    platt = fit_calibration(signals, {**blend, "popularity": weight}, seen, targets, n_items, cold,
+                                            random_state, catalogue=catalogue)
+                    report["popularity_calibration"].append([n, platt.a, platt.b])
         report["popularity_lengths"], report["popularity_weights"] = fitted_lengths, table
     return weights, best[2], report
 
 
-def first_items_matrices(s: dict[str, Any], models: tuple[ALS, np.ndarray, np.ndarray, np.ndarray],
-                         hist: list[np.ndarray], like_w: list[np.ndarray] | None, blocked: list[np.ndarray],
-                         held: list[np.ndarray], n_items: int, E: np.ndarray | None, profile: np.ndarray | None,
-                         towers: tuple[Any, np.ndarray] | None, n: int
-                         ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray] | None:
-    """The validation matrices (:func:`validation_matrices`) of the validation users known
-    by their first ``n`` liked items, with a "popularity" signal (ū against V,
-    :mod:`.popularity`); None with fewer than ``MIN_USERS`` users having ``n``. Their
-    held-out items stay the targets; the rest of ``blocked`` (their whole training
+def first_items(s: dict[str, Any], models: tuple[ALS, np.ndarray, np.ndarray, np.ndarray],
+                hist: list[np.ndarray], like_w: list[np.ndarray] | None, blocked: list[np.ndarray],
+                held: list[np.ndarray], n_items: int, E: np.ndarray | None, profile: np.ndarray | None,
+                towers: tuple[Any, np.ndarray] | None, n: int
+                ) -> tuple[dict[str, tuple[Any, np.ndarray]], list[np.ndarray], list[np.ndarray]] | None:
+    """The validation users known by their first ``n`` liked items, as (raw signals with
+    a "popularity" one — ū against V, :mod:`.popularity` —, what each user took in
+    training, held-out items); None with fewer than ``MIN_USERS`` users having ``n``.
+    Their held-out items stay the targets; the rest of ``blocked`` (their whole training
     history and dislikes) is neither target nor candidate. ``models``: the validation's
     (ALS, unit factors, next-item P, Q); ``hist``, ``like_w``, ``profile``: the users'
     training likes, multipliers and profile rows; ``towers``: (model, item vectors)."""
@@ -366,8 +385,7 @@ def first_items_matrices(s: dict[str, Any], models: tuple[ALS, np.ndarray, np.nd
         raw["text"] = (text_vectors(E, cut, s["recency"], rows), E)
     if towers is not None:
         raw["towers"] = (towers_user_vectors(towers[0], cut, rows), towers[1])
-    return validation_matrices(raw, [blocked[j] for j in who], [held[j] for j in who], n_items,
-                               s["num_threads"], cold=~np.any(Vn != 0, axis=1))
+    return raw, [blocked[j] for j in who], [held[j] for j in who]
 
 
 def feedback_strong(record: dict[str, np.ndarray], s: dict[str, Any]) -> np.ndarray:
