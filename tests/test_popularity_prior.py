@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from llmrec import Recommender
+from llmrec._fileformat import load_arrays, save_arrays
 from llmrec.recommender.popularity import PopularityPrior
-from recommender_helpers import WordEncoder, assert_crafted_arrays_refused
+from recommender_helpers import WordEncoder, assert_crafted_arrays_refused, assert_crafted_copy_refused
 
 N_POPULAR, N_TOPICS, PER_TOPIC = 30, 10, 27
 
@@ -154,8 +155,6 @@ def test_save_and_load_keep_the_prior(fitted, tmp_path):
 
 
 def test_a_file_without_the_prior_loads_without_it(fitted, tmp_path):
-    from llmrec._fileformat import load_arrays, save_arrays
-
     rec, _, _ = fitted
     rec.save(tmp_path / "m")
     path = tmp_path / "m" / "recommender.llmrec"
@@ -220,3 +219,24 @@ def test_short_histories_have_their_own_calibration(fitted, tmp_path):
     positives = float(np.sum(labels))
     assert abs(p.sum() / positives - 1) < 0.5, p.sum() / positives
     assert warm.sum() / positives > 2 * p.sum() / positives
+
+
+@pytest.mark.parametrize("short", [
+    [[2.0, 1.0, 0.0], [1.0, 1.0, 0.0]],          # lengths not ascending
+    [[1.0, float("nan"), 0.0]],                  # not finite
+    [[0.0, 1.0, 0.0]],                           # a length below 1
+    [[1.0, 1.0]],                                # a row of two
+    {"1": [1.0, 0.0]},                           # not a list
+    [[1.0, "a", 0.0]],                           # not a number
+])
+def test_a_damaged_short_calibration_is_refused(fitted, tmp_path, short):
+    rec, _, _ = fitted
+    rec.save(tmp_path / "m")
+
+    def craft(directory):
+        path = directory / "recommender.llmrec"
+        meta, arrays, version = load_arrays(path, "Recommender", max_kind_version=12)
+        meta["calibration"]["short"] = short
+        save_arrays(path, "Recommender", version, meta, {n: np.array(a) for n, a in arrays.items()})
+
+    assert_crafted_copy_refused(tmp_path / "m", tmp_path, craft, match="calibration")
