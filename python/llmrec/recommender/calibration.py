@@ -154,6 +154,7 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, sample_weights: np.ndarray
     X = np.column_stack([s, np.ones_like(s)])
     prior = np.average(y, weights=w)
     theta = np.array([0.0, np.log(prior / (1 - prior)) if 0 < prior < 1 else 0.0])
+
     def loss(t: np.ndarray) -> float:
         z = X @ t
         return float(w @ (np.logaddexp(0.0, z) - y * z))

@@ -82,9 +82,9 @@ class PairScores:
         :meth:`predict` through Platt scaling fitted on the validation slice at ``fit``
         (:mod:`.calibration`: held-out interactions against uniformly sampled unseen
         items, weighted to the true base rate; users with short histories, whose scores
-        carry the popularity prior, by the scaling fitted for their history length). Same arguments and shapes as
-        :meth:`predict`. A model fitted with ``validation=0`` has no calibration
-        (``ValueError``)."""
+        carry the popularity prior, by the scaling fitted for their history length).
+        Same arguments and shapes as :meth:`predict`. A model fitted with
+        ``validation=0`` has no calibration (``ValueError``)."""
         self._check_fitted()
         calibration = self.__dict__.get("calibration_")
         if calibration is None:

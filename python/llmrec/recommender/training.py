@@ -329,31 +329,42 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
     weights.update(best[1])
     report["weights"] = dict(weights)
     if s.get("popularity_prior", True) and best_models is not None:
-        cut = cache(partial(first_items, s, best_models, hist, like_w, blocked_h, [held[u] for u in val_users],
-                            n_items, E, None if profile is None else profile[val_users],
-                            None if towers is None or towers_raw is None else (towers, towers_raw[1])))
-        cold = ~np.any(best_models[1] != 0, axis=1)
-
-        def matrices(n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray] | None:
-            users = cut(n)
-            if users is None:
-                return None
-            signals, seen, targets = users
-            return validation_matrices(signals, seen, targets, n_items, s["num_threads"], cold=cold)
-
         with stage(log, "Recommender.fit: popularity prior", users=len(val_users)):
-            blend = {k: v for k, v in weights.items() if k != "query"}
-            fitted_lengths, table, report["popularity"] = fit_table(matrices, blend)
-            report["popularity_calibration"] = []  # Platt (a, b) per length (see .calibration)
-            for n, weight in zip(fitted_lengths, table):
-                users = cut(n)
-                if weight > 0 and users is not None:
-                    signals, seen, targets = users
-                    platt = fit_calibration(signals, {**blend, "popularity": weight}, seen, targets, n_items, cold,
-                                            random_state, catalogue=catalogue)
-                    report["popularity_calibration"].append([n, platt.a, platt.b])
-        report["popularity_lengths"], report["popularity_weights"] = fitted_lengths, table
+            cut = partial(first_items, s, best_models, hist, like_w, blocked_h, [held[u] for u in val_users],
+                          n_items, E, None if profile is None else profile[val_users],
+                          None if towers is None or towers_raw is None else (towers, towers_raw[1]))
+            report.update(fit_popularity(s, cut, {k: v for k, v in weights.items() if k != "query"}, n_items,
+                                         ~np.any(best_models[1] != 0, axis=1), random_state, catalogue))
     return weights, best[2], report
+
+
+def fit_popularity(s: dict[str, Any], cut: Any, blend: dict[str, float], n_items: int, cold: np.ndarray,
+                   random_state: Any, catalogue: int | None) -> dict[str, Any]:
+    """The popularity prior's table (:func:`.popularity.fit_table`) and a Platt pair per
+    length where it weighs (:mod:`.calibration`), from ``cut(n)``: the validation users
+    known by their first n items (:func:`first_items`), under the fitted ``blend``.
+    Returns the report's entries: "popularity" (per length), "popularity_lengths",
+    "popularity_weights" and "popularity_calibration" ([n, a, b] rows)."""
+    cut = cache(cut)  # each length's users serve the weight and the calibration
+
+    def matrices(n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray] | None:
+        users = cut(n)
+        if users is None:
+            return None
+        raw, seen, targets = users
+        return validation_matrices(raw, seen, targets, n_items, s["num_threads"], cold=cold)
+
+    lengths, table, per_length = fit_table(matrices, blend)
+    calibration = []
+    for n, weight in zip(lengths, table):
+        users = cut(n)
+        if weight > 0 and users is not None:
+            raw, seen, targets = users
+            platt = fit_calibration(raw, {**blend, "popularity": weight}, seen, targets, n_items, cold,
+                                    random_state, catalogue=catalogue)
+            calibration.append([n, platt.a, platt.b])
+    return {"popularity": per_length, "popularity_lengths": lengths, "popularity_weights": table,
+            "popularity_calibration": calibration}
 
 
 def first_items(s: dict[str, Any], models: tuple[ALS, np.ndarray, np.ndarray, np.ndarray],
