@@ -247,7 +247,8 @@ class Recommender(PairScores, Estimator):
     validation_ : dict, what the validation measured (ndcg@10 per regularization; per
         scenario when the interactions have a ``scenario`` column).
     calibration_ : :class:`.calibration.Calibration` or None, the Platt scaling of
-        :meth:`predict_proba` (None when the validation was skipped).
+        :meth:`predict_proba` (None when the validation was skipped); ``.short`` holds
+        the pairs of short histories under the popularity prior.
     index_info_ : str, what stage 1 searches.
     event_weights_ : dict or None, the event weights used (fitted with "auto").
     item_ids_, user_ids_ : read-only arrays of the model's ids, in the model's order.
