@@ -14,6 +14,7 @@ from llmrec.recommender.popularity import PopularityPrior
 from recommender_helpers import WordEncoder, assert_crafted_arrays_refused, assert_crafted_copy_refused
 
 N_POPULAR, N_TOPICS, PER_TOPIC = 30, 10, 27
+NEW_ITEMS = list(range(90_000, 90_005))
 
 
 def mixed_tastes(n_users: int = 600, length: int = 24, fans: float = 0.8, explore: float = 0.4, seed: int = 0):
@@ -78,6 +79,9 @@ def short_users(fitted, tmp_path_factory):
     directory = tmp_path_factory.mktemp("short") / "m"
     rec.save(directory)
     model = Recommender.load(directory, encoder=WordEncoder())
+    # new items worded as the hits: no users, so no popularity (their text-predicted
+    # factors lean toward the hits')
+    model.add_items(pd.DataFrame({"item_id": NEW_ITEMS, "text": [f"blockbuster{i % 5}" for i in range(5)]}))
     ordered = interactions.sort_values("timestamp", kind="stable")
     histories = {}
     for j, n in enumerate((1, 2, 3, 5, 8, 12)):
@@ -95,18 +99,21 @@ def test_the_prior_term_against_a_float64_reference(fitted, short_users):
     without = Recommender.__new__(Recommender)
     without.__dict__.update(model.__dict__)
     without._state = dataclasses.replace(model._state, popularity=None)
-    V = np.asarray(model._items.V, dtype=np.float64)
+    fitted_V = np.asarray(rec._items.V, dtype=np.float64)  # the catalogue at fit: the prior's mean and spread
     u = np.asarray(rec._publisher.current.als.user_factors_, dtype=np.float64).mean(axis=0)
-    centred = V - V.mean(axis=0)
-    sigma = np.sqrt(np.mean((centred @ u) ** 2))
+    sigma = np.sqrt(np.mean(((fitted_V - fitted_V.mean(axis=0)) @ u) ** 2))
+    V = np.asarray(model._items.V, dtype=np.float64)
+    centred = V - fitted_V.mean(axis=0)
     prior = model._state.popularity
-    items = list(np.random.default_rng(1).choice(len(V), size=60, replace=False))
+    items = [int(i) for i in np.random.default_rng(1).choice(len(fitted_V), size=60, replace=False)]
+    items += list(model._item_map.rows(NEW_ITEMS, "new"))
     moved = 0
     for user, history in histories.items():
         w = np.interp(np.log(len(history)), np.log(prior.lengths), prior.weights) * model.weights_["behaviour"]
-        expected = w * (centred[items] @ u) / sigma
-        with_prior = model.predict([user] * len(items), items).astype(np.float64)
-        got = with_prior - without.predict([user] * len(items), items).astype(np.float64)
+        expected = w * (centred[items] @ u) / sigma * model._items.warm[items]  # neutral for new items
+        ids = list(model._item_map.to_ids(np.array(items)))
+        with_prior = model.predict([user] * len(items), ids).astype(np.float64)
+        got = with_prior - without.predict([user] * len(items), ids).astype(np.float64)
         scale = np.abs(with_prior).max() + np.abs(expected).max()
         np.testing.assert_allclose(got, expected, atol=64 * np.finfo(np.float32).eps * scale)
         moved += w > 0
@@ -123,6 +130,7 @@ def test_served_scores_predict_and_explain_agree(short_users):
     assert sum(explanation.signals.values()) == pytest.approx(explanation.score, rel=1e-4, abs=1e-4)
     assert explanation.signals["popularity"] > 0
     assert "popularity" in explanation.text
+    assert model.explain(user, NEW_ITEMS[0]).signals["popularity"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_a_short_fitted_user_ranks_as_a_visitor_with_the_same_history(short_users):

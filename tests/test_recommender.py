@@ -134,7 +134,9 @@ def _reference_and_bound(model, user: int):
         n = max(len(model._histories.get(user)), 1)
         weight = w["behaviour"] * np.interp(np.log(n), np.log(prior.lengths), prior.weights)
         scale = weight / np.sqrt(u @ g.cov_V @ u)
-        total += scale * (V @ u - V.mean(axis=0) @ u)
+        term = scale * (V @ u - V.mean(axis=0) @ u)
+        term[items.warm == 0] = 0.0  # neutral for items without interactions
+        total += term
         magnitude += scale * (np.abs(V) @ np.abs(u) + np.abs(V.mean(axis=0)) @ np.abs(u))
     return total, gamma(d_max + 8) * magnitude
 

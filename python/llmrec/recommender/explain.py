@@ -47,11 +47,11 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
     items = snap.items
     signals = scoring.make_signals(weights, g, **vectors)
     parts = {"behaviour": 0.0, "sequence": 0.0, "transition": 0.0, "text": 0.0}
-    if signals.behaviour is not None:  # the popularity prior travels in the behaviour query
-        popularity = 0.0 if signals.popularity is None else signals.popularity[0]
-        parts["behaviour"] = float((signals.behaviour[0] - popularity) @ items.V[item])
-        if signals.popularity is not None:
-            parts["popularity"] = float(signals.popularity[0] @ items.V[item])
+    if signals.behaviour is not None:
+        parts["behaviour"] = float(signals.behaviour[0] @ items.V[item])
+    if signals.popularity is not None:  # the catalogue mean for items without interactions
+        popularity = items.V[item] if items.warm[item] else g.mean_V
+        parts["popularity"] = float(signals.popularity[0].astype(np.float64) @ popularity)
     if signals.sequence is not None:
         parts["sequence"] = float(signals.sequence[0] @ items.Vn[item])
     if signals.transition is not None:
@@ -70,10 +70,7 @@ def explain_score(state: Fitted, weights: dict[str, float], snap: Any, vectors: 
     # Each signal relative to its catalogue mean (in units of its spread, weighted):
     # these terms add up to the score.
     relative = dict(parts)
-    behaviour = signals.behaviour
-    if behaviour is not None and signals.popularity is not None:
-        behaviour = behaviour - signals.popularity
-    for key, signal, mean in (("behaviour", behaviour, g.mean_V),
+    for key, signal, mean in (("behaviour", signals.behaviour, g.mean_V),
                               ("popularity", signals.popularity, g.mean_V),
                               ("sequence", signals.sequence, g.mean_Vn),
                               ("transition", signals.transition, g.mean_Q),

@@ -48,7 +48,8 @@ How it scores:
 * **popularity** (short histories, ``popularity_prior``) — the mean fitted user's ALS
   vector ū against the factors, at a weight that depends on how many items the user
   has liked (up to 8, fading out by 16), fitted on validation users cut to their first
-  items (:mod:`.popularity`). It joins the behaviour query, in units of its weight.
+  items (:mod:`.popularity`), in units of the behaviour weight; neutral for items
+  without interactions.
 
 Items without interactions (added with :meth:`Recommender.add_items`) take part in the
 behaviour, cold and query signals only: the direction of their text-predicted factors is

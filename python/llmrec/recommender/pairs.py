@@ -73,7 +73,8 @@ class PairScores:
             signals = signals.rows(pick)
             candidates = np.broadcast_to(items.reshape(-1), (n,)).reshape(n, 1).astype(np.int64)
             _, scores = scoring.rescore(snap.items, signals, candidates, 1, self._state.geometry.mean_E,
-                                        self._state.settings["num_threads"], self._state.geometry.mean_G)
+                                        self._state.settings["num_threads"], self._state.geometry.mean_G,
+                                        self._state.geometry.mean_V)
         scores = scores[:, 0]
         return float(scores[0]) if one_user and one_item else scores
 

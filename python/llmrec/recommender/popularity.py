@@ -10,10 +10,12 @@ how many items the user has liked, fitted on the validation slice:
     s(u, i) += w(n_u) · w_behaviour · (ū · v_i) / σ(ū)
 
 ū is the mean of the fitted users' ALS factors: its scores ū·v_i follow the items'
-popularity closely (correlation 0.99 with the number of their users on MovieLens),
-and as a query against the ALS factors V it travels with the behaviour signal through
-stage 1 and the re-scorer (popular items are candidates; no item array of its own).
-σ(ū) is its spread over the catalogue, as for every signal (:mod:`.fusion`), and the
+popularity closely (correlation 0.99 with the number of their users on MovieLens).
+As a query against the ALS factors V it needs no item array of its own: stage 1
+searches it with the behaviour query (popular items are candidates), and the re-scorer
+reads it against V, neutral (the catalogue mean) for items without interactions: a new
+item has no users, and its text-predicted factors would lend it a popularity it does
+not have. σ(ū) is its spread over the catalogue, as for every signal (:mod:`.fusion`), and the
 weight is in units of the behaviour weight, so a scenario that halves the personal
 signals halves it too.
 

@@ -50,7 +50,7 @@ def rank(state: Fitted, snap: Snapshot, vectors: dict[str, np.ndarray | None], w
         candidates = np.where(candidates < n_items, candidates, -1)
         candidates = catalogue.drop_removed(candidates, snap.removed)
     ids, top = scoring.rescore(items, signals, candidates, pool, geometry.mean_E, s["num_threads"],
-                               geometry.mean_G)
+                               geometry.mean_G, geometry.mean_V)
     if diversity == 0:
         return ids, top
     return diversify(items, ids, top, k, diversity)

@@ -37,7 +37,8 @@ def exact_top_k(rec: Any, user_ids: Any, k: int = 10, *, scenario: Any = None
             candidates[seen[row][seen[row] < snap.n_items]] = -1
             one = signals.rows(slice(row, row + 1))
             ids, scores = scoring.rescore(snap.items, one, candidates[None, :], k, rec._state.geometry.mean_E,
-                                          rec._state.settings["num_threads"], rec._state.geometry.mean_G)
+                                          rec._state.settings["num_threads"], rec._state.geometry.mean_G,
+                                          rec._state.geometry.mean_V)
             out_ids[row], out_scores[row] = ids[0], scores[0]
     return out_ids, out_scores
 

@@ -265,7 +265,8 @@ class Stage1:
         f = geometry.cov_V.shape[0]
         n = len(signals.offset)
         lists = []
-        behaviour = [v for v in (signals.behaviour, signals.sequence, signals.transition) if v is not None]
+        behaviour = [v for v in (signals.behaviour, signals.sequence, signals.transition, signals.popularity)
+                     if v is not None]
         text = None
         if signals.request is not None and self.request is not None:
             total = signals.request if signals.text is None else signals.request + signals.text
@@ -276,6 +277,8 @@ class Stage1:
             query = np.zeros((n, f + geometry.cov_Q.shape[0]), dtype=np.float32)
             if signals.behaviour is not None:
                 query[:, :f] += signals.behaviour
+            if signals.popularity is not None:
+                query[:, :f] += signals.popularity
             if signals.sequence is not None:
                 query[:, :f] += signals.sequence / geometry.norm_V
             if signals.transition is not None:
@@ -327,7 +330,7 @@ class Signals(NamedTuple):
     towers: np.ndarray | None = None  # against G (item tower vectors)
     cold: np.ndarray | None = None    # against Z (items without interactions; already scaled)
     cold_weight: float = 0.0          # the weight that scaled ``cold`` (its items' shift is w·Z.shift)
-    popularity: np.ndarray | None = None  # the popularity prior's part of ``behaviour`` (for explain)
+    popularity: np.ndarray | None = None  # against V of items with interactions (the popularity prior)
 
     def rows(self, pick: Any) -> Signals:
         """These signals for the request rows ``pick`` (an index or a slice)."""
@@ -349,7 +352,8 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np
     centred on its items: only its weight is applied. ``popularity``: the popularity
     prior's queries against V (:meth:`.popularity.PopularityPrior.queries`, already
     spread-normalised and weighted by history length), in units of the behaviour weight:
-    they join the behaviour query, and are kept apart too for :mod:`.explain`."""
+    stage 1 adds them to the behaviour query; the re-scorer scores them apart, neutral
+    for items without interactions (as the text interest and the towers are)."""
     text_weight: Any = weights["text"]
     if text is not None:
         # Rows with no history (a new user known only by a profile text) have no
@@ -375,7 +379,6 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np
     if popularity is not None and weights["behaviour"] > 0 and (popularity != 0).any():
         p = (popularity * np.float32(weights["behaviour"])).astype(np.float32)
         offset[:] += p.astype(np.float64) @ geometry.mean_V.astype(np.float64)
-        b = p.copy() if b is None else b + p
     s = term(sequence, weights["sequence"], geometry.cov_Vn, geometry.mean_Vn)
     t = term(text, text_weight, geometry.cov_E, geometry.mean_E)
     q = term(query, weights["query"], geometry.cov_E, geometry.mean_E)
@@ -386,10 +389,12 @@ def make_signals(weights: dict[str, float], geometry: Geometry, *, behaviour: np
 
 
 def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
-            mean_E: np.ndarray | None, num_threads: int = 0, mean_G: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+            mean_E: np.ndarray | None, num_threads: int = 0, mean_G: np.ndarray | None = None,
+            mean_V: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blended scores of the candidate ids (n, C; -1 = none) computed exactly, natively, and
-    the best k per row: descending score, ties by smaller id, -1/-inf padding."""
+    the best k per row: descending score, ties by smaller id, -1/-inf padding. The
+    catalogue means ``mean_E``, ``mean_G``, ``mean_V`` stand in for the text interest,
+    towers and popularity terms of items without interactions."""
     matrices: list[np.ndarray] = []
     queries: list[np.ndarray] = []
     applies: list[np.ndarray | None] = []
@@ -432,6 +437,18 @@ def rescore(items: Items, signals: Signals, candidates: np.ndarray, k: int,
         queries.append(towers)
         applies.append(items.warm)
         fallbacks.append((towers.astype(np.float64) @ mean_G).astype(np.float32))
+        row_scales.append(None)
+        row_maps.append(None)
+    if signals.popularity is not None:
+        if mean_V is None:
+            raise ValueError("rescore: the popularity prior needs the catalogue's mean factors (mean_V)")
+        # A new item has no users: its text-predicted factors would give it a popularity
+        # it does not have (the catalogue mean instead, as for the towers).
+        popularity = np.ascontiguousarray(signals.popularity, dtype=np.float32)
+        matrices.append(items.V)
+        queries.append(popularity)
+        applies.append(items.warm)
+        fallbacks.append((popularity.astype(np.float64) @ mean_V).astype(np.float32))
         row_scales.append(None)
         row_maps.append(None)
     n = len(candidates)
