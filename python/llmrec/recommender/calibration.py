@@ -13,9 +13,9 @@ trained without each sampled user's latest interactions):
   base rate is the true one (a probability for a random unseen item, not for a
   balanced sample).
 
-Scores are read exactly as served (text interest and towers neutral for items without
-interactions), so the final model's scores, on the same standardised scale, are
-mapped by the same (a, b).
+Scores are read exactly as served (text interest, towers and the popularity prior
+neutral for items without interactions), so the final model's scores, on the same
+standardised scale, are mapped by the same (a, b).
 
 Short histories carry the popularity prior (:mod:`.popularity`), whose term (up to 24
 spreads) moves their scores far beyond a warm user's: mapped by the warm (a, b), a
@@ -103,7 +103,7 @@ def pair_scores(raw: dict[str, tuple[np.ndarray, np.ndarray]], weights: dict[str
         mean = X @ np.asarray(matrix, dtype=np.float64).mean(axis=0)
         dots = np.einsum("jd,jd->j", X[users], np.asarray(matrix[items], dtype=np.float64))
         term = (dots - mean[users]) / np.where(sigma > 1e-12, sigma, np.inf)[users]
-        if name in ("text", "towers"):  # neutral for items without interactions, as served
+        if name in ("text", "towers", "popularity"):  # neutral for items without interactions, as served
             term[cold[items]] = 0.0
         out += w * term
     return out

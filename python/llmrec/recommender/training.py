@@ -424,7 +424,8 @@ def validation_matrices(raw: dict[str, tuple[np.ndarray, np.ndarray]], hist: lis
     """Spread-normalised signal scores (name → (n, C)) on each validation user's
     candidates — the whole catalogue when small, else the union of each signal's top
     items — with the relevance mask and the held-out counts. Seen items are blocked;
-    items without interactions take no part in the text interest, as when serving."""
+    items without interactions take no part in the text interest, the towers and the
+    popularity prior, as when serving."""
     n = len(hist)
     seen_rows = weighted_rows(hist, n_items, 0.0)
     if n_items <= FULL_RANKING_ITEMS:
@@ -451,7 +452,7 @@ def validation_matrices(raw: dict[str, tuple[np.ndarray, np.ndarray]], hist: lis
                 scores[part] = np.einsum("ucd,ud->uc", matrix[safe[part]], vectors[part])
         mean = (vectors.astype(np.float64) @ matrix.mean(axis=0))[:, None]
         scores = (scores - mean) / np.where(sigma > 1e-12, sigma, 1.0)[:, None]
-        if name in ("text", "towers"):  # neutral for items without interactions, as served
+        if name in ("text", "towers", "popularity"):  # neutral for items without interactions, as served
             scores[cold[safe]] = 0.0
         signals[name] = scores.astype(np.float32)
     if n_items <= FULL_RANKING_ITEMS:
