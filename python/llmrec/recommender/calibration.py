@@ -35,6 +35,7 @@ import numpy as np
 from scipy.special import expit
 
 from llmrec.recommender import scoring
+from llmrec.recommender.popularity import along_lengths
 
 NEGATIVES_PER_USER = 50
 _NEWTON_STEPS = 100
@@ -60,9 +61,8 @@ class Calibration(NamedTuple):
         if not self.short or lengths is None:
             return expit(self.a * s + self.b)
         table = np.asarray(self.short, dtype=np.float64)
-        n = np.log(np.maximum(np.asarray(lengths, dtype=np.float64), 1.0))
-        a = np.interp(n, np.log(table[:, 0]), table[:, 1], right=self.a)
-        b = np.interp(n, np.log(table[:, 0]), table[:, 2], right=self.b)
+        a = along_lengths(lengths, table[:, 0], table[:, 1], beyond=self.a)
+        b = along_lengths(lengths, table[:, 0], table[:, 2], beyond=self.b)
         return expit(a * s + b)
 
     def to_json(self) -> dict[str, Any]:

@@ -625,20 +625,19 @@ class Recommender(PairScores, Estimator):
         ``update`` rewrites them."""
         check_known(users, snap.n_users, self._state.user_map, name)
         vectors = {n: (None if v is None else v[users]) for n, v in snap.users.items()}
-        kernel = self._state.cold_kernel
+        kernel, prior = self._state.cold_kernel, self._state.popularity
+        liked = ([self._state.histories.get(u) for u in users]
+                 if histories or kernel is not None or prior is not None else [])
         taken: list[np.ndarray] = []  # every item each user took, liked or not
         if kernel is not None or (histories and dislikes):
-            taken = [np.union1d(self._state.histories.get(u), self._state.feedback.dislikes(u)[0]) for u in users]
+            taken = [np.union1d(h, self._state.feedback.dislikes(u)[0]) for h, u in zip(liked, users)]
         if kernel is not None:  # from every item taken, at request time (O(landmarks) per user)
             vectors["cold"] = kernel.queries(taken)
-        prior = self._state.popularity
         if prior is not None:  # by the length of each history now (updates included)
-            vectors["popularity"] = prior.queries([len(self._state.histories.get(u)) for u in users])
+            vectors["popularity"] = prior.queries([len(h) for h in liked])
         if not histories:
             return vectors, None
-        if dislikes:
-            return vectors, taken
-        return vectors, [self._state.histories.get(u) for u in users]
+        return vectors, taken if dislikes else liked
 
     def _user_rows(self, users: np.ndarray) -> dict[str, np.ndarray | None]:
         """The users' signal vectors, all taken from one published state."""

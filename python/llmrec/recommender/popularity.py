@@ -55,6 +55,15 @@ MAX_LENGTHS = 64  # a saved table's rows at most (a file's bound; fit writes len
 MAX_WEIGHT = 1e6  # a saved weight at most (the blend's other weights are far below)
 
 
+def along_lengths(lengths: Any, table: Any, values: Any, beyond: float | None = None) -> np.ndarray:
+    """``values`` given at the history lengths ``table`` (ascending, ≥ 1), read at each of
+    ``lengths``: linear in log n, the first value below the table (a length of 0
+    too), the last one (or ``beyond``) above it. float64."""
+    n = np.log(np.maximum(np.asarray(lengths, dtype=np.float64), 1.0))
+    return np.interp(n, np.log(np.asarray(table, dtype=np.float64)), np.asarray(values, dtype=np.float64),
+                     right=beyond)
+
+
 class PopularityPrior(NamedTuple):
     """The fitted prior: ``direction`` (f,) = ū / σ(ū) against the ALS factors, and the
     weight table w(``lengths``) = ``weights`` (float64, lengths ascending)."""
@@ -65,8 +74,7 @@ class PopularityPrior(NamedTuple):
 
     def weight(self, lengths: Any) -> np.ndarray:
         """w(n) for each history length n (float64)."""
-        n = np.maximum(np.asarray(lengths, dtype=np.float64), 1.0)
-        return np.interp(np.log(n), np.log(self.lengths), self.weights)
+        return along_lengths(lengths, self.lengths, self.weights)
 
     def queries(self, lengths: Any) -> np.ndarray:
         """Per-row query vectors against V, w(n)·ū/σ(ū) (float32, (len(lengths), f))."""
@@ -121,5 +129,5 @@ def fit_table(matrices_for: Callable[[int], tuple[dict[str, np.ndarray], np.ndar
     return lengths + [2 * lengths[-1]], weights + [0.0], report
 
 
-__all__ = ["LENGTHS", "MAX_LENGTHS", "MAX_WEIGHT", "MIN_USERS", "PopularityPrior", "fit_table", "mean_user",
-           "prior_for"]
+__all__ = ["LENGTHS", "MAX_LENGTHS", "MAX_WEIGHT", "MIN_USERS", "PopularityPrior", "along_lengths", "fit_table",
+           "mean_user", "prior_for"]
