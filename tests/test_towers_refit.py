@@ -86,8 +86,10 @@ def test_recommender_keeps_serving_towers_that_train_normally():
     from recommender_helpers import WordEncoder, small_data
 
     interactions, items, _ = small_data()
-    spec = {"dim": 8, "layers": 1, "max_history": 10, "num_threads": 1, "patience": 1}
+    spec = {"dim": 16, "layers": 1, "max_history": 10, "num_threads": 1, "patience": 3}
     rec = Recommender(encoder=WordEncoder(), random_state=0, num_threads=1, regularization=10.0,
                       towers=spec).fit(interactions, items=items)
+    served = rec._publisher.current.towers
     assert rec.validation_["towers_refit"] is False
+    assert served.validation_ndcg_ >= COLLAPSE_RATIO * rec.validation_["towers_validation_ndcg"]
     assert rec.validation_["towers_validation_ndcg"] > 0
