@@ -32,10 +32,10 @@ from llmrec._checks import check_int, check_real
 _FIT_OPTIONS = ("epochs", "validation", "validation_items")
 # The serving towers stop early on their own held-out users. Where their held-out ndcg
 # falls below this share of the validation towers' (the ones the blend weight was fitted
-# on), they stopped on an early dip of the curve: MovieLens-100K with id_dropout 0.7 (seed
-# 2) stopped at epoch 3 of 14 with 0.053 against the validation towers' 0.116 at epoch 31,
-# and the blend's towers weight, fitted on the good towers, cost 0.025 ndcg@10. Fits that
-# train normally score 0.9–1.2× (bench/RESULTS.md, "Eighteenth session").
+# on), they stopped on an early dip of the curve, and the weight does not fit them: with
+# early stopping on the single best epoch, MovieLens-100K with id_dropout 0.7 (seed 2)
+# stopped at epoch 3 of 14 (0.053 against 0.116) and cost 0.025 ndcg@10. Fits that train
+# normally score 0.9–1.2× (bench/RESULTS.md, "Eighteenth session").
 COLLAPSE_RATIO = 0.7
 
 log = logging.getLogger("llmrec")
