@@ -25,6 +25,8 @@ import numpy as np
 
 from llmrec._checks import check_int, check_real
 
+log = logging.getLogger(__name__)
+
 # Besides SequenceTowers' parameters, the towers dict may give fit's ``epochs`` (int or
 # "auto", the default: early stopping on the towers' own held-out users),
 # ``validation`` (the share of users whose last items those are) and
@@ -37,8 +39,6 @@ _FIT_OPTIONS = ("epochs", "validation", "validation_items")
 # stopped at epoch 3 of 14 (0.053 against 0.116) and cost 0.025 ndcg@10. Fits that train
 # normally score 0.9–1.2× (bench/RESULTS.md, "Eighteenth session").
 COLLAPSE_RATIO = 0.7
-
-log = logging.getLogger("llmrec")
 # The towers' held-out share here: early stopping on the last item of 10 % of
 # MovieLens' users (fit's default, ~94) picked noisy epochs; 30 % gave ndcg@10 0.2839 /
 # 0.2869 against 0.2821 / 0.2776 (seeds 0 / 1), 50 % 0.2822 (seed 0). bench/RESULTS.md,

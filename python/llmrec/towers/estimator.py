@@ -93,7 +93,8 @@ class SequenceTowers(Estimator):
     batch_size : int
         Users per training step.
     patience : int
-        Epochs without a better validation ndcg before training stops.
+        Epochs without a rise of the mean validation ndcg of the latest 5 epochs
+        before training stops (the best single epoch is what is kept).
     request_rate : float in [0, 1]
         Share of training rows given a pseudo-request (the text of the item they must
         predict), which teaches the tower to follow requests; 0 turns requests off.
