@@ -156,7 +156,7 @@ def quantized_index(g: G) -> None:
     kw: dict[str, Any] = {}
     if codec == "pq4" and g.chance(0.4):
         d = np.shape(vectors)[-1] if np.ndim(vectors) else 1
-        kw["pq_subspaces"] = g.int_(g.choice([m for m in (1, 2, 4, 8, d) if d % m == 0] or [1]), "pq_subspaces")
+        kw["pq_subspaces"] = g.int_(g.choice([m for m in (1, 2, 4, 8, d) if m > 0 and d % m == 0] or [1]), "pq_subspaces")
     if g.chance(0.2):
         kw["train_size"] = g.int_(g.choice([16, 50, 1000]), "train_size")
     keep = g.chance(0.7) if not g.chance(0.05) else "yes"
