@@ -115,7 +115,7 @@ from llmrec.recommender.results import Recommendations
 from llmrec.recommender.rows import TEXT_STORAGES
 from llmrec.recommender.snapshot import Snapshot
 from llmrec.recommender.state import Fitted, Learned, build_state
-from llmrec.recommender.towers_signal import TowersText, check_towers, fit_serving_towers
+from llmrec.recommender.towers_signal import TowersText, check_towers, fit_towers
 from llmrec.recommender.cold_shift import fit_shift
 from llmrec.recommender.training import (fit_als, fit_blend, fit_cold, fit_items, fit_items_prior, fit_transitions,
                                          item_side_rows)
@@ -246,11 +246,7 @@ class Recommender(PairScores, Estimator):
     scenarios_ : dict name -> weights; "home" (recommend), "search" (search with a
         user), "similar" (similar_items). Change with :meth:`set_scenario`.
     validation_ : dict, what the validation measured (ndcg@10 per regularization; per
-        scenario when the interactions have a ``scenario`` column). With towers:
-        ``towers_best_epoch`` and ``towers_validation_ndcg`` of the validation towers,
-        and ``towers_refit``, True where the serving towers' early stop fell below
-        ``towers_signal.COLLAPSE_RATIO`` of that ndcg and they were trained again for
-        the validation towers' epoch count.
+        scenario when the interactions have a ``scenario`` column).
     calibration_ : :class:`.calibration.Calibration` or None, the Platt scaling of
         :meth:`predict_proba` (None when the validation was skipped); ``.short`` holds
         the pairs of short histories under the popularity prior.
@@ -490,12 +486,8 @@ class Recommender(PairScores, Estimator):
         P, Q = fit_transitions(s, regularization, [r[0] for r in item_side], n_items, self.random_state, E)
         towers = None
         if s["towers"] is not None:
-            # A sampled grid's towers saw a smaller catalogue: their held-out ndcg is no reference.
-            reference = (None if sample is not None or "towers_validation_ndcg" not in report else
-                         (report["towers_best_epoch"], report["towers_validation_ndcg"]))
-            towers, report["towers_refit"] = fit_serving_towers(
-                s["towers"], all_histories, n_items, E, reference, show_progress=show_progress,
-                text=self._towers_text(texts) if use_text else None, profile=profile)
+            towers = fit_towers(s["towers"], all_histories, n_items, E, show_progress=show_progress,
+                                text=self._towers_text(texts) if use_text else None, profile=profile)
         with stage(log, "Recommender.fit: item matrices and stage-1 indexes", items=n_items):
             geometry, items_built = fit_items(s, self.random_state, als, E, P, Q, towers,
                                               None if cold is None else cold[0], texts if use_text else None,

@@ -16,7 +16,6 @@ encoder at fit (``text``: a :class:`TowersText`) and the new items' texts at
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,20 +24,11 @@ import numpy as np
 
 from llmrec._checks import check_int, check_real
 
-log = logging.getLogger(__name__)
-
 # Besides SequenceTowers' parameters, the towers dict may give fit's ``epochs`` (int or
 # "auto", the default: early stopping on the towers' own held-out users),
 # ``validation`` (the share of users whose last items those are) and
 # ``validation_items`` (how many of each such user's latest items are held out).
 _FIT_OPTIONS = ("epochs", "validation", "validation_items")
-# The serving towers stop early on their own held-out users. Where their held-out ndcg
-# falls below this share of the validation towers' (the ones the blend weight was fitted
-# on), they stopped on an early dip of the curve, and the weight does not fit them: with
-# early stopping on the single best epoch, MovieLens-100K with id_dropout 0.7 (seed 2)
-# stopped at epoch 3 of 14 (0.053 against 0.116) and cost 0.025 ndcg@10. Fits that train
-# normally score 0.9–1.2× (bench/RESULTS.md, "Eighteenth session").
-COLLAPSE_RATIO = 0.7
 # The towers' held-out share here: early stopping on the last item of 10 % of
 # MovieLens' users (fit's default, ~94) picked noisy epochs; 30 % gave ndcg@10 0.2839 /
 # 0.2869 against 0.2821 / 0.2776 (seeds 0 / 1), 50 % 0.2822 (seed 0). bench/RESULTS.md,
@@ -122,25 +112,6 @@ def fit_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int
     return towers.fit(histories, item_text_vectors=E, encoder=None, **fit)
 
 
-def fit_serving_towers(params: dict[str, Any], histories: list[np.ndarray], n_items: int,
-                       E: np.ndarray | None, reference: tuple[int, float] | None,
-                       **fit_args: Any) -> tuple[Any, bool]:
-    """The serving towers (:func:`fit_towers` on every history) and whether they were
-    refitted. ``reference``: the validation towers' (best epoch, held-out ndcg), or None.
-    Where early stopping left the serving towers below ``COLLAPSE_RATIO`` of the
-    reference's held-out ndcg, they are trained again on everything for the reference's
-    epoch count, without an early stop: what the blend weight was fitted for."""
-    towers = fit_towers(params, histories, n_items, E, **fit_args)
-    if (reference is None or params.get("epochs", "auto") != "auto"
-            or not towers.validation_ndcg_ < COLLAPSE_RATIO * reference[1]):
-        return towers, False
-    log.warning("Recommender.fit: the serving towers stopped at epoch %d with held-out ndcg@10 "
-                "%.4f, below %.1f of the validation towers' %.4f; trained again for %d epochs",
-                towers.best_epoch_, towers.validation_ndcg_, COLLAPSE_RATIO, reference[1], reference[0] + 1)
-    refit = dict(params, validation=0.0, epochs=reference[0] + 1)
-    return fit_towers(refit, histories, n_items, E, **fit_args), True
-
-
 def user_vectors(towers: Any, histories: list[np.ndarray], profile: np.ndarray | None = None
                  ) -> np.ndarray:
     """f_u per history (float32). ``profile`` rows (one per history) are read by towers
@@ -182,5 +153,4 @@ def new_item_vectors(towers: Any, E_new: np.ndarray | None, count: int,
     return grown, np.ascontiguousarray(grown.item_vectors(np.arange(grown.n_items_ - count, grown.n_items_)))
 
 
-__all__ = ["COLLAPSE_RATIO", "TOWERS_VALIDATION", "TowersText", "check_towers", "fit_serving_towers",
-           "fit_towers", "new_item_vectors", "user_vectors"]
+__all__ = ["TOWERS_VALIDATION", "TowersText", "check_towers", "fit_towers", "new_item_vectors", "user_vectors"]

@@ -296,7 +296,6 @@ def fit_blend(s: dict[str, Any], histories: Histories, n_items: int, E: np.ndarr
                       towers.item_vectors())
         report["towers_best_epoch"] = int(towers.best_epoch_)
         report["towers_averaged_epochs"] = int(towers.averaged_epochs_)
-        report["towers_validation_ndcg"] = float(towers.validation_ndcg_)
     best = (-1.0, weights, fallback)
     best_models: tuple[ALS, np.ndarray, np.ndarray, np.ndarray] | None = None
     for regularization in grid:
