@@ -227,6 +227,10 @@ def test_short_histories_have_their_own_calibration(fitted, tmp_path):
     positives = float(np.sum(labels))
     assert abs(p.sum() / positives - 1) < 0.5, p.sum() / positives
     assert warm.sum() / positives > 2 * p.sum() / positives
+    # one user against many items, and one pair: the same pairs (the length read with the scores)
+    one = [i for i, user in enumerate(users) if user == users[0]]
+    np.testing.assert_array_equal(model.predict_proba(users[0], [items[i] for i in one]), p[one])
+    assert model.predict_proba(users[0], items[one[0]]) == p[one[0]]
 
 
 @pytest.mark.parametrize("short", [

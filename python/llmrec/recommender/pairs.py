@@ -56,6 +56,14 @@ class PairScores:
         average over the catalogue); :meth:`predict_proba` maps them to probabilities.
         """
         self._check_fitted()
+        scores, _, one = self._pair_scores(user_ids, item_ids, scenario, lengths=False)
+        return float(scores[0]) if one else scores
+
+    def _pair_scores(self, user_ids: Any, item_ids: Any, scenario: Any, lengths: bool
+                     ) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        """The pairs' blended scores (n,), each pair's user's history length read from
+        the same published state (with ``lengths``; else None), and whether one pair was
+        asked (one user id and one item id)."""
         users_in, one_user = _ids(user_ids, "user_ids")
         items_in, one_item = _ids(item_ids, "item_ids")
         if len(users_in) != len(items_in) and 1 not in (len(users_in), len(items_in)):
@@ -65,8 +73,13 @@ class PairScores:
         weights = self._weights(scenario)
         rows = self._state.user_map.rows(users_in, "user_ids")
         unique, inverse = np.unique(rows, return_inverse=True)
-        gather = lambda snap: self._users_of(snap, unique, "user_ids", False)  # noqa: E731
-        with self._state.publisher.pin(gather) as (snap, (vectors, _)):
+
+        def gather(snap: Snapshot) -> tuple[Any, np.ndarray | None]:
+            got = self._users_of(snap, unique, "user_ids", False)
+            counts = np.array([len(self._state.histories.get(u)) for u in unique]) if lengths else None
+            return got, counts
+
+        with self._state.publisher.pin(gather) as (snap, ((vectors, _), counts)):
             items = self._item_rows(snap, items_in, "item_ids")
             signals = scoring.make_signals(weights, self._state.geometry, **vectors)
             pick = np.broadcast_to(inverse.reshape(-1), (n,)) if len(rows) == n else np.zeros(n, np.int64)
@@ -75,8 +88,7 @@ class PairScores:
             _, scores = scoring.rescore(snap.items, signals, candidates, 1, self._state.geometry.mean_E,
                                         self._state.settings["num_threads"], self._state.geometry.mean_G,
                                         self._state.geometry.mean_V)
-        scores = scores[:, 0]
-        return float(scores[0]) if one_user and one_item else scores
+        return scores[:, 0], None if counts is None else counts[pick], one_user and one_item
 
     def predict_proba(self, user_ids: Any, item_ids: Any) -> Any:
         """P(the user interacts with the item) for each pair: the "home" score of
@@ -91,14 +103,10 @@ class PairScores:
         if calibration is None:
             raise ValueError("this Recommender has no calibration: it is fitted on the validation "
                              "slice, so fit with validation > 0 (and enough users)")
-        scores = self.predict(user_ids, item_ids)
-        lengths = None
-        if calibration.short:  # short histories have their own pairs (the popularity prior)
-            rows = self._state.user_map.rows(_ids(user_ids, "user_ids")[0], "user_ids")
-            counts = np.array([len(self._state.histories.get(r)) for r in rows])
-            lengths = counts.reshape(()) if np.ndim(scores) == 0 else np.broadcast_to(counts, np.shape(scores))
+        # the lengths from the state the scores came from (an update may run meanwhile)
+        scores, lengths, one = self._pair_scores(user_ids, item_ids, None, lengths=bool(calibration.short))
         p = calibration.probability(scores, lengths)
-        return float(p) if np.ndim(scores) == 0 else p.astype(np.float64)
+        return float(p[0]) if one else p.astype(np.float64)
 
     @property
     def index_info_(self) -> str:
