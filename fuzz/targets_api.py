@@ -488,7 +488,7 @@ def recommender(g: G) -> None:
     rec, events = _fitted_recommender(g)
     users, items = _known(events["user_id"]), _known(events["item_id"])
     what = g.choice(["recommend", "recommend_for_history", "search", "similar_items", "update", "add_items",
-                     "explain", "set_scenario", "recommend_query"])
+                     "explain", "set_scenario", "recommend_query", "predict", "predict_proba"])
     g.note(f"Recommender.{what}")
     k = _k(g, len(items))
 
@@ -527,6 +527,20 @@ def recommender(g: G) -> None:
         rec.similar_items([new[0]], k=3)
     elif what == "explain":
         rec.explain(pick(users, "user_id"), pick(items, "item_id"))
+    elif what in ("predict", "predict_proba"):
+        us = [pick(users, "user_id") for _ in range(g.int_between(0, 4))]
+        its = [pick(items, "item_id") for _ in range(g.choice([len(us), 1, g.int_between(0, 4)]))]
+        shape = g.choice(["lists", "one user", "one item", "2-D"])
+        g.note(f"{what}: {shape}")
+        if shape == "one user" and us:
+            us = us[0]
+        elif shape == "one item" and its:
+            its = its[0]
+        elif shape == "2-D":
+            us = np.array(us, dtype=object).reshape(-1, 1)
+        out = getattr(rec, what)(us, its)
+        if not np.all(np.isfinite(out)) or (what == "predict_proba" and not np.all((out >= 0) & (out <= 1))):
+            raise checks.Garbage(f"Recommender.{what} returned {out!r}")
     else:
         rec.set_scenario(g.choice(["home", "x", ""]),
                          {g.choice(["behaviour", "sequence", "text", "query", "bogus"]):
