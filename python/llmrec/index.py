@@ -199,7 +199,11 @@ class ExactIndex(IndexBase):
             Sorted by score descending, ties by smaller id; where fewer than k items
             qualify, the rest is id -1 and score -inf. Removed items never appear. With
             caller ids, which of several items tied at the k-th score is kept follows
-            insertion order.
+            insertion order. A score is the float32 inner product summed in the order of
+            the kernel's layout, which follows how many queries each thread scans: the
+            same query can score differently in its last bits (by at most about d
+            float32 epsilons × Σ|q_i·x_i|, d the dimension) in another batch or at
+            another ``num_threads``.
         """
         matrix, single = as_queries(queries, "queries", self.dim)
         with self._rw.read():  # rows are rewritten only under the write lock
