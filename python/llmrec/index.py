@@ -201,7 +201,7 @@ class ExactIndex(IndexBase):
             caller ids, which of several items tied at the k-th score is kept follows
             insertion order. A score is the float32 inner product summed in the order of
             the kernel's layout, which follows how many queries each thread scans: the
-            same query can score differently in its last bits (by at most about d
+            same query can score differently in its last bits (by at most about 2d
             float32 epsilons × Σ|q_i·x_i|, d the dimension) in another batch or at
             another ``num_threads``.
         """
