@@ -246,7 +246,9 @@ class Recommender(PairScores, Estimator):
     scenarios_ : dict name -> weights; "home" (recommend), "search" (search with a
         user), "similar" (similar_items). Change with :meth:`set_scenario`.
     validation_ : dict, what the validation measured (ndcg@10 per regularization; per
-        scenario when the interactions have a ``scenario`` column).
+        scenario when the interactions have a ``scenario`` column). With towers:
+        ``towers_best_epoch`` and ``towers_averaged_epochs`` of the validation towers
+        (the ones the towers weight is fitted on).
     calibration_ : :class:`.calibration.Calibration` or None, the Platt scaling of
         :meth:`predict_proba` (None when the validation was skipped); ``.short`` holds
         the pairs of short histories under the popularity prior.
